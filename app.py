@@ -1,0 +1,114 @@
+"""The one process: FastAPI with the API routers and pages, and Chainlit mounted at /chat.
+
+`app` is built on first access (PEP 562), so importing this module does no I/O.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse
+
+from backend.errors import AtriumError
+from backend.settings import REPO_ROOT, Settings, get_settings
+
+log = logging.getLogger("atrium")
+
+
+def _auth_secret(settings: Settings) -> str:
+    """CHAINLIT_AUTH_SECRET signs session cookies; generated once per data dir when not provided."""
+    if settings.chainlit_auth_secret:
+        return settings.chainlit_auth_secret
+    path = settings.data_dir / ".chainlit_auth_secret"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(48))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def _error_body(code: str, message: str, extra: dict | None = None) -> dict[str, Any]:
+    return {"error": code, "detail": message, **(extra or {})}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(AtriumError)
+    async def _atrium_error(request: Request, exc: AtriumError) -> JSONResponse:
+        return JSONResponse(_error_body(exc.code, exc.message, exc.extra), status_code=exc.status_code,
+                            headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [
+            f"{'.'.join(str(p) for p in e.get('loc', ()) if p != 'body')}: {e.get('msg')}" for e in exc.errors()
+        ]
+        return JSONResponse(_error_body("invalid_request", "; ".join(problems)), status_code=422)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    from backend.container import build_services, set_services
+    from backend.logs import setup_logging
+
+    settings = settings or get_settings()
+    setup_logging(settings.log_level)
+    # Chainlit reads these at import; they must be set before anything imports it.
+    os.environ.setdefault("CHAINLIT_APP_ROOT", str(REPO_ROOT))
+    os.environ["CHAINLIT_AUTH_SECRET"] = _auth_secret(settings)
+    if settings.chainlit_url:
+        os.environ.setdefault("CHAINLIT_URL", settings.chainlit_url)
+
+    services = build_services(settings)
+    set_services(services)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        log.info("atrium started", extra={"tiers": services.llm.live.live, "tenants": services.registry.ids()})
+        yield
+        services.close()
+
+    app = FastAPI(title="Atrium", version="0.1.0", lifespan=lifespan)
+    app.state.services = services
+    install_error_handlers(app)
+
+    from backend.api import routers
+
+    for router in routers():
+        app.include_router(router)
+
+    @app.get("/", include_in_schema=False)
+    def _root() -> RedirectResponse:
+        return RedirectResponse("/chat")
+
+    _mount_chat(app, settings)
+    return app
+
+
+def _mount_chat(app: FastAPI, settings: Settings) -> None:
+    from chainlit.config import config as chainlit_config
+    from chainlit.utils import mount_chainlit
+
+    origins = list(chainlit_config.project.allow_origins)
+    if settings.public_url:
+        origins.append(settings.public_url.rstrip("/"))
+    # Never every origin, whatever the config file says.
+    chainlit_config.project.allow_origins = [o for o in origins if o != "*"]
+    mount_chainlit(app=app, target=str(Path(REPO_ROOT) / "ui" / "chat.py"), path="/chat")
+
+
+_app: FastAPI | None = None
+
+
+def __getattr__(name: str) -> Any:
+    global _app
+    if name == "app":
+        if _app is None:
+            _app = create_app()
+        return _app
+    raise AttributeError(name)

@@ -1,0 +1,1 @@
+"""Atrium backend: services shared by the chat UI, the REST API and the CLI."""

@@ -1,0 +1,10 @@
+"""FastAPI routers (thin): they parse, call a service, and shape the answer."""
+
+from fastapi import APIRouter
+
+
+def routers() -> list[APIRouter]:
+    """Every router of the app, in one place (and so in the isolation tests' route inventory)."""
+    from backend.api import chat, health, me
+
+    return [health.router, me.router, chat.router]

@@ -1,0 +1,46 @@
+"""POST /api/t/{tenant}/chat: one chat turn, as JSON or as server-sent events."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
+
+from backend.api.deps import ServicesDep, TenantDep
+from backend.chat import ChatRequest, TurnResult
+from backend.errors import AtriumError
+
+router = APIRouter(prefix="/api/t/{tenant}", tags=["chat"])
+
+
+class ChatIn(BaseModel):
+    assistant: str
+    message: str = Field(min_length=1, max_length=20_000)
+    history: list[dict[str, str]] = Field(default_factory=list)
+    stream: bool = False
+
+
+@router.post("/chat")
+async def chat(body: ChatIn, ctx: TenantDep, services: ServicesDep):
+    req = ChatRequest(tenant=ctx.tenant, assistant=body.assistant, message=body.message,
+                      history=body.history, channel="api")
+    if not body.stream:
+        result = await services.chat.run(ctx.principal, req)
+        return result.public()
+
+    services.chat.authorize(ctx.principal, ctx.tenant, body.assistant)  # fail before the stream starts
+
+    async def events() -> AsyncIterator[str]:
+        try:
+            async for item in services.chat.stream(ctx.principal, req):
+                if isinstance(item, TurnResult):
+                    yield f"event: done\ndata: {json.dumps(item.public())}\n\n"
+                else:
+                    yield f"event: token\ndata: {json.dumps({'text': item})}\n\n"
+        except AtriumError as exc:
+            yield f"event: error\ndata: {json.dumps({'error': exc.code, 'detail': exc.message})}\n\n"
+
+    return StreamingResponse(events(), media_type="text/event-stream")

@@ -1,0 +1,26 @@
+"""Liveness and readiness."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from backend.api.deps import ServicesDep
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+def healthz() -> dict:
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+def readyz(services: ServicesDep) -> JSONResponse:
+    parts = services.readiness()
+    failing = {k: v for k, v in parts.items() if v != "ok"}
+    body = {"status": "ok" if not failing else "unavailable", "parts": parts,
+            "models": services.llm.live.live, "models_excluded": services.llm.live.excluded}
+    if failing:
+        body["failing"] = sorted(failing)
+    return JSONResponse(body, status_code=503 if failing else 200)

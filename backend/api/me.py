@@ -1,0 +1,19 @@
+"""GET /api/me: what the caller's credentials map to (the operator's dry run)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from backend.api.deps import PrincipalDep, ServicesDep
+
+router = APIRouter(prefix="/api", tags=["identity"])
+
+
+@router.get("/me")
+def me(principal: PrincipalDep, services: ServicesDep) -> dict:
+    data = principal.public()
+    data["assistants"] = {
+        t: [a.name for a in cfg.assistants]
+        for t in principal.tenants if (cfg := services.registry.get(t)) is not None
+    }
+    return data

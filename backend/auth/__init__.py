@@ -1,0 +1,1 @@
+"""Identity: every request becomes one verified Principal (see principal.py)."""

@@ -1,0 +1,42 @@
+"""Demo accounts from config/demo_users.yaml: the embedded default login, no IdP needed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, Field
+
+from backend.auth.passwords import verify_password
+
+
+class DemoUser(BaseModel):
+    username: str
+    password_hash: str
+    claims: dict[str, Any] = Field(default_factory=dict)
+
+    def full_claims(self) -> dict[str, Any]:
+        return {"sub": self.username, "preferred_username": self.username, **self.claims}
+
+
+class DemoUsers:
+    def __init__(self, users: list[DemoUser]) -> None:
+        self._users = {u.username: u for u in users}
+
+    @classmethod
+    def load(cls, path: Path) -> DemoUsers:
+        if not path.is_file():
+            return cls([])
+        raw = yaml.safe_load(path.read_text()) or {}
+        return cls([DemoUser.model_validate(u) for u in raw.get("users") or []])
+
+    def authenticate(self, username: str, password: str) -> dict[str, Any] | None:
+        """The user's claims when the password is right, else None."""
+        user = self._users.get(username)
+        if user is None or not verify_password(password, user.password_hash):
+            return None
+        return user.full_claims()
+
+    def usernames(self) -> list[str]:
+        return list(self._users)

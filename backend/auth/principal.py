@@ -1,0 +1,55 @@
+"""The verified caller. Everything tenant-scoped takes its tenant from here, never from input."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+MEMBER = "member"
+PROMPT_EDITOR = "prompt_editor"
+TENANT_ADMIN = "tenant_admin"
+PLATFORM_ADMIN = "platform_admin"
+
+AuthMethod = Literal["session", "jwt", "api_key", "cli"]
+
+
+@dataclass(frozen=True)
+class Principal:
+    subject: str
+    name: str
+    # tenant id -> roles in that tenant (always includes "member")
+    tenants: dict[str, frozenset[str]] = field(default_factory=dict)
+    platform_roles: frozenset[str] = frozenset()
+    auth: AuthMethod = "session"
+    # API keys carry scopes; None means "not a key caller" (roles decide).
+    scopes: frozenset[str] | None = None
+    key_id: str | None = None
+    email: str | None = None
+
+    def is_member(self, tenant: str) -> bool:
+        return tenant in self.tenants
+
+    def roles_in(self, tenant: str) -> frozenset[str]:
+        return self.tenants.get(tenant, frozenset())
+
+    def has_role(self, tenant: str, role: str) -> bool:
+        roles = self.roles_in(tenant)
+        # A tenant admin can do what an editor can.
+        if role == PROMPT_EDITOR and TENANT_ADMIN in roles:
+            return True
+        return role in roles
+
+    @property
+    def is_platform_admin(self) -> bool:
+        return PLATFORM_ADMIN in self.platform_roles
+
+    def public(self) -> dict:
+        return {
+            "subject": self.subject,
+            "name": self.name,
+            "email": self.email,
+            "auth": self.auth,
+            "tenants": {t: sorted(r) for t, r in self.tenants.items()},
+            "platform_roles": sorted(self.platform_roles),
+            "scopes": sorted(self.scopes) if self.scopes is not None else None,
+        }

@@ -1,0 +1,141 @@
+"""`atrium` console script: serve, keys, ingest, seed-demo, migrate, hash-password."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+
+from backend.settings import get_settings
+
+
+def _services():
+    from backend.container import build_services
+    from backend.logs import setup_logging
+
+    settings = get_settings()
+    setup_logging("WARNING")
+    return build_services(settings)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    uvicorn.run("app:app", host=args.host, port=args.port, log_level="info", proxy_headers=True,
+                forwarded_allow_ips=args.forwarded_allow_ips)
+    return 0
+
+
+def cmd_migrate(_args: argparse.Namespace) -> int:
+    from backend.db.migrate import upgrade
+
+    settings = get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.sql_url)
+    print("database is at the latest schema")
+    return 0
+
+
+def cmd_keys_create(args: argparse.Namespace) -> int:
+    from backend.auth.api_keys import issue_key, parse_scopes
+
+    services = _services()
+    if services.registry.get(args.tenant) is None:
+        print(f"error: unknown tenant {args.tenant!r}; known: {', '.join(services.registry.ids())}",
+              file=sys.stderr)
+        return 2
+    try:
+        scopes = parse_scopes(args.scopes)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    issued = issue_key(db=services.db, tenant=args.tenant, scopes=scopes, name=args.name, created_by="cli")
+    services.audit.record("key_created", subject="cli", tenant=args.tenant, route="cli:keys create",
+                          detail={"key_id": issued.key.id, "scopes": scopes, "name": args.name})
+    print(f"created key {issued.key.id} for tenant {args.tenant} with scopes {','.join(scopes)}; "
+          "it is shown only once:")
+    print(issued.token)
+    return 0
+
+
+def cmd_keys_revoke(args: argparse.Namespace) -> int:
+    from backend.db.repositories.api_keys import revoke_api_key
+
+    services = _services()
+    with services.db.session() as session:
+        key = revoke_api_key(session=session, tenant=args.tenant, key_id=args.key_id)
+    if key is None:
+        print(f"error: tenant {args.tenant} has no key {args.key_id}", file=sys.stderr)
+        return 2
+    services.audit.record("key_revoked", subject="cli", tenant=args.tenant, route="cli:keys revoke",
+                          detail={"key_id": key.id})
+    print(f"revoked key {key.id}")
+    return 0
+
+
+def cmd_seed_demo(args: argparse.Namespace) -> int:
+    from backend.seed import seed_demo
+
+    services = _services()
+    return seed_demo(services, if_empty=args.if_empty)
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from backend.knowledge.cli import ingest_paths
+
+    services = _services()
+    return ingest_paths(services, tenant=args.tenant, paths=args.paths, kb=args.kb)
+
+
+def cmd_hash_password(_args: argparse.Namespace) -> int:
+    from backend.auth.passwords import hash_password
+
+    print(hash_password(getpass.getpass("password: ")))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="atrium", description="Atrium: a private AI assistant per department.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="serve the app (chat, studio, API)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--forwarded-allow-ips", default="127.0.0.1")
+    serve.set_defaults(func=cmd_serve)
+
+    sub.add_parser("migrate", help="apply database migrations").set_defaults(func=cmd_migrate)
+
+    keys = sub.add_parser("keys", help="tenant API keys").add_subparsers(dest="keys_command", required=True)
+    create = keys.add_parser("create", help="create a key (printed once, alone on the last line)")
+    create.add_argument("--tenant", required=True)
+    create.add_argument("--scopes", required=True, help="comma-separated: chat,retrieval,ingest,"
+                                                        "prompts:read,prompts:write,admin")
+    create.add_argument("--name", default="")
+    create.set_defaults(func=cmd_keys_create)
+    revoke = keys.add_parser("revoke", help="revoke a key")
+    revoke.add_argument("--tenant", required=True)
+    revoke.add_argument("key_id")
+    revoke.set_defaults(func=cmd_keys_revoke)
+
+    ingest = sub.add_parser("ingest", help="add documents to a tenant's knowledge base")
+    ingest.add_argument("--tenant", required=True)
+    ingest.add_argument("--kb", default="default")
+    ingest.add_argument("paths", nargs="+")
+    ingest.set_defaults(func=cmd_ingest)
+
+    seed = sub.add_parser("seed-demo", help="load the demo knowledge bases")
+    seed.add_argument("--if-empty", action="store_true", help="only when the data dir has no documents")
+    seed.set_defaults(func=cmd_seed_demo)
+
+    sub.add_parser("hash-password", help="hash a demo user's password").set_defaults(func=cmd_hash_password)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""Wiring: build every service once (constructor injection) and hand them to app, UI and CLI."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from backend.auth.claims import claims_to_principal
+from backend.auth.demo_users import DemoUsers
+from backend.auth.principal import AuthMethod, Principal
+from backend.chat import ChatService
+from backend.db.engine import Database, make_engine
+from backend.db.migrate import upgrade
+from backend.governance.audit import AuditLog
+from backend.llm.router import ModelsConfig
+from backend.llm.service import LLMService
+from backend.prompts.store import PromptStore
+from backend.settings import Settings
+from backend.tenants import TenantRegistry
+
+log = logging.getLogger("atrium")
+
+
+@dataclass
+class Services:
+    settings: Settings
+    registry: TenantRegistry
+    demo_users: DemoUsers
+    db: Database
+    audit: AuditLog
+    prompts: PromptStore
+    llm: LLMService
+    chat: ChatService
+    # name -> callable raising on failure; /readyz runs them all
+    readiness_checks: dict[str, Callable[[], Any]] = field(default_factory=dict)
+    closers: list[Callable[[], Any]] = field(default_factory=list)
+
+    def principal_from_claims(self, claims: dict, *, auth: AuthMethod = "session") -> Principal:
+        return claims_to_principal(claims, self.registry, auth=auth)
+
+    def readiness(self) -> dict[str, str]:
+        """Part name -> "ok" or the reason it failed."""
+        out: dict[str, str] = {}
+        for name, check in self.readiness_checks.items():
+            try:
+                check()
+                out[name] = "ok"
+            except Exception as exc:  # the point is to name the failing part
+                out[name] = f"{type(exc).__name__}: {exc}"[:300]
+        return out
+
+    def close(self) -> None:
+        for closer in reversed(self.closers):
+            try:
+                closer()
+            except Exception:  # pragma: no cover - best effort at shutdown
+                log.exception("error while closing")
+
+
+def build_services(settings: Settings, *, migrate: bool = True) -> Services:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    registry = TenantRegistry.load(settings.config_dir / "tenants.yaml")
+    demo_users = DemoUsers.load(settings.config_dir / "demo_users.yaml")
+    if migrate:
+        upgrade(settings.sql_url)
+    db = Database(make_engine(settings.sql_url))
+    audit = AuditLog(db=db, denial_threshold=settings.suspicious_denials, window_s=settings.suspicious_window_s)
+    prompts = PromptStore(settings.prompts_dir)
+    llm = LLMService(settings=settings, config=ModelsConfig.load(settings.config_dir / "models.yaml"))
+    chat = ChatService(db=db, registry=registry, prompts=prompts, llm=llm)
+    services = Services(settings=settings, registry=registry, demo_users=demo_users, db=db, audit=audit,
+                        prompts=prompts, llm=llm, chat=chat)
+    services.readiness_checks["database"] = db.ping
+    services.readiness_checks["models"] = lambda: _require_tiers(llm)
+    services.closers.append(db.engine.dispose)
+    return services
+
+
+def _require_tiers(llm: LLMService) -> None:
+    if not llm.tiers():
+        raise RuntimeError("no model tier is live: " + "; ".join(f"{k}: {v}" for k, v in llm.live.excluded.items()))
+
+
+_current: Services | None = None
+
+
+def set_services(services: Services | None) -> None:
+    global _current
+    _current = services
+
+
+def get_services() -> Services:
+    """The services of the running app (the Chainlit handlers live in the same process)."""
+    if _current is None:
+        raise RuntimeError("services are not built yet: create the app with app.create_app()")
+    return _current

@@ -1,0 +1,1 @@
+"""SQL persistence: engine, tables, tenant-scoped repositories, Alembic migrations."""

@@ -1,0 +1,1 @@
+"""Tenant-scoped data access. Every function takes `tenant` explicitly, from a Principal."""

@@ -1,0 +1,35 @@
+"""API key rows. Only the hash of a key's secret is stored."""
+
+from __future__ import annotations
+
+from sqlmodel import Session, col, select
+
+from backend.db.models import ApiKey, utcnow
+
+
+def create_api_key(*, session: Session, key: ApiKey) -> ApiKey:
+    session.add(key)
+    session.commit()
+    session.refresh(key)
+    return key
+
+
+def get_api_key(*, session: Session, key_id: str) -> ApiKey | None:
+    return session.get(ApiKey, key_id)
+
+
+def list_api_keys(*, session: Session, tenant: str) -> list[ApiKey]:
+    stmt = select(ApiKey).where(ApiKey.tenant == tenant).order_by(col(ApiKey.created_at).desc())
+    return list(session.exec(stmt))
+
+
+def revoke_api_key(*, session: Session, tenant: str, key_id: str) -> ApiKey | None:
+    key = session.get(ApiKey, key_id)
+    if key is None or key.tenant != tenant:
+        return None
+    if key.revoked_at is None:
+        key.revoked_at = utcnow()
+        session.add(key)
+        session.commit()
+        session.refresh(key)
+    return key

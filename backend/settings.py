@@ -1,0 +1,87 @@
+"""All configuration from the environment, in one pydantic-settings class. No I/O at import."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    # Storage
+    data_dir: Path = Field(Path("./data"), alias="ATRIUM_DATA_DIR")
+    database_url: str | None = Field(None, alias="DATABASE_URL")
+    redis_url: str | None = Field(None, alias="REDIS_URL")
+    config_dir: Path = Field(REPO_ROOT / "config", alias="ATRIUM_CONFIG_DIR")
+    prompts_dir: Path = Field(REPO_ROOT / "prompts", alias="ATRIUM_PROMPTS_DIR")
+
+    # Identity
+    oidc_issuer: str | None = Field(None, alias="OIDC_ISSUER")
+    oidc_client_id: str | None = Field(None, alias="OIDC_CLIENT_ID")
+    oidc_client_secret: str | None = Field(None, alias="OIDC_CLIENT_SECRET")
+    oidc_api_audience: str | None = Field(None, alias="OIDC_API_AUDIENCE")
+    oidc_scopes: str = Field("openid profile email", alias="OIDC_SCOPES")
+    dev_login: bool | None = Field(None, alias="ATRIUM_DEV_LOGIN")
+    chainlit_auth_secret: str | None = Field(None, alias="CHAINLIT_AUTH_SECRET")
+    chainlit_url: str | None = Field(None, alias="CHAINLIT_URL")
+    # Repeated denials from one subject or IP within the window raise a suspicious_access event.
+    suspicious_denials: int = Field(10, alias="ATRIUM_SUSPICIOUS_DENIALS")
+    suspicious_window_s: int = Field(300, alias="ATRIUM_SUSPICIOUS_WINDOW_S")
+
+    # Knowledge
+    vector_store: Literal["sqlite", "pinecone"] = Field("sqlite", alias="VECTOR_STORE")
+    pinecone_api_key: str | None = Field(None, alias="PINECONE_API_KEY")
+    pinecone_index_host: str | None = Field(None, alias="PINECONE_INDEX_HOST")
+    max_upload_mb: float = Field(20.0, alias="ATRIUM_MAX_UPLOAD_MB")
+    embedding_model: str = Field("local/all-MiniLM-L6-v2", alias="ATRIUM_EMBEDDING_MODEL")
+
+    # Models
+    model_fast: str | None = Field(None, alias="ATRIUM_MODEL_FAST")
+    model_smart: str | None = Field(None, alias="ATRIUM_MODEL_SMART")
+    model_local: str | None = Field(None, alias="ATRIUM_MODEL_LOCAL")
+    llm_threads: int = Field(1, alias="ATRIUM_LLM_THREADS")
+    llm_context: int = Field(2048, alias="ATRIUM_LLM_CONTEXT")
+    local_model_path: Path | None = Field(None, alias="ATRIUM_LOCAL_MODEL_PATH")
+
+    # Integrations
+    dify_base_url: str | None = Field(None, alias="DIFY_BASE_URL")
+
+    # Serving
+    public_url: str | None = Field(None, alias="ATRIUM_PUBLIC_URL")
+    log_level: str = Field("INFO", alias="ATRIUM_LOG_LEVEL")
+
+    @property
+    def sql_url(self) -> str:
+        if self.database_url:
+            return _normalise_db_url(self.database_url)
+        return f"sqlite:///{(self.data_dir / 'atrium.db').resolve()}"
+
+    @property
+    def password_login_enabled(self) -> bool:
+        """Demo password login is the embedded default; with an IdP it needs an explicit opt-in."""
+        if self.oidc_issuer:
+            return bool(self.dev_login)
+        return self.dev_login is not False
+
+    def model_override(self, tier: str) -> str | None:
+        return {"fast": self.model_fast, "smart": self.model_smart, "local": self.model_local}.get(tier)
+
+
+def _normalise_db_url(url: str) -> str:
+    # Operators paste libpq-style URLs; SQLAlchemy needs the driver named.
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

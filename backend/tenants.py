@@ -1,0 +1,110 @@
+"""The tenants registry, loaded from config/tenants.yaml (configuration, not code)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, Field, field_validator
+
+SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+
+
+def is_slug(value: str) -> bool:
+    return bool(SLUG_RE.fullmatch(value))
+
+
+class ClaimRule(BaseModel):
+    """Matches when the claim at a dotted path contains (or equals) one of the values."""
+
+    claim: str = "groups"
+    any_of: list[str] = Field(default_factory=list)
+
+
+class AssistantConfig(BaseModel):
+    name: str
+    title: str
+    description: str = ""
+
+    @field_validator("name")
+    @classmethod
+    def _slug(cls, v: str) -> str:
+        if not is_slug(v):
+            raise ValueError(f"assistant name {v!r} must be a lowercase slug")
+        return v
+
+
+class ModelPolicy(BaseModel):
+    allowed_tiers: list[str] = Field(default_factory=lambda: ["local", "fast", "smart"])
+    default_tier: str = "local"
+    routing: Literal["fixed", "auto"] = "fixed"
+    provider_preference: list[str] = Field(default_factory=list)
+    features: dict[str, object] = Field(default_factory=dict)
+
+
+class Quotas(BaseModel):
+    requests_per_minute: int | None = None
+    user_requests_per_minute: int | None = None
+    tokens_per_day: int | None = None
+    monthly_budget_usd: float | None = None
+
+
+class DifyConfig(BaseModel):
+    app_key_env: str | None = None
+
+
+class TenantConfig(BaseModel):
+    id: str
+    name: str
+    match: ClaimRule
+    roles: dict[str, ClaimRule] = Field(default_factory=dict)
+    assistants: list[AssistantConfig] = Field(default_factory=list)
+    model_policy: ModelPolicy = Field(default_factory=ModelPolicy)
+    quotas: Quotas = Field(default_factory=Quotas)
+    require_approval: bool = False
+    deployment_group: str = "default"
+    dify: DifyConfig = Field(default_factory=DifyConfig)
+
+    @field_validator("id")
+    @classmethod
+    def _slug(cls, v: str) -> str:
+        if not is_slug(v):
+            raise ValueError(f"tenant id {v!r} must be a lowercase slug (a-z, 0-9, -)")
+        return v
+
+    def assistant(self, name: str) -> AssistantConfig | None:
+        return next((a for a in self.assistants if a.name == name), None)
+
+
+class PlatformConfig(BaseModel):
+    platform_admin: ClaimRule = Field(default_factory=lambda: ClaimRule(any_of=["atrium-admins"]))
+
+
+class TenantRegistry:
+    def __init__(self, tenants: list[TenantConfig], platform: PlatformConfig | None = None) -> None:
+        ids = [t.id for t in tenants]
+        if len(ids) != len(set(ids)):
+            raise ValueError("config/tenants.yaml: tenant ids must be unique")
+        self._tenants = {t.id: t for t in tenants}
+        self.platform = platform or PlatformConfig()
+
+    @classmethod
+    def load(cls, path: Path) -> TenantRegistry:
+        if not path.is_file():
+            raise FileNotFoundError(f"tenants config not found at {path}: set ATRIUM_CONFIG_DIR")
+        raw = yaml.safe_load(path.read_text()) or {}
+        return cls(
+            [TenantConfig.model_validate(t) for t in raw.get("tenants", [])],
+            PlatformConfig.model_validate(raw.get("platform") or {}),
+        )
+
+    def get(self, tenant_id: str) -> TenantConfig | None:
+        return self._tenants.get(tenant_id)
+
+    def all(self) -> list[TenantConfig]:
+        return list(self._tenants.values())
+
+    def ids(self) -> list[str]:
+        return list(self._tenants)

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Runs the whole suite; points the PostgreSQL/Redis tests at the local servers when they answer.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+VENV="${VENV:-.venv}"
+
+probe() { "$VENV/bin/python" - "$1" "$2" <<'PY'
+import socket, sys
+try:
+    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=1).close()
+except OSError:
+    sys.exit(1)
+PY
+}
+if [[ -z "${ATRIUM_TEST_POSTGRES_URL:-}" ]] && probe 127.0.0.1 5432; then
+  export ATRIUM_TEST_POSTGRES_URL="postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+fi
+if [[ -z "${ATRIUM_TEST_REDIS_URL:-}" ]] && probe 127.0.0.1 6379; then
+  export ATRIUM_TEST_REDIS_URL="redis://127.0.0.1:6379/15"
+fi
+echo "test: postgres=${ATRIUM_TEST_POSTGRES_URL:-none} redis=${ATRIUM_TEST_REDIS_URL:-none}"
+"$VENV/bin/ruff" check . || exit 1
+exec "$VENV/bin/python" -m pytest -ra "$@"

@@ -1,0 +1,149 @@
+"""Chainlit handlers only: turn UI events into calls to backend services (no SQL, LiteLLM or store here)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import chainlit as cl
+
+from backend.auth.claims import missing_access_hint
+from backend.auth.principal import PROMPT_EDITOR, Principal
+from backend.chat import ChatRequest, TurnResult
+from backend.container import get_services
+from backend.errors import AtriumError, Forbidden
+
+services = get_services()
+
+STAGING = "@staging"
+
+
+def _profile_name(tenant: str, assistant: str, label: str = "production") -> str:
+    return f"{tenant}/{assistant}" + (STAGING if label == "staging" else "")
+
+
+def _parse_profile(name: str | None) -> tuple[str, str, str] | None:
+    if not name or "/" not in name:
+        return None
+    label = "production"
+    if name.endswith(STAGING):
+        name, label = name[: -len(STAGING)], "staging"
+    tenant, _, assistant = name.partition("/")
+    return tenant, assistant, label
+
+
+def _principal_of(user: cl.User | None) -> Principal | None:
+    claims = (user.metadata or {}).get("claims") if user else None
+    if not isinstance(claims, dict):
+        return None
+    # Re-derived from the signed claims on every use, so tenants.yaml changes apply without re-login.
+    return services.principal_from_claims(claims, auth="session")
+
+
+if services.settings.password_login_enabled:
+
+    @cl.password_auth_callback
+    async def password_login(username: str, password: str) -> cl.User | None:
+        # PBKDF2 is deliberately slow; keep it off the event loop.
+        claims = await asyncio.to_thread(services.demo_users.authenticate, username, password)
+        if claims is None:
+            services.audit.record("denied", subject=username, route="/chat/login", status=401,
+                                  reason="bad_password", detail={"method": "password"})
+            return None
+        principal = services.principal_from_claims(claims)
+        services.audit.record("login", subject=principal.subject, route="/chat/login",
+                              detail={"method": "password", "tenants": sorted(principal.tenants)})
+        return cl.User(identifier=principal.subject, display_name=principal.name,
+                       metadata={"claims": claims, "provider": "password"})
+
+
+@cl.set_chat_profiles
+async def chat_profiles(current_user: cl.User | None, language: str | None = None) -> list[cl.ChatProfile]:
+    principal = _principal_of(current_user)
+    if principal is None or not principal.tenants:
+        return []
+    multi = len(principal.tenants) > 1
+    profiles: list[cl.ChatProfile] = []
+    for tenant_id in sorted(principal.tenants):
+        tenant = services.registry.get(tenant_id)
+        if tenant is None:
+            continue
+        for assistant in tenant.assistants:
+            title = f"{tenant.name} · {assistant.title}" if multi else assistant.title
+            profiles.append(cl.ChatProfile(
+                name=_profile_name(tenant.id, assistant.name), display_name=title,
+                markdown_description=f"**{tenant.name}** — {assistant.description}",
+            ))
+            if principal.has_role(tenant.id, PROMPT_EDITOR):
+                profiles.append(cl.ChatProfile(
+                    name=_profile_name(tenant.id, assistant.name, "staging"),
+                    display_name=f"{title} (staging)",
+                    markdown_description=f"**{tenant.name}** — the *staging* prompt of {assistant.title}, "
+                                         "for prompt editors.",
+                ))
+    return profiles
+
+
+@cl.on_chat_start
+async def start() -> None:
+    principal = _principal_of(cl.user_session.get("user"))
+    if principal is None or not principal.tenants:
+        await cl.Message(
+            content="**No access.** Your account is not in any department that uses Atrium yet — "
+            + missing_access_hint(services.registry) + "."
+        ).send()
+        return
+    cl.user_session.set("history", [])
+
+
+@cl.on_message
+async def on_message(message: cl.Message) -> None:
+    principal = _principal_of(cl.user_session.get("user"))
+    if principal is None or not principal.tenants:
+        await cl.Message(content="**No access.** " + missing_access_hint(services.registry) + ".").send()
+        return
+    parsed = _parse_profile(cl.user_session.get("chat_profile"))
+    if parsed is None:
+        await cl.Message(content="Pick an assistant first (the selector at the top).").send()
+        return
+    tenant, assistant, label = parsed
+    if label != "production" and not principal.has_role(tenant, PROMPT_EDITOR):
+        services.audit.record("denied", subject=principal.subject, tenant=tenant, route="chat:profile",
+                              status=403, reason="missing_role", detail={"label": label})
+        await cl.Message(content="Only prompt editors can chat with the staging prompt.").send()
+        return
+
+    history: list[dict[str, str]] = cl.user_session.get("history") or []
+    req = ChatRequest(tenant=tenant, assistant=assistant, message=message.content, history=history,
+                      label=label, channel="ui")
+    reply = cl.Message(content="")
+    try:
+        result: TurnResult | None = None
+        async for item in services.chat.stream(principal, req):
+            if isinstance(item, TurnResult):
+                result = item
+            else:
+                await reply.stream_token(item)
+    except Forbidden as exc:
+        services.audit.record("denied", subject=principal.subject, tenant=tenant, route="chat:message",
+                              status=403, reason=exc.code, detail={"assistant": assistant})
+        await cl.Message(content=f"**Not allowed.** {exc.message}").send()
+        return
+    except AtriumError as exc:
+        await cl.Message(content=f"**Sorry —** {exc.message}").send()
+        return
+    assert result is not None
+    reply.elements = [  # type: ignore[assignment]
+        cl.Text(name=f"[{i}] {c.title}" + (f" p.{c.page}" if c.page else ""),
+                content=(f"**{c.title}**" + (f" — {c.section}" if c.section else "")
+                         + (f", page {c.page}" if c.page else "") + f"\n\n> {c.quote}"),
+                display="side")
+        for i, c in enumerate(result.citations, 1)
+    ]
+    if result.citations:
+        reply.content = (reply.content or result.answer) + "\n\nSources: " + ", ".join(
+            f"[{i}] {c.title}" + (f" p.{c.page}" if c.page else "") for i, c in enumerate(result.citations, 1))
+    for warning in result.warnings:
+        reply.content += f"\n\n_{warning}_"
+    await reply.send()
+    history.extend([{"role": "user", "content": message.content}, {"role": "assistant", "content": result.answer}])
+    cl.user_session.set("history", history[-20:])
