@@ -52,7 +52,9 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(_error_body("invalid_request", "; ".join(problems)), status_code=422)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, mount_chat: bool = True) -> FastAPI:
+    """Build the app. `mount_chat=False` skips Chainlit (its server is a process-wide singleton, so
+    in-process API tests build many apps without it; the chat is tested against a served process)."""
     from backend.container import build_services, set_services
     from backend.logs import setup_logging
 
@@ -86,7 +88,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def _root() -> RedirectResponse:
         return RedirectResponse("/chat")
 
-    _mount_chat(app, settings)
+    if mount_chat:
+        _mount_chat(app, settings)
     return app
 
 

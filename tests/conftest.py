@@ -1,0 +1,211 @@
+"""Shared fixtures: settings override, temp data dir, in-process app, a served app, demo logins."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+REPO = Path(__file__).resolve().parent.parent
+DEMO_PASSWORD = "atrium"
+# Demo users (config/demo_users.yaml): user -> groups claim
+DEMO_USERS = {
+    "alice": ["sales"],
+    "bob": ["sales", "sales-editors"],
+    "carol": ["sales", "sales-admins"],
+    "dave": ["engineering", "engineering-editors"],
+    "erin": ["engineering"],
+    "fiona": ["finance", "finance-admins"],
+    "frank": ["finance", "finance-editors"],
+    "maria": ["sales", "finance"],
+    "root": ["atrium-admins"],
+    "nobody": [],
+}
+
+# Provider keys from the developer's shell must not change which tiers are live in tests.
+_SCRUB = ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "GEMINI_API_KEY", "DATABASE_URL", "REDIS_URL", "OIDC_ISSUER",
+          "ATRIUM_MODEL_FAST", "ATRIUM_MODEL_SMART", "ATRIUM_MODEL_LOCAL", "VECTOR_STORE", "ATRIUM_DEV_LOGIN")
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in _SCRUB:
+        monkeypatch.delenv(name, raising=False)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "data"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def make_settings(data_dir: Path) -> Callable[..., object]:
+    """Settings for a temp data dir; keyword overrides use the env names, e.g. VECTOR_STORE="pinecone"."""
+    from backend.settings import Settings
+
+    def make(**env: object):
+        values = {"ATRIUM_DATA_DIR": str(data_dir), **env}
+        return Settings(**values)  # type: ignore[arg-type]
+
+    return make
+
+
+@pytest.fixture
+def settings(make_settings):
+    return make_settings()
+
+
+@pytest.fixture
+def services(settings):
+    from backend.container import build_services, set_services
+
+    svc = build_services(settings)
+    set_services(svc)
+    yield svc
+    svc.close()
+    set_services(None)
+
+
+@pytest.fixture
+def make_api_client(make_settings):
+    """In-process app without Chainlit (see create_app): make_api_client(**env) -> TestClient."""
+    from fastapi.testclient import TestClient
+
+    from app import create_app
+    from backend.container import set_services
+
+    clients: list[TestClient] = []
+
+    def make(**env: object) -> TestClient:
+        client = TestClient(create_app(make_settings(**env), mount_chat=False))
+        client.__enter__()
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.__exit__(None, None, None)
+    set_services(None)
+
+
+@pytest.fixture
+def api_client(make_api_client):
+    return make_api_client()
+
+
+@pytest.fixture
+def api_services(api_client):
+    return api_client.app.state.services
+
+
+def session_cookie_for(user: str) -> dict[str, str]:
+    """A Chainlit session cookie for a demo user, signed like the app signs it (in-process apps only)."""
+    import yaml
+    from chainlit.auth.jwt import create_jwt
+    from chainlit.user import User
+
+    users = yaml.safe_load((REPO / "config" / "demo_users.yaml").read_text())["users"]
+    entry = next(u for u in users if u["username"] == user)
+    claims = {"sub": user, "preferred_username": user, **entry["claims"]}
+    token = create_jwt(User(identifier=user, display_name=claims.get("name"),
+                            metadata={"claims": claims, "provider": "password"}))
+    return {"access_token": token}
+
+
+@pytest.fixture
+def login_as(api_client, monkeypatch):
+    """login_as("alice") -> cookies for the in-process api_client."""
+    secret = "test-secret-" + "x" * 40
+    monkeypatch.setenv("CHAINLIT_AUTH_SECRET", secret)
+
+    def make(user: str) -> dict[str, str]:
+        return session_cookie_for(user)
+
+    return make
+
+
+# -- a served app (subprocess) ------------------------------------------------------------------------
+
+
+@dataclass
+class LiveServer:
+    url: str
+    data_dir: Path
+    env: dict[str, str]
+    process: subprocess.Popen
+    log_path: Path
+    _cookies: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def login(self, user: str, password: str = DEMO_PASSWORD) -> dict[str, str]:
+        """Log in over HTTP (Chainlit's /chat/login) and return the session cookies."""
+        if user not in self._cookies:
+            r = httpx.post(f"{self.url}/chat/login", data={"username": user, "password": password}, timeout=30)
+            r.raise_for_status()
+            self._cookies[user] = dict(r.cookies)
+        return self._cookies[user]
+
+    def log_tail(self, n: int = 60) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+
+
+def start_server(tmp: Path, extra_env: dict[str, str] | None = None, *, timeout: float = 120) -> LiveServer:
+    port = free_port()
+    data = tmp / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if k not in _SCRUB}
+    env.update({"ATRIUM_DATA_DIR": str(data), "ATRIUM_PUBLIC_URL": f"http://127.0.0.1:{port}",
+                "ATRIUM_LOG_LEVEL": "INFO", "PYTHONUNBUFFERED": "1"})
+    env.update(extra_env or {})
+    log_path = tmp / "server.log"
+    log = log_path.open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "backend.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}:\n{log_path.read_text()[-4000:]}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return LiveServer(url=url, data_dir=data, env=env, process=proc, log_path=log_path)
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    proc.kill()
+    raise RuntimeError(f"server did not start in {timeout}s:\n{log_path.read_text()[-4000:]}")
+
+
+def stop_server(server: LiveServer) -> None:
+    server.process.terminate()
+    try:
+        server.process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+
+
+@pytest.fixture(scope="session")
+def live_server(tmp_path_factory) -> Iterator[LiveServer]:
+    """One served app for the session (SQLite, embedded store, local model)."""
+    server = start_server(tmp_path_factory.mktemp("live"))
+    yield server
+    stop_server(server)
