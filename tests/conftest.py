@@ -209,3 +209,44 @@ def live_server(tmp_path_factory) -> Iterator[LiveServer]:
     server = start_server(tmp_path_factory.mktemp("live"))
     yield server
     stop_server(server)
+
+
+# -- PostgreSQL and Redis (the machine's servers; scripts/test.sh exports their URLs when they answer) ----
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+    admin_url = os.environ.get("ATRIUM_TEST_POSTGRES_URL")
+    if not admin_url:
+        pytest.skip("PostgreSQL not available: set ATRIUM_TEST_POSTGRES_URL (make test does when 127.0.0.1:5432 answers)")
+    import uuid
+
+    import sqlalchemy as sa
+
+    name = f"atrium_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    base = admin_url.rsplit("/", 1)[0]
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """The test Redis database, flushed before and after."""
+    url = os.environ.get("ATRIUM_TEST_REDIS_URL")
+    if not url:
+        pytest.skip("Redis not available: set ATRIUM_TEST_REDIS_URL (make test does when 127.0.0.1:6379 answers)")
+    import redis
+
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    yield url
+    client.flushdb()
+    client.close()

@@ -1,0 +1,94 @@
+"""A real client drives the served app: HTTP login, Chainlit socket.io, a streamed local-model answer."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from tests.chainlit_client import ChainlitSession
+
+pytestmark = pytest.mark.slow
+
+
+def _turns(server) -> list[dict]:
+    engine = sa.create_engine(f"sqlite:///{server.data_dir / 'atrium.db'}")
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(sa.text("select * from chat_turn order by id")).mappings().all()
+            return [dict(r) for r in rows]
+    finally:
+        engine.dispose()
+
+
+def _audit(server, kind: str) -> list[dict]:
+    engine = sa.create_engine(f"sqlite:///{server.data_dir / 'atrium.db'}")
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(sa.text("select * from audit_event where kind = :k order by id"), {"k": kind})
+            return [dict(r) for r in rows.mappings().all()]
+    finally:
+        engine.dispose()
+
+
+def test_served_app_pages(live_server):
+    assert httpx.get(f"{live_server.url}/healthz").status_code == 200
+    assert httpx.get(f"{live_server.url}/readyz").status_code == 200
+    r = httpx.get(f"{live_server.url}/", follow_redirects=True)
+    assert r.status_code == 200 and r.url.path.startswith("/chat")
+    config = httpx.get(f"{live_server.url}/chat/auth/config").json()
+    assert config["passwordAuth"] is True and config["requireLogin"] is True
+
+
+def test_wrong_password_is_refused_and_audited(live_server):
+    r = httpx.post(f"{live_server.url}/chat/login", data={"username": "alice", "password": "nope"})
+    assert r.status_code == 401
+    assert any(e["subject"] == "alice" and e["reason"] == "bad_password" for e in _audit(live_server, "denied"))
+
+
+async def test_member_gets_a_streamed_answer_from_the_local_model(live_server):
+    cookies = live_server.login("alice")
+    profiles = httpx.get(f"{live_server.url}/chat/project/settings", cookies=cookies,
+                         params={"language": "en-US"}).json()["chatProfiles"]
+    assert {p["name"] for p in profiles} == {"sales/sales-assistant", "sales/deal-desk"}
+
+    before = len(_turns(live_server))
+    async with ChainlitSession(live_server.url, cookies, chat_profile="sales/sales-assistant") as chat:
+        reply = await chat.ask("Hello! In one sentence, what can you help me with?")
+    assert len(reply.tokens) > 1, "the answer must arrive as a stream of tokens"
+    assert "".join(reply.tokens).strip(), reply
+    assert reply.text.strip()
+
+    turns = _turns(live_server)[before:]
+    assert len(turns) == 1
+    turn = turns[0]
+    assert (turn["tenant"], turn["subject"], turn["assistant"]) == ("sales", "alice", "sales-assistant")
+    assert turn["prompt_version"] == 1 and turn["model"] == "local/smollm2"
+    assert turn["outcome"] == "ok" and turn["completion_tokens"] > 0 and turn["cost_usd"] == 0
+
+
+async def test_other_tenant_cannot_see_or_forge_the_profile(live_server):
+    cookies = live_server.login("erin")  # engineering only
+    profiles = httpx.get(f"{live_server.url}/chat/project/settings", cookies=cookies,
+                         params={"language": "en-US"}).json()["chatProfiles"]
+    names = {p["name"] for p in profiles}
+    assert names == {"engineering/eng-assistant"}
+
+    before = len(_turns(live_server))
+    denied_before = len(_audit(live_server, "denied"))
+    # Forge the socket payload: ask for the sales assistant anyway.
+    async with ChainlitSession(live_server.url, cookies, chat_profile="sales/sales-assistant") as chat:
+        reply = await chat.ask("What are the sales discount rules?")
+    assert reply.tokens == []
+    assert "not a member" in reply.text.lower() or "not allowed" in reply.text.lower()
+    assert _turns(live_server)[before:] == [], "a refused profile never reaches the pipeline"
+    denials = _audit(live_server, "denied")[denied_before:]
+    assert any(d["subject"] == "erin" and d["tenant"] == "sales" for d in denials)
+
+
+async def test_user_without_tenant_gets_a_clear_no_access_message(live_server):
+    cookies = live_server.login("nobody")
+    async with ChainlitSession(live_server.url, cookies) as chat:
+        reply = await chat.ask("hello")
+    assert "no access" in reply.text.lower() and "administrator" in reply.text.lower()
+    assert reply.tokens == []
