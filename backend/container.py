@@ -9,6 +9,7 @@ from typing import Any
 
 from backend.auth.claims import claims_to_principal
 from backend.auth.demo_users import DemoUsers
+from backend.auth.jwt_verifier import JwtVerifier, build_jwt_verifier
 from backend.auth.principal import AuthMethod, Principal
 from backend.chat import ChatService
 from backend.db.engine import Database, make_engine
@@ -33,6 +34,8 @@ class Services:
     prompts: PromptStore
     llm: LLMService
     chat: ChatService
+    # Bearer JWT verification (None when OIDC_ISSUER / OIDC_API_AUDIENCE are not set).
+    jwt_verifier: JwtVerifier | None = None
     # name -> callable raising on failure; /readyz runs them all
     readiness_checks: dict[str, Callable[[], Any]] = field(default_factory=dict)
     closers: list[Callable[[], Any]] = field(default_factory=list)
@@ -72,6 +75,7 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
     chat = ChatService(db=db, registry=registry, prompts=prompts, llm=llm)
     services = Services(settings=settings, registry=registry, demo_users=demo_users, db=db, audit=audit,
                         prompts=prompts, llm=llm, chat=chat)
+    services.jwt_verifier = build_jwt_verifier(settings)
     services.readiness_checks["database"] = db.ping
     services.readiness_checks["models"] = lambda: _require_tiers(llm)
     services.closers.append(db.engine.dispose)

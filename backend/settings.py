@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     oidc_api_audience: str | None = Field(None, alias="OIDC_API_AUDIENCE")
     oidc_scopes: str = Field("openid profile email", alias="OIDC_SCOPES")
     dev_login: bool | None = Field(None, alias="ATRIUM_DEV_LOGIN")
+    # Bearer JWTs: clock leeway for exp/nbf (at most 60 s); how often an unknown `kid` may refetch the JWKS.
+    oidc_leeway_s: int = Field(30, alias="OIDC_LEEWAY_S", ge=0, le=60)
+    oidc_jwks_min_refresh_s: float = Field(10.0, alias="OIDC_JWKS_MIN_REFRESH_S", ge=0)
     chainlit_auth_secret: str | None = Field(None, alias="CHAINLIT_AUTH_SECRET")
     chainlit_url: str | None = Field(None, alias="CHAINLIT_URL")
     # Repeated denials from one subject or IP within the window raise a suspicious_access event.

@@ -1,13 +1,23 @@
-"""Request dependencies as Annotated aliases: services, the verified principal, the tenant guard."""
+"""Request dependencies as Annotated aliases: services, the verified principal, the tenant guard, RBAC.
+
+The one place a request becomes a Principal (session cookie, bearer JWT from the IdP, or tenant API
+key) and the one place the URL tenant, the X-Tenant-ID header and the credentials are made to agree.
+Every refusal here is a 401/403 with a reason code and an audit event.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 from fastapi import Depends, Path, Request
 
+from backend.auth.api_keys import PREFIX as API_KEY_PREFIX
+from backend.auth.api_keys import InvalidApiKey, verify_key
+from backend.auth.jwt_verifier import TokenRejected
 from backend.auth.principal import Principal
+from backend.auth.rbac import REQUIRED_ROLE, Permission, permissions_of, roles_for_scopes
 from backend.container import Services
 from backend.errors import Forbidden, NotAuthenticated
 
@@ -21,6 +31,20 @@ ServicesDep = Annotated[Services, Depends(get_services_dep)]
 
 def client_ip(request: Request) -> str | None:
     return request.client.host if request.client else None
+
+
+def deny(request: Request, services: Services, status: int, message: str, *, code: str,
+         subject: str | None = None, tenant: str | None = None, detail: dict | None = None) -> NoReturn:
+    """Audit the refusal, then raise it (app.py turns it into `{"error": code, "detail": message}`)."""
+    services.audit.record("denied", subject=subject, tenant=tenant, route=request.url.path,
+                          ip=client_ip(request), status=status, reason=code,
+                          detail={"message": message, "method": request.method, **(detail or {})})
+    headers = {"WWW-Authenticate": f'Bearer error="invalid_token", error_description="{code}"'} \
+        if status == 401 else None
+    raise (NotAuthenticated if status == 401 else Forbidden)(message, code=code, headers=headers)
+
+
+_deny = deny  # older name, kept for callers written against the skeleton
 
 
 def _session_claims(request: Request) -> dict | None:
@@ -39,23 +63,69 @@ def _session_claims(request: Request) -> dict | None:
     return claims if isinstance(claims, dict) else None
 
 
+def _url_tenant(request: Request) -> str | None:
+    return request.path_params.get("tenant")
+
+
+def _key_principal(request: Request, services: Services, token: str) -> Principal:
+    try:
+        key = verify_key(db=services.db, token=token)
+    except InvalidApiKey as exc:
+        messages = {"malformed_api_key": "the API key is malformed (expected atr_<id>_<secret>)",
+                    "unknown_api_key": "the API key is not valid",
+                    "revoked_api_key": "the API key has been revoked"}
+        key_id = token[len(API_KEY_PREFIX):].partition("_")[0][:32]
+        deny(request, services, 401, messages.get(exc.reason, "the API key is not valid"), code=exc.reason,
+             subject=f"key:{key_id}" if exc.reason == "revoked_api_key" else None,
+             tenant=_url_tenant(request),
+             detail={"key_id": key_id})
+    scopes = frozenset(key.scopes)
+    return Principal(subject=f"key:{key.id}", name=key.name or f"API key {key.id}",
+                     tenants={key.tenant: roles_for_scopes(scopes)}, auth="api_key", scopes=scopes,
+                     key_id=key.id)
+
+
+def _jwt_principal(request: Request, services: Services, token: str) -> Principal:
+    verifier = services.jwt_verifier
+    if verifier is None:
+        deny(request, services, 401, "bearer JWTs are not accepted here: OIDC_ISSUER and OIDC_API_AUDIENCE "
+             "are not configured; use an API key (atr_...) instead", code="jwt_not_configured",
+             tenant=_url_tenant(request))
+    try:
+        claims = verifier.verify(token)
+    except TokenRejected as exc:
+        deny(request, services, 401, exc.message, code=exc.reason, tenant=_url_tenant(request),
+             detail={"claimed_subject": exc.claimed_subject} if exc.claimed_subject else None)
+    try:
+        return services.principal_from_claims(claims, auth="jwt")
+    except ValueError as exc:
+        deny(request, services, 401, f"the token cannot be mapped to a user: {exc}", code="malformed_token",
+             tenant=_url_tenant(request))
+
+
 def get_principal(request: Request, services: ServicesDep) -> Principal:
+    """Authorization header (API key or IdP JWT) if present — never silently ignored — else the session."""
+    header = request.headers.get("authorization")
+    if header is not None:
+        scheme, _, token = header.strip().partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            deny(request, services, 401, "the Authorization header must be `Bearer <token>`",
+                 code="malformed_authorization", tenant=_url_tenant(request))
+        if token.startswith(API_KEY_PREFIX):
+            return _key_principal(request, services, token)
+        return _jwt_principal(request, services, token)
     claims = _session_claims(request)
     if claims is None:
-        _deny(request, services, 401, "not authenticated: log in at /chat or send a bearer token",
-              code="not_authenticated")
-    return services.principal_from_claims(claims, auth="session")
+        deny(request, services, 401, "not authenticated: log in at /chat, or send `Authorization: Bearer` "
+             "with an IdP access token or an API key", code="not_authenticated", tenant=_url_tenant(request))
+    try:
+        return services.principal_from_claims(claims, auth="session")
+    except ValueError as exc:
+        deny(request, services, 401, f"the session cannot be mapped to a user: {exc}", code="bad_session")
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
-
-
-def _deny(request: Request, services: Services, status: int, reason: str, *, code: str,
-          subject: str | None = None, tenant: str | None = None) -> None:
-    services.audit.record("denied", subject=subject, tenant=tenant, route=request.url.path,
-                          ip=client_ip(request), status=status, reason=code,
-                          detail={"message": reason, "method": request.method})
-    raise (NotAuthenticated if status == 401 else Forbidden)(reason, code=code)
 
 
 @dataclass(frozen=True)
@@ -71,13 +141,61 @@ def get_tenant_context(
     tenant: Annotated[str, Path(description="tenant id")],
 ) -> TenantContext:
     header = request.headers.get("x-tenant-id")
+    who = principal.subject
+    if header is None and principal.auth == "jwt":
+        deny(request, services, 403, f"send the header `X-Tenant-ID: {tenant}` with a bearer JWT (it must "
+             "equal the tenant in the URL)", code="missing_tenant_header", subject=who, tenant=tenant)
     if header is not None and header != tenant:
-        _deny(request, services, 403, f"X-Tenant-ID {header!r} does not match the URL tenant {tenant!r}",
-              code="tenant_header_mismatch", subject=principal.subject, tenant=tenant)
+        deny(request, services, 403, f"X-Tenant-ID {header!r} does not match the URL tenant {tenant!r}",
+             code="tenant_header_mismatch", subject=who, tenant=tenant,
+             detail={"header_tenant": header[:100]})
     if not principal.is_member(tenant):
-        _deny(request, services, 403, f"you are not a member of tenant {tenant!r}",
-              code="tenant_mismatch", subject=principal.subject, tenant=tenant)
+        if principal.auth == "api_key":
+            message = f"this API key belongs to another tenant, not {tenant!r}"
+        else:
+            message = f"you are not a member of tenant {tenant!r}"
+        deny(request, services, 403, message, code="tenant_mismatch", subject=who, tenant=tenant,
+             detail={"member_of": sorted(principal.tenants)})
     return TenantContext(principal=principal, tenant=tenant)
 
 
 TenantDep = Annotated[TenantContext, Depends(get_tenant_context)]
+
+
+def require(permission: Permission) -> Callable[..., TenantContext]:
+    """A dependency: the tenant guard plus `permission` (a role for people, a scope for API keys)."""
+
+    def check(request: Request, services: ServicesDep, ctx: TenantDep) -> TenantContext:
+        if permission in permissions_of(ctx.principal, ctx.tenant):
+            return ctx
+        if ctx.principal.scopes is not None:
+            deny(request, services, 403, f"this API key lacks the scope {permission!r}", code="missing_scope",
+                 subject=ctx.principal.subject, tenant=ctx.tenant,
+                 detail={"required": permission, "scopes": sorted(ctx.principal.scopes)})
+        role = REQUIRED_ROLE[permission]
+        deny(request, services, 403, f"this needs the {role} role in tenant {ctx.tenant!r} ({permission}); "
+             "ask your administrator", code="missing_role", subject=ctx.principal.subject, tenant=ctx.tenant,
+             detail={"required": permission, "role": role,
+                     "roles": sorted(ctx.principal.roles_in(ctx.tenant))})
+
+    check.__name__ = f"require_{permission.replace(':', '_')}"
+    return check
+
+
+ChatAccess = Annotated[TenantContext, Depends(require("chat"))]
+RetrievalAccess = Annotated[TenantContext, Depends(require("retrieval"))]
+IngestAccess = Annotated[TenantContext, Depends(require("ingest"))]
+PromptsRead = Annotated[TenantContext, Depends(require("prompts:read"))]
+PromptsWrite = Annotated[TenantContext, Depends(require("prompts:write"))]
+TenantAdmin = Annotated[TenantContext, Depends(require("admin"))]
+
+
+def get_platform_admin(request: Request, services: ServicesDep, principal: PrincipalDep) -> Principal:
+    """Platform operators (people only, never API keys), for the explicit /api/admin routes."""
+    if not principal.is_platform_admin or principal.scopes is not None:
+        deny(request, services, 403, "this needs the platform_admin role", code="missing_role",
+             subject=principal.subject, detail={"required": "platform_admin"})
+    return principal
+
+
+PlatformAdmin = Annotated[Principal, Depends(get_platform_admin)]
