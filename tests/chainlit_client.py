@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -34,6 +35,7 @@ class ChainlitSession:
         self.sio = socketio.AsyncClient(reconnection=False)
         self.session_id = str(uuid.uuid4())
         self.events: list[tuple[str, dict]] = []
+        self.first_token_at: float | None = None  # perf_counter() of the first token of the last ask()
         self._task_end = asyncio.Event()
         self._started = asyncio.Event()
         for name in ("new_message", "update_message", "stream_start", "stream_token", "element",
@@ -43,6 +45,8 @@ class ChainlitSession:
     def _recorder(self, name: str):
         async def handler(data=None, *args):
             self.events.append((name, data or {}))
+            if name == "stream_token" and self.first_token_at is None:
+                self.first_token_at = time.perf_counter()
             if name == "task_end":
                 self._task_end.set()
         return handler
@@ -65,6 +69,7 @@ class ChainlitSession:
 
     async def ask(self, text: str) -> Reply:
         start = len(self.events)
+        self.first_token_at = None
         self._task_end.clear()
         message = {
             "id": str(uuid.uuid4()), "threadId": "", "name": "user", "type": "user_message",
