@@ -21,8 +21,12 @@ def _services():
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    uvicorn.run("app:app", host=args.host, port=args.port, log_level="info", proxy_headers=True,
-                forwarded_allow_ips=args.forwarded_allow_ips)
+    from backend.logs import setup_logging
+
+    setup_logging(get_settings().log_level)
+    # log_config=None: uvicorn's own loggers go through our JSON-lines handler too.
+    uvicorn.run("app:app", host=args.host, port=args.port, log_level="info", log_config=None,
+                proxy_headers=True, forwarded_allow_ips=args.forwarded_allow_ips)
     return 0
 
 

@@ -1,0 +1,49 @@
+"""The `atrium` console script, run as a real subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import sqlalchemy as sa
+
+from tests.conftest import REPO
+
+
+def _atrium(data_dir, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "ATRIUM_DATA_DIR": str(data_dir)}
+    return subprocess.run([sys.executable, "-m", "backend.cli", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_keys_create_prints_the_key_alone_on_the_last_line_and_stores_only_a_hash(data_dir, make_settings):
+    out = _atrium(data_dir, "keys", "create", "--tenant", "sales", "--scopes", "chat,retrieval")
+    assert out.returncode == 0, out.stderr
+    token = out.stdout.strip().splitlines()[-1]
+    assert token.startswith("atr_") and " " not in token
+
+    from backend.auth.api_keys import verify_key
+    from backend.db.engine import Database, make_engine
+
+    db = Database(make_engine(make_settings().sql_url))
+    key = verify_key(db=db, token=token)
+    assert key.tenant == "sales" and key.scopes == ["chat", "retrieval"]
+    with db.engine.connect() as conn:
+        dump = " ".join(str(v) for row in conn.execute(sa.text("select * from api_key")) for v in row)
+    secret = token.split("_", 2)[2]
+    assert secret not in dump and key.key_hash in dump
+    db.engine.dispose()
+
+
+def test_keys_create_rejects_unknown_tenant_and_scope(data_dir):
+    bad_tenant = _atrium(data_dir, "keys", "create", "--tenant", "marketing", "--scopes", "chat")
+    assert bad_tenant.returncode == 2 and "unknown tenant 'marketing'" in bad_tenant.stderr
+    bad_scope = _atrium(data_dir, "keys", "create", "--tenant", "sales", "--scopes", "chat,root")
+    assert bad_scope.returncode == 2 and "unknown scope(s) root" in bad_scope.stderr
+
+
+def test_migrate_command(data_dir):
+    out = _atrium(data_dir, "migrate")
+    assert out.returncode == 0 and "latest schema" in out.stdout
+    assert (data_dir / "atrium.db").is_file()
