@@ -1,0 +1,68 @@
+"""Audit log and tenant overview: platform admins across tenants (explicit, itself audited), and each
+tenant admin for their own tenant."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel
+
+from backend.api.deps import PlatformAdmin, ServicesDep, TenantAdmin, client_ip
+from backend.db.models import AuditEvent
+from backend.db.repositories.audit import list_events
+
+router = APIRouter(tags=["admin"])
+
+
+class AuditEventPublic(BaseModel):
+    id: int
+    created_at: datetime
+    kind: str
+    subject: str | None
+    tenant: str | None
+    route: str | None
+    ip: str | None
+    status: int | None
+    reason: str | None
+    detail: dict
+
+    @classmethod
+    def of(cls, event: AuditEvent) -> AuditEventPublic:
+        return cls.model_validate(event, from_attributes=True)
+
+
+Limit = Annotated[int, Query(ge=1, le=1000)]
+
+
+@router.get("/api/admin/audit")
+def platform_audit(principal: PlatformAdmin, services: ServicesDep, request: Request,
+                   tenant: str | None = None, kind: str | None = None,
+                   limit: Limit = 100) -> list[AuditEventPublic]:
+    # A cross-tenant read is itself an audit event, so operators are accountable too.
+    services.audit.record("admin_access", subject=principal.subject, tenant=tenant, route=request.url.path,
+                          ip=client_ip(request), status=200, detail={"kind": kind, "limit": limit})
+    with services.db.session() as session:
+        events = list_events(session=session, tenant=tenant, kind=kind, limit=limit)
+    return [AuditEventPublic.of(e) for e in events]
+
+
+@router.get("/api/admin/tenants")
+def platform_tenants(principal: PlatformAdmin, services: ServicesDep, request: Request) -> list[dict]:
+    services.audit.record("admin_access", subject=principal.subject, route=request.url.path,
+                          ip=client_ip(request), status=200)
+    return [
+        {"id": t.id, "name": t.name, "assistants": [a.name for a in t.assistants],
+         "match": t.match.model_dump(), "roles": {r: rule.model_dump() for r, rule in t.roles.items()},
+         "deployment_group": t.deployment_group}
+        for t in services.registry.all()
+    ]
+
+
+@router.get("/api/t/{tenant}/audit")
+def tenant_audit(ctx: TenantAdmin, services: ServicesDep, kind: str | None = None,
+                 limit: Limit = 100) -> list[AuditEventPublic]:
+    with services.db.session() as session:
+        events = list_events(session=session, tenant=ctx.tenant, kind=kind, limit=limit)
+    return [AuditEventPublic.of(e) for e in events]

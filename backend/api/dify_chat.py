@@ -1,0 +1,94 @@
+"""POST /api/t/{tenant}/dify/chat-messages: the tenant's Dify app, behind Atrium's tenant guard.
+
+Forwards to Dify's service API (`POST {DIFY_BASE_URL}/v1/chat-messages`) with the tenant's app key,
+read from the environment variable tenants.yaml names (`dify.app_key_env`). Streaming answers pass
+through byte for byte; blocking answers come back as Dify's JSON. The `user` Dify sees is always the
+authenticated subject, so one user can never read another's Dify conversations.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Literal
+
+import httpx
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.background import BackgroundTask
+
+from backend.api.deps import ChatAccess, ServicesDep
+from backend.errors import Unavailable, UpstreamError
+
+router = APIRouter(prefix="/api/t/{tenant}/dify", tags=["dify"])
+
+_TIMEOUT = httpx.Timeout(10.0, read=300.0)  # an agent app may think for minutes between events
+# Response headers worth passing on; hop-by-hop and length headers are the proxy's own business.
+_PASS_HEADERS = ("content-type", "cache-control", "x-request-id")
+
+
+class DifyChatIn(BaseModel):
+    """Dify's chat-messages body. Unknown fields (files, auto_generate_name, ...) are passed on as-is."""
+
+    model_config = ConfigDict(extra="allow")
+
+    query: str = Field(min_length=1, max_length=20_000)
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    response_mode: Literal["blocking", "streaming"] = "blocking"
+    conversation_id: str | None = None
+    user: str | None = Field(None, description="ignored: Atrium sends the authenticated subject")
+
+
+def _upstream(services, tenant: str) -> tuple[str, str]:
+    base = services.settings.dify_base_url
+    cfg = services.registry.get(tenant)
+    env_name = cfg.dify.app_key_env if cfg is not None else None
+    if not base:
+        raise Unavailable("the Dify integration is not configured: set DIFY_BASE_URL",
+                          code="dify_not_configured")
+    if not env_name or not os.environ.get(env_name):
+        raise Unavailable(f"tenant {tenant!r} has no Dify app: set the environment variable "
+                          f"{env_name or '(dify.app_key_env in tenants.yaml)'} to its app key",
+                          code="dify_not_configured")
+    return base.rstrip("/") + "/v1/chat-messages", os.environ[env_name]
+
+
+def _headers(response: httpx.Response) -> dict[str, str]:
+    return {k: v for k, v in response.headers.items() if k.lower() in _PASS_HEADERS}
+
+
+@router.post("/chat-messages")
+async def dify_chat_messages(body: DifyChatIn, ctx: ChatAccess, services: ServicesDep):
+    url, app_key = _upstream(services, ctx.tenant)
+    payload = body.model_dump(exclude_none=True)
+    payload["user"] = ctx.principal.subject  # never the client's value
+    client = httpx.AsyncClient(timeout=_TIMEOUT)
+    request = client.build_request("POST", url, json=payload, headers={"Authorization": f"Bearer {app_key}"})
+    try:
+        upstream = await client.send(request, stream=True)
+    except httpx.HTTPError as exc:
+        await client.aclose()
+        raise UpstreamError(f"Dify is not reachable at {url}: {type(exc).__name__}",
+                            code="dify_unreachable") from exc
+
+    async def close() -> None:
+        await upstream.aclose()
+        await client.aclose()
+
+    if upstream.status_code >= 500:
+        text = (await upstream.aread()).decode(errors="replace")[:500]
+        await close()
+        raise UpstreamError(f"Dify answered {upstream.status_code}: {text}", code="dify_error")
+    if body.response_mode == "streaming" and upstream.status_code == 200:
+        return StreamingResponse(upstream.aiter_raw(), status_code=200, headers=_headers(upstream),
+                                 media_type=upstream.headers.get("content-type", "text/event-stream"),
+                                 background=BackgroundTask(close))
+    # Blocking answers and Dify's own 4xx refusals (bad input, unknown conversation) go back as Dify said.
+    raw = await upstream.aread()
+    await close()
+    try:
+        data = httpx.Response(upstream.status_code, content=raw).json()
+    except ValueError as exc:
+        raise UpstreamError(f"Dify answered {upstream.status_code} with a non-JSON body", code="dify_error") \
+            from exc
+    return JSONResponse(data, status_code=upstream.status_code)
