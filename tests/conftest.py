@@ -219,7 +219,8 @@ def postgres_url() -> Iterator[str]:
     """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
     admin_url = os.environ.get("ATRIUM_TEST_POSTGRES_URL")
     if not admin_url:
-        pytest.skip("PostgreSQL not available: set ATRIUM_TEST_POSTGRES_URL (make test does when 127.0.0.1:5432 answers)")
+        pytest.skip("PostgreSQL not available: set ATRIUM_TEST_POSTGRES_URL "
+                    "(make test does when 127.0.0.1:5432 answers)")
     import uuid
 
     import sqlalchemy as sa

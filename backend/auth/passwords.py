@@ -13,9 +13,7 @@ _ITERATIONS = 200_000
 def hash_password(password: str, *, salt: bytes | None = None) -> str:
     salt = salt or os.urandom(16)
     digest = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, _ITERATIONS)
-    return "pbkdf2_sha256${}${}${}".format(
-        _ITERATIONS, base64.b64encode(salt).decode(), base64.b64encode(digest).decode()
-    )
+    return f"pbkdf2_sha256${_ITERATIONS}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
 
 
 def verify_password(password: str, encoded: str) -> bool:
