@@ -27,6 +27,7 @@ class AssistantConfig(BaseModel):
     name: str
     title: str
     description: str = ""
+    starters: list[str] = Field(default_factory=list)  # example questions shown on a new chat
 
     @field_validator("name")
     @classmethod

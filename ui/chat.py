@@ -72,6 +72,7 @@ async def chat_profiles(current_user: cl.User | None, language: str | None = Non
             profiles.append(cl.ChatProfile(
                 name=_profile_name(tenant.id, assistant.name), display_name=title,
                 markdown_description=f"**{tenant.name}** — {assistant.description}",
+                starters=[cl.Starter(label=q, message=q) for q in assistant.starters] or None,
             ))
             if principal.has_role(tenant.id, PROMPT_EDITOR):
                 profiles.append(cl.ChatProfile(
