@@ -8,10 +8,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from backend.llm.local_provider import LocalLlama, register
-from backend.llm.router import LiveModels, ModelsConfig, build_router, live_deployments
+from backend.llm.router import (
+    PREFERENCE_SEP,
+    Deployment,
+    LiveModels,
+    ModelsConfig,
+    build_router,
+    live_deployments,
+)
 from backend.settings import Settings
 
 log = logging.getLogger("atrium.llm")
+
+INTERNAL_TIER = "fast"  # titles, query rewriting: always the cheap tier (or the best live one below it)
 
 
 class NoModelAvailable(RuntimeError):
@@ -22,15 +31,28 @@ class NoModelAvailable(RuntimeError):
 class Completion:
     text: str
     model: str
-    tier: str
+    tier: str  # the tier that answered (differs from the requested one after a fallback)
     prompt_tokens: int
     completion_tokens: int
     cost_usd: float
+    requested: str = ""  # the Router group asked for (a tier or tier@provider)
+    fallback_from: str | None = None  # set when another group answered
+    deployment_id: str | None = None
 
 
 @dataclass
 class Delta:
     text: str
+
+
+def _quiet_litellm() -> None:
+    """We price and record every call ourselves; LiteLLM's per-call logging/cost callbacks are pure
+    overhead on the hot path (see bench/gateway)."""
+    import litellm
+
+    litellm.suppress_debug_info = True
+    litellm.turn_off_message_logging = True
+    litellm.disable_streaming_logging = True  # type: ignore[attr-defined]
 
 
 class LLMService:
@@ -40,11 +62,14 @@ class LLMService:
         self.local = local or LocalLlama(n_threads=settings.llm_threads, n_ctx=settings.llm_context,
                                          model_path=settings.local_model_path)
         register(self.local)
+        _quiet_litellm()
         self.live: LiveModels = live_deployments(config, settings, local_available=self.local.available())
         for label, reason in self.live.excluded.items():
             log.info("model deployment left out", extra={"deployment": label, "reason": reason})
         log.info("live model tiers", extra={"tiers": self.live.live})
         self.router = build_router(self.live, config.router_settings) if self.live.deployments else None
+        self._prices = self._price_table()
+        self._unpriced: set[str] = set()
 
     def tiers(self) -> list[str]:
         return list(self.live.live)
@@ -60,6 +85,22 @@ class LLMService:
             "set a provider key (e.g. ANTHROPIC_API_KEY) or install the local model (make bootstrap)"
         )
 
+    def internal_tier(self, allowed: list[str] | None = None) -> str:
+        """Internal tasks (titles, query rewriting) use `fast`, else the cheapest live tier."""
+        allowed = allowed or ["local", "fast", "smart"]
+        for tier in (INTERNAL_TIER, "local", "smart"):
+            if tier in allowed and tier in self.live.live:
+                return tier
+        return self.resolve_tier(INTERNAL_TIER, allowed)
+
+    def group_for(self, tier: str, provider_preference: list[str] | None = None) -> str:
+        """The Router group to call: the tier, or `tier@provider` for the first preferred live provider."""
+        for provider in provider_preference or []:
+            group = f"{tier}{PREFERENCE_SEP}{provider}"
+            if group in self.live.groups:
+                return group
+        return tier
+
     def _require_router(self) -> Any:
         if self.router is None:
             raise NoModelAvailable("no model deployment is live: configure config/models.yaml")
@@ -67,15 +108,16 @@ class LLMService:
 
     async def stream(
         self, *, tier: str, messages: list[dict], temperature: float | None = None,
-        max_tokens: int | None = None, metadata: dict | None = None,
+        max_tokens: int | None = None, provider_preference: list[str] | None = None,
     ) -> AsyncIterator[Delta | Completion]:
         router = self._require_router()
+        group = self.group_for(tier, provider_preference)
         params: dict[str, Any] = {"stream": True, "stream_options": {"include_usage": True}}
         if temperature is not None:
             params["temperature"] = temperature
         if max_tokens is not None:
             params["max_tokens"] = max_tokens
-        response = await router.acompletion(model=tier, messages=messages, **params)
+        response = await router.acompletion(model=group, messages=messages, **params)
         parts: list[str] = []
         usage: Any = None
         model = tier
@@ -88,12 +130,21 @@ class LLMService:
                 if text:
                     parts.append(text)
                     yield Delta(text)
-        text = "".join(parts)
-        model = self._qualified(tier, model)
+        hidden = getattr(response, "_hidden_params", None) or {}
+        dep = self.live.by_id.get(str(hidden.get("model_id") or ""))
+        attempted = int((hidden.get("additional_headers") or {}).get("x-litellm-attempted-fallbacks") or 0)
+        answered_tier = dep.tier if dep else tier
+        model = dep.model if dep else self._qualified(tier, model)
         pt = int(getattr(usage, "prompt_tokens", 0) or 0)
         ct = int(getattr(usage, "completion_tokens", 0) or 0)
-        yield Completion(text=text, model=model, tier=tier, prompt_tokens=pt, completion_tokens=ct,
-                         cost_usd=self.cost(model=model, prompt_tokens=pt, completion_tokens=ct))
+        fell_back = answered_tier != tier or attempted > 0
+        if fell_back:
+            log.warning("model fallback", extra={"requested": group, "answered_by": model, "tier": answered_tier})
+        yield Completion(text="".join(parts), model=model, tier=answered_tier, prompt_tokens=pt,
+                         completion_tokens=ct, cost_usd=self.cost(model=model, prompt_tokens=pt,
+                                                                  completion_tokens=ct, deployment=dep),
+                         requested=group, fallback_from=group if fell_back else None,
+                         deployment_id=dep.id if dep else None)
 
     def _qualified(self, tier: str, model: str) -> str:
         """Providers echo bare model names; report the configured `provider/model`."""
@@ -106,25 +157,46 @@ class LLMService:
 
     async def complete(
         self, *, tier: str, messages: list[dict], temperature: float | None = None,
-        max_tokens: int | None = None,
+        max_tokens: int | None = None, provider_preference: list[str] | None = None,
     ) -> Completion:
         final: Completion | None = None
         async for item in self.stream(tier=tier, messages=messages, temperature=temperature,
-                                      max_tokens=max_tokens):
+                                      max_tokens=max_tokens, provider_preference=provider_preference):
             if isinstance(item, Completion):
                 final = item
         assert final is not None
         return final
 
-    def cost(self, *, model: str, prompt_tokens: int, completion_tokens: int) -> float:
-        if model.startswith("local/") or model == "smollm2":
-            return 0.0
-        try:
-            import litellm
+    # -- cost -------------------------------------------------------------------------------------------
 
+    def _price_table(self) -> dict[str, tuple[float, float]]:
+        """Configured prices: `prices:` in models.yaml plus per-deployment model_info costs."""
+        table = dict(self.config.prices)
+        for dep in self.config.model_list:
+            info = dep.get("model_info") or {}
+            if "input_cost_per_token" in info or "output_cost_per_token" in info:
+                table[dep["litellm_params"]["model"]] = (float(info.get("input_cost_per_token", 0.0)),
+                                                         float(info.get("output_cost_per_token", 0.0)))
+        return table
+
+    def cost(self, *, model: str, prompt_tokens: int, completion_tokens: int,
+             deployment: Deployment | None = None) -> float:
+        """USD for one call: models.yaml's price when configured (local = 0), else LiteLLM's price table."""
+        if model in self._prices:
+            inp, out = self._prices[model]
+            return prompt_tokens * inp + completion_tokens * out
+        if model.startswith("local/"):
+            return 0.0
+        import litellm
+
+        try:
             prompt_cost, completion_cost = litellm.cost_per_token(
                 model=model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens
             )
             return float(prompt_cost + completion_cost)
-        except Exception:  # unknown model: priced in models.yaml by the governance layer
+        except Exception:
+            if model not in self._unpriced:
+                self._unpriced.add(model)
+                log.warning("no price for model: add it under `prices:` in config/models.yaml",
+                            extra={"model": model})
             return 0.0

@@ -1,0 +1,138 @@
+"""Auto routing: classify a request as light (-> `fast`) or heavy (-> `smart`), locally, in microseconds.
+
+A tiny logistic regression over cheap text features (words, leading words, length, quotes, code marks),
+trained by bench/routing/train.py on bench/data/routing_questions.jsonl; the weights ship as
+routing_model.json next to this file (no download). bench/routing compares it with keyword rules.
+The threshold leans towards `smart`: sending a heavy question to a weak model costs more than the
+saving, so it is tuned for >= 95% of heavy questions on `smart` (cross-validated, never on the holdout).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+MODEL_PATH = Path(__file__).with_name("routing_model.json")
+
+_WORD_RE = re.compile(r"[a-z0-9][a-z0-9'\-]*")
+_CODE_RE = re.compile(r"`|\b(sql|bash|python|terraform|yaml|regex|script|dbt|json|function)\b")
+_QUOTE_RE = re.compile(r"[\"'“‘][^\"'”’]{12,}[\"'”’]|:\s*$")
+
+
+def tokens(text: str) -> list[str]:
+    return _WORD_RE.findall(text.lower())
+
+
+# Task-type keyword rules: features of the model, and on their own the baseline bench/routing compares.
+
+_HEAVY_RULES = [
+    ("code", _CODE_RE),
+    ("code", re.compile(r"\b(in (go|rust|java|typescript|python)|tests? for|query|implement|refactor|snippet)\b")),
+    ("comparison", re.compile(r"\b(compare|comparison|vs\.?|versus|differ|difference|differences|combine|"
+                              r"which fits|which is better)\b")),
+    ("reasoning", re.compile(r"\b(why|explain|walk me through|reason|should (i|we)|what if|if .* then)\b")),
+    ("plan or draft", re.compile(r"\b(plan|draft|write|design|outline|strategy|proposal|step-by-step|steps|"
+                                 r"runbook|playbook|guide|briefing|program|organi[sz]e|doc)\b")),
+    ("open-ended", re.compile(r"\b(think through|pros|cons|edge cases|trade-?offs?|implications|risks?|"
+                              r"recommend|approach|best way|how should|how would|when would)\b")),
+    ("synthesis", re.compile(r"\b(summari[sz]e (all|every|across)|across|overall|analy[sz]e|analysis)\b")),
+]
+_LIGHT_RULES = [
+    ("rewrite", re.compile(r"^(rewrite|reword|rephrase|shorten|make this|turn this|clean up|fix the grammar|"
+                           r"translate)")),
+    ("title", re.compile(r"^(title|name this|give (this|me) a (title|name)|suggest a title)")),
+    ("classification", re.compile(r"^(classify|categori[sz]e|is this|which category|tag this)")),
+]
+
+
+def features(text: str) -> dict[str, float]:
+    """Sparse features; names are stable strings so the weights file stays readable."""
+    words = tokens(text)
+    feats: dict[str, float] = {"bias": 1.0}
+    for w in words:
+        feats[f"w:{w}"] = 1.0
+    for a, b in zip(words, words[1:], strict=False):
+        feats[f"b:{a}_{b}"] = 1.0
+    if words:
+        feats[f"first:{words[0]}"] = 1.0
+    if len(words) > 1:
+        feats[f"first2:{words[0]}_{words[1]}"] = 1.0
+    n = len(words)
+    for cut in (3, 8, 15, 25, 40):
+        if n > cut:
+            feats[f"len>{cut}"] = 1.0
+    feats["log_len"] = math.log1p(n) / 4
+    feats["questions"] = min(text.count("?"), 3) / 3
+    if _CODE_RE.search(text.lower()):
+        feats["code"] = 1.0
+    if _QUOTE_RE.search(text):
+        feats["quoted"] = 1.0
+    if re.search(r"\d", text):
+        feats["digits"] = 1.0
+    if " and " in text.lower() and "?" in text:
+        feats["and_question"] = 1.0
+    low = text.lower().strip()
+    for name, rule in _HEAVY_RULES:
+        if rule.search(low):
+            feats[f"rule:{name}"] = 1.0
+    for name, rule in _LIGHT_RULES:
+        if rule.search(low):
+            feats[f"rule:{name}"] = 1.0
+    return feats
+
+
+@dataclass(frozen=True)
+class Classification:
+    label: str  # light | heavy
+    p_heavy: float
+    reason: str
+
+
+class QueryClassifier:
+    def __init__(self, *, weights: dict[str, float], threshold: float, version: str = "") -> None:
+        self.weights = weights
+        self.threshold = threshold
+        self.version = version
+
+    @classmethod
+    def load(cls, path: Path = MODEL_PATH) -> QueryClassifier:
+        raw = json.loads(path.read_text())
+        return cls(weights={k: float(v) for k, v in raw["weights"].items()}, threshold=float(raw["threshold"]),
+                   version=str(raw.get("version", "")))
+
+    def p_heavy(self, text: str) -> float:
+        z = sum(self.weights.get(k, 0.0) * v for k, v in features(text).items())
+        return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
+
+    def classify(self, text: str) -> Classification:
+        feats = features(text)
+        contrib = {k: self.weights.get(k, 0.0) * v for k, v in feats.items() if k != "bias"}
+        z = self.weights.get("bias", 0.0) + sum(contrib.values())
+        p = 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
+        label = "heavy" if p >= self.threshold else "light"
+        sign = 1 if label == "heavy" else -1
+        top = sorted((k for k in contrib if sign * contrib[k] > 0), key=lambda k: -sign * contrib[k])[:3]
+        why = ", ".join(k.split(":", 1)[-1] for k in top) or "no strong signal"
+        return Classification(label=label, p_heavy=p, reason=f"{label} (p_heavy={p:.2f}; {why})")
+
+
+def rules_classify(text: str) -> Classification:
+    low = text.lower().strip()
+    for name, rule in _LIGHT_RULES:
+        if rule.search(low):
+            return Classification("light", 0.0, f"light ({name})")
+    if len(tokens(low)) <= 4:
+        return Classification("light", 0.0, "light (short)")
+    for name, rule in _HEAVY_RULES:
+        if rule.search(low):
+            return Classification("heavy", 1.0, f"heavy ({name})")
+    return Classification("light", 0.0, "light (no heavy signal)")
+
+
+@lru_cache(maxsize=1)
+def default_classifier() -> QueryClassifier:
+    return QueryClassifier.load()
