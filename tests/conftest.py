@@ -166,8 +166,10 @@ class LiveServer:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
 
 
-def start_server(tmp: Path, extra_env: dict[str, str] | None = None, *, timeout: float = 120) -> LiveServer:
-    port = free_port()
+def start_server(tmp: Path, extra_env: dict[str, str] | None = None, *, timeout: float = 120,
+                 port: int | None = None) -> LiveServer:
+    """`port`: when the URL must be known before the app starts (e.g. an IdP's registered redirect URI)."""
+    port = port or free_port()
     data = tmp / "data"
     data.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if k not in _SCRUB}
