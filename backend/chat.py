@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from typing import Any, Protocol
@@ -17,7 +17,10 @@ from backend.auth.principal import Principal
 from backend.db.engine import Database
 from backend.db.models import ChatTurn
 from backend.db.repositories.turns import record_turn
-from backend.errors import AtriumError, Forbidden, NotFound
+from backend.errors import AtriumError, Forbidden, NotFound, QuotaExceeded
+from backend.governance.cache import ResponseCache
+from backend.governance.quotas import Admission, QuotaService
+from backend.llm.routing import QueryClassifier, decide
 from backend.llm.service import Completion, Delta, LLMService
 from backend.prompts.store import PromptNotFound, PromptStore, PromptVersion, render
 from backend.tenants import TenantRegistry
@@ -57,6 +60,11 @@ class ChatRequest:
     prompt_override: PromptVersion | None = None  # studio playground: an unsaved draft
     record: bool = True
     top_k: int = 5
+    # A plain completion through a tier alias (OpenAI-compatible `model: fast`): these messages as given,
+    # no prompt, no retrieval; quotas, routing, cost and recording still apply.
+    messages: list[dict] | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
 
 
 @dataclass
@@ -73,6 +81,7 @@ class TurnResult:
     latency_ms: int
     cached: bool = False
     route_reason: str | None = None
+    fallback_from: str | None = None
     turn_id: int | None = None
     warnings: list[str] = field(default_factory=list)
 
@@ -89,12 +98,18 @@ class TurnResult:
 
 class ChatService:
     def __init__(self, *, db: Database, registry: TenantRegistry, prompts: PromptStore, llm: LLMService,
-                 retriever: Retriever | None = None) -> None:
+                 retriever: Retriever | None = None, quotas: QuotaService | None = None,
+                 cache: ResponseCache | None = None, classifier: QueryClassifier | None = None,
+                 kb_version: Callable[[str], object] | None = None) -> None:
         self.db = db
         self.registry = registry
         self.prompts = prompts
         self.llm = llm
         self.retriever = retriever
+        self.quotas = quotas
+        self.cache = cache
+        self.classifier = classifier
+        self.kb_version = kb_version  # tenant -> knowledge-base version (changes on every document change)
 
     # -- authorisation: re-checked on every turn, whatever the UI showed --------------------------------
 
@@ -128,7 +143,7 @@ class ChatService:
                 "tenant_name": tenant_cfg.name,
                 "today": date.today().isoformat(),
                 "context": _format_context(citations),
-            })
+            }, declared=prompt.config.get("variables"))
             allowed = tenant_cfg.model_policy.allowed_tiers
             wanted = req.tier or str(prompt.config.get("tier") or tenant_cfg.model_policy.default_tier)
             tier = self.llm.resolve_tier(wanted, allowed)
@@ -147,6 +162,11 @@ class ChatService:
                 else:
                     final = item
             assert final is not None
+            # The prompt's `signoff` is appended verbatim by the pipeline, not left to the model.
+            signoff = str(prompt.config.get("signoff") or "").strip()
+            if signoff:
+                yield "\n\n" + signoff
+                final.text = final.text.rstrip() + "\n\n" + signoff
             turn.model = final.model
             turn.prompt_tokens = final.prompt_tokens
             turn.completion_tokens = final.completion_tokens

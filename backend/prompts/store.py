@@ -1,18 +1,45 @@
-"""Read versioned prompt files. Paths come only from validated slugs (no traversal)."""
+"""Versioned prompt files: prompts/<tenant>/<assistant>/v0001.md + labels.yaml.
+
+Paths come only from validated slugs (no traversal). Safe with several replicas sharing the folder:
+- a version file is immutable and created exclusively (hard link of a fully written temp file: the number
+  is taken or the write fails, and nobody ever reads a half-written version);
+- a save names the version the editor started from (`base_version`); anything else is a conflict;
+- labels.yaml is replaced atomically (temp file + rename) under an advisory lock, so label moves never
+  lose one another's history entry.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
 import re
+import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from backend.prompts.schema import (
+    SYSTEM_FIELDS,
+    PromptConfig,
+    RenderError,
+    ValidationReport,
+    render,
+    validate_version,
+)
 from backend.tenants import is_slug
+
+__all__ = ["PromptStore", "PromptVersion", "PromptNotFound", "InvalidPromptName", "VersionConflict",
+           "LabelMove", "render", "RenderError", "parse_prompt_file", "dump_prompt_file"]
 
 _VERSION_RE = re.compile(r"^v(\d{4,})\.md$")
 _FRONT_RE = re.compile(r"^---\n(.*?)\n---\n?(.*)$", re.S)
+LABEL_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
+LABELS_FILE = "labels.yaml"
 
 
 class PromptNotFound(LookupError):
@@ -23,6 +50,15 @@ class InvalidPromptName(ValueError):
     pass
 
 
+class VersionConflict(Exception):
+    """Someone saved a newer version since the editor's base version."""
+
+    def __init__(self, latest: int, base_version: int | None) -> None:
+        self.latest = latest
+        self.base_version = base_version
+        super().__init__(f"version {latest} was saved after version {base_version}")
+
+
 @dataclass
 class PromptVersion:
     tenant: str
@@ -31,8 +67,22 @@ class PromptVersion:
     body: str
     config: dict[str, Any] = field(default_factory=dict)
 
+    def summary(self) -> dict[str, Any]:
+        c = self.config
+        return {"version": self.version, "author": c.get("author"), "created_at": str(c.get("created_at", "")),
+                "message": c.get("message"), "description": c.get("description"), "tier": c.get("tier")}
+
+
+@dataclass
+class LabelMove:
+    label: str
+    before: int | None
+    after: int
+    entry: dict[str, Any]
+
 
 def parse_prompt_file(text: str) -> tuple[dict[str, Any], str]:
+    text = text.replace("\r\n", "\n")
     m = _FRONT_RE.match(text)
     if not m:
         return {}, text
@@ -42,17 +92,51 @@ def parse_prompt_file(text: str) -> tuple[dict[str, Any], str]:
     return meta, m.group(2)
 
 
+def dump_prompt_file(meta: dict[str, Any], body: str) -> str:
+    front = yaml.safe_dump(meta, sort_keys=False, allow_unicode=True, width=100)
+    return f"---\n{front}---\n{body}"
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _fsync_write(path: Path, text: str) -> None:
+    with open(path, "x", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
 class PromptStore:
     def __init__(self, root: Path) -> None:
-        self.root = root
+        self.root = Path(root)
+
+    # -- paths ---------------------------------------------------------------------------------------------
 
     def assistant_dir(self, tenant: str, assistant: str) -> Path:
-        if not is_slug(tenant) or not is_slug(assistant):
+        if not isinstance(tenant, str) or not isinstance(assistant, str) or not is_slug(tenant) \
+                or not is_slug(assistant):
             raise InvalidPromptName(f"invalid tenant or assistant name: {tenant!r}/{assistant!r}")
-        path = (self.root / tenant / assistant).resolve()
-        if self.root.resolve() not in path.parents:
+        root = self.root.resolve()
+        path = (root / tenant / assistant).resolve()
+        if root not in path.parents:
             raise InvalidPromptName("prompt path escapes the prompts root")
         return path
+
+    def _version_path(self, tenant: str, assistant: str, version: int) -> Path:
+        if not isinstance(version, int) or version < 1:
+            raise PromptNotFound(f"{tenant}/{assistant} has no version {version!r}")
+        return self.assistant_dir(tenant, assistant) / f"v{version:04d}.md"
+
+    # -- reading -------------------------------------------------------------------------------------------
+
+    def assistants(self, tenant: str) -> list[str]:
+        self.assistant_dir(tenant, "x")  # validates the tenant slug
+        folder = self.root / tenant
+        if not folder.is_dir():
+            return []
+        return sorted(p.name for p in folder.iterdir() if p.is_dir() and is_slug(p.name))
 
     def versions(self, tenant: str, assistant: str) -> list[int]:
         folder = self.assistant_dir(tenant, assistant)
@@ -60,18 +144,30 @@ class PromptStore:
             return []
         return sorted(int(m.group(1)) for p in folder.iterdir() if (m := _VERSION_RE.match(p.name)))
 
-    def labels(self, tenant: str, assistant: str) -> dict[str, int]:
-        path = self.assistant_dir(tenant, assistant) / "labels.yaml"
+    def latest(self, tenant: str, assistant: str) -> int:
+        versions = self.versions(tenant, assistant)
+        return versions[-1] if versions else 0
+
+    def _labels_doc(self, tenant: str, assistant: str) -> dict[str, Any]:
+        path = self.assistant_dir(tenant, assistant) / LABELS_FILE
         if not path.is_file():
-            return {}
+            return {"labels": {}, "history": []}
         raw = yaml.safe_load(path.read_text()) or {}
-        return {str(k): int(v) for k, v in (raw.get("labels") or {}).items()}
+        return {"labels": {str(k): int(v) for k, v in (raw.get("labels") or {}).items()},
+                "history": list(raw.get("history") or [])}
+
+    def labels(self, tenant: str, assistant: str) -> dict[str, int]:
+        return self._labels_doc(tenant, assistant)["labels"]
+
+    def label_history(self, tenant: str, assistant: str) -> list[dict[str, Any]]:
+        """Oldest first: {who, label, from, to, at}."""
+        return self._labels_doc(tenant, assistant)["history"]
 
     def get(self, tenant: str, assistant: str, version: int) -> PromptVersion:
-        path = self.assistant_dir(tenant, assistant) / f"v{version:04d}.md"
+        path = self._version_path(tenant, assistant, version)
         if not path.is_file():
             raise PromptNotFound(f"{tenant}/{assistant} has no version {version}")
-        meta, body = parse_prompt_file(path.read_text())
+        meta, body = parse_prompt_file(path.read_text(encoding="utf-8"))
         return PromptVersion(tenant=tenant, assistant=assistant, version=version, body=body, config=meta)
 
     def resolve(self, tenant: str, assistant: str, label: str = "production") -> PromptVersion:
@@ -86,13 +182,67 @@ class PromptStore:
             return self.get(tenant, assistant, versions[-1])
         raise PromptNotFound(f"{tenant}/{assistant} has no label {label!r}")
 
+    # -- writing -------------------------------------------------------------------------------------------
 
-_VAR_RE = re.compile(r"\{\{\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*\}\}")
+    def create_version(self, tenant: str, assistant: str, *, body: str, config: dict[str, Any], message: str,
+                       author: str, base_version: int) -> tuple[PromptVersion, ValidationReport]:
+        """Validate and save a new immutable version after `base_version`, or raise VersionConflict /
+        PromptValidationError. Returns the version and the validation warnings."""
+        folder = self.assistant_dir(tenant, assistant)
+        body = body.replace("\r\n", "\n")
+        if body and not body.endswith("\n"):
+            body += "\n"
+        meta = {k: v for k, v in config.items() if k not in SYSTEM_FIELDS}
+        meta.update(author=author, created_at=_now(), message=message)
+        parsed, report = validate_version(meta, body)
+        latest = self.latest(tenant, assistant)
+        if base_version != latest:
+            raise VersionConflict(latest, base_version)
+        number = latest + 1
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / f"v{number:04d}.md"
+        tmp = folder / f".v{number:04d}.{uuid.uuid4().hex}.tmp"
+        _fsync_write(tmp, dump_prompt_file(parsed.front_matter(), body))
+        try:
+            os.link(tmp, target)  # atomic and exclusive: fails if the number is taken
+        except FileExistsError:
+            raise VersionConflict(self.latest(tenant, assistant), base_version) from None
+        finally:
+            tmp.unlink(missing_ok=True)
+        return self.get(tenant, assistant, number), report
+
+    @contextlib.contextmanager
+    def _labels_lock(self, folder: Path) -> Iterator[None]:
+        # Serialises read-modify-write of labels.yaml across processes; readers need no lock because
+        # the file is only ever replaced whole.
+        with open(folder / ".labels.lock", "a+") as fh:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+    def move_label(self, tenant: str, assistant: str, label: str, version: int, *, who: str) -> LabelMove:
+        if not isinstance(label, str) or not LABEL_RE.fullmatch(label):
+            raise InvalidPromptName(f"invalid label {label!r}: use lowercase letters, digits and '-'")
+        folder = self.assistant_dir(tenant, assistant)
+        if not self._version_path(tenant, assistant, version).is_file():
+            raise PromptNotFound(f"{tenant}/{assistant} has no version {version}")
+        with self._labels_lock(folder):
+            doc = self._labels_doc(tenant, assistant)
+            before = doc["labels"].get(label)
+            entry = {"who": who, "label": label, "from": before, "to": version, "at": _now()}
+            doc["labels"][label] = version
+            doc["history"].append(entry)
+            tmp = folder / f".{LABELS_FILE}.{uuid.uuid4().hex}.tmp"
+            _fsync_write(tmp, yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
+            os.replace(tmp, folder / LABELS_FILE)
+        return LabelMove(label=label, before=before, after=version, entry=entry)
 
 
-def render(body: str, variables: dict[str, str]) -> str:
-    """Fill `{{name}}` placeholders; unknown placeholders are an error naming them."""
-    missing = sorted({m.group(1) for m in _VAR_RE.finditer(body)} - set(variables))
-    if missing:
-        raise KeyError(f"prompt uses undefined variable(s): {', '.join(missing)}")
-    return _VAR_RE.sub(lambda m: str(variables[m.group(1)]), body)
+def config_of(version: PromptVersion) -> PromptConfig | None:
+    """The parsed front matter, or None for a legacy file that does not meet the schema."""
+    try:
+        return PromptConfig.model_validate(version.config)
+    except Exception:
+        return None

@@ -1,0 +1,274 @@
+"""/api/t/{tenant}/prompts: versions, labels, diff, validation and the playground (`try`).
+
+Read: members of the tenant (or an API key with prompts:read). Write, try: prompt editors / tenant admins
+(or prompts:write). Every write is an audit event with before/after.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from backend.api.deps import PromptsWrite, ServicesDep, TenantContext, TenantDep, deny
+from backend.auth.rbac import permissions_of
+from backend.chat import ChatRequest
+from backend.container import Services
+from backend.errors import Conflict, Forbidden, Invalid, NotFound
+from backend.prompts.diff import diff_versions
+from backend.prompts.release import approval_refusal, can_approve
+from backend.prompts.schema import KNOWN_VARIABLES, Problem, PromptValidationError, validate_version
+from backend.prompts.store import InvalidPromptName, PromptNotFound, PromptVersion, VersionConflict
+from backend.tenants import TenantConfig
+
+router = APIRouter(prefix="/api/t/{tenant}/prompts", tags=["prompts"])
+
+
+def _read_access(request: Request, services: ServicesDep, ctx: TenantDep) -> TenantContext:
+    """Members read their tenant's prompts; an API key needs prompts:read (or prompts:write)."""
+    scopes = ctx.principal.scopes
+    if scopes is not None and not ({"prompts:read", "prompts:write"} & scopes):
+        deny(request, services, 403, "this API key lacks the scope 'prompts:read'", code="missing_scope",
+             subject=ctx.principal.subject, tenant=ctx.tenant,
+             detail={"required": "prompts:read", "scopes": sorted(scopes)})
+    return ctx
+
+
+PromptsReader = Annotated[TenantContext, Depends(_read_access)]
+
+
+# -- helpers ---------------------------------------------------------------------------------------------
+
+
+def _tenant(services: Services, tenant: str) -> TenantConfig:
+    cfg = services.registry.get(tenant)
+    if cfg is None:
+        raise NotFound(f"unknown tenant {tenant!r}", code="tenant_not_found")
+    return cfg
+
+
+def _assistant(services: Services, tenant: str, assistant: str) -> TenantConfig:
+    cfg = _tenant(services, tenant)
+    if cfg.assistant(assistant) is None:
+        raise NotFound(f"{cfg.name} has no assistant {assistant!r} (assistants: "
+                       f"{', '.join(a.name for a in cfg.assistants)})", code="assistant_not_found")
+    try:
+        services.prompts.assistant_dir(tenant, assistant)
+    except InvalidPromptName as exc:
+        raise NotFound(str(exc), code="assistant_not_found") from exc
+    return cfg
+
+
+def _get(services: Services, tenant: str, assistant: str, version: int) -> PromptVersion:
+    try:
+        return services.prompts.get(tenant, assistant, version)
+    except PromptNotFound as exc:
+        raise NotFound(f"{assistant} has no version {version}", code="version_not_found") from exc
+
+
+def _invalid(problems: list[Problem], warnings: list[str] | None = None) -> Invalid:
+    detail = "; ".join(f"{p.field}: {p.message}" for p in problems)
+    return Invalid(f"the prompt was not saved: {detail}", code="invalid_prompt",
+                   extra={"problems": [p.public() for p in problems], "warnings": warnings or []})
+
+
+def _tier_problems(cfg: TenantConfig, config: dict[str, Any]) -> list[Problem]:
+    tier = config.get("tier")
+    allowed = cfg.model_policy.allowed_tiers
+    if isinstance(tier, str) and tier and tier not in allowed:
+        return [Problem("tier", f"{tier!r} is not allowed for {cfg.name} (allowed: {', '.join(allowed)})")]
+    return []
+
+
+def _draft(cfg: TenantConfig, tenant: str, assistant: str, body: str, config: dict[str, Any],
+           *, who: str, message: str = "draft") -> tuple[PromptVersion, list[str]]:
+    """An unsaved version (number 0), validated exactly like a save."""
+    meta = {k: v for k, v in config.items() if k not in ("author", "created_at", "message")}
+    meta.update(author=who, created_at="draft", message=message)
+    problems = _tier_problems(cfg, meta)
+    try:
+        parsed, report = validate_version(meta, body)
+    except PromptValidationError as exc:
+        raise _invalid(problems + exc.problems) from None
+    if problems:
+        raise _invalid(problems)
+    return PromptVersion(tenant=tenant, assistant=assistant, version=0, body=body,
+                         config=parsed.front_matter()), report.warnings
+
+
+def _history(services: Services, tenant: str, assistant: str) -> list[dict[str, Any]]:
+    return list(reversed(services.prompts.label_history(tenant, assistant)))
+
+
+# -- routes ----------------------------------------------------------------------------------------------
+
+
+@router.get("")
+def list_prompts(ctx: PromptsReader, services: ServicesDep) -> dict[str, Any]:
+    cfg = _tenant(services, ctx.tenant)
+    items = []
+    for a in cfg.assistants:
+        versions = services.prompts.versions(ctx.tenant, a.name)
+        items.append({"name": a.name, "title": a.title, "description": a.description,
+                      "labels": services.prompts.labels(ctx.tenant, a.name),
+                      "latest": versions[-1] if versions else 0, "versions": len(versions)})
+    return {"tenant": ctx.tenant, "tenant_name": cfg.name, "require_approval": cfg.require_approval,
+            "assistants": items}
+
+
+@router.get("/{assistant}")
+def get_prompt(assistant: str, ctx: PromptsReader, services: ServicesDep) -> dict[str, Any]:
+    cfg = _assistant(services, ctx.tenant, assistant)
+    a = cfg.assistant(assistant)
+    versions = [services.prompts.get(ctx.tenant, assistant, n).summary()
+                for n in reversed(services.prompts.versions(ctx.tenant, assistant))]
+    perms = permissions_of(ctx.principal, ctx.tenant)
+    return {
+        "name": assistant, "title": a.title, "description": a.description,
+        "versions": versions, "latest": versions[0]["version"] if versions else 0,
+        "labels": services.prompts.labels(ctx.tenant, assistant),
+        "history": _history(services, ctx.tenant, assistant),
+        "require_approval": cfg.require_approval,
+        "variables_available": KNOWN_VARIABLES,
+        "tiers": cfg.model_policy.allowed_tiers, "default_tier": cfg.model_policy.default_tier,
+        "live_tiers": services.llm.tiers(),
+        "you": {"subject": ctx.principal.subject, "can_write": "prompts:write" in perms,
+                "can_approve": can_approve(ctx.principal, cfg)},
+    }
+
+
+@router.get("/{assistant}/versions/{version}")
+def get_version(assistant: str, version: int, ctx: PromptsReader, services: ServicesDep) -> dict[str, Any]:
+    _assistant(services, ctx.tenant, assistant)
+    pv = _get(services, ctx.tenant, assistant, version)
+    labels = services.prompts.labels(ctx.tenant, assistant)
+    return {**pv.summary(), "body": pv.body, "config": pv.config,
+            "labels": sorted(k for k, v in labels.items() if v == version)}
+
+
+class VersionIn(BaseModel):
+    body: str = Field(max_length=40_000)
+    config: dict[str, Any] = Field(default_factory=dict)
+    message: str = Field("", max_length=500)
+    base_version: int = Field(ge=0, description="the version the editor started from (0 for the first)")
+
+
+@router.post("/{assistant}/versions", status_code=201)
+def create_version(assistant: str, data: VersionIn, ctx: PromptsWrite, services: ServicesDep,
+                   request: Request) -> dict[str, Any]:
+    cfg = _assistant(services, ctx.tenant, assistant)
+    problems: list[Problem] = []
+    if not data.message.strip():
+        problems.append(Problem("message", "describe your change in a few words (it is shown in the history)"))
+    try:  # the tenant's tier policy, the schema and the template: every problem at once
+        _draft(cfg, ctx.tenant, assistant, data.body, data.config, who=ctx.principal.subject)
+    except Invalid as exc:
+        problems.extend(Problem(**p) for p in exc.extra["problems"])
+    if problems:
+        raise _invalid(problems)
+    try:
+        pv, report = services.prompts.create_version(
+            ctx.tenant, assistant, body=data.body, config=data.config, message=data.message.strip(),
+            author=ctx.principal.subject, base_version=data.base_version)
+    except PromptValidationError as exc:
+        raise _invalid(exc.problems) from None
+    except VersionConflict as exc:
+        latest = services.prompts.get(ctx.tenant, assistant, exc.latest).summary() if exc.latest else None
+        raise Conflict(
+            f"version {exc.latest} was saved by {latest and latest['author']} after you started from version "
+            f"{exc.base_version}; nothing was overwritten — compare with version {exc.latest} and save again "
+            f"on top of it", code="version_conflict",
+            extra={"latest_version": exc.latest, "latest": latest, "base_version": exc.base_version},
+        ) from None
+    before = services.prompts.get(ctx.tenant, assistant, data.base_version).summary() \
+        if data.base_version else None
+    services.audit.record("prompt_version_created", subject=ctx.principal.subject, tenant=ctx.tenant,
+                          route=request.url.path, status=201,
+                          detail={"assistant": assistant, "before": before, "after": pv.summary()})
+    return {**pv.summary(), "body": pv.body, "config": pv.config, "warnings": report.warnings}
+
+
+class LabelIn(BaseModel):
+    version: int = Field(ge=1)
+
+
+@router.put("/{assistant}/labels/{label}")
+def move_label(assistant: str, label: str, data: LabelIn, ctx: PromptsWrite, services: ServicesDep,
+               request: Request) -> dict[str, Any]:
+    cfg = _assistant(services, ctx.tenant, assistant)
+    target = _get(services, ctx.tenant, assistant, data.version)
+    refusal = approval_refusal(ctx.principal, cfg, label, target.config.get("author"))
+    if refusal:
+        services.audit.record("denied", subject=ctx.principal.subject, tenant=ctx.tenant, route=request.url.path,
+                              status=403, reason="approval_required",
+                              detail={"assistant": assistant, "label": label, "version": data.version})
+        raise Forbidden(refusal, code="approval_required")
+    try:
+        move = services.prompts.move_label(ctx.tenant, assistant, label, data.version, who=ctx.principal.subject)
+    except InvalidPromptName as exc:
+        raise Invalid(str(exc), code="invalid_label") from None
+    services.audit.record("prompt_label_moved", subject=ctx.principal.subject, tenant=ctx.tenant,
+                          route=request.url.path, status=200,
+                          detail={"assistant": assistant, "label": label, "before": move.before,
+                                  "after": move.after})
+    return {"label": label, "from": move.before, "to": move.after, "entry": move.entry,
+            "labels": services.prompts.labels(ctx.tenant, assistant),
+            "history": _history(services, ctx.tenant, assistant)}
+
+
+@router.get("/{assistant}/diff")
+def diff(assistant: str, ctx: PromptsReader, services: ServicesDep,
+         from_: Annotated[int, Query(alias="from", ge=1)], to: Annotated[int, Query(ge=1)]) -> dict[str, Any]:
+    _assistant(services, ctx.tenant, assistant)
+    return diff_versions(_get(services, ctx.tenant, assistant, from_), _get(services, ctx.tenant, assistant, to))
+
+
+class PreviewIn(BaseModel):
+    body: str = Field(max_length=40_000)
+    config: dict[str, Any] = Field(default_factory=dict)
+    base_version: int = Field(0, ge=0)
+
+
+@router.post("/{assistant}/preview")
+def preview(assistant: str, data: PreviewIn, ctx: PromptsWrite, services: ServicesDep) -> JSONResponse:
+    """Validate an unsaved draft and diff it against its base version (nothing is written)."""
+    cfg = _assistant(services, ctx.tenant, assistant)
+    try:
+        draft, warnings = _draft(cfg, ctx.tenant, assistant, data.body, data.config, who=ctx.principal.subject)
+    except Invalid as exc:
+        return JSONResponse({"ok": False, "problems": exc.extra["problems"], "warnings": [], "diff": None})
+    base = _get(services, ctx.tenant, assistant, data.base_version) if data.base_version else \
+        PromptVersion(ctx.tenant, assistant, 0, "", {})
+    return JSONResponse({"ok": True, "problems": [], "warnings": warnings, "diff": diff_versions(base, draft)})
+
+
+class TryIn(BaseModel):
+    question: str = Field(min_length=1, max_length=4_000)
+    version: int | None = Field(None, ge=1)
+    body: str | None = Field(None, max_length=40_000)
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
+@router.post("/{assistant}/try")
+async def try_prompt(assistant: str, data: TryIn, ctx: PromptsWrite, services: ServicesDep) -> dict[str, Any]:
+    """Answer a test question with a saved version or an unsaved draft, against the real knowledge base.
+    Nothing is saved: no version, no label, no chat turn."""
+    cfg = _assistant(services, ctx.tenant, assistant)
+    warnings: list[str] = []
+    if data.body is not None:
+        prompt, warnings = _draft(cfg, ctx.tenant, assistant, data.body, data.config, who=ctx.principal.subject)
+    elif data.version is not None:
+        prompt = _get(services, ctx.tenant, assistant, data.version)
+    else:
+        raise Invalid("send either `body` (an unsaved draft, with its `config`) or `version`",
+                      code="invalid_request")
+    result = await services.chat.run(ctx.principal, ChatRequest(
+        tenant=ctx.tenant, assistant=assistant, message=data.question, channel="studio",
+        prompt_override=prompt, record=False))
+    out = result.public()
+    out["prompt_version"] = prompt.version or None
+    out["draft"] = prompt.version == 0
+    out["warnings"] = [*warnings, *out.get("warnings", [])]
+    return out

@@ -1,0 +1,29 @@
+"""Release rules: who may move which label (the four-eyes rule for `production` when a tenant asks)."""
+
+from __future__ import annotations
+
+from backend.auth.principal import TENANT_ADMIN, Principal
+from backend.tenants import TenantConfig
+
+PRODUCTION = "production"
+
+
+def approval_refusal(principal: Principal, tenant: TenantConfig, label: str, author: str | None) -> str | None:
+    """Why `principal` may not move `label` to a version written by `author`, or None when allowed.
+
+    With `require_approval: true`, production only moves when a tenant admin who did not write the
+    version approves it by moving the label: nobody ships their own prompt alone.
+    """
+    if label != PRODUCTION or not tenant.require_approval:
+        return None
+    if not principal.has_role(tenant.id, TENANT_ADMIN):
+        return (f"{tenant.name} requires approval: only a tenant admin can move production. "
+                "Promote to staging and ask an admin to approve it.")
+    if author and author == principal.subject:
+        return (f"{tenant.name} requires approval by a second person: you wrote this version, so another "
+                "tenant admin must promote it to production.")
+    return None
+
+
+def can_approve(principal: Principal, tenant: TenantConfig) -> bool:
+    return not tenant.require_approval or principal.has_role(tenant.id, TENANT_ADMIN)

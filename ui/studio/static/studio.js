@@ -1,0 +1,591 @@
+/* Atrium Prompt Studio: plain JS, talks only to /api/t/{tenant}/prompts (same session cookie as the chat). */
+(function () {
+  "use strict";
+
+  var BOOT = JSON.parse(document.getElementById("bootstrap").textContent);
+  var API = "/api/t/" + encodeURIComponent(BOOT.tenant) + "/prompts";
+  var FIELDS = ["description", "tier", "temperature", "max_tokens", "signoff"];
+
+  var state = {
+    assistants: [], name: null, detail: null,
+    base: null,          // the saved version the draft started from {version, body, config}
+    baseVersion: 0,      // what the next save is based on (may move forward after a conflict)
+    conflictLatest: null,
+    diffLayout: "split", lastDiff: null,
+  };
+
+  // -- small helpers -----------------------------------------------------------------------------------
+  function $(id) { return document.getElementById(id); }
+  function h(tag, attrs) {
+    var el = document.createElement(tag);
+    if (attrs) Object.keys(attrs).forEach(function (k) {
+      var v = attrs[k];
+      if (v === null || v === undefined || v === false) return;
+      if (k === "text") el.textContent = v;
+      else if (k === "class") el.className = v;
+      else if (k.slice(0, 2) === "on") el.addEventListener(k.slice(2), v);
+      else el.setAttribute(k, v === true ? "" : v);
+    });
+    for (var i = 2; i < arguments.length; i++) {
+      var c = arguments[i];
+      if (c === null || c === undefined || c === false) continue;
+      if (Array.isArray(c)) c.forEach(function (x) { if (x) el.appendChild(typeof x === "string" ? document.createTextNode(x) : x); });
+      else el.appendChild(typeof c === "string" ? document.createTextNode(c) : c);
+    }
+    return el;
+  }
+  function clear(el) { while (el.firstChild) el.removeChild(el.firstChild); return el; }
+  function api(method, path, body) {
+    var opts = {method: method, credentials: "same-origin", headers: {"X-Tenant-ID": BOOT.tenant, "Accept": "application/json"}};
+    if (body !== undefined) { opts.headers["Content-Type"] = "application/json"; opts.body = JSON.stringify(body); }
+    return fetch(API + path, opts).then(function (r) {
+      return r.text().then(function (t) {
+        var data = null;
+        try { data = t ? JSON.parse(t) : null; } catch (e) { data = {detail: t}; }
+        if (r.status === 401) { window.location.reload(); }
+        return {ok: r.ok, status: r.status, data: data || {}};
+      });
+    }, function () { return {ok: false, status: 0, data: {detail: "Cannot reach the server — check your connection."}}; });
+  }
+  var toastTimer = null;
+  function toast(msg, bad) {
+    var t = $("toast"); t.textContent = msg; t.className = "toast" + (bad ? " bad" : ""); t.hidden = false;
+    clearTimeout(toastTimer); toastTimer = setTimeout(function () { t.hidden = true; }, bad ? 7000 : 3500);
+  }
+  function busy(btn, on) { btn.disabled = on; btn.classList.toggle("busy", on); }
+  function ago(iso) {
+    if (!iso || iso === "draft") return "";
+    var d = new Date(iso); if (isNaN(d)) return iso;
+    var s = Math.round((Date.now() - d.getTime()) / 1000);
+    if (s < 60) return "just now";
+    if (s < 3600) return Math.round(s / 60) + " min ago";
+    if (s < 86400) return Math.round(s / 3600) + " h ago";
+    return d.toLocaleDateString(undefined, {year: "numeric", month: "short", day: "numeric"});
+  }
+  function fullDate(iso) { var d = new Date(iso); return isNaN(d) ? (iso || "") : d.toLocaleString(); }
+  function labelsOf(v) {
+    var labels = state.detail ? state.detail.labels : {};
+    return Object.keys(labels).filter(function (k) { return labels[k] === v; }).sort();
+  }
+  function versionName(v) {
+    var l = labelsOf(v);
+    return "v" + v + (l.length ? " (" + l.join(", ") + ")" : "");
+  }
+  function confirmBox(title, text, okLabel) {
+    var dlg = $("confirm");
+    $("confirm-title").textContent = title; $("confirm-text").textContent = text;
+    $("confirm-ok").textContent = okLabel || "Confirm";
+    return new Promise(function (resolve) {
+      dlg.addEventListener("close", function onClose() { dlg.removeEventListener("close", onClose); resolve(dlg.returnValue === "ok"); });
+      dlg.returnValue = ""; dlg.showModal();
+    });
+  }
+
+  // -- tabs --------------------------------------------------------------------------------------------
+  function showTab(name) {
+    document.querySelectorAll(".tabs button").forEach(function (b) { b.setAttribute("aria-selected", b.dataset.tab === name ? "true" : "false"); });
+    document.querySelectorAll(".tab").forEach(function (s) { s.hidden = s.id !== "tab-" + name; });
+    if (state.name) history.replaceState(null, "", "#" + state.name + "/" + name);
+  }
+  document.querySelectorAll(".tabs button").forEach(function (b) { b.addEventListener("click", function () { showTab(b.dataset.tab); }); });
+
+  // -- draft (form <-> config) -------------------------------------------------------------------------
+  function draftConfig() {
+    var cfg = {};
+    cfg.description = $("f-description").value.trim();
+    cfg.tier = $("f-tier").value || null;
+    cfg.temperature = parseFloat($("f-temperature").value);
+    var mt = parseInt($("f-max_tokens").value, 10); cfg.max_tokens = isNaN(mt) ? null : mt;
+    cfg.variables = Array.prototype.map.call(document.querySelectorAll("#f-variables input:checked"), function (i) { return i.value; });
+    var so = $("f-signoff").value.trim(); if (so) cfg.signoff = so;
+    if (state.base && state.base.config.model) cfg.model = state.base.config.model;
+    return cfg;
+  }
+  function draft() { return {body: $("body").value, config: draftConfig()}; }
+  function fillForm(body, cfg) {
+    $("body").value = body || "";
+    $("f-description").value = cfg.description || "";
+    $("f-tier").value = cfg.tier || (state.detail && state.detail.default_tier) || "";
+    $("f-temperature").value = cfg.temperature != null ? cfg.temperature : 0.2;
+    $("f-max_tokens").value = cfg.max_tokens != null ? cfg.max_tokens : "";
+    $("f-signoff").value = cfg.signoff || "";
+    var vars = cfg.variables || [];
+    document.querySelectorAll("#f-variables input").forEach(function (i) { i.checked = vars.indexOf(i.value) >= 0; });
+    $("temperature-out").textContent = $("f-temperature").value;
+  }
+  function sameAsBase() {
+    if (!state.base) return true;
+    var d = draft(), b = state.base;
+    if (d.body.replace(/\s+$/, "") !== (b.body || "").replace(/\s+$/, "")) return false;
+    var bc = b.config;
+    for (var i = 0; i < FIELDS.length; i++) {
+      var k = FIELDS[i], x = d.config[k], y = bc[k];
+      if ((x === undefined || x === null || x === "") && (y === undefined || y === null || y === "")) continue;
+      if (String(x) !== String(y)) return false;
+    }
+    return JSON.stringify((d.config.variables || []).slice().sort()) === JSON.stringify((bc.variables || []).slice().sort());
+  }
+  function storeKey() { return "atrium-studio-draft:" + BOOT.tenant + "/" + state.name; }
+  function onDraftChanged() {
+    var dirty = !sameAsBase();
+    var st = $("dirty-state");
+    st.textContent = dirty ? "Unsaved changes" : "No changes";
+    st.classList.toggle("dirty", dirty);
+    try {
+      if (dirty) localStorage.setItem(storeKey(), JSON.stringify({base: state.baseVersion, draft: draft(), message: $("message").value}));
+      else localStorage.removeItem(storeKey());
+    } catch (e) { /* private mode: the draft just isn't kept across reloads */ }
+    checkLocally();
+  }
+  // Immediate feedback while typing; the server re-validates everything on save.
+  function checkLocally() {
+    var d = draft(), items = [];
+    var declared = d.config.variables || [];
+    var re = /\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}/g, m, used = {};
+    while ((m = re.exec(d.body))) used[m[1]] = true;
+    Object.keys(used).forEach(function (n) {
+      if (declared.indexOf(n) < 0) {
+        items.push(["problem", (state.detail.variables_available[n]
+          ? "{{" + n + "}} is used but not ticked under Variables."
+          : "{{" + n + "}} is not a variable Atrium provides (available: " + Object.keys(state.detail.variables_available).join(", ") + ").")]);
+      }
+    });
+    var stripped = d.body.replace(/\{\{[^{}]*\}\}/g, "");
+    if (stripped.indexOf("{{") >= 0) items.push(["problem", "A '{{' is never closed with '}}'."]);
+    else if (stripped.indexOf("}}") >= 0) items.push(["problem", "A '}}' closes nothing."]);
+    if (!d.body.trim()) items.push(["problem", "The instructions are empty."]);
+    if (d.body.trim() && !used.context) items.push(["warning", "The text does not use {{context}}: answers will not see the knowledge base."]);
+    renderProblems(items);
+  }
+  function renderProblems(items) {
+    var ul = clear($("problems"));
+    items.forEach(function (it) { ul.appendChild(h("li", {class: it[0], text: it[1]})); });
+  }
+
+  function setupForm() {
+    var d = state.detail;
+    var tier = clear($("f-tier"));
+    d.tiers.forEach(function (t) {
+      var live = d.live_tiers.indexOf(t) >= 0;
+      tier.appendChild(h("option", {value: t, text: t + (live ? "" : " (not available now)")}));
+    });
+    $("tier-hint").textContent = "local = built-in small model · fast / smart = cloud models when configured";
+    var box = clear($("f-variables")), chips = clear($("insert-chips"));
+    chips.appendChild(h("span", {text: "Insert:"}));
+    Object.keys(d.variables_available).forEach(function (name) {
+      box.appendChild(h("label", null, h("input", {type: "checkbox", value: name}),
+        h("span", null, h("code", {text: name}), h("span", {class: "hint", text: d.variables_available[name]}))));
+      chips.appendChild(h("button", {type: "button", class: "chip", title: "Insert {{" + name + "}} at the cursor", text: "{{" + name + "}}",
+        onclick: function () { insertVar(name); }}));
+    });
+    box.querySelectorAll("input").forEach(function (i) { i.addEventListener("change", onDraftChanged); });
+  }
+  function insertVar(name) {
+    var ta = $("body"), s = ta.selectionStart, e = ta.selectionEnd, ins = "{{" + name + "}}";
+    ta.value = ta.value.slice(0, s) + ins + ta.value.slice(e);
+    ta.focus(); ta.selectionStart = ta.selectionEnd = s + ins.length;
+    var box = document.querySelector('#f-variables input[value="' + name + '"]');
+    if (box) box.checked = true;
+    onDraftChanged();
+  }
+
+  // -- loading -----------------------------------------------------------------------------------------
+  function loadAssistants() {
+    return api("GET", "").then(function (r) {
+      if (!r.ok) { toast(r.data.detail || "Could not load assistants", true); return; }
+      state.assistants = r.data.assistants;
+      renderAssistantList();
+    });
+  }
+  function renderAssistantList() {
+    var ul = clear($("assistant-list"));
+    state.assistants.forEach(function (a) {
+      var meta = "production v" + (a.labels.production || "–") + " · staging v" + (a.labels.staging || "–");
+      ul.appendChild(h("li", null, h("button", {
+        class: a.name === state.name ? "active" : "", "data-assistant": a.name,
+        onclick: function () { selectAssistant(a.name); }},
+        h("span", {class: "name", text: a.title}), h("span", {class: "meta", text: meta}))));
+    });
+  }
+  function selectAssistant(name, tab) {
+    if (state.name && state.name !== name && !sameAsBase()) {
+      // The draft is kept in localStorage; switching is safe.
+      toast("Your unsaved draft of " + state.name + " is kept in this browser.");
+    }
+    state.name = name;
+    renderAssistantList();
+    return refreshDetail().then(function () {
+      return loadBase(state.detail.latest, true);
+    }).then(function () { showTab(tab || "edit"); });
+  }
+  function refreshDetail() {
+    return api("GET", "/" + state.name).then(function (r) {
+      if (!r.ok) { toast(r.data.detail || "Could not load the assistant", true); throw new Error("load"); }
+      state.detail = r.data;
+      var d = r.data;
+      $("assistant-title").textContent = d.title;
+      $("assistant-desc").textContent = d.description;
+      var badges = clear($("label-badges"));
+      Object.keys(d.labels).sort().forEach(function (l) {
+        badges.appendChild(h("span", {class: "badge " + l, text: l + " · v" + d.labels[l]}));
+      });
+      setupFormOnce();
+      renderHistory(); renderRelease(); renderPlaygroundSelects();
+      var entry = state.assistants.find(function (a) { return a.name === state.name; });
+      if (entry) { entry.labels = d.labels; entry.latest = d.latest; renderAssistantList(); }
+    });
+  }
+  var formFor = null;
+  function setupFormOnce() { if (formFor !== state.name) { setupForm(); formFor = state.name; } }
+
+  function loadBase(version, restore) {
+    $("conflict").hidden = true; $("restored").hidden = true; $("draft-diff").hidden = true;
+    var p = version ? api("GET", "/" + state.name + "/versions/" + version).then(function (r) { return r.data; })
+                    : Promise.resolve({version: 0, body: "", config: {variables: ["user_name", "tenant_name", "today", "context"]}});
+    return p.then(function (v) {
+      state.base = v; state.baseVersion = v.version;
+      fillForm(v.body, v.config);
+      $("message").value = "";
+      if (restore) {
+        var saved = null;
+        try { saved = JSON.parse(localStorage.getItem(storeKey()) || "null"); } catch (e) { saved = null; }
+        if (saved && saved.draft) {
+          fillForm(saved.draft.body, saved.draft.config);
+          $("message").value = saved.message || "";
+          state.baseVersion = saved.base;
+          var b = $("restored"); clear(b);
+          b.appendChild(h("span", {text: "Restored your unsaved draft (started from version " + saved.base + ")."}));
+          b.appendChild(h("button", {type: "button", text: "Discard draft", onclick: function () {
+            try { localStorage.removeItem(storeKey()); } catch (e) { /* ignore */ }
+            loadBase(state.detail.latest, false);
+          }}));
+          b.hidden = false;
+        }
+      }
+      updateBaseInfo();
+      onDraftChanged();
+    });
+  }
+  function updateBaseInfo() {
+    var l = labelsOf(state.baseVersion);
+    $("base-info").textContent = state.baseVersion
+      ? "Editing on top of version " + state.baseVersion + (l.length ? " (" + l.join(", ") + ")" : "")
+      : "No version yet: this will be version 1";
+  }
+
+  // -- save --------------------------------------------------------------------------------------------
+  function save() {
+    var btn = $("btn-save");
+    var msg = $("message").value.trim();
+    if (!msg) { $("message").focus(); toast("Describe your change first — it appears in the history.", true); return; }
+    if (sameAsBase() && state.baseVersion === state.base.version) { toast("Nothing changed since version " + state.base.version + "."); return; }
+    var d = draft();
+    busy(btn, true);
+    api("POST", "/" + state.name + "/versions", {body: d.body, config: d.config, message: msg, base_version: state.baseVersion})
+      .then(function (r) {
+        busy(btn, false);
+        if (r.status === 201) {
+          try { localStorage.removeItem(storeKey()); } catch (e) { /* ignore */ }
+          var from = state.base.version;
+          toast("Saved as version " + r.data.version + ".");
+          return refreshDetail().then(function () { return loadBase(r.data.version, false); }).then(function () {
+            renderProblems((r.data.warnings || []).map(function (w) { return ["warning", w]; }));
+            if (from) showDiffInto($("draft-diff"), from, r.data.version, "Saved. Changes from version " + from + " to " + r.data.version);
+          });
+        }
+        if (r.status === 409) return showConflict(r.data);
+        if (r.status === 422 && r.data.problems) {
+          renderProblems(r.data.problems.map(function (p) { return ["problem", label(p.field) + p.message]; }));
+          toast("Not saved — please fix the highlighted problems.", true);
+          return;
+        }
+        toast((r.data.detail || "Saving failed") + " (" + r.status + ")", true);
+      });
+  }
+  function label(field) {
+    var names = {body: "", description: "Description: ", tier: "Model tier: ", temperature: "Temperature: ",
+      max_tokens: "Maximum answer length: ", signoff: "Sign-off: ", variables: "Variables: ", message: "Change description: "};
+    return field in names ? names[field] : field + ": ";
+  }
+  function showConflict(data) {
+    state.conflictLatest = data.latest_version;
+    var who = data.latest && data.latest.author ? data.latest.author : "someone";
+    var what = data.latest && data.latest.message ? " (“" + data.latest.message + "”)" : "";
+    $("conflict-text").textContent = " " + who + " saved version " + data.latest_version + what +
+      " after you started from version " + data.base_version + ".";
+    $("conflict").hidden = false;
+    toast("Not saved: version " + data.latest_version + " was saved meanwhile.", true);
+    refreshDetail();
+  }
+  function compareConflict() {
+    var d = draft();
+    api("POST", "/" + state.name + "/preview", {body: d.body, config: d.config, base_version: state.conflictLatest}).then(function (r) {
+      if (!r.ok || !r.data.diff) { toast("Cannot compare: fix the problems in your draft first.", true); return; }
+      var panel = $("draft-diff"); panel.hidden = false;
+      renderDiff(panel, r.data.diff, "Version " + state.conflictLatest + " (theirs) → your draft", "theirs", "your draft");
+    });
+  }
+  function rebaseOnConflict() {
+    state.baseVersion = state.conflictLatest;
+    $("conflict").hidden = true;
+    updateBaseInfo(); onDraftChanged();
+    save();
+  }
+  function review() {
+    var d = draft();
+    api("POST", "/" + state.name + "/preview", {body: d.body, config: d.config, base_version: state.baseVersion}).then(function (r) {
+      if (!r.ok) { toast(r.data.detail || "Cannot review", true); return; }
+      if (!r.data.ok) {
+        renderProblems(r.data.problems.map(function (p) { return ["problem", label(p.field) + p.message]; }));
+        toast("The draft has problems — see below the editor.", true); return;
+      }
+      renderProblems(r.data.warnings.map(function (w) { return ["warning", w]; }));
+      var panel = $("draft-diff"); panel.hidden = false;
+      renderDiff(panel, r.data.diff, "Your draft compared with version " + state.baseVersion, "v" + state.baseVersion, "draft");
+      panel.scrollIntoView({behavior: "smooth", block: "start"});
+    });
+  }
+
+  // -- diff --------------------------------------------------------------------------------------------
+  function showDiffInto(panel, a, b, title) {
+    return api("GET", "/" + state.name + "/diff?from=" + a + "&to=" + b).then(function (r) {
+      if (!r.ok) { toast(r.data.detail || "Cannot show the diff", true); return; }
+      panel.hidden = false;
+      renderDiff(panel, r.data, title || ("Version " + a + " → version " + b), "v" + a, "v" + b);
+    });
+  }
+  function renderDiff(panel, diff, title, leftName, rightName) {
+    state.lastDiff = {panel: panel, diff: diff, title: title, l: leftName, r: rightName};
+    clear(panel);
+    panel.appendChild(h("div", {class: "diff-head"}, h("h3", {text: title}),
+      h("span", {class: "diff-stats"}, h("span", {class: "add", text: "+" + diff.stats.added}), " ",
+        h("span", {class: "del", text: "−" + diff.stats.removed}), " lines")));
+    if (diff.identical) { panel.appendChild(h("div", {class: "empty-state", text: "These two are identical."})); return; }
+    if (diff.settings.length) {
+      var t = h("table", {class: "table diff-settings"}, h("thead", null, h("tr", null, h("th", {text: "Setting"}), h("th", {text: leftName}), h("th", {text: rightName}))));
+      var tb = h("tbody");
+      diff.settings.forEach(function (s) {
+        tb.appendChild(h("tr", null, h("td", {text: s.field}), h("td", {text: fmt(s.from)}), h("td", {text: fmt(s.to)})));
+      });
+      t.appendChild(tb); panel.appendChild(t);
+    }
+    var table = h("table", {class: "diff " + state.diffLayout, "aria-label": "Text differences"});
+    var body = h("tbody");
+    diff.rows.forEach(function (row) {
+      if (state.diffLayout === "split") {
+        body.appendChild(h("tr", {class: row.op},
+          h("td", {class: "no", text: row.left_no || ""}),
+          h("td", {class: "l" + (row.left === null ? " empty" : ""), text: row.left === null ? "" : row.left}),
+          h("td", {class: "no", text: row.right_no || ""}),
+          h("td", {class: "r" + (row.right === null ? " empty" : ""), text: row.right === null ? "" : row.right})));
+      } else {
+        if (row.op === "equal") body.appendChild(inlineRow("equal", " ", row.left_no, row.right_no, row.left));
+        else {
+          if (row.left !== null) body.appendChild(inlineRow("delete", "−", row.left_no, "", row.left));
+          if (row.right !== null) body.appendChild(inlineRow("insert", "+", "", row.right_no, row.right));
+        }
+      }
+    });
+    table.appendChild(body);
+    if (diff.rows.length) panel.appendChild(table);
+  }
+  function inlineRow(op, sign, a, b, text) {
+    return h("tr", {class: op}, h("td", {class: "no", text: a || ""}), h("td", {class: "no", text: b || ""}),
+      h("td", {class: "sign", text: sign}), h("td", {class: "line", text: text}));
+  }
+  function fmt(v) {
+    if (v === null || v === undefined || v === "") return "—";
+    return Array.isArray(v) ? v.join(", ") : String(v);
+  }
+  document.querySelectorAll(".seg button").forEach(function (b) {
+    b.addEventListener("click", function () {
+      state.diffLayout = b.dataset.layout;
+      document.querySelectorAll(".seg button").forEach(function (x) { x.classList.toggle("on", x === b); });
+      var ld = state.lastDiff; if (ld) renderDiff(ld.panel, ld.diff, ld.title, ld.l, ld.r);
+    });
+  });
+
+  // -- history -----------------------------------------------------------------------------------------
+  function renderHistory() {
+    var d = state.detail, tb = document.querySelector("#versions-table tbody");
+    clear(tb);
+    var from = $("diff-from"), to = $("diff-to"), keepFrom = from.value, keepTo = to.value;
+    clear(from); clear(to);
+    d.versions.forEach(function (v) {
+      var badges = labelsOf(v.version).map(function (l) { return h("span", {class: "badge " + l, text: l}); });
+      tb.appendChild(h("tr", {"data-version": v.version},
+        h("td", null, h("strong", {text: "v" + v.version})), h("td", {text: v.message || ""}), h("td", {text: v.author || ""}),
+        h("td", {title: fullDate(v.created_at), text: ago(v.created_at)}), h("td", null, h("span", {class: "badges"}, badges)),
+        h("td", null,
+          h("button", {type: "button", text: "Compare with previous", disabled: v.version <= 1 ? true : null,
+            onclick: function () { from.value = v.version - 1; to.value = v.version; showDiffInto($("diff-view"), v.version - 1, v.version); }}), " ",
+          h("button", {type: "button", text: "Try", onclick: function () { $("pg-a").value = String(v.version); showTab("playground"); $("question").focus(); }}))));
+      from.appendChild(h("option", {value: v.version, text: versionName(v.version)}));
+      to.appendChild(h("option", {value: v.version, text: versionName(v.version)}));
+    });
+    if (d.versions.length) {
+      to.value = keepTo || d.versions[0].version;
+      from.value = keepFrom || (d.labels.production || d.versions[Math.min(1, d.versions.length - 1)].version);
+    }
+  }
+  $("btn-diff").addEventListener("click", function () {
+    var a = $("diff-from").value, b = $("diff-to").value;
+    if (!a || !b) return;
+    showDiffInto($("diff-view"), a, b);
+  });
+
+  // -- playground --------------------------------------------------------------------------------------
+  function renderPlaygroundSelects() {
+    ["pg-a", "pg-b"].forEach(function (id, i) {
+      var sel = $(id), keep = sel.value; clear(sel);
+      sel.appendChild(h("option", {value: "draft", text: "Unsaved draft (from the editor)"}));
+      state.detail.versions.forEach(function (v) { sel.appendChild(h("option", {value: v.version, text: versionName(v.version)})); });
+      var prod = state.detail.labels.production;
+      sel.value = keep && sel.querySelector('option[value="' + keep + '"]') ? keep : (i === 0 ? "draft" : String(prod || state.detail.latest));
+    });
+  }
+  $("pg-compare").addEventListener("change", function () { $("pg-b").disabled = !this.checked; });
+  function ask() {
+    var q = $("question").value.trim();
+    if (!q) { $("question").focus(); toast("Type a test question first.", true); return; }
+    var picks = [$("pg-a").value]; if ($("pg-compare").checked) picks.push($("pg-b").value);
+    var out = clear($("pg-results")), btn = $("btn-ask");
+    busy(btn, true);
+    var jobs = picks.map(function (pick) {
+      var card = h("div", {class: "card result", "data-pick": pick}, h("div", {class: "result-head"},
+        h("h3", {text: pick === "draft" ? "Unsaved draft" : "Version " + pick + (labelsOf(+pick).length ? " · " + labelsOf(+pick).join(", ") : "")})),
+        h("div", {class: "answer muted", text: "Thinking…"}));
+      out.appendChild(card);
+      var payload = {question: q};
+      if (pick === "draft") { var d = draft(); payload.body = d.body; payload.config = d.config; } else payload.version = +pick;
+      return api("POST", "/" + state.name + "/try", payload).then(function (r) { fillResult(card, r); });
+    });
+    Promise.all(jobs).then(function () { busy(btn, false); });
+  }
+  function fillResult(card, r) {
+    var ans = card.querySelector(".answer");
+    if (!r.ok) {
+      card.classList.add("error"); ans.classList.remove("muted");
+      var msg = r.data.detail || "The test failed";
+      if (r.data.problems) msg = r.data.problems.map(function (p) { return label(p.field) + p.message; }).join("\n");
+      ans.textContent = msg; return;
+    }
+    var d = r.data;
+    ans.classList.remove("muted"); ans.textContent = d.answer;
+    var usage = d.usage || {};
+    card.appendChild(h("div", {class: "metrics"},
+      metric("Model", d.model), metric("Tokens", (usage.prompt_tokens || 0) + " in / " + (usage.completion_tokens || 0) + " out"),
+      metric("Cost", "$" + (usage.cost_usd || 0).toFixed(5)), metric("Time", (d.latency_ms / 1000).toFixed(1) + " s")));
+    var cites = d.citations || [];
+    card.appendChild(h("div", null, h("strong", {text: "Sources (" + cites.length + ")"}),
+      cites.length ? h("ol", {class: "citations"}, cites.map(function (c) {
+        return h("li", null, h("span", {text: c.title + (c.page ? ", p. " + c.page : "") + (c.section ? " — " + c.section : "")}),
+          h("blockquote", {text: c.quote}));
+      })) : h("p", {class: "muted small", text: "No passages from the knowledge base were used."})));
+    (d.warnings || []).forEach(function (w) { card.appendChild(h("p", {class: "note", text: w})); });
+  }
+  function metric(name, value) { return h("div", {class: "metric"}, h("b", {text: name}), h("span", {text: value})); }
+
+  // -- release -----------------------------------------------------------------------------------------
+  function renderRelease() {
+    var d = state.detail, cards = clear($("label-cards"));
+    var names = Object.keys(d.labels).sort(function (a, b) { return (a === "production" ? -1 : b === "production" ? 1 : a < b ? -1 : 1); });
+    names.forEach(function (l) {
+      var v = d.labels[l], info = d.versions.find(function (x) { return x.version === v; }) || {};
+      var moved = d.history.find(function (e) { return e.label === l; });
+      cards.appendChild(h("div", {class: "card label-card " + l, "data-label": l},
+        h("div", {class: "lname", text: l}), h("div", {class: "lver", text: "Version " + v}),
+        h("div", {class: "lmeta", text: (info.message || "") }),
+        h("div", {class: "lmeta", text: moved ? "set by " + moved.who + " " + ago(moved.at) : "initial"})));
+    });
+    var sel = $("rel-version"), keep = sel.value; clear(sel);
+    d.versions.forEach(function (v) { sel.appendChild(h("option", {value: v.version, text: versionName(v.version) + " — " + (v.message || "")})); });
+    sel.value = keep && sel.querySelector('option[value="' + keep + '"]') ? keep : String(d.latest);
+    updateReleasePreview();
+    // Rollback target: the production version before the current one (from the label history).
+    var prod = d.labels.production, prev = null;
+    for (var i = 0; i < d.history.length; i++) {
+      var e = d.history[i];
+      if (e.label === "production" && e.to === prod && e.from && e.from !== prod) { prev = e.from; break; }
+    }
+    if (!prev) {
+      var older = d.versions.filter(function (v) { return v.version < prod; });
+      prev = older.length ? older[0].version : null;
+    }
+    state.rollbackTo = prev;
+    $("rollback-text").textContent = prev
+      ? "Production is at version " + prod + ". Roll back to version " + prev + " in one click; the change applies to the next chat message."
+      : "There is no earlier version to roll back to.";
+    $("btn-rollback").textContent = prev ? "Roll back to version " + prev : "Roll back";
+    $("btn-rollback").disabled = !prev || !d.you.can_write;
+    $("btn-promote").disabled = !d.you.can_write;
+    var note = $("approval-note");
+    note.hidden = !d.require_approval;
+    note.textContent = d.require_approval
+      ? (d.you.can_approve ? "Approval required: you can move production for versions written by someone else."
+                           : "Approval required: only a tenant admin who did not write the version can move production. Promote to staging and ask an admin.")
+      : "";
+    var tb = clear(document.querySelector("#history-table tbody"));
+    if (!d.history.length) tb.appendChild(h("tr", null, h("td", {colspan: 4, class: "muted", text: "No label has been moved yet."})));
+    d.history.forEach(function (e) {
+      tb.appendChild(h("tr", null, h("td", {title: fullDate(e.at), text: ago(e.at)}), h("td", {text: e.who}),
+        h("td", null, h("span", {class: "badge " + e.label, text: e.label})),
+        h("td", {text: (e.from ? "v" + e.from : "none") + " → v" + e.to})));
+    });
+  }
+  function updateReleasePreview() {
+    var d = state.detail; if (!d) return;
+    var v = +$("rel-version").value, l = $("rel-label").value, cur = d.labels[l];
+    $("rel-preview").textContent = cur === v ? l + " is already at version " + v + "."
+      : l + ": version " + (cur || "none") + " → version " + v + (l === "production" ? " (applies to everyone's next message)" : "");
+  }
+  $("rel-version").addEventListener("change", updateReleasePreview);
+  $("rel-label").addEventListener("change", updateReleasePreview);
+  function moveLabel(label, version, btn) {
+    var cur = state.detail.labels[label];
+    var text = label === "production"
+      ? "Everyone chatting with " + state.detail.title + " gets version " + version + " from their next message (now: version " + (cur || "none") + ")."
+      : "Editors chatting with the staging profile get version " + version + " (now: version " + (cur || "none") + ").";
+    return confirmBox("Move " + label + " to version " + version + "?", text, "Move " + label).then(function (ok) {
+      if (!ok) return;
+      busy(btn, true);
+      return api("PUT", "/" + state.name + "/labels/" + encodeURIComponent(label), {version: version}).then(function (r) {
+        busy(btn, false);
+        if (!r.ok) { toast(r.data.detail || "Could not move the label", true); return; }
+        toast(label + " now points to version " + version + ".");
+        return refreshDetail().then(updateBaseInfo);
+      });
+    });
+  }
+  $("btn-promote").addEventListener("click", function () {
+    var v = +$("rel-version").value; if (!v) return;
+    moveLabel($("rel-label").value, v, this);
+  });
+  $("btn-rollback").addEventListener("click", function () { if (state.rollbackTo) moveLabel("production", state.rollbackTo, this); });
+
+  // -- wiring ------------------------------------------------------------------------------------------
+  ["body", "f-description", "f-tier", "f-max_tokens", "f-signoff"].forEach(function (id) { $(id).addEventListener("input", onDraftChanged); });
+  $("f-tier").addEventListener("change", onDraftChanged);
+  $("f-temperature").addEventListener("input", function () { $("temperature-out").textContent = this.value; onDraftChanged(); });
+  $("message").addEventListener("input", onDraftChanged);
+  $("btn-save").addEventListener("click", save);
+  $("btn-review").addEventListener("click", review);
+  $("btn-try-draft").addEventListener("click", function () { $("pg-a").value = "draft"; showTab("playground"); $("question").focus(); });
+  $("btn-ask").addEventListener("click", ask);
+  $("question").addEventListener("keydown", function (e) { if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) ask(); });
+  $("btn-conflict-compare").addEventListener("click", compareConflict);
+  $("btn-conflict-rebase").addEventListener("click", rebaseOnConflict);
+  document.addEventListener("keydown", function (e) {
+    if ((e.ctrlKey || e.metaKey) && e.key.toLowerCase() === "s") { e.preventDefault(); if (!$("tab-edit").hidden) save(); }
+  });
+  window.addEventListener("beforeunload", function (e) { if (state.base && !sameAsBase()) { e.preventDefault(); e.returnValue = ""; } });
+  var picker = $("tenant-picker");
+  if (picker) picker.addEventListener("change", function () { window.location.href = "/studio?tenant=" + encodeURIComponent(picker.value); });
+
+  loadAssistants().then(function () {
+    if (!state.assistants.length) { $("assistant-title").textContent = "No assistants configured"; return; }
+    var hash = decodeURIComponent(location.hash.slice(1)).split("/");
+    var first = state.assistants.find(function (a) { return a.name === hash[0]; }) || state.assistants[0];
+    selectAssistant(first.name, ["edit", "history", "playground", "release"].indexOf(hash[1]) >= 0 ? hash[1] : "edit");
+  });
+})();
