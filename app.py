@@ -84,6 +84,15 @@ def create_app(settings: Settings | None = None, *, mount_chat: bool = True) -> 
     for router in routers():
         app.include_router(router)
 
+    from backend.auth.oidc import OidcLogin
+
+    services.oidc_login = OidcLogin.from_settings(settings, secret=os.environ["CHAINLIT_AUTH_SECRET"])
+    if services.oidc_login is not None:  # its start route must precede the Chainlit mount
+        from backend.api.oidc_login import audit_login_failure, install_oidc_login
+
+        install_oidc_login(app, services.oidc_login,
+                           on_failure=lambda exc, ip: audit_login_failure(services.audit, exc, ip))
+
     @app.get("/", include_in_schema=False)
     def _root() -> RedirectResponse:
         return RedirectResponse("/chat")

@@ -36,6 +36,8 @@ class Services:
     chat: ChatService
     # Bearer JWT verification (None when OIDC_ISSUER / OIDC_API_AUDIENCE are not set).
     jwt_verifier: JwtVerifier | None = None
+    # Browser login through the IdP (backend.auth.oidc.OidcLogin; set by app.create_app when OIDC_ISSUER is set).
+    oidc_login: Any = None
     # name -> callable raising on failure; /readyz runs them all
     readiness_checks: dict[str, Callable[[], Any]] = field(default_factory=dict)
     closers: list[Callable[[], Any]] = field(default_factory=list)

@@ -56,6 +56,33 @@ if services.settings.password_login_enabled:
                        metadata={"claims": claims, "provider": "password"})
 
 
+if services.oidc_login is not None:
+    from backend.api.oidc_login import CALLBACK_PATH, audit_login_failure, current_client_ip
+    from backend.auth.oidc import OidcLoginError
+    from ui.oidc_provider import register as register_oidc_provider
+
+    def _oidc_failure(exc: OidcLoginError) -> None:
+        audit_login_failure(services.audit, exc, current_client_ip.get())
+
+    register_oidc_provider(services.oidc_login, on_failure=_oidc_failure)  # before @cl.oauth_callback
+
+    @cl.oauth_callback
+    async def oidc_login(provider_id: str, token: str, raw_user_data: dict, default_user: cl.User,
+                         id_token: str | None = None) -> cl.User | None:
+        # raw_user_data: the verified ID token claims merged with userinfo (ui/oidc_provider.py).
+        try:
+            principal = services.principal_from_claims(raw_user_data)
+        except ValueError as exc:
+            _oidc_failure(OidcLoginError("unmappable_claims", str(exc)))
+            return None
+        # A user in no tenant still logs in, and is told which group to ask for (on_chat_start).
+        services.audit.record("login", subject=principal.subject, route=CALLBACK_PATH, ip=current_client_ip.get(),
+                              detail={"method": "oidc", "tenants": sorted(principal.tenants),
+                                      "platform_roles": sorted(principal.platform_roles)})
+        return cl.User(identifier=principal.subject, display_name=principal.name,
+                       metadata={"claims": raw_user_data, "provider": "oidc"})
+
+
 @cl.set_chat_profiles
 async def chat_profiles(current_user: cl.User | None, language: str | None = None) -> list[cl.ChatProfile]:
     principal = _principal_of(current_user)

@@ -1,0 +1,172 @@
+"""Browser login through a real OpenID provider (npm oidc-provider), end to end against the served app:
+/chat/auth/oauth/oidc -> provider login form -> callback -> Chainlit session -> /api/me and socket.io chat."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from tests.chainlit_client import ChainlitSession
+from tests.conftest import free_port, start_server, stop_server
+from tests.oidc_provider import OidcProviderUnavailable, start_oidc_provider
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def idp_app(tmp_path_factory):
+    """One provider and one served app configured for it (the redirect URI is registered up front)."""
+    port = free_port()
+    callback = f"http://127.0.0.1:{port}/chat/auth/oauth/oidc/callback"
+    try:
+        op = start_oidc_provider([callback])
+    except OidcProviderUnavailable as exc:
+        pytest.skip(str(exc))
+    server = start_server(tmp_path_factory.mktemp("oidc-app"), {
+        "OIDC_ISSUER": op.issuer, "OIDC_CLIENT_ID": op.client_id, "OIDC_CLIENT_SECRET": op.client_secret,
+        "OIDC_API_AUDIENCE": op.api_audience, "OIDC_SCOPES": "openid profile email groups",
+    }, port=port)
+    yield op, server
+    stop_server(server)
+    op.stop()
+
+
+def _audit(server, kind: str) -> list[dict]:
+    engine = sa.create_engine(f"sqlite:///{server.data_dir / 'atrium.db'}")
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(sa.text("select * from audit_event where kind = :k order by id"), {"k": kind})
+            return [dict(r) for r in rows.mappings().all()]
+    finally:
+        engine.dispose()
+
+
+def _login(op, server, user: str) -> httpx.Client:
+    http = httpx.Client(timeout=30)
+    final = op.login(f"{server.url}/chat/auth/oauth/oidc", user, http=http)
+    assert final.status_code == 200 and final.url.path == "/chat/login/callback", final
+    assert "access_token" in http.cookies or any(c.name.startswith("access_token") for c in http.cookies.jar)
+    return http
+
+
+def _session_cookies(http: httpx.Client, server) -> dict[str, str]:
+    host = urlsplit(server.url).hostname
+    return {c.name: c.value for c in http.cookies.jar if c.name.startswith("access_token") and host in c.domain}
+
+
+def test_login_page_offers_the_provider_and_no_password_form(idp_app):
+    op, server = idp_app
+    config = httpx.get(f"{server.url}/chat/auth/config").json()
+    assert config["oauthProviders"] == ["oidc"]
+    assert config["passwordAuth"] is False
+    # The demo password login is off with an IdP (ATRIUM_DEV_LOGIN unset).
+    r = httpx.post(f"{server.url}/chat/login", data={"username": "alice", "password": "atrium"})
+    assert r.status_code >= 400 and "access_token" not in r.cookies
+
+
+def test_authorization_request_uses_pkce_state_and_nonce(idp_app):
+    op, server = idp_app
+    r = httpx.get(f"{server.url}/chat/auth/oauth/oidc", follow_redirects=False)
+    assert r.status_code == 302
+    location = urlsplit(r.headers["location"])
+    assert f"{location.scheme}://{location.netloc}" == op.issuer
+    q = {k: v[0] for k, v in parse_qs(location.query).items()}
+    assert q["client_id"] == "atrium" and q["response_type"] == "code"
+    assert q["redirect_uri"] == f"{server.url}/chat/auth/oauth/oidc/callback"
+    assert q["code_challenge_method"] == "S256" and len(q["code_challenge"]) >= 43
+    assert len(q["state"]) >= 32 and len(q["nonce"]) >= 32
+    assert "openid" in q["scope"].split()
+    # Chainlit's own state cookie carries the same state; the verifier stays in our encrypted cookie.
+    assert r.cookies["oauth_state"] == q["state"]
+    assert r.cookies["atrium_oidc_flow"] and q["nonce"] not in r.cookies["atrium_oidc_flow"]
+
+
+def test_editor_logs_in_and_gets_tenant_and_roles(idp_app):
+    op, server = idp_app
+    http = _login(op, server, "bob")
+    me = http.get(f"{server.url}/api/me").json()
+    assert me["subject"] == "bob" and me["auth"] == "session"
+    assert me["tenants"] == {"sales": ["member", "prompt_editor"]}
+    logins = [e for e in _audit(server, "login") if e["subject"] == "bob"]
+    assert logins and '"oidc"' in str(logins[-1]["detail"]) and logins[-1]["ip"] == "127.0.0.1"
+
+
+def test_user_in_two_tenants_sees_both_labelled(idp_app):
+    op, server = idp_app
+    http = _login(op, server, "multi")
+    me = http.get(f"{server.url}/api/me").json()
+    assert me["tenants"] == {"finance": ["member"], "sales": ["member"]}
+    profiles = http.get(f"{server.url}/chat/project/settings", params={"language": "en-US"}).json()["chatProfiles"]
+    names = {p["name"] for p in profiles}
+    assert {"sales/sales-assistant", "sales/deal-desk", "finance/finance-assistant"} <= names
+    assert all(p["display_name"].startswith(("Sales · ", "Finance · ")) for p in profiles)
+
+
+def test_platform_admin_reads_the_audit_log_through_the_admin_route(idp_app):
+    op, server = idp_app
+    http = _login(op, server, "root")
+    events = http.get(f"{server.url}/api/admin/audit", params={"kind": "login"}).json()
+    assert any(e["subject"] == "root" for e in events)
+    assert any(e["route"] == "/api/admin/audit" for e in _audit(server, "admin_access"))
+    # ...but no tenant data through tenant routes: root is in no tenant.
+    r = http.post(f"{server.url}/api/t/sales/chat", json={"assistant": "sales-assistant", "message": "hi"})
+    assert r.status_code == 403 and r.json()["error"] == "tenant_mismatch"
+
+
+async def test_member_chats_over_socketio_after_oidc_login(idp_app):
+    op, server = idp_app
+    cookies = _session_cookies(_login(op, server, "dave"), server)
+    async with ChainlitSession(server.url, cookies, chat_profile="engineering/eng-assistant") as chat:
+        reply = await chat.ask("Hello! In one sentence, what can you help me with?")
+    assert reply.text.strip() and "No access" not in reply.text
+
+
+async def test_user_without_tenant_gets_no_access_with_the_group_to_ask_for(idp_app):
+    op, server = idp_app
+    http = _login(op, server, "nobody")
+    assert http.get(f"{server.url}/api/me").json()["tenants"] == {}
+    async with ChainlitSession(server.url, _session_cookies(http, server)) as chat:
+        greeting = " ".join(str(d.get("output", "")) for n, d in chat.events if n == "new_message")
+        reply = await chat.ask("hello?")
+    for text in (greeting, reply.text):
+        assert "No access" in text and "sales (Sales)" in text
+
+
+def test_wrong_password_at_the_provider_logs_nobody_in(idp_app):
+    op, server = idp_app
+    http = httpx.Client(timeout=30)
+    r = op.login(f"{server.url}/chat/auth/oauth/oidc", "bob", "wrong", http=http)
+    assert r.status_code == 401 and "access_token" not in http.cookies
+
+
+def test_forged_or_replayed_callbacks_are_refused_and_audited(idp_app):
+    op, server = idp_app
+    http = httpx.Client(timeout=30)
+    location = op.login(f"{server.url}/chat/auth/oauth/oidc", "alice", http=http, follow_to_redirect_uri=False)
+    q = {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
+    callback = f"{server.url}/chat/auth/oauth/oidc/callback"
+
+    # state altered in the URL (and in Chainlit's cookie, so only our flow cookie catches it)
+    http.cookies.set("oauth_state", "x" * 43)
+    r = http.get(callback, params={**q, "state": "x" * 43})
+    assert r.status_code == 302 and "error=oauthSignin" in r.headers["location"]
+    # no flow cookie at all: a callback link replayed in another browser
+    r = httpx.get(callback, params=q, cookies={"oauth_state": q["state"]})
+    assert r.status_code == 302 and "error=oauthSignin" in r.headers["location"]
+    assert "access_token" not in r.cookies
+    # the provider reports an error (e.g. the user cancelled) for a login this browser started
+    browser = httpx.Client(timeout=30)
+    start = browser.get(f"{server.url}/chat/auth/oauth/oidc", follow_redirects=False)
+    state = parse_qs(urlsplit(start.headers["location"]).query)["state"][0]
+    r = browser.get(callback, params={"error": "access_denied", "state": state})
+    assert r.status_code == 302 and "error=oauthSignin" in r.headers["location"]
+    # a refused callback also ends the login it belonged to: the flow cookie is gone, no session either
+    r = http.get(callback, params=q)
+    assert r.status_code == 302 and "error=oauthSignin" in r.headers["location"]
+    assert not any(c.name.startswith("access_token") for c in http.cookies.jar)
+
+    reasons = {e["reason"] for e in _audit(server, "denied") if e["route"] == "/chat/auth/oauth/oidc/callback"}
+    assert {"state_mismatch", "login_flow_missing", "idp_error_access_denied"} <= reasons
