@@ -27,7 +27,7 @@ class AtriumOidcProvider(OAuthProvider):
         self.login = login
         self.on_failure = on_failure
         self.client_id = login.client_id
-        self.client_secret = login.client_secret
+        self.client_secret = login.client_secret or ""
         # Only reached if the parent app's START_PATH route were missing; it then fails loudly.
         self.authorize_url = START_PATH + "/not-mounted"
         self.authorize_params: dict[str, str] = {}

@@ -72,7 +72,7 @@ class LoginFlow:
 
 
 class OidcLogin:
-    def __init__(self, *, issuer: str, client_id: str, client_secret: str, scopes: str, secret: str,
+    def __init__(self, *, issuer: str, client_id: str, client_secret: str | None, scopes: str, secret: str,
                  public_url: str | None = None, leeway_s: int = 30, jwks_min_refresh_s: float = 10.0,
                  discovery: Discovery | None = None, jwks: JwksCache | None = None) -> None:
         self.issuer = issuer.rstrip("/")
@@ -90,13 +90,13 @@ class OidcLogin:
     def from_settings(cls, settings: Settings, *, secret: str) -> OidcLogin | None:
         if not settings.oidc_issuer:
             return None
-        missing = [n for n, v in (("OIDC_CLIENT_ID", settings.oidc_client_id),
-                                  ("OIDC_CLIENT_SECRET", settings.oidc_client_secret)) if not v]
-        if missing:
-            raise ValueError(f"OIDC_ISSUER is set but {' and '.join(missing)} not: set them to the client "
-                             "registered for Atrium at your identity provider")
-        return cls(issuer=settings.oidc_issuer, client_id=str(settings.oidc_client_id),
-                   client_secret=str(settings.oidc_client_secret), scopes=settings.oidc_scopes, secret=secret,
+        if not settings.oidc_client_id:
+            # API-only: bearer JWTs are verified, but nobody can log in to the browser UI through the IdP.
+            log.warning("OIDC_ISSUER is set without OIDC_CLIENT_ID: browser login through the identity "
+                        "provider is off (register a client for Atrium and set OIDC_CLIENT_ID/OIDC_CLIENT_SECRET)")
+            return None
+        return cls(issuer=settings.oidc_issuer, client_id=settings.oidc_client_id,
+                   client_secret=settings.oidc_client_secret, scopes=settings.oidc_scopes, secret=secret,
                    public_url=settings.public_url, leeway_s=settings.oidc_leeway_s,
                    jwks_min_refresh_s=settings.oidc_jwks_min_refresh_s)
 
@@ -106,7 +106,10 @@ class OidcLogin:
 
     def _client(self) -> AsyncOAuth2Client:
         methods = self.discovery.get("token_endpoint_auth_methods_supported") or ["client_secret_basic"]
-        method = "client_secret_basic" if "client_secret_basic" in methods else "client_secret_post"
+        if not self.client_secret:
+            method = "none"  # a public client: PKCE is its only proof
+        else:
+            method = "client_secret_basic" if "client_secret_basic" in methods else "client_secret_post"
         return AsyncOAuth2Client(client_id=self.client_id, client_secret=self.client_secret, scope=self.scopes,
                                  token_endpoint_auth_method=method, code_challenge_method="S256",
                                  timeout=15)
