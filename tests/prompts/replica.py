@@ -1,0 +1,50 @@
+"""Code run in separate processes (multiprocessing, spawn): replicas sharing one prompts folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def store_save(root: str, barrier, base: int, tag: str, results) -> None:
+    """Save a version on `base` with the store directly, after every process reached the barrier."""
+    from backend.prompts.store import PromptStore, VersionConflict
+
+    store = PromptStore(Path(root))
+    current = store.get("sales", "sales-assistant", 1)
+    barrier.wait()
+    try:
+        pv, _ = store.create_version("sales", "sales-assistant", body=current.body + f"\n{tag}\n",
+                                     config=current.config, message=tag, author=tag, base_version=base)
+        results.put((tag, "ok", pv.version))
+    except VersionConflict as exc:
+        results.put((tag, "conflict", exc.latest))
+
+
+def store_move_labels(root: str, barrier, label: str, versions: list[int], who: str, results) -> None:
+    from backend.prompts.store import PromptStore
+
+    store = PromptStore(Path(root))
+    barrier.wait()
+    for v in versions:
+        store.move_label("sales", "sales-assistant", label, v, who=who)
+    results.put((who, "done", len(versions)))
+
+
+def api_save(root: str, data_dir: str, barrier, tag: str, results) -> None:
+    """A whole app replica (FastAPI, real HTTP handling via TestClient) saving on base_version 1."""
+    os.environ["CHAINLIT_AUTH_SECRET"] = "replica-secret-" + "y" * 40
+    from fastapi.testclient import TestClient
+
+    from app import create_app
+    from backend.settings import Settings
+    from tests.conftest import session_cookie_for
+
+    app = create_app(Settings(ATRIUM_DATA_DIR=data_dir, ATRIUM_PROMPTS_DIR=root), mount_chat=False)
+    with TestClient(app) as client:
+        client.cookies.update(session_cookie_for("bob"))
+        base = client.get("/api/t/sales/prompts/sales-assistant/versions/1").json()
+        barrier.wait()
+        r = client.post("/api/t/sales/prompts/sales-assistant/versions", json={
+            "body": base["body"] + f"\n{tag}\n", "config": base["config"], "message": tag, "base_version": 1})
+        results.put((tag, r.status_code, r.json()))

@@ -1,0 +1,170 @@
+"""The versioned prompt store: exclusive versions, base-version conflicts, atomic labels, safe names."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+
+import pytest
+import yaml
+
+from backend.prompts.schema import PromptValidationError
+from backend.prompts.store import InvalidPromptName, PromptNotFound, PromptStore, VersionConflict
+from tests.prompts import replica
+
+T, A = "sales", "sales-assistant"
+
+
+def _save(store: PromptStore, base: int, text: str, **config):
+    v1 = store.get(T, A, 1)
+    return store.create_version(T, A, body=v1.body + text, config={**v1.config, **config}, message=text.strip(),
+                                author="bob", base_version=base)
+
+
+def test_new_version_is_a_new_immutable_file_with_system_fields(store, prompts_root):
+    before = (prompts_root / T / A / "v0001.md").read_bytes()
+    pv, report = _save(store, 1, "\nBe brief.\n", signoff="-- Desk", author="mallory", created_at="1999")
+    assert pv.version == 2 and store.versions(T, A) == [1, 2]
+    assert (prompts_root / T / A / "v0001.md").read_bytes() == before
+    assert pv.config["author"] == "bob", "author comes from the caller, never from the submitted config"
+    assert pv.config["created_at"] != "1999" and pv.config["message"] == "Be brief."
+    assert pv.config["signoff"] == "-- Desk" and pv.body.endswith("Be brief.\n")
+    assert report.ok
+    assert not [p for p in (prompts_root / T / A).iterdir() if p.name.endswith(".tmp")], "temp files cleaned"
+
+
+def test_save_on_an_old_base_is_a_conflict_naming_the_latest(store):
+    _save(store, 1, "\nfirst\n")
+    with pytest.raises(VersionConflict) as err:
+        _save(store, 1, "\nsecond\n")
+    assert err.value.latest == 2 and err.value.base_version == 1
+    assert store.versions(T, A) == [1, 2]
+    assert "first" in store.get(T, A, 2).body, "the first save is not overwritten"
+
+
+def test_a_taken_number_fails_even_when_the_base_check_passed(store, prompts_root):
+    # Another replica wrote v0002 between our check and our write: the exclusive create refuses.
+    (prompts_root / T / A / "v0002.md").write_text(store.get(T, A, 1).body)
+    real_latest, calls = store.latest, []
+
+    def stale_latest(tenant: str, assistant: str) -> int:  # the first look predates the other write
+        calls.append(1)
+        return 1 if len(calls) == 1 else real_latest(tenant, assistant)
+
+    store.latest = stale_latest
+    with pytest.raises(VersionConflict) as err:
+        _save(store, 1, "\nmine\n")
+    assert err.value.latest == 2
+    assert "mine" not in (prompts_root / T / A / "v0002.md").read_text()
+
+
+def test_two_processes_saving_on_the_same_base_exactly_one_wins(prompts_root):
+    ctx = mp.get_context("spawn")
+    for round_ in range(3):
+        base = PromptStore(prompts_root).latest(T, A)
+        barrier, results = ctx.Barrier(2), ctx.Queue()
+        procs = [ctx.Process(target=replica.store_save, args=(str(prompts_root), barrier, base, f"p{round_}{i}",
+                                                              results)) for i in range(2)]
+        for p in procs:
+            p.start()
+        outcomes = [results.get(timeout=60) for _ in procs]
+        for p in procs:
+            p.join(30)
+        kinds = sorted(o[1] for o in outcomes)
+        assert kinds == ["conflict", "ok"], outcomes
+        winner = next(o for o in outcomes if o[1] == "ok")
+        loser = next(o for o in outcomes if o[1] == "conflict")
+        assert winner[2] == base + 1 and loser[2] == base + 1, "the loser is told the winner's version"
+        assert PromptStore(prompts_root).versions(T, A)[-1] == base + 1
+        assert winner[0] in PromptStore(prompts_root).get(T, A, base + 1).body
+
+
+def test_label_move_is_atomic_and_keeps_history(store, prompts_root):
+    _save(store, 1, "\nv2\n")
+    move = store.move_label(T, A, "production", 2, who="carol")
+    assert (move.before, move.after) == (1, 2)
+    assert store.labels(T, A) == {"production": 2, "staging": 1}
+    entry = store.label_history(T, A)[-1]
+    assert {k: entry[k] for k in ("who", "label", "from", "to")} == \
+        {"who": "carol", "label": "production", "from": 1, "to": 2}
+    assert entry["at"].endswith("Z")
+    store.move_label(T, A, "canary", 2, who="bob")  # custom labels are fine
+    assert store.labels(T, A)["canary"] == 2 and store.label_history(T, A)[-1]["from"] is None
+    leftovers = [p.name for p in (prompts_root / T / A).iterdir() if p.name.endswith(".tmp")]
+    assert leftovers == []
+
+
+def test_label_move_to_a_missing_version_or_bad_label_changes_nothing(store, prompts_root):
+    before = (prompts_root / T / A / "labels.yaml").read_text()
+    with pytest.raises(PromptNotFound):
+        store.move_label(T, A, "production", 9, who="bob")
+    for bad in ("Prod", "../x", "a/b", "", "x" * 40):
+        with pytest.raises(InvalidPromptName):
+            store.move_label(T, A, bad, 1, who="bob")
+    assert (prompts_root / T / A / "labels.yaml").read_text() == before
+
+
+def test_concurrent_label_moves_from_processes_lose_nothing(store, prompts_root):
+    for i in range(3):
+        _save(store, store.latest(T, A), f"\nv{i + 2}\n")
+    ctx = mp.get_context("spawn")
+    barrier, results = ctx.Barrier(2), ctx.Queue()
+    procs = [ctx.Process(target=replica.store_move_labels,
+                         args=(str(prompts_root), barrier, label, [2, 3, 4, 1] * 5, who, results))
+             for label, who in (("production", "p1"), ("staging", "p2"))]
+    for p in procs:
+        p.start()
+    # Readers during the storm always see a whole, parseable file.
+    while any(p.is_alive() for p in procs):
+        doc = yaml.safe_load((prompts_root / T / A / "labels.yaml").read_text())
+        assert set(doc["labels"]) >= {"production", "staging"}
+    for p in procs:
+        p.join(30)
+    assert sorted(results.get(timeout=10)[0] for _ in procs) == ["p1", "p2"]
+    history = store.label_history(T, A)
+    assert len(history) == 40, "no history entry was lost to a concurrent writer"
+    for label in ("production", "staging"):
+        moves = [e for e in history if e["label"] == label]
+        assert [e["to"] for e in moves] == [2, 3, 4, 1] * 5
+        assert all(a["to"] == b["from"] for a, b in zip(moves, moves[1:], strict=False))
+    assert store.labels(T, A) == {"production": 1, "staging": 1}
+
+
+@pytest.mark.parametrize("tenant,assistant", [
+    ("..", "sales-assistant"), ("sales", ".."), ("sales", "../finance"), ("../../etc", "passwd"),
+    ("sales", "sales-assistant/../../finance"), ("Sales", "x"), ("sales", "/etc"), ("sales", ""),
+    ("sales", "a\x00b"),
+])
+def test_traversal_names_are_refused(store, tenant, assistant):
+    with pytest.raises(InvalidPromptName):
+        store.versions(tenant, assistant)
+    with pytest.raises(InvalidPromptName):
+        store.create_version(tenant, assistant, body="x {{context}}", config={}, message="m", author="a",
+                             base_version=0)
+
+
+def test_symlink_escape_is_refused(store, prompts_root, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    os.symlink(outside, prompts_root / "sales" / "evil")
+    with pytest.raises(InvalidPromptName):
+        store.versions("sales", "evil")
+
+
+def test_hot_reload_label_moved_by_another_store_instance(prompts_root):
+    reader, writer = PromptStore(prompts_root), PromptStore(prompts_root)
+    assert reader.resolve(T, A).version == 1
+    _save(writer, 1, "\nnew\n")
+    writer.move_label(T, A, "production", 2, who="carol")
+    assert reader.resolve(T, A).version == 2, "no restart, no cache: the next resolve sees the move"
+    assert reader.resolve(T, A, "staging").version == 1
+
+
+def test_invalid_versions_are_not_written(store):
+    v1 = store.get(T, A, 1)
+    with pytest.raises(PromptValidationError) as err:
+        store.create_version(T, A, body=v1.body + "{{secret}}", config={**v1.config, "temperature": 9},
+                             message="m", author="bob", base_version=1)
+    fields = {p.field for p in err.value.problems}
+    assert fields == {"temperature", "body"}
+    assert store.versions(T, A) == [1]
