@@ -28,6 +28,8 @@ from backend.tenants import TenantRegistry
 log = logging.getLogger("atrium.chat")
 
 NO_CONTEXT = "(no relevant passages were found in the knowledge base)"
+NO_ANSWER = ("I don't know — nothing in the {tenant} knowledge base covers this. Try rephrasing, or ask "
+             "an administrator to add the document that answers it.")
 
 
 @dataclass
@@ -113,49 +115,88 @@ class ChatService:
 
     # -- authorisation: re-checked on every turn, whatever the UI showed --------------------------------
 
-    def authorize(self, principal: Principal, tenant: str, assistant: str) -> None:
+    def authorize(self, principal: Principal, tenant: str, assistant: str | None) -> None:
+        """`assistant=None`: a plain completion (no assistant involved)."""
         if not principal.is_member(tenant):
             raise Forbidden(f"you are not a member of tenant {tenant!r}", code="tenant_mismatch")
         cfg = self.registry.get(tenant)
-        if cfg is None or cfg.assistant(assistant) is None:
+        if cfg is None:
+            raise NotFound(f"unknown tenant {tenant!r}", code="tenant_not_found")
+        if assistant is not None and cfg.assistant(assistant) is None:
             raise NotFound(f"tenant {tenant!r} has no assistant {assistant!r}", code="assistant_not_found")
 
     # -- the pipeline --------------------------------------------------------------------------------------
 
     async def stream(self, principal: Principal, req: ChatRequest) -> AsyncIterator[str | TurnResult]:
         """Yields answer text as it is generated, then one TurnResult."""
-        self.authorize(principal, req.tenant, req.assistant)
+        plain = req.messages is not None
+        self.authorize(principal, req.tenant, None if plain else req.assistant)
         started = time.perf_counter()
         tenant_cfg = self.registry.get(req.tenant)
         assert tenant_cfg is not None
+        policy = tenant_cfg.model_policy
         turn = ChatTurn(tenant=req.tenant, subject=principal.subject, channel=req.channel,
-                        assistant=req.assistant, prompt_name=req.assistant, prompt_label=req.label)
+                        assistant=None if plain else req.assistant, prompt_name=None if plain else req.assistant,
+                        prompt_label=None if plain else req.label)
+        admission: Admission | None = None
         try:
-            prompt = req.prompt_override or self._prompt(req)
-            turn.prompt_version = prompt.version or None
+            prompt = None if plain else (req.prompt_override or self._prompt(req))
+            turn.prompt_version = (prompt.version or None) if prompt else None
+            tier, turn.route_reason = self._route(req, policy, prompt)
+            turn.tier = tier
+            cache_key = await self._cache_key(req, tier, turn.prompt_version)
+            cached = await self.cache.get(cache_key) if cache_key and self.cache else None
+            if cached is not None:
+                if self.quotas:  # a cached answer still counts as a request, but costs nothing
+                    await self.quotas.admit(tenant=req.tenant, subject=principal.subject)
+                result = self._from_cache(cached, req, turn)
+                yield result.answer
+                result.latency_ms = self._finish(turn, started, req)
+                result.turn_id = turn.id
+                yield result
+                return
             citations: list[Citation] = []
-            if self.retriever is not None:
+            if self.retriever is not None and not plain:
                 citations = await self.retriever.retrieve(principal=principal, tenant=req.tenant,
                                                           query=req.message, top_k=req.top_k)
             turn.chunk_ids = [c.chunk_id for c in citations]
-            system = render(prompt.body, {
-                "user_name": principal.name,
-                "tenant_name": tenant_cfg.name,
-                "today": date.today().isoformat(),
-                "context": _format_context(citations),
-            }, declared=prompt.config.get("variables"))
-            allowed = tenant_cfg.model_policy.allowed_tiers
-            wanted = req.tier or str(prompt.config.get("tier") or tenant_cfg.model_policy.default_tier)
-            tier = self.llm.resolve_tier(wanted, allowed)
-            turn.tier = tier
-            turn.route_reason = "explicit" if req.tier else "prompt tier"
-            messages = [{"role": "system", "content": system}, *req.history[-10:],
-                        {"role": "user", "content": req.message}]
+            if (not citations and not plain and self.retriever is not None
+                    and getattr(self.retriever, "has_documents", lambda _t: True)(req.tenant)):
+                # Nothing relevant above the threshold: say so, rather than let the model invent an answer.
+                answer = NO_ANSWER.format(tenant=tenant_cfg.name)
+                turn.route_reason = "no relevant passages in the knowledge base"
+                yield answer
+                result = TurnResult(answer=answer, citations=[], model="", tier=tier,
+                                    prompt_name=turn.prompt_name or "", prompt_version=turn.prompt_version,
+                                    prompt_tokens=0, completion_tokens=0, cost_usd=0.0, latency_ms=0,
+                                    route_reason=turn.route_reason)
+                result.latency_ms = self._finish(turn, started, req)
+                result.turn_id = turn.id
+                yield result
+                return
+            if prompt is None:
+                messages = list(req.messages or [])
+                temperature, max_tokens = req.temperature, req.max_tokens
+            else:
+                system = render(prompt.body, {
+                    "user_name": principal.name,
+                    "tenant_name": tenant_cfg.name,
+                    "today": date.today().isoformat(),
+                    "context": _format_context(citations),
+                }, declared=prompt.config.get("variables"))
+                messages = [{"role": "system", "content": system}, *req.history[-10:],
+                            {"role": "user", "content": req.message}]
+                temperature = _opt_float(prompt.config.get("temperature"))
+                max_tokens = _opt_int(prompt.config.get("max_tokens"))
+            if self.quotas:
+                est_tokens = _estimate_tokens(messages) + (max_tokens or 512)
+                admission = await self.quotas.admit(
+                    tenant=req.tenant, subject=principal.subject, est_tokens=est_tokens,
+                    est_cost_usd=self.llm.estimate_cost(tier, est_tokens - (max_tokens or 512), max_tokens or 512))
             final: Completion | None = None
             async for item in self.llm.stream(
-                tier=tier, messages=messages,
-                temperature=_opt_float(prompt.config.get("temperature")),
-                max_tokens=_opt_int(prompt.config.get("max_tokens")),
+                tier=tier, messages=messages, temperature=temperature, max_tokens=max_tokens,
+                provider_preference=policy.provider_preference,
             ):
                 if isinstance(item, Delta):
                     yield item.text
@@ -168,25 +209,38 @@ class ChatService:
                 yield "\n\n" + signoff
                 final.text = final.text.rstrip() + "\n\n" + signoff
             turn.model = final.model
+            turn.tier = final.tier  # the tier that answered; differs from the decision after a fallback
+            turn.fallback_from = final.fallback_from
+            if final.fallback_from:
+                turn.route_reason = f"{turn.route_reason}; {final.fallback_from} failed, answered by {final.tier}"
             turn.prompt_tokens = final.prompt_tokens
             turn.completion_tokens = final.completion_tokens
             turn.cost_usd = final.cost_usd
             result = TurnResult(
-                answer=final.text, citations=citations, model=final.model, tier=tier,
-                prompt_name=req.assistant, prompt_version=turn.prompt_version,
+                answer=final.text, citations=citations, model=final.model, tier=final.tier,
+                prompt_name=turn.prompt_name or "", prompt_version=turn.prompt_version,
                 prompt_tokens=final.prompt_tokens, completion_tokens=final.completion_tokens,
                 cost_usd=final.cost_usd, latency_ms=0, route_reason=turn.route_reason,
+                fallback_from=final.fallback_from, warnings=list(admission.warnings) if admission else [],
             )
         except AtriumError as exc:
-            turn.outcome, turn.error = "refused", exc.message
+            turn.outcome = "quota" if isinstance(exc, QuotaExceeded) else "refused"
+            turn.error = exc.message
+            await self._release(admission)
             self._finish(turn, started, req)
             raise
-        except Exception as exc:
+        except BaseException as exc:  # also a client that went away mid-stream: release the reservation
             turn.outcome, turn.error = "error", f"{type(exc).__name__}: {exc}"[:500]
+            await self._release(admission)
             self._finish(turn, started, req)
             raise
         result.latency_ms = self._finish(turn, started, req)
         result.turn_id = turn.id
+        if admission is not None and self.quotas:
+            await self.quotas.settle(admission, tokens=result.prompt_tokens + result.completion_tokens,
+                                     cost_usd=result.cost_usd)
+        if cache_key and self.cache:
+            await self.cache.set(cache_key, _cache_value(result))
         yield result
 
     async def run(self, principal: Principal, req: ChatRequest) -> TurnResult:
@@ -196,6 +250,64 @@ class ChatService:
                 result = item
         assert result is not None
         return result
+
+    # -- model governance: routing, cache, quotas -------------------------------------------------------------
+
+    def _route(self, req: ChatRequest, policy: Any, prompt: PromptVersion | None) -> tuple[str, str]:
+        if req.tier and req.tier not in policy.allowed_tiers:
+            raise Forbidden(f"tier {req.tier!r} is not allowed for tenant {req.tenant!r}; allowed: "
+                            f"{', '.join(policy.allowed_tiers)}", code="tier_not_allowed")
+        text = req.message if not req.messages else _last_user_text(req.messages)
+        decision = decide(text=text, routing=policy.routing, explicit_tier=req.tier,
+                          prompt_tier=str(prompt.config.get("tier") or "") or None if prompt else None,
+                          default_tier=policy.default_tier, classifier=self.classifier)
+        tier = self.llm.resolve_tier(decision.wanted, policy.allowed_tiers)
+        reason = decision.reason if tier == decision.wanted else f"{decision.reason} (not live: using {tier})"
+        return tier, reason
+
+    async def _cache_key(self, req: ChatRequest, tier: str, prompt_version: int | None) -> str | None:
+        """Only first-turn questions of a saved prompt version are cached (never drafts or plain calls)."""
+        if (self.cache is None or not self.cache.enabled or req.history or req.messages is not None
+                or req.prompt_override is not None or not req.record):
+            return None
+        kb = self._kb_version(req.tenant)
+        if kb is None:
+            return None
+        policy = self.registry.get(req.tenant).model_policy  # type: ignore[union-attr]
+        model = self.llm.group_for(tier, policy.provider_preference) + "=" + ",".join(
+            sorted(self.llm.live.live.get(tier, [])))
+        return self.cache.key(tenant=req.tenant, assistant=req.assistant, prompt_version=prompt_version,
+                              kb_version=kb, model=model, question=req.message)
+
+    def _kb_version(self, tenant: str) -> object | None:
+        """The tenant's knowledge-base version; None (= do not cache) when it cannot be known."""
+        source = self.kb_version or getattr(self.retriever, "kb_version", None)
+        if source is None:
+            return "none" if self.retriever is None else None
+        try:
+            return source(tenant)
+        except Exception:
+            log.warning("knowledge-base version unavailable; not caching", exc_info=True)
+            return None
+
+    def _from_cache(self, cached: dict, req: ChatRequest, turn: ChatTurn) -> TurnResult:
+        turn.cached = True
+        turn.model = cached.get("model")
+        turn.tier = cached.get("tier") or turn.tier
+        turn.route_reason = f"cache hit ({turn.route_reason})"
+        citations = [Citation(**c) for c in cached.get("citations", [])]
+        turn.chunk_ids = [c.chunk_id for c in citations]
+        return TurnResult(answer=cached["answer"], citations=citations, model=turn.model or "",
+                          tier=turn.tier or "", prompt_name=req.assistant, prompt_version=turn.prompt_version,
+                          prompt_tokens=0, completion_tokens=0, cost_usd=0.0, latency_ms=0, cached=True,
+                          route_reason=turn.route_reason)
+
+    async def _release(self, admission: Admission | None) -> None:
+        if admission is not None and self.quotas:
+            try:
+                await self.quotas.release(admission)
+            except Exception:  # pragma: no cover - the counter is re-seeded from SQL at the next period
+                log.exception("could not release a quota reservation")
 
     def _prompt(self, req: ChatRequest) -> PromptVersion:
         try:
@@ -223,6 +335,26 @@ def _format_context(citations: list[Citation]) -> str:
         return NO_CONTEXT
     return "\n\n".join(f"[{i}] {c.title}" + (f" (p. {c.page})" if c.page else "") + f"\n{c.quote}"
                        for i, c in enumerate(citations, 1))
+
+
+def _estimate_tokens(messages: list[dict]) -> int:
+    """~4 characters per token: enough for a reservation that is settled with the real count."""
+    return sum(len(str(m.get("content") or "")) // 4 + 4 for m in messages)
+
+
+def _last_user_text(messages: list[dict]) -> str:
+    for m in reversed(messages):
+        if m.get("role") == "user":
+            content = m.get("content")
+            if isinstance(content, list):
+                return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+            return str(content or "")
+    return ""
+
+
+def _cache_value(result: TurnResult) -> dict[str, Any]:
+    return {"answer": result.answer, "citations": [asdict(c) for c in result.citations], "model": result.model,
+            "tier": result.tier}
 
 
 def _opt_float(v: Any) -> float | None:

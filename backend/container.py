@@ -15,7 +15,14 @@ from backend.chat import ChatService
 from backend.db.engine import Database, make_engine
 from backend.db.migrate import upgrade
 from backend.governance.audit import AuditLog
+from backend.governance.cache import MemoryCache, RedisCache, ResponseCache
+from backend.governance.quotas import QuotaService
+from backend.governance.ratelimit import MemoryLimits, RedisLimits
+from backend.governance.usage import UsageService
+from backend.knowledge.factory import build_knowledge
+from backend.knowledge.service import KnowledgeService
 from backend.llm.router import ModelsConfig
+from backend.llm.routing import default_classifier
 from backend.llm.service import LLMService
 from backend.prompts.store import PromptStore
 from backend.settings import Settings
@@ -34,6 +41,10 @@ class Services:
     prompts: PromptStore
     llm: LLMService
     chat: ChatService
+    knowledge: KnowledgeService | None = None  # tenant knowledge bases (backend.knowledge)
+    quotas: QuotaService | None = None
+    cache: ResponseCache | None = None
+    usage: UsageService | None = None
     # Bearer JWT verification (None when OIDC_ISSUER / OIDC_API_AUDIENCE are not set).
     jwt_verifier: JwtVerifier | None = None
     # Browser login through the IdP (backend.auth.oidc.OidcLogin; set by app.create_app when OIDC_ISSUER is set).
@@ -74,14 +85,49 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
     audit = AuditLog(db=db, denial_threshold=settings.suspicious_denials, window_s=settings.suspicious_window_s)
     prompts = PromptStore(settings.prompts_dir)
     llm = LLMService(settings=settings, config=ModelsConfig.load(settings.config_dir / "models.yaml"))
-    chat = ChatService(db=db, registry=registry, prompts=prompts, llm=llm)
+    quotas, cache = _governance(settings, registry, db)
+    knowledge = build_knowledge(settings, db=db, registry=registry, audit=audit,
+                                embedding_list=llm.config.embedding_list)
+    chat = ChatService(db=db, registry=registry, prompts=prompts, llm=llm, quotas=quotas, cache=cache,
+                       classifier=default_classifier(), retriever=knowledge)
     services = Services(settings=settings, registry=registry, demo_users=demo_users, db=db, audit=audit,
-                        prompts=prompts, llm=llm, chat=chat)
+                        prompts=prompts, llm=llm, chat=chat, quotas=quotas, cache=cache,
+                        usage=UsageService(db=db), knowledge=knowledge)
+    if settings.redis_url:
+        services.readiness_checks["redis"] = lambda: _ping_redis(settings.redis_url or "")
     services.jwt_verifier = build_jwt_verifier(settings)
     services.readiness_checks["database"] = db.ping
     services.readiness_checks["models"] = lambda: _require_tiers(llm)
     services.closers.append(db.engine.dispose)
+    services.readiness_checks["vector_store"] = knowledge.store.ping
+    if settings.ingest_worker:
+        knowledge.start_worker()  # resumes jobs a killed process left unfinished
+    services.closers.append(knowledge.close)  # runs first (reversed): the worker stops before the engine
     return services
+
+
+def _governance(settings: Settings, registry: TenantRegistry, db: Database) -> tuple[QuotaService, ResponseCache]:
+    """Quotas, rate limits and the response cache: in-process, or shared in Redis when REDIS_URL is set."""
+    if settings.redis_url:
+        limits: MemoryLimits | RedisLimits = RedisLimits(settings.redis_url)
+        cache_backend: MemoryCache | RedisCache = RedisCache(settings.redis_url)
+    else:
+        limits, cache_backend = MemoryLimits(), MemoryCache()
+    quotas = QuotaService(backend=limits, registry=registry, db=db, prefix=settings.redis_prefix,
+                          warn_ratio=settings.budget_warning_ratio)
+    cache = ResponseCache(backend=cache_backend, prefix=settings.redis_prefix, ttl_s=settings.cache_ttl_s,
+                          enabled=settings.response_cache)
+    return quotas, cache
+
+
+def _ping_redis(url: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+    try:
+        client.ping()
+    finally:
+        client.close()
 
 
 def _require_tiers(llm: LLMService) -> None:

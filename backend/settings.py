@@ -44,6 +44,15 @@ class Settings(BaseSettings):
     pinecone_index_host: str | None = Field(None, alias="PINECONE_INDEX_HOST")
     max_upload_mb: float = Field(20.0, alias="ATRIUM_MAX_UPLOAD_MB")
     embedding_model: str = Field("local/all-MiniLM-L6-v2", alias="ATRIUM_EMBEDDING_MODEL")
+    # hybrid = dense + keyword (FTS5) fused by RRF; dense = vectors only (bench/README.md compares them)
+    retrieval_mode: Literal["hybrid", "dense"] = Field("hybrid", alias="ATRIUM_RETRIEVAL_MODE")
+    # Passages below this cosine similarity are not used; with none left the chat says it does not know.
+    retrieval_min_score: float = Field(0.35, alias="ATRIUM_RETRIEVAL_MIN_SCORE")
+    chunk_tokens: int = Field(200, alias="ATRIUM_CHUNK_TOKENS")
+    chunk_overlap: int = Field(40, alias="ATRIUM_CHUNK_OVERLAP")
+    embed_batch: int = Field(32, alias="ATRIUM_EMBED_BATCH")
+    ingest_worker: bool = Field(True, alias="ATRIUM_INGEST_WORKER")  # run the ingestion worker in the app
+    ingest_lease_s: float = Field(60.0, alias="ATRIUM_INGEST_LEASE_S")
 
     # Models
     model_fast: str | None = Field(None, alias="ATRIUM_MODEL_FAST")
@@ -52,6 +61,12 @@ class Settings(BaseSettings):
     llm_threads: int = Field(1, alias="ATRIUM_LLM_THREADS")
     llm_context: int = Field(2048, alias="ATRIUM_LLM_CONTEXT")
     local_model_path: Path | None = Field(None, alias="ATRIUM_LOCAL_MODEL_PATH")
+
+    # Governance (quotas, rate limits, response cache): in-process, or Redis when REDIS_URL is set
+    response_cache: bool = Field(True, alias="ATRIUM_RESPONSE_CACHE")
+    cache_ttl_s: int = Field(86400, alias="ATRIUM_CACHE_TTL_S")
+    redis_prefix: str = Field("atrium", alias="ATRIUM_REDIS_PREFIX")  # key prefix (several apps, one Redis)
+    budget_warning_ratio: float = Field(0.8, alias="ATRIUM_BUDGET_WARNING_RATIO")
 
     # Integrations
     dify_base_url: str | None = Field(None, alias="DIFY_BASE_URL")

@@ -136,3 +136,24 @@ def rules_classify(text: str) -> Classification:
 @lru_cache(maxsize=1)
 def default_classifier() -> QueryClassifier:
     return QueryClassifier.load()
+
+
+@dataclass(frozen=True)
+class RouteDecision:
+    wanted: str
+    reason: str
+    label: str | None = None  # light | heavy in auto mode
+
+
+def decide(*, text: str, routing: str, explicit_tier: str | None, prompt_tier: str | None, default_tier: str,
+           classifier: QueryClassifier | None) -> RouteDecision:
+    """Which tier a request wants, and why (stored with the turn). Availability is checked by the caller."""
+    if explicit_tier:
+        return RouteDecision(explicit_tier, f"explicit tier {explicit_tier}")
+    if routing == "auto":
+        result = (classifier or default_classifier()).classify(text)
+        tier = "smart" if result.label == "heavy" else "fast"
+        return RouteDecision(tier, f"auto: {result.reason} -> {tier}", result.label)
+    if prompt_tier:
+        return RouteDecision(prompt_tier, f"fixed: prompt tier {prompt_tier}")
+    return RouteDecision(default_tier, f"fixed: tenant default tier {default_tier}")

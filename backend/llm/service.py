@@ -167,6 +167,11 @@ class LLMService:
         assert final is not None
         return final
 
+    def estimate_cost(self, tier: str, prompt_tokens: int, completion_tokens: int) -> float:
+        """Upper estimate for quota reservations: the tier's most expensive live model."""
+        return max((self.cost(model=m, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+                    for m in self.live.live.get(tier, [])), default=0.0)
+
     # -- cost -------------------------------------------------------------------------------------------
 
     def _price_table(self) -> dict[str, tuple[float, float]]:

@@ -1,0 +1,61 @@
+"""Usage aggregates over chat turns (every model call is a ChatTurn row; tenant-filtered here)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from sqlalchemy import case, func
+from sqlmodel import Session, select
+
+from backend.db.models import ChatTurn
+
+GroupBy = Literal["day", "model", "user", "assistant"]
+
+
+def sum_usage(*, session: Session, tenant: str, since: datetime, until: datetime | None = None) -> tuple[int, float]:
+    """(tokens, cost_usd) of the tenant's turns in [since, until)."""
+    stmt = select(
+        func.coalesce(func.sum(ChatTurn.prompt_tokens + ChatTurn.completion_tokens), 0),
+        func.coalesce(func.sum(ChatTurn.cost_usd), 0.0),
+    ).where(ChatTurn.tenant == tenant, ChatTurn.created_at >= since)
+    if until is not None:
+        stmt = stmt.where(ChatTurn.created_at < until)
+    tokens, cost = session.exec(stmt).one()
+    return int(tokens or 0), float(cost or 0.0)
+
+
+def usage_totals(*, session: Session, tenant: str, since: datetime, until: datetime,
+                 group_by: GroupBy) -> list[dict]:
+    """Totals per group: requests, cached, errors, tokens, cost."""
+    if group_by == "day":
+        group = func.date(ChatTurn.created_at)
+    elif group_by == "model":
+        group = func.coalesce(ChatTurn.model, "")
+    elif group_by == "user":
+        group = ChatTurn.subject
+    else:
+        group = func.coalesce(ChatTurn.assistant, "")
+    stmt = (
+        select(
+            group.label("key"),
+            func.count().label("requests"),
+            func.sum(case((ChatTurn.cached, 1), else_=0)),
+            func.sum(ChatTurn.prompt_tokens),
+            func.sum(ChatTurn.completion_tokens),
+            func.sum(ChatTurn.cost_usd),
+        )
+        .where(ChatTurn.tenant == tenant, ChatTurn.created_at >= since, ChatTurn.created_at < until,
+               ChatTurn.outcome == "ok")
+        .group_by(group)
+        .order_by(group)
+    )
+    rows = []
+    for key, requests, cached, pt, ct, cost in session.exec(stmt):
+        rows.append({
+            "key": str(key) if key is not None else "",
+            "requests": int(requests or 0), "cached": int(cached or 0),
+            "prompt_tokens": int(pt or 0), "completion_tokens": int(ct or 0),
+            "total_tokens": int(pt or 0) + int(ct or 0), "cost_usd": round(float(cost or 0.0), 8),
+        })
+    return rows

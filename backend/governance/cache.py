@@ -1,0 +1,104 @@
+"""Response cache for first-turn questions, in-process (LRU + TTL) or Redis.
+
+The key covers everything that changes an answer: tenant + assistant + prompt version + knowledge-base
+version + model + normalised question. Any change of one of them is a different key, so invalidation
+needs no bookkeeping; old entries age out (TTL / LRU). Keys start with the tenant: never shared.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+import time
+import unicodedata
+from collections import OrderedDict
+from typing import Any, Protocol
+
+_SPACE_RE = re.compile(r"\s+")
+_TRAIL_RE = re.compile(r"[\s?!.…]+$")
+
+
+def normalise_question(text: str) -> str:
+    """Case, spacing, Unicode form and trailing punctuation do not make a different question."""
+    text = unicodedata.normalize("NFKC", text).casefold()
+    return _TRAIL_RE.sub("", _SPACE_RE.sub(" ", text).strip())
+
+
+def cache_key(*, prefix: str, tenant: str, assistant: str, prompt_version: int | str | None,
+              kb_version: int | str | None, model: str, question: str) -> str:
+    parts = [tenant, assistant, str(prompt_version), str(kb_version), model, normalise_question(question)]
+    digest = hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
+    return f"{prefix}:cache:{tenant}:{digest}"
+
+
+class CacheBackend(Protocol):
+    async def get(self, key: str) -> dict[str, Any] | None: ...
+    async def set(self, key: str, value: dict[str, Any], ttl_s: int) -> None: ...
+    async def close(self) -> None: ...
+
+
+class MemoryCache:
+    def __init__(self, max_entries: int = 5000, clock=time.monotonic) -> None:
+        self._data: OrderedDict[str, tuple[float, str]] = OrderedDict()
+        self._max = max_entries
+        self._clock = clock
+        self._lock = threading.Lock()
+
+    async def get(self, key: str) -> dict[str, Any] | None:
+        with self._lock:
+            item = self._data.get(key)
+            if item is None:
+                return None
+            if item[0] <= self._clock():
+                del self._data[key]
+                return None
+            self._data.move_to_end(key)
+            return json.loads(item[1])
+
+    async def set(self, key: str, value: dict[str, Any], ttl_s: int) -> None:
+        with self._lock:
+            self._data[key] = (self._clock() + ttl_s, json.dumps(value))
+            self._data.move_to_end(key)
+            while len(self._data) > self._max:
+                self._data.popitem(last=False)
+
+    async def close(self) -> None:
+        return None
+
+
+class RedisCache:
+    def __init__(self, url: str) -> None:
+        import redis.asyncio as redis
+
+        self._redis: Any = redis.Redis.from_url(url, decode_responses=True)
+
+    async def get(self, key: str) -> dict[str, Any] | None:
+        raw = await self._redis.get(key)
+        return json.loads(raw) if raw else None
+
+    async def set(self, key: str, value: dict[str, Any], ttl_s: int) -> None:
+        await self._redis.set(key, json.dumps(value), ex=ttl_s)
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+
+class ResponseCache:
+    def __init__(self, *, backend: CacheBackend, prefix: str = "atrium", ttl_s: int = 86400,
+                 enabled: bool = True) -> None:
+        self.backend = backend
+        self.prefix = prefix
+        self.ttl_s = ttl_s
+        self.enabled = enabled
+
+    def key(self, **parts: Any) -> str:
+        return cache_key(prefix=self.prefix, **parts)
+
+    async def get(self, key: str) -> dict[str, Any] | None:
+        return await self.backend.get(key) if self.enabled else None
+
+    async def set(self, key: str, value: dict[str, Any]) -> None:
+        if self.enabled:
+            await self.backend.set(key, value, self.ttl_s)

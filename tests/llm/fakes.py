@@ -1,0 +1,122 @@
+"""Test doubles for paid model APIs: a local HTTP server speaking OpenAI's chat-completions protocol,
+and helpers writing a models.yaml / tenants.yaml for a test config dir (LiteLLM `mock_response`)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class FakeOpenAI:
+    """POST /v1/chat/completions: status 500 when `fail`, else a completion (SSE when `stream`) whose text
+    names the model asked for. Every request body is kept in `.requests`."""
+
+    def __init__(self, *, fail: bool = False, text: str = "fake answer") -> None:
+        self.fail = fail
+        self.text = text
+        self.requests: list[dict[str, Any]] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                return None
+
+            def do_POST(self) -> None:  # noqa: N802 - http.server API
+                body = json.loads(self.rfile.read(int(self.headers.get("content-length") or 0)) or b"{}")
+                outer.requests.append(body)
+                if outer.fail:
+                    payload = json.dumps({"error": {"message": "upstream exploded", "type": "server_error"}})
+                    self.send_response(500)
+                    self.send_header("content-type", "application/json")
+                    self.end_headers()
+                    self.wfile.write(payload.encode())
+                    return
+                model = body.get("model", "?")
+                text = f"{outer.text} from {model}"
+                usage = {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
+                if not body.get("stream"):
+                    data = {"id": "cmpl-1", "object": "chat.completion", "created": int(time.time()), "model": model,
+                            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                                         "finish_reason": "stop"}], "usage": usage}
+                    raw = json.dumps(data).encode()
+                    self.send_response(200)
+                    self.send_header("content-type", "application/json")
+                    self.send_header("content-length", str(len(raw)))
+                    self.end_headers()
+                    self.wfile.write(raw)
+                    return
+                self.send_response(200)
+                self.send_header("content-type", "text/event-stream")
+                self.end_headers()
+                base = {"id": "cmpl-1", "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
+                for word in text.split(" "):
+                    chunk = {**base, "choices": [{"index": 0, "delta": {"content": word + " "}, "finish_reason": None}]}
+                    self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                end = {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+                self.wfile.write(f"data: {json.dumps(end)}\n\n".encode())
+                self.wfile.write(f"data: {json.dumps({**base, 'choices': [], 'usage': usage})}\n\n".encode())
+                self.wfile.write(b"data: [DONE]\n\n")
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> FakeOpenAI:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def mock(tier: str, model: str, text: str, **extra: Any) -> dict[str, Any]:
+    """A deployment answered by LiteLLM's mock_response (no network)."""
+    return {"model_name": tier, "litellm_params": {"model": model, "api_key": "sk-test", "mock_response": text},
+            **extra}
+
+
+def make_config_dir(root: Path, *, model_list: list[dict], fallbacks: list[dict] | None = None,
+                    prices: dict | None = None, num_retries: int = 0, policy: dict | None = None,
+                    quotas: dict | None = None) -> Path:
+    """A config dir: the repo's tenants/users with `policy`/`quotas` applied to every tenant, and this model list."""
+    cfg = root / "config"
+    cfg.mkdir(parents=True, exist_ok=True)
+    for name in ("demo_users.yaml",):
+        shutil.copy(REPO / "config" / name, cfg / name)
+    tenants = yaml.safe_load((REPO / "config" / "tenants.yaml").read_text())
+    for t in tenants["tenants"]:
+        t["model_policy"].update(policy or {})
+        t["quotas"].update(quotas or {})
+    (cfg / "tenants.yaml").write_text(yaml.safe_dump(tenants, sort_keys=False))
+    models = {"model_list": model_list, "prices": prices or {},
+              "router_settings": {"fallbacks": fallbacks if fallbacks is not None else [{"smart": ["fast"]},
+                                                                                      {"fast": ["local"]}],
+                                  "num_retries": num_retries, "cooldown_time": 0, "timeout": 30}}
+    (cfg / "models.yaml").write_text(yaml.safe_dump(models, sort_keys=False))
+    return cfg
+
+
+def set_tenant(cfg: Path, tenant: str, *, policy: dict | None = None, quotas: dict | None = None) -> None:
+    data = yaml.safe_load((cfg / "tenants.yaml").read_text())
+    for t in data["tenants"]:
+        if t["id"] == tenant:
+            t["model_policy"].update(policy or {})
+            t["quotas"].update(quotas or {})
+    (cfg / "tenants.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def iter_lines(path: Path) -> Iterator[dict]:
+    for line in path.read_text().splitlines():
+        if line.strip():
+            yield json.loads(line)

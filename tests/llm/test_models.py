@@ -1,0 +1,154 @@
+"""Provider switching, fallbacks, routing and cost through the real LiteLLM Router (mock_response or a
+local server speaking OpenAI's protocol; provider keys are never available here)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import litellm
+import pytest
+from sqlmodel import select
+
+from backend.chat import ChatRequest
+from backend.db.models import ChatTurn
+from backend.settings import Settings
+from tests.llm.fakes import FakeOpenAI, mock
+
+
+def alice(svc):
+    return svc.principal_from_claims({"sub": "alice", "preferred_username": "alice", "groups": ["sales"]})
+
+
+def run(svc, message: str, **kw):
+    req = ChatRequest(tenant="sales", assistant="sales-assistant", message=message, **kw)
+    return asyncio.run(svc.chat.run(alice(svc), req))
+
+
+def turn_row(svc, turn_id: int) -> ChatTurn:
+    with svc.db.session() as s:
+        return s.exec(select(ChatTurn).where(ChatTurn.id == turn_id)).one()
+
+
+def test_keyless_deployments_are_excluded_and_reported(make_settings, monkeypatch):
+    from backend.llm.router import ModelsConfig, live_deployments
+
+    config = ModelsConfig.load(make_settings().config_dir / "models.yaml")
+    live = live_deployments(config, make_settings(), local_available=True)
+    assert set(live.live) == {"local"}
+    assert live.excluded["smart:anthropic/claude-sonnet-4-5"] == "ANTHROPIC_API_KEY is not set"
+    assert live.excluded["fast:openai/gpt-4.1-mini"] == "OPENAI_API_KEY is not set"
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    live = live_deployments(config, make_settings(), local_available=False)
+    assert live.live == {"fast": ["openai/gpt-4.1-mini"], "smart": ["openai/gpt-4.1"]}
+    assert live.excluded["local:local/smollm2"].startswith("local model not installed")
+
+
+def test_readyz_names_live_tiers_and_excluded_deployments(api_client):
+    body = api_client.get("/readyz").json()
+    assert "smart:anthropic/claude-sonnet-4-5" in body["models_excluded"]
+    assert "smart" not in body["models"]
+
+
+def test_env_override_changes_the_model_actually_called(model_services, mock_models, monkeypatch):
+    with FakeOpenAI() as server:
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+        monkeypatch.setenv("OPENAI_BASE_URL", server.url)
+        svc = model_services(model_list=mock_models, ATRIUM_MODEL_SMART="openai/gpt-4.1-nano")
+        assert svc.llm.live.live["smart"] == ["openai/gpt-4.1-nano"]
+        assert "ATRIUM_MODEL_SMART overrides" in svc.llm.live.excluded["smart:anthropic/claude-sonnet-4-5"]
+        result = run(svc, "hello", tier="smart")
+    assert [r["model"] for r in server.requests] == ["gpt-4.1-nano"]
+    assert result.model == "openai/gpt-4.1-nano"
+    assert "from gpt-4.1-nano" in result.answer
+    assert result.cost_usd == pytest.approx(sum(litellm.cost_per_token(
+        model="openai/gpt-4.1-nano", prompt_tokens=11, completion_tokens=7)))
+
+
+def test_tenant_provider_preference_picks_the_provider(model_services):
+    models = [mock("smart", "anthropic/claude-sonnet-4-5", "from anthropic"),
+              mock("smart", "openai/gpt-4.1", "from openai"),
+              mock("fast", "openai/gpt-4.1-mini", "fast")]
+    svc = model_services(model_list=models, policy={"provider_preference": ["openai", "anthropic"]})
+    answers = {run(svc, f"q{i}", tier="smart").model for i in range(6)}
+    assert answers == {"openai/gpt-4.1"}
+
+    svc = model_services(model_list=models, policy={"provider_preference": ["anthropic"]})
+    assert {run(svc, f"q{i}", tier="smart").model for i in range(6)} == {"anthropic/claude-sonnet-4-5"}
+
+
+def test_auto_routing_sends_light_to_fast_and_heavy_to_smart_and_stores_the_reason(model_services, mock_models):
+    svc = model_services(model_list=mock_models, policy={"routing": "auto"})
+    light = run(svc, "thanks, that's all!")
+    heavy = run(svc, "Compare our three discount approval paths and explain which one fits a 3-year "
+                     "Enterprise deal with upfront payment, step by step.")
+    assert (light.tier, light.model) == ("fast", "anthropic/claude-haiku-4-5")
+    assert (heavy.tier, heavy.model) == ("smart", "anthropic/claude-sonnet-4-5")
+    row = turn_row(svc, heavy.turn_id)
+    assert row.tier == "smart" and row.route_reason.startswith("auto: heavy")
+    assert turn_row(svc, light.turn_id).route_reason.startswith("auto: light")
+
+
+def test_fixed_routing_uses_prompt_tier_or_the_best_allowed(model_services, mock_models):
+    svc = model_services(model_list=mock_models, policy={"routing": "fixed", "allowed_tiers": ["fast"]})
+    result = run(svc, "Compare everything and explain in depth, step by step.")
+    assert result.tier == "fast"  # the prompt asks for `local`, which is not allowed here
+    assert "not live: using fast" in result.route_reason
+    with pytest.raises(Exception, match="tier 'smart' is not allowed"):
+        run(svc, "hi", tier="smart")
+
+
+def test_fallback_when_the_primary_fails_records_both(model_services):
+    with FakeOpenAI(fail=True) as server:
+        models = [{"model_name": "smart", "litellm_params": {"model": "openai/gpt-4.1", "api_key": "sk-test",
+                                                               "api_base": server.url}},
+                  mock("fast", "anthropic/claude-haiku-4-5", "the fallback answered")]
+        svc = model_services(model_list=models)
+        result = run(svc, "Explain the approval chain", tier="smart")
+    assert server.requests, "the primary was really called"
+    assert result.answer == "the fallback answered"
+    assert (result.tier, result.fallback_from, result.model) == ("fast", "smart", "anthropic/claude-haiku-4-5")
+    row = turn_row(svc, result.turn_id)
+    assert (row.tier, row.fallback_from, row.model, row.outcome) == ("fast", "smart", "anthropic/claude-haiku-4-5",
+                                                                     "ok")
+    assert "smart failed, answered by fast" in row.route_reason
+
+
+def test_fallback_chain_is_transitive(model_services):
+    with FakeOpenAI(fail=True) as server:
+        down = {"api_key": "sk-test", "api_base": server.url}
+        models = [{"model_name": "smart", "litellm_params": {"model": "openai/gpt-4.1", **down}},
+                  {"model_name": "fast", "litellm_params": {"model": "openai/gpt-4.1-mini", **down}},
+                  mock("local", "openai/gpt-4o-mini", "last resort")]
+        svc = model_services(model_list=models)
+        result = run(svc, "hello", tier="smart")
+    assert {r["model"] for r in server.requests} == {"gpt-4.1", "gpt-4.1-mini"}
+    assert (result.answer, result.tier, result.fallback_from) == ("last resort", "local", "smart")
+
+
+def test_cost_uses_litellm_prices_configured_prices_and_zero_for_local(model_services, mock_models):
+    svc = model_services(model_list=mock_models + [mock("fast", "hosted_vllm/acme-7b", "vllm")],
+                         prices={"hosted_vllm/acme-7b": {"input_cost_per_token": 1e-6, "output_cost_per_token": 2e-6}})
+    known = svc.llm.cost(model="anthropic/claude-sonnet-4-5", prompt_tokens=1000, completion_tokens=100)
+    assert known == pytest.approx(1000 * 3e-6 + 100 * 15e-6)
+    assert svc.llm.cost(model="hosted_vllm/acme-7b", prompt_tokens=1000, completion_tokens=100) == pytest.approx(
+        1000 * 1e-6 + 100 * 2e-6)
+    assert svc.llm.cost(model="local/smollm2", prompt_tokens=1000, completion_tokens=100) == 0.0
+    result = run(svc, "hello", tier="smart")
+    assert result.prompt_tokens > 0 and result.completion_tokens > 0
+    assert result.cost_usd == pytest.approx(svc.llm.cost(model="anthropic/claude-sonnet-4-5",
+                                                         prompt_tokens=result.prompt_tokens,
+                                                         completion_tokens=result.completion_tokens))
+    assert turn_row(svc, result.turn_id).cost_usd == pytest.approx(result.cost_usd)
+
+
+def test_internal_tasks_use_fast(model_services, mock_models):
+    svc = model_services(model_list=mock_models)
+    assert svc.llm.internal_tier() == "fast"
+    svc = model_services(model_list=[mock("smart", "openai/gpt-4.1", "x")])
+    assert svc.llm.internal_tier() == "smart"  # the only live tier
+
+
+def test_settings_name_the_override_env_vars():
+    s = Settings(ATRIUM_MODEL_FAST="gemini/gemini-2.5-flash")  # type: ignore[call-arg]
+    assert s.model_override("fast") == "gemini/gemini-2.5-flash"
