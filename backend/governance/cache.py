@@ -16,6 +16,8 @@ import unicodedata
 from collections import OrderedDict
 from typing import Any, Protocol
 
+from backend.governance.redis_client import LoopRedis
+
 _SPACE_RE = re.compile(r"\s+")
 _TRAIL_RE = re.compile(r"[\s?!.…]+$")
 
@@ -70,19 +72,17 @@ class MemoryCache:
 
 class RedisCache:
     def __init__(self, url: str) -> None:
-        import redis.asyncio as redis
-
-        self._redis: Any = redis.Redis.from_url(url, decode_responses=True)
+        self._redis = LoopRedis(url)
 
     async def get(self, key: str) -> dict[str, Any] | None:
-        raw = await self._redis.get(key)
+        raw = await self._redis.client().get(key)
         return json.loads(raw) if raw else None
 
     async def set(self, key: str, value: dict[str, Any], ttl_s: int) -> None:
-        await self._redis.set(key, json.dumps(value), ex=ttl_s)
+        await self._redis.client().set(key, json.dumps(value), ex=ttl_s)
 
     async def close(self) -> None:
-        await self._redis.aclose()
+        await self._redis.close()
 
 
 class ResponseCache:

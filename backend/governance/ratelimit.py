@@ -20,6 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from backend.governance.redis_client import LoopRedis
+
 
 @dataclass(frozen=True)
 class Window:
@@ -173,11 +175,7 @@ class RedisLimits:
     """Shared backend for several replicas (REDIS_URL)."""
 
     def __init__(self, url: str) -> None:
-        import redis.asyncio as redis
-
-        self._redis: Any = redis.Redis.from_url(url, decode_responses=True)
-        self._admit_script = self._redis.register_script(_ADMIT_LUA)
-        self._adjust_script = self._redis.register_script(_ADJUST_LUA)
+        self._redis = LoopRedis(url, {"admit": _ADMIT_LUA, "adjust": _ADJUST_LUA})
 
     async def admit(self, windows: list[Window], reservations: list[Reservation]) -> Decision:
         keys = [w.key for w in windows] + [r.key for r in reservations]
@@ -188,7 +186,7 @@ class RedisLimits:
             args += [r.limit, r.amount, r.ttl_s]
         args.append(uuid.uuid4().hex)
         for _ in range(len(reservations) + 1):
-            res = await self._admit_script(keys=keys, args=args)
+            res = await self._redis.script("admit")(keys=keys, args=args)
             status = int(res[0])
             if status == 1:
                 return Decision(True, used={r.key: int(v) for r, v in zip(reservations, res[1:], strict=True)})
@@ -200,18 +198,15 @@ class RedisLimits:
                 return Decision(False, r.name, 0.0, {r.key: int(res[3])})
             r = reservations[index - len(windows)]
             seed = await asyncio.to_thread(r.seed)  # SQL; off the event loop
-            await self._redis.set(r.key, int(seed), ex=r.ttl_s, nx=True)  # NX: another replica may win
+            await self._redis.client().set(r.key, int(seed), ex=r.ttl_s, nx=True)  # NX: another replica may win
         raise RuntimeError("quota counters could not be seeded")  # pragma: no cover - needs a flapping Redis
 
     async def adjust(self, key: str, delta: int, ttl_s: int) -> None:
-        await self._adjust_script(keys=[key], args=[int(delta), ttl_s])
+        await self._redis.script("adjust")(keys=[key], args=[int(delta), ttl_s])
 
     async def get(self, key: str) -> int | None:
-        value = await self._redis.get(key)
+        value = await self._redis.client().get(key)
         return None if value is None else int(value)
 
-    async def ping(self) -> None:
-        await self._redis.ping()
-
     async def close(self) -> None:
-        await self._redis.aclose()
+        await self._redis.close()

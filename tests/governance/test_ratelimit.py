@@ -1,0 +1,118 @@
+"""Atomic admission on both backends: parallel requests just over a limit -> exactly the allowed number."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+from backend.governance.ratelimit import MemoryLimits, Reservation, Window
+
+
+def test_parallel_requests_over_a_window_limit_admit_exactly_the_limit(make_limits):
+    factory, prefix = make_limits
+    window = Window(f"{prefix}:rpm", limit=7, window_s=60, name="requests_per_minute")
+
+    async def main():
+        replicas = [factory() for _ in range(3)]  # three app replicas racing on the same bucket
+        decisions = await asyncio.gather(*(replicas[i % 3].admit([window], []) for i in range(20)))
+        for r in replicas:
+            await r.close()
+        return decisions
+
+    decisions = asyncio.run(main())
+    assert sum(d.ok for d in decisions) == 7
+    refused = [d for d in decisions if not d.ok]
+    assert {d.denied for d in refused} == {"requests_per_minute"}
+    assert all(0 < d.retry_after_s <= 60 for d in refused)
+
+
+def test_threads_racing_on_the_same_bucket(make_limits):
+    factory, prefix = make_limits
+    window = Window(f"{prefix}:user", limit=5, window_s=60, name="user_requests_per_minute")
+    results: list[bool] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(12)
+
+    def worker():
+        async def one():
+            backend = factory()
+            barrier.wait()
+            d = await backend.admit([window], [])
+            await backend.close()
+            return d.ok
+        ok = asyncio.run(one())
+        with lock:
+            results.append(ok)
+
+    threads = [threading.Thread(target=worker) for _ in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == [False] * 7 + [True] * 5
+
+
+def test_reservations_are_all_or_nothing_and_atomic(make_limits):
+    factory, prefix = make_limits
+    tenant_rpm = Window(f"{prefix}:rpm", limit=100, window_s=60, name="requests_per_minute")
+    tokens = Reservation(f"{prefix}:tokens", limit=100, amount=30, ttl_s=600, name="tokens_per_day",
+                         seed=lambda: 0)
+
+    async def main():
+        backend = factory()
+        decisions = await asyncio.gather(*(backend.admit([tenant_rpm], [tokens]) for _ in range(8)))
+        used = await backend.get(tokens.key)
+        # The refused ones took no request slot: 97 more fit in the window.
+        more = await asyncio.gather(*(backend.admit([tenant_rpm], []) for _ in range(98)))
+        await backend.close()
+        return decisions, used, more
+
+    decisions, used, more = asyncio.run(main())
+    assert sum(d.ok for d in decisions) == 3  # 3 x 30 <= 100 < 4 x 30
+    assert used == 90
+    assert {d.denied for d in decisions if not d.ok} == {"tokens_per_day"}
+    assert sum(d.ok for d in more) == 97
+
+
+def test_missing_counter_is_seeded_and_adjust_settles(make_limits):
+    factory, prefix = make_limits
+    seeded = []
+
+    def seed():
+        seeded.append(1)
+        return 60
+
+    budget = Reservation(f"{prefix}:usd", limit=100, amount=30, ttl_s=600, name="monthly_budget_usd", seed=seed)
+
+    async def main():
+        backend = factory()
+        first = await backend.admit([], [budget])  # 60 (from SQL) + 30
+        second = await backend.admit([], [budget])  # 90 + 30 > 100
+        await backend.adjust(budget.key, -25, 600)  # the call really cost 5, not 30
+        third = await backend.admit([], [budget])  # 65 + 30
+        value = await backend.get(budget.key)
+        await backend.close()
+        return first, second, third, value
+
+    first, second, third, value = asyncio.run(main())
+    assert seeded == [1]
+    assert (first.ok, first.used[budget.key]) == (True, 90)
+    assert (second.ok, second.denied) == (False, "monthly_budget_usd")
+    assert third.ok and value == 95
+
+
+def test_sliding_window_frees_slots_as_time_passes():
+    now = [1000.0]
+    backend = MemoryLimits(clock=lambda: now[0])
+    window = Window("t:rpm", limit=2, window_s=60, name="requests_per_minute")
+
+    async def admit():
+        return await backend.admit([window], [])
+
+    assert asyncio.run(admit()).ok
+    now[0] += 30
+    assert asyncio.run(admit()).ok
+    refused = asyncio.run(admit())
+    assert not refused.ok and refused.retry_after_s == 30  # the first hit leaves the window in 30 s
+    now[0] += 30.5
+    assert asyncio.run(admit()).ok
