@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
-from backend.api.deps import ServicesDep, TenantDep
+from backend.api.deps import ChatAccess, ServicesDep
 from backend.chat import ChatRequest, TurnResult
 from backend.errors import AtriumError
 
@@ -24,7 +24,7 @@ class ChatIn(BaseModel):
 
 
 @router.post("/chat")
-async def chat(body: ChatIn, ctx: TenantDep, services: ServicesDep):
+async def chat(body: ChatIn, ctx: ChatAccess, services: ServicesDep):
     req = ChatRequest(tenant=ctx.tenant, assistant=body.assistant, message=body.message,
                       history=body.history, channel="api")
     if not body.stream:

@@ -16,7 +16,7 @@ PERMISSIONS: tuple[Permission, ...] = (
 
 # Roles are cumulative: an editor is a member, a tenant admin is an editor.
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
-    MEMBER: frozenset({"chat", "retrieval"}),
+    MEMBER: frozenset({"chat", "retrieval", "prompts:read"}),  # members may see what their assistant is told
     PROMPT_EDITOR: frozenset({"chat", "retrieval", "prompts:read", "prompts:write"}),
     TENANT_ADMIN: frozenset(PERMISSIONS),
 }
@@ -25,7 +25,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
 REQUIRED_ROLE: dict[str, str] = {
     "chat": MEMBER,
     "retrieval": MEMBER,
-    "prompts:read": PROMPT_EDITOR,
+    "prompts:read": MEMBER,
     "prompts:write": PROMPT_EDITOR,
     "ingest": TENANT_ADMIN,
     "admin": TENANT_ADMIN,
@@ -40,8 +40,9 @@ def permissions_of(principal: Principal, tenant: str) -> frozenset[str]:
     """The permissions `principal` holds in `tenant` (empty when not a member)."""
     if not principal.is_member(tenant):
         return frozenset()
-    if principal.scopes is not None:  # an API key: its scopes, nothing more
-        return frozenset(principal.scopes)
+    if principal.scopes is not None:  # an API key: its scopes (writing prompts implies reading them)
+        implied = {"prompts:read"} if "prompts:write" in principal.scopes else set()
+        return frozenset(principal.scopes) | implied
     out: set[str] = set()
     for role in principal.roles_in(tenant):
         out |= ROLE_PERMISSIONS.get(role, frozenset())

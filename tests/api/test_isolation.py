@@ -1,0 +1,165 @@
+"""Tenant isolation for every /api/t/{tenant}/... route: another tenant's principal — session, API key or
+bearer JWT — is refused with 403 and an audit event, whether it names the victim tenant in the URL, forges
+the X-Tenant-ID header, or both.
+
+ROUTES is the inventory of tenant routes. EVERY new /api/t/{tenant}/... route must get an entry here
+(test_inventory_is_complete fails otherwise). Give the path template exactly as declared, concrete values
+for its other path parameters, and a realistic request body, so the refusal cannot hinge on a 422.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from sqlmodel import select
+
+from backend.db.models import ChatTurn
+from backend.db.repositories.audit import list_events
+from tests.auth.jwks_server import AUDIENCE, JwksServer, SigningKey
+
+VICTIM = "sales"
+ATTACKER_TENANT = "engineering"
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str  # the template, e.g. "/api/t/{tenant}/keys/{key_id}"
+    params: dict[str, str] = field(default_factory=dict)  # values for the other path parameters
+    json: Any = None
+    files: dict[str, tuple[str, bytes, str]] | None = None
+    data: dict[str, str] | None = None
+
+    def url(self, tenant: str) -> str:
+        return self.path.format(tenant=tenant, **self.params)
+
+
+ROUTES: list[Route] = [
+    Route("POST", "/api/t/{tenant}/chat", json={"assistant": "sales-assistant", "message": "What is the cap?"}),
+    Route("GET", "/api/t/{tenant}/keys"),
+    Route("POST", "/api/t/{tenant}/keys", json={"name": "stolen", "scopes": ["admin"]}),
+    Route("DELETE", "/api/t/{tenant}/keys/{key_id}", params={"key_id": "0123456789ab"}),
+    Route("GET", "/api/t/{tenant}/audit"),
+    Route("POST", "/api/t/{tenant}/dify/chat-messages", json={"query": "hi", "response_mode": "blocking"}),
+    Route("GET", "/api/t/{tenant}/prompts"),
+    Route("GET", "/api/t/{tenant}/prompts/{assistant}", params={"assistant": "sales-assistant"}),
+    Route("GET", "/api/t/{tenant}/prompts/{assistant}/versions/{version}",
+          params={"assistant": "sales-assistant", "version": "1"}),
+    Route("POST", "/api/t/{tenant}/prompts/{assistant}/versions", params={"assistant": "sales-assistant"},
+          json={"body": "You are evil.", "config": {}, "message": "hijack", "base_version": 1}),
+    Route("PUT", "/api/t/{tenant}/prompts/{assistant}/labels/{label}",
+          params={"assistant": "sales-assistant", "label": "production"}, json={"version": 1}),
+    Route("GET", "/api/t/{tenant}/prompts/{assistant}/diff?from=1&to=1", params={"assistant": "sales-assistant"}),
+    Route("POST", "/api/t/{tenant}/prompts/{assistant}/preview", params={"assistant": "sales-assistant"},
+          json={"body": "x", "config": {}, "base_version": 1}),
+    Route("POST", "/api/t/{tenant}/prompts/{assistant}/try", params={"assistant": "sales-assistant"},
+          json={"question": "What is the discount cap?"}),
+]
+
+
+@pytest.fixture(scope="module")
+def idp():
+    server = JwksServer([SigningKey("RSA")])
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def client(make_api_client, idp, login_as):
+    return make_api_client(OIDC_ISSUER=idp.issuer, OIDC_API_AUDIENCE=AUDIENCE, OIDC_JWKS_MIN_REFRESH_S=0)
+
+
+@pytest.fixture
+def attackers(client, idp, login_as) -> dict[str, dict[str, str]]:
+    """Tenant B's principals, each as strong as possible in its own tenant."""
+    key = client.post(f"/api/t/{ATTACKER_TENANT}/keys", cookies=_admin_cookie(),
+                      json={"name": "b", "scopes": ["chat", "retrieval", "ingest", "prompts:read", "prompts:write",
+                                                    "admin"]})
+    assert key.status_code == 201, key.text
+    jwt = idp.token(sub="eve", groups=["engineering", "engineering-editors", "engineering-admins"])
+    return {
+        "session": {"cookies": _admin_cookie()},
+        "api_key": {"headers": {"Authorization": f"Bearer {key.json()['token']}"}},
+        "jwt": {"headers": {"Authorization": f"Bearer {jwt}"}},
+    }
+
+
+def _admin_cookie() -> dict[str, str]:
+    """An engineering tenant admin's session (no demo user is one, so sign the claims like the app does)."""
+    from chainlit.auth.jwt import create_jwt
+    from chainlit.user import User
+
+    claims = {"sub": "eng-admin", "groups": ["engineering", "engineering-admins"]}
+    return {"access_token": create_jwt(User(identifier="eng-admin", metadata={"claims": claims}))}
+
+
+def _request(client, route: Route, url_tenant: str, creds: dict, header_tenant: str | None):
+    headers = dict(creds.get("headers", {}))
+    if header_tenant is not None:
+        headers["X-Tenant-ID"] = header_tenant
+    return client.request(route.method, route.url(url_tenant), headers=headers, cookies=creds.get("cookies"),
+                          json=route.json, files=route.files, data=route.data)
+
+
+def _last_denial(client):
+    with client.app.state.services.db.session() as session:
+        events = list_events(session=session, kind="denied", limit=1)
+    return events[0] if events else None
+
+
+def test_inventory_is_complete(client):
+    declared = {
+        (method.upper(), path)
+        for path, ops in client.app.openapi()["paths"].items() if path.startswith("/api/t/{tenant}")
+        for method in ops
+    }
+    listed = {(r.method, r.path.split("?")[0]) for r in ROUTES}
+    missing = declared - listed
+    assert not missing, f"add these tenant routes to ROUTES in {__file__}: {sorted(missing)}"
+    assert not listed - declared, f"ROUTES lists routes the app does not have: {sorted(listed - declared)}"
+
+
+@pytest.mark.parametrize("route", ROUTES, ids=lambda r: f"{r.method} {r.path}")
+def test_other_tenant_is_refused_and_audited(client, attackers, route):
+    # (url tenant, X-Tenant-ID): the victim's URL bare, with a forged header, and the attacker's own URL
+    # with the victim named in the header.
+    attempts = [(VICTIM, None), (VICTIM, VICTIM), (VICTIM, ATTACKER_TENANT), (ATTACKER_TENANT, VICTIM)]
+    for kind, creds in attackers.items():
+        for url_tenant, header in attempts:
+            if kind == "jwt" and header is None:
+                expected = {"missing_tenant_header"}
+            elif header is not None and header != url_tenant:
+                expected = {"tenant_header_mismatch"}
+            else:
+                expected = {"tenant_mismatch"}
+            before = _last_denial(client)
+            r = _request(client, route, url_tenant, creds, header)
+            what = f"{kind}: {route.method} {route.url(url_tenant)} X-Tenant-ID={header}"
+            assert r.status_code == 403, f"{what} -> {r.status_code} {r.text[:300]}"
+            assert r.json()["error"] in expected, f"{what} -> {r.text[:300]}"
+            denial = _last_denial(client)
+            assert denial is not None and (before is None or denial.id > before.id), what
+            assert (denial.status, denial.reason, denial.route) == (403, r.json()["error"], route.url(url_tenant)
+                                                                    .split("?")[0]), what
+            assert denial.tenant == url_tenant and denial.subject, what
+
+
+@pytest.mark.parametrize("route", ROUTES, ids=lambda r: f"{r.method} {r.path}")
+def test_anonymous_is_401_and_platform_admin_is_403(client, login_as, route):
+    r = _request(client, route, VICTIM, {}, None)
+    assert (r.status_code, r.json()["error"]) == (401, "not_authenticated")
+    # platform admins act on tenants only through the explicit /api/admin routes
+    r = _request(client, route, VICTIM, {"cookies": login_as("root")}, None)
+    assert (r.status_code, r.json()["error"]) == (403, "tenant_mismatch")
+
+
+def test_victim_data_unchanged_by_the_attempts(client, attackers, login_as):
+    for route in ROUTES:
+        for creds in attackers.values():
+            _request(client, route, VICTIM, creds, VICTIM)
+    keys = client.get(f"/api/t/{VICTIM}/keys", cookies=login_as("carol")).json()
+    assert keys == []
+    with client.app.state.services.db.session() as session:
+        assert list(session.exec(select(ChatTurn))) == []
