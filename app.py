@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse
 
+from backend.api.openai_errors import is_openai_path, openai_error
 from backend.errors import AtriumError
 from backend.settings import REPO_ROOT, Settings, get_settings
 
@@ -41,6 +42,9 @@ def _error_body(code: str, message: str, extra: dict | None = None) -> dict[str,
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AtriumError)
     async def _atrium_error(request: Request, exc: AtriumError) -> JSONResponse:
+        if is_openai_path(request.url.path):  # OpenAI-compatible routes answer in OpenAI's error shape
+            return openai_error(exc.status_code, str(exc.extra.get("limit") or exc.code), exc.message,
+                                headers=exc.headers)
         return JSONResponse(_error_body(exc.code, exc.message, exc.extra), status_code=exc.status_code,
                             headers=exc.headers)
 
@@ -49,6 +53,10 @@ def install_error_handlers(app: FastAPI) -> None:
         problems = [
             f"{'.'.join(str(p) for p in e.get('loc', ()) if p != 'body')}: {e.get('msg')}" for e in exc.errors()
         ]
+        if is_openai_path(request.url.path):
+            loc = next((e.get("loc") for e in exc.errors()), ()) or ()
+            param = ".".join(str(p) for p in loc if p != "body") or None
+            return openai_error(422, "invalid_request", "; ".join(problems), param=param)
         return JSONResponse(_error_body("invalid_request", "; ".join(problems)), status_code=422)
 
 
@@ -78,6 +86,9 @@ def create_app(settings: Settings | None = None, *, mount_chat: bool = True) -> 
     app = FastAPI(title="Atrium", version="0.1.0", lifespan=lifespan)
     app.state.services = services
     install_error_handlers(app)
+    from backend.auth.request_context import ClientIpContext
+
+    app.add_middleware(ClientIpContext)  # audit IPs for Chainlit's login hooks too
 
     from backend.api import routers
 
@@ -88,10 +99,9 @@ def create_app(settings: Settings | None = None, *, mount_chat: bool = True) -> 
 
     services.oidc_login = OidcLogin.from_settings(settings, secret=os.environ["CHAINLIT_AUTH_SECRET"])
     if services.oidc_login is not None:  # its start route must precede the Chainlit mount
-        from backend.api.oidc_login import audit_login_failure, install_oidc_login
+        from backend.auth.oidc_web import install_oidc_login
 
-        install_oidc_login(app, services.oidc_login,
-                           on_failure=lambda exc, ip: audit_login_failure(services.audit, exc, ip))
+        install_oidc_login(app, services.oidc_login, on_failure=lambda exc, ip: services.audit.login_denied(exc, ip=ip))
 
     @app.get("/", include_in_schema=False)
     def _root() -> RedirectResponse:

@@ -8,6 +8,7 @@ import chainlit as cl
 
 from backend.auth.claims import missing_access_hint
 from backend.auth.principal import PROMPT_EDITOR, Principal
+from backend.auth.request_context import client_ip
 from backend.chat import ChatRequest, TurnResult
 from backend.container import get_services
 from backend.errors import AtriumError, Forbidden
@@ -46,23 +47,23 @@ if services.settings.password_login_enabled:
         # PBKDF2 is deliberately slow; keep it off the event loop.
         claims = await asyncio.to_thread(services.demo_users.authenticate, username, password)
         if claims is None:
-            services.audit.record("denied", subject=username, route="/chat/login", status=401,
+            services.audit.record("denied", subject=username, route="/chat/login", status=401, ip=client_ip.get(),
                                   reason="bad_password", detail={"method": "password"})
             return None
         principal = services.principal_from_claims(claims)
-        services.audit.record("login", subject=principal.subject, route="/chat/login",
+        services.audit.record("login", subject=principal.subject, route="/chat/login", ip=client_ip.get(),
                               detail={"method": "password", "tenants": sorted(principal.tenants)})
         return cl.User(identifier=principal.subject, display_name=principal.name,
                        metadata={"claims": claims, "provider": "password"})
 
 
 if services.oidc_login is not None:
-    from backend.api.oidc_login import CALLBACK_PATH, audit_login_failure, current_client_ip
     from backend.auth.oidc import OidcLoginError
+    from backend.auth.oidc_web import CALLBACK_PATH
     from ui.oidc_provider import register as register_oidc_provider
 
     def _oidc_failure(exc: OidcLoginError) -> None:
-        audit_login_failure(services.audit, exc, current_client_ip.get())
+        services.audit.login_denied(exc, ip=client_ip.get())
 
     register_oidc_provider(services.oidc_login, on_failure=_oidc_failure)  # before @cl.oauth_callback
 
@@ -76,7 +77,7 @@ if services.oidc_login is not None:
             _oidc_failure(OidcLoginError("unmappable_claims", str(exc)))
             return None
         # A user in no tenant still logs in, and is told which group to ask for (on_chat_start).
-        services.audit.record("login", subject=principal.subject, route=CALLBACK_PATH, ip=current_client_ip.get(),
+        services.audit.record("login", subject=principal.subject, route=CALLBACK_PATH, ip=client_ip.get(),
                               detail={"method": "oidc", "tenants": sorted(principal.tenants),
                                       "platform_roles": sorted(principal.platform_roles)})
         return cl.User(identifier=principal.subject, display_name=principal.name,

@@ -1,7 +1,7 @@
 """Chainlit OAuth provider `oidc`: the company's OpenID provider (see backend/auth/oidc.py).
 
 Chainlit's callback route calls get_token(code, url) then get_user_info(token); the login flow (state,
-nonce, PKCE verifier) reaches them through backend.api.oidc_login.current_flow. Failures are reported
+nonce, PKCE verifier) reaches them through backend.auth.oidc_web.current_flow. Failures are reported
 to `on_failure` (the audit log) and re-raised, which sends the browser back to the login page.
 """
 
@@ -13,8 +13,8 @@ from typing import Any
 from chainlit.oauth_providers import OAuthProvider, providers
 from chainlit.user import User
 
-from backend.api.oidc_login import START_PATH, current_flow
 from backend.auth.oidc import LoginFlow, OidcLogin, OidcLoginError
+from backend.auth.oidc_web import START_PATH, current_flow
 
 PROVIDER_ID = "oidc"
 

@@ -1,7 +1,7 @@
 """Browser login through the company's OpenID provider: authorization code flow with PKCE, state and
 nonce (authlib), the ID token verified against the provider's JWKS, claims merged with userinfo.
 
-Framework-free: the HTTP glue lives in backend/api/oidc_login.py (start + callback context) and
+Framework-free: the HTTP glue lives in backend/auth/oidc_web.py (start + callback context) and
 ui/oidc_provider.py (the Chainlit OAuth provider). Between the two legs of the flow, `state`, `nonce`
 and the PKCE verifier travel in a short-lived encrypted cookie (Fernet), so any replica can finish a
 login another one started.

@@ -25,7 +25,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from backend.auth.jwt_verifier import DiscoveryError
 from backend.auth.oidc import CALLBACK_PATH, FLOW_COOKIE, FLOW_TTL_S, LoginFlow, OidcLogin, OidcLoginError
 from backend.errors import Unavailable
-from backend.governance.audit import AuditLog
 
 START_PATH = CALLBACK_PATH.removesuffix("/callback")
 LOGIN_ERROR_URL = "/chat/login?error=oauthSignin"  # Chainlit's login page shows its sign-in error
@@ -34,8 +33,6 @@ _COOKIE_PATH = START_PATH
 # The flow of the callback being handled, or the error explaining why there is none.
 current_flow: contextvars.ContextVar[LoginFlow | OidcLoginError | None] = contextvars.ContextVar(
     "atrium_oidc_flow", default=None)
-# The browser's address during the callback (for the audit log; Chainlit's hooks do not get the request).
-current_client_ip: contextvars.ContextVar[str | None] = contextvars.ContextVar("atrium_oidc_ip", default=None)
 
 
 def install_oidc_login(app: FastAPI, login: OidcLogin, *,
@@ -88,7 +85,6 @@ class OidcCallbackContext:
             await send({"type": "http.response.body", "body": b""})
             return
         token = current_flow.set(flow)
-        ip_token = current_client_ip.set(ip)
 
         async def send_expiring_cookie(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -99,7 +95,6 @@ class OidcCallbackContext:
             await self.app(scope, receive, send_expiring_cookie)
         finally:
             current_flow.reset(token)
-            current_client_ip.reset(ip_token)
 
     def _flow(self, scope: Scope) -> LoginFlow | OidcLoginError:
         cookies = SimpleCookie()
@@ -129,7 +124,3 @@ class OidcCallbackContext:
             return OidcLoginError("issuer_mismatch", f"the answer comes from {iss!r}, not {self.login.issuer!r}")
         return flow
 
-
-def audit_login_failure(audit: AuditLog, exc: OidcLoginError, ip: str | None) -> None:
-    audit.record("denied", subject=exc.subject, route=CALLBACK_PATH, ip=ip, status=401, reason=exc.reason,
-                 detail={"method": "oidc", "message": exc.message})

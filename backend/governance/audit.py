@@ -7,6 +7,7 @@ import threading
 import time
 from datetime import timedelta
 
+from backend.auth.oidc import CALLBACK_PATH, OidcLoginError
 from backend.db.engine import Database
 from backend.db.models import AuditEvent, utcnow
 from backend.db.repositories.audit import add_event, count_denials_since
@@ -34,6 +35,11 @@ class AuditLog:
                                              "status": status, "reason": reason})
             self._check_suspicious(subject=subject, ip=ip, tenant=tenant, route=route)
         return event
+
+    def login_denied(self, exc: OidcLoginError, *, ip: str | None) -> AuditEvent:
+        """A refused OIDC login (bad state, nonce, ID token, ...): a denial like any other."""
+        return self.record("denied", subject=exc.subject, route=CALLBACK_PATH, ip=ip, status=401, reason=exc.reason,
+                           detail={"method": "oidc", "message": exc.message})
 
     def _check_suspicious(self, *, subject: str | None, ip: str | None, tenant: str | None,
                           route: str | None) -> None:

@@ -1,0 +1,26 @@
+"""The caller's address for code that never sees the request (Chainlit's login and OAuth hooks), so
+their audit events carry an IP like every other one. Pure ASGI: no response buffering, no SSE impact."""
+
+from __future__ import annotations
+
+import contextvars
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+client_ip: contextvars.ContextVar[str | None] = contextvars.ContextVar("atrium_client_ip", default=None)
+
+
+class ClientIpContext:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        client = scope.get("client")  # uvicorn has already applied trusted X-Forwarded-For
+        token = client_ip.set(client[0] if client else None)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            client_ip.reset(token)
