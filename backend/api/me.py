@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from backend.api.deps import PrincipalDep, ServicesDep
+from backend.auth.claims import missing_access_hint
 
 router = APIRouter(prefix="/api", tags=["identity"])
 
@@ -16,4 +17,6 @@ def me(principal: PrincipalDep, services: ServicesDep) -> dict:
         t: [a.name for a in cfg.assistants]
         for t in principal.tenants if (cfg := services.registry.get(t)) is not None
     }
+    if not principal.tenants and not principal.is_platform_admin:
+        data["no_access"] = "you are in no tenant: " + missing_access_hint(services.registry)
     return data
