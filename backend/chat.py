@@ -17,11 +17,11 @@ from backend.auth.principal import Principal
 from backend.db.engine import Database
 from backend.db.models import ChatTurn
 from backend.db.repositories.turns import record_turn
-from backend.errors import AtriumError, Forbidden, NotFound, QuotaExceeded
+from backend.errors import AtriumError, Forbidden, NotFound, QuotaExceeded, Unavailable, UpstreamError
 from backend.governance.cache import ResponseCache
 from backend.governance.quotas import Admission, QuotaService
 from backend.llm.routing import QueryClassifier, decide
-from backend.llm.service import Completion, Delta, LLMService
+from backend.llm.service import Completion, Delta, LLMService, NoModelAvailable
 from backend.prompts.store import PromptNotFound, PromptStore, PromptVersion, render
 from backend.tenants import TenantRegistry
 
@@ -204,7 +204,7 @@ class ChatService:
                     final = item
             assert final is not None
             # The prompt's `signoff` is appended verbatim by the pipeline, not left to the model.
-            signoff = str(prompt.config.get("signoff") or "").strip()
+            signoff = str(prompt.config.get("signoff") or "").strip() if prompt else ""
             if signoff:
                 yield "\n\n" + signoff
                 final.text = final.text.rstrip() + "\n\n" + signoff
@@ -233,6 +233,12 @@ class ChatService:
             turn.outcome, turn.error = "error", f"{type(exc).__name__}: {exc}"[:500]
             await self._release(admission)
             self._finish(turn, started, req)
+            if isinstance(exc, NoModelAvailable):
+                raise Unavailable(str(exc), code="no_model_available") from exc
+            if isinstance(exc, Exception) and _provider_error(exc):
+                # Every deployment and fallback failed: a clear 502, not a stack trace.
+                raise UpstreamError(f"the model provider failed after retries and fallbacks "
+                                    f"({type(exc).__name__}); try again shortly", code="model_error") from exc
             raise
         result.latency_ms = self._finish(turn, started, req)
         result.turn_id = turn.id
@@ -335,6 +341,10 @@ def _format_context(citations: list[Citation]) -> str:
         return NO_CONTEXT
     return "\n\n".join(f"[{i}] {c.title}" + (f" (p. {c.page})" if c.page else "") + f"\n{c.quote}"
                        for i, c in enumerate(citations, 1))
+
+
+def _provider_error(exc: Exception) -> bool:
+    return type(exc).__module__.split(".")[0] in ("litellm", "openai", "httpx")
 
 
 def _estimate_tokens(messages: list[dict]) -> int:

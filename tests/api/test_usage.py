@@ -1,0 +1,79 @@
+"""GET /api/t/{tenant}/usage: tenant admins only; totals by day, model, user and assistant; tenant-scoped."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from backend.auth.api_keys import issue_key
+from backend.db.models import ChatTurn
+
+
+@pytest.fixture
+def turns(api_services):
+    rows = [
+        ("sales", "alice", "sales-assistant", "anthropic/claude-sonnet-4-5", datetime(2026, 11, 2, 10, tzinfo=UTC),
+         100, 20, 0.0006, False, "ok"),
+        ("sales", "bob", "sales-assistant", "anthropic/claude-haiku-4-5", datetime(2026, 11, 2, 11, tzinfo=UTC),
+         50, 10, 0.0001, False, "ok"),
+        ("sales", "alice", "deal-desk", "anthropic/claude-haiku-4-5", datetime(2026, 11, 3, 9, tzinfo=UTC),
+         0, 0, 0.0, True, "ok"),
+        ("sales", "alice", "deal-desk", None, datetime(2026, 11, 3, 9, tzinfo=UTC), 0, 0, 0.0, False, "quota"),
+        ("sales", "alice", "sales-assistant", "local/smollm2", datetime(2026, 10, 30, 9, tzinfo=UTC),
+         70, 30, 0.0, False, "ok"),  # outside the range below
+        ("engineering", "dave", "eng-assistant", "anthropic/claude-sonnet-4-5",
+         datetime(2026, 11, 2, 10, tzinfo=UTC), 999, 999, 9.0, False, "ok"),  # another tenant
+    ]
+    with api_services.db.session() as s:
+        for tenant, who, assistant, model, when, pt, ct, cost, cached, outcome in rows:
+            s.add(ChatTurn(tenant=tenant, subject=who, assistant=assistant, model=model, created_at=when,
+                           prompt_tokens=pt, completion_tokens=ct, cost_usd=cost, cached=cached, outcome=outcome))
+        s.commit()
+
+
+def get(api_client, cookies, query, tenant="sales", **kw):
+    return api_client.get(f"/api/t/{tenant}/usage?{query}", cookies=cookies, **kw)
+
+
+def test_totals_by_model_day_user_assistant(api_client, login_as, turns):
+    carol = login_as("carol")  # sales admin
+    r = get(api_client, carol, "from=2026-11-01&to=2026-11-30&group_by=model")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["totals"] == {"requests": 3, "cached": 1, "prompt_tokens": 150, "completion_tokens": 30,
+                              "total_tokens": 180, "cost_usd": pytest.approx(0.0007)}
+    by_model = {g["key"]: g for g in body["groups"]}
+    assert set(by_model) == {"anthropic/claude-sonnet-4-5", "anthropic/claude-haiku-4-5"}
+    assert by_model["anthropic/claude-haiku-4-5"]["requests"] == 2
+    assert by_model["anthropic/claude-haiku-4-5"]["cached"] == 1
+
+    days = {g["key"]: g["requests"] for g in get(api_client, carol, "from=2026-11-01&to=2026-11-30").json()["groups"]}
+    assert days == {"2026-11-02": 2, "2026-11-03": 1}
+    users = {g["key"]: g["cost_usd"] for g in
+             get(api_client, carol, "from=2026-11-01&to=2026-11-30&group_by=user").json()["groups"]}
+    assert users == {"alice": pytest.approx(0.0006), "bob": pytest.approx(0.0001)}
+    assistants = {g["key"]: g["total_tokens"] for g in
+                  get(api_client, carol, "from=2026-10-01&to=2026-11-30&group_by=assistant").json()["groups"]}
+    assert assistants == {"deal-desk": 0, "sales-assistant": 120 + 60 + 100}
+
+
+def test_only_tenant_admins(api_client, login_as, turns, api_services):
+    assert get(api_client, login_as("alice"), "group_by=day").status_code == 403
+    assert get(api_client, login_as("carol"), "group_by=day", tenant="engineering").status_code == 403
+    admin_key = issue_key(db=api_services.db, tenant="sales", scopes=["admin"]).token
+    chat_key = issue_key(db=api_services.db, tenant="sales", scopes=["chat"]).token
+    ok = api_client.get("/api/t/sales/usage?from=2026-11-01&to=2026-11-30",
+                        headers={"Authorization": f"Bearer {admin_key}"})
+    assert ok.status_code == 200 and ok.json()["totals"]["requests"] == 3
+    denied = api_client.get("/api/t/sales/usage", headers={"Authorization": f"Bearer {chat_key}"})
+    assert denied.status_code == 403
+
+
+def test_bad_parameters_are_clear_4xx(api_client, login_as):
+    carol = login_as("carol")
+    r = get(api_client, carol, "group_by=tenant")
+    assert r.status_code == 422 and "group_by" in r.json()["detail"]
+    r = get(api_client, carol, "from=2026-12-01&to=2026-11-01")
+    assert r.status_code == 422 and "after" in r.json()["detail"]
+    assert get(api_client, carol, "from=yesterday").status_code == 422
