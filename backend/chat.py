@@ -67,6 +67,7 @@ class ChatRequest:
     messages: list[dict] | None = None
     temperature: float | None = None
     max_tokens: int | None = None
+    task: str | None = None  # an internal task (title, query_rewrite): always the cheap tier
 
 
 @dataclass
@@ -136,7 +137,7 @@ class ChatService:
         assert tenant_cfg is not None
         policy = tenant_cfg.model_policy
         turn = ChatTurn(tenant=req.tenant, subject=principal.subject, channel=req.channel,
-                        assistant=None if plain else req.assistant, prompt_name=None if plain else req.assistant,
+                        assistant=None if plain else req.assistant, prompt_name=(req.task if plain else req.assistant),
                         prompt_label=None if plain else req.label)
         admission: Admission | None = None
         try:
@@ -249,6 +250,14 @@ class ChatService:
             await self.cache.set(cache_key, _cache_value(result))
         yield result
 
+    async def internal(self, principal: Principal, tenant: str, *, task: str, messages: list[dict],
+                       max_tokens: int = 64) -> TurnResult:
+        """Internal tasks (conversation titles, query rewriting for retrieval): the `fast` tier, never the
+        smart one, with quotas and a usage record like any other call."""
+        req = ChatRequest(tenant=tenant, assistant="", message="", channel="internal", messages=messages,
+                          max_tokens=max_tokens, temperature=0.0, task=task)
+        return await self.run(principal, req)
+
     async def run(self, principal: Principal, req: ChatRequest) -> TurnResult:
         result: TurnResult | None = None
         async for item in self.stream(principal, req):
@@ -260,6 +269,9 @@ class ChatService:
     # -- model governance: routing, cache, quotas -------------------------------------------------------------
 
     def _route(self, req: ChatRequest, policy: Any, prompt: PromptVersion | None) -> tuple[str, str]:
+        if req.task:
+            tier = self.llm.internal_tier(policy.allowed_tiers)
+            return tier, f"internal task {req.task}: {tier}"
         if req.tier and req.tier not in policy.allowed_tiers:
             raise Forbidden(f"tier {req.tier!r} is not allowed for tenant {req.tenant!r}; allowed: "
                             f"{', '.join(policy.allowed_tiers)}", code="tier_not_allowed")

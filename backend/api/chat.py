@@ -32,15 +32,22 @@ async def chat(body: ChatIn, ctx: ChatAccess, services: ServicesDep):
         return result.public()
 
     services.chat.authorize(ctx.principal, ctx.tenant, body.assistant)  # fail before the stream starts
+    stream = services.chat.stream(ctx.principal, req)
+    # The first item comes after the quota check: a refusal is still a plain HTTP 429 with Retry-After.
+    first = await anext(stream)
 
     async def events() -> AsyncIterator[str]:
         try:
-            async for item in services.chat.stream(ctx.principal, req):
+            item = first
+            while True:
                 if isinstance(item, TurnResult):
                     yield f"event: done\ndata: {json.dumps(item.public())}\n\n"
-                else:
-                    yield f"event: token\ndata: {json.dumps({'text': item})}\n\n"
+                    break
+                yield f"event: token\ndata: {json.dumps({'text': item})}\n\n"
+                item = await anext(stream)
         except AtriumError as exc:
             yield f"event: error\ndata: {json.dumps({'error': exc.code, 'detail': exc.message})}\n\n"
+        finally:
+            await stream.aclose()
 
     return StreamingResponse(events(), media_type="text/event-stream")
