@@ -62,9 +62,10 @@ def studio(request: Request, services: ServicesDep, tenant: str | None = None) -
         services.audit.record("denied", subject=principal.subject, tenant=chosen, route="/studio",
                               ip=client_ip(request), status=403, reason=reason,
                               detail={"page": "studio", "member_of": sorted(principal.tenants)})
-        cfg = services.registry.get(chosen) if member and chosen else None
+        names = [c.name for t in ([chosen] if chosen else sorted(principal.tenants))
+                 if (c := services.registry.get(t)) is not None]
         return _page("forbidden.html", status=403, user=principal.name,
-                     tenant_name=cfg.name if cfg else chosen, member=member or chosen is None,
+                     tenant_name=" and ".join(names) or chosen, member=member or chosen is None,
                      editable=[(t, services.registry.get(t).name) for t in editable])
     cfg = services.registry.get(chosen)
     assert cfg is not None
