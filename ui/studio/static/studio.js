@@ -323,6 +323,7 @@
       if (!r.ok || !r.data.diff) { toast("Cannot compare: fix the problems in your draft first.", true); return; }
       var panel = $("draft-diff"); panel.hidden = false;
       renderDiff(panel, r.data.diff, "Version " + state.conflictLatest + " (theirs) → your draft", "theirs", "your draft");
+      panel.scrollIntoView({behavior: "smooth", block: "start"});
     });
   }
   function rebaseOnConflict() {
@@ -474,7 +475,7 @@
     ans.classList.remove("muted"); ans.textContent = d.answer;
     var usage = d.usage || {};
     card.appendChild(h("div", {class: "metrics"},
-      metric("Model", d.model), metric("Tokens", (usage.prompt_tokens || 0) + " in / " + (usage.completion_tokens || 0) + " out"),
+      metric("Model", d.model), metric("Tokens in / out", (usage.prompt_tokens || 0) + " / " + (usage.completion_tokens || 0)),
       metric("Cost", "$" + (usage.cost_usd || 0).toFixed(5)), metric("Time", (d.latency_ms / 1000).toFixed(1) + " s")));
     var cites = d.citations || [];
     card.appendChild(h("div", null, h("strong", {text: "Sources (" + cites.length + ")"}),
@@ -575,6 +576,14 @@
   $("question").addEventListener("keydown", function (e) { if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) ask(); });
   $("btn-conflict-compare").addEventListener("click", compareConflict);
   $("btn-conflict-rebase").addEventListener("click", rebaseOnConflict);
+  $("btn-conflict-theirs").addEventListener("click", function () {
+    confirmBox("Discard your draft?", "Your unsaved changes are dropped and the editor loads version " + state.conflictLatest + ".", "Discard my draft")
+      .then(function (ok) {
+        if (!ok) return;
+        try { localStorage.removeItem(storeKey()); } catch (e) { /* ignore */ }
+        loadBase(state.conflictLatest, false);
+      });
+  });
   document.addEventListener("keydown", function (e) {
     if ((e.ctrlKey || e.metaKey) && e.key.toLowerCase() === "s") { e.preventDefault(); if (!$("tab-edit").hidden) save(); }
   });
