@@ -1,0 +1,189 @@
+"""Knowledge-base documents, their uploaded bytes and ingestion job state.
+
+Tenant-facing functions take `tenant` (from a Principal) and filter on it. The ingestion worker's queue
+functions (`claim_next_job`, `jobs_to_resume`) are the only cross-tenant reads: a job carries the tenant
+it was created for, and the worker only ever writes into that tenant's namespace.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, func, or_, update
+from sqlmodel import Session, col, select
+
+from backend.db.models import KbBlob, KbDocument, KbEmbeddingModel, utcnow
+
+ACTIVE = ("queued", "parsing", "embedding")
+LIVE = ("queued", "parsing", "embedding", "ready")  # a document that exists for users
+
+
+def create_document(*, session: Session, doc: KbDocument, data: bytes) -> KbDocument:
+    session.add(doc)
+    session.add(KbBlob(document_id=doc.id, data=data))
+    session.commit()
+    session.refresh(doc)
+    return doc
+
+
+def get_document(*, session: Session, tenant: str, document_id: str) -> KbDocument | None:
+    doc = session.get(KbDocument, document_id)
+    return doc if doc is not None and doc.tenant == tenant else None
+
+
+def list_documents(*, session: Session, tenant: str, kb: str | None = None, status: str | None = None,
+                   limit: int = 100, offset: int = 0) -> list[KbDocument]:
+    stmt = select(KbDocument).where(KbDocument.tenant == tenant, KbDocument.status != "deleting")
+    if kb is not None:
+        stmt = stmt.where(KbDocument.kb == kb)
+    if status is not None:
+        stmt = stmt.where(KbDocument.status == status)
+    stmt = stmt.order_by(col(KbDocument.created_at).desc(), col(KbDocument.id)).offset(offset).limit(limit)
+    return list(session.exec(stmt))
+
+
+def count_documents(*, session: Session, tenant: str, statuses: tuple[str, ...] = LIVE) -> int:
+    stmt = select(func.count()).select_from(KbDocument).where(
+        KbDocument.tenant == tenant, col(KbDocument.status).in_(statuses))
+    return int(session.exec(stmt).one())
+
+
+def kb_names(*, session: Session, tenant: str) -> list[str]:
+    stmt = select(KbDocument.kb).where(KbDocument.tenant == tenant, KbDocument.status != "deleting").distinct()
+    return sorted(session.exec(stmt))
+
+
+def find_by_hash(*, session: Session, tenant: str, kb: str, content_hash: str) -> KbDocument | None:
+    stmt = select(KbDocument).where(KbDocument.tenant == tenant, KbDocument.kb == kb,
+                                    KbDocument.content_hash == content_hash, KbDocument.status != "deleting")
+    return session.exec(stmt.order_by(col(KbDocument.created_at).desc())).first()
+
+
+def find_by_filename(*, session: Session, tenant: str, kb: str, filename: str,
+                     exclude: str | None = None) -> list[KbDocument]:
+    """Earlier versions of a document (same file name in the same knowledge base)."""
+    stmt = select(KbDocument).where(KbDocument.tenant == tenant, KbDocument.kb == kb,
+                                    KbDocument.filename == filename, col(KbDocument.status).in_(LIVE + ("failed",)))
+    if exclude is not None:
+        stmt = stmt.where(KbDocument.id != exclude)
+    return list(session.exec(stmt))
+
+
+def get_blob(*, session: Session, tenant: str, document_id: str) -> bytes | None:
+    if get_document(session=session, tenant=tenant, document_id=document_id) is None:
+        return None
+    blob = session.get(KbBlob, document_id)
+    return blob.data if blob is not None else None
+
+
+def save_document(*, session: Session, doc: KbDocument) -> KbDocument:
+    doc.updated_at = utcnow()
+    session.add(doc)
+    session.commit()
+    session.refresh(doc)
+    return doc
+
+
+def remove_document(*, session: Session, tenant: str, document_id: str) -> bool:
+    """Delete the row and its bytes (call after its vectors are gone)."""
+    doc = get_document(session=session, tenant=tenant, document_id=document_id)
+    if doc is None:
+        return False
+    blob = session.get(KbBlob, document_id)
+    if blob is not None:
+        session.delete(blob)
+    session.delete(doc)
+    session.commit()
+    return True
+
+
+# -- the worker's queue ------------------------------------------------------------------------------------
+
+
+def claim_next_job(*, session: Session, worker_id: str, lease_s: float,
+                   only: set[str] | None = None) -> KbDocument | None:
+    """Atomically take the oldest unclaimed (or lease-expired) job. A conditional UPDATE is the lock, so
+    several workers (processes, pods) never take the same job."""
+    now = utcnow()
+    stmt = select(KbDocument.id).where(
+        col(KbDocument.status).in_(ACTIVE + ("deleting",)),
+        or_(col(KbDocument.lease_until).is_(None), col(KbDocument.lease_until) < now),
+    )
+    if only is not None:
+        stmt = stmt.where(col(KbDocument.id).in_(only))
+    for doc_id in list(session.exec(stmt.order_by(col(KbDocument.created_at)).limit(20))):
+        result = session.execute(
+            update(KbDocument)
+            .where(and_(col(KbDocument.id) == doc_id,
+                        or_(col(KbDocument.lease_until).is_(None), col(KbDocument.lease_until) < now)))
+            .values(claimed_by=worker_id, lease_until=now + timedelta(seconds=lease_s),
+                    attempts=KbDocument.attempts + 1)
+        )
+        session.commit()
+        if result.rowcount == 1:
+            doc = session.get(KbDocument, doc_id)
+            if doc is not None:
+                session.refresh(doc)
+            return doc
+    return None
+
+
+def renew_lease(*, session: Session, document_id: str, worker_id: str, lease_s: float) -> bool:
+    """Extend a held lease; False when another worker took the job over (then stop working on it)."""
+    result = session.execute(
+        update(KbDocument).where(and_(col(KbDocument.id) == document_id, col(KbDocument.claimed_by) == worker_id))
+        .values(lease_until=utcnow() + timedelta(seconds=lease_s))
+    )
+    session.commit()
+    return result.rowcount == 1
+
+
+def release_lease(*, session: Session, document_id: str, worker_id: str) -> None:
+    session.execute(
+        update(KbDocument).where(and_(col(KbDocument.id) == document_id, col(KbDocument.claimed_by) == worker_id))
+        .values(lease_until=None, claimed_by=None)
+    )
+    session.commit()
+
+
+def jobs_to_resume(*, session: Session) -> list[KbDocument]:
+    """Unfinished jobs and their current lease holder (to reclaim those of dead local processes)."""
+    stmt = select(KbDocument).where(col(KbDocument.status).in_(ACTIVE + ("deleting",)))
+    return list(session.exec(stmt.order_by(col(KbDocument.created_at))))
+
+
+def expire_lease(*, session: Session, document_id: str, holder: str) -> None:
+    session.execute(
+        update(KbDocument).where(and_(col(KbDocument.id) == document_id, col(KbDocument.claimed_by) == holder))
+        .values(lease_until=None, claimed_by=None)
+    )
+    session.commit()
+
+
+# -- embedding model per tenant ------------------------------------------------------------------------------
+
+
+def get_embedding_model(*, session: Session, tenant: str) -> KbEmbeddingModel | None:
+    return session.get(KbEmbeddingModel, tenant)
+
+
+def set_embedding_model(*, session: Session, tenant: str, model: str, dimension: int) -> KbEmbeddingModel:
+    row = session.get(KbEmbeddingModel, tenant)
+    if row is None:
+        row = KbEmbeddingModel(tenant=tenant, model=model, dimension=dimension)
+        session.add(row)
+        session.commit()
+        session.refresh(row)
+    return row
+
+
+def clear_embedding_model(*, session: Session, tenant: str) -> None:
+    row = session.get(KbEmbeddingModel, tenant)
+    if row is not None:
+        session.delete(row)
+        session.commit()
+
+
+def latest_update(*, session: Session, tenant: str) -> datetime | None:
+    stmt = select(func.max(KbDocument.updated_at)).where(KbDocument.tenant == tenant)
+    return session.exec(stmt).one()

@@ -1,0 +1,1 @@
+"""Tenant knowledge bases: parse -> chunk -> embed -> store; retrieval with citations."""

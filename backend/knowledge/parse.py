@@ -1,0 +1,318 @@
+"""Turn uploaded bytes into text blocks (headings, paragraphs, page numbers), after checking them.
+
+The type is sniffed from the bytes, never taken from the extension. Everything a user can get wrong
+raises a backend.errors class with a message they can act on (empty, too large, unsupported, encrypted
+or corrupt PDF, a .docx that unpacks to far more than it weighs, a file name with path components).
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import zipfile
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from pathlib import PurePosixPath, PureWindowsPath
+
+from backend.errors import Invalid, PayloadTooLarge, UnsupportedMedia
+
+SUPPORTED = ".txt, .md, .pdf, .docx, .html"
+# A .docx is a zip; refuse archives that expand far beyond their size (zip bombs).
+DOCX_MAX_RATIO = 100
+DOCX_MAX_ENTRIES = 2000
+_MAGIC = [  # (prefix, what it is) for friendly "unsupported" messages
+    (b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"GIF8", "a GIF image"),
+    (b"MZ", "a Windows executable"), (b"\x7fELF", "a Linux executable"), (b"\x1f\x8b", "a gzip archive"),
+    (b"Rar!", "a RAR archive"), (b"7z\xbc\xaf", "a 7-Zip archive"), (b"\xd0\xcf\x11\xe0", "a legacy Office file"),
+]
+
+
+@dataclass
+class Block:
+    text: str
+    page: int | None = None
+    level: int = 0  # 0 = body text; 1..6 = a heading of that level
+
+
+@dataclass
+class ParsedDocument:
+    content_type: str
+    blocks: list[Block] = field(default_factory=list)
+    title: str | None = None  # from the document itself (PDF metadata, first H1), when it has one
+    pages: int | None = None
+
+
+def clean_filename(name: str | None) -> str:
+    """The file name as given, refused when it carries directories or control characters."""
+    if not name or not name.strip():
+        raise Invalid("the file has no name", code="invalid_filename")
+    if "\x00" in name or any(ord(c) < 32 for c in name):
+        raise Invalid(f"the file name {name[:80]!r} contains control characters", code="invalid_filename")
+    if ("/" in name or "\\" in name or PurePosixPath(name).name != name or PureWindowsPath(name).name != name
+            or name.strip() in (".", "..")):
+        raise Invalid(f"the file name {name[:120]!r} contains path components; send the bare file name "
+                      "(e.g. 'handbook.pdf')", code="invalid_filename")
+    if len(name) > 255:
+        raise Invalid("the file name is longer than 255 characters", code="invalid_filename")
+    return name.strip()
+
+
+def sniff(data: bytes) -> str:
+    head = data[:2048]
+    if head.startswith(b"%PDF-") or b"%PDF-" in data[:1024]:
+        return "pdf"
+    if head.startswith(b"PK\x03\x04"):
+        try:
+            with zipfile.ZipFile(io.BytesIO(data)) as zf:
+                if "word/document.xml" in zf.namelist():
+                    return "docx"
+        except zipfile.BadZipFile as exc:
+            raise Invalid(f"the file looks like a zip/.docx but is corrupt: {exc}", code="corrupt_file") from exc
+        raise UnsupportedMedia(f"this is a zip archive, not a Word document; supported types: {SUPPORTED}",
+                               code="unsupported_type")
+    for magic, what in _MAGIC:
+        if head.startswith(magic):
+            raise UnsupportedMedia(f"this file is {what}; supported types: {SUPPORTED}", code="unsupported_type")
+    text = _decode(data)
+    if text is None:
+        raise UnsupportedMedia(f"this file is binary, not text or a supported document; supported types: "
+                               f"{SUPPORTED}", code="unsupported_type")
+    probe = text[:2048].lstrip().lower()
+    if probe.startswith(("<!doctype html", "<html")) or re.search(r"<(body|head|p|div|h[1-6])[\s>]", probe[:600]):
+        return "html"
+    return "markdown" if re.search(r"(?m)^#{1,6} \S", text[:20000]) else "text"
+
+
+def _decode(data: bytes) -> str | None:
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError:
+            return None
+    if b"\x00" in data[:8192]:
+        return None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = data.decode("latin-1")
+    sample = text[:8192]
+    controls = sum(1 for c in sample if ord(c) < 32 and c not in "\n\r\t\f")
+    return None if sample and controls / len(sample) > 0.02 else text
+
+
+def validate(data: bytes, filename: str | None, *, max_bytes: int) -> tuple[str, str]:
+    """Cheap checks done while the uploader waits: -> (file name, content type). Raises 4xx errors."""
+    name = clean_filename(filename)
+    if len(data) > max_bytes:
+        raise PayloadTooLarge(f"{name} is {len(data) / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB "
+                              "(ATRIUM_MAX_UPLOAD_MB)", code="file_too_large")
+    if not data.strip():
+        raise Invalid(f"{name} is empty", code="empty_file")
+    kind = sniff(data)
+    if kind == "pdf":
+        _open_pdf(data)
+    elif kind == "docx":
+        _check_zip(data, max_bytes=max_bytes)
+    return name, kind
+
+
+def parse(data: bytes, content_type: str) -> ParsedDocument:
+    if content_type == "pdf":
+        doc = _parse_pdf(data)
+    elif content_type == "docx":
+        doc = _parse_docx(data)
+    elif content_type == "html":
+        doc = _parse_html(_decode(data) or "")
+    else:
+        doc = _parse_text(_decode(data) or "", markdown=content_type == "markdown")
+    doc.blocks = [b for b in doc.blocks if b.text.strip()]
+    if not any(b.level == 0 for b in doc.blocks):
+        hint = " (a scanned PDF? run OCR on it first)" if content_type == "pdf" else ""
+        raise Invalid(f"no text could be extracted{hint}", code="no_text")
+    return doc
+
+
+# -- PDF -------------------------------------------------------------------------------------------------------
+
+
+def _open_pdf(data: bytes):
+    import logging
+
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    logging.getLogger("pypdf").setLevel(logging.ERROR)  # it logs every repairable glitch
+    try:
+        reader = PdfReader(io.BytesIO(data), strict=False)
+        if reader.is_encrypted:
+            # Owner-password-only PDFs open with an empty user password; real encryption does not.
+            try:
+                ok = reader.decrypt("")
+            except Exception:
+                ok = 0
+            if not ok:
+                raise Invalid("the PDF is password-protected; remove the password and upload it again",
+                              code="encrypted_pdf")
+        _ = len(reader.pages)
+        return reader
+    except Invalid:
+        raise
+    except (PdfReadError, ValueError, KeyError, TypeError, IndexError, OSError, AssertionError) as exc:
+        raise Invalid(f"the PDF is damaged and cannot be read ({type(exc).__name__}: {str(exc)[:120]})",
+                      code="corrupt_pdf") from exc
+    except Exception as exc:  # pypdf raises a zoo of errors on broken files
+        raise Invalid(f"the PDF cannot be read ({type(exc).__name__})", code="corrupt_pdf") from exc
+
+
+def _parse_pdf(data: bytes) -> ParsedDocument:
+    reader = _open_pdf(data)
+    doc = ParsedDocument(content_type="pdf", pages=len(reader.pages))
+    try:
+        meta_title = (reader.metadata or {}).get("/Title")
+        doc.title = str(meta_title).strip() or None if meta_title else None
+    except Exception:
+        doc.title = None
+    for number, page in enumerate(reader.pages, 1):
+        try:
+            text = page.extract_text() or ""
+        except Exception as exc:
+            raise Invalid(f"page {number} of the PDF cannot be read ({type(exc).__name__})",
+                          code="corrupt_pdf") from exc
+        for para in re.split(r"\n\s*\n", text):
+            para = re.sub(r"[ \t]*\n[ \t]*", " ", para).strip()
+            if para:
+                doc.blocks.append(Block(text=para, page=number))
+    return doc
+
+
+# -- DOCX ------------------------------------------------------------------------------------------------------
+
+
+def _check_zip(data: bytes, *, max_bytes: int) -> None:
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            infos = zf.infolist()
+    except zipfile.BadZipFile as exc:
+        raise Invalid(f"the .docx is corrupt: {exc}", code="corrupt_file") from exc
+    total = sum(i.file_size for i in infos)
+    limit = max(max_bytes * 5, 50_000_000)
+    if len(infos) > DOCX_MAX_ENTRIES or total > limit or total > DOCX_MAX_RATIO * max(len(data), 1) + 10_000_000:
+        raise Invalid(f"the .docx expands to {total / 1e6:.0f} MB from {len(data) / 1e6:.1f} MB "
+                      f"({len(infos)} parts): refused as a possible zip bomb", code="zip_bomb")
+
+
+def _parse_docx(data: bytes) -> ParsedDocument:
+    import docx
+
+    try:
+        document = docx.Document(io.BytesIO(data))
+    except Exception as exc:
+        raise Invalid(f"the .docx cannot be read ({type(exc).__name__}: {str(exc)[:120]})",
+                      code="corrupt_file") from exc
+    doc = ParsedDocument(content_type="docx")
+    try:
+        doc.title = (document.core_properties.title or "").strip() or None
+    except Exception:
+        doc.title = None
+    for para in document.paragraphs:
+        text = para.text.strip()
+        if not text:
+            continue
+        style = (para.style.name if para.style is not None else "") or ""
+        match = re.match(r"Heading (\d)", style)
+        level = int(match.group(1)) if match else (1 if style == "Title" else 0)
+        doc.blocks.append(Block(text=text, level=level))
+    for table in document.tables:
+        for row in table.rows:
+            cells = [c.text.strip() for c in row.cells if c.text.strip()]
+            if cells:
+                doc.blocks.append(Block(text=" | ".join(dict.fromkeys(cells))))
+    return doc
+
+
+# -- HTML ------------------------------------------------------------------------------------------------------
+
+
+class _HtmlBlocks(HTMLParser):
+    _BLOCK = {"p", "li", "td", "th", "div", "section", "article", "pre", "blockquote", "br", "tr", "dd", "dt"}
+    _SKIP = {"script", "style", "noscript", "template", "svg", "head"}
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.blocks: list[Block] = []
+        self.title: str | None = None
+        self._buf: list[str] = []
+        self._level = 0
+        self._skip = 0
+        self._in_title = False
+
+    def _flush(self) -> None:
+        text = re.sub(r"\s+", " ", "".join(self._buf)).strip()
+        if text:
+            self.blocks.append(Block(text=text, level=self._level))
+        self._buf, self._level = [], 0
+
+    def handle_starttag(self, tag, attrs) -> None:
+        if tag == "title":
+            self._in_title = True
+        if tag in self._SKIP:
+            self._skip += 1
+        elif re.fullmatch(r"h[1-6]", tag):
+            self._flush()
+            self._level = int(tag[1])
+        elif tag in self._BLOCK:
+            self._flush()
+
+    def handle_endtag(self, tag) -> None:
+        if tag == "title":
+            self._in_title = False
+        if tag in self._SKIP:
+            self._skip = max(0, self._skip - 1)
+        elif re.fullmatch(r"h[1-6]", tag) or tag in self._BLOCK:
+            self._flush()
+
+    def handle_data(self, data) -> None:
+        if self._in_title:
+            self.title = (self.title or "") + data.strip()
+        elif not self._skip:
+            self._buf.append(data)
+
+
+def _parse_html(text: str) -> ParsedDocument:
+    parser = _HtmlBlocks()
+    parser.feed(text)
+    parser.close()
+    parser._flush()
+    return ParsedDocument(content_type="html", blocks=parser.blocks, title=parser.title or None)
+
+
+# -- text / markdown ---------------------------------------------------------------------------------------------
+
+
+def _parse_text(text: str, *, markdown: bool) -> ParsedDocument:
+    doc = ParsedDocument(content_type="markdown" if markdown else "text")
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    in_fence = False
+    buf: list[str] = []
+
+    def flush() -> None:
+        if buf:
+            doc.blocks.append(Block(text="\n".join(buf).strip()))
+            buf.clear()
+
+    for line in text.split("\n"):
+        if markdown and line.lstrip().startswith("```"):
+            in_fence = not in_fence
+        heading = re.match(r"^(#{1,6})\s+(.+?)\s*#*\s*$", line) if markdown and not in_fence else None
+        if heading:
+            flush()
+            level = len(heading.group(1))
+            doc.blocks.append(Block(text=heading.group(2).strip(), level=level))
+            if level == 1 and doc.title is None:
+                doc.title = heading.group(2).strip()
+        elif not line.strip() and not in_fence:
+            flush()
+        else:
+            buf.append(line)
+    flush()
+    return doc

@@ -1,0 +1,255 @@
+"""KnowledgeService: the one entry point to a tenant's knowledge base (API, chat, Dify, UI and CLI).
+
+Every method takes the caller's verified Principal and the tenant it acts in, checks membership and the
+permission (`ingest` to add/delete, `retrieval` to read), and only then builds a TenantStore for that
+tenant. Nothing a caller sends names a namespace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from backend.auth.principal import Principal
+from backend.auth.rbac import permissions_of
+from backend.db.engine import Database
+from backend.db.models import KbDocument
+from backend.db.repositories import documents as repo
+from backend.errors import AtriumError, Forbidden, Invalid, NotFound
+from backend.governance.audit import AuditLog
+from backend.knowledge import metadata_filter
+from backend.knowledge.ingest import IngestWorker
+from backend.knowledge.parse import validate
+from backend.knowledge.retrieval import Citation, Retrieval
+from backend.knowledge.stores.base import Hit, TenantStore, VectorStore
+from backend.tenants import TenantRegistry
+
+KB_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+def knowledge_id(tenant: str, kb: str) -> str:
+    """The id Dify is configured with: tenant-qualified, so another tenant's id is simply not found."""
+    return f"{tenant}/{kb}"
+
+
+def check_kb(kb: str | None) -> str:
+    kb = (kb or "default").strip().lower()
+    if not KB_RE.fullmatch(kb):
+        raise Invalid(f"knowledge base name {kb[:80]!r} must be lowercase letters, digits, '-' or '_'",
+                      code="invalid_kb")
+    return kb
+
+
+def document_public(doc: KbDocument, **extra: Any) -> dict[str, Any]:
+    return {
+        "id": doc.id, "kb": doc.kb, "knowledge_id": knowledge_id(doc.tenant, doc.kb), "title": doc.title,
+        "filename": doc.filename, "content_type": doc.content_type, "size_bytes": doc.size_bytes,
+        "status": doc.status, "progress": round(doc.progress, 3), "error": doc.error,
+        "chunks": doc.chunk_total, "chunks_done": doc.chunks_done, "embedding_model": doc.embedding_model,
+        "content_hash": doc.content_hash, "created_by": doc.created_by,
+        "created_at": doc.created_at.isoformat(), "updated_at": doc.updated_at.isoformat(),
+        "metadata": {k: v for k, v in doc.doc_metadata.items() if k != "title_source"}, **extra,
+    }
+
+
+def hit_public(hit: Hit) -> dict[str, Any]:
+    return {"chunk_id": hit.id, "document_id": hit.document_id, "kb": hit.kb, "title": hit.title,
+            "section": hit.section, "page": hit.page, "text": hit.text, "score": hit.score}
+
+
+@dataclass
+class UploadFile:
+    filename: str | None
+    data: bytes
+
+
+class KnowledgeService:
+    def __init__(self, *, db: Database, registry: TenantRegistry, audit: AuditLog, store: VectorStore,
+                 retrieval: Retrieval, worker: IngestWorker, max_upload_bytes: int, min_score: float) -> None:
+        self.db = db
+        self.registry = registry
+        self.audit = audit
+        self.store = store
+        self.retrieval = retrieval
+        self.worker = worker
+        self.max_upload_bytes = max_upload_bytes
+        self.min_score = min_score
+
+    # -- access -------------------------------------------------------------------------------------------------
+
+    def authorize(self, principal: Principal, tenant: str, permission: str, *, route: str = "knowledge") -> None:
+        if self.registry.get(tenant) is None or not principal.is_member(tenant):
+            self._deny(principal, tenant, route, "tenant_mismatch", f"you are not a member of tenant {tenant!r}")
+        if permission not in permissions_of(principal, tenant):
+            if principal.scopes is not None:
+                self._deny(principal, tenant, route, "missing_scope",
+                           f"this API key lacks the scope {permission!r}")
+            need = "tenant_admin" if permission == "ingest" else "member"
+            self._deny(principal, tenant, route, "missing_role",
+                       f"adding or deleting documents needs the {need} role in {tenant!r}" if permission == "ingest"
+                       else f"this needs the {permission} permission in {tenant!r}")
+
+    def _deny(self, principal: Principal, tenant: str, route: str, code: str, message: str) -> None:
+        self.audit.record("denied", subject=principal.subject, tenant=tenant, route=route, status=403,
+                          reason=code, detail={"message": message})
+        raise Forbidden(message, code=code)
+
+    def store_for(self, principal: Principal, tenant: str, *, permission: str = "retrieval") -> TenantStore:
+        """The only way to a vector-store handle: for a tenant the principal belongs to."""
+        self.authorize(principal, tenant, permission)
+        return TenantStore(self.store, tenant)
+
+    # -- documents ----------------------------------------------------------------------------------------------
+
+    def upload(self, principal: Principal, tenant: str, files: list[UploadFile], *, kb: str | None = None,
+               metadata: dict[str, Any] | None = None, title: str | None = None) -> dict[str, list]:
+        """Validate each file on its own (one bad file never fails the others) and queue the good ones.
+        Blocking (hashing, PDF/zip checks): call from a worker thread."""
+        self.authorize(principal, tenant, "ingest", route="knowledge:upload")
+        kb = check_kb(kb)
+        accepted: list[dict] = []
+        rejected: list[dict] = []
+        for item in files:
+            try:
+                accepted.append(self._accept(principal, tenant, kb, item, metadata or {}, title))
+            except AtriumError as exc:
+                rejected.append({"filename": item.filename, "error": exc.code, "detail": exc.message,
+                                 "status": exc.status_code})
+        if accepted:
+            self.worker.wake()
+        return {"documents": accepted, "errors": rejected}
+
+    def _accept(self, principal: Principal, tenant: str, kb: str, item: UploadFile, metadata: dict,
+                title: str | None) -> dict:
+        filename, content_type = validate(item.data, item.filename, max_bytes=self.max_upload_bytes)
+        digest = hashlib.sha256(item.data).hexdigest()
+        with self.db.session() as session:
+            same = repo.find_by_hash(session=session, tenant=tenant, kb=kb, content_hash=digest)
+            if same is not None:
+                if same.status == "failed":  # the same bytes again: try once more
+                    same.status, same.error, same.attempts, same.progress = "queued", None, 0, 0.0
+                    same = repo.save_document(session=session, doc=same)
+                return document_public(same, duplicate=True)
+            older = repo.find_by_filename(session=session, tenant=tenant, kb=kb, filename=filename)
+            doc = KbDocument(
+                id=uuid.uuid4().hex, tenant=tenant, kb=kb, title=(title or filename).strip()[:300],
+                filename=filename, content_type=content_type, content_hash=digest, size_bytes=len(item.data),
+                created_by=principal.subject, replaces=max(older, key=lambda d: d.created_at).id if older else None,
+                doc_metadata={**metadata, **({} if title else {"title_source": "filename"})},
+            )
+            doc = repo.create_document(session=session, doc=doc, data=item.data)
+        return document_public(doc, duplicate=False)
+
+    def list_documents(self, principal: Principal, tenant: str, *, kb: str | None = None,
+                       status: str | None = None, limit: int = 100, offset: int = 0) -> list[dict]:
+        self.authorize(principal, tenant, "retrieval")
+        with self.db.session() as session:
+            docs = repo.list_documents(session=session, tenant=tenant, kb=check_kb(kb) if kb else None,
+                                       status=status, limit=limit, offset=offset)
+        return [document_public(d) for d in docs]
+
+    def get_document(self, principal: Principal, tenant: str, document_id: str) -> dict:
+        self.authorize(principal, tenant, "retrieval")
+        with self.db.session() as session:
+            doc = repo.get_document(session=session, tenant=tenant, document_id=document_id)
+        if doc is None or doc.status == "deleting":
+            raise NotFound(f"tenant {tenant!r} has no document {document_id!r}", code="document_not_found")
+        return document_public(doc)
+
+    def delete_document(self, principal: Principal, tenant: str, document_id: str) -> dict:
+        """Marks the document for deletion and removes its vectors and row now (blocking)."""
+        self.authorize(principal, tenant, "ingest", route="knowledge:delete")
+        with self.db.session() as session:
+            doc = repo.get_document(session=session, tenant=tenant, document_id=document_id)
+            if doc is None:
+                raise NotFound(f"tenant {tenant!r} has no document {document_id!r}", code="document_not_found")
+            doc.status = "deleting"
+            doc = repo.save_document(session=session, doc=doc)
+        # If an ingesting worker holds it, it notices "deleting" at its next checkpoint and stops; the
+        # worker that purges it (now, or on restart) removes vectors before the row.
+        self.worker.run_once(only={doc.id})
+        self.worker.wake()
+        return {"id": doc.id, "deleted": True}
+
+    def has_documents(self, tenant: str) -> bool:
+        """Whether the tenant has a searchable document (the chat says "I don't know" only then)."""
+        with self.db.session() as session:
+            return repo.count_documents(session=session, tenant=tenant, statuses=("ready",)) > 0
+
+    def kb_version(self, tenant: str) -> str:
+        """Changes whenever the tenant's knowledge base does (the response cache keys on it)."""
+        with self.db.session() as session:
+            count = repo.count_documents(session=session, tenant=tenant, statuses=("ready",))
+            latest = repo.latest_update(session=session, tenant=tenant)
+        return f"{count}:{latest.isoformat() if latest else '-'}"
+
+    def document_count(self, *, tenant: str) -> int:
+        with self.db.session() as session:
+            return repo.count_documents(session=session, tenant=tenant)
+
+    def knowledge_bases(self, principal: Principal, tenant: str) -> list[dict]:
+        self.authorize(principal, tenant, "retrieval")
+        with self.db.session() as session:
+            names = repo.kb_names(session=session, tenant=tenant)
+        return [{"kb": n, "knowledge_id": knowledge_id(tenant, n)} for n in names]
+
+    # -- retrieval ----------------------------------------------------------------------------------------------
+
+    def _scope(self, tenant: str, *, kb: str | None, condition: dict | None) -> set[str] | None:
+        """Document ids a search may return (None = all of the tenant's ready documents)."""
+        if kb is None and condition is None:
+            return None
+        with self.db.session() as session:
+            docs = repo.list_documents(session=session, tenant=tenant, kb=kb, status="ready", limit=100_000)
+        out = set()
+        for d in docs:
+            meta = {**d.doc_metadata, "document_id": d.id, "title": d.title, "filename": d.filename, "kb": d.kb,
+                    "content_type": d.content_type, "created_at": d.created_at.isoformat(),
+                    "updated_at": d.updated_at.isoformat()}
+            if condition is None or metadata_filter.matches(meta, condition):
+                out.add(d.id)
+        return out
+
+    async def search(self, principal: Principal, tenant: str, query: str, *, top_k: int = 5,
+                     kb: str | None = None, metadata_condition: dict | None = None,
+                     min_score: float = 0.0) -> list[Hit]:
+        store = self.store_for(principal, tenant)
+        if not query.strip():
+            raise Invalid("the query is empty", code="empty_query")
+        if metadata_condition is not None:
+            metadata_filter.validate(metadata_condition)
+        kb = check_kb(kb) if kb is not None else None
+
+        def run() -> list[Hit]:
+            scope = self._scope(tenant, kb=kb, condition=metadata_condition)
+            return self.retrieval.search(store, query, top_k=top_k, document_ids=scope)
+
+        hits = await asyncio.to_thread(run)
+        return [h for h in hits if h.score >= min_score]
+
+    async def retrieve(self, *, principal: Principal, tenant: str, query: str, top_k: int = 5,
+                       kb: str | None = None) -> list[Citation]:
+        """The chat's retriever: only passages at or above the relevance threshold (ATRIUM_RETRIEVAL_MIN_SCORE)."""
+        hits = await self.search(principal, tenant, query, top_k=top_k, kb=kb, min_score=self.min_score)
+        return [Citation(chunk_id=h.id, document_id=h.document_id, title=h.title, quote=h.text, score=h.score,
+                         page=h.page, section=h.section) for h in hits]
+
+    def document_titles(self, tenant: str, ids: set[str]) -> dict[str, KbDocument]:
+        with self.db.session() as session:
+            return {i: d for i in ids if (d := repo.get_document(session=session, tenant=tenant, document_id=i))}
+
+    # -- lifecycle ----------------------------------------------------------------------------------------------
+
+    def start_worker(self) -> None:
+        """Background ingestion in this process; resumes jobs a dead process left unfinished."""
+        with self.db.session() as session:
+            warm = any(repo.count_documents(session=session, tenant=t) for t in self.registry.ids())
+        self.worker.start(warm=warm)
+
+    def close(self) -> None:
+        self.worker.stop()
+        self.store.close()
