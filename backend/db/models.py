@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import JSON, Column
+from sqlalchemy import JSON, Column, DateTime, LargeBinary
 from sqlmodel import Field, SQLModel
 
 
@@ -65,3 +65,57 @@ class ApiKey(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     revoked_at: datetime | None = None
     last_used_at: datetime | None = None
+
+
+# -- knowledge base (issue 4) -----------------------------------------------------------------------------
+
+
+class KbDocument(SQLModel, table=True):
+    """One uploaded document and its ingestion job (the job state lives here, so it survives restarts)."""
+
+    __tablename__ = "kb_document"
+
+    id: str = Field(primary_key=True)
+    tenant: str = Field(index=True)
+    kb: str = "default"
+    title: str
+    filename: str
+    content_type: str  # detected from the bytes: pdf | docx | html | markdown | text
+    content_hash: str = Field(index=True)  # sha256 of the bytes: same content = same document
+    size_bytes: int = 0
+    # queued | parsing | embedding | ready | failed | deleting
+    status: str = Field(default="queued", index=True)
+    progress: float = 0.0  # 0..1
+    error: str | None = None
+    chunk_total: int = 0
+    chunks_done: int = 0  # checkpoint: chunks [0, chunks_done) are in the vector store
+    embedding_model: str | None = None
+    replaces: str | None = None  # the older version this upload supersedes once it is ready
+    attempts: int = 0
+    claimed_by: str | None = None  # worker lease: host:pid:nonce
+    lease_until: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    created_by: str | None = None
+    created_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))
+    doc_metadata: dict = Field(default_factory=dict, sa_column=Column("metadata", JSON, nullable=False,
+                                                                       default=dict))
+
+
+class KbBlob(SQLModel, table=True):
+    """The uploaded bytes, kept so an interrupted job can resume and nothing a user sent is lost."""
+
+    __tablename__ = "kb_blob"
+
+    document_id: str = Field(primary_key=True)
+    data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+class KbEmbeddingModel(SQLModel, table=True):
+    """Which embedding model a tenant's vectors came from; vectors of two models are never mixed."""
+
+    __tablename__ = "kb_embedding_model"
+
+    tenant: str = Field(primary_key=True)
+    model: str
+    dimension: int
+    created_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))
