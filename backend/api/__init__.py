@@ -5,7 +5,22 @@ from fastapi import APIRouter
 
 def routers() -> list[APIRouter]:
     """Every router of the app, in one place (and so in the isolation tests' route inventory)."""
-    from backend.api import admin, chat, dify_chat, health, keys, me, openai_compat, prompts, studio, usage
+    from backend.api import (
+        admin,
+        chat,
+        dify_chat,
+        dify_retrieval,
+        documents,
+        health,
+        keys,
+        me,
+        openai_compat,
+        prompts,
+        search,
+        studio,
+        usage,
+    )
 
     return [health.router, me.router, chat.router, keys.router, admin.router, dify_chat.router,
-            prompts.router, studio.router, openai_compat.router, usage.router]
+            prompts.router, studio.router, openai_compat.router, usage.router, documents.router, search.router,
+            dify_retrieval.router]

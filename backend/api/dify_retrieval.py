@@ -1,0 +1,124 @@
+"""Dify's External Knowledge API: POST /api/t/{tenant}/dify/retrieval (Dify appends /retrieval to the
+endpoint `{public URL}/api/t/{tenant}/dify` it is registered with).
+
+Dify's contract has its own error shape, `{"error_code", "error_msg"}` (1001 malformed Authorization
+header, 1002 authorization failed, 2001 knowledge base not found), so this route verifies the API key
+itself, through the same backend.auth functions the other routes use. Every refusal is audited. A
+knowledge_id of another tenant is "not found", exactly like one that does not exist.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field, ValidationError
+
+from backend.api.deps import ServicesDep, client_ip
+from backend.auth.api_keys import InvalidApiKey, verify_key
+from backend.auth.principal import Principal
+from backend.auth.rbac import permissions_of, roles_for_scopes
+from backend.errors import AtriumError
+from backend.knowledge.service import check_kb
+
+router = APIRouter(prefix="/api/t/{tenant}/dify", tags=["dify"])
+
+
+class RetrievalSetting(BaseModel):
+    top_k: int = Field(ge=1, le=100)
+    score_threshold: float = Field(0.0, ge=0.0, le=1.0)
+
+
+class RetrievalIn(BaseModel):
+    knowledge_id: str = Field(min_length=1, max_length=200)
+    query: str = Field(min_length=1, max_length=4000)
+    retrieval_setting: RetrievalSetting
+    metadata_condition: dict[str, Any] | None = None
+
+
+def _error(status: int, code: int, message: str) -> JSONResponse:
+    return JSONResponse({"error_code": code, "error_msg": message}, status_code=status)
+
+
+def _refuse(request: Request, services, *, status: int, code: int, message: str, reason: str, tenant: str,
+            subject: str | None = None, detail: dict | None = None) -> JSONResponse:
+    services.audit.record("denied", subject=subject, tenant=tenant, route=request.url.path, ip=client_ip(request),
+                          status=status, reason=reason, detail={"message": message, "dify_error_code": code,
+                                                                **(detail or {})})
+    return _error(status, code, message)
+
+
+@router.post("/retrieval")
+async def dify_retrieval(tenant: str, request: Request, services: ServicesDep):
+    header = request.headers.get("authorization")
+    scheme, _, token = (header or "").strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token or " " in token:
+        return _refuse(request, services, status=403, code=1001, reason="malformed_authorization", tenant=tenant,
+                       message="Invalid Authorization header format. Expected 'Bearer <api-key>' format.")
+    try:
+        key = verify_key(db=services.db, token=token)
+    except InvalidApiKey as exc:
+        return _refuse(request, services, status=403, code=1002, reason=exc.reason, tenant=tenant,
+                       message="Authorization failed: the API key is not valid.")
+    scopes = frozenset(key.scopes)
+    principal = Principal(subject=f"key:{key.id}", name=key.name or f"API key {key.id}",
+                          tenants={key.tenant: roles_for_scopes(scopes)}, auth="api_key", scopes=scopes,
+                          key_id=key.id)
+    header_tenant = request.headers.get("x-tenant-id")
+    if key.tenant != tenant or (header_tenant is not None and header_tenant != tenant):
+        return _refuse(request, services, status=403, code=1002, reason="tenant_mismatch", tenant=tenant,
+                       subject=principal.subject, detail={"key_tenant": key.tenant, "header": header_tenant},
+                       message="Authorization failed: this API key does not belong to this tenant.")
+    if "retrieval" not in permissions_of(principal, tenant):
+        return _refuse(request, services, status=403, code=1002, reason="missing_scope", tenant=tenant,
+                       subject=principal.subject, detail={"scopes": sorted(scopes)},
+                       message="Authorization failed: the API key lacks the 'retrieval' scope.")
+
+    try:
+        body = RetrievalIn.model_validate(await request.json())
+    except ValueError as exc:  # JSON decode errors and pydantic ValidationError
+        problems = exc.errors() if isinstance(exc, ValidationError) else [{"loc": (), "msg": str(exc)}]
+        message = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in problems)
+        return _error(400, 400, f"Invalid request: {message}")
+
+    kb = _knowledge_base(body.knowledge_id, tenant)
+    bases = {b["kb"] for b in services.knowledge.knowledge_bases(principal, tenant)} if kb else set()
+    if kb is None or kb not in bases:
+        return _refuse(request, services, status=404, code=2001, reason="knowledge_not_found", tenant=tenant,
+                       subject=principal.subject, detail={"knowledge_id": body.knowledge_id[:200]},
+                       message="The knowledge base does not exist.")
+    try:
+        hits = await services.knowledge.search(principal, tenant, body.query, top_k=body.retrieval_setting.top_k,
+                                               kb=kb, metadata_condition=body.metadata_condition,
+                                               min_score=body.retrieval_setting.score_threshold)
+    except AtriumError as exc:
+        return _error(exc.status_code if exc.status_code < 500 else 500, exc.status_code, exc.message)
+    docs = services.knowledge.document_titles(tenant, {h.document_id for h in hits})
+    records = []
+    for hit in hits:
+        doc = docs.get(hit.document_id)
+        metadata: dict[str, Any] = {"path": doc.filename if doc else hit.title, "document_id": hit.document_id,
+                                    "chunk_id": hit.id, "kb": hit.kb, "knowledge_id": body.knowledge_id}
+        if hit.page is not None:
+            metadata["page"] = hit.page
+        if hit.section:
+            metadata["section"] = hit.section
+        if doc is not None:
+            metadata.update({k: v for k, v in doc.doc_metadata.items() if k not in metadata and k != "title_source"})
+        records.append({"content": hit.text, "score": hit.score, "title": hit.title, "metadata": metadata})
+    return {"records": records}
+
+
+def _knowledge_base(knowledge_id: str, tenant: str) -> str | None:
+    """`<tenant>/<kb>` (as listed by GET /knowledge-bases) or a bare kb name of the caller's tenant."""
+    owner, sep, kb = knowledge_id.strip().partition("/")
+    if not sep:
+        owner, kb = tenant, owner
+    if owner != tenant:
+        return None
+    try:
+        return check_kb(kb)
+    except AtriumError:
+        return None

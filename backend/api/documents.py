@@ -1,0 +1,98 @@
+"""Knowledge-base documents: upload (202, ingested in the background), list, status, delete."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from fastapi.responses import JSONResponse
+
+from backend.api.deps import IngestAccess, RetrievalAccess, ServicesDep, client_ip
+from backend.errors import Invalid
+from backend.knowledge.service import UploadFile as KbFile
+
+router = APIRouter(prefix="/api/t/{tenant}", tags=["knowledge"])
+
+
+def _metadata(raw: str | None) -> dict[str, Any]:
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise Invalid(f"metadata must be a JSON object: {exc.msg}", code="invalid_metadata") from exc
+    if not isinstance(value, dict) or not all(isinstance(v, (str, int, float, bool)) or v is None
+                                              for v in value.values()):
+        raise Invalid("metadata must be a JSON object of strings, numbers or booleans", code="invalid_metadata")
+    return {str(k)[:100]: v for k, v in value.items()}
+
+
+@router.post("/documents", status_code=202)
+async def upload_documents(
+    request: Request, ctx: IngestAccess, services: ServicesDep,
+    files: Annotated[list[UploadFile] | None, File(description="one or more files")] = None,
+    file: Annotated[UploadFile | None, File(description="a single file (alternative to `files`)")] = None,
+    kb: Annotated[str | None, Form(description="knowledge base name (default: default)")] = None,
+    title: Annotated[str | None, Form(description="document title (one file only)")] = None,
+    metadata: Annotated[str | None, Form(description="JSON object stored with each document")] = None,
+):
+    """multipart/form-data with one or more `files` (or `file`). 202 lists the accepted documents (poll
+    GET /documents/{id} for their status) and, per file, why any others were refused."""
+    uploads = [*(files or []), *([file] if file is not None else [])]
+    if not uploads:
+        raise Invalid("send one or more files as multipart/form-data in the `files` field", code="no_files")
+    meta = _metadata(metadata)
+    limit = services.knowledge.max_upload_bytes
+    items = []
+    for upload in uploads:
+        data = await upload.read(limit + 1)  # one byte over is enough to say "too large"
+        items.append(KbFile(filename=upload.filename, data=data))
+        await upload.close()
+    result = await asyncio.to_thread(services.knowledge.upload, ctx.principal, ctx.tenant, items, kb=kb,
+                                     metadata=meta, title=title if len(items) == 1 else None)
+    services.audit.record("documents_uploaded", subject=ctx.principal.subject, tenant=ctx.tenant,
+                          route=request.url.path, ip=client_ip(request), status=202 if result["documents"] else 400,
+                          detail={"accepted": [d["id"] for d in result["documents"]],
+                                  "rejected": [{"filename": e["filename"], "error": e["error"]}
+                                               for e in result["errors"]]})
+    if not result["documents"]:
+        first = result["errors"][0]
+        statuses = {e["status"] for e in result["errors"]}
+        status = first["status"] if len(statuses) == 1 else 422
+        detail = first["detail"] if len(result["errors"]) == 1 else "none of the files could be accepted"
+        return JSONResponse({"error": first["error"] if len(statuses) == 1 else "no_file_accepted",
+                             "detail": detail, **result}, status_code=status)
+    return result
+
+
+@router.get("/documents")
+async def list_documents(
+    ctx: RetrievalAccess, services: ServicesDep,
+    kb: str | None = None, status: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100, offset: Annotated[int, Query(ge=0)] = 0,
+):
+    docs = await asyncio.to_thread(services.knowledge.list_documents, ctx.principal, ctx.tenant, kb=kb,
+                                   status=status, limit=limit, offset=offset)
+    return {"documents": docs}
+
+
+@router.get("/documents/{document_id}")
+async def get_document(document_id: str, ctx: RetrievalAccess, services: ServicesDep):
+    return await asyncio.to_thread(services.knowledge.get_document, ctx.principal, ctx.tenant, document_id)
+
+
+@router.delete("/documents/{document_id}")
+async def delete_document(request: Request, document_id: str, ctx: IngestAccess, services: ServicesDep):
+    result = await asyncio.to_thread(services.knowledge.delete_document, ctx.principal, ctx.tenant, document_id)
+    services.audit.record("document_deleted", subject=ctx.principal.subject, tenant=ctx.tenant,
+                          route=request.url.path, ip=client_ip(request), detail={"document_id": document_id})
+    return result
+
+
+@router.get("/knowledge-bases")
+async def knowledge_bases(ctx: RetrievalAccess, services: ServicesDep):
+    """The tenant's knowledge bases and the knowledge_id to give Dify for each."""
+    return {"knowledge_bases": await asyncio.to_thread(services.knowledge.knowledge_bases, ctx.principal,
+                                                       ctx.tenant)}

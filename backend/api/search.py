@@ -1,0 +1,27 @@
+"""POST /api/t/{tenant}/search: the ranked passages, by the same retrieval the chat uses."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from pydantic import BaseModel, Field
+
+from backend.api.deps import RetrievalAccess, ServicesDep
+from backend.knowledge.service import hit_public
+
+router = APIRouter(prefix="/api/t/{tenant}", tags=["knowledge"])
+
+
+class SearchIn(BaseModel):
+    query: str = Field(min_length=1, max_length=4000)
+    top_k: int = Field(5, ge=1, le=50)
+    kb: str | None = None
+    min_score: float = Field(0.0, ge=0.0, le=1.0)
+
+
+@router.post("/search")
+async def search(body: SearchIn, ctx: RetrievalAccess, services: ServicesDep):
+    knowledge = services.knowledge
+    hits = await knowledge.search(ctx.principal, ctx.tenant, body.query, top_k=body.top_k, kb=body.kb,
+                                  min_score=body.min_score)
+    return {"query": body.query, "mode": knowledge.retrieval.mode, "relevance_threshold": knowledge.min_score,
+            "results": [hit_public(h) for h in hits]}
