@@ -2,8 +2,8 @@
 endpoint `{public URL}/api/t/{tenant}/dify` it is registered with).
 
 Dify's contract has its own error shape, `{"error_code", "error_msg"}` (1001 malformed Authorization
-header, 1002 authorization failed, 2001 knowledge base not found), so this route verifies the API key
-itself, through the same backend.auth functions the other routes use. Every refusal is audited. A
+header, 1002 authorization failed, 2001 knowledge base not found), so this route runs the shared
+authentication dependencies itself and reshapes their refusals. Every refusal is audited. A
 knowledge_id of another tenant is "not found", exactly like one that does not exist.
 """
 
@@ -15,10 +15,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 
-from backend.api.deps import ServicesDep, client_ip
-from backend.auth.api_keys import InvalidApiKey, verify_key
-from backend.auth.principal import Principal
-from backend.auth.rbac import permissions_of, roles_for_scopes
+from backend.api.deps import ServicesDep, client_ip, get_principal, get_tenant_context, require
 from backend.errors import AtriumError
 from backend.knowledge.service import check_kb
 
@@ -37,8 +34,9 @@ class RetrievalIn(BaseModel):
     metadata_condition: dict[str, Any] | None = None
 
 
-def _error(status: int, code: int, message: str) -> JSONResponse:
-    return JSONResponse({"error_code": code, "error_msg": message}, status_code=status)
+def _error(status: int, code: int, message: str, reason: str = "invalid_request") -> JSONResponse:
+    return JSONResponse({"error_code": code, "error_msg": message, "error": reason, "detail": message},
+                        status_code=status)
 
 
 def _refuse(request: Request, services, *, status: int, code: int, message: str, reason: str, tenant: str,
@@ -46,35 +44,26 @@ def _refuse(request: Request, services, *, status: int, code: int, message: str,
     services.audit.record("denied", subject=subject, tenant=tenant, route=request.url.path, ip=client_ip(request),
                           status=status, reason=reason, detail={"message": message, "dify_error_code": code,
                                                                 **(detail or {})})
-    return _error(status, code, message)
+    return _error(status, code, message, reason)
 
 
 @router.post("/retrieval")
 async def dify_retrieval(tenant: str, request: Request, services: ServicesDep):
-    header = request.headers.get("authorization")
-    scheme, _, token = (header or "").strip().partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token or " " in token:
-        return _refuse(request, services, status=403, code=1001, reason="malformed_authorization", tenant=tenant,
-                       message="Invalid Authorization header format. Expected 'Bearer <api-key>' format.")
     try:
-        key = verify_key(db=services.db, token=token)
-    except InvalidApiKey as exc:
-        return _refuse(request, services, status=403, code=1002, reason=exc.reason, tenant=tenant,
-                       message="Authorization failed: the API key is not valid.")
-    scopes = frozenset(key.scopes)
-    principal = Principal(subject=f"key:{key.id}", name=key.name or f"API key {key.id}",
-                          tenants={key.tenant: roles_for_scopes(scopes)}, auth="api_key", scopes=scopes,
-                          key_id=key.id)
-    header_tenant = request.headers.get("x-tenant-id")
-    if key.tenant != tenant or (header_tenant is not None and header_tenant != tenant):
-        return _refuse(request, services, status=403, code=1002, reason="tenant_mismatch", tenant=tenant,
-                       subject=principal.subject, detail={"key_tenant": key.tenant, "header": header_tenant},
-                       message="Authorization failed: this API key does not belong to this tenant.")
-    if "retrieval" not in permissions_of(principal, tenant):
-        return _refuse(request, services, status=403, code=1002, reason="missing_scope", tenant=tenant,
-                       subject=principal.subject, detail={"scopes": sorted(scopes)},
-                       message="Authorization failed: the API key lacks the 'retrieval' scope.")
+        # The same verification as every tenant route (API key, IdP JWT or session; URL, X-Tenant-ID and
+        # credentials agree; the `retrieval` permission), each refusal audited there.
+        principal = get_principal(request, services)
+        ctx = get_tenant_context(request, services, principal, tenant)
+        ctx = require("retrieval")(request, services, ctx)
+    except AtriumError as exc:
+        if exc.code in ("malformed_authorization", "not_authenticated"):
+            dify_code, message = 1001, "Invalid Authorization header format. Expected 'Bearer <api-key>' format."
+        else:
+            dify_code, message = 1002, f"Authorization failed: {exc.message}"
+        # Dify reads error_code/error_msg; Atrium's own {"error", "detail"} ride along for other clients.
+        return JSONResponse({"error_code": dify_code, "error_msg": message, "error": exc.code,
+                             "detail": exc.message}, status_code=exc.status_code, headers=exc.headers)
+    principal = ctx.principal
 
     try:
         body = RetrievalIn.model_validate(await request.json())
@@ -94,7 +83,7 @@ async def dify_retrieval(tenant: str, request: Request, services: ServicesDep):
                                                kb=kb, metadata_condition=body.metadata_condition,
                                                min_score=body.retrieval_setting.score_threshold)
     except AtriumError as exc:
-        return _error(exc.status_code if exc.status_code < 500 else 500, exc.status_code, exc.message)
+        return _error(exc.status_code, exc.status_code, exc.message, exc.code)
     docs = services.knowledge.document_titles(tenant, {h.document_id for h in hits})
     records = []
     for hit in hits:

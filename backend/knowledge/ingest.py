@@ -167,10 +167,11 @@ class IngestWorker:
                                     lease_s=self.config.lease_s):
                 raise _Gone()
 
-    def chunks_of(self, doc: KbDocument, data: bytes) -> list[Chunk]:
+    def chunks_of(self, doc: KbDocument, data: bytes) -> tuple[str | None, list[Chunk]]:
+        """(the document's own title, if it has one; its chunks). Deterministic: a resumed job gets the same."""
         parsed = parse(data, doc.content_type)
-        return chunk_blocks(parsed.blocks, count_tokens=self.embedder.count_tokens,
-                            max_tokens=self.config.chunk_tokens, overlap=self.config.chunk_overlap)
+        return parsed.title, chunk_blocks(parsed.blocks, count_tokens=self.embedder.count_tokens,
+                                          max_tokens=self.config.chunk_tokens, overlap=self.config.chunk_overlap)
 
     def _ingest(self, doc: KbDocument) -> None:
         store = TenantStore(self.store, doc.tenant)  # the job's own tenant, recorded at upload
@@ -180,14 +181,17 @@ class IngestWorker:
                 data = repo.get_blob(session=session, tenant=doc.tenant, document_id=doc.id)
             if data is None:
                 raise AtriumError("the uploaded file is missing", code="blob_missing")
-            chunks = self.chunks_of(doc, data)
+            own_title, chunks = self.chunks_of(doc, data)
+            if own_title and doc.doc_metadata.get("title_source") == "filename":
+                # No title was given at upload: cite the document by its own (first heading, PDF title).
+                meta = {k: v for k, v in doc.doc_metadata.items() if k != "title_source"}
+                doc = self._save(doc, title=own_title[:300], doc_metadata=meta)
             if doc.chunk_total and doc.chunk_total != len(chunks):
                 # Chunking settings changed between attempts: start over cleanly.
                 store.delete([chunk_id(doc.id, i) for i in range(max(doc.chunk_total, doc.chunks_done))])
                 doc = self._save(doc, chunks_done=0)
             self._check_model(doc.tenant)
-            doc = self._save(doc, status="embedding", chunk_total=len(chunks), embedding_model=self.embedder.name,
-                             doc_metadata={**doc.doc_metadata, "chunks": len(chunks)})
+            doc = self._save(doc, status="embedding", chunk_total=len(chunks), embedding_model=self.embedder.name)
             done = min(doc.chunks_done, len(chunks))
             batch = max(1, self.config.batch_size)
             while done < len(chunks):

@@ -30,44 +30,47 @@ def model_path(name: str) -> Path:
     return Path(module.__file__).resolve().parent / "model"
 
 
+_LOADED: dict[str, tuple[object, threading.Lock]] = {}  # path -> (model, its lock): one copy per process
+_LOAD_LOCK = threading.Lock()
+
+
+def _shared_model(path: Path) -> tuple[object, threading.Lock]:
+    key = str(path)
+    with _LOAD_LOCK:
+        if key not in _LOADED:
+            os.environ["HF_HUB_OFFLINE"] = "1"
+            os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+            from sentence_transformers import SentenceTransformer
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()  # no "Loading weights" bar in the CLI's output
+            # HF fast tokenizers are not re-entrant across threads ("Already borrowed"): one call at a time.
+            _LOADED[key] = (SentenceTransformer(key, device="cpu"), threading.Lock())
+        return _LOADED[key]
+
+
 class LocalEmbedder:
     def __init__(self, name: str = "local/all-MiniLM-L6-v2", *, batch_size: int = 32) -> None:
         self.name = name
         self.batch_size = batch_size
         self._path = model_path(name.removeprefix("local/"))
-        self._model = None
         self._tokenizer = None
-        # HF fast tokenizers are not re-entrant across threads ("Already borrowed"); one call at a time.
-        self._lock = threading.Lock()
         self._tokenizer_lock = threading.Lock()
 
-    def _load(self):
-        if self._model is None:
-            with self._lock:
-                if self._model is None:
-                    os.environ["HF_HUB_OFFLINE"] = "1"
-                    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-                    from sentence_transformers import SentenceTransformer
-                    from transformers.utils import logging as hf_logging
-
-                    hf_logging.disable_progress_bar()  # no "Loading weights" bar in the CLI's output
-                    self._model = SentenceTransformer(str(self._path), device="cpu")
-        return self._model
-
     def warm(self) -> None:
-        self._load()
+        _shared_model(self._path)
 
     @property
     def dimension(self) -> int:
-        model = self._load()
+        model, _ = _shared_model(self._path)
         getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
         return int(getter())
 
     def embed(self, texts: list[str]) -> list[list[float]]:
         if not texts:
             return []
-        model = self._load()
-        with self._lock:
+        model, lock = _shared_model(self._path)
+        with lock:
             vectors = model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True,
                                    convert_to_numpy=True, show_progress_bar=False)
         return vectors.astype("float32").tolist()
