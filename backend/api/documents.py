@@ -88,7 +88,8 @@ async def delete_document(request: Request, document_id: str, ctx: IngestAccess,
     result = await asyncio.to_thread(services.knowledge.delete_document, ctx.principal, ctx.tenant, document_id)
     services.audit.record("document_deleted", subject=ctx.principal.subject, tenant=ctx.tenant,
                           route=request.url.path, ip=client_ip(request), detail={"document_id": document_id})
-    return result
+    # 200 when gone; 202 when a busy worker will finish the deletion (GET then answers 404).
+    return JSONResponse(result, status_code=200 if result["deleted"] else 202)
 
 
 @router.get("/knowledge-bases")

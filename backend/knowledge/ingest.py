@@ -208,7 +208,7 @@ class IngestWorker:
                 self._heartbeat(doc)
                 if self.on_progress:
                     self.on_progress(doc, len(part))
-            doc = self._save(doc, status="ready", progress=1.0, claimed_by=None)
+            doc = self._save(doc, status="ready", progress=1.0)
             log.info("document ready", extra={"tenant": doc.tenant, "document_id": doc.id, "chunks": len(chunks)})
             self._retire_older_versions(doc)
         except _Gone:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -169,11 +170,17 @@ class KnowledgeService:
                 raise NotFound(f"tenant {tenant!r} has no document {document_id!r}", code="document_not_found")
             doc.status = "deleting"
             doc = repo.save_document(session=session, doc=doc)
-        # If an ingesting worker holds it, it notices "deleting" at its next checkpoint and stops; the
-        # worker that purges it (now, or on restart) removes vectors before the row.
-        self.worker.run_once(only={doc.id})
+        # A worker still embedding it notices "deleting" at its next checkpoint and lets go; whoever then
+        # holds the job removes the vectors before the row (also after a crash: the job stays queued).
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            self.worker.run_once(only={doc.id})
+            with self.db.session() as session:
+                if repo.get_document(session=session, tenant=tenant, document_id=doc.id) is None:
+                    return {"id": doc.id, "deleted": True, "status": "deleted"}
+            time.sleep(0.1)
         self.worker.wake()
-        return {"id": doc.id, "deleted": True}
+        return {"id": doc.id, "deleted": False, "status": "deleting"}
 
     def has_documents(self, tenant: str) -> bool:
         """Whether the tenant has a searchable document (the chat says "I don't know" only then)."""

@@ -1,0 +1,112 @@
+"""The ingestion pipeline through KnowledgeService, with the real embedder and the embedded store:
+idempotent by content, a changed re-upload replaces the old version, deletes remove every vector,
+one bad file never fails the batch, mixing embedding models is refused, access is checked."""
+
+from __future__ import annotations
+
+import pytest
+
+from backend.auth.principal import Principal
+from backend.db.repositories import documents as repo
+from backend.db.repositories.audit import list_events
+from backend.errors import Forbidden
+from backend.knowledge.service import UploadFile
+from tests.knowledge.conftest import admin_of, member_of, wait_documents
+
+POLICY_V1 = b"""# Returns policy
+
+## Window
+
+Customers may return hardware within 30 days. The returns desk is called Project KINGFISHER-9.
+
+## Refunds
+
+Refunds go back to the original card within 5 business days.
+"""
+POLICY_V2 = POLICY_V1.replace(b"30 days", b"45 days").replace(b"KINGFISHER-9", b"KINGFISHER-10")
+
+
+def _upload(knowledge, tenant, files, principal=None, **kw):
+    principal = principal or admin_of(tenant)
+    return knowledge.upload(principal, tenant, [UploadFile(n, d) for n, d in files], **kw)
+
+
+def test_same_content_is_not_ingested_twice(services):
+    kb, admin = services.knowledge, admin_of("sales")
+    first = _upload(kb, "sales", [("returns.md", POLICY_V1)])
+    (doc,) = wait_documents(kb, admin, "sales", [first["documents"][0]["id"]])
+    assert doc["status"] == "ready" and doc["chunks"] >= 2 and doc["title"] == "Returns policy"
+    vectors = kb.store.count("sales")
+    again = _upload(kb, "sales", [("returns-copy.md", POLICY_V1)])
+    assert again["documents"][0]["id"] == doc["id"] and again["documents"][0]["duplicate"] is True
+    assert kb.store.count("sales") == vectors == doc["chunks"]
+    assert len(kb.list_documents(admin, "sales")) == 1
+
+
+async def test_changed_reupload_replaces_the_old_version(services):
+    kb, admin = services.knowledge, admin_of("sales")
+    old = _upload(kb, "sales", [("returns.md", POLICY_V1)])["documents"][0]
+    wait_documents(kb, admin, "sales", [old["id"]])
+    new = _upload(kb, "sales", [("returns.md", POLICY_V2)])["documents"][0]
+    assert new["id"] != old["id"] and new["duplicate"] is False
+    (doc,) = wait_documents(kb, admin, "sales", [new["id"]])
+    assert doc["status"] == "ready"
+    assert [d["id"] for d in kb.list_documents(admin, "sales")] == [new["id"]]
+    assert kb.store.count("sales", old["id"]) == 0 and kb.store.count("sales") == doc["chunks"]
+    hits = await kb.search(admin, "sales", "Which project runs the returns desk?", top_k=3)
+    assert "KINGFISHER-10" in hits[0].text and all("KINGFISHER-9" not in h.text for h in hits)
+
+
+def test_delete_removes_the_document_and_all_its_vectors(services):
+    kb, admin = services.knowledge, admin_of("sales")
+    doc = _upload(kb, "sales", [("returns.md", POLICY_V1)])["documents"][0]
+    wait_documents(kb, admin, "sales", [doc["id"]])
+    assert kb.store.count("sales", doc["id"]) > 0
+    assert kb.delete_document(admin, "sales", doc["id"]) == {"id": doc["id"], "deleted": True, "status": "deleted"}
+    assert kb.store.count("sales") == 0 and kb.store.vector_count("sales") == 0
+    assert kb.list_documents(admin, "sales") == []
+    with services.db.session() as session:
+        assert repo.get_blob(session=session, tenant="sales", document_id=doc["id"]) is None
+
+
+def test_one_bad_file_does_not_fail_the_batch(services):
+    kb, admin = services.knowledge, admin_of("sales")
+    result = _upload(kb, "sales", [("ok.md", POLICY_V1), ("empty.txt", b""), ("../x.md", POLICY_V2),
+                                   ("pic.md", b"\x89PNG\r\n\x1a\n" + b"\x00" * 64)])
+    assert [d["filename"] for d in result["documents"]] == ["ok.md"]
+    assert [(e["filename"], e["error"], e["status"]) for e in result["errors"]] == [
+        ("empty.txt", "empty_file", 422), ("../x.md", "invalid_filename", 422), ("pic.md", "unsupported_type", 415)]
+    (doc,) = wait_documents(kb, admin, "sales", [result["documents"][0]["id"]])
+    assert doc["status"] == "ready"
+
+
+def test_mixing_embedding_models_is_refused(services):
+    kb, admin = services.knowledge, admin_of("finance")
+    with services.db.session() as session:
+        repo.set_embedding_model(session=session, tenant="finance", model="openai/text-embedding-3-small",
+                                 dimension=1536)
+    doc = _upload(kb, "finance", [("returns.md", POLICY_V1)])["documents"][0]
+    (doc,) = wait_documents(kb, admin, "finance", [doc["id"]])
+    assert doc["status"] == "failed" and "cannot be mixed" in doc["error"]
+    assert kb.store.count("finance") == 0
+
+
+async def test_access_is_checked_and_denials_audited(services):
+    kb = services.knowledge
+    with pytest.raises(Forbidden) as info:
+        _upload(kb, "sales", [("a.md", POLICY_V1)], principal=member_of("sales"))
+    assert info.value.code == "missing_role"
+    with pytest.raises(Forbidden):
+        kb.store_for(member_of("engineering"), "sales")
+    with pytest.raises(Forbidden):
+        await kb.search(admin_of("engineering"), "sales", "returns")
+    key = Principal(subject="key:k1", name="k", tenants={"sales": frozenset({"member"})}, auth="api_key",
+                    scopes=frozenset({"ingest"}))
+    assert _upload(kb, "sales", [("a.md", POLICY_V1)], principal=key)["documents"]
+    with pytest.raises(Forbidden) as info:
+        await kb.search(key, "sales", "returns")  # ingest scope only: no reading
+    assert info.value.code == "missing_scope"
+    with services.db.session() as session:
+        denials = list_events(session=session, kind="denied", limit=10)
+    assert {(d.tenant, d.reason) for d in denials} >= {("sales", "missing_role"), ("sales", "tenant_mismatch"),
+                                                       ("sales", "missing_scope")}
