@@ -3,6 +3,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import time
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -21,10 +25,13 @@ def idp_app(tmp_path_factory):
     """One provider and one served app configured for it (the redirect URI is registered up front)."""
     port = free_port()
     callback = f"http://127.0.0.1:{port}/chat/auth/oauth/oidc/callback"
+    os.environ["OIDC_REQUIRE_PKCE"] = "1"  # the provider refuses code exchanges without a valid verifier
     try:
         op = start_oidc_provider([callback])
     except OidcProviderUnavailable as exc:
         pytest.skip(str(exc))
+    finally:
+        os.environ.pop("OIDC_REQUIRE_PKCE", None)
     server = start_server(tmp_path_factory.mktemp("oidc-app"), {
         "OIDC_ISSUER": op.issuer, "OIDC_CLIENT_ID": op.client_id, "OIDC_CLIENT_SECRET": op.client_secret,
         "OIDC_API_AUDIENCE": op.api_audience, "OIDC_SCOPES": "openid profile email groups",
@@ -39,6 +46,16 @@ def _audit(server, kind: str) -> list[dict]:
     try:
         with engine.connect() as conn:
             rows = conn.execute(sa.text("select * from audit_event where kind = :k order by id"), {"k": kind})
+            return [dict(r) for r in rows.mappings().all()]
+    finally:
+        engine.dispose()
+
+
+def _turns(server, subject: str) -> list[dict]:
+    engine = sa.create_engine(f"sqlite:///{server.data_dir / 'atrium.db'}")
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(sa.text("select * from chat_turn where subject = :s order by id"), {"s": subject})
             return [dict(r) for r in rows.mappings().all()]
     finally:
         engine.dispose()
@@ -170,3 +187,47 @@ def test_forged_or_replayed_callbacks_are_refused_and_audited(idp_app):
 
     reasons = {e["reason"] for e in _audit(server, "denied") if e["route"] == "/chat/auth/oauth/oidc/callback"}
     assert {"state_mismatch", "login_flow_missing", "idp_error_access_denied"} <= reasons
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def test_real_browser_signs_in_through_the_provider_and_chats(idp_app):
+    """Real Chromium: the chat's login page -> the provider's form -> back in the chat, as dave."""
+    op, server = idp_app
+    if not CHROMIUM.exists() or shutil.which(str(CHROMIUM)) is None:
+        pytest.skip("real-browser test skipped: /usr/bin/chromium is missing (bash scripts/test-deps.sh)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                     args=["--no-sandbox", "--disable-gpu", "--no-first-run"])
+        try:
+            page = browser.new_page()
+            page.goto(f"{server.url}/chat")
+            page.get_by_role("button", name="Sign in with your company account").click()
+            page.wait_for_url(f"{op.issuer}/**")
+            page.fill("input[name=login]", "dave")
+            page.fill("input[name=password]", "pw")
+            with page.expect_websocket(timeout=60_000) as socket:
+                page.click("button[type=submit]")
+                page.wait_for_url(f"{server.url}/chat/**")
+            # Type only once the chat's socket is up (the composer is enabled slightly earlier).
+            socket.value.wait_for_event("framereceived", timeout=60_000)
+            page.locator("#chat-input:not([disabled])").wait_for(timeout=60_000)
+            me = page.request.get(f"{server.url}/api/me").json()
+            assert me["subject"] == "dave" and me["tenants"] == {"engineering": ["member", "prompt_editor"]}
+            before = _turns(server, "dave")
+            page.locator("#chat-input").click()
+            page.keyboard.type("Hello, who are you?")  # typed like a person: React sees every key
+            page.keyboard.press("Enter")
+            page.get_by_text("Hello, who are you?").first.wait_for()
+            deadline = time.monotonic() + 60
+            while len(_turns(server, "dave")) == len(before) and time.monotonic() < deadline:
+                time.sleep(0.5)
+            turns = _turns(server, "dave")
+            assert len(turns) > len(before), server.log_tail(400)
+            turn = turns[-1]
+            assert (turn["tenant"], turn["channel"], turn["outcome"]) == ("engineering", "ui", "ok")
+        finally:
+            browser.close()
