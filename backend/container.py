@@ -10,6 +10,7 @@ from typing import Any
 from backend.auth.claims import claims_to_principal
 from backend.auth.demo_users import DemoUsers
 from backend.auth.jwt_verifier import JwtVerifier, build_jwt_verifier
+from backend.auth.oidc import OidcLogin
 from backend.auth.principal import AuthMethod, Principal
 from backend.chat import ChatService
 from backend.db.engine import Database, make_engine
@@ -47,8 +48,8 @@ class Services:
     usage: UsageService | None = None
     # Bearer JWT verification (None when OIDC_ISSUER / OIDC_API_AUDIENCE are not set).
     jwt_verifier: JwtVerifier | None = None
-    # Browser login through the IdP (backend.auth.oidc.OidcLogin; set by app.create_app when OIDC_ISSUER is set).
-    oidc_login: Any = None
+    # Browser login through the IdP (set by app.create_app when OIDC_ISSUER and OIDC_CLIENT_ID are set).
+    oidc_login: OidcLogin | None = None
     # name -> callable raising on failure; /readyz runs them all
     readiness_checks: dict[str, Callable[[], Any]] = field(default_factory=dict)
     closers: list[Callable[[], Any]] = field(default_factory=list)

@@ -19,7 +19,7 @@ from backend.auth.jwt_verifier import TokenRejected
 from backend.auth.principal import Principal
 from backend.auth.rbac import REQUIRED_ROLE, Permission, permissions_of, roles_for_scopes
 from backend.container import Services
-from backend.errors import Forbidden, NotAuthenticated
+from backend.errors import Forbidden, NotAuthenticated, Unavailable
 
 
 def get_services_dep(request: Request) -> Services:
@@ -94,6 +94,8 @@ def _jwt_principal(request: Request, services: Services, token: str) -> Principa
     try:
         claims = verifier.verify(token)
     except TokenRejected as exc:
+        if exc.reason == "idp_unavailable":  # our problem, not the caller's: 503, and retrying may help
+            raise Unavailable(exc.message, code="idp_unavailable", headers={"Retry-After": "10"}) from exc
         deny(request, services, 401, exc.message, code=exc.reason, tenant=_url_tenant(request),
              detail={"claimed_subject": exc.claimed_subject} if exc.claimed_subject else None)
     try:

@@ -167,3 +167,11 @@ def test_malformed_authorization_header(client):
     for header in ("Basic dXNlcjpwdw==", "Bearer", "Bearer  "):
         r = client.get("/api/me", headers={"Authorization": header})
         assert (r.status_code, r.json()["error"]) == (401, "malformed_authorization"), header
+
+
+def test_unreachable_idp_is_503_not_a_caller_error(make_api_client, idp):
+    from tests.conftest import free_port
+
+    client = make_api_client(OIDC_ISSUER=f"http://127.0.0.1:{free_port()}", OIDC_API_AUDIENCE=AUDIENCE)
+    r = _call(client, idp.token())
+    assert (r.status_code, r.json()["error"]) == (503, "idp_unavailable") and r.headers["retry-after"]
