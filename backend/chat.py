@@ -6,17 +6,18 @@ ChatService; none of them talks to SQL, LiteLLM or the vector store directly.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import date
 from typing import Any, Protocol
 
 from backend.auth.principal import Principal
 from backend.db.engine import Database
 from backend.db.models import ChatTurn
-from backend.db.repositories.turns import record_turn
+from backend.db.repositories.usage import insert_turn
 from backend.errors import AtriumError, Forbidden, NotFound, QuotaExceeded, Unavailable, UpstreamError
 from backend.governance.cache import ResponseCache
 from backend.governance.quotas import Admission, QuotaService
@@ -68,6 +69,7 @@ class ChatRequest:
     temperature: float | None = None
     max_tokens: int | None = None
     task: str | None = None  # an internal task (title, query_rewrite): always the cheap tier
+    stream: bool = True  # False (run()): one non-streaming model call, cheaper when nobody watches tokens
 
 
 @dataclass
@@ -152,7 +154,7 @@ class ChatService:
                     await self.quotas.admit(tenant=req.tenant, subject=principal.subject)
                 result = self._from_cache(cached, req, turn)
                 yield result.answer
-                result.latency_ms = self._finish(turn, started, req)
+                result.latency_ms = await self._finish(turn, started, req)
                 result.turn_id = turn.id
                 yield result
                 return
@@ -171,7 +173,7 @@ class ChatService:
                                     prompt_name=turn.prompt_name or "", prompt_version=turn.prompt_version,
                                     prompt_tokens=0, completion_tokens=0, cost_usd=0.0, latency_ms=0,
                                     route_reason=turn.route_reason)
-                result.latency_ms = self._finish(turn, started, req)
+                result.latency_ms = await self._finish(turn, started, req)
                 result.turn_id = turn.id
                 yield result
                 return
@@ -197,7 +199,7 @@ class ChatService:
             final: Completion | None = None
             async for item in self.llm.stream(
                 tier=tier, messages=messages, temperature=temperature, max_tokens=max_tokens,
-                provider_preference=policy.provider_preference,
+                provider_preference=policy.provider_preference, stream=req.stream,
             ):
                 if isinstance(item, Delta):
                     yield item.text
@@ -228,12 +230,12 @@ class ChatService:
             turn.outcome = "quota" if isinstance(exc, QuotaExceeded) else "refused"
             turn.error = exc.message
             await self._release(admission)
-            self._finish(turn, started, req)
+            await self._finish(turn, started, req)
             raise
         except BaseException as exc:  # also a client that went away mid-stream: release the reservation
             turn.outcome, turn.error = "error", f"{type(exc).__name__}: {exc}"[:500]
             await self._release(admission)
-            self._finish(turn, started, req)
+            await self._finish(turn, started, req)
             if isinstance(exc, NoModelAvailable):
                 raise Unavailable(str(exc), code="no_model_available") from exc
             if isinstance(exc, Exception) and _provider_error(exc):
@@ -241,7 +243,7 @@ class ChatService:
                 raise UpstreamError(f"the model provider failed after retries and fallbacks "
                                     f"({type(exc).__name__}); try again shortly", code="model_error") from exc
             raise
-        result.latency_ms = self._finish(turn, started, req)
+        result.latency_ms = await self._finish(turn, started, req)
         result.turn_id = turn.id
         if admission is not None and self.quotas:
             await self.quotas.settle(admission, tokens=result.prompt_tokens + result.completion_tokens,
@@ -260,7 +262,7 @@ class ChatService:
 
     async def run(self, principal: Principal, req: ChatRequest) -> TurnResult:
         result: TurnResult | None = None
-        async for item in self.stream(principal, req):
+        async for item in self.stream(principal, replace(req, stream=False)):
             if isinstance(item, TurnResult):
                 result = item
         assert result is not None
@@ -333,11 +335,13 @@ class ChatService:
         except PromptNotFound as exc:
             raise NotFound(str(exc), code="prompt_not_found") from exc
 
-    def _finish(self, turn: ChatTurn, started: float, req: ChatRequest) -> int:
+    def _record(self, turn: ChatTurn) -> None:
+        _record_turn(self.db, turn)
+
+    async def _finish(self, turn: ChatTurn, started: float, req: ChatRequest) -> int:
         turn.latency_ms = int((time.perf_counter() - started) * 1000)
-        if req.record:
-            with self.db.session() as session:
-                record_turn(session=session, turn=turn)
+        if req.record:  # off the event loop: a commit waits on the disk, and every other request with it
+            await asyncio.to_thread(self._record, turn)
         log.info("chat turn", extra={
             "tenant": turn.tenant, "subject": turn.subject, "assistant": turn.assistant,
             "prompt_version": turn.prompt_version, "model": turn.model, "tier": turn.tier,
@@ -346,6 +350,11 @@ class ChatService:
             "channel": turn.channel,
         })
         return turn.latency_ms
+
+
+def _record_turn(db: Database, turn: ChatTurn) -> None:
+    with db.session() as session:
+        insert_turn(session=session, turn=turn)
 
 
 def _format_context(citations: list[Citation]) -> str:

@@ -12,6 +12,7 @@ from backend.db.models import ApiKey, utcnow
 from backend.db.repositories.api_keys import create_api_key, get_api_key
 
 PREFIX = "atr_"
+LAST_USED_RESOLUTION_S = 60
 SCOPES = frozenset({"chat", "retrieval", "ingest", "prompts:read", "prompts:write", "admin"})
 
 
@@ -64,8 +65,14 @@ def verify_key(*, db: Database, token: str) -> ApiKey:
             raise InvalidApiKey("unknown_api_key")
         if row.revoked_at is not None:
             raise InvalidApiKey("revoked_api_key")
-        row.last_used_at = utcnow()
-        session.add(row)
-        session.commit()
-        session.refresh(row)
+        now = utcnow()
+        last = row.last_used_at
+        if last is not None and last.tzinfo is None:  # SQLite returns naive datetimes
+            last = last.replace(tzinfo=now.tzinfo)
+        # A write (and fsync) per request would dominate the API's cost: last use is kept to the minute.
+        if last is None or (now - last).total_seconds() >= LAST_USED_RESOLUTION_S:
+            row.last_used_at = now
+            session.add(row)
+            session.commit()
+            session.refresh(row)
         return row

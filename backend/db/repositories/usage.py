@@ -5,12 +5,21 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from sqlalchemy import case, func
+from sqlalchemy import case, func, insert
 from sqlmodel import Session, select
 
 from backend.db.models import ChatTurn
 
 GroupBy = Literal["day", "model", "user", "assistant"]
+
+
+def insert_turn(*, session: Session, turn: ChatTurn) -> int:
+    """Write one usage row with a single INSERT .. RETURNING (no unit of work, no re-read): this runs on
+    every model call. Sets and returns turn.id."""
+    values = {c.name: getattr(turn, c.name) for c in ChatTurn.__table__.columns if c.name != "id"}
+    turn.id = int(session.execute(insert(ChatTurn).values(**values).returning(ChatTurn.id)).scalar_one())
+    session.commit()
+    return turn.id
 
 
 def sum_usage(*, session: Session, tenant: str, since: datetime, until: datetime | None = None) -> tuple[int, float]:

@@ -1,0 +1,217 @@
+"""Gateway overhead benchmark: Atrium's /v1/chat/completions vs. the floor, a bare LiteLLM Router endpoint
+and LiteLLM's own proxy — same mock model (LiteLLM mock_response), same load, same run.
+
+    .venv/bin/python bench/gateway/run.py [--requests 3000] [--concurrency 32] [--only atrium,router]
+
+Needs `wrk` (apt-get install -y wrk) and, for the proxy, bench/gateway/setup_proxy_venv.sh. Each server runs
+alone (one process, one event loop, access logs off); load: wrk with post.lua, a bounded request count after
+a warm-up. CPU ms/request = the server process tree's user+system CPU time during the run / requests.
+Atrium's path per request: API-key verification (SQL), tenant guard + scope, quota admission (rate windows,
+token/budget reservation), routing decision, Router call, cost, usage row (SQL), quota settle.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+PY = sys.executable
+BODY = {"model": "smart", "messages": [{"role": "user", "content": "What is the discount cap for Growth deals?"}]}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """utime+stime (+ reaped children's) of pid and its live descendants, from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    parents: dict[int, int] = {}
+    stats: dict[int, list[str]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            raw = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = raw[raw.rindex(")") + 2:].split()
+        parents[int(entry.name)] = int(fields[1])
+        stats[int(entry.name)] = fields
+    todo, total = [pid], 0.0
+    while todo:
+        p = todo.pop()
+        if p in stats:
+            f = stats[p]
+            total += (int(f[11]) + int(f[12]) + int(f[13]) + int(f[14])) / tick
+        todo += [c for c, pp in parents.items() if pp == p]
+    return total
+
+
+def atrium_setup(tmp: Path) -> tuple[dict[str, str], str]:
+    """A config dir (mock smart tier, quotas high enough never to refuse) and env for the served app."""
+    cfg = tmp / "config"
+    cfg.mkdir()
+    shutil.copy(ROOT / "config" / "demo_users.yaml", cfg)
+    tenants = yaml.safe_load((ROOT / "config" / "tenants.yaml").read_text())
+    for t in tenants["tenants"]:
+        t["quotas"] = {"requests_per_minute": 10_000_000, "user_requests_per_minute": 10_000_000,
+                       "tokens_per_day": 10_000_000_000, "monthly_budget_usd": 10_000_000}
+        t["model_policy"]["allowed_tiers"] = ["fast", "smart"]
+    (cfg / "tenants.yaml").write_text(yaml.safe_dump(tenants))
+    models = yaml.safe_load((HERE / "proxy_config.yaml").read_text())
+    (cfg / "models.yaml").write_text(yaml.safe_dump({"model_list": models["model_list"],
+                                                     "router_settings": {"num_retries": 0}}))
+    env = {"ATRIUM_CONFIG_DIR": str(cfg), "ATRIUM_DATA_DIR": str(tmp / "data"), "ATRIUM_LOG_LEVEL": "WARNING",
+           "ATRIUM_INGEST_WORKER": "false", "CHAINLIT_AUTH_SECRET": "bench-" + "x" * 40}
+    return env, str(cfg)
+
+
+def issue_key(env: dict[str, str]) -> str:
+    out = subprocess.run([PY, "-m", "backend.cli", "keys", "create", "--tenant", "sales", "--scopes", "chat"],
+                         cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, check=True)
+    token = re.search(r"atr_[A-Za-z0-9_\-]+", out.stdout + out.stderr)
+    assert token, out.stdout + out.stderr
+    return token.group(0)
+
+
+def targets(tmp: Path) -> list[dict]:
+    uv = [PY, "-m", "uvicorn", "--no-access-log", "--log-level", "warning", "--host", "127.0.0.1"]
+    atrium_env, _ = atrium_setup(tmp)
+    proxy = ROOT / "bench" / ".venv-proxy" / "bin" / "litellm"
+    return [
+        {"name": "floor (bare FastAPI)", "key": "floor", "path": "/v1/chat/completions",
+         "cmd": uv + ["--app-dir", str(HERE), "floor_app:app", "--port", "{port}"], "env": {}},
+        {"name": "bare Router.acompletion", "key": "router", "path": "/v1/chat/completions",
+         "cmd": uv + ["--app-dir", str(HERE), "router_app:app", "--port", "{port}"], "env": {}},
+        {"name": "LiteLLM proxy (1 worker)", "key": "proxy", "path": "/v1/chat/completions",
+         "cmd": [str(proxy), "--config", str(HERE / "proxy_config.yaml"), "--host", "127.0.0.1", "--port", "{port}",
+                 "--num_workers", "1"],
+         "env": {"LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY": "true", "LITELLM_LOG": "ERROR",
+                 "LITELLM_LOCAL_MODEL_COST_MAP": "True"},
+         "available": proxy.exists()},
+        {"name": "Atrium /v1/chat/completions", "key": "atrium", "path": "/api/t/sales/v1/chat/completions",
+         "cmd": uv + ["app:app", "--port", "{port}"], "env": atrium_env, "atrium": True},
+    ]
+
+
+def start(t: dict, port: int, log: Path) -> subprocess.Popen:
+    cmd = [c.replace("{port}", str(port)) for c in t["cmd"]]
+    env = {**os.environ, **t["env"], "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+def wait_ready(url: str, headers: dict, proc: subprocess.Popen, log: Path, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited:\n{log.read_text()[-3000:]}")
+        try:
+            r = httpx.post(url, json=BODY, headers=headers, timeout=10)
+            if r.status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"not ready in {timeout}s:\n{log.read_text()[-3000:]}")
+
+
+def wrk(url: str, *, requests: int, concurrency: int, threads: int, auth: str, tenant: str, body: Path) -> dict:
+    """wrk with a bounded request count: each thread stops after its share and notes it in DONE_FILE;
+    wrk keeps waiting for -d, so the runner interrupts it (SIGINT prints the summary) once all are done."""
+    done = body.with_suffix(".done")
+    done.write_text("")
+    env = {**os.environ, "BODY_FILE": str(body), "AUTH": auth, "TENANT": tenant, "REQUESTS": str(requests),
+           "THREADS": str(threads), "DONE_FILE": str(done)}
+    proc = subprocess.Popen(["wrk", "-t", str(threads), "-c", str(concurrency), "-d", "600s", "--timeout", "30s",
+                             "-s", str(HERE / "post.lua"), url], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    while proc.poll() is None and done.read_text().count("done") < threads:
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    m = re.search(r"RESULT (.*)", out)
+    assert m, out
+    return {k: int(v) for k, v in (kv.split("=") for kv in m.group(1).split())}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--requests", type=int, default=3000)
+    ap.add_argument("--floor-requests", type=int, default=20000)
+    ap.add_argument("--concurrency", type=int, default=32)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--only", default="")
+    args = ap.parse_args()
+    if not shutil.which("wrk"):
+        sys.exit("wrk is not installed: apt-get install -y wrk")
+    tmp = Path(tempfile.mkdtemp(prefix="atrium-gateway-"))
+    body = tmp / "body.json"
+    body.write_text(json.dumps(BODY))
+    results = []
+    for t in targets(tmp):
+        if args.only and t["key"] not in args.only.split(","):
+            continue
+        if not t.get("available", True):
+            print(f"skip {t['name']}: run bench/gateway/setup_proxy_venv.sh first")
+            continue
+        auth, tenant = "", ""
+        if t.get("atrium"):
+            auth, tenant = issue_key(t["env"]), "sales"  # also runs the migrations before the server starts
+        port = free_port()
+        log = tmp / f"{t['key']}.log"
+        proc = start(t, port, log)
+        url = f"http://127.0.0.1:{port}{t['path']}"
+        headers = {"Authorization": f"Bearer {auth}", "X-Tenant-ID": tenant} if auth else {}
+        try:
+            wait_ready(url, headers, proc, log)
+            n = args.floor_requests if t["key"] == "floor" else args.requests
+            wrk(url, requests=max(200, n // 10), concurrency=args.concurrency, threads=args.threads, auth=auth,
+                tenant=tenant, body=body)  # warm-up
+            cpu0 = tree_cpu_seconds(proc.pid)
+            r = wrk(url, requests=n, concurrency=args.concurrency, threads=args.threads, auth=auth, tenant=tenant,
+                    body=body)
+            cpu = tree_cpu_seconds(proc.pid) - cpu0
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+        rps = r["requests"] / (r["duration_us"] / 1e6)
+        row = {"name": t["name"], "key": t["key"], "requests": r["requests"], "rps": round(rps, 1),
+               "p50_ms": r["p50_us"] / 1000, "p95_ms": r["p95_us"] / 1000, "p99_ms": r["p99_us"] / 1000,
+               "cpu_ms_per_request": round(cpu * 1000 / r["requests"], 2), "non200": r["non200"],
+               "errors": r["errors"]}
+        results.append(row)
+        print(json.dumps(row), flush=True)
+    out = ROOT / "bench" / "results"
+    out.mkdir(exist_ok=True)
+    (out / f"gateway-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(json.dumps(results, indent=1))
+    print("\n| server | requests | req/s | p50 ms | p95 ms | p99 ms | CPU ms/request | non-200 |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in results:
+        print(f"| {r['name']} | {r['requests']} | {r['rps']:.0f} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | "
+              f"{r['p99_ms']:.1f} | {r['cpu_ms_per_request']:.2f} | {r['non200']} |")
+
+
+if __name__ == "__main__":
+    main()
