@@ -71,6 +71,8 @@ def create_app(settings: Settings | None = None, *, mount_chat: bool = True) -> 
     # Chainlit reads these at import; they must be set before anything imports it.
     os.environ.setdefault("CHAINLIT_APP_ROOT", str(REPO_ROOT))
     os.environ["CHAINLIT_AUTH_SECRET"] = _auth_secret(settings)
+    # An IdP login with MFA easily takes longer than Chainlit's default 3 minutes for the OAuth state cookie.
+    os.environ.setdefault("CHAINLIT_STATE_COOKIE_LIFETIME", "600")
     if settings.chainlit_url:
         os.environ.setdefault("CHAINLIT_URL", settings.chainlit_url)
 

@@ -98,6 +98,8 @@ def test_authorization_request_uses_pkce_state_and_nonce(idp_app):
     assert "openid" in q["scope"].split()
     # Chainlit's own state cookie carries the same state; the verifier stays in our encrypted cookie.
     assert r.cookies["oauth_state"] == q["state"]
+    set_cookies = r.headers.get_list("set-cookie")
+    assert all("Max-Age=600" in c and "HttpOnly" in c for c in set_cookies), set_cookies  # time for MFA
     assert r.cookies["atrium_oidc_flow"] and q["nonce"] not in r.cookies["atrium_oidc_flow"]
 
 
