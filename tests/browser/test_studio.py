@@ -13,6 +13,7 @@ import asyncio
 import concurrent.futures
 import re
 import shutil
+import time
 
 import httpx
 import pytest
@@ -46,6 +47,23 @@ def _ask_chat(url: str, cookies: dict[str, str], text: str) -> str:
 
     with concurrent.futures.ThreadPoolExecutor(1) as pool:  # keep asyncio away from Playwright's loop
         return pool.submit(asyncio.run, go()).result()
+
+
+def _chat_until(chat, text: str, expected: str, timeout_s: float = 240) -> bool:
+    """Send `text` in the Chainlit page and wait for `expected` in the conversation. Chainlit may start a
+    fresh session while the page settles (chat profile selection), which drops a message sent too early:
+    send again whenever no user message is on screen."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if expected in chat.locator("body").inner_text():
+            return True
+        if chat.locator('[data-step-type="user_message"]').count() == 0:
+            chat.locator("#chat-input:not([disabled])").wait_for(timeout=60_000)
+            chat.locator("#chat-input").click()
+            chat.keyboard.type(text)  # typed like a person: React sees every key
+            chat.keyboard.press("Enter")
+        chat.wait_for_timeout(500)
+    return False
 
 
 def _turns(server) -> list[dict]:
@@ -171,12 +189,9 @@ def test_editor_edits_saves_diffs_tries_promotes_and_the_chat_changes(server, br
     # The chat, in the browser: the next message uses production = version 2.
     chat = ctx.new_page()
     chat.goto(f"{server.url}/chat/")
-    chat.locator("#chat-input:not([disabled])").wait_for(timeout=60_000)
-    chat.locator("#chat-input").click()
-    chat.keyboard.type("Hello, who are you?")  # typed like a person: React sees every key
-    chat.keyboard.press("Enter")
-    chat.get_by_text("Hello, who are you?").first.wait_for()
-    chat.get_by_text(SIGNOFF).last.wait_for(timeout=TIMEOUT)
+    if not _chat_until(chat, "Hello, who are you?", SIGNOFF):
+        shot(chat, "studio-10-chat-FAILED")
+        raise AssertionError(f"no sign-off in the chat:\n{chat.locator('body').inner_text()[-1500:]}")
     shot(chat, "studio-10-chat-with-new-prompt")
     turn = _turns(server)[-1]
     assert (turn["prompt_name"], turn["prompt_version"], turn["channel"]) == ("sales-assistant", 2, "ui")
