@@ -134,7 +134,7 @@ def test_editor_edits_saves_diffs_tries_promotes_and_the_chat_changes(server, br
     page.locator("#toast", has_text="Saved as version 2").wait_for()
     page.locator("#draft-diff h3", has_text="Changes from version 1 to 2").wait_for()
     diff_text = page.locator("#draft-diff").inner_text()
-    assert INSTRUCTION in diff_text and SIGNOFF in diff_text and "max_tokens" in diff_text
+    assert INSTRUCTION in diff_text and SIGNOFF in diff_text and "Maximum answer length" in diff_text
     assert page.locator("#dirty-state").inner_text() == "No changes"
     saved = (server.prompts / "sales" / "sales-assistant" / "v0002.md").read_text()
     assert f"signoff: {SIGNOFF}" in saved and "author: bob" in saved and INSTRUCTION in saved
@@ -229,4 +229,21 @@ def test_editor_edits_saves_diffs_tries_promotes_and_the_chat_changes(server, br
     assert answer.strip() and SIGNOFF not in answer
     assert _turns(server)[-1]["prompt_version"] == 1
     assert errors == [], errors
+    ctx.close()
+
+
+def test_approval_rule_is_explained_before_anyone_clicks(server, browser, shot):
+    """Finance requires approval: an editor cannot move production, and says so on the page."""
+    ctx = browser.new_context(viewport={"width": 1440, "height": 900})
+    ctx.add_cookies([{"name": k, "value": v, "url": server.url} for k, v in server.login("frank").items()])
+    page = ctx.new_page()
+    page.goto(f"{server.url}/studio#finance-assistant/release")
+    page.locator(".label-card.production .lver", has_text="Version 1").wait_for()
+    assert "Approval required" in page.locator(".sidebar .note").inner_text()
+    page.select_option("#rel-label", "staging")
+    page.select_option("#rel-label", "production")
+    preview = page.locator("#rel-preview").inner_text()
+    assert "Only a tenant admin can move production" in preview
+    assert page.locator("#btn-promote").is_disabled()
+    shot(page, "studio-13-approval-required")
     ctx.close()

@@ -5,6 +5,8 @@
   var BOOT = JSON.parse(document.getElementById("bootstrap").textContent);
   var API = "/api/t/" + encodeURIComponent(BOOT.tenant) + "/prompts";
   var FIELDS = ["description", "tier", "temperature", "max_tokens", "signoff"];
+  var SETTING_NAMES = {description: "Description", tier: "Model tier", model: "Model", temperature: "Creativity (temperature)",
+    max_tokens: "Maximum answer length", signoff: "Sign-off line", variables: "Variables"};
 
   var state = {
     assistants: [], name: null, detail: null,
@@ -180,6 +182,11 @@
     });
     box.querySelectorAll("input").forEach(function (i) { i.addEventListener("change", onDraftChanged); });
   }
+  function autoGrow() {
+    var ta = $("body");
+    ta.style.height = "auto";
+    ta.style.height = Math.max(380, ta.scrollHeight + 4) + "px";
+  }
   function insertVar(name) {
     var ta = $("body"), s = ta.selectionStart, e = ta.selectionEnd, ins = "{{" + name + "}}";
     ta.value = ta.value.slice(0, s) + ins + ta.value.slice(e);
@@ -264,6 +271,7 @@
       }
       updateBaseInfo();
       onDraftChanged();
+      autoGrow();
     });
   }
   function updateBaseInfo() {
@@ -271,6 +279,22 @@
     $("base-info").textContent = state.baseVersion
       ? "Editing on top of version " + state.baseVersion + (l.length ? " (" + l.join(", ") + ")" : "")
       : "No version yet: this will be version 1";
+  }
+
+  function draftFrom(version) {
+    var go = sameAsBase() ? Promise.resolve(true)
+      : confirmBox("Replace your unsaved draft?", "The editor will hold version " + version + "'s text and settings instead.", "Replace draft");
+    go.then(function (ok) {
+      if (!ok) return;
+      api("GET", "/" + state.name + "/versions/" + version).then(function (r) {
+        if (!r.ok) { toast(r.data.detail || "Cannot load the version", true); return; }
+        fillForm(r.data.body, r.data.config);
+        $("message").value = version === state.detail.latest ? "" : "Restore version " + version;
+        state.baseVersion = state.detail.latest; updateBaseInfo(); onDraftChanged(); autoGrow();
+        showTab("edit");
+        toast("Draft loaded from version " + version + ". Save it to make it the newest version.");
+      });
+    });
   }
 
   // -- save --------------------------------------------------------------------------------------------
@@ -366,7 +390,8 @@
       var t = h("table", {class: "table diff-settings"}, h("thead", null, h("tr", null, h("th", {text: "Setting"}), h("th", {text: leftName}), h("th", {text: rightName}))));
       var tb = h("tbody");
       diff.settings.forEach(function (s) {
-        tb.appendChild(h("tr", null, h("td", {text: s.field}), h("td", {text: fmt(s.from)}), h("td", {text: fmt(s.to)})));
+        tb.appendChild(h("tr", {"data-field": s.field}, h("td", {text: SETTING_NAMES[s.field] || s.field}),
+          h("td", {text: fmt(s.from)}), h("td", {text: fmt(s.to)})));
       });
       t.appendChild(tb); panel.appendChild(t);
     }
@@ -420,7 +445,9 @@
         h("td", null,
           h("button", {type: "button", text: "Compare with previous", disabled: v.version <= 1 ? true : null,
             onclick: function () { from.value = v.version - 1; to.value = v.version; showDiffInto($("diff-view"), v.version - 1, v.version); }}), " ",
-          h("button", {type: "button", text: "Try", onclick: function () { $("pg-a").value = String(v.version); showTab("playground"); $("question").focus(); }}))));
+          h("button", {type: "button", text: "Try", onclick: function () { $("pg-a").value = String(v.version); showTab("playground"); $("question").focus(); }}), " ",
+          h("button", {type: "button", text: "Edit from here", title: "Start a new draft from this version's text and settings",
+            disabled: !d.you.can_write || null, onclick: function () { draftFrom(v.version); }}))));
       from.appendChild(h("option", {value: v.version, text: versionName(v.version)}));
       to.appendChild(h("option", {value: v.version, text: versionName(v.version)}));
     });
@@ -497,7 +524,7 @@
       cards.appendChild(h("div", {class: "card label-card " + l, "data-label": l},
         h("div", {class: "lname", text: l}), h("div", {class: "lver", text: "Version " + v}),
         h("div", {class: "lmeta", text: (info.message || "") }),
-        h("div", {class: "lmeta", text: moved ? "set by " + moved.who + " " + ago(moved.at) : "initial"})));
+        h("div", {class: "lmeta", text: moved ? "set by " + moved.who + " " + ago(moved.at) : "set when the assistant was created"})));
     });
     var sel = $("rel-version"), keep = sel.value; clear(sel);
     d.versions.forEach(function (v) { sel.appendChild(h("option", {value: v.version, text: versionName(v.version) + " — " + (v.message || "")})); });
@@ -519,7 +546,6 @@
       : "There is no earlier version to roll back to.";
     $("btn-rollback").textContent = prev ? "Roll back to version " + prev : "Roll back";
     $("btn-rollback").disabled = !prev || !d.you.can_write;
-    $("btn-promote").disabled = !d.you.can_write;
     var note = $("approval-note");
     note.hidden = !d.require_approval;
     note.textContent = d.require_approval
@@ -537,8 +563,16 @@
   function updateReleasePreview() {
     var d = state.detail; if (!d) return;
     var v = +$("rel-version").value, l = $("rel-label").value, cur = d.labels[l];
-    $("rel-preview").textContent = cur === v ? l + " is already at version " + v + "."
-      : l + ": version " + (cur || "none") + " → version " + v + (l === "production" ? " (applies to everyone's next message)" : "");
+    var info = d.versions.find(function (x) { return x.version === v; }) || {};
+    var blocked = null;
+    if (l === "production" && d.require_approval) {
+      if (!d.you.can_approve) blocked = "Only a tenant admin can move production here: promote to staging and ask an admin to approve.";
+      else if (info.author === BOOT.subject) blocked = "You wrote version " + v + ": another tenant admin must approve it for production.";
+    }
+    $("rel-preview").textContent = blocked || (cur === v ? l + " is already at version " + v + "."
+      : l + ": version " + (cur || "none") + " → version " + v + (l === "production" ? " (applies to everyone's next message)" : ""));
+    $("rel-preview").classList.toggle("error", !!blocked);
+    $("btn-promote").disabled = !d.you.can_write || cur === v || !!blocked;
   }
   $("rel-version").addEventListener("change", updateReleasePreview);
   $("rel-label").addEventListener("change", updateReleasePreview);
@@ -566,6 +600,7 @@
 
   // -- wiring ------------------------------------------------------------------------------------------
   ["body", "f-description", "f-tier", "f-max_tokens", "f-signoff"].forEach(function (id) { $(id).addEventListener("input", onDraftChanged); });
+  $("body").addEventListener("input", autoGrow);
   $("f-tier").addEventListener("change", onDraftChanged);
   $("f-temperature").addEventListener("input", function () { $("temperature-out").textContent = this.value; onDraftChanged(); });
   $("message").addEventListener("input", onDraftChanged);
