@@ -77,9 +77,15 @@ def _invalid(problems: list[Problem], warnings: list[str] | None = None) -> Inva
 def _tier_problems(cfg: TenantConfig, config: dict[str, Any]) -> list[Problem]:
     tier = config.get("tier")
     allowed = cfg.model_policy.allowed_tiers
+    problems = []
     if isinstance(tier, str) and tier and tier not in allowed:
-        return [Problem("tier", f"{tier!r} is not allowed for {cfg.name} (allowed: {', '.join(allowed)})")]
-    return []
+        problems.append(Problem("tier", f"{tier!r} is not allowed for {cfg.name} (allowed: {', '.join(allowed)})"))
+    if config.get("model"):
+        # The router picks the concrete model inside a tier (fallbacks, provider preference, budget), so
+        # a pinned model would be silently ignored: refuse it rather than pretend.
+        problems.append(Problem("model", f"choose a model tier instead of a specific model; {cfg.name} "
+                                         f"allows {', '.join(allowed)}"))
+    return problems
 
 
 def _draft(cfg: TenantConfig, tenant: str, assistant: str, body: str, config: dict[str, Any],

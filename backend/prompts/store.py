@@ -25,7 +25,6 @@ import yaml
 
 from backend.prompts.schema import (
     SYSTEM_FIELDS,
-    PromptConfig,
     RenderError,
     ValidationReport,
     render,
@@ -239,10 +238,3 @@ class PromptStore:
             os.replace(tmp, folder / LABELS_FILE)
         return LabelMove(label=label, before=before, after=version, entry=entry)
 
-
-def config_of(version: PromptVersion) -> PromptConfig | None:
-    """The parsed front matter, or None for a legacy file that does not meet the schema."""
-    try:
-        return PromptConfig.model_validate(version.config)
-    except Exception:
-        return None

@@ -304,3 +304,10 @@ def test_studio_static_files(client):
     assert client.get("/studio/static/studio.css").headers["content-type"].startswith("text/css")
     for bad in ("..%2Fstudio.html", "../templates/studio.html", "nope.js", "studio.py"):
         assert client.get(f"/studio/static/{bad}").status_code == 404
+
+
+def test_a_pinned_model_is_refused_with_the_allowed_tiers(client):
+    r = new_version(client, "bob", model="openai/gpt-4.1")
+    assert r.status_code == 422
+    problem = next(p for p in r.json()["problems"] if p["field"] == "model")
+    assert "choose a model tier" in problem["message"] and "local, fast, smart" in problem["message"]

@@ -100,7 +100,6 @@
     var mt = parseInt($("f-max_tokens").value, 10); cfg.max_tokens = isNaN(mt) ? null : mt;
     cfg.variables = Array.prototype.map.call(document.querySelectorAll("#f-variables input:checked"), function (i) { return i.value; });
     var so = $("f-signoff").value.trim(); if (so) cfg.signoff = so;
-    if (state.base && state.base.config.model) cfg.model = state.base.config.model;
     return cfg;
   }
   function draft() { return {body: $("body").value, config: draftConfig()}; }
@@ -547,11 +546,12 @@
     $("btn-rollback").textContent = prev ? "Roll back to version " + prev : "Roll back";
     $("btn-rollback").disabled = !prev || !d.you.can_write;
     var note = $("approval-note");
-    note.hidden = !d.require_approval;
-    note.textContent = d.require_approval
-      ? (d.you.can_approve ? "Approval required: you can move production for versions written by someone else."
-                           : "Approval required: only a tenant admin who did not write the version can move production. Promote to staging and ask an admin.")
-      : "";
+    note.hidden = !(d.require_approval && d.you.can_approve);
+    note.textContent = "Approval required: as a tenant admin you approve versions written by someone else by moving production.";
+    if (d.require_approval && !d.you.can_approve) {
+      $("btn-rollback").disabled = true;
+      if (prev) $("rollback-text").textContent = "Production is at version " + prod + ". Only a tenant admin can roll it back to version " + prev + ".";
+    }
     var tb = clear(document.querySelector("#history-table tbody"));
     if (!d.history.length) tb.appendChild(h("tr", null, h("td", {colspan: 4, class: "muted", text: "No label has been moved yet."})));
     d.history.forEach(function (e) {
