@@ -311,3 +311,19 @@ def test_a_pinned_model_is_refused_with_the_allowed_tiers(client):
     assert r.status_code == 422
     problem = next(p for p in r.json()["problems"] if p["field"] == "model")
     assert "choose a model tier" in problem["message"] and "local, fast, smart" in problem["message"]
+
+
+def test_an_assistant_without_files_starts_at_version_one(client, prompts_root):
+    shutil.rmtree(prompts_root / "sales" / "deal-desk")
+    dd = f"{BASE}/deal-desk"
+    detail = client.get(dd, headers=as_("bob")).json()
+    assert (detail["versions"], detail["latest"], detail["labels"]) == ([], 0, {})
+    body = "You are the Deal Desk of {{tenant_name}}.\n\nContext:\n{{context}}\n"
+    config = {"description": "Deal desk", "tier": "local", "variables": ["tenant_name", "context"]}
+    r = client.post(f"{dd}/versions", headers=as_("bob"),
+                    json={"body": body, "config": config, "message": "First version", "base_version": 0})
+    assert r.status_code == 201 and r.json()["version"] == 1
+    assert (prompts_root / "sales" / "deal-desk" / "v0001.md").is_file()
+    again = client.post(f"{dd}/versions", headers=as_("carol"),
+                        json={"body": body, "config": config, "message": "Also first", "base_version": 0})
+    assert again.status_code == 409 and again.json()["latest_version"] == 1
