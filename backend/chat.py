@@ -17,10 +17,11 @@ from typing import Any, Protocol
 from backend.auth.principal import Principal
 from backend.db.engine import Database
 from backend.db.models import ChatTurn
-from backend.db.repositories.usage import insert_turn
+from backend.db.repositories.usage import insert_turns
 from backend.errors import AtriumError, Forbidden, NotFound, QuotaExceeded, Unavailable, UpstreamError
 from backend.governance.cache import ResponseCache
 from backend.governance.quotas import Admission, QuotaService
+from backend.governance.usage import UsageWriter
 from backend.llm.routing import QueryClassifier, decide
 from backend.llm.service import Completion, Delta, LLMService, NoModelAvailable
 from backend.prompts.store import PromptNotFound, PromptStore, PromptVersion, render
@@ -105,7 +106,8 @@ class ChatService:
     def __init__(self, *, db: Database, registry: TenantRegistry, prompts: PromptStore, llm: LLMService,
                  retriever: Retriever | None = None, quotas: QuotaService | None = None,
                  cache: ResponseCache | None = None, classifier: QueryClassifier | None = None,
-                 kb_version: Callable[[str], object] | None = None) -> None:
+                 kb_version: Callable[[str], object] | None = None,
+                 usage_writer: UsageWriter | None = None) -> None:
         self.db = db
         self.registry = registry
         self.prompts = prompts
@@ -115,6 +117,7 @@ class ChatService:
         self.cache = cache
         self.classifier = classifier
         self.kb_version = kb_version  # tenant -> knowledge-base version (changes on every document change)
+        self.usage_writer = usage_writer
 
     # -- authorisation: re-checked on every turn, whatever the UI showed --------------------------------
 
@@ -341,7 +344,10 @@ class ChatService:
     async def _finish(self, turn: ChatTurn, started: float, req: ChatRequest) -> int:
         turn.latency_ms = int((time.perf_counter() - started) * 1000)
         if req.record:  # off the event loop: a commit waits on the disk, and every other request with it
-            await asyncio.to_thread(self._record, turn)
+            if self.usage_writer is not None:
+                await self.usage_writer.write(turn)
+            else:
+                await asyncio.to_thread(self._record, turn)
         log.info("chat turn", extra={
             "tenant": turn.tenant, "subject": turn.subject, "assistant": turn.assistant,
             "prompt_version": turn.prompt_version, "model": turn.model, "tier": turn.tier,
@@ -354,7 +360,7 @@ class ChatService:
 
 def _record_turn(db: Database, turn: ChatTurn) -> None:
     with db.session() as session:
-        insert_turn(session=session, turn=turn)
+        insert_turns(session=session, turns=[turn])
 
 
 def _format_context(citations: list[Citation]) -> str:

@@ -19,7 +19,7 @@ from backend.governance.audit import AuditLog
 from backend.governance.cache import MemoryCache, RedisCache, ResponseCache
 from backend.governance.quotas import QuotaService
 from backend.governance.ratelimit import MemoryLimits, RedisLimits
-from backend.governance.usage import UsageService
+from backend.governance.usage import UsageService, UsageWriter
 from backend.knowledge.factory import build_knowledge
 from backend.knowledge.service import KnowledgeService
 from backend.llm.router import ModelsConfig
@@ -89,8 +89,9 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
     quotas, cache = _governance(settings, registry, db)
     knowledge = build_knowledge(settings, db=db, registry=registry, audit=audit,
                                 embedding_list=llm.config.embedding_list)
+    usage_writer = UsageWriter(db=db)
     chat = ChatService(db=db, registry=registry, prompts=prompts, llm=llm, quotas=quotas, cache=cache,
-                       classifier=default_classifier(), retriever=knowledge)
+                       classifier=default_classifier(), retriever=knowledge, usage_writer=usage_writer)
     services = Services(settings=settings, registry=registry, demo_users=demo_users, db=db, audit=audit,
                         prompts=prompts, llm=llm, chat=chat, quotas=quotas, cache=cache,
                         usage=UsageService(db=db), knowledge=knowledge)
@@ -100,6 +101,7 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
     services.readiness_checks["database"] = db.ping
     services.readiness_checks["models"] = lambda: _require_tiers(llm)
     services.closers.append(db.engine.dispose)
+    services.closers.append(usage_writer.close)  # runs before dispose (closers run reversed)
     services.readiness_checks["vector_store"] = knowledge.store.ping
     if settings.ingest_worker:
         knowledge.start_worker()  # resumes jobs a killed process left unfinished

@@ -97,6 +97,7 @@ class LLMService:
         self.router = build_router(self.live, config.router_settings) if self.live.deployments else None
         self._prices = self._price_table()
         self._unpriced: set[str] = set()
+        self._tier_rates: dict[str, tuple[float, float]] = {}
 
     def tiers(self) -> list[str]:
         return list(self.live.live)
@@ -206,9 +207,16 @@ class LLMService:
         return final
 
     def estimate_cost(self, tier: str, prompt_tokens: int, completion_tokens: int) -> float:
-        """Upper estimate for quota reservations: the tier's most expensive live model."""
-        return max((self.cost(model=m, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
-                    for m in self.live.live.get(tier, [])), default=0.0)
+        """Upper estimate for quota reservations (settled with the real cost afterwards): the tier's most
+        expensive live model, per-token prices looked up once per tier."""
+        rates = self._tier_rates.get(tier)
+        if rates is None:
+            per_m = [(self.cost(model=m, prompt_tokens=1_000_000, completion_tokens=0),
+                      self.cost(model=m, prompt_tokens=0, completion_tokens=1_000_000))
+                     for m in self.live.live.get(tier, [])]
+            rates = self._tier_rates[tier] = (max((p for p, _ in per_m), default=0.0) / 1e6,
+                                              max((c for _, c in per_m), default=0.0) / 1e6)
+        return prompt_tokens * rates[0] + completion_tokens * rates[1]
 
     # -- cost -------------------------------------------------------------------------------------------
 

@@ -13,13 +13,17 @@ from backend.db.models import ChatTurn
 GroupBy = Literal["day", "model", "user", "assistant"]
 
 
-def insert_turn(*, session: Session, turn: ChatTurn) -> int:
-    """Write one usage row with a single INSERT .. RETURNING (no unit of work, no re-read): this runs on
-    every model call. Sets and returns turn.id."""
-    values = {c.name: getattr(turn, c.name) for c in ChatTurn.__table__.columns if c.name != "id"}
-    turn.id = int(session.execute(insert(ChatTurn).values(**values).returning(ChatTurn.id)).scalar_one())
+def insert_turns(*, session: Session, turns: list[ChatTurn]) -> list[int]:
+    """Write usage rows in one INSERT .. RETURNING and one commit (no unit of work, no re-read): this runs
+    for every model call. Sets each turn.id and returns the ids in order."""
+    cols = [c.name for c in ChatTurn.__table__.columns if c.name != "id"]
+    rows = [{c: getattr(t, c) for c in cols} for t in turns]
+    stmt = insert(ChatTurn).returning(ChatTurn.id, sort_by_parameter_order=True)
+    ids = [int(i) for i in session.execute(stmt, rows).scalars()]
     session.commit()
-    return turn.id
+    for turn, turn_id in zip(turns, ids, strict=True):
+        turn.id = turn_id
+    return ids
 
 
 def sum_usage(*, session: Session, tenant: str, since: datetime, until: datetime | None = None) -> tuple[int, float]:
