@@ -62,6 +62,7 @@
     if (s < 60) return "just now";
     if (s < 3600) return Math.round(s / 60) + " min ago";
     if (s < 86400) return Math.round(s / 3600) + " h ago";
+    if (s < 172800) return "yesterday";
     return d.toLocaleDateString(undefined, {year: "numeric", month: "short", day: "numeric"});
   }
   function fullDate(iso) { var d = new Date(iso); return isNaN(d) ? (iso || "") : d.toLocaleString(); }
