@@ -238,11 +238,9 @@ class IngestWorker:
 
     def _check_model(self, tenant: str) -> None:
         with self.db.session() as session:
-            row = repo.get_embedding_model(session=session, tenant=tenant)
-            if row is None:
-                repo.set_embedding_model(session=session, tenant=tenant, model=self.embedder.name,
-                                         dimension=self.embedder.dimension)
-            elif row.model != self.embedder.name:
+            row = repo.get_embedding_model(session=session, tenant=tenant) or repo.set_embedding_model(
+                session=session, tenant=tenant, model=self.embedder.name, dimension=self.embedder.dimension)
+            if row is not None and row.model != self.embedder.name:
                 raise Conflict(f"this knowledge base was embedded with {row.model}, but the configured model is "
                                f"{self.embedder.name}; vectors of two models cannot be mixed. Set "
                                f"ATRIUM_EMBEDDING_MODEL={row.model}, or delete all documents and upload them again",

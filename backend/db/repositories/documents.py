@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from sqlalchemy import and_, func, or_, update
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from backend.db.models import KbBlob, KbDocument, KbEmbeddingModel, utcnow
@@ -167,13 +168,17 @@ def get_embedding_model(*, session: Session, tenant: str) -> KbEmbeddingModel | 
     return session.get(KbEmbeddingModel, tenant)
 
 
-def set_embedding_model(*, session: Session, tenant: str, model: str, dimension: int) -> KbEmbeddingModel:
+def set_embedding_model(*, session: Session, tenant: str, model: str, dimension: int) -> KbEmbeddingModel | None:
+    """Record the tenant's model unless one is recorded already; returns the recorded one (first wins)."""
     row = session.get(KbEmbeddingModel, tenant)
     if row is None:
-        row = KbEmbeddingModel(tenant=tenant, model=model, dimension=dimension)
-        session.add(row)
-        session.commit()
-        session.refresh(row)
+        try:
+            row = KbEmbeddingModel(tenant=tenant, model=model, dimension=dimension)
+            session.add(row)
+            session.commit()
+        except IntegrityError:  # another worker recorded it at the same moment
+            session.rollback()
+        row = session.get(KbEmbeddingModel, tenant, populate_existing=True)
     return row
 
 
