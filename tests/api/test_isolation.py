@@ -60,6 +60,17 @@ ROUTES: list[Route] = [
     Route("POST", "/api/t/{tenant}/v1/chat/completions",
           json={"model": "sales-assistant", "messages": [{"role": "user", "content": "What is the cap?"}]}),
     Route("GET", "/api/t/{tenant}/usage?group_by=model"),
+    # knowledge base (issue 4)
+    Route("POST", "/api/t/{tenant}/documents",
+          files={"files": ("notes.md", b"# Notes\n\nPlanted text.", "text/markdown")}, data={"kb": "default"}),
+    Route("GET", "/api/t/{tenant}/documents"),
+    Route("GET", "/api/t/{tenant}/documents/{document_id}", params={"document_id": "0123456789abcdef"}),
+    Route("DELETE", "/api/t/{tenant}/documents/{document_id}", params={"document_id": "0123456789abcdef"}),
+    Route("GET", "/api/t/{tenant}/knowledge-bases"),
+    Route("POST", "/api/t/{tenant}/search", json={"query": "What is the discount cap?", "top_k": 5}),
+    Route("POST", "/api/t/{tenant}/dify/retrieval",
+          json={"knowledge_id": "sales/default", "query": "What is the discount cap?",
+                "retrieval_setting": {"top_k": 5, "score_threshold": 0.0}}),
 ]
 
 
