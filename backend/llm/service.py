@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,7 @@ from backend.settings import Settings
 
 log = logging.getLogger("atrium.llm")
 
+_TIERED = re.compile(r"^(input|output)_cost_per_token_above_\d+k_tokens$")  # price tiers by context size
 INTERNAL_TIER = "fast"  # titles, query rewriting: always the cheap tier (or the best live one below it)
 
 
@@ -98,6 +100,7 @@ class LLMService:
         self._prices = self._price_table()
         self._unpriced: set[str] = set()
         self._tier_rates: dict[str, tuple[float, float]] = {}
+        self._rates: dict[str, tuple[float, float] | None] = {}
 
     def tiers(self) -> list[str]:
         return list(self.live.live)
@@ -230,6 +233,23 @@ class LLMService:
                                                          float(info.get("output_cost_per_token", 0.0)))
         return table
 
+    def _linear_rates(self, model: str) -> tuple[float, float] | None:
+        """Per-token prices from LiteLLM's table, looked up once per model, when the model's price is
+        flat (no tiers such as `input_cost_per_token_above_200k_tokens`); else None (ask LiteLLM each time)."""
+        if model in self._rates:
+            return self._rates[model]
+        import litellm
+
+        try:
+            info = litellm.get_model_info(model)
+        except Exception:
+            info = None
+        rates = None
+        if info and not any(_TIERED.search(k) and v for k, v in info.items()):
+            rates = (float(info.get("input_cost_per_token") or 0.0), float(info.get("output_cost_per_token") or 0.0))
+        self._rates[model] = rates
+        return rates
+
     def cost(self, *, model: str, prompt_tokens: int, completion_tokens: int,
              deployment: Deployment | None = None) -> float:
         """USD for one call: models.yaml's price when configured (local = 0), else LiteLLM's price table."""
@@ -238,6 +258,9 @@ class LLMService:
             return prompt_tokens * inp + completion_tokens * out
         if model.startswith("local/"):
             return 0.0
+        rates = self._linear_rates(model)
+        if rates is not None:
+            return prompt_tokens * rates[0] + completion_tokens * rates[1]
         import litellm
 
         try:

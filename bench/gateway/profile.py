@@ -42,7 +42,7 @@ def main() -> None:
         run.wait_ready(url, {"Authorization": f"Bearer {auth}", "X-Tenant-ID": "sales"}, proc, log)
         run.wrk(url, requests=300, concurrency=32, threads=2, auth=auth, tenant="sales", body=body)
         spy = subprocess.Popen([str(pyspy), "record", "-p", str(proc.pid), "-d", str(args.seconds), "-r", "200",
-                                "-f", "raw", "-o", str(out / "atrium-profile.txt")])
+                                "--gil", "-f", "raw", "-o", str(out / "atrium-profile.txt")])
         time.sleep(1)
         print(run.wrk(url, requests=args.requests, concurrency=32, threads=2, auth=auth, tenant="sales", body=body))
         spy.wait()

@@ -41,10 +41,10 @@ PAIRS = [  # (name, smart, fast)
 ASSISTANT = {"sales": "sales-assistant", "engineering": "eng-assistant", "finance": "finance-assistant"}
 
 
-def prompt_tokens(row: dict, store: PromptStore) -> int:
+def prompt_tokens(row: dict, store: PromptStore, context_tokens: int = CONTEXT_TOKENS) -> int:
     body = store.resolve(row["tenant"], ASSISTANT[row["tenant"]]).body
     msgs = [{"role": "system", "content": body}, {"role": "user", "content": row["question"]}]
-    return litellm.token_counter(model="gpt-4o", messages=msgs) + CONTEXT_TOKENS
+    return litellm.token_counter(model="gpt-4o", messages=msgs) + context_tokens
 
 
 def cost(model: str, pt: int, ct: int) -> float:
@@ -55,13 +55,15 @@ def cost(model: str, pt: int, ct: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default=str(ROOT / "bench/data/routing_questions_holdout.jsonl"))
+    ap.add_argument("--context-tokens", type=int, default=CONTEXT_TOKENS)
     args = ap.parse_args()
     rows = [json.loads(x) for x in Path(args.data).read_text().splitlines() if x.strip()]
     store = PromptStore(ROOT / "prompts")
-    tokens = [(prompt_tokens(r, store), ANSWER_TOKENS[r["kind"]]) for r in rows]
+    tokens = [(prompt_tokens(r, store, args.context_tokens), ANSWER_TOKENS[r["kind"]]) for r in rows]
     model = QueryClassifier.load()
     heavy_n = sum(r["label"] == "heavy" for r in rows)
-    print(f"{len(rows)} questions ({heavy_n} heavy) from {Path(args.data).name}; model {model.version}\n")
+    print(f"{len(rows)} questions ({heavy_n} heavy) from {Path(args.data).name}; model {model.version}; "
+          f"retrieved context {args.context_tokens} tokens per question\n")
     for name, classify in (("logistic model (shipped)", model.classify), ("keyword rules", rules_classify)):
         labels, times = [], []
         for r in rows:

@@ -152,3 +152,14 @@ def test_internal_tasks_use_fast(model_services, mock_models):
 def test_settings_name_the_override_env_vars():
     s = Settings(ATRIUM_MODEL_FAST="gemini/gemini-2.5-flash")  # type: ignore[call-arg]
     assert s.model_override("fast") == "gemini/gemini-2.5-flash"
+
+
+@pytest.mark.parametrize("model", ["anthropic/claude-sonnet-4-5", "gemini/gemini-2.5-pro", "openai/gpt-4.1-mini"])
+@pytest.mark.parametrize("tokens", [(1000, 100), (300_000, 2000)])
+def test_cached_rates_price_exactly_like_litellm_including_tiered_models(model_services, mock_models, model,
+                                                                         tokens):
+    svc = model_services(model_list=mock_models)
+    expected = sum(litellm.cost_per_token(model=model, prompt_tokens=tokens[0], completion_tokens=tokens[1]))
+    for _ in range(2):  # the second call uses the cached per-token rates (when the price is flat)
+        assert svc.llm.cost(model=model, prompt_tokens=tokens[0], completion_tokens=tokens[1]) == pytest.approx(
+            expected, rel=1e-12)
