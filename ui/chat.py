@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import chainlit as cl
 
 from backend.auth.claims import missing_access_hint
 from backend.auth.principal import PROMPT_EDITOR, Principal
+from backend.auth.rbac import permissions_of
 from backend.auth.request_context import client_ip
 from backend.chat import ChatRequest, TurnResult
 from backend.container import get_services
 from backend.errors import AtriumError, Forbidden
+from backend.knowledge.service import UploadFile as KbUpload
 
 services = get_services()
 
@@ -141,6 +144,12 @@ async def on_message(message: cl.Message) -> None:
         await cl.Message(content="Only prompt editors can chat with the staging prompt.").send()
         return
 
+    attachments = [e for e in (message.elements or []) if getattr(e, "path", None)]
+    if attachments:
+        await _ingest_attachments(principal, tenant, attachments)
+        if not (message.content or "").strip():
+            return
+
     history: list[dict[str, str]] = cl.user_session.get("history") or []
     req = ChatRequest(tenant=tenant, assistant=assistant, message=message.content, history=history,
                       label=label, channel="ui")
@@ -176,3 +185,61 @@ async def on_message(message: cl.Message) -> None:
     await reply.send()
     history.extend([{"role": "user", "content": message.content}, {"role": "assistant", "content": result.answer}])
     cl.user_session.set("history", history[-20:])
+
+
+_STATUS_ICON = {"queued": "⏳", "parsing": "⏳", "embedding": "⏳", "ready": "✅", "failed": "❌"}
+
+
+def _upload_status(docs: list[dict], errors: list[dict], kb_name: str) -> str:
+    lines = [f"**Adding to the {kb_name} knowledge base**"]
+    for d in docs:
+        state = d["status"]
+        if state == "ready":
+            note = "ready — " + ("unchanged, already in the knowledge base" if d.get("duplicate") else
+                                 f"{d['chunks']} passages, searchable now")
+        elif state == "failed":
+            note = f"failed: {d['error']}"
+        elif state == "embedding" and d["chunks"]:
+            note = f"embedding {d['chunks_done']}/{d['chunks']}"
+        else:
+            note = state
+        lines.append(f"- {_STATUS_ICON.get(state, '⏳')} **{d['filename']}** — {note}")
+    lines += [f"- ❌ **{e['filename']}** — {e['detail']}" for e in errors]
+    return "\n".join(lines)
+
+
+async def _ingest_attachments(principal: Principal, tenant: str, elements: list) -> None:
+    """Files attached in the chat go into the tenant's knowledge base — only for those allowed to ingest
+    (tenant admins); each file gets its own status line, and one bad file never stops the others."""
+    kb_name = (services.registry.get(tenant).name if services.registry.get(tenant) else tenant)
+    if "ingest" not in permissions_of(principal, tenant):
+        services.audit.record("denied", subject=principal.subject, tenant=tenant, route="chat:upload", status=403,
+                              reason="missing_role", detail={"files": [e.name for e in elements][:20]})
+        await cl.Message(content=f"**Not allowed.** Only {kb_name} administrators can add documents to the "
+                                 "knowledge base, so your file was not stored. Ask one of them to add it.").send()
+        return
+    files = [KbUpload(filename=e.name, data=await asyncio.to_thread(Path(e.path).read_bytes)) for e in elements]
+    try:
+        result = await asyncio.to_thread(services.knowledge.upload, principal, tenant, files)
+    except AtriumError as exc:
+        await cl.Message(content=f"**Could not add the files —** {exc.message}").send()
+        return
+    docs, errors = result["documents"], result["errors"]
+    status = cl.Message(content=_upload_status(docs, errors, kb_name))
+    await status.send()
+    pending = {d["id"] for d in docs if d["status"] not in ("ready", "failed")}
+    for _ in range(900):  # follow progress for up to ~15 minutes; the job goes on regardless
+        if not pending:
+            break
+        await asyncio.sleep(1)
+        for i, d in enumerate(docs):
+            if d["id"] in pending:
+                try:
+                    docs[i] = {**d, **await asyncio.to_thread(services.knowledge.get_document, principal, tenant,
+                                                             d["id"])}
+                except AtriumError:  # deleted meanwhile
+                    docs[i] = {**d, "status": "failed", "error": "deleted while it was being added"}
+                if docs[i]["status"] in ("ready", "failed"):
+                    pending.discard(d["id"])
+        status.content = _upload_status(docs, errors, kb_name)
+        await status.update()
