@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from backend.auth.principal import Principal
 from backend.db.engine import Database
 from backend.db.models import ChatTurn
-from backend.db.repositories.usage import insert_turns
+from backend.db.repositories.usage import insert_turns, new_turn
 from backend.errors import AtriumError, Forbidden, NotFound, QuotaExceeded, Unavailable, UpstreamError
 from backend.governance.cache import ResponseCache
 from backend.governance.quotas import Admission, QuotaService
@@ -141,7 +141,7 @@ class ChatService:
         tenant_cfg = self.registry.get(req.tenant)
         assert tenant_cfg is not None
         policy = tenant_cfg.model_policy
-        turn = ChatTurn(tenant=req.tenant, subject=principal.subject, channel=req.channel,
+        turn = new_turn(tenant=req.tenant, subject=principal.subject, channel=req.channel,
                         assistant=None if plain else req.assistant, prompt_name=(req.task if plain else req.assistant),
                         prompt_label=None if plain else req.label)
         admission: Admission | None = None

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from types import SimpleNamespace
+from typing import Any, Literal
 
 from sqlalchemy import case, func, insert
 from sqlmodel import Session, select
@@ -13,11 +14,26 @@ from backend.db.models import ChatTurn
 GroupBy = Literal["day", "model", "user", "assistant"]
 
 
-def insert_turns(*, session: Session, turns: list[ChatTurn]) -> list[int]:
+_COLUMNS = [c.name for c in ChatTurn.__table__.columns if c.name != "id"]
+_DEFAULTS = {name: f.default for name, f in ChatTurn.model_fields.items() if f.default_factory is None}
+_FACTORIES = {name: f.default_factory for name, f in ChatTurn.model_fields.items() if f.default_factory is not None}
+
+
+def new_turn(**values: Any) -> Any:
+    """A ChatTurn-shaped record for the hot path. Building the SQLModel object costs ~0.8 ms of CPU per
+    request (pydantic inspects every default_factory's signature); insert_turns only reads attributes."""
+    record = SimpleNamespace(**_DEFAULTS)
+    for name, factory in _FACTORIES.items():
+        setattr(record, name, factory())  # type: ignore[misc]
+    for name, value in values.items():
+        setattr(record, name, value)
+    return record
+
+
+def insert_turns(*, session: Session, turns: list[Any]) -> list[int]:
     """Write usage rows in one INSERT .. RETURNING and one commit (no unit of work, no re-read): this runs
     for every model call. Sets each turn.id and returns the ids in order."""
-    cols = [c.name for c in ChatTurn.__table__.columns if c.name != "id"]
-    rows = [{c: getattr(t, c) for c in cols} for t in turns]
+    rows = [{c: getattr(t, c) for c in _COLUMNS} for t in turns]
     stmt = insert(ChatTurn).returning(ChatTurn.id, sort_by_parameter_order=True)
     ids = [int(i) for i in session.execute(stmt, rows).scalars()]
     session.commit()
