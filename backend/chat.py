@@ -169,7 +169,7 @@ class ChatService:
             if (not citations and not plain and self.retriever is not None
                     and getattr(self.retriever, "has_documents", lambda _t: True)(req.tenant)):
                 # Nothing relevant above the threshold: say so, rather than let the model invent an answer.
-                answer = NO_ANSWER.format(tenant=tenant_cfg.name)
+                answer = NO_ANSWER.format(tenant=tenant_cfg.name) + _signoff(prompt)
                 turn.route_reason = "no relevant passages in the knowledge base"
                 yield answer
                 result = TurnResult(answer=answer, citations=[], model="", tier=tier,
@@ -210,10 +210,9 @@ class ChatService:
                     final = item
             assert final is not None
             # The prompt's `signoff` is appended verbatim by the pipeline, not left to the model.
-            signoff = str(prompt.config.get("signoff") or "").strip() if prompt else ""
-            if signoff:
-                yield "\n\n" + signoff
-                final.text = final.text.rstrip() + "\n\n" + signoff
+            if signoff := _signoff(prompt):
+                yield signoff
+                final.text = final.text.rstrip() + signoff
             turn.model = final.model
             turn.tier = final.tier  # the tier that answered; differs from the decision after a fallback
             turn.fallback_from = final.fallback_from
@@ -392,6 +391,12 @@ def _last_user_text(messages: list[dict]) -> str:
 def _cache_value(result: TurnResult) -> dict[str, Any]:
     return {"answer": result.answer, "citations": [asdict(c) for c in result.citations], "model": result.model,
             "tier": result.tier}
+
+
+def _signoff(prompt: PromptVersion | None) -> str:
+    """The prompt's `signoff` line (studio setting), as appended to every answer; "" when none."""
+    text = str(prompt.config.get("signoff") or "").strip() if prompt else ""
+    return "\n\n" + text if text else ""
 
 
 def _opt_float(v: Any) -> float | None:

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import os
 import re
 import shutil
+import subprocess
+import sys
 import time
 
 import httpx
@@ -20,7 +23,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.chainlit_client import ChainlitSession
-from tests.conftest import REPO, start_server, stop_server
+from tests.conftest import _SCRUB, REPO, start_server, stop_server
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -34,6 +37,13 @@ def server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("studio")
     prompts = tmp / "prompts"
     shutil.copytree(REPO / "prompts", prompts)
+    env = {k: v for k, v in os.environ.items() if k not in _SCRUB}
+    env.update(ATRIUM_DATA_DIR=str(tmp / "data"), ATRIUM_PROMPTS_DIR=str(prompts))
+    # The sales knowledge base, so the playground answers from real retrieved passages.
+    docs = sorted(str(p) for p in (REPO / "demo" / "corpus" / "sales").glob("*.md"))
+    done = subprocess.run([sys.executable, "-m", "backend.cli", "ingest", "--tenant", "sales", *docs], cwd=REPO,
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     srv = start_server(tmp, extra_env={"ATRIUM_PROMPTS_DIR": str(prompts)})
     srv.prompts = prompts  # type: ignore[attr-defined]
     yield srv
@@ -59,6 +69,7 @@ def _chat_until(chat, text: str, expected: str, timeout_s: float = 240) -> bool:
             return True
         if chat.locator('[data-step-type="user_message"]').count() == 0:
             chat.locator("#chat-input:not([disabled])").wait_for(timeout=60_000)
+            chat.locator("#chat-input").fill("")  # a half-sent earlier attempt may linger
             chat.locator("#chat-input").click()
             chat.keyboard.type(text)  # typed like a person: React sees every key
             chat.keyboard.press("Enter")
@@ -169,6 +180,10 @@ def test_editor_edits_saves_diffs_tries_promotes_and_the_chat_changes(server, br
     metrics = cards.nth(0).locator(".metrics").inner_text()
     assert "local" in metrics.lower() and "$" in metrics
     assert re.search(r"TOKENS IN / OUT\s+\d+ / \d+", metrics.upper()), metrics
+    sources = cards.nth(0).locator(".citations li")
+    assert sources.count() > 0, "the playground answers from the sales knowledge base"
+    titles = " ".join(sources.all_inner_texts()).lower()
+    assert "pricing" in titles or "playbook" in titles or "objection" in titles, titles
     shot(page, "studio-07-playground-compare")
     assert not (server.prompts / "sales" / "sales-assistant" / "v0003.md").exists(), "try saves nothing"
 
@@ -189,7 +204,7 @@ def test_editor_edits_saves_diffs_tries_promotes_and_the_chat_changes(server, br
     # The chat, in the browser: the next message uses production = version 2.
     chat = ctx.new_page()
     chat.goto(f"{server.url}/chat/")
-    if not _chat_until(chat, "Hello, who are you?", SIGNOFF):
+    if not _chat_until(chat, "What is the maximum discount a sales rep can approve?", SIGNOFF):
         shot(chat, "studio-10-chat-FAILED")
         raise AssertionError(f"no sign-off in the chat:\n{chat.locator('body').inner_text()[-1500:]}")
     shot(chat, "studio-10-chat-with-new-prompt")
