@@ -85,10 +85,10 @@ class SqliteVecStore:
                     Path(self.path).parent.mkdir(parents=True, exist_ok=True)
                     conn = _connect(self.path)
                     conn.execute(
-                        "CREATE TABLE IF NOT EXISTS chunks (rowid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, "
+                        "CREATE TABLE IF NOT EXISTS chunks (rowid INTEGER PRIMARY KEY, id TEXT NOT NULL, "
                         "tenant TEXT NOT NULL, document_id TEXT NOT NULL, kb TEXT NOT NULL, chunk_index INTEGER "
                         "NOT NULL, title TEXT NOT NULL, section TEXT, page INTEGER, text TEXT NOT NULL, "
-                        "dim INTEGER NOT NULL)")
+                        "dim INTEGER NOT NULL, UNIQUE (tenant, id))")
                     conn.execute("CREATE INDEX IF NOT EXISTS chunks_tenant_doc ON chunks(tenant, document_id)")
                     self._conn = conn
         return self._conn
