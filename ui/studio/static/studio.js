@@ -507,8 +507,11 @@
     var cites = d.citations || [];
     card.appendChild(h("div", null, h("strong", {text: "Sources (" + cites.length + ")"}),
       cites.length ? h("ol", {class: "citations"}, cites.map(function (c) {
-        return h("li", null, h("span", {text: c.title + (c.page ? ", p. " + c.page : "") + (c.section ? " — " + c.section : "")}),
-          h("blockquote", {text: c.quote}));
+        var where = c.section && c.section.indexOf(c.title) === 0 ? c.section : c.title + (c.section ? " — " + c.section : "");
+        return h("li", null, h("details", null,
+          h("summary", null, h("span", {text: where + (c.page ? ", p. " + c.page : "")}),
+            typeof c.score === "number" ? h("span", {class: "score", text: " · match " + c.score.toFixed(2)}) : null),
+          h("blockquote", {text: c.quote})));
       })) : h("p", {class: "muted small", text: "No passages from the knowledge base were used."})));
     (d.warnings || []).forEach(function (w) { card.appendChild(h("p", {class: "note", text: w})); });
   }
