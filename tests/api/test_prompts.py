@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import multiprocessing as mp
+import re
 import shutil
 from pathlib import Path
 
@@ -327,3 +328,20 @@ def test_an_assistant_without_files_starts_at_version_one(client, prompts_root):
     again = client.post(f"{dd}/versions", headers=as_("carol"),
                         json={"body": body, "config": config, "message": "Also first", "base_version": 0})
     assert again.status_code == 409 and again.json()["latest_version"] == 1
+
+
+def test_an_editor_of_several_tenants_picks_among_their_own(client):
+    from chainlit.auth.jwt import create_jwt
+    from chainlit.user import User
+
+    claims = {"sub": "gina", "preferred_username": "gina", "name": "Gina Multi",
+              "groups": ["sales", "sales-editors", "finance", "finance-editors"]}
+    token = create_jwt(User(identifier="gina", metadata={"claims": claims, "provider": "password"}))
+    headers = {"Cookie": f"access_token={token}"}
+    r = client.get("/studio", headers=headers)
+    assert r.status_code == 200 and 'id="tenant-picker"' in r.text
+    picker = r.text[r.text.index('id="tenant-picker"'):].split("</select>")[0]
+    options = re.findall(r'<option value="([a-z-]+)"', picker)
+    assert options == ["finance", "sales"], "only the tenants where gina edits prompts"
+    assert client.get("/studio?tenant=sales", headers=headers).status_code == 200
+    assert client.get("/studio?tenant=engineering", headers=headers).status_code == 403
