@@ -346,7 +346,8 @@
     api("POST", "/" + state.name + "/preview", {body: d.body, config: d.config, base_version: state.conflictLatest}).then(function (r) {
       if (!r.ok || !r.data.diff) { toast("Cannot compare: fix the problems in your draft first.", true); return; }
       var panel = $("draft-diff"); panel.hidden = false;
-      renderDiff(panel, r.data.diff, "Version " + state.conflictLatest + " (theirs) → your draft", "theirs", "your draft");
+      renderDiff(panel, r.data.diff, "Version " + state.conflictLatest + " (theirs) → your draft", "theirs", "your draft",
+        "Red: only in their version — saving yours as it is would remove it. Green: only in your draft.");
       panel.scrollIntoView({behavior: "smooth", block: "start"});
     });
   }
@@ -379,12 +380,13 @@
       renderDiff(panel, r.data, title || ("Version " + a + " → version " + b), "v" + a, "v" + b);
     });
   }
-  function renderDiff(panel, diff, title, leftName, rightName) {
-    state.lastDiff = {panel: panel, diff: diff, title: title, l: leftName, r: rightName};
+  function renderDiff(panel, diff, title, leftName, rightName, hint) {
+    state.lastDiff = {panel: panel, diff: diff, title: title, l: leftName, r: rightName, hint: hint};
     clear(panel);
     panel.appendChild(h("div", {class: "diff-head"}, h("h3", {text: title}),
       h("span", {class: "diff-stats"}, h("span", {class: "add", text: "+" + diff.stats.added}), " ",
         h("span", {class: "del", text: "−" + diff.stats.removed}), " lines")));
+    if (hint) panel.appendChild(h("p", {class: "muted small", text: hint}));
     if (diff.identical) { panel.appendChild(h("div", {class: "empty-state", text: "These two are identical."})); return; }
     if (diff.settings.length) {
       var t = h("table", {class: "table diff-settings"}, h("thead", null, h("tr", null, h("th", {text: "Setting"}), h("th", {text: leftName}), h("th", {text: rightName}))));
@@ -427,7 +429,7 @@
     b.addEventListener("click", function () {
       state.diffLayout = b.dataset.layout;
       document.querySelectorAll(".seg button").forEach(function (x) { x.classList.toggle("on", x === b); });
-      var ld = state.lastDiff; if (ld) renderDiff(ld.panel, ld.diff, ld.title, ld.l, ld.r);
+      var ld = state.lastDiff; if (ld) renderDiff(ld.panel, ld.diff, ld.title, ld.l, ld.r, ld.hint);
     });
   });
 
