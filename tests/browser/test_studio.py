@@ -104,6 +104,9 @@ def test_member_is_refused_the_studio(server, browser, shot):
     shot(page, "studio-02-member-refused")
     r = page.request.get(f"{server.url}/studio")
     assert r.status == 403
+    page.click("#sign-out")  # the shared session ends: back to the sign-in page
+    page.locator("#login-form").wait_for()
+    assert page.request.get(f"{server.url}/studio").status == 401
     page.close()
 
 

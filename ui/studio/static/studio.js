@@ -91,6 +91,13 @@
     if (state.name) history.replaceState(null, "", "#" + state.name + "/" + name);
   }
   document.querySelectorAll(".tabs button").forEach(function (b) { b.addEventListener("click", function () { showTab(b.dataset.tab); }); });
+  document.querySelector(".tabs").addEventListener("keydown", function (e) {
+    if (e.key !== "ArrowRight" && e.key !== "ArrowLeft") return;
+    var tabs = Array.prototype.slice.call(document.querySelectorAll(".tabs button"));
+    var i = tabs.indexOf(document.activeElement); if (i < 0) return;
+    var next = tabs[(i + (e.key === "ArrowRight" ? 1 : tabs.length - 1)) % tabs.length];
+    next.focus(); showTab(next.dataset.tab);
+  });
 
   // -- draft (form <-> config) -------------------------------------------------------------------------
   function draftConfig() {
