@@ -5,8 +5,6 @@
   var BOOT = JSON.parse(document.getElementById("bootstrap").textContent);
   var API = "/api/t/" + encodeURIComponent(BOOT.tenant) + "/prompts";
   var FIELDS = ["description", "tier", "temperature", "max_tokens", "signoff"];
-  var SETTING_NAMES = {description: "Description", tier: "Model tier", model: "Model", temperature: "Creativity (temperature)",
-    max_tokens: "Maximum answer length", signoff: "Sign-off line", variables: "Variables"};
 
   var state = {
     assistants: [], name: null, detail: null,
@@ -17,26 +15,8 @@
   };
 
   // -- small helpers -----------------------------------------------------------------------------------
-  function $(id) { return document.getElementById(id); }
-  function h(tag, attrs) {
-    var el = document.createElement(tag);
-    if (attrs) Object.keys(attrs).forEach(function (k) {
-      var v = attrs[k];
-      if (v === null || v === undefined || v === false) return;
-      if (k === "text") el.textContent = v;
-      else if (k === "class") el.className = v;
-      else if (k.slice(0, 2) === "on") el.addEventListener(k.slice(2), v);
-      else el.setAttribute(k, v === true ? "" : v);
-    });
-    for (var i = 2; i < arguments.length; i++) {
-      var c = arguments[i];
-      if (c === null || c === undefined || c === false) continue;
-      if (Array.isArray(c)) c.forEach(function (x) { if (x) el.appendChild(typeof x === "string" ? document.createTextNode(x) : x); });
-      else el.appendChild(typeof c === "string" ? document.createTextNode(c) : c);
-    }
-    return el;
-  }
-  function clear(el) { while (el.firstChild) el.removeChild(el.firstChild); return el; }
+  var D = window.StudioDOM, $ = D.$, h = D.h, clear = D.clear, toast = D.toast, busy = D.busy, ago = D.ago,
+    fullDate = D.fullDate, confirmBox = D.confirmBox;
   function api(method, path, body) {
     var opts = {method: method, credentials: "same-origin", headers: {"X-Tenant-ID": BOOT.tenant, "Accept": "application/json"}};
     if (body !== undefined) { opts.headers["Content-Type"] = "application/json"; opts.body = JSON.stringify(body); }
@@ -49,23 +29,6 @@
       });
     }, function () { return {ok: false, status: 0, data: {detail: "Cannot reach the server — check your connection."}}; });
   }
-  var toastTimer = null;
-  function toast(msg, bad) {
-    var t = $("toast"); t.textContent = msg; t.className = "toast" + (bad ? " bad" : ""); t.hidden = false;
-    clearTimeout(toastTimer); toastTimer = setTimeout(function () { t.hidden = true; }, bad ? 7000 : 3500);
-  }
-  function busy(btn, on) { btn.disabled = on; btn.classList.toggle("busy", on); }
-  function ago(iso) {
-    if (!iso || iso === "draft") return "";
-    var d = new Date(iso); if (isNaN(d)) return iso;
-    var s = Math.round((Date.now() - d.getTime()) / 1000);
-    if (s < 60) return "just now";
-    if (s < 3600) return Math.round(s / 60) + " min ago";
-    if (s < 86400) return Math.round(s / 3600) + " h ago";
-    if (s < 172800) return "yesterday";
-    return d.toLocaleDateString(undefined, {year: "numeric", month: "short", day: "numeric"});
-  }
-  function fullDate(iso) { var d = new Date(iso); return isNaN(d) ? (iso || "") : d.toLocaleString(); }
   function labelsOf(v) {
     var labels = state.detail ? state.detail.labels : {};
     return Object.keys(labels).filter(function (k) { return labels[k] === v; }).sort();
@@ -74,16 +37,6 @@
     var l = labelsOf(v);
     return "v" + v + (l.length ? " (" + l.join(", ") + ")" : "");
   }
-  function confirmBox(title, text, okLabel) {
-    var dlg = $("confirm");
-    $("confirm-title").textContent = title; $("confirm-text").textContent = text;
-    $("confirm-ok").textContent = okLabel || "Confirm";
-    return new Promise(function (resolve) {
-      dlg.addEventListener("close", function onClose() { dlg.removeEventListener("close", onClose); resolve(dlg.returnValue === "ok"); });
-      dlg.returnValue = ""; dlg.showModal();
-    });
-  }
-
   // -- tabs --------------------------------------------------------------------------------------------
   function showTab(name) {
     document.querySelectorAll(".tabs button").forEach(function (b) { b.setAttribute("aria-selected", b.dataset.tab === name ? "true" : "false"); });
@@ -389,48 +342,7 @@
   }
   function renderDiff(panel, diff, title, leftName, rightName, hint) {
     state.lastDiff = {panel: panel, diff: diff, title: title, l: leftName, r: rightName, hint: hint};
-    clear(panel);
-    panel.appendChild(h("div", {class: "diff-head"}, h("h3", {text: title}),
-      h("span", {class: "diff-stats"}, h("span", {class: "add", text: "+" + diff.stats.added}), " ",
-        h("span", {class: "del", text: "−" + diff.stats.removed}), " lines")));
-    if (hint) panel.appendChild(h("p", {class: "muted small", text: hint}));
-    if (diff.identical) { panel.appendChild(h("div", {class: "empty-state", text: "These two are identical."})); return; }
-    if (diff.settings.length) {
-      var t = h("table", {class: "table diff-settings"}, h("thead", null, h("tr", null, h("th", {text: "Setting"}), h("th", {text: leftName}), h("th", {text: rightName}))));
-      var tb = h("tbody");
-      diff.settings.forEach(function (s) {
-        tb.appendChild(h("tr", {"data-field": s.field}, h("td", {text: SETTING_NAMES[s.field] || s.field}),
-          h("td", {text: fmt(s.from)}), h("td", {text: fmt(s.to)})));
-      });
-      t.appendChild(tb); panel.appendChild(t);
-    }
-    var table = h("table", {class: "diff " + state.diffLayout, "aria-label": "Text differences"});
-    var body = h("tbody");
-    diff.rows.forEach(function (row) {
-      if (state.diffLayout === "split") {
-        body.appendChild(h("tr", {class: row.op},
-          h("td", {class: "no", text: row.left_no || ""}),
-          h("td", {class: "l" + (row.left === null ? " empty" : ""), text: row.left === null ? "" : row.left}),
-          h("td", {class: "no", text: row.right_no || ""}),
-          h("td", {class: "r" + (row.right === null ? " empty" : ""), text: row.right === null ? "" : row.right})));
-      } else {
-        if (row.op === "equal") body.appendChild(inlineRow("equal", " ", row.left_no, row.right_no, row.left));
-        else {
-          if (row.left !== null) body.appendChild(inlineRow("delete", "−", row.left_no, "", row.left));
-          if (row.right !== null) body.appendChild(inlineRow("insert", "+", "", row.right_no, row.right));
-        }
-      }
-    });
-    table.appendChild(body);
-    if (diff.rows.length) panel.appendChild(table);
-  }
-  function inlineRow(op, sign, a, b, text) {
-    return h("tr", {class: op}, h("td", {class: "no", text: a || ""}), h("td", {class: "no", text: b || ""}),
-      h("td", {class: "sign", text: sign}), h("td", {class: "line", text: text}));
-  }
-  function fmt(v) {
-    if (v === null || v === undefined || v === "") return "—";
-    return Array.isArray(v) ? v.join(", ") : String(v);
+    window.StudioDiff.render(panel, diff, {title: title, left: leftName, right: rightName, hint: hint, layout: state.diffLayout});
   }
   document.querySelectorAll(".seg button").forEach(function (b) {
     b.addEventListener("click", function () {
