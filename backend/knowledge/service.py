@@ -223,8 +223,8 @@ class KnowledgeService:
 
     async def search(self, principal: Principal, tenant: str, query: str, *, top_k: int = 5,
                      kb: str | None = None, metadata_condition: dict | None = None,
-                     min_score: float = 0.0) -> list[Hit]:
-        store = self.store_for(principal, tenant)
+                     min_score: float = 0.0, permission: str = "retrieval") -> list[Hit]:
+        store = self.store_for(principal, tenant, permission=permission)
         if not query.strip():
             raise Invalid("the query is empty", code="empty_query")
         if metadata_condition is not None:
@@ -241,7 +241,9 @@ class KnowledgeService:
     async def retrieve(self, *, principal: Principal, tenant: str, query: str, top_k: int = 5,
                        kb: str | None = None) -> list[Citation]:
         """The chat's retriever: only passages at or above the relevance threshold (ATRIUM_RETRIEVAL_MIN_SCORE)."""
-        hits = await self.search(principal, tenant, query, top_k=top_k, kb=kb, min_score=self.min_score)
+        # Grounding a chat answer is part of chatting: a key with only the `chat` scope may do it.
+        hits = await self.search(principal, tenant, query, top_k=top_k, kb=kb, min_score=self.min_score,
+                                 permission="chat")
         return [Citation(chunk_id=h.id, document_id=h.document_id, title=h.title, quote=h.text, score=h.score,
                          page=h.page, section=h.section) for h in hits]
 
