@@ -184,8 +184,8 @@ class IngestWorker:
             own_title, chunks = self.chunks_of(doc, data)
             if own_title and doc.doc_metadata.get("title_source") == "filename":
                 # No title was given at upload: cite the document by its own (first heading, PDF title).
-                meta = {k: v for k, v in doc.doc_metadata.items() if k != "title_source"}
-                doc = self._save(doc, title=own_title[:300], doc_metadata=meta)
+                doc = self._save(doc, title=own_title[:300], doc_metadata={**doc.doc_metadata,
+                                                                            "title_source": "document"})
             if doc.chunk_total and doc.chunk_total != len(chunks):
                 # Chunking settings changed between attempts: start over cleanly.
                 store.delete([chunk_id(doc.id, i) for i in range(max(doc.chunk_total, doc.chunks_done))])
@@ -214,7 +214,10 @@ class IngestWorker:
         except _Gone:
             return
         except AtriumError as exc:
-            self._fail(doc, store, exc.message, final=True)
+            # The user's file or configuration (4xx) will not get better by retrying; a provider or store
+            # outage (5xx) may.
+            transient = exc.status_code >= 500 and doc.attempts < MAX_ATTEMPTS
+            self._fail(doc, store, exc.message, final=not transient)
         except Exception as exc:
             final = doc.attempts >= MAX_ATTEMPTS
             self._fail(doc, store, f"{type(exc).__name__}: {str(exc)[:300]}", final=final)
@@ -223,7 +226,12 @@ class IngestWorker:
 
     def _fail(self, doc: KbDocument, store: TenantStore, reason: str, *, final: bool) -> None:
         if not final:
-            return  # lease is released; the job stays in its state and is retried
+            # Keep the job (and its checkpoint); retry after a back-off, showing why in the meantime.
+            with self.db.session() as session:
+                repo.defer_job(session=session, document_id=doc.id, worker_id=self.worker_id,
+                               delay_s=min(300.0, 5.0 * 3 ** max(0, doc.attempts - 1)),
+                               reason=f"retrying after: {reason}")
+            return
         try:
             with self.db.session() as session:
                 current = session.get(KbDocument, doc.id)
@@ -247,9 +255,15 @@ class IngestWorker:
                                code="embedding_model_mismatch")
 
     def _retire_older_versions(self, doc: KbDocument) -> None:
+        """A new version replaces documents of the same file name — or the same title, when the uploader
+        gave one — in the same knowledge base, once it is ready (never before: no gap in answers)."""
         with self.db.session() as session:
-            older = [d for d in repo.find_by_filename(session=session, tenant=doc.tenant, kb=doc.kb,
-                                                      filename=doc.filename, exclude=doc.id)
+            same = {d.id: d for d in repo.find_by_filename(session=session, tenant=doc.tenant, kb=doc.kb,
+                                                           filename=doc.filename, exclude=doc.id)}
+            if "title_source" not in doc.doc_metadata:  # a title the uploader chose
+                same.update({d.id: d for d in repo.find_by_title(session=session, tenant=doc.tenant, kb=doc.kb,
+                                                                 title=doc.title, exclude=doc.id)})
+            older = [d for d in same.values()
                      if d.created_at < doc.created_at or (d.created_at == doc.created_at and d.id < doc.id)]
         for old in older:
             with self.db.session() as session:

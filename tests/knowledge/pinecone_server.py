@@ -40,6 +40,7 @@ class FakePinecone:
         self.dimension = dimension
         self.namespaces: dict[str, dict[str, dict]] = {}
         self.requests: list[dict] = []  # {"method", "path", "body", "query"}
+        self.fail_next = 0  # answer that many upserts with 503 (an outage)
         self.lock = threading.Lock()
         fake = self
 
@@ -89,6 +90,9 @@ class FakePinecone:
     def dispatch(self, method: str, path: str, body: dict, query: dict) -> tuple[int, dict]:
         with self.lock:
             if path == "/vectors/upsert":
+                if self.fail_next > 0:
+                    self.fail_next -= 1
+                    return 503, {"code": 14, "message": "Service unavailable", "details": []}
                 ns = self.namespaces.setdefault(body.get("namespace", ""), {})
                 for v in body["vectors"]:
                     if len(v["values"]) != self.dimension:

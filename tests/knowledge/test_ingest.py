@@ -110,3 +110,44 @@ async def test_access_is_checked_and_denials_audited(services):
         denials = list_events(session=session, kind="denied", limit=10)
     assert {(d.tenant, d.reason) for d in denials} >= {("sales", "missing_role"), ("sales", "tenant_mismatch"),
                                                        ("sales", "missing_scope")}
+
+
+def test_same_explicit_title_replaces_the_old_version(services):
+    kb, admin = services.knowledge, admin_of("sales")
+    old = _upload(kb, "sales", [("returns-2025.md", POLICY_V1)], title="Returns policy")["documents"][0]
+    wait_documents(kb, admin, "sales", [old["id"]])
+    new = _upload(kb, "sales", [("returns-2026.md", POLICY_V2)], title="Returns policy")["documents"][0]
+    wait_documents(kb, admin, "sales", [new["id"]])
+    assert [d["id"] for d in kb.list_documents(admin, "sales")] == [new["id"]]
+    # Two different files whose own first heading is the same are two documents, not versions.
+    a = _upload(kb, "sales", [("a.md", b"# Overview\n\nAlpha text about returns.")])["documents"][0]
+    b = _upload(kb, "sales", [("b.md", b"# Overview\n\nBeta text about invoices.")])["documents"][0]
+    wait_documents(kb, admin, "sales", [a["id"], b["id"]])
+    assert {d["id"] for d in kb.list_documents(admin, "sales")} == {new["id"], a["id"], b["id"]}
+
+
+def test_a_store_outage_is_retried_then_the_job_completes(make_settings, pinecone):
+    import time
+
+    from backend.container import build_services
+
+    pinecone.fail_next = 10**6  # an outage: every upsert gets a 503 (the SDK's own retries give up)
+    services = build_services(make_settings(VECTOR_STORE="pinecone", PINECONE_API_KEY=pinecone.api_key,
+                                            PINECONE_INDEX_HOST=pinecone.host))
+    try:
+        kb, admin = services.knowledge, admin_of("sales")
+        doc_id = _upload(kb, "sales", [("returns.md", POLICY_V1)])["documents"][0]["id"]
+        deadline = time.monotonic() + 120
+        while not (kb.get_document(admin, "sales", doc_id)["error"] or "").startswith("retrying after: Pinecone"):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        doc = kb.get_document(admin, "sales", doc_id)
+        assert doc["status"] == "embedding"  # still in the queue, the reason visible, not failed
+        pinecone.fail_next = 0  # the outage ends
+        (doc,) = wait_documents(kb, admin, "sales", [doc_id])
+        assert doc["status"] == "ready" and doc["error"] is None
+        assert len(pinecone.namespaces["sales"]) == doc["chunks"]
+        with services.db.session() as session:
+            assert repo.get_document(session=session, tenant="sales", document_id=doc_id).attempts == 2
+    finally:
+        services.close()

@@ -70,6 +70,15 @@ def find_by_filename(*, session: Session, tenant: str, kb: str, filename: str,
     return list(session.exec(stmt))
 
 
+def find_by_title(*, session: Session, tenant: str, kb: str, title: str,
+                  exclude: str | None = None) -> list[KbDocument]:
+    stmt = select(KbDocument).where(KbDocument.tenant == tenant, KbDocument.kb == kb, KbDocument.title == title,
+                                    col(KbDocument.status).in_(LIVE + ("failed",)))
+    if exclude is not None:
+        stmt = stmt.where(KbDocument.id != exclude)
+    return list(session.exec(stmt))
+
+
 def get_blob(*, session: Session, tenant: str, document_id: str) -> bytes | None:
     if get_document(session=session, tenant=tenant, document_id=document_id) is None:
         return None
@@ -143,6 +152,15 @@ def release_lease(*, session: Session, document_id: str, worker_id: str) -> None
     session.execute(
         update(KbDocument).where(and_(col(KbDocument.id) == document_id, col(KbDocument.claimed_by) == worker_id))
         .values(lease_until=None, claimed_by=None)
+    )
+    session.commit()
+
+
+def defer_job(*, session: Session, document_id: str, worker_id: str, delay_s: float, reason: str) -> None:
+    """Give a job back for a later retry: unclaimed, but not claimable before `delay_s` has passed."""
+    session.execute(
+        update(KbDocument).where(and_(col(KbDocument.id) == document_id, col(KbDocument.claimed_by) == worker_id))
+        .values(claimed_by=None, lease_until=utcnow() + timedelta(seconds=delay_s), error=reason[:500])
     )
     session.commit()
 
