@@ -220,7 +220,7 @@ async def _ingest_attachments(principal: Principal, tenant: str, elements: list)
         return
     files = [KbUpload(filename=e.name, data=await asyncio.to_thread(Path(e.path).read_bytes)) for e in elements]
     try:
-        result = await asyncio.to_thread(services.knowledge.upload, principal, tenant, files)
+        result = await asyncio.to_thread(services.knowledge.upload, principal, tenant, files, route="chat:upload")
     except AtriumError as exc:
         await cl.Message(content=f"**Could not add the files —** {exc.message}").send()
         return

@@ -51,12 +51,8 @@ async def upload_documents(
         items.append(KbFile(filename=upload.filename, data=data))
         await upload.close()
     result = await asyncio.to_thread(services.knowledge.upload, ctx.principal, ctx.tenant, items, kb=kb,
-                                     metadata=meta, title=title if len(items) == 1 else None)
-    services.audit.record("documents_uploaded", subject=ctx.principal.subject, tenant=ctx.tenant,
-                          route=request.url.path, ip=client_ip(request), status=202 if result["documents"] else 400,
-                          detail={"accepted": [d["id"] for d in result["documents"]],
-                                  "rejected": [{"filename": e["filename"], "error": e["error"]}
-                                               for e in result["errors"]]})
+                                     metadata=meta, title=title if len(items) == 1 else None,
+                                     route=request.url.path)
     if not result["documents"]:
         first = result["errors"][0]
         statuses = {e["status"] for e in result["errors"]}

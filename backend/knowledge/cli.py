@@ -47,13 +47,12 @@ def ingest_paths(services, *, tenant: str, paths: list[str], kb: str = "default"
     operator = Principal(subject="cli", name="atrium CLI", tenants={tenant: frozenset({MEMBER, TENANT_ADMIN})},
                          auth="cli")
     knowledge.worker.stop()  # this process embeds in the foreground, with the progress bar
-    services.audit.record("documents_uploaded", subject="cli", tenant=tenant, route="cli:ingest",
-                          detail={"files": [f.name for f in files][:100], "kb": kb})
     failed = len(problems)
     queued: dict[str, str] = {}
     unchanged = 0
     for path in files:
-        result = knowledge.upload(operator, tenant, [UploadFile(filename=path.name, data=path.read_bytes())], kb=kb)
+        result = knowledge.upload(operator, tenant, [UploadFile(filename=path.name, data=path.read_bytes())], kb=kb,
+                                  route="cli:ingest")
         for err in result["errors"]:
             failed += 1
             print(f"error: {path}: {err['detail']}", file=sys.stderr)

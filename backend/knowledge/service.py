@@ -107,10 +107,11 @@ class KnowledgeService:
     # -- documents ----------------------------------------------------------------------------------------------
 
     def upload(self, principal: Principal, tenant: str, files: list[UploadFile], *, kb: str | None = None,
-               metadata: dict[str, Any] | None = None, title: str | None = None) -> dict[str, list]:
+               metadata: dict[str, Any] | None = None, title: str | None = None,
+               route: str = "knowledge:upload") -> dict[str, list]:
         """Validate each file on its own (one bad file never fails the others) and queue the good ones.
         Blocking (hashing, PDF/zip checks): call from a worker thread."""
-        self.authorize(principal, tenant, "ingest", route="knowledge:upload")
+        self.authorize(principal, tenant, "ingest", route=route)
         kb = check_kb(kb)
         accepted: list[dict] = []
         rejected: list[dict] = []
@@ -122,6 +123,10 @@ class KnowledgeService:
                                  "status": exc.status_code})
         if accepted:
             self.worker.wake()
+        self.audit.record("documents_uploaded", subject=principal.subject, tenant=tenant, route=route,
+                          status=202 if accepted else 422,
+                          detail={"kb": kb, "accepted": [d["id"] for d in accepted],
+                                  "rejected": [{"filename": e["filename"], "error": e["error"]} for e in rejected]})
         return {"documents": accepted, "errors": rejected}
 
     def _accept(self, principal: Principal, tenant: str, kb: str, item: UploadFile, metadata: dict,
