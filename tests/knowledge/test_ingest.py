@@ -151,3 +151,27 @@ def test_a_store_outage_is_retried_then_the_job_completes(make_settings, pinecon
             assert repo.get_document(session=session, tenant="sales", document_id=doc_id).attempts == 2
     finally:
         services.close()
+
+
+def test_deleting_a_document_while_it_is_embedded_leaves_no_vector(make_settings):
+    import time
+
+    from backend.container import build_services
+    from tests.knowledge.test_crash_resume import _big_document
+
+    services = build_services(make_settings(ATRIUM_EMBED_BATCH="2"))
+    try:
+        kb, admin = services.knowledge, admin_of("sales")
+        doc_id = _upload(kb, "sales", [("manual.md", _big_document())])["documents"][0]["id"]
+        deadline = time.monotonic() + 120
+        while kb.get_document(admin, "sales", doc_id)["chunks_done"] < 4:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        result = kb.delete_document(admin, "sales", doc_id)  # the worker lets go at its next checkpoint
+        deadline = time.monotonic() + 60
+        while kb.list_documents(admin, "sales") or kb.store.count("sales"):
+            assert time.monotonic() < deadline, result
+            time.sleep(0.1)
+        assert result["deleted"] is True and kb.store.vector_count("sales") == 0
+    finally:
+        services.close()
