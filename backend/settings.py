@@ -46,8 +46,9 @@ class Settings(BaseSettings):
     embedding_model: str = Field("local/all-MiniLM-L6-v2", alias="ATRIUM_EMBEDDING_MODEL")
     # hybrid = dense + keyword (FTS5) fused by RRF; dense = vectors only (bench/README.md compares them)
     retrieval_mode: Literal["hybrid", "dense"] = Field("hybrid", alias="ATRIUM_RETRIEVAL_MODE")
-    # Passages below this cosine similarity are not used; with none left the chat says it does not know.
-    retrieval_min_score: float = Field(0.35, alias="ATRIUM_RETRIEVAL_MIN_SCORE")
+    # Passages below this cosine similarity are not used (unless they contain most of the question's words,
+    # see knowledge/retrieval.is_relevant); with none left the chat says it does not know.
+    retrieval_min_score: float = Field(0.4, alias="ATRIUM_RETRIEVAL_MIN_SCORE")
     chunk_tokens: int = Field(200, alias="ATRIUM_CHUNK_TOKENS")
     chunk_overlap: int = Field(40, alias="ATRIUM_CHUNK_OVERLAP")
     embed_batch: int = Field(32, alias="ATRIUM_EMBED_BATCH")

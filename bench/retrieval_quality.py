@@ -42,12 +42,15 @@ def main() -> None:
         for mode in ("dense", "hybrid"):
             kb.retrieval.mode = mode
             hits_doc = hits_answer = answerable = 0
-            top_scores_in, top_scores_out = [], []
+            top_scores_in, top_scores_out, decisions = [], [], []
             for q in questions:
                 principal = Principal(subject="bench", name="b", tenants={q["tenant"]: frozenset({MEMBER})})
                 hits = asyncio.run(kb.search(principal, q["tenant"], q["question"], top_k=5))
                 # The chat answers when any retrieved passage reaches the threshold: judge by the best one.
                 top = max((h.score for h in hits), default=0.0)
+                # what the chat does: answer from the relevant passages, or say "I don't know"
+                answered = bool(asyncio.run(kb.retrieve(principal=principal, tenant=q["tenant"], query=q["question"])))
+                decisions.append((q.get("doc") is not None, answered))
                 if q.get("doc") is None:
                     top_scores_out.append(top)
                     continue
@@ -63,6 +66,10 @@ def main() -> None:
                              "best score, other-dept median/p90/max": (round(statistics.median(top_scores_out), 3),
                                                                 round(_pct(top_scores_out, 90), 3),
                                                                 round(max(top_scores_out), 3))}
+            answerable_ok = [ok for has_doc, ok in decisions if has_doc]
+            refused_ok = [not ok for has_doc, ok in decisions if not has_doc]
+            results[mode][f"chat decision (min score {kb.min_score} + keyword coverage): answered / I don't know"] = (
+                round(sum(answerable_ok) / len(answerable_ok), 3), round(sum(refused_ok) / len(refused_ok), 3))
             for threshold in (0.3, 0.35, 0.4, 0.45, 0.5):
                 kept = sum(s >= threshold for s in top_scores_in) / len(top_scores_in)
                 refused = sum(s < threshold for s in top_scores_out) / len(top_scores_out)

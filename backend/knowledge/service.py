@@ -25,7 +25,7 @@ from backend.governance.audit import AuditLog
 from backend.knowledge import metadata_filter
 from backend.knowledge.ingest import IngestWorker
 from backend.knowledge.parse import validate
-from backend.knowledge.retrieval import Citation, Retrieval
+from backend.knowledge.retrieval import Citation, Retrieval, is_relevant
 from backend.knowledge.stores.base import Hit, TenantStore, VectorStore
 from backend.tenants import TenantRegistry
 
@@ -245,10 +245,10 @@ class KnowledgeService:
 
     async def retrieve(self, *, principal: Principal, tenant: str, query: str, top_k: int = 5,
                        kb: str | None = None) -> list[Citation]:
-        """The chat's retriever: only passages at or above the relevance threshold (ATRIUM_RETRIEVAL_MIN_SCORE)."""
+        """The chat's retriever: only relevant passages (see retrieval.is_relevant); none = "I don't know"."""
         # Grounding a chat answer is part of chatting: a key with only the `chat` scope may do it.
-        hits = await self.search(principal, tenant, query, top_k=top_k, kb=kb, min_score=self.min_score,
-                                 permission="chat")
+        hits = await self.search(principal, tenant, query, top_k=top_k, kb=kb, permission="chat")
+        hits = [h for h in hits if is_relevant(query, h, min_score=self.min_score)]
         return [Citation(chunk_id=h.id, document_id=h.document_id, title=h.title, quote=h.text, score=h.score,
                          page=h.page, section=h.section) for h in hits]
 

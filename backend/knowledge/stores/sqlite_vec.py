@@ -8,18 +8,14 @@ when other tenants' corpora are large.
 from __future__ import annotations
 
 import hashlib
-import re
 import struct
 import threading
 from pathlib import Path
 
 from backend.errors import Unavailable
 from backend.knowledge.stores.base import ChunkRecord, Hit
+from backend.knowledge.text import content_words
 from backend.tenants import is_slug
-
-_STOP = frozenset("""a an and are as at be by can do does for from how i if in is it of on or our the to
-we what when where which who why will with you your my me this that there their do does did much many
-should would could about into than then them they any all""".split())
 
 
 def _connect(path: str):
@@ -61,8 +57,7 @@ def _fts_table(namespace: str) -> str:
 
 def fts_query(text: str) -> str | None:
     """User text -> a safe FTS5 OR-query of its content words (quoted: no FTS syntax gets through)."""
-    words = [w for w in re.findall(r"[\w$%][\w$%.-]*", text.lower()) if w not in _STOP and len(w) > 1]
-    words = list(dict.fromkeys(w.strip(".-") for w in words if w.strip(".-")))[:32]
+    words = content_words(text)[:32]
     return " OR ".join('"' + w.replace('"', "") + '"' for w in words) or None
 
 
