@@ -9,6 +9,7 @@ knowledge_id of another tenant is "not found", exactly like one that does not ex
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -52,9 +53,9 @@ async def dify_retrieval(tenant: str, request: Request, services: ServicesDep):
     try:
         # The same verification as every tenant route (API key, IdP JWT or session; URL, X-Tenant-ID and
         # credentials agree; the `retrieval` permission), each refusal audited there.
-        principal = get_principal(request, services)
-        ctx = get_tenant_context(request, services, principal, tenant)
-        ctx = require("retrieval")(request, services, ctx)
+        principal = await asyncio.to_thread(get_principal, request, services)  # may touch SQL
+        ctx = await get_tenant_context(request, services, principal, tenant)
+        ctx = await require("retrieval")(request, services, ctx)
     except AtriumError as exc:
         if exc.code in ("malformed_authorization", "not_authenticated"):
             dify_code, message = 1001, "Invalid Authorization header format. Expected 'Bearer <api-key>' format."
