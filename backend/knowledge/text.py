@@ -6,7 +6,7 @@ import re
 
 STOPWORDS = frozenset("""a an and are as at be by can do does for from how i if in is it of on or our the to
 we what when where which who why will with you your my me this that there their did much many should would
-could about into than then them they any all""".split())
+could about into than then them they any all long get need""".split())
 
 
 def content_words(text: str) -> list[str]:
