@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from tests.api.test_documents import CORPUS, wait_ready
+from tests.conftest import session_cookie_for
 
 MARKERS = ["Project BLUEHERON-Compass", "Project BLUEHERON-7", "Project BLUEHERON-Echo"]
 # Questions whose answer passage holds each marker (dense-only Pinecone retrieval ranks by meaning).
@@ -31,6 +32,14 @@ def _eng_admin_cookie() -> dict[str, str]:
 
     claims = {"sub": "eng-admin", "groups": ["engineering", "engineering-admins"]}
     return {"access_token": create_jwt(User(identifier="eng-admin", metadata={"claims": claims}))}
+
+
+@pytest.fixture
+def login_as(monkeypatch):
+    """Session cookies without the shared `api_client` fixture: a second app on the same data dir would run
+    a second ingestion worker, with the other store, on the same job queue."""
+    monkeypatch.setenv("CHAINLIT_AUTH_SECRET", "test-secret-" + "x" * 40)
+    return session_cookie_for
 
 
 @pytest.fixture(params=["sqlite", "pinecone"])
