@@ -10,11 +10,11 @@ from __future__ import annotations
 import io
 import re
 import zipfile
-from dataclasses import dataclass, field
-from html.parser import HTMLParser
 from pathlib import PurePosixPath, PureWindowsPath
 
 from backend.errors import Invalid, PayloadTooLarge, UnsupportedMedia
+from backend.knowledge.blocks import Block, ParsedDocument  # noqa: F401  (re-exported: parse's output types)
+from backend.knowledge.html import parse_html
 
 SUPPORTED = ".txt, .md, .pdf, .docx, .html"
 # A .docx is a zip; refuse archives that expand far beyond their size (zip bombs).
@@ -25,21 +25,6 @@ _MAGIC = [  # (prefix, what it is) for friendly "unsupported" messages
     (b"MZ", "a Windows executable"), (b"\x7fELF", "a Linux executable"), (b"\x1f\x8b", "a gzip archive"),
     (b"Rar!", "a RAR archive"), (b"7z\xbc\xaf", "a 7-Zip archive"), (b"\xd0\xcf\x11\xe0", "a legacy Office file"),
 ]
-
-
-@dataclass
-class Block:
-    text: str
-    page: int | None = None
-    level: int = 0  # 0 = body text; 1..6 = a heading of that level
-
-
-@dataclass
-class ParsedDocument:
-    content_type: str
-    blocks: list[Block] = field(default_factory=list)
-    title: str | None = None  # from the document itself (PDF metadata, first H1), when it has one
-    pages: int | None = None
 
 
 def clean_filename(name: str | None) -> str:
@@ -122,7 +107,7 @@ def parse(data: bytes, content_type: str) -> ParsedDocument:
     elif content_type == "docx":
         doc = _parse_docx(data)
     elif content_type == "html":
-        doc = _parse_html(_decode(data) or "")
+        doc = parse_html(_decode(data) or "")
     else:
         doc = _parse_text(_decode(data) or "", markdown=content_type == "markdown")
     doc.blocks = [b for b in doc.blocks if b.text.strip()]
@@ -228,62 +213,6 @@ def _parse_docx(data: bytes) -> ParsedDocument:
             if cells:
                 doc.blocks.append(Block(text=" | ".join(dict.fromkeys(cells))))
     return doc
-
-
-# -- HTML ------------------------------------------------------------------------------------------------------
-
-
-class _HtmlBlocks(HTMLParser):
-    _BLOCK = {"p", "li", "td", "th", "div", "section", "article", "pre", "blockquote", "br", "tr", "dd", "dt"}
-    _SKIP = {"script", "style", "noscript", "template", "svg", "head"}
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.blocks: list[Block] = []
-        self.title: str | None = None
-        self._buf: list[str] = []
-        self._level = 0
-        self._skip = 0
-        self._in_title = False
-
-    def _flush(self) -> None:
-        text = re.sub(r"\s+", " ", "".join(self._buf)).strip()
-        if text:
-            self.blocks.append(Block(text=text, level=self._level))
-        self._buf, self._level = [], 0
-
-    def handle_starttag(self, tag, attrs) -> None:
-        if tag == "title":
-            self._in_title = True
-        if tag in self._SKIP:
-            self._skip += 1
-        elif re.fullmatch(r"h[1-6]", tag):
-            self._flush()
-            self._level = int(tag[1])
-        elif tag in self._BLOCK:
-            self._flush()
-
-    def handle_endtag(self, tag) -> None:
-        if tag == "title":
-            self._in_title = False
-        if tag in self._SKIP:
-            self._skip = max(0, self._skip - 1)
-        elif re.fullmatch(r"h[1-6]", tag) or tag in self._BLOCK:
-            self._flush()
-
-    def handle_data(self, data) -> None:
-        if self._in_title:
-            self.title = (self.title or "") + data.strip()
-        elif not self._skip:
-            self._buf.append(data)
-
-
-def _parse_html(text: str) -> ParsedDocument:
-    parser = _HtmlBlocks()
-    parser.feed(text)
-    parser.close()
-    parser._flush()
-    return ParsedDocument(content_type="html", blocks=parser.blocks, title=parser.title or None)
 
 
 # -- text / markdown ---------------------------------------------------------------------------------------------

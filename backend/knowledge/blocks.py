@@ -1,0 +1,20 @@
+"""What parsing produces: text blocks (headings and body text, with page numbers) of one document."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Block:
+    text: str
+    page: int | None = None
+    level: int = 0  # 0 = body text; 1..6 = a heading of that level
+
+
+@dataclass
+class ParsedDocument:
+    content_type: str
+    blocks: list[Block] = field(default_factory=list)
+    title: str | None = None  # from the document itself (PDF metadata, first H1), when it has one
+    pages: int | None = None
