@@ -22,6 +22,7 @@ from backend.errors import AtriumError, Forbidden, NotFound, QuotaExceeded, Unav
 from backend.governance.cache import ResponseCache
 from backend.governance.quotas import Admission, QuotaService
 from backend.governance.usage import UsageWriter
+from backend.knowledge.retrieval import Citation  # re-exported: the UI and the API read it from here
 from backend.llm.routing import QueryClassifier, decide
 from backend.llm.service import Completion, Delta, LLMService, NoModelAvailable
 from backend.prompts.store import PromptNotFound, PromptStore, PromptVersion, render
@@ -32,17 +33,6 @@ log = logging.getLogger("atrium.chat")
 NO_CONTEXT = "(no relevant passages were found in the knowledge base)"
 NO_ANSWER = ("I don't know — nothing in the {tenant} knowledge base covers this. Try rephrasing, or ask "
              "an administrator to add the document that answers it.")
-
-
-@dataclass
-class Citation:
-    chunk_id: str
-    document_id: str
-    title: str
-    quote: str
-    score: float
-    page: int | None = None
-    section: str | None = None
 
 
 class Retriever(Protocol):

@@ -162,6 +162,17 @@ class LiveServer:
             self._cookies[user] = dict(r.cookies)
         return self._cookies[user]
 
+    def rows(self, sql: str, **params: object) -> list[dict]:
+        """Rows of a query on the served app's SQLite database (what the app recorded)."""
+        import sqlalchemy as sa
+
+        engine = sa.create_engine(f"sqlite:///{self.data_dir / 'atrium.db'}")
+        try:
+            with engine.connect() as conn:
+                return [dict(r) for r in conn.execute(sa.text(sql), params).mappings().all()]
+        finally:
+            engine.dispose()
+
     def log_tail(self, n: int = 60) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
 

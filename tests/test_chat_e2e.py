@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import httpx
 import pytest
-import sqlalchemy as sa
 
 from tests.chainlit_client import ChainlitSession
 
@@ -12,23 +11,11 @@ pytestmark = pytest.mark.slow
 
 
 def _turns(server) -> list[dict]:
-    engine = sa.create_engine(f"sqlite:///{server.data_dir / 'atrium.db'}")
-    try:
-        with engine.connect() as conn:
-            rows = conn.execute(sa.text("select * from chat_turn order by id")).mappings().all()
-            return [dict(r) for r in rows]
-    finally:
-        engine.dispose()
+    return server.rows("select * from chat_turn order by id")
 
 
 def _audit(server, kind: str) -> list[dict]:
-    engine = sa.create_engine(f"sqlite:///{server.data_dir / 'atrium.db'}")
-    try:
-        with engine.connect() as conn:
-            rows = conn.execute(sa.text("select * from audit_event where kind = :k order by id"), {"k": kind})
-            return [dict(r) for r in rows.mappings().all()]
-    finally:
-        engine.dispose()
+    return server.rows("select * from audit_event where kind = :k order by id", k=kind)
 
 
 def test_served_app_pages(live_server):

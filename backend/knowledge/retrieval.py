@@ -44,8 +44,7 @@ def rrf(rankings: list[list[Hit]], *, k: int = 60) -> list[tuple[Hit, float]]:
 
 @dataclass
 class Citation:
-    """A passage the chat cites. Field-for-field the chat's backend.chat.Citation (imports flow chat ->
-    knowledge, so the chat's own class cannot be imported here)."""
+    """A passage the chat cites (title, page/section, the quoted text); backend.chat re-exports it."""
 
     chunk_id: str
     document_id: str

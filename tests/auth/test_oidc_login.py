@@ -11,7 +11,6 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-import sqlalchemy as sa
 
 from tests.chainlit_client import ChainlitSession
 from tests.conftest import free_port, start_server, stop_server
@@ -42,23 +41,11 @@ def idp_app(tmp_path_factory):
 
 
 def _audit(server, kind: str) -> list[dict]:
-    engine = sa.create_engine(f"sqlite:///{server.data_dir / 'atrium.db'}")
-    try:
-        with engine.connect() as conn:
-            rows = conn.execute(sa.text("select * from audit_event where kind = :k order by id"), {"k": kind})
-            return [dict(r) for r in rows.mappings().all()]
-    finally:
-        engine.dispose()
+    return server.rows("select * from audit_event where kind = :k order by id", k=kind)
 
 
 def _turns(server, subject: str) -> list[dict]:
-    engine = sa.create_engine(f"sqlite:///{server.data_dir / 'atrium.db'}")
-    try:
-        with engine.connect() as conn:
-            rows = conn.execute(sa.text("select * from chat_turn where subject = :s order by id"), {"s": subject})
-            return [dict(r) for r in rows.mappings().all()]
-    finally:
-        engine.dispose()
+    return server.rows("select * from chat_turn where subject = :s order by id", s=subject)
 
 
 def _login(op, server, user: str) -> httpx.Client:
