@@ -23,7 +23,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from backend.logs import setup_logging
 
-    setup_logging(get_settings().log_level)
+    settings = get_settings()
+    setup_logging(settings.log_level)
+    shown_host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
+    hint = " — demo users in README.md (e.g. alice / atrium)" if settings.password_login_enabled else ""
+    print(f"Atrium: open http://{shown_host}:{args.port}{hint}", file=sys.stderr, flush=True)
     # log_config=None: uvicorn's own loggers go through our JSON-lines handler too.
     uvicorn.run("app:app", host=args.host, port=args.port, log_level="info", log_config=None,
                 proxy_headers=True, forwarded_allow_ips=args.forwarded_allow_ips)

@@ -7,7 +7,9 @@ import logging
 import sys
 from datetime import UTC, datetime
 
-_RESERVED = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+# Record attributes that are not fields of ours; libraries' decorations (uvicorn's ANSI-coloured copy of the
+# message, LiteLLM's redaction marker) are noise in a JSON line.
+_RESERVED = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "color_message", "litellm_redacted"}
 
 
 class JsonFormatter(logging.Formatter):
@@ -32,7 +34,7 @@ def setup_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("httpx", "engineio", "socketio"):
+    for noisy in ("httpx", "engineio", "socketio", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # LiteLLM warns about every custom-priced model; our cost comes from models.yaml anyway.
     for noisy in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy"):

@@ -19,6 +19,8 @@ fi
 
 [[ -x "$VENV/bin/python" ]] || "$PYTHON" -m venv "$VENV"
 pip=("$VENV/bin/python" -m pip --disable-pip-version-check)
+# Some machines' pip config names find-links folders that do not exist; pip warns once per package.
+exec 2> >(grep -v --line-buffered "^WARNING: Location '.*' is ignored" >&2)
 "${pip[@]}" install -q --upgrade "pip>=24"
 
 if [[ ",$EXTRAS," == *",local,"* ]]; then
