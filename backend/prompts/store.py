@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from backend.errors import Unavailable
 from backend.prompts.schema import (
     SYSTEM_FIELDS,
     RenderError,
@@ -33,7 +34,7 @@ from backend.prompts.schema import (
 from backend.tenants import is_slug
 
 __all__ = ["PromptStore", "PromptVersion", "PromptNotFound", "InvalidPromptName", "VersionConflict",
-           "LabelMove", "render", "RenderError", "parse_prompt_file", "dump_prompt_file"]
+           "LabelMove", "PromptFileInvalid", "render", "RenderError", "parse_prompt_file", "dump_prompt_file"]
 
 _VERSION_RE = re.compile(r"^v(\d{4,})\.md$")
 _FRONT_RE = re.compile(r"^---\n(.*?)\n---\n?(.*)$", re.S)
@@ -80,14 +81,28 @@ class LabelMove:
     entry: dict[str, Any]
 
 
-def parse_prompt_file(text: str) -> tuple[dict[str, Any], str]:
+class PromptFileInvalid(Unavailable):
+    """A version file on disk that cannot be read (edited by hand, say): the assistant is unavailable until
+    it is fixed, and the message says where."""
+
+    code = "prompt_file_invalid"
+
+
+def parse_prompt_file(text: str, *, source: str = "prompt file") -> tuple[dict[str, Any], str]:
     text = text.replace("\r\n", "\n")
     m = _FRONT_RE.match(text)
     if not m:
         return {}, text
-    meta = yaml.safe_load(m.group(1)) or {}
+    try:
+        meta = yaml.safe_load(m.group(1)) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 2})" if mark is not None else ""  # +1 for the opening ---
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise PromptFileInvalid(f"{source} has invalid front matter{where}: {problem}; fix the file "
+                                "(quote values containing ': ') or save a new version in the studio") from exc
     if not isinstance(meta, dict):
-        raise ValueError("front matter must be a YAML mapping")
+        raise PromptFileInvalid(f"{source}: the front matter must be a YAML mapping of settings")
     return meta, m.group(2)
 
 
@@ -166,7 +181,8 @@ class PromptStore:
         path = self._version_path(tenant, assistant, version)
         if not path.is_file():
             raise PromptNotFound(f"{tenant}/{assistant} has no version {version}")
-        meta, body = parse_prompt_file(path.read_text(encoding="utf-8"))
+        meta, body = parse_prompt_file(path.read_text(encoding="utf-8"),
+                                       source=f"prompts/{tenant}/{assistant}/{path.name}")
         return PromptVersion(tenant=tenant, assistant=assistant, version=version, body=body, config=meta)
 
     def resolve(self, tenant: str, assistant: str, label: str = "production") -> PromptVersion:
