@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import os
 import sys
 
 from backend.settings import get_settings
 
 
-def _services():
+def _services(*, worker: bool = True):
+    """The app's services; `worker=False` for commands that never ingest (no background thread)."""
     from backend.container import build_services
     from backend.logs import setup_logging
 
     settings = get_settings()
+    if not worker:
+        settings = settings.model_copy(update={"ingest_worker": False})
     setup_logging("WARNING")
     return build_services(settings)
 
@@ -47,7 +51,7 @@ def cmd_migrate(_args: argparse.Namespace) -> int:
 def cmd_keys_create(args: argparse.Namespace) -> int:
     from backend.auth.api_keys import issue_key, parse_scopes
 
-    services = _services()
+    services = _services(worker=False)
     if services.registry.get(args.tenant) is None:
         print(f"error: unknown tenant {args.tenant!r}; known: {', '.join(services.registry.ids())}",
               file=sys.stderr)
@@ -69,7 +73,7 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
 def cmd_keys_revoke(args: argparse.Namespace) -> int:
     from backend.db.repositories.api_keys import revoke_api_key
 
-    services = _services()
+    services = _services(worker=False)
     with services.db.session() as session:
         key = revoke_api_key(session=session, tenant=args.tenant, key_id=args.key_id)
     if key is None:
@@ -142,7 +146,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    rc = int(args.func(args) or 0)
+    if args.command != "serve":
+        # Everything is committed by now. Skip interpreter teardown: LiteLLM's HTTP clients' finalizers can
+        # deadlock on the import lock at shutdown, leaving a finished command hanging.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(rc)
+    return rc
 
 
 if __name__ == "__main__":
