@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from backend.api.openai_errors import is_openai_path, openai_error
 from backend.errors import AtriumError
@@ -50,14 +51,35 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = [
-            f"{'.'.join(str(p) for p in e.get('loc', ()) if p != 'body')}: {e.get('msg')}" for e in exc.errors()
-        ]
+        problems = [_describe_problem(e) for e in exc.errors()]
         if is_openai_path(request.url.path):
             loc = next((e.get("loc") for e in exc.errors()), ()) or ()
             param = ".".join(str(p) for p in loc if p != "body") or None
             return openai_error(422, "invalid_request", "; ".join(problems), param=param)
         return JSONResponse(_error_body("invalid_request", "; ".join(problems)), status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # Framework errors (unknown route, wrong method) in the same shape as everything else.
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        detail = exc.detail
+        if exc.status_code == 404 and detail == "Not Found":
+            detail = f"no route {request.method} {request.url.path}; the API is documented at /docs"
+        elif exc.status_code == 405:
+            detail = f"{request.method} is not allowed on {request.url.path}"
+        if is_openai_path(request.url.path):
+            return openai_error(exc.status_code, code, str(detail), headers=exc.headers)
+        return JSONResponse(_error_body(code, str(detail)), status_code=exc.status_code, headers=exc.headers)
+
+
+def _describe_problem(error: dict) -> str:
+    """One validation problem in words a caller can act on."""
+    loc = [str(p) for p in error.get("loc", ()) if p != "body"]
+    if error.get("type") == "json_invalid":
+        reason = (error.get("ctx") or {}).get("error", "")
+        return f"the request body is not valid JSON ({reason} at character {loc[-1] if loc else '?'})"
+    where = ".".join(loc) or "the request body"
+    return f"{where}: {error.get('msg')}"
 
 
 def create_app(settings: Settings | None = None, *, mount_chat: bool = True) -> FastAPI:
