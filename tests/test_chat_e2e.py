@@ -79,3 +79,11 @@ async def test_user_without_tenant_gets_a_clear_no_access_message(live_server):
         reply = await chat.ask("hello")
     assert "no access" in reply.text.lower() and "administrator" in reply.text.lower()
     assert reply.tokens == []
+
+
+async def test_platform_operator_is_pointed_to_the_operator_routes(live_server):
+    cookies = live_server.login("root")
+    async with ChainlitSession(live_server.url, cookies) as chat:
+        reply = await chat.ask("hello")
+    assert "platform operator" in reply.text and "/api/admin/audit" in reply.text
+    assert reply.tokens == []

@@ -119,10 +119,7 @@ async def chat_profiles(current_user: cl.User | None, language: str | None = Non
 async def start() -> None:
     principal = _principal_of(cl.user_session.get("user"))
     if principal is None or not principal.tenants:
-        await cl.Message(
-            content="**No access.** Your account is not in any department that uses Atrium yet — "
-            + missing_access_hint(services.registry) + "."
-        ).send()
+        await cl.Message(content=_no_access(principal)).send()
         return
     cl.user_session.set("history", [])
 
@@ -131,7 +128,7 @@ async def start() -> None:
 async def on_message(message: cl.Message) -> None:
     principal = _principal_of(cl.user_session.get("user"))
     if principal is None or not principal.tenants:
-        await cl.Message(content="**No access.** " + missing_access_hint(services.registry) + ".").send()
+        await cl.Message(content=_no_access(principal)).send()
         return
     parsed = _parse_profile(cl.user_session.get("chat_profile"))
     if parsed is None:
@@ -170,21 +167,39 @@ async def on_message(message: cl.Message) -> None:
         await cl.Message(content=f"**Sorry —** {exc.message}").send()
         return
     assert result is not None
+    labels = [_source_label(i, c) for i, c in enumerate(result.citations, 1)]
     reply.elements = [  # type: ignore[assignment]
-        cl.Text(name=f"[{i}] {c.title}" + (f" p.{c.page}" if c.page else ""),
+        cl.Text(name=label,
                 content=(f"**{c.title}**" + (f" — {c.section}" if c.section else "")
                          + (f", page {c.page}" if c.page else "") + f"\n\n> {c.quote}"),
                 display="side")
-        for i, c in enumerate(result.citations, 1)
+        for label, c in zip(labels, result.citations, strict=True)
     ]
-    if result.citations:
-        reply.content = (reply.content or result.answer) + "\n\nSources: " + ", ".join(
-            f"[{i}] {c.title}" + (f" p.{c.page}" if c.page else "") for i, c in enumerate(result.citations, 1))
+    if labels:
+        reply.content = (reply.content or result.answer) + "\n\nSources: " + ", ".join(labels)
     for warning in result.warnings:
         reply.content += f"\n\n_{warning}_"
     await reply.send()
     history.extend([{"role": "user", "content": message.content}, {"role": "assistant", "content": result.answer}])
     cl.user_session.set("history", history[-20:])
+
+
+def _no_access(principal: Principal | None) -> str:
+    if principal is not None and principal.is_platform_admin:
+        return ("**You are signed in as a platform operator**, not as a member of a department, so there is no "
+                "assistant to chat with here. Operator views: `GET /api/admin/tenants` and `GET /api/admin/audit`; "
+                "to use a department's assistant, ask to be added to its group.")
+    return ("**No access.** Your account is not in any department that uses Atrium yet — "
+            + missing_access_hint(services.registry) + ".")
+
+
+def _source_label(i: int, citation) -> str:
+    """`[2] Pricing Rules › Discount approval, p.3`: the section tells five passages of one document apart."""
+    label = f"[{i}] {citation.title}"
+    if citation.section and citation.section != citation.title:
+        section = citation.section.split(" > ")[-1]
+        label += f" › {section[:48]}"
+    return label + (f", p.{citation.page}" if citation.page else "")
 
 
 _STATUS_ICON = {"queued": "⏳", "parsing": "⏳", "embedding": "⏳", "ready": "✅", "failed": "❌"}
