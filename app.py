@@ -113,6 +113,10 @@ def create_app(settings: Settings | None = None, *, mount_chat: bool = True) -> 
     from backend.auth.request_context import ClientIpContext
 
     app.add_middleware(ClientIpContext)  # audit IPs for Chainlit's login hooks too
+    if mount_chat:
+        from ui.login_errors import FriendlyLoginErrors
+
+        app.add_middleware(FriendlyLoginErrors)
 
     from backend.api import routers
 

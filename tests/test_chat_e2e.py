@@ -29,7 +29,7 @@ def test_served_app_pages(live_server):
 
 def test_wrong_password_is_refused_and_audited(live_server):
     r = httpx.post(f"{live_server.url}/chat/login", data={"username": "alice", "password": "nope"})
-    assert r.status_code == 401
+    assert r.status_code == 401 and r.json() == {"detail": "Wrong username or password."}
     assert any(e["subject"] == "alice" and e["reason"] == "bad_password" for e in _audit(live_server, "denied"))
 
 
