@@ -211,7 +211,7 @@ def _upload_status(docs: list[dict], errors: list[dict], kb_name: str) -> str:
         state = d["status"]
         if state == "ready":
             note = "ready — " + ("unchanged, already in the knowledge base" if d.get("duplicate") else
-                                 f"{d['chunks']} passages, searchable now")
+                                 f"{d['chunks']} passage{'' if d['chunks'] == 1 else 's'}, searchable now")
         elif state == "failed":
             note = f"failed: {d['error']}"
         elif state == "embedding" and d["chunks"]:
