@@ -57,6 +57,16 @@ def data_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
+def prompts_root(tmp_path: Path) -> Path:
+    """A copy of the repo's prompts/ (tests never modify the real files): pass it as ATRIUM_PROMPTS_DIR."""
+    import shutil
+
+    root = tmp_path / "prompts"
+    shutil.copytree(REPO / "prompts", root)
+    return root
+
+
+@pytest.fixture
 def make_settings(data_dir: Path) -> Callable[..., object]:
     """Settings for a temp data dir; keyword overrides use the env names, e.g. VECTOR_STORE="pinecone"."""
     from backend.settings import Settings

@@ -13,18 +13,11 @@ from sqlmodel import select
 
 from backend.auth.api_keys import issue_key
 from backend.db.models import AuditEvent, ChatTurn
-from tests.conftest import REPO, session_cookie_for
+from tests.conftest import session_cookie_for
 from tests.prompts import replica
 
 BASE = "/api/t/sales/prompts"
 SA = f"{BASE}/sales-assistant"
-
-
-@pytest.fixture
-def prompts_root(tmp_path: Path) -> Path:
-    root = tmp_path / "prompts"
-    shutil.copytree(REPO / "prompts", root)
-    return root
 
 
 @pytest.fixture

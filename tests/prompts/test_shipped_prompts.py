@@ -44,11 +44,8 @@ def test_a_broken_front_matter_names_the_file_and_the_fix(tmp_path: Path):
     assert info.value.status_code == 503
 
 
-def test_chat_with_a_broken_prompt_file_is_a_clear_503(tmp_path: Path, make_api_client, login_as):
-    import shutil
-
-    root = tmp_path / "prompts"
-    shutil.copytree(REPO / "prompts", root)
+def test_chat_with_a_broken_prompt_file_is_a_clear_503(prompts_root: Path, make_api_client, login_as):
+    root = prompts_root
     broken = root / "sales" / "deal-desk" / "v0001.md"
     broken.write_text(broken.read_text().replace('"Deal desk: quotes and discount checks"',
                                                  "Deal desk: quotes and discount checks"))
