@@ -7,6 +7,7 @@ def routers() -> list[APIRouter]:
     """Every router of the app, in one place (and so in the isolation tests' route inventory)."""
     from backend.api import (
         admin,
+        admin_page,
         chat,
         dify_chat,
         dify_retrieval,
@@ -23,4 +24,4 @@ def routers() -> list[APIRouter]:
 
     return [health.router, me.router, chat.router, keys.router, admin.router, dify_chat.router,
             prompts.router, studio.router, openai_compat.router, usage.router, documents.router, search.router,
-            dify_retrieval.router]
+            dify_retrieval.router, admin_page.router]

@@ -1,0 +1,120 @@
+"""GET /admin, in-process: platform admins see tenants, models, readiness, usage and denials (and the view
+is audited); everyone else gets a 403 page and a denial row; anonymous visitors get a sign-in link."""
+
+from __future__ import annotations
+
+import html
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlmodel import select
+
+from backend.db.models import AuditEvent, ChatTurn
+
+
+def as_(cookies: dict[str, str]) -> dict[str, str]:
+    return {"Cookie": f"access_token={cookies['access_token']}"}
+
+
+def events(services, kind: str) -> list[AuditEvent]:
+    with services.db.session() as s:
+        return list(s.exec(select(AuditEvent).where(AuditEvent.kind == kind).order_by(AuditEvent.id)))
+
+
+@pytest.fixture
+def root(login_as) -> dict[str, str]:
+    return as_(login_as("root"))
+
+
+def test_root_sees_tenants_models_readiness_and_denials(api_client, api_services, login_as, root):
+    # A denial to show: alice tries another tenant's audit log.
+    assert api_client.get("/api/t/finance/audit", headers=as_(login_as("alice"))).status_code == 403
+    r = api_client.get("/admin", headers=root)
+    assert r.status_code == 200, r.text
+    assert r.headers["cache-control"] == "no-store"
+    page = html.unescape(r.text)
+    for t in api_services.registry.all():
+        assert f'id="tenant-{t.id}"' in page and t.name in page
+        assert all(a.title in page for a in t.assistants)
+    sales = api_services.registry.get("sales")
+    row = page.split('id="tenant-sales"')[1].split("</tr>")[0]
+    assert f"routing <strong>{sales.model_policy.routing}</strong>" in row
+    assert f"{sales.quotas.requests_per_minute:,} req/min" in row
+    assert f"${sales.quotas.monthly_budget_usd:.2f}/month" in row
+    live = api_services.llm.live
+    assert live.live, "the test config has at least one live tier"
+    for tier in sales.model_policy.allowed_tiers:  # allowed but not live is shown struck out
+        assert (f'title="not live">{tier}<' in row) == (tier not in live.live)
+    for tier, models in live.live.items():
+        assert all(m in page for m in models) and f'<span class="tier">{tier}</span>' in page
+    for label, reason in live.excluded.items():
+        assert label in page and reason in page
+    for part in api_services.readiness():
+        assert f"<strong>{part}</strong>" in page
+    denials = page.split('id="denial-events"')[1]
+    assert "alice" in denials and "/api/t/finance/audit" in denials and "tenant_mismatch" in denials
+    assert "No suspicious access recorded." in page
+    # The view itself is audited, as the /api/admin routes are.
+    access = events(api_services, "admin_access")
+    assert [(e.subject, e.route, e.status) for e in access] == [("root", "/admin", 200)]
+
+
+def test_usage_for_the_current_month(api_client, api_services, root):
+    now = datetime.now(UTC)
+    last_month = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0) - timedelta(seconds=1)
+    rows = [("sales", now, 1200, 34, 0.5, "ok"), ("sales", now, 1000, 0, 0.25, "ok"),
+            ("sales", last_month, 99_999, 1, 7.0, "ok"),  # previous month: not counted
+            ("sales", now, 0, 0, 0.0, "quota"),  # refused, not an answered turn
+            ("engineering", now, 10, 5, 0.001, "ok")]
+    with api_services.db.session() as s:
+        for tenant, when, pt, ct, cost, outcome in rows:
+            s.add(ChatTurn(tenant=tenant, subject="x", created_at=when, prompt_tokens=pt, completion_tokens=ct,
+                           cost_usd=cost, outcome=outcome))
+        s.commit()
+    page = api_client.get("/admin", headers=root).text
+    sales = page.split('id="tenant-sales"')[1].split("</tr>")[0]
+    nums = [c.split("<")[0] for c in sales.split('<td class="num">')[1:]]
+    assert nums == ["2", "2,234", "$0.7500"]
+    assert "0% of budget" in sales  # $0.75 of $200
+    eng = page.split('id="tenant-engineering"')[1].split("</tr>")[0]
+    assert [c.split("<")[0] for c in eng.split('<td class="num">')[1:]] == ["1", "15", "$0.0010"]
+
+
+@pytest.mark.parametrize("user", ["alice", "carol"])
+def test_non_operators_get_403_and_a_denial(api_client, api_services, login_as, user):
+    r = api_client.get("/admin", headers=as_(login_as(user)))
+    assert r.status_code == 403
+    assert "platform operators" in r.text and 'id="tenants"' not in r.text and "Sales" in r.text
+    denied = events(api_services, "denied")
+    assert [(e.subject, e.route, e.status, e.reason) for e in denied] == [(user, "/admin", 403, "missing_role")]
+    assert events(api_services, "admin_access") == []
+
+
+def test_anonymous_gets_the_login_link(api_client, api_services):
+    r = api_client.get("/admin")
+    assert r.status_code == 401
+    assert 'href="/chat/login"' in r.text and 'id="tenants"' not in r.text and "Sales" not in r.text
+    assert [(e.subject, e.route, e.reason) for e in events(api_services, "denied")] == \
+        [(None, "/admin", "not_authenticated")]
+    # A forged cookie is not a session.
+    assert api_client.get("/admin", headers={"Cookie": "access_token=forged"}).status_code == 401
+
+
+def test_suspicious_access_is_listed(api_client, api_services, login_as, root):
+    erin = as_(login_as("erin"))
+    for _ in range(api_services.settings.suspicious_denials):
+        assert api_client.get("/admin", headers=erin).status_code == 403
+    flagged = events(api_services, "suspicious_access")
+    assert flagged, "repeated denials raise a suspicious_access event"
+    page = html.unescape(api_client.get("/admin", headers=root).text)
+    section = page.split('id="suspicious-events"')[1].split("</table>")[0]
+    assert section.count("<tr>") == len(flagged) + 1  # header row + one per event
+    assert "erin" in section and flagged[0].reason in section
+
+
+def test_static_files(api_client):
+    r = api_client.get("/admin/static/admin.css")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/css")
+    assert api_client.get("/admin/static/favicon.svg").headers["content-type"].startswith("image/svg+xml")
+    for bad in ("..%2Ftemplates%2Fadmin.html", "../templates/admin.html", "nope.css", "admin.html"):
+        assert api_client.get(f"/admin/static/{bad}").status_code == 404
