@@ -187,7 +187,8 @@ async def on_message(message: cl.Message) -> None:
 def _no_access(principal: Principal | None) -> str:
     if principal is not None and principal.is_platform_admin:
         return ("**You are signed in as a platform operator**, not as a member of a department, so there is no "
-                "assistant to chat with here. Operator views: `GET /api/admin/tenants` and `GET /api/admin/audit`; "
+                "assistant to chat with here. Open the [operations page](/admin), or the API: `GET /api/admin/tenants` "
+                "and `GET /api/admin/audit`; "
                 "to use a department's assistant, ask to be added to its group.")
     return ("**No access.** Your account is not in any department that uses Atrium yet — "
             + missing_access_hint(services.registry) + ".")
