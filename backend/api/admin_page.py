@@ -8,54 +8,27 @@ every refusal a `denied` one.
 
 from __future__ import annotations
 
-import re
-from functools import lru_cache
 from pathlib import Path
 
-import jinja2
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse
 
 from backend.api.admin import AuditEventPublic
-from backend.api.deps import ServicesDep, _session_claims, client_ip
+from backend.api.deps import ServicesDep, client_ip
+from backend.api.pages import Pages, session_principal
 from backend.auth.principal import Principal
 from backend.container import Services
 from backend.db.repositories.audit import list_events
-from backend.errors import NotFound
 from backend.settings import REPO_ROOT
 
-ADMIN_DIR = Path(REPO_ROOT) / "ui" / "admin"
+PAGES = Pages(Path(REPO_ROOT) / "ui" / "admin", static_types=("css", "svg"))
 ROUTE = "/admin"
 DENIALS_SHOWN = 50
 # "All" suspicious_access events, with a ceiling so a flood cannot make the page unusable; the page says
 # when it is reached (the full list stays available at /api/admin/audit?kind=suspicious_access).
 SUSPICIOUS_CAP = 1000
-_STATIC_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*\.(css|svg)$")
-_MEDIA = {"css": "text/css", "svg": "image/svg+xml"}
 
 router = APIRouter(include_in_schema=False)
-
-
-@lru_cache(maxsize=1)
-def _templates() -> jinja2.Environment:
-    return jinja2.Environment(loader=jinja2.FileSystemLoader(ADMIN_DIR / "templates"),
-                              autoescape=True, trim_blocks=True, lstrip_blocks=True)
-
-
-def _page(name: str, status: int = 200, **context: object) -> HTMLResponse:
-    html = _templates().get_template(name).render(**context)
-    return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
-
-
-def _session_principal(request: Request, services: Services) -> Principal | None:
-    """The page is for browsers: the session cookie only (API keys and JWTs use /api/admin)."""
-    claims = _session_claims(request)
-    if claims is None:
-        return None
-    try:
-        return services.principal_from_claims(claims, auth="session")
-    except ValueError:
-        return None
 
 
 def _deny(request: Request, services: Services, principal: Principal | None, status: int, reason: str) -> None:
@@ -86,14 +59,14 @@ def _models(services: Services) -> dict:
 
 @router.get(ROUTE, response_class=HTMLResponse)
 def admin_page(request: Request, services: ServicesDep) -> HTMLResponse:
-    principal = _session_principal(request, services)
+    principal = session_principal(request, services)
     if principal is None:
         # Audited like the API's not_authenticated: probing the operator page is worth a row too.
         _deny(request, services, None, 401, "not_authenticated")
-        return _page("login.html", status=401)
+        return PAGES.page("login.html", status=401)
     if not principal.is_platform_admin or principal.scopes is not None:
         _deny(request, services, principal, 403, "missing_role")
-        return _page("forbidden.html", status=403, user=principal.name,
+        return PAGES.page("forbidden.html", status=403, user=principal.name,
                      tenants=[c.name for t in sorted(principal.tenants) if (c := services.registry.get(t))])
     # A cross-tenant read is itself an audit event (as for /api/admin/*), recorded before anything is read.
     services.audit.record("admin_access", subject=principal.subject, route=ROUTE, ip=client_ip(request),
@@ -102,7 +75,7 @@ def admin_page(request: Request, services: ServicesDep) -> HTMLResponse:
         denials = list_events(session=session, kind="denied", limit=DENIALS_SHOWN)
         suspicious = list_events(session=session, kind="suspicious_access", limit=SUSPICIOUS_CAP)
     readiness = services.readiness()
-    return _page("admin.html", user=principal.name, tenants=_tenants(services), models=_models(services),
+    return PAGES.page("admin.html", user=principal.name, tenants=_tenants(services), models=_models(services),
                  readiness=readiness, ready=all(v == "ok" for v in readiness.values()),
                  denials=[AuditEventPublic.of(e) for e in denials], denials_shown=DENIALS_SHOWN,
                  suspicious=[AuditEventPublic.of(e) for e in suspicious],
@@ -111,8 +84,4 @@ def admin_page(request: Request, services: ServicesDep) -> HTMLResponse:
 
 @router.get(f"{ROUTE}/static/{{name}}")
 def static(name: str) -> FileResponse:
-    m = _STATIC_RE.fullmatch(name)
-    path = ADMIN_DIR / "static" / name
-    if not m or ".." in name or not path.is_file():
-        raise NotFound(f"no admin page asset {name!r}")
-    return FileResponse(path, media_type=_MEDIA[m.group(1)], headers={"Cache-Control": "no-cache"})
+    return PAGES.static(name)
