@@ -180,7 +180,9 @@ class ChatService:
                     "today": date.today().isoformat(),
                     "context": _format_context(citations),
                 }, declared=prompt.config.get("variables"))
-                messages = [{"role": "system", "content": system}, *req.history[-10:],
+                # The in-process 135M model copies earlier answers into new ones; give it the last exchange only.
+                history = req.history[-2:] if tier == "local" else req.history[-10:]
+                messages = [{"role": "system", "content": system}, *history,
                             {"role": "user", "content": req.message}]
                 temperature = _opt_float(prompt.config.get("temperature"))
                 max_tokens = _opt_int(prompt.config.get("max_tokens"))
