@@ -32,7 +32,6 @@ def served(tmp_path_factory):
     set_tenant(cfg, "sales", policy={"allowed_tiers": ["fast", "smart"]})
     server = start_server(tmp, {"ATRIUM_CONFIG_DIR": str(cfg), "ATRIUM_INGEST_WORKER": "false"})
     db = Database(make_engine(f"sqlite:///{server.data_dir / 'atrium.db'}"))
-    # "retrieval" too: the knowledge service authorises the assistant's retrieval on that scope.
     server.keys = {t: issue_key(db=db, tenant=t, scopes=["chat", "retrieval"]).token
                    for t in ("sales", "finance", "engineering")}
     server.db = db

@@ -20,7 +20,6 @@ import time
 
 import httpx
 import pytest
-import sqlalchemy as sa
 
 from tests.chainlit_client import ChainlitSession
 from tests.conftest import _SCRUB, REPO, start_server, stop_server
@@ -78,12 +77,7 @@ def _chat_until(chat, text: str, expected: str, timeout_s: float = 240) -> bool:
 
 
 def _turns(server) -> list[dict]:
-    engine = sa.create_engine(f"sqlite:///{server.data_dir / 'atrium.db'}")
-    try:
-        with engine.connect() as conn:
-            return [dict(r) for r in conn.execute(sa.text("select * from chat_turn order by id")).mappings()]
-    finally:
-        engine.dispose()
+    return server.rows("select * from chat_turn order by id")
 
 
 def test_member_is_refused_the_studio(server, browser, shot):

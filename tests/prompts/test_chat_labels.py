@@ -7,7 +7,6 @@ import shutil
 
 import httpx
 import pytest
-import sqlalchemy as sa
 
 from tests.chainlit_client import ChainlitSession
 from tests.conftest import REPO, start_server, stop_server
@@ -28,12 +27,7 @@ def server(tmp_path_factory):
 
 
 def _turns(server) -> list[dict]:
-    engine = sa.create_engine(f"sqlite:///{server.data_dir / 'atrium.db'}")
-    try:
-        with engine.connect() as conn:
-            return [dict(r) for r in conn.execute(sa.text("select * from chat_turn order by id")).mappings()]
-    finally:
-        engine.dispose()
+    return server.rows("select * from chat_turn order by id")
 
 
 def _profiles(server, user: str) -> set[str]:
