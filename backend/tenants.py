@@ -4,16 +4,26 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, Field, field_validator
+from pydantic import AfterValidator, BaseModel, Field
 
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 
 def is_slug(value: str) -> bool:
     return bool(SLUG_RE.fullmatch(value))
+
+
+def _slug(value: str) -> str:
+    if not is_slug(value):
+        raise ValueError(f"{value!r} must be a lowercase slug (a-z, 0-9, -; up to 63 characters)")
+    return value
+
+
+# Tenant ids and assistant names become folder names and vector-store namespaces.
+Slug = Annotated[str, AfterValidator(_slug)]
 
 
 class ClaimRule(BaseModel):
@@ -24,17 +34,10 @@ class ClaimRule(BaseModel):
 
 
 class AssistantConfig(BaseModel):
-    name: str
+    name: Slug
     title: str
     description: str = ""
     starters: list[str] = Field(default_factory=list)  # example questions shown on a new chat
-
-    @field_validator("name")
-    @classmethod
-    def _slug(cls, v: str) -> str:
-        if not is_slug(v):
-            raise ValueError(f"assistant name {v!r} must be a lowercase slug")
-        return v
 
 
 class ModelPolicy(BaseModel):
@@ -57,7 +60,7 @@ class DifyConfig(BaseModel):
 
 
 class TenantConfig(BaseModel):
-    id: str
+    id: Slug
     name: str
     match: ClaimRule
     roles: dict[str, ClaimRule] = Field(default_factory=dict)
@@ -67,13 +70,6 @@ class TenantConfig(BaseModel):
     require_approval: bool = False
     deployment_group: str = "default"
     dify: DifyConfig = Field(default_factory=DifyConfig)
-
-    @field_validator("id")
-    @classmethod
-    def _slug(cls, v: str) -> str:
-        if not is_slug(v):
-            raise ValueError(f"tenant id {v!r} must be a lowercase slug (a-z, 0-9, -)")
-        return v
 
     def assistant(self, name: str) -> AssistantConfig | None:
         return next((a for a in self.assistants if a.name == name), None)
