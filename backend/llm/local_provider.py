@@ -82,25 +82,30 @@ class LocalLlama(CustomLLM):
 
     # -- generation -----------------------------------------------------------------------------------
 
-    def _fit_messages(self, messages: list[dict]) -> list[dict]:
-        """Keep the system prompt and the newest turns within the context window."""
+    def _fit_messages(self, messages: list[dict]) -> tuple[list[dict], int]:
+        """Keep the system prompt and the newest turns within the context window; also returns the prompt's
+        token count (each message is tokenized once)."""
         llm = self._model()
         budget = self._n_ctx - 512
 
-        def n_tokens(ms: list[dict]) -> int:
-            return sum(len(llm.tokenize(str(m.get("content") or "").encode(), add_bos=False)) + 4 for m in ms)
+        def n_tokens(m: dict) -> int:
+            return len(llm.tokenize(m["content"].encode(), add_bos=False)) + 4
 
         msgs = [{"role": m["role"], "content": _text(m.get("content"))} for m in messages]
         system = [m for m in msgs if m["role"] == "system"][:1]
         rest = [m for m in msgs if m["role"] != "system"]
-        while len(rest) > 1 and n_tokens(system + rest) > budget:
+        system_n = sum(n_tokens(m) for m in system)
+        rest_n = [n_tokens(m) for m in rest]
+        while len(rest) > 1 and system_n + sum(rest_n) > budget:
             rest.pop(0)
-        if system and n_tokens(system + rest) > budget:
+            rest_n.pop(0)
+        if system and system_n + sum(rest_n) > budget:
             # A long retrieved context: trim the system prompt's tail rather than fail.
             toks = llm.tokenize(system[0]["content"].encode(), add_bos=False)
-            keep = max(64, budget - n_tokens(rest))
+            keep = max(64, budget - sum(rest_n))
             system = [{"role": "system", "content": llm.detokenize(toks[:keep]).decode(errors="ignore")}]
-        return system + rest
+            system_n = n_tokens(system[0])
+        return system + rest, system_n + sum(rest_n)
 
     def _params(self, optional_params: dict) -> dict:
         max_tokens = optional_params.get("max_tokens") or optional_params.get("max_completion_tokens") or 256
@@ -118,7 +123,7 @@ class LocalLlama(CustomLLM):
     def _generate(self, messages: list[dict], optional_params: dict) -> Iterator[GenericStreamingChunk]:
         with self._run_lock:
             llm = self._model()
-            fitted = self._fit_messages(messages)
+            fitted, prompt_tokens = self._fit_messages(messages)
             pieces: list[str] = []
             finish = "stop"
             stream = llm.create_chat_completion(messages=fitted, stream=True, **self._params(optional_params))
@@ -133,9 +138,6 @@ class LocalLlama(CustomLLM):
                         text=text, is_finished=False, finish_reason="", usage=None, index=0, tool_use=None
                     )
             completion_tokens = len(llm.tokenize("".join(pieces).encode(), add_bos=False))
-            prompt_tokens = sum(
-                len(llm.tokenize(str(m["content"]).encode(), add_bos=False)) + 4 for m in fitted
-            )
         yield GenericStreamingChunk(
             text="",
             is_finished=True,
