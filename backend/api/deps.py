@@ -47,9 +47,6 @@ def deny(request: Request, services: Services, status: int, message: str, *, cod
     raise (NotAuthenticated if status == 401 else Forbidden)(message, code=code, headers=headers)
 
 
-_deny = deny  # older name, kept for callers written against the skeleton
-
-
 async def adeny(request: Request, services: Services, status: int, message: str, *, code: str,
                 subject: str | None = None, tenant: str | None = None, detail: dict | None = None) -> NoReturn:
     """`deny` for async dependencies: the audit write runs off the event loop."""

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from backend.auth.principal import Principal
-from backend.auth.rbac import permissions_of
+from backend.auth.rbac import REQUIRED_ROLE, permissions_of
 from backend.db.engine import Database
 from backend.db.models import KbDocument
 from backend.db.repositories import documents as repo
@@ -89,7 +89,7 @@ class KnowledgeService:
             if principal.scopes is not None:
                 self._deny(principal, tenant, route, "missing_scope",
                            f"this API key lacks the scope {permission!r}")
-            need = "tenant_admin" if permission == "ingest" else "member"
+            need = REQUIRED_ROLE.get(permission, "member")
             self._deny(principal, tenant, route, "missing_role",
                        f"adding or deleting documents needs the {need} role in {tenant!r}" if permission == "ingest"
                        else f"this needs the {permission} permission in {tenant!r}")
