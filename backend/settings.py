@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     # Passages below this cosine similarity are not used (unless they contain most of the question's words,
     # see knowledge/retrieval.is_relevant); with none left the chat says it does not know.
     retrieval_min_score: float = Field(0.4, alias="ATRIUM_RETRIEVAL_MIN_SCORE")
+    # Follow-up turns: the retrieval query. auto = rewritten by the `fast` tier when it is a provider model,
+    # else last two questions + new message; model = always the internal tier's model; off = the message as is.
+    query_rewrite: Literal["auto", "model", "off"] = Field("auto", alias="ATRIUM_QUERY_REWRITE")
     chunk_tokens: int = Field(200, alias="ATRIUM_CHUNK_TOKENS")
     chunk_overlap: int = Field(40, alias="ATRIUM_CHUNK_OVERLAP")
     embed_batch: int = Field(32, alias="ATRIUM_EMBED_BATCH")
