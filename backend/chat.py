@@ -26,6 +26,8 @@ from backend.knowledge.retrieval import Citation  # re-exported: the UI and the 
 from backend.llm.routing import QueryClassifier, decide
 from backend.llm.service import Completion, Delta, LLMService, NoModelAvailable
 from backend.prompts.store import PromptNotFound, PromptStore, PromptVersion, render
+from backend.query_rewrite import TASK as QUERY_REWRITE
+from backend.query_rewrite import QueryRewriter
 from backend.tenants import TenantRegistry
 
 log = logging.getLogger("atrium.chat")
@@ -97,7 +99,7 @@ class ChatService:
                  retriever: Retriever | None = None, quotas: QuotaService | None = None,
                  cache: ResponseCache | None = None, classifier: QueryClassifier | None = None,
                  kb_version: Callable[[str], object] | None = None,
-                 usage_writer: UsageWriter | None = None) -> None:
+                 usage_writer: UsageWriter | None = None, rewriter: QueryRewriter | None = None) -> None:
         self.db = db
         self.registry = registry
         self.prompts = prompts
@@ -108,6 +110,8 @@ class ChatService:
         self.classifier = classifier
         self.kb_version = kb_version  # tenant -> knowledge-base version (changes on every document change)
         self.usage_writer = usage_writer
+        # Follow-up turns: a standalone retrieval query (ATRIUM_QUERY_REWRITE); first turns never use it.
+        self.rewriter = rewriter or QueryRewriter(llm=llm, mode=llm.settings.query_rewrite)
 
     # -- authorisation: re-checked on every turn, whatever the UI showed --------------------------------
 
@@ -152,15 +156,24 @@ class ChatService:
                 yield result
                 return
             citations: list[Citation] = []
+            rewrite_note = ""
             if self.retriever is not None and not plain:
+                query = req.message
+                if req.history:  # never on a first turn (nor on the single-turn OpenAI-compatible path)
+                    rq = await self.rewriter.query(
+                        message=req.message, history=req.history, allowed_tiers=policy.allowed_tiers,
+                        ask=lambda msgs: self.internal(principal, req.tenant, task=QUERY_REWRITE, messages=msgs))
+                    query = rq.text
+                    rewrite_note = f"; {rq.note}" if rq.note else ""
+                    turn.route_reason = f"{turn.route_reason}{rewrite_note}"
                 citations = await self.retriever.retrieve(principal=principal, tenant=req.tenant,
-                                                          query=req.message, top_k=req.top_k)
+                                                          query=query, top_k=req.top_k)
             turn.chunk_ids = [c.chunk_id for c in citations]
             if (not citations and not plain and self.retriever is not None
                     and getattr(self.retriever, "has_documents", lambda _t: True)(req.tenant)):
                 # Nothing relevant above the threshold: say so, rather than let the model invent an answer.
                 answer = NO_ANSWER.format(tenant=tenant_cfg.name) + _signoff(prompt)
-                turn.route_reason = "no relevant passages in the knowledge base"
+                turn.route_reason = f"no relevant passages in the knowledge base{rewrite_note}"
                 yield answer
                 result = TurnResult(answer=answer, citations=[], model="", tier=tier,
                                     prompt_name=turn.prompt_name or "", prompt_version=turn.prompt_version,
