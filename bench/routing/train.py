@@ -4,7 +4,8 @@
 
 Training data: bench/data/routing_questions.jsonl only. C and the decision threshold are chosen by
 stratified 5-fold cross-validation on it (the threshold is the highest one keeping cross-validated heavy
-recall >= TARGET_RECALL); the holdout set is never looked at here (bench/routing/run.py evaluates on it).
+recall >= TARGET_RECALL); the holdout sets (routing_questions_holdout*.jsonl) are never looked at here
+(bench/routing/run.py evaluates on them).
 """
 
 from __future__ import annotations
