@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from backend.auth.api_keys import KeyCache
 from backend.auth.claims import claims_to_principal
 from backend.auth.demo_users import DemoUsers
 from backend.auth.jwt_verifier import JwtVerifier, build_jwt_verifier
@@ -48,6 +49,8 @@ class Services:
     usage: UsageService | None = None
     # Bearer JWT verification (None when OIDC_ISSUER / OIDC_API_AUDIENCE are not set).
     jwt_verifier: JwtVerifier | None = None
+    # API keys verified in the last few seconds (ATRIUM_API_KEY_CACHE_SECONDS); off unless build_services sets it.
+    api_keys: KeyCache = field(default_factory=lambda: KeyCache(ttl_s=0))
     # Browser login through the IdP (set by app.create_app when OIDC_ISSUER and OIDC_CLIENT_ID are set).
     oidc_login: OidcLogin | None = None
     # name -> callable raising on failure; /readyz runs them all
@@ -98,6 +101,7 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
     if settings.redis_url:
         services.readiness_checks["redis"] = lambda: _ping_redis(settings.redis_url or "")
     services.jwt_verifier = build_jwt_verifier(settings)
+    services.api_keys = KeyCache(ttl_s=settings.api_key_cache_s)
     services.readiness_checks["database"] = db.ping
     services.readiness_checks["models"] = lambda: _require_tiers(llm)
     services.closers.append(db.engine.dispose)

@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     # Repeated denials from one subject or IP within the window raise a suspicious_access event.
     suspicious_denials: int = Field(10, alias="ATRIUM_SUSPICIOUS_DENIALS")
     suspicious_window_s: int = Field(300, alias="ATRIUM_SUSPICIOUS_WINDOW_S")
+    # Verified API keys are remembered this long (0 = check the database on every request). A revocation
+    # through this replica's API applies at once; one made by the CLI or another replica within this time.
+    api_key_cache_s: float = Field(5.0, alias="ATRIUM_API_KEY_CACHE_SECONDS", ge=0, le=300)
 
     # Knowledge
     vector_store: Literal["sqlite", "pinecone"] = Field("sqlite", alias="VECTOR_STORE")

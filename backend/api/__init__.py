@@ -22,6 +22,7 @@ def routers() -> list[APIRouter]:
         usage,
     )
 
-    return [health.router, me.router, chat.router, keys.router, admin.router, dify_chat.router,
-            prompts.router, studio.router, openai_compat.router, usage.router, documents.router, search.router,
+    # The OpenAI-compatible routes first: Starlette matches routes in order, and they are the hot path.
+    return [openai_compat.router, health.router, me.router, chat.router, keys.router, admin.router,
+            dify_chat.router, prompts.router, studio.router, usage.router, documents.router, search.router,
             dify_retrieval.router, admin_page.router]

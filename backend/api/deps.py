@@ -15,7 +15,7 @@ from typing import Annotated, NoReturn
 from fastapi import Depends, Path, Request
 
 from backend.auth.api_keys import PREFIX as API_KEY_PREFIX
-from backend.auth.api_keys import InvalidApiKey, verify_key
+from backend.auth.api_keys import InvalidApiKey, VerifiedKey
 from backend.auth.jwt_verifier import TokenRejected
 from backend.auth.principal import Principal
 from backend.auth.rbac import REQUIRED_ROLE, Permission, permissions_of, roles_for_scopes
@@ -76,8 +76,9 @@ def _url_tenant(request: Request) -> str | None:
 
 
 def _key_principal(request: Request, services: Services, token: str) -> Principal:
+    """Sync (SQL on a cache miss, audit on a refusal): run it in a worker thread."""
     try:
-        key = verify_key(db=services.db, token=token)
+        key = services.api_keys.verify(db=services.db, token=token)
     except InvalidApiKey as exc:
         messages = {"malformed_api_key": "the API key is malformed (expected atr_<id>_<secret>)",
                     "unknown_api_key": "the API key is not valid",
@@ -87,9 +88,12 @@ def _key_principal(request: Request, services: Services, token: str) -> Principa
              subject=f"key:{key_id}" if exc.reason == "revoked_api_key" else None,
              tenant=_url_tenant(request),
              detail={"key_id": key_id})
-    scopes = frozenset(key.scopes)
+    return _principal_of_key(key)
+
+
+def _principal_of_key(key: VerifiedKey) -> Principal:
     return Principal(subject=f"key:{key.id}", name=key.name or f"API key {key.id}",
-                     tenants={key.tenant: roles_for_scopes(scopes)}, auth="api_key", scopes=scopes,
+                     tenants={key.tenant: roles_for_scopes(key.scopes)}, auth="api_key", scopes=key.scopes,
                      key_id=key.id)
 
 
@@ -113,26 +117,32 @@ def _jwt_principal(request: Request, services: Services, token: str) -> Principa
              tenant=_url_tenant(request))
 
 
-def get_principal(request: Request, services: ServicesDep) -> Principal:
-    """Authorization header (API key or IdP JWT) if present — never silently ignored — else the session."""
+async def get_principal(request: Request, services: ServicesDep) -> Principal:
+    """Authorization header (API key or IdP JWT) if present — never silently ignored — else the session.
+
+    Async so that the common case (a recently verified API key, a session cookie) needs no worker thread;
+    what may block (SQL for an unseen key, a JWKS fetch, an audit write) runs in one."""
     header = request.headers.get("authorization")
     if header is not None:
         scheme, _, token = header.strip().partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
-            deny(request, services, 401, "the Authorization header must be `Bearer <token>`",
-                 code="malformed_authorization", tenant=_url_tenant(request))
+            await adeny(request, services, 401, "the Authorization header must be `Bearer <token>`",
+                        code="malformed_authorization", tenant=_url_tenant(request))
         if token.startswith(API_KEY_PREFIX):
-            return _key_principal(request, services, token)
-        return _jwt_principal(request, services, token)
+            key = services.api_keys.get(token)
+            if key is not None:
+                return _principal_of_key(key)
+            return await asyncio.to_thread(_key_principal, request, services, token)
+        return await asyncio.to_thread(_jwt_principal, request, services, token)
     claims = _session_claims(request)
     if claims is None:
-        deny(request, services, 401, "not authenticated: log in at /chat, or send `Authorization: Bearer` "
-             "with an IdP access token or an API key", code="not_authenticated", tenant=_url_tenant(request))
+        await adeny(request, services, 401, "not authenticated: log in at /chat, or send `Authorization: Bearer` "
+                    "with an IdP access token or an API key", code="not_authenticated", tenant=_url_tenant(request))
     try:
         return services.principal_from_claims(claims, auth="session")
     except ValueError as exc:
-        deny(request, services, 401, f"the session cannot be mapped to a user: {exc}", code="bad_session")
+        await adeny(request, services, 401, f"the session cannot be mapped to a user: {exc}", code="bad_session")
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]

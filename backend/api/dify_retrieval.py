@@ -9,7 +9,6 @@ knowledge_id of another tenant is "not found", exactly like one that does not ex
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -53,7 +52,7 @@ async def dify_retrieval(tenant: str, request: Request, services: ServicesDep):
     try:
         # The same verification as every tenant route (API key, IdP JWT or session; URL, X-Tenant-ID and
         # credentials agree; the `retrieval` permission), each refusal audited there.
-        principal = await asyncio.to_thread(get_principal, request, services)  # may touch SQL
+        principal = await get_principal(request, services)
         ctx = await get_tenant_context(request, services, principal, tenant)
         ctx = await require("retrieval")(request, services, ctx)
     except AtriumError as exc:

@@ -68,6 +68,7 @@ def revoke_key(key_id: str, ctx: TenantAdmin, services: ServicesDep, request: Re
         public = KeyPublic.of(key) if key is not None else None
     if public is None:  # another tenant's key looks exactly like a missing one
         raise NotFound(f"tenant {ctx.tenant!r} has no API key {key_id!r}", code="key_not_found")
+    services.api_keys.forget(key_id)  # at once here; other replicas within ATRIUM_API_KEY_CACHE_SECONDS
     services.audit.record("key_revoked", subject=ctx.principal.subject, tenant=ctx.tenant,
                           route=request.url.path, ip=client_ip(request), status=200,
                           detail={"key_id": key_id})

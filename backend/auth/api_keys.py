@@ -5,6 +5,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from backend.db.engine import Database
@@ -13,6 +16,7 @@ from backend.db.repositories.api_keys import create_api_key, get_api_key
 
 PREFIX = "atr_"
 LAST_USED_RESOLUTION_S = 60
+CACHE_MAX_KEYS = 10_000
 SCOPES = frozenset({"chat", "retrieval", "ingest", "prompts:read", "prompts:write", "admin"})
 
 
@@ -76,3 +80,64 @@ def verify_key(*, db: Database, token: str) -> ApiKey:
             session.commit()
             session.refresh(row)
         return row
+
+
+@dataclass(frozen=True)
+class VerifiedKey:
+    """What a request needs of a verified key (no ORM object shared between threads)."""
+
+    id: str
+    tenant: str
+    name: str
+    scopes: frozenset[str]
+
+    @classmethod
+    def of(cls, row: ApiKey) -> VerifiedKey:
+        return cls(id=row.id, tenant=row.tenant, name=row.name or "", scopes=frozenset(row.scopes))
+
+
+class KeyCache:
+    """Keys verified in the last `ttl_s` seconds, so the API's hot path skips the SQL lookup (a thread hop and
+    a query per request were a measurable share of bench/gateway's cost). Only successes are cached: unknown,
+    revoked and malformed keys go to the database and the audit log every time. A revocation through this
+    process's API applies at once (`forget`); one made elsewhere (CLI, another replica) within `ttl_s`.
+    `ttl_s=0` turns the cache off. Entries are keyed by the token's digest, not the secret itself."""
+
+    def __init__(self, *, ttl_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl_s = ttl_s
+        self._clock = clock
+        self._entries: dict[str, tuple[float, VerifiedKey]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, token: str) -> VerifiedKey | None:
+        if self.ttl_s <= 0:
+            return None
+        hit = self._entries.get(_hash(token))
+        if hit is None:
+            return None
+        if hit[0] <= self._clock():
+            with self._lock:
+                self._entries.pop(_hash(token), None)
+            return None
+        return hit[1]
+
+    def put(self, token: str, key: VerifiedKey) -> None:
+        if self.ttl_s <= 0:
+            return
+        with self._lock:
+            if len(self._entries) >= CACHE_MAX_KEYS:
+                self._entries.clear()  # crude but bounded: a flood of distinct keys only costs lookups
+            self._entries[_hash(token)] = (self._clock() + self.ttl_s, key)
+
+    def forget(self, key_id: str) -> None:
+        with self._lock:
+            for digest in [d for d, (_, k) in self._entries.items() if k.id == key_id]:
+                del self._entries[digest]
+
+    def verify(self, *, db: Database, token: str) -> VerifiedKey:
+        """The cached key, else `verify_key` (SQL; raises InvalidApiKey) and remember the success."""
+        key = self.get(token)
+        if key is None:
+            key = VerifiedKey.of(verify_key(db=db, token=token))
+            self.put(token, key)
+        return key

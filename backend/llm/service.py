@@ -56,6 +56,35 @@ def _quiet_litellm() -> None:
     litellm.turn_off_message_logging = True
     litellm.disable_streaming_logging = True  # type: ignore[attr-defined]
     _skip_unobserved_success_logging()
+    _skip_unobserved_response_cost()
+
+
+def _litellm_observed() -> bool:
+    """True when a LiteLLM callback is configured (then its logging and pricing must run)."""
+    import litellm
+
+    return bool(litellm.callbacks or litellm.success_callback or litellm._async_success_callback
+                or litellm.service_callback)
+
+
+def _skip_unobserved_response_cost() -> None:
+    """LiteLLM prices every response while stamping its hidden params (`response_cost`), about a sixth of
+    `Router.acompletion`'s CPU with a mock model (bench/gateway). We price calls ourselves (`LLMService.cost`:
+    models.yaml, then LiteLLM's table once per model) and nothing reads that stamp unless a LiteLLM callback
+    is configured, so it is skipped until one is. No-op if LiteLLM renames the method."""
+    from litellm.litellm_core_utils.litellm_logging import Logging
+
+    original = getattr(Logging, "response_cost_calculator", None)
+    if original is None or getattr(original, "_atrium_filtered", False):
+        return
+
+    def response_cost_calculator(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if not _litellm_observed():
+            return None
+        return original(self, *args, **kwargs)
+
+    response_cost_calculator._atrium_filtered = True  # type: ignore[attr-defined]
+    Logging.response_cost_calculator = response_cost_calculator  # type: ignore[method-assign]
 
 
 def _skip_unobserved_success_logging() -> None:
@@ -63,7 +92,6 @@ def _skip_unobserved_success_logging() -> None:
     even when no callback will read it. With no success callback configured that is wasted CPU on the
     hot path (see bench/gateway), so the coroutine is dropped; configure a LiteLLM callback (e.g.
     litellm.success_callback = ["langfuse"]) and it runs again. Failure logging is never touched."""
-    import litellm
     from litellm.litellm_core_utils import logging_worker
 
     worker = logging_worker.GLOBAL_LOGGING_WORKER
@@ -73,9 +101,7 @@ def _skip_unobserved_success_logging() -> None:
 
     def enqueue(async_coroutine: Any, *args: Any, **kwargs: Any) -> Any:
         code = getattr(async_coroutine, "cr_code", None)
-        observed = (litellm.callbacks or litellm.success_callback or litellm._async_success_callback
-                    or litellm.service_callback)
-        if code is not None and code.co_name == "async_success_handler" and not observed:
+        if code is not None and code.co_name == "async_success_handler" and not _litellm_observed():
             async_coroutine.close()
             return None
         return original(async_coroutine, *args, **kwargs)

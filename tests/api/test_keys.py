@@ -117,19 +117,36 @@ def test_revoked_and_forged_keys_are_refused(api_client, login_as):
     assert reasons == ["malformed_api_key", "unknown_api_key", "revoked_api_key"]
 
 
-def test_cli_creates_a_working_key_and_revokes_it(api_client, settings):
+def _cli(settings, *args: str) -> subprocess.CompletedProcess:
     env = {"ATRIUM_DATA_DIR": str(settings.data_dir), "PATH": "/usr/bin:/bin"}
-    out = subprocess.run([sys.executable, "-m", "backend.cli", "keys", "create", "--tenant", "engineering",
-                          "--scopes", "chat,prompts:read"], cwd=REPO, env=env, capture_output=True, text=True,
-                         check=True)
-    token = out.stdout.strip().splitlines()[-1]
+    return subprocess.run([sys.executable, "-m", "backend.cli", "keys", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True)
+
+
+def test_cli_creates_a_working_key_and_revokes_it(make_api_client, settings):
+    api_client = make_api_client(ATRIUM_API_KEY_CACHE_SECONDS="0")  # every request asks the database
+    token = _cli(settings, "create", "--tenant", "engineering", "--scopes", "chat,prompts:read").stdout
+    token = token.strip().splitlines()[-1]
     me = api_client.get("/api/me", headers=_bearer(token)).json()
     assert me["tenants"] == {"engineering": ["member"]} and me["scopes"] == ["chat", "prompts:read"]
     key_id = token.split("_")[1]
-    subprocess.run([sys.executable, "-m", "backend.cli", "keys", "revoke", "--tenant", "engineering", key_id],
-                   cwd=REPO, env=env, capture_output=True, text=True, check=True)
+    assert _cli(settings, "revoke", "--tenant", "engineering", key_id).returncode == 0
     r = api_client.get("/api/me", headers=_bearer(token))
     assert (r.status_code, r.json()["error"]) == (401, "revoked_api_key")
-    bad = subprocess.run([sys.executable, "-m", "backend.cli", "keys", "create", "--tenant", "nope",
-                          "--scopes", "chat"], cwd=REPO, env=env, capture_output=True, text=True)
+    bad = _cli(settings, "create", "--tenant", "nope", "--scopes", "chat")
     assert bad.returncode == 2 and "unknown tenant" in bad.stderr
+
+
+def test_a_revoke_from_another_process_applies_within_the_key_cache_time(api_client, settings):
+    """Verified keys are remembered ATRIUM_API_KEY_CACHE_SECONDS (default 5): the CLI (or another replica)
+    cannot reach this process's memory, so its revocation applies when the entry expires, not later."""
+    now = [1000.0]
+    api_client.app.state.services.api_keys._clock = lambda: now[0]
+    token = _cli(settings, "create", "--tenant", "sales", "--scopes", "chat").stdout.strip().splitlines()[-1]
+    assert api_client.get("/api/me", headers=_bearer(token)).status_code == 200
+    assert _cli(settings, "revoke", "--tenant", "sales", token.split("_")[1]).returncode == 0
+    assert api_client.get("/api/me", headers=_bearer(token)).status_code == 200  # still remembered
+    now[0] += 5.01
+    r = api_client.get("/api/me", headers=_bearer(token))
+    assert (r.status_code, r.json()["error"]) == (401, "revoked_api_key")
+    assert _events(api_client, "denied")[0]["reason"] == "revoked_api_key"
