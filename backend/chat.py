@@ -23,6 +23,7 @@ from backend.governance.cache import ResponseCache
 from backend.governance.quotas import Admission, QuotaService
 from backend.governance.usage import UsageWriter
 from backend.knowledge.retrieval import Citation  # re-exported: the UI and the API read it from here
+from backend.llm.knowledge_need import needs_knowledge
 from backend.llm.routing import QueryClassifier, decide
 from backend.llm.service import Completion, Delta, LLMService, NoModelAvailable
 from backend.prompts.store import PromptNotFound, PromptStore, PromptVersion, render
@@ -169,9 +170,13 @@ class ChatService:
                 citations = await self.retriever.retrieve(principal=principal, tenant=req.tenant,
                                                           query=query, top_k=req.top_k)
             turn.chunk_ids = [c.chunk_id for c in citations]
-            if (not citations and not plain and self.retriever is not None
-                    and getattr(self.retriever, "has_documents", lambda _t: True)(req.tenant)):
-                # Nothing relevant above the threshold: say so, rather than let the model invent an answer.
+            # No passage found: asked only then (so free when passages are found), does the message need one?
+            need = (needs_knowledge(req.message, follow_up=bool(req.history))
+                    if not citations and not plain and self.retriever is not None
+                    and getattr(self.retriever, "has_documents", lambda _t: True)(req.tenant) else None)
+            if need is not None and need.needed:
+                # A question about the company with nothing relevant above the threshold: say so, rather than
+                # let the model invent an answer.
                 answer = NO_ANSWER.format(tenant=tenant_cfg.name) + _signoff(prompt)
                 turn.route_reason = f"no relevant passages in the knowledge base{rewrite_note}"
                 yield answer
@@ -183,6 +188,9 @@ class ChatService:
                 result.turn_id = turn.id
                 yield result
                 return
+            if need is not None:  # a greeting, or a task on the user's own text: the model answers without passages
+                turn.route_reason = f"{turn.route_reason}; no passages needed: {need.reason}"
+                cache_key = None  # such answers address the user ("Hi Alice"): never serve them to someone else
             if prompt is None:
                 messages = list(req.messages or [])
                 temperature, max_tokens = req.temperature, req.max_tokens
@@ -191,7 +199,7 @@ class ChatService:
                     "user_name": principal.name,
                     "tenant_name": tenant_cfg.name,
                     "today": date.today().isoformat(),
-                    "context": _format_context(citations),
+                    "context": need.context if need is not None else _format_context(citations),
                 }, declared=prompt.config.get("variables"))
                 # The in-process 135M model copies earlier answers into new ones; give it the last exchange only.
                 history = req.history[-2:] if tier == "local" else req.history[-10:]
