@@ -73,8 +73,8 @@ _ABOUT_YOU_RE = re.compile(
     r"|what can (?:you|u) do(?: for me)?|what do you do|does this (?:thing )?work)$")
 # A statement that may accompany a greeting or a thanks: it must be about the user or the exchange
 # ("I'm new on the SDR team", "closing the ticket now"), not a bare topic ("hi, discount cap for Acme").
-_PERSONAL_RE = re.compile(r"\b(?:i|i'm|im|i'll|i've|i'd|me|my|we're|we've|you|you're|it|it's|that|that's|"
-                          r"everything|nothing|all|just|first|new|incoming|coming up|went through|signed off|"
+_PERSONAL_RE = re.compile(r"\b(?:i|i'm|im|i'll|i've|i'd|me|my|we're|we've|you|you're|"
+                          r"everything|nothing|just|first|new|incoming|coming up|went through|signed off|"
                           r"sorted|closing|done|luck|weekend)\b")
 _ASKING_RE = re.compile(r"\b(?:what|what's|whats|when|where|which|who|whom|whose|why|how|tell|give|show|list|"
                         r"explain|find|check|confirm|look up|lookup|send|share|remind|need|want|wondering|"
@@ -109,8 +109,8 @@ def _conversational(text: str) -> str | None:
         else:
             return None
     named = [k for k in kinds if k]
-    if not named:
-        return None
+    if not named or ("" in kinds and "?" in text and "small talk" not in named):
+        return None  # only remarks, or a remark asked as a question ("hi, that's the cap?")
     return "small talk" if "small talk" in named else named[0]
 
 
