@@ -1,11 +1,23 @@
-"""LiteLLM's own cost: a FastAPI endpoint that only calls Router.acompletion (mock_response deployment)."""
+"""LiteLLM's own cost: a FastAPI endpoint that only calls Router.acompletion (mock_response deployment).
+
+BENCH_QUIET_LITELLM=1 applies Atrium's LiteLLM settings first (backend.llm.service._quiet_litellm: no per-call
+pricing or success logging while no LiteLLM callback reads them), so the run shows Atrium's own overhead
+over the same Router work, next to the default Router the issue compares with."""
 
 import os
+import sys
+from pathlib import Path
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 from fastapi import FastAPI, Request  # noqa: E402
 from litellm import Router  # noqa: E402
+
+if os.environ.get("BENCH_QUIET_LITELLM") == "1":
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    from backend.llm.service import _quiet_litellm
+
+    _quiet_litellm()
 
 app = FastAPI()
 router = Router(model_list=[{"model_name": "smart", "litellm_params": {

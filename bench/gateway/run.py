@@ -6,8 +6,9 @@ and LiteLLM's own proxy — same mock model (LiteLLM mock_response), same load, 
 Needs `wrk` (apt-get install -y wrk) and, for the proxy, bench/gateway/setup_proxy_venv.sh. Each server runs
 alone (one process, one event loop, access logs off); load: wrk with post.lua, a bounded request count after
 a warm-up. CPU ms/request = the server process tree's user+system CPU time during the run / requests.
-Atrium's path per request: API-key verification (SQL), tenant guard + scope, quota admission (rate windows,
-token/budget reservation), routing decision, Router call, cost, usage row (SQL), quota settle.
+Atrium's path per request: API-key verification (SQL on first use, then remembered for
+ATRIUM_API_KEY_CACHE_SECONDS), tenant guard + scope, quota admission (rate windows, token/budget reservation),
+routing decision, Router call, cost, usage row (SQL, group commit), quota settle.
 """
 
 from __future__ import annotations
@@ -101,6 +102,10 @@ def targets(tmp: Path) -> list[dict]:
          "cmd": uv + ["--app-dir", str(HERE), "floor_app:app", "--port", "{port}"], "env": {}},
         {"name": "bare Router.acompletion", "key": "router", "path": "/v1/chat/completions",
          "cmd": uv + ["--app-dir", str(HERE), "router_app:app", "--port", "{port}"], "env": {}},
+        {"name": "bare Router.acompletion, Atrium's LiteLLM settings", "key": "router_quiet",
+         "path": "/v1/chat/completions",
+         "cmd": uv + ["--app-dir", str(HERE), "router_app:app", "--port", "{port}"],
+         "env": {"BENCH_QUIET_LITELLM": "1"}},
         {"name": "LiteLLM proxy (1 worker)", "key": "proxy", "path": "/v1/chat/completions",
          "cmd": [str(proxy), "--config", str(HERE / "proxy_config.yaml"), "--host", "127.0.0.1", "--port", "{port}",
                  "--num_workers", "1"],
