@@ -211,7 +211,8 @@ class ChatService:
                 est_tokens = _estimate_tokens(messages) + (max_tokens or 512)
                 admission = await self.quotas.admit(
                     tenant=req.tenant, subject=principal.subject, est_tokens=est_tokens,
-                    est_cost_usd=self.llm.estimate_cost(tier, est_tokens - (max_tokens or 512), max_tokens or 512))
+                    est_cost_usd=self.llm.estimate_cost(tier, est_tokens - (max_tokens or 512), max_tokens or 512),
+                    count_request=req.task is None)  # an internal task rides on its user request's slot
             final: Completion | None = None
             async for item in self.llm.stream(
                 tier=tier, messages=messages, temperature=temperature, max_tokens=max_tokens,

@@ -62,7 +62,9 @@ class QuotaService:
         return ":".join([self.prefix, "quota", tenant, *parts])  # every bucket is prefixed with its tenant
 
     async def admit(self, *, tenant: str, subject: str, est_tokens: int = 0, est_cost_usd: float = 0.0,
-                    now: datetime | None = None) -> Admission:
+                    now: datetime | None = None, count_request: bool = True) -> Admission:
+        """`count_request=False`: an internal call made on behalf of a request that already took its slot
+        (a follow-up's query rewrite): tokens and budget are reserved, the rate windows are not touched."""
         cfg = self.registry.get(tenant)
         quotas = cfg.quotas if cfg else None
         name = cfg.name if cfg else tenant
@@ -70,9 +72,9 @@ class QuotaService:
         windows: list[Window] = []
         reservations: list[Reservation] = []
         adm = Admission(tenant=tenant)
-        if quotas and quotas.requests_per_minute:
+        if quotas and quotas.requests_per_minute and count_request:
             windows.append(Window(self._key(tenant, "rpm"), quotas.requests_per_minute, 60, "requests_per_minute"))
-        if quotas and quotas.user_requests_per_minute:
+        if quotas and quotas.user_requests_per_minute and count_request:
             user = hashlib.sha256(subject.encode()).hexdigest()[:16]
             windows.append(Window(self._key(tenant, "user", user, "rpm"), quotas.user_requests_per_minute, 60,
                                   "user_requests_per_minute"))

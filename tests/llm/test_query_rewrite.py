@@ -159,6 +159,20 @@ def test_quotas_apply_to_the_rewrite(model_services):
     assert (last.channel, last.outcome) == ("ui", "quota")
 
 
+def test_the_rewrite_does_not_take_a_request_slot(model_services):
+    """A user allowed 2 requests a minute gets 2 follow-up answers, though each also made a rewrite call;
+    the third request is refused by the per-user window, before any rewrite."""
+    fast = mock("fast", "anthropic/claude-haiku-4-5", REWRITTEN)
+    svc, _ = services(model_services, [fast, SMART], seed=False,
+                      quotas={"monthly_budget_usd": None, "requests_per_minute": None,
+                              "user_requests_per_minute": 2, "tokens_per_day": None})
+    for _ in range(2):
+        assert run(svc, FOLLOW_UP, tier="smart", history=HISTORY).answer == "smart says hi"
+    assert [r.outcome for r in internal_rows(svc)] == ["ok", "ok"]
+    with pytest.raises(QuotaExceeded, match="2 requests per minute"):
+        run(svc, FOLLOW_UP, tier="smart", history=HISTORY)
+
+
 def test_the_rewrite_sees_only_this_turns_conversation(model_services):
     with FakeOpenAI(text="trial length") as server:
         fast = {"model_name": "fast", "litellm_params": {"model": "openai/gpt-4.1-mini", "api_key": "sk-test",
