@@ -15,7 +15,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 
-from backend.api.deps import ServicesDep, client_ip, get_principal, get_tenant_context, require
+from backend.api.deps import ServicesDep, client_ip, require
 from backend.errors import AtriumError
 from backend.knowledge.service import check_kb
 
@@ -52,9 +52,7 @@ async def dify_retrieval(tenant: str, request: Request, services: ServicesDep):
     try:
         # The same verification as every tenant route (API key, IdP JWT or session; URL, X-Tenant-ID and
         # credentials agree; the `retrieval` permission), each refusal audited there.
-        principal = await get_principal(request, services)
-        ctx = await get_tenant_context(request, services, principal, tenant)
-        ctx = await require("retrieval")(request, services, ctx)
+        ctx = await require("retrieval")(request, tenant)
     except AtriumError as exc:
         if exc.code in ("malformed_authorization", "not_authenticated"):
             dify_code, message = 1001, "Invalid Authorization header format. Expected 'Bearer <api-key>' format."
