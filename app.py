@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from backend.api.openai_errors import is_openai_path, openai_error
 from backend.errors import AtriumError
+from backend.runtime import tune_gc
 from backend.settings import REPO_ROOT, Settings, get_settings
 
 log = logging.getLogger("atrium")
@@ -104,6 +105,7 @@ def create_app(settings: Settings | None = None, *, mount_chat: bool = True) -> 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
         log.info("atrium started", extra={"tiers": services.llm.live.live, "tenants": services.registry.ids()})
+        tune_gc()  # start-up objects frozen, fewer young collections (backend/runtime.py, bench/gateway)
         yield
         services.close()
 
