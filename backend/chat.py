@@ -26,6 +26,7 @@ from backend.knowledge.retrieval import Citation  # re-exported: the UI and the 
 from backend.llm.knowledge_need import needs_knowledge
 from backend.llm.routing import QueryClassifier, decide
 from backend.llm.service import Completion, Delta, LLMService, NoModelAvailable
+from backend.prompts.schema import PLACEHOLDER_RE
 from backend.prompts.store import PromptNotFound, PromptStore, PromptVersion, render
 from backend.query_rewrite import TASK as QUERY_REWRITE
 from backend.query_rewrite import QueryRewriter
@@ -145,7 +146,7 @@ class ChatService:
             turn.prompt_version = (prompt.version or None) if prompt else None
             tier, turn.route_reason = self._route(req, policy, prompt)
             turn.tier = tier
-            cache_key = await self._cache_key(req, tier, turn.prompt_version)
+            cache_key = await self._cache_key(req, tier, prompt, principal)
             cached = await self.cache.get(cache_key) if cache_key and self.cache else None
             if cached is not None:
                 if self.quotas:  # a cached answer still counts as a request, but costs nothing
@@ -301,7 +302,8 @@ class ChatService:
         reason = decision.reason if tier == decision.wanted else f"{decision.reason} (not live: using {tier})"
         return tier, reason
 
-    async def _cache_key(self, req: ChatRequest, tier: str, prompt_version: int | None) -> str | None:
+    async def _cache_key(self, req: ChatRequest, tier: str, prompt: PromptVersion | None,
+                         principal: Principal) -> str | None:
         """Only first-turn questions of a saved prompt version are cached (never drafts or plain calls)."""
         if (self.cache is None or not self.cache.enabled or req.history or req.messages is not None
                 or req.prompt_override is not None or not req.record):
@@ -312,8 +314,9 @@ class ChatService:
         policy = self.registry.get(req.tenant).model_policy  # type: ignore[union-attr]
         model = self.llm.group_for(tier, policy.provider_preference) + "=" + ",".join(
             sorted(self.llm.live.live.get(tier, [])))
-        return self.cache.key(tenant=req.tenant, assistant=req.assistant, prompt_version=prompt_version,
-                              kb_version=kb, model=model, question=req.message)
+        return self.cache.key(tenant=req.tenant, assistant=req.assistant,
+                              prompt_version=(prompt.version or None) if prompt else None, kb_version=kb,
+                              model=model, question=req.message, personal=_personal(prompt, principal))
 
     def _kb_version(self, tenant: str) -> object | None:
         """The tenant's knowledge-base version; None (= do not cache) when it cannot be known."""
@@ -369,6 +372,13 @@ class ChatService:
             "channel": turn.channel,
         })
         return turn.latency_ms
+
+
+def _personal(prompt: PromptVersion | None, principal: Principal) -> str:
+    """The per-request values the prompt renders (see cache_key): they join the cache key."""
+    used = set(PLACEHOLDER_RE.findall(prompt.body)) if prompt else set()
+    return "\x1f".join(([principal.subject] if "user_name" in used else [])
+                        + ([date.today().isoformat()] if "today" in used else []))
 
 
 def _record_turn(db: Database, turn: ChatTurn) -> None:

@@ -29,8 +29,12 @@ def normalise_question(text: str) -> str:
 
 
 def cache_key(*, prefix: str, tenant: str, assistant: str, prompt_version: int | str | None,
-              kb_version: int | str | None, model: str, question: str) -> str:
+              kb_version: int | str | None, model: str, question: str, personal: str = "") -> str:
+    """`personal`: what the prompt renders per request (the user's name, today's date), so that an answer
+    greeting Alice is never served to Bob, nor yesterday's "today" tomorrow."""
     parts = [tenant, assistant, str(prompt_version), str(kb_version), model, normalise_question(question)]
+    if personal:
+        parts.append(personal)
     digest = hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
     return f"{prefix}:cache:{tenant}:{digest}"
 

@@ -51,7 +51,7 @@ def test_normalisation_and_key_parts():
     assert key.startswith("p:cache:sales:")
     assert key == cache_key(**base, question="hi")
     for change in ({"tenant": "finance"}, {"assistant": "b"}, {"prompt_version": 2}, {"kb_version": "2"},
-                   {"model": "fast"}):
+                   {"model": "fast"}, {"personal": "alice"}):
         assert cache_key(**{**base, **change}, question="hi") != key
 
 
@@ -77,6 +77,30 @@ def test_tenants_never_share(cached_services):
     ask(svc, "sales", "sales-assistant", "Who approves exceptions?")
     other = ask(svc, "finance", "finance-assistant", "Who approves exceptions?")
     assert not other.cached and len(server.requests) == 2
+
+
+def test_a_prompt_that_names_the_user_is_cached_per_user(cached_services):
+    """The shipped prompts render {{user_name}} (and {{today}}): an answer written for Maria is not served to
+    Sam; a prompt with no per-request variable shares answers across the tenant's users."""
+    svc, server = cached_services
+    question = "Who approves exceptions?"
+    assert "{{user_name}}" in svc.prompts.resolve("sales", "sales-assistant").body.replace(" ", "")
+    ask(svc, "sales", "sales-assistant", question)
+    assert not ask(svc, "sales", "sales-assistant", question, user="sam", groups=["sales"]).cached
+    assert ask(svc, "sales", "sales-assistant", question).cached  # Maria again
+    assert len(server.requests) == 2
+
+    current = svc.prompts.resolve("sales", "sales-assistant")
+    body = current.body.replace("{{user_name}}", "a colleague").replace("{{ user_name }}", "a colleague")
+    body = body.replace("{{today}}", "").replace("{{ today }}", "")
+    config = {**current.config, "variables": [v for v in current.config.get("variables", [])
+                                              if v not in ("user_name", "today")]}
+    version, _ = svc.prompts.create_version("sales", "sales-assistant", body=body, config=config,
+                                            message="impersonal", author="bob", base_version=current.version)
+    svc.prompts.move_label("sales", "sales-assistant", "production", version.version, who="bob")
+    ask(svc, "sales", "sales-assistant", question)
+    assert ask(svc, "sales", "sales-assistant", question, user="sam", groups=["sales"]).cached
+    assert len(server.requests) == 3
 
 
 def test_miss_after_a_prompt_label_move(cached_services):
