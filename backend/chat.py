@@ -63,6 +63,7 @@ class ChatRequest:
     messages: list[dict] | None = None
     temperature: float | None = None
     max_tokens: int | None = None
+    params: dict[str, Any] | None = None  # more sampling parameters (stop, top_p, seed...) for the model
     task: str | None = None  # an internal task (title, query_rewrite): always the cheap tier
     stream: bool = True  # False (run()): one non-streaming model call, cheaper when nobody watches tokens
 
@@ -206,8 +207,12 @@ class ChatService:
                 history = req.history[-2:] if tier == "local" else req.history[-10:]
                 messages = [{"role": "system", "content": system}, *history,
                             {"role": "user", "content": req.message}]
-                temperature = _opt_float(prompt.config.get("temperature"))
+                # A caller's temperature wins; its max_tokens can only lower the prompt's cap, never raise it.
+                temperature = (req.temperature if req.temperature is not None
+                               else _opt_float(prompt.config.get("temperature")))
                 max_tokens = _opt_int(prompt.config.get("max_tokens"))
+                if req.max_tokens is not None:
+                    max_tokens = min(req.max_tokens, max_tokens) if max_tokens is not None else req.max_tokens
             if self.quotas:
                 est_tokens = _estimate_tokens(messages) + (max_tokens or 512)
                 admission = await self.quotas.admit(
@@ -217,7 +222,8 @@ class ChatService:
             final: Completion | None = None
             async for item in self.llm.stream(
                 tier=tier, messages=messages, temperature=temperature, max_tokens=max_tokens,
-                provider_preference=policy.provider_preference, stream=req.stream,
+                provider_preference=policy.provider_preference, stream=req.stream, params=req.params,
+                allowed_tiers=policy.allowed_tiers, fallbacks=req.task is None,  # internal tasks: own fallback
             ):
                 if isinstance(item, Delta):
                     yield item.text

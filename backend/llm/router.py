@@ -59,6 +59,22 @@ def _env_ref(value: Any) -> str | None:
     return None
 
 
+def _provider_key_missing(model: str) -> str | None:
+    """For an `ATRIUM_MODEL_<TIER>` override (no `api_key` in models.yaml): the provider's standard key
+    variable when none of its alternatives is set (e.g. ANTHROPIC_API_KEY), per LiteLLM. Servers that need
+    no key (vLLM, Ollama's default base) pass."""
+    if model.startswith("local/"):
+        return None
+    import litellm
+
+    try:
+        env = litellm.validate_environment(model=model)
+    except Exception:
+        return None
+    missing = [k for k in env.get("missing_keys") or [] if k.endswith("_API_KEY")]
+    return " or ".join(missing) if missing and not env.get("keys_in_environment") else None
+
+
 def _key_missing(params: dict[str, Any]) -> str | None:
     """The env var a deployment needs but lacks, if any."""
     for key in ("api_key", "api_base"):
@@ -98,6 +114,9 @@ def live_deployments(config: ModelsConfig, settings: Settings, *, local_availabl
             overridden.add(tier)
             if override.startswith("local/") and not local_available:
                 excluded[f"{tier}:{override}"] = "local model not installed (make bootstrap)"
+                continue
+            if missing := _provider_key_missing(override):
+                excluded[f"{tier}:{override}"] = f"{missing} is not set (ATRIUM_MODEL_{tier.upper()})"
                 continue
             deployments.append(
                 {"model_name": tier, "litellm_params": {"model": override}, "model_info": {"id": f"{tier}-env"}}

@@ -15,6 +15,7 @@ from backend.llm.router import (
     LiveModels,
     ModelsConfig,
     build_router,
+    fallback_chains,
     live_deployments,
 )
 from backend.settings import Settings
@@ -123,6 +124,9 @@ class LLMService:
             log.info("model deployment left out", extra={"deployment": label, "reason": reason})
         log.info("live model tiers", extra={"tiers": self.live.live})
         self.router = build_router(self.live, config.router_settings) if self.live.deployments else None
+        # group -> the groups the Router falls back to; narrowed per request to the tenant's allowed tiers
+        self._fallbacks = {src: dsts for rule in fallback_chains(self.live, config.router_settings)
+                           for src, dsts in rule.items()}
         self._prices = self._price_table()
         self._unpriced: set[str] = set()
         self._tier_rates: dict[str, tuple[float, float]] = {}
@@ -166,17 +170,27 @@ class LLMService:
     async def stream(
         self, *, tier: str, messages: list[dict], temperature: float | None = None,
         max_tokens: int | None = None, provider_preference: list[str] | None = None, stream: bool = True,
+        params: dict[str, Any] | None = None, allowed_tiers: list[str] | None = None, fallbacks: bool = True,
     ) -> AsyncIterator[Delta | Completion]:
         """Deltas as the model produces them, then one Completion. `stream=False`: one non-streaming call
-        (one Delta with the whole text) — much cheaper in LiteLLM when nobody reads tokens as they come."""
+        (one Delta with the whole text) — much cheaper in LiteLLM when nobody reads tokens as they come.
+        `allowed_tiers`: the Router's fallbacks only go to these (a tenant allowed `smart` alone is never
+        answered by `local`); `fallbacks=False`: none at all (internal tasks have their own fallback)."""
         router = self._require_router()
         group = self.group_for(tier, provider_preference)
-        params: dict[str, Any] = {"stream": True, "stream_options": {"include_usage": True}} if stream else {}
+        call: dict[str, Any] = {"stream": True, "stream_options": {"include_usage": True}} if stream else {}
+        if not fallbacks:
+            call["fallbacks"] = []
+        elif allowed_tiers is not None:
+            chain = self._fallbacks.get(group, [])
+            allowed = [g for g in chain if g.partition(PREFERENCE_SEP)[0] in allowed_tiers]
+            if allowed != chain:
+                call["fallbacks"] = [{group: allowed}] if allowed else []
         if temperature is not None:
-            params["temperature"] = temperature
+            call["temperature"] = temperature
         if max_tokens is not None:
-            params["max_tokens"] = max_tokens
-        response = await router.acompletion(model=group, messages=messages, **params)
+            call["max_tokens"] = max_tokens
+        response = await router.acompletion(model=group, messages=messages, **{**(params or {}), **call})
         parts: list[str] = []
         usage: Any = None
         model = tier

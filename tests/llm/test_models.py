@@ -11,6 +11,7 @@ from sqlmodel import select
 
 from backend.chat import ChatRequest
 from backend.db.models import ChatTurn
+from backend.errors import UpstreamError
 from backend.settings import Settings
 from tests.llm.fakes import FakeOpenAI, mock
 
@@ -124,6 +125,48 @@ def test_fallback_chain_is_transitive(model_services):
         result = run(svc, "hello", tier="smart")
     assert {r["model"] for r in server.requests} == {"gpt-4.1", "gpt-4.1-mini"}
     assert (result.answer, result.tier, result.fallback_from) == ("last resort", "local", "smart")
+
+
+def test_fallbacks_stay_within_the_tenants_allowed_tiers(model_services):
+    """smart -> fast -> local is the configured chain; a tenant allowed smart and fast is never answered by
+    local, one allowed smart alone never by fast: the provider's failure is then a clear 502."""
+    with FakeOpenAI(fail=True) as server:
+        down = {"api_key": "sk-test", "api_base": server.url}
+        models = [{"model_name": "smart", "litellm_params": {"model": "openai/gpt-4.1", **down}},
+                  {"model_name": "fast", "litellm_params": {"model": "openai/gpt-4.1-mini", **down}},
+                  mock("local", "openai/gpt-4o-mini", "last resort")]
+        two = model_services(model_list=models, policy={"allowed_tiers": ["smart", "fast"]})
+        with pytest.raises(UpstreamError, match="failed after retries and fallbacks"):
+            run(two, "hello", tier="smart")
+        assert {r["model"] for r in server.requests} == {"gpt-4.1", "gpt-4.1-mini"}
+        server.requests.clear()
+        one = model_services(model_list=models, policy={"allowed_tiers": ["smart"]})
+        with pytest.raises(UpstreamError):
+            run(one, "hello", tier="smart")
+        assert {r["model"] for r in server.requests} == {"gpt-4.1"}
+
+
+def test_internal_tasks_do_not_fall_back_to_another_tier(model_services):
+    """A query rewrite has its own fallback (a deterministic query): `fast` failing must not hand the task
+    to another tier (the in-process model cannot rewrite reliably)."""
+    with FakeOpenAI(fail=True) as server:
+        models = [{"model_name": "fast", "litellm_params": {"model": "openai/gpt-4.1-mini", "api_key": "sk-test",
+                                                              "api_base": server.url}},
+                  mock("local", "openai/gpt-4o-mini", "local rewrite")]
+        svc = model_services(model_list=models)
+        with pytest.raises(UpstreamError):
+            asyncio.run(svc.chat.internal(alice(svc), "sales", task="query_rewrite",
+                                          messages=[{"role": "user", "content": "rewrite this"}]))
+        assert [r["model"] for r in server.requests] == ["gpt-4.1-mini"]
+        assert run(svc, "hello", tier="fast").answer == "local rewrite"  # a user turn still falls back
+
+
+def test_env_override_without_its_provider_key_is_left_out(model_services, mock_models, monkeypatch):
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    svc = model_services(model_list=mock_models, ATRIUM_MODEL_SMART="anthropic/claude-opus-4-1")
+    assert "smart" not in svc.llm.live.live
+    assert svc.llm.live.excluded["smart:anthropic/claude-opus-4-1"] == (
+        "ANTHROPIC_API_KEY is not set (ATRIUM_MODEL_SMART)")
 
 
 def test_cost_uses_litellm_prices_configured_prices_and_zero_for_local(model_services, mock_models):
