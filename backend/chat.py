@@ -85,6 +85,7 @@ class TurnResult:
     fallback_from: str | None = None
     turn_id: int | None = None
     warnings: list[str] = field(default_factory=list)
+    finish_reason: str = "stop"  # "length" when max_tokens cut the answer (OpenAI-compatible callers read it)
 
     def public(self) -> dict[str, Any]:
         data = asdict(self)
@@ -138,8 +139,10 @@ class ChatService:
         tenant_cfg = self.registry.get(req.tenant)
         assert tenant_cfg is not None
         policy = tenant_cfg.model_policy
+        # An internal task is recorded under the assistant it ran for (usage by assistant includes it).
         turn = new_turn(tenant=req.tenant, subject=principal.subject, channel=req.channel,
-                        assistant=None if plain else req.assistant, prompt_name=(req.task if plain else req.assistant),
+                        assistant=(req.assistant or None) if plain else req.assistant,
+                        prompt_name=(req.task if plain else req.assistant),
                         prompt_label=None if plain else req.label)
         admission: Admission | None = None
         try:
@@ -165,12 +168,17 @@ class ChatService:
                 if req.history:  # never on a first turn (nor on the single-turn OpenAI-compatible path)
                     rq = await self.rewriter.query(
                         message=req.message, history=req.history, allowed_tiers=policy.allowed_tiers,
-                        ask=lambda msgs: self.internal(principal, req.tenant, task=QUERY_REWRITE, messages=msgs))
+                        ask=lambda msgs: self.internal(principal, req.tenant, task=QUERY_REWRITE, messages=msgs,
+                                                       assistant=req.assistant))
                     query = rq.text
                     rewrite_note = f"; {rq.note}" if rq.note else ""
                     turn.route_reason = f"{turn.route_reason}{rewrite_note}"
                 citations = await self.retriever.retrieve(principal=principal, tenant=req.tenant,
                                                           query=query, top_k=req.top_k)
+                if not citations and rewrite_note.startswith("; retrieval query rewritten"):
+                    # A model's poor rewrite must not hide a question that stands on its own.
+                    citations = await self.retriever.retrieve(principal=principal, tenant=req.tenant,
+                                                              query=req.message, top_k=req.top_k)
             turn.chunk_ids = [c.chunk_id for c in citations]
             # No passage found: asked only then (so free when passages are found), does the message need one?
             need = (needs_knowledge(req.message, follow_up=bool(req.history))
@@ -248,6 +256,7 @@ class ChatService:
                 prompt_tokens=final.prompt_tokens, completion_tokens=final.completion_tokens,
                 cost_usd=final.cost_usd, latency_ms=0, route_reason=turn.route_reason,
                 fallback_from=final.fallback_from, warnings=list(admission.warnings) if admission else [],
+                finish_reason=final.finish_reason,
             )
         except AtriumError as exc:
             turn.outcome = "quota" if isinstance(exc, QuotaExceeded) else "refused"
@@ -276,10 +285,10 @@ class ChatService:
         yield result
 
     async def internal(self, principal: Principal, tenant: str, *, task: str, messages: list[dict],
-                       max_tokens: int = 64) -> TurnResult:
+                       max_tokens: int = 64, assistant: str | None = None) -> TurnResult:
         """Internal tasks (conversation titles, query rewriting for retrieval): the `fast` tier, never the
-        smart one, with quotas and a usage record like any other call."""
-        req = ChatRequest(tenant=tenant, assistant="", message="", channel="internal", messages=messages,
+        smart one, with quotas and a usage record like any other call (under `assistant`, if given)."""
+        req = ChatRequest(tenant=tenant, assistant=assistant or "", message="", channel="internal", messages=messages,
                           max_tokens=max_tokens, temperature=0.0, task=task)
         return await self.run(principal, req)
 

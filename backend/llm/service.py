@@ -41,6 +41,7 @@ class Completion:
     requested: str = ""  # the Router group asked for (a tier or tier@provider)
     fallback_from: str | None = None  # set when another group answered
     deployment_id: str | None = None
+    finish_reason: str = "stop"  # "length" when max_tokens cut the answer
 
 
 @dataclass
@@ -194,9 +195,11 @@ class LLMService:
         parts: list[str] = []
         usage: Any = None
         model = tier
+        finish = "stop"
         if not stream:
             model = getattr(response, "model", None) or model
             usage = getattr(response, "usage", None)
+            finish = (getattr(response.choices[0], "finish_reason", None) if response.choices else None) or finish
             text = (response.choices[0].message.content or "") if response.choices else ""
             if text:
                 parts.append(text)
@@ -207,6 +210,7 @@ class LLMService:
                 if getattr(chunk, "usage", None):
                     usage = chunk.usage
                 if chunk.choices:
+                    finish = getattr(chunk.choices[0], "finish_reason", None) or finish
                     text = chunk.choices[0].delta.content or ""
                     if text:
                         parts.append(text)
@@ -225,7 +229,7 @@ class LLMService:
                          completion_tokens=ct, cost_usd=self.cost(model=model, prompt_tokens=pt,
                                                                   completion_tokens=ct, deployment=dep),
                          requested=group, fallback_from=group if fell_back else None,
-                         deployment_id=dep.id if dep else None)
+                         deployment_id=dep.id if dep else None, finish_reason=str(finish))
 
     def _qualified(self, tier: str, model: str) -> str:
         """Providers echo bare model names; report the configured `provider/model`."""

@@ -19,7 +19,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 class FakeOpenAI:
     """POST /v1/chat/completions: status 500 when `fail`, else a completion (SSE when `stream`) whose text
-    names the model asked for. Every request body is kept in `.requests`."""
+    names the model asked for, cut at `max_tokens` words with finish_reason "length" as OpenAI does. Every
+    request body is kept in `.requests`."""
 
     def __init__(self, *, fail: bool = False, text: str = "fake answer") -> None:
         self.fail = fail
@@ -43,11 +44,15 @@ class FakeOpenAI:
                     return
                 model = body.get("model", "?")
                 text = f"{outer.text} from {model}"
+                limit = body.get("max_tokens") or body.get("max_completion_tokens")
+                finish = "stop"
+                if limit and len(text.split(" ")) > int(limit):
+                    text, finish = " ".join(text.split(" ")[:int(limit)]), "length"
                 usage = {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
                 if not body.get("stream"):
                     data = {"id": "cmpl-1", "object": "chat.completion", "created": int(time.time()), "model": model,
                             "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                                         "finish_reason": "stop"}], "usage": usage}
+                                         "finish_reason": finish}], "usage": usage}
                     raw = json.dumps(data).encode()
                     self.send_response(200)
                     self.send_header("content-type", "application/json")
@@ -62,7 +67,7 @@ class FakeOpenAI:
                 for word in text.split(" "):
                     chunk = {**base, "choices": [{"index": 0, "delta": {"content": word + " "}, "finish_reason": None}]}
                     self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
-                end = {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+                end = {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]}
                 self.wfile.write(f"data: {json.dumps(end)}\n\n".encode())
                 self.wfile.write(f"data: {json.dumps({**base, 'choices': [], 'usage': usage})}\n\n".encode())
                 self.wfile.write(b"data: [DONE]\n\n")

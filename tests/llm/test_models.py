@@ -161,6 +161,28 @@ def test_internal_tasks_do_not_fall_back_to_another_tier(model_services):
         assert run(svc, "hello", tier="fast").answer == "local rewrite"  # a user turn still falls back
 
 
+def test_an_answer_cut_by_max_tokens_says_so(model_services):
+    with FakeOpenAI(text="one two three four five six") as server:
+        models = [{"model_name": "fast", "litellm_params": {"model": "openai/gpt-4.1-mini", "api_key": "sk-test",
+                                                              "api_base": server.url}}]
+        svc = model_services(model_list=models)
+        for stream in (False, True):
+            cut = asyncio.run(svc.llm.complete(tier="fast", messages=[{"role": "user", "content": "hi"}],
+                                               max_tokens=3)) if not stream else None
+            if stream:
+                async def last() -> object:
+                    items = [i async for i in svc.llm.stream(tier="fast", max_tokens=3,
+                                                             messages=[{"role": "user", "content": "hi"}])]
+                    return items[-1]
+                cut = asyncio.run(last())
+            assert (cut.text.strip(), cut.finish_reason) == ("one two three", "length")
+        whole = asyncio.run(svc.llm.complete(tier="fast", messages=[{"role": "user", "content": "hi"}]))
+        assert whole.finish_reason == "stop"
+        req = ChatRequest(tenant="sales", assistant="", message="", messages=[{"role": "user", "content": "hi"}],
+                          tier="fast", max_tokens=2)
+        assert asyncio.run(svc.chat.run(alice(svc), req)).finish_reason == "length"
+
+
 def test_env_override_without_its_provider_key_is_left_out(model_services, mock_models, monkeypatch):
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
     svc = model_services(model_list=mock_models, ATRIUM_MODEL_SMART="anthropic/claude-opus-4-1")

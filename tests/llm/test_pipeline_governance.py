@@ -56,6 +56,14 @@ def test_internal_tasks_use_fast_and_are_recorded(model_services, mock_models):
     with svc.db.session() as s:
         row = s.exec(select(ChatTurn).where(ChatTurn.id == result.turn_id)).one()
     assert (row.channel, row.prompt_name, row.route_reason) == ("internal", "title", "internal task title: fast")
+    assert row.assistant is None
+
+    # Made for an assistant (a follow-up's query rewrite): recorded under it, so usage by assistant counts it.
+    result = asyncio.run(svc.chat.internal(alice(svc), "sales", task="query_rewrite", assistant="sales-assistant",
+                                           messages=[{"role": "user", "content": "rewrite"}]))
+    with svc.db.session() as s:
+        row = s.exec(select(ChatTurn).where(ChatTurn.id == result.turn_id)).one()
+    assert (row.channel, row.prompt_name, row.assistant) == ("internal", "query_rewrite", "sales-assistant")
 
 
 def test_plain_completion_skips_prompt_and_cache(model_services, mock_models):
