@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import uuid
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _atrium_error(request: Request, exc: AtriumError) -> JSONResponse:
         if is_openai_path(request.url.path):  # OpenAI-compatible routes answer in OpenAI's error shape
             return openai_error(exc.status_code, str(exc.extra.get("limit") or exc.code), exc.message,
-                                headers=exc.headers)
+                                headers=exc.headers, param=exc.extra.get("param"))
         return JSONResponse(_error_body(exc.code, exc.message, exc.extra), status_code=exc.status_code,
                             headers=exc.headers)
 
@@ -54,7 +55,9 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = [_describe_problem(e) for e in exc.errors()]
         if is_openai_path(request.url.path):
-            loc = next((e.get("loc") for e in exc.errors()), ()) or ()
+            first = next(iter(exc.errors()), {})
+            # A JSON syntax error's location is a character offset, not a parameter.
+            loc = () if first.get("type") == "json_invalid" else first.get("loc") or ()
             param = ".".join(str(p) for p in loc if p != "body") or None
             return openai_error(422, "invalid_request", "; ".join(problems), param=param)
         return JSONResponse(_error_body("invalid_request", "; ".join(problems)), status_code=422)
@@ -73,6 +76,20 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(_error_body(code, str(detail)), status_code=exc.status_code, headers=exc.headers)
 
 
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # A bug, not a caller's mistake: the traceback goes to the log under a reference the caller can quote;
+        # the body stays JSON in the route's error shape (never Starlette's plain-text "Internal Server Error")
+        # and never carries the exception's text (it may hold internals, or bytes that do not encode).
+        ref = uuid.uuid4().hex[:12]
+        log.error("unhandled error", exc_info=exc,
+                  extra={"ref": ref, "method": request.method, "path": request.url.path})
+        detail = f"internal error ({type(exc).__name__}); reference {ref} in the server log"
+        if is_openai_path(request.url.path):
+            return openai_error(500, "internal_error", detail)
+        return JSONResponse(_error_body("internal_error", detail), status_code=500)
+
+
 def _describe_problem(error: dict) -> str:
     """One validation problem in words a caller can act on."""
     loc = [str(p) for p in error.get("loc", ()) if p != "body"]
@@ -80,6 +97,9 @@ def _describe_problem(error: dict) -> str:
         reason = (error.get("ctx") or {}).get("error", "")
         return f"the request body is not valid JSON ({reason} at character {loc[-1] if loc else '?'})"
     where = ".".join(loc) or "the request body"
+    if error.get("type") == "string_unicode":  # a lone UTF-16 surrogate ("\\ud800" in JSON): not text
+        return (f"{where}: not valid Unicode text (a lone UTF-16 surrogate, an unpaired \\ud800-\\udfff escape); "
+                "send the character as a surrogate pair or remove it")
     return f"{where}: {error.get('msg')}"
 
 

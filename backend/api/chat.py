@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from typing import Literal
 
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from backend.api.deps import ChatAccess, ServicesDep
 from backend.chat import ChatRequest, TurnResult
@@ -15,18 +16,31 @@ from backend.errors import AtriumError
 
 router = APIRouter(prefix="/api/t/{tenant}", tags=["chat"])
 
+MAX_MESSAGE_CHARS = 20_000  # per message, here and on the OpenAI-compatible route
+
+
+class HistoryItem(BaseModel):
+    """An earlier turn. Only the user's and the assistant's own turns: the tenant's prompt is the one system
+    message, so a caller cannot slip in instructions as `system`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    role: Literal["user", "assistant"]
+    # Length-capped strings also refuse a lone UTF-16 surrogate ("\\ud800" in JSON): app.py words that error.
+    content: str = Field(max_length=MAX_MESSAGE_CHARS)
+
 
 class ChatIn(BaseModel):
     assistant: str
-    message: str = Field(min_length=1, max_length=20_000)
-    history: list[dict[str, str]] = Field(default_factory=list)
+    message: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS)
+    history: list[HistoryItem] = Field(default_factory=list, max_length=200)
     stream: bool = False
 
 
 @router.post("/chat")
 async def chat(body: ChatIn, ctx: ChatAccess, services: ServicesDep):
     req = ChatRequest(tenant=ctx.tenant, assistant=body.assistant, message=body.message,
-                      history=body.history, channel="api")
+                      history=[h.model_dump() for h in body.history], channel="api")
     if not body.stream:
         result = await services.chat.run(ctx.principal, req)
         return result.public()

@@ -1,4 +1,4 @@
-"""OpenAI-compatible API: GET /api/t/{tenant}/v1/models, POST /api/t/{tenant}/v1/chat/completions.
+"""OpenAI-compatible API: GET /api/t/{tenant}/v1/models[/{id}], POST /api/t/{tenant}/v1/chat/completions.
 
 `model` is an assistant name (the tenant's prompt and knowledge base) or a tier alias (a plain completion).
 Same tenant guard, quotas, routing, cache and usage records as the chat; errors use OpenAI's shape
@@ -18,12 +18,24 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from backend.api.chat import MAX_MESSAGE_CHARS
 from backend.api.deps import ChatAccess, ServicesDep
 from backend.api.openai_errors import openai_error_body
 from backend.chat import ChatRequest, TurnResult
-from backend.errors import AtriumError, Invalid, NotFound
+from backend.errors import AtriumError, Invalid, NotFound, Unavailable
 
 router = APIRouter(prefix="/api/t/{tenant}/v1", tags=["openai-compatible"])
+
+# OpenAI parameters this endpoint cannot honour: refused with a 400 naming them, never silently dropped
+# (a caller sending `tools` would otherwise get prose where it expects a tool call).
+UNSUPPORTED = ("tools", "tool_choice", "functions", "function_call", "logprobs", "top_logprobs", "audio",
+               "modalities", "prediction")
+# Sampling parameters LiteLLM passes through unchanged: forwarded to the model as given.
+FORWARDED = ("stop", "top_p", "seed", "presence_penalty", "frequency_penalty", "response_format", "user")
+_NOT_INPUT = {"image_url": "image", "input_image": "image", "input_audio": "audio", "file": "file"}
+SYSTEM_IGNORED = ("system messages are not used for assistant models: the tenant's prompt is the system prompt "
+                  "(send them to a tier alias, e.g. model 'fast', for a plain completion)")
+
 
 class Message(BaseModel):
     model_config = ConfigDict(extra="allow")
@@ -33,7 +45,7 @@ class Message(BaseModel):
 
 
 class ChatCompletionIn(BaseModel):
-    model_config = ConfigDict(extra="allow")  # unknown OpenAI parameters are accepted and ignored
+    model_config = ConfigDict(extra="allow")  # other unknown OpenAI parameters (metadata, store...) are ignored
 
     model: str = Field(min_length=1, max_length=200)
     messages: list[Message] = Field(min_length=1, max_length=200)
@@ -43,53 +55,158 @@ class ChatCompletionIn(BaseModel):
     max_tokens: int | None = Field(None, ge=1, le=100_000)
     max_completion_tokens: int | None = Field(None, ge=1, le=100_000)
     n: int = Field(1, ge=1)
+    stop: str | list[str] | None = None
+    top_p: float | None = Field(None, ge=0, le=1)
+    seed: int | None = None
+    presence_penalty: float | None = Field(None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(None, ge=-2, le=2)
+    response_format: dict[str, Any] | None = None
+    user: str | None = Field(None, max_length=256)
 
 
-def _text(content: str | list[dict[str, Any]] | None) -> str:
-    if isinstance(content, list):
-        return "".join(str(p.get("text", "")) for p in content if p.get("type", "text") == "text")
-    return content or ""
+def _bad(message: str, param: str | None, code: str = "invalid_request") -> Invalid:
+    return Invalid(message, code=code, extra={"param": param})
 
 
-@router.get("/models")
-def list_models(ctx: ChatAccess, services: ServicesDep) -> dict:
-    cfg = services.registry.get(ctx.tenant)
-    assert cfg is not None  # the tenant guard only lets known tenants through
-    data = [{"id": a.name, "object": "model", "created": 0, "owned_by": ctx.tenant, "kind": "assistant",
-             "title": a.title, "description": a.description} for a in cfg.assistants]
-    live = set(services.llm.tiers())
-    data += [{"id": t, "object": "model", "created": 0, "owned_by": ctx.tenant, "kind": "tier",
-              "models": services.llm.live.live.get(t, [])} for t in cfg.model_policy.allowed_tiers if t in live]
-    return {"object": "list", "data": data}
+def _surrogate_at(value: Any, path: str) -> str | None:
+    """Where a lone UTF-16 surrogate hides in the body (JSON allows "\\ud800"; UTF-8 cannot encode it, so it
+    would fail deep in the pipeline): its dotted path, or None."""
+    if isinstance(value, str):
+        return path if any("\ud800" <= ch <= "\udfff" for ch in value) else None
+    if isinstance(value, dict):
+        items: Any = value.items()
+    elif isinstance(value, list):
+        items = ((f"[{i}]", v) for i, v in enumerate(value))
+    else:
+        return None
+    for key, item in items:
+        key = str(key)
+        if (found := _surrogate_at(item, f"{path}{key}" if key.startswith("[") else f"{path}.{key}".lstrip("."))):
+            return found
+    return None
+
+
+def _text(content: str | list[dict[str, Any]] | None, i: int) -> str:
+    if not isinstance(content, list):
+        return content or ""
+    parts: list[str] = []
+    for part in content:
+        kind = part.get("type", "text")
+        if kind in _NOT_INPUT:
+            raise _bad(f"{_NOT_INPUT[kind]} input is not supported by this endpoint (messages[{i}].content has a "
+                       f"{kind!r} part); send text only", f"messages[{i}].content", "unsupported_content")
+        if kind != "text" or not isinstance(part.get("text"), str):
+            raise _bad(f"messages[{i}].content: unsupported content part {kind!r}; send "
+                       f"{{'type': 'text', 'text': '...'}} parts or a string", f"messages[{i}].content",
+                       "unsupported_content")
+        parts.append(part["text"])
+    return "".join(parts)
+
+
+def _check(body: ChatCompletionIn) -> None:
+    """Refuse what cannot be honoured, naming the parameter (OpenAI's `param`) and what to send instead."""
+    if body.n != 1:
+        raise _bad("only n=1 is supported", "n", "unsupported_parameter")
+    extra = body.model_extra or {}
+    for name in UNSUPPORTED:
+        if extra.get(name) not in (None, False, [], {}):
+            raise _bad(f"the parameter {name!r} is not supported by this endpoint; remove it", name,
+                       "unsupported_parameter")
+    if where := _surrogate_at(body.model_dump(exclude_none=True), ""):
+        raise _bad(f"{where} contains a lone UTF-16 surrogate (an unpaired \\ud800-\\udfff escape), which is not "
+                   "valid Unicode text; send the character as a surrogate pair or remove it", where,
+                   "invalid_encoding")
+    for i, m in enumerate(body.messages):
+        if m.role == "tool" or (m.model_extra or {}).get("tool_calls") or (m.model_extra or {}).get("function_call"):
+            raise _bad(f"messages[{i}]: tool messages and assistant tool calls are not supported by this endpoint "
+                       "(no tools are offered to the model)", f"messages[{i}]", "unsupported_parameter")
+        text = _text(m.content, i)
+        if len(text) > MAX_MESSAGE_CHARS:
+            raise _bad(f"messages[{i}].content is {len(text)} characters; the limit is {MAX_MESSAGE_CHARS} per "
+                       "message", f"messages[{i}].content", "message_too_long")
+
+
+def _sampling(body: ChatCompletionIn) -> dict[str, Any] | None:
+    params = {name: getattr(body, name) for name in FORWARDED if getattr(body, name) is not None}
+    return params or None
 
 
 def _request(body: ChatCompletionIn, tenant: str, services: Any) -> ChatRequest:
     cfg = services.registry.get(tenant)
-    if body.n != 1:
-        raise Invalid("only n=1 is supported", code="unsupported_parameter")
-    messages = [{"role": "system" if m.role == "developer" else m.role, "content": _text(m.content)}
-                for m in body.messages]
+    _check(body)
+    messages = [{"role": "system" if m.role == "developer" else m.role, "content": _text(m.content, i)}
+                for i, m in enumerate(body.messages)]
     max_tokens = body.max_completion_tokens or body.max_tokens
     if cfg.assistant(body.model) is not None:
         if messages[-1]["role"] != "user" or not messages[-1]["content"].strip():
-            raise Invalid("the last message must be a non-empty user message", code="invalid_messages")
-        # The tenant's prompt is the system prompt: a caller's system messages do not replace it.
+            raise _bad("the last message must be a non-empty user message", "messages", "invalid_messages")
+        # The tenant's prompt is the system prompt: a caller's system messages do not replace it (README).
         history = [m for m in messages[:-1] if m["role"] in ("user", "assistant")]
         return ChatRequest(tenant=tenant, assistant=body.model, message=messages[-1]["content"],
-                           history=history, channel="openai")
+                           history=history, channel="openai", temperature=body.temperature,
+                           max_tokens=max_tokens, params=_sampling(body))
     live = set(services.llm.tiers())
-    if body.model in cfg.model_policy.allowed_tiers and body.model in live:
+    if body.model in cfg.model_policy.allowed_tiers:
+        if body.model not in live:
+            reasons = [f"{label} ({why})" for label, why in services.llm.live.excluded.items()
+                       if label.split(":", 1)[0] == body.model]
+            raise Unavailable(f"tier {body.model} has no live deployment: "
+                              f"{'; '.join(reasons) or 'no deployment is configured for it'}",
+                              code="model_not_available", extra={"param": "model"})
         return ChatRequest(tenant=tenant, assistant="", message="", channel="openai", tier=body.model,
-                           messages=messages, temperature=body.temperature, max_tokens=max_tokens)
+                           messages=messages, temperature=body.temperature, max_tokens=max_tokens,
+                           params=_sampling(body))
+    raise _unknown_model(body.model, tenant, cfg, live)
+
+
+def _unknown_model(model: str, tenant: str, cfg: Any, live: set[str]) -> NotFound:
     available = [a.name for a in cfg.assistants] + [t for t in cfg.model_policy.allowed_tiers if t in live]
-    raise NotFound(f"The model {body.model!r} does not exist for tenant {tenant!r}; available: "
-                   f"{', '.join(available)}", code="model_not_found")
+    return NotFound(f"The model {model!r} does not exist for tenant {tenant!r}; available: "
+                    f"{', '.join(available)}", code="model_not_found", extra={"param": "model"})
 
 
-def _atrium(result: TurnResult) -> dict[str, Any]:
+def _unsupported_by_model(exc: AtriumError) -> AtriumError:
+    """A forwarded parameter the answering provider rejects (LiteLLM's UnsupportedParamsError, e.g. `seed` on
+    Anthropic) is the caller's 400, not a 502 from the provider."""
+    cause = exc.__cause__
+    if cause is None or type(cause).__name__ != "UnsupportedParamsError":
+        return exc
+    text = str(cause)
+    param = next((name for name in FORWARDED if f"'{name}'" in text), None)
+    first = text.split("\n", 1)[0].removeprefix("litellm.UnsupportedParamsError: ").split(". To drop", 1)[0]
+    return _bad(f"the model does not support a parameter you sent: {first}; remove it", param,
+                "unsupported_parameter")
+
+
+@router.get("/models")
+def list_models(ctx: ChatAccess, services: ServicesDep) -> dict:
+    return {"object": "list", "data": _models(ctx.tenant, services)}
+
+
+@router.get("/models/{model_id}")
+def retrieve_model(model_id: str, ctx: ChatAccess, services: ServicesDep) -> dict:
+    for model in _models(ctx.tenant, services):
+        if model["id"] == model_id:
+            return model
+    raise _unknown_model(model_id, ctx.tenant, services.registry.get(ctx.tenant), set(services.llm.tiers()))
+
+
+def _models(tenant: str, services: Any) -> list[dict[str, Any]]:
+    cfg = services.registry.get(tenant)
+    assert cfg is not None  # the tenant guard only lets known tenants through
+    data = [{"id": a.name, "object": "model", "created": 0, "owned_by": tenant, "kind": "assistant",
+             "title": a.title, "description": a.description} for a in cfg.assistants]
+    live = set(services.llm.tiers())
+    data += [{"id": t, "object": "model", "created": 0, "owned_by": tenant, "kind": "tier",
+              "models": services.llm.live.live.get(t, [])} for t in cfg.model_policy.allowed_tiers if t in live]
+    return data
+
+
+def _atrium(result: TurnResult, notes: list[str]) -> dict[str, Any]:
     return {"model": result.model, "tier": result.tier, "cached": result.cached, "cost_usd": result.cost_usd,
             "route_reason": result.route_reason, "fallback_from": result.fallback_from,
-            "prompt_version": result.prompt_version, "warnings": result.warnings, "turn_id": result.turn_id,
+            "prompt_version": result.prompt_version, "warnings": [*result.warnings, *notes],
+            "turn_id": result.turn_id,
             "citations": [{"document_id": c.document_id, "title": c.title, "quote": c.quote, "page": c.page,
                            "score": c.score} for c in result.citations]}
 
@@ -102,20 +219,29 @@ def _usage(result: TurnResult) -> dict[str, int]:
 @router.post("/chat/completions")
 async def chat_completions(body: ChatCompletionIn, ctx: ChatAccess, services: ServicesDep):
     req = _request(body, ctx.tenant, services)
+    # Said, not silently done: a caller's system messages do not reach an assistant model.
+    notes = [SYSTEM_IGNORED] if req.messages is None and any(
+        m.role in ("system", "developer") for m in body.messages) else []
     cid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
     created = int(time.time())
     if not body.stream:
-        result = await services.chat.run(ctx.principal, req)
+        try:
+            result = await services.chat.run(ctx.principal, req)
+        except AtriumError as exc:
+            raise _unsupported_by_model(exc) from exc.__cause__
         return JSONResponse({
             "id": cid, "object": "chat.completion", "created": created, "model": body.model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": result.answer},
-                         "finish_reason": "stop"}],
-            "usage": _usage(result), "atrium": _atrium(result),
+                         "finish_reason": result.finish_reason}],
+            "usage": _usage(result), "atrium": _atrium(result, notes),
         }, headers={"x-atrium-model": result.model, "x-atrium-cached": str(result.cached).lower()})
 
     stream = services.chat.stream(ctx.principal, req)
     # Pull the first item before answering: a refusal (quota, tier, prompt) is still a proper HTTP error.
-    first = await anext(stream)
+    try:
+        first = await anext(stream)
+    except AtriumError as exc:
+        raise _unsupported_by_model(exc) from exc.__cause__
     include_usage = bool((body.stream_options or {}).get("include_usage"))
 
     def chunk(delta: dict, finish: str | None = None, **extra: Any) -> str:
@@ -129,7 +255,7 @@ async def chat_completions(body: ChatCompletionIn, ctx: ChatAccess, services: Se
             item = first
             while True:
                 if isinstance(item, TurnResult):
-                    yield chunk({}, "stop", atrium=_atrium(item))
+                    yield chunk({}, item.finish_reason, atrium=_atrium(item, notes))
                     if include_usage:
                         data = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": body.model,
                                 "choices": [], "usage": _usage(item)}
@@ -138,7 +264,9 @@ async def chat_completions(body: ChatCompletionIn, ctx: ChatAccess, services: Se
                 yield chunk({"content": item})
                 item = await anext(stream)
         except AtriumError as exc:  # after the headers went out: OpenAI streams errors as an event
-            yield f"data: {json.dumps(openai_error_body(exc.status_code, exc.code, exc.message))}\n\n"
+            exc = _unsupported_by_model(exc)
+            error = openai_error_body(exc.status_code, exc.code, exc.message, exc.extra.get("param"))
+            yield f"data: {json.dumps(error)}\n\n"
         except StopAsyncIteration:
             pass
         finally:

@@ -57,6 +57,7 @@ ROUTES: list[Route] = [
     Route("POST", "/api/t/{tenant}/prompts/{assistant}/try", params={"assistant": "sales-assistant"},
           json={"question": "What is the discount cap?"}),
     Route("GET", "/api/t/{tenant}/v1/models"),
+    Route("GET", "/api/t/{tenant}/v1/models/{model_id}", params={"model_id": "sales-assistant"}),
     Route("POST", "/api/t/{tenant}/v1/chat/completions",
           json={"model": "sales-assistant", "messages": [{"role": "user", "content": "What is the cap?"}]}),
     Route("GET", "/api/t/{tenant}/usage?group_by=model"),

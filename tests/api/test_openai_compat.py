@@ -15,7 +15,7 @@ from backend.auth.api_keys import issue_key
 from backend.db.engine import Database, make_engine
 from backend.db.models import ChatTurn
 from tests.conftest import start_server, stop_server
-from tests.llm.fakes import make_config_dir, mock, set_tenant
+from tests.llm.fakes import FakeOpenAI, make_config_dir, mock, set_tenant
 
 SMART_TEXT = "Growth deals up to 15% need no approval."
 FAST_TEXT = "Hello from the fast tier."
@@ -132,3 +132,204 @@ def test_rate_limit_429_with_retry_after_exactly_the_allowed_number(served):
     assert 1 <= int(exc.response.headers["retry-after"]) <= 60
     assert exc.body["code"] == "requests_per_minute" and exc.body["type"] == "rate_limit_error"
     assert "3 requests per minute" in exc.body["message"]
+
+
+# -- refusals: what the endpoint cannot honour is a 400 naming the parameter, never silently dropped ------------
+
+
+def _raw(served, body: bytes | dict, tenant: str = "sales") -> httpx.Response:
+    headers = {"authorization": f"Bearer {served.keys[tenant]}", "x-tenant-id": tenant}
+    url = f"{served.url}/api/t/{tenant}/v1/chat/completions"
+    if isinstance(body, bytes):
+        return httpx.post(url, content=body, headers={**headers, "content-type": "application/json"}, timeout=30)
+    return httpx.post(url, json=body, headers=headers, timeout=30)
+
+
+def test_lone_surrogate_is_a_400_naming_the_message(served):
+    # The SDK cannot even encode such a string; a raw JSON body carries it as an escape.
+    r = _raw(served, b'{"model": "sales-assistant", "messages": [{"role": "user", "content": "hi"}, '
+                     b'{"role": "user", "content": "\\ud800 discount"}]}')
+    assert r.status_code == 400 and r.headers["content-type"] == "application/json"
+    err = r.json()["error"]
+    assert err["type"] == "invalid_request_error" and err["code"] == "invalid_encoding"
+    assert err["param"] == "messages[1].content"
+    assert "messages[1].content" in err["message"] and "surrogate pair or remove it" in err["message"]
+    r = _raw(served, b'{"model": "fast", "messages": [{"role": "user", "content": [{"type": "text", '
+                     b'"text": "a\\udfff"}]}]}')
+    assert r.status_code == 400 and r.json()["error"]["param"] == "messages[0].content[0].text"
+    # A proper pair (an emoji) is fine.
+    r = _raw(served, b'{"model": "fast", "messages": [{"role": "user", "content": "\\ud83d\\ude00 hi"}]}')
+    assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == FAST_TEXT
+
+
+@pytest.mark.parametrize(("param", "value"), [
+    ("tools", [{"type": "function", "function": {"name": "get_price", "parameters": {"type": "object"}}}]),
+    ("tool_choice", "auto"),
+    ("functions", [{"name": "get_price", "parameters": {"type": "object"}}]),
+    ("function_call", "auto"),
+    ("logprobs", True),
+    ("top_logprobs", 3),
+    ("audio", {"voice": "alloy", "format": "wav"}),
+    ("modalities", ["text", "audio"]),
+    ("prediction", {"type": "content", "content": "Hello"}),
+])
+def test_unsupported_parameters_are_refused_naming_them(served, param, value):
+    with pytest.raises(openai.BadRequestError) as info:
+        client(served).chat.completions.create(model="fast", messages=[{"role": "user", "content": "hi"}],
+                                               **{param: value})
+    err = info.value.body
+    assert (err["code"], err["param"], err["type"]) == ("unsupported_parameter", param, "invalid_request_error")
+    assert repr(param) in err["message"]
+
+
+def test_tool_messages_and_assistant_tool_calls_are_refused(served):
+    call = {"id": "call_1", "type": "function", "function": {"name": "get_price", "arguments": "{}"}}
+    for messages, index in (
+        ([{"role": "user", "content": "price?"}, {"role": "assistant", "content": None, "tool_calls": [call]},
+          {"role": "tool", "tool_call_id": "call_1", "content": "42"}, {"role": "user", "content": "and?"}], 1),
+        ([{"role": "user", "content": "price?"}, {"role": "tool", "tool_call_id": "call_1", "content": "42"}], 1),
+    ):
+        with pytest.raises(openai.BadRequestError) as info:
+            client(served).chat.completions.create(model="sales-assistant", messages=messages)
+        assert info.value.body["code"] == "unsupported_parameter"
+        assert info.value.body["param"] == f"messages[{index}]"
+
+
+@pytest.mark.parametrize(("part", "kind"), [
+    ({"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}, "image"),
+    ({"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}}, "audio"),
+    ({"type": "file", "file": {"file_id": "file-123"}}, "file"),
+])
+def test_non_text_content_parts_are_refused(served, part, kind):
+    with pytest.raises(openai.BadRequestError) as info:
+        client(served).chat.completions.create(model="fast", messages=[
+            {"role": "user", "content": [{"type": "text", "text": "What is on this?"}, part]}])
+    err = info.value.body
+    assert err["message"].startswith(f"{kind} input is not supported by this endpoint")
+    assert err["param"] == "messages[0].content"
+
+
+def test_params_of_validation_errors(served):
+    c = client(served)
+    with pytest.raises(openai.BadRequestError) as info:
+        c.chat.completions.create(model="sales-assistant", n=2, messages=[{"role": "user", "content": "hi"}])
+    assert (info.value.body["code"], info.value.body["param"]) == ("unsupported_parameter", "n")
+    with pytest.raises(openai.BadRequestError) as info:
+        c.chat.completions.create(model="sales-assistant", messages=[{"role": "user", "content": "hi"},
+                                                                     {"role": "assistant", "content": "hello"}])
+    assert (info.value.body["code"], info.value.body["param"]) == ("invalid_messages", "messages")
+    r = _raw(served, b'{"model": "fast", "messages": [}')  # a JSON syntax error: no parameter to name
+    assert r.status_code == 400 and r.json()["error"]["param"] is None
+    assert r.json()["error"]["message"].startswith("the request body is not valid JSON")
+
+
+def test_per_message_length_cap_names_the_message(served):
+    ok = "x" * 20_000
+    with pytest.raises(openai.BadRequestError) as info:
+        client(served).chat.completions.create(model="fast", messages=[
+            {"role": "system", "content": ok}, {"role": "user", "content": ok + "y"}])
+    err = info.value.body
+    assert (err["code"], err["param"]) == ("message_too_long", "messages[1].content")
+    assert "20001 characters" in err["message"] and "20000" in err["message"]
+    resp = client(served).chat.completions.create(model="fast", messages=[{"role": "user", "content": ok}])
+    assert resp.choices[0].message.content == FAST_TEXT
+
+
+def test_a_parameter_the_provider_rejects_is_a_400_not_a_502(served):
+    # `seed` is forwarded; Anthropic (the smart tier here) does not take it: the caller learns which one.
+    with pytest.raises(openai.BadRequestError) as info:
+        client(served).chat.completions.create(model="smart", seed=7, messages=[{"role": "user", "content": "hi"}])
+    err = info.value.body
+    assert (err["code"], err["param"]) == ("unsupported_parameter", "seed")
+    assert "anthropic does not support parameters: ['seed']" in err["message"]
+    with pytest.raises(openai.BadRequestError) as info:  # streaming: refused before the stream starts
+        client(served).chat.completions.create(model="smart", seed=7, stream=True,
+                                               messages=[{"role": "user", "content": "hi again"}])
+    assert info.value.body["param"] == "seed"
+
+
+def test_retrieve_model(served):
+    c = client(served)
+    model = c.models.retrieve("sales-assistant")
+    assert (model.id, model.owned_by, model.model_extra["kind"]) == ("sales-assistant", "sales", "assistant")
+    tier = c.models.retrieve("smart")
+    assert tier.model_extra["models"] == ["anthropic/claude-sonnet-4-5"]
+    with pytest.raises(openai.NotFoundError) as info:
+        c.models.retrieve("eng-assistant")  # another tenant's assistant is not a model here
+    assert (info.value.body["code"], info.value.body["param"]) == ("model_not_found", "model")
+    assert "sales-assistant" in info.value.body["message"]
+
+
+# -- in-process: what reaches the model (a local server speaking OpenAI's protocol records every request) -----
+
+
+@pytest.fixture
+def recorded(tmp_path, make_api_client):
+    """Sales on `fast` = a fake OpenAI server (its requests are kept), `smart` configured without a key."""
+    server = FakeOpenAI(text="Recorded answer").__enter__()
+    cfg = make_config_dir(tmp_path, model_list=[
+        {"model_name": "fast", "litellm_params": {"model": "openai/gpt-4o-mini", "api_key": "sk-test",
+                                                  "api_base": server.url}},
+        {"model_name": "smart", "litellm_params": {"model": "anthropic/claude-sonnet-4-5",
+                                                   "api_key": "os.environ/ANTHROPIC_API_KEY"}}])
+    set_tenant(cfg, "sales", policy={"allowed_tiers": ["fast", "smart"]})
+    api = make_api_client(ATRIUM_CONFIG_DIR=str(cfg))
+    key = issue_key(db=api.app.state.services.db, tenant="sales", scopes=["chat"]).token
+    sdk = OpenAI(base_url="http://testserver/api/t/sales/v1", api_key=key, http_client=api, max_retries=0,
+                 default_headers={"X-Tenant-ID": "sales"})
+    yield sdk, server
+    server.__exit__(None)
+
+
+SAMPLING = {"stop": ["\n\n"], "top_p": 0.5, "seed": 7, "presence_penalty": 0.25, "frequency_penalty": -0.5,
+            "response_format": {"type": "json_object"}, "user": "crm-sync"}
+
+
+def test_sampling_parameters_reach_the_model(recorded):
+    sdk, server = recorded
+    sdk.chat.completions.create(model="fast", messages=[{"role": "user", "content": "Reply in JSON"}],
+                                temperature=0.3, max_tokens=40, **SAMPLING)
+    sent = server.requests[-1]
+    assert {k: sent.get(k) for k in SAMPLING} == SAMPLING
+    assert (sent["temperature"], sent["max_tokens"]) == (0.3, 40)
+    sdk.chat.completions.create(model="sales-assistant", messages=[{"role": "user", "content": "Discount rules?"}],
+                                **SAMPLING)
+    assert {k: server.requests[-1].get(k) for k in SAMPLING} == SAMPLING
+    sdk.chat.completions.create(model="fast", messages=[{"role": "user", "content": "plain"}])
+    assert not set(SAMPLING) & set(server.requests[-1]), "nothing invented when the caller sent nothing"
+
+
+def test_assistant_honours_caller_temperature_and_lower_max_tokens(recorded):
+    sdk, server = recorded
+    ask = sdk.chat.completions.create
+    ask(model="sales-assistant", messages=[{"role": "user", "content": "What needs approval?"}])
+    assert (server.requests[-1]["temperature"], server.requests[-1]["max_tokens"]) == (0.2, 256)  # the prompt's
+    ask(model="sales-assistant", temperature=0.9, max_tokens=50,
+        messages=[{"role": "user", "content": "Who approves 20%?"}])
+    assert (server.requests[-1]["temperature"], server.requests[-1]["max_tokens"]) == (0.9, 50)
+    ask(model="sales-assistant", max_completion_tokens=5000, messages=[{"role": "user", "content": "Max deal?"}])
+    assert server.requests[-1]["max_tokens"] == 256, "a caller cannot raise the prompt's cap"
+
+
+def test_caller_system_messages_are_not_used_for_assistants_and_it_is_said(recorded):
+    sdk, server = recorded
+    resp = sdk.chat.completions.create(model="sales-assistant", messages=[
+        {"role": "system", "content": "You are a pirate."}, {"role": "user", "content": "What is the cap?"}])
+    system = [m for m in server.requests[-1]["messages"] if m["role"] == "system"]
+    assert len(system) == 1 and "Sales assistant" in system[0]["content"] and "pirate" not in str(server.requests[-1])
+    assert any("system messages are not used" in w for w in resp.model_extra["atrium"]["warnings"])
+    resp = sdk.chat.completions.create(model="fast", messages=[
+        {"role": "system", "content": "You are a pirate."}, {"role": "user", "content": "hi"}])
+    assert server.requests[-1]["messages"][0] == {"role": "system", "content": "You are a pirate."}
+    assert not resp.model_extra["atrium"]["warnings"]
+
+
+def test_allowed_tier_without_live_deployment_is_503_with_reasons(recorded):
+    sdk, _ = recorded
+    with pytest.raises(openai.InternalServerError) as info:
+        sdk.chat.completions.create(model="smart", messages=[{"role": "user", "content": "hi"}])
+    err = info.value.body
+    assert info.value.status_code == 503 and err["code"] == "model_not_available"
+    assert err["message"] == ("tier smart has no live deployment: smart:anthropic/claude-sonnet-4-5 "
+                              "(ANTHROPIC_API_KEY is not set)")
+    assert err["type"] == "api_error"
