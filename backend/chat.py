@@ -18,7 +18,7 @@ from backend.auth.principal import Principal
 from backend.db.engine import Database
 from backend.db.models import ChatTurn
 from backend.db.repositories.usage import insert_turns, new_turn
-from backend.errors import AtriumError, Forbidden, NotFound, QuotaExceeded, Unavailable, UpstreamError
+from backend.errors import AtriumError, Forbidden, Invalid, NotFound, QuotaExceeded, Unavailable, UpstreamError
 from backend.governance.cache import ResponseCache
 from backend.governance.quotas import Admission, QuotaService
 from backend.governance.usage import UsageWriter
@@ -150,6 +150,10 @@ class ChatService:
             turn.prompt_version = (prompt.version or None) if prompt else None
             tier, turn.route_reason = self._route(req, policy, prompt)
             turn.tier = tier
+            if req.max_tokens and (cap := self.llm.max_output_tokens(tier)) and req.max_tokens > cap[0]:
+                # The provider would refuse it (400), and the Router would then hand the call to another tier.
+                raise Invalid(f"max_tokens {req.max_tokens} is more than the {tier} tier can write ({cap[0]} for "
+                              f"{cap[1]}); lower max_tokens", code="max_tokens_too_large")
             cache_key = await self._cache_key(req, tier, prompt, principal)
             cached = await self.cache.get(cache_key) if cache_key and self.cache else None
             if cached is not None:

@@ -132,6 +132,7 @@ class LLMService:
         self._unpriced: set[str] = set()
         self._tier_rates: dict[str, tuple[float, float]] = {}
         self._rates: dict[str, tuple[float, float] | None] = {}
+        self._max_output: dict[str, tuple[int, str] | None] = {}
 
     def tiers(self) -> list[str]:
         return list(self.live.live)
@@ -252,6 +253,23 @@ class LLMService:
                 final = item
         assert final is not None
         return final
+
+    def max_output_tokens(self, tier: str) -> tuple[int, str] | None:
+        """(the smallest output limit among the tier's live models, that model) per LiteLLM's model table, or
+        None when no model of the tier has a known limit (local, self-hosted)."""
+        if tier not in self._max_output:
+            import litellm
+
+            limits: list[tuple[int, str]] = []
+            for model in self.live.live.get(tier, []):
+                try:
+                    limit = litellm.get_model_info(model).get("max_output_tokens")
+                except Exception:
+                    limit = None
+                if limit:
+                    limits.append((int(limit), model))
+            self._max_output[tier] = min(limits) if limits else None
+        return self._max_output[tier]
 
     def estimate_cost(self, tier: str, prompt_tokens: int, completion_tokens: int) -> float:
         """Upper estimate for quota reservations (settled with the real cost afterwards): the tier's most

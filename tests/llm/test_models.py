@@ -11,7 +11,7 @@ from sqlmodel import select
 
 from backend.chat import ChatRequest
 from backend.db.models import ChatTurn
-from backend.errors import UpstreamError
+from backend.errors import Invalid, UpstreamError
 from backend.settings import Settings
 from tests.llm.fakes import FakeOpenAI, mock
 
@@ -181,6 +181,16 @@ def test_an_answer_cut_by_max_tokens_says_so(model_services):
         req = ChatRequest(tenant="sales", assistant="", message="", messages=[{"role": "user", "content": "hi"}],
                           tier="fast", max_tokens=2)
         assert asyncio.run(svc.chat.run(alice(svc), req)).finish_reason == "length"
+
+
+def test_max_tokens_beyond_the_tiers_models_is_refused_not_sent_elsewhere(model_services, mock_models):
+    svc = model_services(model_list=mock_models)
+    req = ChatRequest(tenant="sales", assistant="", message="", messages=[{"role": "user", "content": "hi"}],
+                      tier="fast", max_tokens=90_000)
+    with pytest.raises(Invalid, match="more than the fast tier can write \\(64000 for anthropic/claude-haiku-4-5"):
+        asyncio.run(svc.chat.run(alice(svc), req))
+    req.max_tokens = 64_000
+    assert asyncio.run(svc.chat.run(alice(svc), req)).answer == "fast says hi"
 
 
 def test_env_override_without_its_provider_key_is_left_out(model_services, mock_models, monkeypatch):
