@@ -210,7 +210,8 @@ class ChatService:
                 temperature, max_tokens = req.temperature, req.max_tokens
             else:
                 system = render(prompt.body, {
-                    "user_name": principal.name,
+                    # An API key serves people whose names we do not know: not "helping API key 3f2a…".
+                    "user_name": principal.name if principal.auth != "api_key" else "a colleague",
                     "tenant_name": tenant_cfg.name,
                     "today": date.today().isoformat(),
                     "context": need.context if need is not None else _format_context(citations),
@@ -325,7 +326,9 @@ class ChatService:
                          principal: Principal) -> str | None:
         """Only first-turn questions of a saved prompt version are cached (never drafts or plain calls)."""
         if (self.cache is None or not self.cache.enabled or req.history or req.messages is not None
-                or req.prompt_override is not None or not req.record):
+                or req.prompt_override is not None or not req.record
+                # A caller's own sampling settings (OpenAI-compatible route): that answer is not the default one.
+                or req.temperature is not None or req.max_tokens is not None or req.params):
             return None
         kb = self._kb_version(req.tenant)
         if kb is None:

@@ -86,3 +86,20 @@ def test_every_provider_failing_is_a_clear_502(model_services):
     with svc.db.session() as s:
         row = s.exec(select(ChatTurn).order_by(ChatTurn.id.desc())).first()
     assert row.outcome == "error" and row.tier == "smart"
+
+
+def test_an_api_key_is_not_named_as_the_user_in_the_prompt(model_services):
+    from backend.auth.principal import Principal
+
+    with FakeOpenAI() as server:
+        models = [{"model_name": "smart", "litellm_params": {"model": "openai/gpt-4.1", "api_key": "sk-test",
+                                                               "api_base": server.url}}]
+        svc = model_services(model_list=models, policy={"default_tier": "smart", "allowed_tiers": ["smart"]})
+        key = Principal(subject="key:3f2a", name="API key 3f2a", tenants={"sales": frozenset({"member"})},
+                        auth="api_key", scopes=frozenset({"chat"}), key_id="3f2a")
+        req = ChatRequest(tenant="sales", assistant="sales-assistant", message="hello there", tier="smart")
+        asyncio.run(svc.chat.run(key, req))
+        asyncio.run(svc.chat.run(alice(svc), req))
+    systems = [r["messages"][0]["content"] for r in server.requests]
+    assert "helping a colleague" in systems[0] and "API key" not in systems[0]
+    assert "helping alice" in systems[1].lower()
