@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, ValidationError
 
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
@@ -49,10 +49,13 @@ class ModelPolicy(BaseModel):
 
 
 class Quotas(BaseModel):
-    requests_per_minute: int | None = None
-    user_requests_per_minute: int | None = None
-    tokens_per_day: int | None = None
-    monthly_budget_usd: float | None = None
+    """null or absent: unlimited; 0: blocked (the tenant's model calls are switched off); negative: a config error
+    at start-up (a typo must not silently mean "unlimited" or "blocked")."""
+
+    requests_per_minute: int | None = Field(default=None, ge=0)
+    user_requests_per_minute: int | None = Field(default=None, ge=0)
+    tokens_per_day: int | None = Field(default=None, ge=0)
+    monthly_budget_usd: float | None = Field(default=None, ge=0)
 
 
 class DifyConfig(BaseModel):
@@ -92,10 +95,18 @@ class TenantRegistry:
         if not path.is_file():
             raise FileNotFoundError(f"tenants config not found at {path}: set ATRIUM_CONFIG_DIR")
         raw = yaml.safe_load(path.read_text()) or {}
-        return cls(
-            [TenantConfig.model_validate(t) for t in raw.get("tenants", [])],
-            PlatformConfig.model_validate(raw.get("platform") or {}),
-        )
+        tenants: list[TenantConfig] = []
+        for i, t in enumerate(raw.get("tenants") or [], start=1):
+            try:
+                tenants.append(TenantConfig.model_validate(t))
+            except ValidationError as exc:  # name the file, the tenant and the field: this stops the start-up
+                tid = t.get("id") if isinstance(t, dict) else None
+                problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'entry'}: {e['msg']}"
+                                     f" (got {e['input']!r})" for e in exc.errors())
+                if any(e["loc"][:1] == ("quotas",) for e in exc.errors()):
+                    problems += " (a quota is null for unlimited, 0 to block, or a positive number)"
+                raise ValueError(f"{path}: tenant {tid or f'#{i}'!r}: {problems}") from None
+        return cls(tenants, PlatformConfig.model_validate(raw.get("platform") or {}))
 
     def get(self, tenant_id: str) -> TenantConfig | None:
         return self._tenants.get(tenant_id)

@@ -3,22 +3,29 @@
 Before a model call, `admit()` atomically takes one request slot from both rate windows and reserves the
 call's estimated tokens and cost against the day's tokens and the month's budget (see ratelimit.py);
 `settle()` replaces the estimate with the real figures afterwards, `release()` returns it on failure.
-A refusal is QuotaExceeded (429) naming the limit, with Retry-After = when it frees up. At 80% of a
-budget the admission carries a warning for the user.
+A quota that is null/absent is unlimited; 0 blocks (the tenant's model calls are switched off).
+
+A refusal is QuotaExceeded (429) naming the limit. Its message and Retry-After tell what helps:
+- the limit is used up (before this request): Retry-After = when it frees up (window / midnight / month end);
+- it is not, but this request's reservation (prompt + max_tokens) does not fit what remains: the message says
+  how much it needs and how much remains; Retry-After = the reset, after which the same request fits;
+- the reservation alone is larger than the whole limit, or the quota is 0: no Retry-After (waiting never helps).
+At 80% of a budget, counting what was used before this request, the admission carries a warning for the user.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from backend.db.engine import Database
 from backend.db.repositories.usage import sum_usage
 from backend.errors import QuotaExceeded
-from backend.governance.ratelimit import LimitBackend, Reservation, Window
-from backend.tenants import TenantRegistry
+from backend.governance.ratelimit import Decision, LimitBackend, Reservation, Window
+from backend.tenants import Quotas, TenantRegistry
 
 log = logging.getLogger("atrium.quotas")
 
@@ -69,64 +76,114 @@ class QuotaService:
         quotas = cfg.quotas if cfg else None
         name = cfg.name if cfg else tenant
         now = now or datetime.now(UTC)
+        adm = Admission(tenant=tenant)
+        if quotas is None:
+            return adm
         windows: list[Window] = []
         reservations: list[Reservation] = []
-        adm = Admission(tenant=tenant)
-        if quotas and quotas.requests_per_minute and count_request:
+        # `is not None`, not truthiness: 0 is a limit (blocked), only null/absent is unlimited.
+        if quotas.requests_per_minute is not None and count_request:
             windows.append(Window(self._key(tenant, "rpm"), quotas.requests_per_minute, 60, "requests_per_minute"))
-        if quotas and quotas.user_requests_per_minute and count_request:
+        if quotas.user_requests_per_minute is not None and count_request:
             user = hashlib.sha256(subject.encode()).hexdigest()[:16]
             windows.append(Window(self._key(tenant, "user", user, "rpm"), quotas.user_requests_per_minute, 60,
                                   "user_requests_per_minute"))
         day, month = _day_start(now), _month_start(now)
-        if quotas and quotas.tokens_per_day:
+        if quotas.tokens_per_day is not None:
             adm.token_key = self._key(tenant, "tokens", day.strftime("%Y%m%d"))
             adm.reserved_tokens = max(0, int(est_tokens))
             reservations.append(Reservation(
                 adm.token_key, int(quotas.tokens_per_day), adm.reserved_tokens, 2 * 86400, "tokens_per_day",
                 seed=lambda: sum_usage_seed(self.db, tenant, day)[0]))
-        if quotas and quotas.monthly_budget_usd:
+        if quotas.monthly_budget_usd is not None:
             adm.budget_key = self._key(tenant, "usd", month.strftime("%Y%m"))
             adm.reserved_micro_usd = max(0, round(est_cost_usd * MICRO))
             reservations.append(Reservation(
                 adm.budget_key, round(quotas.monthly_budget_usd * MICRO), adm.reserved_micro_usd, 40 * 86400,
                 "monthly_budget_usd", seed=lambda: round(sum_usage_seed(self.db, tenant, month)[1] * MICRO)))
+        # A 0 quota refuses every call, even a free one (a cached answer, the local model), before any counter
+        # is touched; a window of 0 would also have no oldest hit to compute a Retry-After from.
+        blocked = next((lim.name for lim in [*windows, *reservations] if lim.limit <= 0), None)
+        if blocked:
+            raise self._blocked(name, blocked, quotas)
         if not windows and not reservations:
             return adm
         decision = await self.backend.admit(windows, reservations)
         if not decision.ok:
-            raise self._refusal(name, decision.denied or "", decision.retry_after_s, quotas, now)
-        if quotas and adm.token_key and quotas.tokens_per_day:
-            used = decision.used.get(adm.token_key, 0)
+            raise self._refusal(name, decision, quotas, adm, now)
+        # decision.used is the value after this admission: warn on what was used before it, so that a large
+        # reservation (max_tokens) does not report usage that has not happened.
+        if adm.token_key and quotas.tokens_per_day:
+            used = decision.used.get(adm.token_key, 0) - adm.reserved_tokens
             if used >= self.warn_ratio * quotas.tokens_per_day:
                 adm.warnings.append(f"{name} has used {used / quotas.tokens_per_day:.0%} of today's "
                                     f"{quotas.tokens_per_day:,} tokens.")
-        if quotas and adm.budget_key and quotas.monthly_budget_usd:
-            used_usd = decision.used.get(adm.budget_key, 0) / MICRO
+        if adm.budget_key and quotas.monthly_budget_usd:
+            used_usd = (decision.used.get(adm.budget_key, 0) - adm.reserved_micro_usd) / MICRO
             if used_usd >= self.warn_ratio * quotas.monthly_budget_usd:
                 adm.warnings.append(f"{name} has used {used_usd / quotas.monthly_budget_usd:.0%} of its monthly "
                                     f"budget of ${quotas.monthly_budget_usd:,.2f}.")
         return adm
 
-    def _refusal(self, name: str, limit: str, retry_after: float, quotas, now: datetime) -> QuotaExceeded:
-        if limit == "requests_per_minute":
-            msg = (f"{name} has reached its limit of {quotas.requests_per_minute} requests per minute; "
-                   f"try again in {max(1, round(retry_after))} s.")
-        elif limit == "user_requests_per_minute":
-            msg = (f"You have reached your limit of {quotas.user_requests_per_minute} requests per minute in "
-                   f"{name}; try again in {max(1, round(retry_after))} s.")
+    def _blocked(self, name: str, limit: str, quotas: Quotas) -> QuotaExceeded:
+        what = {"requests_per_minute": "limit is 0 requests per minute",
+                "user_requests_per_minute": "limit is 0 requests per minute per user",
+                "tokens_per_day": "limit is 0 tokens a day",
+                "monthly_budget_usd": "monthly budget is $0"}[limit]
+        msg = (f"{name}'s {what}: model calls are switched off; a platform operator can raise it in "
+               f"config/tenants.yaml.")
+        log.info("quota refused", extra={"tenant": name, "limit": limit, "retry_after": None})
+        return _exceeded(msg, limit, None)
+
+    def _refusal(self, name: str, decision: Decision, quotas: Quotas, adm: Admission,
+                 now: datetime) -> QuotaExceeded:
+        limit = decision.denied or ""
+        retry_after: float | None
+        if limit in ("requests_per_minute", "user_requests_per_minute"):
+            retry_after = max(1, math.ceil(decision.retry_after_s))  # the message and Retry-After agree
+            if limit == "requests_per_minute":
+                msg = (f"{name} has reached its limit of {quotas.requests_per_minute} requests per minute; "
+                       f"try again in {retry_after} s.")
+            else:
+                msg = (f"You have reached your limit of {quotas.user_requests_per_minute} requests per minute "
+                       f"in {name}; try again in {retry_after} s.")
         elif limit == "tokens_per_day":
             reset = _day_start(now) + timedelta(days=1)
+            cap, need = int(quotas.tokens_per_day or 0), adm.reserved_tokens
+            used = decision.used.get(adm.token_key or "", cap)  # before this request (both backends)
             retry_after = (reset - now).total_seconds()
-            msg = (f"{name} has used its {quotas.tokens_per_day:,} tokens for today; the limit resets at "
-                   f"{reset:%Y-%m-%d %H:%M} UTC.")
+            if used >= cap:
+                msg = (f"{name} has used its {cap:,} tokens for today; the limit resets at "
+                       f"{reset:%Y-%m-%d %H:%M} UTC.")
+            else:
+                msg = (f"This request may need up to {need:,} tokens (its prompt plus max_tokens) but only "
+                       f"{cap - used:,} of {name}'s {cap:,} tokens for today remain; lower max_tokens or shorten "
+                       f"the conversation")
+                if need > cap:
+                    retry_after = None
+                    msg += " (it needs more than the whole daily limit, so waiting will not help)."
+                else:
+                    msg += f", or wait until the limit resets at {reset:%Y-%m-%d %H:%M} UTC."
         else:
             reset = _next_month(now)
+            budget = float(quotas.monthly_budget_usd or 0)
+            cap, need = round(budget * MICRO), adm.reserved_micro_usd
+            used = decision.used.get(adm.budget_key or "", cap)
             retry_after = (reset - now).total_seconds()
-            msg = (f"{name} has used its monthly budget of ${quotas.monthly_budget_usd:,.2f}; it resets on "
-                   f"{reset:%Y-%m-%d} (00:00 UTC). A tenant admin can raise it in config/tenants.yaml.")
+            if used >= cap:
+                msg = (f"{name} has used its monthly budget of ${budget:,.2f}; it resets on {reset:%Y-%m-%d} "
+                       f"(00:00 UTC). A platform operator can raise it in config/tenants.yaml.")
+            else:
+                msg = (f"This request may cost up to {_usd(need)} (its prompt plus max_tokens) but only "
+                       f"{_usd(cap - used)} of {name}'s monthly budget of ${budget:,.2f} remains; lower max_tokens, "
+                       f"shorten the conversation or use a cheaper tier")
+                if need > cap:
+                    retry_after = None
+                    msg += " (it costs more than the whole monthly budget, so waiting will not help)."
+                else:
+                    msg += f", or wait until the budget resets on {reset:%Y-%m-%d} (00:00 UTC)."
         log.info("quota refused", extra={"tenant": name, "limit": limit, "retry_after": retry_after})
-        return QuotaExceeded(msg, retry_after=int(retry_after + 0.999), limit=limit)
+        return _exceeded(msg, limit, retry_after)
 
     async def settle(self, adm: Admission, *, tokens: int, cost_usd: float) -> None:
         """Replace the reservation with what the call really used."""
@@ -140,6 +197,23 @@ class QuotaService:
 
     async def release(self, adm: Admission) -> None:
         await self.settle(adm, tokens=0, cost_usd=0.0)
+
+
+def _usd(micro: int) -> str:
+    """Dollars for a message: cents for large amounts, up to 6 (micro-USD) for the small ones a request costs."""
+    x = micro / MICRO
+    text = f"{x:,.2f}" if x >= 1 else f"{x:.6f}".rstrip("0")
+    return "$" + (text + "0" * (2 - len(text.partition(".")[2])) if "." in text else text)
+
+
+def _exceeded(msg: str, limit: str, retry_after: float | None) -> QuotaExceeded:
+    """A 429; `retry_after=None` when waiting does not help (no Retry-After header, no `retry_after` field)."""
+    exc = QuotaExceeded(msg, retry_after=math.ceil(retry_after or 1), limit=limit)
+    if retry_after is None:  # errors.QuotaExceeded always sets one; a client must not wait for nothing
+        exc.headers.pop("Retry-After", None)
+        exc.extra.pop("retry_after", None)
+        exc.retry_after = 0
+    return exc
 
 
 def sum_usage_seed(db: Database, tenant: str, since: datetime) -> tuple[int, float]:

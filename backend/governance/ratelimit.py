@@ -51,7 +51,10 @@ class Decision:
     ok: bool
     denied: str | None = None  # name of the first limit that refused
     retry_after_s: float = 0.0  # for windows; budgets reset at their period end (the caller knows it)
-    used: dict[str, int] = field(default_factory=dict)  # counter key -> value after this admission
+    # Admitted: counter key -> value after this admission (this request's amount included).
+    # Refused by a counter: that counter's key -> its value before this request (nothing was reserved), so the
+    # caller can tell "used up" from "this request does not fit what remains".
+    used: dict[str, int] = field(default_factory=dict)
 
 
 class LimitBackend(Protocol):

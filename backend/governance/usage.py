@@ -31,6 +31,9 @@ class UsageService:
             raise Invalid(f"`from` ({start}) is after `to` ({end})", code="invalid_range")
         if (end - start).days > MAX_RANGE_DAYS:
             raise Invalid(f"the range is limited to {MAX_RANGE_DAYS} days", code="invalid_range")
+        if end >= date.max:  # the range ends at the next midnight, which date.max does not have
+            raise Invalid(f"`to` ({end}) is out of range: the last day a report can cover is "
+                          f"{date.max - timedelta(days=1)}", code="invalid_range")
         since = datetime.combine(start, time.min, tzinfo=UTC)
         until = datetime.combine(end + timedelta(days=1), time.min, tzinfo=UTC)
         with self.db.session() as session:

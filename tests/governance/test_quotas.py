@@ -1,5 +1,6 @@
 """Tenant quotas on both backends: exact admission under concurrency, 429 + Retry-After, 80% warnings,
-counters seeded from SQL, tenants and users in separate buckets."""
+counters seeded from SQL, tenants and users in separate buckets; refusals that tell "used up" from "this
+request does not fit", 0 = blocked, null = unlimited, negative = a start-up error."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from backend.db.models import ChatTurn
 from backend.errors import QuotaExceeded
 from backend.governance.quotas import QuotaService
 from backend.tenants import TenantRegistry
-from tests.llm.fakes import make_config_dir
+from tests.llm.fakes import make_config_dir, set_tenant
 
 NOW = datetime(2026, 11, 24, 23, 30, tzinfo=UTC)
 
@@ -52,6 +53,7 @@ def test_tenant_requests_per_minute_exact_under_concurrency(tmp_path, db, make_l
     assert exc.status_code == 429 and exc.limit == "requests_per_minute"
     assert 1 <= int(exc.headers["Retry-After"]) <= 60
     assert "Sales has reached its limit of 5 requests per minute" in exc.message
+    assert f"try again in {exc.headers['Retry-After']} s." in exc.message  # same rounding in both
     # Another tenant has its own bucket.
     assert not any(isinstance(r, QuotaExceeded) for r in asyncio.run(admit_many(svc, 5, tenant="finance")))
 
@@ -77,13 +79,15 @@ def test_budget_seeded_from_sql_warns_at_80_percent_and_refuses_at_100(tmp_path,
     add_turn(db, tenant="finance", cost=5.0)  # another tenant: not counted
     svc = quota_service(tmp_path, db, make_limits, monthly_budget_usd=1.0)
     adm = asyncio.run(svc.admit(tenant="sales", subject="alice", est_cost_usd=0.05, now=NOW))
-    assert adm.warnings == ["Sales has used 90% of its monthly budget of $1.00."]
+    # 85% used before this request: its own reservation (0.05) is not usage yet.
+    assert adm.warnings == ["Sales has used 85% of its monthly budget of $1.00."]
     asyncio.run(svc.settle(adm, tokens=100, cost_usd=0.15))  # really cost 0.15: now at 1.00
     with pytest.raises(QuotaExceeded) as info:
         asyncio.run(svc.admit(tenant="sales", subject="alice", est_cost_usd=0.01, now=NOW))
     exc = info.value
     assert exc.limit == "monthly_budget_usd"
-    assert "monthly budget of $1.00; it resets on 2026-12-01" in exc.message
+    assert "Sales has used its monthly budget of $1.00; it resets on 2026-12-01" in exc.message
+    assert "A platform operator can raise it in config/tenants.yaml." in exc.message
     assert int(exc.headers["Retry-After"]) == 6 * 86400 + 30 * 60  # Nov 24 23:30 -> Dec 1 00:00
 
 
@@ -96,13 +100,100 @@ def test_parallel_budget_reservations_do_not_overshoot(tmp_path, db, make_limits
 def test_tokens_per_day_resets_at_midnight_utc(tmp_path, db, make_limits):
     add_turn(db, tokens=950)
     svc = quota_service(tmp_path, db, make_limits, tokens_per_day=1000)
-    with pytest.raises(QuotaExceeded) as info:
+    with pytest.raises(QuotaExceeded) as info:  # 50 remain: this request does not fit, a smaller one would
         asyncio.run(svc.admit(tenant="sales", subject="alice", est_tokens=100, now=NOW))
     assert info.value.limit == "tokens_per_day"
-    assert "resets at 2026-11-25 00:00 UTC" in info.value.message
+    assert info.value.message == ("This request may need up to 100 tokens (its prompt plus max_tokens) but only 50 "
+                                  "of Sales's 1,000 tokens for today remain; lower max_tokens or shorten the "
+                                  "conversation, or wait until the limit resets at 2026-11-25 00:00 UTC.")
+    assert int(info.value.headers["Retry-After"]) == 30 * 60  # the same request fits after midnight
+    asyncio.run(svc.admit(tenant="sales", subject="alice", est_tokens=50, now=NOW))  # exactly what remains
+    with pytest.raises(QuotaExceeded) as info:  # now it is used up
+        asyncio.run(svc.admit(tenant="sales", subject="alice", est_tokens=1, now=NOW))
+    assert info.value.message == "Sales has used its 1,000 tokens for today; the limit resets at 2026-11-25 00:00 UTC."
     assert int(info.value.headers["Retry-After"]) == 30 * 60
     tomorrow = NOW + timedelta(hours=1)
     assert asyncio.run(svc.admit(tenant="sales", subject="alice", est_tokens=100, now=tomorrow)).warnings == []
+
+
+def test_a_request_larger_than_the_whole_daily_limit_says_so_and_has_no_retry_after(tmp_path, db, make_limits):
+    svc = quota_service(tmp_path, db, make_limits, tokens_per_day=1000)
+    with pytest.raises(QuotaExceeded) as info:  # a fresh tenant, nothing used; max_tokens 2000
+        asyncio.run(svc.admit(tenant="engineering", subject="alice", est_tokens=2000, now=NOW))
+    exc = info.value
+    assert (exc.status_code, exc.limit) == (429, "tokens_per_day")
+    assert "has used" not in exc.message
+    assert exc.message.startswith("This request may need up to 2,000 tokens (its prompt plus max_tokens) but only "
+                                  "1,000 of Engineering's 1,000 tokens for today remain; lower max_tokens or "
+                                  "shorten the conversation")
+    assert "waiting will not help" in exc.message
+    assert "Retry-After" not in exc.headers and "retry_after" not in exc.extra
+    # The refusal reserved nothing: the whole limit is still there.
+    adm = asyncio.run(svc.admit(tenant="engineering", subject="alice", est_tokens=1000, now=NOW))
+    assert adm.warnings == []
+
+
+def test_budget_refusal_when_not_used_up_says_what_remains(tmp_path, db, make_limits):
+    add_turn(db, cost=0.0023)
+    svc = quota_service(tmp_path, db, make_limits, monthly_budget_usd=0.01)
+    adm = asyncio.run(svc.admit(tenant="sales", subject="alice", est_cost_usd=0.005, now=NOW))
+    assert adm.warnings == []  # 23% used before it
+    with pytest.raises(QuotaExceeded) as info:  # 0.0023 spent + 0.005 in flight: 0.0027 remain
+        asyncio.run(svc.admit(tenant="sales", subject="alice", est_cost_usd=0.003, now=NOW))
+    exc = info.value
+    assert exc.limit == "monthly_budget_usd" and "has used" not in exc.message
+    assert exc.message == ("This request may cost up to $0.003 (its prompt plus max_tokens) but only $0.0027 of "
+                           "Sales's monthly budget of $0.01 remains; lower max_tokens, shorten the conversation or "
+                           "use a cheaper tier, or wait until the budget resets on 2026-12-01 (00:00 UTC).")
+    assert int(exc.headers["Retry-After"]) == 6 * 86400 + 30 * 60
+    with pytest.raises(QuotaExceeded) as info:  # more than the whole budget
+        asyncio.run(svc.admit(tenant="finance", subject="alice", est_cost_usd=0.02, now=NOW))
+    assert "waiting will not help" in info.value.message and "Retry-After" not in info.value.headers
+
+
+def test_token_warning_counts_usage_before_this_request(tmp_path, db, make_limits):
+    add_turn(db, tokens=54)
+    svc = quota_service(tmp_path, db, make_limits, tokens_per_day=1000)
+    adm = asyncio.run(svc.admit(tenant="sales", subject="alice", est_tokens=890, now=NOW))  # 54 + 890 = 94%
+    assert adm.warnings == []
+    asyncio.run(svc.settle(adm, tokens=800, cost_usd=0.0))  # 854 used
+    adm = asyncio.run(svc.admit(tenant="sales", subject="alice", est_tokens=100, now=NOW))
+    assert adm.warnings == ["Sales has used 85% of today's 1,000 tokens."]
+
+
+@pytest.mark.parametrize(("field", "message"), [
+    ("monthly_budget_usd", "Finance's monthly budget is $0: model calls are switched off; a platform operator can "
+                           "raise it in config/tenants.yaml."),
+    ("tokens_per_day", "Finance's limit is 0 tokens a day: model calls are switched off"),
+    ("requests_per_minute", "Finance's limit is 0 requests per minute: model calls are switched off"),
+    ("user_requests_per_minute", "Finance's limit is 0 requests per minute per user: model calls are switched off"),
+])
+def test_a_zero_quota_blocks_even_free_calls(tmp_path, db, make_limits, field, message):
+    svc = quota_service(tmp_path, db, make_limits, **{field: 0})
+    with pytest.raises(QuotaExceeded) as info:  # nothing estimated (a cached answer, the local model): still off
+        asyncio.run(svc.admit(tenant="finance", subject="alice", now=NOW))
+    exc = info.value
+    assert (exc.status_code, exc.limit) == (429, field)
+    assert exc.message.startswith(message)
+    assert "Retry-After" not in exc.headers  # waiting does not help
+
+
+def test_null_quotas_are_unlimited(tmp_path, db, make_limits):
+    svc = quota_service(tmp_path, db, make_limits)  # every quota null
+    adm = asyncio.run(svc.admit(tenant="sales", subject="alice", est_tokens=10**9, est_cost_usd=10**6, now=NOW))
+    assert (adm.token_key, adm.budget_key, adm.warnings) == (None, None, [])
+
+
+@pytest.mark.parametrize("field", ["requests_per_minute", "user_requests_per_minute", "tokens_per_day",
+                                   "monthly_budget_usd"])
+def test_a_negative_quota_stops_the_start_up_naming_tenant_and_field(tmp_path, field):
+    cfg = make_config_dir(tmp_path, model_list=[])
+    set_tenant(cfg, "finance", quotas={field: -1})
+    with pytest.raises(ValueError) as info:
+        TenantRegistry.load(cfg / "tenants.yaml")
+    text = str(info.value)
+    assert f"tenant 'finance': quotas.{field}: " in text and "greater than or equal to 0" in text
+    assert "null for unlimited, 0 to block" in text
 
 
 def test_release_returns_the_reservation(tmp_path, db, make_limits):

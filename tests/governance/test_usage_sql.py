@@ -10,6 +10,7 @@ import pytest
 from backend.db.engine import Database, make_engine
 from backend.db.migrate import upgrade
 from backend.db.repositories.usage import new_turn, sum_usage
+from backend.errors import Invalid
 from backend.governance.usage import UsageService, UsageWriter
 
 
@@ -49,4 +50,20 @@ def test_group_commit_and_report(sql_url):
     assert {g["key"]: g["total_tokens"] for g in by_model} == {"m1": 15, "m2": 25}
     with db.session() as s:
         assert sum_usage(session=s, tenant="sales", since=day2) == (25, pytest.approx(0.25))
+    db.engine.dispose()
+
+
+def test_far_future_range_is_a_clear_422_and_the_last_supported_day_works(sql_url):
+    from backend.settings import _normalise_db_url
+
+    url = _normalise_db_url(sql_url)
+    upgrade(url)
+    db = Database(make_engine(url))
+    service = UsageService(db=db)
+    with pytest.raises(Invalid) as info:  # `to` = date.max has no next midnight (was a 500 OverflowError)
+        service.report(tenant="sales", start=date(9999, 12, 31), end=date(9999, 12, 31), group_by="day")
+    assert (info.value.status_code, info.value.code) == (422, "invalid_range")
+    assert "`to` (9999-12-31) is out of range: the last day a report can cover is 9999-12-30" in info.value.message
+    report = service.report(tenant="sales", start=date(9999, 12, 1), end=date(9999, 12, 30), group_by="day")
+    assert (report["groups"], report["totals"]["requests"]) == ([], 0)
     db.engine.dispose()
