@@ -333,3 +333,19 @@ def test_allowed_tier_without_live_deployment_is_503_with_reasons(recorded):
     assert err["message"] == ("tier smart has no live deployment: smart:anthropic/claude-sonnet-4-5 "
                               "(ANTHROPIC_API_KEY is not set)")
     assert err["type"] == "api_error"
+
+
+def test_caller_sampling_settings_never_share_the_answer_cache(recorded):
+    # An answer cut at max_tokens=5, or made at another temperature or format, must not be served to the next
+    # caller asking the same question, nor a cached default answer to such a caller.
+    sdk, server = recorded
+    question = [{"role": "user", "content": "Which discounts need approval?"}]
+    sdk.chat.completions.create(model="sales-assistant", messages=question)
+    sdk.chat.completions.create(model="sales-assistant", messages=question)
+    assert len(server.requests) == 1, "the default answer is cached (the premise of this test)"
+    for extra in ({"max_tokens": 5}, {"temperature": 1.5}, {"response_format": {"type": "json_object"}}):
+        before = len(server.requests)
+        resp = sdk.chat.completions.create(model="sales-assistant", messages=question, **extra)
+        assert len(server.requests) == before + 1 and not resp.model_extra["atrium"]["cached"], extra
+    sdk.chat.completions.create(model="sales-assistant", messages=question)
+    assert len(server.requests) == 4
