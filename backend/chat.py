@@ -210,7 +210,8 @@ class ChatService:
                 temperature, max_tokens = req.temperature, req.max_tokens
             else:
                 system = render(prompt.body, {
-                    "user_name": principal.name,
+                    # An API key serves people whose names we do not know: not "helping API key 3f2a…".
+                    "user_name": principal.name if principal.auth != "api_key" else "a colleague",
                     "tenant_name": tenant_cfg.name,
                     "today": date.today().isoformat(),
                     "context": need.context if need is not None else _format_context(citations),
