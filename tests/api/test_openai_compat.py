@@ -349,3 +349,14 @@ def test_caller_sampling_settings_never_share_the_answer_cache(recorded):
         assert len(server.requests) == before + 1 and not resp.model_extra["atrium"]["cached"], extra
     sdk.chat.completions.create(model="sales-assistant", messages=question)
     assert len(server.requests) == 4
+
+
+def test_an_answer_cut_by_max_tokens_finishes_with_length(recorded):
+    """The provider's finish_reason reaches the caller ("Recorded answer from gpt-4o-mini" is 4 words)."""
+    sdk, _ = recorded
+    msgs = [{"role": "user", "content": "hi"}]
+    cut = sdk.chat.completions.create(model="fast", messages=msgs, max_tokens=2)
+    assert (cut.choices[0].message.content.strip(), cut.choices[0].finish_reason) == ("Recorded answer", "length")
+    assert sdk.chat.completions.create(model="fast", messages=msgs).choices[0].finish_reason == "stop"
+    chunks = list(sdk.chat.completions.create(model="fast", messages=msgs, max_tokens=2, stream=True))
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["length"]
