@@ -8,6 +8,7 @@ SmolLM2-135M does not rewrite: on 18 follow-ups over the demo corpus it echoed t
 copied the transcript or answered (13/14 follow-ups, 3/4 topic switches retrieved, by luck), while the
 deterministic query retrieved the answer for 14/14 and 4/4 (the message alone: 10/14), so with only
 `local` the deterministic query is used. A failed rewrite (provider error, quota) never fails the turn.
+A purely social message ("thanks", "ok", "hi", "👍") is not rewritten: it refers to nothing that a query needs.
 
 The rewrite sees only this turn's history and message (what the caller sent for this tenant); the model
 call goes through ChatService.internal, so the tenant's quotas, policy and usage records apply.
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from backend.errors import AtriumError
+from backend.llm.knowledge_need import conversational
 from backend.llm.service import INTERNAL_TIER, LLMService
 
 log = logging.getLogger("atrium.chat")
@@ -74,6 +76,10 @@ class QueryRewriter:
         turns = _conversation(history)
         if self.mode == "off" or not turns:
             return RetrievalQuery(message)
+        if kind := conversational(message):
+            # "thanks", "ok", "hi", "👍" after an answer: nothing to resolve, so no model call; retrieved on its own
+            # words it finds no passage and the chat answers it without one (backend/llm/knowledge_need.py).
+            return RetrievalQuery(message, f"no rewrite: {kind}")
         fallback = deterministic_query(message, turns)
         tier = self._model_tier(allowed_tiers)
         if tier is None:

@@ -39,26 +39,68 @@ KNOWLEDGE = KnowledgeNeed(True, "company question")
 
 # -- conversation -------------------------------------------------------------------------------------------
 
+# Greetings, thanks and acknowledgements in English and, for the words people type most, German, French, Spanish,
+# Italian, Dutch and Portuguese (a message in those languages that asks anything still needs the knowledge base).
 _GREETING = (r"(?:hi+|hello+|hey+|hiya|heya|yo|howdy|greetings|good (?:morning|afternoon|evening|day)|"
-             r"morning|afternoon|evening|gm)")
-_THANKS = (r"(?:thanks?(?: you)?|thank u|thx|tx|ty|tysm|cheers|ta|many thanks|much appreciated|"
-           r"(?:i )?appreciate (?:it|that|the help|your help))")
-_ACK = (r"(?:ok(?:ay)?|k|great|perfect|cool|awesome|nice|brilliant|lovely|super|excellent|amazing|wonderful|"
-        r"got it|noted|understood|sounds good|all good|all set|all sorted(?: now)?|will do|makes sense|"
-        r"that(?:'s| is| was) (?:(?:really|very|super|so) )?(?:great|perfect|helpful|useful|clear|it|"
-        r"exactly what i needed|what i needed|all i needed)|"
+             r"morning|afternoon|evening|gm|"
+             r"hall[oö]+|hall[oö]chen|servus|moin(?: moin)?|guten (?:morgen|tag|abend)|gr[üu](?:ß|ss) gott|gr[üu]ezi|"
+             r"bonjour|bonsoir|salut|coucou|"
+             r"hola|buen[oa]s(?: (?:d[ií]as|tardes|noches))?|"
+             r"ciao|buongiorno|buon pomeriggio|buonasera|salve|"
+             r"hoi|goede(?:morgen|middag|navond)|goeiemorgen|"
+             r"ol[aá]|oi|bom dia|boa (?:tarde|noite))")
+_THANKS = (r"(?:thanks?(?: you)?|thank u|thankyou|thx|thnx|thanx|tx|ty|tyvm|tysm|cheers|ta|many thanks|big thanks|"
+           r"much appreciated|appreciated|(?:i )?appreciate (?:it|that|the help|your help)|"
+           r"danke(?: sch[öo]n| sehr)?|dankesch[öo]n|vielen dank|herzlichen dank|"
+           r"merci(?: beaucoup| bien| mille fois)?|mille mercis|"
+           r"(?:muchas |mil )?gracias|grazie(?: mille)?|molte grazie|"
+           r"dank (?:je|u)(?: wel)?|dankjewel|bedankt|hartelijk dank|"
+           r"(?:muito )?obrigad[oa]|valeu)")
+_ACK = (r"(?:ok(?:ay|ey|ie)?|k|kk|okidoki|great|perfect|cool|awesome|nice|brilliant|lovely|super|excellent|amazing|"
+        r"wonderful|fantastic|fab|sweet|ace|nice one|good one|good stuff|"
+        r"got it|gotcha|noted|understood|i see|roger(?: that)?|alright|all right|fair enough|"
+        r"sounds good|all good|all set|all sorted(?: now)?|will do|makes sense|"
+        r"no worries|no problem|np|never ?mind|nvm|forget it|"
+        r"good job|great job|nice work|great work|well done|good bot|you rock|lifesaver|"
+        r"you(?:'re| are) (?:a |the )?(?:best|star|lifesaver|legend|awesome|amazing|great)|"
+        r"(?:that(?:'s| is| was)|this is|it(?:'s| is| was)) (?:(?:really|very|super|so) )?(?:great|perfect|helpful|"
+        r"useful|clear|exactly what i needed|what i needed|all i needed)|"
+        r"that(?:'s| is| was) (?:it|all|everything)|"
+        r"(?:(?:really|very|super|so) )?helpful|"
+        r"that(?:'ll| will) (?:be all|do)|nothing (?:else|more)|no (?:more|other|further) questions|all done|"
+        r"(?:i'm|i am|we're|we are) (?:good|done|all set|sorted)|"
+        r"(?:that|this|it) (?:helps|helped)|"
         r"that (?:fixed|solved|answers|answered|explains|helps|helped|works|worked|did) it|"
-        r"that (?:saves|saved) me [\w' ]{1,40}|(?:this|that|it) works|bye|goodbye|see you|see ya|later|"
-        r"have a (?:good|great|nice) (?:day|one|weekend|evening|week)|nice to meet you|wish me luck)")
+        r"that (?:saves|saved) me [\w' ]{1,40}|(?:this|that|it) works|bye(?: bye)?|goodbye|see you|see ya|cya|"
+        r"later|ttyl|take care|talk (?:to you )?(?:later|soon)|catch you later|good ?night|night|gn|"
+        r"have a (?:good|great|nice) (?:day|one|weekend|evening|week)|nice to meet you|wish me luck|"
+        r"alles (?:klar|gut)|passt|prima|perfekt|sehr gut|tsch[üu]ss|bis (?:bald|später|dann)|"
+        r"sch[öo]nen (?:tag|abend)|"
+        r"d'accord|parfait|g[ée]nial|ça marche|c'est (?:bon|parfait|top|not[ée])|tr[èe]s bien|au revoir|"
+        r"[àa] (?:bient[ôo]t|plus)|bonne (?:journ[ée]e|soir[ée]e)|"
+        r"vale|perfecto|de acuerdo|muy bien|adi[óo]s|hasta (?:luego|pronto)|chao|chau|"
+        r"perfetto|va bene|d'accordo|ottimo|arrivederci|a presto|"
+        r"top|ok[ée]|helemaal goed|tot ziens|doei|fijne dag|"
+        r"perfeito|[óo]timo|beleza|tchau|at[ée] (?:logo|mais)|tudo (?:bem|certo)|combinado)")
+# Laughter and reactions ("lol", "haha", "wow"): the model answers them, as a person would.
+_REACTION = (r"(?:(?:ha){2,}h?|a?ha|hah|he(?:he)+|hi(?:hi)+|lo+l+|lmf?ao|rofl|xd+|(?:ja){2,}|(?:je){2,}|(?:ks){2,}|"
+             r"(?:kk){2,}|mdr|ptdr|wow+|whoa|woah|omg|yay+|woo+(?:hoo+)?|phew|hmm+|mhm+|uh huh)")
 # Who a greeting addresses ("hi Atrium", "morning all", "hi finance bot").
-_ADDRESS = r"(?:again|there|all|everyone|everybody|folks|friend|mate|atrium|(?:[\w-]+ )?(?:bot|assistant|team))"
+_ADDRESS = (r"(?:again|there|all|everyone|everybody|folks|friend|mate|atrium|(?:[\w-]+ )?(?:bot|assistant|team)|"
+            r"zusammen|à tous|tout le monde|a todos|a tutti|allemaal|pessoal)")
 # What may follow a greeting or a thanks in the same clause: who is addressed, "so much", "for the help …".
-_TAIL = (rf"(?:\s+(?:{_ADDRESS}|so much|a lot|a ton|very much|a million|heaps|"
+_TAIL = (rf"(?:\s+(?:{_ADDRESS}|so much|a lot|a ton|a bunch|very much|a million|heaps|kindly|in advance|"
+         r"(?:for )?now|for today|"
          r"for (?:the|your|all the|all your) (?:help|answer|answers|info|tips?|pointers?|explanation)"
          r"(?: \w+){0,5}|"
          r"from (?:the )?[\w-]+(?: [\w-]+)? (?:office|team)))*")
-_SOCIAL_RE = re.compile(rf"^(?:(?:{_GREETING}|{_THANKS}|{_ACK})\b{_TAIL}\s*)+$")
-_THANKS_RE = re.compile(rf"(?:{_THANKS}|{_ACK})\b")
+# "no, that's it", "yes thanks": a yes or a no opens a social clause; alone it is an answer to an earlier
+# question of the assistant's ("yes" = "go on"), which may need passages.
+_YES_NO = r"(?:no|nope|nah|yes|yeah|yep|yup)"
+_SOCIAL_RE = re.compile(rf"^(?:{_YES_NO}\s+)?(?:(?:{_GREETING}|{_THANKS}|{_ACK}|{_REACTION})\b{_TAIL}\s*)+$")
+_THANKS_RE = re.compile(rf"(?:{_YES_NO}\s+)?(?:{_THANKS}|{_ACK})\b")
+_REACTION_RE = re.compile(rf"(?:{_YES_NO}\s+)?{_REACTION}\b")
+_YES_NO_CLAUSE_RE = re.compile(rf"^{_YES_NO}$")
 _ADDRESS_RE = re.compile(rf"^{_ADDRESS}(?: {_ADDRESS})*$")
 # Small talk about the assistant itself.
 _ABOUT_YOU_RE = re.compile(
@@ -84,11 +126,19 @@ _ASKING_RE = re.compile(r"\b(?:what|what's|whats|when|where|which|who|whom|whose
 _NUMERIC_RE = re.compile(r"[\d$€£%]")
 _FILLER_RE = re.compile(r"^(?:er+|um+|uh+|oh|ah|so|well|and|but|also|btw|anyway|oops)\b\s*")
 _CLAUSE_SPLIT_RE = re.compile(r"\s*(?:[,.!?;:\n()]+|\s[—–-]+\s|[—–]|\.\.\.)\s*")
+# Emoticons (":)", ";-P", ":D", "<3", "^_^"), removed like emoji; not after a colon-like mark, so "re:d…" stays.
+_EMOTICON_RE = re.compile(r"(?<![:;=])[:;=][-'^o]?[()\[\]dpo3|*]+(?!\w)|<3+|\^_*\^")
 _SYMBOLS_RE = re.compile(r"[^\w\s'’,.!?;:—–()\-$€£%]")
+_WORDLESS_RE = re.compile(r"^[^\w$€£%]+$")  # emoji, emoticons or punctuation only: "👍", "?", "…", ":)"
 
 
 def _conversational(text: str) -> str | None:
-    low = _SYMBOLS_RE.sub(" ", text.lower()).replace("’", "'")
+    if _WORDLESS_RE.match(text):
+        return "emoji or punctuation only"  # "?" alone too: the model asks what they need
+    low = _EMOTICON_RE.sub(" ", text.lower().replace("’", "'"))
+    if _WORDLESS_RE.match(low):
+        return "emoji or punctuation only"
+    low = _SYMBOLS_RE.sub(" ", low)
     if len(low.split()) > 40:
         return None
     clauses = [_FILLER_RE.sub("", c).strip() for c in _CLAUSE_SPLIT_RE.split(low)]
@@ -98,9 +148,10 @@ def _conversational(text: str) -> str | None:
     kinds: list[str] = []
     for clause in clauses:
         if _SOCIAL_RE.match(clause):
-            kinds.append("thanks" if _THANKS_RE.match(clause) else "greeting")
-        elif _ADDRESS_RE.match(clause):
-            kinds.append("")  # "good evening, Atrium"
+            kinds.append("reaction" if _REACTION_RE.match(clause) else
+                         "thanks" if _THANKS_RE.match(clause) else "greeting")
+        elif _ADDRESS_RE.match(clause) or _YES_NO_CLAUSE_RE.match(clause):
+            kinds.append("")  # "good evening, Atrium"; the "no" of "no, thanks"
         elif _ABOUT_YOU_RE.match(clause):
             kinds.append("small talk")
         elif (len(clause.split()) <= 15 and _PERSONAL_RE.search(clause) and not _ASKING_RE.search(clause)
@@ -114,6 +165,13 @@ def _conversational(text: str) -> str | None:
     return "small talk" if "small talk" in named else named[0]
 
 
+def conversational(message: str) -> str | None:
+    """The kind of a purely social message ("greeting", "thanks", "reaction", "small talk", "emoji or
+    punctuation only"), else None. Such a message needs no retrieval query either (backend/query_rewrite.py)."""
+    text = message.strip()
+    return _conversational(text) if text else None
+
+
 # -- tasks on supplied text ----------------------------------------------------------------------------------
 
 _QUOTED_RE = re.compile(r"(?<![\w])([\"“‘']|``?)(?P<body>.{3,}?)(?:[\"”’']|``?)(?![\w])", re.S)
@@ -124,8 +182,8 @@ _POLITE_RE = re.compile(r"^(?:(?:hi|hey|hello|ok|okay|so|quick one|quick questio
                         r"i need you to\s+|i'd like you to\s+|help me\s+)?")
 _REWRITE_RE = re.compile(
     r"^(?:rewrite|reword|rephrase|paraphrase|shorten|simplify|tighten|polish|proofread|condense|soften|"
-    r"reformat|format|edit|improve|correct|summari[sz]e|tl;?dr|translate|make (?:this|it|these|the following)|"
-    r"turn (?:this|these|it|the following)|convert (?:this|these|it|the following)|clean up|tidy up|"
+    r"reformat|format|edit|improve|correct|summari[sz]e|tl;?dr|translate|make (?:this|that|it|these|the following)|"
+    r"turn (?:this|that|these|it|the following)|convert (?:this|that|these|it|the following)|clean up|tidy up|"
     r"fix (?:the |my |this )?(?:grammar|typos?|spelling|punctuation|wording|tone)|"
     r"say (?:this|it|that)|put (?:this|it) (?:in|into)|"
     r"(?:give me |suggest |what's |what is )?an? (?:softer|nicer|politer|kinder|gentler|better|shorter|"
@@ -156,8 +214,11 @@ _CODE_TASK_RE = re.compile(r"\b(?:this|these|the following|below|above|it|here)\
 _CODE_MARK_RE = re.compile(r"[{}();=<>\[\]]|\b(?:def|class|select|from|return|import|function|const|let|var)\b")
 _COMPANY_RE = re.compile(r"\b(?:our|we|us|company|internal|convention|conventions|standard|standards|"
                          r"policy|policies|guideline|guidelines|style guide|allowed|approved)\b")
-_FOLLOW_UP_RE = re.compile(r"\b(?:that|it|this|your (?:last )?(?:answer|reply|message|response)|the (?:last )?"
-                           r"(?:answer|reply|above))\b")
+_PREVIOUS = r"(?:that|it|this|your (?:last )?(?:answer|reply|message|response)|the (?:last )?(?:answer|reply|above))"
+_FOLLOW_UP_RE = re.compile(rf"\b{_PREVIOUS}\b")
+# After the task's verb, the previous answer is its object ("summarise that", "a shorter version of your answer");
+# a "that" further on starts a clause about something else ("summarise every rule that applies to …").
+_FOLLOW_UP_OBJECT_RE = re.compile(rf"^\s*(?:all |just |only )?(?:of |for |in |into |to )?{_PREVIOUS}\b")
 _DEICTIC_RE = re.compile(r"\b(?:this|these|the following|below|above|here)\b", re.I)
 # A second request inside the task's sentence ("give me a title and also tell me the discount cap").
 _SECOND_ASK_RE = re.compile(r"\b(?:and|also|then|plus)\b,?\s+(?:also\s+)?(?:what|what's|when|where|which|who|"
@@ -216,10 +277,10 @@ def _task(text: str, *, follow_up: bool) -> str | None:
             continue
         if _TITLE_RE.match(ask):
             return "title request"
-        if i == 0 and (_REWRITE_RE.match(ask) or _LIGHT["rewrite"].match(ask)):
+        if i == 0 and (verb := _REWRITE_RE.match(ask) or _LIGHT["rewrite"].match(ask)):
             if supplied and (not _SUMMARY_RE.match(ask) or _DEICTIC_RE.search(ask)):
                 return "rewrite of supplied text"
-            if follow_up and _FOLLOW_UP_RE.search(ask):
+            if follow_up and (_FOLLOW_UP_RE.search(verb.group(0)) or _FOLLOW_UP_OBJECT_RE.match(ask[verb.end():])):
                 return "rewrite of the previous answer"
         if (i == 0 and supplied and not code and (_CLASSIFY_RE.match(ask) or _LIGHT["classification"].match(ask))
                 and _OPTIONS_RE.search(ask) and not _YES_NO_RE.search(ask) and _TEXT_KIND_RE.search(ask)

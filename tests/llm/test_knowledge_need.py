@@ -10,7 +10,7 @@ import pytest
 
 from backend.chat import NO_ANSWER, NO_CONTEXT
 from backend.knowledge.cli import ingest_paths
-from backend.llm.knowledge_need import needs_knowledge
+from backend.llm.knowledge_need import conversational, needs_knowledge
 from backend.settings import REPO_ROOT
 from tests.llm.fakes import FakeOpenAI
 from tests.llm.test_models import alice, run, turn_row
@@ -22,6 +22,52 @@ NO_KB = [  # message, reason
     ("thanks so much for your help today", "thanks"),
     ("Thank you, that answers my question.", "thanks"),
     ("ok cool, wish me luck", "thanks"),
+    # The reviewer's: refused with "I don't know" before (first turn and after history).
+    ("Thanks, that helps.", "thanks"),
+    ("that's all, thanks!", "thanks"),
+    ("nice one", "thanks"),
+    ("lol", "reaction"),
+    ("👍", "emoji or punctuation only"),
+    ("?", "emoji or punctuation only"),  # the model asks what they need
+    ("no that's it", "thanks"),
+    ("Hallo", "greeting"),
+    ("merci", "thanks"),
+    ("gracias", "thanks"),
+    ("ok", "thanks"),
+    ("great", "thanks"),
+    ("perfect", "thanks"),
+    ("got it", "thanks"),
+    ("cool", "thanks"),
+    ("awesome, thank you so much!", "thanks"),
+    # More social messages, in six languages besides English.
+    ("Thanks a bunch, Atrium!", "thanks"),
+    ("thanks in advance", "thanks"),
+    ("no worries, have a great weekend", "thanks"),
+    ("nope, all good now", "thanks"),
+    ("That's all for now, cheers", "thanks"),
+    ("never mind, got it", "thanks"),
+    ("yes thanks, that's everything", "thanks"),
+    ("you're a lifesaver, thanks", "thanks"),
+    ("ok 👍", "thanks"),
+    ("haha nice 😂", "reaction"),
+    ("xD", "reaction"),
+    (":)", "emoji or punctuation only"),
+    ("🙏🙏", "emoji or punctuation only"),
+    ("…", "emoji or punctuation only"),
+    ("thanks :D", "thanks"),
+    ("¡Hola! 👋", "greeting"),
+    ("Guten Morgen zusammen", "greeting"),
+    ("Vielen Dank, alles klar!", "thanks"),
+    ("Merci beaucoup, bonne journée", "thanks"),
+    ("Salut !", "greeting"),
+    ("Muchas gracias, perfecto", "thanks"),
+    ("Buenos días", "greeting"),
+    ("Grazie mille!", "thanks"),
+    ("Ciao, buongiorno", "greeting"),
+    ("Dank je wel", "thanks"),
+    ("Goedemorgen allemaal", "greeting"),
+    ("Muito obrigada!", "thanks"),
+    ("Bom dia", "greeting"),
     ("Are you a bot?", "small talk"),
     ("Hi! What can you do?", "small talk"),
     ("Rewrite this more politely: 'Send me the report by Friday or else.'", "rewrite of supplied text"),
@@ -35,6 +81,8 @@ NO_KB = [  # message, reason
     ("Why does this fail?\n```python\nfor i in range(10) print(i)\n```", "code question with its own code"),
     ("Explain this regex: `^[a-z0-9_]+@[a-z]+\\.com$`", "code question with its own code"),
 ]
+
+SOCIAL = ("greeting", "thanks", "reaction", "small talk", "emoji or punctuation only")
 
 NEEDS_KB = [
     "hi, what's the discount cap?",
@@ -63,6 +111,39 @@ NEEDS_KB = [
     "Does this follow our API conventions? ```def get_dashboards(limit=25): return db.query(limit)```",
     "make it shorter",  # a first turn: there is no earlier answer to shorten
     "",
+    # A social word next to a question about the company, in any of the languages above.
+    "thanks — and the discount cap?",
+    "ok, and Zurich?",
+    "perfect, now the EU meal limit",
+    "got it — who signs off above 20%?",
+    "great, is the cap per deal or per year?",
+    "nice one, send me the pricing sheet",
+    "thanks in advance: what's the per diem in Berlin?",
+    "cheers, what's the mileage rate?",
+    "thanks for now, the Zurich limit later",
+    "lol what's the cap",
+    ":) what is the discount cap",
+    "👍 and the travel cap?",
+    "?? what's the approval threshold",
+    "that's it? only 14 days?",
+    "this is all?",
+    "no, the other one",
+    "no, I meant the Tokyo office",
+    "yes",  # an answer to the assistant's question ("shall I list the steps?"), which may need passages
+    "yes please",
+    "no",
+    "20%?",
+    "€?",
+    "top 5 deals this quarter",
+    "toll",
+    "merci, et le plafond de remise ?",
+    "Bonjour ! Quel est le plafond de remise ?",
+    "gracias, ¿y el límite de gastos?",
+    "hola, ¿cuál es el límite de descuento?",
+    "Danke! Wie hoch ist das Tagegeld in Berlin?",
+    "ciao, qual è il limite di sconto?",
+    "Hallo, wat is de kortingslimiet?",
+    "olá, qual é o prazo de reembolso?",
 ]
 
 
@@ -78,9 +159,36 @@ def test_company_questions_need_the_knowledge_base(message: str) -> None:
     assert needs_knowledge(message).needed
 
 
-def test_a_follow_up_may_work_on_the_previous_answer() -> None:
-    assert needs_knowledge("make it shorter", follow_up=True).reason == "rewrite of the previous answer"
-    assert needs_knowledge("and for the Tokyo office?", follow_up=True).needed
+@pytest.mark.parametrize(("message", "reason"), [(m, r) for m, r in NO_KB if r in SOCIAL])
+def test_social_messages_after_history_and_without_a_rewrite(message: str, reason: str) -> None:
+    # After an answer too; and the query rewrite (backend/query_rewrite.py) skips them by the same check.
+    need = needs_knowledge(message, follow_up=True)
+    assert (need.needed, need.reason) == (False, reason)
+    assert conversational(message) == reason
+
+
+@pytest.mark.parametrize("message", NEEDS_KB)
+def test_company_questions_need_the_knowledge_base_after_history_too(message: str) -> None:
+    if message != "make it shorter":  # after an answer, that one is a rewrite of it (below)
+        assert needs_knowledge(message, follow_up=True).needed
+    assert conversational(message) is None
+
+
+@pytest.mark.parametrize("message", ["make it shorter", "make that friendlier", "give me a shorter version of that",
+                                     "Summarise that in two lines", "translate it into German", "simplify the above"])
+def test_a_follow_up_may_work_on_the_previous_answer(message: str) -> None:
+    assert needs_knowledge(message, follow_up=True).reason == "rewrite of the previous answer"
+    assert needs_knowledge(message).needed  # a first turn: there is no previous answer
+
+
+@pytest.mark.parametrize("message", [
+    "and for the Tokyo office?",
+    # "that" starts a clause about company facts; it does not point at the previous answer.
+    "Summarize every rule that applies to paying a new supplier: onboarding, PO, quotes, deposits.",
+    "rewrite our refund policy so that it is shorter",
+])
+def test_a_follow_up_about_the_company_still_needs_the_knowledge_base(message: str) -> None:
+    assert needs_knowledge(message, follow_up=True).needed
 
 
 def test_every_question_of_the_retrieval_benchmark_needs_the_knowledge_base() -> None:
@@ -121,6 +229,8 @@ def _system(request: dict) -> str:
 
 @pytest.mark.parametrize(("message", "reason"), [
     ("hi", "greeting"),
+    ("Thanks, that helps.", "thanks"),
+    ("👍", "emoji or punctuation only"),
     ("Rewrite this more politely: 'Send me the signed order form today, no more excuses.'",
      "rewrite of supplied text"),
 ])
