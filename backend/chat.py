@@ -26,11 +26,11 @@ from backend.knowledge.retrieval import Citation  # re-exported: the UI and the 
 from backend.llm.knowledge_need import needs_knowledge
 from backend.llm.routing import QueryClassifier, decide
 from backend.llm.service import Completion, Delta, LLMService, NoModelAvailable
-from backend.prompts.schema import PLACEHOLDER_RE
 from backend.prompts.store import PromptNotFound, PromptStore, PromptVersion, render
 from backend.query_rewrite import TASK as QUERY_REWRITE
 from backend.query_rewrite import QueryRewriter
 from backend.tenants import TenantRegistry
+from backend.turn_cache import TurnCache
 
 log = logging.getLogger("atrium.chat")
 
@@ -110,9 +110,8 @@ class ChatService:
         self.llm = llm
         self.retriever = retriever
         self.quotas = quotas
-        self.cache = cache
+        self.turn_cache = TurnCache(cache=cache, registry=registry, llm=llm, retriever=retriever, kb_version=kb_version)
         self.classifier = classifier
-        self.kb_version = kb_version  # tenant -> knowledge-base version (changes on every document change)
         self.usage_writer = usage_writer
         # Follow-up turns: a standalone retrieval query (ATRIUM_QUERY_REWRITE); first turns never use it.
         self.rewriter = rewriter or QueryRewriter(llm=llm, mode=llm.settings.query_rewrite)
@@ -154,12 +153,12 @@ class ChatService:
                 # The provider would refuse it (400), and the Router would then hand the call to another tier.
                 raise Invalid(f"max_tokens {req.max_tokens} is more than the {tier} tier can write ({cap[0]} for "
                               f"{cap[1]}); lower max_tokens", code="max_tokens_too_large")
-            cache_key = await self._cache_key(req, tier, prompt, principal)
-            cached = await self.cache.get(cache_key) if cache_key and self.cache else None
+            cache_key = self.turn_cache.key(req=req, tier=tier, prompt=prompt, principal=principal)
+            cached = await self.turn_cache.get(cache_key)
             if cached is not None:
                 if self.quotas:  # a cached answer still counts as a request, but costs nothing
                     await self.quotas.admit(tenant=req.tenant, subject=principal.subject)
-                result = self._from_cache(cached, req, turn)
+                result = self.turn_cache.hit(cached=cached, req=req, turn=turn)
                 yield result.answer
                 result.latency_ms = await self._finish(turn, started, req)
                 result.turn_id = turn.id
@@ -285,8 +284,7 @@ class ChatService:
         if admission is not None and self.quotas:
             await self.quotas.settle(admission, tokens=result.prompt_tokens + result.completion_tokens,
                                      cost_usd=result.cost_usd)
-        if cache_key and self.cache:
-            await self.cache.set(cache_key, _cache_value(result))
+        await self.turn_cache.put(cache_key, result)
         yield result
 
     async def internal(self, principal: Principal, tenant: str, *, task: str, messages: list[dict],
@@ -305,7 +303,7 @@ class ChatService:
         assert result is not None
         return result
 
-    # -- model governance: routing, cache, quotas -------------------------------------------------------------
+    # -- model governance: routing and quotas (the response cache is TurnCache) ----------------------------------------
 
     def _route(self, req: ChatRequest, policy: Any, prompt: PromptVersion | None) -> tuple[str, str]:
         if req.task:
@@ -321,47 +319,6 @@ class ChatService:
         tier = self.llm.resolve_tier(decision.wanted, policy.allowed_tiers)
         reason = decision.reason if tier == decision.wanted else f"{decision.reason} (not live: using {tier})"
         return tier, reason
-
-    async def _cache_key(self, req: ChatRequest, tier: str, prompt: PromptVersion | None,
-                         principal: Principal) -> str | None:
-        """Only first-turn questions of a saved prompt version are cached (never drafts or plain calls)."""
-        if (self.cache is None or not self.cache.enabled or req.history or req.messages is not None
-                or req.prompt_override is not None or not req.record
-                # A caller's own sampling settings (OpenAI-compatible route): that answer is not the default one.
-                or req.temperature is not None or req.max_tokens is not None or req.params):
-            return None
-        kb = self._kb_version(req.tenant)
-        if kb is None:
-            return None
-        policy = self.registry.get(req.tenant).model_policy  # type: ignore[union-attr]
-        model = self.llm.group_for(tier, policy.provider_preference) + "=" + ",".join(
-            sorted(self.llm.live.live.get(tier, [])))
-        return self.cache.key(tenant=req.tenant, assistant=req.assistant,
-                              prompt_version=(prompt.version or None) if prompt else None, kb_version=kb,
-                              model=model, question=req.message, personal=_personal(prompt, principal))
-
-    def _kb_version(self, tenant: str) -> object | None:
-        """The tenant's knowledge-base version; None (= do not cache) when it cannot be known."""
-        source = self.kb_version or getattr(self.retriever, "kb_version", None)
-        if source is None:
-            return "none" if self.retriever is None else None
-        try:
-            return source(tenant)
-        except Exception:
-            log.warning("knowledge-base version unavailable; not caching", exc_info=True)
-            return None
-
-    def _from_cache(self, cached: dict, req: ChatRequest, turn: ChatTurn) -> TurnResult:
-        turn.cached = True
-        turn.model = cached.get("model")
-        turn.tier = cached.get("tier") or turn.tier
-        turn.route_reason = f"cache hit ({turn.route_reason})"
-        citations = [Citation(**c) for c in cached.get("citations", [])]
-        turn.chunk_ids = [c.chunk_id for c in citations]
-        return TurnResult(answer=cached["answer"], citations=citations, model=turn.model or "",
-                          tier=turn.tier or "", prompt_name=req.assistant, prompt_version=turn.prompt_version,
-                          prompt_tokens=0, completion_tokens=0, cost_usd=0.0, latency_ms=0, cached=True,
-                          route_reason=turn.route_reason)
 
     async def _release(self, admission: Admission | None) -> None:
         if admission is not None and self.quotas:
@@ -396,13 +353,6 @@ class ChatService:
         return turn.latency_ms
 
 
-def _personal(prompt: PromptVersion | None, principal: Principal) -> str:
-    """The per-request values the prompt renders (see cache_key): they join the cache key."""
-    used = set(PLACEHOLDER_RE.findall(prompt.body)) if prompt else set()
-    return "\x1f".join(([principal.subject] if "user_name" in used else [])
-                        + ([date.today().isoformat()] if "today" in used else []))
-
-
 def _record_turn(db: Database, turn: ChatTurn) -> None:
     with db.session() as session:
         insert_turns(session=session, turns=[turn])
@@ -432,11 +382,6 @@ def _last_user_text(messages: list[dict]) -> str:
                 return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
             return str(content or "")
     return ""
-
-
-def _cache_value(result: TurnResult) -> dict[str, Any]:
-    return {"answer": result.answer, "citations": [asdict(c) for c in result.citations], "model": result.model,
-            "tier": result.tier}
 
 
 def _signoff(prompt: PromptVersion | None) -> str:
