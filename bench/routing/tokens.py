@@ -111,7 +111,7 @@ async def _measure(rows: list[dict]) -> dict[str, dict[str, int]]:
                 assert seed_demo(services) == 0, "seed-demo failed"
             chat = services.chat
             recorder = _RecordingLLM(chat.llm)
-            chat.llm, chat.quotas, chat.cache = recorder, None, None  # type: ignore[assignment]
+            chat.llm, chat.quotas, chat.turn_cache.cache = recorder, None, None  # type: ignore[assignment]
             for row in rows:
                 tenant = row["tenant"]
                 sub, name = USER[tenant]
