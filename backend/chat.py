@@ -23,7 +23,7 @@ from backend.governance.cache import ResponseCache
 from backend.governance.quotas import Admission, QuotaService
 from backend.governance.usage import UsageWriter
 from backend.knowledge.retrieval import Citation  # re-exported: the UI and the API read it from here
-from backend.llm.knowledge_need import needs_knowledge
+from backend.llm.knowledge_need import conversational, needs_knowledge
 from backend.llm.routing import QueryClassifier, decide
 from backend.llm.service import Completion, Delta, LLMService, NoModelAvailable
 from backend.prompts.store import PromptNotFound, PromptStore, PromptVersion, render
@@ -166,7 +166,8 @@ class ChatService:
                 return
             citations: list[Citation] = []
             rewrite_note = ""
-            if self.retriever is not None and not plain:
+            # "hi", "thanks!", "👍": no search (no embedding, no stray citations); answered below without one.
+            if self.retriever is not None and not plain and not conversational(req.message):
                 query = req.message
                 if req.history:  # never on a first turn (nor on the single-turn OpenAI-compatible path)
                     rq = await self.rewriter.query(

@@ -103,3 +103,26 @@ def test_an_api_key_is_not_named_as_the_user_in_the_prompt(model_services):
     systems = [r["messages"][0]["content"] for r in server.requests]
     assert "helping a colleague" in systems[0] and "API key" not in systems[0]
     assert "helping alice" in systems[1].lower()
+
+
+def test_social_messages_are_answered_without_a_search(model_services, mock_models):
+    svc = model_services(model_list=mock_models, policy={"default_tier": "smart"})
+    queries: list[str] = []
+    inner = svc.chat.retriever
+
+    class Recording:
+        async def retrieve(self, *, query: str, **kw):  # noqa: ANN003
+            queries.append(query)
+            return await inner.retrieve(query=query, **kw)
+
+        def __getattr__(self, name: str):  # has_documents, kb_version
+            return getattr(inner, name)
+
+    svc.chat.retriever = Recording()
+    history = [{"role": "user", "content": "What is the refund window?"}, {"role": "assistant", "content": "30 days."}]
+    for message, kw in (("hi", {}), ("thanks, that helps!", {"history": history}), ("👍", {})):
+        result = run(svc, message, tier="smart", **kw)
+        assert result.answer == "smart says hi" and result.citations == []
+    assert queries == []
+    run(svc, "What is the refund window?", tier="smart")
+    assert queries == ["What is the refund window?"]
