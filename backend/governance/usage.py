@@ -39,7 +39,7 @@ class UsageService:
         with self.db.session() as session:
             rows = usage_totals(session=session, tenant=tenant, since=since, until=until, group_by=group_by)
         totals = {k: sum(r[k] for r in rows) for k in
-                  ("requests", "cached", "prompt_tokens", "completion_tokens", "total_tokens")}
+                  ("requests", "internal_calls", "cached", "prompt_tokens", "completion_tokens", "total_tokens")}
         totals["cost_usd"] = round(sum(r["cost_usd"] for r in rows), 8)
         return {"tenant": tenant, "from": start.isoformat(), "to": end.isoformat(), "group_by": group_by,
                 "groups": rows, "totals": totals}

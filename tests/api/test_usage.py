@@ -29,6 +29,11 @@ def turns(api_services):
         for tenant, who, assistant, model, when, pt, ct, cost, cached, outcome in rows:
             s.add(ChatTurn(tenant=tenant, subject=who, assistant=assistant, model=model, created_at=when,
                            prompt_tokens=pt, completion_tokens=ct, cost_usd=cost, cached=cached, outcome=outcome))
+        # A follow-up's query rewrite made for alice's sales-assistant turn: billed, but not a request.
+        s.add(ChatTurn(tenant="sales", subject="alice", assistant="sales-assistant", channel="internal",
+                       prompt_name="query_rewrite", model="anthropic/claude-haiku-4-5",
+                       created_at=datetime(2026, 11, 2, 10, tzinfo=UTC), prompt_tokens=40, completion_tokens=8,
+                       cost_usd=0.00005, outcome="ok"))
         s.commit()
 
 
@@ -41,21 +46,22 @@ def test_totals_by_model_day_user_assistant(api_client, login_as, turns):
     r = get(api_client, carol, "from=2026-11-01&to=2026-11-30&group_by=model")
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["totals"] == {"requests": 3, "cached": 1, "prompt_tokens": 150, "completion_tokens": 30,
-                              "total_tokens": 180, "cost_usd": pytest.approx(0.0007)}
+    assert body["totals"] == {"requests": 3, "internal_calls": 1, "cached": 1, "prompt_tokens": 190,
+                              "completion_tokens": 38, "total_tokens": 228, "cost_usd": pytest.approx(0.00075)}
     by_model = {g["key"]: g for g in body["groups"]}
     assert set(by_model) == {"anthropic/claude-sonnet-4-5", "anthropic/claude-haiku-4-5"}
-    assert by_model["anthropic/claude-haiku-4-5"]["requests"] == 2
+    haiku = by_model["anthropic/claude-haiku-4-5"]
+    assert (haiku["requests"], haiku["internal_calls"]) == (2, 1)
     assert by_model["anthropic/claude-haiku-4-5"]["cached"] == 1
 
     days = {g["key"]: g["requests"] for g in get(api_client, carol, "from=2026-11-01&to=2026-11-30").json()["groups"]}
     assert days == {"2026-11-02": 2, "2026-11-03": 1}
     users = {g["key"]: g["cost_usd"] for g in
              get(api_client, carol, "from=2026-11-01&to=2026-11-30&group_by=user").json()["groups"]}
-    assert users == {"alice": pytest.approx(0.0006), "bob": pytest.approx(0.0001)}
+    assert users == {"alice": pytest.approx(0.00065), "bob": pytest.approx(0.0001)}
     assistants = {g["key"]: g["total_tokens"] for g in
                   get(api_client, carol, "from=2026-10-01&to=2026-11-30&group_by=assistant").json()["groups"]}
-    assert assistants == {"deal-desk": 0, "sales-assistant": 120 + 60 + 100}
+    assert assistants == {"deal-desk": 0, "sales-assistant": 120 + 60 + 100 + 48}
 
 
 def test_only_tenant_admins(api_client, login_as, turns, api_services):

@@ -56,7 +56,8 @@ def sum_usage(*, session: Session, tenant: str, since: datetime, until: datetime
 
 def usage_totals(*, session: Session, tenant: str, since: datetime, until: datetime,
                  group_by: GroupBy) -> list[dict]:
-    """Totals per group: requests, cached, errors, tokens, cost."""
+    """Totals per group: requests (what users and callers asked), internal calls (query rewrites made for
+    them: their tokens and cost are in the totals, they are not requests), cached, tokens, cost."""
     if group_by == "day":
         group = func.date(ChatTurn.created_at)
     elif group_by == "model":
@@ -68,7 +69,8 @@ def usage_totals(*, session: Session, tenant: str, since: datetime, until: datet
     stmt = (
         select(
             group.label("key"),
-            func.count().label("requests"),
+            func.sum(case((ChatTurn.channel == "internal", 0), else_=1)).label("requests"),
+            func.sum(case((ChatTurn.channel == "internal", 1), else_=0)),
             func.sum(case((ChatTurn.cached, 1), else_=0)),
             func.sum(ChatTurn.prompt_tokens),
             func.sum(ChatTurn.completion_tokens),
@@ -80,10 +82,10 @@ def usage_totals(*, session: Session, tenant: str, since: datetime, until: datet
         .order_by(group)
     )
     rows = []
-    for key, requests, cached, pt, ct, cost in session.exec(stmt):
+    for key, requests, internal, cached, pt, ct, cost in session.exec(stmt):
         rows.append({
             "key": str(key) if key is not None else "",
-            "requests": int(requests or 0), "cached": int(cached or 0),
+            "requests": int(requests or 0), "internal_calls": int(internal or 0), "cached": int(cached or 0),
             "prompt_tokens": int(pt or 0), "completion_tokens": int(ct or 0),
             "total_tokens": int(pt or 0) + int(ct or 0), "cost_usd": round(float(cost or 0.0), 8),
         })
