@@ -168,18 +168,18 @@ class ChatService:
             rewrite_note = ""
             # "hi", "thanks!", "👍": no search (no embedding, no stray citations); answered below without one.
             if self.retriever is not None and not plain and not conversational(req.message):
-                query = req.message
+                query, retry_as_asked = req.message, False
                 if req.history:  # never on a first turn (nor on the single-turn OpenAI-compatible path)
                     rq = await self.rewriter.query(
                         message=req.message, history=req.history, allowed_tiers=policy.allowed_tiers,
                         ask=lambda msgs: self.internal(principal, req.tenant, task=QUERY_REWRITE, messages=msgs,
                                                        assistant=req.assistant))
-                    query = rq.text
+                    query, retry_as_asked = rq.text, rq.by_model
                     rewrite_note = f"; {rq.note}" if rq.note else ""
                     turn.route_reason = f"{turn.route_reason}{rewrite_note}"
                 citations = await self.retriever.retrieve(principal=principal, tenant=req.tenant,
                                                           query=query, top_k=req.top_k)
-                if not citations and rewrite_note.startswith("; retrieval query rewritten"):
+                if not citations and retry_as_asked:
                     # A model's poor rewrite must not hide a question that stands on its own.
                     citations = await self.retriever.retrieve(principal=principal, tenant=req.tenant,
                                                               query=req.message, top_k=req.top_k)

@@ -56,11 +56,15 @@ class QuotaExceeded(AtriumError):
     status_code = 429
     code = "quota_exceeded"
 
-    def __init__(self, message: str, *, retry_after: int, limit: str, **kw) -> None:
-        super().__init__(message, headers={"Retry-After": str(max(1, int(retry_after)))},
-                         extra={"limit": limit, "retry_after": max(1, int(retry_after))}, **kw)
-        self.retry_after = max(1, int(retry_after))
+    def __init__(self, message: str, *, retry_after: int | None, limit: str, **kw) -> None:
+        """`retry_after=None`: waiting will not help (no Retry-After header, no `retry_after` field)."""
+        self.retry_after = None if retry_after is None else max(1, int(retry_after))
         self.limit = limit
+        if self.retry_after is None:
+            super().__init__(message, extra={"limit": limit}, **kw)
+        else:
+            super().__init__(message, headers={"Retry-After": str(self.retry_after)},
+                             extra={"limit": limit, "retry_after": self.retry_after}, **kw)
 
 
 class UpstreamError(AtriumError):

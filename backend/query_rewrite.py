@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from backend.errors import AtriumError
-from backend.llm.knowledge_need import conversational
 from backend.llm.service import INTERNAL_TIER, LLMService
 
 log = logging.getLogger("atrium.chat")
@@ -60,6 +59,7 @@ Ask = Callable[[list[dict[str, str]]], Awaitable[_Answer]]
 class RetrievalQuery:
     text: str
     note: str | None = None  # how the query was made, for the turn's route_reason; None = the message as asked
+    by_model: bool = False  # written by a model (may be poor: the chat then also tries the message as asked)
 
 
 class QueryRewriter:
@@ -76,10 +76,6 @@ class QueryRewriter:
         turns = _conversation(history)
         if self.mode == "off" or not turns:
             return RetrievalQuery(message)
-        if kind := conversational(message):
-            # "thanks", "ok", "hi", "👍" after an answer: nothing to resolve, so no model call; retrieved on its own
-            # words it finds no passage and the chat answers it without one (backend/llm/knowledge_need.py).
-            return RetrievalQuery(message, f"no rewrite: {kind}")
         fallback = deterministic_query(message, turns)
         tier = self._model_tier(allowed_tiers)
         if tier is None:
@@ -95,7 +91,7 @@ class QueryRewriter:
         if not text:
             return RetrievalQuery(fallback, f"query rewrite by {result.tier} unusable: previous questions + "
                                             "this message")
-        return RetrievalQuery(text, f"retrieval query rewritten by {result.tier}")
+        return RetrievalQuery(text, f"retrieval query rewritten by {result.tier}", by_model=True)
 
     def _model_tier(self, allowed_tiers: list[str]) -> str | None:
         """The tier that would rewrite, or None for the deterministic query."""

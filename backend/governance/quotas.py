@@ -207,13 +207,8 @@ def _usd(micro: int) -> str:
 
 
 def _exceeded(msg: str, limit: str, retry_after: float | None) -> QuotaExceeded:
-    """A 429; `retry_after=None` when waiting does not help (no Retry-After header, no `retry_after` field)."""
-    exc = QuotaExceeded(msg, retry_after=math.ceil(retry_after or 1), limit=limit)
-    if retry_after is None:  # errors.QuotaExceeded always sets one; a client must not wait for nothing
-        exc.headers.pop("Retry-After", None)
-        exc.extra.pop("retry_after", None)
-        exc.retry_after = 0
-    return exc
+    """A 429; `retry_after=None` when waiting does not help."""
+    return QuotaExceeded(msg, retry_after=None if retry_after is None else math.ceil(retry_after), limit=limit)
 
 
 def sum_usage_seed(db: Database, tenant: str, since: datetime) -> tuple[int, float]:
