@@ -14,6 +14,7 @@ from backend.auth.jwt_verifier import JwtVerifier, build_jwt_verifier
 from backend.auth.oidc import OidcLogin
 from backend.auth.principal import AuthMethod, Principal
 from backend.chat import ChatService
+from backend.conversations import ConversationService
 from backend.db.engine import Database, make_engine
 from backend.db.migrate import upgrade
 from backend.governance.audit import AuditLog
@@ -47,6 +48,7 @@ class Services:
     quotas: QuotaService | None = None
     cache: ResponseCache | None = None
     usage: UsageService | None = None
+    conversations: ConversationService | None = None  # chat history (the Chainlit sidebar)
     # Bearer JWT verification (None when OIDC_ISSUER / OIDC_API_AUDIENCE are not set).
     jwt_verifier: JwtVerifier | None = None
     # API keys verified in the last few seconds (ATRIUM_API_KEY_CACHE_SECONDS); off unless build_services sets it.
@@ -97,7 +99,9 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
                        classifier=default_classifier(), retriever=knowledge, usage_writer=usage_writer)
     services = Services(settings=settings, registry=registry, demo_users=demo_users, db=db, audit=audit,
                         prompts=prompts, llm=llm, chat=chat, quotas=quotas, cache=cache,
-                        usage=UsageService(db=db), knowledge=knowledge)
+                        usage=UsageService(db=db), knowledge=knowledge,
+                        conversations=ConversationService(db=db, registry=registry, audit=audit, chat=chat,
+                                                          titles=settings.conversation_titles))
     if settings.redis_url:
         services.readiness_checks["redis"] = lambda: _ping_redis(settings.redis_url or "")
     services.jwt_verifier = build_jwt_verifier(settings)

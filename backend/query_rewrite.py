@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from backend.errors import AtriumError
-from backend.llm.service import INTERNAL_TIER, LLMService
+from backend.llm.service import LLMService
 
 log = logging.getLogger("atrium.chat")
 
@@ -95,17 +95,7 @@ class QueryRewriter:
 
     def _model_tier(self, allowed_tiers: list[str]) -> str | None:
         """The tier that would rewrite, or None for the deterministic query."""
-        if self.mode == "off":
-            return None
-        try:
-            tier = self.llm.internal_tier(allowed_tiers)
-        except Exception:  # no live tier at all: the turn itself reports that
-            return None
-        if self.mode == "model":
-            return tier
-        models = self.llm.live.live.get(tier, [])
-        provider = any(not m.startswith("local/") for m in models)
-        return tier if tier == INTERNAL_TIER and provider else None
+        return self.llm.internal_model_tier(allowed_tiers, self.mode)
 
 
 def _conversation(history: list[dict[str, str]]) -> list[dict[str, str]]:

@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     # Follow-up turns: the retrieval query. auto = rewritten by the `fast` tier when it is a provider model,
     # else last two questions + new message; model = always the internal tier's model; off = the message as is.
     query_rewrite: Literal["auto", "model", "off"] = Field("auto", alias="ATRIUM_QUERY_REWRITE")
+    # Chat history titles: auto = written by the `fast` tier when it is a provider model, else the first message;
+    # model = always the internal tier's model; off = the first message.
+    conversation_titles: Literal["auto", "model", "off"] = Field("auto", alias="ATRIUM_CONVERSATION_TITLES")
     chunk_tokens: int = Field(200, alias="ATRIUM_CHUNK_TOKENS")
     chunk_overlap: int = Field(40, alias="ATRIUM_CHUNK_OVERLAP")
     embed_batch: int = Field(32, alias="ATRIUM_EMBED_BATCH")

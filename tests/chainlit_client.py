@@ -27,19 +27,20 @@ class Reply:
 
 class ChainlitSession:
     def __init__(self, base_url: str, cookies: dict[str, str], *, chat_profile: str | None = None,
-                 timeout: float = 120) -> None:
+                 timeout: float = 120, thread_id: str | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.cookies = cookies
         self.chat_profile = chat_profile
         self.timeout = timeout
         self.sio = socketio.AsyncClient(reconnection=False)
         self.session_id = str(uuid.uuid4())
+        self.thread_id = thread_id  # resume this conversation (the sidebar's "open") instead of a new one
         self.events: list[tuple[str, dict]] = []
         self.first_token_at: float | None = None  # perf_counter() of the first token of the last ask()
         self._task_end = asyncio.Event()
         self._started = asyncio.Event()
         for name in ("new_message", "update_message", "stream_start", "stream_token", "element",
-                     "task_start", "task_end", "first_interaction", "toast"):
+                     "task_start", "task_end", "first_interaction", "toast", "resume_thread"):
             self.sio.on(name, self._recorder(name))
 
     def _recorder(self, name: str):
@@ -52,7 +53,7 @@ class ChainlitSession:
         return handler
 
     async def __aenter__(self) -> ChainlitSession:
-        auth = {"clientType": "webapp", "sessionId": self.session_id, "threadId": None, "userEnv": "{}"}
+        auth = {"clientType": "webapp", "sessionId": self.session_id, "threadId": self.thread_id, "userEnv": "{}"}
         if self.chat_profile:
             auth["chatProfile"] = quote(self.chat_profile)
         cookie = "; ".join(f"{k}={v}" for k, v in self.cookies.items())

@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 
 import chainlit as cl
+from chainlit.types import ThreadDict
 
 from backend.auth.claims import missing_access_hint
 from backend.auth.principal import PROMPT_EDITOR, Principal
@@ -15,25 +16,18 @@ from backend.chat import ChatRequest, TurnResult
 from backend.container import get_services
 from backend.errors import AtriumError, Forbidden
 from backend.knowledge.service import UploadFile as KbUpload
+from ui.history import AtriumDataLayer
+from ui.profiles import parse_profile, profile_name
 
 services = get_services()
-
-STAGING = "@staging"
-
-
-def _profile_name(tenant: str, assistant: str, label: str = "production") -> str:
-    return f"{tenant}/{assistant}" + (STAGING if label == "staging" else "")
+_background: set[asyncio.Task] = set()  # title tasks, referenced until done
 
 
-def _parse_profile(name: str | None) -> tuple[str, str, str] | None:
-    if not name or "/" not in name:
-        return None
-    label = "production"
-    if name.endswith(STAGING):
-        name, label = name[: -len(STAGING)], "staging"
-    tenant, _, assistant = name.partition("/")
-    return tenant, assistant, label
+if services.conversations is not None:
 
+    @cl.data_layer
+    def history_layer() -> AtriumDataLayer:
+        return AtriumDataLayer(get_services)
 
 def _principal_of(user: cl.User | None) -> Principal | None:
     claims = (user.metadata or {}).get("claims") if user else None
@@ -101,13 +95,13 @@ async def chat_profiles(current_user: cl.User | None, language: str | None = Non
         for assistant in tenant.assistants:
             title = f"{tenant.name} · {assistant.title}" if multi else assistant.title
             profiles.append(cl.ChatProfile(
-                name=_profile_name(tenant.id, assistant.name), display_name=title,
+                name=profile_name(tenant.id, assistant.name), display_name=title,
                 markdown_description=f"**{tenant.name}** — {assistant.description}",
                 starters=[cl.Starter(label=q, message=q) for q in assistant.starters] or None,
             ))
             if principal.has_role(tenant.id, PROMPT_EDITOR):
                 profiles.append(cl.ChatProfile(
-                    name=_profile_name(tenant.id, assistant.name, "staging"),
+                    name=profile_name(tenant.id, assistant.name, "staging"),
                     display_name=f"{title} (staging)",
                     markdown_description=f"**{tenant.name}** — the *staging* prompt of {assistant.title}, "
                                          "for prompt editors.",
@@ -124,13 +118,36 @@ async def start() -> None:
     cl.user_session.set("history", [])
 
 
+@cl.on_chat_resume
+async def resume(thread: ThreadDict) -> None:
+    """A conversation reopened from the sidebar: its messages become the history of the next turns (the thread
+    reached here only if it is the caller's own, in a tenant the caller still belongs to)."""
+    cl.user_session.set("history", history_of(thread.get("steps") or [])[-20:])
+
+
+def history_of(steps: list[dict]) -> list[dict[str, str]]:
+    """Each question with the last assistant message after it (its answer, without the "Sources:" line)."""
+    history: list[dict[str, str]] = []
+    for step in steps:
+        text = step.get("output") or ""
+        if step.get("type") == "user_message" and text.strip():
+            history.append({"role": "user", "content": text})
+        elif step.get("type") == "assistant_message" and history and text.strip():
+            answer = {"role": "assistant", "content": text.split("\n\nSources: ")[0]}
+            if history[-1]["role"] == "assistant":
+                history[-1] = answer
+            else:
+                history.append(answer)
+    return history
+
+
 @cl.on_message
 async def on_message(message: cl.Message) -> None:
     principal = _principal_of(cl.user_session.get("user"))
     if principal is None or not principal.tenants:
         await cl.Message(content=_no_access(principal)).send()
         return
-    parsed = _parse_profile(cl.user_session.get("chat_profile"))
+    parsed = parse_profile(cl.user_session.get("chat_profile"))
     if parsed is None:
         await cl.Message(content="Pick an assistant first (the selector at the top).").send()
         return
@@ -180,6 +197,12 @@ async def on_message(message: cl.Message) -> None:
     for warning in result.warnings:
         reply.content += f"\n\n_{warning}_"
     await reply.send()
+    if not history and services.conversations is not None and result.answer:
+        thread_id = cl.context.session.thread_id
+        task = asyncio.create_task(services.conversations.write_title(principal, thread_id, question=message.content,
+                                                                      answer=result.answer))
+        _background.add(task)
+        task.add_done_callback(_background.discard)
     history.extend([{"role": "user", "content": message.content}, {"role": "assistant", "content": result.answer}])
     cl.user_session.set("history", history[-20:])
 

@@ -119,3 +119,53 @@ class KbEmbeddingModel(SQLModel, table=True):
     model: str
     dimension: int
     created_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))
+
+
+# -- conversations (chat history in the sidebar) ------------------------------------------------------------
+
+
+class ChatUser(SQLModel, table=True):
+    """The claims of a chat user's latest login: Chainlit reloads its user from here on every request, and the
+    principal is re-derived from these claims (never from anything the browser sends)."""
+
+    __tablename__ = "chat_user"
+
+    identifier: str = Field(primary_key=True)  # the principal's subject
+    display_name: str | None = None
+    provider: str | None = None  # password | oidc
+    claims: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False, default=dict))
+    created_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))
+
+
+class Conversation(SQLModel, table=True):
+    """One chat thread: one user, one tenant, one assistant, fixed when the thread is created."""
+
+    __tablename__ = "conversation"
+
+    id: str = Field(primary_key=True)  # Chainlit's thread id
+    tenant: str = Field(index=True)
+    subject: str = Field(index=True)  # the owner; nobody else can list, read, rename or delete it
+    assistant: str
+    label: str = "production"  # production | staging
+    title: str | None = None
+    title_source: str | None = None  # first_message | model | user (a user's own name is never overwritten)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True), index=True)
+
+
+class ConversationStep(SQLModel, table=True):
+    """A message of a conversation (user or assistant), with the user's feedback on it."""
+
+    __tablename__ = "conversation_step"
+
+    id: str = Field(primary_key=True)  # Chainlit's step id
+    conversation_id: str = Field(index=True)
+    tenant: str = Field(index=True)
+    type: str  # user_message | assistant_message | system_message
+    name: str = ""
+    output: str = ""
+    parent_id: str | None = None
+    created_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))
+    feedback_value: int | None = None  # 1 = helpful, 0 = not helpful
+    feedback_comment: str | None = None

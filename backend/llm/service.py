@@ -156,6 +156,21 @@ class LLMService:
                 return tier
         return self.resolve_tier(INTERNAL_TIER, allowed)
 
+    def internal_model_tier(self, allowed: list[str], mode: str = "auto") -> str | None:
+        """The tier an optional internal task (query rewrite, conversation title) would use, or None to skip
+        the model. `auto`: only `fast` on a provider model (the in-process SmolLM2-135M writes neither usable
+        queries nor titles); `model`: the internal tier, whatever it is; `off`: never."""
+        if mode == "off":
+            return None
+        try:
+            tier = self.internal_tier(allowed)
+        except NoModelAvailable:  # the turn itself reports that
+            return None
+        if mode == "model":
+            return tier
+        provider = any(not m.startswith("local/") for m in self.live.live.get(tier, []))
+        return tier if tier == INTERNAL_TIER and provider else None
+
     def group_for(self, tier: str, provider_preference: list[str] | None = None) -> str:
         """The Router group to call: the tier, or `tier@provider` for the first preferred live provider."""
         for provider in provider_preference or []:

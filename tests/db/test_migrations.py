@@ -6,7 +6,8 @@ import sqlalchemy as sa
 
 from backend.db.migrate import upgrade
 
-EXPECTED = {"chat_turn", "audit_event", "api_key", "alembic_version"}
+EXPECTED = {"chat_turn", "audit_event", "api_key", "alembic_version", "chat_user", "conversation",
+            "conversation_step"}
 
 
 def _tables(url: str) -> set[str]:

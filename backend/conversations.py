@@ -1,0 +1,233 @@
+"""Chat history: each user's conversations, scoped to the user *and* the tenants the user belongs to now.
+
+A conversation is owned by one subject and belongs to one tenant and assistant, fixed at creation from the
+chat profile the user picked (checked against the principal like every chat turn). Listing, reading,
+renaming, deleting and rating only ever see the caller's own conversations in tenants the caller is still a
+member of; anything else behaves as "not found" and is audited as a denial. Titles are written by the `fast`
+tier as an internal task (quota and usage like any call), or left as the first message.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Literal
+
+from backend.auth.principal import PROMPT_EDITOR, Principal
+from backend.db.engine import Database
+from backend.db.models import ChatUser, Conversation, ConversationStep
+from backend.db.repositories import conversations as repo
+from backend.errors import AtriumError
+from backend.governance.audit import AuditLog
+from backend.tenants import TenantRegistry
+
+if TYPE_CHECKING:
+    from backend.chat import ChatService
+
+log = logging.getLogger("atrium.chat")
+
+TitleMode = Literal["auto", "model", "off"]
+TITLE_TASK = "title"
+TITLE_CHARS = 80
+_CLIP = 600  # of the question and answer a title is written from
+TITLE_SYSTEM = ("Write a short title (2 to 6 words) for the conversation below, in the language of the question. "
+                "Reply with the title only: no quotes, no label, no full stop.")
+_TITLE_WRAP = " \t\"'`*#“”‘’«»"
+_TITLE_LABEL = re.compile(r"^(?:conversation )?title\s*[:\-–]\s*", re.I)
+STEP_TYPES = frozenset({"user_message", "assistant_message", "system_message"})
+
+
+@dataclass(frozen=True)
+class Page:
+    conversations: list[Conversation]
+    has_more: bool
+
+
+class ConversationService:
+    def __init__(self, *, db: Database, registry: TenantRegistry, audit: AuditLog, chat: ChatService,
+                 titles: TitleMode = "auto") -> None:
+        self.db = db
+        self.registry = registry
+        self.audit = audit
+        self.chat = chat
+        self.titles = titles
+
+    # -- users: Chainlit reloads its user from the latest login's claims -------------------------------------------
+
+    def remember_user(self, *, identifier: str, display_name: str | None, provider: str | None,
+                      claims: dict) -> ChatUser:
+        with self.db.session() as session:
+            return repo.upsert_chat_user(session=session, identifier=identifier, display_name=display_name,
+                                         provider=provider, claims=claims)
+
+    def user(self, identifier: str) -> ChatUser | None:
+        with self.db.session() as session:
+            return repo.get_chat_user(session=session, identifier=identifier)
+
+    # -- conversations ---------------------------------------------------------------------------------------------
+
+    def create(self, principal: Principal, *, conversation_id: str, tenant: str, assistant: str,
+               label: str = "production", title: str | None = None) -> Conversation | None:
+        """None when the principal may not chat there (the chat turn itself refuses and audits that) or the
+        id is taken by a conversation of someone else."""
+        config = self.registry.get(tenant)
+        if (not principal.is_member(tenant) or config is None or config.assistant(assistant) is None
+                or (label != "production" and not principal.has_role(tenant, PROMPT_EDITOR))):
+            return None
+        row = Conversation(id=conversation_id, tenant=tenant, subject=principal.subject, assistant=assistant,
+                           label=label, title=_clip_title(title) if title else None,
+                           title_source="first_message" if title else None)
+        with self.db.session() as session:
+            created = repo.create_conversation(session=session, conversation=row)
+        if created is None:  # created meanwhile (the same user's other event) or someone else's id
+            return self.get(principal, conversation_id, action="create")
+        return created
+
+    def get(self, principal: Principal, conversation_id: str, *, action: str = "read") -> Conversation | None:
+        with self.db.session() as session:
+            row = repo.get_conversation(session=session, conversation_id=conversation_id)
+        if row is None:
+            return None
+        if row.subject != principal.subject or not principal.is_member(row.tenant):
+            reason = "not_owner" if row.subject != principal.subject else "not_member"
+            self.audit.record("denied", subject=principal.subject, tenant=row.tenant, route="chat:conversation",
+                              status=404, reason=reason, detail={"conversation": conversation_id, "action": action})
+            return None
+        return row
+
+    def list(self, principal: Principal, *, limit: int = 20, cursor: str | None = None, search: str | None = None,
+             feedback: int | None = None) -> Page:
+        before: tuple[datetime, str] | None = None
+        if cursor:
+            last = self.get(principal, cursor, action="list")
+            if last is not None:
+                before = (last.updated_at, last.id)
+        limit = max(1, min(limit, 100))
+        with self.db.session() as session:
+            rows = repo.list_conversations(session=session, subject=principal.subject,
+                                           tenants=sorted(principal.tenants), limit=limit + 1, before=before,
+                                           search=(search or "").strip()[:200] or None, feedback=feedback)
+        return Page(rows[:limit], len(rows) > limit)
+
+    def steps(self, principal: Principal, conversation: Conversation) -> list[ConversationStep]:
+        if conversation.subject != principal.subject:  # a Conversation from get() already passed this
+            return []
+        with self.db.session() as session:
+            return repo.list_steps(session=session, conversation_id=conversation.id, tenant=conversation.tenant)
+
+    def rename(self, principal: Principal, conversation_id: str, title: str, *, source: str = "user") -> bool:
+        row = self.get(principal, conversation_id, action="rename")
+        title = _clip_title(title)
+        if row is None or not title:
+            return False
+        if (source != "user" and row.title_source == "user") or (source == "first_message" and row.title):
+            return True  # a name the user chose is never replaced; the first message only names an untitled one
+        with self.db.session() as session:
+            row = repo.get_conversation(session=session, conversation_id=conversation_id) or row
+            repo.update_conversation(session=session, conversation=row, title=title, title_source=source)
+        return True
+
+    def delete(self, principal: Principal, conversation_id: str) -> bool:
+        row = self.get(principal, conversation_id, action="delete")
+        if row is None:
+            return False
+        with self.db.session() as session:
+            repo.delete_conversation(session=session, conversation_id=row.id, tenant=row.tenant)
+        return True
+
+    # -- messages and feedback -------------------------------------------------------------------------------------
+
+    def save_step(self, principal: Principal, conversation_id: str, *, step_id: str, type: str, name: str,
+                  output: str, parent_id: str | None = None, created_at: datetime | None = None) -> bool:
+        if type not in STEP_TYPES:  # tool runs and other internals are not history
+            return False
+        row = self.get(principal, conversation_id, action="write")
+        if row is None:
+            return False
+        step = ConversationStep(id=step_id, conversation_id=row.id, tenant=row.tenant, type=type, name=name[:200],
+                                output=output, parent_id=None)  # parents are run steps, not stored
+        if created_at is not None:
+            step.created_at = created_at
+        with self.db.session() as session:
+            try:
+                repo.save_step(session=session, step=step)
+            except ValueError:
+                self._deny_step(principal, step_id, row.tenant, "write")
+                return False
+        return True
+
+    def delete_step(self, principal: Principal, step_id: str) -> bool:
+        step = self._own_step(principal, step_id, action="delete_message")
+        if step is None:
+            return False
+        with self.db.session() as session:
+            repo.delete_step(session=session, step_id=step.id, tenant=step.tenant)
+        return True
+
+    def feedback(self, principal: Principal, step_id: str, value: int | None, comment: str | None = None) -> bool:
+        """Thumbs up (1) or down (0) on one of the caller's own assistant messages; None clears it."""
+        step = self._own_step(principal, step_id, action="feedback")
+        if step is None:
+            return False
+        if value not in (0, 1, None):
+            raise ValueError("feedback is 1 (helpful) or 0 (not helpful)")
+        with self.db.session() as session:
+            step = repo.get_step(session=session, step_id=step_id) or step
+            repo.set_feedback(session=session, step=step, value=value, comment=(comment or None) and comment[:2000])
+        return True
+
+    def _own_step(self, principal: Principal, step_id: str, *, action: str) -> ConversationStep | None:
+        with self.db.session() as session:
+            step = repo.get_step(session=session, step_id=step_id)
+        if step is None:
+            return None
+        if self.get(principal, step.conversation_id, action=action) is None:
+            return None
+        return step
+
+    def _deny_step(self, principal: Principal, step_id: str, tenant: str, action: str) -> None:
+        self.audit.record("denied", subject=principal.subject, tenant=tenant, route="chat:conversation",
+                          status=404, reason="not_owner", detail={"message": step_id, "action": action})
+
+    # -- titles ------------------------------------------------------------------------------------------------------
+
+    async def write_title(self, principal: Principal, conversation_id: str, *, question: str,
+                          answer: str) -> str | None:
+        """After the first answer: a short title by the internal tier, or None (the first message stays)."""
+        row = self.get(principal, conversation_id, action="title")
+        if row is None or row.title_source == "user":
+            return None
+        config = self.registry.get(row.tenant)
+        allowed = config.model_policy.allowed_tiers if config else []
+        if self.chat.llm.internal_model_tier(allowed, self.titles) is None:
+            return None
+        messages = [{"role": "system", "content": TITLE_SYSTEM},
+                    {"role": "user", "content": f"Question: {question[:_CLIP]}\n\nAnswer: {answer[:_CLIP]}"}]
+        try:
+            result = await self.chat.internal(principal, row.tenant, task=TITLE_TASK, messages=messages,
+                                              max_tokens=24, assistant=row.assistant)
+        except Exception as exc:  # a provider error or a quota refusal leaves the first message as the title
+            log.warning("conversation title failed", extra={
+                "reason": exc.code if isinstance(exc, AtriumError) else type(exc).__name__})
+            return None
+        title = clean_title(result.answer)
+        if not title:
+            return None
+        self.rename(principal, conversation_id, title, source="model")
+        return title
+
+
+def clean_title(text: str) -> str:
+    """The title from a model's reply: first non-empty line, without label, quotes, markdown or final dot."""
+    for line in (text or "").splitlines():
+        line = _TITLE_LABEL.sub("", line.strip(_TITLE_WRAP)).strip(_TITLE_WRAP + ".")
+        if line:
+            return _clip_title(line)
+    return ""
+
+
+def _clip_title(title: str) -> str:
+    title = " ".join((title or "").split())
+    return title if len(title) <= TITLE_CHARS else title[: TITLE_CHARS - 1].rstrip() + "…"

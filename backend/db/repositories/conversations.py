@@ -1,0 +1,128 @@
+"""Conversation rows. Every read and write names the owner and the tenants the owner may still see: a thread
+whose tenant the owner has left is as invisible as another user's."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import datetime
+
+from sqlalchemy import delete, func
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from backend.db.models import ChatUser, Conversation, ConversationStep, utcnow
+
+
+def upsert_chat_user(*, session: Session, identifier: str, display_name: str | None, provider: str | None,
+                     claims: dict) -> ChatUser:
+    user = session.get(ChatUser, identifier)
+    if user is None:
+        user = ChatUser(identifier=identifier)
+    user.display_name, user.provider, user.claims, user.updated_at = display_name, provider, claims, utcnow()
+    session.add(user)
+    session.commit()
+    session.refresh(user)
+    return user
+
+
+def get_chat_user(*, session: Session, identifier: str) -> ChatUser | None:
+    return session.get(ChatUser, identifier)
+
+
+def get_conversation(*, session: Session, conversation_id: str) -> Conversation | None:
+    """Unscoped on purpose: the service needs to tell "not yours" (audited) from "does not exist"."""
+    return session.get(Conversation, conversation_id)
+
+
+def create_conversation(*, session: Session, conversation: Conversation) -> Conversation | None:
+    """None when the id is already taken (a concurrent create of the same thread)."""
+    session.add(conversation)
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        return None
+    session.refresh(conversation)
+    return conversation
+
+
+def list_conversations(*, session: Session, subject: str, tenants: Collection[str], limit: int,
+                       before: tuple[datetime, str] | None = None, search: str | None = None,
+                       feedback: int | None = None) -> list[Conversation]:
+    """Newest first; `before` = (updated_at, id) of the last row of the previous page."""
+    if not tenants:
+        return []
+    stmt = select(Conversation).where(Conversation.subject == subject, col(Conversation.tenant).in_(tenants))
+    if search:
+        pattern = f"%{search.lower()}%"
+        in_steps = select(ConversationStep.conversation_id).where(
+            func.lower(ConversationStep.output).like(pattern), col(ConversationStep.tenant).in_(tenants))
+        stmt = stmt.where(func.lower(col(Conversation.title)).like(pattern) | col(Conversation.id).in_(in_steps))
+    if feedback is not None:
+        rated = select(ConversationStep.conversation_id).where(ConversationStep.feedback_value == feedback)
+        stmt = stmt.where(col(Conversation.id).in_(rated))
+    if before is not None:
+        at, last_id = before
+        stmt = stmt.where((col(Conversation.updated_at) < at)
+                          | ((col(Conversation.updated_at) == at) & (col(Conversation.id) < last_id)))
+    stmt = stmt.order_by(col(Conversation.updated_at).desc(), col(Conversation.id).desc()).limit(limit)
+    return list(session.exec(stmt))
+
+
+def update_conversation(*, session: Session, conversation: Conversation, **changes: object) -> Conversation:
+    for name, value in changes.items():
+        setattr(conversation, name, value)
+    conversation.updated_at = utcnow()
+    session.add(conversation)
+    session.commit()
+    session.refresh(conversation)
+    return conversation
+
+
+def delete_conversation(*, session: Session, conversation_id: str, tenant: str) -> None:
+    session.execute(delete(ConversationStep).where(col(ConversationStep.conversation_id) == conversation_id,
+                                                   col(ConversationStep.tenant) == tenant))
+    session.execute(delete(Conversation).where(col(Conversation.id) == conversation_id,
+                                               col(Conversation.tenant) == tenant))
+    session.commit()
+
+
+def list_steps(*, session: Session, conversation_id: str, tenant: str) -> list[ConversationStep]:
+    stmt = (select(ConversationStep)
+            .where(ConversationStep.conversation_id == conversation_id, ConversationStep.tenant == tenant)
+            .order_by(col(ConversationStep.created_at), col(ConversationStep.id)))
+    return list(session.exec(stmt))
+
+
+def get_step(*, session: Session, step_id: str) -> ConversationStep | None:
+    return session.get(ConversationStep, step_id)
+
+
+def save_step(*, session: Session, step: ConversationStep) -> ConversationStep:
+    """Insert or update (Chainlit sends a streamed message first empty, then complete)."""
+    existing = session.get(ConversationStep, step.id)
+    if existing is not None:
+        if existing.conversation_id != step.conversation_id or existing.tenant != step.tenant:
+            raise ValueError("step id belongs to another conversation")
+        existing.output, existing.name, existing.type = step.output, step.name, step.type
+        step = existing
+    session.add(step)
+    conversation = session.get(Conversation, step.conversation_id)
+    if conversation is not None:
+        conversation.updated_at = utcnow()
+        session.add(conversation)
+    session.commit()
+    session.refresh(step)
+    return step
+
+
+def delete_step(*, session: Session, step_id: str, tenant: str) -> None:
+    session.execute(delete(ConversationStep).where(col(ConversationStep.id) == step_id,
+                                                   col(ConversationStep.tenant) == tenant))
+    session.commit()
+
+
+def set_feedback(*, session: Session, step: ConversationStep, value: int | None, comment: str | None) -> None:
+    step.feedback_value, step.feedback_comment = value, comment
+    session.add(step)
+    session.commit()

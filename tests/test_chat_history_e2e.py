@@ -1,0 +1,110 @@
+"""Chat history in the served app: Chainlit's own routes and socket, driven like the browser does. A user sees,
+reopens, renames, rates and deletes only their own conversations; every attempt on someone else's is a 404
+and an audited denial; a conversation is never shared, even when the share route is called."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.chainlit_client import ChainlitSession
+
+pytestmark = pytest.mark.slow
+
+QUESTION = "What is the maximum discount a rep can approve?"
+
+
+def _threads(server, cookies) -> list[dict]:
+    r = httpx.post(f"{server.url}/chat/project/threads", cookies=cookies,
+                   json={"pagination": {"first": 20}, "filter": {}})
+    assert r.status_code == 200, r.text
+    return r.json()["data"]
+
+
+def _denials(server, subject: str) -> list[dict]:
+    return server.rows("select * from audit_event where kind = 'denied' and subject = :s and route = "
+                       "'chat:conversation' order by id", s=subject)
+
+
+async def test_history_is_the_owners_alone(live_server):
+    alice, erin, bob = (live_server.login(u) for u in ("alice", "erin", "bob"))
+    known = {t["id"] for t in _threads(live_server, alice)}
+    async with ChainlitSession(live_server.url, alice, chat_profile="sales/sales-assistant") as chat:
+        reply = await chat.ask(QUESTION)
+    assert reply.text.strip()
+
+    new = [t for t in _threads(live_server, alice) if t["id"] not in known]
+    assert len(new) == 1 and new[0]["name"] == QUESTION  # the first message, until a model titles it
+    thread_id = new[0]["id"]
+    assert new[0]["metadata"] == {"chat_profile": "sales/sales-assistant"}
+    thread = httpx.get(f"{live_server.url}/chat/project/thread/{thread_id}", cookies=alice).json()
+    steps = thread["steps"]
+    assert [s["type"] for s in steps] == ["user_message", "assistant_message"]
+    assert steps[0]["output"] == QUESTION and steps[1]["output"] == reply.text
+    answer_id = steps[1]["id"]
+
+    # Another tenant's user (erin) and a colleague in the same tenant (bob) get nothing and change nothing.
+    for name, cookies in (("erin", erin), ("bob", bob)):
+        before = len(_denials(live_server, name))
+        assert thread_id not in {t["id"] for t in _threads(live_server, cookies)}
+        assert httpx.get(f"{live_server.url}/chat/project/thread/{thread_id}", cookies=cookies).status_code == 404
+        r = httpx.put(f"{live_server.url}/chat/project/thread", cookies=cookies,
+                      json={"threadId": thread_id, "name": "pwned"})
+        assert r.status_code == 404
+        r = httpx.request("DELETE", f"{live_server.url}/chat/project/thread", cookies=cookies,
+                          json={"threadId": thread_id})
+        assert r.status_code == 404
+        # Chainlit does not check who rates a message: Atrium does.
+        r = httpx.put(f"{live_server.url}/chat/feedback", cookies=cookies,
+                      json={"feedback": {"forId": answer_id, "value": 0, "comment": "bad"}, "sessionId": "x"})
+        assert r.status_code >= 400 and "not in one of your conversations" in r.text
+        # Reopening it over the socket does not resume it.
+        async with ChainlitSession(live_server.url, cookies, thread_id=thread_id) as other:
+            assert "resume_thread" not in [n for n, _ in other.events]
+        assert len(_denials(live_server, name)) - before >= 5
+    row = live_server.rows("select title from conversation where id = :i", i=thread_id)[0]
+    assert row["title"] == QUESTION
+    assert live_server.rows("select feedback_value from conversation_step where id = :i",
+                            i=answer_id)[0]["feedback_value"] is None
+
+    # The owner rates, renames and reopens it; the follow-up is answered with the conversation as history.
+    r = httpx.put(f"{live_server.url}/chat/feedback", cookies=alice,
+                  json={"feedback": {"forId": answer_id, "value": 1, "comment": None}, "sessionId": "x"})
+    assert r.status_code == 200 and r.json()["feedbackId"] == answer_id
+    thread = httpx.get(f"{live_server.url}/chat/project/thread/{thread_id}", cookies=alice).json()
+    assert thread["steps"][1]["feedback"]["value"] == 1
+    r = httpx.put(f"{live_server.url}/chat/project/thread", cookies=alice,
+                  json={"threadId": thread_id, "name": "Discount limits"})
+    assert r.status_code == 200
+    assert [t["name"] for t in _threads(live_server, alice) if t["id"] == thread_id] == ["Discount limits"]
+
+    turns_before = len(live_server.rows("select id from chat_turn"))
+    async with ChainlitSession(live_server.url, alice, thread_id=thread_id) as chat:
+        assert "resume_thread" in [n for n, _ in chat.events]
+        await chat.ask("And above that?")
+    turn = live_server.rows("select * from chat_turn")[turns_before:][0]
+    assert (turn["tenant"], turn["assistant"]) == ("sales", "sales-assistant")
+    assert "previous questions + this message" in turn["route_reason"]  # the resumed history was used
+    thread = httpx.get(f"{live_server.url}/chat/project/thread/{thread_id}", cookies=alice).json()
+    assert [s["type"] for s in thread["steps"]] == ["user_message", "assistant_message"] * 2
+    assert thread["name"] == "Discount limits"
+
+    # Sharing is not a thing: the route answers, nothing becomes readable through the share link.
+    httpx.put(f"{live_server.url}/chat/project/thread/share", cookies=alice,
+              json={"threadId": thread_id, "isShared": True})
+    assert httpx.get(f"{live_server.url}/chat/project/share/{thread_id}", cookies=erin).status_code == 404
+
+    r = httpx.request("DELETE", f"{live_server.url}/chat/project/thread", cookies=alice, json={"threadId": thread_id})
+    assert r.status_code == 200
+    assert thread_id not in {t["id"] for t in _threads(live_server, alice)}
+    assert live_server.rows("select id from conversation_step where conversation_id = :i", i=thread_id) == []
+
+
+async def test_a_forged_profile_leaves_no_history(live_server):
+    erin = live_server.login("erin")
+    known = {t["id"] for t in _threads(live_server, erin)}
+    async with ChainlitSession(live_server.url, erin, chat_profile="sales/sales-assistant") as chat:
+        reply = await chat.ask("What are the sales discount rules?")
+    assert "not a member" in reply.text.lower() or "not allowed" in reply.text.lower()
+    assert {t["id"] for t in _threads(live_server, erin)} == known
+    assert live_server.rows("select id from conversation where subject = 'erin' and tenant = 'sales'") == []

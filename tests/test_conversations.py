@@ -1,0 +1,169 @@
+"""Chat history (backend/conversations.py): every read and write is scoped to the owner *and* the tenants the
+owner belongs to now; anything else is "not found" and an audited denial. Titles come from `fast`."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from sqlmodel import select
+
+from backend.db.models import AuditEvent, ChatTurn
+from tests.llm.fakes import make_config_dir, mock
+
+
+def who(svc, sub: str, *groups: str):
+    return svc.principal_from_claims({"sub": sub, "preferred_username": sub, "groups": list(groups)})
+
+
+def denials(svc) -> list[AuditEvent]:
+    with svc.db.session() as s:
+        return list(s.exec(select(AuditEvent).where(AuditEvent.kind == "denied").order_by(AuditEvent.id)))
+
+
+@pytest.fixture
+def conv(services):
+    return services.conversations
+
+
+def test_owner_lists_and_reads_other_users_and_tenants_see_nothing_and_are_audited(services, conv):
+    alice, bob, erin = who(services, "alice", "sales"), who(services, "bob", "sales"), who(services, "erin",
+                                                                                          "engineering")
+    assert conv.create(alice, conversation_id="t-1", tenant="sales", assistant="sales-assistant",
+                       title="What is the discount limit?") is not None
+    assert conv.save_step(alice, "t-1", step_id="s-1", type="user_message", name="alice", output="Discount?")
+    assert conv.save_step(alice, "t-1", step_id="s-2", type="assistant_message", name="Atrium", output="10%")
+    assert not conv.save_step(alice, "t-1", step_id="s-3", type="run", name="on_message", output="")
+
+    page = conv.list(alice)
+    assert [c.id for c in page.conversations] == ["t-1"] and not page.has_more
+    assert page.conversations[0].title == "What is the discount limit?"
+    assert [s.output for s in conv.steps(alice, conv.get(alice, "t-1"))] == ["Discount?", "10%"]
+
+    before = len(denials(services))
+    # Same tenant, other user; other tenant: nothing listed, nothing readable, writable, renamable or deletable.
+    for other in (bob, erin):
+        assert conv.list(other).conversations == []
+        assert conv.get(other, "t-1") is None
+        assert not conv.save_step(other, "t-1", step_id="s-9", type="user_message", name="x", output="injected")
+        assert not conv.rename(other, "t-1", "mine now")
+        assert not conv.delete(other, "t-1")
+        assert not conv.feedback(other, "s-2", 0)
+        assert not conv.delete_step(other, "s-1")
+    new = denials(services)[before:]
+    assert len(new) == 12 and {d.route for d in new} == {"chat:conversation"}
+    assert {(d.subject, d.reason) for d in new} == {("bob", "not_owner"), ("erin", "not_owner")}
+    # Nothing changed.
+    row = conv.get(alice, "t-1")
+    assert row.title == "What is the discount limit?"
+    assert [s.output for s in conv.steps(alice, row)] == ["Discount?", "10%"]
+    assert all(s.feedback_value is None for s in conv.steps(alice, row))
+    # A step id of someone else's conversation cannot be overwritten through one's own conversation either.
+    assert conv.create(bob, conversation_id="t-2", tenant="sales", assistant="sales-assistant") is not None
+    assert not conv.save_step(bob, "t-2", step_id="s-2", type="assistant_message", name="x", output="hijack")
+    assert [s.output for s in conv.steps(alice, row)] == ["Discount?", "10%"]
+
+
+def test_conversations_of_a_tenant_the_user_left_disappear(services, conv):
+    maria = who(services, "maria", "sales", "finance")
+    conv.create(maria, conversation_id="t-s", tenant="sales", assistant="sales-assistant", title="sales question")
+    conv.create(maria, conversation_id="t-f", tenant="finance", assistant="finance-assistant", title="finance q")
+    assert {c.id for c in conv.list(maria).conversations} == {"t-s", "t-f"}
+
+    maria_now = who(services, "maria", "finance")  # removed from the sales group at the IdP
+    assert [c.id for c in conv.list(maria_now).conversations] == ["t-f"]
+    assert conv.get(maria_now, "t-s") is None
+    assert denials(services)[-1].reason == "not_member"
+
+
+def test_create_checks_the_profile_against_the_principal(services, conv):
+    alice, bob = who(services, "alice", "sales"), who(services, "bob", "sales", "sales-editors")
+    assert conv.create(alice, conversation_id="x1", tenant="engineering", assistant="eng-assistant") is None
+    assert conv.create(alice, conversation_id="x2", tenant="sales", assistant="no-such-assistant") is None
+    assert conv.create(alice, conversation_id="x3", tenant="sales", assistant="sales-assistant",
+                       label="staging") is None
+    assert conv.create(bob, conversation_id="x4", tenant="sales", assistant="sales-assistant",
+                       label="staging") is not None
+    # An id someone else already owns is not taken over.
+    assert conv.create(alice, conversation_id="x4", tenant="sales", assistant="sales-assistant") is None
+    assert conv.get(bob, "x4").subject == "bob"
+
+
+def test_rename_feedback_delete_and_a_users_title_is_never_replaced(services, conv):
+    alice = who(services, "alice", "sales")
+    conv.create(alice, conversation_id="t", tenant="sales", assistant="sales-assistant", title="hi " * 60)
+    assert len(conv.get(alice, "t").title) == 80  # clipped for the sidebar
+    assert conv.rename(alice, "t", "Discounts", source="model") and conv.get(alice, "t").title == "Discounts"
+    assert conv.rename(alice, "t", "My discount notes")  # the user's own name
+    assert conv.rename(alice, "t", "Model title", source="model")
+    assert conv.get(alice, "t").title == "My discount notes"
+
+    conv.save_step(alice, "t", step_id="a", type="assistant_message", name="Atrium", output="10%")
+    assert conv.feedback(alice, "a", 0, "wrong number")
+    step = conv.steps(alice, conv.get(alice, "t"))[0]
+    assert (step.feedback_value, step.feedback_comment) == (0, "wrong number")
+    assert [c.id for c in conv.list(alice, feedback=0).conversations] == ["t"]
+    assert conv.list(alice, feedback=1).conversations == []
+    with pytest.raises(ValueError):
+        conv.feedback(alice, "a", 5)
+    assert conv.feedback(alice, "a", None)
+    assert conv.steps(alice, conv.get(alice, "t"))[0].feedback_value is None
+
+    assert conv.delete(alice, "t")
+    assert conv.get(alice, "t") is None and conv.list(alice).conversations == []
+
+
+def test_pages_and_search(services, conv):
+    alice = who(services, "alice", "sales")
+    for i in range(5):
+        conv.create(alice, conversation_id=f"t{i}", tenant="sales", assistant="sales-assistant", title=f"topic {i}")
+        conv.save_step(alice, f"t{i}", step_id=f"s{i}", type="user_message", name="alice",
+                       output="renewal uplift" if i == 3 else "other")
+    first = conv.list(alice, limit=2)
+    assert [c.id for c in first.conversations] == ["t4", "t3"] and first.has_more
+    second = conv.list(alice, limit=2, cursor="t3")
+    assert [c.id for c in second.conversations] == ["t2", "t1"] and second.has_more
+    last = conv.list(alice, limit=2, cursor="t1")
+    assert [c.id for c in last.conversations] == ["t0"] and not last.has_more
+    assert [c.id for c in conv.list(alice, search="TOPIC 2").conversations] == ["t2"]
+    assert [c.id for c in conv.list(alice, search="uplift").conversations] == ["t3"]  # message text
+
+
+def test_title_is_written_by_fast_as_an_internal_task(tmp_path, make_settings):
+    from backend.container import build_services
+
+    fast = mock("fast", "anthropic/claude-haiku-4-5", '**Title:** "Discount approval limits".')
+    smart = mock("smart", "anthropic/claude-sonnet-4-5", "smart")
+    cfg = make_config_dir(tmp_path / "cfg", model_list=[fast, smart],
+                          quotas={"requests_per_minute": None, "user_requests_per_minute": None,
+                                  "tokens_per_day": None, "monthly_budget_usd": None})
+    svc = build_services(make_settings(ATRIUM_CONFIG_DIR=str(cfg), ATRIUM_INGEST_WORKER="false"))
+    try:
+        alice = who(svc, "alice", "sales")
+        conv = svc.conversations
+        conv.create(alice, conversation_id="t", tenant="sales", assistant="sales-assistant",
+                    title="who can approve a 15% discount on a renewal?")
+        title = asyncio.run(conv.write_title(alice, "t", question="who can approve a 15% discount on a renewal?",
+                                             answer="Your regional sales director."))
+        assert title == "Discount approval limits" and conv.get(alice, "t").title == title
+        with svc.db.session() as s:
+            row = s.exec(select(ChatTurn).where(ChatTurn.channel == "internal")).one()
+        assert (row.prompt_name, row.tier, row.assistant, row.subject) == ("title", "fast", "sales-assistant",
+                                                                            "alice")
+        # Someone else's conversation gets no title (and no model call).
+        assert asyncio.run(conv.write_title(who(svc, "bob", "sales"), "t", question="q", answer="a")) is None
+        conv.rename(alice, "t", "Mine")
+        assert asyncio.run(conv.write_title(alice, "t", question="q", answer="a")) is None
+        assert conv.get(alice, "t").title == "Mine"
+    finally:
+        svc.close()
+
+
+def test_no_title_model_call_with_only_the_local_model(services, conv):
+    """The in-process model writes no usable titles: `auto` keeps the first message and calls nothing."""
+    alice = who(services, "alice", "sales")
+    conv.create(alice, conversation_id="t", tenant="sales", assistant="sales-assistant", title="first message")
+    assert asyncio.run(conv.write_title(alice, "t", question="first message", answer="an answer")) is None
+    with services.db.session() as s:
+        assert list(s.exec(select(ChatTurn))) == []
+    assert conv.get(alice, "t").title == "first message"

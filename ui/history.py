@@ -1,0 +1,246 @@
+"""Chainlit's data layer on Atrium's conversation service: the sidebar's chat history, resume, rename, delete
+and thumbs up/down — each call scoped to the verified caller, never to an id the browser sent.
+
+Chainlit checks thread authorship on some routes and not on others (feedback takes any message id), so the
+caller is resolved here on every call and the service filters by it: the websocket session's user, or, on an
+HTTP route, the user Chainlit just loaded from its verified session token through `get_user` (the first call
+of every authenticated request). No caller, no data. Uploaded files and citation panels are not stored:
+they live for the session, and the answer's "Sources:" line keeps the citations in the history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import Any
+
+from chainlit.context import context_var
+from chainlit.data.base import BaseDataLayer
+from chainlit.types import Feedback, PageInfo, PaginatedResponse, Pagination, ThreadDict, ThreadFilter
+from chainlit.user import PersistedUser, User
+
+from backend.auth.principal import Principal
+from backend.container import Services
+from backend.db.models import Conversation, ConversationStep
+from ui.profiles import parse_profile, profile_name
+
+# (identifier, claims) of the user Chainlit authenticated for the current HTTP request or socket connect.
+_verified_caller: ContextVar[tuple[str, dict] | None] = ContextVar("atrium_chat_caller", default=None)
+
+
+class AtriumDataLayer(BaseDataLayer):
+    def __init__(self, services: Callable[[], Services]) -> None:
+        self._services = services
+
+    @property
+    def _conversations(self):  # noqa: ANN202 - ConversationService, resolved per call (set at app start)
+        conversations = self._services().conversations
+        assert conversations is not None
+        return conversations
+
+    def _caller(self) -> Principal | None:
+        ctx = context_var.get(None)
+        user = ctx.session.user if ctx is not None else None
+        if user is not None:
+            claims = (user.metadata or {}).get("claims")
+        else:
+            verified = _verified_caller.get()
+            if verified is None:
+                return None
+            claims = verified[1]
+        if not isinstance(claims, dict):
+            return None
+        try:
+            return self._services().principal_from_claims(claims, auth="session")
+        except ValueError:
+            return None
+
+    async def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return await asyncio.to_thread(fn, *args, **kwargs)
+
+    # -- users -----------------------------------------------------------------------------------------------------
+
+    async def get_user(self, identifier: str) -> PersistedUser | None:
+        row = await self._call(self._conversations.user, identifier)
+        if row is None:
+            return None
+        _verified_caller.set((row.identifier, row.claims))
+        return PersistedUser(id=row.identifier, identifier=row.identifier, display_name=row.display_name,
+                             createdAt=_iso(row.created_at), metadata={"claims": row.claims, "provider": row.provider})
+
+    async def create_user(self, user: User) -> PersistedUser | None:
+        """Called at every login: the stored claims are always the latest login's."""
+        metadata = user.metadata or {}
+        claims = metadata.get("claims") if isinstance(metadata.get("claims"), dict) else {}
+        row = await self._call(self._conversations.remember_user, identifier=user.identifier,
+                               display_name=user.display_name, provider=metadata.get("provider"), claims=claims)
+        _verified_caller.set((row.identifier, row.claims))
+        return PersistedUser(id=row.identifier, identifier=row.identifier, display_name=row.display_name,
+                             createdAt=_iso(row.created_at), metadata={"claims": row.claims, "provider": row.provider})
+
+    # -- threads ---------------------------------------------------------------------------------------------------
+
+    async def list_threads(self, pagination: Pagination, filters: ThreadFilter) -> PaginatedResponse[ThreadDict]:
+        principal = self._caller()
+        if principal is None or (filters.userId and filters.userId != principal.subject):
+            return PaginatedResponse(pageInfo=PageInfo(hasNextPage=False, startCursor=None, endCursor=None), data=[])
+        page = await self._call(self._conversations.list, principal, limit=pagination.first or 20,
+                                cursor=pagination.cursor, search=filters.search, feedback=filters.feedback)
+        data = [_thread(c, [], listed=True) for c in page.conversations]
+        return PaginatedResponse(
+            pageInfo=PageInfo(hasNextPage=page.has_more, startCursor=data[0]["id"] if data else None,
+                              endCursor=data[-1]["id"] if data else None),
+            data=data)
+
+    async def get_thread(self, thread_id: str) -> ThreadDict | None:
+        principal = self._caller()
+        if principal is None:
+            return None
+        conversation = await self._call(self._conversations.get, principal, thread_id)
+        if conversation is None:
+            return None
+        steps = await self._call(self._conversations.steps, principal, conversation)
+        return _thread(conversation, steps)
+
+    async def get_thread_author(self, thread_id: str) -> str:
+        """The caller, if the thread is the caller's; "" (Chainlit answers 404) for any other thread."""
+        principal = self._caller()
+        if principal is None:
+            return ""
+        conversation = await self._call(self._conversations.get, principal, thread_id)
+        return conversation.subject if conversation is not None else ""
+
+    async def update_thread(self, thread_id: str, name: str | None = None, user_id: str | None = None,
+                            metadata: dict | None = None, tags: list[str] | None = None) -> None:
+        # metadata (the session's keys, sharing flags) and tags are not taken from the browser: the profile is
+        # fixed when the thread is created and threads are never shared outside their owner.
+        principal = self._caller()
+        if principal is None:
+            return
+        in_session = context_var.get(None) is not None
+        conversation = await self._ensure(principal, thread_id, first_message=name if in_session else None)
+        if conversation is None or not name:
+            return
+        # In the session: the first message names it (if a message created it first); else: the rename route.
+        await self._call(self._conversations.rename, principal, thread_id, name,
+                         source="first_message" if in_session else "user")
+
+    async def delete_thread(self, thread_id: str) -> None:
+        principal = self._caller()
+        if principal is not None:
+            await self._call(self._conversations.delete, principal, thread_id)
+
+    async def _ensure(self, principal: Principal, thread_id: str, *,
+                      first_message: str | None = None) -> Conversation | None:
+        """The caller's thread; created from the session's chat profile on its first message."""
+        conversation = await self._call(self._conversations.get, principal, thread_id)
+        if conversation is not None:
+            return conversation
+        ctx = context_var.get(None)
+        parsed = parse_profile(ctx.session.chat_profile) if ctx is not None else None
+        if ctx is None or parsed is None or ctx.session.thread_id != thread_id:
+            return None
+        tenant, assistant, label = parsed
+        return await self._call(self._conversations.create, principal, conversation_id=thread_id, tenant=tenant,
+                                assistant=assistant, label=label, title=first_message)
+
+    # -- steps -------------------------------------------------------------------------------------------------------
+
+    async def create_step(self, step_dict: dict) -> None:
+        await self._save_step(step_dict)
+
+    async def update_step(self, step_dict: dict) -> None:
+        await self._save_step(step_dict)
+
+    async def _save_step(self, step: dict) -> None:
+        principal = self._caller()
+        thread_id = step.get("threadId")
+        if principal is None or not thread_id or step.get("type") not in ("user_message", "assistant_message"):
+            return
+        if await self._ensure(principal, thread_id) is None:
+            return
+        await self._call(self._conversations.save_step, principal, thread_id, step_id=step["id"],
+                         type=step["type"], name=step.get("name") or "", output=step.get("output") or "",
+                         parent_id=step.get("parentId"), created_at=_parse_iso(step.get("createdAt")))
+
+    async def delete_step(self, step_id: str) -> None:
+        principal = self._caller()
+        if principal is not None:
+            await self._call(self._conversations.delete_step, principal, step_id)
+
+    # -- feedback --------------------------------------------------------------------------------------------------
+
+    async def upsert_feedback(self, feedback: Feedback) -> str:
+        principal = self._caller()
+        ok = principal is not None and await self._call(self._conversations.feedback, principal, feedback.forId,
+                                                        int(feedback.value), feedback.comment)
+        if not ok:  # Chainlit turns this into an error response; nothing is stored
+            raise PermissionError("this message is not in one of your conversations")
+        return feedback.forId
+
+    async def delete_feedback(self, feedback_id: str) -> bool:
+        principal = self._caller()
+        return principal is not None and await self._call(self._conversations.feedback, principal, feedback_id, None)
+
+    # -- not stored ----------------------------------------------------------------------------------------------------
+
+    async def create_element(self, element: Any) -> None:
+        return None
+
+    async def get_element(self, thread_id: str, element_id: str) -> None:
+        return None
+
+    async def delete_element(self, element_id: str, thread_id: str | None = None) -> None:
+        return None
+
+    async def get_favorite_steps(self, user_id: str) -> list:
+        return []
+
+    async def build_debug_url(self) -> str:
+        return ""
+
+    async def close(self) -> None:
+        return None
+
+
+def _thread(c: Conversation, steps: list[ConversationStep], *, listed: bool = False) -> ThreadDict:
+    return ThreadDict(
+        id=c.id,
+        # The sidebar groups by this date: a conversation continued today belongs under "Today".
+        createdAt=_iso(c.updated_at if listed else c.created_at),
+        name=c.title or "New conversation",
+        userId=c.subject,
+        userIdentifier=c.subject,
+        tags=[],
+        metadata={"chat_profile": profile_name(c.tenant, c.assistant, c.label)},
+        steps=[_step(s) for s in steps],
+        elements=[],
+    )
+
+
+def _step(s: ConversationStep) -> dict:
+    at = _iso(s.created_at)
+    step: dict[str, Any] = {"id": s.id, "threadId": s.conversation_id, "parentId": s.parent_id, "name": s.name,
+                            "type": s.type, "output": s.output, "input": "", "createdAt": at, "start": at, "end": at,
+                            "metadata": {}, "streaming": False, "isError": False}
+    if s.feedback_value is not None:
+        step["feedback"] = {"forId": s.id, "id": s.id, "value": s.feedback_value, "comment": s.feedback_comment}
+    return step
+
+
+def _iso(at: datetime) -> str:
+    if at.tzinfo is None:  # SQLite hands back naive datetimes; they were written in UTC
+        at = at.replace(tzinfo=UTC)
+    return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _parse_iso(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        at = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
