@@ -1,0 +1,77 @@
+"""Chat history in real Chromium: a conversation appears in the sidebar, reopens with its messages after a
+reload, and another user's sidebar never shows it (the served app, local model, SQLite)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.browser.test_studio import TIMEOUT, _chat_until
+from tests.conftest import start_server, stop_server
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+QUESTION = "Hello! What can you help me with?"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    srv = start_server(tmp_path_factory.mktemp("history"))
+    yield srv
+    stop_server(srv)
+
+
+def _login(browser, url: str, user: str):
+    ctx = browser.new_context(viewport={"width": 1280, "height": 860})
+    page = ctx.new_page()
+    page.goto(f"{url}/chat/login")
+    page.fill("#email", user)
+    page.fill("#password", "atrium")
+    page.locator("button[type=submit]").click()
+    page.wait_for_url(re.compile(r".*/chat/?$"), timeout=60_000)
+    return ctx, page
+
+
+def test_conversation_is_in_the_sidebar_and_reopens(server, browser, shot):
+    ctx, page = _login(browser, server.url, "alice")
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    if not _chat_until(page, QUESTION, QUESTION):
+        shot(page, "history-01-FAILED")
+        raise AssertionError(page.locator("body").inner_text()[-1500:])
+    # Wait for the answer: the assistant message after the question.
+    page.locator('[data-step-type="assistant_message"]').first.wait_for(timeout=TIMEOUT)
+    page.wait_for_function("!document.querySelector('#chat-input[disabled]')", timeout=TIMEOUT)
+    rows = server.rows("select id, title from conversation where subject = 'alice'")
+    assert len(rows) == 1 and rows[0]["title"] == QUESTION
+    thread_id = rows[0]["id"]
+    answers: list[dict] = []
+    for _ in range(60):  # the final message is stored by a task Chainlit starts after it is sent
+        answers = server.rows("select output from conversation_step where conversation_id = :i and "
+                              "type = 'assistant_message' and output != ''", i=thread_id)
+        if answers:
+            break
+        page.wait_for_timeout(500)
+    answer = answers[0]["output"]
+
+    page.goto(f"{server.url}/chat/")  # a new chat: the old one is in the sidebar
+    link = page.locator(f'#thread-{thread_id}')
+    link.wait_for(timeout=60_000)
+    assert QUESTION in link.inner_text()
+    shot(page, "history-02-sidebar")
+    link.click()
+    page.wait_for_url(re.compile(rf".*/thread/{thread_id}$"), timeout=60_000)
+    page.get_by_text(QUESTION, exact=False).last.wait_for(timeout=60_000)
+    page.get_by_text(answer[:40], exact=False).first.wait_for(timeout=60_000)
+    shot(page, "history-03-reopened")
+    assert errors == [], errors
+    ctx.close()
+
+    other_ctx, other = _login(browser, server.url, "bob")
+    other.goto(f"{server.url}/chat/thread/{thread_id}")
+    other.wait_for_timeout(3000)
+    assert answer[:40] not in other.locator("body").inner_text()
+    assert other.locator(f'#thread-{thread_id}').count() == 0
+    shot(other, "history-04-other-user")
+    other_ctx.close()
