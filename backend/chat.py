@@ -18,7 +18,16 @@ from backend.auth.principal import Principal
 from backend.db.engine import Database
 from backend.db.models import ChatTurn
 from backend.db.repositories.usage import insert_turns, new_turn
-from backend.errors import AtriumError, Forbidden, Invalid, NotFound, QuotaExceeded, Unavailable, UpstreamError
+from backend.errors import (
+    AtriumError,
+    BadRequest,
+    Forbidden,
+    Invalid,
+    NotFound,
+    QuotaExceeded,
+    Unavailable,
+    UpstreamError,
+)
 from backend.governance.cache import ResponseCache
 from backend.governance.quotas import Admission, QuotaService
 from backend.governance.usage import UsageWriter
@@ -275,6 +284,9 @@ class ChatService:
             await self._finish(turn, started, req)
             if isinstance(exc, NoModelAvailable):
                 raise Unavailable(str(exc), code="no_model_available") from exc
+            if isinstance(exc, Exception) and _rejected_by_provider(exc):
+                raise BadRequest(f"the model provider rejected the request: {_provider_message(exc)}",
+                                 code="invalid_request") from exc
             if isinstance(exc, Exception) and _provider_error(exc):
                 # Every deployment and fallback failed: a clear 502, not a stack trace.
                 raise UpstreamError(f"the model provider failed after retries and fallbacks "
@@ -368,6 +380,19 @@ def _format_context(citations: list[Citation]) -> str:
 
 def _provider_error(exc: Exception) -> bool:
     return type(exc).__module__.split(".")[0] in ("litellm", "openai", "httpx")
+
+
+def _rejected_by_provider(exc: Exception) -> bool:
+    """A provider's 400: the request is wrong, retrying or another tier will not fix it (the Router does not
+    fall back on it, see llm/router.py); a context-window overflow is a 400 too but may fit the next tier."""
+    return (_provider_error(exc) and getattr(exc, "status_code", None) == 400
+            and type(exc).__name__ not in ("ContextWindowExceededError", "ContentPolicyViolationError"))
+
+
+def _provider_message(exc: Exception) -> str:
+    text = str(getattr(exc, "message", "") or exc).split("\n", 1)[0]
+    text = text.removeprefix("litellm.BadRequestError: ").removeprefix("litellm.UnsupportedParamsError: ")
+    return text[:300]
 
 
 def _estimate_tokens(messages: list[dict]) -> int:

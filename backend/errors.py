@@ -17,6 +17,11 @@ class AtriumError(Exception):
         self.extra = extra or {}
 
 
+class BadRequest(AtriumError):
+    status_code = 400
+    code = "bad_request"
+
+
 class NotAuthenticated(AtriumError):
     status_code = 401
     code = "not_authenticated"

@@ -209,4 +209,8 @@ def build_router(live: LiveModels, router_settings: dict[str, Any]) -> Any:
         cooldown_time=float(router_settings.get("cooldown_time", 30)),
         allowed_fails=int(router_settings.get("allowed_fails", 2)),
         routing_strategy=str(router_settings.get("routing_strategy", "simple-shuffle")),
+        # A provider's 400 (the request itself is wrong) is the caller's error: answering it from the next tier
+        # would hide it behind a weaker model and bill the quota twice. LiteLLM still falls back on a context
+        # window overflow or a content-policy refusal, which another model may well handle.
+        fallback_on_unsupported_params=bool(router_settings.get("fallback_on_unsupported_params", False)),
     )

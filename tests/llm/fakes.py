@@ -18,12 +18,15 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 class FakeOpenAI:
-    """POST /v1/chat/completions: status 500 when `fail`, else a completion (SSE when `stream`) whose text
+    """POST /v1/chat/completions: status `status` (500) when `fail`, else a completion (SSE when `stream`) whose text
     names the model asked for, cut at `max_tokens` words with finish_reason "length" as OpenAI does. Every
     request body is kept in `.requests`."""
 
-    def __init__(self, *, fail: bool = False, text: str = "fake answer") -> None:
+    def __init__(self, *, fail: bool = False, text: str = "fake answer", status: int = 500,
+                 error: str = "upstream exploded") -> None:
         self.fail = fail
+        self.status = status  # of a failure: 500 (the provider is down) or 400 (it rejects the request)
+        self.error = error
         self.text = text
         self.requests: list[dict[str, Any]] = []
         outer = self
@@ -36,8 +39,9 @@ class FakeOpenAI:
                 body = json.loads(self.rfile.read(int(self.headers.get("content-length") or 0)) or b"{}")
                 outer.requests.append(body)
                 if outer.fail:
-                    payload = json.dumps({"error": {"message": "upstream exploded", "type": "server_error"}})
-                    self.send_response(500)
+                    kind = "invalid_request_error" if outer.status == 400 else "server_error"
+                    payload = json.dumps({"error": {"message": outer.error, "type": kind}})
+                    self.send_response(outer.status)
                     self.send_header("content-type", "application/json")
                     self.end_headers()
                     self.wfile.write(payload.encode())
@@ -93,7 +97,7 @@ def mock(tier: str, model: str, text: str, **extra: Any) -> dict[str, Any]:
 
 def make_config_dir(root: Path, *, model_list: list[dict], fallbacks: list[dict] | None = None,
                     prices: dict | None = None, num_retries: int = 0, policy: dict | None = None,
-                    quotas: dict | None = None) -> Path:
+                    quotas: dict | None = None, router_settings: dict | None = None) -> Path:
     """A config dir: the repo's tenants/users with `policy`/`quotas` applied to every tenant, and this model list."""
     cfg = root / "config"
     cfg.mkdir(parents=True, exist_ok=True)
@@ -107,7 +111,8 @@ def make_config_dir(root: Path, *, model_list: list[dict], fallbacks: list[dict]
     models = {"model_list": model_list, "prices": prices or {},
               "router_settings": {"fallbacks": fallbacks if fallbacks is not None else [{"smart": ["fast"]},
                                                                                       {"fast": ["local"]}],
-                                  "num_retries": num_retries, "cooldown_time": 0, "timeout": 30}}
+                                  "num_retries": num_retries, "cooldown_time": 0, "timeout": 30,
+                                  **(router_settings or {})}}
     (cfg / "models.yaml").write_text(yaml.safe_dump(models, sort_keys=False))
     return cfg
 

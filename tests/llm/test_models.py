@@ -11,7 +11,7 @@ from sqlmodel import select
 
 from backend.chat import ChatRequest
 from backend.db.models import ChatTurn
-from backend.errors import Invalid, UpstreamError
+from backend.errors import BadRequest, Invalid, UpstreamError
 from backend.settings import Settings
 from tests.llm.fakes import FakeOpenAI, mock
 
@@ -113,6 +113,30 @@ def test_fallback_when_the_primary_fails_records_both(model_services):
     assert (row.tier, row.fallback_from, row.model, row.outcome) == ("fast", "smart", "anthropic/claude-haiku-4-5",
                                                                      "ok")
     assert "smart failed, answered by fast" in row.route_reason
+
+
+def test_a_request_the_provider_rejects_is_the_callers_400_not_a_fallback(model_services):
+    """A provider's 400 (here: a stop list it refuses) means the request is wrong: the next tier is not asked
+    (it would hide the error behind a weaker model and bill twice), the caller gets a 400 naming the reason.
+    `fallback_on_unsupported_params: true` in models.yaml restores LiteLLM's fallback on it."""
+    with FakeOpenAI(fail=True, status=400, error="'stop' must have at most 4 sequences") as primary, \
+            FakeOpenAI(text="fallback") as fallback:
+        models = [{"model_name": "smart", "litellm_params": {"model": "openai/gpt-4.1", "api_key": "sk-test",
+                                                               "api_base": primary.url}},
+                  {"model_name": "fast", "litellm_params": {"model": "openai/gpt-4.1-mini", "api_key": "sk-test",
+                                                              "api_base": fallback.url}}]
+        svc = model_services(model_list=models)
+        with pytest.raises(BadRequest, match="rejected the request: .*at most 4 sequences") as caught:
+            run(svc, "Explain the approval chain", tier="smart")
+        assert caught.value.status_code == 400
+        assert len(primary.requests) == 1 and fallback.requests == []
+        with svc.db.session() as s:
+            row = s.exec(select(ChatTurn).order_by(ChatTurn.id.desc())).first()
+        assert (row.outcome, row.tier) == ("error", "smart") and "at most 4 sequences" in row.error
+
+        lenient = model_services(model_list=models, router_settings={"fallback_on_unsupported_params": True})
+        result = run(lenient, "Explain the approval chain", tier="smart")
+        assert (result.tier, result.fallback_from) == ("fast", "smart") and len(fallback.requests) == 1
 
 
 def test_fallback_chain_is_transitive(model_services):
