@@ -183,15 +183,18 @@ class ChatService:
                         message=req.message, history=req.history, allowed_tiers=policy.allowed_tiers,
                         ask=lambda msgs: self.internal(principal, req.tenant, task=QUERY_REWRITE, messages=msgs,
                                                        assistant=req.assistant))
-                    query, retry_as_asked = rq.text, rq.by_model
+                    query, retry_as_asked = rq.text, rq.text != req.message
                     rewrite_note = f"; {rq.note}" if rq.note else ""
                     turn.route_reason = f"{turn.route_reason}{rewrite_note}"
                 citations = await self.retriever.retrieve(principal=principal, tenant=req.tenant,
                                                           query=query, top_k=req.top_k)
                 if not citations and retry_as_asked:
-                    # A model's poor rewrite must not hide a question that stands on its own.
+                    # A poor rewrite, or a topic change that the previous questions dilute, must not hide a
+                    # question that stands on its own.
                     citations = await self.retriever.retrieve(principal=principal, tenant=req.tenant,
                                                               query=req.message, top_k=req.top_k)
+                    if citations:
+                        turn.route_reason += "; found with the message as asked"
             turn.chunk_ids = [c.chunk_id for c in citations]
             # No passage found: asked only then (so free when passages are found), does the message need one?
             need = (needs_knowledge(req.message, follow_up=bool(req.history))

@@ -59,7 +59,7 @@ Ask = Callable[[list[dict[str, str]]], Awaitable[_Answer]]
 class RetrievalQuery:
     text: str
     note: str | None = None  # how the query was made, for the turn's route_reason; None = the message as asked
-    by_model: bool = False  # written by a model (may be poor: the chat then also tries the message as asked)
+    by_model: bool = False  # written by a model (else the deterministic query or the message itself)
 
 
 class QueryRewriter:

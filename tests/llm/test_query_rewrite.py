@@ -151,6 +151,22 @@ def test_local_only_uses_the_deterministic_query_without_a_model_call(model_serv
     assert row(svc, result.turn_id).route_reason.endswith("; retrieval query: previous questions + this message")
 
 
+def test_a_topic_change_is_still_found_with_the_message_as_asked(model_services):
+    """Offline (deterministic query): after an unrelated turn, "previous questions + message" dilutes a
+    question that stands on its own below the relevance threshold; it is then retrieved as asked."""
+    local = mock("local", "local/smollm2", "local says hi")
+    svc, retriever = services(model_services, [local])
+    question = "How long can sales-led trials last?"
+    history = [{"role": "user", "content": "Tell me a joke about penguins and the weather in Paris"},
+               {"role": "assistant", "content": "Why did the penguin take an umbrella to Paris? Drizzle."}]
+    combined = f"{history[0]['content']} {question}"
+    diluted = asyncio.run(svc.knowledge.retrieve(principal=alice(svc), tenant="sales", query=combined))
+    assert not found(diluted)  # else this test could not fail
+    result = run(svc, question, history=history)
+    assert retriever.queries == [combined, question] and found(result.citations)
+    assert row(svc, result.turn_id).route_reason.endswith("; found with the message as asked")
+
+
 def test_mode_model_rewrites_even_with_local_and_off_keeps_the_message(model_services):
     local = mock("local", "local/smollm2", REWRITTEN)
     svc, retriever = services(model_services, [local], seed=False, ATRIUM_QUERY_REWRITE="model")
@@ -177,8 +193,9 @@ def test_quotas_apply_to_the_rewrite(model_services):
     with pytest.raises(QuotaExceeded):
         run(svc, FOLLOW_UP, tier="smart", history=HISTORY)
     # The rewrite was refused before any model call, and retrieval went on with the deterministic query;
-    # the turn itself is then refused by the same budget.
-    assert retriever.queries == [DETERMINISTIC]
+    # the turn itself is then refused by the same budget (the empty knowledge base has nothing for the
+    # deterministic query, so the message as asked is tried too).
+    assert retriever.queries == [DETERMINISTIC, FOLLOW_UP]
     [rewrite] = internal_rows(svc)
     assert (rewrite.prompt_name, rewrite.outcome, rewrite.model, rewrite.cost_usd) == ("query_rewrite", "quota",
                                                                                         None, 0.0)
