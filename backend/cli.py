@@ -7,7 +7,9 @@ import getpass
 import os
 import sys
 
-from backend.settings import get_settings
+from pydantic import ValidationError
+
+from backend.settings import describe_invalid, get_settings
 
 
 def _services(*, worker: bool = True):
@@ -146,7 +148,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    rc = int(args.func(args) or 0)
+    try:
+        rc = int(args.func(args) or 0)
+    except ValidationError as exc:
+        if exc.title != "Settings":
+            raise
+        print(describe_invalid(exc), file=sys.stderr)
+        return 2
     if args.command != "serve":
         # Everything is committed by now. Skip interpreter teardown: LiteLLM's HTTP clients' finalizers can
         # deadlock on the import lock at shutdown, leaving a finished command hanging.

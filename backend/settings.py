@@ -6,14 +6,16 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+    # An empty variable (`ATRIUM_LOCAL_MODEL_PATH=` uncommented from .env.example) means "unset": the default.
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore",
+                                      env_ignore_empty=True)
 
     # Storage
     data_dir: Path = Field(Path("./data"), alias="ATRIUM_DATA_DIR")
@@ -113,3 +115,12 @@ def _normalise_db_url(url: str) -> str:
 @lru_cache
 def get_settings() -> Settings:
     return Settings()
+
+
+def describe_invalid(exc: ValidationError) -> str:
+    """One line per bad variable, naming it, what was set and what it takes (instead of a traceback)."""
+    lines = ["invalid configuration (environment or .env):"]
+    for err in exc.errors():
+        name = ".".join(str(p) for p in err.get("loc", ())) or "?"
+        lines.append(f"  {name}={err.get('input')!r}: {err.get('msg')}")
+    return "\n".join(lines)

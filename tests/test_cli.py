@@ -47,3 +47,17 @@ def test_migrate_command(data_dir):
     out = _atrium(data_dir, "migrate")
     assert out.returncode == 0 and "latest schema" in out.stdout
     assert (data_dir / "atrium.db").is_file()
+
+
+def test_a_bad_setting_is_one_line_naming_it_and_an_empty_one_is_unset(data_dir, tmp_path):
+    env = {**os.environ, "ATRIUM_DATA_DIR": str(data_dir), "ATRIUM_DEV_LOGIN": "maybe"}
+    done = subprocess.run([sys.executable, "-m", "backend.cli", "migrate"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "ATRIUM_DEV_LOGIN='maybe': Input should be a valid boolean" in done.stderr
+    # `ATRIUM_LOCAL_MODEL_PATH=` uncommented from .env.example: the bundled model, not "not installed".
+    env.update(ATRIUM_DEV_LOGIN="", ATRIUM_LOCAL_MODEL_PATH="")
+    done = subprocess.run([sys.executable, "-c", "from backend.settings import Settings; s = Settings(); "
+                           "print(s.local_model_path, s.dev_login)"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.split() == ["None", "None"], done.stderr  # None = the default

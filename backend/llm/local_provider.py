@@ -53,10 +53,19 @@ class LocalLlama(CustomLLM):
         return self._model_path or default_model_path()
 
     def available(self) -> bool:
+        return self.unavailable_reason() is None
+
+    def unavailable_reason(self) -> str | None:
+        """Why the in-process model cannot run, naming the fix; None when it can."""
+        if self._model_path is not None and not self._model_path.is_file():
+            return f"ATRIUM_LOCAL_MODEL_PATH {self._model_path} is not a file (unset it for the bundled SmolLM2)"
         try:
-            return self.model_path.is_file() and importlib.util.find_spec("llama_cpp") is not None
+            self.model_path  # noqa: B018 - raises when the bundled model is missing
         except LocalModelUnavailable:
-            return False
+            return "local model not installed (make bootstrap)"
+        if importlib.util.find_spec("llama_cpp") is None:
+            return "llama-cpp-python is not installed (make bootstrap)"
+        return None
 
     def _model(self) -> Any:
         if self._llm is None:

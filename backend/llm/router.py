@@ -104,7 +104,8 @@ class LiveModels:
         return sorted({d.provider for d in self.by_id.values() if d.tier == tier})
 
 
-def live_deployments(config: ModelsConfig, settings: Settings, *, local_available: bool) -> LiveModels:
+def live_deployments(config: ModelsConfig, settings: Settings, *, local_available: bool,
+                     local_reason: str = "local model not installed (make bootstrap)") -> LiveModels:
     deployments: list[dict[str, Any]] = []
     excluded: dict[str, str] = {}
     overridden: set[str] = set()
@@ -113,7 +114,7 @@ def live_deployments(config: ModelsConfig, settings: Settings, *, local_availabl
         if override:
             overridden.add(tier)
             if override.startswith("local/") and not local_available:
-                excluded[f"{tier}:{override}"] = "local model not installed (make bootstrap)"
+                excluded[f"{tier}:{override}"] = local_reason
                 continue
             if missing := _provider_key_missing(override):
                 excluded[f"{tier}:{override}"] = f"{missing} is not set (ATRIUM_MODEL_{tier.upper()})"
@@ -129,7 +130,7 @@ def live_deployments(config: ModelsConfig, settings: Settings, *, local_availabl
             excluded[label] = f"ATRIUM_MODEL_{tier.upper()} overrides this tier"
             continue
         if model.startswith("local/") and not local_available:
-            excluded[label] = "local model not installed (make bootstrap)"
+            excluded[label] = local_reason
             continue
         missing = _key_missing(dep["litellm_params"])
         if missing:

@@ -120,7 +120,9 @@ class LLMService:
                                          model_path=settings.local_model_path)
         register(self.local)
         _quiet_litellm()
-        self.live: LiveModels = live_deployments(config, settings, local_available=self.local.available())
+        unavailable = self.local.unavailable_reason()
+        self.live: LiveModels = live_deployments(config, settings, local_available=unavailable is None,
+                                                 local_reason=unavailable or "")
         for label, reason in self.live.excluded.items():
             log.info("model deployment left out", extra={"deployment": label, "reason": reason})
         log.info("live model tiers", extra={"tiers": self.live.live})

@@ -45,6 +45,21 @@ def test_keyless_deployments_are_excluded_and_reported(make_settings, monkeypatc
     assert live.excluded["local:local/smollm2"].startswith("local model not installed")
 
 
+def test_a_wrong_local_model_path_is_named_as_such(make_settings, tmp_path):
+    from backend.llm.local_provider import LocalLlama
+    from backend.llm.router import ModelsConfig
+    from backend.llm.service import LLMService
+
+    missing = tmp_path / "nope.gguf"
+    assert LocalLlama(model_path=missing).unavailable_reason() == (
+        f"ATRIUM_LOCAL_MODEL_PATH {missing} is not a file (unset it for the bundled SmolLM2)")
+    assert LocalLlama().unavailable_reason() is None  # the bundled model (make bootstrap installs it)
+    svc_settings = make_settings(ATRIUM_LOCAL_MODEL_PATH=str(missing))
+    llm = LLMService(settings=svc_settings, config=ModelsConfig.load(svc_settings.config_dir / "models.yaml"))
+    assert "local" not in llm.live.live
+    assert llm.live.excluded["local:local/smollm2"].startswith("ATRIUM_LOCAL_MODEL_PATH")
+
+
 def test_readyz_names_live_tiers_and_excluded_deployments(api_client):
     body = api_client.get("/readyz").json()
     assert "smart:anthropic/claude-sonnet-4-5" in body["models_excluded"]
