@@ -153,6 +153,8 @@ class ChatService:
                         prompt_name=(req.task if plain else req.assistant),
                         prompt_label=None if plain else req.label)
         admission: Admission | None = None
+        messages: list[dict] = []
+        streamed: list[str] = []  # the answer so far: counted if the caller goes away mid-answer
         try:
             prompt = None if plain else (req.prompt_override or self._prompt(req))
             turn.prompt_version = (prompt.version or None) if prompt else None
@@ -251,6 +253,7 @@ class ChatService:
                 allowed_tiers=policy.allowed_tiers, fallbacks=req.task is None,  # internal tasks: own fallback
             ):
                 if isinstance(item, Delta):
+                    streamed.append(item.text)
                     yield item.text
                 else:
                     final = item
@@ -281,13 +284,31 @@ class ChatService:
             await self._release(admission)
             await self._finish(turn, started, req)
             raise
-        except BaseException as exc:  # also a client that went away mid-stream: release the reservation
+        except (asyncio.CancelledError, GeneratorExit) as exc:
+            # The caller went away (closed the stream, disconnected): the model was stopped, and what it read and
+            # wrote so far is counted, as a provider bills it (estimated: ~4 characters per token).
+            turn.outcome, turn.error = "cancelled", f"the caller went away ({type(exc).__name__})"
+            if messages and turn.tier:
+                turn.prompt_tokens = _estimate_tokens(messages)
+                turn.completion_tokens = len("".join(streamed)) // 4
+                turn.cost_usd = self.llm.estimate_cost(turn.tier, turn.prompt_tokens, turn.completion_tokens)
+            if admission is not None and self.quotas and turn.prompt_tokens:
+                await self.quotas.settle(admission, tokens=turn.prompt_tokens + turn.completion_tokens,
+                                         cost_usd=turn.cost_usd)
+            else:
+                await self._release(admission)
+            await self._finish(turn, started, req)
+            raise
+        except BaseException as exc:
             turn.outcome, turn.error = "error", f"{type(exc).__name__}: {exc}"[:500]
             await self._release(admission)
             await self._finish(turn, started, req)
             if isinstance(exc, NoModelAvailable):
                 raise Unavailable(str(exc), code="no_model_available") from exc
             if isinstance(exc, Exception) and _rejected_by_provider(exc):
+                if type(exc).__name__ == "ContextWindowExceededError":
+                    raise BadRequest(f"the conversation is too long for the model: {_provider_message(exc)}",
+                                     code="context_length_exceeded") from exc
                 raise BadRequest(f"the model provider rejected the request: {_provider_message(exc)}",
                                  code="invalid_request") from exc
             if isinstance(exc, Exception) and _provider_error(exc):
@@ -386,15 +407,17 @@ def _provider_error(exc: Exception) -> bool:
 
 
 def _rejected_by_provider(exc: Exception) -> bool:
-    """A provider's 400: the request is wrong, retrying or another tier will not fix it (the Router does not
-    fall back on it, see llm/router.py); a context-window overflow is a 400 too but may fit the next tier."""
+    """A provider's 400 after the Router's fallbacks: the request is wrong (too long for every tier tried
+    included); retrying will not fix it. A content-policy refusal stays a provider failure."""
     return (_provider_error(exc) and getattr(exc, "status_code", None) == 400
-            and type(exc).__name__ not in ("ContextWindowExceededError", "ContentPolicyViolationError"))
+            and type(exc).__name__ != "ContentPolicyViolationError")
 
 
 def _provider_message(exc: Exception) -> str:
     text = str(getattr(exc, "message", "") or exc).split("\n", 1)[0]
-    text = text.removeprefix("litellm.BadRequestError: ").removeprefix("litellm.UnsupportedParamsError: ")
+    for prefix in ("litellm.ContextWindowExceededError: ", "litellm.BadRequestError: ",
+                   "litellm.UnsupportedParamsError: "):
+        text = text.removeprefix(prefix)
     return text[:300]
 
 

@@ -114,6 +114,11 @@ class LocalLlama(CustomLLM):
             keep = max(64, budget - sum(rest_n))
             system = [{"role": "system", "content": llm.detokenize(toks[:keep]).decode(errors="ignore")}]
             system_n = n_tokens(system[0])
+        if system_n + sum(rest_n) >= self._n_ctx - 16:  # the last message alone leaves no room for an answer
+            raise litellm.ContextWindowExceededError(
+                message=f"the message is {sum(rest_n)} tokens and the local model holds {self._n_ctx} "
+                        "(ATRIUM_LLM_CONTEXT): shorten it or ask a larger tier",
+                model="local/smollm2", llm_provider="local")
         return system + rest, system_n + sum(rest_n)
 
     def _params(self, optional_params: dict) -> dict:
@@ -129,7 +134,10 @@ class LocalLlama(CustomLLM):
             "repeat_penalty": float(optional_params.get("repetition_penalty", 1.1)),
         }
 
-    def _generate(self, messages: list[dict], optional_params: dict) -> Iterator[GenericStreamingChunk]:
+    def _generate(self, messages: list[dict], optional_params: dict,
+                  cancelled: threading.Event | None = None) -> Iterator[GenericStreamingChunk]:
+        """`cancelled`: set when the caller went away; generation stops at the next token (one in-process
+        model serves every tenant: a dropped request must not keep it busy)."""
         with self._run_lock:
             llm = self._model()
             fitted, prompt_tokens = self._fit_messages(messages)
@@ -137,6 +145,9 @@ class LocalLlama(CustomLLM):
             finish = "stop"
             stream = llm.create_chat_completion(messages=fitted, stream=True, **self._params(optional_params))
             for part in stream:
+                if cancelled is not None and cancelled.is_set():
+                    finish = "cancelled"
+                    break
                 choice = part["choices"][0]
                 text = choice.get("delta", {}).get("content") or ""
                 if choice.get("finish_reason"):
@@ -160,11 +171,12 @@ class LocalLlama(CustomLLM):
             tool_use=None,
         )
 
-    def _complete(self, model: str, messages: list, model_response: ModelResponse, optional_params: dict):
+    def _complete(self, model: str, messages: list, model_response: ModelResponse, optional_params: dict,
+                  cancelled: threading.Event | None = None):
         text_parts: list[str] = []
         usage: dict = {}
         finish = "stop"
-        for chunk in self._generate(messages, optional_params):
+        for chunk in self._generate(messages, optional_params, cancelled):
             text_parts.append(chunk["text"])
             if chunk["is_finished"]:
                 usage = chunk["usage"] or {}
@@ -185,7 +197,12 @@ class LocalLlama(CustomLLM):
     async def acompletion(self, model, messages, api_base, custom_prompt_dict, model_response, print_verbose,
                           encoding, api_key, logging_obj, optional_params, *args, **kwargs):  # noqa: D102
         # Off the event loop: generation is CPU-bound and holds the GIL only in short bursts.
-        return await asyncio.to_thread(self._complete, model, messages, model_response, optional_params)
+        cancelled = threading.Event()
+        try:
+            return await asyncio.to_thread(self._complete, model, messages, model_response, optional_params,
+                                           cancelled)
+        finally:
+            cancelled.set()  # a no-op when done; stops the thread when the caller was cancelled
 
     def streaming(self, model, messages, api_base, custom_prompt_dict, model_response, print_verbose,
                   encoding, api_key, logging_obj, optional_params, *args, **kwargs) -> Iterator[GenericStreamingChunk]:
@@ -198,9 +215,11 @@ class LocalLlama(CustomLLM):
         loop = asyncio.get_running_loop()
         done = object()
 
+        cancelled = threading.Event()
+
         def produce() -> None:
             try:
-                for chunk in self._generate(messages, optional_params):
+                for chunk in self._generate(messages, optional_params, cancelled):
                     loop.call_soon_threadsafe(queue.put_nowait, chunk)
             except BaseException as exc:  # surfaced to the consumer below
                 loop.call_soon_threadsafe(queue.put_nowait, exc)
@@ -208,14 +227,17 @@ class LocalLlama(CustomLLM):
                 loop.call_soon_threadsafe(queue.put_nowait, done)
 
         producer = asyncio.get_running_loop().run_in_executor(None, produce)
-        while True:
-            item = await queue.get()
-            if item is done:
-                break
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-        await producer
+        try:
+            while True:
+                item = await queue.get()
+                if item is done:
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+            await producer
+        finally:
+            cancelled.set()  # the consumer stopped early (client gone, task cancelled): stop generating
 
 
 def _text(content: Any) -> str:
