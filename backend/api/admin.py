@@ -11,6 +11,7 @@ from pydantic import BaseModel
 
 from backend.api.deps import PlatformAdmin, ServicesDep, TenantAdmin, client_ip
 from backend.db.models import AuditEvent
+from backend.db.repositories.api_keys import list_api_keys
 from backend.db.repositories.audit import list_events
 
 router = APIRouter(tags=["admin"])
@@ -60,9 +61,25 @@ def platform_tenants(principal: PlatformAdmin, services: ServicesDep, request: R
     ]
 
 
+# Counted across every tenant (denials per IP or user): for operators, at /api/admin/audit.
+PLATFORM_ONLY_KINDS = ("suspicious_access",)
+OTHER_TENANT_DETAIL = ("member_of",)  # which tenants the caller belongs to: not this tenant's business
+
+
 @router.get("/api/t/{tenant}/audit")
 def tenant_audit(ctx: TenantAdmin, services: ServicesDep, kind: str | None = None,
                  limit: Limit = 100) -> list[AuditEventPublic]:
+    """This tenant's events, as its admin may see them: who tried what here, but nothing about other tenants
+    (their API key ids, the caller's other memberships, platform-wide counters)."""
     with services.db.session() as session:
-        events = list_events(session=session, tenant=ctx.tenant, kind=kind, limit=limit)
-    return [AuditEventPublic.of(e) for e in events]
+        events = list_events(session=session, tenant=ctx.tenant, kind=kind, limit=limit,
+                             exclude_kinds=PLATFORM_ONLY_KINDS)
+        own_keys = {f"key:{k.id}" for k in list_api_keys(session=session, tenant=ctx.tenant)}
+    out = []
+    for e in events:
+        public = AuditEventPublic.of(e)
+        public.detail = {k: v for k, v in public.detail.items() if k not in OTHER_TENANT_DETAIL}
+        if public.subject and public.subject.startswith("key:") and public.subject not in own_keys:
+            public.subject = "another tenant's API key"
+        out.append(public)
+    return out

@@ -163,8 +163,17 @@ class KnowledgeService:
         with self.db.session() as session:
             doc = repo.get_document(session=session, tenant=tenant, document_id=document_id)
         if doc is None or doc.status == "deleting":
-            raise NotFound(f"tenant {tenant!r} has no document {document_id!r}", code="document_not_found")
+            raise self._not_found(principal, tenant, document_id, "knowledge:get")
         return document_public(doc)
+
+    def _not_found(self, principal: Principal, tenant: str, document_id: str, route: str) -> NotFound:
+        """A 404 either way; an id that exists in another tenant came from a leak or a guess: audited."""
+        with self.db.session() as session:
+            foreign = repo.document_tenant(session=session, document_id=document_id)
+        if foreign is not None and foreign != tenant:
+            self.audit.record("denied", subject=principal.subject, tenant=tenant, route=route, status=404,
+                              reason="other_tenants_document", detail={"document": document_id[:64]})
+        return NotFound(f"tenant {tenant!r} has no document {document_id!r}", code="document_not_found")
 
     def delete_document(self, principal: Principal, tenant: str, document_id: str) -> dict:
         """Marks the document for deletion and removes its vectors and row now (blocking)."""
@@ -172,7 +181,7 @@ class KnowledgeService:
         with self.db.session() as session:
             doc = repo.get_document(session=session, tenant=tenant, document_id=document_id)
             if doc is None:
-                raise NotFound(f"tenant {tenant!r} has no document {document_id!r}", code="document_not_found")
+                raise self._not_found(principal, tenant, document_id, "knowledge:delete")
             doc.status = "deleting"
             doc = repo.save_document(session=session, doc=doc)
         # A worker still embedding it notices "deleting" at its next checkpoint and lets go; whoever then

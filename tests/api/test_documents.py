@@ -7,7 +7,7 @@ import time
 
 from sqlmodel import select
 
-from backend.db.models import ChatTurn
+from backend.db.models import AuditEvent, ChatTurn
 from tests.conftest import REPO
 
 CORPUS = REPO / "demo" / "corpus"
@@ -53,6 +53,18 @@ def test_upload_status_search_delete(api_client, login_as):
     assert len(results) == 3 and results[0]["document_id"] == ids[0] and 0 < results[0]["score"] <= 1
     assert results[0]["section"].endswith("Discount Approval Thresholds")
     assert any("Project BLUEHERON-7" in x["text"] for x in results)
+
+    # Another tenant's admin with a sales document id: the same 404 as an unknown id, and an audited denial.
+    fiona = {"cookies": login_as("fiona")}  # finance admin
+    for method in ("GET", "DELETE"):
+        r = api_client.request(method, f"/api/t/finance/documents/{ids[1]}", **fiona)
+        assert (r.status_code, r.json()["error"]) == (404, "document_not_found")
+    with api_client.app.state.services.db.session() as s:
+        denied = list(s.exec(select(AuditEvent).where(AuditEvent.reason == "other_tenants_document")))
+    assert [(d.subject, d.tenant, d.route) for d in denied] == [("fiona", "finance", "knowledge:get"),
+                                                                 ("fiona", "finance", "knowledge:delete")]
+    assert api_client.get("/api/t/finance/documents/nonexistent", **fiona).status_code == 404
+    assert api_client.get(f"/api/t/sales/documents/{ids[1]}", **carol).json()["status"] == "ready"
 
     r = api_client.delete(f"/api/t/sales/documents/{ids[0]}", **alice)
     assert (r.status_code, r.json()["error"]) == (403, "missing_role")

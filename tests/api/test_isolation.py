@@ -185,3 +185,23 @@ def test_victim_data_unchanged_by_the_attempts(client, attackers, login_as):
     assert keys == []
     with client.app.state.services.db.session() as session:
         assert list(session.exec(select(ChatTurn))) == []
+
+
+def test_the_victims_audit_names_the_attempts_but_nothing_about_other_tenants(client, attackers, login_as):
+    """carol (sales admin) sees every attempt on sales, but not the attackers' other memberships, another
+    tenant's API key ids, or the platform-wide `suspicious_access` counters (operators see those)."""
+    for route in ROUTES[:8]:
+        for creds in attackers.values():
+            _request(client, route, VICTIM, creds, None)
+    with client.app.state.services.db.session() as session:
+        raw = list_events(session=session, tenant=VICTIM, limit=1000)
+    assert any("member_of" in e.detail for e in raw) and any((e.subject or "").startswith("key:") for e in raw)
+    assert any(e.kind == "suspicious_access" for e in raw)  # else the filtering below proves nothing
+
+    seen = client.get(f"/api/t/{VICTIM}/audit?limit=1000", cookies=login_as("carol")).json()
+    denials = [e for e in seen if e["kind"] == "denied"]
+    assert len(denials) == sum(1 for e in raw if e.kind == "denied")
+    assert {e["subject"] for e in denials} == {"eng-admin", "eve", "another tenant's API key"}
+    assert all("member_of" not in e["detail"] for e in seen)
+    assert all(e["kind"] != "suspicious_access" for e in seen)
+    assert client.get(f"/api/t/{VICTIM}/audit?kind=suspicious_access", cookies=login_as("carol")).json() == []

@@ -18,13 +18,16 @@ def add_event(*, session: Session, event: AuditEvent) -> AuditEvent:
 
 
 def list_events(
-    *, session: Session, tenant: str | None = None, kind: str | None = None, limit: int = 100
+    *, session: Session, tenant: str | None = None, kind: str | None = None, limit: int = 100,
+    exclude_kinds: tuple[str, ...] = (),
 ) -> list[AuditEvent]:
     stmt = select(AuditEvent)
     if tenant is not None:
         stmt = stmt.where(AuditEvent.tenant == tenant)
     if kind is not None:
         stmt = stmt.where(AuditEvent.kind == kind)
+    if exclude_kinds:
+        stmt = stmt.where(col(AuditEvent.kind).not_in(exclude_kinds))
     return list(session.exec(stmt.order_by(col(AuditEvent.id).desc()).limit(limit)))
 
 

@@ -32,6 +32,12 @@ def get_document(*, session: Session, tenant: str, document_id: str) -> KbDocume
     return doc if doc is not None and doc.tenant == tenant else None
 
 
+def document_tenant(*, session: Session, document_id: str) -> str | None:
+    """Which tenant owns an id (for auditing a cross-tenant guess; never to return the document)."""
+    doc = session.get(KbDocument, document_id)
+    return doc.tenant if doc is not None else None
+
+
 def list_documents(*, session: Session, tenant: str, kb: str | None = None, status: str | None = None,
                    limit: int = 100, offset: int = 0) -> list[KbDocument]:
     stmt = select(KbDocument).where(KbDocument.tenant == tenant, KbDocument.status != "deleting")
