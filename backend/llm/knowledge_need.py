@@ -112,7 +112,9 @@ _ABOUT_YOU_RE = re.compile(
     r"(?:some |a few )?(?:[\w-]+ )?(?:stuff|things|questions)))?"
     r"|(?:are you )?ready to help(?: me)?(?: [\w']+){0,6}|ready for (?:some|a few|my) questions"
     r"|how are (?:you|u|things)(?: doing| today)?|how's it going|what'?s up|sup|who are you|what are you"
-    r"|what can (?:you|u) do(?: for me)?|what do you do|does this (?:thing )?work)$")
+    r"|what can (?:you|u) do(?: for (?:me|us))?|what do you do|does this (?:thing )?work"
+    r"|(?:what|how) (?:can|could) (?:you|u) help(?: me| us)?(?: with)?(?: today)?"
+    r"|what (?:can|could) i ask(?: you)?(?: about)?|what do you know|what are you (?:for|good at))$")
 # A statement that may accompany a greeting or a thanks: it must be about the user or the exchange
 # ("I'm new on the SDR team", "closing the ticket now"), not a bare topic ("hi, discount cap for Acme").
 _PERSONAL_RE = re.compile(r"\b(?:i|i'm|im|i'll|i've|i'd|me|my|we're|we've|you|you're|"

@@ -70,6 +70,9 @@ NO_KB = [  # message, reason
     ("Bom dia", "greeting"),
     ("Are you a bot?", "small talk"),
     ("Hi! What can you do?", "small talk"),
+    ("Hello! What can you help me with?", "small talk"),  # the commonest opener (was "I don't know")
+    ("How can you help us today?", "small talk"),
+    ("What can I ask you about?", "small talk"),
     ("Rewrite this more politely: 'Send me the report by Friday or else.'", "rewrite of supplied text"),
     ("Could you translate to Spanish: 'The meeting moved to 3pm.'", "rewrite of supplied text"),
     ("Fix the typos in this: 'teh quick brwn fox jumpd'", "rewrite of supplied text"),
@@ -85,6 +88,8 @@ NO_KB = [  # message, reason
 SOCIAL = ("greeting", "thanks", "reaction", "small talk", "emoji or punctuation only")
 
 NEEDS_KB = [
+    "What can you help me with on discounts?",
+    "What do you know about the travel policy?",
     "hi, what's the discount cap?",
     "thanks! and who approves discounts over 20%?",
     "Good morning! How many vacation days do I get?",
