@@ -114,7 +114,19 @@ def _normalise_db_url(url: str) -> str:
 
 @lru_cache
 def get_settings() -> Settings:
+    load_env_file()
     return Settings()
+
+
+def load_env_file(path: Path = Path(".env")) -> bool:
+    """Also put `.env` (of the working directory) into the process environment: provider keys and bases
+    (ANTHROPIC_API_KEY, VLLM_API_BASE, ...) are read from there by LiteLLM and models.yaml, not by Settings.
+    A variable already set in the real environment wins."""
+    if not path.is_file():
+        return False
+    from dotenv import load_dotenv
+
+    return load_dotenv(path, override=False)
 
 
 def describe_invalid(exc: ValidationError) -> str:

@@ -61,3 +61,22 @@ def test_a_bad_setting_is_one_line_naming_it_and_an_empty_one_is_unset(data_dir,
                            "print(s.local_model_path, s.dev_login)"],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.split() == ["None", "None"], done.stderr  # None = the default
+
+
+def test_provider_keys_in_dot_env_make_their_tiers_live(tmp_path):
+    """.env.example says "copy to .env": its provider keys must reach LiteLLM and models.yaml too."""
+    (tmp_path / ".env").write_text("OPENAI_API_KEY=sk-from-dot-env\nATRIUM_CONFIG_DIR=" + str(REPO / "config") + "\n")
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    env["ATRIUM_DATA_DIR"] = str(tmp_path / "data")
+    script = ("import os; from backend.settings import get_settings; from backend.llm.router import ModelsConfig, "
+              "live_deployments; s = get_settings(); "
+              "live = live_deployments(ModelsConfig.load(s.config_dir / 'models.yaml'), s, local_available=True); "
+              "print(sorted(live.live), os.environ['OPENAI_API_KEY'])")
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env={**env, "PYTHONPATH": str(REPO)},
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[-1] == "sk-from-dot-env" and "'fast'" in done.stdout and "'smart'" in done.stdout
+    # The real environment wins over the file.
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                          env={**env, "PYTHONPATH": str(REPO), "OPENAI_API_KEY": "sk-real"})
+    assert done.stdout.split()[-1] == "sk-real", done.stderr[-2000:]
