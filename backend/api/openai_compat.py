@@ -29,7 +29,12 @@ router = APIRouter(prefix="/api/t/{tenant}/v1", tags=["openai-compatible"])
 # OpenAI parameters this endpoint cannot honour: refused with a 400 naming them, never silently dropped
 # (a caller sending `tools` would otherwise get prose where it expects a tool call).
 UNSUPPORTED = ("tools", "tool_choice", "functions", "function_call", "logprobs", "top_logprobs", "audio",
-               "modalities", "prediction")
+               "modalities", "prediction", "logit_bias", "reasoning_effort", "verbosity", "web_search_options")
+# Bookkeeping parameters that do not change the answer: accepted and not used. Any other unknown one is
+# refused, as OpenAI does ("Unrecognized request argument"), rather than silently dropped.
+ACCEPTED_UNUSED = ("metadata", "store", "service_tier", "parallel_tool_calls", "prompt_cache_key",
+                   "safety_identifier")
+RESPONSE_FORMATS = ("text", "json_object", "json_schema")
 # Sampling parameters LiteLLM passes through unchanged: forwarded to the model as given.
 FORWARDED = ("stop", "top_p", "seed", "presence_penalty", "frequency_penalty", "response_format", "user")
 _NOT_INPUT = {"image_url": "image", "input_image": "image", "input_audio": "audio", "file": "file"}
@@ -112,6 +117,17 @@ def _check(body: ChatCompletionIn) -> None:
         if extra.get(name) not in (None, False, [], {}):
             raise _bad(f"the parameter {name!r} is not supported by this endpoint; remove it", name,
                        "unsupported_parameter")
+    for name in extra:
+        if name not in UNSUPPORTED and name not in ACCEPTED_UNUSED:
+            raise _bad(f"unrecognized request argument supplied: {name!r}; remove it", name[:100],
+                       "unrecognized_parameter")
+    kind = (body.response_format or {}).get("type", "text")
+    if kind not in RESPONSE_FORMATS:
+        raise _bad(f"response_format.type {kind!r} is not one of {', '.join(RESPONSE_FORMATS)}",
+                   "response_format.type", "invalid_value")
+    if kind == "json_schema" and not isinstance((body.response_format or {}).get("json_schema"), dict):
+        raise _bad("response_format of type 'json_schema' needs a 'json_schema' object ({'name': ..., 'schema': "
+                   "{...}})", "response_format.json_schema", "invalid_value")
     if where := _surrogate_at(body.model_dump(exclude_none=True), ""):
         raise _bad(f"{where} contains a lone UTF-16 surrogate (an unpaired \\ud800-\\udfff escape), which is not "
                    "valid Unicode text; send the character as a surrogate pair or remove it", where,

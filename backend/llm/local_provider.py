@@ -129,6 +129,8 @@ class LocalLlama(CustomLLM):
             "top_p": float(optional_params.get("top_p", 0.95)),
             "stop": optional_params.get("stop"),
             "seed": optional_params.get("seed"),
+            # JSON mode: llama.cpp constrains the output with a grammar (OpenAI's json_schema as its schema).
+            "response_format": _response_format(optional_params.get("response_format")),
             # A 135M model falls into repeating one sentence until max_tokens without a mild penalty;
             # stronger ones (≥1.2) measurably increase invented numbers.
             "repeat_penalty": float(optional_params.get("repetition_penalty", 1.1)),
@@ -238,6 +240,15 @@ class LocalLlama(CustomLLM):
             await producer
         finally:
             cancelled.set()  # the consumer stopped early (client gone, task cancelled): stop generating
+
+
+def _response_format(value: Any) -> dict | None:
+    if not isinstance(value, dict) or value.get("type") in (None, "text"):
+        return None
+    if value.get("type") == "json_schema":
+        schema = (value.get("json_schema") or {}).get("schema")
+        return {"type": "json_object", **({"schema": schema} if isinstance(schema, dict) else {})}
+    return {"type": "json_object", **({"schema": value["schema"]} if isinstance(value.get("schema"), dict) else {})}
 
 
 def _text(content: Any) -> str:

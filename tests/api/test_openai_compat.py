@@ -172,6 +172,8 @@ def test_lone_surrogate_is_a_400_naming_the_message(served):
     ("audio", {"voice": "alloy", "format": "wav"}),
     ("modalities", ["text", "audio"]),
     ("prediction", {"type": "content", "content": "Hello"}),
+    ("logit_bias", {"1234": -100}),
+    ("reasoning_effort", "high"),
 ])
 def test_unsupported_parameters_are_refused_naming_them(served, param, value):
     with pytest.raises(openai.BadRequestError) as info:
@@ -180,6 +182,28 @@ def test_unsupported_parameters_are_refused_naming_them(served, param, value):
     err = info.value.body
     assert (err["code"], err["param"], err["type"]) == ("unsupported_parameter", param, "invalid_request_error")
     assert repr(param) in err["message"]
+
+
+def test_unknown_parameters_are_refused_and_bookkeeping_ones_accepted(served):
+    with pytest.raises(openai.BadRequestError) as info:
+        client(served).chat.completions.create(model="fast", messages=[{"role": "user", "content": "hi"}],
+                                               extra_body={"top_k": 5})
+    err = info.value.body
+    assert (err["code"], err["param"]) == ("unrecognized_parameter", "top_k") and "'top_k'" in err["message"]
+    r = client(served).chat.completions.create(model="fast", messages=[{"role": "user", "content": "hi"}],
+                                               metadata={"ticket": "42"}, store=False, parallel_tool_calls=False)
+    assert r.choices[0].message.content == FAST_TEXT
+
+
+@pytest.mark.parametrize(("response_format", "param"), [
+    ({"type": "bogus"}, "response_format.type"),
+    ({"type": "json_schema"}, "response_format.json_schema"),
+])
+def test_a_malformed_response_format_is_refused(served, response_format, param):
+    with pytest.raises(openai.BadRequestError) as info:
+        client(served).chat.completions.create(model="fast", messages=[{"role": "user", "content": "hi"}],
+                                               response_format=response_format)
+    assert (info.value.body["code"], info.value.body["param"]) == ("invalid_value", param)
 
 
 def test_tool_messages_and_assistant_tool_calls_are_refused(served):

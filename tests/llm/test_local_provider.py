@@ -91,3 +91,16 @@ def test_a_stream_closed_mid_answer_is_recorded_as_cancelled_with_what_was_gener
         row = s.exec(select(ChatTurn).order_by(ChatTurn.id.desc())).first()
     assert row is not None and row.outcome == "cancelled"
     assert row.prompt_tokens > 0 and row.completion_tokens > 0 and row.tier == "local"
+
+
+def test_json_mode_is_honoured_by_the_local_model():
+    """response_format reaches llama.cpp, which constrains the output to JSON (OpenAI's json_schema included)."""
+    import json
+
+    local = LocalLlama(n_threads=max(1, (os.cpu_count() or 2) // 2))
+    ask = [{"role": "user", "content": "Describe a cat named Felix."}]
+    schema = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
+    for fmt in ({"type": "json_schema", "json_schema": {"name": "cat", "schema": schema}},):
+        out = "".join(c["text"] for c in local._generate(ask, {"max_tokens": 48, "temperature": 0.0,
+                                                                 "response_format": fmt}))
+        assert isinstance(json.loads(out)["name"], str), out
