@@ -98,6 +98,11 @@ def _principal_of_key(key: VerifiedKey) -> Principal:
 
 
 def _jwt_principal(request: Request, services: Services, token: str) -> Principal:
+    if token.count(".") != 2:  # not header.payload.signature: say what it is not, before any IdP talk
+        hint = (": it looks like a model provider's key; Atrium's API keys start with atr_"
+                if token.startswith(("sk-", "sk_", "AIza")) else "")
+        deny(request, services, 401, f"the bearer token is neither an Atrium API key (atr_...) nor a JWT{hint}",
+             code="malformed_token", tenant=_url_tenant(request))
     verifier = services.jwt_verifier
     if verifier is None:
         deny(request, services, 401, "bearer JWTs are not accepted here: OIDC_ISSUER and OIDC_API_AUDIENCE "

@@ -163,6 +163,13 @@ def test_jwt_refused_when_the_api_audience_is_not_configured(make_api_client, id
     assert (r.status_code, r.json()["error"]) == (401, "jwt_not_configured")
 
 
+def test_a_provider_key_by_mistake_is_named_as_such(make_api_client):
+    client = make_api_client()  # no IdP configured either: the answer is about the key, not about JWTs
+    r = client.get("/api/me", headers={"Authorization": "Bearer sk-proj-123"})
+    assert (r.status_code, r.json()["error"]) == (401, "malformed_token")
+    assert "model provider's key; Atrium's API keys start with atr_" in r.json()["detail"]
+
+
 def test_malformed_authorization_header(client):
     for header in ("Basic dXNlcjpwdw==", "Bearer", "Bearer  "):
         r = client.get("/api/me", headers={"Authorization": header})
