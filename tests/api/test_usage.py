@@ -64,6 +64,28 @@ def test_totals_by_model_day_user_assistant(api_client, login_as, turns):
     assert assistants == {"deal-desk": 0, "sales-assistant": 120 + 60 + 100 + 48}
 
 
+def test_tier_calls_and_calls_without_a_model_are_labelled_and_cancelled_turns_count(api_client, login_as,
+                                                                                      api_services):
+    at = datetime(2026, 11, 5, 9, tzinfo=UTC)
+    with api_services.db.session() as s:
+        s.add(ChatTurn(tenant="sales", subject="key:abc", channel="openai", assistant=None, tier="fast",
+                       model="anthropic/claude-haiku-4-5", created_at=at, prompt_tokens=10, completion_tokens=5,
+                       outcome="ok"))
+        s.add(ChatTurn(tenant="sales", subject="alice", assistant="sales-assistant", tier="smart", model="",
+                       created_at=at, outcome="ok"))  # "I don't know": no model call
+        s.add(ChatTurn(tenant="sales", subject="bob", assistant="sales-assistant", tier="smart",
+                       model="anthropic/claude-sonnet-4-5", created_at=at, prompt_tokens=300, completion_tokens=40,
+                       cost_usd=0.0015, outcome="cancelled"))  # the caller went away mid-answer
+        s.commit()
+    carol = login_as("carol")
+    q = "from=2026-11-05&to=2026-11-05&group_by="
+    assistants = {g["key"]: g["total_tokens"] for g in get(api_client, carol, q + "assistant").json()["groups"]}
+    assert assistants == {"tier:fast": 15, "sales-assistant": 340}
+    models = {g["key"]: g["requests"] for g in get(api_client, carol, q + "model").json()["groups"]}
+    assert models == {"anthropic/claude-haiku-4-5": 1, "(no model call)": 1, "anthropic/claude-sonnet-4-5": 1}
+    assert get(api_client, carol, q + "day").json()["totals"]["cost_usd"] == pytest.approx(0.0015)
+
+
 def test_only_tenant_admins(api_client, login_as, turns, api_services):
     assert get(api_client, login_as("alice"), "group_by=day").status_code == 403
     assert get(api_client, login_as("carol"), "group_by=day", tenant="engineering").status_code == 403

@@ -6,8 +6,8 @@ from datetime import datetime
 from types import SimpleNamespace
 from typing import Any, Literal
 
-from sqlalchemy import case, func, insert
-from sqlmodel import Session, select
+from sqlalchemy import case, func, insert, literal
+from sqlmodel import Session, col, select
 
 from backend.db.models import ChatTurn
 
@@ -54,6 +54,9 @@ def sum_usage(*, session: Session, tenant: str, since: datetime, until: datetime
     return int(tokens or 0), float(cost or 0.0)
 
 
+NO_MODEL = "(no model call)"
+
+
 def usage_totals(*, session: Session, tenant: str, since: datetime, until: datetime,
                  group_by: GroupBy) -> list[dict]:
     """Totals per group: requests (what users and callers asked), internal calls (query rewrites made for
@@ -61,11 +64,13 @@ def usage_totals(*, session: Session, tenant: str, since: datetime, until: datet
     if group_by == "day":
         group = func.date(ChatTurn.created_at)
     elif group_by == "model":
-        group = func.coalesce(ChatTurn.model, "")
+        # "I don't know" answers and cached ones call no model
+        group = func.coalesce(func.nullif(ChatTurn.model, ""), NO_MODEL)
     elif group_by == "user":
         group = ChatTurn.subject
     else:
-        group = func.coalesce(ChatTurn.assistant, "")
+        # A plain completion through a tier alias (OpenAI-compatible `model: fast`) serves no assistant.
+        group = func.coalesce(func.nullif(ChatTurn.assistant, ""), literal("tier:").concat(ChatTurn.tier))
     stmt = (
         select(
             group.label("key"),
@@ -77,7 +82,7 @@ def usage_totals(*, session: Session, tenant: str, since: datetime, until: datet
             func.sum(ChatTurn.cost_usd),
         )
         .where(ChatTurn.tenant == tenant, ChatTurn.created_at >= since, ChatTurn.created_at < until,
-               ChatTurn.outcome == "ok")
+               col(ChatTurn.outcome).in_(("ok", "cancelled")))  # a cancelled turn's tokens were used too
         .group_by(group)
         .order_by(group)
     )
