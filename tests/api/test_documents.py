@@ -53,6 +53,8 @@ def test_upload_status_search_delete(api_client, login_as):
     assert len(results) == 3 and results[0]["document_id"] == ids[0] and 0 < results[0]["score"] <= 1
     assert results[0]["section"].endswith("Discount Approval Thresholds")
     assert any("Project BLUEHERON-7" in x["text"] for x in results)
+    r = api_client.post("/api/t/sales/search", json={"query": "discounts", "kb": "defualt"}, **alice)
+    assert (r.status_code, r.json()["error"]) == (404, "kb_not_found") and "it has: default" in r.json()["detail"]
 
     # Another tenant's admin with a sales document id: the same 404 as an unknown id, and an audited denial.
     fiona = {"cookies": login_as("fiona")}  # finance admin
