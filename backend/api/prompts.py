@@ -198,6 +198,7 @@ def create_version(assistant: str, data: VersionIn, ctx: PromptsWrite, services:
 
 class LabelIn(BaseModel):
     version: int = Field(ge=1)
+    create: bool = False  # a label that does not exist yet (e.g. "canary"); without it a typo is refused
 
 
 @router.put("/{assistant}/labels/{label}")
@@ -205,6 +206,10 @@ def move_label(assistant: str, label: str, data: LabelIn, ctx: PromptsWrite, ser
                request: Request) -> dict[str, Any]:
     cfg = _assistant(services, ctx.tenant, assistant)
     target = _get(services, ctx.tenant, assistant, data.version)
+    existing = services.prompts.labels(ctx.tenant, assistant)
+    if label not in existing and label not in ("production", "staging") and not data.create:
+        raise Invalid(f"{assistant} has no label {label!r} (it has: {', '.join(sorted(existing)) or 'none'}); send "
+                      '"create": true to create it', code="unknown_label")
     refusal = approval_refusal(ctx.principal, cfg, label, target.config.get("author"))
     if refusal:
         services.audit.record("denied", subject=ctx.principal.subject, tenant=ctx.tenant, route=request.url.path,

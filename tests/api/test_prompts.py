@@ -184,8 +184,14 @@ def test_label_moves_and_saves_are_audited_with_before_and_after(client):
     assert moved.detail == {"assistant": "sales-assistant", "label": "production", "before": 1, "after": 2}
     history = client.get(SA, headers=as_("alice")).json()["history"]
     assert history[0]["who"] == "bob" and (history[0]["from"], history[0]["to"]) == (1, 2)
-    r = client.put(f"{SA}/labels/Bad..Label", headers=as_("bob"), json={"version": 1})
+    r = client.put(f"{SA}/labels/Bad..Label", headers=as_("bob"), json={"version": 1, "create": True})
     assert r.status_code == 422
+    # A typo of an existing label is refused; a new label needs "create".
+    r = client.put(f"{SA}/labels/prod", headers=as_("bob"), json={"version": 1})
+    assert (r.status_code, r.json()["error"]) == (422, "unknown_label") and "production" in r.json()["detail"]
+    assert "prod" not in client.get(SA, headers=as_("alice")).json()["labels"]
+    r = client.put(f"{SA}/labels/canary", headers=as_("bob"), json={"version": 2, "create": True})
+    assert r.status_code == 200 and client.get(SA, headers=as_("alice")).json()["labels"]["canary"] == 2
     assert client.put(f"{SA}/labels/production", headers=as_("bob"), json={"version": 9}).status_code == 404
 
 
