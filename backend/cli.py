@@ -72,6 +72,25 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keys_list(args: argparse.Namespace) -> int:
+    from backend.db.repositories.api_keys import list_api_keys
+
+    services = _services(worker=False)
+    if services.registry.get(args.tenant) is None:
+        print(f"error: unknown tenant {args.tenant!r}; known: {', '.join(services.registry.ids())}",
+              file=sys.stderr)
+        return 2
+    with services.db.session() as session:
+        keys = list_api_keys(session=session, tenant=args.tenant)
+    if not keys:
+        print(f"tenant {args.tenant} has no API keys (create one: atrium keys create --tenant {args.tenant} ...)")
+    for k in keys:
+        state = f"revoked {k.revoked_at:%Y-%m-%d}" if k.revoked_at else "active"
+        used = f"last used {k.last_used_at:%Y-%m-%d %H:%M}" if k.last_used_at else "never used"
+        print(f"{k.id}  {state:<18} {','.join(k.scopes):<40} {used:<27} {k.name or '-'}")
+    return 0
+
+
 def cmd_keys_revoke(args: argparse.Namespace) -> int:
     from backend.db.repositories.api_keys import revoke_api_key
 
@@ -127,6 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                         "prompts:read,prompts:write,admin")
     create.add_argument("--name", default="")
     create.set_defaults(func=cmd_keys_create)
+    listing = keys.add_parser("list", help="a tenant's keys: id, state, scopes, last use, name (never secrets)")
+    listing.add_argument("--tenant", required=True)
+    listing.set_defaults(func=cmd_keys_list)
     revoke = keys.add_parser("revoke", help="revoke a key")
     revoke.add_argument("--tenant", required=True)
     revoke.add_argument("key_id")

@@ -35,6 +35,14 @@ def test_keys_create_prints_the_key_alone_on_the_last_line_and_stores_only_a_has
     assert secret not in dump and key.key_hash in dump
     db.engine.dispose()
 
+    listed = _atrium(data_dir, "keys", "list", "--tenant", "sales")
+    assert listed.returncode == 0, listed.stderr
+    assert key.id in listed.stdout and "active" in listed.stdout and "chat,retrieval" in listed.stdout
+    assert secret not in listed.stdout
+    assert _atrium(data_dir, "keys", "revoke", "--tenant", "sales", key.id).returncode == 0
+    assert "revoked" in _atrium(data_dir, "keys", "list", "--tenant", "sales").stdout
+    assert "no API keys" in _atrium(data_dir, "keys", "list", "--tenant", "finance").stdout
+
 
 def test_keys_create_rejects_unknown_tenant_and_scope(data_dir):
     bad_tenant = _atrium(data_dir, "keys", "create", "--tenant", "marketing", "--scopes", "chat")

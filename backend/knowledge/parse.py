@@ -85,12 +85,17 @@ def _decode(data: bytes) -> str | None:
     return None if sample and controls / len(sample) > 0.02 else text
 
 
+def _size(n: int) -> str:
+    return f"{n / 2**20:.2f} MB" if n >= 2**20 else f"{n / 1024:.1f} KB"
+
+
 def validate(data: bytes, filename: str | None, *, max_bytes: int) -> tuple[str, str]:
     """Cheap checks done while the uploader waits: -> (file name, content type). Raises 4xx errors."""
     name = clean_filename(filename)
     if len(data) > max_bytes:
-        raise PayloadTooLarge(f"{name} is {len(data) / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB "
-                              "(ATRIUM_MAX_UPLOAD_MB)", code="file_too_large")
+        # The upload route stops reading one byte past the limit, so the real size is unknown here.
+        raise PayloadTooLarge(f"{name} is larger than the {_size(max_bytes)} limit (ATRIUM_MAX_UPLOAD_MB)",
+                              code="file_too_large")
     if not data.strip():
         raise Invalid(f"{name} is empty", code="empty_file")
     kind = sniff(data)
