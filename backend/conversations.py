@@ -19,7 +19,7 @@ from backend.auth.principal import PROMPT_EDITOR, Principal
 from backend.db.engine import Database
 from backend.db.models import ChatUser, Conversation, ConversationStep
 from backend.db.repositories import conversations as repo
-from backend.errors import AtriumError
+from backend.errors import AtriumError, Forbidden
 from backend.governance.audit import AuditLog
 from backend.tenants import TenantRegistry
 
@@ -140,14 +140,16 @@ class ConversationService:
     # -- messages and feedback -------------------------------------------------------------------------------------
 
     def save_step(self, principal: Principal, conversation_id: str, *, step_id: str, type: str, name: str,
-                  output: str, parent_id: str | None = None, created_at: datetime | None = None) -> bool:
+                  output: str, parent_id: str | None = None, created_at: datetime | None = None,
+                  turn_id: int | None = None) -> bool:
         if type not in STEP_TYPES:  # tool runs and other internals are not history
             return False
         row = self.get(principal, conversation_id, action="write")
         if row is None:
             return False
         step = ConversationStep(id=step_id, conversation_id=row.id, tenant=row.tenant, type=type, name=name[:200],
-                                output=output, parent_id=None)  # parents are run steps, not stored
+                                output=output, parent_id=None,  # parents are run steps, not stored
+                                turn_id=turn_id if type == "assistant_message" else None)
         if created_at is not None:
             step.created_at = created_at
         with self.db.session() as session:
@@ -190,6 +192,34 @@ class ConversationService:
     def _deny_step(self, principal: Principal, step_id: str, tenant: str, action: str) -> None:
         self.audit.record("denied", subject=principal.subject, tenant=tenant, route="chat:conversation",
                           status=404, reason="not_owner", detail={"message": step_id, "action": action})
+
+    # -- what users thought of the answers (for the people who improve the prompts) -----------------------------
+
+    def feedback_report(self, principal: Principal, tenant: str, *, assistant: str | None = None,
+                        value: int | None = None, limit: int = 50) -> dict:
+        """Counts per assistant and prompt version, and the latest rated answers with their question and the
+        user's comment. A rating shares that one exchange with the tenant's prompt editors (README); who rated
+        is not shown."""
+        if not principal.has_role(tenant, PROMPT_EDITOR):
+            self.audit.record("denied", subject=principal.subject, tenant=tenant, route="feedback:report",
+                              status=403, reason="missing_role")
+            raise Forbidden("only prompt editors and tenant admins see the feedback", code="missing_role")
+        with self.db.session() as session:
+            counts = repo.feedback_summary(session=session, tenant=tenant, assistant=assistant)
+            rated = repo.rated_steps(session=session, tenant=tenant, assistant=assistant, value=value,
+                                     limit=max(1, min(limit, 200)))
+        summary: dict[tuple[str, int | None], dict] = {}
+        for name, version, rating, n in counts:
+            row = summary.setdefault((name, version), {"assistant": name, "prompt_version": version,
+                                                       "helpful": 0, "not_helpful": 0})
+            row["helpful" if rating == 1 else "not_helpful"] += int(n)
+        items = [{"at": step.created_at.isoformat(), "assistant": conv.assistant, "label": conv.label,
+                  "prompt_version": turn.prompt_version if turn else None, "model": turn.model if turn else None,
+                  "value": step.feedback_value, "comment": step.feedback_comment, "question": question,
+                  "answer": step.output}
+                 for step, conv, turn, question in rated]
+        order = sorted(summary.values(), key=lambda r: (r["assistant"], -(r["prompt_version"] or 0)))
+        return {"tenant": tenant, "summary": order, "items": items}
 
     # -- titles ------------------------------------------------------------------------------------------------------
 

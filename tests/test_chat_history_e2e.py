@@ -73,6 +73,19 @@ async def test_history_is_the_owners_alone(live_server):
     assert r.status_code == 200 and r.json()["feedbackId"] == answer_id
     thread = httpx.get(f"{live_server.url}/chat/project/thread/{thread_id}", cookies=alice).json()
     assert thread["steps"][1]["feedback"]["value"] == 1
+    # The sales prompt editors see the rated exchange, with the prompt version that answered (not who rated).
+    r = httpx.put(f"{live_server.url}/chat/feedback", cookies=alice,
+                  json={"feedback": {"forId": answer_id, "value": 0, "comment": "the limit is 15%"},
+                        "sessionId": "x"})
+    assert r.status_code == 200
+    report = httpx.get(f"{live_server.url}/api/t/sales/feedback", cookies=bob).json()
+    [item] = [i for i in report["items"] if i["answer"] == reply.text]
+    assert (item["question"], item["value"], item["comment"]) == (QUESTION, 0, "the limit is 15%")
+    assert (item["assistant"], item["prompt_version"], item["model"]) == ("sales-assistant", 1, "local/smollm2")
+    assert "alice" not in str(item)
+    assert {"assistant": "sales-assistant", "prompt_version": 1, "helpful": 0, "not_helpful": 1} in report["summary"]
+    assert httpx.get(f"{live_server.url}/api/t/sales/feedback", cookies=alice).status_code == 403  # a member
+    assert httpx.get(f"{live_server.url}/api/t/sales/feedback", cookies=erin).status_code == 403  # another tenant
     r = httpx.put(f"{live_server.url}/chat/project/thread", cookies=alice,
                   json={"threadId": thread_id, "name": "Discount limits"})
     assert r.status_code == 200

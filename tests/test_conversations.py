@@ -167,3 +167,42 @@ def test_no_title_model_call_with_only_the_local_model(services, conv):
     with services.db.session() as s:
         assert list(s.exec(select(ChatTurn))) == []
     assert conv.get(alice, "t").title == "first message"
+
+
+def test_feedback_report_is_for_editors_and_per_prompt_version(services, conv):
+    from backend.db.models import ChatTurn
+    from backend.errors import Forbidden
+
+    alice, bob = who(services, "alice", "sales"), who(services, "bob", "sales", "sales-editors")
+    with services.db.session() as s:
+        turn = ChatTurn(tenant="sales", subject="alice", assistant="sales-assistant", prompt_version=3,
+                        model="anthropic/claude-haiku-4-5")
+        foreign = ChatTurn(tenant="engineering", subject="erin", assistant="eng-assistant", prompt_version=9)
+        s.add(turn)
+        s.add(foreign)
+        s.commit()
+        s.refresh(turn)
+        s.refresh(foreign)
+    conv.create(alice, conversation_id="t", tenant="sales", assistant="sales-assistant", title="q")
+    conv.save_step(alice, "t", step_id="q1", type="user_message", name="alice", output="discount cap?")
+    conv.save_step(alice, "t", step_id="a1", type="assistant_message", name="Atrium", output="10%",
+                   turn_id=turn.id)
+    conv.save_step(alice, "t", step_id="q2", type="user_message", name="alice", output="and for renewals?")
+    # A turn id of another tenant is never joined (its prompt version would leak).
+    conv.save_step(alice, "t", step_id="a2", type="assistant_message", name="Atrium", output="5%",
+                   turn_id=foreign.id)
+    conv.feedback(alice, "a1", 0, "it is 15%")
+    conv.feedback(alice, "a2", 1)
+
+    with pytest.raises(Forbidden):
+        conv.feedback_report(alice, "sales")
+    report = conv.feedback_report(bob, "sales")
+    assert {(r["prompt_version"], r["helpful"], r["not_helpful"]) for r in report["summary"]} == {(3, 0, 1),
+                                                                                                 (None, 1, 0)}
+    by_answer = {i["answer"]: i for i in report["items"]}
+    assert (by_answer["10%"]["question"], by_answer["10%"]["comment"]) == ("discount cap?", "it is 15%")
+    assert by_answer["10%"]["prompt_version"] == 3 and by_answer["5%"]["prompt_version"] is None
+    assert by_answer["5%"]["question"] == "and for renewals?"
+    assert [i["answer"] for i in conv.feedback_report(bob, "sales", value=0)["items"]] == ["10%"]
+    assert conv.feedback_report(who(services, "dave", "engineering", "engineering-editors"),
+                                "engineering")["items"] == []

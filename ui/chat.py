@@ -196,6 +196,7 @@ async def on_message(message: cl.Message) -> None:
         reply.content = (reply.content or result.answer) + "\n\nSources: " + ", ".join(labels)
     for warning in result.warnings:
         reply.content += f"\n\n_{warning}_"
+    reply.metadata = {"turn_id": result.turn_id}  # stored with the message: feedback per prompt version
     await reply.send()
     if not history and services.conversations is not None and result.answer:
         thread_id = cl.context.session.thread_id

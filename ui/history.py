@@ -161,9 +161,11 @@ class AtriumDataLayer(BaseDataLayer):
             return
         if await self._ensure(principal, thread_id) is None:
             return
+        turn_id = (step.get("metadata") or {}).get("turn_id")
         await self._call(self._conversations.save_step, principal, thread_id, step_id=step["id"],
                          type=step["type"], name=step.get("name") or "", output=step.get("output") or "",
-                         parent_id=step.get("parentId"), created_at=_parse_iso(step.get("createdAt")))
+                         parent_id=step.get("parentId"), created_at=_parse_iso(step.get("createdAt")),
+                         turn_id=turn_id if isinstance(turn_id, int) else None)
 
     async def delete_step(self, step_id: str) -> None:
         principal = self._caller()

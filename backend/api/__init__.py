@@ -12,6 +12,7 @@ def routers() -> list[APIRouter]:
         dify_chat,
         dify_retrieval,
         documents,
+        feedback,
         health,
         keys,
         me,
@@ -25,4 +26,4 @@ def routers() -> list[APIRouter]:
     # The OpenAI-compatible routes first: Starlette matches routes in order, and they are the hot path.
     return [openai_compat.router, health.router, me.router, chat.router, keys.router, admin.router,
             dify_chat.router, prompts.router, studio.router, usage.router, documents.router, search.router,
-            dify_retrieval.router, admin_page.router]
+            dify_retrieval.router, admin_page.router, feedback.router]

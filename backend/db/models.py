@@ -166,6 +166,7 @@ class ConversationStep(SQLModel, table=True):
     name: str = ""
     output: str = ""
     parent_id: str | None = None
+    turn_id: int | None = None  # the chat_turn of an answer: its prompt version and model, for feedback reports
     created_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))
     feedback_value: int | None = None  # 1 = helpful, 0 = not helpful
     feedback_comment: str | None = None

@@ -42,6 +42,7 @@ ROUTES: list[Route] = [
     Route("POST", "/api/t/{tenant}/keys", json={"name": "stolen", "scopes": ["admin"]}),
     Route("DELETE", "/api/t/{tenant}/keys/{key_id}", params={"key_id": "0123456789ab"}),
     Route("GET", "/api/t/{tenant}/audit"),
+    Route("GET", "/api/t/{tenant}/feedback"),
     Route("POST", "/api/t/{tenant}/dify/chat-messages", json={"query": "hi", "response_mode": "blocking"}),
     Route("GET", "/api/t/{tenant}/prompts"),
     Route("GET", "/api/t/{tenant}/prompts/{assistant}", params={"assistant": "sales-assistant"}),

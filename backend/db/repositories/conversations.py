@@ -10,7 +10,7 @@ from sqlalchemy import delete, func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from backend.db.models import ChatUser, Conversation, ConversationStep, utcnow
+from backend.db.models import ChatTurn, ChatUser, Conversation, ConversationStep, utcnow
 
 
 def upsert_chat_user(*, session: Session, identifier: str, display_name: str | None, provider: str | None,
@@ -105,6 +105,7 @@ def save_step(*, session: Session, step: ConversationStep) -> ConversationStep:
         if existing.conversation_id != step.conversation_id or existing.tenant != step.tenant:
             raise ValueError("step id belongs to another conversation")
         existing.output, existing.name, existing.type = step.output, step.name, step.type
+        existing.turn_id = step.turn_id if step.turn_id is not None else existing.turn_id
         step = existing
     session.add(step)
     conversation = session.get(Conversation, step.conversation_id)
@@ -126,3 +127,44 @@ def set_feedback(*, session: Session, step: ConversationStep, value: int | None,
     step.feedback_value, step.feedback_comment = value, comment
     session.add(step)
     session.commit()
+
+
+def feedback_summary(*, session: Session, tenant: str, assistant: str | None = None) -> list[tuple]:
+    """(assistant, prompt_version, value, count) of the tenant's rated answers."""
+    turn = (ChatTurn.id == ConversationStep.turn_id) & (ChatTurn.tenant == ConversationStep.tenant)
+    stmt = (select(Conversation.assistant, ChatTurn.prompt_version, ConversationStep.feedback_value,
+                   func.count())
+            .join(Conversation, Conversation.id == ConversationStep.conversation_id)
+            .outerjoin(ChatTurn, turn)
+            .where(ConversationStep.tenant == tenant, Conversation.tenant == tenant,
+                   col(ConversationStep.feedback_value).is_not(None))
+            .group_by(Conversation.assistant, ChatTurn.prompt_version, ConversationStep.feedback_value))
+    if assistant:
+        stmt = stmt.where(Conversation.assistant == assistant)
+    return list(session.exec(stmt))
+
+
+def rated_steps(*, session: Session, tenant: str, assistant: str | None = None, value: int | None = None,
+                limit: int = 50) -> list[tuple[ConversationStep, Conversation, ChatTurn | None, str]]:
+    """The latest rated answers: (answer step, conversation, its turn, the question it answered)."""
+    stmt = (select(ConversationStep, Conversation)
+            .join(Conversation, Conversation.id == ConversationStep.conversation_id)
+            .where(ConversationStep.tenant == tenant, Conversation.tenant == tenant,
+                   col(ConversationStep.feedback_value).is_not(None))
+            .order_by(col(ConversationStep.created_at).desc()).limit(limit))
+    if assistant:
+        stmt = stmt.where(Conversation.assistant == assistant)
+    if value is not None:
+        stmt = stmt.where(ConversationStep.feedback_value == value)
+    out = []
+    for step, conversation in session.exec(stmt).all():
+        question = session.exec(
+            select(ConversationStep.output)
+            .where(ConversationStep.conversation_id == step.conversation_id, ConversationStep.tenant == tenant,
+                   ConversationStep.type == "user_message", ConversationStep.created_at <= step.created_at)
+            .order_by(col(ConversationStep.created_at).desc()).limit(1)).first()
+        turn = session.get(ChatTurn, step.turn_id) if step.turn_id is not None else None
+        if turn is not None and turn.tenant != tenant:
+            turn = None
+        out.append((step, conversation, turn, question or ""))
+    return out

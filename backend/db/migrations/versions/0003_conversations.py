@@ -42,6 +42,7 @@ def upgrade() -> None:
         sa.Column("name", sa.String, nullable=False),
         sa.Column("output", sa.Text, nullable=False),
         sa.Column("parent_id", sa.String),
+        sa.Column("turn_id", sa.Integer),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("feedback_value", sa.Integer),
         sa.Column("feedback_comment", sa.String),
