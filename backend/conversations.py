@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
 
 from backend.auth.principal import PROMPT_EDITOR, Principal
@@ -213,7 +213,7 @@ class ConversationService:
             row = summary.setdefault((name, version), {"assistant": name, "prompt_version": version,
                                                        "helpful": 0, "not_helpful": 0})
             row["helpful" if rating == 1 else "not_helpful"] += int(n)
-        items = [{"at": step.created_at.isoformat(), "assistant": conv.assistant, "label": conv.label,
+        items = [{"at": _utc(step.created_at).isoformat(), "assistant": conv.assistant, "label": conv.label,
                   "prompt_version": turn.prompt_version if turn else None, "model": turn.model if turn else None,
                   "value": step.feedback_value, "comment": step.feedback_comment, "question": question,
                   "answer": step.output}
@@ -256,6 +256,10 @@ def clean_title(text: str) -> str:
         if line:
             return _clip_title(line)
     return ""
+
+
+def _utc(at: datetime) -> datetime:
+    return at if at.tzinfo else at.replace(tzinfo=UTC)  # SQLite hands back naive datetimes, written in UTC
 
 
 def _clip_title(title: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+import httpx
 import pytest
 
 from tests.browser.test_studio import TIMEOUT, _chat_until
@@ -74,4 +75,18 @@ def test_conversation_is_in_the_sidebar_and_reopens(server, browser, shot):
     assert answer[:40] not in other.locator("body").inner_text()
     assert other.locator(f'#thread-{thread_id}').count() == 0
     shot(other, "history-04-other-user")
+
+    # alice rates the answer down with a comment; bob, a prompt editor, reads it in the studio.
+    answer_id = server.rows("select id from conversation_step where conversation_id = :i and "
+                            "type = 'assistant_message' and output != ''", i=thread_id)[0]["id"]
+    r = httpx.put(f"{server.url}/chat/feedback", cookies=server.login("alice"),
+                  json={"feedback": {"forId": answer_id, "value": 0, "comment": "Too vague"}, "sessionId": "x"})
+    assert r.status_code == 200, r.text
+    other.goto(f"{server.url}/studio#sales-assistant/feedback")
+    item = other.locator(".feedback-item.down").first
+    item.wait_for(timeout=60_000)
+    assert "Too vague" in item.inner_text() and QUESTION in item.inner_text()
+    assert "v1" in item.inner_text() and "alice" not in item.inner_text()
+    assert other.locator("#feedback-summary tbody tr").first.inner_text().split() == ["v1", "0", "1"]
+    shot(other, "history-05-studio-feedback")
     other_ctx.close()

@@ -42,6 +42,36 @@
     document.querySelectorAll(".tabs button").forEach(function (b) { b.setAttribute("aria-selected", b.dataset.tab === name ? "true" : "false"); });
     document.querySelectorAll(".tab").forEach(function (s) { s.hidden = s.id !== "tab-" + name; });
     if (state.name) history.replaceState(null, "", "#" + state.name + "/" + name);
+    if (name === "feedback") loadFeedback();
+  }
+
+  // -- feedback: the chat's thumbs up/down for this assistant ----------------------------------------------
+  function loadFeedback() {
+    var url = "/api/t/" + encodeURIComponent(BOOT.tenant) + "/feedback?assistant=" + encodeURIComponent(state.name);
+    var body = clear(document.querySelector("#feedback-summary tbody")), items = clear($("feedback-items"));
+    items.appendChild(h("p", {class: "muted", text: "Loading…"}));
+    return fetch(url, {credentials: "same-origin", headers: {"X-Tenant-ID": BOOT.tenant, "Accept": "application/json"}})
+      .then(function (r) { return r.json().then(function (d) { return {ok: r.ok, data: d}; }); })
+      .then(function (r) {
+        clear(items);
+        if (!r.ok) { items.appendChild(h("p", {class: "note", text: r.data.detail || "Could not load the feedback."})); return; }
+        r.data.summary.forEach(function (s) {
+          body.appendChild(h("tr", null, h("td", {text: s.prompt_version ? "v" + s.prompt_version : "unknown"}),
+            h("td", {text: String(s.helpful)}), h("td", {text: String(s.not_helpful)})));
+        });
+        if (!r.data.items.length) {
+          items.appendChild(h("p", {class: "muted", text: "No ratings yet: users rate answers with the thumbs under them in the chat."}));
+        }
+        r.data.items.forEach(function (it) {
+          var head = (it.value ? "Helpful" : "Not helpful") + " · " + (it.prompt_version ? "v" + it.prompt_version : "version unknown")
+            + (it.label === "staging" ? " (staging)" : "") + (it.model ? " · " + it.model : "") + " · " + fullDate(it.at);
+          items.appendChild(h("div", {class: "card feedback-item" + (it.value ? " up" : " down")},
+            h("div", {class: "muted small", text: head}),
+            h("p", null, h("strong", {text: "Question: "}), h("span", {text: it.question})),
+            h("p", null, h("strong", {text: "Answer: "}), h("span", {text: it.answer.length > 600 ? it.answer.slice(0, 600) + "…" : it.answer})),
+            it.comment ? h("p", {class: "note"}, h("strong", {text: "Comment: "}), h("span", {text: it.comment})) : null));
+        });
+      }, function () { clear(items); items.appendChild(h("p", {class: "note", text: "Cannot reach the server — check your connection."})); });
   }
   document.querySelectorAll(".tabs button").forEach(function (b) { b.addEventListener("click", function () { showTab(b.dataset.tab); }); });
   document.querySelector(".tabs").addEventListener("keydown", function (e) {
@@ -555,6 +585,6 @@
     if (!state.assistants.length) { $("assistant-title").textContent = "No assistants configured"; return; }
     var hash = decodeURIComponent(location.hash.slice(1)).split("/");
     var first = state.assistants.find(function (a) { return a.name === hash[0]; }) || state.assistants[0];
-    selectAssistant(first.name, ["edit", "history", "playground", "release"].indexOf(hash[1]) >= 0 ? hash[1] : "edit");
+    selectAssistant(first.name, ["edit", "history", "playground", "release", "feedback"].indexOf(hash[1]) >= 0 ? hash[1] : "edit");
   });
 })();
