@@ -50,13 +50,20 @@ def cmd_migrate(_args: argparse.Namespace) -> int:
     return 0
 
 
+def _tenant_services(tenant: str):  # noqa: ANN202 - Services, imported lazily like everything here
+    """The services, or None after saying which tenants exist (the CLI's usual first check)."""
+    services = _services(worker=False)
+    if services.registry.get(tenant) is None:
+        print(f"error: unknown tenant {tenant!r}; known: {', '.join(services.registry.ids())}", file=sys.stderr)
+        return None
+    return services
+
+
 def cmd_keys_create(args: argparse.Namespace) -> int:
     from backend.auth.api_keys import issue_key, parse_scopes
 
-    services = _services(worker=False)
-    if services.registry.get(args.tenant) is None:
-        print(f"error: unknown tenant {args.tenant!r}; known: {', '.join(services.registry.ids())}",
-              file=sys.stderr)
+    services = _tenant_services(args.tenant)
+    if services is None:
         return 2
     try:
         scopes = parse_scopes(args.scopes)
@@ -75,10 +82,8 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
 def cmd_keys_list(args: argparse.Namespace) -> int:
     from backend.db.repositories.api_keys import list_api_keys
 
-    services = _services(worker=False)
-    if services.registry.get(args.tenant) is None:
-        print(f"error: unknown tenant {args.tenant!r}; known: {', '.join(services.registry.ids())}",
-              file=sys.stderr)
+    services = _tenant_services(args.tenant)
+    if services is None:
         return 2
     with services.db.session() as session:
         keys = list_api_keys(session=session, tenant=args.tenant)
