@@ -164,15 +164,20 @@ def _request(body: ChatCompletionIn, tenant: str, services: Any) -> ChatRequest:
     live = set(services.llm.tiers())
     if body.model in cfg.model_policy.allowed_tiers:
         if body.model not in live:
-            reasons = [f"{label} ({why})" for label, why in services.llm.live.excluded.items()
-                       if label.split(":", 1)[0] == body.model]
-            raise Unavailable(f"tier {body.model} has no live deployment: "
-                              f"{'; '.join(reasons) or 'no deployment is configured for it'}",
-                              code="model_not_available", extra={"param": "model"})
+            raise _not_live(body.model, services)
         return ChatRequest(tenant=tenant, assistant="", message="", channel="openai", tier=body.model,
                            messages=messages, temperature=body.temperature, max_tokens=max_tokens,
                            params=_sampling(body))
     raise _unknown_model(body.model, tenant, cfg, live)
+
+
+def _not_live(tier: str, services: Any) -> Unavailable:
+    """An allowed tier with no deployment up: 503 naming why (e.g. its API key is not set)."""
+    reasons = [f"{label} ({why})" for label, why in services.llm.live.excluded.items()
+               if label.split(":", 1)[0] == tier]
+    why = "; ".join(reasons) or "no deployment is configured for it"
+    return Unavailable(f"tier {tier} has no live deployment: {why}", code="model_not_available",
+                       extra={"param": "model"})
 
 
 def _unknown_model(model: str, tenant: str, cfg: Any, live: set[str]) -> NotFound:
@@ -204,6 +209,9 @@ def retrieve_model(model_id: str, ctx: ChatAccess, services: ServicesDep) -> dic
     for model in _models(ctx.tenant, services):
         if model["id"] == model_id:
             return model
+    cfg = services.registry.get(ctx.tenant)
+    if cfg is not None and model_id in cfg.model_policy.allowed_tiers:  # allowed, but down: say why, as POST does
+        raise _not_live(model_id, services)
     raise _unknown_model(model_id, ctx.tenant, services.registry.get(ctx.tenant), set(services.llm.tiers()))
 
 

@@ -357,6 +357,12 @@ def test_allowed_tier_without_live_deployment_is_503_with_reasons(recorded):
     assert err["message"] == ("tier smart has no live deployment: smart:anthropic/claude-sonnet-4-5 "
                               "(ANTHROPIC_API_KEY is not set)")
     assert err["type"] == "api_error"
+    # Retrieving it says the same (not "does not exist"); an unknown id is still a 404.
+    with pytest.raises(openai.InternalServerError) as info:
+        sdk.models.retrieve("smart")
+    assert info.value.status_code == 503 and "ANTHROPIC_API_KEY is not set" in info.value.body["message"]
+    with pytest.raises(openai.NotFoundError):
+        sdk.models.retrieve("smrt")
 
 
 def test_caller_sampling_settings_never_share_the_answer_cache(recorded):
