@@ -36,7 +36,9 @@ TITLE_SYSTEM = ("Write a short title (2 to 6 words) for the conversation below, 
                 "Reply with the title only: no quotes, no label, no full stop.")
 _TITLE_WRAP = " \t\"'`*#“”‘’«»"
 _TITLE_LABEL = re.compile(r"^(?:conversation )?title\s*[:\-–]\s*", re.I)
-STEP_TYPES = frozenset({"user_message", "assistant_message", "system_message"})
+# "run": the step Chainlit wraps each answer in (the answer's parent); Chainlit's thumbs rate the run, and the
+# rating buttons of a reopened conversation only show under answers whose run is there.
+STEP_TYPES = frozenset({"user_message", "assistant_message", "system_message", "run"})
 
 
 @dataclass(frozen=True)
@@ -148,7 +150,8 @@ class ConversationService:
         if row is None:
             return False
         step = ConversationStep(id=step_id, conversation_id=row.id, tenant=row.tenant, type=type, name=name[:200],
-                                output=output, parent_id=None,  # parents are run steps, not stored
+                                output="" if type == "run" else output,
+                                parent_id=parent_id[:64] if parent_id else None,
                                 turn_id=turn_id if type == "assistant_message" else None)
         if created_at is not None:
             step.created_at = created_at

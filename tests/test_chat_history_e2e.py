@@ -38,10 +38,12 @@ async def test_history_is_the_owners_alone(live_server):
     thread_id = new[0]["id"]
     assert new[0]["metadata"] == {"chat_profile": "sales/sales-assistant"}
     thread = httpx.get(f"{live_server.url}/chat/project/thread/{thread_id}", cookies=alice).json()
-    steps = thread["steps"]
+    steps = [s for s in thread["steps"] if s["type"] != "run"]
     assert [s["type"] for s in steps] == ["user_message", "assistant_message"]
     assert steps[0]["output"] == QUESTION and steps[1]["output"] == reply.text
-    answer_id = steps[1]["id"]
+    # Chainlit's thumbs rate the answer's run (its parent); without the run a reopened answer has no buttons.
+    answer_id = steps[1]["parentId"]
+    assert [s["type"] for s in thread["steps"] if s["id"] == answer_id] == ["run"]
 
     # Another tenant's user (erin) and a colleague in the same tenant (bob) get nothing and change nothing.
     for name, cookies in (("erin", erin), ("bob", bob)):
@@ -72,7 +74,7 @@ async def test_history_is_the_owners_alone(live_server):
                   json={"feedback": {"forId": answer_id, "value": 1, "comment": None}, "sessionId": "x"})
     assert r.status_code == 200 and r.json()["feedbackId"] == answer_id
     thread = httpx.get(f"{live_server.url}/chat/project/thread/{thread_id}", cookies=alice).json()
-    assert thread["steps"][1]["feedback"]["value"] == 1
+    assert [s["feedback"]["value"] for s in thread["steps"] if s["id"] == answer_id] == [1]
     # The sales prompt editors see the rated exchange, with the prompt version that answered (not who rated).
     r = httpx.put(f"{live_server.url}/chat/feedback", cookies=alice,
                   json={"feedback": {"forId": answer_id, "value": 0, "comment": "the limit is 15%"},
@@ -99,7 +101,7 @@ async def test_history_is_the_owners_alone(live_server):
     assert (turn["tenant"], turn["assistant"]) == ("sales", "sales-assistant")
     assert "previous questions + this message" in turn["route_reason"]  # the resumed history was used
     thread = httpx.get(f"{live_server.url}/chat/project/thread/{thread_id}", cookies=alice).json()
-    assert [s["type"] for s in thread["steps"]] == ["user_message", "assistant_message"] * 2
+    assert [s["type"] for s in thread["steps"] if s["type"] != "run"] == ["user_message", "assistant_message"] * 2
     assert thread["name"] == "Discount limits"
 
     # Sharing is not a thing: the route answers, nothing becomes readable through the share link.

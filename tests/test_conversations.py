@@ -33,7 +33,7 @@ def test_owner_lists_and_reads_other_users_and_tenants_see_nothing_and_are_audit
                        title="What is the discount limit?") is not None
     assert conv.save_step(alice, "t-1", step_id="s-1", type="user_message", name="alice", output="Discount?")
     assert conv.save_step(alice, "t-1", step_id="s-2", type="assistant_message", name="Atrium", output="10%")
-    assert not conv.save_step(alice, "t-1", step_id="s-3", type="run", name="on_message", output="")
+    assert not conv.save_step(alice, "t-1", step_id="s-3", type="tool", name="search", output="passages")
 
     page = conv.list(alice)
     assert [c.id for c in page.conversations] == ["t-1"] and not page.has_more
@@ -193,16 +193,28 @@ def test_feedback_report_is_for_editors_and_per_prompt_version(services, conv):
                    turn_id=foreign.id)
     conv.feedback(alice, "a1", 0, "it is 15%")
     conv.feedback(alice, "a2", 1)
+    # What the chat's thumbs do: rate the run that wraps an answer; the report shows the answer and its turn.
+    conv.save_step(alice, "t", step_id="q3", type="user_message", name="alice", output="who approves?")
+    conv.save_step(alice, "t", step_id="r3", type="run", name="on_message", output="ignored")
+    conv.save_step(alice, "t", step_id="n3", type="assistant_message", name="Atrium", output="Adding files…",
+                   parent_id="r3")  # a notice in the same run: not the answer
+    conv.save_step(alice, "t", step_id="a3", type="assistant_message", name="Atrium", output="Your director",
+                   parent_id="r3", turn_id=turn.id)
+    assert conv.feedback(alice, "r3", 0, "wrong person")
 
     with pytest.raises(Forbidden):
         conv.feedback_report(alice, "sales")
     report = conv.feedback_report(bob, "sales")
-    assert {(r["prompt_version"], r["helpful"], r["not_helpful"]) for r in report["summary"]} == {(3, 0, 1),
+    assert {(r["prompt_version"], r["helpful"], r["not_helpful"]) for r in report["summary"]} == {(3, 0, 2),
                                                                                                  (None, 1, 0)}
     by_answer = {i["answer"]: i for i in report["items"]}
+    assert set(by_answer) == {"10%", "5%", "Your director"}
+    assert (by_answer["Your director"]["question"], by_answer["Your director"]["comment"],
+            by_answer["Your director"]["prompt_version"]) == ("who approves?", "wrong person", 3)
     assert (by_answer["10%"]["question"], by_answer["10%"]["comment"]) == ("discount cap?", "it is 15%")
     assert by_answer["10%"]["prompt_version"] == 3 and by_answer["5%"]["prompt_version"] is None
     assert by_answer["5%"]["question"] == "and for renewals?"
-    assert [i["answer"] for i in conv.feedback_report(bob, "sales", value=0)["items"]] == ["10%"]
+    assert sorted(i["answer"] for i in conv.feedback_report(bob, "sales", value=0)["items"]) == ["10%",
+                                                                                                 "Your director"]
     assert conv.feedback_report(who(services, "dave", "engineering", "engineering-editors"),
                                 "engineering")["items"] == []

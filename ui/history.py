@@ -157,7 +157,7 @@ class AtriumDataLayer(BaseDataLayer):
     async def _save_step(self, step: dict) -> None:
         principal = self._caller()
         thread_id = step.get("threadId")
-        if principal is None or not thread_id or step.get("type") not in ("user_message", "assistant_message"):
+        if principal is None or not thread_id or step.get("type") not in ("user_message", "assistant_message", "run"):
             return
         if await self._ensure(principal, thread_id) is None:
             return

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 
-import httpx
 import pytest
 
 from tests.browser.test_studio import TIMEOUT, _chat_until
@@ -56,6 +55,20 @@ def test_conversation_is_in_the_sidebar_and_reopens(server, browser, shot):
         page.wait_for_timeout(500)
     answer = answers[0]["output"]
 
+    # Rate it in the UI, as a user does: thumbs down, a comment, submit (Chainlit rates the answer's run).
+    page.locator(".negative-feedback-off").first.click()
+    page.get_by_placeholder("Your feedback...").fill("Too vague")
+    page.get_by_role("button", name="Submit feedback").click()
+    page.locator(".negative-feedback-on").first.wait_for(timeout=30_000)
+    rated: list[dict] = []
+    for _ in range(60):
+        rated = server.rows("select type, feedback_comment from conversation_step where conversation_id = :i "
+                            "and feedback_value = 0", i=thread_id)
+        if rated:
+            break
+        page.wait_for_timeout(500)
+    assert rated == [{"type": "run", "feedback_comment": "Too vague"}]
+
     page.goto(f"{server.url}/chat/")  # a new chat: the old one is in the sidebar
     link = page.locator(f'#thread-{thread_id}')
     link.wait_for(timeout=60_000)
@@ -65,6 +78,7 @@ def test_conversation_is_in_the_sidebar_and_reopens(server, browser, shot):
     page.wait_for_url(re.compile(rf".*/thread/{thread_id}$"), timeout=60_000)
     page.get_by_text(QUESTION, exact=False).last.wait_for(timeout=60_000)
     page.get_by_text(answer[:40], exact=False).first.wait_for(timeout=60_000)
+    page.locator(".negative-feedback-on").first.wait_for(timeout=30_000)  # the stored rating, after a reload
     shot(page, "history-03-reopened")
     assert errors == [], errors
     ctx.close()
@@ -76,12 +90,7 @@ def test_conversation_is_in_the_sidebar_and_reopens(server, browser, shot):
     assert other.locator(f'#thread-{thread_id}').count() == 0
     shot(other, "history-04-other-user")
 
-    # alice rates the answer down with a comment; bob, a prompt editor, reads it in the studio.
-    answer_id = server.rows("select id from conversation_step where conversation_id = :i and "
-                            "type = 'assistant_message' and output != ''", i=thread_id)[0]["id"]
-    r = httpx.put(f"{server.url}/chat/feedback", cookies=server.login("alice"),
-                  json={"feedback": {"forId": answer_id, "value": 0, "comment": "Too vague"}, "sessionId": "x"})
-    assert r.status_code == 200, r.text
+    # bob, a prompt editor, reads alice's rating in the studio.
     other.goto(f"{server.url}/studio#sales-assistant/feedback")
     item = other.locator(".feedback-item.down").first
     item.wait_for(timeout=60_000)

@@ -8,6 +8,7 @@ from datetime import datetime
 
 from sqlalchemy import delete, func
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
 from backend.db.models import ChatTurn, ChatUser, Conversation, ConversationStep, utcnow
@@ -130,11 +131,16 @@ def set_feedback(*, session: Session, step: ConversationStep, value: int | None,
 
 
 def feedback_summary(*, session: Session, tenant: str, assistant: str | None = None) -> list[tuple]:
-    """(assistant, prompt_version, value, count) of the tenant's rated answers."""
-    turn = (ChatTurn.id == ConversationStep.turn_id) & (ChatTurn.tenant == ConversationStep.tenant)
+    """(assistant, prompt_version, value, count) of the tenant's rated answers (a rated run counts with the
+    turn of its answer)."""
+    answer = aliased(ConversationStep)
+    turn_id = func.coalesce(ConversationStep.turn_id, answer.turn_id)
+    turn = (ChatTurn.id == turn_id) & (ChatTurn.tenant == ConversationStep.tenant)
     stmt = (select(Conversation.assistant, ChatTurn.prompt_version, ConversationStep.feedback_value,
                    func.count())
             .join(Conversation, Conversation.id == ConversationStep.conversation_id)
+            .outerjoin(answer, (answer.parent_id == ConversationStep.id) & (answer.type == "assistant_message")
+                       & (answer.tenant == tenant) & col(answer.turn_id).is_not(None))  # the answer, not a notice
             .outerjoin(ChatTurn, turn)
             .where(ConversationStep.tenant == tenant, Conversation.tenant == tenant,
                    col(ConversationStep.feedback_value).is_not(None))
@@ -158,6 +164,16 @@ def rated_steps(*, session: Session, tenant: str, assistant: str | None = None, 
         stmt = stmt.where(ConversationStep.feedback_value == value)
     out = []
     for step, conversation in session.exec(stmt).all():
+        if step.type == "run":  # Chainlit rates the run: the answer is its message
+            answer = session.exec(select(ConversationStep).where(
+                ConversationStep.parent_id == step.id, ConversationStep.tenant == tenant,
+                ConversationStep.type == "assistant_message")  # the answer (it has a turn), not an upload notice
+                .order_by(col(ConversationStep.turn_id).is_(None), col(ConversationStep.created_at).desc())
+            ).first()
+            if answer is not None:
+                answer.feedback_value, answer.feedback_comment = step.feedback_value, step.feedback_comment
+                session.expunge(answer)  # a view for the report, never written back
+                step = answer
         question = session.exec(
             select(ConversationStep.output)
             .where(ConversationStep.conversation_id == step.conversation_id, ConversationStep.tenant == tenant,
