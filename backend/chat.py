@@ -43,6 +43,8 @@ from backend.turn_cache import TurnCache
 
 log = logging.getLogger("atrium.chat")
 
+MAX_MESSAGE_CHARS = 20_000  # per message: the chat UI, REST /chat and the OpenAI-compatible route
+
 NO_CONTEXT = "(no relevant passages were found in the knowledge base)"
 NO_ANSWER = ("I don't know — nothing in the {tenant} knowledge base covers this. Try rephrasing, or ask "
              "an administrator to add the document that answers it.")

@@ -38,6 +38,7 @@ _TITLE_WRAP = " \t\"'`*#“”‘’«»"
 _TITLE_LABEL = re.compile(r"^(?:conversation )?title\s*[:\-–]\s*", re.I)
 # "run": the step Chainlit wraps each answer in (the answer's parent); Chainlit's thumbs rate the run, and the
 # rating buttons of a reopened conversation only show under answers whose run is there.
+STEP_CHARS = 100_000  # a stored message (the chat refuses questions over 20,000 characters anyway)
 STEP_TYPES = frozenset({"user_message", "assistant_message", "system_message", "run"})
 
 
@@ -92,6 +93,8 @@ class ConversationService:
             row = repo.get_conversation(session=session, conversation_id=conversation_id)
         if row is None:
             return None
+        if row.deleted and row.subject == principal.subject:
+            return None  # the owner deleted it: gone, not a denial
         if row.subject != principal.subject or not principal.is_member(row.tenant):
             reason = "not_owner" if row.subject != principal.subject else "not_member"
             self.audit.record("denied", subject=principal.subject, tenant=row.tenant, route="chat:conversation",
@@ -150,7 +153,7 @@ class ConversationService:
         if row is None:
             return False
         step = ConversationStep(id=step_id, conversation_id=row.id, tenant=row.tenant, type=type, name=name[:200],
-                                output="" if type == "run" else output,
+                                output="" if type == "run" else output[:STEP_CHARS],
                                 parent_id=parent_id[:64] if parent_id else None,
                                 turn_id=turn_id if type == "assistant_message" else None)
         if created_at is not None:

@@ -123,3 +123,12 @@ async def test_a_forged_profile_leaves_no_history(live_server):
     assert "not a member" in reply.text.lower() or "not allowed" in reply.text.lower()
     assert {t["id"] for t in _threads(live_server, erin)} == known
     assert live_server.rows("select id from conversation where subject = 'erin' and tenant = 'sales'") == []
+
+
+async def test_a_message_over_the_limit_gets_a_clear_answer_not_a_model_call(live_server):
+    alice = live_server.login("alice")
+    turns = len(live_server.rows("select id from chat_turn"))
+    async with ChainlitSession(live_server.url, alice, chat_profile="sales/sales-assistant") as chat:
+        reply = await chat.ask("a" * 20_001)
+    assert "too long" in reply.text and "20,000" in reply.text
+    assert len(live_server.rows("select id from chat_turn")) == turns

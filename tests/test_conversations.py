@@ -111,6 +111,10 @@ def test_rename_feedback_delete_and_a_users_title_is_never_replaced(services, co
 
     assert conv.delete(alice, "t")
     assert conv.get(alice, "t") is None and conv.list(alice).conversations == []
+    # Another tab still showing it sends a message: the conversation does not come back.
+    assert conv.create(alice, conversation_id="t", tenant="sales", assistant="sales-assistant", title="x") is None
+    assert not conv.save_step(alice, "t", step_id="late", type="user_message", name="alice", output="still here?")
+    assert conv.list(alice).conversations == [] and conv.get(alice, "t") is None
 
 
 def test_pages_and_search(services, conv):
@@ -127,6 +131,9 @@ def test_pages_and_search(services, conv):
     assert [c.id for c in last.conversations] == ["t0"] and not last.has_more
     assert [c.id for c in conv.list(alice, search="TOPIC 2").conversations] == ["t2"]
     assert [c.id for c in conv.list(alice, search="uplift").conversations] == ["t3"]  # message text
+    assert conv.list(alice, search="%").conversations == [] and conv.list(alice, search="_").conversations == []
+    conv.create(alice, conversation_id="t5", tenant="sales", assistant="sales-assistant", title="20% off_list")
+    assert [c.id for c in conv.list(alice, search="20% off_").conversations] == ["t5"]
 
 
 def test_title_is_written_by_fast_as_an_internal_task(tmp_path, make_settings):

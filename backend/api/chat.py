@@ -11,12 +11,11 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from backend.api.deps import ChatAccess, ServicesDep
-from backend.chat import ChatRequest, TurnResult
+from backend.chat import MAX_MESSAGE_CHARS, ChatRequest, TurnResult
 from backend.errors import AtriumError
 
 router = APIRouter(prefix="/api/t/{tenant}", tags=["chat"])
 
-MAX_MESSAGE_CHARS = 20_000  # per message, here and on the OpenAI-compatible route
 
 
 class HistoryItem(BaseModel):

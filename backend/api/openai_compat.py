@@ -18,10 +18,9 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from backend.api.chat import MAX_MESSAGE_CHARS
 from backend.api.deps import ChatAccess, ServicesDep
 from backend.api.openai_errors import openai_error_body
-from backend.chat import ChatRequest, TurnResult
+from backend.chat import MAX_MESSAGE_CHARS, ChatRequest, TurnResult
 from backend.errors import AtriumError, Invalid, NotFound, Unavailable
 
 router = APIRouter(prefix="/api/t/{tenant}/v1", tags=["openai-compatible"])

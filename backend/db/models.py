@@ -150,6 +150,7 @@ class Conversation(SQLModel, table=True):
     label: str = "production"  # production | staging
     title: str | None = None
     title_source: str | None = None  # first_message | model | user (a user's own name is never overwritten)
+    deleted: bool = False  # kept as a tombstone: another open tab must not bring a deleted conversation back
     created_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))
     updated_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True), index=True)
 

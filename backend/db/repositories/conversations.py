@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from datetime import datetime
 
-from sqlalchemy import delete, func
+from sqlalchemy import delete, func, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
@@ -53,12 +53,15 @@ def list_conversations(*, session: Session, subject: str, tenants: Collection[st
     """Newest first; `before` = (updated_at, id) of the last row of the previous page."""
     if not tenants:
         return []
-    stmt = select(Conversation).where(Conversation.subject == subject, col(Conversation.tenant).in_(tenants))
-    if search:
-        pattern = f"%{search.lower()}%"
+    stmt = select(Conversation).where(Conversation.subject == subject, col(Conversation.tenant).in_(tenants),
+                                      col(Conversation.deleted).is_(False))
+    if search:  # literal text: "%" and "_" are not wildcards
+        escaped = search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        pattern = f"%{escaped}%"
         in_steps = select(ConversationStep.conversation_id).where(
-            func.lower(ConversationStep.output).like(pattern), col(ConversationStep.tenant).in_(tenants))
-        stmt = stmt.where(func.lower(col(Conversation.title)).like(pattern) | col(Conversation.id).in_(in_steps))
+            func.lower(ConversationStep.output).like(pattern, escape="\\"), col(ConversationStep.tenant).in_(tenants))
+        stmt = stmt.where(func.lower(col(Conversation.title)).like(pattern, escape="\\")
+                          | col(Conversation.id).in_(in_steps))
     if feedback is not None:
         rated = select(ConversationStep.conversation_id).where(ConversationStep.feedback_value == feedback)
         stmt = stmt.where(col(Conversation.id).in_(rated))
@@ -83,8 +86,11 @@ def update_conversation(*, session: Session, conversation: Conversation, **chang
 def delete_conversation(*, session: Session, conversation_id: str, tenant: str) -> None:
     session.execute(delete(ConversationStep).where(col(ConversationStep.conversation_id) == conversation_id,
                                                    col(ConversationStep.tenant) == tenant))
-    session.execute(delete(Conversation).where(col(Conversation.id) == conversation_id,
-                                               col(Conversation.tenant) == tenant))
+    # The row stays as a tombstone (no title, no messages): a tab that still shows the conversation cannot
+    # re-create it under the same id by sending a message.
+    session.execute(update(Conversation).where(col(Conversation.id) == conversation_id,
+                                               col(Conversation.tenant) == tenant)
+                    .values(deleted=True, title=None, updated_at=utcnow()))
     session.commit()
 
 

@@ -30,6 +30,7 @@ def upgrade() -> None:
         sa.Column("label", sa.String, nullable=False),
         sa.Column("title", sa.String),
         sa.Column("title_source", sa.String),
+        sa.Column("deleted", sa.Boolean, nullable=False, server_default=sa.false()),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, index=True),
     )
