@@ -294,6 +294,16 @@ def _task(text: str, *, follow_up: bool) -> str | None:
     return None
 
 
+# On a follow-up: a question about the conversation itself ("which deal did I mention?"), answered from the
+# history, not from the knowledge base.
+_ABOUT_CONVERSATION_RE = re.compile(
+    r"\b(?:did|have) (?:i|we|you) (?:just )?(?:mention|say|ask|tell|write|type|discuss|talk about|suggest|"
+    r"recommend)"
+    r"|\b(?:i|we) (?:just )?(?:mentioned|said|asked|told you|wrote|discussed|talked about) (?:earlier|before|above)"
+    r"|\b(?:summari[sz]e|recap) (?:our|this|the) (?:conversation|chat|discussion)"
+    r"|\bwhat (?:was|were) my (?:last|previous|first|earlier) (?:question|message)s?\b")
+
+
 def needs_knowledge(message: str, *, follow_up: bool = False) -> KnowledgeNeed:
     """Whether `message` needs passages from the knowledge base; when not, why (stored in the route reason).
 
@@ -305,4 +315,6 @@ def needs_knowledge(message: str, *, follow_up: bool = False) -> KnowledgeNeed:
         return KnowledgeNeed(False, kind)
     if kind := _task(text, follow_up=follow_up):
         return KnowledgeNeed(False, kind)
+    if follow_up and _ABOUT_CONVERSATION_RE.search(text.lower().replace("’", "'")):
+        return KnowledgeNeed(False, "question about this conversation")
     return KNOWLEDGE

@@ -280,3 +280,18 @@ def test_passages_found_keep_the_normal_context(model_services) -> None:
         result = run(svc, "Who must approve a discount of more than 20%?", tier="smart")
     assert result.citations and "VP of Sales" in _system(server.requests[0])
     assert "no passages needed" not in turn_row(svc, result.turn_id).route_reason
+
+
+@pytest.mark.parametrize("message", ["Which deal did I mention?", "What did you say about the cap?",
+                                     "Can you recap our conversation?", "what was my first question?",
+                                     "Which office did we talk about earlier?"])
+def test_a_question_about_the_conversation_needs_no_passages_on_a_follow_up(message):
+    need = needs_knowledge(message, follow_up=True)
+    assert (need.needed, need.reason) == (False, "question about this conversation")
+    assert needs_knowledge(message).needed  # on a first turn there is no conversation to answer from
+
+
+@pytest.mark.parametrize("message", ["What did the policy say before 2024?", "Who approves what you suggested?",
+                                     "What is the discount cap?"])
+def test_company_questions_on_a_follow_up_still_need_passages(message):
+    assert needs_knowledge(message, follow_up=True).needed
