@@ -145,6 +145,10 @@ class ChatService:
         """Yields answer text as it is generated, then one TurnResult."""
         plain = req.messages is not None
         self.authorize(principal, req.tenant, None if plain else req.assistant)
+        if len(req.message) > MAX_MESSAGE_CHARS:
+            raise Invalid(f"the message is too long ({len(req.message):,} characters; the limit is "
+                          f"{MAX_MESSAGE_CHARS:,}): shorten it, or add long text to the knowledge base as a document",
+                          code="message_too_long")
         started = time.perf_counter()
         tenant_cfg = self.registry.get(req.tenant)
         assert tenant_cfg is not None
@@ -305,18 +309,8 @@ class ChatService:
             turn.outcome, turn.error = "error", f"{type(exc).__name__}: {exc}"[:500]
             await self._release(admission)
             await self._finish(turn, started, req)
-            if isinstance(exc, NoModelAvailable):
-                raise Unavailable(str(exc), code="no_model_available") from exc
-            if isinstance(exc, Exception) and _rejected_by_provider(exc):
-                if type(exc).__name__ == "ContextWindowExceededError":
-                    raise BadRequest(f"the conversation is too long for the model: {_provider_message(exc)}",
-                                     code="context_length_exceeded") from exc
-                raise BadRequest(f"the model provider rejected the request: {_provider_message(exc)}",
-                                 code="invalid_request") from exc
-            if isinstance(exc, Exception) and _provider_error(exc):
-                # Every deployment and fallback failed: a clear 502, not a stack trace.
-                raise UpstreamError(f"the model provider failed after retries and fallbacks "
-                                    f"({type(exc).__name__}); try again shortly", code="model_error") from exc
+            if (mapped := _as_atrium_error(exc)) is not None:
+                raise mapped from exc
             raise
         result.latency_ms = await self._finish(turn, started, req)
         result.turn_id = turn.id
@@ -406,6 +400,24 @@ def _format_context(citations: list[Citation]) -> str:
 
 def _provider_error(exc: Exception) -> bool:
     return type(exc).__module__.split(".")[0] in ("litellm", "openai", "httpx")
+
+
+def _as_atrium_error(exc: BaseException) -> AtriumError | None:
+    """What a failed model call means for the caller (after the Router's retries and fallbacks), or None."""
+    if isinstance(exc, NoModelAvailable):
+        return Unavailable(str(exc), code="no_model_available")
+    if not isinstance(exc, Exception):
+        return None
+    if _rejected_by_provider(exc):
+        if type(exc).__name__ == "ContextWindowExceededError":
+            return BadRequest(f"the conversation is too long for the model: {_provider_message(exc)}",
+                              code="context_length_exceeded")
+        return BadRequest(f"the model provider rejected the request: {_provider_message(exc)}",
+                          code="invalid_request")
+    if _provider_error(exc):  # every deployment and fallback failed: a clear 502, not a stack trace
+        return UpstreamError(f"the model provider failed after retries and fallbacks ({type(exc).__name__}); "
+                             "try again shortly", code="model_error")
+    return None
 
 
 def _rejected_by_provider(exc: Exception) -> bool:

@@ -59,7 +59,6 @@ Ask = Callable[[list[dict[str, str]]], Awaitable[_Answer]]
 class RetrievalQuery:
     text: str
     note: str | None = None  # how the query was made, for the turn's route_reason; None = the message as asked
-    by_model: bool = False  # written by a model (else the deterministic query or the message itself)
 
 
 class QueryRewriter:
@@ -91,7 +90,7 @@ class QueryRewriter:
         if not text:
             return RetrievalQuery(fallback, f"query rewrite by {result.tier} unusable: previous questions + "
                                             "this message")
-        return RetrievalQuery(text, f"retrieval query rewritten by {result.tier}", by_model=True)
+        return RetrievalQuery(text, f"retrieval query rewritten by {result.tier}")
 
     def _model_tier(self, allowed_tiers: list[str]) -> str | None:
         """The tier that would rewrite, or None for the deterministic query."""

@@ -12,11 +12,11 @@ from backend.auth.claims import missing_access_hint
 from backend.auth.principal import PROMPT_EDITOR, Principal
 from backend.auth.rbac import permissions_of
 from backend.auth.request_context import client_ip
-from backend.chat import MAX_MESSAGE_CHARS, ChatRequest, TurnResult
+from backend.chat import ChatRequest, TurnResult
 from backend.container import get_services
 from backend.errors import AtriumError, Forbidden
 from backend.knowledge.service import UploadFile as KbUpload
-from ui.history import AtriumDataLayer
+from ui.history import AtriumDataLayer, principal_of
 from ui.profiles import parse_profile, profile_name
 
 services = get_services()
@@ -30,11 +30,7 @@ if services.conversations is not None:
         return AtriumDataLayer(get_services)
 
 def _principal_of(user: cl.User | None) -> Principal | None:
-    claims = (user.metadata or {}).get("claims") if user else None
-    if not isinstance(claims, dict):
-        return None
-    # Re-derived from the signed claims on every use, so tenants.yaml changes apply without re-login.
-    return services.principal_from_claims(claims, auth="session")
+    return principal_of(services, (user.metadata or {}).get("claims") if user else None)
 
 
 if services.settings.password_login_enabled:
@@ -164,11 +160,6 @@ async def on_message(message: cl.Message) -> None:
         if not (message.content or "").strip():
             return
 
-    if len(message.content or "") > MAX_MESSAGE_CHARS:
-        await cl.Message(content=f"**That message is too long** ({len(message.content):,} characters; the limit is "
-                                 f"{MAX_MESSAGE_CHARS:,}). Shorten it, or attach long text as a file if you are "
-                                 "allowed to add documents.").send()
-        return
     history: list[dict[str, str]] = cl.user_session.get("history") or []
     req = ChatRequest(tenant=tenant, assistant=assistant, message=message.content, history=history,
                       label=label, channel="ui")

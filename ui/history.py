@@ -23,7 +23,7 @@ from chainlit.user import PersistedUser, User
 
 from backend.auth.principal import Principal
 from backend.container import Services
-from backend.db.models import Conversation, ConversationStep
+from backend.db.models import ChatUser, Conversation, ConversationStep
 from ui.profiles import parse_profile, profile_name
 
 # (identifier, claims) of the user Chainlit authenticated for the current HTTP request or socket connect.
@@ -50,12 +50,7 @@ class AtriumDataLayer(BaseDataLayer):
             if verified is None:
                 return None
             claims = verified[1]
-        if not isinstance(claims, dict):
-            return None
-        try:
-            return self._services().principal_from_claims(claims, auth="session")
-        except ValueError:
-            return None
+        return principal_of(self._services(), claims)
 
     async def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return await asyncio.to_thread(fn, *args, **kwargs)
@@ -64,11 +59,7 @@ class AtriumDataLayer(BaseDataLayer):
 
     async def get_user(self, identifier: str) -> PersistedUser | None:
         row = await self._call(self._conversations.user, identifier)
-        if row is None:
-            return None
-        _verified_caller.set((row.identifier, row.claims))
-        return PersistedUser(id=row.identifier, identifier=row.identifier, display_name=row.display_name,
-                             createdAt=_iso(row.created_at), metadata={"claims": row.claims, "provider": row.provider})
+        return _verified(row) if row is not None else None
 
     async def create_user(self, user: User) -> PersistedUser | None:
         """Called at every login: the stored claims are always the latest login's."""
@@ -76,9 +67,7 @@ class AtriumDataLayer(BaseDataLayer):
         claims = metadata.get("claims") if isinstance(metadata.get("claims"), dict) else {}
         row = await self._call(self._conversations.remember_user, identifier=user.identifier,
                                display_name=user.display_name, provider=metadata.get("provider"), claims=claims)
-        _verified_caller.set((row.identifier, row.claims))
-        return PersistedUser(id=row.identifier, identifier=row.identifier, display_name=row.display_name,
-                             createdAt=_iso(row.created_at), metadata={"claims": row.claims, "provider": row.provider})
+        return _verified(row)
 
     # -- threads ---------------------------------------------------------------------------------------------------
 
@@ -204,6 +193,24 @@ class AtriumDataLayer(BaseDataLayer):
         return ""
 
     async def close(self) -> None:
+        return None
+
+
+def _verified(row: ChatUser) -> PersistedUser:
+    """The user Chainlit just authenticated: remembered as this request's caller, handed back to Chainlit."""
+    _verified_caller.set((row.identifier, row.claims))
+    return PersistedUser(id=row.identifier, identifier=row.identifier, display_name=row.display_name,
+                         createdAt=_iso(row.created_at), metadata={"claims": row.claims, "provider": row.provider})
+
+
+def principal_of(services: Services, claims: object) -> Principal | None:
+    """The principal of a chat user's signed claims, re-derived on every use (tenants.yaml changes apply without
+    a new login); None when there are none or they map to nobody."""
+    if not isinstance(claims, dict):
+        return None
+    try:
+        return services.principal_from_claims(claims, auth="session")
+    except ValueError:
         return None
 
 
