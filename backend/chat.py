@@ -345,10 +345,13 @@ class ChatService:
         if req.tier and req.tier not in policy.allowed_tiers:
             raise Forbidden(f"tier {req.tier!r} is not allowed for tenant {req.tenant!r}; allowed: "
                             f"{', '.join(policy.allowed_tiers)}", code="tier_not_allowed")
-        text = req.message if not req.messages else _last_user_text(req.messages)
+        if req.messages:
+            text, previous = _last_user_text(req.messages) or "", _last_user_text(req.messages, skip=1)
+        else:
+            text, previous = req.message, _last_user_text(req.history)
         decision = decide(text=text, routing=policy.routing, explicit_tier=req.tier,
                           prompt_tier=str(prompt.config.get("tier") or "") or None if prompt else None,
-                          default_tier=policy.default_tier, classifier=self.classifier)
+                          default_tier=policy.default_tier, classifier=self.classifier, previous=previous)
         tier = self.llm.resolve_tier(decision.wanted, policy.allowed_tiers)
         reason = decision.reason if tier == decision.wanted else f"{decision.reason} (not live: using {tier})"
         return tier, reason
@@ -440,14 +443,18 @@ def _estimate_tokens(messages: list[dict]) -> int:
     return sum(len(str(m.get("content") or "")) // 4 + 4 for m in messages)
 
 
-def _last_user_text(messages: list[dict]) -> str:
+def _last_user_text(messages: list[dict], *, skip: int = 0) -> str | None:
+    """The text of the last user message (after skipping `skip` of them), or None when there is none."""
     for m in reversed(messages):
         if m.get("role") == "user":
+            if skip:
+                skip -= 1
+                continue
             content = m.get("content")
             if isinstance(content, list):
                 return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
             return str(content or "")
-    return ""
+    return None
 
 
 def _signoff(prompt: PromptVersion | None) -> str:

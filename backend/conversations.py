@@ -239,10 +239,9 @@ class ConversationService:
         allowed = config.model_policy.allowed_tiers if config else []
         if self.chat.llm.internal_model_tier(allowed, self.titles) is None:
             return None
-        messages = [{"role": "system", "content": TITLE_SYSTEM},
-                    {"role": "user", "content": f"Question: {question[:_CLIP]}\n\nAnswer: {answer[:_CLIP]}"}]
         try:
-            result = await self.chat.internal(principal, row.tenant, task=TITLE_TASK, messages=messages,
+            result = await self.chat.internal(principal, row.tenant, task=TITLE_TASK,
+                                              messages=title_messages(question, answer),
                                               max_tokens=24, assistant=row.assistant)
         except Exception as exc:  # a provider error or a quota refusal leaves the first message as the title
             log.warning("conversation title failed", extra={
@@ -253,6 +252,12 @@ class ConversationService:
             return None
         self.rename(principal, conversation_id, title, source="model")
         return title
+
+
+def title_messages(question: str, answer: str) -> list[dict[str, str]]:
+    """What the internal tier is asked for a title (bench/routing/conversations.py prices the same call)."""
+    return [{"role": "system", "content": TITLE_SYSTEM},
+            {"role": "user", "content": f"Question: {question[:_CLIP]}\n\nAnswer: {answer[:_CLIP]}"}]
 
 
 def clean_title(text: str) -> str:

@@ -105,6 +105,26 @@ def test_auto_routing_sends_light_to_fast_and_heavy_to_smart_and_stores_the_reas
     assert turn_row(svc, light.turn_id).route_reason.startswith("auto: light")
 
 
+def test_auto_routing_of_a_follow_up_reads_the_previous_user_message(model_services, mock_models):
+    """"add the error responses" is light on its own and heavy after a code request: the pipeline hands the
+    classifier the user's previous message (REST/UI history, and the OpenAI-compatible messages alike)."""
+    from backend.llm.routing import QueryClassifier
+
+    svc = model_services(model_list=mock_models, policy={"routing": "auto"})
+    svc.chat.classifier = QueryClassifier(weights={"bias": -2.0, "fu:prev:code": 4.0}, threshold=0.5)
+    asked = "add the error responses"
+    assert run(svc, asked).tier == "fast"
+    code = [{"role": "user", "content": "write a python function that lists our invoices"},
+            {"role": "assistant", "content": "def invoices(): ..."}]
+    follow = run(svc, asked, history=code)
+    assert follow.tier == "smart" and "prev:code" in follow.route_reason
+    chat = [{"role": "user", "content": "what does the expense policy say about taxis?"},
+            {"role": "assistant", "content": "Taxis are reimbursed..."}]
+    assert run(svc, asked, history=chat).tier == "fast"
+    plain = run(svc, "", messages=[*code, {"role": "user", "content": asked}])  # `model: <tier>` callers
+    assert plain.tier == "smart"
+
+
 def test_fixed_routing_uses_prompt_tier_or_the_best_allowed(model_services, mock_models):
     svc = model_services(model_list=mock_models, policy={"routing": "fixed", "allowed_tiers": ["fast"]})
     result = run(svc, "Compare everything and explain in depth, step by step.")
