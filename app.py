@@ -70,7 +70,12 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.status_code == 404 and detail == "Not Found":
             detail = f"no route {request.method} {request.url.path}; the API is documented at /docs"
         elif exc.status_code == 405:
+            allowed = _allowed_methods(request)
             detail = f"{request.method} is not allowed on {request.url.path}"
+            if allowed:  # Starlette names only the first matching route's methods (GET and DELETE are two)
+                detail += f"; use {', '.join(allowed)}"
+                headers = {**(exc.headers or {}), "Allow": ", ".join(allowed)}
+                exc = StarletteHTTPException(405, detail, headers=headers)
         if is_openai_path(request.url.path):
             return openai_error(exc.status_code, code, str(detail), headers=exc.headers)
         return JSONResponse(_error_body(code, str(detail)), status_code=exc.status_code, headers=exc.headers)
@@ -90,6 +95,21 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(_error_body("internal_error", detail), status_code=500)
 
 
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves on this path (routers are included without a prefix of their own)."""
+    def walk(routes: list[Any]) -> Any:
+        for route in routes:
+            inner = getattr(route, "original_router", None)
+            yield from walk(inner.routes) if inner is not None else (route,)
+
+    methods: set[str] = set()
+    for route in walk(request.app.router.routes):
+        regex, verbs = getattr(route, "path_regex", None), getattr(route, "methods", None)
+        if regex is not None and verbs and regex.match(request.url.path):
+            methods |= set(verbs)
+    return sorted(methods - {"HEAD"})
+
+
 def _describe_problem(error: dict) -> str:
     """One validation problem in words a caller can act on."""
     loc = [str(p) for p in error.get("loc", ()) if p != "body"]
@@ -97,6 +117,8 @@ def _describe_problem(error: dict) -> str:
         reason = (error.get("ctx") or {}).get("error", "")
         return f"the request body is not valid JSON ({reason} at character {loc[-1] if loc else '?'})"
     where = ".".join(loc) or "the request body"
+    if error.get("type") == "extra_forbidden":
+        return f"{where}: unknown field (this endpoint does not take it; its fields are documented at /docs)"
     if error.get("type") == "string_unicode":  # a lone UTF-16 surrogate ("\\ud800" in JSON): not text
         return (f"{where}: not valid Unicode text (a lone UTF-16 surrogate, an unpaired \\ud800-\\udfff escape); "
                 "send the character as a surrogate pair or remove it")

@@ -260,6 +260,8 @@ class ChatService:
             ):
                 if isinstance(item, Delta):
                     streamed.append(item.text)
+                    if item.model:
+                        turn.model = item.model
                     yield item.text
                 else:
                     final = item

@@ -64,16 +64,19 @@ def platform_tenants(principal: PlatformAdmin, services: ServicesDep, request: R
 # Counted across every tenant (denials per IP or user): for operators, at /api/admin/audit.
 PLATFORM_ONLY_KINDS = ("suspicious_access",)
 OTHER_TENANT_DETAIL = ("member_of",)  # which tenants the caller belongs to: not this tenant's business
+# A probe of another tenant's document id: telling this tenant would confirm that the id exists elsewhere
+# (a random id leaves no event), so only operators see it.
+PLATFORM_ONLY_REASONS = ("other_tenants_document",)
 
 
 @router.get("/api/t/{tenant}/audit")
 def tenant_audit(ctx: TenantAdmin, services: ServicesDep, kind: str | None = None,
                  limit: Limit = 100) -> list[AuditEventPublic]:
     """This tenant's events, as its admin may see them: who tried what here, but nothing about other tenants
-    (their API key ids, the caller's other memberships, platform-wide counters)."""
+    (their API key ids or document ids, the caller's other memberships, platform-wide counters)."""
     with services.db.session() as session:
         events = list_events(session=session, tenant=ctx.tenant, kind=kind, limit=limit,
-                             exclude_kinds=PLATFORM_ONLY_KINDS)
+                             exclude_kinds=PLATFORM_ONLY_KINDS, exclude_reasons=PLATFORM_ONLY_REASONS)
         own_keys = {f"key:{k.id}" for k in list_api_keys(session=session, tenant=ctx.tenant)}
     out = []
     for e in events:

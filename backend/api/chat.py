@@ -30,6 +30,8 @@ class HistoryItem(BaseModel):
 
 
 class ChatIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt or unsupported field is a 422, not ignored
+
     assistant: str
     message: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS)
     history: list[HistoryItem] = Field(default_factory=list, max_length=200)

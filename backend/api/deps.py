@@ -94,7 +94,7 @@ def _key_principal(request: Request, services: Services, token: str) -> Principa
 def _principal_of_key(key: VerifiedKey) -> Principal:
     return Principal(subject=f"key:{key.id}", name=key.name or f"API key {key.id}",
                      tenants={key.tenant: roles_for_scopes(key.scopes)}, auth="api_key", scopes=key.scopes,
-                     key_id=key.id)
+                     key_id=key.id, acting_for=key.created_by)
 
 
 def _jwt_principal(request: Request, services: Services, token: str) -> Principal:

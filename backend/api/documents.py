@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import JSONResponse
 
 from backend.api.deps import IngestAccess, RetrievalAccess, ServicesDep, client_ip
+from backend.api.unicode import lone_surrogate_at
 from backend.errors import Invalid
 from backend.knowledge.service import UploadFile as KbFile
 
 router = APIRouter(prefix="/api/t/{tenant}", tags=["knowledge"])
+DocumentStatus = Literal["queued", "parsing", "embedding", "ready", "failed", "deleting"]  # ?status=foo is a 422
 
 
 def _metadata(raw: str | None) -> dict[str, Any]:
@@ -26,6 +28,10 @@ def _metadata(raw: str | None) -> dict[str, Any]:
     if not isinstance(value, dict) or not all(isinstance(v, (str, int, float, bool)) or v is None
                                               for v in value.values()):
         raise Invalid("metadata must be a JSON object of strings, numbers or booleans", code="invalid_metadata")
+    if where := lone_surrogate_at(value, "metadata"):
+        raise Invalid(f"{where} contains a lone UTF-16 surrogate (an unpaired \\ud800-\\udfff escape), which is "
+                      "not valid Unicode text; send the character as a surrogate pair or remove it",
+                      code="invalid_metadata")
     return {str(k)[:100]: v for k, v in value.items()}
 
 
@@ -66,7 +72,7 @@ async def upload_documents(
 @router.get("/documents")
 async def list_documents(
     ctx: RetrievalAccess, services: ServicesDep,
-    kb: str | None = None, status: str | None = None,
+    kb: str | None = None, status: DocumentStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100, offset: Annotated[int, Query(ge=0)] = 0,
 ):
     docs = await asyncio.to_thread(services.knowledge.list_documents, ctx.principal, ctx.tenant, kb=kb,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from backend.api.deps import ServicesDep, TenantAdmin, client_ip
 from backend.auth.api_keys import SCOPES, issue_key, parse_scopes
@@ -17,6 +17,8 @@ router = APIRouter(prefix="/api/t/{tenant}", tags=["keys"])
 
 
 class KeyCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt or unsupported field is a 422, not ignored
+
     name: str = Field("", max_length=100)
     scopes: list[str] = Field(min_length=1, description=f"any of: {', '.join(sorted(SCOPES))}")
 

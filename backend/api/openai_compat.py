@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from backend.api.deps import ChatAccess, ServicesDep
 from backend.api.openai_errors import openai_error_body
+from backend.api.unicode import lone_surrogate_at
 from backend.chat import MAX_MESSAGE_CHARS, ChatRequest, TurnResult
 from backend.errors import AtriumError, Invalid, NotFound, Unavailable
 
@@ -72,24 +73,6 @@ def _bad(message: str, param: str | None, code: str = "invalid_request") -> Inva
     return Invalid(message, code=code, extra={"param": param})
 
 
-def _surrogate_at(value: Any, path: str) -> str | None:
-    """Where a lone UTF-16 surrogate hides in the body (JSON allows "\\ud800"; UTF-8 cannot encode it, so it
-    would fail deep in the pipeline): its dotted path, or None."""
-    if isinstance(value, str):
-        return path if any("\ud800" <= ch <= "\udfff" for ch in value) else None
-    if isinstance(value, dict):
-        items: Any = value.items()
-    elif isinstance(value, list):
-        items = ((f"[{i}]", v) for i, v in enumerate(value))
-    else:
-        return None
-    for key, item in items:
-        key = str(key)
-        if (found := _surrogate_at(item, f"{path}{key}" if key.startswith("[") else f"{path}.{key}".lstrip("."))):
-            return found
-    return None
-
-
 def _text(content: str | list[dict[str, Any]] | None, i: int) -> str:
     if not isinstance(content, list):
         return content or ""
@@ -127,7 +110,7 @@ def _check(body: ChatCompletionIn) -> None:
     if kind == "json_schema" and not isinstance((body.response_format or {}).get("json_schema"), dict):
         raise _bad("response_format of type 'json_schema' needs a 'json_schema' object ({'name': ..., 'schema': "
                    "{...}})", "response_format.json_schema", "invalid_value")
-    if where := _surrogate_at(body.model_dump(exclude_none=True), ""):
+    if where := lone_surrogate_at(body.model_dump(exclude_none=True)):
         raise _bad(f"{where} contains a lone UTF-16 surrogate (an unpaired \\ud800-\\udfff escape), which is not "
                    "valid Unicode text; send the character as a surrogate pair or remove it", where,
                    "invalid_encoding")

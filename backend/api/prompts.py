@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from backend.api.deps import PromptsWrite, ServicesDep, TenantContext, TenantDep, deny
 from backend.auth.rbac import permissions_of
@@ -19,7 +19,13 @@ from backend.container import Services
 from backend.errors import Conflict, Forbidden, Invalid, NotFound
 from backend.prompts.diff import diff_versions
 from backend.prompts.release import approval_refusal, can_approve
-from backend.prompts.schema import KNOWN_VARIABLES, Problem, PromptValidationError, validate_version
+from backend.prompts.schema import (
+    KNOWN_VARIABLES,
+    SYSTEM_FIELDS,
+    Problem,
+    PromptValidationError,
+    validate_version,
+)
 from backend.prompts.store import InvalidPromptName, PromptNotFound, PromptVersion, VersionConflict
 from backend.tenants import TenantConfig
 
@@ -91,7 +97,7 @@ def _tier_problems(cfg: TenantConfig, config: dict[str, Any]) -> list[Problem]:
 def _draft(cfg: TenantConfig, tenant: str, assistant: str, body: str, config: dict[str, Any],
            *, who: str, message: str = "draft") -> tuple[PromptVersion, list[str]]:
     """An unsaved version (number 0), validated exactly like a save."""
-    meta = {k: v for k, v in config.items() if k not in ("author", "created_at", "message")}
+    meta = {k: v for k, v in config.items() if k not in SYSTEM_FIELDS}
     meta.update(author=who, created_at="draft", message=message)
     problems = _tier_problems(cfg, meta)
     try:
@@ -155,6 +161,8 @@ def get_version(assistant: str, version: int, ctx: PromptsReader, services: Serv
 
 
 class VersionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt or unsupported field is a 422, not ignored
+
     body: str = Field(max_length=40_000)
     config: dict[str, Any] = Field(default_factory=dict)
     message: str = Field("", max_length=500)
@@ -168,6 +176,10 @@ def create_version(assistant: str, data: VersionIn, ctx: PromptsWrite, services:
     problems: list[Problem] = []
     if not data.message.strip():
         problems.append(Problem("message", "describe your change in a few words (it is shown in the history)"))
+    if data.base_version > (latest := services.prompts.latest(ctx.tenant, assistant)):
+        # Not a conflict: nobody saved after it, the version never existed (a stale or mistyped number).
+        problems.append(Problem("base_version", f"version {data.base_version} does not exist; the latest is "
+                                                f"{latest}: start from it"))
     try:  # the tenant's tier policy, the schema and the template: every problem at once
         _draft(cfg, ctx.tenant, assistant, data.body, data.config, who=ctx.principal.subject)
     except Invalid as exc:
@@ -177,7 +189,7 @@ def create_version(assistant: str, data: VersionIn, ctx: PromptsWrite, services:
     try:
         pv, report = services.prompts.create_version(
             ctx.tenant, assistant, body=data.body, config=data.config, message=data.message.strip(),
-            author=ctx.principal.subject, base_version=data.base_version)
+            author=ctx.principal.subject, author_for=ctx.principal.acting_for, base_version=data.base_version)
     except PromptValidationError as exc:
         raise _invalid(exc.problems) from None
     except VersionConflict as exc:
@@ -197,6 +209,8 @@ def create_version(assistant: str, data: VersionIn, ctx: PromptsWrite, services:
 
 
 class LabelIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt or unsupported field is a 422, not ignored
+
     version: int = Field(ge=1)
     create: bool = False  # a label that does not exist yet (e.g. "canary"); without it a typo is refused
 
@@ -210,7 +224,8 @@ def move_label(assistant: str, label: str, data: LabelIn, ctx: PromptsWrite, ser
     if label not in existing and label not in ("production", "staging") and not data.create:
         raise Invalid(f"{assistant} has no label {label!r} (it has: {', '.join(sorted(existing)) or 'none'}); send "
                       '"create": true to create it', code="unknown_label")
-    refusal = approval_refusal(ctx.principal, cfg, label, target.config.get("author"))
+    authors = {str(a) for a in (target.config.get("author"), target.config.get("author_for")) if a}
+    refusal = approval_refusal(ctx.principal, cfg, label, authors)
     if refusal:
         services.audit.record("denied", subject=ctx.principal.subject, tenant=ctx.tenant, route=request.url.path,
                               status=403, reason="approval_required",
@@ -237,6 +252,8 @@ def diff(assistant: str, ctx: PromptsReader, services: ServicesDep,
 
 
 class PreviewIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt or unsupported field is a 422, not ignored
+
     body: str = Field(max_length=40_000)
     config: dict[str, Any] = Field(default_factory=dict)
     base_version: int = Field(0, ge=0)
@@ -256,6 +273,8 @@ def preview(assistant: str, data: PreviewIn, ctx: PromptsWrite, services: Servic
 
 
 class TryIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt or unsupported field is a 422, not ignored
+
     question: str = Field(min_length=1, max_length=4_000)
     version: int | None = Field(None, ge=1)
     body: str | None = Field(None, max_length=40_000)
@@ -265,7 +284,8 @@ class TryIn(BaseModel):
 @router.post("/{assistant}/try")
 async def try_prompt(assistant: str, data: TryIn, ctx: PromptsWrite, services: ServicesDep) -> dict[str, Any]:
     """Answer a test question with a saved version or an unsaved draft, against the real knowledge base.
-    Nothing is saved: no version, no label, no chat turn."""
+    Nothing is saved: no version, no label, no conversation; the model call is a usage row (channel `studio`),
+    because it was paid for and counts against the tenant's budget like any other."""
     cfg = _assistant(services, ctx.tenant, assistant)
     warnings: list[str] = []
     if data.body is not None:
@@ -277,7 +297,7 @@ async def try_prompt(assistant: str, data: TryIn, ctx: PromptsWrite, services: S
                       code="invalid_request")
     result = await services.chat.run(ctx.principal, ChatRequest(
         tenant=ctx.tenant, assistant=assistant, message=data.question, channel="studio",
-        prompt_override=prompt, record=False))
+        prompt_override=prompt))
     out = result.public()
     out["prompt_version"] = prompt.version or None
     out["draft"] = prompt.version == 0

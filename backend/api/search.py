@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from fastapi import APIRouter
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from backend.api.deps import RetrievalAccess, ServicesDep
 from backend.errors import NotFound
@@ -15,6 +15,8 @@ router = APIRouter(prefix="/api/t/{tenant}", tags=["knowledge"])
 
 
 class SearchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt or unsupported field is a 422, not ignored
+
     query: str = Field(min_length=1, max_length=4000)
     top_k: int = Field(5, ge=1, le=50)
     kb: str | None = None

@@ -90,10 +90,12 @@ class VerifiedKey:
     tenant: str
     name: str
     scopes: frozenset[str]
+    created_by: str | None = None  # the subject who created it (or "cli"): the key acts for them
 
     @classmethod
     def of(cls, row: ApiKey) -> VerifiedKey:
-        return cls(id=row.id, tenant=row.tenant, name=row.name or "", scopes=frozenset(row.scopes))
+        return cls(id=row.id, tenant=row.tenant, name=row.name or "", scopes=frozenset(row.scopes),
+                   created_by=row.created_by)
 
 
 class KeyCache:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from backend.auth.principal import MEMBER, PLATFORM_ADMIN, AuthMethod, Principal
 from backend.tenants import ClaimRule, TenantRegistry
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def claim_values(claims: Mapping[str, Any], path: str) -> set[str]:
@@ -33,7 +36,7 @@ def rule_matches(claims: Mapping[str, Any], rule: ClaimRule) -> bool:
 def claims_to_principal(
     claims: Mapping[str, Any], registry: TenantRegistry, *, auth: AuthMethod = "session"
 ) -> Principal:
-    subject = str(claims.get("sub") or claims.get("preferred_username") or "")
+    subject = _text(claims.get("sub") or claims.get("preferred_username") or "")
     if not subject:
         raise ValueError("claims carry no subject (sub)")
     tenants: dict[str, frozenset[str]] = {}
@@ -43,7 +46,7 @@ def claims_to_principal(
         roles = {MEMBER} | {role for role, rule in tenant.roles.items() if rule_matches(claims, rule)}
         tenants[tenant.id] = frozenset(roles)
     platform = {PLATFORM_ADMIN} if rule_matches(claims, registry.platform.platform_admin) else set()
-    name = str(claims.get("name") or claims.get("preferred_username") or subject)
+    name = _text(claims.get("name") or claims.get("preferred_username") or subject)
     email = claims.get("email")
     return Principal(
         subject=subject,
@@ -51,8 +54,14 @@ def claims_to_principal(
         tenants=tenants,
         platform_roles=frozenset(platform),
         auth=auth,
-        email=str(email) if email else None,
+        email=_text(email) if email else None,
     )
+
+
+def _text(value: Any) -> str:
+    """A claim as text that UTF-8 can encode: an IdP may sign a lone UTF-16 surrogate ("\\ud800" in its JSON),
+    which would otherwise fail later in SQL, logs and prompts; it becomes U+FFFD."""
+    return _SURROGATE.sub("\ufffd", str(value))
 
 
 def missing_access_hint(registry: TenantRegistry) -> str:

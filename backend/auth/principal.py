@@ -25,6 +25,13 @@ class Principal:
     scopes: frozenset[str] | None = None
     key_id: str | None = None
     email: str | None = None
+    # An API key acts for the person who created it: the four-eyes rule counts them, not the key.
+    acting_for: str | None = None
+
+    @property
+    def people(self) -> frozenset[str]:
+        """Who is behind this request: the subject, and for an API key the subject who created it."""
+        return frozenset(p for p in (self.subject, self.acting_for) if p)
 
     def is_member(self, tenant: str) -> bool:
         return tenant in self.tenants

@@ -122,7 +122,7 @@ class QuotaService:
             used_usd = (decision.used.get(adm.budget_key, 0) - adm.reserved_micro_usd) / MICRO
             if used_usd >= self.warn_ratio * quotas.monthly_budget_usd:
                 adm.warnings.append(f"{name} has used {used_usd / quotas.monthly_budget_usd:.0%} of its monthly "
-                                    f"budget of ${quotas.monthly_budget_usd:,.2f}.")
+                                    f"budget of {_usd(round(quotas.monthly_budget_usd * MICRO))}.")
         return adm
 
     def _blocked(self, name: str, limit: str, quotas: Quotas) -> QuotaExceeded:
@@ -171,11 +171,11 @@ class QuotaService:
             used = decision.used.get(adm.budget_key or "", cap)
             retry_after = (reset - now).total_seconds()
             if used >= cap:
-                msg = (f"{name} has used its monthly budget of ${budget:,.2f}; it resets on {reset:%Y-%m-%d} "
+                msg = (f"{name} has used its monthly budget of {_usd(cap)}; it resets on {reset:%Y-%m-%d} "
                        f"(00:00 UTC). A platform operator can raise it in config/tenants.yaml.")
             else:
                 msg = (f"This request may cost up to {_usd(need)} (its prompt plus max_tokens) but only "
-                       f"{_usd(cap - used)} of {name}'s monthly budget of ${budget:,.2f} remains; lower max_tokens, "
+                       f"{_usd(cap - used)} of {name}'s monthly budget of {_usd(cap)} remains; lower max_tokens, "
                        f"shorten the conversation or use a cheaper tier")
                 if need > cap:
                     retry_after = None

@@ -47,6 +47,7 @@ class Completion:
 @dataclass
 class Delta:
     text: str
+    model: str | None = None  # the deployment streaming it, when known (a cancelled turn is billed to it)
 
 
 def _quiet_litellm() -> None:
@@ -223,6 +224,9 @@ class LLMService:
                 parts.append(text)
                 yield Delta(text)
         else:
+            started = getattr(response, "_hidden_params", None) or {}
+            streaming = self.live.by_id.get(str(started.get("model_id") or ""))
+            streaming_model = streaming.model if streaming else None
             async for chunk in response:
                 model = getattr(chunk, "model", None) or model
                 if getattr(chunk, "usage", None):
@@ -232,7 +236,7 @@ class LLMService:
                     text = chunk.choices[0].delta.content or ""
                     if text:
                         parts.append(text)
-                        yield Delta(text)
+                        yield Delta(text, streaming_model)
         hidden = getattr(response, "_hidden_params", None) or {}
         dep = self.live.by_id.get(str(hidden.get("model_id") or ""))
         attempted = int((hidden.get("additional_headers") or {}).get("x-litellm-attempted-fallbacks") or 0)

@@ -8,18 +8,21 @@ from backend.tenants import TenantConfig
 PRODUCTION = "production"
 
 
-def approval_refusal(principal: Principal, tenant: TenantConfig, label: str, author: str | None) -> str | None:
-    """Why `principal` may not move `label` to a version written by `author`, or None when allowed.
+def approval_refusal(principal: Principal, tenant: TenantConfig, label: str,
+                     authors: frozenset[str] | set[str]) -> str | None:
+    """Why `principal` may not move `label` to a version written by `authors` (the author, and for a version
+    saved with an API key the person who created the key), or None when allowed.
 
     With `require_approval: true`, production only moves when a tenant admin who did not write the
-    version approves it by moving the label: nobody ships their own prompt alone.
+    version approves it by moving the label: nobody ships their own prompt alone, not even through an API
+    key they minted for themselves.
     """
     if label != PRODUCTION or not tenant.require_approval:
         return None
     if not principal.has_role(tenant.id, TENANT_ADMIN):
         return (f"{tenant.name} requires approval: only a tenant admin can move production. "
                 "Promote to staging and ask an admin to approve it.")
-    if author and author == principal.subject:
+    if principal.people & set(authors):
         return (f"{tenant.name} requires approval by a second person: you wrote this version, so another "
                 "tenant admin must promote it to production.")
     return None

@@ -20,7 +20,7 @@ KNOWN_VARIABLES: dict[str, str] = {
     "context": "the passages retrieved from the department's knowledge base",
 }
 # Set by Atrium on save, never by the editor's form.
-SYSTEM_FIELDS = ("author", "created_at", "message")
+SYSTEM_FIELDS = ("author", "author_for", "created_at", "message")
 EDITABLE_FIELDS = ("description", "tier", "model", "temperature", "max_tokens", "variables", "signoff")
 MAX_BODY_CHARS = 20_000
 
@@ -68,6 +68,8 @@ class PromptConfig(BaseModel):
     # Appended verbatim to every answer by the pipeline: deterministic, whatever the model does.
     signoff: str | None = Field(None, max_length=300)
     author: str = Field(min_length=1, max_length=200)
+    # Saved with an API key: the person who created the key (the four-eyes rule counts them as the author).
+    author_for: str | None = Field(None, max_length=200)
     created_at: str = Field(min_length=1, max_length=40)
     message: str = Field(min_length=1, max_length=500)
 

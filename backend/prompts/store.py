@@ -200,7 +200,8 @@ class PromptStore:
     # -- writing -------------------------------------------------------------------------------------------
 
     def create_version(self, tenant: str, assistant: str, *, body: str, config: dict[str, Any], message: str,
-                       author: str, base_version: int) -> tuple[PromptVersion, ValidationReport]:
+                       author: str, base_version: int, author_for: str | None = None
+                       ) -> tuple[PromptVersion, ValidationReport]:
         """Validate and save a new immutable version after `base_version`, or raise VersionConflict /
         PromptValidationError. Returns the version and the validation warnings."""
         folder = self.assistant_dir(tenant, assistant)
@@ -209,6 +210,8 @@ class PromptStore:
             body += "\n"
         meta = {k: v for k, v in config.items() if k not in SYSTEM_FIELDS}
         meta.update(author=author, created_at=_now(), message=message)
+        if author_for and author_for != author:
+            meta["author_for"] = author_for
         parsed, report = validate_version(meta, body)
         latest = self.latest(tenant, assistant)
         if base_version != latest:

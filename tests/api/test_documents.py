@@ -39,6 +39,11 @@ def test_upload_status_search_delete(api_client, login_as):
     assert {(e["filename"], e["error"]) for e in body["errors"]} == {("../../etc/passwd", "invalid_filename"),
                                                                      ("empty.md", "empty_file")}
     ids = [d["id"] for d in body["documents"]]
+    # Metadata that UTF-8 cannot encode is refused before anything is stored (it broke every later read).
+    r = api_client.post("/api/t/sales/documents", files={"files": ("fresh.txt", b"fresh text")},
+                        data={"metadata": '{"a": "\\ud800"}'}, **carol)
+    assert (r.status_code, r.json()["error"]) == (422, "invalid_metadata") and "metadata.a" in r.json()["detail"]
+    assert len(api_client.get("/api/t/sales/documents", **carol).json()["documents"]) == len(ids)
     docs = wait_ready(api_client, "sales", ids, **carol)
     assert [d["status"] for d in docs] == ["ready", "ready"] and all(d["progress"] == 1.0 for d in docs)
     assert docs[0]["title"] == "Northwind Cloud Pricing Rules" and docs[0]["chunks"] == docs[0]["chunks_done"] > 0
@@ -66,6 +71,11 @@ def test_upload_status_search_delete(api_client, login_as):
     assert [(d.subject, d.tenant, d.route) for d in denied] == [("fiona", "finance", "knowledge:get"),
                                                                  ("fiona", "finance", "knowledge:delete")]
     assert api_client.get("/api/t/finance/documents/nonexistent", **fiona).status_code == 404
+    # ... which finance's own audit view does not show: it would tell fiona the id exists elsewhere.
+    seen = api_client.get("/api/t/finance/audit", **fiona).json()
+    assert not [e for e in seen if e["reason"] == "other_tenants_document" or ids[1] in str(e["detail"])]
+    assert [e for e in api_client.get("/api/admin/audit", cookies=login_as("root")).json()
+            if e["reason"] == "other_tenants_document"]  # operators see the probe
     assert api_client.get(f"/api/t/sales/documents/{ids[1]}", **carol).json()["status"] == "ready"
 
     r = api_client.delete(f"/api/t/sales/documents/{ids[0]}", **alice)

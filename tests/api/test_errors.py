@@ -8,7 +8,13 @@ def test_unknown_route_and_wrong_method(api_client, login_as):
     assert r.status_code == 404 and r.json()["error"] == "not_found" and "/docs" in r.json()["detail"]
     r = api_client.get("/api/t/sales/chat", cookies=login_as("alice"))
     assert r.status_code == 405 and r.json() == {"error": "method_not_allowed",
-                                                  "detail": "GET is not allowed on /api/t/sales/chat"}
+                                                  "detail": "GET is not allowed on /api/t/sales/chat; use POST"}
+    # A path served by several routes names all their methods, in the body and in Allow.
+    r = api_client.patch("/api/t/sales/documents/abc", cookies=login_as("carol"))
+    assert r.status_code == 405 and r.headers["allow"] == "DELETE, GET"
+    assert r.json()["detail"].endswith("use DELETE, GET")
+    r = api_client.patch("/api/t/sales/keys", cookies=login_as("carol"))
+    assert r.headers["allow"] == "GET, POST"
 
 
 def test_broken_json_and_wrong_body_shape(api_client, login_as):
@@ -21,6 +27,21 @@ def test_broken_json_and_wrong_body_shape(api_client, login_as):
     assert r.status_code == 422 and r.json()["detail"].startswith("the request body: ")
     r = api_client.post("/api/t/sales/chat", json={"assistant": "sales-assistant"}, cookies=cookies)
     assert r.status_code == 422 and r.json()["detail"] == "message: Field required"
+
+
+def test_unknown_fields_and_values_are_refused_not_ignored(api_client, login_as):
+    carol = login_as("carol")
+    r = api_client.post("/api/t/sales/keys", json={"scopes": ["chat"], "expires_at": "2020-01-01T00:00:00Z"},
+                        cookies=carol)
+    assert r.status_code == 422 and r.json()["detail"].startswith("expires_at: unknown field")
+    assert api_client.get("/api/t/sales/keys", cookies=carol).json() == []  # no key was made
+    r = api_client.post("/api/t/sales/chat", json={"assistant": "sales-assistant", "message": "hi", "temprature": 0},
+                        cookies=carol)
+    assert r.status_code == 422 and "temprature: unknown field" in r.json()["detail"]
+    r = api_client.post("/api/t/sales/search", json={"query": "discounts", "topk": 3}, cookies=carol)
+    assert r.status_code == 422 and "topk: unknown field" in r.json()["detail"]
+    r = api_client.get("/api/t/sales/documents?status=foo", cookies=carol)
+    assert r.status_code == 422 and "'ready'" in r.json()["detail"]
 
 
 def test_unknown_assistant_is_a_404_naming_it(api_client, login_as):
@@ -40,7 +61,7 @@ def test_rest_chat_history_is_validated(api_client, login_as):
     assert r.status_code == 422 and r.json()["error"] == "invalid_request"
     assert r.json()["detail"] == "history.1.role: Input should be 'user' or 'assistant'"
     r = post([{"foo": "bar"}])
-    assert r.status_code == 422 and "history.0.foo: Extra inputs are not permitted" in r.json()["detail"]
+    assert r.status_code == 422 and "history.0.foo: unknown field" in r.json()["detail"]
     assert "history.0.role: Field required" in r.json()["detail"]
     r = post([{"role": "user", "content": "x" * 20_001}])
     assert r.status_code == 422 and r.json()["detail"].startswith("history.0.content: String should have at most 20000")

@@ -132,6 +132,11 @@ def test_conflict_is_409_with_the_current_latest(client, prompts_root):
     assert body["error"] == "version_conflict" and body["latest_version"] == 2 and body["base_version"] == 1
     assert body["latest"]["author"] == "bob" and "bob" in body["detail"]
     assert snapshot(prompts_root) == before, "nothing written on conflict"
+    v = client.get(f"{SA}/versions/2", headers=as_("bob")).json()
+    r = client.post(f"{SA}/versions", headers=as_("bob"), json={
+        "body": v["body"] + "x\n", "config": v["config"], "message": "from nowhere", "base_version": 99})
+    assert r.status_code == 422 and "version 99 does not exist; the latest is 2" in r.text  # not a "conflict"
+    assert snapshot(prompts_root) == before
 
 
 def test_two_app_processes_saving_on_the_same_base_one_201_one_409(prompts_root, tmp_path):
@@ -248,12 +253,37 @@ def test_require_approval_needs_a_second_tenant_admin(client):
     assert client.put(f"{SA}/labels/production", headers=as_("bob"), json={"version": 2}).status_code == 200
 
 
+def test_an_api_key_acts_for_its_creator_under_the_four_eyes_rule(client):
+    """fiona cannot ship her own version by minting a key for herself, nor a key's version by herself."""
+    fa = "/api/t/finance/prompts/finance-assistant"
+    assert new_version(client, "fiona", url=fa, add="\nFiona's own.\n").status_code == 201
+    r = client.post("/api/t/finance/keys", headers=as_("fiona"), json={"scopes": ["admin", "prompts:write"]})
+    assert r.status_code == 201, r.text
+    fionas_key = {"Authorization": f"Bearer {r.json()['token']}"}
+    r = client.put(f"{fa}/labels/production", headers=fionas_key, json={"version": 2})
+    assert r.status_code == 403 and "second person" in r.json()["detail"]
+    # A version saved with her key is hers too: she cannot promote it with her session either.
+    v = client.get(f"{fa}/versions/2", headers=fionas_key).json()
+    r = client.post(f"{fa}/versions", headers=fionas_key, json={
+        "body": v["body"] + "\nVia the key.\n", "config": {**v["config"], "author_for": "someone-else"},
+        "message": "via key", "base_version": 2})
+    assert r.status_code == 201, r.text
+    saved = client.get(f"{fa}/versions/3", headers=as_("fiona")).json()["config"]
+    assert saved["author"].startswith("key:") and saved["author_for"] == "fiona"  # not what the body claimed
+    r = client.put(f"{fa}/labels/production", headers=as_("fiona"), json={"version": 3})
+    assert r.status_code == 403 and "second person" in r.json()["detail"]
+    # Another admin's key (a CLI key has no person behind it) may approve.
+    cli_key = key(client, "finance", "admin", "prompts:write")
+    assert client.put(f"{fa}/labels/production", headers=cli_key, json={"version": 3}).status_code == 200
+    assert client.get(fa, headers=as_("fiona")).json()["labels"]["production"] == 3
+
+
 def _turn_count(client) -> int:
     with client.app.state.services.db.session() as s:
         return len(list(s.exec(select(ChatTurn))))
 
 
-def test_try_answers_with_a_draft_or_a_version_and_saves_nothing(client, prompts_root):
+def test_try_answers_with_a_draft_or_a_version_and_saves_nothing_but_its_usage(client, prompts_root):
     before, turns = snapshot(prompts_root), _turn_count(client)
     events = len(audit(client, "prompt_version_created")) + len(audit(client, "prompt_label_moved"))
     v1 = client.get(f"{SA}/versions/1", headers=as_("bob")).json()
@@ -270,7 +300,10 @@ def test_try_answers_with_a_draft_or_a_version_and_saves_nothing(client, prompts
     assert r.status_code == 200 and r.json()["prompt_version"] == 1
     assert not r.json()["answer"].rstrip().endswith("-- Northwind Sales Desk")
     assert snapshot(prompts_root) == before, "try never writes a prompt file or label"
-    assert _turn_count(client) == turns, "try records no chat turn"
+    with client.app.state.services.db.session() as s:  # paid for: in /usage and the budget, like any call
+        rows = list(s.exec(select(ChatTurn).order_by(ChatTurn.id)))[turns:]
+    assert [(t.channel, t.subject, t.prompt_version) for t in rows] == [("studio", "bob", None), ("studio", "bob", 1)]
+    assert rows[0].completion_tokens == out["usage"]["completion_tokens"]
     assert len(audit(client, "prompt_version_created")) + len(audit(client, "prompt_label_moved")) == events
 
 

@@ -151,6 +151,14 @@ def test_budget_refusal_when_not_used_up_says_what_remains(tmp_path, db, make_li
     assert "waiting will not help" in info.value.message and "Retry-After" not in info.value.headers
 
 
+def test_a_budget_below_a_cent_is_named_with_its_digits(tmp_path, db, make_limits):
+    svc = quota_service(tmp_path, db, make_limits, monthly_budget_usd=0.0003)
+    with pytest.raises(QuotaExceeded) as info:
+        asyncio.run(svc.admit(tenant="sales", subject="alice", est_cost_usd=0.0002, now=NOW))
+        asyncio.run(svc.admit(tenant="sales", subject="alice", est_cost_usd=0.0002, now=NOW))
+    assert "only $0.0001 of Sales's monthly budget of $0.0003 remains" in info.value.message  # not "$0.00"
+
+
 def test_token_warning_counts_usage_before_this_request(tmp_path, db, make_limits):
     add_turn(db, tokens=54)
     svc = quota_service(tmp_path, db, make_limits, tokens_per_day=1000)

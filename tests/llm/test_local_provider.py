@@ -91,6 +91,7 @@ def test_a_stream_closed_mid_answer_is_recorded_as_cancelled_with_what_was_gener
         row = s.exec(select(ChatTurn).order_by(ChatTurn.id.desc())).first()
     assert row is not None and row.outcome == "cancelled"
     assert row.prompt_tokens > 0 and row.completion_tokens > 0 and row.tier == "local"
+    assert row.model == "local/smollm2"  # billed to the model that was streaming, not "(no model call)"
 
 
 def test_json_mode_is_honoured_by_the_local_model():

@@ -19,7 +19,7 @@ def add_event(*, session: Session, event: AuditEvent) -> AuditEvent:
 
 def list_events(
     *, session: Session, tenant: str | None = None, kind: str | None = None, limit: int = 100,
-    exclude_kinds: tuple[str, ...] = (),
+    exclude_kinds: tuple[str, ...] = (), exclude_reasons: tuple[str, ...] = (),
 ) -> list[AuditEvent]:
     stmt = select(AuditEvent)
     if tenant is not None:
@@ -28,6 +28,8 @@ def list_events(
         stmt = stmt.where(AuditEvent.kind == kind)
     if exclude_kinds:
         stmt = stmt.where(col(AuditEvent.kind).not_in(exclude_kinds))
+    if exclude_reasons:  # NULL reasons stay (NOT IN would drop them)
+        stmt = stmt.where(or_(col(AuditEvent.reason).is_(None), col(AuditEvent.reason).not_in(exclude_reasons)))
     return list(session.exec(stmt.order_by(col(AuditEvent.id).desc()).limit(limit)))
 
 
