@@ -151,7 +151,7 @@ def create_app(settings: Settings | None = None, *, mount_chat: bool = True) -> 
         yield
         services.close()
 
-    app = FastAPI(title="Atrium", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(title="Atrium", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.services = services
     install_error_handlers(app)
     from backend.auth.request_context import ClientIpContext
@@ -163,9 +163,11 @@ def create_app(settings: Settings | None = None, *, mount_chat: bool = True) -> 
         app.add_middleware(FriendlyLoginErrors)
 
     from backend.api import routers
+    from backend.api.docs import install_docs
 
     for router in routers():
         app.include_router(router)
+    install_docs(app)  # /docs and /redoc from the app's own files; the schema names auth and error bodies
 
     from backend.auth.oidc import OidcLogin
 
