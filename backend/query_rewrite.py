@@ -8,7 +8,9 @@ SmolLM2-135M does not rewrite: on 18 follow-ups over the demo corpus it echoed t
 copied the transcript or answered (13/14 follow-ups, 3/4 topic switches retrieved, by luck), while the
 deterministic query retrieved the answer for 14/14 and 4/4 (the message alone: 10/14), so with only
 `local` the deterministic query is used. A failed rewrite (provider error, quota) never fails the turn.
-A purely social message ("thanks", "ok", "hi", "👍") is not rewritten: it refers to nothing that a query needs.
+A purely social message ("thanks", "ok", "hi", "👍") is not rewritten: it refers to nothing that a query needs;
+nor (in `auto`) a follow-up that names its own subject: it is searched as asked, so that an unrelated question
+is not answered from the passages of the previous ones.
 
 The rewrite sees only this turn's history and message (what the caller sent for this tenant); the model
 call goes through ChatService.internal, so the tenant's quotas, policy and usage records apply.
@@ -41,6 +43,17 @@ SYSTEM = (
     "numbers and terms exactly as written. Do not answer the question. Reply with the query only, on one "
     "line, without quotes or explanation. If the message is already standalone, repeat it."
 )
+
+# A follow-up that names its own subject ("What is the weather on Mars and who won the 1998 world cup?", "How
+# long can sales-led trials last?") is retrieved as asked: prefixed with the previous questions it would find
+# *their* passages and be answered, with wrong sources, instead of "I don't know". Any word that may point back
+# into the conversation, or a leading link ("and for Zurich?"), keeps the combined query (the safe side).
+_REFERS_BACK = re.compile(
+    r"\b(?:it|its|it's|that|this|these|those|they|them|their|theirs|there|one|ones|same|also|too|else|instead|"
+    r"other|others|another|more|then|above|previous|earlier|former|latter|he|she|him|her|his|such|both|either|"
+    r"neither|again|anyway|mentioned|said)\b")
+_LEADING_LINK = re.compile(r"^(?:and|but|or|so|plus|what about|how about|what if|if so|ok|okay|then|now)\b")
+STANDALONE_MIN_WORDS = 6
 
 # Labels and wrappers models put around the query despite being told not to.
 _LABEL = re.compile(r"^(?:standalone |rewritten |search )*(?:search )?(?:query|question)\s*[:\-–]\s*", re.I)
@@ -75,6 +88,8 @@ class QueryRewriter:
         turns = _conversation(history)
         if self.mode == "off" or not turns:
             return RetrievalQuery(message)
+        if self.mode == "auto" and stands_alone(message):
+            return RetrievalQuery(message, "retrieval query: the message as asked (it names its own subject)")
         fallback = deterministic_query(message, turns)
         tier = self._model_tier(allowed_tiers)
         if tier is None:
@@ -101,6 +116,13 @@ def _conversation(history: list[dict[str, str]]) -> list[dict[str, str]]:
     """The user/assistant messages of the history (a caller's system messages are not conversation)."""
     return [{"role": m["role"], "content": str(m.get("content") or "")} for m in history
             if m.get("role") in ("user", "assistant") and str(m.get("content") or "").strip()]
+
+
+def stands_alone(message: str) -> bool:
+    """Whether a follow-up makes sense without the conversation (conservatively: when in doubt, it does not)."""
+    words = re.findall(r"[a-z0-9][a-z0-9'\-]*", message.lower().replace("’", "'"))
+    text = " ".join(words)
+    return len(words) >= STANDALONE_MIN_WORDS and not _LEADING_LINK.match(text) and not _REFERS_BACK.search(text)
 
 
 def deterministic_query(message: str, turns: list[dict[str, str]]) -> str:

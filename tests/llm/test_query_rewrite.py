@@ -153,7 +153,8 @@ def test_local_only_uses_the_deterministic_query_without_a_model_call(model_serv
 
 def test_a_topic_change_is_still_found_with_the_message_as_asked(model_services):
     """Offline (deterministic query): after an unrelated turn, "previous questions + message" dilutes a
-    question that stands on its own below the relevance threshold; it is then retrieved as asked."""
+    question that stands on its own below the relevance threshold: it is retrieved as asked, and only so;
+    a follow-up that needs the conversation but is diluted anyway is retried as asked."""
     local = mock("local", "local/smollm2", "local says hi")
     svc, retriever = services(model_services, [local])
     question = "How long can sales-led trials last?"
@@ -163,8 +164,28 @@ def test_a_topic_change_is_still_found_with_the_message_as_asked(model_services)
     diluted = asyncio.run(svc.knowledge.retrieve(principal=alice(svc), tenant="sales", query=combined))
     assert not found(diluted)  # else this test could not fail
     result = run(svc, question, history=history)
-    assert retriever.queries == [combined, question] and found(result.citations)
-    assert row(svc, result.turn_id).route_reason.endswith("; found with the message as asked")
+    assert retriever.queries == [question] and found(result.citations)
+    assert row(svc, result.turn_id).route_reason.endswith("; retrieval query: the message as asked (it names its "
+                                                          "own subject)")
+    retriever.queries.clear()
+    short = "And sales-led trials?"  # leans on the conversation: combined first, then as asked
+    result = run(svc, short, history=history)
+    assert retriever.queries == [f"{history[0]['content']} {short}", short]
+
+
+def test_an_unrelated_follow_up_is_not_answered_from_the_previous_questions_passages(model_services):
+    """Offline: "previous questions + message" found the discount passages for a question about Mars, and the
+    model answered it citing them; a message that names its own subject is searched as asked."""
+    local = mock("local", "local/smollm2", "local says hi")
+    svc, retriever = services(model_services, [local])
+    history = [{"role": "user", "content": "Who must approve a discount of more than 20%?"},
+               {"role": "assistant", "content": "The VP of Sales approves discounts above 20%."}]
+    mars = "What is the weather on Mars and who won the 1998 world cup?"
+    combined = asyncio.run(svc.knowledge.retrieve(principal=alice(svc), tenant="sales",
+                                                  query=f"{history[0]['content']} {mars}"))
+    assert combined  # the old query found (the previous question's) passages: this test can fail
+    result = run(svc, mars, history=history)
+    assert retriever.queries == [mars] and result.citations == [] and result.answer.startswith("I don't know")
 
 
 def test_mode_model_rewrites_even_with_local_and_off_keeps_the_message(model_services):
