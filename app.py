@@ -159,8 +159,10 @@ def create_app(settings: Settings | None = None, *, mount_chat: bool = True) -> 
     app.add_middleware(ClientIpContext)  # audit IPs for Chainlit's login hooks too
     if mount_chat:
         from ui.login_errors import FriendlyLoginErrors
+        from ui.offline_page import OfflineChatPage
 
         app.add_middleware(FriendlyLoginErrors)
+        app.add_middleware(OfflineChatPage)
 
     from backend.api import routers
     from backend.api.docs import install_docs

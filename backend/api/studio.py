@@ -39,7 +39,8 @@ def studio(request: Request, services: ServicesDep, tenant: str | None = None) -
                  if (c := services.registry.get(t)) is not None]
         return PAGES.page("forbidden.html", status=403, user=principal.name,
                      tenant_name=" and ".join(names) or chosen, member=member or chosen is None,
-                     editable=[(t, services.registry.get(t).name) for t in editable])
+                     editable=[(t, services.registry.get(t).name) for t in editable],
+                     no_department=not principal.tenants, operator=principal.is_platform_admin)
     cfg = services.registry.get(chosen)
     assert cfg is not None
     return PAGES.page("studio.html", user=principal.name, subject=principal.subject, tenant=cfg.id,

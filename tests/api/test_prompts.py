@@ -324,6 +324,11 @@ def test_studio_page_access(client):
     assert r.status_code == 403 and "prompt editors" in r.text
     assert any(e.subject == "alice" and e.route == "/studio" for e in audit(client, "denied"))
     assert client.get("/studio", headers=as_("maria")).status_code == 403
+    r = client.get("/studio", headers=as_("nobody"))  # in no department: not told "your account can use the chat"
+    assert r.status_code == 403 and "not a member of any department" in r.text and "can use the chat" not in r.text
+    r = client.get("/studio", headers=as_("root"))  # an operator is sent to the operations page
+    assert r.status_code == 403 and "platform operator" in r.text and 'href="/admin"' in r.text
+    assert "editors group" not in r.text
     r = client.get("/studio", headers=as_("bob"))
     assert r.status_code == 200 and '"tenant": "sales"' in r.text and "Bob" in r.text
     r = client.get("/studio?tenant=finance", headers=as_("bob"))

@@ -207,7 +207,8 @@
   function selectAssistant(name, tab) {
     if (state.name && state.name !== name && !sameAsBase()) {
       // The draft is kept in localStorage; switching is safe.
-      toast("Your unsaved draft of " + state.name + " is kept in this browser.");
+      var current = (state.assistants || []).filter(function (a) { return a.name === state.name; })[0];
+      toast("Your unsaved draft of " + (current ? current.title : state.name) + " is kept in this browser.");
     }
     state.name = name;
     renderAssistantList();
