@@ -5,10 +5,17 @@ from __future__ import annotations
 
 import json
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from ui.asgi_rewrite import Headers, rewrite_response
 
 LOGIN_PATH = "/chat/login"
 MESSAGE = "Wrong username or password."
+_BODY = json.dumps({"detail": MESSAGE}).encode()
+
+
+def _words(headers: Headers, _body: bytes) -> tuple[Headers, bytes]:
+    return headers, _BODY
 
 
 class FriendlyLoginErrors:
@@ -19,27 +26,5 @@ class FriendlyLoginErrors:
         if scope["type"] != "http" or scope["path"] != LOGIN_PATH or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
-        start: Message | None = None
-        replaced = False
-
-        async def wrapped(message: Message) -> None:
-            nonlocal start, replaced
-            if replaced:
-                return  # the rest of the original 401 body
-            if message["type"] == "http.response.start":
-                if message["status"] != 401:
-                    await send(message)
-                    return
-                start = message  # hold it: the body (and its length) changes
-                return
-            if start is None:
-                await send(message)
-                return
-            body = json.dumps({"detail": MESSAGE}).encode()
-            headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
-            headers.append((b"content-length", str(len(body)).encode()))
-            await send({**start, "headers": headers})
-            await send({"type": "http.response.body", "body": body, "more_body": False})
-            replaced = True
-
-        await self.app(scope, receive, wrapped)
+        await rewrite_response(self.app, scope, receive, send, wanted=lambda start: start["status"] == 401,
+                               rewrite=_words)

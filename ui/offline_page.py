@@ -10,8 +10,20 @@ import re
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ui.asgi_rewrite import Headers, rewrite_response
+
 CHAT_PREFIX = "/chat"
 _EXTERNAL_STYLESHEET = re.compile(rb"<link\b[^>]*\bhref=\"https?://[^\"]+\"[^>]*>", re.I)
+
+
+def _html(start: Message) -> bool:
+    return dict(start.get("headers", [])).get(b"content-type", b"").startswith(b"text/html")
+
+
+def _strip(headers: Headers, body: bytes) -> tuple[Headers, bytes]:
+    gzipped = dict(headers).get(b"content-encoding") == b"gzip"  # Chainlit's GZip middleware
+    body = _EXTERNAL_STYLESHEET.sub(b"", gzip.decompress(body) if gzipped else body)
+    return [(k, v) for k, v in headers if not (gzipped and k.lower() == b"content-encoding")], body
 
 
 class OfflineChatPage:
@@ -22,30 +34,4 @@ class OfflineChatPage:
         if scope["type"] != "http" or scope["method"] != "GET" or not scope["path"].startswith(CHAT_PREFIX):
             await self.app(scope, receive, send)
             return
-        start: Message | None = None
-        chunks: list[bytes] = []
-
-        async def wrapped(message: Message) -> None:
-            nonlocal start
-            if message["type"] == "http.response.start":
-                headers = dict(message.get("headers", []))
-                if not headers.get(b"content-type", b"").startswith(b"text/html"):
-                    await send(message)
-                    return
-                start = message  # hold it: the body (and its length) changes
-                return
-            if start is None:
-                await send(message)
-                return
-            chunks.append(message.get("body", b""))
-            if message.get("more_body"):
-                return
-            body = b"".join(chunks)
-            gzipped = dict(start.get("headers", [])).get(b"content-encoding") == b"gzip"  # Chainlit's GZip
-            body = _EXTERNAL_STYLESHEET.sub(b"", gzip.decompress(body) if gzipped else body)
-            headers = [(k, v) for k, v in start.get("headers", [])
-                       if k.lower() != b"content-length" and not (gzipped and k.lower() == b"content-encoding")]
-            await send({**start, "headers": [*headers, (b"content-length", str(len(body)).encode())]})
-            await send({"type": "http.response.body", "body": body, "more_body": False})
-
-        await self.app(scope, receive, wrapped)
+        await rewrite_response(self.app, scope, receive, send, wanted=_html, rewrite=_strip)

@@ -92,14 +92,13 @@ def _text_features(text: str) -> dict[str, float]:
         feats["digits"] = 1.0
     if " and " in text.lower() and "?" in text:
         feats["and_question"] = 1.0
-    low = text.lower().strip()
-    for name, rule in _HEAVY_RULES:
-        if rule.search(low):
-            feats[f"rule:{name}"] = 1.0
-    for name, rule in _LIGHT_RULES:
-        if rule.search(low):
-            feats[f"rule:{name}"] = 1.0
+    for name in _matching(_HEAVY_RULES + _LIGHT_RULES, text.lower().strip()):
+        feats[f"rule:{name}"] = 1.0
     return feats
+
+
+def _matching(rules: list[tuple[str, re.Pattern[str]]], low: str) -> list[str]:
+    return [name for name, rule in rules if rule.search(low)]
 
 
 # Follow-up shapes: what a short message does to the conversation's task.
@@ -122,10 +121,8 @@ _FOLLOW_UP_RULES = [
 def _followup_features(text: str, previous: str) -> dict[str, float]:
     words, before = tokens(text), tokens(previous)
     feats = {"fu": 1.0}
-    low_text = text.lower().strip()
-    for name, rule in _FOLLOW_UP_RULES:
-        if rule.search(low_text):
-            feats[f"fu:rule:{name}"] = 1.0
+    for name in _matching(_FOLLOW_UP_RULES, text.lower().strip()):
+        feats[f"fu:rule:{name}"] = 1.0
     if words:
         feats[f"fu:first:{words[0]}"] = 1.0
     if len(words) > 1:
@@ -138,14 +135,12 @@ def _followup_features(text: str, previous: str) -> dict[str, float]:
     if len(before) > 15:
         feats["fu:prev_long"] = 1.0
     low = previous.lower().strip()
-    for name, rule in _HEAVY_RULES:
-        if rule.search(low):
-            feats[f"fu:prev:{name}"] = 1.0
-            if short:
-                feats[f"fu:short_after:{name}"] = 1.0
-    for name, rule in _LIGHT_RULES:
-        if rule.search(low):
-            feats[f"fu:prev:{name}"] = 1.0
+    for name in _matching(_HEAVY_RULES, low):
+        feats[f"fu:prev:{name}"] = 1.0
+        if short:
+            feats[f"fu:short_after:{name}"] = 1.0
+    for name in _matching(_LIGHT_RULES, low):
+        feats[f"fu:prev:{name}"] = 1.0
     return feats
 
 
