@@ -15,6 +15,7 @@ from pathlib import PurePosixPath, PureWindowsPath
 from backend.errors import Invalid, PayloadTooLarge, UnsupportedMedia
 from backend.knowledge.blocks import Block, ParsedDocument  # noqa: F401  (re-exported: parse's output types)
 from backend.knowledge.html import parse_html
+from backend.knowledge.pieces import LIST_ITEM, is_list
 
 SUPPORTED = ".txt, .md, .pdf, .docx, .html"
 # A .docx is a zip; refuse archives that expand far beyond their size (zip bombs).
@@ -230,9 +231,18 @@ def _parse_text(text: str, *, markdown: bool) -> ParsedDocument:
     buf: list[str] = []
 
     def flush() -> None:
-        if buf:
-            doc.blocks.append(Block(text="\n".join(buf).strip()))
-            buf.clear()
+        if not buf:
+            return
+        raw = "\n".join(buf).rstrip()
+        prev = doc.blocks[-1] if doc.blocks else None
+        # A loose list (items apart by blank lines) and an item's indented continuation paragraphs stay one
+        # block with the list, so its items are kept together and each item with its continuation.
+        if (markdown and prev is not None and prev.level == 0 and is_list(prev.text)
+                and (LIST_ITEM.match(raw) or raw[:1] in (" ", "\t"))):
+            prev.text += "\n\n" + raw
+        else:
+            doc.blocks.append(Block(text=raw.strip()))
+        buf.clear()
 
     for line in text.split("\n"):
         if markdown and line.lstrip().startswith("```"):
