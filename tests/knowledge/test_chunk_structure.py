@@ -156,3 +156,22 @@ def test_a_label_paragraph_stays_with_the_text_under_it():
     chunks = chunk_blocks(blocks, max_tokens=160, overlap=0)
     _assert_items_whole(chunks, ["**Stage 2 – Qualified (20%)**:\n\nNORTH documented",
                                  "Example:\n\nCSV export fails", "Note\n\nBold lines"])
+
+
+def test_html_lists_are_one_block_with_numbered_items():
+    items = "".join(f"<li><strong>{n}</strong>:<br>\n{t}</li>" for n, t in STAGES)
+    html = (f"<html><body><h1>Playbook</h1><h2>Stages</h2><p>Every opportunity moves through:</p>"
+            f"<ol>{items}</ol><ul><li><p>Nested</p><ul><li>inner item</li></ul></li></ul>"
+            f"<p><b>Rule of thumb</b></p><p>Stale after 45 days.</p>"
+            f"<table><tr><th>Stage</th><th>Probability</th></tr><tr><td>Qualified</td><td>20%</td></tr></table>"
+            f"</body></html>").encode()
+    blocks = parse(html, "html").blocks
+    expected = "\n".join(f"{i + 1}. {n}: {t}" for i, (n, t) in enumerate(STAGES))
+    assert [(b.text, b.level, b.label) for b in blocks] == [
+        ("Playbook", 1, False), ("Stages", 2, False), ("Every opportunity moves through:", 0, False),
+        (expected, 0, False), ("- Nested\n  - inner item", 0, False), ("Rule of thumb", 0, True),
+        ("Stale after 45 days.", 0, False), ("Stage | Probability", 0, False), ("Qualified | 20%", 0, False)]
+    chunks = chunk_blocks(blocks, max_tokens=200, overlap=40)
+    assert any(expected in c.text for c in chunks)  # the whole list, with its lead-in
+    assert any("Every opportunity moves through:\n\n1. Stage 0" in c.text for c in chunks)
+    _assert_items_whole(chunk_blocks(blocks, max_tokens=60, overlap=0), expected.split("\n"))
