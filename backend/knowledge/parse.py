@@ -3,6 +3,7 @@
 The type is sniffed from the bytes, never taken from the extension. Everything a user can get wrong
 raises a backend.errors class with a message they can act on (empty, too large, unsupported, encrypted
 or corrupt PDF, a .docx that unpacks to far more than it weighs, a file name with path components).
+HTML and .docx structure (lists, tables) is read in html.py and word.py; PDF and text here.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from backend.errors import Invalid, PayloadTooLarge, UnsupportedMedia
 from backend.knowledge.blocks import Block, ParsedDocument  # noqa: F401  (re-exported: parse's output types)
 from backend.knowledge.html import parse_html
 from backend.knowledge.pieces import LIST_ITEM, is_list
+from backend.knowledge.word import parse_docx
 
 SUPPORTED = ".txt, .md, .pdf, .docx, .html"
 # A .docx is a zip; refuse archives that expand far beyond their size (zip bombs).
@@ -111,7 +113,7 @@ def parse(data: bytes, content_type: str) -> ParsedDocument:
     if content_type == "pdf":
         doc = _parse_pdf(data)
     elif content_type == "docx":
-        doc = _parse_docx(data)
+        doc = parse_docx(data)
     elif content_type == "html":
         doc = parse_html(_decode(data) or "")
     else:
@@ -190,35 +192,6 @@ def _check_zip(data: bytes, *, max_bytes: int) -> None:
     if len(infos) > DOCX_MAX_ENTRIES or total > limit or total > DOCX_MAX_RATIO * max(len(data), 1) + 10_000_000:
         raise Invalid(f"the .docx expands to {total / 1e6:.0f} MB from {len(data) / 1e6:.1f} MB "
                       f"({len(infos)} parts): refused as a possible zip bomb", code="zip_bomb")
-
-
-def _parse_docx(data: bytes) -> ParsedDocument:
-    import docx
-
-    try:
-        document = docx.Document(io.BytesIO(data))
-    except Exception as exc:
-        raise Invalid(f"the .docx cannot be read ({type(exc).__name__}: {str(exc)[:120]})",
-                      code="corrupt_file") from exc
-    doc = ParsedDocument(content_type="docx")
-    try:
-        doc.title = (document.core_properties.title or "").strip() or None
-    except Exception:
-        doc.title = None
-    for para in document.paragraphs:
-        text = para.text.strip()
-        if not text:
-            continue
-        style = (para.style.name if para.style is not None else "") or ""
-        match = re.match(r"Heading (\d)", style)
-        level = int(match.group(1)) if match else (1 if style == "Title" else 0)
-        doc.blocks.append(Block(text=text, level=level))
-    for table in document.tables:
-        for row in table.rows:
-            cells = [c.text.strip() for c in row.cells if c.text.strip()]
-            if cells:
-                doc.blocks.append(Block(text=" | ".join(dict.fromkeys(cells))))
-    return doc
 
 
 # -- text / markdown ---------------------------------------------------------------------------------------------

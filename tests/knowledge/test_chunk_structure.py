@@ -4,6 +4,7 @@ section has. Checked on the real demo corpus with the real token counter, and on
 
 from __future__ import annotations
 
+import io
 import re
 from pathlib import Path
 
@@ -175,3 +176,36 @@ def test_html_lists_are_one_block_with_numbered_items():
     assert any(expected in c.text for c in chunks)  # the whole list, with its lead-in
     assert any("Every opportunity moves through:\n\n1. Stage 0" in c.text for c in chunks)
     _assert_items_whole(chunk_blocks(blocks, max_tokens=60, overlap=0), expected.split("\n"))
+
+
+def test_docx_numbered_and_bulleted_paragraphs_keep_markers_and_body_order():
+    import docx
+
+    document = docx.Document()
+    document.add_heading("Playbook", level=1)
+    document.add_paragraph("Every opportunity moves through:")
+    for name, text in STAGES:
+        document.add_paragraph(f"{name}: {text}", style="List Number")
+    document.add_paragraph("Owners:")
+    document.add_paragraph("Sales Operations", style="List Bullet")
+    document.add_paragraph("Revenue leadership", style="List Bullet")
+    label = document.add_paragraph()
+    label.add_run("Rule of thumb").bold = True
+    document.add_paragraph("Stale after 45 days.")
+    document.add_heading("Probabilities", level=1)
+    table = document.add_table(rows=1, cols=2)
+    table.rows[0].cells[0].text, table.rows[0].cells[1].text = "Qualified", "20%"
+    document.add_heading("Territories", level=1)
+    document.add_paragraph("Assigned by headquarters location.")
+    out = io.BytesIO()
+    document.save(out)
+    blocks = parse(out.getvalue(), "docx").blocks
+    expected = "\n".join(f"{i + 1}. {n}: {t}" for i, (n, t) in enumerate(STAGES))
+    assert [(b.text, b.level, b.label) for b in blocks] == [
+        ("Playbook", 1, False), ("Every opportunity moves through:", 0, False), (expected, 0, False),
+        ("Owners:", 0, False), ("- Sales Operations\n- Revenue leadership", 0, False), ("Rule of thumb", 0, True),
+        ("Stale after 45 days.", 0, False), ("Probabilities", 1, False), ("Qualified | 20%", 0, False),
+        ("Territories", 1, False), ("Assigned by headquarters location.", 0, False)]
+    chunks = chunk_blocks(blocks, max_tokens=200, overlap=40)
+    assert any(expected in c.text for c in chunks)
+    assert [c.section for c in chunks if "Qualified | 20%" in c.text] == ["Probabilities"]  # not "Territories"
