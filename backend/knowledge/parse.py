@@ -172,10 +172,23 @@ def _parse_pdf(data: bytes) -> ParsedDocument:
             raise Invalid(f"page {number} of the PDF cannot be read ({type(exc).__name__})",
                           code="corrupt_pdf") from exc
         for para in re.split(r"\n\s*\n", text):
-            para = re.sub(r"[ \t]*\n[ \t]*", " ", para).strip()
+            para = _pdf_lines(para)
             if para:
                 doc.blocks.append(Block(text=para, page=number))
     return doc
+
+
+def _pdf_lines(para: str) -> str:
+    """Unwrap a paragraph's lines, except where a line starts a list item: the items stay one per line, so the
+    chunker can keep each with its text (and "1." is not cut from "Stage 0" as if it ended a sentence)."""
+    lines = [line.strip() for line in para.split("\n") if line.strip()]
+    out: list[str] = []
+    for line in lines:
+        if out and not LIST_ITEM.match(line):
+            out[-1] += " " + line
+        else:
+            out.append(line)
+    return "\n".join(out)
 
 
 # -- DOCX ------------------------------------------------------------------------------------------------------

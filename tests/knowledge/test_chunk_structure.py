@@ -15,6 +15,7 @@ from backend.knowledge.chunk import Chunk, chunk_blocks
 from backend.knowledge.embed.local import LocalEmbedder
 from backend.knowledge.parse import parse, sniff
 from backend.knowledge.pieces import LIST_ITEM, is_label
+from tests.knowledge.files import make_pdf
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -209,3 +210,16 @@ def test_docx_numbered_and_bulleted_paragraphs_keep_markers_and_body_order():
     chunks = chunk_blocks(blocks, max_tokens=200, overlap=40)
     assert any(expected in c.text for c in chunks)
     assert [c.section for c in chunks if "Qualified | 20%" in c.text] == ["Probabilities"]  # not "Territories"
+
+
+def test_pdf_list_lines_stay_items():
+    page = ("Every opportunity moves through these stages:\n1. Stage 0 - Prospect (0%): SDR has identified the "
+            "account.\nNo meeting yet.\n2. Stage 1 - Discovery (10%): first meeting held.\n3. Stage 2 - Qualified "
+            "(20%): NORTH documented.")
+    (block,) = parse(make_pdf([page]), "pdf").blocks
+    assert block.text == ("Every opportunity moves through these stages:\n1. Stage 0 - Prospect (0%): SDR has "
+                          "identified the account. No meeting yet.\n2. Stage 1 - Discovery (10%): first meeting "
+                          "held.\n3. Stage 2 - Qualified (20%): NORTH documented.") and block.page == 1
+    chunks = chunk_blocks([block], max_tokens=30, overlap=0)
+    _assert_items_whole(chunks, block.text.split("\n")[1:])
+    assert all(c.page == 1 for c in chunks)
