@@ -10,6 +10,8 @@ class Block:
     text: str
     page: int | None = None
     level: int = 0  # 0 = body text; 1..6 = a heading of that level
+    # Body text that only introduces what follows it (a bold line): the chunker keeps it with the next block.
+    label: bool = False
 
 
 @dataclass

@@ -3,6 +3,7 @@
 The type is sniffed from the bytes, never taken from the extension. Everything a user can get wrong
 raises a backend.errors class with a message they can act on (empty, too large, unsupported, encrypted
 or corrupt PDF, a .docx that unpacks to far more than it weighs, a file name with path components).
+HTML and .docx structure (lists, tables) is read in html.py and word.py; PDF and text here.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from pathlib import PurePosixPath, PureWindowsPath
 from backend.errors import Invalid, PayloadTooLarge, UnsupportedMedia
 from backend.knowledge.blocks import Block, ParsedDocument  # noqa: F401  (re-exported: parse's output types)
 from backend.knowledge.html import parse_html
+from backend.knowledge.pieces import LIST_ITEM, is_list
+from backend.knowledge.word import parse_docx
 
 SUPPORTED = ".txt, .md, .pdf, .docx, .html"
 # A .docx is a zip; refuse archives that expand far beyond their size (zip bombs).
@@ -110,7 +113,7 @@ def parse(data: bytes, content_type: str) -> ParsedDocument:
     if content_type == "pdf":
         doc = _parse_pdf(data)
     elif content_type == "docx":
-        doc = _parse_docx(data)
+        doc = parse_docx(data)
     elif content_type == "html":
         doc = parse_html(_decode(data) or "")
     else:
@@ -169,10 +172,23 @@ def _parse_pdf(data: bytes) -> ParsedDocument:
             raise Invalid(f"page {number} of the PDF cannot be read ({type(exc).__name__})",
                           code="corrupt_pdf") from exc
         for para in re.split(r"\n\s*\n", text):
-            para = re.sub(r"[ \t]*\n[ \t]*", " ", para).strip()
+            para = _pdf_lines(para)
             if para:
                 doc.blocks.append(Block(text=para, page=number))
     return doc
+
+
+def _pdf_lines(para: str) -> str:
+    """Unwrap a paragraph's lines, except where a line starts a list item: the items stay one per line, so the
+    chunker can keep each with its text (and "1." is not cut from "Stage 0" as if it ended a sentence)."""
+    lines = [line.strip() for line in para.split("\n") if line.strip()]
+    out: list[str] = []
+    for line in lines:
+        if out and not LIST_ITEM.match(line):
+            out[-1] += " " + line
+        else:
+            out.append(line)
+    return "\n".join(out)
 
 
 # -- DOCX ------------------------------------------------------------------------------------------------------
@@ -191,35 +207,6 @@ def _check_zip(data: bytes, *, max_bytes: int) -> None:
                       f"({len(infos)} parts): refused as a possible zip bomb", code="zip_bomb")
 
 
-def _parse_docx(data: bytes) -> ParsedDocument:
-    import docx
-
-    try:
-        document = docx.Document(io.BytesIO(data))
-    except Exception as exc:
-        raise Invalid(f"the .docx cannot be read ({type(exc).__name__}: {str(exc)[:120]})",
-                      code="corrupt_file") from exc
-    doc = ParsedDocument(content_type="docx")
-    try:
-        doc.title = (document.core_properties.title or "").strip() or None
-    except Exception:
-        doc.title = None
-    for para in document.paragraphs:
-        text = para.text.strip()
-        if not text:
-            continue
-        style = (para.style.name if para.style is not None else "") or ""
-        match = re.match(r"Heading (\d)", style)
-        level = int(match.group(1)) if match else (1 if style == "Title" else 0)
-        doc.blocks.append(Block(text=text, level=level))
-    for table in document.tables:
-        for row in table.rows:
-            cells = [c.text.strip() for c in row.cells if c.text.strip()]
-            if cells:
-                doc.blocks.append(Block(text=" | ".join(dict.fromkeys(cells))))
-    return doc
-
-
 # -- text / markdown ---------------------------------------------------------------------------------------------
 
 
@@ -230,9 +217,18 @@ def _parse_text(text: str, *, markdown: bool) -> ParsedDocument:
     buf: list[str] = []
 
     def flush() -> None:
-        if buf:
-            doc.blocks.append(Block(text="\n".join(buf).strip()))
-            buf.clear()
+        if not buf:
+            return
+        raw = "\n".join(buf).rstrip()
+        prev = doc.blocks[-1] if doc.blocks else None
+        # A loose list (items apart by blank lines) and an item's indented continuation paragraphs stay one
+        # block with the list, so its items are kept together and each item with its continuation.
+        if (markdown and prev is not None and prev.level == 0 and is_list(prev.text)
+                and (LIST_ITEM.match(raw) or raw[:1] in (" ", "\t"))):
+            prev.text += "\n\n" + raw
+        else:
+            doc.blocks.append(Block(text=raw.strip()))
+        buf.clear()
 
     for line in text.split("\n"):
         if markdown and line.lstrip().startswith("```"):

@@ -33,7 +33,7 @@ def test_docx_headings_and_html_sections():
     doc = parse(html, "html")
     assert doc.title == "Guide"
     assert [(b.text, b.level) for b in doc.blocks] == [("Setup", 1), ("Install the agent.", 0), ("Ports", 2),
-                                                       ("443", 0)]
+                                                       ("- 443", 0)]  # a list item keeps its bullet
 
 
 def test_markdown_and_text_are_sniffed():

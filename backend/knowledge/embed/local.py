@@ -81,5 +81,8 @@ class LocalEmbedder:
                 from tokenizers import Tokenizer
 
                 self._tokenizer = Tokenizer.from_file(str(self._path / "tokenizer.json"))
+                # The model's tokenizer.json truncates to 128 and pads every text to 128 tokens; counting through
+                # that made "1." weigh 128 tokens, so no two passages ever fitted one 200-token chunk.
                 self._tokenizer.no_truncation()
+                self._tokenizer.no_padding()
             return len(self._tokenizer.encode(text, add_special_tokens=False).ids)
