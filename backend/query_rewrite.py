@@ -53,6 +53,10 @@ _REFERS_BACK = re.compile(
     r"other|others|another|more|then|above|previous|earlier|former|latter|he|she|him|her|his|such|both|either|"
     r"neither|again|anyway|mentioned|said)\b")
 _LEADING_LINK = re.compile(r"^(?:and|but|or|so|plus|what about|how about|what if|if so|ok|okay|then|now)\b")
+# A statement ("G&A is 8% over but $60k", "the deal is 25k ACV tho") adds to the conversation's question, so
+# only a question of its own stands alone.
+_QUESTION = re.compile(r"^(?:what|what's|whats|when|where|which|who|whom|whose|why|how|is|are|was|were|can|could|"
+                       r"do|does|did|should|would|will|may|must|has|have|tell me|give me|list|explain)\b")
 STANDALONE_MIN_WORDS = 6
 
 # Labels and wrappers models put around the query despite being told not to.
@@ -122,7 +126,8 @@ def stands_alone(message: str) -> bool:
     """Whether a follow-up makes sense without the conversation (conservatively: when in doubt, it does not)."""
     words = re.findall(r"[a-z0-9][a-z0-9'\-]*", message.lower().replace("’", "'"))
     text = " ".join(words)
-    return len(words) >= STANDALONE_MIN_WORDS and not _LEADING_LINK.match(text) and not _REFERS_BACK.search(text)
+    return (len(words) >= STANDALONE_MIN_WORDS and bool(_QUESTION.match(text) or message.rstrip().endswith("?"))
+            and not _LEADING_LINK.match(text) and not _REFERS_BACK.search(text))
 
 
 def deterministic_query(message: str, turns: list[dict[str, str]]) -> str:

@@ -66,7 +66,9 @@ def fingerprint(rows: list[dict]) -> str:
     h.update(json.dumps([s.embedding_model, s.retrieval_mode, s.retrieval_min_score, s.chunk_tokens,
                          s.chunk_overlap, TOKENIZER]).encode())
     h.update((inspect.getsource(_format_context) + NO_CONTEXT).encode())
-    for module in ("backend/llm/knowledge_need.py", "backend/llm/routing.py"):  # which messages skip retrieval
+    for module in ("backend/llm/knowledge_need.py", "backend/llm/routing.py",  # which messages skip retrieval
+                   "backend/knowledge/chunk.py", "backend/knowledge/pieces.py", "backend/knowledge/parse.py",
+                   "backend/knowledge/blocks.py", "backend/knowledge/embed/local.py"):  # the passages themselves
         h.update((ROOT / module).read_bytes())
     h.update("".join(sorted(key(r) for r in rows)).encode())
     return h.hexdigest()[:16]

@@ -285,3 +285,19 @@ def test_deterministic_query_keeps_the_last_two_questions():
     both = "Who approves a 15% discount? And above 20%?"
     assert deterministic_query("And on add-ons?", turns) == f"{both} And on add-ons?"
     assert deterministic_query("More?", [{"role": "user", "content": "a"}, *turns]) == f"{both} More?"
+
+
+@pytest.mark.parametrize(("message", "alone"), [
+    ("What is the weather on Mars and who won the 1998 world cup?", True),
+    ("How long can sales-led trials last?", True),
+    ("And the sales-led ones?", False),  # a leading link
+    ("is there one on Fridays?", False),  # "one" points back
+    ("can you make that shorter for the customer please", False),
+    ("G&A is 8% over but $60k", False),  # a statement adds to the conversation's question
+    ("the deal is 25k ACV tho", False),
+    ("who approves?", False),  # too short to carry its own subject
+])
+def test_which_follow_ups_stand_alone(message, alone):
+    from backend.query_rewrite import stands_alone
+
+    assert stands_alone(message) is alone
