@@ -1,4 +1,4 @@
-"""`atrium` console script: serve, keys, ingest, seed-demo, migrate, hash-password."""
+"""`atrium` console script: serve, keys, ingest, reindex, seed-demo, migrate, hash-password."""
 
 from __future__ import annotations
 
@@ -125,6 +125,12 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return ingest_paths(services, tenant=args.tenant, paths=args.paths, kb=args.kb)
 
 
+def cmd_reindex(args: argparse.Namespace) -> int:
+    from backend.knowledge.cli import reindex
+
+    return reindex(_services(), tenant=args.tenant)
+
+
 def cmd_hash_password(_args: argparse.Namespace) -> int:
     from backend.auth.passwords import hash_password
 
@@ -164,6 +170,11 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--kb", default="default")
     ingest.add_argument("paths", nargs="+")
     ingest.set_defaults(func=cmd_ingest)
+
+    reindex = sub.add_parser("reindex", help="chunk and embed the stored documents again (after an upgrade that "
+                                             "changes chunking), with a progress bar")
+    reindex.add_argument("--tenant", help="one tenant (default: every tenant)")
+    reindex.set_defaults(func=cmd_reindex)
 
     seed = sub.add_parser("seed-demo", help="load the demo knowledge bases")
     seed.add_argument("--if-empty", action="store_true", help="only when the data dir has no documents")

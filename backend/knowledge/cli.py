@@ -70,6 +70,25 @@ def ingest_paths(services, *, tenant: str, paths: list[str], kb: str = "default"
     return 1 if failed else 0
 
 
+def reindex(services, *, tenant: str | None) -> int:
+    """`atrium reindex [--tenant T]`: chunk and embed every stored document again (0 ok, 1 failures, 2 usage)."""
+    tenants = [tenant] if tenant else services.registry.ids()
+    if tenant and services.registry.get(tenant) is None:
+        print(f"error: unknown tenant {tenant!r}; known: {', '.join(services.registry.ids())}", file=sys.stderr)
+        return 2
+    knowledge = services.knowledge
+    knowledge.worker.stop()  # this process embeds in the foreground, with the progress bar
+    failed = 0
+    for t in tenants:
+        operator = Principal(subject="cli", name="atrium CLI", tenants={t: frozenset({MEMBER, TENANT_ADMIN})},
+                             auth="cli")
+        queued = knowledge.reindex(operator, t, route="cli:reindex")
+        ready, bad = _embed(knowledge, queued) if queued else (0, 0)
+        failed += bad
+        print(f"{t}: {len(queued)} document(s) re-indexed: {ready} ready" + (f", {bad} failed" if bad else ""))
+    return 1 if failed else 0
+
+
 def _embed(knowledge, queued: dict[str, str]) -> tuple[int, int]:
     totals: dict[str, int] = {}
     bar = tqdm(total=0, unit="chunk", desc="embedding", dynamic_ncols=True, file=sys.stderr)

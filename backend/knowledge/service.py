@@ -106,6 +106,18 @@ class KnowledgeService:
 
     # -- documents ----------------------------------------------------------------------------------------------
 
+    def reindex(self, principal: Principal, tenant: str, *, route: str = "knowledge:reindex") -> dict[str, str]:
+        """Queue every ready (or failed) document of the tenant to be chunked and embedded again from its stored
+        file, e.g. after an upgrade that changes chunking; returns {document id: filename}."""
+        self.authorize(principal, tenant, "ingest", route=route)
+        with self.db.session() as session:
+            docs = repo.requeue_documents(session=session, tenant=tenant)
+            queued = {d.id: d.filename for d in docs}
+        self.audit.record("documents_reindexed", subject=principal.subject, tenant=tenant, route=route,
+                          detail={"documents": len(queued)})
+        self.worker.wake()
+        return queued
+
     def upload(self, principal: Principal, tenant: str, files: list[UploadFile], *, kb: str | None = None,
                metadata: dict[str, Any] | None = None, title: str | None = None,
                route: str = "knowledge:upload") -> dict[str, list]:

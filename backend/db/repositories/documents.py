@@ -100,6 +100,22 @@ def save_document(*, session: Session, doc: KbDocument) -> KbDocument:
     return doc
 
 
+def requeue_documents(*, session: Session, tenant: str, statuses: tuple[str, ...] = ("ready", "failed")
+                      ) -> list[KbDocument]:
+    """Queue a tenant's documents to be parsed, chunked and embedded again from their stored bytes. Their chunk
+    count stays, so the worker replaces the old chunks (and removes them first if the count changes)."""
+    docs = list(session.exec(select(KbDocument).where(KbDocument.tenant == tenant,
+                                                      col(KbDocument.status).in_(statuses))))
+    for doc in docs:
+        doc.status, doc.chunks_done, doc.progress, doc.attempts, doc.error = "queued", 0, 0.0, 0, None
+        doc.claimed_by, doc.lease_until, doc.updated_at = None, None, utcnow()
+        session.add(doc)
+    session.commit()
+    for doc in docs:
+        session.refresh(doc)
+    return docs
+
+
 def remove_document(*, session: Session, tenant: str, document_id: str) -> bool:
     """Delete the row and its bytes (call after its vectors are gone)."""
     doc = get_document(session=session, tenant=tenant, document_id=document_id)
