@@ -178,6 +178,9 @@ def create_app(settings: Settings | None = None, *, mount_chat: bool = True) -> 
         from backend.auth.oidc_web import install_oidc_login
 
         install_oidc_login(app, services.oidc_login, on_failure=lambda exc, ip: services.audit.login_denied(exc, ip=ip))
+        from backend.auth.oidc_logout import IdpLogout
+
+        app.add_middleware(IdpLogout, login=services.oidc_login)  # signing out ends the IdP session too
 
     @app.get("/", include_in_schema=False)
     def _root() -> RedirectResponse:

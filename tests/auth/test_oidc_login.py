@@ -4,10 +4,11 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urljoin, urlsplit
 
 import httpx
 import pytest
@@ -25,12 +26,14 @@ def idp_app(tmp_path_factory):
     port = free_port()
     callback = f"http://127.0.0.1:{port}/chat/auth/oauth/oidc/callback"
     os.environ["OIDC_REQUIRE_PKCE"] = "1"  # the provider refuses code exchanges without a valid verifier
+    os.environ["OIDC_POST_LOGOUT_REDIRECT_URIS"] = f"http://127.0.0.1:{port}/chat/login"
     try:
         op = start_oidc_provider([callback])
     except OidcProviderUnavailable as exc:
         pytest.skip(str(exc))
     finally:
         os.environ.pop("OIDC_REQUIRE_PKCE", None)
+        os.environ.pop("OIDC_POST_LOGOUT_REDIRECT_URIS", None)
     server = start_server(tmp_path_factory.mktemp("oidc-app"), {
         "OIDC_ISSUER": op.issuer, "OIDC_CLIENT_ID": op.client_id, "OIDC_CLIENT_SECRET": op.client_secret,
         "OIDC_API_AUDIENCE": op.api_audience, "OIDC_SCOPES": "openid profile email groups",
@@ -181,6 +184,47 @@ def test_forged_or_replayed_callbacks_are_refused_and_audited(idp_app):
 CHROMIUM = Path("/usr/bin/chromium")
 
 
+def _provider_session_alive(http: httpx.Client, server, op) -> bool:
+    """Start a login and follow the provider's redirects: straight back with a code means its session is alive;
+    its password form means it asks again."""
+    r = http.get(f"{server.url}/chat/auth/oauth/oidc", follow_redirects=False)
+    for _ in range(10):
+        if not r.is_redirect:
+            break
+        target = r.headers["location"]
+        if target.startswith(f"{server.url}/chat/auth/oauth/oidc/callback"):
+            return True
+        r = http.get(target if target.startswith("http") else f"{op.issuer}{target}", follow_redirects=False)
+    assert r.status_code == 200 and 'name="password"' in r.text, (r.status_code, r.text[:300])
+    return False
+
+
+def test_signing_out_ends_the_session_at_the_provider_too(idp_app):
+    """RP-initiated logout: after Atrium's sign-out, the next page goes to the provider's end_session_endpoint
+    and comes back to the login page; the provider then asks for the password again."""
+    op, server = idp_app
+    http = _login(op, server, "erin")
+    assert _provider_session_alive(http, server, op)  # without the sign-out, the provider signs erin straight in
+    http.get(f"{server.url}/chat/auth/oauth/oidc", follow_redirects=True)  # finish that login
+    r = http.post(f"{server.url}/chat/logout", json={})  # what Chainlit's "Logout" sends, then it reloads
+    assert r.status_code == 200 and "atrium_idp_logout" in r.headers.get("set-cookie", "")
+    r = http.get(f"{server.url}/chat/user")  # the chat's own fetches are not redirected
+    assert r.status_code == 401
+    r = http.get(f"{server.url}/chat/", headers={"Accept": "text/html"}, follow_redirects=False)
+    assert r.status_code == 302
+    end = urlsplit(r.headers["location"])
+    assert f"{end.scheme}://{end.netloc}" == op.issuer and parse_qs(end.query) == {
+        "client_id": [op.client_id], "post_logout_redirect_uri": [f"{server.url}/chat/login"]}
+    page = http.get(r.headers["location"], follow_redirects=True)  # the provider asks "sign out?"
+    form = re.search(r'<form[^>]*action="([^"]+)"', page.text)
+    fields = dict(re.findall(r'<input[^>]*name="([^"]+)"[^>]*value="([^"]*)"', page.text))
+    assert form is not None, page.text[:500]
+    done = http.post(urljoin(str(page.url), form.group(1)), data={**fields, "logout": "yes"}, follow_redirects=True)
+    assert done.url == httpx.URL(f"{server.url}/chat/login")  # back on Atrium's login page
+    assert not _provider_session_alive(http, server, op)
+    assert http.get(f"{server.url}/chat/", headers={"Accept": "text/html"}, follow_redirects=False).status_code == 200
+
+
 def test_real_browser_signs_in_through_the_provider_and_chats(idp_app):
     """Real Chromium: the chat's login page -> the provider's form -> back in the chat, as dave."""
     op, server = idp_app
@@ -218,5 +262,14 @@ def test_real_browser_signs_in_through_the_provider_and_chats(idp_app):
             assert len(turns) > len(before), server.log_tail(400)
             turn = turns[-1]
             assert (turn["tenant"], turn["channel"], turn["outcome"]) == ("engineering", "ui", "ok")
+            # Signing out in the chat's menu ends the provider's session too: its "sign out?" page, then back.
+            page.click("#user-nav-button")
+            page.get_by_role("menuitem", name="Logout").click()
+            page.wait_for_url(f"{op.issuer}/**", timeout=30_000)
+            page.locator("button[autofocus], button[type=submit], input[type=submit]").first.click()
+            page.wait_for_url(f"{server.url}/chat/login**", timeout=30_000)
+            page.get_by_role("button", name="Sign in with your company account").click()
+            page.wait_for_url(f"{op.issuer}/**")
+            page.locator("input[name=password]").wait_for(timeout=30_000)  # asked again: no silent re-login
         finally:
             browser.close()
