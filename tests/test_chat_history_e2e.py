@@ -4,6 +4,8 @@ and an audited denial; a conversation is never shared, even when the share route
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
 
@@ -132,3 +134,17 @@ async def test_a_message_over_the_limit_gets_a_clear_answer_not_a_model_call(liv
         reply = await chat.ask("a" * 20_001)
     assert "too long" in reply.text and "20,000" in reply.text
     assert len(live_server.rows("select id from chat_turn")) == turns
+
+
+async def test_a_chat_left_without_a_message_leaves_no_history(live_server):
+    """Opening the chat, a new chat or another assistant and leaving without typing stores nothing."""
+    alice = live_server.login("alice")
+    rows = len(live_server.rows("select id from conversation where subject = 'alice'"))
+    known = {t["id"] for t in _threads(live_server, alice)}
+    for profile in ("sales/sales-assistant", "sales/deal-desk", "sales/sales-assistant"):
+        async with ChainlitSession(live_server.url, alice, chat_profile=profile) as chat:
+            await asyncio.sleep(0.5)
+        assert [n for n, _ in chat.events if n == "new_message"]  # the chat did start (its start step)
+    await asyncio.sleep(1)  # Chainlit persists on disconnect
+    assert len(live_server.rows("select id from conversation where subject = 'alice'")) == rows
+    assert {t["id"] for t in _threads(live_server, alice)} == known

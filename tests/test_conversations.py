@@ -21,6 +21,12 @@ def denials(svc) -> list[AuditEvent]:
         return list(s.exec(select(AuditEvent).where(AuditEvent.kind == "denied").order_by(AuditEvent.id)))
 
 
+def asked(conv, principal, conversation_id: str, text: str = "a question") -> None:
+    """The user's message: what makes a conversation history (listed)."""
+    assert conv.save_step(principal, conversation_id, step_id=f"ask-{conversation_id}", type="user_message",
+                          name=principal.subject, output=text)
+
+
 @pytest.fixture
 def conv(services):
     return services.conversations
@@ -68,6 +74,8 @@ def test_conversations_of_a_tenant_the_user_left_disappear(services, conv):
     maria = who(services, "maria", "sales", "finance")
     conv.create(maria, conversation_id="t-s", tenant="sales", assistant="sales-assistant", title="sales question")
     conv.create(maria, conversation_id="t-f", tenant="finance", assistant="finance-assistant", title="finance q")
+    asked(conv, maria, "t-s")
+    asked(conv, maria, "t-f")
     assert {c.id for c in conv.list(maria).conversations} == {"t-s", "t-f"}
 
     maria_now = who(services, "maria", "finance")  # removed from the sales group at the IdP
@@ -98,16 +106,17 @@ def test_rename_feedback_delete_and_a_users_title_is_never_replaced(services, co
     assert conv.rename(alice, "t", "Model title", source="model")
     assert conv.get(alice, "t").title == "My discount notes"
 
+    asked(conv, alice, "t")
     conv.save_step(alice, "t", step_id="a", type="assistant_message", name="Atrium", output="10%")
     assert conv.feedback(alice, "a", 0, "wrong number")
-    step = conv.steps(alice, conv.get(alice, "t"))[0]
+    step = conv.steps(alice, conv.get(alice, "t"))[1]
     assert (step.feedback_value, step.feedback_comment) == (0, "wrong number")
     assert [c.id for c in conv.list(alice, feedback=0).conversations] == ["t"]
     assert conv.list(alice, feedback=1).conversations == []
     with pytest.raises(ValueError):
         conv.feedback(alice, "a", 5)
     assert conv.feedback(alice, "a", None)
-    assert conv.steps(alice, conv.get(alice, "t"))[0].feedback_value is None
+    assert conv.steps(alice, conv.get(alice, "t"))[1].feedback_value is None
 
     assert conv.delete(alice, "t")
     assert conv.get(alice, "t") is None and conv.list(alice).conversations == []
@@ -133,6 +142,7 @@ def test_pages_and_search(services, conv):
     assert [c.id for c in conv.list(alice, search="uplift").conversations] == ["t3"]  # message text
     assert conv.list(alice, search="%").conversations == [] and conv.list(alice, search="_").conversations == []
     conv.create(alice, conversation_id="t5", tenant="sales", assistant="sales-assistant", title="20% off_list")
+    asked(conv, alice, "t5")
     assert [c.id for c in conv.list(alice, search="20% off_").conversations] == ["t5"]
 
 
@@ -225,3 +235,21 @@ def test_feedback_report_is_for_editors_and_per_prompt_version(services, conv):
                                                                                                  "Your director"]
     assert conv.feedback_report(who(services, "dave", "engineering", "engineering-editors"),
                                 "engineering")["items"] == []
+
+
+def test_a_chat_left_without_a_message_is_not_history(services, conv):
+    """A conversation is listed once the user sent something; empty ones (a visit, a new chat, an assistant
+    switch — rows older versions created) are not, in the list or in a search."""
+    alice = who(services, "alice", "sales")
+    conv.create(alice, conversation_id="empty", tenant="sales", assistant="sales-assistant")
+    conv.create(alice, conversation_id="started", tenant="sales", assistant="sales-assistant")
+    conv.save_step(alice, "started", step_id="run-0", type="run", name="on_chat_start", output="")
+    conv.create(alice, conversation_id="asked", tenant="sales", assistant="sales-assistant")
+    conv.save_step(alice, "asked", step_id="q", type="user_message", name="alice", output="discounts?")
+    # Chainlit names a thread after its first message, and may do so before that message is stored.
+    conv.create(alice, conversation_id="named", tenant="sales", assistant="sales-assistant", title="renewals")
+    assert {c.id for c in conv.list(alice).conversations} == {"asked", "named"}
+    assert conv.list(alice, search="New conversation").conversations == []
+    assert conv.get(alice, "empty") is not None  # still the owner's: reopening its link works
+    conv.save_step(alice, "empty", step_id="q2", type="user_message", name="alice", output="")  # only files
+    assert {c.id for c in conv.list(alice).conversations} == {"asked", "named", "empty"}

@@ -4,8 +4,10 @@ and thumbs up/down — each call scoped to the verified caller, never to an id t
 Chainlit checks thread authorship on some routes and not on others (feedback takes any message id), so the
 caller is resolved here on every call and the service filters by it: the websocket session's user, or, on an
 HTTP route, the user Chainlit just loaded from its verified session token through `get_user` (the first call
-of every authenticated request). No caller, no data. Uploaded files and citation panels are not stored:
-they live for the session, and the answer's "Sources:" line keeps the citations in the history.
+of every authenticated request). No caller, no data. Writes wait, like Chainlit's own data layers, for the
+session's first user message (`queue_until_user_message`): a chat opened and left without a message leaves
+nothing behind. Uploaded files and citation panels are not stored: they live for the session, and the
+answer's "Sources:" line keeps the citations in the history.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 
 from chainlit.context import context_var
 from chainlit.data.base import BaseDataLayer
+from chainlit.data.utils import queue_until_user_message
 from chainlit.types import Feedback, PageInfo, PaginatedResponse, Pagination, ThreadDict, ThreadFilter
 from chainlit.user import PersistedUser, User
 
@@ -137,9 +140,11 @@ class AtriumDataLayer(BaseDataLayer):
 
     # -- steps -------------------------------------------------------------------------------------------------------
 
+    @queue_until_user_message()
     async def create_step(self, step_dict: dict) -> None:
         await self._save_step(step_dict)
 
+    @queue_until_user_message()
     async def update_step(self, step_dict: dict) -> None:
         await self._save_step(step_dict)
 
@@ -156,6 +161,7 @@ class AtriumDataLayer(BaseDataLayer):
                          parent_id=step.get("parentId"), created_at=_parse_iso(step.get("createdAt")),
                          turn_id=turn_id if isinstance(turn_id, int) else None)
 
+    @queue_until_user_message()
     async def delete_step(self, step_id: str) -> None:
         principal = self._caller()
         if principal is not None:

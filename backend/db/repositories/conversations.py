@@ -50,11 +50,17 @@ def create_conversation(*, session: Session, conversation: Conversation) -> Conv
 def list_conversations(*, session: Session, subject: str, tenants: Collection[str], limit: int,
                        before: tuple[datetime, str] | None = None, search: str | None = None,
                        feedback: int | None = None) -> list[Conversation]:
-    """Newest first; `before` = (updated_at, id) of the last row of the previous page."""
+    """Newest first; `before` = (updated_at, id) of the last row of the previous page. Only conversations in
+    which the user sent something: a message is stored, or the first message named it (Chainlit names the
+    thread, then tells the browser to reload the sidebar, before the message's own write may be done). A chat
+    opened and left without a message is no history."""
     if not tenants:
         return []
+    asked = select(ConversationStep.conversation_id).where(
+        ConversationStep.type == "user_message", col(ConversationStep.tenant).in_(tenants))
     stmt = select(Conversation).where(Conversation.subject == subject, col(Conversation.tenant).in_(tenants),
-                                      col(Conversation.deleted).is_(False))
+                                      col(Conversation.deleted).is_(False),
+                                      col(Conversation.title).is_not(None) | col(Conversation.id).in_(asked))
     if search:  # literal text: "%" and "_" are not wildcards
         escaped = search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         pattern = f"%{escaped}%"
