@@ -3,14 +3,18 @@
 A conversation is owned by one subject and belongs to one tenant and assistant, fixed at creation from the
 chat profile the user picked (checked against the principal like every chat turn). Listing, reading,
 renaming, deleting and rating only ever see the caller's own conversations in tenants the caller is still a
-member of; anything else behaves as "not found" and is audited as a denial. Titles are written by the `fast`
-tier as an internal task (quota and usage like any call), or left as the first message.
+member of; anything else behaves as "not found" and is audited as a denial — once per user, conversation and
+action within DENIAL_REPEAT_S (Chainlit asks the data layer several times for one page load, and one look must
+not read as repeated probing). Titles are written by the `fast` tier as an internal task (quota and usage like
+any call), or left as the first message.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import threading
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
@@ -40,6 +44,7 @@ _TITLE_LABEL = re.compile(r"^(?:conversation )?title\s*[:\-–]\s*", re.I)
 # rating buttons of a reopened conversation only show under answers whose run is there.
 STEP_CHARS = 100_000  # a stored message (the chat refuses questions over 20,000 characters anyway)
 STEP_TYPES = frozenset({"user_message", "assistant_message", "system_message", "run"})
+DENIAL_REPEAT_S = 30.0  # the same user, conversation and action denied again within this: one audit row
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,8 @@ class ConversationService:
         self.audit = audit
         self.chat = chat
         self.titles = titles
+        self._denied: dict[tuple[str, str, str], float] = {}  # (subject, conversation/message, action) -> when
+        self._denied_lock = threading.Lock()
 
     # -- users: Chainlit reloads its user from the latest login's claims -------------------------------------------
 
@@ -97,8 +104,7 @@ class ConversationService:
             return None  # the owner deleted it: gone, not a denial
         if row.subject != principal.subject or not principal.is_member(row.tenant):
             reason = "not_owner" if row.subject != principal.subject else "not_member"
-            self.audit.record("denied", subject=principal.subject, tenant=row.tenant, route="chat:conversation",
-                              status=404, reason=reason, detail={"conversation": conversation_id, "action": action})
+            self._deny(principal, row.tenant, reason, {"conversation": conversation_id, "action": action})
             return None
         return row
 
@@ -196,8 +202,22 @@ class ConversationService:
         return step
 
     def _deny_step(self, principal: Principal, step_id: str, tenant: str, action: str) -> None:
+        self._deny(principal, tenant, "not_owner", {"message": step_id, "action": action})
+
+    def _deny(self, principal: Principal, tenant: str, reason: str, detail: dict) -> None:
+        """One audit row per attempt: repeats of the same denial within DENIAL_REPEAT_S are not recorded again."""
+        target = str(detail.get("conversation") or detail.get("message") or detail.get("element"))
+        key = (principal.subject, target, str(detail.get("action")))
+        now = time.monotonic()
+        with self._denied_lock:
+            last = self._denied.get(key)
+            if last is not None and now - last < DENIAL_REPEAT_S:
+                return
+            self._denied[key] = now
+            if len(self._denied) > 10_000:  # forget what is past the window
+                self._denied = {k: t for k, t in self._denied.items() if now - t < DENIAL_REPEAT_S}
         self.audit.record("denied", subject=principal.subject, tenant=tenant, route="chat:conversation",
-                          status=404, reason="not_owner", detail={"message": step_id, "action": action})
+                          status=404, reason=reason, detail=detail)
 
     # -- what users thought of the answers (for the people who improve the prompts) -----------------------------
 

@@ -65,7 +65,9 @@ async def test_history_is_the_owners_alone(live_server):
         # Reopening it over the socket does not resume it.
         async with ChainlitSession(live_server.url, cookies, thread_id=thread_id) as other:
             assert "resume_thread" not in [n for n, _ in other.events]
-        assert len(_denials(live_server, name)) - before >= 5
+        # One row per kind of attempt: the reads (HTTP route, Chainlit's author checks before rename and delete,
+        # the socket) are one look at it; the rating is another.
+        assert [d["reason"] for d in _denials(live_server, name)[before:]] == ["not_owner"] * 2
     row = live_server.rows("select title from conversation where id = :i", i=thread_id)[0]
     assert row["title"] == QUESTION
     assert live_server.rows("select feedback_value from conversation_step where id = :i",
@@ -148,3 +150,33 @@ async def test_a_chat_left_without_a_message_leaves_no_history(live_server):
     await asyncio.sleep(1)  # Chainlit persists on disconnect
     assert len(live_server.rows("select id from conversation where subject = 'alice'")) == rows
     assert {t["id"] for t in _threads(live_server, alice)} == known
+
+
+async def test_one_look_at_someone_elses_conversation_is_one_denial_and_a_notice(live_server):
+    alice, carol = live_server.login("alice"), live_server.login("carol")
+    async with ChainlitSession(live_server.url, alice, chat_profile="sales/sales-assistant") as chat:
+        await chat.ask("Hello, what can you do?")
+    [thread_id] = [r["id"] for r in live_server.rows(
+        "select c.id from conversation c where c.subject = 'alice' and c.title = 'Hello, what can you do?'")]
+    denied_before = len(_denials(live_server, "carol"))
+    suspicious_before = len(live_server.rows("select id from audit_event where kind = 'suspicious_access'"))
+
+    # What a page load of /chat/thread/<id> does, twice over: Chainlit's HTTP route and the socket's resume.
+    assert httpx.get(f"{live_server.url}/chat/project/thread/{thread_id}", cookies=carol).status_code == 404
+    async with ChainlitSession(live_server.url, carol, thread_id=thread_id,
+                               chat_profile="sales/sales-assistant") as look:  # the browser sends its profile
+        await asyncio.sleep(0.5)
+        notices = [d.get("output") or "" for n, d in look.events if n == "new_message"]
+        assert any("This conversation isn't available" in t for t in notices), look.events
+        # She goes on in that chat: it is a conversation of her own, alice's is not touched.
+        reply = await look.ask("What is a discount?")
+    assert reply.text.strip()
+    new = _denials(live_server, "carol")[denied_before:]
+    assert len(new) == 1 and new[0]["reason"] == "not_owner", new
+    assert len(live_server.rows("select id from audit_event where kind = 'suspicious_access'")) == suspicious_before
+    mine = [t for t in _threads(live_server, carol) if t["name"] == "What is a discount?"]
+    assert len(mine) == 1 and mine[0]["id"] != thread_id
+    assert live_server.rows("select subject, title from conversation where id = :i", i=thread_id) == [
+        {"subject": "alice", "title": "Hello, what can you do?"}]
+    assert len(live_server.rows("select id from conversation_step where conversation_id = :i and "
+                                "type = 'user_message'", i=thread_id)) == 1

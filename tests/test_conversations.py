@@ -253,3 +253,24 @@ def test_a_chat_left_without_a_message_is_not_history(services, conv):
     assert conv.get(alice, "empty") is not None  # still the owner's: reopening its link works
     conv.save_step(alice, "empty", step_id="q2", type="user_message", name="alice", output="")  # only files
     assert {c.id for c in conv.list(alice).conversations} == {"asked", "named", "empty"}
+
+
+def test_one_look_at_someone_elses_conversation_is_one_denial(services, conv, monkeypatch):
+    """Chainlit asks the data layer several times for one page load: the same denial (user, conversation,
+    action) within a short window is one audit row, so one look does not raise `suspicious_access`."""
+    import backend.conversations as conversations_module
+
+    alice, carol = who(services, "alice", "sales"), who(services, "carol", "sales", "sales-admins")
+    conv.create(alice, conversation_id="t", tenant="sales", assistant="sales-assistant", title="mine")
+    before = len(denials(services))
+    for _ in range(12):
+        assert conv.get(carol, "t") is None
+    new = denials(services)[before:]
+    assert [(d.subject, d.reason, d.detail["action"]) for d in new] == [("carol", "not_owner", "read")]
+    assert not conv.rename(carol, "t", "x")  # another kind of attempt is its own row
+    assert [d.detail["action"] for d in denials(services)[before:]] == ["read", "rename"]
+    with services.db.session() as s:
+        assert list(s.exec(select(AuditEvent).where(AuditEvent.kind == "suspicious_access"))) == []
+    monkeypatch.setattr(conversations_module, "DENIAL_REPEAT_S", 0.0)  # the window has passed: a new attempt
+    assert conv.get(carol, "t") is None
+    assert [d.detail["action"] for d in denials(services)[before:]] == ["read", "rename", "read"]

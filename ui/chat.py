@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from pathlib import Path
 
 import chainlit as cl
@@ -21,6 +22,8 @@ from ui.profiles import parse_profile, profile_name
 
 services = get_services()
 _background: set[asyncio.Task] = set()  # title tasks, referenced until done
+NOT_AVAILABLE = ("**This conversation isn't available** (it belongs to someone else or was deleted). "
+                 "You are in a new chat.")
 
 
 if services.conversations is not None:
@@ -107,6 +110,14 @@ async def chat_profiles(current_user: cl.User | None, language: str | None = Non
 
 @cl.on_chat_start
 async def start() -> None:
+    session = cl.context.session
+    if getattr(session, "thread_id_to_resume", None) and not getattr(session, "restored", False):
+        # A new session asked to resume a thread and Chainlit starts a chat instead: the resume failed (the data
+        # layer found no conversation of this user under that id, and audited it if it is someone else's). Say
+        # so, and write this chat to a thread of its own: nothing typed here goes near the one asked for.
+        session.thread_id_to_resume = None
+        session.thread_id = str(uuid.uuid4())
+        await cl.Message(content=NOT_AVAILABLE).send()
     principal = _principal_of(cl.user_session.get("user"))
     if principal is None or not principal.tenants:
         await cl.Message(content=_no_access(principal)).send()

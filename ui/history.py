@@ -21,6 +21,7 @@ from typing import Any
 from chainlit.context import context_var
 from chainlit.data.base import BaseDataLayer
 from chainlit.data.utils import queue_until_user_message
+from chainlit.session import WebsocketSession
 from chainlit.types import Feedback, PageInfo, PaginatedResponse, Pagination, ThreadDict, ThreadFilter
 from chainlit.user import PersistedUser, User
 
@@ -153,6 +154,8 @@ class AtriumDataLayer(BaseDataLayer):
         thread_id = step.get("threadId")
         if principal is None or not thread_id or step.get("type") not in ("user_message", "assistant_message", "run"):
             return
+        if not _of_this_session(thread_id):
+            return
         if await self._ensure(principal, thread_id) is None:
             return
         turn_id = (step.get("metadata") or {}).get("turn_id")
@@ -200,6 +203,13 @@ class AtriumDataLayer(BaseDataLayer):
 
     async def close(self) -> None:
         return None
+
+
+def _of_this_session(thread_id: str) -> bool:
+    """In a chat session, Chainlit writes only for the session's thread; anything else is a leftover of a
+    thread this session was refused (its start step was made before the chat moved to a thread of its own)."""
+    ctx = context_var.get(None)
+    return ctx is None or not isinstance(ctx.session, WebsocketSession) or ctx.session.thread_id == thread_id
 
 
 def _verified(row: ChatUser) -> PersistedUser:

@@ -22,6 +22,15 @@ def server(tmp_path_factory):
     stop_server(srv)
 
 
+def _denials(server, subject: str, thread_id: str) -> list[dict]:
+    return [r for r in server.rows("select detail from audit_event where kind = 'denied' and subject = :s "
+                                   "and route = 'chat:conversation'", s=subject) if thread_id in r["detail"]]
+
+
+def _suspicious(server, subject: str) -> list[dict]:
+    return server.rows("select id from audit_event where kind = 'suspicious_access' and subject = :s", s=subject)
+
+
 def _login(browser, url: str, user: str):
     ctx = browser.new_context(viewport={"width": 1280, "height": 860})
     page = ctx.new_page()
@@ -85,9 +94,13 @@ def test_conversation_is_in_the_sidebar_and_reopens(server, browser, shot):
 
     other_ctx, other = _login(browser, server.url, "bob")
     other.goto(f"{server.url}/chat/thread/{thread_id}")
+    # A short notice instead of a silent new chat; one page load is one audited denial, not an alert.
+    other.get_by_text("This conversation isn't available", exact=False).first.wait_for(timeout=60_000)
     other.wait_for_timeout(3000)
     assert answer[:40] not in other.locator("body").inner_text()
     assert other.locator(f'#thread-{thread_id}').count() == 0
+    assert len(_denials(server, "bob", thread_id)) == 1
+    assert _suspicious(server, "bob") == []
     shot(other, "history-04-other-user")
 
     # bob, a prompt editor, reads alice's rating in the studio.
