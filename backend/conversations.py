@@ -6,7 +6,7 @@ renaming, deleting and rating only ever see the caller's own conversations in te
 member of; anything else behaves as "not found" and is audited as a denial — once per user, conversation and
 action within DENIAL_REPEAT_S (Chainlit asks the data layer several times for one page load, and one look must
 not read as repeated probing). Titles are written by the `fast` tier as an internal task (quota and usage like
-any call), or left as the first message.
+any call), or left as the first message (or the attached files' names when that message was only files).
 """
 
 from __future__ import annotations
@@ -107,6 +107,19 @@ class ConversationService:
             self._deny(principal, row.tenant, reason, {"conversation": conversation_id, "action": action})
             return None
         return row
+
+    def name_from_files(self, principal: Principal, conversation_id: str, filenames: list[str], *, tenant: str,
+                        assistant: str, label: str = "production") -> bool:
+        """A conversation whose first message is only attached files is named after them ("Uploaded
+        pricing-2027.pdf"); created here if the message has not created it yet. Never renames a titled one."""
+        title = files_title(filenames)
+        if not title:
+            return False
+        if self.get(principal, conversation_id, action="title") is None:
+            if self.create(principal, conversation_id=conversation_id, tenant=tenant, assistant=assistant,
+                           label=label, title=title) is None:
+                return False
+        return self.rename(principal, conversation_id, title, source="first_message")
 
     def list(self, principal: Principal, *, limit: int = 20, cursor: str | None = None, search: str | None = None,
              feedback: int | None = None) -> Page:
@@ -287,6 +300,20 @@ def clean_title(text: str) -> str:
         if line:
             return _clip_title(line)
     return ""
+
+
+def files_title(filenames: list[str]) -> str:
+    """"Uploaded pricing-2027.pdf", "Uploaded a.pdf and b.docx", "Uploaded a.pdf and 3 more files"."""
+    names = [" ".join(n.split()) for n in filenames if n and n.strip()]
+    if not names:
+        return ""
+    if len(names) == 1:
+        text = names[0]
+    elif len(names) == 2:
+        text = f"{names[0]} and {names[1]}"
+    else:
+        text = f"{names[0]} and {len(names) - 1} more files"
+    return _clip_title(f"Uploaded {text}")
 
 
 def _utc(at: datetime) -> datetime:

@@ -5,11 +5,14 @@ and an audited denial; a conversation is never shared, even when the share route
 from __future__ import annotations
 
 import asyncio
+import uuid
+from datetime import UTC, datetime
 
 import httpx
 import pytest
 
 from tests.chainlit_client import ChainlitSession
+from tests.conftest import REPO, start_server, stop_server
 
 pytestmark = pytest.mark.slow
 
@@ -180,3 +183,46 @@ async def test_one_look_at_someone_elses_conversation_is_one_denial_and_a_notice
         {"subject": "alice", "title": "Hello, what can you do?"}]
     assert len(live_server.rows("select id from conversation_step where conversation_id = :i and "
                                 "type = 'user_message'", i=thread_id)) == 1
+
+
+# -- a server of its own, whose sales knowledge base these tests fill ------------------------------------------
+
+
+PRICING = (REPO / "demo" / "corpus" / "sales" / "pricing-rules.md").read_bytes()
+
+
+@pytest.fixture(scope="module")
+def docs_server(tmp_path_factory):
+    server = start_server(tmp_path_factory.mktemp("history-sources"))
+    yield server
+    stop_server(server)
+
+
+async def _send_files(chat: ChainlitSession, server, cookies, files) -> None:
+    """An attachment-only message (no text), as the chat's paperclip sends it."""
+    refs = []
+    async with httpx.AsyncClient(base_url=server.url, cookies=cookies, timeout=60) as http:
+        for name, data, mime in files:
+            r = await http.post("/chat/project/file", params={"session_id": chat.session_id},
+                                files={"file": (name, data, mime)})
+            assert r.status_code == 200, r.text
+            refs.append({"id": r.json()["id"]})
+    start = len(chat.events)
+    chat._task_end.clear()
+    message = {"id": str(uuid.uuid4()), "threadId": "", "name": "user", "type": "user_message", "output": "",
+               "createdAt": datetime.now(UTC).isoformat()}
+    await chat.sio.emit("client_message", {"message": message, "fileReferences": refs})
+    await asyncio.wait_for(chat._wait_turn(start), timeout=300)
+
+
+async def test_a_first_message_of_only_files_names_the_chat_after_them(docs_server):
+    carol = docs_server.login("carol")
+    known = {r["id"] for r in docs_server.rows("select id from conversation where subject = 'carol'")}
+    async with ChainlitSession(docs_server.url, carol, chat_profile="sales/sales-assistant", timeout=300) as chat:
+        await _send_files(chat, docs_server, carol, [("pricing-rules.md", PRICING, "text/markdown")])
+    [conversation] = [r for r in docs_server.rows("select id, title from conversation where subject = 'carol'")
+                      if r["id"] not in known]
+    assert conversation["title"] == "Uploaded pricing-rules.md"
+    assert [t["name"] for t in _threads(docs_server, carol)
+            if t["id"] == conversation["id"]] == ["Uploaded pricing-rules.md"]
+

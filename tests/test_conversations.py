@@ -274,3 +274,28 @@ def test_one_look_at_someone_elses_conversation_is_one_denial(services, conv, mo
     monkeypatch.setattr(conversations_module, "DENIAL_REPEAT_S", 0.0)  # the window has passed: a new attempt
     assert conv.get(carol, "t") is None
     assert [d.detail["action"] for d in denials(services)[before:]] == ["read", "rename", "read"]
+
+
+def test_a_first_message_of_only_files_names_the_conversation_after_them(services, conv):
+    from backend.conversations import files_title
+
+    assert files_title(["pricing-2027.pdf"]) == "Uploaded pricing-2027.pdf"
+    assert files_title(["a.pdf", "b.docx"]) == "Uploaded a.pdf and b.docx"
+    assert files_title(["a.pdf", "b.docx", "c.md"]) == "Uploaded a.pdf and 2 more files"
+    assert files_title(["  "]) == "" and len(files_title(["x" * 200])) == 80
+
+    carol, bob = who(services, "carol", "sales", "sales-admins"), who(services, "bob", "sales")
+    # The chat may name it before the message's own write created it, or after.
+    assert conv.name_from_files(carol, "new", ["pricing-2027.pdf"], tenant="sales", assistant="sales-assistant")
+    assert conv.get(carol, "new").title == "Uploaded pricing-2027.pdf"
+    conv.create(carol, conversation_id="made", tenant="sales", assistant="sales-assistant")
+    assert conv.name_from_files(carol, "made", ["a.pdf", "b.pdf"], tenant="sales", assistant="sales-assistant")
+    assert conv.get(carol, "made").title == "Uploaded a.pdf and b.pdf"
+    # A titled conversation keeps its title; someone else's is not touched; a forged profile creates nothing.
+    conv.create(carol, conversation_id="titled", tenant="sales", assistant="sales-assistant", title="discounts")
+    conv.name_from_files(carol, "titled", ["a.pdf"], tenant="sales", assistant="sales-assistant")
+    assert conv.get(carol, "titled").title == "discounts"
+    assert not conv.name_from_files(bob, "made", ["evil.pdf"], tenant="sales", assistant="sales-assistant")
+    assert conv.get(carol, "made").title == "Uploaded a.pdf and b.pdf"
+    assert not conv.name_from_files(carol, "eng", ["a.pdf"], tenant="engineering", assistant="eng-assistant")
+    assert conv.get(carol, "eng") is None

@@ -167,6 +167,10 @@ async def on_message(message: cl.Message) -> None:
 
     attachments = [e for e in (message.elements or []) if getattr(e, "path", None)]
     if attachments:
+        if not (message.content or "").strip() and services.conversations is not None:
+            # Files and no text: the conversation is named after them, not left as "New conversation".
+            await asyncio.to_thread(services.conversations.name_from_files, principal, cl.context.session.thread_id,
+                                    [e.name for e in attachments], tenant=tenant, assistant=assistant, label=label)
         await _ingest_attachments(principal, tenant, attachments)
         if not (message.content or "").strip():
             return
