@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Literal
 
 from backend.auth.principal import PROMPT_EDITOR, Principal
 from backend.db.engine import Database
-from backend.db.models import ChatUser, Conversation, ConversationStep
+from backend.db.models import ChatUser, Conversation, ConversationElement, ConversationStep
 from backend.db.repositories import conversations as repo
 from backend.errors import AtriumError, Forbidden
 from backend.governance.audit import AuditLog
@@ -44,6 +44,8 @@ _TITLE_LABEL = re.compile(r"^(?:conversation )?title\s*[:\-–]\s*", re.I)
 # rating buttons of a reopened conversation only show under answers whose run is there.
 STEP_CHARS = 100_000  # a stored message (the chat refuses questions over 20,000 characters anyway)
 STEP_TYPES = frozenset({"user_message", "assistant_message", "system_message", "run"})
+ELEMENT_CHARS = 20_000  # a stored side panel (a cited passage is a few hundred characters)
+ELEMENT_DISPLAYS = frozenset({"side", "inline", "page"})
 DENIAL_REPEAT_S = 30.0  # the same user, conversation and action denied again within this: one audit row
 
 
@@ -190,7 +192,50 @@ class ConversationService:
         if step is None:
             return False
         with self.db.session() as session:
-            repo.delete_step(session=session, step_id=step.id, tenant=step.tenant)
+            repo.delete_step(session=session, step_id=step.id, conversation_id=step.conversation_id,
+                             tenant=step.tenant)
+        return True
+
+    # -- side panels of messages (the answer's cited passages) -------------------------------------------------
+
+    def save_element(self, principal: Principal, conversation_id: str, *, element_id: str, for_id: str | None,
+                     name: str, display: str, content: str) -> bool:
+        """A text side panel of a message in one of the caller's conversations (stored in SQL like the
+        messages, scoped to the conversation's tenant)."""
+        row = self.get(principal, conversation_id, action="write")
+        if row is None:
+            return False
+        element = ConversationElement(id=element_id[:64], conversation_id=row.id, tenant=row.tenant,
+                                      for_id=for_id[:64] if for_id else None, name=name[:200],
+                                      display=display if display in ELEMENT_DISPLAYS else "side",
+                                      content=content[:ELEMENT_CHARS])
+        with self.db.session() as session:
+            try:
+                repo.save_element(session=session, element=element)
+            except ValueError:
+                self._deny(principal, row.tenant, "not_owner", {"element": element_id, "action": "write"})
+                return False
+        return True
+
+    def elements(self, principal: Principal, conversation: Conversation) -> list[ConversationElement]:
+        if conversation.subject != principal.subject:  # a Conversation from get() already passed this
+            return []
+        with self.db.session() as session:
+            return repo.list_elements(session=session, conversation_id=conversation.id, tenant=conversation.tenant)
+
+    def element(self, principal: Principal, conversation_id: str, element_id: str) -> ConversationElement | None:
+        row = self.get(principal, conversation_id, action="read")
+        if row is None:
+            return None
+        with self.db.session() as session:
+            return repo.get_element(session=session, element_id=element_id, conversation_id=row.id, tenant=row.tenant)
+
+    def delete_element(self, principal: Principal, conversation_id: str, element_id: str) -> bool:
+        row = self.get(principal, conversation_id, action="delete_element")
+        if row is None:
+            return False
+        with self.db.session() as session:
+            repo.delete_element(session=session, element_id=element_id, conversation_id=row.id, tenant=row.tenant)
         return True
 
     def feedback(self, principal: Principal, step_id: str, value: int | None, comment: str | None = None) -> bool:

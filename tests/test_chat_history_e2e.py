@@ -5,8 +5,10 @@ and an audited denial; a conversation is never shared, even when the share route
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from datetime import UTC, datetime
+from urllib.parse import unquote
 
 import httpx
 import pytest
@@ -225,4 +227,63 @@ async def test_a_first_message_of_only_files_names_the_chat_after_them(docs_serv
     assert conversation["title"] == "Uploaded pricing-rules.md"
     assert [t["name"] for t in _threads(docs_server, carol)
             if t["id"] == conversation["id"]] == ["Uploaded pricing-rules.md"]
+
+
+def _pricing_in_the_knowledge_base(server) -> None:
+    carol = server.login("carol")
+    docs = httpx.get(f"{server.url}/api/t/sales/documents", cookies=carol).json()["documents"]
+    if not docs:
+        r = httpx.post(f"{server.url}/api/t/sales/documents", cookies=carol,
+                       files={"file": ("pricing-rules.md", PRICING, "text/markdown")}, timeout=60)
+        assert r.status_code == 202, r.text
+    for _ in range(240):
+        docs = httpx.get(f"{server.url}/api/t/sales/documents", cookies=carol).json()["documents"]
+        if docs and all(d["status"] == "ready" for d in docs):
+            return
+        time.sleep(0.5)
+    raise AssertionError(docs)
+
+
+async def test_a_reopened_answer_keeps_its_sources_and_only_for_its_owner(docs_server):
+    _pricing_in_the_knowledge_base(docs_server)
+    carol, alice = docs_server.login("carol"), docs_server.login("alice")
+    known = {t["id"] for t in _threads(docs_server, carol)}
+    async with ChainlitSession(docs_server.url, carol, chat_profile="sales/sales-assistant", timeout=300) as chat:
+        reply = await chat.ask("Who must approve a discount of more than 20%?")
+    [thread_id] = [t["id"] for t in _threads(docs_server, carol) if t["id"] not in known]
+    assert "Sources: [1] " in reply.text
+    sent = {e["name"]: e for e in reply.elements}
+    assert sent and all(e["display"] == "side" for e in sent.values())
+
+    for _ in range(40):  # Chainlit stores elements in tasks of their own
+        stored = docs_server.rows("select * from conversation_element where conversation_id = :i", i=thread_id)
+        if len(stored) == len(sent):
+            break
+        await asyncio.sleep(0.25)
+    assert {r["name"] for r in stored} == set(sent) and {r["tenant"] for r in stored} == {"sales"}
+
+    # Reopened: the answer comes back with its panels, each carrying its passage (the browser fetches `url`).
+    thread = httpx.get(f"{docs_server.url}/chat/project/thread/{thread_id}", cookies=carol).json()
+    [answer] = [s for s in thread["steps"] if s["type"] == "assistant_message" and "Sources:" in s["output"]]
+    assert {e["name"] for e in thread["elements"]} == set(sent)
+    first = thread["elements"][0]
+    assert first["forId"] == answer["id"] and first["type"] == "text" and first["display"] == "side"
+    assert first["url"].startswith("data:text/markdown;charset=utf-8,")
+    passage = unquote(first["url"].split(",", 1)[1])
+    assert passage.startswith("**") and "\n\n> " in passage
+    async with ChainlitSession(docs_server.url, carol, thread_id=thread_id) as reopened:
+        [resumed] = [d for n, d in reopened.events if n == "resume_thread"]
+    assert {e["name"] for e in resumed["elements"]} == set(sent)
+    r = httpx.get(f"{docs_server.url}/chat/project/thread/{thread_id}/element/{first['id']}", cookies=carol)
+    assert r.status_code == 200 and r.json()["name"] == first["name"]
+
+    # Nobody else reads them.
+    assert httpx.get(f"{docs_server.url}/chat/project/thread/{thread_id}", cookies=alice).status_code == 404
+    r = httpx.get(f"{docs_server.url}/chat/project/thread/{thread_id}/element/{first['id']}", cookies=alice)
+    assert r.status_code == 404
+
+    # Deleting the conversation deletes them.
+    r = httpx.request("DELETE", f"{docs_server.url}/chat/project/thread", cookies=carol, json={"threadId": thread_id})
+    assert r.status_code == 200
+    assert docs_server.rows("select id from conversation_element where conversation_id = :i", i=thread_id) == []
 

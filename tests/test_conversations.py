@@ -276,6 +276,41 @@ def test_one_look_at_someone_elses_conversation_is_one_denial(services, conv, mo
     assert [d.detail["action"] for d in denials(services)[before:]] == ["read", "rename", "read"]
 
 
+def test_answer_sources_are_kept_with_the_conversation_and_only_the_owners(services, conv):
+    alice, bob = who(services, "alice", "sales"), who(services, "bob", "sales")
+    conv.create(alice, conversation_id="t", tenant="sales", assistant="sales-assistant", title="q")
+    conv.save_step(alice, "t", step_id="a", type="assistant_message", name="Atrium", output="10%\n\nSources: [1] P")
+    assert conv.save_element(alice, "t", element_id="e1", for_id="a", name="[1] P", display="side",
+                             content="**Pricing** — p.3\n\n> reps approve up to 10%")
+    assert conv.save_element(alice, "t", element_id="e2", for_id="a", name="[2] Q", display="bogus",
+                             content="x" * 50_000)
+    rows = conv.elements(alice, conv.get(alice, "t"))
+    assert [(e.id, e.for_id, e.name, e.display) for e in rows] == [("e1", "a", "[1] P", "side"),
+                                                                    ("e2", "a", "[2] Q", "side")]
+    assert rows[0].tenant == "sales" and len(rows[1].content) == 20_000
+    assert conv.element(alice, "t", "e1").content.endswith("up to 10%")
+
+    # Someone else reads, writes or deletes nothing, and cannot take over an element id of alice's.
+    assert conv.element(bob, "t", "e1") is None
+    assert not conv.save_element(bob, "t", element_id="e3", for_id="a", name="x", display="side", content="x")
+    assert not conv.delete_element(bob, "t", "e1")
+    conv.create(bob, conversation_id="b", tenant="sales", assistant="sales-assistant", title="bob's")
+    assert not conv.save_element(bob, "b", element_id="e1", for_id=None, name="hijack", display="side",
+                                 content="hijack")
+    assert conv.element(bob, "b", "e1") is None  # not through his own conversation either
+    assert conv.element(alice, "t", "e1").name == "[1] P"
+
+    assert conv.delete_element(alice, "t", "e2")
+    assert [e.id for e in conv.elements(alice, conv.get(alice, "t"))] == ["e1"]
+    assert conv.delete_step(alice, "a")  # a deleted message takes its panels with it
+    assert conv.elements(alice, conv.get(alice, "t")) == []
+    conv.save_element(alice, "t", element_id="e4", for_id="a2", name="[1] P", display="side", content="p")
+    assert conv.delete(alice, "t")
+    with services.db.session() as s:
+        from backend.db.models import ConversationElement
+        assert list(s.exec(select(ConversationElement).where(ConversationElement.conversation_id == "t"))) == []
+
+
 def test_a_first_message_of_only_files_names_the_conversation_after_them(services, conv):
     from backend.conversations import files_title
 

@@ -6,8 +6,8 @@ caller is resolved here on every call and the service filters by it: the websock
 HTTP route, the user Chainlit just loaded from its verified session token through `get_user` (the first call
 of every authenticated request). No caller, no data. Writes wait, like Chainlit's own data layers, for the
 session's first user message (`queue_until_user_message`): a chat opened and left without a message leaves
-nothing behind. Uploaded files and citation panels are not stored: they live for the session, and the
-answer's "Sources:" line keeps the citations in the history.
+nothing behind. The answers' citation panels (text elements) are stored with their conversation, in SQL, and
+come back with it as data: URLs; uploaded files are not stored (they are in the knowledge base, or refused).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 from chainlit.context import context_var
 from chainlit.data.base import BaseDataLayer
@@ -27,7 +28,7 @@ from chainlit.user import PersistedUser, User
 
 from backend.auth.principal import Principal
 from backend.container import Services
-from backend.db.models import ChatUser, Conversation, ConversationStep
+from backend.db.models import ChatUser, Conversation, ConversationElement, ConversationStep
 from ui.profiles import parse_profile, profile_name
 
 # (identifier, claims) of the user Chainlit authenticated for the current HTTP request or socket connect.
@@ -95,7 +96,8 @@ class AtriumDataLayer(BaseDataLayer):
         if conversation is None:
             return None
         steps = await self._call(self._conversations.steps, principal, conversation)
-        return _thread(conversation, steps)
+        elements = await self._call(self._conversations.elements, principal, conversation)
+        return _thread(conversation, steps, elements)
 
     async def get_thread_author(self, thread_id: str) -> str:
         """The caller, if the thread is the caller's; "" (Chainlit answers 404) for any other thread."""
@@ -184,16 +186,37 @@ class AtriumDataLayer(BaseDataLayer):
         principal = self._caller()
         return principal is not None and await self._call(self._conversations.feedback, principal, feedback_id, None)
 
-    # -- not stored ----------------------------------------------------------------------------------------------------
+    # -- elements: the text side panels of messages --------------------------------------------------------------
 
+    @queue_until_user_message()
     async def create_element(self, element: Any) -> None:
-        return None
+        """Text panels only (an answer's cited passages); files, images and custom elements are not kept."""
+        principal = self._caller()
+        thread_id = getattr(element, "thread_id", None)
+        content = getattr(element, "content", None)
+        if (principal is None or not thread_id or getattr(element, "type", None) != "text"
+                or not isinstance(content, str) or not _of_this_session(thread_id)):
+            return
+        if await self._ensure(principal, thread_id) is None:
+            return
+        await self._call(self._conversations.save_element, principal, thread_id, element_id=element.id,
+                         for_id=getattr(element, "for_id", None), name=element.name or "",
+                         display=getattr(element, "display", "side"), content=content)
 
-    async def get_element(self, thread_id: str, element_id: str) -> None:
-        return None
+    async def get_element(self, thread_id: str, element_id: str) -> dict | None:
+        principal = self._caller()
+        if principal is None:
+            return None
+        row = await self._call(self._conversations.element, principal, thread_id, element_id)
+        return _element(row) if row is not None else None
 
+    @queue_until_user_message()
     async def delete_element(self, element_id: str, thread_id: str | None = None) -> None:
-        return None
+        principal = self._caller()
+        if principal is not None and thread_id:
+            await self._call(self._conversations.delete_element, principal, thread_id, element_id)
+
+    # -- not stored ----------------------------------------------------------------------------------------------------
 
     async def get_favorite_steps(self, user_id: str) -> list:
         return []
@@ -230,7 +253,8 @@ def principal_of(services: Services, claims: object) -> Principal | None:
         return None
 
 
-def _thread(c: Conversation, steps: list[ConversationStep], *, listed: bool = False) -> ThreadDict:
+def _thread(c: Conversation, steps: list[ConversationStep], elements: list[ConversationElement] | None = None, *,
+            listed: bool = False) -> ThreadDict:
     return ThreadDict(
         id=c.id,
         # The sidebar groups by this date: a conversation continued today belongs under "Today".
@@ -241,8 +265,18 @@ def _thread(c: Conversation, steps: list[ConversationStep], *, listed: bool = Fa
         tags=[],
         metadata={"chat_profile": profile_name(c.tenant, c.assistant, c.label)},
         steps=[_step(s) for s in steps],
-        elements=[],
+        elements=[_element(e) for e in elements or []],  # type: ignore[misc]
     )
+
+
+def _element(e: ConversationElement) -> dict:
+    """A stored text panel as Chainlit's element dict. The browser fetches a text element's `url` for its
+    content: a data: URL carries it from this (owner-checked) answer, so no file or extra route serves it."""
+    return {"id": e.id, "threadId": e.conversation_id, "type": "text", "name": e.name, "display": e.display,
+            "forId": e.for_id, "mime": "text/markdown",
+            "url": "data:text/markdown;charset=utf-8," + quote(e.content, safe=""),
+            "chainlitKey": None, "objectKey": None, "size": None, "language": None, "page": None, "props": None,
+            "autoPlay": None, "playerConfig": None}
 
 
 def _step(s: ConversationStep) -> dict:

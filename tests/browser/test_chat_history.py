@@ -3,12 +3,15 @@ reload, and another user's sidebar never shows it (the served app, local model, 
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 
 import pytest
 
 from tests.browser.test_studio import TIMEOUT, _chat_until
-from tests.conftest import start_server, stop_server
+from tests.conftest import _SCRUB, REPO, start_server, stop_server
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -17,7 +20,15 @@ QUESTION = "Hello! What can you help me with?"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    srv = start_server(tmp_path_factory.mktemp("history"))
+    tmp = tmp_path_factory.mktemp("history")
+    # The sales pricing rules, so answers cite sources.
+    env = {k: v for k, v in os.environ.items() if k not in _SCRUB}
+    env.update(ATRIUM_DATA_DIR=str(tmp / "data"))
+    done = subprocess.run([sys.executable, "-m", "backend.cli", "ingest", "--tenant", "sales",
+                           str(REPO / "demo" / "corpus" / "sales" / "pricing-rules.md")], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    srv = start_server(tmp)
     yield srv
     stop_server(srv)
 
@@ -112,3 +123,39 @@ def test_conversation_is_in_the_sidebar_and_reopens(server, browser, shot):
     assert other.locator("#feedback-summary tbody tr").first.inner_text().split() == ["v1", "0", "1"]
     shot(other, "history-05-studio-feedback")
     other_ctx.close()
+
+
+def test_a_reopened_answer_keeps_its_clickable_sources(server, browser, shot):
+    ctx, page = _login(browser, server.url, "carol")
+    question = "Who must approve a discount of more than 20%?"
+    if not _chat_until(page, question, "Sources:"):
+        shot(page, "history-sources-01-FAILED")
+        raise AssertionError(page.locator("body").inner_text()[-1500:])
+    page.wait_for_function("!document.querySelector('#chat-input[disabled]')", timeout=TIMEOUT)
+    [row] = server.rows("select id from conversation where subject = 'carol'")
+    thread_id = row["id"]
+    passages: list[dict] = []
+    for _ in range(60):  # the answer and its panels are stored by tasks Chainlit starts after sending them
+        answers = server.rows("select output from conversation_step where conversation_id = :i and "
+                              "type = 'assistant_message' and output like '%Sources: [1]%'", i=thread_id)
+        passages = server.rows("select name, content from conversation_element where conversation_id = :i "
+                               "order by name", i=thread_id)
+        if answers and len(passages) == answers[0]["output"].split("Sources: ")[1].count("["):
+            break
+        page.wait_for_timeout(500)
+    assert passages, "no citation panel was stored"
+
+    page.goto(f"{server.url}/chat/")
+    page.locator(f"#thread-{thread_id}").click()
+    page.wait_for_url(re.compile(rf".*/thread/{thread_id}$"), timeout=60_000)
+    link = page.locator("a.element-link", has_text=passages[0]["name"]).first
+    link.wait_for(timeout=60_000)  # a clickable source, not plain text
+    link.click()
+    page.locator("#side-view-content").wait_for(timeout=30_000)
+    quoted = passages[0]["content"].split("\n\n> ", 1)[1]  # the passage (markdown: compare plain words)
+    words = [w for w in re.findall(r"[A-Za-z]{4,}", quoted)][:6]
+    page.wait_for_function("(words) => words.every(w => document.querySelector('#side-view-content')"
+                           ".innerText.includes(w))", arg=words, timeout=30_000)
+    assert page.locator("#side-view-title").inner_text().strip().endswith(passages[0]["name"])
+    shot(page, "history-06-reopened-source")
+    ctx.close()
