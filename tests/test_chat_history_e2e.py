@@ -5,6 +5,7 @@ and an audited denial; a conversation is never shared, even when the share route
 from __future__ import annotations
 
 import asyncio
+import shutil
 import time
 import uuid
 from datetime import UTC, datetime
@@ -187,7 +188,7 @@ async def test_one_look_at_someone_elses_conversation_is_one_denial_and_a_notice
                                 "type = 'user_message'", i=thread_id)) == 1
 
 
-# -- a server of its own, whose sales knowledge base these tests fill ------------------------------------------
+# -- a server of its own, whose sales knowledge base these tests fill (and whose Deal Desk stops early) -------
 
 
 PRICING = (REPO / "demo" / "corpus" / "sales" / "pricing-rules.md").read_bytes()
@@ -195,7 +196,12 @@ PRICING = (REPO / "demo" / "corpus" / "sales" / "pricing-rules.md").read_bytes()
 
 @pytest.fixture(scope="module")
 def docs_server(tmp_path_factory):
-    server = start_server(tmp_path_factory.mktemp("history-sources"))
+    tmp = tmp_path_factory.mktemp("history-sources")
+    prompts = tmp / "prompts"
+    shutil.copytree(REPO / "prompts", prompts)
+    deal_desk = prompts / "sales" / "deal-desk" / "v0001.md"
+    deal_desk.write_text(deal_desk.read_text().replace("max_tokens: 256", "max_tokens: 3"))
+    server = start_server(tmp, {"ATRIUM_PROMPTS_DIR": str(prompts)})
     yield server
     stop_server(server)
 
@@ -287,3 +293,12 @@ async def test_a_reopened_answer_keeps_its_sources_and_only_for_its_owner(docs_s
     assert r.status_code == 200
     assert docs_server.rows("select id from conversation_element where conversation_id = :i", i=thread_id) == []
 
+
+async def test_an_answer_cut_at_the_length_limit_says_so(docs_server):
+    _pricing_in_the_knowledge_base(docs_server)
+    alice = docs_server.login("alice")
+    async with ChainlitSession(docs_server.url, alice, chat_profile="sales/deal-desk") as chat:
+        reply = await chat.ask("Who must approve a discount of more than 20%?")
+    turn = docs_server.rows("select completion_tokens from chat_turn order by id desc limit 1")[0]
+    assert turn["completion_tokens"] <= 3
+    assert "_(answer cut at the length limit — ask me to continue)_" in reply.text, reply.text

@@ -24,6 +24,7 @@ services = get_services()
 _background: set[asyncio.Task] = set()  # title tasks, referenced until done
 NOT_AVAILABLE = ("**This conversation isn't available** (it belongs to someone else or was deleted). "
                  "You are in a new chat.")
+CUT_NOTE = "_(answer cut at the length limit — ask me to continue)_"
 
 
 if services.conversations is not None:
@@ -133,14 +134,15 @@ async def resume(thread: ThreadDict) -> None:
 
 
 def history_of(steps: list[dict]) -> list[dict[str, str]]:
-    """Each question with the last assistant message after it (its answer, without the "Sources:" line)."""
+    """Each question with the last assistant message after it (its answer, without the cut note and the
+    "Sources:" line)."""
     history: list[dict[str, str]] = []
     for step in steps:
         text = step.get("output") or ""
         if step.get("type") == "user_message" and text.strip():
             history.append({"role": "user", "content": text})
         elif step.get("type") == "assistant_message" and history and text.strip():
-            answer = {"role": "assistant", "content": text.split("\n\nSources: ")[0]}
+            answer = {"role": "assistant", "content": text.split("\n\nSources: ")[0].split("\n\n" + CUT_NOTE)[0]}
             if history[-1]["role"] == "assistant":
                 history[-1] = answer
             else:
@@ -203,6 +205,8 @@ async def on_message(message: cl.Message) -> None:
                 display="side")
         for label, c in zip(labels, result.citations, strict=True)
     ]
+    if result.finish_reason == "length":  # the model stopped at max_tokens, likely mid-sentence
+        reply.content = (reply.content or result.answer).rstrip() + "\n\n" + CUT_NOTE
     if labels:
         reply.content = (reply.content or result.answer) + "\n\nSources: " + ", ".join(labels)
     for warning in result.warnings:
