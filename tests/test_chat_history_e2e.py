@@ -302,3 +302,12 @@ async def test_an_answer_cut_at_the_length_limit_says_so(docs_server):
     turn = docs_server.rows("select completion_tokens from chat_turn order by id desc limit 1")[0]
     assert turn["completion_tokens"] <= 3
     assert "_(answer cut at the length limit — ask me to continue)_" in reply.text, reply.text
+
+
+async def test_switching_assistant_says_the_conversation_stays_in_the_history(live_server):
+    """The dialog of a new chat / another assistant (navigation.newChat.dialog.description) as served."""
+    r = httpx.get(f"{live_server.url}/chat/project/translations", params={"language": "en-US"},
+                  cookies=live_server.login("alice"))
+    text = r.json()["translation"]["navigation"]["newChat"]["dialog"]["description"]
+    assert "clear" not in text and "stays in the history" in text
+
