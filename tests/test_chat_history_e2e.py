@@ -310,4 +310,3 @@ async def test_switching_assistant_says_the_conversation_stays_in_the_history(li
                   cookies=live_server.login("alice"))
     text = r.json()["translation"]["navigation"]["newChat"]["dialog"]["description"]
     assert "clear" not in text and "stays in the history" in text
-

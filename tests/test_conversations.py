@@ -334,3 +334,39 @@ def test_a_first_message_of_only_files_names_the_conversation_after_them(service
     assert conv.get(carol, "made").title == "Uploaded a.pdf and b.pdf"
     assert not conv.name_from_files(carol, "eng", ["a.pdf"], tenant="engineering", assistant="eng-assistant")
     assert conv.get(carol, "eng") is None
+
+
+def test_the_sidebar_names_the_department_for_users_in_several(services, conv):
+    """maria (sales + finance) sees "Sales · …" / "Finance · …"; alice (sales only) sees the bare title. The
+    rename dialog starts from the listed name: the department prefix is not saved into the title."""
+    from chainlit.types import Pagination, ThreadFilter
+    from chainlit.user import User
+
+    from ui.history import AtriumDataLayer
+
+    maria = who(services, "maria", "sales", "finance")
+    for cid, tenant, assistant in (("s", "sales", "sales-assistant"), ("f", "finance", "finance-assistant")):
+        conv.create(maria, conversation_id=cid, tenant=tenant, assistant=assistant, title="Q3 targets")
+        conv.save_step(maria, cid, step_id=f"q-{cid}", type="user_message", name="maria", output="Q3 targets?")
+    alice = who(services, "alice", "sales")
+    conv.create(alice, conversation_id="a", tenant="sales", assistant="sales-assistant", title="Q3 targets")
+    conv.save_step(alice, "a", step_id="q-a", type="user_message", name="alice", output="Q3 targets?")
+    layer = AtriumDataLayer(lambda: services)
+
+    async def names(user: str, groups: list[str]) -> dict[str, str]:
+        await layer.create_user(User(identifier=user, metadata={"claims": {"sub": user, "groups": groups},
+                                                                "provider": "password"}))
+        page = await layer.list_threads(Pagination(first=20), ThreadFilter())
+        return {t["id"]: t["name"] for t in page.data}
+
+    async def rename_and_list() -> dict[str, str]:
+        await layer.create_user(User(identifier="maria", metadata={
+            "claims": {"sub": "maria", "groups": ["sales", "finance"]}, "provider": "password"}))
+        await layer.update_thread("s", name="Sales · Q3 targets (EMEA)")
+        return await names("maria", ["sales", "finance"])
+
+    assert asyncio.run(names("maria", ["sales", "finance"])) == {"s": "Sales · Q3 targets",
+                                                                 "f": "Finance · Q3 targets"}
+    assert asyncio.run(names("alice", ["sales"])) == {"a": "Q3 targets"}
+    assert asyncio.run(rename_and_list())["s"] == "Sales · Q3 targets (EMEA)"
+    assert conv.get(maria, "s").title == "Q3 targets (EMEA)"

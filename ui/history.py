@@ -31,6 +31,8 @@ from backend.container import Services
 from backend.db.models import ChatUser, Conversation, ConversationElement, ConversationStep
 from ui.profiles import parse_profile, profile_name
 
+DEPARTMENT_SEP = " · "  # "Sales · Discount limits" in the sidebar of a user in more than one department
+
 # (identifier, claims) of the user Chainlit authenticated for the current HTTP request or socket connect.
 _verified_caller: ContextVar[tuple[str, dict] | None] = ContextVar("atrium_chat_caller", default=None)
 
@@ -82,7 +84,9 @@ class AtriumDataLayer(BaseDataLayer):
             return PaginatedResponse(pageInfo=PageInfo(hasNextPage=False, startCursor=None, endCursor=None), data=[])
         page = await self._call(self._conversations.list, principal, limit=pagination.first or 20,
                                 cursor=pagination.cursor, search=filters.search, feedback=filters.feedback)
-        data = [_thread(c, [], listed=True) for c in page.conversations]
+        multi = len(principal.tenants) > 1  # the same title in two departments: say which is which
+        data = [_thread(c, [], listed=True, department=self._department(c.tenant) if multi else None)
+                for c in page.conversations]
         return PaginatedResponse(
             pageInfo=PageInfo(hasNextPage=page.has_more, startCursor=data[0]["id"] if data else None,
                               endCursor=data[-1]["id"] if data else None),
@@ -118,6 +122,9 @@ class AtriumDataLayer(BaseDataLayer):
         conversation = await self._ensure(principal, thread_id, first_message=name if in_session else None)
         if conversation is None or not name:
             return
+        if not in_session:  # the sidebar's rename dialog starts from the listed name, department included
+            prefix = self._department(conversation.tenant) + DEPARTMENT_SEP
+            name = name[len(prefix):] if name.startswith(prefix) else name
         # In the session: the first message names it (if a message created it first); else: the rename route.
         await self._call(self._conversations.rename, principal, thread_id, name,
                          source="first_message" if in_session else "user")
@@ -227,6 +234,10 @@ class AtriumDataLayer(BaseDataLayer):
     async def close(self) -> None:
         return None
 
+    def _department(self, tenant: str) -> str:
+        config = self._services().registry.get(tenant)
+        return config.name if config is not None else tenant
+
 
 def _of_this_session(thread_id: str) -> bool:
     """In a chat session, Chainlit writes only for the session's thread; anything else is a leftover of a
@@ -254,12 +265,13 @@ def principal_of(services: Services, claims: object) -> Principal | None:
 
 
 def _thread(c: Conversation, steps: list[ConversationStep], elements: list[ConversationElement] | None = None, *,
-            listed: bool = False) -> ThreadDict:
+            listed: bool = False, department: str | None = None) -> ThreadDict:
+    name = c.title or "New conversation"
     return ThreadDict(
         id=c.id,
         # The sidebar groups by this date: a conversation continued today belongs under "Today".
         createdAt=_iso(c.updated_at if listed else c.created_at),
-        name=c.title or "New conversation",
+        name=f"{department}{DEPARTMENT_SEP}{name}" if department else name,
         userId=c.subject,
         userIdentifier=c.subject,
         tags=[],

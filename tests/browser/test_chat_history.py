@@ -1,5 +1,7 @@
-"""Chat history in real Chromium: a conversation appears in the sidebar, reopens with its messages after a
-reload, and another user's sidebar never shows it (the served app, local model, SQLite)."""
+"""Chat history in real Chromium: a conversation appears in the sidebar, reopens with its messages (and its
+clickable sources) after a reload, and another user's sidebar never shows it; opening someone else's link is
+one audited denial and a notice; chats left without a message are not history; a user in two departments
+sees which department each chat belongs to (the served app, local model, SQLite)."""
 
 from __future__ import annotations
 
@@ -158,4 +160,46 @@ def test_a_reopened_answer_keeps_its_clickable_sources(server, browser, shot):
                            ".innerText.includes(w))", arg=words, timeout=30_000)
     assert page.locator("#side-view-title").inner_text().strip().endswith(passages[0]["name"])
     shot(page, "history-06-reopened-source")
+    ctx.close()
+
+
+def test_no_empty_chats_and_the_department_is_named_for_a_user_in_two(server, browser, shot):
+    """maria (sales + finance): visiting the chat and starting new ones adds nothing to the history; her chat
+    is listed with its department; switching assistant says the conversation stays in the history."""
+    ctx, page = _login(browser, server.url, "maria")
+    page.locator("#chat-input").wait_for(timeout=60_000)
+    page.reload()  # another visit, still without typing
+    page.locator("#chat-input").wait_for(timeout=60_000)
+    page.wait_for_timeout(2000)
+    assert server.rows("select id from conversation where subject = 'maria'") == []
+
+    question = "Hello! Who are you?"
+    if not _chat_until(page, question, question):
+        shot(page, "history-dept-01-FAILED")
+        raise AssertionError(page.locator("body").inner_text()[-1500:])
+    page.locator('[data-step-type="assistant_message"]').first.wait_for(timeout=TIMEOUT)
+    page.wait_for_function("!document.querySelector('#chat-input[disabled]')", timeout=TIMEOUT)
+    [row] = server.rows("select id, tenant from conversation where subject = 'maria'")
+    department = {"finance": "Finance", "sales": "Sales"}[row["tenant"]]
+    entry = page.locator(f"#thread-{row['id']}")
+    entry.wait_for(timeout=60_000)
+    assert entry.inner_text().strip().startswith(f"{department} · ")
+
+    # Another assistant: the dialog says the conversation is kept; the new chat stays empty and unlisted.
+    page.locator("#chat-profiles").click()
+    other = "sales/sales-assistant" if row["tenant"] == "finance" else "finance/finance-assistant"
+    page.locator(f'[data-test="select-item:{other}"]').click()
+    dialog = page.locator("#new-chat-dialog")
+    dialog.wait_for(timeout=30_000)
+    assert "stays in the history" in dialog.inner_text() and "clear" not in dialog.inner_text()
+    shot(page, "history-07-switch-dialog")
+    dialog.locator("#confirm").click()
+    page.locator("#chat-input").wait_for(timeout=60_000)
+    page.wait_for_timeout(2000)
+    page.reload()
+    page.locator(f"#thread-{row['id']}").wait_for(timeout=60_000)
+    page.wait_for_timeout(1000)
+    assert page.locator('#thread-history li[id^="thread-"]').count() == 1  # her one conversation
+    assert len(server.rows("select id from conversation where subject = 'maria'")) == 1
+    shot(page, "history-08-department-sidebar")
     ctx.close()
