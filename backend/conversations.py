@@ -3,21 +3,25 @@
 A conversation is owned by one subject and belongs to one tenant and assistant, fixed at creation from the
 chat profile the user picked (checked against the principal like every chat turn). Listing, reading,
 renaming, deleting and rating only ever see the caller's own conversations in tenants the caller is still a
-member of; anything else behaves as "not found" and is audited as a denial. Titles are written by the `fast`
-tier as an internal task (quota and usage like any call), or left as the first message.
+member of; anything else behaves as "not found" and is audited as a denial — once per user, conversation and
+action within DENIAL_REPEAT_S (Chainlit asks the data layer several times for one page load, and one look must
+not read as repeated probing). Titles are written by the `fast` tier as an internal task (quota and usage like
+any call), or left as the first message (or the attached files' names when that message was only files).
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import threading
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
 
 from backend.auth.principal import PROMPT_EDITOR, Principal
 from backend.db.engine import Database
-from backend.db.models import ChatUser, Conversation, ConversationStep
+from backend.db.models import ChatUser, Conversation, ConversationElement, ConversationStep
 from backend.db.repositories import conversations as repo
 from backend.errors import AtriumError, Forbidden
 from backend.governance.audit import AuditLog
@@ -40,6 +44,9 @@ _TITLE_LABEL = re.compile(r"^(?:conversation )?title\s*[:\-–]\s*", re.I)
 # rating buttons of a reopened conversation only show under answers whose run is there.
 STEP_CHARS = 100_000  # a stored message (the chat refuses questions over 20,000 characters anyway)
 STEP_TYPES = frozenset({"user_message", "assistant_message", "system_message", "run"})
+ELEMENT_CHARS = 20_000  # a stored side panel (a cited passage is a few hundred characters)
+ELEMENT_DISPLAYS = frozenset({"side", "inline", "page"})
+DENIAL_REPEAT_S = 30.0  # the same user, conversation and action denied again within this: one audit row
 
 
 @dataclass(frozen=True)
@@ -56,6 +63,8 @@ class ConversationService:
         self.audit = audit
         self.chat = chat
         self.titles = titles
+        self._denied: dict[tuple[str, str, str], float] = {}  # (subject, conversation/message, action) -> when
+        self._denied_lock = threading.Lock()
 
     # -- users: Chainlit reloads its user from the latest login's claims -------------------------------------------
 
@@ -97,10 +106,22 @@ class ConversationService:
             return None  # the owner deleted it: gone, not a denial
         if row.subject != principal.subject or not principal.is_member(row.tenant):
             reason = "not_owner" if row.subject != principal.subject else "not_member"
-            self.audit.record("denied", subject=principal.subject, tenant=row.tenant, route="chat:conversation",
-                              status=404, reason=reason, detail={"conversation": conversation_id, "action": action})
+            self._deny(principal, row.tenant, reason, {"conversation": conversation_id, "action": action})
             return None
         return row
+
+    def name_from_files(self, principal: Principal, conversation_id: str, filenames: list[str], *, tenant: str,
+                        assistant: str, label: str = "production") -> bool:
+        """A conversation whose first message is only attached files is named after them ("Uploaded
+        pricing-2027.pdf"); created here if the message has not created it yet. Never renames a titled one."""
+        title = files_title(filenames)
+        if not title:
+            return False
+        if self.get(principal, conversation_id, action="title") is None:
+            if self.create(principal, conversation_id=conversation_id, tenant=tenant, assistant=assistant,
+                           label=label, title=title) is None:
+                return False
+        return self.rename(principal, conversation_id, title, source="first_message")
 
     def list(self, principal: Principal, *, limit: int = 20, cursor: str | None = None, search: str | None = None,
              feedback: int | None = None) -> Page:
@@ -171,7 +192,50 @@ class ConversationService:
         if step is None:
             return False
         with self.db.session() as session:
-            repo.delete_step(session=session, step_id=step.id, tenant=step.tenant)
+            repo.delete_step(session=session, step_id=step.id, conversation_id=step.conversation_id,
+                             tenant=step.tenant)
+        return True
+
+    # -- side panels of messages (the answer's cited passages) -------------------------------------------------
+
+    def save_element(self, principal: Principal, conversation_id: str, *, element_id: str, for_id: str | None,
+                     name: str, display: str, content: str) -> bool:
+        """A text side panel of a message in one of the caller's conversations (stored in SQL like the
+        messages, scoped to the conversation's tenant)."""
+        row = self.get(principal, conversation_id, action="write")
+        if row is None:
+            return False
+        element = ConversationElement(id=element_id[:64], conversation_id=row.id, tenant=row.tenant,
+                                      for_id=for_id[:64] if for_id else None, name=name[:200],
+                                      display=display if display in ELEMENT_DISPLAYS else "side",
+                                      content=content[:ELEMENT_CHARS])
+        with self.db.session() as session:
+            try:
+                repo.save_element(session=session, element=element)
+            except ValueError:
+                self._deny(principal, row.tenant, "not_owner", {"element": element_id, "action": "write"})
+                return False
+        return True
+
+    def elements(self, principal: Principal, conversation: Conversation) -> list[ConversationElement]:
+        if conversation.subject != principal.subject:  # a Conversation from get() already passed this
+            return []
+        with self.db.session() as session:
+            return repo.list_elements(session=session, conversation_id=conversation.id, tenant=conversation.tenant)
+
+    def element(self, principal: Principal, conversation_id: str, element_id: str) -> ConversationElement | None:
+        row = self.get(principal, conversation_id, action="read")
+        if row is None:
+            return None
+        with self.db.session() as session:
+            return repo.get_element(session=session, element_id=element_id, conversation_id=row.id, tenant=row.tenant)
+
+    def delete_element(self, principal: Principal, conversation_id: str, element_id: str) -> bool:
+        row = self.get(principal, conversation_id, action="delete_element")
+        if row is None:
+            return False
+        with self.db.session() as session:
+            repo.delete_element(session=session, element_id=element_id, conversation_id=row.id, tenant=row.tenant)
         return True
 
     def feedback(self, principal: Principal, step_id: str, value: int | None, comment: str | None = None) -> bool:
@@ -196,8 +260,22 @@ class ConversationService:
         return step
 
     def _deny_step(self, principal: Principal, step_id: str, tenant: str, action: str) -> None:
+        self._deny(principal, tenant, "not_owner", {"message": step_id, "action": action})
+
+    def _deny(self, principal: Principal, tenant: str, reason: str, detail: dict) -> None:
+        """One audit row per attempt: repeats of the same denial within DENIAL_REPEAT_S are not recorded again."""
+        target = str(detail.get("conversation") or detail.get("message") or detail.get("element"))
+        key = (principal.subject, target, str(detail.get("action")))
+        now = time.monotonic()
+        with self._denied_lock:
+            last = self._denied.get(key)
+            if last is not None and now - last < DENIAL_REPEAT_S:
+                return
+            self._denied[key] = now
+            if len(self._denied) > 10_000:  # forget what is past the window
+                self._denied = {k: t for k, t in self._denied.items() if now - t < DENIAL_REPEAT_S}
         self.audit.record("denied", subject=principal.subject, tenant=tenant, route="chat:conversation",
-                          status=404, reason="not_owner", detail={"message": step_id, "action": action})
+                          status=404, reason=reason, detail=detail)
 
     # -- what users thought of the answers (for the people who improve the prompts) -----------------------------
 
@@ -267,6 +345,20 @@ def clean_title(text: str) -> str:
         if line:
             return _clip_title(line)
     return ""
+
+
+def files_title(filenames: list[str]) -> str:
+    """"Uploaded pricing-2027.pdf", "Uploaded a.pdf and b.docx", "Uploaded a.pdf and 3 more files"."""
+    names = [" ".join(n.split()) for n in filenames if n and n.strip()]
+    if not names:
+        return ""
+    if len(names) == 1:
+        text = names[0]
+    elif len(names) == 2:
+        text = f"{names[0]} and {names[1]}"
+    else:
+        text = f"{names[0]} and {len(names) - 1} more files"
+    return _clip_title(f"Uploaded {text}")
 
 
 def _utc(at: datetime) -> datetime:

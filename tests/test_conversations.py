@@ -21,6 +21,12 @@ def denials(svc) -> list[AuditEvent]:
         return list(s.exec(select(AuditEvent).where(AuditEvent.kind == "denied").order_by(AuditEvent.id)))
 
 
+def asked(conv, principal, conversation_id: str, text: str = "a question") -> None:
+    """The user's message: what makes a conversation history (listed)."""
+    assert conv.save_step(principal, conversation_id, step_id=f"ask-{conversation_id}", type="user_message",
+                          name=principal.subject, output=text)
+
+
 @pytest.fixture
 def conv(services):
     return services.conversations
@@ -68,6 +74,8 @@ def test_conversations_of_a_tenant_the_user_left_disappear(services, conv):
     maria = who(services, "maria", "sales", "finance")
     conv.create(maria, conversation_id="t-s", tenant="sales", assistant="sales-assistant", title="sales question")
     conv.create(maria, conversation_id="t-f", tenant="finance", assistant="finance-assistant", title="finance q")
+    asked(conv, maria, "t-s")
+    asked(conv, maria, "t-f")
     assert {c.id for c in conv.list(maria).conversations} == {"t-s", "t-f"}
 
     maria_now = who(services, "maria", "finance")  # removed from the sales group at the IdP
@@ -98,16 +106,17 @@ def test_rename_feedback_delete_and_a_users_title_is_never_replaced(services, co
     assert conv.rename(alice, "t", "Model title", source="model")
     assert conv.get(alice, "t").title == "My discount notes"
 
+    asked(conv, alice, "t")
     conv.save_step(alice, "t", step_id="a", type="assistant_message", name="Atrium", output="10%")
     assert conv.feedback(alice, "a", 0, "wrong number")
-    step = conv.steps(alice, conv.get(alice, "t"))[0]
+    step = conv.steps(alice, conv.get(alice, "t"))[1]
     assert (step.feedback_value, step.feedback_comment) == (0, "wrong number")
     assert [c.id for c in conv.list(alice, feedback=0).conversations] == ["t"]
     assert conv.list(alice, feedback=1).conversations == []
     with pytest.raises(ValueError):
         conv.feedback(alice, "a", 5)
     assert conv.feedback(alice, "a", None)
-    assert conv.steps(alice, conv.get(alice, "t"))[0].feedback_value is None
+    assert conv.steps(alice, conv.get(alice, "t"))[1].feedback_value is None
 
     assert conv.delete(alice, "t")
     assert conv.get(alice, "t") is None and conv.list(alice).conversations == []
@@ -133,6 +142,7 @@ def test_pages_and_search(services, conv):
     assert [c.id for c in conv.list(alice, search="uplift").conversations] == ["t3"]  # message text
     assert conv.list(alice, search="%").conversations == [] and conv.list(alice, search="_").conversations == []
     conv.create(alice, conversation_id="t5", tenant="sales", assistant="sales-assistant", title="20% off_list")
+    asked(conv, alice, "t5")
     assert [c.id for c in conv.list(alice, search="20% off_").conversations] == ["t5"]
 
 
@@ -225,3 +235,138 @@ def test_feedback_report_is_for_editors_and_per_prompt_version(services, conv):
                                                                                                  "Your director"]
     assert conv.feedback_report(who(services, "dave", "engineering", "engineering-editors"),
                                 "engineering")["items"] == []
+
+
+def test_a_chat_left_without_a_message_is_not_history(services, conv):
+    """A conversation is listed once the user sent something; empty ones (a visit, a new chat, an assistant
+    switch — rows older versions created) are not, in the list or in a search."""
+    alice = who(services, "alice", "sales")
+    conv.create(alice, conversation_id="empty", tenant="sales", assistant="sales-assistant")
+    conv.create(alice, conversation_id="started", tenant="sales", assistant="sales-assistant")
+    conv.save_step(alice, "started", step_id="run-0", type="run", name="on_chat_start", output="")
+    conv.create(alice, conversation_id="asked", tenant="sales", assistant="sales-assistant")
+    conv.save_step(alice, "asked", step_id="q", type="user_message", name="alice", output="discounts?")
+    # Chainlit names a thread after its first message, and may do so before that message is stored.
+    conv.create(alice, conversation_id="named", tenant="sales", assistant="sales-assistant", title="renewals")
+    assert {c.id for c in conv.list(alice).conversations} == {"asked", "named"}
+    assert conv.list(alice, search="New conversation").conversations == []
+    assert conv.get(alice, "empty") is not None  # still the owner's: reopening its link works
+    conv.save_step(alice, "empty", step_id="q2", type="user_message", name="alice", output="")  # only files
+    assert {c.id for c in conv.list(alice).conversations} == {"asked", "named", "empty"}
+
+
+def test_one_look_at_someone_elses_conversation_is_one_denial(services, conv, monkeypatch):
+    """Chainlit asks the data layer several times for one page load: the same denial (user, conversation,
+    action) within a short window is one audit row, so one look does not raise `suspicious_access`."""
+    import backend.conversations as conversations_module
+
+    alice, carol = who(services, "alice", "sales"), who(services, "carol", "sales", "sales-admins")
+    conv.create(alice, conversation_id="t", tenant="sales", assistant="sales-assistant", title="mine")
+    before = len(denials(services))
+    for _ in range(12):
+        assert conv.get(carol, "t") is None
+    new = denials(services)[before:]
+    assert [(d.subject, d.reason, d.detail["action"]) for d in new] == [("carol", "not_owner", "read")]
+    assert not conv.rename(carol, "t", "x")  # another kind of attempt is its own row
+    assert [d.detail["action"] for d in denials(services)[before:]] == ["read", "rename"]
+    with services.db.session() as s:
+        assert list(s.exec(select(AuditEvent).where(AuditEvent.kind == "suspicious_access"))) == []
+    monkeypatch.setattr(conversations_module, "DENIAL_REPEAT_S", 0.0)  # the window has passed: a new attempt
+    assert conv.get(carol, "t") is None
+    assert [d.detail["action"] for d in denials(services)[before:]] == ["read", "rename", "read"]
+
+
+def test_answer_sources_are_kept_with_the_conversation_and_only_the_owners(services, conv):
+    alice, bob = who(services, "alice", "sales"), who(services, "bob", "sales")
+    conv.create(alice, conversation_id="t", tenant="sales", assistant="sales-assistant", title="q")
+    conv.save_step(alice, "t", step_id="a", type="assistant_message", name="Atrium", output="10%\n\nSources: [1] P")
+    assert conv.save_element(alice, "t", element_id="e1", for_id="a", name="[1] P", display="side",
+                             content="**Pricing** — p.3\n\n> reps approve up to 10%")
+    assert conv.save_element(alice, "t", element_id="e2", for_id="a", name="[2] Q", display="bogus",
+                             content="x" * 50_000)
+    rows = conv.elements(alice, conv.get(alice, "t"))
+    assert [(e.id, e.for_id, e.name, e.display) for e in rows] == [("e1", "a", "[1] P", "side"),
+                                                                    ("e2", "a", "[2] Q", "side")]
+    assert rows[0].tenant == "sales" and len(rows[1].content) == 20_000
+    assert conv.element(alice, "t", "e1").content.endswith("up to 10%")
+
+    # Someone else reads, writes or deletes nothing, and cannot take over an element id of alice's.
+    assert conv.element(bob, "t", "e1") is None
+    assert not conv.save_element(bob, "t", element_id="e3", for_id="a", name="x", display="side", content="x")
+    assert not conv.delete_element(bob, "t", "e1")
+    conv.create(bob, conversation_id="b", tenant="sales", assistant="sales-assistant", title="bob's")
+    assert not conv.save_element(bob, "b", element_id="e1", for_id=None, name="hijack", display="side",
+                                 content="hijack")
+    assert conv.element(bob, "b", "e1") is None  # not through his own conversation either
+    assert conv.element(alice, "t", "e1").name == "[1] P"
+
+    assert conv.delete_element(alice, "t", "e2")
+    assert [e.id for e in conv.elements(alice, conv.get(alice, "t"))] == ["e1"]
+    assert conv.delete_step(alice, "a")  # a deleted message takes its panels with it
+    assert conv.elements(alice, conv.get(alice, "t")) == []
+    conv.save_element(alice, "t", element_id="e4", for_id="a2", name="[1] P", display="side", content="p")
+    assert conv.delete(alice, "t")
+    with services.db.session() as s:
+        from backend.db.models import ConversationElement
+        assert list(s.exec(select(ConversationElement).where(ConversationElement.conversation_id == "t"))) == []
+
+
+def test_a_first_message_of_only_files_names_the_conversation_after_them(services, conv):
+    from backend.conversations import files_title
+
+    assert files_title(["pricing-2027.pdf"]) == "Uploaded pricing-2027.pdf"
+    assert files_title(["a.pdf", "b.docx"]) == "Uploaded a.pdf and b.docx"
+    assert files_title(["a.pdf", "b.docx", "c.md"]) == "Uploaded a.pdf and 2 more files"
+    assert files_title(["  "]) == "" and len(files_title(["x" * 200])) == 80
+
+    carol, bob = who(services, "carol", "sales", "sales-admins"), who(services, "bob", "sales")
+    # The chat may name it before the message's own write created it, or after.
+    assert conv.name_from_files(carol, "new", ["pricing-2027.pdf"], tenant="sales", assistant="sales-assistant")
+    assert conv.get(carol, "new").title == "Uploaded pricing-2027.pdf"
+    conv.create(carol, conversation_id="made", tenant="sales", assistant="sales-assistant")
+    assert conv.name_from_files(carol, "made", ["a.pdf", "b.pdf"], tenant="sales", assistant="sales-assistant")
+    assert conv.get(carol, "made").title == "Uploaded a.pdf and b.pdf"
+    # A titled conversation keeps its title; someone else's is not touched; a forged profile creates nothing.
+    conv.create(carol, conversation_id="titled", tenant="sales", assistant="sales-assistant", title="discounts")
+    conv.name_from_files(carol, "titled", ["a.pdf"], tenant="sales", assistant="sales-assistant")
+    assert conv.get(carol, "titled").title == "discounts"
+    assert not conv.name_from_files(bob, "made", ["evil.pdf"], tenant="sales", assistant="sales-assistant")
+    assert conv.get(carol, "made").title == "Uploaded a.pdf and b.pdf"
+    assert not conv.name_from_files(carol, "eng", ["a.pdf"], tenant="engineering", assistant="eng-assistant")
+    assert conv.get(carol, "eng") is None
+
+
+def test_the_sidebar_names_the_department_for_users_in_several(services, conv):
+    """maria (sales + finance) sees "Sales · …" / "Finance · …"; alice (sales only) sees the bare title. The
+    rename dialog starts from the listed name: the department prefix is not saved into the title."""
+    from chainlit.types import Pagination, ThreadFilter
+    from chainlit.user import User
+
+    from ui.history import AtriumDataLayer
+
+    maria = who(services, "maria", "sales", "finance")
+    for cid, tenant, assistant in (("s", "sales", "sales-assistant"), ("f", "finance", "finance-assistant")):
+        conv.create(maria, conversation_id=cid, tenant=tenant, assistant=assistant, title="Q3 targets")
+        conv.save_step(maria, cid, step_id=f"q-{cid}", type="user_message", name="maria", output="Q3 targets?")
+    alice = who(services, "alice", "sales")
+    conv.create(alice, conversation_id="a", tenant="sales", assistant="sales-assistant", title="Q3 targets")
+    conv.save_step(alice, "a", step_id="q-a", type="user_message", name="alice", output="Q3 targets?")
+    layer = AtriumDataLayer(lambda: services)
+
+    async def names(user: str, groups: list[str]) -> dict[str, str]:
+        await layer.create_user(User(identifier=user, metadata={"claims": {"sub": user, "groups": groups},
+                                                                "provider": "password"}))
+        page = await layer.list_threads(Pagination(first=20), ThreadFilter())
+        return {t["id"]: t["name"] for t in page.data}
+
+    async def rename_and_list() -> dict[str, str]:
+        await layer.create_user(User(identifier="maria", metadata={
+            "claims": {"sub": "maria", "groups": ["sales", "finance"]}, "provider": "password"}))
+        await layer.update_thread("s", name="Sales · Q3 targets (EMEA)")
+        return await names("maria", ["sales", "finance"])
+
+    assert asyncio.run(names("maria", ["sales", "finance"])) == {"s": "Sales · Q3 targets",
+                                                                 "f": "Finance · Q3 targets"}
+    assert asyncio.run(names("alice", ["sales"])) == {"a": "Q3 targets"}
+    assert asyncio.run(rename_and_list())["s"] == "Sales · Q3 targets (EMEA)"
+    assert conv.get(maria, "s").title == "Q3 targets (EMEA)"

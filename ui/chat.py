@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from pathlib import Path
 
 import chainlit as cl
@@ -21,6 +22,9 @@ from ui.profiles import parse_profile, profile_name
 
 services = get_services()
 _background: set[asyncio.Task] = set()  # title tasks, referenced until done
+NOT_AVAILABLE = ("**This conversation isn't available** (it belongs to someone else or was deleted). "
+                 "You are in a new chat.")
+CUT_NOTE = "_(answer cut at the length limit — ask me to continue)_"
 
 
 if services.conversations is not None:
@@ -107,6 +111,14 @@ async def chat_profiles(current_user: cl.User | None, language: str | None = Non
 
 @cl.on_chat_start
 async def start() -> None:
+    session = cl.context.session
+    if getattr(session, "thread_id_to_resume", None) and not getattr(session, "restored", False):
+        # A new session asked to resume a thread and Chainlit starts a chat instead: the resume failed (the data
+        # layer found no conversation of this user under that id, and audited it if it is someone else's). Say
+        # so, and write this chat to a thread of its own: nothing typed here goes near the one asked for.
+        session.thread_id_to_resume = None
+        session.thread_id = str(uuid.uuid4())
+        await cl.Message(content=NOT_AVAILABLE).send()
     principal = _principal_of(cl.user_session.get("user"))
     if principal is None or not principal.tenants:
         await cl.Message(content=_no_access(principal)).send()
@@ -122,14 +134,15 @@ async def resume(thread: ThreadDict) -> None:
 
 
 def history_of(steps: list[dict]) -> list[dict[str, str]]:
-    """Each question with the last assistant message after it (its answer, without the "Sources:" line)."""
+    """Each question with the last assistant message after it (its answer, without the cut note and the
+    "Sources:" line)."""
     history: list[dict[str, str]] = []
     for step in steps:
         text = step.get("output") or ""
         if step.get("type") == "user_message" and text.strip():
             history.append({"role": "user", "content": text})
         elif step.get("type") == "assistant_message" and history and text.strip():
-            answer = {"role": "assistant", "content": text.split("\n\nSources: ")[0]}
+            answer = {"role": "assistant", "content": text.split("\n\nSources: ")[0].split("\n\n" + CUT_NOTE)[0]}
             if history[-1]["role"] == "assistant":
                 history[-1] = answer
             else:
@@ -156,6 +169,10 @@ async def on_message(message: cl.Message) -> None:
 
     attachments = [e for e in (message.elements or []) if getattr(e, "path", None)]
     if attachments:
+        if not (message.content or "").strip() and services.conversations is not None:
+            # Files and no text: the conversation is named after them, not left as "New conversation".
+            await asyncio.to_thread(services.conversations.name_from_files, principal, cl.context.session.thread_id,
+                                    [e.name for e in attachments], tenant=tenant, assistant=assistant, label=label)
         await _ingest_attachments(principal, tenant, attachments)
         if not (message.content or "").strip():
             return
@@ -188,6 +205,8 @@ async def on_message(message: cl.Message) -> None:
                 display="side")
         for label, c in zip(labels, result.citations, strict=True)
     ]
+    if result.finish_reason == "length":  # the model stopped at max_tokens, likely mid-sentence
+        reply.content = (reply.content or result.answer).rstrip() + "\n\n" + CUT_NOTE
     if labels:
         reply.content = (reply.content or result.answer) + "\n\nSources: " + ", ".join(labels)
     for warning in result.warnings:

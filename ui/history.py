@@ -4,8 +4,10 @@ and thumbs up/down — each call scoped to the verified caller, never to an id t
 Chainlit checks thread authorship on some routes and not on others (feedback takes any message id), so the
 caller is resolved here on every call and the service filters by it: the websocket session's user, or, on an
 HTTP route, the user Chainlit just loaded from its verified session token through `get_user` (the first call
-of every authenticated request). No caller, no data. Uploaded files and citation panels are not stored:
-they live for the session, and the answer's "Sources:" line keeps the citations in the history.
+of every authenticated request). No caller, no data. Writes wait, like Chainlit's own data layers, for the
+session's first user message (`queue_until_user_message`): a chat opened and left without a message leaves
+nothing behind. The answers' citation panels (text elements) are stored with their conversation, in SQL, and
+come back with it as data: URLs; uploaded files are not stored (they are in the knowledge base, or refused).
 """
 
 from __future__ import annotations
@@ -15,16 +17,21 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 from chainlit.context import context_var
 from chainlit.data.base import BaseDataLayer
+from chainlit.data.utils import queue_until_user_message
+from chainlit.session import WebsocketSession
 from chainlit.types import Feedback, PageInfo, PaginatedResponse, Pagination, ThreadDict, ThreadFilter
 from chainlit.user import PersistedUser, User
 
 from backend.auth.principal import Principal
 from backend.container import Services
-from backend.db.models import ChatUser, Conversation, ConversationStep
+from backend.db.models import ChatUser, Conversation, ConversationElement, ConversationStep
 from ui.profiles import parse_profile, profile_name
+
+DEPARTMENT_SEP = " · "  # "Sales · Discount limits" in the sidebar of a user in more than one department
 
 # (identifier, claims) of the user Chainlit authenticated for the current HTTP request or socket connect.
 _verified_caller: ContextVar[tuple[str, dict] | None] = ContextVar("atrium_chat_caller", default=None)
@@ -77,7 +84,9 @@ class AtriumDataLayer(BaseDataLayer):
             return PaginatedResponse(pageInfo=PageInfo(hasNextPage=False, startCursor=None, endCursor=None), data=[])
         page = await self._call(self._conversations.list, principal, limit=pagination.first or 20,
                                 cursor=pagination.cursor, search=filters.search, feedback=filters.feedback)
-        data = [_thread(c, [], listed=True) for c in page.conversations]
+        multi = len(principal.tenants) > 1  # the same title in two departments: say which is which
+        data = [_thread(c, [], listed=True, department=self._department(c.tenant) if multi else None)
+                for c in page.conversations]
         return PaginatedResponse(
             pageInfo=PageInfo(hasNextPage=page.has_more, startCursor=data[0]["id"] if data else None,
                               endCursor=data[-1]["id"] if data else None),
@@ -91,7 +100,8 @@ class AtriumDataLayer(BaseDataLayer):
         if conversation is None:
             return None
         steps = await self._call(self._conversations.steps, principal, conversation)
-        return _thread(conversation, steps)
+        elements = await self._call(self._conversations.elements, principal, conversation)
+        return _thread(conversation, steps, elements)
 
     async def get_thread_author(self, thread_id: str) -> str:
         """The caller, if the thread is the caller's; "" (Chainlit answers 404) for any other thread."""
@@ -112,6 +122,9 @@ class AtriumDataLayer(BaseDataLayer):
         conversation = await self._ensure(principal, thread_id, first_message=name if in_session else None)
         if conversation is None or not name:
             return
+        if not in_session:  # the sidebar's rename dialog starts from the listed name, department included
+            prefix = self._department(conversation.tenant) + DEPARTMENT_SEP
+            name = name[len(prefix):] if name.startswith(prefix) else name
         # In the session: the first message names it (if a message created it first); else: the rename route.
         await self._call(self._conversations.rename, principal, thread_id, name,
                          source="first_message" if in_session else "user")
@@ -137,9 +150,11 @@ class AtriumDataLayer(BaseDataLayer):
 
     # -- steps -------------------------------------------------------------------------------------------------------
 
+    @queue_until_user_message()
     async def create_step(self, step_dict: dict) -> None:
         await self._save_step(step_dict)
 
+    @queue_until_user_message()
     async def update_step(self, step_dict: dict) -> None:
         await self._save_step(step_dict)
 
@@ -147,6 +162,8 @@ class AtriumDataLayer(BaseDataLayer):
         principal = self._caller()
         thread_id = step.get("threadId")
         if principal is None or not thread_id or step.get("type") not in ("user_message", "assistant_message", "run"):
+            return
+        if not _of_this_session(thread_id):
             return
         if await self._ensure(principal, thread_id) is None:
             return
@@ -156,6 +173,7 @@ class AtriumDataLayer(BaseDataLayer):
                          parent_id=step.get("parentId"), created_at=_parse_iso(step.get("createdAt")),
                          turn_id=turn_id if isinstance(turn_id, int) else None)
 
+    @queue_until_user_message()
     async def delete_step(self, step_id: str) -> None:
         principal = self._caller()
         if principal is not None:
@@ -175,16 +193,37 @@ class AtriumDataLayer(BaseDataLayer):
         principal = self._caller()
         return principal is not None and await self._call(self._conversations.feedback, principal, feedback_id, None)
 
-    # -- not stored ----------------------------------------------------------------------------------------------------
+    # -- elements: the text side panels of messages --------------------------------------------------------------
 
+    @queue_until_user_message()
     async def create_element(self, element: Any) -> None:
-        return None
+        """Text panels only (an answer's cited passages); files, images and custom elements are not kept."""
+        principal = self._caller()
+        thread_id = getattr(element, "thread_id", None)
+        content = getattr(element, "content", None)
+        if (principal is None or not thread_id or getattr(element, "type", None) != "text"
+                or not isinstance(content, str) or not _of_this_session(thread_id)):
+            return
+        if await self._ensure(principal, thread_id) is None:
+            return
+        await self._call(self._conversations.save_element, principal, thread_id, element_id=element.id,
+                         for_id=getattr(element, "for_id", None), name=element.name or "",
+                         display=getattr(element, "display", "side"), content=content)
 
-    async def get_element(self, thread_id: str, element_id: str) -> None:
-        return None
+    async def get_element(self, thread_id: str, element_id: str) -> dict | None:
+        principal = self._caller()
+        if principal is None:
+            return None
+        row = await self._call(self._conversations.element, principal, thread_id, element_id)
+        return _element(row) if row is not None else None
 
+    @queue_until_user_message()
     async def delete_element(self, element_id: str, thread_id: str | None = None) -> None:
-        return None
+        principal = self._caller()
+        if principal is not None and thread_id:
+            await self._call(self._conversations.delete_element, principal, thread_id, element_id)
+
+    # -- not stored ----------------------------------------------------------------------------------------------------
 
     async def get_favorite_steps(self, user_id: str) -> list:
         return []
@@ -194,6 +233,17 @@ class AtriumDataLayer(BaseDataLayer):
 
     async def close(self) -> None:
         return None
+
+    def _department(self, tenant: str) -> str:
+        config = self._services().registry.get(tenant)
+        return config.name if config is not None else tenant
+
+
+def _of_this_session(thread_id: str) -> bool:
+    """In a chat session, Chainlit writes only for the session's thread; anything else is a leftover of a
+    thread this session was refused (its start step was made before the chat moved to a thread of its own)."""
+    ctx = context_var.get(None)
+    return ctx is None or not isinstance(ctx.session, WebsocketSession) or ctx.session.thread_id == thread_id
 
 
 def _verified(row: ChatUser) -> PersistedUser:
@@ -214,19 +264,31 @@ def principal_of(services: Services, claims: object) -> Principal | None:
         return None
 
 
-def _thread(c: Conversation, steps: list[ConversationStep], *, listed: bool = False) -> ThreadDict:
+def _thread(c: Conversation, steps: list[ConversationStep], elements: list[ConversationElement] | None = None, *,
+            listed: bool = False, department: str | None = None) -> ThreadDict:
+    name = c.title or "New conversation"
     return ThreadDict(
         id=c.id,
         # The sidebar groups by this date: a conversation continued today belongs under "Today".
         createdAt=_iso(c.updated_at if listed else c.created_at),
-        name=c.title or "New conversation",
+        name=f"{department}{DEPARTMENT_SEP}{name}" if department else name,
         userId=c.subject,
         userIdentifier=c.subject,
         tags=[],
         metadata={"chat_profile": profile_name(c.tenant, c.assistant, c.label)},
         steps=[_step(s) for s in steps],
-        elements=[],
+        elements=[_element(e) for e in elements or []],  # type: ignore[misc]
     )
+
+
+def _element(e: ConversationElement) -> dict:
+    """A stored text panel as Chainlit's element dict. The browser fetches a text element's `url` for its
+    content: a data: URL carries it from this (owner-checked) answer, so no file or extra route serves it."""
+    return {"id": e.id, "threadId": e.conversation_id, "type": "text", "name": e.name, "display": e.display,
+            "forId": e.for_id, "mime": "text/markdown",
+            "url": "data:text/markdown;charset=utf-8," + quote(e.content, safe=""),
+            "chainlitKey": None, "objectKey": None, "size": None, "language": None, "page": None, "props": None,
+            "autoPlay": None, "playerConfig": None}
 
 
 def _step(s: ConversationStep) -> dict:

@@ -171,3 +171,19 @@ class ConversationStep(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))
     feedback_value: int | None = None  # 1 = helpful, 0 = not helpful
     feedback_comment: str | None = None
+
+
+class ConversationElement(SQLModel, table=True):
+    """A text side panel of a message (an answer's cited passage), so a reopened answer's sources open again.
+    Only text is stored, in this table: never a file, never a path."""
+
+    __tablename__ = "conversation_element"
+
+    id: str = Field(primary_key=True)  # Chainlit's element id
+    conversation_id: str = Field(index=True)
+    tenant: str = Field(index=True)
+    for_id: str | None = None  # the message (step) it belongs to
+    name: str = ""  # the label the message text refers to, e.g. "[1] Pricing Rules, p.3"
+    display: str = "side"  # side | inline | page
+    content: str = ""
+    created_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))

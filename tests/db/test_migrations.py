@@ -7,7 +7,7 @@ import sqlalchemy as sa
 from backend.db.migrate import upgrade
 
 EXPECTED = {"chat_turn", "audit_event", "api_key", "alembic_version", "chat_user", "conversation",
-            "conversation_step"}
+            "conversation_step", "conversation_element"}
 
 
 def _tables(url: str) -> set[str]:

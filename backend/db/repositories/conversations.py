@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
-from backend.db.models import ChatTurn, ChatUser, Conversation, ConversationStep, utcnow
+from backend.db.models import ChatTurn, ChatUser, Conversation, ConversationElement, ConversationStep, utcnow
 
 
 def upsert_chat_user(*, session: Session, identifier: str, display_name: str | None, provider: str | None,
@@ -50,11 +50,17 @@ def create_conversation(*, session: Session, conversation: Conversation) -> Conv
 def list_conversations(*, session: Session, subject: str, tenants: Collection[str], limit: int,
                        before: tuple[datetime, str] | None = None, search: str | None = None,
                        feedback: int | None = None) -> list[Conversation]:
-    """Newest first; `before` = (updated_at, id) of the last row of the previous page."""
+    """Newest first; `before` = (updated_at, id) of the last row of the previous page. Only conversations in
+    which the user sent something: a message is stored, or the first message named it (Chainlit names the
+    thread, then tells the browser to reload the sidebar, before the message's own write may be done). A chat
+    opened and left without a message is no history."""
     if not tenants:
         return []
+    asked = select(ConversationStep.conversation_id).where(
+        ConversationStep.type == "user_message", col(ConversationStep.tenant).in_(tenants))
     stmt = select(Conversation).where(Conversation.subject == subject, col(Conversation.tenant).in_(tenants),
-                                      col(Conversation.deleted).is_(False))
+                                      col(Conversation.deleted).is_(False),
+                                      col(Conversation.title).is_not(None) | col(Conversation.id).in_(asked))
     if search:  # literal text: "%" and "_" are not wildcards
         escaped = search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         pattern = f"%{escaped}%"
@@ -86,6 +92,8 @@ def update_conversation(*, session: Session, conversation: Conversation, **chang
 def delete_conversation(*, session: Session, conversation_id: str, tenant: str) -> None:
     session.execute(delete(ConversationStep).where(col(ConversationStep.conversation_id) == conversation_id,
                                                    col(ConversationStep.tenant) == tenant))
+    session.execute(delete(ConversationElement).where(col(ConversationElement.conversation_id) == conversation_id,
+                                                      col(ConversationElement.tenant) == tenant))
     # The row stays as a tombstone (no title, no messages): a tab that still shows the conversation cannot
     # re-create it under the same id by sending a message.
     session.execute(update(Conversation).where(col(Conversation.id) == conversation_id,
@@ -124,9 +132,48 @@ def save_step(*, session: Session, step: ConversationStep) -> ConversationStep:
     return step
 
 
-def delete_step(*, session: Session, step_id: str, tenant: str) -> None:
+def delete_step(*, session: Session, step_id: str, conversation_id: str, tenant: str) -> None:
     session.execute(delete(ConversationStep).where(col(ConversationStep.id) == step_id,
                                                    col(ConversationStep.tenant) == tenant))
+    session.execute(delete(ConversationElement).where(col(ConversationElement.for_id) == step_id,
+                                                      col(ConversationElement.conversation_id) == conversation_id,
+                                                      col(ConversationElement.tenant) == tenant))
+    session.commit()
+
+
+def save_element(*, session: Session, element: ConversationElement) -> ConversationElement:
+    """Insert or update; an id of another conversation's element is refused (ValueError), never overwritten."""
+    existing = session.get(ConversationElement, element.id)
+    if existing is not None:
+        if existing.conversation_id != element.conversation_id or existing.tenant != element.tenant:
+            raise ValueError("element id belongs to another conversation")
+        existing.for_id, existing.name = element.for_id, element.name
+        existing.display, existing.content = element.display, element.content
+        element = existing
+    session.add(element)
+    session.commit()
+    session.refresh(element)
+    return element
+
+
+def list_elements(*, session: Session, conversation_id: str, tenant: str) -> list[ConversationElement]:
+    stmt = (select(ConversationElement)
+            .where(ConversationElement.conversation_id == conversation_id, ConversationElement.tenant == tenant)
+            .order_by(col(ConversationElement.created_at), col(ConversationElement.id)))
+    return list(session.exec(stmt))
+
+
+def get_element(*, session: Session, element_id: str, conversation_id: str, tenant: str) -> ConversationElement | None:
+    element = session.get(ConversationElement, element_id)
+    if element is None or element.conversation_id != conversation_id or element.tenant != tenant:
+        return None
+    return element
+
+
+def delete_element(*, session: Session, element_id: str, conversation_id: str, tenant: str) -> None:
+    session.execute(delete(ConversationElement).where(col(ConversationElement.id) == element_id,
+                                                      col(ConversationElement.conversation_id) == conversation_id,
+                                                      col(ConversationElement.tenant) == tenant))
     session.commit()
 
 
