@@ -199,10 +199,7 @@ async def on_message(message: cl.Message) -> None:
     assert result is not None
     labels = [_source_label(i, c) for i, c in enumerate(result.citations, 1)]
     reply.elements = [  # type: ignore[assignment]
-        cl.Text(name=label,
-                content=(f"**{c.title}**" + (f" — {c.section}" if c.section else "")
-                         + (f", page {c.page}" if c.page else "") + f"\n\n> {c.quote}"),
-                display="side")
+        cl.Text(name=label, content=_source_panel(label, c), display="side")
         for label, c in zip(labels, result.citations, strict=True)
     ]
     if result.finish_reason == "length":  # the model stopped at max_tokens, likely mid-sentence
@@ -240,6 +237,16 @@ def _source_label(i: int, citation) -> str:
         section = citation.section.split(" > ")[-1]
         label += f" › {section[:48]}"
     return label + (f", p.{citation.page}" if citation.page else "")
+
+
+def _source_panel(label: str, citation) -> str:
+    """A cited passage as its side panel shows it. Chainlit opens the panel by itself after an answer with every
+    passage of the chat in it (under the last one's name), so each passage starts with its own label."""
+    parts = citation.section.split(" > ") if citation.section else []
+    quote = "\n".join(f"> {line}" if line.strip() else ">" for line in citation.quote.strip().splitlines())
+    # The label names the document and the innermost section; a deeper path is shown in full under it.
+    trail = f"\n\n_{' › '.join(parts)}_" if len(parts) > 2 else ""
+    return f"**{label}**{trail}\n\n{quote}"
 
 
 _STATUS_ICON = {"queued": "⏳", "parsing": "⏳", "embedding": "⏳", "ready": "✅", "failed": "❌"}
