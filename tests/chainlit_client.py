@@ -68,7 +68,10 @@ class ChainlitSession:
     async def __aexit__(self, *exc) -> None:
         await self.sio.disconnect()
 
-    async def ask(self, text: str) -> Reply:
+    async def ask(self, text: str, *, files: list[tuple[str, bytes, str]] | None = None) -> Reply:
+        """One message; `files` (name, bytes, mime) are uploaded first and attached, as the paperclip does
+        (with `text=""`, an attachment-only message)."""
+        refs = await self._upload(files) if files else []
         start = len(self.events)
         self.first_token_at = None
         self._task_end.clear()
@@ -76,10 +79,22 @@ class ChainlitSession:
             "id": str(uuid.uuid4()), "threadId": "", "name": "user", "type": "user_message",
             "output": text, "createdAt": datetime.now(UTC).isoformat(),
         }
-        await self.sio.emit("client_message", {"message": message, "fileReferences": []})
+        await self.sio.emit("client_message", {"message": message, "fileReferences": refs})
         # task_start ... task_end brackets the handling of one message.
         await asyncio.wait_for(self._wait_turn(start), timeout=self.timeout)
         return self._reply(self.events[start:])
+
+    async def _upload(self, files: list[tuple[str, bytes, str]]) -> list[dict]:
+        import httpx
+
+        refs = []
+        async with httpx.AsyncClient(base_url=self.base_url, cookies=self.cookies, timeout=60) as http:
+            for name, data, mime in files:
+                r = await http.post("/chat/project/file", params={"session_id": self.session_id},
+                                    files={"file": (name, data, mime)})
+                assert r.status_code == 200, r.text
+                refs.append({"id": r.json()["id"]})
+        return refs
 
     async def _wait_turn(self, start: int) -> None:
         while True:

@@ -7,8 +7,6 @@ from __future__ import annotations
 import asyncio
 import shutil
 import time
-import uuid
-from datetime import UTC, datetime
 from urllib.parse import unquote
 
 import httpx
@@ -206,28 +204,11 @@ def docs_server(tmp_path_factory):
     stop_server(server)
 
 
-async def _send_files(chat: ChainlitSession, server, cookies, files) -> None:
-    """An attachment-only message (no text), as the chat's paperclip sends it."""
-    refs = []
-    async with httpx.AsyncClient(base_url=server.url, cookies=cookies, timeout=60) as http:
-        for name, data, mime in files:
-            r = await http.post("/chat/project/file", params={"session_id": chat.session_id},
-                                files={"file": (name, data, mime)})
-            assert r.status_code == 200, r.text
-            refs.append({"id": r.json()["id"]})
-    start = len(chat.events)
-    chat._task_end.clear()
-    message = {"id": str(uuid.uuid4()), "threadId": "", "name": "user", "type": "user_message", "output": "",
-               "createdAt": datetime.now(UTC).isoformat()}
-    await chat.sio.emit("client_message", {"message": message, "fileReferences": refs})
-    await asyncio.wait_for(chat._wait_turn(start), timeout=300)
-
-
 async def test_a_first_message_of_only_files_names_the_chat_after_them(docs_server):
     carol = docs_server.login("carol")
     known = {r["id"] for r in docs_server.rows("select id from conversation where subject = 'carol'")}
     async with ChainlitSession(docs_server.url, carol, chat_profile="sales/sales-assistant", timeout=300) as chat:
-        await _send_files(chat, docs_server, carol, [("pricing-rules.md", PRICING, "text/markdown")])
+        await chat.ask("", files=[("pricing-rules.md", PRICING, "text/markdown")])
     [conversation] = [r for r in docs_server.rows("select id, title from conversation where subject = 'carol'")
                       if r["id"] not in known]
     assert conversation["title"] == "Uploaded pricing-rules.md"

@@ -3,10 +3,6 @@ for tenant admins only — with a status line per file; then the chat answers fr
 
 from __future__ import annotations
 
-import asyncio
-import uuid
-from datetime import UTC, datetime
-
 import httpx
 import pytest
 
@@ -24,34 +20,17 @@ def server(tmp_path_factory):
     stop_server(s)
 
 
-async def _send_with_files(chat: ChainlitSession, server, cookies, files, text: str = ""):
-    refs = []
-    async with httpx.AsyncClient(base_url=server.url, cookies=cookies, timeout=60) as http:
-        for name, data, mime in files:
-            r = await http.post("/chat/project/file", params={"session_id": chat.session_id},
-                                files={"file": (name, data, mime)})
-            assert r.status_code == 200, r.text
-            refs.append({"id": r.json()["id"]})
-    start = len(chat.events)
-    chat._task_end.clear()
-    message = {"id": str(uuid.uuid4()), "threadId": "", "name": "user", "type": "user_message", "output": text,
-               "createdAt": datetime.now(UTC).isoformat()}
-    await chat.sio.emit("client_message", {"message": message, "fileReferences": refs})
-    await asyncio.wait_for(chat._wait_turn(start), timeout=300)
-    return chat._reply(chat.events[start:])
-
-
 async def test_admin_attachments_are_ingested_member_attachments_refused(server):
     alice = server.login("alice")
     async with ChainlitSession(server.url, alice, chat_profile="sales/sales-assistant") as chat:
-        reply = await _send_with_files(chat, server, alice, [("pricing-rules.md", PRICING, "text/markdown")])
+        reply = await chat.ask("", files=[("pricing-rules.md", PRICING, "text/markdown")])
     assert "Not allowed" in reply.text and "administrators" in reply.text
     docs = httpx.get(f"{server.url}/api/t/sales/documents", cookies=alice).json()["documents"]
     assert docs == []
 
     carol = server.login("carol")
     async with ChainlitSession(server.url, carol, chat_profile="sales/sales-assistant", timeout=300) as chat:
-        reply = await _send_with_files(chat, server, carol, [
+        reply = await chat.ask("", files=[
             ("pricing-rules.md", PRICING, "text/markdown"),
             ("photo.md", b"\x89PNG\r\n\x1a\n" + b"\x00" * 64, "text/markdown")])
         assert "✅ **pricing-rules.md** — ready" in reply.text, reply.text
