@@ -97,6 +97,7 @@ class TurnResult:
     turn_id: int | None = None
     warnings: list[str] = field(default_factory=list)
     finish_reason: str = "stop"  # "length" when max_tokens cut the answer (OpenAI-compatible callers read it)
+    signoff: str = ""  # the prompt's sign-off as appended to `answer` ("" when none): it stays the last line
 
     def public(self) -> dict[str, Any]:
         data = asdict(self)
@@ -284,7 +285,7 @@ class ChatService:
                 prompt_tokens=final.prompt_tokens, completion_tokens=final.completion_tokens,
                 cost_usd=final.cost_usd, latency_ms=0, route_reason=turn.route_reason,
                 fallback_from=final.fallback_from, warnings=list(admission.warnings) if admission else [],
-                finish_reason=final.finish_reason,
+                finish_reason=final.finish_reason, signoff=signoff,
             )
         except AtriumError as exc:
             turn.outcome = "quota" if isinstance(exc, QuotaExceeded) else "refused"

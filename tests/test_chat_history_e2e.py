@@ -198,7 +198,7 @@ def docs_server(tmp_path_factory):
     prompts = tmp / "prompts"
     shutil.copytree(REPO / "prompts", prompts)
     deal_desk = prompts / "sales" / "deal-desk" / "v0001.md"
-    deal_desk.write_text(deal_desk.read_text().replace("max_tokens: 256", "max_tokens: 3"))
+    deal_desk.write_text(deal_desk.read_text().replace("max_tokens: 256", "max_tokens: 3\nsignoff: '-- Deal Desk'"))
     server = start_server(tmp, {"ATRIUM_PROMPTS_DIR": str(prompts)})
     yield server
     stop_server(server)
@@ -282,7 +282,8 @@ async def test_an_answer_cut_at_the_length_limit_says_so(docs_server):
         reply = await chat.ask("Who must approve a discount of more than 20%?")
     turn = docs_server.rows("select completion_tokens from chat_turn order by id desc limit 1")[0]
     assert turn["completion_tokens"] <= 3
-    assert "_(answer cut at the length limit — ask me to continue)_" in reply.text, reply.text
+    assert "_(answer cut at the length limit — ask me to continue)_\n\n-- Deal Desk" in reply.text, reply.text
+    assert reply.text.split("\n\nSources: ")[0].endswith("-- Deal Desk")  # the sign-off stays the last line
 
 
 async def test_switching_assistant_says_the_conversation_stays_in_the_history(live_server):

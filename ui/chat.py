@@ -142,7 +142,7 @@ def history_of(steps: list[dict]) -> list[dict[str, str]]:
         if step.get("type") == "user_message" and text.strip():
             history.append({"role": "user", "content": text})
         elif step.get("type") == "assistant_message" and history and text.strip():
-            answer = {"role": "assistant", "content": text.split("\n\nSources: ")[0].split("\n\n" + CUT_NOTE)[0]}
+            answer = {"role": "assistant", "content": text.split("\n\nSources: ")[0].replace("\n\n" + CUT_NOTE, "")}
             if history[-1]["role"] == "assistant":
                 history[-1] = answer
             else:
@@ -203,7 +203,10 @@ async def on_message(message: cl.Message) -> None:
         for label, c in zip(labels, result.citations, strict=True)
     ]
     if result.finish_reason == "length":  # the model stopped at max_tokens, likely mid-sentence
-        reply.content = (reply.content or result.answer).rstrip() + "\n\n" + CUT_NOTE
+        # Before the prompt's sign-off, which is appended verbatim and stays the answer's last line.
+        text, signoff = (reply.content or result.answer).rstrip(), result.signoff.strip()
+        body = text[: -len(signoff)].rstrip() if signoff and text.endswith(signoff) else text
+        reply.content = f"{body}\n\n{CUT_NOTE}" + (f"\n\n{signoff}" if body != text else "")
     if labels:
         reply.content = (reply.content or result.answer) + "\n\nSources: " + ", ".join(labels)
     for warning in result.warnings:
