@@ -19,6 +19,7 @@ from backend.auth.api_keys import InvalidApiKey, VerifiedKey
 from backend.auth.jwt_verifier import TokenRejected
 from backend.auth.principal import Principal
 from backend.auth.rbac import REQUIRED_ROLE, Permission, permissions_of, roles_for_scopes
+from backend.auth.session_cookie import session_user
 from backend.container import Services
 from backend.errors import Forbidden, NotAuthenticated, Unavailable
 
@@ -57,15 +58,8 @@ async def adeny(request: Request, services: Services, status: int, message: str,
 
 def _session_claims(request: Request) -> dict | None:
     """Claims from Chainlit's session cookie (same login as the chat; signed by CHAINLIT_AUTH_SECRET)."""
-    from chainlit.auth import get_token_from_cookies
-    from chainlit.auth.jwt import decode_jwt
-
-    token = get_token_from_cookies(request.cookies)
-    if not token:
-        return None
-    try:
-        user = decode_jwt(token)
-    except Exception:
+    user = session_user(request.cookies)
+    if user is None:
         return None
     claims = (user.metadata or {}).get("claims")
     return claims if isinstance(claims, dict) else None

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from http.cookies import SimpleCookie
 from urllib.parse import urlencode
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backend.auth.jwt_verifier import DiscoveryError
 from backend.auth.oidc import OidcLogin
+from backend.auth.session_cookie import scope_cookies, session_user
 
 log = logging.getLogger("atrium.auth")
 
@@ -40,7 +40,7 @@ class IdpLogout:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        method, path, cookies = scope["method"], scope["path"], _cookies(scope)
+        method, path, cookies = scope["method"], scope["path"], scope_cookies(scope)
         if method == "POST" and path == LOGOUT_PATH and _idp_session(cookies):
             await self.app(scope, receive, self._marking(send))
             return
@@ -78,29 +78,10 @@ class IdpLogout:
         return f"{endpoint}{'&' if '?' in str(endpoint) else '?'}{query}"
 
 
-def _cookies(scope: Scope) -> dict[str, str]:
-    jar = SimpleCookie()
-    for name, value in scope.get("headers", []):
-        if name == b"cookie":
-            try:
-                jar.load(value.decode("latin-1"))
-            except Exception:  # a malformed cookie header is no cookie
-                pass
-    return {k: m.value for k, m in jar.items()}
-
-
 def _idp_session(cookies: dict[str, str]) -> bool:
     """Whether the session signing out came from the identity provider (not the demo password login)."""
-    from chainlit.auth import get_token_from_cookies
-    from chainlit.auth.jwt import decode_jwt
-
-    token = get_token_from_cookies(cookies)
-    if not token:
-        return False
-    try:
-        return (decode_jwt(token).metadata or {}).get("provider") == "oidc"
-    except Exception:  # an expired or foreign cookie: nothing to end at the provider
-        return False
+    user = session_user(cookies)
+    return user is not None and (user.metadata or {}).get("provider") == "oidc"
 
 
 def _navigation(scope: Scope) -> bool:

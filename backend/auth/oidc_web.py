@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextvars
 import hmac
 from collections.abc import Callable
-from http.cookies import SimpleCookie
 from urllib.parse import parse_qs
 
 from fastapi import FastAPI, Request
@@ -24,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backend.auth.jwt_verifier import DiscoveryError
 from backend.auth.oidc import CALLBACK_PATH, FLOW_COOKIE, FLOW_TTL_S, LoginFlow, OidcLogin, OidcLoginError
+from backend.auth.session_cookie import scope_cookies
 from backend.errors import Unavailable
 
 START_PATH = CALLBACK_PATH.removesuffix("/callback")
@@ -97,19 +97,12 @@ class OidcCallbackContext:
             current_flow.reset(token)
 
     def _flow(self, scope: Scope) -> LoginFlow | OidcLoginError:
-        cookies = SimpleCookie()
-        for name, value in scope.get("headers", []):
-            if name == b"cookie":
-                try:
-                    cookies.load(value.decode("latin-1"))
-                except Exception:  # a malformed cookie header is just "no flow cookie"
-                    pass
-        morsel = cookies.get(FLOW_COOKIE)
-        if morsel is None:
+        sealed = scope_cookies(scope).get(FLOW_COOKIE)
+        if sealed is None:
             return OidcLoginError("login_flow_missing", "no login in progress in this browser (cookies blocked, "
                                   "or the login was started elsewhere); start again")
         try:
-            flow = LoginFlow.unseal(morsel.value, self.login.fernet)
+            flow = LoginFlow.unseal(sealed, self.login.fernet)
         except OidcLoginError as exc:
             return exc
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))

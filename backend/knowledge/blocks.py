@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+LABEL_MAX_WORDS = 12  # a bold paragraph this short introduces what follows (a longer one is body text)
+
 
 @dataclass
 class Block:

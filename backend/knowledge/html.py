@@ -12,12 +12,11 @@ from __future__ import annotations
 import re
 from html.parser import HTMLParser
 
-from backend.knowledge.blocks import Block, ParsedDocument
+from backend.knowledge.blocks import LABEL_MAX_WORDS, Block, ParsedDocument
 
 _LISTS = {"ol", "ul", "dl"}
 _CELLS = {"td", "th"}
 _EMPHASIS = {"b", "strong"}
-_LABEL_MAX_WORDS = 12
 
 
 class _HtmlBlocks(HTMLParser):
@@ -52,7 +51,7 @@ class _HtmlBlocks(HTMLParser):
         text = self._text()
         if text:
             label = (not list_ended and self._level == 0 and "\n" not in text
-                     and len(text.split()) <= _LABEL_MAX_WORDS and self._bold_chars >= len(re.sub(r"\s", "", text)))
+                     and len(text.split()) <= LABEL_MAX_WORDS and self._bold_chars >= len(re.sub(r"\s", "", text)))
             self.blocks.append(Block(text=text, level=self._level, label=label))
         self._buf, self._level, self._bold_chars = [], 0, 0
 

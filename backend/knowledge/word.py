@@ -13,9 +13,8 @@ import io
 import re
 
 from backend.errors import Invalid
-from backend.knowledge.blocks import Block, ParsedDocument
+from backend.knowledge.blocks import LABEL_MAX_WORDS, Block, ParsedDocument
 
-_LABEL_MAX_WORDS = 12
 _LETTERS = "abcdefghijklmnopqrstuvwxyz"
 
 
@@ -90,7 +89,7 @@ def _list_level(paragraph) -> tuple[str, int] | None:
 def _is_label(paragraph, text: str) -> bool:
     runs = [r for r in paragraph.runs if r.text.strip()]
     style_bold = bool(paragraph.style is not None and paragraph.style.font.bold)
-    return (bool(runs) and len(text.split()) <= _LABEL_MAX_WORDS
+    return (bool(runs) and len(text.split()) <= LABEL_MAX_WORDS
             and all(r.bold or (r.bold is None and style_bold) for r in runs))
 
 

@@ -78,10 +78,10 @@ def load(path: Path = DATA) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def _fingerprint(conversations: list[dict], answer_tokens: dict[str, int]) -> str:
+def _fingerprint() -> str:
+    """The code and data the counts depend on (a change makes every cached run stale)."""
     h = hashlib.sha256(measured_tokens.fingerprint([]).encode())
     h.update(DATA.read_bytes())
-    h.update(json.dumps(answer_tokens, sort_keys=True).encode())
     for module in ("backend/chat.py", "backend/query_rewrite.py"):  # history rules, the rewrite prompt
         h.update((ROOT / module).read_bytes())
     from backend.conversations import title_messages
@@ -89,19 +89,13 @@ def _fingerprint(conversations: list[dict], answer_tokens: dict[str, int]) -> st
     return h.hexdigest()[:16]
 
 
-class _CallRecorder:
-    """The real LLMService, except that every model call is recorded and answered with nothing; `fast` counts
-    as a provider tier, so the pipeline makes the internal calls it makes in a provider configuration."""
+class _CallRecorder(measured_tokens._RecordingLLM):
+    """tokens.py's recorder, keeping every model call of a turn; `fast` counts as a provider tier, so the pipeline
+    makes the internal calls (query rewrites) it makes in a provider configuration."""
 
     def __init__(self, real: Any) -> None:
-        self._real = real
+        super().__init__(real)
         self.calls: list[tuple[str, list[dict]]] = []
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._real, name)
-
-    def resolve_tier(self, wanted: str, allowed: list[str]) -> str:
-        return wanted
 
     def internal_tier(self, allowed: list[str] | None = None) -> str:
         return "fast"
@@ -112,12 +106,10 @@ class _CallRecorder:
     def max_output_tokens(self, tier: str) -> None:
         return None
 
-    async def stream(self, *, tier: str, messages: list[dict], **_: Any) -> AsyncIterator[Any]:
-        from backend.llm.service import Completion, Delta
-
+    async def stream(self, *, tier: str, messages: list[dict], **kw: Any) -> AsyncIterator[Any]:
         self.calls.append((tier, messages))
-        yield Delta("")
-        yield Completion(text="", model="recorder", tier=tier, prompt_tokens=0, completion_tokens=0, cost_usd=0.0)
+        async for item in super().stream(tier=tier, messages=messages, **kw):
+            yield item
 
 
 def _answer_text(n_tokens: int, source: str) -> str:
@@ -187,15 +179,17 @@ async def _measure(conversations: list[dict], answer_tokens: dict[str, int]) -> 
 
 
 def measured(conversations: list[dict], answer_tokens: dict[str, int], *, recompute: bool) -> list[dict]:
-    fp = _fingerprint(conversations, answer_tokens)
+    """Cached per assumed answer lengths (they shape the history); runs of older code are dropped."""
+    fp, lengths = _fingerprint(), json.dumps(answer_tokens, sort_keys=True)
     cached = json.loads(CACHE.read_text()) if CACHE.exists() else {}
-    runs = cached.get("runs", {})
-    if recompute or fp not in runs:
+    runs = cached.get("runs", {}) if cached.get("fingerprint") == fp else {}
+    if recompute or lengths not in runs:
         print(f"measuring the model calls of {len(conversations)} conversations through the chat pipeline ...",
               file=sys.stderr)
-        runs[fp] = asyncio.run(_measure(conversations, answer_tokens))
-        CACHE.write_text(json.dumps({"tokenizer": measured_tokens.TOKENIZER, "runs": runs}, indent=0) + "\n")
-    return runs[fp]
+        runs[lengths] = asyncio.run(_measure(conversations, answer_tokens))
+        CACHE.write_text(json.dumps({"fingerprint": fp, "tokenizer": measured_tokens.TOKENIZER, "runs": runs},
+                                    indent=0) + "\n")
+    return runs[lengths]
 
 
 def calls_of(conversations: list[dict], counts: list[dict], answer_tokens: dict[str, int]) -> list[Call]:
