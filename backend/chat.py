@@ -46,6 +46,9 @@ log = logging.getLogger("atrium.chat")
 MAX_MESSAGE_CHARS = 20_000  # per message: the chat UI, REST /chat and the OpenAI-compatible route
 
 NO_CONTEXT = "(no relevant passages were found in the knowledge base)"
+_NO_ROOM_TO_ANSWER = ("The model spent all {tokens} tokens of the answer's limit thinking and wrote no answer: raise "
+                      "the prompt's max_tokens (studio: Maximum answer length), or lower `reasoning_effort` of the "
+                      "{tier} tier's deployments in config/models.yaml.")
 NO_ANSWER = ("I don't know — nothing in the {tenant} knowledge base covers this. Try rephrasing, or ask "
              "an administrator to add the document that answers it.")
 
@@ -226,9 +229,14 @@ class ChatService:
             if need is not None:  # a greeting, or a task on the user's own text: the model answers without passages
                 turn.route_reason = f"{turn.route_reason}; no passages needed: {need.reason}"
                 cache_key = None  # such answers address the user ("Hi Alice"): never serve them to someone else
+            # The caller's temperature is theirs (a model that refuses it is their 400); a prompt's or an internal
+            # task's is a preference, left out for models that take none (Claude 5.x, GPT-6, Gemini 3.x).
+            temperature, advisory = req.temperature, {}
+            if req.task and temperature is not None:
+                temperature, advisory = None, {"temperature": temperature}
             if prompt is None:
                 messages = list(req.messages or [])
-                temperature, max_tokens = req.temperature, req.max_tokens
+                max_tokens = req.max_tokens
             else:
                 system = render(prompt.body, {
                     # An API key serves people whose names we do not know: not "helping API key 3f2a…".
@@ -242,8 +250,8 @@ class ChatService:
                 messages = [{"role": "system", "content": system}, *history,
                             {"role": "user", "content": req.message}]
                 # A caller's temperature wins; its max_tokens can only lower the prompt's cap, never raise it.
-                temperature = (req.temperature if req.temperature is not None
-                               else _opt_float(prompt.config.get("temperature")))
+                if temperature is None and (preferred := _opt_float(prompt.config.get("temperature"))) is not None:
+                    advisory["temperature"] = preferred
                 max_tokens = _opt_int(prompt.config.get("max_tokens"))
                 if req.max_tokens is not None:
                     max_tokens = min(req.max_tokens, max_tokens) if max_tokens is not None else req.max_tokens
@@ -258,6 +266,7 @@ class ChatService:
                 tier=tier, messages=messages, temperature=temperature, max_tokens=max_tokens,
                 provider_preference=policy.provider_preference, stream=req.stream, params=req.params,
                 allowed_tiers=policy.allowed_tiers, fallbacks=req.task is None,  # internal tasks: own fallback
+                advisory=advisory,
             ):
                 if isinstance(item, Delta):
                     streamed.append(item.text)
@@ -267,6 +276,10 @@ class ChatService:
                 else:
                     final = item
             assert final is not None
+            notes = list(admission.warnings) if admission else []
+            if final.finish_reason == "length" and not final.text.strip():
+                # A thinking model's thinking counts against max_tokens: it can spend all of it before a word.
+                notes.append(_NO_ROOM_TO_ANSWER.format(tokens=max_tokens or "its", tier=final.tier))
             # The prompt's `signoff` is appended verbatim by the pipeline, not left to the model.
             if signoff := _signoff(prompt):
                 yield signoff
@@ -284,7 +297,7 @@ class ChatService:
                 prompt_name=turn.prompt_name or "", prompt_version=turn.prompt_version,
                 prompt_tokens=final.prompt_tokens, completion_tokens=final.completion_tokens,
                 cost_usd=final.cost_usd, latency_ms=0, route_reason=turn.route_reason,
-                fallback_from=final.fallback_from, warnings=list(admission.warnings) if admission else [],
+                fallback_from=final.fallback_from, warnings=notes,
                 finish_reason=final.finish_reason, signoff=signoff,
             )
         except AtriumError as exc:

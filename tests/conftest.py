@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 
 import httpx
@@ -37,10 +38,17 @@ _SCRUB = ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "GEMINI_API_KEY", "DATABASE_URL
           "ATRIUM_MODEL_FAST", "ATRIUM_MODEL_SMART", "ATRIUM_MODEL_LOCAL", "VECTOR_STORE", "ATRIUM_DEV_LOGIN")
 
 
+# The day model retirements are judged on (LiteLLM's model table), for in-process services: tests that use a
+# model with a retirement date (gpt-4.1 retires 2027-01-14) keep passing after it. Servers started as
+# processes use the real date, and only models without one.
+TEST_TODAY = date(2026, 12, 1)
+
+
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in _SCRUB:
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr("backend.llm.router.utc_today", lambda: TEST_TODAY)
 
 
 def free_port() -> int:

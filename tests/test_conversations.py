@@ -149,8 +149,8 @@ def test_pages_and_search(services, conv):
 def test_title_is_written_by_fast_as_an_internal_task(tmp_path, make_settings):
     from backend.container import build_services
 
-    fast = mock("fast", "anthropic/claude-haiku-4-5", '**Title:** "Discount approval limits".')
-    smart = mock("smart", "anthropic/claude-sonnet-4-5", "smart")
+    fast = mock("fast", "anthropic/claude-haiku-5-5", '**Title:** "Discount approval limits".')
+    smart = mock("smart", "anthropic/claude-sonnet-5-5", "smart")
     cfg = make_config_dir(tmp_path / "cfg", model_list=[fast, smart],
                           quotas={"requests_per_minute": None, "user_requests_per_minute": None,
                                   "tokens_per_day": None, "monthly_budget_usd": None})
@@ -193,7 +193,7 @@ def test_feedback_report_is_for_editors_and_per_prompt_version(services, conv):
     alice, bob = who(services, "alice", "sales"), who(services, "bob", "sales", "sales-editors")
     with services.db.session() as s:
         turn = ChatTurn(tenant="sales", subject="alice", assistant="sales-assistant", prompt_version=3,
-                        model="anthropic/claude-haiku-4-5")
+                        model="anthropic/claude-haiku-5-5")
         foreign = ChatTurn(tenant="engineering", subject="erin", assistant="eng-assistant", prompt_version=9)
         s.add(turn)
         s.add(foreign)

@@ -206,7 +206,8 @@ async def on_message(message: cl.Message) -> None:
         # Before the prompt's sign-off, which is appended verbatim and stays the answer's last line.
         text, signoff = (reply.content or result.answer).rstrip(), result.signoff.strip()
         body = text[: -len(signoff)].rstrip() if signoff and text.endswith(signoff) else text
-        reply.content = f"{body}\n\n{CUT_NOTE}" + (f"\n\n{signoff}" if body != text else "")
+        if body:  # nothing written at all (a thinking model's whole budget went on thinking): a warning says so
+            reply.content = f"{body}\n\n{CUT_NOTE}" + (f"\n\n{signoff}" if body != text else "")
     if labels:
         reply.content = (reply.content or result.answer) + "\n\nSources: " + ", ".join(labels)
     for warning in result.warnings:

@@ -54,7 +54,7 @@ def _tenants(services: Services) -> list[dict]:
 def _models(services: Services) -> dict:
     live = services.llm.live
     return {"live": set(live.live), "tiers": [(tier, models) for tier, models in live.live.items()],
-            "excluded": sorted(live.excluded.items())}
+            "excluded": sorted(live.excluded.items()), "retiring": sorted(live.retiring.items())}
 
 
 @router.get(ROUTE, response_class=HTMLResponse)

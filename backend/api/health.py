@@ -20,7 +20,8 @@ def readyz(services: ServicesDep) -> JSONResponse:
     parts = services.readiness()
     failing = {k: v for k, v in parts.items() if v != "ok"}
     body = {"status": "ok" if not failing else "unavailable", "parts": parts,
-            "models": services.llm.live.live, "models_excluded": services.llm.live.excluded}
+            "models": services.llm.live.live, "models_excluded": services.llm.live.excluded,
+            "models_retiring": services.llm.live.retiring}
     if failing:
         body["failing"] = sorted(failing)
     return JSONResponse(body, status_code=503 if failing else 200)

@@ -175,7 +175,9 @@ def _unsupported_by_model(exc: AtriumError) -> AtriumError:
     if cause is None or type(cause).__name__ != "UnsupportedParamsError":
         return exc
     text = str(cause)
-    param = next((name for name in FORWARDED if f"'{name}'" in text), None)
+    # LiteLLM names it either in a list ("does not support parameters: ['seed']") or with its value
+    # ("claude-sonnet-5-5 does not support temperature=0.2").
+    param = next((name for name in ("temperature", *FORWARDED) if f"'{name}'" in text or f" {name}=" in text), None)
     first = text.split("\n", 1)[0].removeprefix("litellm.UnsupportedParamsError: ").split(". To drop", 1)[0]
     return _bad(f"the model does not support a parameter you sent: {first}; remove it", param,
                 "unsupported_parameter")

@@ -10,6 +10,7 @@ import copy
 import logging
 import os
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ log = logging.getLogger("atrium.llm")
 
 TIERS = ("local", "fast", "smart")
 PREFERENCE_SEP = "@"  # `smart@anthropic`: the smart tier restricted to one provider
+RETIREMENT_NOTICE_DAYS = 60  # providers announce retirements at least this long ahead (Anthropic: 60 days)
 
 
 @dataclass
@@ -84,6 +86,79 @@ def _key_missing(params: dict[str, Any]) -> str | None:
     return None
 
 
+def utc_today() -> date:
+    return datetime.now(UTC).date()
+
+
+@dataclass(frozen=True)
+class Retirement:
+    """When the provider stops serving a model, per LiteLLM's model table (`deprecation_date`)."""
+
+    on: date
+    successor: str | None  # `provider/model`, as models.yaml names models
+
+
+def table_entry(model: str) -> dict[str, Any] | None:
+    """`model`'s row in LiteLLM's model table, or None. Provider-prefixed names are looked up as the table keys
+    them (`anthropic/claude-sonnet-4-5` under `claude-sonnet-4-5`), but only in the same provider's rows: an
+    Azure or Bedrock deployment has its own schedule and capabilities."""
+    import litellm
+
+    info = litellm.model_cost.get(model)
+    if info is None and "/" in model:
+        bare = litellm.model_cost.get(model.split("/", 1)[1])
+        info = bare if bare and bare.get("litellm_provider") == provider_of(model) else None
+    return info
+
+
+def takes(model: str, param: str) -> bool:
+    """Whether `model` accepts an advisory sampling/thinking preference (see LLMService.stream). Current models
+    refuse a non-default `temperature`: Claude 4.7+ and Gemini 3.x say so in the table
+    (`supports_sampling_params: false`), OpenAI's reasoning models (GPT-5/6) take it only with reasoning off.
+    A model the table does not know (local, self-hosted OpenAI-compatible servers) takes temperature."""
+    if model.startswith("local/"):
+        return param == "temperature"
+    info = table_entry(model) or {}
+    if param == "temperature":
+        if info.get("supports_sampling_params") is False:
+            return False
+        return not (info.get("litellm_provider") == "openai" and info.get("supports_reasoning"))
+    if param == "reasoning_effort":
+        return bool(info.get("supports_reasoning"))
+    return True
+
+
+def retirement(model: str) -> Retirement | None:
+    """The retirement date of `model` in LiteLLM's model table, or None when it has none."""
+    provider = provider_of(model)
+    info = table_entry(model)
+    raw = (info or {}).get("deprecation_date")
+    if not raw:
+        return None
+    try:
+        on = date.fromisoformat(str(raw))
+    except ValueError:
+        return None
+    successor = (info or {}).get("successor_model")
+    if successor and "/" not in successor:
+        successor = f"{(info or {}).get('litellm_provider') or provider}/{successor}"
+    return Retirement(on=on, successor=successor or None)
+
+
+def _retirement_note(model: str, tier: str, today: date) -> tuple[bool, str] | None:
+    """(retired?, what to tell the operator) for a model past or near its retirement date, else None."""
+    r = retirement(model)
+    if r is None or (r.on - today).days > RETIREMENT_NOTICE_DAYS:
+        return None
+    instead = (f"move to its successor {r.successor} (ATRIUM_MODEL_{tier.upper()}={r.successor}, or edit "
+               "config/models.yaml)" if r.successor else "choose another model in config/models.yaml")
+    if r.on <= today:
+        return True, (f"{model} reached its retirement date on {r.on} (LiteLLM's model table): the provider refuses "
+                      f"or redirects it; {instead}. A deployment whose provider still serves it: "
+                      "`model_info: {ignore_retirement: true}`")
+    return False, f"{model} retires on {r.on}: {instead}"
+
+
 @dataclass(frozen=True)
 class Deployment:
     id: str
@@ -98,6 +173,7 @@ class LiveModels:
     live: dict[str, list[str]]  # tier -> concrete models
     excluded: dict[str, str]  # deployment -> reason
     by_id: dict[str, Deployment] = field(default_factory=dict)
+    retiring: dict[str, str] = field(default_factory=dict)  # live deployment -> its retirement date and successor
     groups: set[str] = field(default_factory=set)  # every Router model group (tiers + tier@provider)
 
     def providers(self, tier: str) -> list[str]:
@@ -105,10 +181,25 @@ class LiveModels:
 
 
 def live_deployments(config: ModelsConfig, settings: Settings, *, local_available: bool,
-                     local_reason: str = "local model not installed (make bootstrap)") -> LiveModels:
+                     local_reason: str = "local model not installed (make bootstrap)",
+                     today: date | None = None) -> LiveModels:
+    today = today or utc_today()
     deployments: list[dict[str, Any]] = []
     excluded: dict[str, str] = {}
+    retiring: dict[str, str] = {}
     overridden: set[str] = set()
+
+    def retired(label: str, tier: str, model: str, *, keep: bool = False) -> bool:
+        """Left out when past its retirement date (unless `keep`); reported when it is near."""
+        note = _retirement_note(model, tier, today)
+        if note is None:
+            return False
+        gone, why = note
+        if gone and not keep:
+            excluded[label] = why
+            return True
+        retiring[label] = why if not gone else f"{why} (kept: ignore_retirement)"
+        return False
     for tier in TIERS:
         override = settings.model_override(tier)
         if override:
@@ -118,6 +209,8 @@ def live_deployments(config: ModelsConfig, settings: Settings, *, local_availabl
                 continue
             if missing := _provider_key_missing(override):
                 excluded[f"{tier}:{override}"] = f"{missing} is not set (ATRIUM_MODEL_{tier.upper()})"
+                continue
+            if retired(f"{tier}:{override}", tier, override):
                 continue
             deployments.append(
                 {"model_name": tier, "litellm_params": {"model": override}, "model_info": {"id": f"{tier}-env"}}
@@ -136,7 +229,10 @@ def live_deployments(config: ModelsConfig, settings: Settings, *, local_availabl
         if missing:
             excluded[label] = f"{missing} is not set"
             continue
+        if retired(label, tier, model, keep=bool((dep.get("model_info") or {}).get("ignore_retirement"))):
+            continue
         dep = copy.deepcopy(dep)
+        dep.setdefault("model_info", {}).pop("ignore_retirement", None)
         dep.setdefault("model_info", {}).setdefault("id", f"{tier}-{i}")
         deployments.append(dep)
     live: dict[str, list[str]] = {}
@@ -145,7 +241,8 @@ def live_deployments(config: ModelsConfig, settings: Settings, *, local_availabl
         tier, model = dep["model_name"], dep["litellm_params"]["model"]
         live.setdefault(tier, []).append(model)
         by_id[dep["model_info"]["id"]] = Deployment(dep["model_info"]["id"], tier, model, provider_of(model))
-    out = LiveModels(deployments=deployments, live=live, excluded=excluded, by_id=by_id, groups=set(live))
+    out = LiveModels(deployments=deployments, live=live, excluded=excluded, by_id=by_id, groups=set(live),
+                     retiring=retiring)
     _add_provider_groups(out)
     return out
 

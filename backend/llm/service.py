@@ -17,6 +17,7 @@ from backend.llm.router import (
     build_router,
     fallback_chains,
     live_deployments,
+    takes,
 )
 from backend.settings import Settings
 
@@ -126,6 +127,8 @@ class LLMService:
                                                  local_reason=unavailable or "")
         for label, reason in self.live.excluded.items():
             log.info("model deployment left out", extra={"deployment": label, "reason": reason})
+        for label, reason in self.live.retiring.items():
+            log.warning("model deployment retires soon", extra={"deployment": label, "reason": reason})
         log.info("live model tiers", extra={"tiers": self.live.live})
         self.router = build_router(self.live, config.router_settings) if self.live.deployments else None
         # group -> the groups the Router falls back to; narrowed per request to the tenant's allowed tiers
@@ -136,6 +139,7 @@ class LLMService:
         self._tier_rates: dict[str, tuple[float, float]] = {}
         self._rates: dict[str, tuple[float, float] | None] = {}
         self._max_output: dict[str, tuple[int, str] | None] = {}
+        self._taken: dict[tuple[tuple[str, ...], str], bool] = {}
 
     def tiers(self) -> list[str]:
         return list(self.live.live)
@@ -191,11 +195,15 @@ class LLMService:
         self, *, tier: str, messages: list[dict], temperature: float | None = None,
         max_tokens: int | None = None, provider_preference: list[str] | None = None, stream: bool = True,
         params: dict[str, Any] | None = None, allowed_tiers: list[str] | None = None, fallbacks: bool = True,
+        advisory: dict[str, Any] | None = None,
     ) -> AsyncIterator[Delta | Completion]:
         """Deltas as the model produces them, then one Completion. `stream=False`: one non-streaming call
         (one Delta with the whole text) — much cheaper in LiteLLM when nobody reads tokens as they come.
         `allowed_tiers`: the Router's fallbacks only go to these (a tenant allowed `smart` alone is never
-        answered by `local`); `fallbacks=False`: none at all (internal tasks have their own fallback)."""
+        answered by `local`); `fallbacks=False`: none at all (internal tasks have their own fallback).
+        `temperature` and `params` are the caller's: a model that refuses one is the caller's 400 naming it.
+        `advisory` holds preferences of a prompt or an internal task (its temperature): a model that does not
+        take one answers without it (current Claude, GPT and Gemini models refuse any temperature)."""
         router = self._require_router()
         group = self.group_for(tier, provider_preference)
         call: dict[str, Any] = {"stream": True, "stream_options": {"include_usage": True}} if stream else {}
@@ -210,6 +218,14 @@ class LLMService:
             call["temperature"] = temperature
         if max_tokens is not None:
             call["max_tokens"] = max_tokens
+        if advisory:
+            if temperature is None and not set(params or {}) - {"user"}:
+                # Nothing of the caller's to refuse: LiteLLM leaves out, per deployment, what its model refuses.
+                call.update(advisory)
+                call["drop_params"] = True
+            else:  # the caller's own parameters must still be refused by name, so no drop_params here
+                reach = self._reachable(group, call)
+                call.update({k: v for k, v in advisory.items() if self._taken_by_all(reach, k)})
         response = await router.acompletion(model=group, messages=messages, **{**(params or {}), **call})
         parts: list[str] = []
         usage: Any = None
@@ -252,6 +268,19 @@ class LLMService:
                                                                   completion_tokens=ct, deployment=dep),
                          requested=group, fallback_from=group if fell_back else None,
                          deployment_id=dep.id if dep else None, finish_reason=str(finish))
+
+    def _reachable(self, group: str, call: dict[str, Any]) -> tuple[str, ...]:
+        """The Router groups this call may be answered by: its group and its fallbacks."""
+        if "fallbacks" not in call:
+            return (group, *self._fallbacks.get(group, []))
+        return (group, *(dst for rule in call["fallbacks"] for dst in rule.get(group, [])))
+
+    def _taken_by_all(self, groups: tuple[str, ...], param: str) -> bool:
+        key = (groups, param)
+        if key not in self._taken:
+            models = [d["litellm_params"]["model"] for d in self.live.deployments if d["model_name"] in groups]
+            self._taken[key] = all(takes(m, param) for m in models)
+        return self._taken[key]
 
     def _qualified(self, tier: str, model: str) -> str:
         """Providers echo bare model names; report the configured `provider/model`."""

@@ -24,8 +24,8 @@ FAST_TEXT = "Hello from the fast tier."
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("openai")
-    cfg = make_config_dir(tmp, model_list=[mock("fast", "anthropic/claude-haiku-4-5", FAST_TEXT),
-                                           mock("smart", "anthropic/claude-sonnet-4-5", SMART_TEXT)],
+    cfg = make_config_dir(tmp, model_list=[mock("fast", "anthropic/claude-haiku-5-5", FAST_TEXT),
+                                           mock("smart", "anthropic/claude-sonnet-5-5", SMART_TEXT)],
                           quotas={"requests_per_minute": 1000, "user_requests_per_minute": 1000,
                                   "tokens_per_day": None, "monthly_budget_usd": None})
     set_tenant(cfg, "finance", quotas={"requests_per_minute": 3})
@@ -58,11 +58,11 @@ def test_non_streaming_assistant_completion_with_usage(served):
     assert resp.usage.prompt_tokens > 0 and resp.usage.total_tokens == resp.usage.prompt_tokens + \
         resp.usage.completion_tokens
     extra = resp.model_extra["atrium"]
-    assert extra["model"] == "anthropic/claude-sonnet-4-5" and extra["cost_usd"] > 0
+    assert extra["model"] == "anthropic/claude-sonnet-5-5" and extra["cost_usd"] > 0
     with served.db.session() as s:
         row = s.exec(select(ChatTurn).where(ChatTurn.id == extra["turn_id"])).one()
     assert (row.tenant, row.channel, row.assistant, row.model) == ("sales", "openai", "sales-assistant",
-                                                                   "anthropic/claude-sonnet-4-5")
+                                                                   "anthropic/claude-sonnet-5-5")
     assert row.subject.startswith("apikey:") or row.subject  # the key's principal, recorded
 
 
@@ -277,7 +277,7 @@ def test_retrieve_model(served):
     model = c.models.retrieve("sales-assistant")
     assert (model.id, model.owned_by, model.model_extra["kind"]) == ("sales-assistant", "sales", "assistant")
     tier = c.models.retrieve("smart")
-    assert tier.model_extra["models"] == ["anthropic/claude-sonnet-4-5"]
+    assert tier.model_extra["models"] == ["anthropic/claude-sonnet-5-5"]
     with pytest.raises(openai.NotFoundError) as info:
         c.models.retrieve("eng-assistant")  # another tenant's assistant is not a model here
     assert (info.value.body["code"], info.value.body["param"]) == ("model_not_found", "model")
@@ -294,7 +294,7 @@ def recorded(tmp_path, make_api_client):
     cfg = make_config_dir(tmp_path, model_list=[
         {"model_name": "fast", "litellm_params": {"model": "openai/gpt-4o-mini", "api_key": "sk-test",
                                                   "api_base": server.url}},
-        {"model_name": "smart", "litellm_params": {"model": "anthropic/claude-sonnet-4-5",
+        {"model_name": "smart", "litellm_params": {"model": "anthropic/claude-sonnet-5-5",
                                                    "api_key": "os.environ/ANTHROPIC_API_KEY"}}])
     set_tenant(cfg, "sales", policy={"allowed_tiers": ["fast", "smart"]})
     api = make_api_client(ATRIUM_CONFIG_DIR=str(cfg))
@@ -354,7 +354,7 @@ def test_allowed_tier_without_live_deployment_is_503_with_reasons(recorded):
         sdk.chat.completions.create(model="smart", messages=[{"role": "user", "content": "hi"}])
     err = info.value.body
     assert info.value.status_code == 503 and err["code"] == "model_not_available"
-    assert err["message"] == ("tier smart has no live deployment: smart:anthropic/claude-sonnet-4-5 "
+    assert err["message"] == ("tier smart has no live deployment: smart:anthropic/claude-sonnet-5-5 "
                               "(ANTHROPIC_API_KEY is not set)")
     assert err["type"] == "api_error"
     # Retrieving it says the same (not "does not exist"); an unknown id is still a 404.

@@ -13,16 +13,16 @@ from backend.db.models import ChatTurn
 @pytest.fixture
 def turns(api_services):
     rows = [
-        ("sales", "alice", "sales-assistant", "anthropic/claude-sonnet-4-5", datetime(2026, 11, 2, 10, tzinfo=UTC),
+        ("sales", "alice", "sales-assistant", "anthropic/claude-sonnet-5-5", datetime(2026, 11, 2, 10, tzinfo=UTC),
          100, 20, 0.0006, False, "ok"),
-        ("sales", "bob", "sales-assistant", "anthropic/claude-haiku-4-5", datetime(2026, 11, 2, 11, tzinfo=UTC),
+        ("sales", "bob", "sales-assistant", "anthropic/claude-haiku-5-5", datetime(2026, 11, 2, 11, tzinfo=UTC),
          50, 10, 0.0001, False, "ok"),
-        ("sales", "alice", "deal-desk", "anthropic/claude-haiku-4-5", datetime(2026, 11, 3, 9, tzinfo=UTC),
+        ("sales", "alice", "deal-desk", "anthropic/claude-haiku-5-5", datetime(2026, 11, 3, 9, tzinfo=UTC),
          0, 0, 0.0, True, "ok"),
         ("sales", "alice", "deal-desk", None, datetime(2026, 11, 3, 9, tzinfo=UTC), 0, 0, 0.0, False, "quota"),
         ("sales", "alice", "sales-assistant", "local/smollm2", datetime(2026, 10, 30, 9, tzinfo=UTC),
          70, 30, 0.0, False, "ok"),  # outside the range below
-        ("engineering", "dave", "eng-assistant", "anthropic/claude-sonnet-4-5",
+        ("engineering", "dave", "eng-assistant", "anthropic/claude-sonnet-5-5",
          datetime(2026, 11, 2, 10, tzinfo=UTC), 999, 999, 9.0, False, "ok"),  # another tenant
     ]
     with api_services.db.session() as s:
@@ -31,7 +31,7 @@ def turns(api_services):
                            prompt_tokens=pt, completion_tokens=ct, cost_usd=cost, cached=cached, outcome=outcome))
         # A follow-up's query rewrite made for alice's sales-assistant turn: billed, but not a request.
         s.add(ChatTurn(tenant="sales", subject="alice", assistant="sales-assistant", channel="internal",
-                       prompt_name="query_rewrite", model="anthropic/claude-haiku-4-5",
+                       prompt_name="query_rewrite", model="anthropic/claude-haiku-5-5",
                        created_at=datetime(2026, 11, 2, 10, tzinfo=UTC), prompt_tokens=40, completion_tokens=8,
                        cost_usd=0.00005, outcome="ok"))
         s.commit()
@@ -49,10 +49,10 @@ def test_totals_by_model_day_user_assistant(api_client, login_as, turns):
     assert body["totals"] == {"requests": 3, "internal_calls": 1, "cached": 1, "prompt_tokens": 190,
                               "completion_tokens": 38, "total_tokens": 228, "cost_usd": pytest.approx(0.00075)}
     by_model = {g["key"]: g for g in body["groups"]}
-    assert set(by_model) == {"anthropic/claude-sonnet-4-5", "anthropic/claude-haiku-4-5"}
-    haiku = by_model["anthropic/claude-haiku-4-5"]
+    assert set(by_model) == {"anthropic/claude-sonnet-5-5", "anthropic/claude-haiku-5-5"}
+    haiku = by_model["anthropic/claude-haiku-5-5"]
     assert (haiku["requests"], haiku["internal_calls"]) == (2, 1)
-    assert by_model["anthropic/claude-haiku-4-5"]["cached"] == 1
+    assert by_model["anthropic/claude-haiku-5-5"]["cached"] == 1
 
     days = {g["key"]: g["requests"] for g in get(api_client, carol, "from=2026-11-01&to=2026-11-30").json()["groups"]}
     assert days == {"2026-11-02": 2, "2026-11-03": 1}
@@ -69,12 +69,12 @@ def test_tier_calls_and_calls_without_a_model_are_labelled_and_cancelled_turns_c
     at = datetime(2026, 11, 5, 9, tzinfo=UTC)
     with api_services.db.session() as s:
         s.add(ChatTurn(tenant="sales", subject="key:abc", channel="openai", assistant=None, tier="fast",
-                       model="anthropic/claude-haiku-4-5", created_at=at, prompt_tokens=10, completion_tokens=5,
+                       model="anthropic/claude-haiku-5-5", created_at=at, prompt_tokens=10, completion_tokens=5,
                        outcome="ok"))
         s.add(ChatTurn(tenant="sales", subject="alice", assistant="sales-assistant", tier="smart", model="",
                        created_at=at, outcome="ok"))  # "I don't know": no model call
         s.add(ChatTurn(tenant="sales", subject="bob", assistant="sales-assistant", tier="smart",
-                       model="anthropic/claude-sonnet-4-5", created_at=at, prompt_tokens=300, completion_tokens=40,
+                       model="anthropic/claude-sonnet-5-5", created_at=at, prompt_tokens=300, completion_tokens=40,
                        cost_usd=0.0015, outcome="cancelled"))  # the caller went away mid-answer
         s.commit()
     carol = login_as("carol")
@@ -82,7 +82,7 @@ def test_tier_calls_and_calls_without_a_model_are_labelled_and_cancelled_turns_c
     assistants = {g["key"]: g["total_tokens"] for g in get(api_client, carol, q + "assistant").json()["groups"]}
     assert assistants == {"tier:fast": 15, "sales-assistant": 340}
     models = {g["key"]: g["requests"] for g in get(api_client, carol, q + "model").json()["groups"]}
-    assert models == {"anthropic/claude-haiku-4-5": 1, "(no model call)": 1, "anthropic/claude-sonnet-4-5": 1}
+    assert models == {"anthropic/claude-haiku-5-5": 1, "(no model call)": 1, "anthropic/claude-sonnet-5-5": 1}
     assert get(api_client, carol, q + "day").json()["totals"]["cost_usd"] == pytest.approx(0.0015)
 
 

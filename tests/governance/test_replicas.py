@@ -14,7 +14,7 @@ from tests.llm.fakes import make_config_dir, mock, set_tenant
 
 
 def test_rate_limit_and_cache_across_two_replicas(tmp_path, redis_url, redis_prefix):
-    cfg = make_config_dir(tmp_path, model_list=[mock("smart", "anthropic/claude-sonnet-4-5", "shared answer")],
+    cfg = make_config_dir(tmp_path, model_list=[mock("smart", "anthropic/claude-sonnet-5-5", "shared answer")],
                           quotas={"requests_per_minute": 1000, "user_requests_per_minute": 1000,
                                   "tokens_per_day": None, "monthly_budget_usd": None})
     set_tenant(cfg, "finance", quotas={"requests_per_minute": 4})

@@ -11,8 +11,8 @@ NO_QUOTAS = {"requests_per_minute": None, "user_requests_per_minute": None, "tok
 @pytest.fixture
 def mock_models():
     """The three tiers answered by mock_response: text names the tier."""
-    return [mock("fast", "anthropic/claude-haiku-4-5", "fast says hi"),
-            mock("smart", "anthropic/claude-sonnet-4-5", "smart says hi")]
+    return [mock("fast", "anthropic/claude-haiku-5-5", "fast says hi"),
+            mock("smart", "anthropic/claude-sonnet-5-5", "smart says hi")]
 
 
 @pytest.fixture

@@ -17,7 +17,27 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 
 
-class FakeOpenAI:
+class _Served:
+    """A local HTTP server on a free port, started and stopped as a context manager."""
+
+    server: ThreadingHTTPServer
+    url: str
+
+    def _serve(self, handler: type[BaseHTTPRequestHandler], path: str = "") -> None:
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}{path}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):  # noqa: ANN204 - returns the subclass
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class FakeOpenAI(_Served):
     """POST /v1/chat/completions: status `status` (500) when `fail`, else a completion (SSE when `stream`) whose text
     names the model asked for, cut at `max_tokens` words with finish_reason "length" as OpenAI does. Every
     request body is kept in `.requests`."""
@@ -76,17 +96,89 @@ class FakeOpenAI:
                 self.wfile.write(f"data: {json.dumps({**base, 'choices': [], 'usage': usage})}\n\n".encode())
                 self.wfile.write(b"data: [DONE]\n\n")
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._serve(Handler, "/v1")
 
-    def __enter__(self) -> FakeOpenAI:
-        self._thread.start()
-        return self
 
-    def __exit__(self, *exc: Any) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+class FakeAnthropic(_Served):
+    """POST /v1/messages as Anthropic's Messages API answers a model that thinks before it writes (Claude 5.x):
+    a `thinking` block (`thinking` text, then a signature), then the `text` block, JSON or SSE events; usage's
+    `output_tokens` includes the thinking tokens. `think_only`: the whole max_tokens goes on thinking (no text
+    block, stop_reason "max_tokens"). `status`/`error`: a failure in Anthropic's error shape. Every request
+    body is kept in `.requests`. Point a deployment's `api_base` at `.url` (LiteLLM appends /v1/messages)."""
+
+    THINKING = "secret chain of thought"
+
+    def __init__(self, *, text: str = "fake answer", think_only: bool = False, status: int | None = None,
+                 error: str = "invalid request", thinking_tokens: int = 30) -> None:
+        self.text, self.think_only, self.status, self.error = text, think_only, status, error
+        self.thinking_tokens = thinking_tokens
+        self.requests: list[dict[str, Any]] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                return None
+
+            def _send(self, status: int, ctype: str, raw: bytes) -> None:
+                self.send_response(status)
+                self.send_header("content-type", ctype)
+                self.send_header("content-length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
+
+            def do_POST(self) -> None:  # noqa: N802 - http.server API
+                body = json.loads(self.rfile.read(int(self.headers.get("content-length") or 0)) or b"{}")
+                outer.requests.append(body)
+                if outer.status is not None:
+                    kind = "invalid_request_error" if outer.status == 400 else "api_error"
+                    error = {"type": "error", "error": {"type": kind, "message": outer.error}}
+                    self._send(outer.status, "application/json", json.dumps(error).encode())
+                    return
+                model = body.get("model", "?")
+                text = "" if outer.think_only else f"{outer.text} from {model}"
+                thinking = outer.thinking_tokens if not outer.think_only else int(body.get("max_tokens") or 0)
+                usage = {"input_tokens": 40, "output_tokens": thinking + (len(text.split()) if text else 0),
+                         "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0,
+                         "output_tokens_details": {"thinking_tokens": thinking}}
+                stop = "max_tokens" if outer.think_only else "end_turn"
+                blocks: list[dict[str, Any]] = [{"type": "thinking", "thinking": outer.THINKING, "signature": "sig"}]
+                if text:
+                    blocks.append({"type": "text", "text": text})
+                if not body.get("stream"):
+                    message = {"id": "msg_1", "type": "message", "role": "assistant", "model": model,
+                               "content": blocks, "stop_reason": stop, "stop_sequence": None, "usage": usage}
+                    self._send(200, "application/json", json.dumps(message).encode())
+                    return
+                start = {"id": "msg_1", "type": "message", "role": "assistant", "model": model, "content": [],
+                         "stop_reason": None, "stop_sequence": None,
+                         "usage": {**usage, "output_tokens": 1, "output_tokens_details": {"thinking_tokens": 0}}}
+                events: list[tuple[str, dict[str, Any]]] = [
+                    ("message_start", {"type": "message_start", "message": start}),
+                    ("content_block_start", {"type": "content_block_start", "index": 0,
+                                             "content_block": {"type": "thinking", "thinking": "", "signature": ""}}),
+                    ("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                             "delta": {"type": "thinking_delta", "thinking": outer.THINKING}}),
+                    ("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                             "delta": {"type": "signature_delta", "signature": "sig"}}),
+                    ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+                ]
+                if text:
+                    events.append(("content_block_start", {"type": "content_block_start", "index": 1,
+                                                           "content_block": {"type": "text", "text": ""}}))
+                    events.append(("ping", {"type": "ping"}))
+                    events += [("content_block_delta", {"type": "content_block_delta", "index": 1,
+                                                        "delta": {"type": "text_delta", "text": word + " "}})
+                               for word in text.split(" ")]
+                    events.append(("content_block_stop", {"type": "content_block_stop", "index": 1}))
+                events.append(("message_delta", {"type": "message_delta",
+                                                 "delta": {"stop_reason": stop, "stop_sequence": None},
+                                                 "usage": {"output_tokens": usage["output_tokens"],
+                                                           "output_tokens_details": {"thinking_tokens": thinking}}}))
+                events.append(("message_stop", {"type": "message_stop"}))
+                raw = "".join(f"event: {e}\ndata: {json.dumps(d)}\n\n" for e, d in events).encode()
+                self._send(200, "text/event-stream", raw)
+
+        self._serve(Handler)
 
 
 def mock(tier: str, model: str, text: str, **extra: Any) -> dict[str, Any]:

@@ -26,7 +26,7 @@ def test_no_litellm_pricing_without_a_callback_but_ours_still_prices(model_servi
     response = asyncio.run(svc.llm.router.acompletion(model="smart", messages=MESSAGES))
     assert response._hidden_params.get("response_cost") is None  # LiteLLM did not price it
     done = asyncio.run(svc.llm.complete(tier="smart", messages=MESSAGES))
-    assert done.model == "anthropic/claude-sonnet-4-5" and done.cost_usd > 0  # we did
+    assert done.model == "anthropic/claude-sonnet-5-5" and done.cost_usd > 0  # we did
 
 
 def test_a_configured_litellm_callback_gets_priced_calls_again(model_services, mock_models):

@@ -36,12 +36,12 @@ def test_keyless_deployments_are_excluded_and_reported(make_settings, monkeypatc
     config = ModelsConfig.load(make_settings().config_dir / "models.yaml")
     live = live_deployments(config, make_settings(), local_available=True)
     assert set(live.live) == {"local"}
-    assert live.excluded["smart:anthropic/claude-sonnet-4-5"] == "ANTHROPIC_API_KEY is not set"
-    assert live.excluded["fast:openai/gpt-4.1-mini"] == "OPENAI_API_KEY is not set"
+    assert live.excluded["smart:anthropic/claude-sonnet-5-5"] == "ANTHROPIC_API_KEY is not set"
+    assert live.excluded["fast:openai/gpt-6-luna"] == "OPENAI_API_KEY is not set"
 
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     live = live_deployments(config, make_settings(), local_available=False)
-    assert live.live == {"fast": ["openai/gpt-4.1-mini"], "smart": ["openai/gpt-4.1"]}
+    assert live.live == {"fast": ["openai/gpt-6-luna"], "smart": ["openai/gpt-6.1-sol"]}
     assert live.excluded["local:local/smollm2"].startswith("local model not installed")
 
 
@@ -62,7 +62,7 @@ def test_a_wrong_local_model_path_is_named_as_such(make_settings, tmp_path):
 
 def test_readyz_names_live_tiers_and_excluded_deployments(api_client):
     body = api_client.get("/readyz").json()
-    assert "smart:anthropic/claude-sonnet-4-5" in body["models_excluded"]
+    assert "smart:anthropic/claude-sonnet-5-5" in body["models_excluded"]
     assert "smart" not in body["models"]
 
 
@@ -70,19 +70,19 @@ def test_env_override_changes_the_model_actually_called(model_services, mock_mod
     with FakeOpenAI() as server:
         monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
         monkeypatch.setenv("OPENAI_BASE_URL", server.url)
-        svc = model_services(model_list=mock_models, ATRIUM_MODEL_SMART="openai/gpt-4.1-nano")
-        assert svc.llm.live.live["smart"] == ["openai/gpt-4.1-nano"]
-        assert "ATRIUM_MODEL_SMART overrides" in svc.llm.live.excluded["smart:anthropic/claude-sonnet-4-5"]
+        svc = model_services(model_list=mock_models, ATRIUM_MODEL_SMART="openai/gpt-6-luna")
+        assert svc.llm.live.live["smart"] == ["openai/gpt-6-luna"]
+        assert "ATRIUM_MODEL_SMART overrides" in svc.llm.live.excluded["smart:anthropic/claude-sonnet-5-5"]
         result = run(svc, "hello", tier="smart")
-    assert [r["model"] for r in server.requests] == ["gpt-4.1-nano"]
-    assert result.model == "openai/gpt-4.1-nano"
-    assert "from gpt-4.1-nano" in result.answer
+    assert [r["model"] for r in server.requests] == ["gpt-6-luna"]
+    assert result.model == "openai/gpt-6-luna"
+    assert "from gpt-6-luna" in result.answer
     assert result.cost_usd == pytest.approx(sum(litellm.cost_per_token(
-        model="openai/gpt-4.1-nano", prompt_tokens=11, completion_tokens=7)))
+        model="openai/gpt-6-luna", prompt_tokens=11, completion_tokens=7)))
 
 
 def test_tenant_provider_preference_picks_the_provider(model_services):
-    models = [mock("smart", "anthropic/claude-sonnet-4-5", "from anthropic"),
+    models = [mock("smart", "anthropic/claude-sonnet-5-5", "from anthropic"),
               mock("smart", "openai/gpt-4.1", "from openai"),
               mock("fast", "openai/gpt-4.1-mini", "fast")]
     svc = model_services(model_list=models, policy={"provider_preference": ["openai", "anthropic"]})
@@ -90,7 +90,7 @@ def test_tenant_provider_preference_picks_the_provider(model_services):
     assert answers == {"openai/gpt-4.1"}
 
     svc = model_services(model_list=models, policy={"provider_preference": ["anthropic"]})
-    assert {run(svc, f"q{i}", tier="smart").model for i in range(6)} == {"anthropic/claude-sonnet-4-5"}
+    assert {run(svc, f"q{i}", tier="smart").model for i in range(6)} == {"anthropic/claude-sonnet-5-5"}
 
 
 def test_auto_routing_sends_light_to_fast_and_heavy_to_smart_and_stores_the_reason(model_services, mock_models):
@@ -98,8 +98,8 @@ def test_auto_routing_sends_light_to_fast_and_heavy_to_smart_and_stores_the_reas
     light = run(svc, "thanks, that's all!")
     heavy = run(svc, "Compare our three discount approval paths and explain which one fits a 3-year "
                      "Enterprise deal with upfront payment, step by step.")
-    assert (light.tier, light.model) == ("fast", "anthropic/claude-haiku-4-5")
-    assert (heavy.tier, heavy.model) == ("smart", "anthropic/claude-sonnet-4-5")
+    assert (light.tier, light.model) == ("fast", "anthropic/claude-haiku-5-5")
+    assert (heavy.tier, heavy.model) == ("smart", "anthropic/claude-sonnet-5-5")
     row = turn_row(svc, heavy.turn_id)
     assert row.tier == "smart" and row.route_reason.startswith("auto: heavy")
     assert turn_row(svc, light.turn_id).route_reason.startswith("auto: light")
@@ -138,14 +138,14 @@ def test_fallback_when_the_primary_fails_records_both(model_services):
     with FakeOpenAI(fail=True) as server:
         models = [{"model_name": "smart", "litellm_params": {"model": "openai/gpt-4.1", "api_key": "sk-test",
                                                                "api_base": server.url}},
-                  mock("fast", "anthropic/claude-haiku-4-5", "the fallback answered")]
+                  mock("fast", "anthropic/claude-haiku-5-5", "the fallback answered")]
         svc = model_services(model_list=models)
         result = run(svc, "Explain the approval chain", tier="smart")
     assert server.requests, "the primary was really called"
     assert result.answer == "the fallback answered"
-    assert (result.tier, result.fallback_from, result.model) == ("fast", "smart", "anthropic/claude-haiku-4-5")
+    assert (result.tier, result.fallback_from, result.model) == ("fast", "smart", "anthropic/claude-haiku-5-5")
     row = turn_row(svc, result.turn_id)
-    assert (row.tier, row.fallback_from, row.model, row.outcome) == ("fast", "smart", "anthropic/claude-haiku-4-5",
+    assert (row.tier, row.fallback_from, row.model, row.outcome) == ("fast", "smart", "anthropic/claude-haiku-5-5",
                                                                      "ok")
     assert "smart failed, answered by fast" in row.route_reason
 
@@ -245,10 +245,10 @@ def test_an_answer_cut_by_max_tokens_says_so(model_services):
 def test_max_tokens_beyond_the_tiers_models_is_refused_not_sent_elsewhere(model_services, mock_models):
     svc = model_services(model_list=mock_models)
     req = ChatRequest(tenant="sales", assistant="", message="", messages=[{"role": "user", "content": "hi"}],
-                      tier="fast", max_tokens=90_000)
-    with pytest.raises(Invalid, match="more than the fast tier can write \\(64000 for anthropic/claude-haiku-4-5"):
+                      tier="fast", max_tokens=200_000)
+    with pytest.raises(Invalid, match="more than the fast tier can write \\(128000 for anthropic/claude-haiku-5-5"):
         asyncio.run(svc.chat.run(alice(svc), req))
-    req.max_tokens = 64_000
+    req.max_tokens = 128_000
     assert asyncio.run(svc.chat.run(alice(svc), req)).answer == "fast says hi"
 
 
@@ -263,14 +263,14 @@ def test_env_override_without_its_provider_key_is_left_out(model_services, mock_
 def test_cost_uses_litellm_prices_configured_prices_and_zero_for_local(model_services, mock_models):
     svc = model_services(model_list=mock_models + [mock("fast", "hosted_vllm/acme-7b", "vllm")],
                          prices={"hosted_vllm/acme-7b": {"input_cost_per_token": 1e-6, "output_cost_per_token": 2e-6}})
-    known = svc.llm.cost(model="anthropic/claude-sonnet-4-5", prompt_tokens=1000, completion_tokens=100)
-    assert known == pytest.approx(1000 * 3e-6 + 100 * 15e-6)
+    known = svc.llm.cost(model="anthropic/claude-sonnet-5-5", prompt_tokens=1000, completion_tokens=100)
+    assert known == pytest.approx(1000 * 2e-6 + 100 * 10e-6)
     assert svc.llm.cost(model="hosted_vllm/acme-7b", prompt_tokens=1000, completion_tokens=100) == pytest.approx(
         1000 * 1e-6 + 100 * 2e-6)
     assert svc.llm.cost(model="local/smollm2", prompt_tokens=1000, completion_tokens=100) == 0.0
     result = run(svc, "hello", tier="smart")
     assert result.prompt_tokens > 0 and result.completion_tokens > 0
-    assert result.cost_usd == pytest.approx(svc.llm.cost(model="anthropic/claude-sonnet-4-5",
+    assert result.cost_usd == pytest.approx(svc.llm.cost(model="anthropic/claude-sonnet-5-5",
                                                          prompt_tokens=result.prompt_tokens,
                                                          completion_tokens=result.completion_tokens))
     assert turn_row(svc, result.turn_id).cost_usd == pytest.approx(result.cost_usd)
@@ -288,7 +288,8 @@ def test_settings_name_the_override_env_vars():
     assert s.model_override("fast") == "gemini/gemini-2.5-flash"
 
 
-@pytest.mark.parametrize("model", ["anthropic/claude-sonnet-4-5", "gemini/gemini-2.5-pro", "openai/gpt-4.1-mini"])
+@pytest.mark.parametrize("model", ["anthropic/claude-sonnet-5-5", "anthropic/claude-haiku-5-5", "gemini/gemini-2.5-pro",
+                                   "openai/gpt-6-luna"])
 @pytest.mark.parametrize("tokens", [(1000, 100), (300_000, 2000)])
 def test_cached_rates_price_exactly_like_litellm_including_tiered_models(model_services, mock_models, model,
                                                                          tokens):

@@ -27,7 +27,7 @@ FOLLOW_UP = "And the sales-led ones?"
 REWRITTEN = "How long can sales-led trials last?"
 DETERMINISTIC = "How long do self-serve trials last? And the sales-led ones?"
 ANSWER = "may last up to 30 days"  # in demo/corpus/sales/pricing-rules.md
-SMART = mock("smart", "anthropic/claude-sonnet-4-5", "smart says hi")
+SMART = mock("smart", "anthropic/claude-sonnet-5-5", "smart says hi")
 
 
 class RecordingRetriever:
@@ -70,7 +70,7 @@ def found(citations) -> bool:
 
 def test_follow_up_is_retrieved_with_the_fast_rewrite_and_the_first_turn_is_not(model_services):
     # The model wraps the query in a label and quotes, as models do: the pipeline strips them.
-    fast = mock("fast", "anthropic/claude-haiku-4-5", f'Search query: "{REWRITTEN}"')
+    fast = mock("fast", "anthropic/claude-haiku-5-5", f'Search query: "{REWRITTEN}"')
     svc, retriever = services(model_services, [fast, SMART])
     # The follow-up on its own words does not find the passage (else this test could not fail).
     alone = asyncio.run(svc.knowledge.retrieve(principal=alice(svc), tenant="sales", query=FOLLOW_UP))
@@ -85,7 +85,7 @@ def test_follow_up_is_retrieved_with_the_fast_rewrite_and_the_first_turn_is_not(
     assert found(result.citations) and result.answer == "smart says hi"
     [rewrite] = internal_rows(svc)
     assert (rewrite.tenant, rewrite.subject, rewrite.prompt_name, rewrite.tier, rewrite.model, rewrite.outcome) == (
-        "sales", "alice", "query_rewrite", "fast", "anthropic/claude-haiku-4-5", "ok")
+        "sales", "alice", "query_rewrite", "fast", "anthropic/claude-haiku-5-5", "ok")
     assert rewrite.route_reason == "internal task query_rewrite: fast"
     turn = row(svc, result.turn_id)
     assert turn.tier == "smart" and turn.route_reason.endswith("; retrieval query rewritten by fast")
@@ -100,7 +100,7 @@ def test_follow_up_is_retrieved_with_the_fast_rewrite_and_the_first_turn_is_not(
 
 @pytest.mark.parametrize("message", ["thanks", "ok", "hi", "👍", "Merci beaucoup !"])
 def test_a_social_follow_up_is_not_rewritten_and_a_real_follow_up_still_is(model_services, message):
-    fast = mock("fast", "anthropic/claude-haiku-4-5", REWRITTEN)
+    fast = mock("fast", "anthropic/claude-haiku-5-5", REWRITTEN)
     svc, retriever = services(model_services, [fast, SMART])
     result = run(svc, message, tier="smart", history=HISTORY)
     # No query_rewrite call and no search at all: the model answers it without passages (not "I don't know").
@@ -195,7 +195,7 @@ def test_mode_model_rewrites_even_with_local_and_off_keeps_the_message(model_ser
     assert retriever.queries[0] == REWRITTEN  # (nothing is ingested: the chat may retry with the message as asked)
     assert [(r.prompt_name, r.tier) for r in internal_rows(svc)] == [("query_rewrite", "local")]
 
-    fast = mock("fast", "anthropic/claude-haiku-4-5", REWRITTEN)
+    fast = mock("fast", "anthropic/claude-haiku-5-5", REWRITTEN)
     svc, retriever = services(model_services, [fast, SMART], seed=False, ATRIUM_QUERY_REWRITE="off")
     before = len(internal_rows(svc))  # the same database as above
     result = run(svc, FOLLOW_UP, tier="smart", history=HISTORY)
@@ -204,7 +204,7 @@ def test_mode_model_rewrites_even_with_local_and_off_keeps_the_message(model_ser
 
 
 def test_quotas_apply_to_the_rewrite(model_services):
-    fast = mock("fast", "anthropic/claude-haiku-4-5", REWRITTEN)
+    fast = mock("fast", "anthropic/claude-haiku-5-5", REWRITTEN)
     svc, retriever = services(model_services, [fast, SMART], seed=False,
                               quotas={"monthly_budget_usd": 1.0, "requests_per_minute": None,
                                       "user_requests_per_minute": None, "tokens_per_day": None})
@@ -228,7 +228,7 @@ def test_quotas_apply_to_the_rewrite(model_services):
 def test_the_rewrite_does_not_take_a_request_slot(model_services):
     """A user allowed 2 requests a minute gets 2 follow-up answers, though each also made a rewrite call;
     the third request is refused by the per-user window, before any rewrite."""
-    fast = mock("fast", "anthropic/claude-haiku-4-5", REWRITTEN)
+    fast = mock("fast", "anthropic/claude-haiku-5-5", REWRITTEN)
     svc, _ = services(model_services, [fast, SMART], seed=False,
                       quotas={"monthly_budget_usd": None, "requests_per_minute": None,
                               "user_requests_per_minute": 2, "tokens_per_day": None})

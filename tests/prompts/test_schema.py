@@ -43,7 +43,7 @@ def test_schema_problems_name_the_field(change, field, words):
 
 
 def test_model_instead_of_tier_is_accepted():
-    cfg = PromptConfig.model_validate({**BASE, "tier": None, "model": "anthropic/claude-haiku-4-5"})
+    cfg = PromptConfig.model_validate({**BASE, "tier": None, "model": "anthropic/claude-haiku-5-5"})
     assert cfg.model and "tier" not in cfg.front_matter()
 
 
