@@ -145,7 +145,7 @@ def get_prompt(assistant: str, ctx: PromptsReader, services: ServicesDep) -> dic
         "require_approval": cfg.require_approval,
         "variables_available": KNOWN_VARIABLES,
         "tiers": cfg.model_policy.allowed_tiers, "default_tier": cfg.model_policy.default_tier,
-        "live_tiers": services.llm.tiers(),
+        "live_tiers": services.llm.tiers(), "tier_models": services.llm.tier_models(),
         "you": {"subject": ctx.principal.subject, "can_write": "prompts:write" in perms,
                 "can_approve": can_approve(ctx.principal, cfg)},
     }

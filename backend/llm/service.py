@@ -269,6 +269,13 @@ class LLMService:
                          requested=group, fallback_from=group if fell_back else None,
                          deployment_id=dep.id if dep else None, finish_reason=str(finish))
 
+    def tier_models(self) -> dict[str, dict[str, Any]]:
+        """Per live tier: its models, whether all of them use a prompt's temperature, whether any thinks
+        before answering (its thinking counts against max_tokens) — what the studio tells prompt editors."""
+        return {tier: {"models": models, "temperature": all(takes(m, "temperature") for m in models),
+                       "thinks": any(takes(m, "reasoning_effort") for m in models)}
+                for tier, models in self.live.live.items()}
+
     def _reachable(self, group: str, call: dict[str, Any]) -> tuple[str, ...]:
         """The Router groups this call may be answered by: its group and its fallbacks."""
         if "fallbacks" not in call:

@@ -23,7 +23,7 @@ if os.environ.get("BENCH_QUIET_LITELLM") == "1":
 
 app = FastAPI()
 router = Router(model_list=[{"model_name": "smart", "litellm_params": {
-    "model": "anthropic/claude-sonnet-4-5", "api_key": "sk-bench", "mock_response": "This is a mock answer."}}])
+    "model": "anthropic/claude-sonnet-5-5", "api_key": "sk-bench", "mock_response": "This is a mock answer."}}])
 
 
 if os.environ.get("BENCH_QUIET_LITELLM") == "1":

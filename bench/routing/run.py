@@ -46,19 +46,19 @@ ANSWER_TOKENS = {  # assumed typical answer lengths by task kind (output tokens)
     "greeting": 30, "lookup": 120, "rewrite": 90, "title": 15, "classify": 25,
     "reasoning": 350, "synthesis": 500, "compare": 450, "plan": 600, "draft": 500, "analysis": 450, "code": 450,
 }
-# (name, smart, fast): the three pairs of config/models.yaml first, then pairs with a much cheaper fast tier.
-# All keys are in LiteLLM's own price table (litellm.model_cost); Claude 3.5 Haiku is priced there only on Bedrock.
+# (name, smart, fast): the three pairs of config/models.yaml first (the providers' current models, December
+# 2026), then other current pairs, then the previous generation (Sonnet 4.5 retired 2026-11-30, Gemini 2.5 on
+# 2026-12-01, GPT-4.1 retires 2027-01-14), kept for comparison. All keys are in LiteLLM's own price table.
 PAIRS = [
-    ("Claude Sonnet 4.5 / Haiku 4.5", "anthropic/claude-sonnet-4-5", "anthropic/claude-haiku-4-5"),
-    ("GPT-4.1 / GPT-4.1 mini", "openai/gpt-4.1", "openai/gpt-4.1-mini"),
-    ("Gemini 2.5 Pro / 2.5 Flash", "gemini/gemini-2.5-pro", "gemini/gemini-2.5-flash"),
-    ("Claude Sonnet 4.5 / 3.5 Haiku (Bedrock)", "bedrock/anthropic.claude-sonnet-4-5-20250929-v1:0",
-     "bedrock/anthropic.claude-3-5-haiku-20241022-v1:0"),
-    ("GPT-5 / GPT-5 mini", "openai/gpt-5", "openai/gpt-5-mini"),
-    ("GPT-4.1 / GPT-4.1 nano", "openai/gpt-4.1", "openai/gpt-4.1-nano"),
-    ("Gemini 2.5 Pro / 2.5 Flash-Lite", "gemini/gemini-2.5-pro", "gemini/gemini-2.5-flash-lite"),
-    ("GPT-5 / GPT-5 nano", "openai/gpt-5", "openai/gpt-5-nano"),
     ("Claude Sonnet 5.5 / Haiku 5.5", "anthropic/claude-sonnet-5-5", "anthropic/claude-haiku-5-5"),
+    ("GPT-6.1 Sol / GPT-6 Luna", "openai/gpt-6.1-sol", "openai/gpt-6-luna"),
+    ("Gemini 3.8 Flash / 3.5 Flash-Lite", "gemini/gemini-3.8-flash", "gemini/gemini-3.5-flash-lite"),
+    ("GPT-6.1 Terra / GPT-6 Luna", "openai/gpt-6.1-terra", "openai/gpt-6-luna"),
+    ("Claude Sonnet 5.5 / Haiku 4.5", "anthropic/claude-sonnet-5-5", "anthropic/claude-haiku-4-5"),
+    ("previous: Claude Sonnet 4.5 / Haiku 4.5", "anthropic/claude-sonnet-4-5", "anthropic/claude-haiku-4-5"),
+    ("previous: GPT-4.1 / GPT-4.1 mini", "openai/gpt-4.1", "openai/gpt-4.1-mini"),
+    ("previous: Gemini 2.5 Pro / 2.5 Flash", "gemini/gemini-2.5-pro", "gemini/gemini-2.5-flash"),
+    ("previous: GPT-5 / GPT-5 mini", "openai/gpt-5", "openai/gpt-5-mini"),
 ]
 HOLDOUT = [ROOT / "bench/data/routing_questions_holdout.jsonl", ROOT / "bench/data/routing_questions_holdout2.jsonl"]
 

@@ -23,6 +23,7 @@ import pytest
 
 from tests.chainlit_client import ChainlitSession
 from tests.conftest import _SCRUB, REPO, start_server, stop_server
+from tests.llm.fakes import make_config_dir, mock
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -36,14 +37,18 @@ def server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("studio")
     prompts = tmp / "prompts"
     shutil.copytree(REPO / "prompts", prompts)
+    # A `smart` tier of a current cloud model (answered by LiteLLM's mock): the studio explains what its models
+    # do with a temperature and an answer length.
+    cfg = make_config_dir(tmp, model_list=[{"model_name": "local", "litellm_params": {"model": "local/smollm2"}},
+                                           mock("smart", "anthropic/claude-sonnet-5-5", "mock answer")])
     env = {k: v for k, v in os.environ.items() if k not in _SCRUB}
-    env.update(ATRIUM_DATA_DIR=str(tmp / "data"), ATRIUM_PROMPTS_DIR=str(prompts))
+    env.update(ATRIUM_DATA_DIR=str(tmp / "data"), ATRIUM_PROMPTS_DIR=str(prompts), ATRIUM_CONFIG_DIR=str(cfg))
     # The sales knowledge base, so the playground answers from real retrieved passages.
     docs = sorted(str(p) for p in (REPO / "demo" / "corpus" / "sales").glob("*.md"))
     done = subprocess.run([sys.executable, "-m", "backend.cli", "ingest", "--tenant", "sales", *docs], cwd=REPO,
                           env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    srv = start_server(tmp, extra_env={"ATRIUM_PROMPTS_DIR": str(prompts)})
+    srv = start_server(tmp, extra_env={"ATRIUM_PROMPTS_DIR": str(prompts), "ATRIUM_CONFIG_DIR": str(cfg)})
     srv.prompts = prompts  # type: ignore[attr-defined]
     yield srv
     stop_server(srv)
@@ -123,6 +128,17 @@ def test_editor_edits_saves_diffs_tries_promotes_and_the_chat_changes(server, br
     assert page.locator("#label-badges").inner_text().split() == ["production", "·", "v1", "staging", "·", "v1"]
     assert "Editing on top of version 1" in page.locator("#base-info").inner_text()
     shot(page, "studio-03-editor")
+
+    # The tier's models, explained where the settings are: a current cloud model ignores the temperature and
+    # thinks within the answer length; the built-in model uses both as set.
+    assert page.locator("#temperature-note").is_hidden() and page.locator("#max_tokens-note").is_hidden()
+    page.select_option("#f-tier", "smart")
+    assert "claude-sonnet-5-5" in page.locator("#temperature-note").inner_text()
+    assert "thinking" in page.locator("#max_tokens-note").inner_text()
+    shot(page, "studio-03b-smart-tier-notes")
+    page.select_option("#f-tier", "local")
+    assert page.locator("#temperature-note").is_hidden()
+    assert page.locator("#dirty-state").inner_text() == "No changes"
 
     # Edit: one instruction in the text, the sign-off and a shorter answer length in the settings form.
     body = page.locator("#body")

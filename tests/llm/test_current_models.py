@@ -209,3 +209,19 @@ def test_the_models_yaml_comment_and_readme_name_the_shipped_models():
         model = dep["litellm_params"]["model"]
         if not model.startswith(("local/", "hosted_vllm/")):
             assert model in readme, f"README does not name {model}"
+
+
+def test_the_studio_learns_which_tiers_use_a_temperature_and_think(tmp_path, make_api_client, monkeypatch):
+    monkeypatch.setenv("CHAINLIT_AUTH_SECRET", "test-secret-" + "x" * 40)
+    cfg = make_config_dir(tmp_path, model_list=[
+        {"model_name": "smart", "litellm_params": {"model": "anthropic/claude-sonnet-5-5", "api_key": "sk-test",
+                                                   "mock_response": "x"}},
+        {"model_name": "local", "litellm_params": {"model": "local/smollm2"}}])
+    api = make_api_client(ATRIUM_CONFIG_DIR=str(cfg))
+    bob = {"Cookie": f"access_token={session_cookie_for('bob')['access_token']}"}
+    detail = api.get("/api/t/sales/prompts/sales-assistant", headers=bob).json()
+    assert detail["tier_models"] == {
+        "smart": {"models": ["anthropic/claude-sonnet-5-5"], "temperature": False, "thinks": True},
+        "local": {"models": ["local/smollm2"], "temperature": True, "thinks": False}}
+    script = api.get("/studio/static/studio.js").text
+    assert "temperature-note" in script and "tier_models" in script

@@ -104,6 +104,18 @@
     var vars = cfg.variables || [];
     document.querySelectorAll("#f-variables input").forEach(function (i) { i.checked = vars.indexOf(i.value) >= 0; });
     $("temperature-out").textContent = $("f-temperature").value;
+    tierNotes();
+  }
+  // What the chosen tier's models do with these settings: current cloud models refuse a temperature (it is
+  // left out for them) and think before answering (the thinking counts against the maximum length).
+  function tierNotes() {
+    var tier = $("f-tier").value, info = (state.detail && state.detail.tier_models || {})[tier];
+    var t = $("temperature-note"), m = $("max_tokens-note");
+    t.hidden = !info || info.temperature;
+    m.hidden = !info || !info.thinks;
+    if (!info) return;
+    t.textContent = "Not used on " + tier + ": its models (" + info.models.join(", ") + ") choose their own wording.";
+    m.textContent = "On " + tier + " this includes the model's thinking before it answers: leave room for both.";
   }
   function sameAsBase() {
     if (!state.base) return true;
@@ -557,7 +569,7 @@
   // -- wiring ------------------------------------------------------------------------------------------
   ["body", "f-description", "f-tier", "f-max_tokens", "f-signoff"].forEach(function (id) { $(id).addEventListener("input", onDraftChanged); });
   $("body").addEventListener("input", autoGrow);
-  $("f-tier").addEventListener("change", onDraftChanged);
+  $("f-tier").addEventListener("change", function () { tierNotes(); onDraftChanged(); });
   $("f-temperature").addEventListener("input", function () { $("temperature-out").textContent = this.value; onDraftChanged(); });
   $("message").addEventListener("input", onDraftChanged);
   $("btn-save").addEventListener("click", save);
