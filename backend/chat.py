@@ -34,7 +34,7 @@ from backend.governance.usage import UsageWriter
 from backend.knowledge.retrieval import Citation  # re-exported: the UI and the API read it from here
 from backend.llm.knowledge_need import conversational, needs_knowledge
 from backend.llm.routing import QueryClassifier, decide
-from backend.llm.service import Completion, Delta, LLMService, NoModelAvailable
+from backend.llm.service import Completion, Delta, LLMService, NoModelAvailable, UnsupportedParameter
 from backend.prompts.store import PromptNotFound, PromptStore, PromptVersion, render
 from backend.query_rewrite import TASK as QUERY_REWRITE
 from backend.query_rewrite import QueryRewriter
@@ -425,6 +425,8 @@ def _as_atrium_error(exc: BaseException) -> AtriumError | None:
     """What a failed model call means for the caller (after the Router's retries and fallbacks), or None."""
     if isinstance(exc, NoModelAvailable):
         return Unavailable(str(exc), code="no_model_available")
+    if isinstance(exc, UnsupportedParameter):
+        return Invalid(str(exc), code="unsupported_parameter", extra={"param": exc.param})
     if not isinstance(exc, Exception):
         return None
     if _rejected_by_provider(exc):

@@ -29,14 +29,17 @@ router = APIRouter(prefix="/api/t/{tenant}/v1", tags=["openai-compatible"])
 # OpenAI parameters this endpoint cannot honour: refused with a 400 naming them, never silently dropped
 # (a caller sending `tools` would otherwise get prose where it expects a tool call).
 UNSUPPORTED = ("tools", "tool_choice", "functions", "function_call", "logprobs", "top_logprobs", "audio",
-               "modalities", "prediction", "logit_bias", "reasoning_effort", "verbosity", "web_search_options")
+               "modalities", "prediction", "logit_bias", "verbosity", "web_search_options")
 # Bookkeeping parameters that do not change the answer: accepted and not used. Any other unknown one is
 # refused, as OpenAI does ("Unrecognized request argument"), rather than silently dropped.
 ACCEPTED_UNUSED = ("metadata", "store", "service_tier", "parallel_tool_calls", "prompt_cache_key",
                    "safety_identifier")
 RESPONSE_FORMATS = ("text", "json_object", "json_schema")
 # Sampling parameters LiteLLM passes through unchanged: forwarded to the model as given.
-FORWARDED = ("stop", "top_p", "seed", "presence_penalty", "frequency_penalty", "response_format", "user")
+FORWARDED = ("stop", "top_p", "seed", "presence_penalty", "frequency_penalty", "response_format", "user",
+             "reasoning_effort")
+# OpenAI's values and the higher ones LiteLLM maps for Claude 5.x and GPT-6; which a model takes is its own.
+REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh", "max")
 _NOT_INPUT = {"image_url": "image", "input_image": "image", "input_audio": "audio", "file": "file"}
 SYSTEM_IGNORED = ("system messages are not used for assistant models: the tenant's prompt is the system prompt "
                   "(send them to a tier alias, e.g. model 'fast', for a plain completion)")
@@ -67,6 +70,7 @@ class ChatCompletionIn(BaseModel):
     frequency_penalty: float | None = Field(None, ge=-2, le=2)
     response_format: dict[str, Any] | None = None
     user: str | None = Field(None, max_length=256)
+    reasoning_effort: str | None = None
 
 
 def _bad(message: str, param: str | None, code: str = "invalid_request") -> Invalid:
@@ -103,6 +107,9 @@ def _check(body: ChatCompletionIn) -> None:
         if name not in UNSUPPORTED and name not in ACCEPTED_UNUSED:
             raise _bad(f"unrecognized request argument supplied: {name!r}; remove it", name[:100],
                        "unrecognized_parameter")
+    if body.reasoning_effort is not None and body.reasoning_effort not in REASONING_EFFORTS:
+        raise _bad(f"reasoning_effort {body.reasoning_effort!r} is not one of {', '.join(REASONING_EFFORTS)}",
+                   "reasoning_effort", "invalid_value")
     kind = (body.response_format or {}).get("type", "text")
     if kind not in RESPONSE_FORMATS:
         raise _bad(f"response_format.type {kind!r} is not one of {', '.join(RESPONSE_FORMATS)}",

@@ -31,6 +31,14 @@ class NoModelAvailable(RuntimeError):
     pass
 
 
+class UnsupportedParameter(ValueError):
+    """A caller's parameter that the models of the tier asked for cannot take (the caller's 400)."""
+
+    def __init__(self, message: str, *, param: str) -> None:
+        super().__init__(message)
+        self.param = param
+
+
 @dataclass
 class Completion:
     text: str
@@ -206,6 +214,11 @@ class LLMService:
         take one answers without it (current Claude, GPT and Gemini models refuse any temperature)."""
         router = self._require_router()
         group = self.group_for(tier, provider_preference)
+        if (params or {}).get("reasoning_effort") is not None and not self._taken_by_all((group,), "reasoning_effort"):
+            # Nothing to tell a model that does not think: LiteLLM would pass it on, or drop it, unnoticed.
+            models = ", ".join(self.live.live.get(tier, []))
+            raise UnsupportedParameter(f"reasoning_effort: the {tier} tier's models ({models}) do not think before "
+                                       "answering; remove it", param="reasoning_effort")
         call: dict[str, Any] = {"stream": True, "stream_options": {"include_usage": True}} if stream else {}
         if not fallbacks:
             call["fallbacks"] = []

@@ -173,7 +173,6 @@ def test_lone_surrogate_is_a_400_naming_the_message(served):
     ("modalities", ["text", "audio"]),
     ("prediction", {"type": "content", "content": "Hello"}),
     ("logit_bias", {"1234": -100}),
-    ("reasoning_effort", "high"),
 ])
 def test_unsupported_parameters_are_refused_naming_them(served, param, value):
     with pytest.raises(openai.BadRequestError) as info:

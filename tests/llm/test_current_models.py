@@ -225,3 +225,33 @@ def test_the_studio_learns_which_tiers_use_a_temperature_and_think(tmp_path, mak
         "local": {"models": ["local/smollm2"], "temperature": True, "thinks": False}}
     script = api.get("/studio/static/studio.js").text
     assert "temperature-note" in script and "tier_models" in script
+
+
+def test_a_callers_reasoning_effort_reaches_a_thinking_model_and_is_refused_for_one_that_does_not_think(
+        thinking_api, tmp_path, make_api_client):
+    sdk, server = thinking_api
+    done = sdk.chat.completions.create(model="smart", reasoning_effort="high",
+                                       messages=[{"role": "user", "content": "Plan the Q3 pipeline review"}])
+    assert done.choices[0].message.content == "Recorded answer from claude-sonnet-5-5"
+    assert server.requests[-1]["output_config"] == {"effort": "high"}, "the caller's, over the deployment's low"
+
+    with pytest.raises(openai.BadRequestError) as info:
+        sdk.chat.completions.create(model="smart", reasoning_effort="extreme",
+                                    messages=[{"role": "user", "content": "x"}])
+    assert (info.value.body["code"], info.value.body["param"]) == ("invalid_value", "reasoning_effort")
+
+    with FakeOpenAI() as plain:  # a model that does not think: nothing to tell it, and the caller learns so
+        cfg = make_config_dir(tmp_path / "plain", model_list=[{"model_name": "fast", "litellm_params": {
+            "model": "hosted_vllm/acme-7b", "api_base": plain.url}}])
+        set_tenant(cfg, "sales", policy={"allowed_tiers": ["fast"]})
+        api = make_api_client(ATRIUM_CONFIG_DIR=str(cfg))
+        key = issue_key(db=api.app.state.services.db, tenant="sales", scopes=["chat"]).token
+        other = OpenAI(base_url="http://testserver/api/t/sales/v1", api_key=key, http_client=api, max_retries=0,
+                       default_headers={"X-Tenant-ID": "sales"})
+        with pytest.raises(openai.BadRequestError) as refused:
+            other.chat.completions.create(model="fast", reasoning_effort="low",
+                                          messages=[{"role": "user", "content": "hi"}])
+        assert plain.requests == []
+    err = refused.value.body
+    assert (err["code"], err["param"]) == ("unsupported_parameter", "reasoning_effort")
+    assert "hosted_vllm/acme-7b" in err["message"] and "do not think" in err["message"]
