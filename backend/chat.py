@@ -165,6 +165,7 @@ class ChatService:
         admission: Admission | None = None
         messages: list[dict] = []
         streamed: list[str] = []  # the answer so far: counted if the caller goes away mid-answer
+        recorded = False  # the turn's row is written: a caller closing the stream after the result changes nothing
         try:
             prompt = None if plain else (req.prompt_override or self._prompt(req))
             turn.prompt_version = (prompt.version or None) if prompt else None
@@ -182,7 +183,7 @@ class ChatService:
                 result = self.turn_cache.hit(cached=cached, req=req, turn=turn)
                 yield result.answer
                 result.latency_ms = await self._finish(turn, started, req)
-                result.turn_id = turn.id
+                result.turn_id, recorded = turn.id, True
                 yield result
                 return
             citations: list[Citation] = []
@@ -223,7 +224,7 @@ class ChatService:
                                     prompt_tokens=0, completion_tokens=0, cost_usd=0.0, latency_ms=0,
                                     route_reason=turn.route_reason)
                 result.latency_ms = await self._finish(turn, started, req)
-                result.turn_id = turn.id
+                result.turn_id, recorded = turn.id, True
                 yield result
                 return
             if need is not None:  # a greeting, or a task on the user's own text: the model answers without passages
@@ -301,12 +302,16 @@ class ChatService:
                 finish_reason=final.finish_reason, signoff=signoff,
             )
         except AtriumError as exc:
+            if recorded:
+                raise
             turn.outcome = "quota" if isinstance(exc, QuotaExceeded) else "refused"
             turn.error = exc.message
             await self._release(admission)
             await self._finish(turn, started, req)
             raise
         except (asyncio.CancelledError, GeneratorExit) as exc:
+            if recorded:  # the whole answer and its result were delivered; the caller just closed the stream
+                raise
             # The caller went away (closed the stream, disconnected): the model was stopped, and what it read and
             # wrote so far is counted, as a provider bills it (estimated: ~4 characters per token).
             turn.outcome, turn.error = "cancelled", f"the caller went away ({type(exc).__name__})"
@@ -322,6 +327,8 @@ class ChatService:
             await self._finish(turn, started, req)
             raise
         except BaseException as exc:
+            if recorded:
+                raise
             turn.outcome, turn.error = "error", f"{type(exc).__name__}: {exc}"[:500]
             await self._release(admission)
             await self._finish(turn, started, req)
