@@ -140,6 +140,10 @@ def create_app(settings: Settings | None = None, *, mount_chat: bool = True) -> 
     os.environ.setdefault("CHAINLIT_STATE_COOKIE_LIFETIME", "600")
     if settings.chainlit_url:
         os.environ.setdefault("CHAINLIT_URL", settings.chainlit_url)
+    from chainlit.config import config as chainlit_config
+
+    # The session cookie's and its token's lifetime (Chainlit signs both with it).
+    chainlit_config.project.user_session_timeout = int(settings.session_hours * 3600)
 
     services = build_services(settings)
     set_services(services)

@@ -9,7 +9,7 @@ from typing import Any
 
 from backend.auth.api_keys import KeyCache
 from backend.auth.claims import claims_to_principal
-from backend.auth.demo_users import DemoUsers
+from backend.auth.demo_users import DEMO_ISSUER, DemoUsers
 from backend.auth.jwt_verifier import JwtVerifier, build_jwt_verifier
 from backend.auth.oidc import OidcLogin
 from backend.auth.principal import AuthMethod, Principal
@@ -60,6 +60,12 @@ class Services:
     closers: list[Callable[[], Any]] = field(default_factory=list)
 
     def principal_from_claims(self, claims: dict, *, auth: AuthMethod = "session") -> Principal:
+        if auth == "session" and claims.get("iss") == DEMO_ISSUER:
+            # A password login's groups are the users file's, not the ones frozen into the session cookie.
+            current = self.demo_users.current_claims(str(claims.get("sub") or ""))
+            if current is None:
+                raise ValueError(f"the account {claims.get('sub')!r} is no longer in demo_users.yaml: sign in again")
+            claims = current
         return claims_to_principal(claims, self.registry, auth=auth)
 
     def readiness(self) -> dict[str, str]:

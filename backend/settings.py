@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     oidc_leeway_s: int = Field(30, alias="OIDC_LEEWAY_S", ge=0, le=60)
     oidc_jwks_min_refresh_s: float = Field(10.0, alias="OIDC_JWKS_MIN_REFRESH_S", ge=0)
     chainlit_auth_secret: str | None = Field(None, alias="CHAINLIT_AUTH_SECRET")
+    # A browser session's lifetime: an IdP's group changes (leaving a department) reach Atrium at the next
+    # sign-in, so this bounds how long a removed member keeps access (Chainlit's default was 15 days).
+    session_hours: float = Field(12.0, alias="ATRIUM_SESSION_HOURS", gt=0, le=720)
     chainlit_url: str | None = Field(None, alias="CHAINLIT_URL")
     # Repeated denials from one subject or IP within the window raise a suspicious_access event.
     suspicious_denials: int = Field(10, alias="ATRIUM_SUSPICIOUS_DENIALS")

@@ -140,9 +140,10 @@ def session_cookie_for(user: str) -> dict[str, str]:
     from chainlit.auth.jwt import create_jwt
     from chainlit.user import User
 
+    from backend.auth.demo_users import DemoUser
+
     users = yaml.safe_load((REPO / "config" / "demo_users.yaml").read_text())["users"]
-    entry = next(u for u in users if u["username"] == user)
-    claims = {"sub": user, "preferred_username": user, **entry["claims"]}
+    claims = DemoUser.model_validate(next(u for u in users if u["username"] == user)).full_claims()  # as at login
     token = create_jwt(User(identifier=user, display_name=claims.get("name"),
                             metadata={"claims": claims, "provider": "password"}))
     return {"access_token": token}

@@ -10,6 +10,10 @@ from pydantic import BaseModel, Field
 
 from backend.auth.passwords import verify_password
 
+# The `iss` of a password login's claims: the session then carries only who signed in, and their groups are
+# read from demo_users.yaml on every request (removing someone's group there applies at once after a restart).
+DEMO_ISSUER = "atrium:demo-users"
+
 
 class DemoUser(BaseModel):
     username: str
@@ -17,7 +21,7 @@ class DemoUser(BaseModel):
     claims: dict[str, Any] = Field(default_factory=dict)
 
     def full_claims(self) -> dict[str, Any]:
-        return {"sub": self.username, "preferred_username": self.username, **self.claims}
+        return {"sub": self.username, "preferred_username": self.username, **self.claims, "iss": DEMO_ISSUER}
 
 
 class DemoUsers:
@@ -37,6 +41,11 @@ class DemoUsers:
         if user is None or not verify_password(password, user.password_hash):
             return None
         return user.full_claims()
+
+    def current_claims(self, username: str) -> dict[str, Any] | None:
+        """The claims of a signed-in demo user as the file says now; None when the account is gone."""
+        user = self._users.get(username)
+        return user.full_claims() if user is not None else None
 
     def usernames(self) -> list[str]:
         return list(self._users)

@@ -3,6 +3,7 @@ dependencies, the pages and the sign-out middleware; and cookies read from a raw
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from http.cookies import SimpleCookie
 from typing import Any
@@ -23,14 +24,21 @@ def scope_cookies(scope: Scope) -> dict[str, str]:
 
 
 def session_user(cookies: Mapping[str, str]) -> Any | None:
-    """Chainlit's user of a valid session cookie (its metadata holds the login's claims and provider), or None."""
+    """Chainlit's user of a valid session cookie (its metadata holds the login's claims and provider), or None.
+    A session older than ATRIUM_SESSION_HOURS (Chainlit's `user_session_timeout`, set at start) is over even if
+    its own expiry is later: cookies issued before the lifetime was shortened end on time too."""
+    import jwt
     from chainlit.auth import get_token_from_cookies
-    from chainlit.auth.jwt import decode_jwt
+    from chainlit.auth.jwt import decode_jwt, get_jwt_secret
+    from chainlit.config import config
 
     token = get_token_from_cookies(dict(cookies))
     if not token:
         return None
     try:
+        issued = jwt.decode(token, get_jwt_secret(), algorithms=["HS256"]).get("iat")
+        if not isinstance(issued, int | float) or time.time() - issued > config.project.user_session_timeout:
+            return None
         return decode_jwt(token)
     except Exception:  # expired, tampered with, or signed by another secret
         return None
