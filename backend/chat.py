@@ -434,6 +434,12 @@ def _as_atrium_error(exc: BaseException) -> AtriumError | None:
         return Unavailable(str(exc), code="no_model_available")
     if isinstance(exc, UnsupportedParameter):
         return Invalid(str(exc), code="unsupported_parameter", extra={"param": exc.param})
+    if type(exc).__module__.split(".")[0] == "redis":
+        # Quotas and rate limits live in Redis: without it no request can be admitted (failing open would let a
+        # department overspend), but the outage is Atrium's, and temporary.
+        return Unavailable(f"Atrium cannot check quotas and rate limits right now: Redis (REDIS_URL) does not answer "
+                           f"({type(exc).__name__}); try again shortly", code="quota_store_unavailable",
+                           headers={"Retry-After": "5"})
     if not isinstance(exc, Exception):
         return None
     if _rejected_by_provider(exc):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 import threading
 import time
@@ -17,6 +18,8 @@ from collections import OrderedDict
 from typing import Any, Protocol
 
 from backend.governance.redis_client import LoopRedis
+
+log = logging.getLogger("atrium.cache")
 
 _SPACE_RE = re.compile(r"\s+")
 _TRAIL_RE = re.compile(r"[\s?!.…]+$")
@@ -101,8 +104,24 @@ class ResponseCache:
         return cache_key(prefix=self.prefix, **parts)
 
     async def get(self, key: str) -> dict[str, Any] | None:
-        return await self.backend.get(key) if self.enabled else None
+        """A cache that does not answer (Redis down) is a miss: answers go on without it."""
+        if not self.enabled:
+            return None
+        try:
+            return await self.backend.get(key)
+        except Exception as exc:
+            _unavailable(exc)
+            return None
 
     async def set(self, key: str, value: dict[str, Any]) -> None:
         if self.enabled:
-            await self.backend.set(key, value, self.ttl_s)
+            try:
+                await self.backend.set(key, value, self.ttl_s)
+            except Exception as exc:
+                _unavailable(exc)
+
+
+def _unavailable(exc: Exception) -> None:
+    if type(exc).__module__.split(".")[0] != "redis":
+        raise exc
+    log.warning("response cache unavailable: answering without it", extra={"error": f"{type(exc).__name__}: {exc}"})

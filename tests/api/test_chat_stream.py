@@ -62,3 +62,23 @@ def test_answers_without_a_model_call_are_one_row_each(tmp_path, make_api_client
     turns = rows(services)
     assert [(t.channel, t.outcome) for t in turns] == [("api", "ok")] * 3 + [("openai", "ok")]
     assert [t.cost_usd > 0 for t in turns] == [False, True, False, False]
+
+
+def test_without_redis_a_chat_is_a_503_with_retry_after_not_a_500(tmp_path, make_api_client, caplog):
+    from tests.conftest import free_port
+
+    cfg = make_config_dir(tmp_path, model_list=[mock("fast", "anthropic/claude-haiku-5-5", "answer")])
+    set_tenant(cfg, "sales", policy={"allowed_tiers": ["fast"]})
+    api = make_api_client(ATRIUM_CONFIG_DIR=str(cfg), REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
+    services = api.app.state.services
+    key = issue_key(db=services.db, tenant="sales", scopes=["chat"]).token
+    assert api.get("/readyz").status_code == 503
+
+    r = api.post("/api/t/sales/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
+                 json={"model": "fast", "messages": [{"role": "user", "content": "hi"}]})
+    assert r.status_code == 503 and r.headers["retry-after"] == "5"
+    assert r.json()["error"]["code"] == "quota_store_unavailable" and "REDIS_URL" in r.json()["error"]["message"]
+    rest = api.post("/api/t/sales/chat", headers={"Authorization": f"Bearer {key}"},
+                    json={"assistant": "sales-assistant", "message": "hi"})
+    assert rest.status_code == 503 and rest.json()["error"] == "quota_store_unavailable"
+    assert not [r for r in caplog.records if r.levelname == "ERROR"], "an outage, not an unhandled error"
