@@ -261,7 +261,8 @@ class ChatService:
                 admission = await self.quotas.admit(
                     tenant=req.tenant, subject=principal.subject, est_tokens=est_tokens,
                     est_cost_usd=self.llm.estimate_cost(tier, est_tokens - (max_tokens or 512), max_tokens or 512),
-                    count_request=req.task is None)  # an internal task rides on its user request's slot
+                    count_request=req.task is None,  # an internal task rides on its user request's slot
+                    sets_max_tokens=req.channel == "openai")  # only API callers choose max_tokens
             final: Completion | None = None
             async for item in self.llm.stream(
                 tier=tier, messages=messages, temperature=temperature, max_tokens=max_tokens,

@@ -69,9 +69,10 @@ class QuotaService:
         return ":".join([self.prefix, "quota", tenant, *parts])  # every bucket is prefixed with its tenant
 
     async def admit(self, *, tenant: str, subject: str, est_tokens: int = 0, est_cost_usd: float = 0.0,
-                    now: datetime | None = None, count_request: bool = True) -> Admission:
+                    now: datetime | None = None, count_request: bool = True, sets_max_tokens: bool = True) -> Admission:
         """`count_request=False`: an internal call made on behalf of a request that already took its slot
-        (a follow-up's query rewrite): tokens and budget are reserved, the rate windows are not touched."""
+        (a follow-up's query rewrite): tokens and budget are reserved, the rate windows are not touched.
+        `sets_max_tokens=False`: the caller cannot lower max_tokens (the chat), so a refusal does not tell them to."""
         cfg = self.registry.get(tenant)
         quotas = cfg.quotas if cfg else None
         name = cfg.name if cfg else tenant
@@ -110,7 +111,7 @@ class QuotaService:
             return adm
         decision = await self.backend.admit(windows, reservations)
         if not decision.ok:
-            raise self._refusal(name, decision, quotas, adm, now)
+            raise self._refusal(name, decision, quotas, adm, now, sets_max_tokens=sets_max_tokens)
         # decision.used is the value after this admission: warn on what was used before it, so that a large
         # reservation (max_tokens) does not report usage that has not happened.
         if adm.token_key and quotas.tokens_per_day:
@@ -136,8 +137,13 @@ class QuotaService:
         return _exceeded(msg, limit, None)
 
     def _refusal(self, name: str, decision: Decision, quotas: Quotas, adm: Admission,
-                 now: datetime) -> QuotaExceeded:
+                 now: datetime, *, sets_max_tokens: bool = True) -> QuotaExceeded:
         limit = decision.denied or ""
+        # What the request reserves and what its sender can change: an API caller's max_tokens, or in the chat
+        # only the history that a new conversation leaves behind.
+        what, fix = (("its prompt plus max_tokens", "lower max_tokens or shorten the conversation") if sets_max_tokens
+                     else ("the conversation so far plus the longest answer allowed",
+                           "start a new conversation (it sends less history)"))
         retry_after: float | None
         if limit in ("requests_per_minute", "user_requests_per_minute"):
             retry_after = max(1, math.ceil(decision.retry_after_s))  # the message and Retry-After agree
@@ -156,9 +162,8 @@ class QuotaService:
                 msg = (f"{name} has used its {cap:,} tokens for today; the limit resets at "
                        f"{reset:%Y-%m-%d %H:%M} UTC.")
             else:
-                msg = (f"This request may need up to {need:,} tokens (its prompt plus max_tokens) but only "
-                       f"{cap - used:,} of {name}'s {cap:,} tokens for today remain; lower max_tokens or shorten "
-                       f"the conversation")
+                msg = (f"This request may need up to {need:,} tokens ({what}) but only "
+                       f"{cap - used:,} of {name}'s {cap:,} tokens for today remain; {fix}")
                 if need > cap:
                     retry_after = None
                     msg += " (it needs more than the whole daily limit, so waiting will not help)."
@@ -174,9 +179,10 @@ class QuotaService:
                 msg = (f"{name} has used its monthly budget of {_usd(cap)}; it resets on {reset:%Y-%m-%d} "
                        f"(00:00 UTC). A platform operator can raise it in config/tenants.yaml.")
             else:
-                msg = (f"This request may cost up to {_usd(need)} (its prompt plus max_tokens) but only "
-                       f"{_usd(cap - used)} of {name}'s monthly budget of {_usd(cap)} remains; lower max_tokens, "
-                       f"shorten the conversation or use a cheaper tier")
+                msg = (f"This request may cost up to {_usd(need)} ({what}) but only "
+                       f"{_usd(cap - used)} of {name}'s monthly budget of {_usd(cap)} remains; "
+                       + ("lower max_tokens, shorten the conversation or use a cheaper tier" if sets_max_tokens
+                          else fix))
                 if need > cap:
                     retry_after = None
                     msg += " (it costs more than the whole monthly budget, so waiting will not help)."

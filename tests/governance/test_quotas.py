@@ -116,6 +116,19 @@ def test_tokens_per_day_resets_at_midnight_utc(tmp_path, db, make_limits):
     assert asyncio.run(svc.admit(tenant="sales", subject="alice", est_tokens=100, now=tomorrow)).warnings == []
 
 
+def test_a_chat_user_who_cannot_set_max_tokens_is_not_told_to_lower_it(tmp_path, db, make_limits):
+    add_turn(db, tokens=950, cost=0.0095)
+    for quota, kwargs in (({"tokens_per_day": 1000}, {"est_tokens": 100}),
+                          ({"monthly_budget_usd": 0.01}, {"est_cost_usd": 0.003})):
+        svc = quota_service(tmp_path, db, make_limits, **quota)
+        with pytest.raises(QuotaExceeded) as info:
+            asyncio.run(svc.admit(tenant="sales", subject="alice", now=NOW, sets_max_tokens=False, **kwargs))
+        msg = info.value.message
+        assert "max_tokens" not in msg and "cheaper tier" not in msg
+        assert "(the conversation so far plus the longest answer allowed)" in msg
+        assert "start a new conversation (it sends less history), or wait until" in msg
+
+
 def test_a_request_larger_than_the_whole_daily_limit_says_so_and_has_no_retry_after(tmp_path, db, make_limits):
     svc = quota_service(tmp_path, db, make_limits, tokens_per_day=1000)
     with pytest.raises(QuotaExceeded) as info:  # a fresh tenant, nothing used; max_tokens 2000
