@@ -15,6 +15,7 @@ from datetime import date
 from typing import Any, Protocol
 
 from backend.auth.principal import Principal
+from backend.auth.request_context import client_ip
 from backend.db.engine import Database
 from backend.db.models import ChatTurn
 from backend.db.repositories.usage import insert_turns, new_turn
@@ -28,6 +29,7 @@ from backend.errors import (
     Unavailable,
     UpstreamError,
 )
+from backend.governance.audit import AuditLog
 from backend.governance.cache import ResponseCache
 from backend.governance.quotas import Admission, QuotaService
 from backend.governance.usage import UsageWriter
@@ -118,8 +120,10 @@ class ChatService:
                  retriever: Retriever | None = None, quotas: QuotaService | None = None,
                  cache: ResponseCache | None = None, classifier: QueryClassifier | None = None,
                  kb_version: Callable[[str], object] | None = None,
-                 usage_writer: UsageWriter | None = None, rewriter: QueryRewriter | None = None) -> None:
+                 usage_writer: UsageWriter | None = None, rewriter: QueryRewriter | None = None,
+                 audit: AuditLog | None = None) -> None:
         self.db = db
+        self.audit = audit
         self.registry = registry
         self.prompts = prompts
         self.llm = llm
@@ -141,7 +145,16 @@ class ChatService:
         if cfg is None:
             raise NotFound(f"unknown tenant {tenant!r}", code="tenant_not_found")
         if assistant is not None and cfg.assistant(assistant) is None:
+            self.audit_foreign_assistant(principal, tenant, assistant, route="chat:assistant")
             raise NotFound(f"tenant {tenant!r} has no assistant {assistant!r}", code="assistant_not_found")
+
+    def audit_foreign_assistant(self, principal: Principal, tenant: str, name: str, *, route: str) -> None:
+        """Asking one tenant for another tenant's assistant is a probe (a typo names nothing): a 404 either way,
+        audited for operators, as a probe of another tenant's document id is."""
+        if self.audit is None or not any(t.id != tenant and t.assistant(name) for t in self.registry.all()):
+            return
+        self.audit.record("denied", subject=principal.subject, tenant=tenant, route=route, status=404,
+                          ip=client_ip.get(), reason="other_tenants_assistant", detail={"assistant": name[:64]})
 
     # -- the pipeline --------------------------------------------------------------------------------------
 

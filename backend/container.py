@@ -102,7 +102,8 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
                                 embedding_list=llm.config.embedding_list)
     usage_writer = UsageWriter(db=db)
     chat = ChatService(db=db, registry=registry, prompts=prompts, llm=llm, quotas=quotas, cache=cache,
-                       classifier=default_classifier(), retriever=knowledge, usage_writer=usage_writer)
+                       classifier=default_classifier(), retriever=knowledge, usage_writer=usage_writer,
+                       audit=audit)
     services = Services(settings=settings, registry=registry, demo_users=demo_users, db=db, audit=audit,
                         prompts=prompts, llm=llm, chat=chat, quotas=quotas, cache=cache,
                         usage=UsageService(db=db), knowledge=knowledge,

@@ -66,7 +66,7 @@ PLATFORM_ONLY_KINDS = ("suspicious_access",)
 OTHER_TENANT_DETAIL = ("member_of",)  # which tenants the caller belongs to: not this tenant's business
 # A probe of another tenant's document id: telling this tenant would confirm that the id exists elsewhere
 # (a random id leaves no event), so only operators see it.
-PLATFORM_ONLY_REASONS = ("other_tenants_document",)
+PLATFORM_ONLY_REASONS = ("other_tenants_document", "other_tenants_assistant")
 
 
 @router.get("/api/t/{tenant}/audit")

@@ -136,7 +136,7 @@ def _sampling(body: ChatCompletionIn) -> dict[str, Any] | None:
     return params or None
 
 
-def _request(body: ChatCompletionIn, tenant: str, services: Any) -> ChatRequest:
+def _request(body: ChatCompletionIn, tenant: str, services: Any, principal: Any) -> ChatRequest:
     cfg = services.registry.get(tenant)
     _check(body)
     messages = [{"role": "system" if m.role == "developer" else m.role, "content": _text(m.content, i)}
@@ -157,6 +157,7 @@ def _request(body: ChatCompletionIn, tenant: str, services: Any) -> ChatRequest:
         return ChatRequest(tenant=tenant, assistant="", message="", channel="openai", tier=body.model,
                            messages=messages, temperature=body.temperature, max_tokens=max_tokens,
                            params=_sampling(body))
+    services.chat.audit_foreign_assistant(principal, tenant, body.model, route="openai:model")
     raise _unknown_model(body.model, tenant, cfg, live)
 
 
@@ -203,6 +204,7 @@ def retrieve_model(model_id: str, ctx: ChatAccess, services: ServicesDep) -> dic
     cfg = services.registry.get(ctx.tenant)
     if cfg is not None and model_id in cfg.model_policy.allowed_tiers:  # allowed, but down: say why, as POST does
         raise _not_live(model_id, services)
+    services.chat.audit_foreign_assistant(ctx.principal, ctx.tenant, model_id, route="openai:model")
     raise _unknown_model(model_id, ctx.tenant, services.registry.get(ctx.tenant), set(services.llm.tiers()))
 
 
@@ -233,7 +235,7 @@ def _usage(result: TurnResult) -> dict[str, int]:
 
 @router.post("/chat/completions")
 async def chat_completions(body: ChatCompletionIn, ctx: ChatAccess, services: ServicesDep):
-    req = _request(body, ctx.tenant, services)
+    req = _request(body, ctx.tenant, services, ctx.principal)
     # Said, not silently done: a caller's system messages do not reach an assistant model.
     notes = [SYSTEM_IGNORED] if req.messages is None and any(
         m.role in ("system", "developer") for m in body.messages) else []
