@@ -117,6 +117,8 @@ def _describe_problem(error: dict) -> str:
         reason = (error.get("ctx") or {}).get("error", "")
         return f"the request body is not valid JSON ({reason} at character {loc[-1] if loc else '?'})"
     where = ".".join(loc) or "the request body"
+    if not loc and error.get("type") in ("model_attributes_type", "dict_type"):  # text, or a JSON array
+        return "the request body must be a JSON object (send Content-Type: application/json)"
     if error.get("type") == "extra_forbidden":
         return f"{where}: unknown field (this endpoint does not take it; its fields are documented at /docs)"
     if error.get("type") == "string_unicode":  # a lone UTF-16 surrogate ("\\ud800" in JSON): not text

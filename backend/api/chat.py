@@ -8,7 +8,7 @@ from typing import Literal
 
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from backend.api.deps import ChatAccess, ServicesDep
 from backend.chat import MAX_MESSAGE_CHARS, ChatRequest, TurnResult
@@ -35,7 +35,7 @@ class ChatIn(BaseModel):
     assistant: str
     message: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS)
     history: list[HistoryItem] = Field(default_factory=list, max_length=200)
-    stream: bool = False
+    stream: StrictBool = False  # "yes" is not a boolean: refused, not read as true
 
 
 @router.post("/chat")

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from backend.api.deps import ChatAccess, ServicesDep
 from backend.api.openai_errors import openai_error_body
@@ -52,13 +52,19 @@ class Message(BaseModel):
     content: str | list[dict[str, Any]] | None = None
 
 
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    include_usage: StrictBool = False
+
+
 class ChatCompletionIn(BaseModel):
     model_config = ConfigDict(extra="allow")  # other unknown OpenAI parameters (metadata, store...) are ignored
 
     model: str = Field(min_length=1, max_length=200)
     messages: list[Message] = Field(min_length=1, max_length=200)
-    stream: bool = False
-    stream_options: dict[str, Any] | None = None
+    stream: StrictBool = False  # "yes" is not a boolean: refused, not read as true
+    stream_options: StreamOptions | None = None
     temperature: float | None = Field(None, ge=0, le=2)
     max_tokens: int | None = Field(None, ge=1, le=100_000)
     max_completion_tokens: int | None = Field(None, ge=1, le=100_000)
@@ -125,6 +131,9 @@ def _check(body: ChatCompletionIn) -> None:
         if m.role == "tool" or (m.model_extra or {}).get("tool_calls") or (m.model_extra or {}).get("function_call"):
             raise _bad(f"messages[{i}]: tool messages and assistant tool calls are not supported by this endpoint "
                        "(no tools are offered to the model)", f"messages[{i}]", "unsupported_parameter")
+        if m.content is None:  # OpenAI allows it only beside tool calls, which this endpoint does not take
+            raise _bad(f"messages[{i}].content is required (a string or text parts)", f"messages[{i}].content",
+                       "invalid_value")
         text = _text(m.content, i)
         if len(text) > MAX_MESSAGE_CHARS:
             raise _bad(f"messages[{i}].content is {len(text)} characters; the limit is {MAX_MESSAGE_CHARS} per "
@@ -259,7 +268,7 @@ async def chat_completions(body: ChatCompletionIn, ctx: ChatAccess, services: Se
         first = await anext(stream)
     except AtriumError as exc:
         raise _unsupported_by_model(exc) from exc.__cause__
-    include_usage = bool((body.stream_options or {}).get("include_usage"))
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
 
     def chunk(delta: dict, finish: str | None = None, **extra: Any) -> str:
         data = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": body.model,

@@ -24,7 +24,22 @@ def test_broken_json_and_wrong_body_shape(api_client, login_as):
     assert r.status_code == 422 and r.json()["error"] == "invalid_request"
     assert r.json()["detail"].startswith("the request body is not valid JSON")
     r = api_client.post("/api/t/sales/chat", json=["not", "an", "object"], cookies=cookies)
-    assert r.status_code == 422 and r.json()["detail"].startswith("the request body: ")
+    assert r.status_code == 422 and r.json()["detail"] == ("the request body must be a JSON object (send "
+                                                           "Content-Type: application/json)")
+    r = api_client.post("/api/t/sales/v1/chat/completions", content=b"hello", cookies=cookies,
+                        headers={"content-type": "text/plain", "X-Tenant-ID": "sales"})
+    assert r.status_code == 400 and r.json()["error"]["message"].startswith("the request body must be a JSON object")
+    # Not booleans: refused rather than read as true.
+    r = api_client.post("/api/t/sales/chat", json={"assistant": "sales-assistant", "message": "hi", "stream": "yes"},
+                        cookies=cookies)
+    assert r.status_code == 422 and r.json()["detail"] == "stream: Input should be a valid boolean"
+    for body in ({"stream": True, "stream_options": {"include_usage": "maybe"}}, {"stream": "yes"}):
+        r = api_client.post("/api/t/sales/v1/chat/completions", cookies=cookies, headers={"X-Tenant-ID": "sales"},
+                            json={"model": "sales-assistant", "messages": [{"role": "user", "content": "hi"}], **body})
+        assert r.status_code == 400 and "valid boolean" in r.json()["error"]["message"]
+    r = api_client.post("/api/t/sales/v1/chat/completions", cookies=cookies, headers={"X-Tenant-ID": "sales"},
+                        json={"model": "local", "messages": [{"role": "user", "content": None}]})
+    assert (r.status_code, r.json()["error"]["param"]) == (400, "messages[0].content")
     r = api_client.post("/api/t/sales/chat", json={"assistant": "sales-assistant"}, cookies=cookies)
     assert r.status_code == 422 and r.json()["detail"] == "message: Field required"
 
