@@ -159,8 +159,13 @@ async def get_tenant_context(
     request: Request, services: ServicesDep, principal: PrincipalDep,
     tenant: Annotated[str, Path(description="tenant id")],
 ) -> TenantContext:
-    header = request.headers.get("x-tenant-id")
+    headers = request.headers.getlist("x-tenant-id")
+    header = headers[0] if headers else None
     who = principal.subject
+    if len(headers) > 1:  # which one counts would depend on the proxy in between: ambiguous, so refused
+        await adeny(request, services, 403, f"send X-Tenant-ID once (it came {len(headers)} times)",
+                    code="tenant_header_repeated", subject=who, tenant=tenant,
+                    detail={"header_tenants": [h[:100] for h in headers[:5]]})
     if header is None and principal.auth == "jwt":
         await adeny(request, services, 403, f"send the header `X-Tenant-ID: {tenant}` with a bearer JWT (it must "
              "equal the tenant in the URL)", code="missing_tenant_header", subject=who, tenant=tenant)

@@ -83,6 +83,11 @@ def test_key_is_bound_to_its_tenant(api_client, login_as):
     assert (r.status_code, r.json()["error"]) == (403, "tenant_header_mismatch")
     denial = _events(api_client, "denied")[0]
     assert denial["subject"].startswith("key:") and denial["status"] == 403
+    # The header twice ("sales", then "finance"): which one a proxy passes on first is not ours to guess.
+    r = api_client.get("/api/t/sales/keys", headers=[("Authorization", f"Bearer {token}"), ("X-Tenant-ID", "sales"),
+                                                     ("X-Tenant-ID", "finance")])
+    assert (r.status_code, r.json()["error"]) == (403, "tenant_header_repeated")
+    assert _events(api_client, "denied")[0]["detail"]["header_tenants"] == ["sales", "finance"]
 
 
 def test_missing_scope_is_refused(api_client, login_as):
