@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -157,7 +157,10 @@ def create_app(settings: Settings | None = None, *, mount_chat: bool = True) -> 
         yield
         services.close()
 
-    app = FastAPI(title="Atrium", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
+    from backend.api.deps import reject_unknown_query
+
+    app = FastAPI(title="Atrium", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
+                  dependencies=[Depends(reject_unknown_query)])
     app.state.services = services
     install_error_handlers(app)
     from backend.auth.request_context import ClientIpContext

@@ -3,16 +3,17 @@ tenant admin for their own tenant."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel
 
 from backend.api.deps import PlatformAdmin, ServicesDep, TenantAdmin, client_ip
 from backend.db.models import AuditEvent
 from backend.db.repositories.api_keys import list_api_keys
 from backend.db.repositories.audit import list_events
+from backend.errors import NotFound
 
 router = APIRouter(tags=["admin"])
 
@@ -35,17 +36,35 @@ class AuditEventPublic(BaseModel):
 
 
 Limit = Annotated[int, Query(ge=1, le=1000)]
+Before = Annotated[int | None, Query(ge=1, description="page back: the last id of the previous page")]
+Since = Annotated[datetime | None, Query(alias="from", description="first instant, ISO 8601 (UTC if no offset)")]
+Until = Annotated[datetime | None, Query(alias="to", description="end instant, excluded")]
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+
+def _page(response: Response, events: list, limit: int) -> None:
+    """A full page may have more behind it: the cursor of the next one (newest first)."""
+    if len(events) == limit and events:
+        response.headers["X-Next-Before"] = str(events[-1].id)
 
 
 @router.get("/api/admin/audit")
-def platform_audit(principal: PlatformAdmin, services: ServicesDep, request: Request,
-                   tenant: str | None = None, kind: str | None = None,
-                   limit: Limit = 100) -> list[AuditEventPublic]:
+def platform_audit(principal: PlatformAdmin, services: ServicesDep, request: Request, response: Response,
+                   tenant: str | None = None, kind: str | None = None, limit: Limit = 100, before: Before = None,
+                   since: Since = None, until: Until = None) -> list[AuditEventPublic]:
+    if tenant is not None and services.registry.get(tenant) is None:
+        raise NotFound(f"unknown tenant {tenant!r}; tenants: {', '.join(services.registry.ids())}",
+                       code="tenant_not_found")
     # A cross-tenant read is itself an audit event, so operators are accountable too.
     services.audit.record("admin_access", subject=principal.subject, tenant=tenant, route=request.url.path,
                           ip=client_ip(request), status=200, detail={"kind": kind, "limit": limit})
     with services.db.session() as session:
-        events = list_events(session=session, tenant=tenant, kind=kind, limit=limit)
+        events = list_events(session=session, tenant=tenant, kind=kind, limit=limit, before_id=before,
+                             since=_utc(since), until=_utc(until))
+    _page(response, events, limit)
     return [AuditEventPublic.of(e) for e in events]
 
 
@@ -70,14 +89,17 @@ PLATFORM_ONLY_REASONS = ("other_tenants_document", "other_tenants_assistant")
 
 
 @router.get("/api/t/{tenant}/audit")
-def tenant_audit(ctx: TenantAdmin, services: ServicesDep, kind: str | None = None,
-                 limit: Limit = 100) -> list[AuditEventPublic]:
+def tenant_audit(ctx: TenantAdmin, services: ServicesDep, response: Response, kind: str | None = None,
+                 limit: Limit = 100, before: Before = None, since: Since = None,
+                 until: Until = None) -> list[AuditEventPublic]:
     """This tenant's events, as its admin may see them: who tried what here, but nothing about other tenants
     (their API key ids or document ids, the caller's other memberships, platform-wide counters)."""
     with services.db.session() as session:
         events = list_events(session=session, tenant=ctx.tenant, kind=kind, limit=limit,
-                             exclude_kinds=PLATFORM_ONLY_KINDS, exclude_reasons=PLATFORM_ONLY_REASONS)
+                             exclude_kinds=PLATFORM_ONLY_KINDS, exclude_reasons=PLATFORM_ONLY_REASONS,
+                             before_id=before, since=_utc(since), until=_utc(until))
         own_keys = {f"key:{k.id}" for k in list_api_keys(session=session, tenant=ctx.tenant)}
+    _page(response, events, limit)
     out = []
     for e in events:
         public = AuditEventPublic.of(e)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 from fastapi import Depends, Path, Request
 
@@ -21,7 +21,7 @@ from backend.auth.principal import Principal
 from backend.auth.rbac import REQUIRED_ROLE, Permission, permissions_of, roles_for_scopes
 from backend.auth.session_cookie import session_user
 from backend.container import Services
-from backend.errors import Forbidden, NotAuthenticated, Unavailable
+from backend.errors import Forbidden, Invalid, NotAuthenticated, Unavailable
 
 
 # Dependencies that do no blocking I/O are `async def`: FastAPI runs sync ones in a worker thread, and
@@ -54,6 +54,32 @@ async def adeny(request: Request, services: Services, status: int, message: str,
     await asyncio.to_thread(deny, request, services, status, message, code=code, subject=subject,
                             tenant=tenant, detail=detail)
     raise AssertionError("unreachable")  # deny always raises
+
+
+def _query_names(dependant: Any) -> frozenset[str]:
+    names = {p.alias for p in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return frozenset(names)
+
+
+async def reject_unknown_query(request: Request) -> None:
+    """/api routes take only the query parameters they declare: `?since=` where the route reads `from` is
+    refused, not silently ignored (as unknown body fields are). Installed on the whole app (app.py)."""
+    if not request.query_params or not request.url.path.startswith("/api/"):
+        return
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return
+    names = getattr(route, "_atrium_query_names", None)
+    if names is None:
+        names = route._atrium_query_names = _query_names(dependant)  # type: ignore[union-attr]
+    unknown = sorted(set(request.query_params) - names)
+    if unknown:
+        takes = ", ".join(sorted(names)) or "none"
+        raise Invalid(f"unknown query parameter {unknown[0]!r} (this route takes: {takes})",
+                      code="unknown_query_parameter")
 
 
 def _session_claims(request: Request) -> dict | None:

@@ -19,9 +19,17 @@ def add_event(*, session: Session, event: AuditEvent) -> AuditEvent:
 
 def list_events(
     *, session: Session, tenant: str | None = None, kind: str | None = None, limit: int = 100,
-    exclude_kinds: tuple[str, ...] = (), exclude_reasons: tuple[str, ...] = (),
+    exclude_kinds: tuple[str, ...] = (), exclude_reasons: tuple[str, ...] = (), before_id: int | None = None,
+    since: datetime | None = None, until: datetime | None = None,
 ) -> list[AuditEvent]:
+    """Newest first; `before_id` pages back (the last id of the previous page), `since`/`until` bound the time."""
     stmt = select(AuditEvent)
+    if before_id is not None:
+        stmt = stmt.where(AuditEvent.id < before_id)
+    if since is not None:
+        stmt = stmt.where(AuditEvent.created_at >= since)
+    if until is not None:
+        stmt = stmt.where(AuditEvent.created_at < until)
     if tenant is not None:
         stmt = stmt.where(AuditEvent.tenant == tenant)
     if kind is not None:
