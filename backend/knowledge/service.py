@@ -38,11 +38,12 @@ def knowledge_id(tenant: str, kb: str) -> str:
 
 
 def check_kb(kb: str | None) -> str:
-    kb = (kb or "default").strip().lower()
-    if not KB_RE.fullmatch(kb):
-        raise Invalid(f"knowledge base name {kb[:80]!r} must be lowercase letters, digits, '-' or '_'",
+    name = (kb or "default").strip().lower()
+    if not KB_RE.fullmatch(name):
+        # Quote what was sent: its lower-cased form would not be what the user typed.
+        raise Invalid(f"knowledge base name {(kb or '')[:80]!r} must be lowercase letters, digits, '-' or '_'",
                       code="invalid_kb")
-    return kb
+    return name
 
 
 def document_public(doc: KbDocument, **extra: Any) -> dict[str, Any]:
@@ -164,11 +165,22 @@ class KnowledgeService:
 
     def list_documents(self, principal: Principal, tenant: str, *, kb: str | None = None,
                        status: str | None = None, limit: int = 100, offset: int = 0) -> list[dict]:
+        """A knowledge base that does not exist is a 404 naming those that do (a typo is not "no documents")."""
         self.authorize(principal, tenant, "retrieval")
+        kb = self.existing_kb(principal, tenant, kb) if kb else None
         with self.db.session() as session:
-            docs = repo.list_documents(session=session, tenant=tenant, kb=check_kb(kb) if kb else None,
-                                       status=status, limit=limit, offset=offset)
+            docs = repo.list_documents(session=session, tenant=tenant, kb=kb, status=status, limit=limit,
+                                       offset=offset)
         return [document_public(d) for d in docs]
+
+    def existing_kb(self, principal: Principal, tenant: str, kb: str) -> str:
+        """The knowledge base's name when the tenant has it; else a 404 `kb_not_found` naming the ones it has."""
+        bases = [b["kb"] for b in self.knowledge_bases(principal, tenant)]
+        name = check_kb(kb)
+        if name not in bases:
+            raise NotFound(f"tenant {tenant!r} has no knowledge base {kb[:80]!r}; it has: "
+                           f"{', '.join(bases) or 'none yet (upload a document first)'}", code="kb_not_found")
+        return name
 
     def get_document(self, principal: Principal, tenant: str, document_id: str) -> dict:
         self.authorize(principal, tenant, "retrieval")
