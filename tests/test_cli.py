@@ -38,6 +38,7 @@ def test_keys_create_prints_the_key_alone_on_the_last_line_and_stores_only_a_has
     listed = _atrium(data_dir, "keys", "list", "--tenant", "sales")
     assert listed.returncode == 0, listed.stderr
     assert key.id in listed.stdout and "active" in listed.stdout and "chat,retrieval" in listed.stdout
+    assert listed.stdout.splitlines()[0].split() == ["ID", "STATE", "SCOPES", "LAST", "USE", "NAME"]
     assert secret not in listed.stdout
     assert _atrium(data_dir, "keys", "revoke", "--tenant", "sales", key.id).returncode == 0
     assert "revoked" in _atrium(data_dir, "keys", "list", "--tenant", "sales").stdout
