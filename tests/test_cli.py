@@ -52,6 +52,16 @@ def test_keys_create_rejects_unknown_tenant_and_scope(data_dir):
     assert bad_scope.returncode == 2 and "unknown scope(s) root" in bad_scope.stderr
 
 
+def test_ingest_refusals_are_one_error_line_and_exit_code_2(data_dir, tmp_path):
+    doc = tmp_path / "file.md"
+    doc.write_text("# Notes\n\nSome text.\n")
+    for args, message in ((["--kb", "../x"], "error: knowledge base name '../x' must be lowercase letters"),
+                          (["--kb", "Bad KB"], "error: knowledge base name 'Bad KB' must be")):
+        out = _atrium(data_dir, "ingest", "--tenant", "sales", *args, str(doc))
+        assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+        assert out.stderr.strip().startswith(message), out.stderr
+
+
 def test_migrate_command(data_dir):
     out = _atrium(data_dir, "migrate")
     assert out.returncode == 0 and "latest schema" in out.stdout

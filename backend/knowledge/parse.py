@@ -49,6 +49,16 @@ def clean_filename(name: str | None) -> str:
     return name.strip()
 
 
+def clean_folder(folder: str) -> str:
+    """A relative folder path ("apac/2025"), each part checked like a file name (no "..", no control characters)."""
+    parts = folder.strip("/").split("/")
+    for part in parts:
+        clean_filename(part)
+    if len(folder) > 700:
+        raise Invalid(f"the folder path {folder[:80]!r}… is longer than 700 characters", code="invalid_filename")
+    return "/".join(p.strip() for p in parts)
+
+
 def extension(name: str) -> str:
     """The name's extension, lower-cased ('' for none). "minutes 2024.03" has none: a number is not a type."""
     suffix = PurePosixPath(name).suffix.lower()

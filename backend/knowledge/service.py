@@ -24,7 +24,7 @@ from backend.errors import AtriumError, Forbidden, Invalid, NotFound
 from backend.governance.audit import AuditLog
 from backend.knowledge import metadata_filter
 from backend.knowledge.ingest import IngestWorker
-from backend.knowledge.parse import validate
+from backend.knowledge.parse import clean_folder, validate
 from backend.knowledge.retrieval import Citation, Retrieval, is_relevant
 from backend.knowledge.stores.base import Hit, TenantStore, VectorStore
 from backend.tenants import TenantRegistry
@@ -67,6 +67,9 @@ def hit_public(hit: Hit) -> dict[str, Any]:
 class UploadFile:
     filename: str | None
     data: bytes
+    # The folder it was in, relative to the folder given to `atrium ingest` ("apac" for apac/notes.md): the
+    # document is named by that path, so files of the same name in two folders are two documents.
+    folder: str = ""
 
 
 class KnowledgeService:
@@ -145,6 +148,8 @@ class KnowledgeService:
     def _accept(self, principal: Principal, tenant: str, kb: str, item: UploadFile, metadata: dict,
                 title: str | None) -> dict:
         filename, content_type = validate(item.data, item.filename, max_bytes=self.max_upload_bytes)
+        if item.folder:
+            filename = f"{clean_folder(item.folder)}/{filename}"
         digest = hashlib.sha256(item.data).hexdigest()
         with self.db.session() as session:
             same = repo.find_by_hash(session=session, tenant=tenant, kb=kb, content_hash=digest)
