@@ -134,7 +134,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 def cmd_reindex(args: argparse.Namespace) -> int:
     from backend.knowledge.cli import reindex
 
-    return reindex(_services(), tenant=args.tenant)
+    return reindex(_services(), tenant=args.tenant, include_failed=args.include_failed)
 
 
 def cmd_hash_password(_args: argparse.Namespace) -> int:
@@ -180,6 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
     reindex = sub.add_parser("reindex", help="chunk and embed the stored documents again (after an upgrade that "
                                              "changes chunking), with a progress bar")
     reindex.add_argument("--tenant", help="one tenant (default: every tenant)")
+    reindex.add_argument("--include-failed", action="store_true",
+                         help="also try again the documents that failed when added (skipped by default)")
     reindex.set_defaults(func=cmd_reindex)
 
     seed = sub.add_parser("seed-demo", help="load the demo knowledge bases")

@@ -103,25 +103,33 @@ def ingest_paths(services, *, tenant: str, paths: list[str], kb: str = "default"
 
 
 @_says_errors
-def reindex(services, *, tenant: str | None) -> int:
-    """`atrium reindex [--tenant T]`: chunk and embed every stored document again (0 ok, 1 failures, 2 usage)."""
+def reindex(services, *, tenant: str | None, include_failed: bool = False) -> int:
+    """`atrium reindex [--tenant T] [--include-failed]`: chunk and embed every ready document again. Documents that
+    had failed are skipped (named, with why) unless `include_failed`; either way only a document that was ready
+    and fails now makes the exit code 1 (one that failed before and fails again is reported, as before)."""
     if tenant and _unknown_tenant(services, tenant):
         return 2
     knowledge = services.knowledge
     knowledge.worker.stop()  # this process embeds in the foreground, with the progress bar
-    failed = 0
+    broken = 0
     for t in [tenant] if tenant else services.registry.ids():
-        queued = knowledge.reindex(_operator(t), t, route="cli:reindex")
+        operator = _operator(t)
+        failed_before = knowledge.list_documents(operator, t, status="failed", limit=100_000)
+        if failed_before and not include_failed:
+            print(f"{t}: skipped {len(failed_before)} document(s) that failed when added (--include-failed tries "
+                  "them again): " + "; ".join(f"{d['filename']} ({d['error']})" for d in failed_before))
+        queued = knowledge.reindex(operator, t, route="cli:reindex", include_failed=include_failed)
         outcome = _embed(knowledge, queued) if queued else {}
+        was_failed = {d["id"] for d in failed_before}
         bad = 0
         for doc_id, error in outcome.items():
             if error is not None:
                 print(f"error: {queued[doc_id]}: {error}", file=sys.stderr)
                 bad += 1
-        failed += bad
+                broken += doc_id not in was_failed
         ready = len(outcome) - bad
         print(f"{t}: {len(queued)} document(s) re-indexed: {ready} ready" + (f", {bad} failed" if bad else ""))
-    return 1 if failed else 0
+    return 1 if broken else 0
 
 
 def _embed(knowledge, queued: dict[str, str]) -> dict[str, str | None]:

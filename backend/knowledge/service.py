@@ -110,15 +110,19 @@ class KnowledgeService:
 
     # -- documents ----------------------------------------------------------------------------------------------
 
-    def reindex(self, principal: Principal, tenant: str, *, route: str = "knowledge:reindex") -> dict[str, str]:
-        """Queue every ready (or failed) document of the tenant to be chunked and embedded again from its stored
-        file, e.g. after an upgrade that changes chunking; returns {document id: filename}."""
+    def reindex(self, principal: Principal, tenant: str, *, route: str = "knowledge:reindex",
+                include_failed: bool = False) -> dict[str, str]:
+        """Queue every ready document of the tenant (and the failed ones with `include_failed`) to be chunked and
+        embedded again from its stored file, e.g. after an upgrade that changes chunking; returns
+        {document id: filename}. Failed ones are left out by default: most failed for a reason in the file
+        itself (a scanned PDF without text) and would only fail again."""
         self.authorize(principal, tenant, "ingest", route=route)
+        statuses = ("ready", "failed") if include_failed else ("ready",)
         with self.db.session() as session:
-            docs = repo.requeue_documents(session=session, tenant=tenant)
+            docs = repo.requeue_documents(session=session, tenant=tenant, statuses=statuses)
             queued = {d.id: d.filename for d in docs}
         self.audit.record("documents_reindexed", subject=principal.subject, tenant=tenant, route=route,
-                          detail={"documents": len(queued)})
+                          detail={"documents": len(queued), "include_failed": include_failed})
         self.worker.wake()
         return queued
 
