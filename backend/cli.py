@@ -89,10 +89,12 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
         keys = list_api_keys(session=session, tenant=args.tenant)
     if not keys:
         print(f"tenant {args.tenant} has no API keys (create one: atrium keys create --tenant {args.tenant} ...)")
+        return 0
+    print(f"{'ID':<12}  {'STATE':<18} {'SCOPES':<40} {'LAST USE':<27} NAME")
     for k in keys:
         state = f"revoked {k.revoked_at:%Y-%m-%d}" if k.revoked_at else "active"
         used = f"last used {k.last_used_at:%Y-%m-%d %H:%M}" if k.last_used_at else "never used"
-        print(f"{k.id}  {state:<18} {','.join(k.scopes):<40} {used:<27} {k.name or '-'}")
+        print(f"{k.id:<12}  {state:<18} {','.join(k.scopes):<40} {used:<27} {k.name or '-'}")
     return 0
 
 
@@ -101,10 +103,14 @@ def cmd_keys_revoke(args: argparse.Namespace) -> int:
 
     services = _services(worker=False)
     with services.db.session() as session:
-        key = revoke_api_key(session=session, tenant=args.tenant, key_id=args.key_id)
-    if key is None:
+        revoked = revoke_api_key(session=session, tenant=args.tenant, key_id=args.key_id)
+    if revoked is None:
         print(f"error: tenant {args.tenant} has no key {args.key_id}", file=sys.stderr)
         return 2
+    key, now = revoked
+    if not now:  # idempotent, like DELETE /keys/{id}: nothing changed, nothing to audit
+        print(f"key {key.id} was already revoked on {key.revoked_at:%Y-%m-%d %H:%M:%S} UTC")
+        return 0
     services.audit.record("key_revoked", subject="cli", tenant=args.tenant, route="cli:keys revoke",
                           detail={"key_id": key.id})
     print(f"revoked key {key.id}")
@@ -128,7 +134,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 def cmd_reindex(args: argparse.Namespace) -> int:
     from backend.knowledge.cli import reindex
 
-    return reindex(_services(), tenant=args.tenant)
+    return reindex(_services(), tenant=args.tenant, include_failed=args.include_failed)
 
 
 def cmd_hash_password(_args: argparse.Namespace) -> int:
@@ -174,6 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
     reindex = sub.add_parser("reindex", help="chunk and embed the stored documents again (after an upgrade that "
                                              "changes chunking), with a progress bar")
     reindex.add_argument("--tenant", help="one tenant (default: every tenant)")
+    reindex.add_argument("--include-failed", action="store_true",
+                         help="also try again the documents that failed when added (skipped by default)")
     reindex.set_defaults(func=cmd_reindex)
 
     seed = sub.add_parser("seed-demo", help="load the demo knowledge bases")

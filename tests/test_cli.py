@@ -38,6 +38,7 @@ def test_keys_create_prints_the_key_alone_on_the_last_line_and_stores_only_a_has
     listed = _atrium(data_dir, "keys", "list", "--tenant", "sales")
     assert listed.returncode == 0, listed.stderr
     assert key.id in listed.stdout and "active" in listed.stdout and "chat,retrieval" in listed.stdout
+    assert listed.stdout.splitlines()[0].split() == ["ID", "STATE", "SCOPES", "LAST", "USE", "NAME"]
     assert secret not in listed.stdout
     assert _atrium(data_dir, "keys", "revoke", "--tenant", "sales", key.id).returncode == 0
     assert "revoked" in _atrium(data_dir, "keys", "list", "--tenant", "sales").stdout
@@ -49,6 +50,16 @@ def test_keys_create_rejects_unknown_tenant_and_scope(data_dir):
     assert bad_tenant.returncode == 2 and "unknown tenant 'marketing'" in bad_tenant.stderr
     bad_scope = _atrium(data_dir, "keys", "create", "--tenant", "sales", "--scopes", "chat,root")
     assert bad_scope.returncode == 2 and "unknown scope(s) root" in bad_scope.stderr
+
+
+def test_ingest_refusals_are_one_error_line_and_exit_code_2(data_dir, tmp_path):
+    doc = tmp_path / "file.md"
+    doc.write_text("# Notes\n\nSome text.\n")
+    for args, message in ((["--kb", "../x"], "error: knowledge base name '../x' must be lowercase letters"),
+                          (["--kb", "Bad KB"], "error: knowledge base name 'Bad KB' must be")):
+        out = _atrium(data_dir, "ingest", "--tenant", "sales", *args, str(doc))
+        assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+        assert out.stderr.strip().startswith(message), out.stderr
 
 
 def test_migrate_command(data_dir):

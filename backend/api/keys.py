@@ -43,6 +43,11 @@ class KeyPublic(BaseModel):
         return cls.model_validate(key, from_attributes=True)
 
 
+class KeyRevoked(KeyPublic):
+    already_revoked: bool = Field(description="true when the key had been revoked before (at `revoked_at`); "
+                                              "revoking is idempotent")
+
+
 class KeyIssued(KeyPublic):
     token: str = Field(description="the key itself; shown only in this response, store it now")
 
@@ -64,14 +69,18 @@ def list_keys(ctx: TenantAdmin, services: ServicesDep) -> list[KeyPublic]:
 
 
 @router.delete("/keys/{key_id}")
-def revoke_key(key_id: str, ctx: TenantAdmin, services: ServicesDep, request: Request) -> KeyPublic:
+def revoke_key(key_id: str, ctx: TenantAdmin, services: ServicesDep, request: Request) -> KeyRevoked:
+    """Idempotent: revoking a revoked key is a 200 with `already_revoked: true` and the first revocation's time
+    (and no second audit event)."""
     with services.db.session() as session:
-        key = revoke_api_key(session=session, tenant=ctx.tenant, key_id=key_id)
-        public = KeyPublic.of(key) if key is not None else None
-    if public is None:  # another tenant's key looks exactly like a missing one
-        raise NotFound(f"tenant {ctx.tenant!r} has no API key {key_id!r}", code="key_not_found")
+        revoked = revoke_api_key(session=session, tenant=ctx.tenant, key_id=key_id)
+        if revoked is None:  # another tenant's key looks exactly like a missing one
+            raise NotFound(f"tenant {ctx.tenant!r} has no API key {key_id!r}", code="key_not_found")
+        key, now = revoked
+        public = KeyRevoked(**KeyPublic.of(key).model_dump(), already_revoked=not now)
     services.api_keys.forget(key_id)  # at once here; other replicas within ATRIUM_API_KEY_CACHE_SECONDS
-    services.audit.record("key_revoked", subject=ctx.principal.subject, tenant=ctx.tenant,
-                          route=request.url.path, ip=client_ip(request), status=200,
-                          detail={"key_id": key_id})
+    if now:
+        services.audit.record("key_revoked", subject=ctx.principal.subject, tenant=ctx.tenant,
+                              route=request.url.path, ip=client_ip(request), status=200,
+                              detail={"key_id": key_id})
     return public

@@ -8,7 +8,6 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from backend.api.deps import RetrievalAccess, ServicesDep
-from backend.errors import NotFound
 from backend.knowledge.service import hit_public
 
 router = APIRouter(prefix="/api/t/{tenant}", tags=["knowledge"])
@@ -27,10 +26,7 @@ class SearchIn(BaseModel):
 async def search(body: SearchIn, ctx: RetrievalAccess, services: ServicesDep):
     knowledge = services.knowledge
     if body.kb is not None:  # a typo must not look like "nothing relevant"
-        bases = sorted(b["kb"] for b in await asyncio.to_thread(knowledge.knowledge_bases, ctx.principal, ctx.tenant))
-        if body.kb not in bases:
-            raise NotFound(f"tenant {ctx.tenant!r} has no knowledge base {body.kb!r}; it has: "
-                           f"{', '.join(bases) or 'none yet (upload a document first)'}", code="kb_not_found")
+        await asyncio.to_thread(knowledge.existing_kb, ctx.principal, ctx.tenant, body.kb)
     hits = await knowledge.search(ctx.principal, ctx.tenant, body.query, top_k=body.top_k, kb=body.kb,
                                   min_score=body.min_score)
     return {"query": body.query, "mode": knowledge.retrieval.mode, "relevance_threshold": knowledge.min_score,

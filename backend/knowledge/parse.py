@@ -1,8 +1,10 @@
 """Turn uploaded bytes into text blocks (headings, paragraphs, page numbers), after checking them.
 
-The type is sniffed from the bytes, never taken from the extension. Everything a user can get wrong
-raises a backend.errors class with a message they can act on (empty, too large, unsupported, encrypted
-or corrupt PDF, a .docx that unpacks to far more than it weighs, a file name with path components).
+The type is sniffed from the bytes, never taken from the extension; the extension only refuses a file
+that says it is something unsupported (tool.exe) and names a damaged .pdf/.docx as such. Everything a user
+can get wrong raises a backend.errors class with a message they can act on (empty, too large, unsupported,
+encrypted or corrupt PDF or .docx, a .docx that unpacks to far more than it weighs, a file name with path
+components).
 HTML and .docx structure (lists, tables) is read in html.py and word.py; PDF and text here.
 """
 
@@ -20,6 +22,8 @@ from backend.knowledge.pieces import LIST_ITEM, is_list
 from backend.knowledge.word import parse_docx
 
 SUPPORTED = ".txt, .md, .pdf, .docx, .html"
+# What a name may end with (the spellings .markdown and .htm included); `atrium ingest` of a folder takes these.
+EXTENSIONS = frozenset({".txt", ".md", ".markdown", ".pdf", ".docx", ".html", ".htm"})
 # A .docx is a zip; refuse archives that expand far beyond their size (zip bombs).
 DOCX_MAX_RATIO = 100
 DOCX_MAX_ENTRIES = 2000
@@ -45,7 +49,46 @@ def clean_filename(name: str | None) -> str:
     return name.strip()
 
 
-def sniff(data: bytes) -> str:
+def clean_folder(folder: str) -> str:
+    """A relative folder path ("apac/2025"), each part checked like a file name (no "..", no control characters)."""
+    parts = folder.strip("/").split("/")
+    for part in parts:
+        clean_filename(part)
+    if len(folder) > 700:
+        raise Invalid(f"the folder path {folder[:80]!r}… is longer than 700 characters", code="invalid_filename")
+    return "/".join(p.strip() for p in parts)
+
+
+def extension(name: str) -> str:
+    """The name's extension, lower-cased ('' for none). "minutes 2024.03" has none: a number is not a type."""
+    suffix = PurePosixPath(name).suffix.lower()
+    return suffix if re.fullmatch(r"\.[a-z0-9]{1,10}", suffix) and re.search(r"[a-z]", suffix) else ""
+
+
+def check_extension(name: str) -> None:
+    """Refuse a name that says it is an unsupported type (tool.exe, data.xlsx), whatever its bytes look like:
+    a file is never ingested as text when its name says it is something else. No extension: the bytes decide."""
+    ext = extension(name)
+    if ext and ext not in EXTENSIONS:
+        raise UnsupportedMedia(f"{ext} files are not supported; supported types: {SUPPORTED}",
+                               code="unsupported_type")
+
+
+def _damaged(name: str) -> Invalid | None:
+    """For a file named .pdf/.docx whose bytes are not one: it was damaged (or renamed), so say that, not
+    "binary"; None for other names."""
+    ext = extension(name)
+    if ext == ".pdf":
+        return Invalid(f"{name[:120]} is not a readable PDF (damaged, or not really a PDF): export it again",
+                       code="corrupt_pdf")
+    if ext == ".docx":
+        return Invalid(f"{name[:120]} is not a readable Word document (damaged, or not really a .docx): "
+                       "export it again", code="corrupt_docx")
+    return None
+
+
+def sniff(data: bytes, name: str = "") -> str:
+    """The content type from the bytes; `name` (the file name) only words the refusal of a damaged file."""
     head = data[:2048]
     if head.startswith(b"%PDF-") or b"%PDF-" in data[:1024]:
         return "pdf"
@@ -55,16 +98,17 @@ def sniff(data: bytes) -> str:
                 if "word/document.xml" in zf.namelist():
                     return "docx"
         except zipfile.BadZipFile as exc:
-            raise Invalid(f"the file looks like a zip/.docx but is corrupt: {exc}", code="corrupt_file") from exc
-        raise UnsupportedMedia(f"this is a zip archive, not a Word document; supported types: {SUPPORTED}",
-                               code="unsupported_type")
+            raise _damaged(name) or Invalid(f"the file looks like a zip/.docx but is corrupt: {exc}",
+                                            code="corrupt_docx") from exc
+        raise _damaged(name) or UnsupportedMedia(f"this is a zip archive, not a Word document; supported types: "
+                                                 f"{SUPPORTED}", code="unsupported_type")
     for magic, what in _MAGIC:
         if head.startswith(magic):
             raise UnsupportedMedia(f"this file is {what}; supported types: {SUPPORTED}", code="unsupported_type")
     text = _decode(data)
     if text is None:
-        raise UnsupportedMedia(f"this file is binary, not text or a supported document; supported types: "
-                               f"{SUPPORTED}", code="unsupported_type")
+        raise _damaged(name) or UnsupportedMedia(f"this file is binary, not text or a supported document; "
+                                                 f"supported types: {SUPPORTED}", code="unsupported_type")
     probe = text[:2048].lstrip().lower()
     if probe.startswith(("<!doctype html", "<html")) or re.search(r"<(body|head|p|div|h[1-6])[\s>]", probe[:600]):
         return "html"
@@ -99,9 +143,10 @@ def validate(data: bytes, filename: str | None, *, max_bytes: int) -> tuple[str,
         # The upload route stops reading one byte past the limit, so the real size is unknown here.
         raise PayloadTooLarge(f"{name} is larger than the {_size(max_bytes)} limit (ATRIUM_MAX_UPLOAD_MB)",
                               code="file_too_large")
+    check_extension(name)
     if not data.strip():
         raise Invalid(f"{name} is empty", code="empty_file")
-    kind = sniff(data)
+    kind = sniff(data, name)
     if kind == "pdf":
         _open_pdf(data)
     elif kind == "docx":
@@ -199,7 +244,7 @@ def _check_zip(data: bytes, *, max_bytes: int) -> None:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             infos = zf.infolist()
     except zipfile.BadZipFile as exc:
-        raise Invalid(f"the .docx is corrupt: {exc}", code="corrupt_file") from exc
+        raise Invalid(f"the .docx is corrupt: {exc}", code="corrupt_docx") from exc
     total = sum(i.file_size for i in infos)
     limit = max(max_bytes * 5, 50_000_000)
     if len(infos) > DOCX_MAX_ENTRIES or total > limit or total > DOCX_MAX_RATIO * max(len(data), 1) + 10_000_000:

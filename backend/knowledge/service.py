@@ -24,7 +24,7 @@ from backend.errors import AtriumError, Forbidden, Invalid, NotFound
 from backend.governance.audit import AuditLog
 from backend.knowledge import metadata_filter
 from backend.knowledge.ingest import IngestWorker
-from backend.knowledge.parse import validate
+from backend.knowledge.parse import clean_folder, validate
 from backend.knowledge.retrieval import Citation, Retrieval, is_relevant
 from backend.knowledge.stores.base import Hit, TenantStore, VectorStore
 from backend.tenants import TenantRegistry
@@ -38,11 +38,12 @@ def knowledge_id(tenant: str, kb: str) -> str:
 
 
 def check_kb(kb: str | None) -> str:
-    kb = (kb or "default").strip().lower()
-    if not KB_RE.fullmatch(kb):
-        raise Invalid(f"knowledge base name {kb[:80]!r} must be lowercase letters, digits, '-' or '_'",
+    name = (kb or "default").strip().lower()
+    if not KB_RE.fullmatch(name):
+        # Quote what was sent: its lower-cased form would not be what the user typed.
+        raise Invalid(f"knowledge base name {(kb or '')[:80]!r} must be lowercase letters, digits, '-' or '_'",
                       code="invalid_kb")
-    return kb
+    return name
 
 
 def document_public(doc: KbDocument, **extra: Any) -> dict[str, Any]:
@@ -66,6 +67,9 @@ def hit_public(hit: Hit) -> dict[str, Any]:
 class UploadFile:
     filename: str | None
     data: bytes
+    # The folder it was in, relative to the folder given to `atrium ingest` ("apac" for apac/notes.md): the
+    # document is named by that path, so files of the same name in two folders are two documents.
+    folder: str = ""
 
 
 class KnowledgeService:
@@ -106,15 +110,19 @@ class KnowledgeService:
 
     # -- documents ----------------------------------------------------------------------------------------------
 
-    def reindex(self, principal: Principal, tenant: str, *, route: str = "knowledge:reindex") -> dict[str, str]:
-        """Queue every ready (or failed) document of the tenant to be chunked and embedded again from its stored
-        file, e.g. after an upgrade that changes chunking; returns {document id: filename}."""
+    def reindex(self, principal: Principal, tenant: str, *, route: str = "knowledge:reindex",
+                include_failed: bool = False) -> dict[str, str]:
+        """Queue every ready document of the tenant (and the failed ones with `include_failed`) to be chunked and
+        embedded again from its stored file, e.g. after an upgrade that changes chunking; returns
+        {document id: filename}. Failed ones are left out by default: most failed for a reason in the file
+        itself (a scanned PDF without text) and would only fail again."""
         self.authorize(principal, tenant, "ingest", route=route)
+        statuses = ("ready", "failed") if include_failed else ("ready",)
         with self.db.session() as session:
-            docs = repo.requeue_documents(session=session, tenant=tenant)
+            docs = repo.requeue_documents(session=session, tenant=tenant, statuses=statuses)
             queued = {d.id: d.filename for d in docs}
         self.audit.record("documents_reindexed", subject=principal.subject, tenant=tenant, route=route,
-                          detail={"documents": len(queued)})
+                          detail={"documents": len(queued), "include_failed": include_failed})
         self.worker.wake()
         return queued
 
@@ -144,6 +152,8 @@ class KnowledgeService:
     def _accept(self, principal: Principal, tenant: str, kb: str, item: UploadFile, metadata: dict,
                 title: str | None) -> dict:
         filename, content_type = validate(item.data, item.filename, max_bytes=self.max_upload_bytes)
+        if item.folder:
+            filename = f"{clean_folder(item.folder)}/{filename}"
         digest = hashlib.sha256(item.data).hexdigest()
         with self.db.session() as session:
             same = repo.find_by_hash(session=session, tenant=tenant, kb=kb, content_hash=digest)
@@ -164,11 +174,22 @@ class KnowledgeService:
 
     def list_documents(self, principal: Principal, tenant: str, *, kb: str | None = None,
                        status: str | None = None, limit: int = 100, offset: int = 0) -> list[dict]:
+        """A knowledge base that does not exist is a 404 naming those that do (a typo is not "no documents")."""
         self.authorize(principal, tenant, "retrieval")
+        kb = self.existing_kb(principal, tenant, kb) if kb else None
         with self.db.session() as session:
-            docs = repo.list_documents(session=session, tenant=tenant, kb=check_kb(kb) if kb else None,
-                                       status=status, limit=limit, offset=offset)
+            docs = repo.list_documents(session=session, tenant=tenant, kb=kb, status=status, limit=limit,
+                                       offset=offset)
         return [document_public(d) for d in docs]
+
+    def existing_kb(self, principal: Principal, tenant: str, kb: str) -> str:
+        """The knowledge base's name when the tenant has it; else a 404 `kb_not_found` naming the ones it has."""
+        bases = [b["kb"] for b in self.knowledge_bases(principal, tenant)]
+        name = check_kb(kb)
+        if name not in bases:
+            raise NotFound(f"tenant {tenant!r} has no knowledge base {kb[:80]!r}; it has: "
+                           f"{', '.join(bases) or 'none yet (upload a document first)'}", code="kb_not_found")
+        return name
 
     def get_document(self, principal: Principal, tenant: str, document_id: str) -> dict:
         self.authorize(principal, tenant, "retrieval")

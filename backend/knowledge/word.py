@@ -100,8 +100,8 @@ def parse_docx(data: bytes) -> ParsedDocument:
     try:
         document = docx.Document(io.BytesIO(data))
     except Exception as exc:
-        raise Invalid(f"the .docx cannot be read ({type(exc).__name__}: {str(exc)[:120]})",
-                      code="corrupt_file") from exc
+        raise Invalid(f"the .docx cannot be read ({type(exc).__name__}: {str(exc)[:120]}): export it again",
+                      code="corrupt_docx") from exc
     doc = ParsedDocument(content_type="docx")
     try:
         doc.title = (document.core_properties.title or "").strip() or None

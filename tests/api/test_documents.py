@@ -148,3 +148,35 @@ def test_chat_cites_sources_and_says_it_does_not_know(api_client, login_as, api_
     with api_services.db.session() as session:
         turn = session.exec(select(ChatTurn).where(ChatTurn.id == answer["turn_id"])).one()
     assert turn.chunk_ids == [] and not turn.model and turn.outcome == "ok"
+
+
+def test_damaged_and_unsupported_files_are_named(api_client, login_as):
+    from tests.knowledge.files import random_bytes
+
+    carol = {"cookies": login_as("carol")}
+    for name, code in (("corrupt.pdf", "corrupt_pdf"), ("corrupt.docx", "corrupt_docx")):
+        r = api_client.post("/api/t/sales/documents", files=[("files", (name, random_bytes(), "application/pdf"))],
+                            **carol)
+        assert (r.status_code, r.json()["error"]) == (422, code), r.text
+        assert r.json()["detail"].startswith(f"{name} is not a readable ") and "export it again" in r.json()["detail"]
+    r = api_client.post("/api/t/sales/documents", files=[("files", ("tool.exe", b"echo hi\n", "text/plain"))],
+                        **carol)
+    assert (r.status_code, r.json()["error"]) == (415, "unsupported_type") and ".exe" in r.json()["detail"]
+
+
+def test_an_unknown_knowledge_base_is_a_404_and_a_bad_name_is_quoted_as_sent(api_client, login_as):
+    carol = {"cookies": login_as("carol")}
+    r = api_client.get("/api/t/sales/documents", params={"kb": "Bad KB"}, **carol)
+    assert (r.status_code, r.json()["error"]) == (422, "invalid_kb") and "'Bad KB'" in r.json()["detail"]
+    r = api_client.get("/api/t/sales/documents", params={"kb": "nosuch"}, **carol)
+    assert (r.status_code, r.json()["error"]) == (404, "kb_not_found") and "none yet" in r.json()["detail"]
+    r = api_client.post("/api/t/sales/documents", files=_files("sales/pricing-rules.md"), data={"kb": "pricing"},
+                        **carol)
+    assert r.status_code == 202, r.text
+    # The same answer as POST /search for a knowledge base the tenant does not have.
+    for r in (api_client.get("/api/t/sales/documents", params={"kb": "nosuch"}, **carol),
+              api_client.post("/api/t/sales/search", json={"query": "discounts", "kb": "nosuch"}, **carol)):
+        assert (r.status_code, r.json()["error"]) == (404, "kb_not_found")
+        assert r.json()["detail"] == "tenant 'sales' has no knowledge base 'nosuch'; it has: pricing"
+    listed = api_client.get("/api/t/sales/documents", params={"kb": "pricing"}, **carol).json()["documents"]
+    assert [d["filename"] for d in listed] == ["pricing-rules.md"]

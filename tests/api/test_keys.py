@@ -155,3 +155,22 @@ def test_a_revoke_from_another_process_applies_within_the_key_cache_time(api_cli
     r = api_client.get("/api/me", headers=_bearer(token))
     assert (r.status_code, r.json()["error"]) == (401, "revoked_api_key")
     assert _events(api_client, "denied")[0]["reason"] == "revoked_api_key"
+
+
+def test_revoking_twice_is_idempotent_and_audited_once(api_client, login_as, settings):
+    carol = login_as("carol")
+    issued = _create(api_client, carol).json()
+    first = api_client.delete(f"/api/t/sales/keys/{issued['id']}", cookies=carol)
+    assert first.status_code == 200 and first.json()["already_revoked"] is False
+    again = api_client.delete(f"/api/t/sales/keys/{issued['id']}", cookies=carol)
+    assert again.status_code == 200 and again.json()["already_revoked"] is True
+    assert again.json()["revoked_at"] == first.json()["revoked_at"]  # the original revocation, not now
+    assert [e["detail"]["key_id"] for e in _events(api_client, "key_revoked")] == [issued["id"]]
+
+    token = _cli(settings, "create", "--tenant", "sales", "--scopes", "chat").stdout.strip().splitlines()[-1]
+    key_id = token.split("_")[1]
+    assert _cli(settings, "revoke", "--tenant", "sales", key_id).stdout.strip() == f"revoked key {key_id}"
+    done = _cli(settings, "revoke", "--tenant", "sales", key_id)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"key {key_id} was already revoked on 20") and done.stdout.strip().endswith("UTC")
+    assert sorted(e["detail"]["key_id"] for e in _events(api_client, "key_revoked")) == sorted([issued["id"], key_id])

@@ -62,6 +62,13 @@ def corrupt_pdf() -> bytes:
     return b"%PDF-1.7\n1 0 obj\n<< /Type /Catalog /Pages 2 0 R\n" + b"\x00garbage" * 50 + b"\n%%EOF"
 
 
+def random_bytes(n: int = 3000) -> bytes:
+    """What a file damaged beyond recognition holds (the same bytes every run; no known file signature)."""
+    import random
+
+    return random.Random(7).randbytes(n)
+
+
 def make_docx(sections: list[tuple[str, list[str]]], *, title: str | None = None) -> bytes:
     import docx
 

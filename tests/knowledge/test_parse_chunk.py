@@ -7,7 +7,7 @@ import pytest
 from backend.errors import Invalid, PayloadTooLarge, UnsupportedMedia
 from backend.knowledge.chunk import approx_tokens, chunk_blocks
 from backend.knowledge.parse import Block, parse, validate
-from tests.knowledge.files import corrupt_pdf, docx_zip_bomb, encrypt_pdf, make_docx, make_pdf
+from tests.knowledge.files import corrupt_pdf, docx_zip_bomb, encrypt_pdf, make_docx, make_pdf, random_bytes
 
 MB = 1024 * 1024
 
@@ -54,6 +54,11 @@ def test_markdown_and_text_are_sniffed():
     ("locked.pdf", encrypt_pdf(make_pdf(["secret text"])), MB, Invalid, "encrypted_pdf"),
     ("broken.pdf", corrupt_pdf(), MB, Invalid, "corrupt_pdf"),
     ("bomb.docx", docx_zip_bomb(), 20 * MB, Invalid, "zip_bomb"),
+    ("corrupt.pdf", random_bytes(), MB, Invalid, "corrupt_pdf"),
+    ("corrupt.docx", random_bytes(), MB, Invalid, "corrupt_docx"),
+    ("cut.docx", make_docx([("A", ["b"])])[:400], MB, Invalid, "corrupt_docx"),
+    ("tool.exe", b"echo this is a script, not a document\n", MB, UnsupportedMedia, "unsupported_type"),
+    ("data.xlsx", b"a,b\n1,2\n", MB, UnsupportedMedia, "unsupported_type"),
     ("../../etc/passwd", b"root:x:0:0", MB, Invalid, "invalid_filename"),
     ("reports/q3.txt", b"text", MB, Invalid, "invalid_filename"),
     ("C:\\Users\\me\\q3.txt", b"text", MB, Invalid, "invalid_filename"),
@@ -65,6 +70,25 @@ def test_bad_input_is_refused_with_a_reason(name, data, max_bytes, error, code):
         validate(data, name, max_bytes=max_bytes)
     assert info.value.code == code
     assert len(info.value.message) > 10  # a sentence the user can act on
+
+
+def test_a_damaged_pdf_or_docx_is_named_as_such_not_as_binary():
+    for name, what in (("corrupt.pdf", "a readable PDF (damaged, or not really a PDF)"),
+                       ("corrupt.docx", "a readable Word document (damaged, or not really a .docx)")):
+        with pytest.raises(Invalid) as info:
+            validate(random_bytes(), name, max_bytes=MB)
+        assert info.value.message == f"{name} is not {what}: export it again"
+    with pytest.raises(UnsupportedMedia) as info:  # the same bytes named otherwise: binary, as before
+        validate(random_bytes(), "blob.txt", max_bytes=MB)
+    assert "binary" in info.value.message
+
+
+def test_the_extension_refuses_only_unsupported_types():
+    with pytest.raises(UnsupportedMedia) as info:
+        validate(b"MZ is not here: plain words", "tool.EXE", max_bytes=MB)
+    assert info.value.message == ".exe files are not supported; supported types: .txt, .md, .pdf, .docx, .html"
+    for name in ("notes.markdown", "page.htm", "README", "minutes 2024.03"):  # no extension: the bytes decide
+        assert validate(b"Plain words.", name, max_bytes=MB) == (name, "text")
 
 
 def test_pdf_without_text_fails_clearly():

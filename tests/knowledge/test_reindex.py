@@ -45,3 +45,25 @@ def test_reindex_rechunks_every_stored_document(make_settings, capsys):
         assert reindex(new, tenant="nope") == 2 and "unknown tenant 'nope'" in capsys.readouterr().err
     finally:
         new.close()
+
+
+def test_reindex_skips_documents_that_failed_when_added(services, capsys):
+    from tests.knowledge.files import make_pdf
+
+    kb, admin = services.knowledge, admin_of("sales")
+    up = kb.upload(admin, "sales", [UploadFile("returns.md", LONG), UploadFile("scan.pdf", make_pdf([""]))])
+    good, scan = wait_documents(kb, admin, "sales", [d["id"] for d in up["documents"]])
+    assert (good["status"], scan["status"]) == ("ready", "failed")
+
+    assert reindex(services, tenant="sales") == 0  # the scanned PDF failed before: it does not fail this run
+    out = capsys.readouterr()
+    assert ("sales: skipped 1 document(s) that failed when added (--include-failed tries them again): scan.pdf "
+            "(no text could be extracted (a scanned PDF? run OCR on it first))") in out.out
+    assert "sales: 1 document(s) re-indexed: 1 ready" in out.out and "error" not in out.err
+    assert kb.get_document(admin, "sales", good["id"])["status"] == "ready"
+
+    assert reindex(services, tenant="sales", include_failed=True) == 0  # tried again; it fails as it did
+    out = capsys.readouterr()
+    assert "sales: 2 document(s) re-indexed: 1 ready, 1 failed" in out.out and "skipped" not in out.out
+    assert "error: scan.pdf: no text could be extracted" in out.err
+    assert kb.get_document(admin, "sales", scan["id"])["status"] == "failed"
