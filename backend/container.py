@@ -83,14 +83,17 @@ class Services:
 
 def build_services(settings: Settings, *, migrate: bool = True) -> Services:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    # Configuration first (a ConfigError names the file and the fix), then the database.
     registry = TenantRegistry.load(settings.config_dir / "tenants.yaml")
+    models = ModelsConfig.load(settings.config_dir / "models.yaml")
+    registry.check_tiers(models.tiers(), models_path=models.source or settings.config_dir / "models.yaml")
     demo_users = DemoUsers.load(settings.config_dir / "demo_users.yaml")
     if migrate:
         upgrade(settings.sql_url)
     db = Database(make_engine(settings.sql_url))
     audit = AuditLog(db=db, denial_threshold=settings.suspicious_denials, window_s=settings.suspicious_window_s)
     prompts = PromptStore(settings.prompts_dir)
-    llm = LLMService(settings=settings, config=ModelsConfig.load(settings.config_dir / "models.yaml"))
+    llm = LLMService(settings=settings, config=models)
     quotas, cache = _governance(settings, registry, db)
     knowledge = build_knowledge(settings, db=db, registry=registry, audit=audit,
                                 embedding_list=llm.config.embedding_list)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 import re
+from collections.abc import Collection
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -137,6 +139,27 @@ class TenantRegistry:
         except ValidationError as exc:
             raise ConfigError(f"{path}: platform: {describe_errors(exc, PlatformConfig)}") from None
         return cls(tenants, platform, source=path)
+
+    def check_tiers(self, configured: Collection[str], *, models_path: Path) -> None:
+        """Every tenant's model_policy names configured tiers, and its default tier is one it allows: a typo
+        (`turbo`) would otherwise only show as a tier that is never live."""
+        where = self.source or "tenants config"
+        for t in self._tenants.values():
+            policy = t.model_policy
+            for tier in policy.allowed_tiers:
+                if tier not in configured:
+                    close = difflib.get_close_matches(tier, list(configured), n=1)
+                    hint = f"did you mean `{close[0]}`? " if close else ""
+                    raise ConfigError(
+                        f"{where}: tenant {t.id!r}: model_policy.allowed_tiers: `{tier}` is not a configured tier "
+                        f"(configured: {', '.join(configured)}: local, fast, smart and the model_name values of "
+                        f"{models_path}): {hint}"
+                        "remove it, or add a deployment with that model_name to models.yaml")
+            if policy.default_tier not in policy.allowed_tiers:
+                raise ConfigError(
+                    f"{where}: tenant {t.id!r}: model_policy.default_tier `{policy.default_tier}` is not in "
+                    f"allowed_tiers [{', '.join(policy.allowed_tiers)}] (configured tiers: {', '.join(configured)}): "
+                    "set default_tier to one of the allowed tiers, or allow it")
 
     def get(self, tenant_id: str) -> TenantConfig | None:
         return self._tenants.get(tenant_id)

@@ -12,6 +12,7 @@ import yaml
 from backend.config_files import ConfigError
 from backend.tenants import TenantRegistry
 from tests.conftest import REPO
+from tests.llm.fakes import make_config_dir
 
 
 def _load_with(tmp_path: Path, change: Callable[[dict], None]) -> str:
@@ -89,7 +90,10 @@ def test_a_yaml_syntax_error_names_the_absolute_file_and_the_line(tmp_path, monk
     assert str(info.value).startswith(f"{tmp_path / 'tenants.yaml'}: invalid YAML at line 4, column 4 (")
 
 
-def test_the_shipped_config_loads():
+def test_the_shipped_config_and_the_test_fixtures_load(tmp_path):
     shipped = TenantRegistry.load(REPO / "config" / "tenants.yaml")
     assert shipped.ids() == ["sales", "engineering", "finance"] and all(t.assistants for t in shipped.all())
     assert shipped.source == REPO / "config" / "tenants.yaml"
+    cfg = make_config_dir(tmp_path, model_list=[], policy={"allowed_tiers": ["fast", "smart"]})
+    narrowed = TenantRegistry.load(cfg / "tenants.yaml")
+    assert {t.model_policy.default_tier for t in narrowed.all()} == {"smart"}

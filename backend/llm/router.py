@@ -52,6 +52,12 @@ class ModelsConfig:
             source=path,
         )
 
+    def tiers(self) -> list[str]:
+        """The tiers a tenant may allow: local, fast and smart (a deployment or ATRIUM_MODEL_<TIER> makes them
+        live, without editing this file) and any other model_name of the model list."""
+        names = [str(d.get("model_name")) for d in self.model_list if isinstance(d, dict)]
+        return list(dict.fromkeys([*TIERS, *names]))
+
 
 def provider_of(model: str) -> str:
     """`anthropic/claude-...` -> anthropic; a bare name is an OpenAI model for LiteLLM."""
