@@ -62,6 +62,17 @@ class Services:
     def principal_from_claims(self, claims: dict, *, auth: AuthMethod = "session") -> Principal:
         return claims_to_principal(claims, self.registry, auth=auth)
 
+    def prompt_problems(self) -> dict[str, str]:
+        """"tenant/assistant" -> why it has no prompt and the fix, for every configured assistant that cannot
+        answer. Read from disk each time (a first version saved in the studio clears it). Not a readiness
+        failure: one department's mistake must not take every department's replicas out of service."""
+        out: dict[str, str] = {}
+        for t in self.registry.all():
+            for a in t.assistants:
+                if (why := self.prompts.problem(t.id, a.name)) is not None:
+                    out[f"{t.id}/{a.name}"] = why
+        return out
+
     def readiness(self) -> dict[str, str]:
         """Part name -> "ok" or the reason it failed."""
         out: dict[str, str] = {}
@@ -105,6 +116,8 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
                         usage=UsageService(db=db), knowledge=knowledge,
                         conversations=ConversationService(db=db, registry=registry, audit=audit, chat=chat,
                                                           titles=settings.conversation_titles))
+    for assistant, why in services.prompt_problems().items():
+        log.warning("assistant has no prompt", extra={"assistant": assistant, "problem": why})
     if settings.redis_url:
         services.readiness_checks["redis"] = lambda: _ping_redis(settings.redis_url or "")
     services.jwt_verifier = build_jwt_verifier(settings)

@@ -1,7 +1,10 @@
-"""build_services, where tenants.yaml meets models.yaml: a model policy naming a tier that is not configured stops
-the start-up."""
+"""build_services, where tenants.yaml meets models.yaml, the prompts folder: a model policy naming a tier that is
+not configured stops the start-up; an assistant without a prompt is a WARNING."""
 
 from __future__ import annotations
+
+import logging
+import shutil
 
 import pytest
 
@@ -48,3 +51,19 @@ def test_a_model_name_of_models_yaml_is_a_tier_a_tenant_may_allow(tmp_path, make
     set_tenant(cfg, "sales", policy={"allowed_tiers": ["local", "reasoning"]})
     built.append(build_services(make_settings(ATRIUM_CONFIG_DIR=str(cfg), ATRIUM_INGEST_WORKER="false")))
     assert built[0].registry.get("sales").model_policy.allowed_tiers == ["local", "reasoning"]
+
+
+def test_each_assistant_without_a_prompt_is_a_start_up_warning(tmp_path, make_settings, prompts_root, built, caplog):
+    shutil.rmtree(prompts_root / "sales" / "deal-desk")
+    labels = prompts_root / "finance" / "finance-assistant" / "labels.yaml"
+    labels.write_text(labels.read_text().replace("production: 1", "production: 4"))
+    cfg = make_config_dir(tmp_path, model_list=MODELS)
+    with caplog.at_level(logging.WARNING, logger="atrium"):
+        built.append(build_services(make_settings(ATRIUM_CONFIG_DIR=str(cfg), ATRIUM_PROMPTS_DIR=str(prompts_root),
+                                                  ATRIUM_INGEST_WORKER="false")))
+    problems = {r.assistant: r.problem for r in caplog.records if r.getMessage() == "assistant has no prompt"}
+    assert sorted(problems) == ["finance/finance-assistant", "sales/deal-desk"]
+    assert problems["sales/deal-desk"].startswith(f"{prompts_root / 'sales' / 'deal-desk'} does not exist")
+    assert "create v0001.md and labels.yaml there" in problems["sales/deal-desk"]
+    assert problems["finance/finance-assistant"].startswith(f"{labels} points `production` at version 4 (v0004.md)")
+    assert "move the label" in problems["finance/finance-assistant"]
