@@ -16,7 +16,7 @@ from backend.auth.principal import AuthMethod, Principal
 from backend.chat import ChatService
 from backend.conversations import ConversationService
 from backend.db.engine import Database, make_engine
-from backend.db.migrate import upgrade
+from backend.db.migrate import upgrade_or_explain
 from backend.governance.audit import AuditLog
 from backend.governance.cache import MemoryCache, RedisCache, ResponseCache
 from backend.governance.quotas import QuotaService
@@ -100,7 +100,7 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
     registry.check_tiers(models.tiers(), models_path=models.source or settings.config_dir / "models.yaml")
     demo_users = DemoUsers.load(settings.config_dir / "demo_users.yaml")
     if migrate:
-        upgrade(settings.sql_url)
+        upgrade_or_explain(settings.sql_url)
     db = Database(make_engine(settings.sql_url))
     audit = AuditLog(db=db, denial_threshold=settings.suspicious_denials, window_s=settings.suspicious_window_s)
     prompts = PromptStore(settings.prompts_dir)
