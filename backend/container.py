@@ -98,7 +98,7 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
     registry = TenantRegistry.load(settings.config_dir / "tenants.yaml")
     models = ModelsConfig.load(settings.config_dir / "models.yaml")
     registry.check_tiers(models.tiers(), models_path=models.source or settings.config_dir / "models.yaml")
-    demo_users = DemoUsers.load(settings.config_dir / "demo_users.yaml")
+    demo_users = _demo_users(settings)
     if migrate:
         upgrade_or_explain(settings.sql_url)
     db = Database(make_engine(settings.sql_url))
@@ -131,6 +131,16 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
         knowledge.start_worker()  # resumes jobs a killed process left unfinished
     services.closers.append(knowledge.close)  # runs first (reversed): the worker stops before the engine
     return services
+
+
+def _demo_users(settings: Settings) -> DemoUsers:
+    path = (settings.config_dir / "demo_users.yaml").absolute()
+    if settings.password_login_enabled and not path.is_file():
+        # Otherwise every demo login just fails as a wrong password, with nothing saying why.
+        log.warning("demo login is on but there are no demo users", extra={
+            "path": str(path), "fix": "create demo_users.yaml there (atrium hash-password makes hashes), set "
+                                      "ATRIUM_CONFIG_DIR to a folder that has one, or ATRIUM_DEV_LOGIN=false"})
+    return DemoUsers.load(path)
 
 
 def _governance(settings: Settings, registry: TenantRegistry, db: Database) -> tuple[QuotaService, ResponseCache]:

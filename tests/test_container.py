@@ -1,5 +1,5 @@
-"""build_services, where tenants.yaml meets models.yaml, the prompts folder: a model policy naming a tier that is
-not configured stops the start-up; an assistant without a prompt is a WARNING."""
+"""build_services, where tenants.yaml meets models.yaml, demo_users.yaml and the prompts folder: a model policy naming
+a tier that is not configured stops the start-up; a missing demo users file or assistant prompt is a WARNING."""
 
 from __future__ import annotations
 
@@ -51,6 +51,21 @@ def test_a_model_name_of_models_yaml_is_a_tier_a_tenant_may_allow(tmp_path, make
     set_tenant(cfg, "sales", policy={"allowed_tiers": ["local", "reasoning"]})
     built.append(build_services(make_settings(ATRIUM_CONFIG_DIR=str(cfg), ATRIUM_INGEST_WORKER="false")))
     assert built[0].registry.get("sales").model_policy.allowed_tiers == ["local", "reasoning"]
+
+
+def test_without_demo_users_the_dev_login_warns_naming_the_expected_file(tmp_path, make_settings, built, caplog):
+    cfg = make_config_dir(tmp_path, model_list=MODELS)
+    (cfg / "demo_users.yaml").unlink()
+    with caplog.at_level(logging.WARNING, logger="atrium"):
+        built.append(build_services(make_settings(ATRIUM_CONFIG_DIR=str(cfg), ATRIUM_INGEST_WORKER="false")))
+    [warning] = [r for r in caplog.records if r.getMessage() == "demo login is on but there are no demo users"]
+    assert warning.levelno == logging.WARNING and warning.path == str(cfg / "demo_users.yaml")
+    assert "ATRIUM_DEV_LOGIN=false" in warning.fix
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="atrium"):  # the login is off: nothing to warn about
+        built.append(build_services(make_settings(ATRIUM_CONFIG_DIR=str(cfg), ATRIUM_INGEST_WORKER="false",
+                                                  ATRIUM_DEV_LOGIN="false")))
+    assert not [r for r in caplog.records if "demo users" in r.getMessage()]
 
 
 def test_each_assistant_without_a_prompt_is_a_start_up_warning(tmp_path, make_settings, prompts_root, built, caplog):
