@@ -401,6 +401,8 @@ class ChatService:
                 log.exception("could not release a quota reservation")
 
     def _prompt(self, req: ChatRequest) -> PromptVersion:
+        # A label nobody set is the caller's 404; an assistant with no prompt file to answer with is the server's
+        # misconfiguration, raised by the store as PromptNotAvailable (503, naming the folder and the fix).
         try:
             return self.prompts.resolve(req.tenant, req.assistant, req.label)
         except PromptNotFound as exc:

@@ -27,25 +27,28 @@ def _services(*, worker: bool = True):
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from backend.logs import setup_logging
+    from app import create_app
 
     settings = get_settings()
-    setup_logging(settings.log_level)
+    # Built before the banner: a configuration error (ConfigError, see main) stops here, without telling anyone
+    # to open a server that never started.
+    application = create_app(settings)
     shown_host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
     hint = " — demo users in README.md (e.g. alice / atrium)" if settings.password_login_enabled else ""
-    print(f"Atrium: open http://{shown_host}:{args.port}{hint}", file=sys.stderr, flush=True)
+    # For the person at the terminal, on stdout: stderr carries only JSON log lines.
+    print(f"Atrium: open http://{shown_host}:{args.port}{hint}", flush=True)
     # log_config=None: uvicorn's own loggers go through our JSON-lines handler too.
-    uvicorn.run("app:app", host=args.host, port=args.port, log_level="info", log_config=None,
+    uvicorn.run(application, host=args.host, port=args.port, log_level="info", log_config=None,
                 proxy_headers=True, forwarded_allow_ips=args.forwarded_allow_ips)
     return 0
 
 
 def cmd_migrate(_args: argparse.Namespace) -> int:
-    from backend.db.migrate import upgrade
+    from backend.db.migrate import upgrade_or_explain
 
     settings = get_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    upgrade(settings.sql_url)
+    upgrade_or_explain(settings.sql_url)
     print("database is at the latest schema")
     return 0
 
@@ -193,6 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from backend.config_files import ConfigError
+
     args = build_parser().parse_args(argv)
     try:
         rc = int(args.func(args) or 0)
@@ -201,9 +206,12 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(describe_invalid(exc), file=sys.stderr)
         return 2
-    if args.command != "serve":
+    except ConfigError as exc:  # `<absolute file>: <what>: <fix>`, one line instead of a traceback
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        rc = 2
+    if args.command != "serve" or rc != 0:
         # Everything is committed by now. Skip interpreter teardown: LiteLLM's HTTP clients' finalizers can
-        # deadlock on the import lock at shutdown, leaving a finished command hanging.
+        # deadlock on the import lock at shutdown, leaving a finished (or refused) command hanging.
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(rc)

@@ -16,7 +16,7 @@ from backend.auth.principal import AuthMethod, Principal
 from backend.chat import ChatService
 from backend.conversations import ConversationService
 from backend.db.engine import Database, make_engine
-from backend.db.migrate import upgrade
+from backend.db.migrate import upgrade_or_explain
 from backend.governance.audit import AuditLog
 from backend.governance.cache import MemoryCache, RedisCache, ResponseCache
 from backend.governance.quotas import QuotaService
@@ -68,6 +68,17 @@ class Services:
             claims = current
         return claims_to_principal(claims, self.registry, auth=auth)
 
+    def prompt_problems(self) -> dict[str, str]:
+        """"tenant/assistant" -> why it has no prompt and the fix, for every configured assistant that cannot
+        answer. Read from disk each time (a first version saved in the studio clears it). Not a readiness
+        failure: one department's mistake must not take every department's replicas out of service."""
+        out: dict[str, str] = {}
+        for t in self.registry.all():
+            for a in t.assistants:
+                if (why := self.prompts.problem(t.id, a.name)) is not None:
+                    out[f"{t.id}/{a.name}"] = why
+        return out
+
     def readiness(self) -> dict[str, str]:
         """Part name -> "ok" or the reason it failed."""
         out: dict[str, str] = {}
@@ -89,14 +100,17 @@ class Services:
 
 def build_services(settings: Settings, *, migrate: bool = True) -> Services:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    # Configuration first (a ConfigError names the file and the fix), then the database.
     registry = TenantRegistry.load(settings.config_dir / "tenants.yaml")
-    demo_users = DemoUsers.load(settings.config_dir / "demo_users.yaml")
+    models = ModelsConfig.load(settings.config_dir / "models.yaml")
+    registry.check_tiers(models.tiers(), models_path=models.source or settings.config_dir / "models.yaml")
+    demo_users = _demo_users(settings)
     if migrate:
-        upgrade(settings.sql_url)
+        upgrade_or_explain(settings.sql_url)
     db = Database(make_engine(settings.sql_url))
     audit = AuditLog(db=db, denial_threshold=settings.suspicious_denials, window_s=settings.suspicious_window_s)
     prompts = PromptStore(settings.prompts_dir)
-    llm = LLMService(settings=settings, config=ModelsConfig.load(settings.config_dir / "models.yaml"))
+    llm = LLMService(settings=settings, config=models)
     quotas, cache = _governance(settings, registry, db)
     knowledge = build_knowledge(settings, db=db, registry=registry, audit=audit,
                                 embedding_list=llm.config.embedding_list)
@@ -109,6 +123,8 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
                         usage=UsageService(db=db), knowledge=knowledge,
                         conversations=ConversationService(db=db, registry=registry, audit=audit, chat=chat,
                                                           titles=settings.conversation_titles))
+    for assistant, why in services.prompt_problems().items():
+        log.warning("assistant has no prompt", extra={"assistant": assistant, "problem": why})
     if settings.redis_url:
         services.readiness_checks["redis"] = lambda: _ping_redis(settings.redis_url or "")
     services.jwt_verifier = build_jwt_verifier(settings)
@@ -122,6 +138,16 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
         knowledge.start_worker()  # resumes jobs a killed process left unfinished
     services.closers.append(knowledge.close)  # runs first (reversed): the worker stops before the engine
     return services
+
+
+def _demo_users(settings: Settings) -> DemoUsers:
+    path = (settings.config_dir / "demo_users.yaml").absolute()
+    if settings.password_login_enabled and not path.is_file():
+        # Otherwise every demo login just fails as a wrong password, with nothing saying why.
+        log.warning("demo login is on but there are no demo users", extra={
+            "path": str(path), "fix": "create demo_users.yaml there (atrium hash-password makes hashes), set "
+                                      "ATRIUM_CONFIG_DIR to a folder that has one, or ATRIUM_DEV_LOGIN=false"})
+    return DemoUsers.load(path)
 
 
 def _governance(settings: Settings, registry: TenantRegistry, db: Database) -> tuple[QuotaService, ResponseCache]:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import difflib
 import re
+from collections.abc import Collection
 from pathlib import Path
 from typing import Annotated, Literal
 
-import yaml
-from pydantic import AfterValidator, BaseModel, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+
+from backend.config_files import ConfigError, check_keys, describe_errors, read_yaml
 
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
@@ -24,23 +27,32 @@ def _slug(value: str) -> str:
 
 # Tenant ids and assistant names become folder names and vector-store namespaces.
 Slug = Annotated[str, AfterValidator(_slug)]
+# The roles a rule can grant (backend/auth/principal.py; member is implied by `match`): any other name under
+# `roles:` is a typo that would silently grant nothing.
+RoleName = Literal["prompt_editor", "tenant_admin"]
 
 
-class ClaimRule(BaseModel):
+class _Strict(BaseModel):
+    # An unknown key is a start-up error naming the closest valid one: `token_per_day:` must not silently mean
+    # "unlimited", nor `asistants:` a department without assistants.
+    model_config = ConfigDict(extra="forbid")
+
+
+class ClaimRule(_Strict):
     """Matches when the claim at a dotted path contains (or equals) one of the values."""
 
     claim: str = "groups"
     any_of: list[str] = Field(default_factory=list)
 
 
-class AssistantConfig(BaseModel):
+class AssistantConfig(_Strict):
     name: Slug
     title: str
     description: str = ""
     starters: list[str] = Field(default_factory=list)  # example questions shown on a new chat
 
 
-class ModelPolicy(BaseModel):
+class ModelPolicy(_Strict):
     allowed_tiers: list[str] = Field(default_factory=lambda: ["local", "fast", "smart"])
     default_tier: str = "local"
     routing: Literal["fixed", "auto"] = "fixed"
@@ -48,7 +60,7 @@ class ModelPolicy(BaseModel):
     features: dict[str, object] = Field(default_factory=dict)
 
 
-class Quotas(BaseModel):
+class Quotas(_Strict):
     """null or absent: unlimited; 0: blocked (the tenant's model calls are switched off); negative: a config error
     at start-up (a typo must not silently mean "unlimited" or "blocked")."""
 
@@ -58,16 +70,17 @@ class Quotas(BaseModel):
     monthly_budget_usd: float | None = Field(default=None, ge=0)
 
 
-class DifyConfig(BaseModel):
+class DifyConfig(_Strict):
     app_key_env: str | None = None
 
 
-class TenantConfig(BaseModel):
+class TenantConfig(_Strict):
     id: Slug
     name: str
     match: ClaimRule
-    roles: dict[str, ClaimRule] = Field(default_factory=dict)
-    assistants: list[AssistantConfig] = Field(default_factory=list)
+    roles: dict[RoleName, ClaimRule] = Field(default_factory=dict)
+    # At least one: a department without an assistant has nothing to chat with (and is surely a mistake).
+    assistants: list[AssistantConfig] = Field(min_length=1)
     model_policy: ModelPolicy = Field(default_factory=ModelPolicy)
     quotas: Quotas = Field(default_factory=Quotas)
     require_approval: bool = False
@@ -78,35 +91,75 @@ class TenantConfig(BaseModel):
         return next((a for a in self.assistants if a.name == name), None)
 
 
-class PlatformConfig(BaseModel):
+class PlatformConfig(_Strict):
     platform_admin: ClaimRule = Field(default_factory=lambda: ClaimRule(any_of=["atrium-admins"]))
 
 
+FILE_KEYS = ("platform", "tenants")
+# Added to a wrong value of these fields: what a valid one is.
+_HINTS = {
+    "quotas": "a quota is null for unlimited, 0 to block, or a positive number",
+    "assistants": "a department needs at least one assistant, each with a `name:` and a `title:`, and its "
+                  "prompt folder prompts/<tenant>/<name>/",
+}
+
+
 class TenantRegistry:
-    def __init__(self, tenants: list[TenantConfig], platform: PlatformConfig | None = None) -> None:
+    def __init__(self, tenants: list[TenantConfig], platform: PlatformConfig | None = None,
+                 *, source: Path | None = None) -> None:
+        self.source = source  # the tenants.yaml it was loaded from, named in errors
+        where = source or "tenants config"
         ids = [t.id for t in tenants]
-        if len(ids) != len(set(ids)):
-            raise ValueError("config/tenants.yaml: tenant ids must be unique")
+        for tid in dict.fromkeys(ids):
+            if ids.count(tid) > 1:
+                raise ConfigError(f"{where}: tenant id {tid!r} is used by {ids.count(tid)} tenants: "
+                                  "give each tenant its own id")
         self._tenants = {t.id: t for t in tenants}
         self.platform = platform or PlatformConfig()
 
     @classmethod
     def load(cls, path: Path) -> TenantRegistry:
-        if not path.is_file():
-            raise FileNotFoundError(f"tenants config not found at {path}: set ATRIUM_CONFIG_DIR")
-        raw = yaml.safe_load(path.read_text()) or {}
+        path = Path(path).absolute()
+        raw = read_yaml(path, what="tenants config") or {}
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: expected a mapping with `tenants:` (and optionally `platform:`)")
+        check_keys(raw, FILE_KEYS, where=str(path))
+        if not isinstance(raw.get("tenants") or [], list):
+            raise ConfigError(f"{path}: `tenants:` must be a list of tenants (`- id: …` entries)")
         tenants: list[TenantConfig] = []
         for i, t in enumerate(raw.get("tenants") or [], start=1):
             try:
                 tenants.append(TenantConfig.model_validate(t))
             except ValidationError as exc:  # name the file, the tenant and the field: this stops the start-up
                 tid = t.get("id") if isinstance(t, dict) else None
-                problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'entry'}: {e['msg']}"
-                                     f" (got {e['input']!r})" for e in exc.errors())
-                if any(e["loc"][:1] == ("quotas",) for e in exc.errors()):
-                    problems += " (a quota is null for unlimited, 0 to block, or a positive number)"
-                raise ValueError(f"{path}: tenant {tid or f'#{i}'!r}: {problems}") from None
-        return cls(tenants, PlatformConfig.model_validate(raw.get("platform") or {}))
+                problems = describe_errors(exc, TenantConfig, _HINTS)
+                raise ConfigError(f"{path}: tenant {tid or f'#{i}'!r}: {problems}") from None
+        try:
+            platform = PlatformConfig.model_validate(raw.get("platform") or {})
+        except ValidationError as exc:
+            raise ConfigError(f"{path}: platform: {describe_errors(exc, PlatformConfig)}") from None
+        return cls(tenants, platform, source=path)
+
+    def check_tiers(self, configured: Collection[str], *, models_path: Path) -> None:
+        """Every tenant's model_policy names configured tiers, and its default tier is one it allows: a typo
+        (`turbo`) would otherwise only show as a tier that is never live."""
+        where = self.source or "tenants config"
+        for t in self._tenants.values():
+            policy = t.model_policy
+            for tier in policy.allowed_tiers:
+                if tier not in configured:
+                    close = difflib.get_close_matches(tier, list(configured), n=1)
+                    hint = f"did you mean `{close[0]}`? " if close else ""
+                    raise ConfigError(
+                        f"{where}: tenant {t.id!r}: model_policy.allowed_tiers: `{tier}` is not a configured tier "
+                        f"(configured: {', '.join(configured)}: local, fast, smart and the model_name values of "
+                        f"{models_path}): {hint}"
+                        "remove it, or add a deployment with that model_name to models.yaml")
+            if policy.default_tier not in policy.allowed_tiers:
+                raise ConfigError(
+                    f"{where}: tenant {t.id!r}: model_policy.default_tier `{policy.default_tier}` is not in "
+                    f"allowed_tiers [{', '.join(policy.allowed_tiers)}] (configured tiers: {', '.join(configured)}): "
+                    "set default_tier to one of the allowed tiers, or allow it")
 
     def get(self, tenant_id: str) -> TenantConfig | None:
         return self._tenants.get(tenant_id)

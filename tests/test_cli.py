@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -99,3 +100,78 @@ def test_provider_keys_in_dot_env_make_their_tiers_live(tmp_path):
     done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120,
                           env={**env, "PYTHONPATH": str(REPO), "OPENAI_API_KEY": "sk-real"})
     assert done.stdout.split()[-1] == "sk-real", done.stderr[-2000:]
+
+
+def _serve(tmp_path, **env: str) -> subprocess.CompletedProcess:
+    """`atrium serve` from `tmp_path` (relative paths in env are relative to it) with a free port."""
+    from tests.conftest import _SCRUB, free_port
+
+    full = {k: v for k, v in os.environ.items() if k not in _SCRUB}
+    full.update(ATRIUM_DATA_DIR=str(tmp_path / "data"), PYTHONPATH=str(REPO), **env)
+    return subprocess.run([sys.executable, "-m", "backend.cli", "serve", "--port", str(free_port())], cwd=tmp_path,
+                          env=full, capture_output=True, text=True, timeout=120)
+
+
+def _config(tmp_path, name: str, edit) -> None:  # noqa: ANN001 - a str -> str function
+    shutil.copytree(REPO / "config", tmp_path / "cfg", dirs_exist_ok=True)
+    path = tmp_path / "cfg" / name
+    path.write_text(edit(path.read_text()))
+
+
+def _error_line(done: subprocess.CompletedProcess) -> str:
+    """The one non-JSON line of stderr, after checking that nothing started and nothing else was said."""
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr and "Atrium: open" not in done.stdout + done.stderr
+    [line] = [ln for ln in done.stderr.splitlines() if not ln.startswith("{")]
+    return line
+
+
+def test_serve_refuses_a_config_typo_in_one_line_naming_the_absolute_file_before_any_banner(tmp_path):
+    _config(tmp_path, "tenants.yaml", lambda t: t.replace("    assistants:\n", "    asistants:\n", 1))
+    line = _error_line(_serve(tmp_path, ATRIUM_CONFIG_DIR="cfg"))  # a relative dir: the error is absolute
+    assert line == (f"error: {tmp_path / 'cfg' / 'tenants.yaml'}: tenant 'sales': unknown key `asistants`: "
+                    "did you mean `assistants`?")
+
+
+def test_serve_names_the_file_and_line_of_a_yaml_syntax_error(tmp_path):
+    _config(tmp_path, "models.yaml", lambda t: t.replace("  - model_name: local\n", "  - model_name: local\n bad\n"))
+    line = _error_line(_serve(tmp_path, ATRIUM_CONFIG_DIR=str(tmp_path / "cfg")))
+    assert line.startswith(f"error: {tmp_path / 'cfg' / 'models.yaml'}: invalid YAML at line ")
+
+
+def test_serve_with_an_unreachable_database_is_one_line_without_the_password(tmp_path):
+    line = _error_line(_serve(tmp_path, DATABASE_URL="postgresql://atrium:s3cret@127.0.0.1:1/atrium"))
+    assert line.startswith("error: DATABASE_URL (postgresql+psycopg://atrium:***@127.0.0.1:1/atrium): cannot "
+                           "connect (") and "check the host, port, user and password" in line
+    assert "s3cret" not in line
+
+
+def test_serve_prints_the_banner_on_stdout_and_only_json_lines_on_stderr(tmp_path):
+    import json
+    import time
+
+    import httpx
+
+    from tests.conftest import _SCRUB, free_port
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in _SCRUB}
+    env.update(ATRIUM_DATA_DIR=str(tmp_path / "data"), ATRIUM_LOG_LEVEL="INFO", PYTHONUNBUFFERED="1")
+    out, err = (tmp_path / "stdout").open("w"), (tmp_path / "stderr").open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "backend.cli", "serve", "--port", str(port)], cwd=REPO, env=env,
+                            stdout=out, stderr=err)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.3)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    stdout, stderr = (tmp_path / "stdout").read_text(), (tmp_path / "stderr").read_text()
+    assert stdout.startswith(f"Atrium: open http://127.0.0.1:{port} — demo users in README.md"), stdout + stderr
+    logged = [json.loads(line) for line in stderr.splitlines()]  # every line of stderr is a JSON log line
+    assert any(e["msg"] == "atrium started" for e in logged)

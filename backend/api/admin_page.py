@@ -77,6 +77,7 @@ def admin_page(request: Request, services: ServicesDep) -> HTMLResponse:
     readiness = services.readiness()
     return PAGES.page("admin.html", user=principal.name, tenants=_tenants(services), models=_models(services),
                  readiness=readiness, ready=all(v == "ok" for v in readiness.values()),
+                 prompt_problems=sorted(services.prompt_problems().items()),
                  denials=[AuditEventPublic.of(e) for e in denials], denials_shown=DENIALS_SHOWN,
                  suspicious=[AuditEventPublic.of(e) for e in suspicious],
                  suspicious_capped=len(suspicious) >= SUSPICIOUS_CAP)

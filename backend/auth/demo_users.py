@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from backend.auth.passwords import verify_password
+from backend.config_files import ConfigError, describe_errors, read_yaml
 
 # The `iss` of a password login's claims: the session then carries only who signed in, and their groups are
 # read from demo_users.yaml on every request (removing someone's group there applies at once after a restart).
@@ -30,10 +30,19 @@ class DemoUsers:
 
     @classmethod
     def load(cls, path: Path) -> DemoUsers:
+        """No file: no demo users (build_services warns when the password login is on)."""
+        path = Path(path).absolute()
         if not path.is_file():
             return cls([])
-        raw = yaml.safe_load(path.read_text()) or {}
-        return cls([DemoUser.model_validate(u) for u in raw.get("users") or []])
+        raw = read_yaml(path, what="demo users") or {}
+        users = []
+        for i, u in enumerate((raw.get("users") if isinstance(raw, dict) else None) or [], start=1):
+            try:
+                users.append(DemoUser.model_validate(u))
+            except ValidationError as exc:
+                name = u.get("username") if isinstance(u, dict) else None
+                raise ConfigError(f"{path}: user {name or f'#{i}'!r}: {describe_errors(exc, DemoUser)}") from None
+        return cls(users)
 
     def authenticate(self, username: str, password: str) -> dict[str, Any] | None:
         """The user's claims when the password is right, else None."""

@@ -106,12 +106,12 @@ class QuotaService:
         # is touched; a window of 0 would also have no oldest hit to compute a Retry-After from.
         blocked = next((lim.name for lim in [*windows, *reservations] if lim.limit <= 0), None)
         if blocked:
-            raise self._blocked(name, blocked, quotas)
+            raise self._blocked(tenant, name, blocked, quotas)
         if not windows and not reservations:
             return adm
         decision = await self.backend.admit(windows, reservations)
         if not decision.ok:
-            raise self._refusal(name, decision, quotas, adm, now, sets_max_tokens=sets_max_tokens)
+            raise self._refusal(tenant, name, decision, quotas, adm, now, sets_max_tokens=sets_max_tokens)
         # decision.used is the value after this admission: warn on what was used before it, so that a large
         # reservation (max_tokens) does not report usage that has not happened.
         if adm.token_key and quotas.tokens_per_day:
@@ -126,17 +126,18 @@ class QuotaService:
                                     f"budget of {_usd(round(quotas.monthly_budget_usd * MICRO))}.")
         return adm
 
-    def _blocked(self, name: str, limit: str, quotas: Quotas) -> QuotaExceeded:
+    def _blocked(self, tenant: str, name: str, limit: str, quotas: Quotas) -> QuotaExceeded:
+        """`name` (the display name) is for the message; logs carry the tenant id, as every other logger does."""
         what = {"requests_per_minute": "limit is 0 requests per minute",
                 "user_requests_per_minute": "limit is 0 requests per minute per user",
                 "tokens_per_day": "limit is 0 tokens a day",
                 "monthly_budget_usd": "monthly budget is $0"}[limit]
         msg = (f"{name}'s {what}: model calls are switched off; a platform operator can raise it in "
                f"config/tenants.yaml.")
-        log.info("quota refused", extra={"tenant": name, "limit": limit, "retry_after": None})
+        log.info("quota refused", extra={"tenant": tenant, "limit": limit, "retry_after": None})
         return _exceeded(msg, limit, None)
 
-    def _refusal(self, name: str, decision: Decision, quotas: Quotas, adm: Admission,
+    def _refusal(self, tenant: str, name: str, decision: Decision, quotas: Quotas, adm: Admission,
                  now: datetime, *, sets_max_tokens: bool = True) -> QuotaExceeded:
         limit = decision.denied or ""
         # What the request reserves and what its sender can change: an API caller's max_tokens, or in the chat
@@ -188,7 +189,7 @@ class QuotaService:
                     msg += " (it costs more than the whole monthly budget, so waiting will not help)."
                 else:
                     msg += f", or wait until the budget resets on {reset:%Y-%m-%d} (00:00 UTC)."
-        log.info("quota refused", extra={"tenant": name, "limit": limit, "retry_after": retry_after})
+        log.info("quota refused", extra={"tenant": tenant, "limit": limit, "retry_after": retry_after})
         return _exceeded(msg, limit, retry_after)
 
     async def settle(self, adm: Admission, *, tokens: int, cost_usd: float) -> None:

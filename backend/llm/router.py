@@ -14,8 +14,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from backend.config_files import ConfigError, read_yaml
 from backend.settings import Settings
 
 log = logging.getLogger("atrium.llm")
@@ -33,11 +32,14 @@ class ModelsConfig:
     # Prices for models LiteLLM does not know: model -> (input, output) USD per token.
     prices: dict[str, tuple[float, float]] = field(default_factory=dict)
 
+    source: Path | None = None  # the models.yaml it was loaded from, named in errors
+
     @classmethod
     def load(cls, path: Path) -> ModelsConfig:
-        if not path.is_file():
-            raise FileNotFoundError(f"models config not found at {path}: set ATRIUM_CONFIG_DIR")
-        raw = yaml.safe_load(path.read_text()) or {}
+        path = Path(path).absolute()
+        raw = read_yaml(path, what="models config") or {}
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: expected a mapping with `model_list:`")
         prices = {
             str(model): (float(p.get("input_cost_per_token", 0.0)), float(p.get("output_cost_per_token", 0.0)))
             for model, p in (raw.get("prices") or {}).items()
@@ -47,7 +49,14 @@ class ModelsConfig:
             router_settings=dict(raw.get("router_settings") or {}),
             embedding_list=list(raw.get("embedding_list") or []),
             prices=prices,
+            source=path,
         )
+
+    def tiers(self) -> list[str]:
+        """The tiers a tenant may allow: local, fast and smart (a deployment or ATRIUM_MODEL_<TIER> makes them
+        live, without editing this file) and any other model_name of the model list."""
+        names = [str(d.get("model_name")) for d in self.model_list if isinstance(d, dict)]
+        return list(dict.fromkeys([*TIERS, *names]))
 
 
 def provider_of(model: str) -> str:

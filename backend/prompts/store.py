@@ -34,7 +34,8 @@ from backend.prompts.schema import (
 from backend.tenants import is_slug
 
 __all__ = ["PromptStore", "PromptVersion", "PromptNotFound", "InvalidPromptName", "VersionConflict",
-           "LabelMove", "PromptFileInvalid", "render", "RenderError", "parse_prompt_file", "dump_prompt_file"]
+           "LabelMove", "PromptFileInvalid", "PromptNotAvailable", "render", "RenderError", "parse_prompt_file",
+           "dump_prompt_file"]
 
 _VERSION_RE = re.compile(r"^v(\d{4,})\.md$")
 _FRONT_RE = re.compile(r"^---\n(.*?)\n---\n?(.*)$", re.S)
@@ -86,6 +87,14 @@ class PromptFileInvalid(Unavailable):
     it is fixed, and the message says where."""
 
     code = "prompt_file_invalid"
+
+
+class PromptNotAvailable(Unavailable):
+    """A configured assistant with no prompt to answer with (no folder, no version, or a label pointing at a version
+    that does not exist): a server misconfiguration (503), not the caller's 404. The message names the absolute
+    path and the fix."""
+
+    code = "prompt_not_available"
 
 
 def parse_prompt_file(text: str, *, source: str = "prompt file") -> tuple[dict[str, Any], str]:
@@ -166,9 +175,15 @@ class PromptStore:
         path = self.assistant_dir(tenant, assistant) / LABELS_FILE
         if not path.is_file():
             return {"labels": {}, "history": []}
-        raw = yaml.safe_load(path.read_text()) or {}
-        return {"labels": {str(k): int(v) for k, v in (raw.get("labels") or {}).items()},
-                "history": list(raw.get("history") or [])}
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+            return {"labels": {str(k): int(v) for k, v in (raw.get("labels") or {}).items()},
+                    "history": list(raw.get("history") or [])}
+        except (yaml.YAMLError, AttributeError, TypeError, ValueError) as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" (line {mark.line + 1})" if mark is not None else ""
+            raise PromptFileInvalid(f"{path} is not a valid labels file{where}: it holds `labels:` (label: version "
+                                    "number) and `history:`; fix it, or copy another assistant's") from exc
 
     def labels(self, tenant: str, assistant: str) -> dict[str, int]:
         return self._labels_doc(tenant, assistant)["labels"]
@@ -181,21 +196,51 @@ class PromptStore:
         path = self._version_path(tenant, assistant, version)
         if not path.is_file():
             raise PromptNotFound(f"{tenant}/{assistant} has no version {version}")
-        meta, body = parse_prompt_file(path.read_text(encoding="utf-8"),
-                                       source=f"prompts/{tenant}/{assistant}/{path.name}")
+        meta, body = parse_prompt_file(path.read_text(encoding="utf-8"), source=str(path))
         return PromptVersion(tenant=tenant, assistant=assistant, version=version, body=body, config=meta)
 
     def resolve(self, tenant: str, assistant: str, label: str = "production") -> PromptVersion:
-        """The version under `label` (read from disk each time, so label moves apply at once)."""
+        """The version under `label` (read from disk each time, so label moves apply at once). PromptNotAvailable
+        when the assistant has no version at all or the label points at a missing one; PromptNotFound when
+        a label other than production is not set."""
         labels = self.labels(tenant, assistant)
         if label in labels:
-            return self.get(tenant, assistant, labels[label])
+            try:
+                return self.get(tenant, assistant, labels[label])
+            except PromptNotFound:
+                raise PromptNotAvailable(self._dangling(tenant, assistant, {label: labels[label]})) from None
         versions = self.versions(tenant, assistant)
         if not versions:
-            raise PromptNotFound(f"no prompt versions in prompts/{tenant}/{assistant}/")
+            raise PromptNotAvailable(self._no_versions(tenant, assistant))
         if label == "production":
             return self.get(tenant, assistant, versions[-1])
         raise PromptNotFound(f"{tenant}/{assistant} has no label {label!r}")
+
+    def problem(self, tenant: str, assistant: str) -> str | None:
+        """Why a configured assistant cannot answer (and the fix), or None: checked at start and by /readyz. The
+        studio can still write a first version for it (PromptStore.create_version)."""
+        try:
+            self.resolve(tenant, assistant, "production")
+            labels = self.labels(tenant, assistant)
+            have = set(self.versions(tenant, assistant))
+            dangling = {label: v for label, v in labels.items() if v not in have}
+        except (PromptNotAvailable, PromptFileInvalid) as exc:
+            return exc.message
+        return self._dangling(tenant, assistant, dangling) if dangling else None
+
+    def _no_versions(self, tenant: str, assistant: str) -> str:
+        folder = self.assistant_dir(tenant, assistant)
+        what = "does not exist" if not folder.is_dir() else "holds no version file (v0001.md …)"
+        return (f"{folder} {what}, so {tenant}/{assistant} has no prompt: create v0001.md and labels.yaml there "
+                f"(e.g. copy another assistant's folder from {folder.parent}), or save a first version in the "
+                "prompt studio (/studio)")
+
+    def _dangling(self, tenant: str, assistant: str, labels: dict[str, int]) -> str:
+        folder = self.assistant_dir(tenant, assistant)
+        which = ", ".join(f"`{label}` at version {v} (v{v:04d}.md)" for label, v in labels.items())
+        have = ", ".join(str(v) for v in self.versions(tenant, assistant)) or "none"
+        return (f"{folder / LABELS_FILE} points {which}, which does not exist in {folder} (versions: {have}): "
+                "move the label to an existing version (prompt studio, or edit labels.yaml)")
 
     # -- writing -------------------------------------------------------------------------------------------
 

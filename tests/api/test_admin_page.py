@@ -51,6 +51,7 @@ def test_root_sees_tenants_models_readiness_and_denials(api_client, api_services
         assert label in page and reason in page
     for part in api_services.readiness():
         assert f"<strong>{part}</strong>" in page
+    assert 'id="prompt-problems">Every assistant has a production prompt.' in page
     denials = page.split('id="denial-events"')[1]
     assert "alice" in denials and "/api/t/finance/audit" in denials and "tenant_mismatch" in denials
     assert "No suspicious access recorded." in page
@@ -118,3 +119,15 @@ def test_static_files(api_client):
     assert api_client.get("/admin/static/favicon.svg").headers["content-type"].startswith("image/svg+xml")
     for bad in ("..%2Ftemplates%2Fadmin.html", "../templates/admin.html", "nope.css", "admin.html"):
         assert api_client.get(f"/admin/static/{bad}").status_code == 404
+
+
+def test_assistants_without_a_prompt_are_listed_without_failing_readiness(make_api_client, prompts_root, login_as):
+    import shutil
+
+    shutil.rmtree(prompts_root / "sales" / "deal-desk")
+    client = make_api_client(ATRIUM_PROMPTS_DIR=str(prompts_root))
+    page = html.unescape(client.get("/admin", headers=as_(login_as("root"))).text)
+    listed = page.split('id="prompt-problems"')[1].split("</ul>")[0]
+    assert "<code>sales/deal-desk</code>" in listed
+    assert f"{prompts_root / 'sales' / 'deal-desk'} does not exist" in listed and "create v0001.md" in listed
+    assert '<span class="badge ok">ready</span>' in page

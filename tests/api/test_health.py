@@ -14,6 +14,23 @@ def test_healthz_and_readyz_ok(api_client):
     body = r.json()
     assert body["parts"]["database"] == "ok"
     assert "local" in body["models"]
+    assert body["prompt_problems"] == {}
+
+
+def test_readyz_lists_assistants_without_a_prompt_and_stays_ready(make_api_client, prompts_root):
+    """One department's missing prompt must not take every department's replicas out of service."""
+    shutil.rmtree(prompts_root / "sales" / "deal-desk")
+    labels = prompts_root / "engineering" / "eng-assistant" / "labels.yaml"
+    labels.write_text(labels.read_text().replace("production: 1", "production: 3"))
+    client = make_api_client(ATRIUM_PROMPTS_DIR=str(prompts_root))
+    r = client.get("/readyz")
+    assert r.status_code == 200 and r.json()["status"] == "ok" and "failing" not in r.json()
+    problems = r.json()["prompt_problems"]
+    assert sorted(problems) == ["engineering/eng-assistant", "sales/deal-desk"]
+    assert problems["sales/deal-desk"].startswith(f"{prompts_root / 'sales' / 'deal-desk'} does not exist")
+    assert problems["engineering/eng-assistant"].startswith(f"{labels} points `production` at version 3")
+    labels.write_text(labels.read_text().replace("production: 3", "production: 1"))  # fixed: read at each call
+    assert list(client.get("/readyz").json()["prompt_problems"]) == ["sales/deal-desk"]
 
 
 def test_readyz_503_names_the_database_when_sqlite_is_gone(api_client, data_dir):

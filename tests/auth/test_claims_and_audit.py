@@ -24,9 +24,11 @@ tenants:
     roles:
       prompt_editor: {{claim: roles, any_of: [Atrium.PromptEditor]}}
       tenant_admin: {{claim: resource_access.atrium.roles, any_of: [sales-admin]}}
+    assistants: [{{name: sales-assistant, title: Sales Assistant}}]
   - id: engineering
     name: Engineering
     match: {{claim: realm_access.roles, any_of: [engineering]}}
+    assistants: [{{name: eng-assistant, title: Engineering Assistant}}]
 """
 
 

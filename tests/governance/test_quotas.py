@@ -224,3 +224,21 @@ def test_release_returns_the_reservation(tmp_path, db, make_limits):
         asyncio.run(svc.admit(tenant="sales", subject="alice", est_tokens=1, now=NOW))
     asyncio.run(svc.release(adm))  # the model call failed: nothing was used
     asyncio.run(svc.admit(tenant="sales", subject="alice", est_tokens=100, now=NOW))
+
+
+def test_refusals_are_logged_under_the_tenant_id_as_every_other_logger_does(tmp_path, db, caplog):
+    """The message to the user says "Sales"; the log line's `tenant` is the id `sales` (what log queries filter on)."""
+    import logging
+
+    from backend.governance.ratelimit import MemoryLimits
+
+    svc = quota_service(tmp_path, db, (MemoryLimits, "atrium-test"), requests_per_minute=1, tokens_per_day=0)
+    with caplog.at_level(logging.INFO, logger="atrium.quotas"), pytest.raises(QuotaExceeded):
+        asyncio.run(svc.admit(tenant="sales", subject="alice", now=NOW))  # blocked (0 tokens a day)
+    svc = quota_service(tmp_path, db, (MemoryLimits, "atrium-test"), requests_per_minute=1)
+    asyncio.run(svc.admit(tenant="sales", subject="alice", now=NOW))
+    with caplog.at_level(logging.INFO, logger="atrium.quotas"), pytest.raises(QuotaExceeded) as info:
+        asyncio.run(svc.admit(tenant="sales", subject="alice", now=NOW))  # refused (1 request a minute)
+    assert "Sales has reached its limit" in info.value.message
+    refused = [r for r in caplog.records if r.getMessage() == "quota refused"]
+    assert [(r.tenant, r.limit) for r in refused] == [("sales", "tokens_per_day"), ("sales", "requests_per_minute")]

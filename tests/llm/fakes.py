@@ -197,7 +197,7 @@ def make_config_dir(root: Path, *, model_list: list[dict], fallbacks: list[dict]
         shutil.copy(REPO / "config" / name, cfg / name)
     tenants = yaml.safe_load((REPO / "config" / "tenants.yaml").read_text())
     for t in tenants["tenants"]:
-        t["model_policy"].update(policy or {})
+        _update_policy(t, policy)
         t["quotas"].update(quotas or {})
     (cfg / "tenants.yaml").write_text(yaml.safe_dump(tenants, sort_keys=False))
     models = {"model_list": model_list, "prices": prices or {},
@@ -213,9 +213,19 @@ def set_tenant(cfg: Path, tenant: str, *, policy: dict | None = None, quotas: di
     data = yaml.safe_load((cfg / "tenants.yaml").read_text())
     for t in data["tenants"]:
         if t["id"] == tenant:
-            t["model_policy"].update(policy or {})
+            _update_policy(t, policy)
             t["quotas"].update(quotas or {})
     (cfg / "tenants.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def _update_policy(tenant: dict, policy: dict | None) -> None:
+    """`policy` applied. When it narrows allowed_tiers without naming a default tier, a default they leave out (a
+    start-up error) becomes the tier the router used instead of it (LLMService.resolve_tier: smart, fast, local)."""
+    p = tenant["model_policy"]
+    p.update(policy or {})
+    if "default_tier" not in (policy or {}) and p["default_tier"] not in p["allowed_tiers"]:
+        p["default_tier"] = next((t for t in ("smart", "fast", "local") if t in p["allowed_tiers"]),
+                                 p["allowed_tiers"][0] if p["allowed_tiers"] else p["default_tier"])
 
 
 def iter_lines(path: Path) -> Iterator[dict]:

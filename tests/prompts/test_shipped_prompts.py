@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -40,7 +41,7 @@ def test_a_broken_front_matter_names_the_file_and_the_fix(tmp_path: Path):
     with pytest.raises(PromptFileInvalid) as info:
         PromptStore(tmp_path).get("sales", "deal-desk", 1)
     message = info.value.message
-    assert "prompts/sales/deal-desk/v0001.md" in message and "line 2" in message and "quote" in message
+    assert str(folder / "v0001.md") in message and "line 2" in message and "quote" in message
     assert info.value.status_code == 503
 
 
@@ -54,3 +55,20 @@ def test_chat_with_a_broken_prompt_file_is_a_clear_503(prompts_root: Path, make_
                     cookies=login_as("alice"))
     assert r.status_code == 503, r.text
     assert r.json()["error"] == "prompt_file_invalid" and "deal-desk/v0001.md" in r.json()["detail"]
+
+
+def test_chat_on_an_assistant_without_a_prompt_is_a_503_naming_the_folder_and_the_fix(prompts_root: Path,
+                                                                                        make_api_client, login_as):
+    """A server misconfiguration, not the caller's 404: the message names the real ATRIUM_PROMPTS_DIR."""
+    folder = prompts_root / "sales" / "deal-desk"
+    shutil.rmtree(folder)
+    client = make_api_client(ATRIUM_PROMPTS_DIR=str(prompts_root))
+    r = client.post("/api/t/sales/chat", json={"assistant": "deal-desk", "message": "hello"},
+                    cookies=login_as("alice"))
+    assert r.status_code == 503, r.text
+    assert r.json()["error"] == "prompt_not_available"
+    assert r.json()["detail"].startswith(f"{folder} does not exist, so sales/deal-desk has no prompt: create v0001.md")
+    r = client.post("/api/t/sales/v1/chat/completions", cookies=login_as("alice"),
+                    json={"model": "deal-desk", "messages": [{"role": "user", "content": "hello"}]})
+    assert r.status_code == 503 and r.json()["error"]["code"] == "prompt_not_available", r.text
+    assert str(folder) in r.json()["error"]["message"]

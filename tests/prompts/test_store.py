@@ -9,7 +9,14 @@ import pytest
 import yaml
 
 from backend.prompts.schema import PromptValidationError
-from backend.prompts.store import InvalidPromptName, PromptNotFound, PromptStore, VersionConflict
+from backend.prompts.store import (
+    InvalidPromptName,
+    PromptFileInvalid,
+    PromptNotAvailable,
+    PromptNotFound,
+    PromptStore,
+    VersionConflict,
+)
 from tests.prompts import replica
 
 T, A = "sales", "sales-assistant"
@@ -168,3 +175,45 @@ def test_invalid_versions_are_not_written(store):
     fields = {p.field for p in err.value.problems}
     assert fields == {"temperature", "body"}
     assert store.versions(T, A) == [1]
+
+
+def test_an_assistant_without_a_prompt_is_unavailable_naming_the_absolute_folder_and_the_fix(store, prompts_root):
+    folder = prompts_root / "sales" / "deal-desk"
+    for path in folder.iterdir():
+        path.unlink()
+    for state in ("empty", "absent"):
+        with pytest.raises(PromptNotAvailable) as info:
+            store.resolve("sales", "deal-desk")
+        assert info.value.status_code == 503 and info.value.code == "prompt_not_available"
+        what = "does not exist" if state == "absent" else "holds no version file (v0001.md …)"
+        assert info.value.message.startswith(f"{folder} {what}, so sales/deal-desk has no prompt: create v0001.md "
+                                             f"and labels.yaml there (e.g. copy another assistant's folder from "
+                                             f"{folder.parent})")
+        assert store.problem("sales", "deal-desk") == info.value.message
+        if state == "empty":
+            folder.rmdir()
+    # The studio still starts it at version one, and that clears the problem.
+    v1 = store.get(T, A, 1)
+    store.create_version("sales", "deal-desk", body=v1.body, config=v1.config, message="first", author="bob",
+                         base_version=0)
+    assert store.problem("sales", "deal-desk") is None and store.resolve("sales", "deal-desk").version == 1
+
+
+def test_a_label_pointing_at_a_missing_version_is_unavailable_and_an_unset_label_not_found(store, prompts_root):
+    labels = prompts_root / T / A / "labels.yaml"
+    assert store.problem(T, A) is None
+    labels.write_text("labels: {production: 1, staging: 7}\nhistory: []\n")
+    assert store.resolve(T, A).version == 1
+    with pytest.raises(PromptNotAvailable) as info:
+        store.resolve(T, A, "staging")
+    assert info.value.message == (f"{labels} points `staging` at version 7 (v0007.md), which does not exist in "
+                                  f"{labels.parent} (versions: 1): move the label to an existing version (prompt "
+                                  "studio, or edit labels.yaml)")
+    assert store.problem(T, A) == info.value.message  # not only production: the staging chat would fail too
+    with pytest.raises(PromptNotFound):  # a label nobody set is the caller's 404
+        store.resolve(T, A, "canary")
+    labels.write_text("labels: {production: [1\n")
+    with pytest.raises(PromptFileInvalid) as broken:
+        store.resolve(T, A)
+    assert broken.value.message.startswith(f"{labels} is not a valid labels file (line 2)")
+    assert store.problem(T, A) == broken.value.message
