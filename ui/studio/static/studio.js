@@ -240,6 +240,11 @@
         badges.appendChild(h("span", {class: "badge " + l, text: l + " · v" + d.labels[l]}));
       });
       setupFormOnce();
+      // A save (here or elsewhere) or another assistant: the Compare "to" and the version to promote follow the
+      // newest version instead of keeping a choice made before it existed (promoting the wrong one by reflex).
+      var shown = state.name + "@" + d.latest;
+      state.followNewest = state.shownLatest !== shown;
+      state.shownLatest = shown;
       renderHistory(); renderRelease(); renderPlaygroundSelects();
       var entry = state.assistants.find(function (a) { return a.name === state.name; });
       if (entry) { entry.labels = d.labels; entry.latest = d.latest; renderAssistantList(); }
@@ -416,8 +421,10 @@
       to.appendChild(h("option", {value: v.version, text: versionName(v.version)}));
     });
     if (d.versions.length) {
-      to.value = keepTo || d.versions[0].version;
-      from.value = keepFrom || (d.labels.production || d.versions[Math.min(1, d.versions.length - 1)].version);
+      var fallbackFrom = d.labels.production && d.labels.production !== d.latest ? d.labels.production
+        : d.versions[Math.min(1, d.versions.length - 1)].version;
+      to.value = !state.followNewest && keepTo ? keepTo : d.latest;
+      from.value = !state.followNewest && keepFrom ? keepFrom : fallbackFrom;
     }
   }
   $("btn-diff").addEventListener("click", function () {
@@ -495,31 +502,9 @@
     });
     var sel = $("rel-version"), keep = sel.value; clear(sel);
     d.versions.forEach(function (v) { sel.appendChild(h("option", {value: v.version, text: versionName(v.version) + " — " + (v.message || "")})); });
-    sel.value = keep && sel.querySelector('option[value="' + keep + '"]') ? keep : String(d.latest);
+    sel.value = !state.followNewest && keep && sel.querySelector('option[value="' + keep + '"]') ? keep : String(d.latest);
     updateReleasePreview();
-    // Rollback target: the production version before the current one (from the label history).
-    var prod = d.labels.production, prev = null;
-    for (var i = 0; i < d.history.length; i++) {
-      var e = d.history[i];
-      if (e.label === "production" && e.to === prod && e.from && e.from !== prod) { prev = e.from; break; }
-    }
-    if (!prev) {
-      var older = d.versions.filter(function (v) { return v.version < prod; });
-      prev = older.length ? older[0].version : null;
-    }
-    state.rollbackTo = prev;
-    $("rollback-text").textContent = prev
-      ? "Production is at version " + prod + ". Roll back to version " + prev + " in one click; the change applies to the next chat message."
-      : "There is no earlier version to roll back to.";
-    $("btn-rollback").textContent = prev ? "Roll back to version " + prev : "Roll back";
-    $("btn-rollback").disabled = !prev || !d.you.can_write;
-    var note = $("approval-note");
-    note.hidden = !(d.require_approval && d.you.can_approve);
-    note.textContent = "Approval required: as a tenant admin you approve versions written by someone else by moving production.";
-    if (d.require_approval && !d.you.can_approve) {
-      $("btn-rollback").disabled = true;
-      if (prev) $("rollback-text").textContent = "Production is at version " + prod + ". Only a tenant admin can roll it back to version " + prev + ".";
-    }
+    renderRollback(d);
     var tb = clear(document.querySelector("#history-table tbody"));
     if (!d.history.length) tb.appendChild(h("tr", null, h("td", {colspan: 4, class: "muted", text: "No label has been moved yet."})));
     d.history.forEach(function (e) {
@@ -527,6 +512,49 @@
         h("td", null, h("span", {class: "badge " + e.label, text: e.label})),
         h("td", {text: (e.from ? "v" + e.from : "none") + " → v" + e.to})));
     });
+  }
+  // The roll-back card. Its target comes from the label history (newest first): the production version before
+  // the current one. When the last production move went *back* (a rollback, or promoting an older version),
+  // that "version before" is the one just withdrawn: offering it as "Roll back to version 5" would re-deploy
+  // the bad version by reflex. Then the card offers to undo that move, said plainly and not styled as the
+  // destructive action, or the version production had before the current one was first promoted.
+  function renderRollback(d) {
+    var prod = d.labels.production, moves = d.history.filter(function (e) { return e.label === "production"; });
+    var last = moves[0], btn = $("btn-rollback"), text = $("rollback-text");
+    var wentBack = !!(last && last.to === prod && last.from && last.from > prod);
+    var target = null;
+    if (wentBack) target = last.from;
+    else {
+      var before = moves.find(function (e) { return e.to === prod && e.from && e.from !== prod; });
+      if (before) target = before.from;
+      else {
+        var older = d.versions.filter(function (v) { return v.version < prod; });
+        target = older.length ? older[0].version : null;
+      }
+    }
+    state.rollbackTo = target;
+    btn.classList.toggle("danger", !wentBack);
+    btn.classList.toggle("undo", wentBack);
+    if (!target) {
+      text.textContent = "There is no earlier version to roll back to.";
+      btn.textContent = "Roll back";
+    } else if (wentBack) {
+      text.textContent = "Production was moved back from version " + last.from + " to version " + prod + " by " + last.who +
+        " " + ago(last.at) + ". Undoing it puts version " + last.from + " back in production for everyone's next message.";
+      btn.textContent = "Undo the rollback (back to version " + last.from + ")";
+    } else {
+      text.textContent = "Production is at version " + prod + ". Roll back to version " + target + " in one click; the change applies to the next chat message.";
+      btn.textContent = "Roll back to version " + target;
+    }
+    $("rollback-title").textContent = wentBack ? "Undo the last rollback" : "Roll back production";
+    btn.disabled = !target || !d.you.can_write;
+    var note = $("approval-note");
+    note.hidden = !(d.require_approval && d.you.can_approve);
+    note.textContent = "Approval required: as a tenant admin you approve versions written by someone else by moving production.";
+    if (d.require_approval && !d.you.can_approve) {
+      btn.disabled = true;
+      if (target) text.textContent = "Production is at version " + prod + ". Only a tenant admin can move it to version " + target + ".";
+    }
   }
   function updateReleasePreview() {
     var d = state.detail; if (!d) return;
