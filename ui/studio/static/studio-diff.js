@@ -21,7 +21,7 @@ window.StudioDiff = (function () {
         tb.appendChild(h("tr", {"data-field": s.field}, h("td", {text: SETTING_NAMES[s.field] || s.field}),
           h("td", {text: fmt(s.from)}), h("td", {text: fmt(s.to)})));
       });
-      t.appendChild(tb); panel.appendChild(t);
+      t.appendChild(tb); panel.appendChild(h("div", {class: "table-scroll diff-settings-wrap"}, t));
     }
     var table = h("table", {class: "diff " + layout, "aria-label": "Text differences"});
     var body = h("tbody");
