@@ -18,16 +18,37 @@
   var D = window.StudioDOM, $ = D.$, h = D.h, clear = D.clear, toast = D.toast, busy = D.busy, ago = D.ago,
     fullDate = D.fullDate, confirmBox = D.confirmBox;
   function api(method, path, body) {
+    return request(API + path, method, body);
+  }
+  function request(url, method, body) {
     var opts = {method: method, credentials: "same-origin", headers: {"X-Tenant-ID": BOOT.tenant, "Accept": "application/json"}};
     if (body !== undefined) { opts.headers["Content-Type"] = "application/json"; opts.body = JSON.stringify(body); }
-    return fetch(API + path, opts).then(function (r) {
+    return fetch(url, opts).then(function (r) {
       return r.text().then(function (t) {
         var data = null;
         try { data = t ? JSON.parse(t) : null; } catch (e) { data = {detail: t}; }
-        if (r.status === 401) { window.location.reload(); }
+        // The session ended while the page was open (signed out in another tab, expired): the API's own
+        // 401 text is for API callers (bearer tokens); a person here needs to sign in again.
+        if (r.status === 401) data = {detail: sessionEnded()};
         return {ok: r.ok, status: r.status, data: data || {}};
       });
     }, function () { return {ok: false, status: 0, data: {detail: "Cannot reach the server — check your connection."}}; });
+  }
+  function sessionEnded() {
+    if (state.name && !sameAsBase()) writeDraft();
+    var kept = draftKept(), text = "Your session has ended — sign in again" +
+      (kept ? " (your draft is kept in this browser)" : !state.base || sameAsBase() ? "" : " (copy your draft first: it could not be kept)");
+    var box = $("session-ended");
+    clear(box);
+    box.appendChild(h("span", {text: text + "."}));
+    box.appendChild(h("a", {class: "button primary", href: "/studio?tenant=" + encodeURIComponent(BOOT.tenant) + location.hash,
+      id: "sign-in-again", onclick: function (e) {
+        // A reload shows the sign-in form and then this page again, where this tab's stored draft comes back:
+        // no "Leave site?" prompt for a draft that is kept.
+        e.preventDefault(); state.leaving = kept; window.location.reload();
+      }}, "Sign in again"));
+    box.hidden = false;
+    return text + ".";
   }
   function labelsOf(v) {
     var labels = state.detail ? state.detail.labels : {};
@@ -50,8 +71,7 @@
     var url = "/api/t/" + encodeURIComponent(BOOT.tenant) + "/feedback?assistant=" + encodeURIComponent(state.name);
     var body = clear(document.querySelector("#feedback-summary tbody")), items = clear($("feedback-items"));
     items.appendChild(h("p", {class: "muted", text: "Loading…"}));
-    return fetch(url, {credentials: "same-origin", headers: {"X-Tenant-ID": BOOT.tenant, "Accept": "application/json"}})
-      .then(function (r) { return r.json().then(function (d) { return {ok: r.ok, data: d}; }); })
+    return request(url, "GET")
       .then(function (r) {
         clear(items);
         if (!r.ok) { items.appendChild(h("p", {class: "note", text: r.data.detail || "Could not load the feedback."})); return; }
@@ -71,7 +91,7 @@
             h("p", null, h("strong", {text: "Answer: "}), h("span", {text: it.answer.length > 600 ? it.answer.slice(0, 600) + "…" : it.answer})),
             it.comment ? h("p", {class: "note"}, h("strong", {text: "Comment: "}), h("span", {text: it.comment})) : null));
         });
-      }, function () { clear(items); items.appendChild(h("p", {class: "note", text: "Cannot reach the server — check your connection."})); });
+      });
   }
   document.querySelectorAll(".tabs button").forEach(function (b) { b.addEventListener("click", function () { showTab(b.dataset.tab); }); });
   document.querySelector(".tabs").addEventListener("keydown", function (e) {
@@ -129,16 +149,47 @@
     }
     return JSON.stringify((d.config.variables || []).slice().sort()) === JSON.stringify((bc.variables || []).slice().sort());
   }
-  function storeKey() { return "atrium-studio-draft:" + BOOT.tenant + "/" + state.name; }
+  // -- the unsaved draft, kept across reloads of this tab ---------------------------------------------
+  // sessionStorage, not localStorage: each tab keeps its own draft (a second tab never adopts the first one's
+  // live text) and it ends with the tab. The key and the record name the signed-in user, so a draft is only
+  // ever restored for the person who wrote it; sign-out removes this tab's drafts (base.html).
+  var DRAFT_PREFIX = "atrium-studio-draft:";
+  var drafts = (function () { try { return window.sessionStorage; } catch (e) { return null; } })();
+  function storeKey() { return DRAFT_PREFIX + encodeURIComponent(BOOT.subject) + ":" + BOOT.tenant + "/" + state.name; }
+  function readDraft() {
+    var saved = null;
+    try { saved = JSON.parse(drafts.getItem(storeKey()) || "null"); } catch (e) { saved = null; }
+    return saved && saved.subject === BOOT.subject && saved.draft ? saved : null;
+  }
+  function writeDraft() {
+    try {
+      drafts.setItem(storeKey(), JSON.stringify({subject: BOOT.subject, base: state.baseVersion, draft: draft(),
+        message: $("message").value}));
+      return true;
+    } catch (e) { return false; /* private mode or no storage: the draft just isn't kept across reloads */ }
+  }
+  function forgetDraft() { try { drafts.removeItem(storeKey()); } catch (e) { /* nothing kept */ } }
+  function draftKept() { try { return !!drafts.getItem(storeKey()); } catch (e) { return false; } }
+  // Drafts this tab holds for anyone else (whoever signed in here before) are not this user's to see; drafts in
+  // localStorage predate per-tab drafts and name nobody: both go.
+  function purgeForeignDrafts() {
+    var mine = DRAFT_PREFIX + encodeURIComponent(BOOT.subject) + ":";
+    [drafts, (function () { try { return window.localStorage; } catch (e) { return null; } })()].forEach(function (store, i) {
+      if (!store) return;
+      try {
+        for (var k = store.length - 1; k >= 0; k--) {
+          var key = store.key(k);
+          if (key && key.indexOf(DRAFT_PREFIX) === 0 && (i === 1 || key.indexOf(mine) !== 0)) store.removeItem(key);
+        }
+      } catch (e) { /* storage unavailable: nothing to purge */ }
+    });
+  }
   function onDraftChanged() {
     var dirty = !sameAsBase();
     var st = $("dirty-state");
     st.textContent = dirty ? "Unsaved changes" : "No changes";
     st.classList.toggle("dirty", dirty);
-    try {
-      if (dirty) localStorage.setItem(storeKey(), JSON.stringify({base: state.baseVersion, draft: draft(), message: $("message").value}));
-      else localStorage.removeItem(storeKey());
-    } catch (e) { /* private mode: the draft just isn't kept across reloads */ }
+    if (dirty) writeDraft(); else forgetDraft();
     checkLocally();
   }
   // Immediate feedback while typing; the server re-validates everything on save.
@@ -218,9 +269,9 @@
   }
   function selectAssistant(name, tab) {
     if (state.name && state.name !== name && !sameAsBase()) {
-      // The draft is kept in localStorage; switching is safe.
+      // The draft is kept for this tab (sessionStorage); switching is safe.
       var current = (state.assistants || []).filter(function (a) { return a.name === state.name; })[0];
-      toast("Your unsaved draft of " + (current ? current.title : state.name) + " is kept in this browser.");
+      toast("Your unsaved draft of " + (current ? current.title : state.name) + " is kept in this tab.");
     }
     state.name = name;
     renderAssistantList();
@@ -262,16 +313,15 @@
       fillForm(v.body, v.config);
       $("message").value = "";
       if (restore) {
-        var saved = null;
-        try { saved = JSON.parse(localStorage.getItem(storeKey()) || "null"); } catch (e) { saved = null; }
-        if (saved && saved.draft) {
+        var saved = readDraft();
+        if (saved) {
           fillForm(saved.draft.body, saved.draft.config);
           $("message").value = saved.message || "";
           state.baseVersion = saved.base;
           var b = $("restored"); clear(b);
           b.appendChild(h("span", {text: "Restored your unsaved draft (started from version " + saved.base + ")."}));
           b.appendChild(h("button", {type: "button", text: "Discard draft", onclick: function () {
-            try { localStorage.removeItem(storeKey()); } catch (e) { /* ignore */ }
+            forgetDraft();
             loadBase(state.detail.latest, false);
           }}));
           b.hidden = false;
@@ -283,11 +333,17 @@
     });
   }
   function updateBaseInfo() {
-    var l = labelsOf(state.baseVersion);
+    var l = labelsOf(state.baseVersion), latest = state.detail ? state.detail.latest : 0;
     $("base-info").textContent = state.baseVersion
-      ? "Editing on top of version " + state.baseVersion + (l.length ? " (" + l.join(", ") + ")" : "")
+      ? "Editing on top of version " + state.baseVersion + (l.length ? " (" + l.join(", ") + ")" : "") +
+        (latest > state.baseVersion ? " · version " + latest + " is newer" : "")
       : "No version yet: this will be version 1";
   }
+  // Back to this tab: another tab (or person) may have saved or moved a label meanwhile.
+  document.addEventListener("visibilitychange", function () {
+    if (document.visibilityState !== "visible" || !state.detail || !$("session-ended").hidden) return;
+    refreshDetail().then(updateBaseInfo, function () { /* refreshDetail said why */ });
+  });
 
   function draftFrom(version) {
     var go = sameAsBase() ? Promise.resolve(true)
@@ -317,7 +373,7 @@
       .then(function (r) {
         busy(btn, false);
         if (r.status === 201) {
-          try { localStorage.removeItem(storeKey()); } catch (e) { /* ignore */ }
+          forgetDraft();
           var from = state.base.version;
           toast("Saved as version " + r.data.version + ".");
           return refreshDetail().then(function () { return loadBase(r.data.version, false); }).then(function () {
@@ -331,7 +387,7 @@
           toast("Not saved — please fix the highlighted problems.", true);
           return;
         }
-        toast((r.data.detail || "Saving failed") + " (" + r.status + ")", true);
+        toast(r.status === 401 ? "Not saved: your session has ended (see the top of the page)." : (r.data.detail || "Saving failed") + " (" + r.status + ")", true);
       });
   }
   function label(field) {
@@ -341,10 +397,17 @@
   }
   function showConflict(data) {
     state.conflictLatest = data.latest_version;
-    var who = data.latest && data.latest.author ? data.latest.author : "someone";
-    var what = data.latest && data.latest.message ? " (“" + data.latest.message + "”)" : "";
-    $("conflict-text").textContent = " " + who + " saved version " + data.latest_version + what +
-      " after you started from version " + data.base_version + ".";
+    var latest = data.latest || {}, v = data.latest_version;
+    var what = latest.message ? " (“" + latest.message + "”)" : "";
+    // Your own save from another tab (or with your API key) is not "someone else".
+    var mine = latest.author === BOOT.subject, byKey = !mine && latest.author_for === BOOT.subject;
+    var who = mine || byKey ? "You" : latest.author || "Someone";
+    var where = mine ? " in another tab" : byKey ? " with your API key" : "";
+    $("conflict-title").textContent = mine || byKey ? "A newer version of yours exists." : "Someone else saved first.";
+    $("conflict-text").textContent = " " + who + " saved version " + v + where + what +
+      " after this draft started from version " + data.base_version + ".";
+    state.conflictMine = mine || byKey;
+    $("btn-conflict-theirs").textContent = state.conflictMine ? "Discard this draft, edit version " + v : "Discard mine, edit theirs";
     $("conflict").hidden = false;
     toast("Not saved: version " + data.latest_version + " was saved meanwhile.", true);
     refreshDetail();
@@ -354,8 +417,10 @@
     api("POST", "/" + state.name + "/preview", {body: d.body, config: d.config, base_version: state.conflictLatest}).then(function (r) {
       if (!r.ok || !r.data.diff) { toast("Cannot compare: fix the problems in your draft first.", true); return; }
       var panel = $("draft-diff"); panel.hidden = false;
-      renderDiff(panel, r.data.diff, "Version " + state.conflictLatest + " (theirs) → your draft", "theirs", "your draft",
-        "Red: only in their version — saving yours as it is would remove it. Green: only in your draft.");
+      var theirs = state.conflictMine ? "version " + state.conflictLatest : "theirs";
+      renderDiff(panel, r.data.diff, "Version " + state.conflictLatest + " (" + (state.conflictMine ? "saved elsewhere" : "theirs") + ") → your draft",
+        theirs, "your draft", "Red: only in " + (state.conflictMine ? "version " + state.conflictLatest : "their version") +
+        " — saving this draft as it is would remove it. Green: only in this draft.");
       panel.scrollIntoView({behavior: "smooth", block: "start"});
     });
   }
@@ -611,17 +676,30 @@
     confirmBox("Discard your draft?", "Your unsaved changes are dropped and the editor loads version " + state.conflictLatest + ".", "Discard my draft")
       .then(function (ok) {
         if (!ok) return;
-        try { localStorage.removeItem(storeKey()); } catch (e) { /* ignore */ }
+        forgetDraft();
         loadBase(state.conflictLatest, false);
       });
   });
   document.addEventListener("keydown", function (e) {
     if ((e.ctrlKey || e.metaKey) && e.key.toLowerCase() === "s") { e.preventDefault(); if (!$("tab-edit").hidden) save(); }
   });
-  window.addEventListener("beforeunload", function (e) { if (state.base && !sameAsBase()) { e.preventDefault(); e.returnValue = ""; } });
+  window.addEventListener("beforeunload", function (e) {
+    if (state.leaving || !state.base || sameAsBase()) return;
+    e.preventDefault(); e.returnValue = "";
+  });
+  // Signing out (base.html) asks here first: the browser's "Leave site?" prompt would come only after the
+  // session had already ended, and "Stay" would leave an editor that can no longer save.
+  window.StudioSignOut = function () {
+    if (!state.base || sameAsBase()) { state.leaving = true; return Promise.resolve(true); }
+    var current = (state.assistants || []).filter(function (a) { return a.name === state.name; })[0];
+    return confirmBox("Sign out and discard your draft?",
+      "Your changes to " + (current ? current.title : state.name) + " are not saved. Signing out removes the draft from this browser.",
+      "Discard draft and sign out").then(function (ok) { if (ok) state.leaving = true; return ok; });
+  };
   var picker = $("tenant-picker");
   if (picker) picker.addEventListener("change", function () { window.location.href = "/studio?tenant=" + encodeURIComponent(picker.value); });
 
+  purgeForeignDrafts();
   loadAssistants().then(function () {
     if (!state.assistants.length) { $("assistant-title").textContent = "No assistants configured"; return; }
     var hash = decodeURIComponent(location.hash.slice(1)).split("/");
