@@ -108,7 +108,8 @@
     cfg.description = $("f-description").value.trim();
     cfg.tier = $("f-tier").value || null;
     cfg.temperature = parseFloat($("f-temperature").value);
-    var mt = parseInt($("f-max_tokens").value, 10); cfg.max_tokens = isNaN(mt) ? null : mt;
+    // As typed (not parseInt): 12.5 must be refused, not saved as 12.
+    var mt = $("f-max_tokens").value.trim(); cfg.max_tokens = mt === "" ? null : Number(mt);
     cfg.variables = Array.prototype.map.call(document.querySelectorAll("#f-variables input:checked"), function (i) { return i.value; });
     var so = $("f-signoff").value.trim(); if (so) cfg.signoff = so;
     return cfg;
@@ -193,7 +194,8 @@
     checkLocally();
   }
   // Immediate feedback while typing; the server re-validates everything on save.
-  function checkLocally() {
+  function checkLocally() { renderProblems(localChecks()); }
+  function localChecks() {
     var d = draft(), items = [];
     var declared = d.config.variables || [];
     var re = /\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}/g, m, used = {};
@@ -210,7 +212,23 @@
     else if (stripped.indexOf("}}") >= 0) items.push(["problem", "A '}}' closes nothing."]);
     if (!d.body.trim()) items.push(["problem", "The instructions are empty."]);
     if (d.body.trim() && !used.context) items.push(["warning", "The text does not use {{context}}: answers will not see the knowledge base."]);
-    renderProblems(items);
+    var mt = maxTokensProblem();
+    if (mt) items.push(["problem", label("max_tokens") + mt]);
+    // Once a save was refused for it, the missing change description stays listed with the other problems.
+    var noMessage = state.triedSave && !$("message").value.trim();
+    $("message").setAttribute("aria-invalid", noMessage ? "true" : "false");
+    if (noMessage) items.push(["problem", label("message") + "describe your change in a few words (it is shown in the history)."]);
+    return items;
+  }
+  // Worded like the server's refusal (backend/api/prompts.py), with the limits of the field itself.
+  function maxTokensProblem() {
+    var el = $("f-max_tokens"), raw = el.value.trim(), v = Number(raw);
+    var range = "a whole number of tokens between " + (+el.min).toLocaleString("en-US") + " and " + (+el.max).toLocaleString("en-US");
+    if (el.validity && el.validity.badInput) return "that is not a number: use " + range + ".";
+    if (raw === "") return "enter " + range + ".";
+    if (!Number.isInteger(v)) return raw + " is not a whole number: use " + range + ".";
+    if (v < +el.min || v > +el.max) return v.toLocaleString("en-US") + " is out of range: use " + range + ".";
+    return null;
   }
   function renderProblems(items) {
     var ul = clear($("problems"));
@@ -305,6 +323,7 @@
   function setupFormOnce() { if (formFor !== state.name) { setupForm(); formFor = state.name; } }
 
   function loadBase(version, restore) {
+    state.triedSave = false;
     $("conflict").hidden = true; $("restored").hidden = true; $("draft-diff").hidden = true;
     var p = version ? api("GET", "/" + state.name + "/versions/" + version).then(function (r) { return r.data; })
                     : Promise.resolve({version: 0, body: "", config: {variables: ["user_name", "tenant_name", "today", "context"]}});
@@ -365,8 +384,16 @@
   function save() {
     var btn = $("btn-save");
     var msg = $("message").value.trim();
-    if (!msg) { $("message").focus(); toast("Describe your change first — it appears in the history.", true); return; }
     if (sameAsBase() && state.baseVersion === state.base.version) { toast("Nothing changed since version " + state.base.version + "."); return; }
+    // Every problem at once (an empty text *and* no change description), not one toast per attempt.
+    state.triedSave = true;
+    var items = localChecks(), problems = items.filter(function (it) { return it[0] === "problem"; });
+    renderProblems(items);
+    if (problems.length) {
+      toast("Not saved — " + (problems.length === 1 ? "1 problem" : problems.length + " problems") + " to fix: see the list below the editor.", true);
+      if (problems.length === 1 && !msg) $("message").focus();
+      return;
+    }
     var d = draft();
     busy(btn, true);
     api("POST", "/" + state.name + "/versions", {body: d.body, config: d.config, message: msg, base_version: state.baseVersion})
@@ -374,6 +401,7 @@
         busy(btn, false);
         if (r.status === 201) {
           forgetDraft();
+          state.triedSave = false;
           var from = state.base.version;
           toast("Saved as version " + r.data.version + ".");
           return refreshDetail().then(function () { return loadBase(r.data.version, false); }).then(function () {
@@ -536,6 +564,18 @@
     }
     var d = r.data;
     ans.classList.remove("muted"); ans.textContent = d.answer;
+    if (d.finish_reason === "length") {
+      // Marked like the chat marks it (ui/chat.py), before the sign-off, which stays the last line.
+      var text = d.answer.replace(/\s+$/, ""), so = (d.signoff || "").trim();
+      var hasSo = !!so && text.slice(-so.length) === so;
+      var main = hasSo ? text.slice(0, -so.length).replace(/\s+$/, "") : text;
+      if (main) {
+        clear(ans);
+        ans.appendChild(document.createTextNode(main + "\n\n"));
+        ans.appendChild(h("em", {class: "cut", text: "(answer cut at the length limit)"}));
+        if (hasSo) ans.appendChild(document.createTextNode("\n\n" + so));
+      }
+    }
     var usage = d.usage || {};
     card.appendChild(h("div", {class: "metrics"},
       metric("Model", d.model), metric("Tokens in / out", (usage.prompt_tokens || 0) + " / " + (usage.completion_tokens || 0)),
