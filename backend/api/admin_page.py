@@ -1,6 +1,7 @@
 """GET /admin: the platform operators' overview page (same login as the chat: Chainlit's session cookie).
 
-Read-only and server-rendered from ui/admin/ (no CDN; the only script is the sign-out button). It shows
+Read-only and server-rendered from ui/admin/ (no CDN; the only scripts are the sign-in form, which stays on
+this page, and the sign-out button). It shows
 what the /api/admin routes, /readyz and the tenant usage reports already expose, through the same data
 functions, so the page holds no extra power of its own. Every view is itself an `admin_access` audit event,
 every refusal a `denied` one.
@@ -18,12 +19,15 @@ from backend.api.deps import ServicesDep, client_ip
 from backend.api.pages import Pages, session_principal
 from backend.auth.principal import Principal
 from backend.container import Services
-from backend.db.repositories.audit import list_events
+from backend.db.repositories.audit import list_denials, list_events
 from backend.settings import REPO_ROOT
 
 PAGES = Pages(Path(REPO_ROOT) / "ui" / "admin", static_types=("css", "svg"))
 ROUTE = "/admin"
 DENIALS_SHOWN = 50
+# The operator's own visits before signing in are denials like any other (audited: the tenancy invariant records
+# every refusal) but not a security signal: listed apart, so the real ones stand out.
+SIGN_IN_PAGES = (ROUTE,)
 # "All" suspicious_access events, with a ceiling so a flood cannot make the page unusable; the page says
 # when it is reached (the full list stays available at /api/admin/audit?kind=suspicious_access).
 SUSPICIOUS_CAP = 1000
@@ -63,7 +67,7 @@ def admin_page(request: Request, services: ServicesDep) -> HTMLResponse:
     if principal is None:
         # Audited like the API's not_authenticated: probing the operator page is worth a row too.
         _deny(request, services, None, 401, "not_authenticated")
-        return PAGES.page("login.html", status=401)
+        return PAGES.page("login.html", status=401, password_login=services.settings.password_login_enabled)
     if not principal.is_platform_admin or principal.scopes is not None:
         _deny(request, services, principal, 403, "missing_role")
         return PAGES.page("forbidden.html", status=403, user=principal.name,
@@ -72,13 +76,17 @@ def admin_page(request: Request, services: ServicesDep) -> HTMLResponse:
     services.audit.record("admin_access", subject=principal.subject, route=ROUTE, ip=client_ip(request),
                           status=200, detail={"page": "admin"})
     with services.db.session() as session:
-        denials = list_events(session=session, kind="denied", limit=DENIALS_SHOWN)
+        denials = list_denials(session=session, sign_in_pages=SIGN_IN_PAGES, sign_in_prompts=False,
+                               limit=DENIALS_SHOWN)
+        sign_in_prompts = list_denials(session=session, sign_in_pages=SIGN_IN_PAGES, sign_in_prompts=True,
+                                       limit=DENIALS_SHOWN)
         suspicious = list_events(session=session, kind="suspicious_access", limit=SUSPICIOUS_CAP)
     readiness = services.readiness()
     return PAGES.page("admin.html", user=principal.name, tenants=_tenants(services), models=_models(services),
                  readiness=readiness, ready=all(v == "ok" for v in readiness.values()),
                  prompt_problems=sorted(services.prompt_problems().items()),
                  denials=[AuditEventPublic.of(e) for e in denials], denials_shown=DENIALS_SHOWN,
+                 sign_in_prompts=[AuditEventPublic.of(e) for e in sign_in_prompts], sign_in_pages=SIGN_IN_PAGES,
                  suspicious=[AuditEventPublic.of(e) for e in suspicious],
                  suspicious_capped=len(suspicious) >= SUSPICIOUS_CAP)
 

@@ -23,6 +23,7 @@ from backend.prompts.schema import (
     KNOWN_VARIABLES,
     SYSTEM_FIELDS,
     Problem,
+    PromptConfig,
     PromptValidationError,
     validate_version,
 )
@@ -94,6 +95,42 @@ def _tier_problems(cfg: TenantConfig, config: dict[str, Any]) -> list[Problem]:
     return problems
 
 
+def _limits(name: str) -> tuple[float, float]:
+    """A number setting's bounds, read from the schema (ge/le), so the wording cannot drift from the rule."""
+    lo = hi = None
+    for rule in PromptConfig.model_fields[name].metadata:
+        lo = getattr(rule, "ge", lo)
+        hi = getattr(rule, "le", hi)
+    assert lo is not None and hi is not None
+    return lo, hi
+
+
+def _number_problem(name: str, value: Any) -> str:
+    """What an editor reads for a refused number setting, instead of pydantic's wording ("Input should be greater
+    than or equal to 1", "a number with a fractional part")."""
+    lo, hi = _limits(name)
+    whole = name == "max_tokens"
+    rng = (f"a whole number of tokens between {lo:,} and {hi:,}" if whole
+           else f"a number between {lo:g} and {hi:g}")
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return f"enter {rng}"
+    try:
+        number = float(value) if not isinstance(value, bool) else None
+    except (TypeError, ValueError):
+        number = None
+    if number is None or number != number:  # not a number (or NaN)
+        return f"{value!r} is not a number: use {rng}"
+    shown = f"{int(number):,}" if number.is_integer() else f"{number:g}"
+    if whole and not number.is_integer():
+        return f"{shown} is not a whole number: use {rng}"
+    return f"{shown} is out of range: use {rng}"
+
+
+def _phrased(problems: list[Problem], config: dict[str, Any]) -> list[Problem]:
+    return [Problem(p.field, _number_problem(p.field, config.get(p.field)))
+            if p.field in ("max_tokens", "temperature") else p for p in problems]
+
+
 def _draft(cfg: TenantConfig, tenant: str, assistant: str, body: str, config: dict[str, Any],
            *, who: str, message: str = "draft") -> tuple[PromptVersion, list[str]]:
     """An unsaved version (number 0), validated exactly like a save."""
@@ -103,11 +140,26 @@ def _draft(cfg: TenantConfig, tenant: str, assistant: str, body: str, config: di
     try:
         parsed, report = validate_version(meta, body)
     except PromptValidationError as exc:
-        raise _invalid(problems + exc.problems) from None
+        raise _invalid(problems + _phrased(exc.problems, meta)) from None
     if problems:
         raise _invalid(problems)
     return PromptVersion(tenant=tenant, assistant=assistant, version=0, body=body,
                          config=parsed.front_matter()), report.warnings
+
+
+def _tier_note(services: Services, cfg: TenantConfig, tier: Any, answered_by: str | None = None,
+               model: str = "") -> str | None:
+    """A prompt's tier that is not live is answered by another one (the chat does the same, silently): say so
+    where the editor tries and reviews it."""
+    if not isinstance(tier, str) or not tier or tier in services.llm.tiers():
+        return None
+    if answered_by is None:
+        try:
+            answered_by = services.llm.resolve_tier(tier, cfg.model_policy.allowed_tiers)
+        except RuntimeError:  # the LLM service's NoModelAvailable
+            return f"{tier} is not available now, and no other allowed tier is"
+        return f"{tier} is not available now: until it is, answers come from {answered_by}"
+    return f"{tier} is not available now: answered by {answered_by}" + (f" ({model})" if model else "")
 
 
 def _history(services: Services, tenant: str, assistant: str) -> list[dict[str, Any]]:
@@ -193,7 +245,9 @@ def create_version(assistant: str, data: VersionIn, ctx: PromptsWrite, services:
     except PromptValidationError as exc:
         raise _invalid(exc.problems) from None
     except VersionConflict as exc:
-        latest = services.prompts.get(ctx.tenant, assistant, exc.latest).summary() if exc.latest else None
+        newer = services.prompts.get(ctx.tenant, assistant, exc.latest) if exc.latest else None
+        # `author_for`: a save made with an API key is its creator's, so the studio can say "you saved…".
+        latest = {**newer.summary(), "author_for": newer.config.get("author_for")} if newer else None
         raise Conflict(
             f"version {exc.latest} was saved by {latest and latest['author']} after you started from version "
             f"{exc.base_version}; nothing was overwritten — compare with version {exc.latest} and save again "
@@ -269,6 +323,8 @@ def preview(assistant: str, data: PreviewIn, ctx: PromptsWrite, services: Servic
         return JSONResponse({"ok": False, "problems": exc.extra["problems"], "warnings": [], "diff": None})
     base = _get(services, ctx.tenant, assistant, data.base_version) if data.base_version else \
         PromptVersion(ctx.tenant, assistant, 0, "", {})
+    if note := _tier_note(services, cfg, draft.config.get("tier")):
+        warnings = [*warnings, note]
     return JSONResponse({"ok": True, "problems": [], "warnings": warnings, "diff": diff_versions(base, draft)})
 
 
@@ -301,5 +357,7 @@ async def try_prompt(assistant: str, data: TryIn, ctx: PromptsWrite, services: S
     out = result.public()
     out["prompt_version"] = prompt.version or None
     out["draft"] = prompt.version == 0
+    if note := _tier_note(services, cfg, prompt.config.get("tier"), result.tier, result.model):
+        warnings = [note, *warnings]
     out["warnings"] = [*warnings, *out.get("warnings", [])]
     return out

@@ -91,14 +91,45 @@ def test_non_operators_get_403_and_a_denial(api_client, api_services, login_as, 
     assert events(api_services, "admin_access") == []
 
 
-def test_anonymous_gets_the_login_link(api_client, api_services):
+def test_anonymous_gets_a_sign_in_form_that_stays_on_the_page(api_client, api_services):
     r = api_client.get("/admin")
     assert r.status_code == 401
-    assert 'href="/chat/login"' in r.text and 'id="tenants"' not in r.text and "Sales" not in r.text
+    # The demo's password login: a form on this page (posting to the chat's login in the background), not a
+    # link into the chat that leaves the operator there.
+    assert 'id="login-form"' in r.text and 'fetch("/chat/login"' in r.text and "window.location.reload()" in r.text
+    assert "come back to" not in r.text
+    assert 'id="tenants"' not in r.text and "Sales" not in r.text
     assert [(e.subject, e.route, e.reason) for e in events(api_services, "denied")] == \
         [(None, "/admin", "not_authenticated")]
     # A forged cookie is not a session.
     assert api_client.get("/admin", headers={"Cookie": "access_token=forged"}).status_code == 401
+
+
+def test_without_the_password_login_the_sign_in_is_a_link(make_api_client):
+    """No form to show (the company's identity provider signs people in): its login, and what happens after."""
+    r = make_api_client(ATRIUM_DEV_LOGIN="false").get("/admin")
+    assert r.status_code == 401
+    assert 'id="login-form"' not in r.text and 'href="/chat/login"' in r.text and "come back to" in r.text
+
+
+def test_sign_in_prompts_are_audited_but_listed_apart_from_denials(api_client, api_services, login_as, root):
+    """The operator's own visits before signing in are denials (audited like every refusal) but no security
+    signal: they are folded away below the real ones, which the heading counts honestly ("up to 50")."""
+    for _ in range(3):
+        assert api_client.get("/admin").status_code == 401
+    assert api_client.get("/api/t/sales/prompts").status_code == 401  # an anonymous API call is a real denial
+    assert api_client.get("/admin", headers=as_(login_as("alice"))).status_code == 403
+    assert len(events(api_services, "denied")) == 5, "every refusal is still audited"
+    page = html.unescape(api_client.get("/admin", headers=root).text)
+    assert "up to 50" in page and "the last 50" not in page
+    real = page.split('id="denial-events"')[1].split("</table>")[0]
+    assert real.count("<tr>") == 1 + 2  # header + alice's 403 and the anonymous API call
+    assert "alice" in real and "/api/t/sales/prompts" in real and "<code>/admin</code>" in real
+    assert real.count("not_authenticated") == 1
+    folded = page.split('<details id="sign-in-prompts"')[1].split("</details>")[0]
+    assert "Sign-in prompts (3)" in folded and "before" in folded
+    rows = folded.split('id="sign-in-prompt-events"')[1].split("</table>")[0]
+    assert rows.count("<tr>") == 1 + 3 and rows.count("not_authenticated") == 3
 
 
 def test_suspicious_access_is_listed(api_client, api_services, login_as, root):

@@ -178,6 +178,34 @@ def test_invalid_drafts_are_422_with_every_problem(client, prompts_root):
     assert snapshot(prompts_root) == before
 
 
+@pytest.mark.parametrize(("value", "said"), [
+    (12.5, "12.5 is not a whole number: use a whole number of tokens between 1 and 32,000"),
+    (0, "0 is out of range: use a whole number of tokens between 1 and 32,000"),
+    (99999, "99,999 is out of range: use a whole number of tokens between 1 and 32,000"),
+    (None, "enter a whole number of tokens between 1 and 32,000"),
+])
+def test_the_answer_length_is_refused_in_the_editors_words(client, prompts_root, value, said):
+    """12.5 is not quietly saved as 12, and the limits are said as the form says them (not pydantic's wording)."""
+    before = snapshot(prompts_root)
+    r = new_version(client, "bob", max_tokens=value)
+    assert r.status_code == 422, r.text
+    problems = {p["field"]: p["message"] for p in r.json()["problems"]}
+    assert problems == {"max_tokens": said}
+    assert "Input should" not in r.text and "fractional" not in r.text
+    assert snapshot(prompts_root) == before
+    r = client.post(f"{SA}/preview", headers=as_("bob"), json={
+        "body": "Hi {{context}}", "config": {"description": "d", "tier": "local", "variables": ["context"],
+                                             "max_tokens": value}})
+    assert r.json()["problems"] == [{"field": "max_tokens", "message": said}]
+
+
+def test_a_temperature_out_of_range_is_said_with_its_limits(client):
+    r = new_version(client, "bob", temperature=3)
+    assert r.status_code == 422
+    assert {p["field"]: p["message"] for p in r.json()["problems"]} == \
+        {"temperature": "3 is out of range: use a number between 0 and 2"}
+
+
 def test_label_moves_and_saves_are_audited_with_before_and_after(client):
     assert new_version(client, "bob").status_code == 201
     created = audit(client, "prompt_version_created")[-1]
@@ -305,6 +333,44 @@ def test_try_answers_with_a_draft_or_a_version_and_saves_nothing_but_its_usage(c
     assert [(t.channel, t.subject, t.prompt_version) for t in rows] == [("studio", "bob", None), ("studio", "bob", 1)]
     assert rows[0].completion_tokens == out["usage"]["completion_tokens"]
     assert len(audit(client, "prompt_version_created")) + len(audit(client, "prompt_label_moved")) == events
+
+
+def test_a_tier_that_is_not_live_is_named_in_try_and_preview(client):
+    """The sales policy allows smart, which is not live here: the local model answers, and the editor is told
+    (the chat would answer the same way), instead of reading a local answer as smart's."""
+    detail = client.get(SA, headers=as_("bob")).json()
+    assert "smart" in detail["tiers"] and detail["live_tiers"] == ["local"]
+    v1 = client.get(f"{SA}/versions/1", headers=as_("bob")).json()
+    config = {**v1["config"], "tier": "smart", "max_tokens": 8}
+    r = client.post(f"{SA}/try", headers=as_("bob"), json={"question": "Say hello.", "body": v1["body"],
+                                                          "config": config})
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["tier"] == "local" and out["model"]
+    assert out["warnings"][0] == f"smart is not available now: answered by local ({out['model']})"
+    assert out["finish_reason"] in ("stop", "length")  # what the playground marks as cut
+    r = client.post(f"{SA}/preview", headers=as_("bob"), json={"body": v1["body"], "config": config,
+                                                              "base_version": 1})
+    assert "smart is not available now: until it is, answers come from local" in r.json()["warnings"]
+    # A live tier: no note.
+    r = client.post(f"{SA}/preview", headers=as_("bob"), json={"body": v1["body"], "config": v1["config"],
+                                                              "base_version": 1})
+    assert not any("not available" in w for w in r.json()["warnings"])
+
+
+def test_a_conflict_names_the_api_key_creator(client):
+    """A save made with one's own API key is one's own: the studio says "you saved…", not "someone else"."""
+    r = client.post("/api/t/sales/keys", headers=as_("carol"), json={"scopes": ["prompts:write"]})
+    assert r.status_code == 201, r.text
+    carols_key = {"Authorization": f"Bearer {r.json()['token']}"}
+    v1 = client.get(f"{SA}/versions/1", headers=carols_key).json()
+    assert client.post(f"{SA}/versions", headers=carols_key, json={
+        "body": v1["body"] + "\nby key\n", "config": v1["config"], "message": "by key",
+        "base_version": 1}).status_code == 201
+    r = new_version(client, "carol")
+    assert r.status_code == 409
+    latest = r.json()["latest"]
+    assert latest["author"].startswith("key:") and latest["author_for"] == "carol"
 
 
 def test_try_refuses_invalid_drafts_and_empty_requests(client):

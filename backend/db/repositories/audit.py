@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import func, or_
+from sqlalchemy import and_, func, or_
 from sqlmodel import Session, col, select
 
 from backend.db.models import AuditEvent
@@ -38,6 +38,21 @@ def list_events(
         stmt = stmt.where(col(AuditEvent.kind).not_in(exclude_kinds))
     if exclude_reasons:  # NULL reasons stay (NOT IN would drop them)
         stmt = stmt.where(or_(col(AuditEvent.reason).is_(None), col(AuditEvent.reason).not_in(exclude_reasons)))
+    return list(session.exec(stmt.order_by(col(AuditEvent.id).desc()).limit(limit)))
+
+
+def list_denials(*, session: Session, sign_in_pages: tuple[str, ...], sign_in_prompts: bool,
+                 limit: int = 100) -> list[AuditEvent]:
+    """Denials, newest first, in two sets: the sign-in prompts (an anonymous 401 `not_authenticated` on one of
+    `sign_in_pages`, i.e. a visit before signing in) when `sign_in_prompts`, else every other denial."""
+    subject, status, reason, route = (col(AuditEvent.subject), col(AuditEvent.status), col(AuditEvent.reason),
+                                      col(AuditEvent.route))
+    if sign_in_prompts:
+        which = and_(subject.is_(None), status == 401, reason == "not_authenticated", route.in_(sign_in_pages))
+    else:  # spelt out rather than NOT(...): a NULL column would make the negation NULL and drop the row
+        which = or_(subject.is_not(None), status.is_(None), status != 401, reason.is_(None),
+                    reason != "not_authenticated", route.is_(None), route.not_in(sign_in_pages))
+    stmt = select(AuditEvent).where(AuditEvent.kind == "denied", which)
     return list(session.exec(stmt.order_by(col(AuditEvent.id).desc()).limit(limit)))
 
 

@@ -9,9 +9,7 @@ window.StudioDiff = (function () {
   function render(panel, diff, opts) {
     var title = opts.title, leftName = opts.left, rightName = opts.right, hint = opts.hint, layout = opts.layout || "split";
     clear(panel);
-    panel.appendChild(h("div", {class: "diff-head"}, h("h3", {text: title}),
-      h("span", {class: "diff-stats"}, h("span", {class: "add", text: "+" + diff.stats.added}), " ",
-        h("span", {class: "del", text: "−" + diff.stats.removed}), " lines")));
+    panel.appendChild(h("div", {class: "diff-head"}, h("h3", {text: title}), headline(diff)));
     if (hint) panel.appendChild(h("p", {class: "muted small", text: hint}));
     if (diff.identical) { panel.appendChild(h("div", {class: "empty-state", text: "These two are identical."})); return; }
     if (diff.settings.length) {
@@ -21,7 +19,7 @@ window.StudioDiff = (function () {
         tb.appendChild(h("tr", {"data-field": s.field}, h("td", {text: SETTING_NAMES[s.field] || s.field}),
           h("td", {text: fmt(s.from)}), h("td", {text: fmt(s.to)})));
       });
-      t.appendChild(tb); panel.appendChild(t);
+      t.appendChild(tb); panel.appendChild(h("div", {class: "table-scroll diff-settings-wrap"}, t));
     }
     var table = h("table", {class: "diff " + layout, "aria-label": "Text differences"});
     var body = h("tbody");
@@ -42,6 +40,15 @@ window.StudioDiff = (function () {
     });
     table.appendChild(body);
     if (diff.rows.length) panel.appendChild(table);
+  }
+  // "+3 −1 lines, 1 setting changed" / "2 settings changed": a change of settings only is not "+0 −0 lines",
+  // which reads as "nothing changed".
+  function headline(diff) {
+    var n = diff.settings.length, a = diff.stats.added, r = diff.stats.removed, parts = [];
+    if (diff.identical) return h("span", {class: "diff-stats", text: "no changes"});
+    if (a || r || !n) parts.push(h("span", {class: "add", text: "+" + a}), " ", h("span", {class: "del", text: "−" + r}), " lines");
+    if (n) parts.push((parts.length ? ", " : "") + n + (n === 1 ? " setting" : " settings") + " changed");
+    return h("span", {class: "diff-stats"}, parts);
   }
   function inlineRow(op, sign, a, b, text) {
     return h("tr", {class: op}, h("td", {class: "no", text: a || ""}), h("td", {class: "no", text: b || ""}),

@@ -18,16 +18,37 @@
   var D = window.StudioDOM, $ = D.$, h = D.h, clear = D.clear, toast = D.toast, busy = D.busy, ago = D.ago,
     fullDate = D.fullDate, confirmBox = D.confirmBox;
   function api(method, path, body) {
+    return request(API + path, method, body);
+  }
+  function request(url, method, body) {
     var opts = {method: method, credentials: "same-origin", headers: {"X-Tenant-ID": BOOT.tenant, "Accept": "application/json"}};
     if (body !== undefined) { opts.headers["Content-Type"] = "application/json"; opts.body = JSON.stringify(body); }
-    return fetch(API + path, opts).then(function (r) {
+    return fetch(url, opts).then(function (r) {
       return r.text().then(function (t) {
         var data = null;
         try { data = t ? JSON.parse(t) : null; } catch (e) { data = {detail: t}; }
-        if (r.status === 401) { window.location.reload(); }
+        // The session ended while the page was open (signed out in another tab, expired): the API's own
+        // 401 text is for API callers (bearer tokens); a person here needs to sign in again.
+        if (r.status === 401) data = {detail: sessionEnded()};
         return {ok: r.ok, status: r.status, data: data || {}};
       });
     }, function () { return {ok: false, status: 0, data: {detail: "Cannot reach the server — check your connection."}}; });
+  }
+  function sessionEnded() {
+    if (state.name && !sameAsBase()) writeDraft();
+    var kept = draftKept(), text = "Your session has ended — sign in again" +
+      (kept ? " (your draft is kept in this browser)" : !state.base || sameAsBase() ? "" : " (copy your draft first: it could not be kept)");
+    var box = $("session-ended");
+    clear(box);
+    box.appendChild(h("span", {text: text + "."}));
+    box.appendChild(h("a", {class: "button primary", href: "/studio?tenant=" + encodeURIComponent(BOOT.tenant) + location.hash,
+      id: "sign-in-again", onclick: function (e) {
+        // A reload shows the sign-in form and then this page again, where this tab's stored draft comes back:
+        // no "Leave site?" prompt for a draft that is kept.
+        e.preventDefault(); state.leaving = kept; window.location.reload();
+      }}, "Sign in again"));
+    box.hidden = false;
+    return text + ".";
   }
   function labelsOf(v) {
     var labels = state.detail ? state.detail.labels : {};
@@ -50,8 +71,7 @@
     var url = "/api/t/" + encodeURIComponent(BOOT.tenant) + "/feedback?assistant=" + encodeURIComponent(state.name);
     var body = clear(document.querySelector("#feedback-summary tbody")), items = clear($("feedback-items"));
     items.appendChild(h("p", {class: "muted", text: "Loading…"}));
-    return fetch(url, {credentials: "same-origin", headers: {"X-Tenant-ID": BOOT.tenant, "Accept": "application/json"}})
-      .then(function (r) { return r.json().then(function (d) { return {ok: r.ok, data: d}; }); })
+    return request(url, "GET")
       .then(function (r) {
         clear(items);
         if (!r.ok) { items.appendChild(h("p", {class: "note", text: r.data.detail || "Could not load the feedback."})); return; }
@@ -71,7 +91,7 @@
             h("p", null, h("strong", {text: "Answer: "}), h("span", {text: it.answer.length > 600 ? it.answer.slice(0, 600) + "…" : it.answer})),
             it.comment ? h("p", {class: "note"}, h("strong", {text: "Comment: "}), h("span", {text: it.comment})) : null));
         });
-      }, function () { clear(items); items.appendChild(h("p", {class: "note", text: "Cannot reach the server — check your connection."})); });
+      });
   }
   document.querySelectorAll(".tabs button").forEach(function (b) { b.addEventListener("click", function () { showTab(b.dataset.tab); }); });
   document.querySelector(".tabs").addEventListener("keydown", function (e) {
@@ -88,7 +108,8 @@
     cfg.description = $("f-description").value.trim();
     cfg.tier = $("f-tier").value || null;
     cfg.temperature = parseFloat($("f-temperature").value);
-    var mt = parseInt($("f-max_tokens").value, 10); cfg.max_tokens = isNaN(mt) ? null : mt;
+    // As typed (not parseInt): 12.5 must be refused, not saved as 12.
+    var mt = $("f-max_tokens").value.trim(); cfg.max_tokens = mt === "" ? null : Number(mt);
     cfg.variables = Array.prototype.map.call(document.querySelectorAll("#f-variables input:checked"), function (i) { return i.value; });
     var so = $("f-signoff").value.trim(); if (so) cfg.signoff = so;
     return cfg;
@@ -129,20 +150,52 @@
     }
     return JSON.stringify((d.config.variables || []).slice().sort()) === JSON.stringify((bc.variables || []).slice().sort());
   }
-  function storeKey() { return "atrium-studio-draft:" + BOOT.tenant + "/" + state.name; }
+  // -- the unsaved draft, kept across reloads of this tab ---------------------------------------------
+  // sessionStorage, not localStorage: each tab keeps its own draft (a second tab never adopts the first one's
+  // live text) and it ends with the tab. The key and the record name the signed-in user, so a draft is only
+  // ever restored for the person who wrote it; sign-out removes this tab's drafts (base.html).
+  var DRAFT_PREFIX = "atrium-studio-draft:";
+  var drafts = (function () { try { return window.sessionStorage; } catch (e) { return null; } })();
+  function storeKey() { return DRAFT_PREFIX + encodeURIComponent(BOOT.subject) + ":" + BOOT.tenant + "/" + state.name; }
+  function readDraft() {
+    var saved = null;
+    try { saved = JSON.parse(drafts.getItem(storeKey()) || "null"); } catch (e) { saved = null; }
+    return saved && saved.subject === BOOT.subject && saved.draft ? saved : null;
+  }
+  function writeDraft() {
+    try {
+      drafts.setItem(storeKey(), JSON.stringify({subject: BOOT.subject, base: state.baseVersion, draft: draft(),
+        message: $("message").value}));
+      return true;
+    } catch (e) { return false; /* private mode or no storage: the draft just isn't kept across reloads */ }
+  }
+  function forgetDraft() { try { drafts.removeItem(storeKey()); } catch (e) { /* nothing kept */ } }
+  function draftKept() { try { return !!drafts.getItem(storeKey()); } catch (e) { return false; } }
+  // Drafts this tab holds for anyone else (whoever signed in here before) are not this user's to see; drafts in
+  // localStorage predate per-tab drafts and name nobody: both go.
+  function purgeForeignDrafts() {
+    var mine = DRAFT_PREFIX + encodeURIComponent(BOOT.subject) + ":";
+    [drafts, (function () { try { return window.localStorage; } catch (e) { return null; } })()].forEach(function (store, i) {
+      if (!store) return;
+      try {
+        for (var k = store.length - 1; k >= 0; k--) {
+          var key = store.key(k);
+          if (key && key.indexOf(DRAFT_PREFIX) === 0 && (i === 1 || key.indexOf(mine) !== 0)) store.removeItem(key);
+        }
+      } catch (e) { /* storage unavailable: nothing to purge */ }
+    });
+  }
   function onDraftChanged() {
     var dirty = !sameAsBase();
     var st = $("dirty-state");
     st.textContent = dirty ? "Unsaved changes" : "No changes";
     st.classList.toggle("dirty", dirty);
-    try {
-      if (dirty) localStorage.setItem(storeKey(), JSON.stringify({base: state.baseVersion, draft: draft(), message: $("message").value}));
-      else localStorage.removeItem(storeKey());
-    } catch (e) { /* private mode: the draft just isn't kept across reloads */ }
+    if (dirty) writeDraft(); else forgetDraft();
     checkLocally();
   }
   // Immediate feedback while typing; the server re-validates everything on save.
-  function checkLocally() {
+  function checkLocally() { renderProblems(localChecks()); }
+  function localChecks() {
     var d = draft(), items = [];
     var declared = d.config.variables || [];
     var re = /\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}/g, m, used = {};
@@ -159,7 +212,23 @@
     else if (stripped.indexOf("}}") >= 0) items.push(["problem", "A '}}' closes nothing."]);
     if (!d.body.trim()) items.push(["problem", "The instructions are empty."]);
     if (d.body.trim() && !used.context) items.push(["warning", "The text does not use {{context}}: answers will not see the knowledge base."]);
-    renderProblems(items);
+    var mt = maxTokensProblem();
+    if (mt) items.push(["problem", label("max_tokens") + mt]);
+    // Once a save was refused for it, the missing change description stays listed with the other problems.
+    var noMessage = state.triedSave && !$("message").value.trim();
+    $("message").setAttribute("aria-invalid", noMessage ? "true" : "false");
+    if (noMessage) items.push(["problem", label("message") + "describe your change in a few words (it is shown in the history)."]);
+    return items;
+  }
+  // Worded like the server's refusal (backend/api/prompts.py), with the limits of the field itself.
+  function maxTokensProblem() {
+    var el = $("f-max_tokens"), raw = el.value.trim(), v = Number(raw);
+    var range = "a whole number of tokens between " + (+el.min).toLocaleString("en-US") + " and " + (+el.max).toLocaleString("en-US");
+    if (el.validity && el.validity.badInput) return "that is not a number: use " + range + ".";
+    if (raw === "") return "enter " + range + ".";
+    if (!Number.isInteger(v)) return raw + " is not a whole number: use " + range + ".";
+    if (v < +el.min || v > +el.max) return v.toLocaleString("en-US") + " is out of range: use " + range + ".";
+    return null;
   }
   function renderProblems(items) {
     var ul = clear($("problems"));
@@ -218,9 +287,9 @@
   }
   function selectAssistant(name, tab) {
     if (state.name && state.name !== name && !sameAsBase()) {
-      // The draft is kept in localStorage; switching is safe.
+      // The draft is kept for this tab (sessionStorage); switching is safe.
       var current = (state.assistants || []).filter(function (a) { return a.name === state.name; })[0];
-      toast("Your unsaved draft of " + (current ? current.title : state.name) + " is kept in this browser.");
+      toast("Your unsaved draft of " + (current ? current.title : state.name) + " is kept in this tab.");
     }
     state.name = name;
     renderAssistantList();
@@ -240,6 +309,11 @@
         badges.appendChild(h("span", {class: "badge " + l, text: l + " · v" + d.labels[l]}));
       });
       setupFormOnce();
+      // A save (here or elsewhere) or another assistant: the Compare "to" and the version to promote follow the
+      // newest version instead of keeping a choice made before it existed (promoting the wrong one by reflex).
+      var shown = state.name + "@" + d.latest;
+      state.followNewest = state.shownLatest !== shown;
+      state.shownLatest = shown;
       renderHistory(); renderRelease(); renderPlaygroundSelects();
       var entry = state.assistants.find(function (a) { return a.name === state.name; });
       if (entry) { entry.labels = d.labels; entry.latest = d.latest; renderAssistantList(); }
@@ -249,6 +323,7 @@
   function setupFormOnce() { if (formFor !== state.name) { setupForm(); formFor = state.name; } }
 
   function loadBase(version, restore) {
+    state.triedSave = false;
     $("conflict").hidden = true; $("restored").hidden = true; $("draft-diff").hidden = true;
     var p = version ? api("GET", "/" + state.name + "/versions/" + version).then(function (r) { return r.data; })
                     : Promise.resolve({version: 0, body: "", config: {variables: ["user_name", "tenant_name", "today", "context"]}});
@@ -257,16 +332,15 @@
       fillForm(v.body, v.config);
       $("message").value = "";
       if (restore) {
-        var saved = null;
-        try { saved = JSON.parse(localStorage.getItem(storeKey()) || "null"); } catch (e) { saved = null; }
-        if (saved && saved.draft) {
+        var saved = readDraft();
+        if (saved) {
           fillForm(saved.draft.body, saved.draft.config);
           $("message").value = saved.message || "";
           state.baseVersion = saved.base;
           var b = $("restored"); clear(b);
           b.appendChild(h("span", {text: "Restored your unsaved draft (started from version " + saved.base + ")."}));
           b.appendChild(h("button", {type: "button", text: "Discard draft", onclick: function () {
-            try { localStorage.removeItem(storeKey()); } catch (e) { /* ignore */ }
+            forgetDraft();
             loadBase(state.detail.latest, false);
           }}));
           b.hidden = false;
@@ -278,11 +352,17 @@
     });
   }
   function updateBaseInfo() {
-    var l = labelsOf(state.baseVersion);
+    var l = labelsOf(state.baseVersion), latest = state.detail ? state.detail.latest : 0;
     $("base-info").textContent = state.baseVersion
-      ? "Editing on top of version " + state.baseVersion + (l.length ? " (" + l.join(", ") + ")" : "")
+      ? "Editing on top of version " + state.baseVersion + (l.length ? " (" + l.join(", ") + ")" : "") +
+        (latest > state.baseVersion ? " · version " + latest + " is newer" : "")
       : "No version yet: this will be version 1";
   }
+  // Back to this tab: another tab (or person) may have saved or moved a label meanwhile.
+  document.addEventListener("visibilitychange", function () {
+    if (document.visibilityState !== "visible" || !state.detail || !$("session-ended").hidden) return;
+    refreshDetail().then(updateBaseInfo, function () { /* refreshDetail said why */ });
+  });
 
   function draftFrom(version) {
     var go = sameAsBase() ? Promise.resolve(true)
@@ -304,15 +384,24 @@
   function save() {
     var btn = $("btn-save");
     var msg = $("message").value.trim();
-    if (!msg) { $("message").focus(); toast("Describe your change first — it appears in the history.", true); return; }
     if (sameAsBase() && state.baseVersion === state.base.version) { toast("Nothing changed since version " + state.base.version + "."); return; }
+    // Every problem at once (an empty text *and* no change description), not one toast per attempt.
+    state.triedSave = true;
+    var items = localChecks(), problems = items.filter(function (it) { return it[0] === "problem"; });
+    renderProblems(items);
+    if (problems.length) {
+      toast("Not saved — " + (problems.length === 1 ? "1 problem" : problems.length + " problems") + " to fix: see the list below the editor.", true);
+      if (problems.length === 1 && !msg) $("message").focus();
+      return;
+    }
     var d = draft();
     busy(btn, true);
     api("POST", "/" + state.name + "/versions", {body: d.body, config: d.config, message: msg, base_version: state.baseVersion})
       .then(function (r) {
         busy(btn, false);
         if (r.status === 201) {
-          try { localStorage.removeItem(storeKey()); } catch (e) { /* ignore */ }
+          forgetDraft();
+          state.triedSave = false;
           var from = state.base.version;
           toast("Saved as version " + r.data.version + ".");
           return refreshDetail().then(function () { return loadBase(r.data.version, false); }).then(function () {
@@ -326,7 +415,7 @@
           toast("Not saved — please fix the highlighted problems.", true);
           return;
         }
-        toast((r.data.detail || "Saving failed") + " (" + r.status + ")", true);
+        toast(r.status === 401 ? "Not saved: your session has ended (see the top of the page)." : (r.data.detail || "Saving failed") + " (" + r.status + ")", true);
       });
   }
   function label(field) {
@@ -336,10 +425,17 @@
   }
   function showConflict(data) {
     state.conflictLatest = data.latest_version;
-    var who = data.latest && data.latest.author ? data.latest.author : "someone";
-    var what = data.latest && data.latest.message ? " (“" + data.latest.message + "”)" : "";
-    $("conflict-text").textContent = " " + who + " saved version " + data.latest_version + what +
-      " after you started from version " + data.base_version + ".";
+    var latest = data.latest || {}, v = data.latest_version;
+    var what = latest.message ? " (“" + latest.message + "”)" : "";
+    // Your own save from another tab (or with your API key) is not "someone else".
+    var mine = latest.author === BOOT.subject, byKey = !mine && latest.author_for === BOOT.subject;
+    var who = mine || byKey ? "You" : latest.author || "Someone";
+    var where = mine ? " in another tab" : byKey ? " with your API key" : "";
+    $("conflict-title").textContent = mine || byKey ? "A newer version of yours exists." : "Someone else saved first.";
+    $("conflict-text").textContent = " " + who + " saved version " + v + where + what +
+      " after this draft started from version " + data.base_version + ".";
+    state.conflictMine = mine || byKey;
+    $("btn-conflict-theirs").textContent = state.conflictMine ? "Discard this draft, edit version " + v : "Discard mine, edit theirs";
     $("conflict").hidden = false;
     toast("Not saved: version " + data.latest_version + " was saved meanwhile.", true);
     refreshDetail();
@@ -349,8 +445,10 @@
     api("POST", "/" + state.name + "/preview", {body: d.body, config: d.config, base_version: state.conflictLatest}).then(function (r) {
       if (!r.ok || !r.data.diff) { toast("Cannot compare: fix the problems in your draft first.", true); return; }
       var panel = $("draft-diff"); panel.hidden = false;
-      renderDiff(panel, r.data.diff, "Version " + state.conflictLatest + " (theirs) → your draft", "theirs", "your draft",
-        "Red: only in their version — saving yours as it is would remove it. Green: only in your draft.");
+      var theirs = state.conflictMine ? "version " + state.conflictLatest : "theirs";
+      renderDiff(panel, r.data.diff, "Version " + state.conflictLatest + " (" + (state.conflictMine ? "saved elsewhere" : "theirs") + ") → your draft",
+        theirs, "your draft", "Red: only in " + (state.conflictMine ? "version " + state.conflictLatest : "their version") +
+        " — saving this draft as it is would remove it. Green: only in this draft.");
       panel.scrollIntoView({behavior: "smooth", block: "start"});
     });
   }
@@ -416,8 +514,10 @@
       to.appendChild(h("option", {value: v.version, text: versionName(v.version)}));
     });
     if (d.versions.length) {
-      to.value = keepTo || d.versions[0].version;
-      from.value = keepFrom || (d.labels.production || d.versions[Math.min(1, d.versions.length - 1)].version);
+      var fallbackFrom = d.labels.production && d.labels.production !== d.latest ? d.labels.production
+        : d.versions[Math.min(1, d.versions.length - 1)].version;
+      to.value = !state.followNewest && keepTo ? keepTo : d.latest;
+      from.value = !state.followNewest && keepFrom ? keepFrom : fallbackFrom;
     }
   }
   $("btn-diff").addEventListener("click", function () {
@@ -464,6 +564,18 @@
     }
     var d = r.data;
     ans.classList.remove("muted"); ans.textContent = d.answer;
+    if (d.finish_reason === "length") {
+      // Marked like the chat marks it (ui/chat.py), before the sign-off, which stays the last line.
+      var text = d.answer.replace(/\s+$/, ""), so = (d.signoff || "").trim();
+      var hasSo = !!so && text.slice(-so.length) === so;
+      var main = hasSo ? text.slice(0, -so.length).replace(/\s+$/, "") : text;
+      if (main) {
+        clear(ans);
+        ans.appendChild(document.createTextNode(main + "\n\n"));
+        ans.appendChild(h("em", {class: "cut", text: "(answer cut at the length limit)"}));
+        if (hasSo) ans.appendChild(document.createTextNode("\n\n" + so));
+      }
+    }
     var usage = d.usage || {};
     card.appendChild(h("div", {class: "metrics"},
       metric("Model", d.model), metric("Tokens in / out", (usage.prompt_tokens || 0) + " / " + (usage.completion_tokens || 0)),
@@ -495,31 +607,9 @@
     });
     var sel = $("rel-version"), keep = sel.value; clear(sel);
     d.versions.forEach(function (v) { sel.appendChild(h("option", {value: v.version, text: versionName(v.version) + " — " + (v.message || "")})); });
-    sel.value = keep && sel.querySelector('option[value="' + keep + '"]') ? keep : String(d.latest);
+    sel.value = !state.followNewest && keep && sel.querySelector('option[value="' + keep + '"]') ? keep : String(d.latest);
     updateReleasePreview();
-    // Rollback target: the production version before the current one (from the label history).
-    var prod = d.labels.production, prev = null;
-    for (var i = 0; i < d.history.length; i++) {
-      var e = d.history[i];
-      if (e.label === "production" && e.to === prod && e.from && e.from !== prod) { prev = e.from; break; }
-    }
-    if (!prev) {
-      var older = d.versions.filter(function (v) { return v.version < prod; });
-      prev = older.length ? older[0].version : null;
-    }
-    state.rollbackTo = prev;
-    $("rollback-text").textContent = prev
-      ? "Production is at version " + prod + ". Roll back to version " + prev + " in one click; the change applies to the next chat message."
-      : "There is no earlier version to roll back to.";
-    $("btn-rollback").textContent = prev ? "Roll back to version " + prev : "Roll back";
-    $("btn-rollback").disabled = !prev || !d.you.can_write;
-    var note = $("approval-note");
-    note.hidden = !(d.require_approval && d.you.can_approve);
-    note.textContent = "Approval required: as a tenant admin you approve versions written by someone else by moving production.";
-    if (d.require_approval && !d.you.can_approve) {
-      $("btn-rollback").disabled = true;
-      if (prev) $("rollback-text").textContent = "Production is at version " + prod + ". Only a tenant admin can roll it back to version " + prev + ".";
-    }
+    renderRollback(d);
     var tb = clear(document.querySelector("#history-table tbody"));
     if (!d.history.length) tb.appendChild(h("tr", null, h("td", {colspan: 4, class: "muted", text: "No label has been moved yet."})));
     d.history.forEach(function (e) {
@@ -527,6 +617,49 @@
         h("td", null, h("span", {class: "badge " + e.label, text: e.label})),
         h("td", {text: (e.from ? "v" + e.from : "none") + " → v" + e.to})));
     });
+  }
+  // The roll-back card. Its target comes from the label history (newest first): the production version before
+  // the current one. When the last production move went *back* (a rollback, or promoting an older version),
+  // that "version before" is the one just withdrawn: offering it as "Roll back to version 5" would re-deploy
+  // the bad version by reflex. Then the card offers to undo that move, said plainly and not styled as the
+  // destructive action, or the version production had before the current one was first promoted.
+  function renderRollback(d) {
+    var prod = d.labels.production, moves = d.history.filter(function (e) { return e.label === "production"; });
+    var last = moves[0], btn = $("btn-rollback"), text = $("rollback-text");
+    var wentBack = !!(last && last.to === prod && last.from && last.from > prod);
+    var target = null;
+    if (wentBack) target = last.from;
+    else {
+      var before = moves.find(function (e) { return e.to === prod && e.from && e.from !== prod; });
+      if (before) target = before.from;
+      else {
+        var older = d.versions.filter(function (v) { return v.version < prod; });
+        target = older.length ? older[0].version : null;
+      }
+    }
+    state.rollbackTo = target;
+    btn.classList.toggle("danger", !wentBack);
+    btn.classList.toggle("undo", wentBack);
+    if (!target) {
+      text.textContent = "There is no earlier version to roll back to.";
+      btn.textContent = "Roll back";
+    } else if (wentBack) {
+      text.textContent = "Production was moved back from version " + last.from + " to version " + prod + " by " + last.who +
+        " " + ago(last.at) + ". Undoing it puts version " + last.from + " back in production for everyone's next message.";
+      btn.textContent = "Undo the rollback (back to version " + last.from + ")";
+    } else {
+      text.textContent = "Production is at version " + prod + ". Roll back to version " + target + " in one click; the change applies to the next chat message.";
+      btn.textContent = "Roll back to version " + target;
+    }
+    $("rollback-title").textContent = wentBack ? "Undo the last rollback" : "Roll back production";
+    btn.disabled = !target || !d.you.can_write;
+    var note = $("approval-note");
+    note.hidden = !(d.require_approval && d.you.can_approve);
+    note.textContent = "Approval required: as a tenant admin you approve versions written by someone else by moving production.";
+    if (d.require_approval && !d.you.can_approve) {
+      btn.disabled = true;
+      if (target) text.textContent = "Production is at version " + prod + ". Only a tenant admin can move it to version " + target + ".";
+    }
   }
   function updateReleasePreview() {
     var d = state.detail; if (!d) return;
@@ -583,17 +716,30 @@
     confirmBox("Discard your draft?", "Your unsaved changes are dropped and the editor loads version " + state.conflictLatest + ".", "Discard my draft")
       .then(function (ok) {
         if (!ok) return;
-        try { localStorage.removeItem(storeKey()); } catch (e) { /* ignore */ }
+        forgetDraft();
         loadBase(state.conflictLatest, false);
       });
   });
   document.addEventListener("keydown", function (e) {
     if ((e.ctrlKey || e.metaKey) && e.key.toLowerCase() === "s") { e.preventDefault(); if (!$("tab-edit").hidden) save(); }
   });
-  window.addEventListener("beforeunload", function (e) { if (state.base && !sameAsBase()) { e.preventDefault(); e.returnValue = ""; } });
+  window.addEventListener("beforeunload", function (e) {
+    if (state.leaving || !state.base || sameAsBase()) return;
+    e.preventDefault(); e.returnValue = "";
+  });
+  // Signing out (base.html) asks here first: the browser's "Leave site?" prompt would come only after the
+  // session had already ended, and "Stay" would leave an editor that can no longer save.
+  window.StudioSignOut = function () {
+    if (!state.base || sameAsBase()) { state.leaving = true; return Promise.resolve(true); }
+    var current = (state.assistants || []).filter(function (a) { return a.name === state.name; })[0];
+    return confirmBox("Sign out and discard your draft?",
+      "Your changes to " + (current ? current.title : state.name) + " are not saved. Signing out removes the draft from this browser.",
+      "Discard draft and sign out").then(function (ok) { if (ok) state.leaving = true; return ok; });
+  };
   var picker = $("tenant-picker");
   if (picker) picker.addEventListener("change", function () { window.location.href = "/studio?tenant=" + encodeURIComponent(picker.value); });
 
+  purgeForeignDrafts();
   loadAssistants().then(function () {
     if (!state.assistants.length) { $("assistant-title").textContent = "No assistants configured"; return; }
     var hash = decodeURIComponent(location.hash.slice(1)).split("/");
