@@ -206,6 +206,9 @@ async def get_tenant_context(
             message = f"you are not a member of tenant {tenant!r}"
         await adeny(request, services, 403, message, code="tenant_mismatch", subject=who, tenant=tenant,
              detail={"member_of": sorted(principal.tenants)})
+    if services.registry.get(tenant) is None:  # a key of a tenant since removed from tenants.yaml
+        await adeny(request, services, 403, f"tenant {tenant!r} is not configured (config/tenants.yaml): its API keys "
+                    "work again once it is added back", code="tenant_not_configured", subject=who, tenant=tenant)
     return TenantContext(principal=principal, tenant=tenant)
 
 

@@ -149,10 +149,10 @@ class QuotaService:
         if limit in ("requests_per_minute", "user_requests_per_minute"):
             retry_after = max(1, math.ceil(decision.retry_after_s))  # the message and Retry-After agree
             if limit == "requests_per_minute":
-                msg = (f"{name} has reached its limit of {quotas.requests_per_minute} requests per minute; "
+                msg = (f"{name} has reached its limit of {_requests(quotas.requests_per_minute)} per minute; "
                        f"try again in {retry_after} s.")
             else:
-                msg = (f"You have reached your limit of {quotas.user_requests_per_minute} requests per minute "
+                msg = (f"You have reached your limit of {_requests(quotas.user_requests_per_minute)} per minute "
                        f"in {name}; try again in {retry_after} s.")
         elif limit == "tokens_per_day":
             reset = _day_start(now) + timedelta(days=1)
@@ -204,6 +204,10 @@ class QuotaService:
 
     async def release(self, adm: Admission) -> None:
         await self.settle(adm, tokens=0, cost_usd=0.0)
+
+
+def _requests(n: int | None) -> str:
+    return "1 request" if n == 1 else f"{n} requests"
 
 
 def _usd(micro: int) -> str:

@@ -9,6 +9,7 @@ import sys
 
 import sqlalchemy as sa
 
+from backend.auth.api_keys import issue_key
 from backend.db.repositories.audit import list_events
 from tests.conftest import REPO
 
@@ -174,3 +175,13 @@ def test_revoking_twice_is_idempotent_and_audited_once(api_client, login_as, set
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(f"key {key_id} was already revoked on 20") and done.stdout.strip().endswith("UTC")
     assert sorted(e["detail"]["key_id"] for e in _events(api_client, "key_revoked")) == sorted([issued["id"], key_id])
+
+
+def test_a_key_of_a_tenant_no_longer_configured_says_so(api_client):
+    services = api_client.app.state.services
+    token = issue_key(db=services.db, tenant="legal", scopes=["chat"]).token  # legal since removed from tenants.yaml
+    r = api_client.get("/api/t/legal/v1/models", headers=_bearer(token))
+    assert (r.status_code, r.json()["error"]["code"]) == (403, "tenant_not_configured")
+    assert "'legal' is not configured" in r.json()["error"]["message"]
+    r = api_client.get("/api/t/sales/v1/models", headers=_bearer(token))
+    assert r.status_code == 403 and "belongs to another tenant" in r.json()["error"]["message"]

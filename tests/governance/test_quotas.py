@@ -56,6 +56,10 @@ def test_tenant_requests_per_minute_exact_under_concurrency(tmp_path, db, make_l
     assert f"try again in {exc.headers['Retry-After']} s." in exc.message  # same rounding in both
     # Another tenant has its own bucket.
     assert not any(isinstance(r, QuotaExceeded) for r in asyncio.run(admit_many(svc, 5, tenant="finance")))
+    single = quota_service(tmp_path, db, make_limits, user_requests_per_minute=1)
+    refused = [r for r in asyncio.run(admit_many(single, 2, subjects=("erin",), tenant="engineering"))
+               if isinstance(r, QuotaExceeded)]
+    assert "your limit of 1 request per minute in Engineering" in refused[0].message
 
 
 def test_user_requests_per_minute_is_per_user(tmp_path, db, make_limits):
