@@ -15,7 +15,7 @@ from backend.auth.api_keys import issue_key
 from backend.db.engine import Database, make_engine
 from backend.db.models import ChatTurn
 from tests.conftest import start_server, stop_server
-from tests.llm.fakes import FakeOpenAI, make_config_dir, mock, set_tenant
+from tests.llm.fakes import FakeOpenAI, make_config_dir, mock, sdk_for, set_tenant
 
 SMART_TEXT = "Growth deals up to 15% need no approval."
 FAST_TEXT = "Hello from the fast tier."
@@ -296,10 +296,7 @@ def recorded(tmp_path, make_api_client):
         {"model_name": "smart", "litellm_params": {"model": "anthropic/claude-sonnet-5-5",
                                                    "api_key": "os.environ/ANTHROPIC_API_KEY"}}])
     set_tenant(cfg, "sales", policy={"allowed_tiers": ["fast", "smart"]})
-    api = make_api_client(ATRIUM_CONFIG_DIR=str(cfg))
-    key = issue_key(db=api.app.state.services.db, tenant="sales", scopes=["chat"]).token
-    sdk = OpenAI(base_url="http://testserver/api/t/sales/v1", api_key=key, http_client=api, max_retries=0,
-                 default_headers={"X-Tenant-ID": "sales"})
+    sdk = sdk_for(make_api_client(ATRIUM_CONFIG_DIR=str(cfg)))
     yield sdk, server
     server.__exit__(None)
 

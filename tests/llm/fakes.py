@@ -209,6 +209,17 @@ def make_config_dir(root: Path, *, model_list: list[dict], fallbacks: list[dict]
     return cfg
 
 
+def sdk_for(api: Any, tenant: str = "sales", scopes: tuple[str, ...] = ("chat",)) -> Any:
+    """The official OpenAI SDK on an in-process app (a TestClient), with a new API key of `tenant`."""
+    from openai import OpenAI
+
+    from backend.auth.api_keys import issue_key
+
+    key = issue_key(db=api.app.state.services.db, tenant=tenant, scopes=list(scopes)).token
+    return OpenAI(base_url=f"http://testserver/api/t/{tenant}/v1", api_key=key, http_client=api, max_retries=0,
+                  default_headers={"X-Tenant-ID": tenant})
+
+
 def set_tenant(cfg: Path, tenant: str, *, policy: dict | None = None, quotas: dict | None = None) -> None:
     data = yaml.safe_load((cfg / "tenants.yaml").read_text())
     for t in data["tenants"]:

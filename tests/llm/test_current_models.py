@@ -13,13 +13,11 @@ import litellm
 import openai
 import pytest
 import yaml
-from openai import OpenAI
 
-from backend.auth.api_keys import issue_key
 from backend.chat import ChatRequest, TurnResult
 from backend.llm.router import ModelsConfig, live_deployments, retirement, table_entry
 from tests.conftest import REPO, TEST_TODAY, session_cookie_for
-from tests.llm.fakes import FakeAnthropic, FakeOpenAI, make_config_dir, set_tenant
+from tests.llm.fakes import FakeAnthropic, FakeOpenAI, make_config_dir, sdk_for, set_tenant
 from tests.llm.test_models import alice, run, turn_row
 
 
@@ -175,10 +173,7 @@ def thinking_api(tmp_path, make_api_client):
     cfg = make_config_dir(tmp_path, model_list=[served_by("smart", "anthropic/claude-sonnet-5-5", server.url,
                                                           reasoning_effort="low")])
     set_tenant(cfg, "sales", policy={"allowed_tiers": ["smart"]})
-    api = make_api_client(ATRIUM_CONFIG_DIR=str(cfg))
-    key = issue_key(db=api.app.state.services.db, tenant="sales", scopes=["chat"]).token
-    sdk = OpenAI(base_url="http://testserver/api/t/sales/v1", api_key=key, http_client=api, max_retries=0,
-                 default_headers={"X-Tenant-ID": "sales"})
+    sdk = sdk_for(make_api_client(ATRIUM_CONFIG_DIR=str(cfg)))
     yield sdk, server
     server.__exit__(None)
 
@@ -244,10 +239,7 @@ def test_a_callers_reasoning_effort_reaches_a_thinking_model_and_is_refused_for_
         cfg = make_config_dir(tmp_path / "plain", model_list=[{"model_name": "fast", "litellm_params": {
             "model": "hosted_vllm/acme-7b", "api_base": plain.url}}])
         set_tenant(cfg, "sales", policy={"allowed_tiers": ["fast"]})
-        api = make_api_client(ATRIUM_CONFIG_DIR=str(cfg))
-        key = issue_key(db=api.app.state.services.db, tenant="sales", scopes=["chat"]).token
-        other = OpenAI(base_url="http://testserver/api/t/sales/v1", api_key=key, http_client=api, max_retries=0,
-                       default_headers={"X-Tenant-ID": "sales"})
+        other = sdk_for(make_api_client(ATRIUM_CONFIG_DIR=str(cfg)))
         with pytest.raises(openai.BadRequestError) as refused:
             other.chat.completions.create(model="fast", reasoning_effort="low",
                                           messages=[{"role": "user", "content": "hi"}])
