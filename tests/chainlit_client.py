@@ -85,16 +85,20 @@ class ChainlitSession:
         return self._reply(self.events[start:])
 
     async def _upload(self, files: list[tuple[str, bytes, str]]) -> list[dict]:
+        refs = []
+        for name, data, mime in files:
+            r = await self.upload(name, data, mime)
+            assert r.status_code == 200, r.text
+            refs.append({"id": r.json()["id"]})
+        return refs
+
+    async def upload(self, name: str, data: bytes, mime: str):  # noqa: ANN201 - httpx.Response
+        """What the paperclip does with one file, before the message is sent: the route's response."""
         import httpx
 
-        refs = []
         async with httpx.AsyncClient(base_url=self.base_url, cookies=self.cookies, timeout=60) as http:
-            for name, data, mime in files:
-                r = await http.post("/chat/project/file", params={"session_id": self.session_id},
-                                    files={"file": (name, data, mime)})
-                assert r.status_code == 200, r.text
-                refs.append({"id": r.json()["id"]})
-        return refs
+            return await http.post("/chat/project/file", params={"session_id": self.session_id},
+                                   files={"file": (name, data, mime)})
 
     async def _wait_turn(self, start: int) -> None:
         while True:

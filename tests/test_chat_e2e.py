@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import httpx
 import pytest
 
@@ -87,3 +89,27 @@ async def test_platform_operator_is_pointed_to_the_operator_routes(live_server):
         reply = await chat.ask("hello")
     assert "platform operator" in reply.text and "/api/admin/audit" in reply.text
     assert reply.tokens == []
+
+
+def test_the_pdf_viewer_finds_its_worker(live_server):
+    """Chainlit's bundle asks for its PDF worker at /assets/…, outside the /chat mount: served, or every PDF in
+    the chat says "Failed to load PDF file."."""
+    index = httpx.get(f"{live_server.url}/chat/login").text
+    bundle = re.search(r'src="(/chat/assets/index-[^"]+\.js)"', index).group(1)
+    worker = re.search(r'"(/assets/pdf\.worker[^"]+\.mjs)"', httpx.get(f"{live_server.url}{bundle}").text).group(1)
+    r = httpx.get(f"{live_server.url}{worker}")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/javascript") and len(r.content) > 1000
+    assert httpx.get(f"{live_server.url}/assets/index.html").status_code == 404  # that one file, nothing else
+    assert httpx.get(f"{live_server.url}/assets/..%2f..%2fserver.py").status_code == 404
+
+
+async def test_an_empty_file_is_refused_in_words(live_server):
+    """Chainlit's upload route fails on an empty file (a 500 and "Upload failed"): a 400 that says why."""
+    cookies = live_server.login("carol")
+    errors_before = live_server.log_path.read_text(errors="replace").count("unhandled error")
+    async with ChainlitSession(live_server.url, cookies, chat_profile="sales/sales-assistant") as chat:
+        empty = await chat.upload("empty.txt", b"", "text/plain")
+        fine = await chat.upload("note.txt", b"A note.", "text/plain")
+    assert empty.status_code == 400 and empty.json() == {"detail": "it is empty — nothing to add"}
+    assert fine.status_code == 200 and fine.json()["id"]
+    assert live_server.log_path.read_text(errors="replace").count("unhandled error") == errors_before
