@@ -142,6 +142,26 @@ async def test_a_message_over_the_limit_gets_a_clear_answer_not_a_model_call(liv
     assert len(live_server.rows("select id from chat_turn")) == turns
 
 
+async def test_staging_conversations_are_marked_and_blank_names_are_refused(live_server):
+    bob = live_server.login("bob")
+    known = {t["id"] for t in _threads(live_server, bob)}
+    async with ChainlitSession(live_server.url, bob, chat_profile="sales/sales-assistant@staging") as chat:
+        await chat.ask("Hello from staging!")
+    [thread] = [t for t in _threads(live_server, bob) if t["id"] not in known]
+    assert thread["name"] == "Hello from staging! (staging)"
+    # The rename dialog starts from the listed name: the mark is not stored as part of the title.
+    r = httpx.put(f"{live_server.url}/chat/project/thread", cookies=bob,
+                  json={"threadId": thread["id"], "name": "Staging tries (staging)"})
+    assert r.status_code == 200
+    assert live_server.rows("select title from conversation where id = :i", i=thread["id"]) == [
+        {"title": "Staging tries"}]
+    for blank in ("", "   ", " (staging)"):
+        r = httpx.put(f"{live_server.url}/chat/project/thread", cookies=bob,
+                      json={"threadId": thread["id"], "name": blank})
+        assert r.status_code == 400 and "needs a name" in r.json()["detail"]
+    assert [t["name"] for t in _threads(live_server, bob) if t["id"] == thread["id"]] == ["Staging tries (staging)"]
+
+
 async def test_a_chat_left_without_a_message_leaves_no_history(live_server):
     """Opening the chat, a new chat or another assistant and leaving without typing stores nothing."""
     alice = live_server.login("alice")
