@@ -111,6 +111,12 @@ class ConversationService:
             return None
         return row
 
+    def was_deleted(self, principal: Principal, conversation_id: str) -> bool:
+        """Whether the caller deleted this conversation (a tab that still shows it cannot write to it any more)."""
+        with self.db.session() as session:
+            row = repo.get_conversation(session=session, conversation_id=conversation_id)
+        return row is not None and row.deleted and row.subject == principal.subject
+
     def name_from_files(self, principal: Principal, conversation_id: str, filenames: list[str], *, tenant: str,
                         assistant: str, label: str = "production") -> bool:
         """A conversation whose first message is only attached files is named after them ("Uploaded

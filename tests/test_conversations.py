@@ -264,6 +264,15 @@ def test_a_long_question_is_cut_in_the_feedback_report(services, conv):
     assert item["question"].startswith("why why")
 
 
+def test_a_tab_can_tell_its_conversation_was_deleted(services, conv):
+    alice, bob = who(services, "alice", "sales"), who(services, "bob", "sales")
+    conv.create(alice, conversation_id="t", tenant="sales", assistant="sales-assistant", title="q")
+    assert not conv.was_deleted(alice, "t") and not conv.was_deleted(alice, "never-created")
+    assert conv.delete(alice, "t")
+    assert conv.was_deleted(alice, "t")
+    assert not conv.was_deleted(bob, "t")  # only its owner is told (nobody else learns the id existed)
+
+
 def test_a_chat_left_without_a_message_is_not_history(services, conv):
     """A conversation is listed once the user sent something; empty ones (a visit, a new chat, an assistant
     switch — rows older versions created) are not, in the list or in a search."""
