@@ -11,6 +11,7 @@ from ui.chat_text import (
     asks_something,
     close_markdown,
     cut_answer,
+    history_of,
     history_text,
     not_allowed,
     sorry,
@@ -90,3 +91,23 @@ def test_a_source_is_labelled_once_and_its_panel_is_the_passage():
     assert source_panel("Pricing Rules > Discounts", "Up to 10%.\n\nAbove: a manager.") == (
         "> Up to 10%.\n>\n> Above: a manager.")
     assert source_panel("A > B > C", "text") == "_A › B › C_\n\n> text"
+
+
+def test_a_reopened_conversation_is_the_history_of_its_answered_questions():
+    def step(kind: str, output: str, parent: str | None = "run") -> dict:
+        return {"type": kind, "output": output, "parentId": parent if kind != "user_message" else None}
+
+    steps = [
+        step("user_message", "What is the discount limit?"),
+        step("run", ""),
+        step("assistant_message", "**This conversation was deleted** …"),  # a notice before the answer
+        step("assistant_message", f"Ten percent.\n\n{CUT_NOTE}\n\nSources: [1] Pricing"),
+        step("user_message", "x" * 20_001),
+        step("assistant_message", "**Sorry — the message is too long** …", parent=None),  # a refusal
+        step("user_message", "And above that?"),
+        step("assistant_message", f"A manager must\n\n{STOPPED_NOTE}"),
+        step("assistant_message", "Task manually stopped.", parent=None),
+    ]
+    assert history_of(steps) == [
+        {"role": "user", "content": "What is the discount limit?"}, {"role": "assistant", "content": "Ten percent."},
+        {"role": "user", "content": "And above that?"}, {"role": "assistant", "content": "A manager must"}]

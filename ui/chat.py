@@ -21,10 +21,9 @@ from backend.conversations import files_title
 from backend.errors import AtriumError, Forbidden
 from backend.knowledge.service import UploadFile as KbUpload
 from ui.chat_text import (
-    CHAINLIT_STOPPED,
     asks_something,
     cut_answer,
-    history_text,
+    history_of,
     not_allowed,
     sorry,
     source_label,
@@ -154,24 +153,6 @@ async def resume(thread: ThreadDict) -> None:
     """A conversation reopened from the sidebar: its messages become the history of the next turns (the thread
     reached here only if it is the caller's own, in a tenant the caller still belongs to)."""
     cl.user_session.set("history", history_of(thread.get("steps") or [])[-20:])
-
-
-def history_of(steps: list[dict]) -> list[dict[str, str]]:
-    """Each question with the last assistant message after it (its answer, without the notes and the "Sources:"
-    line; Chainlit's "Task manually stopped." is not an answer)."""
-    history: list[dict[str, str]] = []
-    for step in steps:
-        text = step.get("output") or ""
-        if step.get("type") == "user_message" and text.strip():
-            history.append({"role": "user", "content": text})
-        elif (step.get("type") == "assistant_message" and history and text.strip()
-              and text.strip() != CHAINLIT_STOPPED):
-            answer = {"role": "assistant", "content": history_text(text)}
-            if history[-1]["role"] == "assistant":
-                history[-1] = answer
-            else:
-                history.append(answer)
-    return history
 
 
 @cl.on_message

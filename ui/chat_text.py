@@ -71,6 +71,23 @@ def stopped_answer(text: str) -> str:
     return f"{close_markdown(text)}\n\n{STOPPED_NOTE}"
 
 
+def history_of(steps: list[dict]) -> list[dict[str, str]]:
+    """A reopened conversation as the history of its next turns: each question with its answer, the last
+    assistant message of the question's run (without the notes and the "Sources:" line). A question that got no
+    answer (a refusal, a status or Chainlit's "Task manually stopped.", all sent outside the run) is left out: it
+    would only cost the model context."""
+    pairs: list[list[str]] = []
+    for step in steps:
+        text = step.get("output") or ""
+        if step.get("type") == "user_message" and text.strip():
+            pairs.append([text, ""])
+        elif (step.get("type") == "assistant_message" and pairs and text.strip() and step.get("parentId")
+              and text.strip() != CHAINLIT_STOPPED):
+            pairs[-1][1] = history_text(text)
+    return [{"role": role, "content": content} for question, answer in pairs if answer
+            for role, content in (("user", question), ("assistant", answer))]
+
+
 def history_text(answer: str) -> str:
     """A stored answer as the model sees it in the history: without the notes and the "Sources:" line."""
     text = answer.split(SOURCES_PREFIX)[0]
