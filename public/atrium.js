@@ -12,7 +12,8 @@
  *    a panel that appears (or changes) without a click on a source just before is closed at once, before it is
  *    painted (atrium.css keeps it hidden until then).
  * 2. A file the chat does not take is named in the refusal, with the types it does take (react-dropzone's toast
- *    lists raw MIME types and no file name).
+ *    lists raw MIME types and no file name); an empty file's refusal (the server's 400, see ui/upload_guard.py)
+ *    reads "empty.txt is empty — nothing to add.".
  * 3. Renaming a conversation: a blank name cannot be confirmed (the server refuses it too), and Enter confirms.
  * 4. The header names the assistant when there is only one (Chainlit shows its selector only for two or more), and
  *    a user without any assistant gets no message box (the chat's first message says why and whom to ask).
@@ -73,8 +74,10 @@
   // -- 2. attachments: a refused file is named ---------------------------------------------------------------
 
   let refused = [];
+  let picked = [];
 
   function noteFiles(files) {
+    picked = [...files].map((f) => f.name);
     const accepted = (settings && settings.features && settings.features.spontaneous_file_upload
       && Array.isArray(settings.features.spontaneous_file_upload.accept))
       ? settings.features.spontaneous_file_upload.accept : ACCEPTED_TYPES;
@@ -89,11 +92,18 @@
     if (event.dataTransfer && event.dataTransfer.files) noteFiles(event.dataTransfer.files);
   }, true);
 
+  const EMPTY = ": it is empty — nothing to add"; // "Could not add <name>: <the server's 400>"
+
   function toasts() {
     for (const title of document.querySelectorAll("[data-sonner-toast] [data-title]")) {
-      if (!title.textContent.startsWith("File type must be")) continue;
-      const names = refused.length ? refused.join(", ") : "This file";
-      title.textContent = `${names} can't be added: use ${ACCEPTED_WORDS}.`;
+      const text = title.textContent;
+      if (text.startsWith("File type must be")) {
+        const names = refused.length ? refused.join(", ") : "This file";
+        title.textContent = `${names} can't be added: use ${ACCEPTED_WORDS}.`;
+      } else if (text.endsWith(EMPTY)) {
+        const name = picked.find((n) => text.endsWith(` ${n}${EMPTY}`));
+        if (name) title.textContent = `${name} is empty — nothing to add.`;
+      }
     }
   }
 

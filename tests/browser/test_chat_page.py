@@ -211,7 +211,7 @@ def test_attachments_are_refused_in_words_and_pdfs_render(server, browser, shot,
     files = page.locator("#upload-button-input")
 
     files.set_input_files(str(empty))
-    assert _toast(page, "empty.txt") == "Could not add empty.txt: it is empty — nothing to add"
+    assert _toast(page, "empty.txt") == "empty.txt is empty — nothing to add."
     assert 500 not in statuses.values(), statuses
     files.set_input_files(str(csv))
     assert _toast(page, "data.csv") == "data.csv can't be added: use .txt, .md, .pdf, .docx or .html."
