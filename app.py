@@ -169,9 +169,11 @@ def create_app(settings: Settings | None = None, *, mount_chat: bool = True) -> 
     if mount_chat:
         from ui.login_errors import FriendlyLoginErrors
         from ui.offline_page import OfflineChatPage
+        from ui.upload_guard import EmptyUploadGuard
 
         app.add_middleware(FriendlyLoginErrors)
         app.add_middleware(OfflineChatPage)
+        app.add_middleware(EmptyUploadGuard)  # an empty attached file: a 400 in words, not Chainlit's 500
 
     from backend.api import routers
     from backend.api.docs import install_docs
@@ -210,6 +212,11 @@ def _mount_chat(app: FastAPI, settings: Settings) -> None:
     # Never every origin, whatever the config file says.
     chainlit_config.project.allow_origins = [o for o in origins if o != "*"]
     mount_chainlit(app=app, target=str(Path(REPO_ROOT) / "ui" / "chat.py"), path="/chat")
+    from chainlit.server import build_dir
+
+    from ui.pdf_worker import install_pdf_worker
+
+    install_pdf_worker(app, build_dir)  # the PDF viewer's worker, which Chainlit's bundle asks for outside /chat
 
 
 _app: FastAPI | None = None

@@ -46,6 +46,7 @@ STEP_CHARS = 100_000  # a stored message (the chat refuses questions over 20,000
 STEP_TYPES = frozenset({"user_message", "assistant_message", "system_message", "run"})
 ELEMENT_CHARS = 20_000  # a stored side panel (a cited passage is a few hundred characters)
 ELEMENT_DISPLAYS = frozenset({"side", "inline", "page"})
+FEEDBACK_TEXT_CHARS = 600  # of a rated exchange's question in the feedback report (the studio cuts answers the same)
 DENIAL_REPEAT_S = 30.0  # the same user, conversation and action denied again within this: one audit row
 
 
@@ -109,6 +110,12 @@ class ConversationService:
             self._deny(principal, row.tenant, reason, {"conversation": conversation_id, "action": action})
             return None
         return row
+
+    def was_deleted(self, principal: Principal, conversation_id: str) -> bool:
+        """Whether the caller deleted this conversation (a tab that still shows it cannot write to it any more)."""
+        with self.db.session() as session:
+            row = repo.get_conversation(session=session, conversation_id=conversation_id)
+        return row is not None and row.deleted and row.subject == principal.subject
 
     def name_from_files(self, principal: Principal, conversation_id: str, filenames: list[str], *, tenant: str,
                         assistant: str, label: str = "production") -> bool:
@@ -283,7 +290,8 @@ class ConversationService:
                         value: int | None = None, limit: int = 50) -> dict:
         """Counts per assistant and prompt version, and the latest rated answers with their question and the
         user's comment. A rating shares that one exchange with the tenant's prompt editors (README); who rated
-        is not shown."""
+        is not shown. Only answers of a prompt version count: a rating under a refusal or a status message (no
+        model turn of this tenant behind it) says nothing about a prompt."""
         if not principal.has_role(tenant, PROMPT_EDITOR):
             self.audit.record("denied", subject=principal.subject, tenant=tenant, route="feedback:report",
                               status=403, reason="missing_role")
@@ -299,7 +307,8 @@ class ConversationService:
             row["helpful" if rating == 1 else "not_helpful"] += int(n)
         items = [{"at": _utc(step.created_at).isoformat(), "assistant": conv.assistant, "label": conv.label,
                   "prompt_version": turn.prompt_version if turn else None, "model": turn.model if turn else None,
-                  "value": step.feedback_value, "comment": step.feedback_comment, "question": question,
+                  "value": step.feedback_value, "comment": step.feedback_comment,
+                  "question": _clip_text(question, FEEDBACK_TEXT_CHARS),
                   "answer": step.output}
                  for step, conv, turn, question in rated]
         order = sorted(summary.values(), key=lambda r: (r["assistant"], -(r["prompt_version"] or 0)))
@@ -363,6 +372,10 @@ def files_title(filenames: list[str]) -> str:
 
 def _utc(at: datetime) -> datetime:
     return at if at.tzinfo else at.replace(tzinfo=UTC)  # SQLite hands back naive datetimes, written in UTC
+
+
+def _clip_text(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit].rstrip() + "…"
 
 
 def _clip_title(title: str) -> str:

@@ -37,6 +37,8 @@ class ChainlitSession:
         self.thread_id = thread_id  # resume this conversation (the sidebar's "open") instead of a new one
         self.events: list[tuple[str, dict]] = []
         self.first_token_at: float | None = None  # perf_counter() of the first token of the last ask()
+        self._stop_after: int | None = None  # press Stop after this many tokens of the current ask()
+        self._tokens = 0
         self._task_end = asyncio.Event()
         self._started = asyncio.Event()
         for name in ("new_message", "update_message", "stream_start", "stream_token", "element",
@@ -46,8 +48,12 @@ class ChainlitSession:
     def _recorder(self, name: str):
         async def handler(data=None, *args):
             self.events.append((name, data or {}))
-            if name == "stream_token" and self.first_token_at is None:
-                self.first_token_at = time.perf_counter()
+            if name == "stream_token":
+                if self.first_token_at is None:
+                    self.first_token_at = time.perf_counter()
+                self._tokens += 1
+                if self._tokens == self._stop_after:
+                    await self.sio.emit("stop")  # the Stop button
             if name == "task_end":
                 self._task_end.set()
         return handler
@@ -68,12 +74,15 @@ class ChainlitSession:
     async def __aexit__(self, *exc) -> None:
         await self.sio.disconnect()
 
-    async def ask(self, text: str, *, files: list[tuple[str, bytes, str]] | None = None) -> Reply:
+    async def ask(self, text: str, *, files: list[tuple[str, bytes, str]] | None = None,
+                  stop_after_tokens: int | None = None) -> Reply:
         """One message; `files` (name, bytes, mime) are uploaded first and attached, as the paperclip does
-        (with `text=""`, an attachment-only message)."""
+        (with `text=""`, an attachment-only message); `stop_after_tokens`: Stop is pressed once that many tokens of
+        the answer have arrived."""
         refs = await self._upload(files) if files else []
         start = len(self.events)
         self.first_token_at = None
+        self._tokens, self._stop_after = 0, stop_after_tokens
         self._task_end.clear()
         message = {
             "id": str(uuid.uuid4()), "threadId": "", "name": "user", "type": "user_message",
@@ -85,16 +94,20 @@ class ChainlitSession:
         return self._reply(self.events[start:])
 
     async def _upload(self, files: list[tuple[str, bytes, str]]) -> list[dict]:
+        refs = []
+        for name, data, mime in files:
+            r = await self.upload(name, data, mime)
+            assert r.status_code == 200, r.text
+            refs.append({"id": r.json()["id"]})
+        return refs
+
+    async def upload(self, name: str, data: bytes, mime: str):  # noqa: ANN201 - httpx.Response
+        """What the paperclip does with one file, before the message is sent: the route's response."""
         import httpx
 
-        refs = []
         async with httpx.AsyncClient(base_url=self.base_url, cookies=self.cookies, timeout=60) as http:
-            for name, data, mime in files:
-                r = await http.post("/chat/project/file", params={"session_id": self.session_id},
-                                    files={"file": (name, data, mime)})
-                assert r.status_code == 200, r.text
-                refs.append({"id": r.json()["id"]})
-        return refs
+            return await http.post("/chat/project/file", params={"session_id": self.session_id},
+                                   files={"file": (name, data, mime)})
 
     async def _wait_turn(self, start: int) -> None:
         while True:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import httpx
 import pytest
 
@@ -73,17 +75,65 @@ async def test_other_tenant_cannot_see_or_forge_the_profile(live_server):
     assert any(d["subject"] == "erin" and d["tenant"] == "sales" for d in denials)
 
 
-async def test_user_without_tenant_gets_a_clear_no_access_message(live_server):
+def _greeting(chat) -> str:
+    return "\n".join(d.get("output") or "" for n, d in chat.events if n == "new_message")
+
+
+async def test_user_without_tenant_gets_a_clear_no_access_message_once(live_server):
     cookies = live_server.login("nobody")
     async with ChainlitSession(live_server.url, cookies) as chat:
-        reply = await chat.ask("hello")
-    assert "no access" in reply.text.lower() and "administrator" in reply.text.lower()
-    assert reply.tokens == []
+        greeting = _greeting(chat)  # the chat's start says it at length
+        first = await chat.ask("hello")
+        second = await chat.ask("hello?")
+    assert "no access" in greeting.lower() and "administrator" in greeting.lower()
+    # Every message after it: a short reminder (not the same long text again), never a model call.
+    for reply in (first, second):
+        assert reply.text and reply.text not in greeting and len(reply.text) < len(greeting)
+        assert "note at the top" in reply.text and reply.tokens == []
+    assert first.text == second.text
 
 
 async def test_platform_operator_is_pointed_to_the_operator_routes(live_server):
     cookies = live_server.login("root")
     async with ChainlitSession(live_server.url, cookies) as chat:
+        greeting = _greeting(chat)
         reply = await chat.ask("hello")
-    assert "platform operator" in reply.text and "/api/admin/audit" in reply.text
+    assert "platform operator" in greeting and "/api/admin/audit" in greeting
+    assert "platform operator" in reply.text and "/api/admin/audit" not in reply.text
     assert reply.tokens == []
+
+
+def test_only_those_who_may_add_documents_get_a_paperclip(live_server):
+    """The paperclip is Chainlit's `spontaneous_file_upload` feature, switched off per chat profile."""
+    def uploads(user: str, profile: str) -> bool:
+        settings = httpx.get(f"{live_server.url}/chat/project/settings", cookies=live_server.login(user),
+                             params={"language": "en-US", "chat_profile": profile}).json()
+        return settings["features"]["spontaneous_file_upload"]["enabled"]
+
+    assert uploads("carol", "sales/sales-assistant") is True  # a tenant admin
+    assert uploads("alice", "sales/sales-assistant") is False
+    assert uploads("bob", "sales/sales-assistant@staging") is False  # a prompt editor is not an admin
+
+
+def test_the_pdf_viewer_finds_its_worker(live_server):
+    """Chainlit's bundle asks for its PDF worker at /assets/…, outside the /chat mount: served, or every PDF in
+    the chat says "Failed to load PDF file."."""
+    index = httpx.get(f"{live_server.url}/chat/login").text
+    bundle = re.search(r'src="(/chat/assets/index-[^"]+\.js)"', index).group(1)
+    worker = re.search(r'"(/assets/pdf\.worker[^"]+\.mjs)"', httpx.get(f"{live_server.url}{bundle}").text).group(1)
+    r = httpx.get(f"{live_server.url}{worker}")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/javascript") and len(r.content) > 1000
+    assert httpx.get(f"{live_server.url}/assets/index.html").status_code == 404  # that one file, nothing else
+    assert httpx.get(f"{live_server.url}/assets/..%2f..%2fserver.py").status_code == 404
+
+
+async def test_an_empty_file_is_refused_in_words(live_server):
+    """Chainlit's upload route fails on an empty file (a 500 and "Upload failed"): a 400 that says why."""
+    cookies = live_server.login("carol")
+    errors_before = live_server.log_path.read_text(errors="replace").count("unhandled error")
+    async with ChainlitSession(live_server.url, cookies, chat_profile="sales/sales-assistant") as chat:
+        empty = await chat.upload("empty.txt", b"", "text/plain")
+        fine = await chat.upload("note.txt", b"A note.", "text/plain")
+    assert empty.status_code == 400 and empty.json() == {"detail": "it is empty — nothing to add"}
+    assert fine.status_code == 200 and fine.json()["id"]
+    assert live_server.log_path.read_text(errors="replace").count("unhandled error") == errors_before

@@ -134,12 +134,84 @@ async def test_a_forged_profile_leaves_no_history(live_server):
 
 
 async def test_a_message_over_the_limit_gets_a_clear_answer_not_a_model_call(live_server):
-    alice = live_server.login("alice")
     turns = len(live_server.rows("select id from chat_turn"))
-    async with ChainlitSession(live_server.url, alice, chat_profile="sales/sales-assistant") as chat:
-        reply = await chat.ask("a" * 20_001)
-    assert "too long" in reply.text and "20,000" in reply.text
+    replies = {}
+    for user in ("alice", "carol"):
+        async with ChainlitSession(live_server.url, live_server.login(user),
+                                   chat_profile="sales/sales-assistant") as chat:
+            replies[user] = await chat.ask("a" * 20_001)
+    for reply in replies.values():
+        assert "too long" in reply.text and "20,000" in reply.text and "20,001" in reply.text
+        # A refusal is the turn's last word outside its run: no thumbs under it (nothing to rate about a prompt).
+        [refusal] = [m for m in reply.messages if "too long" in (m.get("output") or "")]
+        assert refusal["parentId"] is None
+    # Advice each can follow: only a tenant admin can add a document to the knowledge base.
+    assert "knowledge base" not in replies["alice"].text and "attach" not in replies["alice"].text
+    assert "attach the text as a file" in replies["carol"].text
     assert len(live_server.rows("select id from chat_turn")) == turns
+
+
+async def test_a_message_in_a_tab_whose_conversation_was_deleted_starts_a_new_chat(live_server):
+    """Tab A shows a conversation that tab B deletes: what A sends next is answered and kept, in a new chat, and A
+    is told so (before, the answer was paid for and lost)."""
+    alice = live_server.login("alice")
+    known = {t["id"] for t in _threads(live_server, alice)}
+    async with ChainlitSession(live_server.url, alice, chat_profile="sales/sales-assistant") as tab_a:
+        await tab_a.ask("Hello! What can you help me with?")
+        [old] = [t["id"] for t in _threads(live_server, alice) if t["id"] not in known]
+        r = httpx.request("DELETE", f"{live_server.url}/chat/project/thread", cookies=alice, json={"threadId": old})
+        assert r.status_code == 200  # tab B
+        reply = await tab_a.ask("And what is a discount?")
+    assert "This conversation was deleted" in reply.text and "new chat" in reply.text
+    [new] = [t for t in _threads(live_server, alice) if t["id"] not in known]
+    assert new["id"] != old and new["name"] == "And what is a discount?"
+    thread = httpx.get(f"{live_server.url}/chat/project/thread/{new['id']}", cookies=alice).json()
+    steps = [(s["type"], s["output"]) for s in thread["steps"]]
+    assert steps[0] == ("user_message", "And what is a discount?") and ("run", "") in steps
+    answers = [o for t, o in steps if t == "assistant_message"]
+    assert "This conversation was deleted" in answers[0] and answers[-1] in reply.text and len(answers) == 2
+    # The browser is moved to the new conversation (its sidebar and current thread follow).
+    assert {"interaction": "And what is a discount?", "thread_id": new["id"]} in [
+        d for n, d in tab_a.events if n == "first_interaction"]
+    assert live_server.rows("select id from conversation_step where conversation_id = :i", i=old) == []
+
+
+async def test_a_stopped_answer_keeps_what_was_shown(live_server):
+    erin = live_server.login("erin")
+    known = {t["id"] for t in _threads(live_server, erin)}
+    async with ChainlitSession(live_server.url, erin, chat_profile="engineering/eng-assistant") as chat:
+        reply = await chat.ask("Hello! Please introduce yourself in a few sentences.", stop_after_tokens=4)
+    shown = "".join(reply.tokens)
+    assert shown.strip() and "Task manually stopped." in reply.text
+    [thread_id] = [t["id"] for t in _threads(live_server, erin) if t["id"] not in known]
+    thread = httpx.get(f"{live_server.url}/chat/project/thread/{thread_id}", cookies=erin).json()
+    answers = [s["output"] for s in thread["steps"] if s["type"] == "assistant_message"]
+    [kept] = [a for a in answers if a.endswith("_(stopped)_")]
+    assert shown.strip() in kept, (kept, shown)  # (the first token comes with stream_start)
+    # In its place: before Chainlit's "Task manually stopped." (its time is the answer's start).
+    assert answers.index(kept) < answers.index("Task manually stopped.")
+    assert live_server.rows("select outcome from chat_turn where subject = 'erin' order by id desc limit 1") == [
+        {"outcome": "cancelled"}]
+
+
+async def test_staging_conversations_are_marked_and_blank_names_are_refused(live_server):
+    bob = live_server.login("bob")
+    known = {t["id"] for t in _threads(live_server, bob)}
+    async with ChainlitSession(live_server.url, bob, chat_profile="sales/sales-assistant@staging") as chat:
+        await chat.ask("Hello from staging!")
+    [thread] = [t for t in _threads(live_server, bob) if t["id"] not in known]
+    assert thread["name"] == "Hello from staging! (staging)"
+    # The rename dialog starts from the listed name: the mark is not stored as part of the title.
+    r = httpx.put(f"{live_server.url}/chat/project/thread", cookies=bob,
+                  json={"threadId": thread["id"], "name": "Staging tries (staging)"})
+    assert r.status_code == 200
+    assert live_server.rows("select title from conversation where id = :i", i=thread["id"]) == [
+        {"title": "Staging tries"}]
+    for blank in ("", "   ", " (staging)"):
+        r = httpx.put(f"{live_server.url}/chat/project/thread", cookies=bob,
+                      json={"threadId": thread["id"], "name": blank})
+        assert r.status_code == 400 and "needs a name" in r.json()["detail"]
+    assert [t["name"] for t in _threads(live_server, bob) if t["id"] == thread["id"]] == ["Staging tries (staging)"]
 
 
 async def test_a_chat_left_without_a_message_leaves_no_history(live_server):
@@ -231,6 +303,33 @@ def _pricing_in_the_knowledge_base(server) -> None:
     raise AssertionError(docs)
 
 
+NOTE = ("note.txt", b"Our pricing note: the Zeta plan costs 99 dollars a month.", "text/plain")
+
+
+async def test_a_note_sent_with_files_is_acknowledged_not_answered(docs_server):
+    """"Please add this note" with a file is about the file: the upload's status is the reply, never an "I don't
+    know ... ask an administrator to add the document" to the administrator who just added it."""
+    turns = len(docs_server.rows("select id from chat_turn"))
+    async with ChainlitSession(docs_server.url, docs_server.login("carol"), chat_profile="sales/sales-assistant",
+                               timeout=300) as chat:
+        added = await chat.ask("Please add this note", files=[NOTE])
+    assert "note.txt" in added.text and "ready" in added.text and "Noted." in added.text
+    assert "I don't know" not in added.text and "administrator" not in added.text
+    async with ChainlitSession(docs_server.url, docs_server.login("alice"),
+                               chat_profile="sales/sales-assistant") as chat:
+        refused = await chat.ask("Please add this note", files=[NOTE])
+    assert "Not allowed." in refused.text and "I don't know" not in refused.text and "Noted" not in refused.text
+    assert len(docs_server.rows("select id from chat_turn")) == turns  # no model call for either
+    # Status messages are the turn's last word: outside the run, so there are no thumbs under them.
+    assert all(m["parentId"] is None for m in added.messages + refused.messages if m["type"] == "assistant_message")
+
+    # A question sent with a file is answered (once the file is in the knowledge base).
+    async with ChainlitSession(docs_server.url, docs_server.login("carol"), chat_profile="sales/sales-assistant",
+                               timeout=300) as chat:
+        asked = await chat.ask("What does the Zeta plan cost?", files=[NOTE])
+    assert "ready" in asked.text and len(docs_server.rows("select id from chat_turn")) == turns + 1
+
+
 async def test_a_reopened_answer_keeps_its_sources_and_only_for_its_owner(docs_server):
     _pricing_in_the_knowledge_base(docs_server)
     carol, alice = docs_server.login("carol"), docs_server.login("alice")
@@ -257,7 +356,7 @@ async def test_a_reopened_answer_keeps_its_sources_and_only_for_its_owner(docs_s
     assert first["forId"] == answer["id"] and first["type"] == "text" and first["display"] == "side"
     assert first["url"].startswith("data:text/markdown;charset=utf-8,")
     passage = unquote(first["url"].split(",", 1)[1])
-    assert passage.startswith("**") and "\n\n> " in passage
+    assert passage.startswith(("> ", "_")) and "> " in passage  # the quote; its label is the panel's title
     async with ChainlitSession(docs_server.url, carol, thread_id=thread_id) as reopened:
         [resumed] = [d for n, d in reopened.events if n == "resume_thread"]
     assert {e["name"] for e in resumed["elements"]} == set(sent)

@@ -205,7 +205,7 @@ def test_feedback_report_is_for_editors_and_per_prompt_version(services, conv):
     conv.save_step(alice, "t", step_id="a1", type="assistant_message", name="Atrium", output="10%",
                    turn_id=turn.id)
     conv.save_step(alice, "t", step_id="q2", type="user_message", name="alice", output="and for renewals?")
-    # A turn id of another tenant is never joined (its prompt version would leak).
+    # A turn id of another tenant is never joined (its prompt version would leak): not an answer of this tenant.
     conv.save_step(alice, "t", step_id="a2", type="assistant_message", name="Atrium", output="5%",
                    turn_id=foreign.id)
     conv.feedback(alice, "a1", 0, "it is 15%")
@@ -218,23 +218,59 @@ def test_feedback_report_is_for_editors_and_per_prompt_version(services, conv):
     conv.save_step(alice, "t", step_id="a3", type="assistant_message", name="Atrium", output="Your director",
                    parent_id="r3", turn_id=turn.id)
     assert conv.feedback(alice, "r3", 0, "wrong person")
+    # A run whose only reply is a refusal (too long, no access, a quota) or an upload's status: no prompt version
+    # answered, so its rating is not prompt feedback ("unknown" in the studio before).
+    conv.save_step(alice, "t", step_id="q4", type="user_message", name="alice", output="x" * 24_000)
+    conv.save_step(alice, "t", step_id="r4", type="run", name="on_message", output="")
+    conv.save_step(alice, "t", step_id="n4", type="assistant_message", name="Atrium",
+                   output="**Sorry — the message is too long**", parent_id="r4")
+    assert conv.feedback(alice, "r4", 0, "Refused my message")
+    conv.save_step(alice, "t", step_id="n5", type="assistant_message", name="Atrium", output="✅ note.txt — ready")
+    assert conv.feedback(alice, "n5", 1)
 
     with pytest.raises(Forbidden):
         conv.feedback_report(alice, "sales")
     report = conv.feedback_report(bob, "sales")
-    assert {(r["prompt_version"], r["helpful"], r["not_helpful"]) for r in report["summary"]} == {(3, 0, 2),
-                                                                                                 (None, 1, 0)}
+    assert [(r["prompt_version"], r["helpful"], r["not_helpful"]) for r in report["summary"]] == [(3, 0, 2)]
     by_answer = {i["answer"]: i for i in report["items"]}
-    assert set(by_answer) == {"10%", "5%", "Your director"}
+    assert set(by_answer) == {"10%", "Your director"}
     assert (by_answer["Your director"]["question"], by_answer["Your director"]["comment"],
             by_answer["Your director"]["prompt_version"]) == ("who approves?", "wrong person", 3)
     assert (by_answer["10%"]["question"], by_answer["10%"]["comment"]) == ("discount cap?", "it is 15%")
-    assert by_answer["10%"]["prompt_version"] == 3 and by_answer["5%"]["prompt_version"] is None
-    assert by_answer["5%"]["question"] == "and for renewals?"
+    assert by_answer["10%"]["prompt_version"] == 3
     assert sorted(i["answer"] for i in conv.feedback_report(bob, "sales", value=0)["items"]) == ["10%",
                                                                                                  "Your director"]
     assert conv.feedback_report(who(services, "dave", "engineering", "engineering-editors"),
                                 "engineering")["items"] == []
+
+
+def test_a_long_question_is_cut_in_the_feedback_report(services, conv):
+    from backend.db.models import ChatTurn
+
+    alice, bob = who(services, "alice", "sales"), who(services, "bob", "sales", "sales-editors")
+    with services.db.session() as s:
+        turn = ChatTurn(tenant="sales", subject="alice", assistant="sales-assistant", prompt_version=1)
+        s.add(turn)
+        s.commit()
+        s.refresh(turn)
+    conv.create(alice, conversation_id="t", tenant="sales", assistant="sales-assistant", title="q")
+    conv.save_step(alice, "t", step_id="q", type="user_message", name="alice", output="why " * 5_000)
+    conv.save_step(alice, "t", step_id="r", type="run", name="on_message", output="")
+    conv.save_step(alice, "t", step_id="a", type="assistant_message", name="Atrium", output="Because.",
+                   parent_id="r", turn_id=turn.id)
+    conv.feedback(alice, "r", 0)
+    [item] = conv.feedback_report(bob, "sales")["items"]
+    assert len(item["question"]) <= 601 and item["question"].endswith("…")
+    assert item["question"].startswith("why why")
+
+
+def test_a_tab_can_tell_its_conversation_was_deleted(services, conv):
+    alice, bob = who(services, "alice", "sales"), who(services, "bob", "sales")
+    conv.create(alice, conversation_id="t", tenant="sales", assistant="sales-assistant", title="q")
+    assert not conv.was_deleted(alice, "t") and not conv.was_deleted(alice, "never-created")
+    assert conv.delete(alice, "t")
+    assert conv.was_deleted(alice, "t")
+    assert not conv.was_deleted(bob, "t")  # only its owner is told (nobody else learns the id existed)
 
 
 def test_a_chat_left_without_a_message_is_not_history(services, conv):

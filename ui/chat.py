@@ -7,16 +7,30 @@ import uuid
 from pathlib import Path
 
 import chainlit as cl
+from chainlit.config import ChainlitConfigOverrides, FeaturesSettings, SpontaneousFileUploadFeature
 from chainlit.types import ThreadDict
+from chainlit.utils import utc_now
 
 from backend.auth.claims import missing_access_hint
 from backend.auth.principal import PROMPT_EDITOR, Principal
 from backend.auth.rbac import permissions_of
 from backend.auth.request_context import client_ip
-from backend.chat import ChatRequest, TurnResult
+from backend.chat import MAX_MESSAGE_CHARS, ChatRequest, TurnResult
 from backend.container import get_services
+from backend.conversations import files_title
 from backend.errors import AtriumError, Forbidden
 from backend.knowledge.service import UploadFile as KbUpload
+from ui.chat_text import (
+    asks_something,
+    cut_answer,
+    history_of,
+    not_allowed,
+    sorry,
+    source_label,
+    source_panel,
+    stopped_answer,
+    too_long,
+)
 from ui.history import AtriumDataLayer, principal_of
 from ui.profiles import parse_profile, profile_name
 
@@ -24,7 +38,12 @@ services = get_services()
 _background: set[asyncio.Task] = set()  # title tasks, referenced until done
 NOT_AVAILABLE = ("**This conversation isn't available** (it belongs to someone else or was deleted). "
                  "You are in a new chat.")
-CUT_NOTE = "_(answer cut at the length limit — ask me to continue)_"
+DELETED_HERE = ("**This conversation was deleted** (in another tab or window). Your message starts a new chat, "
+                "saved in your history.")
+# Profiles of a department whose knowledge base the user may not add to: no paperclip (the upload is refused anyway).
+NO_UPLOADS = ChainlitConfigOverrides(features=FeaturesSettings(
+    spontaneous_file_upload=SpontaneousFileUploadFeature(enabled=False)))
+NOTED = "_Noted. Ask me about {it} whenever you like._"
 
 
 if services.conversations is not None:
@@ -92,12 +111,14 @@ async def chat_profiles(current_user: cl.User | None, language: str | None = Non
         tenant = services.registry.get(tenant_id)
         if tenant is None:
             continue
+        overrides = None if "ingest" in permissions_of(principal, tenant.id) else NO_UPLOADS
         for assistant in tenant.assistants:
             title = f"{tenant.name} · {assistant.title}" if multi else assistant.title
             profiles.append(cl.ChatProfile(
                 name=profile_name(tenant.id, assistant.name), display_name=title,
                 markdown_description=f"**{tenant.name}** — {assistant.description}",
                 starters=[cl.Starter(label=q, message=q) for q in assistant.starters] or None,
+                config_overrides=overrides,
             ))
             if principal.has_role(tenant.id, PROMPT_EDITOR):
                 profiles.append(cl.ChatProfile(
@@ -105,6 +126,7 @@ async def chat_profiles(current_user: cl.User | None, language: str | None = Non
                     display_name=f"{title} (staging)",
                     markdown_description=f"**{tenant.name}** — the *staging* prompt of {assistant.title}, "
                                          "for prompt editors.",
+                    config_overrides=overrides,
                 ))
     return profiles
 
@@ -133,54 +155,51 @@ async def resume(thread: ThreadDict) -> None:
     cl.user_session.set("history", history_of(thread.get("steps") or [])[-20:])
 
 
-def history_of(steps: list[dict]) -> list[dict[str, str]]:
-    """Each question with the last assistant message after it (its answer, without the cut note and the
-    "Sources:" line)."""
-    history: list[dict[str, str]] = []
-    for step in steps:
-        text = step.get("output") or ""
-        if step.get("type") == "user_message" and text.strip():
-            history.append({"role": "user", "content": text})
-        elif step.get("type") == "assistant_message" and history and text.strip():
-            answer = {"role": "assistant", "content": text.split("\n\nSources: ")[0].replace("\n\n" + CUT_NOTE, "")}
-            if history[-1]["role"] == "assistant":
-                history[-1] = answer
-            else:
-                history.append(answer)
-    return history
-
-
 @cl.on_message
 async def on_message(message: cl.Message) -> None:
     principal = _principal_of(cl.user_session.get("user"))
     if principal is None or not principal.tenants:
-        await cl.Message(content=_no_access(principal)).send()
+        # The chat's start said why at length; every message after it gets a short reminder, not the same text.
+        await _notice(_no_access_again(principal))
         return
     parsed = parse_profile(cl.user_session.get("chat_profile"))
     if parsed is None:
-        await cl.Message(content="Pick an assistant first (the selector at the top).").send()
+        await _notice("Pick an assistant first (the selector at the top).")
         return
     tenant, assistant, label = parsed
     if label != "production" and not principal.has_role(tenant, PROMPT_EDITOR):
         services.audit.record("denied", subject=principal.subject, tenant=tenant, route="chat:profile",
                               status=403, reason="missing_role", detail={"label": label})
-        await cl.Message(content="Only prompt editors can chat with the staging prompt.").send()
+        await _notice("Only prompt editors can chat with the staging prompt.")
         return
-
     attachments = [e for e in (message.elements or []) if getattr(e, "path", None)]
+    if services.conversations is not None and await asyncio.to_thread(
+            services.conversations.was_deleted, principal, cl.context.session.thread_id):
+        await _move_to_new_chat(principal, message, tenant, assistant, label, [e.name for e in attachments])
+
+    text = (message.content or "").strip()
+    # A message sent with files is answered when it asks something; otherwise ("Please add this note") it is a
+    # note about the files, and the upload's status is the reply (README, Chat).
+    answer_follows = bool(text) and (not attachments or asks_something(text))
     if attachments:
-        if not (message.content or "").strip() and services.conversations is not None:
+        if not text and services.conversations is not None:
             # Files and no text: the conversation is named after them, not left as "New conversation".
             await asyncio.to_thread(services.conversations.name_from_files, principal, cl.context.session.thread_id,
                                     [e.name for e in attachments], tenant=tenant, assistant=assistant, label=label)
-        await _ingest_attachments(principal, tenant, attachments)
-        if not (message.content or "").strip():
+        added = await _ingest_attachments(principal, tenant, attachments, answer_follows=answer_follows)
+        if text and not answer_follows and added:
+            await _notice(NOTED.format(it="it" if len(attachments) == 1 else "them"))
+        if not answer_follows:
             return
+    if len(message.content) > MAX_MESSAGE_CHARS:  # refused before the pipeline: with advice for this user
+        await _notice(too_long(len(message.content), can_add_documents="ingest" in permissions_of(principal, tenant)))
+        return
 
     history: list[dict[str, str]] = cl.user_session.get("history") or []
     req = ChatRequest(tenant=tenant, assistant=assistant, message=message.content, history=history,
                       label=label, channel="ui")
-    reply = cl.Message(content="")
+    # Its time is the start of the answer: a stopped answer is stored before Chainlit's "Task manually stopped."
+    reply = cl.Message(content="", created_at=utc_now())
     try:
         result: TurnResult | None = None
         async for item in services.chat.stream(principal, req):
@@ -191,23 +210,26 @@ async def on_message(message: cl.Message) -> None:
     except Forbidden as exc:
         services.audit.record("denied", subject=principal.subject, tenant=tenant, route="chat:message",
                               status=403, reason=exc.code, detail={"assistant": assistant})
-        await cl.Message(content=f"**Not allowed.** {exc.message}").send()
+        await _notice(not_allowed(exc.message))
         return
     except AtriumError as exc:
-        await cl.Message(content=f"**Sorry —** {exc.message}").send()
+        await _notice(sorry(exc.message))
         return
+    except asyncio.CancelledError:
+        # Stop was pressed: what the user read so far stays in the history, marked as stopped (the pipeline
+        # records the turn as cancelled).
+        if reply.content.strip():
+            reply.content = stopped_answer(reply.content)
+            await reply.send()
+        raise
     assert result is not None
-    labels = [_source_label(i, c) for i, c in enumerate(result.citations, 1)]
+    labels = [source_label(i, c.title, c.section, c.page) for i, c in enumerate(result.citations, 1)]
     reply.elements = [  # type: ignore[assignment]
-        cl.Text(name=label, content=_source_panel(label, c), display="side")
-        for label, c in zip(labels, result.citations, strict=True)
+        cl.Text(name=name, content=source_panel(c.section, c.quote), display="side")
+        for name, c in zip(labels, result.citations, strict=True)
     ]
     if result.finish_reason == "length":  # the model stopped at max_tokens, likely mid-sentence
-        # Before the prompt's sign-off, which is appended verbatim and stays the answer's last line.
-        text, signoff = (reply.content or result.answer).rstrip(), result.signoff.strip()
-        body = text[: -len(signoff)].rstrip() if signoff and text.endswith(signoff) else text
-        if body:  # nothing written at all (a thinking model's whole budget went on thinking): a warning says so
-            reply.content = f"{body}\n\n{CUT_NOTE}" + (f"\n\n{signoff}" if body != text else "")
+        reply.content = cut_answer(reply.content or result.answer, result.signoff)
     if labels:
         reply.content = (reply.content or result.answer) + "\n\nSources: " + ", ".join(labels)
     for warning in result.warnings:
@@ -224,6 +246,44 @@ async def on_message(message: cl.Message) -> None:
     cl.user_session.set("history", history[-20:])
 
 
+async def _notice(content: str) -> cl.Message:
+    """A reply that is not a model's answer (a refusal, a status) and is the turn's last word: sent outside the
+    turn's run, so Chainlit shows no thumbs under it (a rating there would not be about any prompt version)."""
+    msg = cl.Message(content=content)
+    msg.parent_id = None  # Chainlit puts every message of a handler in its run; the thumbs rate the run
+    await msg.send()
+    return msg
+
+
+async def _move_to_new_chat(principal: Principal, message: cl.Message, tenant: str, assistant: str, label: str,
+                            filenames: list[str]) -> None:
+    """The session's conversation was deleted (in another tab): nothing can be stored in it any more. The
+    message, its answer and everything after go to a new conversation of the same assistant, and the user is
+    told so; the browser's sidebar and current thread follow (Chainlit's `first_interaction`)."""
+    session = cl.context.session
+    session.thread_id = str(uuid.uuid4())
+    cl.user_session.set("history", [])  # the deleted exchanges are not the new chat's history
+    assert services.conversations is not None
+    await asyncio.to_thread(services.conversations.create, principal, conversation_id=session.thread_id,
+                            tenant=tenant, assistant=assistant, label=label,
+                            title=(message.content or "").strip() or files_title(filenames) or None)
+    # Chainlit already tried to store the message and the turn's run under the deleted id (refused): again,
+    # under the new one (the run is stored when it ends).
+    message.thread_id = session.thread_id
+    if (run := cl.context.current_run) is not None:
+        run.thread_id = session.thread_id
+    await message.update()
+    await cl.context.emitter.emit("first_interaction", {"interaction": message.content or "files",
+                                                        "thread_id": session.thread_id})
+    await cl.Message(content=DELETED_HERE).send()
+
+
+def _no_access_again(principal: Principal | None) -> str:
+    if principal is not None and principal.is_platform_admin:
+        return "There is no assistant to chat with for a platform operator — the note at the top says where to go."
+    return "There is no assistant for your account here yet — the note at the top says whom to ask."
+
+
 def _no_access(principal: Principal | None) -> str:
     if principal is not None and principal.is_platform_admin:
         return ("**You are signed in as a platform operator**, not as a member of a department, so there is no "
@@ -232,25 +292,6 @@ def _no_access(principal: Principal | None) -> str:
                 "to use a department's assistant, ask to be added to its group.")
     return ("**No access.** Your account is not in any department that uses Atrium yet — "
             + missing_access_hint(services.registry) + ".")
-
-
-def _source_label(i: int, citation) -> str:
-    """`[2] Pricing Rules › Discount approval, p.3`: the section tells five passages of one document apart."""
-    label = f"[{i}] {citation.title}"
-    if citation.section and citation.section != citation.title:
-        section = citation.section.split(" > ")[-1]
-        label += f" › {section[:48]}"
-    return label + (f", p.{citation.page}" if citation.page else "")
-
-
-def _source_panel(label: str, citation) -> str:
-    """A cited passage as its side panel shows it. Chainlit opens the panel by itself after an answer with every
-    passage of the chat in it (under the last one's name), so each passage starts with its own label."""
-    parts = citation.section.split(" > ") if citation.section else []
-    quote = "\n".join(f"> {line}" if line.strip() else ">" for line in citation.quote.strip().splitlines())
-    # The label names the document and the innermost section; a deeper path is shown in full under it.
-    trail = f"\n\n_{' › '.join(parts)}_" if len(parts) > 2 else ""
-    return f"**{label}**{trail}\n\n{quote}"
 
 
 _STATUS_ICON = {"queued": "⏳", "parsing": "⏳", "embedding": "⏳", "ready": "✅", "failed": "❌"}
@@ -274,25 +315,30 @@ def _upload_status(docs: list[dict], errors: list[dict], kb_name: str) -> str:
     return "\n".join(lines)
 
 
-async def _ingest_attachments(principal: Principal, tenant: str, elements: list) -> None:
+async def _ingest_attachments(principal: Principal, tenant: str, elements: list, *, answer_follows: bool) -> bool:
     """Files attached in the chat go into the tenant's knowledge base — only for those allowed to ingest
-    (tenant admins); each file gets its own status line, and one bad file never stops the others."""
+    (tenant admins); each file gets its own status line, and one bad file never stops the others. True when the
+    files were taken (their status says how each one went)."""
     kb_name = (services.registry.get(tenant).name if services.registry.get(tenant) else tenant)
+
+    async def say(content: str) -> cl.Message:
+        # Before an answer the status stays in the turn (the thumbs go under the answer); else it is the last word.
+        return await (cl.Message(content=content).send() if answer_follows else _notice(content))
+
     if "ingest" not in permissions_of(principal, tenant):
         services.audit.record("denied", subject=principal.subject, tenant=tenant, route="chat:upload", status=403,
                               reason="missing_role", detail={"files": [e.name for e in elements][:20]})
-        await cl.Message(content=f"**Not allowed.** Only {kb_name} administrators can add documents to the "
-                                 "knowledge base, so your file was not stored. Ask one of them to add it.").send()
-        return
+        await say(f"**Not allowed.** Only {kb_name} administrators can add documents to the knowledge base, so "
+                  "your file was not stored. Ask one of them to add it.")
+        return False
     files = [KbUpload(filename=e.name, data=await asyncio.to_thread(Path(e.path).read_bytes)) for e in elements]
     try:
         result = await asyncio.to_thread(services.knowledge.upload, principal, tenant, files, route="chat:upload")
     except AtriumError as exc:
-        await cl.Message(content=f"**Could not add the files —** {exc.message}").send()
-        return
+        await say(f"**Could not add the files.** {exc.message[:1].upper()}{exc.message[1:]}")
+        return False
     docs, errors = result["documents"], result["errors"]
-    status = cl.Message(content=_upload_status(docs, errors, kb_name))
-    await status.send()
+    status = await say(_upload_status(docs, errors, kb_name))
     pending = {d["id"] for d in docs if d["status"] not in ("ready", "failed")}
     for _ in range(900):  # follow progress for up to ~15 minutes; the job goes on regardless
         if not pending:
@@ -309,3 +355,4 @@ async def _ingest_attachments(principal: Principal, tenant: str, elements: list)
                     pending.discard(d["id"])
         status.content = _upload_status(docs, errors, kb_name)
         await status.update()
+    return any(d["status"] != "failed" for d in docs)

@@ -25,6 +25,7 @@ from chainlit.data.utils import queue_until_user_message
 from chainlit.session import WebsocketSession
 from chainlit.types import Feedback, PageInfo, PaginatedResponse, Pagination, ThreadDict, ThreadFilter
 from chainlit.user import PersistedUser, User
+from fastapi import HTTPException
 
 from backend.auth.principal import Principal
 from backend.container import Services
@@ -32,6 +33,7 @@ from backend.db.models import ChatUser, Conversation, ConversationElement, Conve
 from ui.profiles import parse_profile, profile_name
 
 DEPARTMENT_SEP = " · "  # "Sales · Discount limits" in the sidebar of a user in more than one department
+STAGING_MARK = " (staging)"  # after the title of a conversation with a staging prompt, in the sidebar
 
 # (identifier, claims) of the user Chainlit authenticated for the current HTTP request or socket connect.
 _verified_caller: ContextVar[tuple[str, dict] | None] = ContextVar("atrium_chat_caller", default=None)
@@ -120,11 +122,16 @@ class AtriumDataLayer(BaseDataLayer):
             return
         in_session = context_var.get(None) is not None
         conversation = await self._ensure(principal, thread_id, first_message=name if in_session else None)
-        if conversation is None or not name:
+        if conversation is None or name is None:
             return
-        if not in_session:  # the sidebar's rename dialog starts from the listed name, department included
+        if not in_session:  # the sidebar's rename dialog starts from the listed name, department and mark included
             prefix = self._department(conversation.tenant) + DEPARTMENT_SEP
             name = name[len(prefix):] if name.startswith(prefix) else name
+            name = name.removesuffix(STAGING_MARK) if conversation.label == "staging" else name
+            if not name.strip():  # refused, not stored as "" (the sidebar would show an empty entry)
+                raise HTTPException(status_code=400, detail="A conversation needs a name: the old one is kept.")
+        if not name.strip():
+            return
         # In the session: the first message names it (if a message created it first); else: the rename route.
         await self._call(self._conversations.rename, principal, thread_id, name,
                          source="first_message" if in_session else "user")
@@ -267,6 +274,8 @@ def principal_of(services: Services, claims: object) -> Principal | None:
 def _thread(c: Conversation, steps: list[ConversationStep], elements: list[ConversationElement] | None = None, *,
             listed: bool = False, department: str | None = None) -> ThreadDict:
     name = c.title or "New conversation"
+    if listed and c.label == "staging":  # a prompt editor's tries are told apart from the real conversations
+        name += STAGING_MARK
     return ThreadDict(
         id=c.id,
         # The sidebar groups by this date: a conversation continued today belongs under "Today".

@@ -7,13 +7,14 @@ authentication stays in `deps.require`, which reads the headers itself.
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 STATIC_PATH = "/docs-static"
@@ -47,8 +48,26 @@ def _static_dir() -> Path:
     return Path(fastapi_offline.__file__).resolve().parent / "static"
 
 
+REDOC_JS = f"{STATIC_PATH}/redoc.offline.js"
+# ReDoc's sidebar footer ("API docs by Redocly") loads this logo from Redocly's CDN: a request to a third party on
+# every visit, and a console error offline. The bundle is served with a local image in its place.
+_REDOC_LOGO = b"https://cdn.redoc.ly/redoc/logo-mini.svg"
+
+
+@cache
+def _redoc_js() -> bytes:
+    return (_static_dir() / "redoc.standalone.js").read_bytes().replace(_REDOC_LOGO,
+                                                                         f"{STATIC_PATH}/favicon.png".encode())
+
+
 def install_docs(app: FastAPI) -> None:
     """Call with FastAPI(docs_url=None, redoc_url=None)."""
+    redoc_js = _redoc_js()
+
+    @app.get(REDOC_JS, include_in_schema=False)
+    def redoc_bundle() -> Response:  # before the static mount, which would answer for every path under it
+        return Response(redoc_js, media_type="text/javascript", headers={"Cache-Control": "public, max-age=3600"})
+
     app.mount(STATIC_PATH, StaticFiles(directory=_static_dir()), name="docs-static")
 
     @app.get("/docs", include_in_schema=False)
@@ -61,7 +80,7 @@ def install_docs(app: FastAPI) -> None:
     @app.get("/redoc", include_in_schema=False)
     def redoc() -> HTMLResponse:
         return get_redoc_html(openapi_url=app.openapi_url or "/openapi.json", title=f"{app.title} API",
-                              redoc_js_url=f"{STATIC_PATH}/redoc.standalone.js",
+                              redoc_js_url=REDOC_JS,
                               redoc_favicon_url=f"{STATIC_PATH}/favicon.png", with_google_fonts=False)
 
     def openapi() -> dict[str, Any]:

@@ -11,8 +11,10 @@ pytestmark = [pytest.mark.browser]
 
 
 def _hosts(page) -> set[str]:
+    """The hosts the page sends requests to (blob: and data: URLs never leave the browser)."""
     hosts: set[str] = set()
-    page.on("request", lambda req: hosts.add(urlparse(req.url).hostname or ""))
+    page.on("request", lambda req: None if req.url.startswith(("blob:", "data:"))
+            else hosts.add(urlparse(req.url).hostname or ""))
     return hosts
 
 
@@ -40,3 +42,21 @@ def test_the_chat_login_page_loads_nothing_from_other_hosts(browser, live_server
     page.close()
     assert hosts == {"127.0.0.1"}, hosts  # Chainlit's page links Google Fonts and KaTeX's CSS from a CDN
     assert "fonts.googleapis" not in html and "cdn.jsdelivr" not in html
+
+
+def test_redoc_renders_offline(browser, live_server, shot):
+    """ReDoc's sidebar footer loaded Redocly's logo from cdn.redoc.ly: the app serves the bundle with a local
+    image instead."""
+    page = browser.new_page()
+    hosts = _hosts(page)
+    failed: list[str] = []
+    page.on("requestfailed", lambda req: failed.append(req.url))
+    page.goto(f"{live_server.url}/redoc")
+    page.wait_for_selector("h1", timeout=30_000)
+    assert "Atrium" in page.inner_text("h1")
+    page.wait_for_selector("img[alt='redocly logo']", state="attached", timeout=10_000)
+    page.wait_for_load_state("networkidle")
+    shot(page, "docs-redoc")
+    page.close()
+    assert hosts == {"127.0.0.1"}, hosts
+    assert failed == [], failed

@@ -183,6 +183,23 @@ def set_feedback(*, session: Session, step: ConversationStep, value: int | None,
     session.commit()
 
 
+def _answer_turns(tenant: str):
+    """Ids of the tenant's chat turns of a prompt version: what makes a rated message an answer worth counting."""
+    return select(ChatTurn.id).where(ChatTurn.tenant == tenant, col(ChatTurn.prompt_version).is_not(None))
+
+
+def _rated_answers(tenant: str):
+    """A rated step counts as prompt feedback when it is an answer of a prompt version, or the run (what the
+    chat's thumbs rate) of one; a rating under a refusal or a status message (no turn behind it) does not."""
+    answer = aliased(ConversationStep)
+    run_of_answer = (select(answer.id)
+                     .where(answer.parent_id == ConversationStep.id, answer.type == "assistant_message",
+                            answer.tenant == tenant, col(answer.turn_id).in_(_answer_turns(tenant)))
+                     .exists())
+    return (((ConversationStep.type == "assistant_message") & col(ConversationStep.turn_id).in_(_answer_turns(tenant)))
+            | ((ConversationStep.type == "run") & run_of_answer))
+
+
 def feedback_summary(*, session: Session, tenant: str, assistant: str | None = None) -> list[tuple]:
     """(assistant, prompt_version, value, count) of the tenant's rated answers (a rated run counts with the
     turn of its answer)."""
@@ -194,9 +211,9 @@ def feedback_summary(*, session: Session, tenant: str, assistant: str | None = N
             .join(Conversation, Conversation.id == ConversationStep.conversation_id)
             .outerjoin(answer, (answer.parent_id == ConversationStep.id) & (answer.type == "assistant_message")
                        & (answer.tenant == tenant) & col(answer.turn_id).is_not(None))  # the answer, not a notice
-            .outerjoin(ChatTurn, turn)
+            .join(ChatTurn, turn)
             .where(ConversationStep.tenant == tenant, Conversation.tenant == tenant,
-                   col(ConversationStep.feedback_value).is_not(None))
+                   col(ConversationStep.feedback_value).is_not(None), col(ChatTurn.prompt_version).is_not(None))
             .group_by(Conversation.assistant, ChatTurn.prompt_version, ConversationStep.feedback_value))
     if assistant:
         stmt = stmt.where(Conversation.assistant == assistant)
@@ -209,7 +226,7 @@ def rated_steps(*, session: Session, tenant: str, assistant: str | None = None, 
     stmt = (select(ConversationStep, Conversation)
             .join(Conversation, Conversation.id == ConversationStep.conversation_id)
             .where(ConversationStep.tenant == tenant, Conversation.tenant == tenant,
-                   col(ConversationStep.feedback_value).is_not(None))
+                   col(ConversationStep.feedback_value).is_not(None), _rated_answers(tenant))
             .order_by(col(ConversationStep.created_at).desc()).limit(limit))
     if assistant:
         stmt = stmt.where(Conversation.assistant == assistant)

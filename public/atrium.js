@@ -1,0 +1,193 @@
+/* Atrium's additions to Chainlit's chat page (loaded through custom_js in .chainlit/config.toml).
+ *
+ * Each part fixes one thing Chainlit 2.x does not let an app configure, by watching the page (a MutationObserver)
+ * rather than by depending on Chainlit's internals; if Chainlit changes its page, a part stops doing anything and
+ * the page behaves as plain Chainlit.
+ *
+ * 1. Sources open only when clicked. Since 2.11, Chainlit opens its side panel by itself whenever the chat's set of
+ *    display="side" elements changes (MessagesContainer: setSideView({title: <last element's name>, elements: <all
+ *    side elements of the chat>})): after every cited answer and on every reopened chat, titled after one passage
+ *    and listing all of them, and as a modal sheet on a phone (Chainlit issues #2932, #2979; fix proposed in
+ *    PR #2982). A click on a source sets the panel to that one passage under its own name, which is what is kept:
+ *    a panel that appears (or changes) without a click on a source just before is closed at once, before it is
+ *    painted (atrium.css keeps it hidden until then).
+ * 2. A file the chat does not take is named in the refusal, with the types it does take (react-dropzone's toast
+ *    lists raw MIME types and no file name); an empty file's refusal (the server's 400, see ui/upload_guard.py)
+ *    reads "empty.txt is empty — nothing to add.".
+ * 3. Renaming a conversation: a blank name cannot be confirmed (the server refuses it too), and Enter confirms.
+ * 4. The header names the assistant when there is only one (Chainlit shows its selector only for two or more), and
+ *    a user without any assistant gets no message box (the chat's first message says why and whom to ask).
+ */
+(() => {
+  "use strict";
+
+  const html = document.documentElement;
+  const rootPath = (document.querySelector('meta[property="og:root_path"]') || {}).content || "";
+  const ACCEPTED_TYPES = ["text/plain", "text/markdown", "text/html", "application/pdf",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document"];
+  const ACCEPTED_WORDS = ".txt, .md, .pdf, .docx or .html";
+
+  // -- 1. sources: the side panel opens on a click only --------------------------------------------------------
+
+  let clicked = 0; // until when a click on a source may open the panel
+  let opened = null; // the name of the panel the user opened (and still has open)
+
+  document.addEventListener("click", (event) => {
+    const link = event.target instanceof Element ? event.target.closest("a.element-link") : null;
+    if (link) clicked = Date.now() + 3000;
+  }, true);
+
+  function closePanel(title) {
+    const back = title.querySelector("button"); // desktop: the arrow before the title
+    if (back) {
+      back.click();
+      return;
+    }
+    const sheet = title.closest('[role="dialog"]'); // phone: a sheet with its close button
+    const close = sheet && [...sheet.querySelectorAll("button")].find((b) => b.querySelector(".sr-only"));
+    if (close) close.click();
+    else (sheet || document).dispatchEvent(new KeyboardEvent("keydown", { key: "Escape", bubbles: true }));
+  }
+
+  function sources() {
+    const title = document.getElementById("side-view-title");
+    if (!title) {
+      opened = null;
+      html.classList.remove("atrium-side-ok");
+      return;
+    }
+    const name = title.textContent.trim();
+    const content = document.getElementById("side-view-content");
+    const one = !content || content.children.length <= 1;
+    if (name === opened && one) return;
+    if (Date.now() < clicked && one) { // what a click on a source opens: that one passage, under its name
+      opened = name;
+      clicked = 0;
+      html.classList.add("atrium-side-ok");
+      return;
+    }
+    opened = null; // Chainlit opened it, or replaced the passage the user was reading with all of them
+    html.classList.remove("atrium-side-ok");
+    closePanel(title);
+  }
+
+  // -- 2. attachments: a refused file is named ---------------------------------------------------------------
+
+  let refused = [];
+  let picked = [];
+
+  function noteFiles(files) {
+    picked = [...files].map((f) => f.name);
+    const accepted = (settings && settings.features && settings.features.spontaneous_file_upload
+      && Array.isArray(settings.features.spontaneous_file_upload.accept))
+      ? settings.features.spontaneous_file_upload.accept : ACCEPTED_TYPES;
+    refused = [...files].filter((f) => !accepted.includes(f.type)).map((f) => f.name);
+  }
+
+  document.addEventListener("change", (event) => {
+    const input = event.target;
+    if (input instanceof HTMLInputElement && input.type === "file" && input.files) noteFiles(input.files);
+  }, true);
+  document.addEventListener("drop", (event) => {
+    if (event.dataTransfer && event.dataTransfer.files) noteFiles(event.dataTransfer.files);
+  }, true);
+
+  const EMPTY = ": it is empty — nothing to add"; // "Could not add <name>: <the server's 400>"
+
+  function toasts() {
+    for (const title of document.querySelectorAll("[data-sonner-toast] [data-title]")) {
+      const text = title.textContent;
+      if (text.startsWith("File type must be")) {
+        const names = refused.length ? refused.join(", ") : "This file";
+        title.textContent = `${names} can't be added: use ${ACCEPTED_WORDS}.`;
+      } else if (text.endsWith(EMPTY)) {
+        const name = picked.find((n) => text.endsWith(` ${n}${EMPTY}`));
+        if (name) title.textContent = `${name} is empty — nothing to add.`;
+      }
+    }
+  }
+
+  // -- 3. renaming: no blank names, Enter confirms ----------------------------------------------------------
+
+  function rename() {
+    const input = document.querySelector('[role="dialog"] input#name');
+    if (!input || input.dataset.atrium) return;
+    input.dataset.atrium = "1";
+    const dialog = input.closest('[role="dialog"]');
+    // [Cancel, Confirm]: the dialog's other button is its corner close (an icon with a screen-reader label).
+    const confirm = () => [...dialog.querySelectorAll("button")].filter((b) => !b.querySelector(".sr-only")).pop();
+    const sync = () => {
+      const button = confirm();
+      if (button) button.disabled = !input.value.trim();
+    };
+    input.addEventListener("input", sync);
+    input.addEventListener("keydown", (event) => {
+      if (event.key !== "Enter" || event.isComposing) return;
+      event.preventDefault();
+      const button = confirm();
+      if (button && !button.disabled) button.click();
+    });
+    sync();
+  }
+
+  // -- 4. the assistant's name; no message box without an assistant ----------------------------------------
+
+  let settings = null;
+  let loading = false;
+
+  function loadSettings() {
+    if (settings || loading) return;
+    loading = true;
+    const language = encodeURIComponent(navigator.language || "en-US");
+    fetch(`${rootPath}/project/settings?language=${language}`, { credentials: "include" })
+      .then((r) => (r.ok ? r.json() : null))
+      .then((data) => { settings = data; })
+      .catch(() => {})
+      .finally(() => { loading = false; header(); });
+  }
+
+  function header() {
+    const bar = document.getElementById("header");
+    if (!bar) { // signed out (the login page): the next user's settings are fetched again
+      settings = null;
+      html.classList.remove("atrium-no-assistant");
+      return;
+    }
+    loadSettings();
+    if (!settings) return;
+    const profiles = settings.chatProfiles || [];
+    if (html.classList.contains("atrium-no-assistant") !== (profiles.length === 0)) {
+      html.classList.toggle("atrium-no-assistant", profiles.length === 0);
+    }
+    let label = document.getElementById("atrium-assistant");
+    if (profiles.length !== 1 || document.getElementById("chat-profiles")) {
+      if (label) label.remove();
+      return;
+    }
+    const profile = profiles[0];
+    const department = ((profile.markdown_description || "").match(/^\*\*(.+?)\*\*/) || [])[1];
+    let text = profile.display_name || profile.name;
+    if (department && !text.includes(department)) text = `${department} · ${text}`;
+    if (!label) {
+      label = document.createElement("span");
+      label.id = "atrium-assistant";
+      (bar.firstElementChild || bar).appendChild(label);
+    }
+    if (label.textContent !== text) {
+      label.textContent = text;
+      label.title = text;
+    }
+  }
+
+  // --------------------------------------------------------------------------------------------------------
+
+  function update() {
+    sources();
+    toasts();
+    rename();
+    header();
+  }
+
+  new MutationObserver(update).observe(html, { childList: true, subtree: true, characterData: true });
+  update();
+})();
