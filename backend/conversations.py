@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
 
 from backend.auth.principal import PROMPT_EDITOR, Principal
+from backend.auth.request_context import client_ip
 from backend.db.engine import Database
 from backend.db.models import ChatUser, Conversation, ConversationElement, ConversationStep
 from backend.db.repositories import conversations as repo
@@ -282,7 +283,7 @@ class ConversationService:
             if len(self._denied) > 10_000:  # forget what is past the window
                 self._denied = {k: t for k, t in self._denied.items() if now - t < DENIAL_REPEAT_S}
         self.audit.record("denied", subject=principal.subject, tenant=tenant, route="chat:conversation",
-                          status=404, reason=reason, detail=detail)
+                          ip=client_ip.get(), status=404, reason=reason, detail=detail)
 
     # -- what users thought of the answers (for the people who improve the prompts) -----------------------------
 

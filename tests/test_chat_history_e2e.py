@@ -5,6 +5,7 @@ and an audited denial; a conversation is never shared, even when the share route
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import time
 from urllib.parse import unquote
@@ -69,9 +70,12 @@ async def test_history_is_the_owners_alone(live_server):
         # Reopening it over the socket does not resume it.
         async with ChainlitSession(live_server.url, cookies, thread_id=thread_id) as other:
             assert "resume_thread" not in [n for n, _ in other.events]
-        # One row per kind of attempt: the reads (HTTP route, Chainlit's author checks before rename and delete,
-        # the socket) are one look at it; the rating is another.
-        assert [d["reason"] for d in _denials(live_server, name)[before:]] == ["not_owner"] * 2
+        # One row per kind of attempt, named for what was attempted (the HTTP read and the socket's are one look;
+        # Chainlit's author checks before its rename and delete routes are the rename and the delete), with the IP.
+        rows = _denials(live_server, name)[before:]
+        assert [(d["reason"], json.loads(d["detail"])["action"]) for d in rows] == [
+            ("not_owner", "read"), ("not_owner", "rename"), ("not_owner", "delete"), ("not_owner", "feedback")]
+        assert {d["ip"] for d in rows} == {"127.0.0.1"}
     row = live_server.rows("select title from conversation where id = :i", i=thread_id)[0]
     assert row["title"] == QUESTION
     assert live_server.rows("select feedback_value from conversation_step where id = :i",

@@ -28,6 +28,7 @@ from chainlit.user import PersistedUser, User
 from fastapi import HTTPException
 
 from backend.auth.principal import Principal
+from backend.auth.request_context import request_line
 from backend.container import Services
 from backend.db.models import ChatUser, Conversation, ConversationElement, ConversationStep
 from ui.profiles import parse_profile, profile_name
@@ -110,7 +111,7 @@ class AtriumDataLayer(BaseDataLayer):
         principal = self._caller()
         if principal is None:
             return ""
-        conversation = await self._call(self._conversations.get, principal, thread_id)
+        conversation = await self._call(self._conversations.get, principal, thread_id, action=_attempted())
         return conversation.subject if conversation is not None else ""
 
     async def update_thread(self, thread_id: str, name: str | None = None, user_id: str | None = None,
@@ -258,6 +259,15 @@ def _verified(row: ChatUser) -> PersistedUser:
     _verified_caller.set((row.identifier, row.claims))
     return PersistedUser(id=row.identifier, identifier=row.identifier, display_name=row.display_name,
                          createdAt=_iso(row.created_at), metadata={"claims": row.claims, "provider": row.provider})
+
+
+def _attempted() -> str:
+    """What the HTTP request asking who owns a thread is about to do: Chainlit checks the author before its
+    rename (PUT /project/thread) and delete (DELETE) routes, and a refusal records which was attempted."""
+    method, path = request_line.get() or ("GET", "")
+    if path.endswith("/project/thread"):
+        return {"PUT": "rename", "DELETE": "delete"}.get(method, "read")
+    return "read"
 
 
 def principal_of(services: Services, claims: object) -> Principal | None:

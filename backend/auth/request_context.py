@@ -1,5 +1,6 @@
-"""The caller's address for code that never sees the request (Chainlit's login and OAuth hooks), so
-their audit events carry an IP like every other one. Pure ASGI: no response buffering, no SSE impact."""
+"""The caller's address (and request line) for code that never sees the request (Chainlit's login and OAuth
+hooks, its data layer), so their audit events carry an IP like every other one. Pure ASGI: no response
+buffering, no SSE impact."""
 
 from __future__ import annotations
 
@@ -8,6 +9,10 @@ import contextvars
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 client_ip: contextvars.ContextVar[str | None] = contextvars.ContextVar("atrium_client_ip", default=None)
+# (method, path) of the HTTP request being served: Chainlit asks its data layer "who owns this thread?" before a
+# rename or a delete without saying which, and a refusal should record what was attempted.
+request_line: contextvars.ContextVar[tuple[str, str] | None] = contextvars.ContextVar("atrium_request_line",
+                                                                                       default=None)
 
 
 class ClientIpContext:
@@ -20,7 +25,10 @@ class ClientIpContext:
             return
         client = scope.get("client")  # uvicorn has already applied trusted X-Forwarded-For
         token = client_ip.set(client[0] if client else None)
+        http = scope["type"] == "http"
+        line = request_line.set((scope.get("method", "GET"), scope.get("path", "")) if http else None)
         try:
             await self.app(scope, receive, send)
         finally:
+            request_line.reset(line)
             client_ip.reset(token)
