@@ -75,7 +75,7 @@ def atrium_setup(tmp: Path) -> tuple[dict[str, str], str]:
     for t in tenants["tenants"]:
         t["quotas"] = {"requests_per_minute": 10_000_000, "user_requests_per_minute": 10_000_000,
                        "tokens_per_day": 10_000_000_000, "monthly_budget_usd": 10_000_000}
-        t["model_policy"]["allowed_tiers"] = ["fast", "smart"]
+        t["model_policy"].update(allowed_tiers=["fast", "smart"], default_tier="smart")
     (cfg / "tenants.yaml").write_text(yaml.safe_dump(tenants))
     models = yaml.safe_load((HERE / "proxy_config.yaml").read_text())
     (cfg / "models.yaml").write_text(yaml.safe_dump({"model_list": models["model_list"],
