@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -37,3 +38,15 @@ def shot():
         return path
 
     return save
+
+
+def chat_login(browser, url: str, user: str, viewport: dict | None = None):  # noqa: ANN001, ANN201 - Playwright
+    """A new browser context signed in through the chat's login page: (context, page) on /chat."""
+    ctx = browser.new_context(viewport=viewport or {"width": 1280, "height": 860})
+    page = ctx.new_page()
+    page.goto(f"{url}/chat/login")
+    page.fill("#email", user)
+    page.fill("#password", "atrium")
+    page.locator("button[type=submit]").click()
+    page.wait_for_url(re.compile(r".*/chat/?$"), timeout=60_000)
+    return ctx, page

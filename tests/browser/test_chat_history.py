@@ -12,6 +12,7 @@ import sys
 
 import pytest
 
+from tests.browser.conftest import chat_login
 from tests.browser.test_studio import TIMEOUT, _chat_until
 from tests.conftest import _SCRUB, REPO, start_server, stop_server
 
@@ -44,19 +45,8 @@ def _suspicious(server, subject: str) -> list[dict]:
     return server.rows("select id from audit_event where kind = 'suspicious_access' and subject = :s", s=subject)
 
 
-def _login(browser, url: str, user: str):
-    ctx = browser.new_context(viewport={"width": 1280, "height": 860})
-    page = ctx.new_page()
-    page.goto(f"{url}/chat/login")
-    page.fill("#email", user)
-    page.fill("#password", "atrium")
-    page.locator("button[type=submit]").click()
-    page.wait_for_url(re.compile(r".*/chat/?$"), timeout=60_000)
-    return ctx, page
-
-
 def test_conversation_is_in_the_sidebar_and_reopens(server, browser, shot):
-    ctx, page = _login(browser, server.url, "alice")
+    ctx, page = chat_login(browser, server.url, "alice")
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     if not _chat_until(page, QUESTION, QUESTION):
@@ -105,7 +95,7 @@ def test_conversation_is_in_the_sidebar_and_reopens(server, browser, shot):
     assert errors == [], errors
     ctx.close()
 
-    other_ctx, other = _login(browser, server.url, "bob")
+    other_ctx, other = chat_login(browser, server.url, "bob")
     other.goto(f"{server.url}/chat/thread/{thread_id}")
     # A short notice instead of a silent new chat; one page load is one audited denial, not an alert.
     other.get_by_text("This conversation isn't available", exact=False).first.wait_for(timeout=60_000)
@@ -128,7 +118,7 @@ def test_conversation_is_in_the_sidebar_and_reopens(server, browser, shot):
 
 
 def test_a_reopened_answer_keeps_its_clickable_sources(server, browser, shot):
-    ctx, page = _login(browser, server.url, "carol")
+    ctx, page = chat_login(browser, server.url, "carol")
     question = "Who must approve a discount of more than 20%?"
     if not _chat_until(page, question, "Sources:"):
         shot(page, "history-sources-01-FAILED")
@@ -165,7 +155,7 @@ def test_a_reopened_answer_keeps_its_clickable_sources(server, browser, shot):
 def test_no_empty_chats_and_the_department_is_named_for_a_user_in_two(server, browser, shot):
     """maria (sales + finance): visiting the chat and starting new ones adds nothing to the history; her chat
     is listed with its department; switching assistant says the conversation stays in the history."""
-    ctx, page = _login(browser, server.url, "maria")
+    ctx, page = chat_login(browser, server.url, "maria")
     page.locator("#chat-input").wait_for(timeout=60_000)
     page.reload()  # another visit, still without typing
     page.locator("#chat-input").wait_for(timeout=60_000)

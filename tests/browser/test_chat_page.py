@@ -11,6 +11,7 @@ import time
 import httpx
 import pytest
 
+from tests.browser.conftest import chat_login
 from tests.browser.test_studio import TIMEOUT
 from tests.conftest import REPO, start_server, stop_server
 from tests.llm.fakes import make_config_dir, mock
@@ -43,17 +44,6 @@ def server(tmp_path_factory):
         raise AssertionError(docs)
     yield srv
     stop_server(srv)
-
-
-def _login(browser, url: str, user: str, viewport: dict | None = None):
-    ctx = browser.new_context(viewport=viewport or {"width": 1280, "height": 860})
-    page = ctx.new_page()
-    page.goto(f"{url}/chat/login")
-    page.fill("#email", user)
-    page.fill("#password", "atrium")
-    page.locator("button[type=submit]").click()
-    page.wait_for_url(re.compile(r".*/chat/?$"), timeout=60_000)
-    return ctx, page
 
 
 def _idle(page) -> None:
@@ -97,7 +87,7 @@ def _open_source(page, name: str) -> str:
 
 
 def test_sources_open_only_when_clicked_and_show_that_one_passage(server, browser, shot):
-    ctx, page = _login(browser, server.url, "alice")
+    ctx, page = chat_login(browser, server.url, "alice")
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.locator("#starters button", has_text=STARTER).click()
@@ -143,7 +133,7 @@ def test_sources_open_only_when_clicked_and_show_that_one_passage(server, browse
     ctx.close()
 
     # On a phone: no sheet covers the reopened answer; a click opens the passage as a sheet.
-    ctx, page = _login(browser, server.url, "alice", PHONE)
+    ctx, page = chat_login(browser, server.url, "alice", PHONE)
     page.goto(f"{server.url}/chat/thread/{thread_id}")
     page.locator("a.element-link").first.wait_for(timeout=60_000)
     _no_side_panel(page)
@@ -213,7 +203,7 @@ def test_attachments_are_refused_in_words_and_pdfs_render(server, browser, shot,
     pdf.write_bytes(_pdf("The Yankee bundle costs 42 dollars per seat."))
     note.write_text("Our pricing note: the Zeta plan costs 99 dollars a month.")
     turns = len(server.rows("select id from chat_turn"))
-    ctx, page = _login(browser, server.url, "carol")
+    ctx, page = chat_login(browser, server.url, "carol")
     statuses: dict[str, int] = {}
     page.on("response", lambda r: statuses.__setitem__(r.url.split("?")[0].rsplit("/", 1)[-1], r.status))
     page.locator("#upload-button").wait_for(timeout=60_000)  # a tenant admin has the paperclip
@@ -257,7 +247,7 @@ def test_attachments_are_refused_in_words_and_pdfs_render(server, browser, shot,
 
 def test_renaming_refuses_a_blank_name_and_enter_confirms(server, browser, shot):
     [row] = server.rows("select id from conversation where subject = 'carol' order by created_at limit 1")
-    ctx, page = _login(browser, server.url, "carol")
+    ctx, page = chat_login(browser, server.url, "carol")
     entry = page.locator(f"#thread-{row['id']}")
     entry.wait_for(timeout=60_000)
 
@@ -288,7 +278,7 @@ def test_renaming_refuses_a_blank_name_and_enter_confirms(server, browser, shot)
 
 def test_the_header_says_who_answers_and_the_page_fits_a_phone(server, browser, shot):
     # One assistant: there is no selector, so its name is shown in its place.
-    ctx, page = _login(browser, server.url, "erin")
+    ctx, page = chat_login(browser, server.url, "erin")
     label = page.locator("#atrium-assistant")
     label.wait_for(timeout=60_000)
     assert label.inner_text() == "Engineering Assistant"
@@ -297,7 +287,7 @@ def test_the_header_says_who_answers_and_the_page_fits_a_phone(server, browser, 
 
     # maria (two departments) on a phone: the label is one line, cut with an ellipsis, and nothing runs off the
     # screen (the starters wrap).
-    ctx, page = _login(browser, server.url, "maria", PHONE)
+    ctx, page = chat_login(browser, server.url, "maria", PHONE)
     selector = page.locator("#chat-profiles")
     selector.wait_for(timeout=60_000)
     page.locator("#starters button").first.wait_for(timeout=60_000)
@@ -311,7 +301,7 @@ def test_the_header_says_who_answers_and_the_page_fits_a_phone(server, browser, 
     ctx.close()
 
     # No department: the reason, and no message box to type the same question into again.
-    ctx, page = _login(browser, server.url, "nobody")
+    ctx, page = chat_login(browser, server.url, "nobody")
     page.get_by_text("No access.", exact=False).first.wait_for(timeout=60_000)
     page.wait_for_timeout(1500)
     assert not page.locator("#message-composer").is_visible()
