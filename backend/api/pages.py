@@ -6,12 +6,14 @@ from __future__ import annotations
 import re
 from functools import cached_property
 from pathlib import Path
+from urllib.parse import urlencode
 
 import jinja2
 from fastapi import Request
 from fastapi.responses import FileResponse, HTMLResponse
 
 from backend.api.deps import _session_claims
+from backend.auth.oidc import safe_return_to
 from backend.auth.principal import Principal
 from backend.container import Services
 from backend.errors import NotFound
@@ -27,7 +29,9 @@ class Pages:
 
     @cached_property
     def _env(self) -> jinja2.Environment:
-        return jinja2.Environment(loader=jinja2.FileSystemLoader(self.folder / "templates"),
+        # The page's own templates, then the partials every page shares (ui/templates).
+        folders = [self.folder / "templates", self.folder.parent / "templates"]
+        return jinja2.Environment(loader=jinja2.FileSystemLoader(folders),
                                   autoescape=True, trim_blocks=True, lstrip_blocks=True)
 
     def page(self, name: str, status: int = 200, **context: object) -> HTMLResponse:
@@ -52,3 +56,13 @@ def session_principal(request: Request, services: Services) -> Principal | None:
         return services.principal_from_claims(claims, auth="session")
     except ValueError:
         return None
+
+
+def sign_in_context(request: Request, services: Services) -> dict[str, object]:
+    """What a page's sign-in form offers: the demo password form and/or the company's IdP, which sends the
+    browser back to this page (`next`) rather than into the chat."""
+    here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    back = safe_return_to(here) or safe_return_to(request.url.path)
+    idp = services.oidc_login is not None
+    return {"password_login": services.settings.password_login_enabled, "idp_login": idp,
+            "idp_url": "/chat/auth/oauth/oidc" + (f"?{urlencode({'next': back})}" if back else "")}

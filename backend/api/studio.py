@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse
 
 from backend.api.deps import ServicesDep, client_ip
-from backend.api.pages import Pages, session_principal
+from backend.api.pages import Pages, session_principal, sign_in_context
 from backend.auth.principal import PROMPT_EDITOR
 from backend.settings import REPO_ROOT
 
@@ -25,7 +25,7 @@ router = APIRouter(include_in_schema=False)
 def studio(request: Request, services: ServicesDep, tenant: str | None = None) -> HTMLResponse:
     principal = session_principal(request, services)
     if principal is None:
-        return PAGES.page("login.html", status=401, password_login=services.settings.password_login_enabled)
+        return PAGES.page("login.html", status=401, **sign_in_context(request, services))
     editable = [t for t in sorted(principal.tenants) if principal.has_role(t, PROMPT_EDITOR)
                 and services.registry.get(t) is not None]
     chosen = tenant or (editable[0] if editable else None)

@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +33,9 @@ CALLBACK_PATH = "/chat/auth/oauth/oidc/callback"
 FLOW_COOKIE = "atrium_oidc_flow"
 FLOW_TTL_S = 600
 # Protocol bookkeeping that has no business in the session cookie.
+# Where a login started from a page other than the chat may land afterwards: our own pages only, never a URL
+# (an open redirect would turn our login into a phishing hop).
+_RETURN_TO = re.compile(r"/(studio|admin)(\?[A-Za-z0-9_=&%.-]{0,200})?")
 _DROP_CLAIMS = {"nonce", "at_hash", "c_hash", "s_hash", "sid", "auth_time", "azp", "aud", "exp", "iat", "nbf",
                 "jti", "acr", "amr"}
 
@@ -46,6 +50,11 @@ class OidcLoginError(Exception):
         self.subject = subject
 
 
+def safe_return_to(path: str | None) -> str | None:
+    """`path` if it is one of our sign-in-protected pages (the studio, the operator page), else None."""
+    return path if path and _RETURN_TO.fullmatch(path) else None
+
+
 @dataclass
 class LoginFlow:
     """One login in progress: what the callback must check and send back to the provider."""
@@ -54,11 +63,12 @@ class LoginFlow:
     nonce: str
     code_verifier: str
     redirect_uri: str
+    return_to: str | None = None  # a page of ours to land on instead of the chat (see `safe_return_to`)
     # Filled during the callback: the verified ID token's claims, then merged with userinfo.
     id_claims: dict[str, Any] = field(default_factory=dict)
 
     def seal(self, fernet: Fernet) -> str:
-        data = {"s": self.state, "n": self.nonce, "v": self.code_verifier, "r": self.redirect_uri}
+        data = {"s": self.state, "n": self.nonce, "v": self.code_verifier, "r": self.redirect_uri, "t": self.return_to}
         return fernet.encrypt(json.dumps(data).encode()).decode()
 
     @classmethod
@@ -68,7 +78,8 @@ class LoginFlow:
         except (InvalidToken, ValueError) as exc:
             raise OidcLoginError("login_flow_invalid", "the login took too long or its cookie was tampered "
                                  "with; start again") from exc
-        return cls(state=data["s"], nonce=data["n"], code_verifier=data["v"], redirect_uri=data["r"])
+        return cls(state=data["s"], nonce=data["n"], code_verifier=data["v"], redirect_uri=data["r"],
+                   return_to=safe_return_to(data.get("t")))
 
 
 class OidcLogin:
@@ -114,10 +125,10 @@ class OidcLogin:
                                  token_endpoint_auth_method=method, code_challenge_method="S256",
                                  timeout=15)
 
-    def start(self, request_base: str) -> tuple[str, LoginFlow]:
+    def start(self, request_base: str, *, return_to: str | None = None) -> tuple[str, LoginFlow]:
         """The provider's authorization URL and the flow to remember (blocking: may fetch discovery)."""
         flow = LoginFlow(state=generate_token(43), nonce=generate_token(43), code_verifier=generate_token(64),
-                         redirect_uri=self.redirect_uri(request_base))
+                         redirect_uri=self.redirect_uri(request_base), return_to=safe_return_to(return_to))
         endpoint = str(self.discovery.get("authorization_endpoint"))
         url, _ = self._client().create_authorization_url(
             endpoint, state=flow.state, code_verifier=flow.code_verifier, nonce=flow.nonce,

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextvars
 import hmac
 from collections.abc import Callable
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse
@@ -28,6 +28,7 @@ from backend.errors import Unavailable
 
 START_PATH = CALLBACK_PATH.removesuffix("/callback")
 LOGIN_ERROR_URL = "/chat/login?error=oauthSignin"  # Chainlit's login page shows its sign-in error
+SUCCESS_PATH = "/chat/login/callback"  # where Chainlit's callback sends a browser it has just signed in
 _COOKIE_PATH = START_PATH
 
 # The flow of the callback being handled, or the error explaining why there is none.
@@ -42,12 +43,14 @@ def install_oidc_login(app: FastAPI, login: OidcLogin, *,
     secure = bool(login.public_url and login.public_url.startswith("https://"))
 
     @app.get(START_PATH, include_in_schema=False)
-    def oidc_start(request: Request) -> RedirectResponse:  # sync: discovery may fetch over the network
+    def oidc_start(request: Request, next: str | None = None) -> RedirectResponse:  # sync: may fetch discovery
+        """`next`: the studio or operator page that sent the user here, to land on again after the login
+        (anything else is ignored: the chat is the default landing)."""
         from chainlit.auth.cookie import set_oauth_state_cookie
 
         base = f"{request.url.scheme}://{request.url.netloc}"
         try:
-            url, flow = login.start(base)
+            url, flow = login.start(base, return_to=next)
         except DiscoveryError as exc:
             raise Unavailable(f"the identity provider is not reachable: {exc}", code="idp_unavailable") from exc
         response = RedirectResponse(url, status_code=302)
@@ -88,7 +91,10 @@ class OidcCallbackContext:
 
         async def send_expiring_cookie(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), (b"set-cookie", expire)]
+                headers = [*message.get("headers", []), (b"set-cookie", expire)]
+                if flow.return_to:
+                    headers = _land_on(headers, flow.return_to)
+                message["headers"] = headers
             await send(message)
 
         try:
@@ -117,3 +123,10 @@ class OidcCallbackContext:
             return OidcLoginError("issuer_mismatch", f"the answer comes from {iss!r}, not {self.login.issuer!r}")
         return flow
 
+
+
+def _land_on(headers: list[tuple[bytes, bytes]], page: str) -> list[tuple[bytes, bytes]]:
+    """Chainlit ends a successful login with a redirect to its `/login/callback` page, which opens the chat;
+    send the browser to `page` instead. Failures (a redirect to the login page with an error) are left alone."""
+    return [(k, page.encode()) if k.lower() == b"location" and urlsplit(v.decode("latin-1")).path
+            == SUCCESS_PATH else (k, v) for k, v in headers]

@@ -105,11 +105,13 @@ def test_anonymous_gets_a_sign_in_form_that_stays_on_the_page(api_client, api_se
     assert api_client.get("/admin", headers={"Cookie": "access_token=forged"}).status_code == 401
 
 
-def test_without_the_password_login_the_sign_in_is_a_link(make_api_client):
-    """No form to show (the company's identity provider signs people in): its login, and what happens after."""
+def test_without_any_sign_in_configured_the_page_names_the_settings(make_api_client):
+    """No password login and no identity provider: nobody can sign in, and the page says what to set (the
+    IdP's link, with its way back to /admin, is tested against a real provider in tests/auth/test_oidc_login.py)."""
     r = make_api_client(ATRIUM_DEV_LOGIN="false").get("/admin")
     assert r.status_code == 401
-    assert 'id="login-form"' not in r.text and 'href="/chat/login"' in r.text and "come back to" in r.text
+    assert 'id="login-form"' not in r.text and 'id="login-idp"' not in r.text
+    assert "No sign-in is configured" in r.text and "OIDC_ISSUER" in r.text and "ATRIUM_DEV_LOGIN=1" in r.text
 
 
 def test_sign_in_prompts_are_audited_but_listed_apart_from_denials(api_client, api_services, login_as, root):

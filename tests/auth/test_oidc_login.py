@@ -8,7 +8,7 @@ import re
 import shutil
 import time
 from pathlib import Path
-from urllib.parse import parse_qs, urljoin, urlsplit
+from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 
 import httpx
 import pytest
@@ -143,6 +143,47 @@ async def test_user_without_tenant_gets_no_access_with_the_group_to_ask_for(idp_
     # The chat's start says it at length, with the group to ask for; a message after it gets a short reminder.
     assert "No access" in greeting and "sales (Sales)" in greeting
     assert "note at the top says whom to ask" in reply.text and reply.tokens == []
+
+
+def test_signing_in_from_the_studio_or_the_operator_page_lands_back_there(idp_app):
+    op, server = idp_app
+    # The sign-in pages offer the IdP with the way back (and no password form: the demo login is off).
+    page = httpx.get(f"{server.url}/studio", params={"tenant": "sales"})
+    assert page.status_code == 401 and 'id="login-form"' not in page.text
+    assert 'href="/chat/auth/oauth/oidc?next=%2Fstudio%3Ftenant%3Dsales"' in page.text
+    assert 'href="/chat/auth/oauth/oidc?next=%2Fadmin"' in httpx.get(f"{server.url}/admin").text
+
+    http = httpx.Client(timeout=30)
+    final = op.login(f"{server.url}/chat/auth/oauth/oidc?next=/studio?tenant=sales", "bob", http=http)
+    assert final.status_code == 200 and final.url.path == "/studio", final.url
+    assert final.url.params["tenant"] == "sales" and 'id="assistant-list"' in final.text
+    assert 'title="bob"' in final.text  # the studio itself, for the user who just signed in
+    assert http.get(f"{server.url}/api/me").json()["subject"] == "bob"  # the same session the chat uses
+
+    root = httpx.Client(timeout=30)
+    final = op.login(f"{server.url}/chat/auth/oauth/oidc?next=/admin", "root", http=root)
+    assert final.status_code == 200 and final.url.path == "/admin", final.url
+    assert 'id="denials"' in final.text
+
+
+@pytest.mark.parametrize("target", ["https://evil.example/", "//evil.example/studio", "/chat/../studio",
+                                    "/studio/../api/admin/audit", "/admin\\evil", "/api/me"])
+def test_a_way_back_elsewhere_is_ignored_and_the_login_lands_in_the_chat(idp_app, target):
+    op, server = idp_app
+    http = httpx.Client(timeout=30)
+    final = op.login(f"{server.url}/chat/auth/oauth/oidc?{urlencode({'next': target})}", "bob", http=http)
+    assert final.status_code == 200 and final.url.path == "/chat/login/callback", final.url
+    assert http.get(f"{server.url}/api/me").json()["subject"] == "bob"
+
+
+def test_a_failed_login_from_the_studio_still_reports_the_failure(idp_app):
+    op, server = idp_app
+    http = httpx.Client(timeout=30)
+    location = op.login(f"{server.url}/chat/auth/oauth/oidc?next=/studio", "bob", http=http,
+                        follow_to_redirect_uri=False)
+    forged = location.replace("state=", "state=x")  # a callback whose state is not this login's
+    r = http.get(forged, follow_redirects=False)
+    assert r.status_code == 302 and r.headers["location"].startswith("/chat/login?error=")
 
 
 def test_wrong_password_at_the_provider_logs_nobody_in(idp_app):
