@@ -10,33 +10,26 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 from datetime import date
-from typing import Any, Protocol
+from typing import Any
 
 from backend.auth.principal import Principal
 from backend.auth.request_context import client_ip
+from backend.chat_errors import as_atrium_error
+from backend.chat_types import MAX_MESSAGE_CHARS, ChatRequest, Retriever, TurnResult
 from backend.db.engine import Database
 from backend.db.models import ChatTurn
 from backend.db.repositories.usage import insert_turns, new_turn
-from backend.errors import (
-    AtriumError,
-    BadRequest,
-    Forbidden,
-    Invalid,
-    NotFound,
-    QuotaExceeded,
-    Unavailable,
-    UpstreamError,
-)
+from backend.errors import AtriumError, Forbidden, Invalid, NotFound, QuotaExceeded
 from backend.governance.audit import AuditLog
 from backend.governance.cache import ResponseCache
 from backend.governance.quotas import Admission, QuotaService
 from backend.governance.usage import UsageWriter
-from backend.knowledge.retrieval import Citation  # re-exported: the UI and the API read it from here
+from backend.knowledge.retrieval import Citation
 from backend.llm.knowledge_need import conversational, needs_knowledge
 from backend.llm.routing import QueryClassifier, decide
-from backend.llm.service import Completion, Delta, LLMService, NoModelAvailable, UnsupportedParameter
+from backend.llm.service import Completion, Delta, LLMService
 from backend.prompts.store import PromptNotFound, PromptStore, PromptVersion, render
 from backend.query_rewrite import TASK as QUERY_REWRITE
 from backend.query_rewrite import QueryRewriter
@@ -45,74 +38,12 @@ from backend.turn_cache import TurnCache
 
 log = logging.getLogger("atrium.chat")
 
-MAX_MESSAGE_CHARS = 20_000  # per message: the chat UI, REST /chat and the OpenAI-compatible route
-
 NO_CONTEXT = "(no relevant passages were found in the knowledge base)"
 _NO_ROOM_TO_ANSWER = ("The model spent all {tokens} tokens of the answer's limit thinking and wrote no answer: raise "
                       "the prompt's max_tokens (studio: Maximum answer length), or lower `reasoning_effort` of the "
                       "{tier} tier's deployments in config/models.yaml.")
 NO_ANSWER = ("I don't know — nothing in the {tenant} knowledge base covers this. Try rephrasing, or ask "
              "an administrator to add the document that answers it.")
-
-
-class Retriever(Protocol):
-    """Tenant-scoped retrieval; the tenant comes from the caller's principal (see knowledge/)."""
-
-    async def retrieve(self, *, principal: Principal, tenant: str, query: str, top_k: int = 5,
-                       kb: str | None = None) -> list[Citation]: ...
-
-
-@dataclass
-class ChatRequest:
-    tenant: str
-    assistant: str
-    message: str
-    history: list[dict[str, str]] = field(default_factory=list)
-    label: str = "production"
-    channel: str = "ui"
-    tier: str | None = None  # explicit tier (OpenAI-compatible callers); None = prompt/policy decides
-    prompt_override: PromptVersion | None = None  # studio playground: an unsaved draft
-    record: bool = True
-    top_k: int = 5
-    # A plain completion through a tier alias (OpenAI-compatible `model: fast`): these messages as given,
-    # no prompt, no retrieval; quotas, routing, cost and recording still apply.
-    messages: list[dict] | None = None
-    temperature: float | None = None
-    max_tokens: int | None = None
-    params: dict[str, Any] | None = None  # more sampling parameters (stop, top_p, seed...) for the model
-    task: str | None = None  # an internal task (title, query_rewrite): always the cheap tier
-    stream: bool = True  # False (run()): one non-streaming model call, cheaper when nobody watches tokens
-
-
-@dataclass
-class TurnResult:
-    answer: str
-    citations: list[Citation]
-    model: str
-    tier: str
-    prompt_name: str
-    prompt_version: int | None
-    prompt_tokens: int
-    completion_tokens: int
-    cost_usd: float
-    latency_ms: int
-    cached: bool = False
-    route_reason: str | None = None
-    fallback_from: str | None = None
-    turn_id: int | None = None
-    warnings: list[str] = field(default_factory=list)
-    finish_reason: str = "stop"  # "length" when max_tokens cut the answer (OpenAI-compatible callers read it)
-    signoff: str = ""  # the prompt's sign-off as appended to `answer` ("" when none): it stays the last line
-
-    def public(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["usage"] = {
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "total_tokens": self.prompt_tokens + self.completion_tokens,
-            "cost_usd": self.cost_usd,
-        }
-        return data
 
 
 class ChatService:
@@ -346,7 +277,7 @@ class ChatService:
             turn.outcome, turn.error = "error", f"{type(exc).__name__}: {exc}"[:500]
             await self._release(admission)
             await self._finish(turn, started, req)
-            if (mapped := _as_atrium_error(exc)) is not None:
+            if (mapped := as_atrium_error(exc)) is not None:
                 raise mapped from exc
             raise
         result.latency_ms = await self._finish(turn, started, req)
@@ -438,51 +369,6 @@ def _format_context(citations: list[Citation]) -> str:
         return NO_CONTEXT
     return "\n\n".join(f"[{i}] {c.title}" + (f" (p. {c.page})" if c.page else "") + f"\n{c.quote}"
                        for i, c in enumerate(citations, 1))
-
-
-def _provider_error(exc: Exception) -> bool:
-    return type(exc).__module__.split(".")[0] in ("litellm", "openai", "httpx")
-
-
-def _as_atrium_error(exc: BaseException) -> AtriumError | None:
-    """What a failed model call means for the caller (after the Router's retries and fallbacks), or None."""
-    if isinstance(exc, NoModelAvailable):
-        return Unavailable(str(exc), code="no_model_available")
-    if isinstance(exc, UnsupportedParameter):
-        return Invalid(str(exc), code="unsupported_parameter", extra={"param": exc.param})
-    if type(exc).__module__.split(".")[0] == "redis":
-        # Quotas and rate limits live in Redis: without it no request can be admitted (failing open would let a
-        # department overspend), but the outage is Atrium's, and temporary.
-        return Unavailable(f"Atrium cannot check quotas and rate limits right now: Redis (REDIS_URL) does not answer "
-                           f"({type(exc).__name__}); try again shortly", code="quota_store_unavailable",
-                           headers={"Retry-After": "5"})
-    if not isinstance(exc, Exception):
-        return None
-    if _rejected_by_provider(exc):
-        if type(exc).__name__ == "ContextWindowExceededError":
-            return BadRequest(f"the conversation is too long for the model: {_provider_message(exc)}",
-                              code="context_length_exceeded")
-        return BadRequest(f"the model provider rejected the request: {_provider_message(exc)}",
-                          code="invalid_request")
-    if _provider_error(exc):  # every deployment and fallback failed: a clear 502, not a stack trace
-        return UpstreamError(f"the model provider failed after retries and fallbacks ({type(exc).__name__}); "
-                             "try again shortly", code="model_error")
-    return None
-
-
-def _rejected_by_provider(exc: Exception) -> bool:
-    """A provider's 400 after the Router's fallbacks: the request is wrong (too long for every tier tried
-    included); retrying will not fix it. A content-policy refusal stays a provider failure."""
-    return (_provider_error(exc) and getattr(exc, "status_code", None) == 400
-            and type(exc).__name__ != "ContentPolicyViolationError")
-
-
-def _provider_message(exc: Exception) -> str:
-    text = str(getattr(exc, "message", "") or exc).split("\n", 1)[0]
-    for prefix in ("litellm.ContextWindowExceededError: ", "litellm.BadRequestError: ",
-                   "litellm.UnsupportedParamsError: "):
-        text = text.removeprefix(prefix)
-    return text[:300]
 
 
 def _estimate_tokens(messages: list[dict]) -> int:

@@ -11,9 +11,10 @@ import logging
 from collections.abc import Callable
 from dataclasses import asdict
 from datetime import date
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from backend.auth.principal import Principal
+from backend.chat_types import ChatRequest, Retriever, TurnResult
 from backend.db.models import ChatTurn
 from backend.governance.cache import ResponseCache
 from backend.knowledge.retrieval import Citation
@@ -21,9 +22,6 @@ from backend.llm.service import LLMService
 from backend.prompts.schema import PLACEHOLDER_RE
 from backend.prompts.store import PromptVersion
 from backend.tenants import TenantRegistry
-
-if TYPE_CHECKING:  # backend.chat imports this module; its request and result types are only annotations here
-    from backend.chat import ChatRequest, Retriever, TurnResult
 
 log = logging.getLogger("atrium.chat")
 
@@ -70,8 +68,6 @@ class TurnCache:
 
     def hit(self, *, cached: dict[str, Any], req: ChatRequest, turn: ChatTurn) -> TurnResult:
         """The TurnResult of a cache hit (free: no tokens, no cost); also marks the turn's usage record."""
-        from backend.chat import TurnResult  # at call time: backend.chat imports this module
-
         turn.cached = True
         turn.model = cached.get("model")
         turn.tier = cached.get("tier") or turn.tier

@@ -15,7 +15,7 @@ from backend.auth.claims import missing_access_hint
 from backend.auth.principal import PROMPT_EDITOR, Principal
 from backend.auth.rbac import permissions_of
 from backend.auth.request_context import client_ip
-from backend.chat import MAX_MESSAGE_CHARS, ChatRequest, TurnResult
+from backend.chat_types import MAX_MESSAGE_CHARS, ChatRequest, TurnResult
 from backend.container import get_services
 from backend.conversations import files_title
 from backend.errors import AtriumError, Forbidden

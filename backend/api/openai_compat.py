@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from backend.api.deps import ChatAccess, ServicesDep
 from backend.api.openai_errors import openai_error_body
 from backend.api.unicode import lone_surrogate_at
-from backend.chat import MAX_MESSAGE_CHARS, ChatRequest, TurnResult
+from backend.chat_types import MAX_MESSAGE_CHARS, ChatRequest, TurnResult
 from backend.errors import AtriumError, Invalid, NotFound, Unavailable
 
 router = APIRouter(prefix="/api/t/{tenant}/v1", tags=["openai-compatible"])

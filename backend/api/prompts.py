@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from backend.api.deps import PromptsWrite, ServicesDep, TenantContext, TenantDep, deny
 from backend.auth.rbac import permissions_of
-from backend.chat import ChatRequest
+from backend.chat_types import ChatRequest
 from backend.container import Services
 from backend.errors import Conflict, Forbidden, Invalid, NotFound
 from backend.prompts.diff import diff_versions

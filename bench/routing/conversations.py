@@ -122,7 +122,7 @@ def _answer_text(n_tokens: int, source: str) -> str:
 
 
 async def _measure(conversations: list[dict], answer_tokens: dict[str, int]) -> list[dict]:
-    from backend.chat import ChatRequest
+    from backend.chat_types import ChatRequest
     from backend.container import build_services
     from backend.conversations import title_messages
     from backend.query_rewrite import SYSTEM as REWRITE_SYSTEM

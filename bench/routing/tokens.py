@@ -98,7 +98,8 @@ class _RecordingLLM:
 async def _measure(rows: list[dict]) -> dict[str, dict[str, int]]:
     import litellm
 
-    from backend.chat import NO_ANSWER, ChatRequest
+    from backend.chat import NO_ANSWER
+    from backend.chat_types import ChatRequest
     from backend.container import build_services
     from backend.seed import seed_demo
     from backend.settings import Settings

@@ -247,7 +247,7 @@ def test_the_rewrite_sees_only_this_turns_conversation(model_services):
         # Maria (sales and finance) first talks to the finance assistant about a finance-only project.
         maria = svc.principal_from_claims({"sub": "maria", "preferred_username": "maria",
                                            "groups": ["sales", "finance"]})
-        from backend.chat import ChatRequest
+        from backend.chat_types import ChatRequest
 
         finance = ChatRequest(tenant="finance", assistant="finance-assistant", message="And its sample size?",
                               tier="smart", history=[{"role": "user", "content": "What is GREENMARTEN-Ledger?"},
