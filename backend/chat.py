@@ -134,24 +134,7 @@ class ChatService:
             rewrite_note = ""
             # "hi", "thanks!", "👍": no search (no embedding, no stray citations); answered below without one.
             if self.retriever is not None and not plain and not conversational(req.message):
-                query, retry_as_asked = req.message, False
-                if req.history:  # never on a first turn (nor on the single-turn OpenAI-compatible path)
-                    rq = await self.rewriter.query(
-                        message=req.message, history=req.history, allowed_tiers=policy.allowed_tiers,
-                        ask=lambda msgs: self.internal(principal, req.tenant, task=QUERY_REWRITE, messages=msgs,
-                                                       assistant=req.assistant))
-                    query, retry_as_asked = rq.text, rq.text != req.message
-                    rewrite_note = f"; {rq.note}" if rq.note else ""
-                    turn.route_reason = f"{turn.route_reason}{rewrite_note}"
-                citations = await self.retriever.retrieve(principal=principal, tenant=req.tenant,
-                                                          query=query, top_k=req.top_k)
-                if not citations and retry_as_asked:
-                    # A poor rewrite, or a topic change that the previous questions dilute, must not hide a
-                    # question that stands on its own.
-                    citations = await self.retriever.retrieve(principal=principal, tenant=req.tenant,
-                                                              query=req.message, top_k=req.top_k)
-                    if citations:
-                        turn.route_reason += "; found with the message as asked"
+                citations, rewrite_note = await self._passages(principal, req, policy.allowed_tiers, turn)
             turn.chunk_ids = [c.chunk_id for c in citations]
             # No passage found: asked only then (so free when passages are found), does the message need one?
             need = (needs_knowledge(req.message, follow_up=bool(req.history))
@@ -174,32 +157,9 @@ class ChatService:
             if need is not None:  # a greeting, or a task on the user's own text: the model answers without passages
                 turn.route_reason = f"{turn.route_reason}; no passages needed: {need.reason}"
                 cache_key = None  # such answers address the user ("Hi Alice"): never serve them to someone else
-            # The caller's temperature is theirs (a model that refuses it is their 400); a prompt's or an internal
-            # task's is a preference, left out for models that take none (Claude 5.x, GPT-6, Gemini 3.x).
-            temperature, advisory = req.temperature, {}
-            if req.task and temperature is not None:
-                temperature, advisory = None, {"temperature": temperature}
-            if prompt is None:
-                messages = list(req.messages or [])
-                max_tokens = req.max_tokens
-            else:
-                system = render(prompt.body, {
-                    # An API key serves people whose names we do not know: not "helping API key 3f2a…".
-                    "user_name": principal.name if principal.auth != "api_key" else "a colleague",
-                    "tenant_name": tenant_cfg.name,
-                    "today": date.today().isoformat(),
-                    "context": need.context if need is not None else _format_context(citations),
-                }, declared=prompt.config.get("variables"))
-                # The in-process 135M model copies earlier answers into new ones; give it the last exchange only.
-                history = req.history[-2:] if tier == "local" else req.history[-10:]
-                messages = [{"role": "system", "content": system}, *history,
-                            {"role": "user", "content": req.message}]
-                # A caller's temperature wins; its max_tokens can only lower the prompt's cap, never raise it.
-                if temperature is None and (preferred := _opt_float(prompt.config.get("temperature"))) is not None:
-                    advisory["temperature"] = preferred
-                max_tokens = _opt_int(prompt.config.get("max_tokens"))
-                if req.max_tokens is not None:
-                    max_tokens = min(req.max_tokens, max_tokens) if max_tokens is not None else req.max_tokens
+            context = need.context if need is not None else _format_context(citations)
+            messages, max_tokens, temperature, advisory = self._compose(
+                principal, req, tenant_name=tenant_cfg.name, prompt=prompt, tier=tier, context=context)
             if self.quotas:
                 est_tokens = _estimate_tokens(messages) + (max_tokens or 512)
                 admission = await self.quotas.admit(
@@ -305,6 +265,59 @@ class ChatService:
         return result
 
     # -- model governance: routing and quotas (the response cache is TurnCache) ----------------------------------------
+
+    async def _passages(self, principal: Principal, req: ChatRequest, allowed_tiers: list[str],
+                        turn: ChatTurn) -> tuple[list[Citation], str]:
+        """The knowledge base's passages for the message (a follow-up searched as rewritten with its history),
+        and the rewrite's note for the turn's route reason (also added to `turn.route_reason`)."""
+        assert self.retriever is not None
+        query, retry_as_asked, rewrite_note = req.message, False, ""
+        if req.history:  # never on a first turn (nor on the single-turn OpenAI-compatible path)
+            rq = await self.rewriter.query(
+                message=req.message, history=req.history, allowed_tiers=allowed_tiers,
+                ask=lambda msgs: self.internal(principal, req.tenant, task=QUERY_REWRITE, messages=msgs,
+                                               assistant=req.assistant))
+            query, retry_as_asked = rq.text, rq.text != req.message
+            rewrite_note = f"; {rq.note}" if rq.note else ""
+            turn.route_reason = f"{turn.route_reason}{rewrite_note}"
+        citations = await self.retriever.retrieve(principal=principal, tenant=req.tenant, query=query,
+                                                  top_k=req.top_k)
+        if not citations and retry_as_asked:
+            # A poor rewrite, or a topic change that the previous questions dilute, must not hide a question
+            # that stands on its own.
+            citations = await self.retriever.retrieve(principal=principal, tenant=req.tenant, query=req.message,
+                                                      top_k=req.top_k)
+            if citations:
+                turn.route_reason += "; found with the message as asked"
+        return citations, rewrite_note
+
+    def _compose(self, principal: Principal, req: ChatRequest, *, tenant_name: str, prompt: PromptVersion | None,
+                 tier: str, context: str) -> tuple[list[dict], int | None, float | None, dict[str, Any]]:
+        """The model call's messages, max_tokens, temperature and advisory parameters."""
+        # The caller's temperature is theirs (a model that refuses it is their 400); a prompt's or an internal
+        # task's is a preference, left out for models that take none (Claude 5.x, GPT-6, Gemini 3.x).
+        temperature, advisory = req.temperature, {}
+        if req.task and temperature is not None:
+            temperature, advisory = None, {"temperature": temperature}
+        if prompt is None:
+            return list(req.messages or []), req.max_tokens, temperature, advisory
+        system = render(prompt.body, {
+            # An API key serves people whose names we do not know: not "helping API key 3f2a…".
+            "user_name": principal.name if principal.auth != "api_key" else "a colleague",
+            "tenant_name": tenant_name,
+            "today": date.today().isoformat(),
+            "context": context,
+        }, declared=prompt.config.get("variables"))
+        # The in-process 135M model copies earlier answers into new ones; give it the last exchange only.
+        history = req.history[-2:] if tier == "local" else req.history[-10:]
+        messages = [{"role": "system", "content": system}, *history, {"role": "user", "content": req.message}]
+        # A caller's temperature wins; its max_tokens can only lower the prompt's cap, never raise it.
+        if temperature is None and (preferred := _opt_float(prompt.config.get("temperature"))) is not None:
+            advisory["temperature"] = preferred
+        max_tokens = _opt_int(prompt.config.get("max_tokens"))
+        if req.max_tokens is not None:
+            max_tokens = min(req.max_tokens, max_tokens) if max_tokens is not None else req.max_tokens
+        return messages, max_tokens, temperature, advisory
 
     def _route(self, req: ChatRequest, policy: Any, prompt: PromptVersion | None) -> tuple[str, str]:
         if req.task:
