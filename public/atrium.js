@@ -17,6 +17,9 @@
  * 3. Renaming a conversation: a blank name cannot be confirmed (the server refuses it too), and Enter confirms.
  * 4. The header names the assistant when there is only one (Chainlit shows its selector only for two or more), and
  *    a user without any assistant gets no message box (the chat's first message says why and whom to ask).
+ * 5. A wrong password is said once: the login form's own alert says it (translation auth.login.errors.unauthorized),
+ *    so the toast that repeats it ("Unauthorized: Wrong username or password.") is dropped. Where the alert says
+ *    less (a language without that translation), the toast stays.
  */
 (() => {
   "use strict";
@@ -179,6 +182,20 @@
     }
   }
 
+  // -- 5. the login page: a wrong password is said once ------------------------------------------------------
+
+  function loginError() {
+    const alert = document.querySelector("form [role=alert]");
+    const said = alert ? alert.textContent.trim() : "";
+    if (!said) return;
+    for (const toast of document.querySelectorAll("[data-sonner-toast]")) {
+      const title = toast.querySelector("[data-title]");
+      if (title && title.textContent.trim().endsWith(said) && toast.style.display !== "none") {
+        toast.style.display = "none";
+      }
+    }
+  }
+
   // --------------------------------------------------------------------------------------------------------
 
   function update() {
@@ -186,6 +203,7 @@
     toasts();
     rename();
     header();
+    loginError();
   }
 
   new MutationObserver(update).observe(html, { childList: true, subtree: true, characterData: true });

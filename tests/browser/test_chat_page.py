@@ -307,3 +307,27 @@ def test_the_header_says_who_answers_and_the_page_fits_a_phone(server, browser, 
     assert not page.locator("#message-composer").is_visible()
     shot(page, "chat-page-11-no-access")
     ctx.close()
+
+
+def test_a_wrong_password_is_said_once_in_words(server, browser, shot):
+    """Chainlit's login says a refused password twice: its form's alert ("Unable to sign in") and a toast
+    ("Unauthorized: …"). The alert now says what is wrong, and the toast that repeats it is dropped."""
+    ctx = browser.new_context(viewport={"width": 1280, "height": 860})
+    page = ctx.new_page()
+    page.goto(f"{server.url}/chat/login")
+    page.fill("#email", "alice")
+    page.fill("#password", "not-her-password")
+    page.locator("button[type=submit]").click()
+    alert = page.locator("form [role=alert]")
+    alert.wait_for(timeout=TIMEOUT)
+    assert alert.inner_text().strip() == "Wrong username or password."
+    toast = page.locator("[data-sonner-toast]", has_text="Wrong username or password")
+    toast.wait_for(state="attached", timeout=TIMEOUT)  # Chainlit still raises it (for a few seconds)...
+    assert toast.evaluate("t => getComputedStyle(t).display") == "none"  # ...and the page hides it at once
+    assert page.get_by_text("Wrong username or password").filter(visible=True).count() == 1
+    shot(page, "login-wrong-password")
+    # The right password still gets in from the same page.
+    page.fill("#password", "atrium")
+    page.locator("button[type=submit]").click()
+    page.wait_for_url(re.compile(r".*/chat/?$"), timeout=60_000)
+    ctx.close()
