@@ -32,10 +32,10 @@ log = logging.getLogger("atrium.auth")
 CALLBACK_PATH = "/chat/auth/oauth/oidc/callback"
 FLOW_COOKIE = "atrium_oidc_flow"
 FLOW_TTL_S = 600
-# Protocol bookkeeping that has no business in the session cookie.
 # Where a login started from a page other than the chat may land afterwards: our own pages only, never a URL
 # (an open redirect would turn our login into a phishing hop).
 _RETURN_TO = re.compile(r"/(studio|admin)(\?[A-Za-z0-9_=&%.-]{0,200})?")
+# Protocol bookkeeping that has no business in the session cookie.
 _DROP_CLAIMS = {"nonce", "at_hash", "c_hash", "s_hash", "sid", "auth_time", "azp", "aud", "exp", "iat", "nbf",
                 "jti", "acr", "amr"}
 
