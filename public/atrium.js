@@ -20,6 +20,9 @@
  * 5. A wrong password is said once: the login form's own alert says it (translation auth.login.errors.unauthorized),
  *    so the toast that repeats it ("Unauthorized: Wrong username or password.") is dropped. Where the alert says
  *    less (a language without that translation), the toast stays.
+ * 6. Icon buttons have names: Chainlit's sidebar, search, new-chat, send, attach, stop, copy and feedback buttons
+ *    are icons with a hover tooltip only, so a screen reader announced "button". Each gets an aria-label in the
+ *    page's language (Chainlit's own translation of its tooltip, fetched once; English until it arrives).
  */
 (() => {
   "use strict";
@@ -196,6 +199,52 @@
     }
   }
 
+  // -- 6. icon buttons get names ---------------------------------------------------------------------------
+
+  // [selector, translation key, English]: the icon's button, and what Chainlit's tooltip says.
+  const ICON_BUTTONS = [
+    ["#sidebar-trigger-button", "threadHistory.sidebar.title", "Past Chats"],
+    ["#search-chats-button", "threadHistory.sidebar.filters.search", "Search"],
+    ["#new-chat-button", "navigation.newChat.button", "New Chat"],
+    ["#chat-submit", "chat.input.actions.send", "Send message"],
+    ["#upload-button", "chat.input.actions.attachFiles", "Attach files"],
+    ["#stop-button", "chat.input.actions.stop", "Stop Task"],
+    ["button:has(> svg.lucide-copy)", "chat.messages.actions.copy.button", "Copy to clipboard"],
+    ["button:has(> svg.lucide-thumbs-up)", "chat.messages.feedback.positive", "Helpful"],
+    ["button:has(> svg.lucide-thumbs-down)", "chat.messages.feedback.negative", "Not helpful"],
+  ];
+  let words = null;
+  let fetchingWords = false;
+
+  function word(key, english) {
+    if (!words && !fetchingWords) {
+      fetchingWords = true;
+      const language = encodeURIComponent(navigator.language || "en-US");
+      fetch(`${rootPath}/project/translations?language=${language}`, { credentials: "include" })
+        .then((r) => (r.ok ? r.json() : null))
+        .then((data) => { words = (data && data.translation) || {}; })
+        .catch(() => { words = {}; })
+        .finally(() => { // the English names given meanwhile give way to the page's language
+          for (const b of document.querySelectorAll("[data-atrium-named]")) b.removeAttribute("aria-label");
+          names();
+        });
+    }
+    const found = key.split(".").reduce((o, k) => (o && typeof o === "object" ? o[k] : undefined), words);
+    return typeof found === "string" && found ? found : english;
+  }
+
+  function names() {
+    for (const [selector, key, english] of ICON_BUTTONS) {
+      for (const button of document.querySelectorAll(selector)) {
+        if (button.getAttribute("aria-label")) continue;
+        button.setAttribute("aria-label", word(key, english));
+        button.dataset.atriumNamed = "1";
+        // The attach button is marked role="presentation" by react-dropzone's wrapper: it is a button.
+        if (button.getAttribute("role") === "presentation") button.setAttribute("role", "button");
+      }
+    }
+  }
+
   // --------------------------------------------------------------------------------------------------------
 
   function update() {
@@ -204,6 +253,7 @@
     rename();
     header();
     loginError();
+    names();
   }
 
   new MutationObserver(update).observe(html, { childList: true, subtree: true, characterData: true });

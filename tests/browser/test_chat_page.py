@@ -331,3 +331,26 @@ def test_a_wrong_password_is_said_once_in_words(server, browser, shot):
     page.locator("button[type=submit]").click()
     page.wait_for_url(re.compile(r".*/chat/?$"), timeout=60_000)
     ctx.close()
+
+
+_UNNAMED_BUTTONS = """() => [...document.querySelectorAll('button, [role=button]')]
+  .filter((b) => b.offsetParent !== null)
+  .filter((b) => !(b.getAttribute('aria-label') || b.innerText || '').trim()
+                 && ![...b.querySelectorAll('.sr-only')].some((x) => x.textContent.trim()))
+  .map((b) => b.id || b.outerHTML.slice(0, 120))"""
+
+
+def test_every_button_has_a_name_a_screen_reader_can_say(server, browser, shot):
+    """Chainlit's icon buttons (sidebar, search, new chat, send, attach, copy, feedback) had a hover tooltip only;
+    each is named after that tooltip, in the page's language (en-US here)."""
+    ctx, page = chat_login(browser, server.url, "carol")  # a tenant admin: the attach button is there too
+    page.locator("#starters button", has_text=STARTER).click()
+    page.get_by_text("Sources:", exact=False).first.wait_for(timeout=TIMEOUT)
+    _idle(page)
+    page.get_by_role("button", name="Helpful").first.wait_for(timeout=30_000)
+    for name in ("Past Chats", "Search", "New Chat", "Send message", "Attach files", "Copy to clipboard",
+                 "Helpful", "Not helpful"):
+        assert page.get_by_role("button", name=name, exact=True).count() >= 1, name
+    assert page.evaluate(_UNNAMED_BUTTONS) == []
+    shot(page, "chat-page-buttons-named")
+    ctx.close()
