@@ -22,7 +22,8 @@
  *    less (a language without that translation), the toast stays.
  * 6. Icon buttons have names: Chainlit's sidebar, search, new-chat, send, attach, stop, copy and feedback buttons
  *    are icons with a hover tooltip only, so a screen reader announced "button". Each gets an aria-label in the
- *    page's language (Chainlit's own translation of its tooltip, fetched once; English until it arrives).
+ *    page's language (Chainlit's own translation of its tooltip, fetched once; English until it arrives). So do
+ *    the phone's sidebar sheet and the account menu, whose labels point at nothing.
  */
 (() => {
   "use strict";
@@ -234,6 +235,18 @@
   }
 
   function names() {
+    // A dialog or menu whose aria-labelledby names no element has no name: the phone's sidebar sheet (Radix
+    // renders no title for it) and the account menu (labelled by its trigger's id, which Chainlit overrides).
+    for (const box of document.querySelectorAll("[role=dialog][aria-labelledby], [role=menu][aria-labelledby]")) {
+      if (box.getAttribute("aria-label") || document.getElementById(box.getAttribute("aria-labelledby"))) continue;
+      if (box.querySelector("#thread-history")) {
+        box.setAttribute("aria-label", word("threadHistory.sidebar.title", "Past Chats"));
+        box.dataset.atriumNamed = "1";
+      } else if (box.getAttribute("role") === "menu") {
+        const first = (box.innerText || "").trim().split("\n")[0]; // the account menu opens with the user's name
+        if (first) box.setAttribute("aria-label", first);
+      }
+    }
     for (const [selector, key, english] of ICON_BUTTONS) {
       for (const button of document.querySelectorAll(selector)) {
         if (button.getAttribute("aria-label")) continue;

@@ -342,7 +342,8 @@ _UNNAMED_BUTTONS = """() => [...document.querySelectorAll('button, [role=button]
 
 def test_every_button_has_a_name_a_screen_reader_can_say(server, browser, shot):
     """Chainlit's icon buttons (sidebar, search, new chat, send, attach, copy, feedback) had a hover tooltip only;
-    each is named after that tooltip, in the page's language (en-US here)."""
+    each is named after that tooltip, in the page's language (en-US here). So are the account menu and the
+    phone's sidebar sheet, whose aria-labelledby pointed at nothing."""
     ctx, page = chat_login(browser, server.url, "carol")  # a tenant admin: the attach button is there too
     page.locator("#starters button", has_text=STARTER).click()
     page.get_by_text("Sources:", exact=False).first.wait_for(timeout=TIMEOUT)
@@ -353,4 +354,11 @@ def test_every_button_has_a_name_a_screen_reader_can_say(server, browser, shot):
         assert page.get_by_role("button", name=name, exact=True).count() >= 1, name
     assert page.evaluate(_UNNAMED_BUTTONS) == []
     shot(page, "chat-page-buttons-named")
+    page.click("#user-nav-button")  # the account menu is named after whose it is
+    page.get_by_role("menu", name="Carol Chen").wait_for(timeout=30_000)
+    page.keyboard.press("Escape")
+    page.set_viewport_size(PHONE)  # on a phone the past chats open as a sheet, named like the sidebar
+    page.click("#sidebar-trigger-button")
+    page.get_by_role("dialog", name="Past Chats").wait_for(timeout=30_000)
+    assert page.evaluate(_UNNAMED_BUTTONS) == []
     ctx.close()
