@@ -24,6 +24,10 @@
  *    are icons with a hover tooltip only, so a screen reader announced "button". Each gets an aria-label in the
  *    page's language (Chainlit's own translation of its tooltip, fetched once; English until it arrives). So do
  *    the phone's sidebar sheet and the account menu, whose labels point at nothing.
+ * 7. Signing out is one page load. Chainlit's sign-out POSTs /logout, then both reloads the page and routes to the
+ *    login page; the two navigations race, and when the second cancels the first the reload's redirect to the
+ *    identity provider's sign-out (backend/auth/oidc_logout.py) was lost: the provider's session stayed open. Once
+ *    the POST succeeds, this page goes to the login page itself, once, and Chainlit's own follow-up never runs.
  */
 (() => {
   "use strict";
@@ -257,6 +261,21 @@
       }
     }
   }
+
+  // -- 7. signing out: one navigation ---------------------------------------------------------------------
+
+  const pageFetch = window.fetch.bind(window);
+  window.fetch = (input, init) => {
+    const response = pageFetch(input, init);
+    const method = String((init && init.method) || (input instanceof Request ? input.method : "GET")).toUpperCase();
+    const url = new URL(input instanceof Request ? input.url : String(input), window.location.href);
+    if (method !== "POST" || url.pathname !== `${rootPath}/logout`) return response;
+    return response.then((r) => {
+      if (!r.ok) return r;
+      window.location.replace(`${rootPath}/login`);
+      return new Promise(() => {}); // the page is leaving: Chainlit's reload and route change never start
+    });
+  };
 
   // --------------------------------------------------------------------------------------------------------
 

@@ -362,3 +362,15 @@ def test_every_button_has_a_name_a_screen_reader_can_say(server, browser, shot):
     page.get_by_role("dialog", name="Past Chats").wait_for(timeout=30_000)
     assert page.evaluate(_UNNAMED_BUTTONS) == []
     ctx.close()
+
+
+def test_signing_out_lands_on_the_login_page_signed_out(server, browser, shot):
+    """The sign-out is one page load to the login page (public/atrium.js, part 7): the session is gone there."""
+    ctx, page = chat_login(browser, server.url, "alice")
+    page.locator("#chat-input").wait_for(timeout=60_000)
+    page.click("#user-nav-button")
+    page.get_by_role("menuitem", name="Logout").click()
+    page.wait_for_url(re.compile(r".*/chat/login$"), timeout=60_000)
+    page.locator("#email").wait_for(timeout=60_000)
+    assert page.request.get(f"{server.url}/api/me").status == 401
+    ctx.close()
