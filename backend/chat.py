@@ -157,9 +157,9 @@ class ChatService:
             if need is not None:  # a greeting, or a task on the user's own text: the model answers without passages
                 turn.route_reason = f"{turn.route_reason}; no passages needed: {need.reason}"
                 cache_key = None  # such answers address the user ("Hi Alice"): never serve them to someone else
-            context = need.context if need is not None else _format_context(citations)
             messages, max_tokens, temperature, advisory = self._compose(
-                principal, req, tenant_name=tenant_cfg.name, prompt=prompt, tier=tier, context=context)
+                principal, req, tenant_name=tenant_cfg.name, prompt=prompt, tier=tier,
+                context=lambda: need.context if need is not None else _format_context(citations))
             if self.quotas:
                 est_tokens = _estimate_tokens(messages) + (max_tokens or 512)
                 admission = await self.quotas.admit(
@@ -292,8 +292,9 @@ class ChatService:
         return citations, rewrite_note
 
     def _compose(self, principal: Principal, req: ChatRequest, *, tenant_name: str, prompt: PromptVersion | None,
-                 tier: str, context: str) -> tuple[list[dict], int | None, float | None, dict[str, Any]]:
-        """The model call's messages, max_tokens, temperature and advisory parameters."""
+                 tier: str, context: Callable[[], str]) -> tuple[list[dict], int | None, float | None, dict[str, Any]]:
+        """The model call's messages, max_tokens, temperature and advisory parameters (`context`: the passages
+        for the prompt's {context}, formatted only when there is a prompt)."""
         # The caller's temperature is theirs (a model that refuses it is their 400); a prompt's or an internal
         # task's is a preference, left out for models that take none (Claude 5.x, GPT-6, Gemini 3.x).
         temperature, advisory = req.temperature, {}
@@ -306,7 +307,7 @@ class ChatService:
             "user_name": principal.name if principal.auth != "api_key" else "a colleague",
             "tenant_name": tenant_name,
             "today": date.today().isoformat(),
-            "context": context,
+            "context": context(),
         }, declared=prompt.config.get("variables"))
         # The in-process 135M model copies earlier answers into new ones; give it the last exchange only.
         history = req.history[-2:] if tier == "local" else req.history[-10:]

@@ -146,15 +146,18 @@
   let settings = null;
   let loading = false;
 
+  // Chainlit's /project/<what> in the page's language (settings, translations): its JSON, or null.
+  function projectJson(what) {
+    const language = encodeURIComponent(navigator.language || "en-US");
+    return fetch(`${rootPath}/project/${what}?language=${language}`, { credentials: "include" })
+      .then((r) => (r.ok ? r.json() : null))
+      .catch(() => null);
+  }
+
   function loadSettings() {
     if (settings || loading) return;
     loading = true;
-    const language = encodeURIComponent(navigator.language || "en-US");
-    fetch(`${rootPath}/project/settings?language=${language}`, { credentials: "include" })
-      .then((r) => (r.ok ? r.json() : null))
-      .then((data) => { settings = data; })
-      .catch(() => {})
-      .finally(() => { loading = false; header(); });
+    projectJson("settings").then((data) => { settings = data; loading = false; header(); });
   }
 
   function header() {
@@ -224,15 +227,12 @@
   function word(key, english) {
     if (!words && !fetchingWords) {
       fetchingWords = true;
-      const language = encodeURIComponent(navigator.language || "en-US");
-      fetch(`${rootPath}/project/translations?language=${language}`, { credentials: "include" })
-        .then((r) => (r.ok ? r.json() : null))
-        .then((data) => { words = (data && data.translation) || {}; })
-        .catch(() => { words = {}; })
-        .finally(() => { // the English names given meanwhile give way to the page's language
-          for (const b of document.querySelectorAll("[data-atrium-named]")) b.removeAttribute("aria-label");
-          names();
-        });
+      projectJson("translations").then((data) => {
+        words = (data && data.translation) || {};
+        // The English names given meanwhile give way to the page's language.
+        for (const b of document.querySelectorAll("[data-atrium-named]")) b.removeAttribute("aria-label");
+        names();
+      });
     }
     const found = key.split(".").reduce((o, k) => (o && typeof o === "object" ? o[k] : undefined), words);
     return typeof found === "string" && found ? found : english;
@@ -268,8 +268,9 @@
   window.fetch = (input, init) => {
     const response = pageFetch(input, init);
     const method = String((init && init.method) || (input instanceof Request ? input.method : "GET")).toUpperCase();
+    if (method !== "POST") return response;
     const url = new URL(input instanceof Request ? input.url : String(input), window.location.href);
-    if (method !== "POST" || url.pathname !== `${rootPath}/logout`) return response;
+    if (url.pathname !== `${rootPath}/logout`) return response;
     return response.then((r) => {
       if (!r.ok) return r;
       window.location.replace(`${rootPath}/login`);

@@ -14,6 +14,7 @@ from fastapi.responses import FileResponse, HTMLResponse
 
 from backend.api.deps import _session_claims
 from backend.auth.oidc import safe_return_to
+from backend.auth.oidc_web import START_PATH
 from backend.auth.principal import Principal
 from backend.container import Services
 from backend.errors import NotFound
@@ -65,4 +66,4 @@ def sign_in_context(request: Request, services: Services) -> dict[str, object]:
     back = safe_return_to(here) or safe_return_to(request.url.path)
     idp = services.oidc_login is not None
     return {"password_login": services.settings.password_login_enabled, "idp_login": idp,
-            "idp_url": "/chat/auth/oauth/oidc" + (f"?{urlencode({'next': back})}" if back else "")}
+            "idp_url": START_PATH + (f"?{urlencode({'next': back})}" if back else "")}

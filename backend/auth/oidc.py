@@ -79,7 +79,7 @@ class LoginFlow:
             raise OidcLoginError("login_flow_invalid", "the login took too long or its cookie was tampered "
                                  "with; start again") from exc
         return cls(state=data["s"], nonce=data["n"], code_verifier=data["v"], redirect_uri=data["r"],
-                   return_to=safe_return_to(data.get("t")))
+                   return_to=data.get("t"))
 
 
 class OidcLogin:

@@ -124,7 +124,6 @@ class OidcCallbackContext:
         return flow
 
 
-
 def _land_on(headers: list[tuple[bytes, bytes]], page: str) -> list[tuple[bytes, bytes]]:
     """Chainlit ends a successful login with a redirect to its `/login/callback` page, which opens the chat;
     send the browser to `page` instead. Failures (a redirect to the login page with an error) are left alone."""
