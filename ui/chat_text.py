@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from urllib.parse import quote as url_quote
 
 from backend.chat_types import MAX_MESSAGE_CHARS
 
@@ -144,3 +145,9 @@ def source_panel(section: str | None, quote: str) -> str:
     parts = section.split(" > ") if section else []
     quoted = "\n".join(f"> {line}" if line.strip() else ">" for line in quote.strip().splitlines())
     return (f"_{' › '.join(parts)}_\n\n{quoted}") if len(parts) > 2 else quoted
+
+
+def markdown_data_url(content: str) -> str:
+    """A text panel's content as the URL the browser reads it from: carried by the message itself, so nothing is
+    written to, or served from, the chat's upload folder."""
+    return "data:text/markdown;charset=utf-8," + url_quote(content, safe="")

@@ -17,7 +17,6 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote
 
 from chainlit.context import context_var
 from chainlit.data.base import BaseDataLayer
@@ -31,6 +30,7 @@ from backend.auth.principal import Principal
 from backend.auth.request_context import request_line
 from backend.container import Services
 from backend.db.models import ChatUser, Conversation, ConversationElement, ConversationStep
+from ui.chat_text import markdown_data_url
 from ui.profiles import parse_profile, profile_name
 
 DEPARTMENT_SEP = " · "  # "Sales · Discount limits" in the sidebar of a user in more than one department
@@ -305,7 +305,7 @@ def _element(e: ConversationElement) -> dict:
     content: a data: URL carries it from this (owner-checked) answer, so no file or extra route serves it."""
     return {"id": e.id, "threadId": e.conversation_id, "type": "text", "name": e.name, "display": e.display,
             "forId": e.for_id, "mime": "text/markdown",
-            "url": "data:text/markdown;charset=utf-8," + quote(e.content, safe=""),
+            "url": markdown_data_url(e.content),
             "chainlitKey": None, "objectKey": None, "size": None, "language": None, "page": None, "props": None,
             "autoPlay": None, "playerConfig": None}
 

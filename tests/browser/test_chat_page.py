@@ -216,18 +216,18 @@ def test_attachments_are_refused_in_words_and_pdfs_render(server, browser, shot,
     assert _toast(page, "data.csv") == "data.csv can't be added: use .txt, .md, .pdf, .docx or .html."
     shot(page, "chat-page-06-refused-files")
 
-    # A valid PDF with a note: previewed (no "Failed to load PDF file."), added, and the note acknowledged.
+    # A valid PDF with a note: added, and the note acknowledged. The file is not echoed back into the message (it
+    # would be served from the upload folder, which serves nothing): the status names it.
     files.set_input_files(str(pdf))
     page.locator("#chat-input").click()
     page.keyboard.type("Adding the Yankee price sheet")
     page.locator("#chat-submit:not([disabled])").wait_for(timeout=60_000)  # once the file is uploaded
     page.keyboard.press("Enter")
     page.get_by_text("Noted.", exact=False).first.wait_for(timeout=TIMEOUT)
-    page.locator('[data-step-type="user_message"] canvas').first.wait_for(timeout=30_000)  # the PDF's page
     page.wait_for_timeout(1500)
     body = page.locator("body").inner_text()
-    assert "Failed to load PDF file" not in body and "yankee.pdf" in body and "ready" in body
-    assert [s for name, s in statuses.items() if name.startswith("pdf.worker")] == [200]
+    assert "Failed to load" not in body and "yankee.pdf" in body and "ready" in body
+    assert not [name for name in statuses if name.startswith("pdf.worker")]
     shot(page, "chat-page-07-pdf")
 
     files.set_input_files(str(note))

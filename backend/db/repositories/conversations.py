@@ -113,12 +113,19 @@ def get_step(*, session: Session, step_id: str) -> ConversationStep | None:
     return session.get(ConversationStep, step_id)
 
 
-def save_step(*, session: Session, step: ConversationStep) -> ConversationStep:
-    """Insert or update (Chainlit sends a streamed message first empty, then complete)."""
+def save_step(*, session: Session, step: ConversationStep, subject: str) -> ConversationStep:
+    """Insert or update (Chainlit sends a streamed message first empty, then complete). `subject`: whose
+    conversation it is (an answer's turn must be theirs)."""
     existing = session.get(ConversationStep, step.id)
+    if step.turn_id is not None:
+        turn = session.get(ChatTurn, step.turn_id)
+        if turn is None or turn.tenant != step.tenant or turn.subject != subject:
+            raise ValueError("an answer's turn is a turn of this user in this tenant")
     if existing is not None:
         if existing.conversation_id != step.conversation_id or existing.tenant != step.tenant:
             raise ValueError("step id belongs to another conversation")
+        if existing.type != step.type:  # a user message never becomes an answer, nor the reverse
+            raise ValueError("step id belongs to another kind of message")
         existing.output, existing.name, existing.type = step.output, step.name, step.type
         existing.turn_id = step.turn_id if step.turn_id is not None else existing.turn_id
         step = existing
