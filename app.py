@@ -191,7 +191,7 @@ def create_app(settings: Settings | None = None, *, mount_chat: bool = True) -> 
         install_oidc_login(app, services.oidc_login, on_failure=lambda exc, ip: services.audit.login_denied(exc, ip=ip))
         from backend.auth.oidc_logout import IdpLogout
 
-        app.add_middleware(IdpLogout, login=services.oidc_login)  # signing out ends the IdP session too
+        app.add_middleware(IdpLogout, login=services.oidc_login, sessions=services.sessions)  # ends the IdP's too
 
     @app.get("/", include_in_schema=False)
     def _root() -> RedirectResponse:
@@ -199,6 +199,16 @@ def create_app(settings: Settings | None = None, *, mount_chat: bool = True) -> 
 
     if mount_chat:
         _mount_chat(app, settings)
+    _guard_surface(app, services)
+    from backend.api.browser_security import BrowserSecurity
+    from backend.api.limits import BodyLimit
+
+    # A body over its limit is refused before anything reads it or authenticates its sender ...
+    app.add_middleware(BodyLimit, settings=settings)
+    # ... and outermost of all, the browser's rules: their headers reach every response (413s too), and a
+    # cross-site POST is refused before anything runs.
+    app.add_middleware(BrowserSecurity, audit=services.audit, sessions=services.sessions,
+                       public_url=settings.public_url, idp_url=settings.oidc_issuer)
     return app
 
 
@@ -212,11 +222,67 @@ def _mount_chat(app: FastAPI, settings: Settings) -> None:
     # Never every origin, whatever the config file says.
     chainlit_config.project.allow_origins = [o for o in origins if o != "*"]
     mount_chainlit(app=app, target=str(Path(REPO_ROOT) / "ui" / "chat.py"), path="/chat")
-    from chainlit.server import build_dir
+    from ui.session_tokens import install as install_session_tokens
 
-    from ui.pdf_worker import install_pdf_worker
+    install_session_tokens(app.state.services)  # Chainlit's routes and socket refuse what the API refuses
+    _guard_chat(settings)
 
-    install_pdf_worker(app, build_dir)  # the PDF viewer's worker, which Chainlit's bundle asks for outside /chat
+
+def _guard_chat(settings: Settings) -> None:
+    """Chainlit's socket events, files folder and rating routes under Atrium's rules (ui/surface.py)."""
+    from chainlit.server import app as chainlit_app
+    from chainlit.server import sio
+
+    from backend.auth.surface import SurfaceTable
+    from backend.container import get_services
+    from ui.surface import SocketGuard, confine_files, install_route_overrides, unlisted_chat_routes
+
+    services = get_services()
+    confine_files(settings.data_dir / "chat-files")
+    SocketGuard(audit=services.audit.record, session_principal=lambda c: _session_principal(services, c),
+                token_valid=lambda token: services.sessions.verify(token).payload is not None).install(sio)
+    install_route_overrides(chainlit_app)
+    for route in unlisted_chat_routes(chainlit_app, SurfaceTable()):
+        log.error("chat route not in the surface table: refused", extra={"route": route})
+
+
+def _guard_surface(app: FastAPI, services: Any) -> None:
+    """Every route is in the surface table with the guard it really has (else the app does not start), and the
+    chat's routes pass only as the table allows (backend/auth/surface.py)."""
+    from backend.auth.surface import SurfaceError, SurfaceTable, verify_app_routes
+    from backend.auth.surface_guard import SurfaceGuard
+
+    table = SurfaceTable()
+    problems = verify_app_routes(app, table)
+    if problems:
+        raise SurfaceError("routes and the surface table disagree:\n  " + "\n  ".join(problems))
+    resolvers = {}
+    if any(getattr(r, "path", "") == "/chat" for r in app.router.routes):
+        from ui.surface import chat_session_tenant
+
+        resolvers["chat_session"] = chat_session_tenant
+    origins = frozenset(o for o in [services.settings.public_url or "", *_chat_origins()] if o)
+    app.add_middleware(SurfaceGuard, table=table, session_principal=lambda c: _session_principal(services, c),
+                       audit=services.audit.record, origins=origins, tenant_resolvers=resolvers)
+
+
+def _chat_origins() -> list[str]:
+    from chainlit.config import config as chainlit_config
+
+    return [o for o in chainlit_config.project.allow_origins if o != "*"]
+
+
+def _session_principal(services: Any, cookies: dict[str, str]) -> Any:
+    from backend.auth.session_cookie import session_user
+
+    user = session_user(cookies, services.sessions)
+    claims = (user.metadata or {}).get("claims") if user is not None else None
+    if not isinstance(claims, dict):
+        return None
+    try:
+        return services.principal_from_claims(claims, auth="session")
+    except ValueError:
+        return None
 
 
 _app: FastAPI | None = None

@@ -13,6 +13,7 @@ from backend.auth.demo_users import DEMO_ISSUER, DemoUsers
 from backend.auth.jwt_verifier import JwtVerifier, build_jwt_verifier
 from backend.auth.oidc import OidcLogin
 from backend.auth.principal import AuthMethod, Principal
+from backend.auth.sessions import SessionRegistry
 from backend.chat import ChatService
 from backend.conversations import ConversationService
 from backend.db.engine import Database, make_engine
@@ -44,6 +45,7 @@ class Services:
     prompts: PromptStore
     llm: LLMService
     chat: ChatService
+    sessions: SessionRegistry  # browser sessions: sign-ins, sign-outs, ended sessions; verifies every session token
     knowledge: KnowledgeService | None = None  # tenant knowledge bases (backend.knowledge)
     quotas: QuotaService | None = None
     cache: ResponseCache | None = None
@@ -108,7 +110,9 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
     if migrate:
         upgrade_or_explain(settings.sql_url)
     db = Database(make_engine(settings.sql_url))
-    audit = AuditLog(db=db, denial_threshold=settings.suspicious_denials, window_s=settings.suspicious_window_s)
+    audit = AuditLog(db=db, denial_threshold=settings.suspicious_denials, window_s=settings.suspicious_window_s,
+                     group_window_s=settings.audit_denial_window_s,
+                     known_tenant=lambda tenant: registry.get(tenant) is not None)
     prompts = PromptStore(settings.prompts_dir)
     llm = LLMService(settings=settings, config=models)
     quotas, cache = _governance(settings, registry, db)
@@ -120,6 +124,7 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
                        audit=audit)
     services = Services(settings=settings, registry=registry, demo_users=demo_users, db=db, audit=audit,
                         prompts=prompts, llm=llm, chat=chat, quotas=quotas, cache=cache,
+                        sessions=SessionRegistry(db=db, registry=registry, max_age_s=settings.session_hours * 3600),
                         usage=UsageService(db=db), knowledge=knowledge,
                         conversations=ConversationService(db=db, registry=registry, audit=audit, chat=chat,
                                                           titles=settings.conversation_titles))

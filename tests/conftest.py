@@ -137,16 +137,29 @@ def api_services(api_client):
 def session_cookie_for(user: str) -> dict[str, str]:
     """A Chainlit session cookie for a demo user, signed like the app signs it (in-process apps only)."""
     import yaml
-    from chainlit.auth.jwt import create_jwt
-    from chainlit.user import User
 
     from backend.auth.demo_users import DemoUser
 
     users = yaml.safe_load((REPO / "config" / "demo_users.yaml").read_text())["users"]
     claims = DemoUser.model_validate(next(u for u in users if u["username"] == user)).full_claims()  # as at login
-    token = create_jwt(User(identifier=user, display_name=claims.get("name"),
-                            metadata={"claims": claims, "provider": "password"}))
-    return {"access_token": token}
+    return {"access_token": session_token(user, claims, provider="password")}
+
+
+def session_token(identifier: str, claims: dict, *, provider: str | None = None, signed_in_at: float | None = None,
+                  sid: str | None = None) -> str:
+    """A session token as a sign-in makes it: the claims, and the session's marks (`sid`, `signed_in_at`, now by
+    default). Not logged in the session registry: a sid without a row is valid until it is signed out or its
+    subject's sessions are ended (backend/auth/sessions.py)."""
+    import uuid
+
+    from chainlit.auth.jwt import create_jwt
+    from chainlit.user import User
+
+    metadata: dict = {"claims": claims, "sid": sid or uuid.uuid4().hex,
+                      "signed_in_at": time.time() if signed_in_at is None else signed_in_at}
+    if provider is not None:
+        metadata["provider"] = provider
+    return create_jwt(User(identifier=identifier, display_name=claims.get("name"), metadata=metadata))
 
 
 @pytest.fixture
@@ -174,7 +187,11 @@ class LiveServer:
     _cookies: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def login(self, user: str, password: str = DEMO_PASSWORD) -> dict[str, str]:
-        """Log in over HTTP (Chainlit's /chat/login) and return the session cookies."""
+        """Log in over HTTP (Chainlit's /chat/login) and return the session cookies (remembered while they work: a
+        test that signs out ends the session on the server, and the next login gets a new one)."""
+        cached = self._cookies.get(user)
+        if cached is not None and httpx.get(f"{self.url}/api/me", cookies=cached, timeout=30).status_code == 401:
+            del self._cookies[user]
         if user not in self._cookies:
             r = httpx.post(f"{self.url}/chat/login", data={"username": user, "password": password}, timeout=30)
             r.raise_for_status()

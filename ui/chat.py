@@ -24,6 +24,7 @@ from ui.chat_text import (
     asks_something,
     cut_answer,
     history_of,
+    markdown_data_url,
     not_allowed,
     sorry,
     source_label,
@@ -33,6 +34,8 @@ from ui.chat_text import (
 )
 from ui.history import AtriumDataLayer, principal_of
 from ui.profiles import parse_profile, profile_name
+from ui.session_tokens import sign_out
+from ui.surface import take_attachments
 
 services = get_services()
 _background: set[asyncio.Task] = set()  # title tasks, referenced until done
@@ -69,8 +72,9 @@ if services.settings.password_login_enabled:
         principal = services.principal_from_claims(claims)
         services.audit.record("login", subject=principal.subject, route="/chat/login", ip=client_ip.get(),
                               detail={"method": "password", "tenants": sorted(principal.tenants)})
+        marks = await asyncio.to_thread(services.sessions.start, subject=principal.subject, provider="password")
         return cl.User(identifier=principal.subject, display_name=principal.name,
-                       metadata={"claims": claims, "provider": "password"})
+                       metadata={"claims": claims, "provider": "password", **marks})
 
 
 if services.oidc_login is not None:
@@ -96,8 +100,12 @@ if services.oidc_login is not None:
         services.audit.record("login", subject=principal.subject, route=CALLBACK_PATH, ip=client_ip.get(),
                               detail={"method": "oidc", "tenants": sorted(principal.tenants),
                                       "platform_roles": sorted(principal.platform_roles)})
+        marks = await asyncio.to_thread(services.sessions.start, subject=principal.subject, provider="oidc")
         return cl.User(identifier=principal.subject, display_name=principal.name,
-                       metadata={"claims": raw_user_data, "provider": "oidc"})
+                       metadata={"claims": raw_user_data, "provider": "oidc", **marks})
+
+
+cl.on_logout(sign_out)  # sign-out revokes the session on the server (ui/session_tokens.py)
 
 
 @cl.set_chat_profiles
@@ -172,7 +180,7 @@ async def on_message(message: cl.Message) -> None:
                               status=403, reason="missing_role", detail={"label": label})
         await _notice("Only prompt editors can chat with the staging prompt.")
         return
-    attachments = [e for e in (message.elements or []) if getattr(e, "path", None)]
+    attachments = take_attachments(cl.context.session, message.id)
     if services.conversations is not None and await asyncio.to_thread(
             services.conversations.was_deleted, principal, cl.context.session.thread_id):
         await _move_to_new_chat(principal, message, tenant, assistant, label, [e.name for e in attachments])
@@ -225,7 +233,8 @@ async def on_message(message: cl.Message) -> None:
     assert result is not None
     labels = [source_label(i, c.title, c.section, c.page) for i, c in enumerate(result.citations, 1)]
     reply.elements = [  # type: ignore[assignment]
-        cl.Text(name=name, content=source_panel(c.section, c.quote), display="side")
+        cl.Text(name=name, content=(panel := source_panel(c.section, c.quote)), url=markdown_data_url(panel),
+                display="side")
         for name, c in zip(labels, result.citations, strict=True)
     ]
     if result.finish_reason == "length":  # the model stopped at max_tokens, likely mid-sentence

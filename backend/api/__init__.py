@@ -19,6 +19,7 @@ def routers() -> list[APIRouter]:
         openai_compat,
         prompts,
         search,
+        sessions,
         studio,
         usage,
     )
@@ -26,4 +27,4 @@ def routers() -> list[APIRouter]:
     # The OpenAI-compatible routes first: Starlette matches routes in order, and they are the hot path.
     return [openai_compat.router, health.router, me.router, chat.router, keys.router, admin.router,
             dify_chat.router, prompts.router, studio.router, usage.router, documents.router, search.router,
-            dify_retrieval.router, admin_page.router, feedback.router]
+            dify_retrieval.router, admin_page.router, feedback.router, sessions.router]

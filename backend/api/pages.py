@@ -50,7 +50,7 @@ class Pages:
 
 def session_principal(request: Request, services: Services) -> Principal | None:
     """Pages are for browsers: the session cookie only (API keys and JWTs use the /api routes)."""
-    claims = _session_claims(request)
+    claims = _session_claims(request, services)
     if claims is None:
         return None
     try:

@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from backend.auth.jwt_verifier import DiscoveryError
 from backend.auth.oidc import OidcLogin
 from backend.auth.session_cookie import scope_cookies, session_user
+from backend.auth.sessions import SessionRegistry
 
 log = logging.getLogger("atrium.auth")
 
@@ -31,9 +32,10 @@ AFTER_LOGOUT_PATH = "/chat/login"
 
 
 class IdpLogout:
-    def __init__(self, app: ASGIApp, login: OidcLogin) -> None:
+    def __init__(self, app: ASGIApp, login: OidcLogin, sessions: SessionRegistry) -> None:
         self.app = app
         self.login = login
+        self.sessions = sessions
         self.secure = bool(login.public_url and login.public_url.startswith("https://"))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -41,7 +43,9 @@ class IdpLogout:
             await self.app(scope, receive, send)
             return
         method, path, cookies = scope["method"], scope["path"], scope_cookies(scope)
-        if method == "POST" and path == LOGOUT_PATH and _idp_session(cookies):
+        # Asked before the sign-out revokes the session (ui/chat.py's on_logout); SQL, so off the event loop.
+        if method == "POST" and path == LOGOUT_PATH and await asyncio.to_thread(_idp_session, cookies,
+                                                                                self.sessions):
             await self.app(scope, receive, self._marking(send))
             return
         if method == "GET" and MARK_COOKIE in cookies and _navigation(scope):
@@ -78,9 +82,9 @@ class IdpLogout:
         return f"{endpoint}{'&' if '?' in str(endpoint) else '?'}{query}"
 
 
-def _idp_session(cookies: dict[str, str]) -> bool:
+def _idp_session(cookies: dict[str, str], sessions: SessionRegistry) -> bool:
     """Whether the session signing out came from the identity provider (not the demo password login)."""
-    user = session_user(cookies)
+    user = session_user(cookies, sessions)
     return user is not None and (user.metadata or {}).get("provider") == "oidc"
 
 

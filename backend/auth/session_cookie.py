@@ -1,14 +1,15 @@
-"""The browser session: Chainlit's signed cookie (CHAINLIT_AUTH_SECRET), read the same way by the API's
-dependencies, the pages and the sign-out middleware; and cookies read from a raw ASGI scope."""
+"""The browser session: Chainlit's signed cookie (CHAINLIT_AUTH_SECRET), verified the same way (backend.auth.sessions)
+by the API's dependencies, the pages and the sign-out middleware; and cookies read from a raw ASGI scope."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from http.cookies import SimpleCookie
 from typing import Any
 
 from starlette.types import Scope
+
+from backend.auth.sessions import SessionRegistry
 
 
 def scope_cookies(scope: Scope) -> dict[str, str]:
@@ -23,22 +24,20 @@ def scope_cookies(scope: Scope) -> dict[str, str]:
     return {k: m.value for k, m in jar.items()}
 
 
-def session_user(cookies: Mapping[str, str]) -> Any | None:
-    """Chainlit's user of a valid session cookie (its metadata holds the login's claims and provider), or None.
-    A session older than ATRIUM_SESSION_HOURS (Chainlit's `user_session_timeout`, set at start) is over even if
-    its own expiry is later: cookies issued before the lifetime was shortened end on time too."""
-    import jwt
+def session_token(cookies: Mapping[str, str]) -> str | None:
+    """The session token of Chainlit's cookie (which it splits into chunks when long)."""
     from chainlit.auth import get_token_from_cookies
-    from chainlit.auth.jwt import decode_jwt, get_jwt_secret
-    from chainlit.config import config
 
-    token = get_token_from_cookies(dict(cookies))
-    if not token:
+    return get_token_from_cookies(dict(cookies))
+
+
+def session_user(cookies: Mapping[str, str], sessions: SessionRegistry) -> Any | None:
+    """Chainlit's user of a valid session cookie (its metadata holds the login's claims and provider), or None.
+    Valid means what `SessionRegistry.verify` says: signed by us, within ATRIUM_SESSION_HOURS of its sign-in
+    (however often it was re-issued), not signed out, not ended by an admin."""
+    from chainlit.user import User
+
+    check = sessions.verify(session_token(cookies))
+    if check.payload is None:
         return None
-    try:
-        issued = jwt.decode(token, get_jwt_secret(), algorithms=["HS256"]).get("iat")
-        if not isinstance(issued, int | float) or time.time() - issued > config.project.user_session_timeout:
-            return None
-        return decode_jwt(token)
-    except Exception:  # expired, tampered with, or signed by another secret
-        return None
+    return User(**{k: v for k, v in check.payload.items() if k not in ("exp", "iat")})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import JSON, Column, DateTime, LargeBinary
+from sqlalchemy import JSON, Column, DateTime, Integer, LargeBinary, String
 from sqlmodel import Field, SQLModel
 
 
@@ -51,6 +51,11 @@ class AuditEvent(SQLModel, table=True):
     status: int | None = None
     reason: str | None = None
     detail: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False, default=dict))
+    # Refusals are grouped (governance/audit.py): one row per source, tenant, reason and route within a window,
+    # `count` of them, the first at created_at (with its detail), the latest at last_at. Other events: 1, None.
+    count: int = Field(default=1, sa_column=Column(Integer, nullable=False, server_default="1", default=1))
+    last_at: datetime | None = None
+    group_key: str | None = Field(default=None, sa_column=Column(String, nullable=True, unique=True))
 
 
 class ApiKey(SQLModel, table=True):
@@ -61,10 +66,15 @@ class ApiKey(SQLModel, table=True):
     name: str = ""
     key_hash: str  # sha256 of the secret; the secret itself is never stored
     scopes: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False, default=list))
-    created_by: str | None = None
+    created_by: str | None = None  # who made it: a subject, "cli", or "key:<id>" for a key made by a key
+    # The person at the root of the chain (a key made by a key belongs to its parent's owner): the key acts
+    # for them, and the four-eyes rule counts them. "cli" for keys the CLI made, None when nobody was recorded.
+    owner: str | None = Field(default=None, index=True)
+    parent_key_id: str | None = Field(default=None, index=True)  # revoking the parent revokes this key
     created_at: datetime = Field(default_factory=utcnow)
     revoked_at: datetime | None = None
     last_used_at: datetime | None = None
+    expires_at: datetime | None = None  # never later than the parent's; None = no expiry
 
 
 # -- knowledge base (issue 4) -----------------------------------------------------------------------------
@@ -187,3 +197,32 @@ class ConversationElement(SQLModel, table=True):
     display: str = "side"  # side | inline | page
     content: str = ""
     created_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))
+
+
+# -- browser sessions (issue 14) ----------------------------------------------------------------------------
+
+
+class BrowserSession(SQLModel, table=True):
+    """One sign-in to the browser (its token carries `sid` and `signed_in_at`). The token is refused once the
+    row is revoked (signed out, or ended by an admin); rows past the session's maximum age are deleted."""
+
+    __tablename__ = "browser_session"
+
+    sid: str = Field(primary_key=True)  # made by the server at sign-in
+    subject: str = Field(index=True)
+    provider: str | None = None  # password | oidc
+    signed_in_at: float = Field(index=True)  # UTC epoch seconds, exactly as in the token
+    revoked_at: float | None = None
+    revoked_reason: str | None = None  # logout | ended
+    revoked_by: str | None = None  # who ended it (the subject itself for a sign-out)
+
+
+class BrowserSessionCutoff(SQLModel, table=True):
+    """An admin ended a subject's sessions: every session of theirs signed in at or before `ended_at` is over,
+    logged in `browser_session` or not."""
+
+    __tablename__ = "browser_session_cutoff"
+
+    subject: str = Field(primary_key=True)
+    ended_at: float = Field(index=True)  # UTC epoch seconds
+    ended_by: str | None = None

@@ -248,8 +248,10 @@ def test_signing_out_ends_the_session_at_the_provider_too(idp_app):
     http = _login(op, server, "erin")
     assert _provider_session_alive(http, server, op)  # without the sign-out, the provider signs erin straight in
     http.get(f"{server.url}/chat/auth/oauth/oidc", follow_redirects=True)  # finish that login
+    copied = _session_cookies(http, server)
     r = http.post(f"{server.url}/chat/logout", json={})  # what Chainlit's "Logout" sends, then it reloads
     assert r.status_code == 200 and "atrium_idp_logout" in r.headers.get("set-cookie", "")
+    assert httpx.get(f"{server.url}/api/me", cookies=copied).status_code == 401, "Atrium's session is revoked too"
     r = http.get(f"{server.url}/chat/user")  # the chat's own fetches are not redirected
     assert r.status_code == 401
     r = http.get(f"{server.url}/chat/", headers={"Accept": "text/html"}, follow_redirects=False)

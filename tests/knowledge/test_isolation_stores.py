@@ -27,11 +27,10 @@ def _upload(client, tenant: str, cookies) -> None:
 
 
 def _eng_admin_cookie() -> dict[str, str]:
-    from chainlit.auth.jwt import create_jwt
-    from chainlit.user import User
+    from tests.conftest import session_token
 
     claims = {"sub": "eng-admin", "groups": ["engineering", "engineering-admins"]}
-    return {"access_token": create_jwt(User(identifier="eng-admin", metadata={"claims": claims}))}
+    return {"access_token": session_token("eng-admin", claims)}
 
 
 @pytest.fixture
