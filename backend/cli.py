@@ -28,8 +28,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from app import create_app
+    from backend.serving import head_limited_protocol, proxy_options
+    from backend.settings import proxy_list
 
     settings = get_settings()
+    try:
+        proxies = settings.trusted_proxy_list if args.forwarded_allow_ips is None \
+            else proxy_list(args.forwarded_allow_ips)
+    except ValueError as exc:
+        print(f"error: --forwarded-allow-ips: {exc}", file=sys.stderr)
+        return 2
     # Built before the banner: a configuration error (ConfigError, see main) stops here, without telling anyone
     # to open a server that never started.
     application = create_app(settings)
@@ -39,7 +47,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"Atrium: open http://{shown_host}:{args.port}{hint}", flush=True)
     # log_config=None: uvicorn's own loggers go through our JSON-lines handler too.
     uvicorn.run(application, host=args.host, port=args.port, log_level="info", log_config=None,
-                proxy_headers=True, forwarded_allow_ips=args.forwarded_allow_ips)
+                http=head_limited_protocol(settings.max_header_kb * 1024), **proxy_options(proxies))
     return 0
 
 
@@ -70,53 +78,66 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
         return 2
     try:
         scopes = parse_scopes(args.scopes)
+        issued = issue_key(db=services.db, tenant=args.tenant, scopes=scopes, name=args.name, created_by="cli",
+                           expires_in_days=args.expires_days, default_days=services.settings.api_key_days)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    issued = issue_key(db=services.db, tenant=args.tenant, scopes=scopes, name=args.name, created_by="cli")
+    expires_at = issued.key.expires_at
     services.audit.record("key_created", subject="cli", tenant=args.tenant, route="cli:keys create",
-                          detail={"key_id": issued.key.id, "scopes": scopes, "name": args.name})
-    print(f"created key {issued.key.id} for tenant {args.tenant} with scopes {','.join(scopes)}; "
+                          detail={"key_id": issued.key.id, "scopes": scopes, "name": args.name, "owner": "cli",
+                                  "expires_at": expires_at.isoformat() if expires_at else None})
+    until = f"until {expires_at:%Y-%m-%d %H:%M} UTC" if expires_at else "with no expiry"
+    print(f"created key {issued.key.id} for tenant {args.tenant} with scopes {','.join(scopes)}, valid {until}; "
           "it is shown only once:")
     print(issued.token)
     return 0
 
 
 def cmd_keys_list(args: argparse.Namespace) -> int:
-    from backend.db.repositories.api_keys import list_api_keys
+    from backend.auth.key_owners import review_keys
 
     services = _tenant_services(args.tenant)
     if services is None:
         return 2
-    with services.db.session() as session:
-        keys = list_api_keys(session=session, tenant=args.tenant)
-    if not keys:
+    reviews = review_keys(db=services.db, tenant=args.tenant, principal_of=services.principal_from_claims)
+    if not reviews:
         print(f"tenant {args.tenant} has no API keys (create one: atrium keys create --tenant {args.tenant} ...)")
         return 0
-    print(f"{'ID':<12}  {'STATE':<18} {'SCOPES':<40} {'LAST USE':<27} NAME")
-    for k in keys:
-        state = f"revoked {k.revoked_at:%Y-%m-%d}" if k.revoked_at else "active"
+    print(f"{'ID':<12}  {'STATE':<18} {'EXPIRES':<10} {'OWNER (STATUS)':<30} {'PARENT':<12} {'SCOPES':<40} "
+          f"{'LAST USE':<27} NAME")
+    for r in reviews:
+        k = r.key
+        state = f"revoked {k.revoked_at:%Y-%m-%d}" if k.revoked_at else \
+            f"expired {k.expires_at:%Y-%m-%d}" if r.state == "expired" and k.expires_at else "active"
+        expires = f"{k.expires_at:%Y-%m-%d}" if k.expires_at else "never"
+        owner = f"{k.owner or '-'} ({r.owner_status})"
         used = f"last used {k.last_used_at:%Y-%m-%d %H:%M}" if k.last_used_at else "never used"
-        print(f"{k.id:<12}  {state:<18} {','.join(k.scopes):<40} {used:<27} {k.name or '-'}")
+        print(f"{k.id:<12}  {state:<18} {expires:<10} {owner:<30} {k.parent_key_id or '-':<12} "
+              f"{','.join(k.scopes):<40} {used:<27} {k.name or '-'}")
     return 0
 
 
 def cmd_keys_revoke(args: argparse.Namespace) -> int:
-    from backend.db.repositories.api_keys import revoke_api_key
+    from backend.auth.api_keys import revoke_key_lineage
 
     services = _services(worker=False)
-    with services.db.session() as session:
-        revoked = revoke_api_key(session=session, tenant=args.tenant, key_id=args.key_id)
+    # No cache to clear here: a server replica forgets within ATRIUM_API_KEY_CACHE_SECONDS.
+    revoked = revoke_key_lineage(db=services.db, tenant=args.tenant, key_id=args.key_id)
     if revoked is None:
         print(f"error: tenant {args.tenant} has no key {args.key_id}", file=sys.stderr)
         return 2
-    key, now = revoked
-    if not now:  # idempotent, like DELETE /keys/{id}: nothing changed, nothing to audit
+    key = revoked.key
+    # Like DELETE /keys/{id}: each key this call revoked is audited once, nothing else.
+    for kid in ([key.id] if revoked.revoked_now else []) + revoked.descendants_revoked:
+        services.audit.record("key_revoked", subject="cli", tenant=args.tenant, route="cli:keys revoke",
+                              detail={"key_id": kid, **({"via": key.id} if kid != key.id else {})})
+    if revoked.revoked_now:
+        print(f"revoked key {key.id}")
+    else:
         print(f"key {key.id} was already revoked on {key.revoked_at:%Y-%m-%d %H:%M:%S} UTC")
-        return 0
-    services.audit.record("key_revoked", subject="cli", tenant=args.tenant, route="cli:keys revoke",
-                          detail={"key_id": key.id})
-    print(f"revoked key {key.id}")
+    if revoked.descendants_revoked:
+        print(f"also revoked the keys made with it: {', '.join(revoked.descendants_revoked)}")
     return 0
 
 
@@ -154,7 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="serve the app (chat, studio, API)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--forwarded-allow-ips", default="127.0.0.1")
+    serve.add_argument("--forwarded-allow-ips", default=None, metavar="IPS",
+                       help="peers whose X-Forwarded-For is believed (default: ATRIUM_TRUSTED_PROXIES, empty = none)")
     serve.set_defaults(func=cmd_serve)
 
     sub.add_parser("migrate", help="apply database migrations").set_defaults(func=cmd_migrate)
@@ -165,11 +187,15 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--scopes", required=True, help="comma-separated: chat,retrieval,ingest,"
                                                         "prompts:read,prompts:write,admin")
     create.add_argument("--name", default="")
+    create.add_argument("--expires-days", type=int, default=None, metavar="DAYS",
+                        help="days until the key stops working, 0 = never (default: ATRIUM_API_KEY_DAYS)")
     create.set_defaults(func=cmd_keys_create)
-    listing = keys.add_parser("list", help="a tenant's keys: id, state, scopes, last use, name (never secrets)")
+    listing = keys.add_parser("list", help="a tenant's keys: id, state, expiry, owner and whether they still hold "
+                                           "the rights (active/left/unknown), parent key, scopes, last use, name "
+                                           "(never secrets)")
     listing.add_argument("--tenant", required=True)
     listing.set_defaults(func=cmd_keys_list)
-    revoke = keys.add_parser("revoke", help="revoke a key")
+    revoke = keys.add_parser("revoke", help="revoke a key and every key made with it")
     revoke.add_argument("--tenant", required=True)
     revoke.add_argument("key_id")
     revoke.set_defaults(func=cmd_keys_revoke)

@@ -39,7 +39,8 @@ def test_keys_create_prints_the_key_alone_on_the_last_line_and_stores_only_a_has
     listed = _atrium(data_dir, "keys", "list", "--tenant", "sales")
     assert listed.returncode == 0, listed.stderr
     assert key.id in listed.stdout and "active" in listed.stdout and "chat,retrieval" in listed.stdout
-    assert listed.stdout.splitlines()[0].split() == ["ID", "STATE", "SCOPES", "LAST", "USE", "NAME"]
+    assert listed.stdout.splitlines()[0].split() == ["ID", "STATE", "EXPIRES", "OWNER", "(STATUS)", "PARENT",
+                                                     "SCOPES", "LAST", "USE", "NAME"]
     assert secret not in listed.stdout
     assert _atrium(data_dir, "keys", "revoke", "--tenant", "sales", key.id).returncode == 0
     assert "revoked" in _atrium(data_dir, "keys", "list", "--tenant", "sales").stdout
@@ -56,7 +57,7 @@ def test_keys_create_rejects_unknown_tenant_and_scope(data_dir):
 def test_ingest_refusals_are_one_error_line_and_exit_code_2(data_dir, tmp_path):
     doc = tmp_path / "file.md"
     doc.write_text("# Notes\n\nSome text.\n")
-    for args, message in ((["--kb", "../x"], "error: knowledge base name '../x' must be lowercase letters"),
+    for args, message in ((["--kb", "../x"], "error: knowledge base name '../x' must be up to 63 ASCII letters"),
                           (["--kb", "Bad KB"], "error: knowledge base name 'Bad KB' must be")):
         out = _atrium(data_dir, "ingest", "--tenant", "sales", *args, str(doc))
         assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr

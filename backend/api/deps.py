@@ -19,7 +19,8 @@ from backend.auth.api_keys import InvalidApiKey, VerifiedKey
 from backend.auth.jwt_verifier import TokenRejected
 from backend.auth.principal import Principal
 from backend.auth.rbac import REQUIRED_ROLE, Permission, permissions_of, roles_for_scopes
-from backend.auth.session_cookie import session_user
+from backend.auth.session_cookie import session_token
+from backend.auth.sessions import REFUSALS, SessionCheck
 from backend.container import Services
 from backend.errors import Forbidden, Invalid, NotAuthenticated, Unavailable
 
@@ -82,13 +83,16 @@ async def reject_unknown_query(request: Request) -> None:
                       code="unknown_query_parameter")
 
 
-def _session_claims(request: Request) -> dict | None:
+def _session_claims(request: Request, services: Services) -> dict | None:
     """Claims from Chainlit's session cookie (same login as the chat; signed by CHAINLIT_AUTH_SECRET)."""
-    user = session_user(request.cookies)
-    if user is None:
-        return None
-    claims = (user.metadata or {}).get("claims")
-    return claims if isinstance(claims, dict) else None
+    return _session(services, session_token(request.cookies))[0]
+
+
+def _session(services: Services, token: str | None) -> tuple[dict | None, SessionCheck]:
+    """The session's claims (None when refused) and the verdict. Sync: one SQL statement (revocations)."""
+    check = services.sessions.verify(token)
+    claims = ((check.payload or {}).get("metadata") or {}).get("claims")
+    return (claims if isinstance(claims, dict) else None), check
 
 
 def _url_tenant(request: Request) -> str | None:
@@ -102,10 +106,11 @@ def _key_principal(request: Request, services: Services, token: str) -> Principa
     except InvalidApiKey as exc:
         messages = {"malformed_api_key": "the API key is malformed (expected atr_<id>_<secret>)",
                     "unknown_api_key": "the API key is not valid",
-                    "revoked_api_key": "the API key has been revoked"}
+                    "revoked_api_key": "the API key has been revoked",
+                    "expired_api_key": "the API key has expired: ask a tenant admin for a new one"}
         key_id = token[len(API_KEY_PREFIX):].partition("_")[0][:32]
         deny(request, services, 401, messages.get(exc.reason, "the API key is not valid"), code=exc.reason,
-             subject=f"key:{key_id}" if exc.reason == "revoked_api_key" else None,
+             subject=f"key:{key_id}" if exc.reason in ("revoked_api_key", "expired_api_key") else None,
              tenant=_url_tenant(request),
              detail={"key_id": key_id})
     return _principal_of_key(key)
@@ -114,7 +119,7 @@ def _key_principal(request: Request, services: Services, token: str) -> Principa
 def _principal_of_key(key: VerifiedKey) -> Principal:
     return Principal(subject=f"key:{key.id}", name=key.name or f"API key {key.id}",
                      tenants={key.tenant: roles_for_scopes(key.scopes)}, auth="api_key", scopes=key.scopes,
-                     key_id=key.id, acting_for=key.created_by)
+                     key_id=key.id, acting_for=key.owner)  # the person at the key chain's root, not its parent key
 
 
 def _jwt_principal(request: Request, services: Services, token: str) -> Principal:
@@ -145,8 +150,8 @@ def _jwt_principal(request: Request, services: Services, token: str) -> Principa
 async def get_principal(request: Request, services: ServicesDep) -> Principal:
     """Authorization header (API key or IdP JWT) if present — never silently ignored — else the session.
 
-    Async so that the common case (a recently verified API key, a session cookie) needs no worker thread;
-    what may block (SQL for an unseen key, a JWKS fetch, an audit write) runs in one."""
+    Async so that the common case (a recently verified API key) needs no worker thread; what may block (SQL for
+    an unseen key or a session's revocation check, a JWKS fetch, an audit write) runs in one."""
     header = request.headers.get("authorization")
     if header is not None:
         scheme, _, token = header.strip().partition(" ")
@@ -160,7 +165,11 @@ async def get_principal(request: Request, services: ServicesDep) -> Principal:
                 return _principal_of_key(key)
             return await asyncio.to_thread(_key_principal, request, services, token)
         return await asyncio.to_thread(_jwt_principal, request, services, token)
-    claims = _session_claims(request)
+    token = session_token(request.cookies)
+    claims, check = await asyncio.to_thread(_session, services, token) if token else (None, None)
+    if claims is None and check is not None and check.reason in REFUSALS:
+        await adeny(request, services, 401, check.message, code=str(check.reason), subject=check.subject,
+                    tenant=_url_tenant(request))
     if claims is None:
         await adeny(request, services, 401, "not authenticated: log in at /chat, or send `Authorization: Bearer` "
                     "with an IdP access token or an API key", code="not_authenticated", tenant=_url_tenant(request))

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from backend.api.deps import PromptsWrite, ServicesDep, TenantContext, TenantDep, deny
+from backend.api.limits import MAX_VERSION
+from backend.api.params import Integer, IntegerOrNone
+from backend.auth.api_keys import people_behind
 from backend.auth.rbac import permissions_of
 from backend.chat_types import ChatRequest
 from backend.container import Services
@@ -27,7 +30,7 @@ from backend.prompts.schema import (
     PromptValidationError,
     validate_version,
 )
-from backend.prompts.store import InvalidPromptName, PromptNotFound, PromptVersion, VersionConflict
+from backend.prompts.store import LABEL_RE, InvalidPromptName, PromptNotFound, PromptVersion, VersionConflict
 from backend.tenants import TenantConfig
 
 router = APIRouter(prefix="/api/t/{tenant}/prompts", tags=["prompts"])
@@ -204,7 +207,8 @@ def get_prompt(assistant: str, ctx: PromptsReader, services: ServicesDep) -> dic
 
 
 @router.get("/{assistant}/versions/{version}")
-def get_version(assistant: str, version: int, ctx: PromptsReader, services: ServicesDep) -> dict[str, Any]:
+def get_version(assistant: str, version: Annotated[int, Path(ge=1, le=MAX_VERSION)], ctx: PromptsReader,
+                services: ServicesDep) -> dict[str, Any]:
     _assistant(services, ctx.tenant, assistant)
     pv = _get(services, ctx.tenant, assistant, version)
     labels = services.prompts.labels(ctx.tenant, assistant)
@@ -218,7 +222,8 @@ class VersionIn(BaseModel):
     body: str = Field(max_length=40_000)
     config: dict[str, Any] = Field(default_factory=dict)
     message: str = Field("", max_length=500)
-    base_version: int = Field(ge=0, description="the version the editor started from (0 for the first)")
+    base_version: Integer = Field(ge=0, le=MAX_VERSION,
+                                  description="the version the editor started from (0 for the first)")
 
 
 @router.post("/{assistant}/versions", status_code=201)
@@ -265,12 +270,13 @@ def create_version(assistant: str, data: VersionIn, ctx: PromptsWrite, services:
 class LabelIn(BaseModel):
     model_config = ConfigDict(extra="forbid")  # a misspelt or unsupported field is a 422, not ignored
 
-    version: int = Field(ge=1)
-    create: bool = False  # a label that does not exist yet (e.g. "canary"); without it a typo is refused
+    version: Integer = Field(ge=1, le=MAX_VERSION)
+    create: StrictBool = False  # a label that does not exist yet (e.g. "canary"); without it a typo is refused
 
 
 @router.put("/{assistant}/labels/{label}")
-def move_label(assistant: str, label: str, data: LabelIn, ctx: PromptsWrite, services: ServicesDep,
+def move_label(assistant: str, label: Annotated[str, Path(json_schema_extra={"pattern": LABEL_RE.pattern})],
+               data: LabelIn, ctx: PromptsWrite, services: ServicesDep,
                request: Request) -> dict[str, Any]:
     cfg = _assistant(services, ctx.tenant, assistant)
     target = _get(services, ctx.tenant, assistant, data.version)
@@ -278,7 +284,9 @@ def move_label(assistant: str, label: str, data: LabelIn, ctx: PromptsWrite, ser
     if label not in existing and label not in ("production", "staging") and not data.create:
         raise Invalid(f"{assistant} has no label {label!r} (it has: {', '.join(sorted(existing)) or 'none'}); send "
                       '"create": true to create it', code="unknown_label")
-    authors = {str(a) for a in (target.config.get("author"), target.config.get("author_for")) if a}
+    # People, not credentials: a version saved with a key (or a key made by a key) is its owner's.
+    authors = people_behind(db=services.db, names=(str(a) for a in (target.config.get("author"),
+                                                                    target.config.get("author_for")) if a))
     refusal = approval_refusal(ctx.principal, cfg, label, authors)
     if refusal:
         services.audit.record("denied", subject=ctx.principal.subject, tenant=ctx.tenant, route=request.url.path,
@@ -300,7 +308,8 @@ def move_label(assistant: str, label: str, data: LabelIn, ctx: PromptsWrite, ser
 
 @router.get("/{assistant}/diff")
 def diff(assistant: str, ctx: PromptsReader, services: ServicesDep,
-         from_: Annotated[int, Query(alias="from", ge=1)], to: Annotated[int, Query(ge=1)]) -> dict[str, Any]:
+         from_: Annotated[int, Query(alias="from", ge=1, le=MAX_VERSION)],
+         to: Annotated[int, Query(ge=1, le=MAX_VERSION)]) -> dict[str, Any]:
     _assistant(services, ctx.tenant, assistant)
     return diff_versions(_get(services, ctx.tenant, assistant, from_), _get(services, ctx.tenant, assistant, to))
 
@@ -310,7 +319,7 @@ class PreviewIn(BaseModel):
 
     body: str = Field(max_length=40_000)
     config: dict[str, Any] = Field(default_factory=dict)
-    base_version: int = Field(0, ge=0)
+    base_version: Integer = Field(0, ge=0, le=MAX_VERSION)
 
 
 @router.post("/{assistant}/preview")
@@ -332,7 +341,7 @@ class TryIn(BaseModel):
     model_config = ConfigDict(extra="forbid")  # a misspelt or unsupported field is a 422, not ignored
 
     question: str = Field(min_length=1, max_length=4_000)
-    version: int | None = Field(None, ge=1)
+    version: IntegerOrNone = Field(None, ge=1, le=MAX_VERSION)
     body: str | None = Field(None, max_length=40_000)
     config: dict[str, Any] = Field(default_factory=dict)
 

@@ -11,7 +11,8 @@ PRODUCTION = "production"
 def approval_refusal(principal: Principal, tenant: TenantConfig, label: str,
                      authors: frozenset[str] | set[str]) -> str | None:
     """Why `principal` may not move `label` to a version written by `authors` (the author, and for a version
-    saved with an API key the person who created the key), or None when allowed.
+    saved with an API key the person who owns the key: the root of its chain, see people_behind), or None when
+    allowed. `principal.people` likewise counts a key's owner (Principal.acting_for).
 
     With `require_approval: true`, production only moves when a tenant admin who did not write the
     version approves it by moving the label: nobody ships their own prompt alone, not even through an API

@@ -434,12 +434,11 @@ def test_an_assistant_without_files_starts_at_version_one(client, prompts_root):
 
 
 def test_an_editor_of_several_tenants_picks_among_their_own(client):
-    from chainlit.auth.jwt import create_jwt
-    from chainlit.user import User
+    from tests.conftest import session_token
 
     claims = {"sub": "gina", "preferred_username": "gina", "name": "Gina Multi",
               "groups": ["sales", "sales-editors", "finance", "finance-editors"]}
-    token = create_jwt(User(identifier="gina", metadata={"claims": claims, "provider": "password"}))
+    token = session_token("gina", claims, provider="password")
     headers = {"Cookie": f"access_token={token}"}
     r = client.get("/studio", headers=headers)
     assert r.status_code == 200 and 'id="tenant-picker"' in r.text

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from backend.db.models import ApiKey, utcnow
+
+
+@dataclass(frozen=True)
+class Revocation:
+    key: ApiKey
+    revoked_now: bool  # False: the key had been revoked before (revoking is idempotent)
+    descendants_revoked: list[str]  # keys made through it that this call revoked, nearest first
+    lineage: list[str]  # the key and every key made through it, revoked before or now
 
 
 def create_api_key(*, session: Session, key: ApiKey) -> ApiKey:
@@ -24,15 +34,38 @@ def list_api_keys(*, session: Session, tenant: str) -> list[ApiKey]:
     return list(session.exec(stmt))
 
 
-def revoke_api_key(*, session: Session, tenant: str, key_id: str) -> tuple[ApiKey, bool] | None:
-    """(the key, whether this call revoked it), or None when the tenant has no such key. Revoking twice keeps
-    the first revocation time and says so (False), so the caller audits a revocation once."""
+def descendant_ids(*, session: Session, tenant: str, key_id: str) -> list[str]:
+    """Every key made through `key_id` (children, their children, ...), nearest first."""
+    out: list[str] = []
+    seen = {key_id}
+    frontier = [key_id]
+    while frontier:
+        stmt = select(ApiKey.id).where(ApiKey.tenant == tenant, col(ApiKey.parent_key_id).in_(frontier))
+        frontier = [k for k in session.exec(stmt) if k not in seen]
+        seen.update(frontier)
+        out.extend(sorted(frontier))
+    return out
+
+
+def revoke_api_key(*, session: Session, tenant: str, key_id: str) -> Revocation | None:
+    """Revoke a key and every key made through it, in one transaction; None when the tenant has no such key.
+
+    Revoking twice keeps the first revocation time and says so, so the caller audits each key once. A key
+    revoked before its children existed as a lineage (rows from before parent_key_id) still takes them along."""
     key = session.get(ApiKey, key_id)
     if key is None or key.tenant != tenant:
         return None
-    # A conditional UPDATE: of two revocations at the same moment (API and CLI), exactly one revokes.
-    result = session.execute(update(ApiKey).where(col(ApiKey.id) == key_id, col(ApiKey.revoked_at).is_(None))
-                             .values(revoked_at=utcnow()))
+    now = utcnow()
+    lineage = [key_id, *descendant_ids(session=session, tenant=tenant, key_id=key_id)]
+    revoked: list[str] = []
+    for kid in lineage:
+        # A conditional UPDATE per key: of two revocations at the same moment (API and CLI), exactly one
+        # revokes each key, so each is audited once.
+        result = session.execute(update(ApiKey).where(col(ApiKey.id) == kid, col(ApiKey.revoked_at).is_(None))
+                                 .values(revoked_at=now))
+        if result.rowcount == 1:
+            revoked.append(kid)
     session.commit()
     session.refresh(key)
-    return key, result.rowcount == 1
+    return Revocation(key=key, revoked_now=key_id in revoked,
+                      descendants_revoked=[k for k in revoked if k != key_id], lineage=lineage)

@@ -1,0 +1,70 @@
+"""A tenant's API keys as an admin reviews them: state, and whether the person behind each key still holds the
+rights its scopes need (the answer to "keys keep working after their creator left").
+
+The owner's rights come from the claims stored at their latest chat sign-in (table chat_user), mapped through the
+same claims -> Principal code as a login: an owner removed from the tenant's groups at the IdP shows as `left`
+once they sign in again, or at once for a demo account removed from demo_users.yaml. Someone who never signed in
+to the chat (an API-only user) and keys made by the CLI are `unknown`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from backend.auth.api_keys import CLI_OWNER, aware
+from backend.auth.principal import Principal
+from backend.auth.rbac import permissions_of
+from backend.db.engine import Database
+from backend.db.models import ApiKey, utcnow
+from backend.db.repositories.api_keys import list_api_keys
+from backend.db.repositories.conversations import get_chat_user
+
+OwnerStatus = Literal["active", "left", "unknown"]
+KeyState = Literal["active", "revoked", "expired"]
+
+
+@dataclass(frozen=True)
+class KeyReview:
+    key: ApiKey
+    state: KeyState
+    owner_status: OwnerStatus
+    owner_seen_at: datetime | None  # the owner's latest chat sign-in: how fresh `owner_status` is
+
+
+def key_state(key: ApiKey, now: datetime) -> KeyState:
+    if key.revoked_at is not None:
+        return "revoked"
+    expires_at = aware(key.expires_at)
+    return "expired" if expires_at is not None and expires_at <= now else "active"
+
+
+def review_keys(*, db: Database, tenant: str,
+                principal_of: Callable[[dict], Principal]) -> list[KeyReview]:
+    """`principal_of`: the app's claims -> Principal mapping (Services.principal_from_claims)."""
+    now = utcnow()
+    out: list[KeyReview] = []
+    with db.session() as session:
+        keys = list_api_keys(session=session, tenant=tenant)
+        claims: dict[str, tuple[dict, datetime] | None] = {}
+        for owner in {k.owner for k in keys if k.owner and k.owner != CLI_OWNER}:
+            user = get_chat_user(session=session, identifier=owner)
+            claims[owner] = (dict(user.claims), aware(user.updated_at)) if user is not None else None
+    principals: dict[str, Principal | None] = {}
+    for owner, seen in claims.items():
+        try:
+            principals[owner] = principal_of(seen[0]) if seen is not None else None
+        except ValueError:  # the account is gone (a demo user removed) or its claims no longer map to a user
+            principals[owner] = None
+    for key in keys:
+        seen = claims.get(key.owner or "")
+        status: OwnerStatus = "unknown"
+        if seen is not None:
+            principal = principals.get(key.owner or "")
+            held = permissions_of(principal, tenant) if principal is not None else frozenset()
+            status = "active" if set(key.scopes) <= held else "left"
+        out.append(KeyReview(key=key, state=key_state(key, now), owner_status=status,
+                             owner_seen_at=seen[1] if seen is not None else None))
+    return out
