@@ -33,4 +33,6 @@ USER atrium
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD curl -fsS http://127.0.0.1:8000/healthz || exit 1
-CMD ["atrium", "serve", "--host", "0.0.0.0", "--port", "8000", "--forwarded-allow-ips", "*"]
+# X-Forwarded-For is believed only from ATRIUM_TRUSTED_PROXIES (empty by default: the TCP peer is the client);
+# set it to the load balancer's addresses, never to "*" on a port clients can reach directly.
+CMD ["atrium", "serve", "--host", "0.0.0.0", "--port", "8000"]

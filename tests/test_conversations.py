@@ -309,7 +309,10 @@ def test_one_look_at_someone_elses_conversation_is_one_denial(services, conv, mo
         assert list(s.exec(select(AuditEvent).where(AuditEvent.kind == "suspicious_access"))) == []
     monkeypatch.setattr(conversations_module, "DENIAL_REPEAT_S", 0.0)  # the window has passed: a new attempt
     assert conv.get(carol, "t") is None
-    assert [d.detail["action"] for d in denials(services)[before:]] == ["read", "rename", "read"]
+    counted: dict[str, int] = {}  # a repeat within the audit's window is counted on its row (governance/audit.py)
+    for d in denials(services)[before:]:
+        counted[d.detail["action"]] = counted.get(d.detail["action"], 0) + d.count
+    assert counted == {"read": 2, "rename": 1}
 
 
 def test_answer_sources_are_kept_with_the_conversation_and_only_the_owners(services, conv):

@@ -10,6 +10,8 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel
 
 from backend.api.deps import PlatformAdmin, ServicesDep, TenantAdmin, client_ip
+from backend.api.limits import MAX_ID
+from backend.api.params import IsoDateTime
 from backend.db.models import AuditEvent
 from backend.db.repositories.api_keys import list_api_keys
 from backend.db.repositories.audit import list_events
@@ -29,6 +31,10 @@ class AuditEventPublic(BaseModel):
     status: int | None
     reason: str | None
     detail: dict
+    # A refusal repeated from the same source, tenant, reason and route within ATRIUM_AUDIT_DENIAL_WINDOW_S is one
+    # event: `count` times, the first at created_at (whose detail it keeps), the latest at last_at.
+    count: int = 1
+    last_at: datetime | None = None
 
     @classmethod
     def of(cls, event: AuditEvent) -> AuditEventPublic:
@@ -36,9 +42,9 @@ class AuditEventPublic(BaseModel):
 
 
 Limit = Annotated[int, Query(ge=1, le=1000)]
-Before = Annotated[int | None, Query(ge=1, description="page back: the last id of the previous page")]
-Since = Annotated[datetime | None, Query(alias="from", description="first instant, ISO 8601 (UTC if no offset)")]
-Until = Annotated[datetime | None, Query(alias="to", description="end instant, excluded")]
+Before = Annotated[int | None, Query(ge=1, le=MAX_ID, description="page back: the last id of the previous page")]
+Since = Annotated[IsoDateTime | None, Query(alias="from", description="first instant, ISO 8601 (UTC if no offset)")]
+Until = Annotated[IsoDateTime | None, Query(alias="to", description="end instant, excluded")]
 
 
 def _utc(value: datetime | None) -> datetime | None:

@@ -16,15 +16,17 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 
 from backend.api.deps import ServicesDep, client_ip, require
+from backend.api.params import Integer, Number
 from backend.errors import AtriumError
+from backend.knowledge import metadata_filter
 from backend.knowledge.service import check_kb
 
 router = APIRouter(prefix="/api/t/{tenant}/dify", tags=["dify"])
 
 
 class RetrievalSetting(BaseModel):
-    top_k: int = Field(ge=1, le=100)
-    score_threshold: float = Field(0.0, ge=0.0, le=1.0)
+    top_k: Integer = Field(ge=1, le=100)
+    score_threshold: Number = Field(0.0, ge=0.0, le=1.0)
 
 
 class RetrievalIn(BaseModel):
@@ -69,6 +71,11 @@ async def dify_retrieval(tenant: str, request: Request, services: ServicesDep):
         problems = exc.errors() if isinstance(exc, ValidationError) else [{"loc": (), "msg": str(exc)}]
         message = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in problems)
         return _error(400, 400, f"Invalid request: {message}")
+    if body.metadata_condition is not None:
+        try:  # a malformed request like the rest of the body: 400, before anything is searched
+            metadata_filter.validate(body.metadata_condition)
+        except AtriumError as exc:
+            return _error(400, 400, f"Invalid request: metadata_condition: {exc.message}", exc.code)
 
     kb = _knowledge_base(body.knowledge_id, tenant)
     bases = {b["kb"] for b in services.knowledge.knowledge_bases(principal, tenant)} if kb else set()

@@ -10,6 +10,8 @@ from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import JSONResponse
 
 from backend.api.deps import IngestAccess, RetrievalAccess, ServicesDep, client_ip
+from backend.api.limits import MAX_OFFSET
+from backend.api.params import KB_NAME
 from backend.api.unicode import lone_surrogate_at
 from backend.errors import Invalid
 from backend.knowledge.service import UploadFile as KbFile
@@ -40,7 +42,8 @@ async def upload_documents(
     request: Request, ctx: IngestAccess, services: ServicesDep,
     files: Annotated[list[UploadFile] | None, File(description="one or more files")] = None,
     file: Annotated[UploadFile | None, File(description="a single file (alternative to `files`)")] = None,
-    kb: Annotated[str | None, Form(description="knowledge base name (default: default)")] = None,
+    kb: Annotated[str | None, Form(description="knowledge base name (default: default)",
+                                   json_schema_extra=KB_NAME)] = None,
     title: Annotated[str | None, Form(description="document title (one file only)")] = None,
     metadata: Annotated[str | None, Form(description="JSON object stored with each document")] = None,
 ):
@@ -49,6 +52,10 @@ async def upload_documents(
     uploads = [*(files or []), *([file] if file is not None else [])]
     if not uploads:
         raise Invalid("send one or more files as multipart/form-data in the `files` field", code="no_files")
+    most = services.settings.max_upload_files
+    if len(uploads) > most:  # the body limit (backend/api/limits.py) is sized for this many
+        raise Invalid(f"{len(uploads)} files in one request; the limit is {most} (ATRIUM_MAX_UPLOAD_FILES): send "
+                      "them in several requests", code="too_many_files")
     meta = _metadata(metadata)
     limit = services.knowledge.max_upload_bytes
     items = []
@@ -72,8 +79,8 @@ async def upload_documents(
 @router.get("/documents")
 async def list_documents(
     ctx: RetrievalAccess, services: ServicesDep,
-    kb: str | None = None, status: DocumentStatus | None = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100, offset: Annotated[int, Query(ge=0)] = 0,
+    kb: Annotated[str | None, Query(json_schema_extra=KB_NAME)] = None, status: DocumentStatus | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100, offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ):
     docs = await asyncio.to_thread(services.knowledge.list_documents, ctx.principal, ctx.tenant, kb=kb,
                                    status=status, limit=limit, offset=offset)

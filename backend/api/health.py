@@ -1,12 +1,26 @@
-"""Liveness and readiness."""
+"""Liveness and readiness.
+
+/readyz answers anyone whether this replica is ready (200 `ok`, 503 `unavailable`): load balancers and probes
+need nothing more. What is failing and why (parts, live models, missing provider keys, prompt problems with
+their absolute paths) is for platform admins only, signed in or with a bearer JWT; the operations page (/admin)
+shows the same. A probe sends no credentials and is not a refusal: nothing is audited for it.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import asyncio
+import logging
+
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from backend.api.deps import ServicesDep
+from backend.api.deps import ServicesDep, get_principal
+from backend.auth.principal import Principal
+from backend.auth.session_cookie import session_token
+from backend.container import Services
+from backend.errors import AtriumError
 
+log = logging.getLogger("atrium")
 router = APIRouter(tags=["health"])
 
 
@@ -16,15 +30,46 @@ def healthz() -> dict:
 
 
 @router.get("/readyz")
-def readyz(services: ServicesDep) -> JSONResponse:
-    parts = services.readiness()
+async def readyz(request: Request, services: ServicesDep) -> JSONResponse:
+    parts = await asyncio.to_thread(services.readiness)
     failing = {k: v for k, v in parts.items() if v != "ok"}
-    body = {"status": "ok" if not failing else "unavailable", "parts": parts,
-            "models": services.llm.live.live, "models_excluded": services.llm.live.excluded,
-            "models_retiring": services.llm.live.retiring,
-            # Listed, not failing: one department's missing prompt must not take every department's pods out of
-            # service (its chats answer 503 prompt_not_available, naming the same fix).
-            "prompt_problems": services.prompt_problems()}
-    if failing:
-        body["failing"] = sorted(failing)
+    _log_change(request, failing)
+    body: dict = {"status": "ok" if not failing else "unavailable"}
+    caller = await _caller(request, services)
+    if caller is not None and caller.is_platform_admin and caller.scopes is None:
+        body.update({"parts": parts, "models": services.llm.live.live, "models_excluded": services.llm.live.excluded,
+                     "models_retiring": services.llm.live.retiring,
+                     # Listed, not failing: one department's missing prompt must not take every department's pods
+                     # out of service (its chats answer 503 prompt_not_available, naming the same fix).
+                     "prompt_problems": await asyncio.to_thread(services.prompt_problems)})
+        if failing:
+            body["failing"] = sorted(failing)
     return JSONResponse(body, status_code=503 if failing else 200)
+
+
+async def _caller(request: Request, services: Services) -> Principal | None:
+    """Who asks, when they sent credentials. Credentials that fail are audited (get_principal does, as for any
+    route) but still get the public answer: readiness never depends on who asks. Nor on whether the caller can be
+    verified: with the database down a session cannot be (its revocation is checked there), and the log names
+    the failing part instead."""
+    if request.headers.get("authorization") is None and not session_token(request.cookies):
+        return None
+    try:
+        return await get_principal(request, services)
+    except AtriumError:
+        return None
+    except Exception as exc:  # noqa: BLE001 - e.g. the database this very answer reports as failing
+        log.info("readyz: the caller could not be verified", extra={"error": type(exc).__name__})
+        return None
+
+
+def _log_change(request: Request, failing: dict[str, str]) -> None:
+    """What fails, and why, in the log once per change (probes ask every few seconds)."""
+    names = tuple(sorted(failing))
+    if names == getattr(request.app.state, "readyz_failing", ()):
+        return
+    request.app.state.readyz_failing = names
+    if failing:
+        log.warning("not ready", extra={"failing": failing})
+    else:
+        log.info("ready again")

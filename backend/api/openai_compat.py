@@ -20,9 +20,11 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from backend.api.deps import ChatAccess, ServicesDep
 from backend.api.openai_errors import openai_error_body
+from backend.api.params import Integer, IntegerOrNone, NumberOrNone
 from backend.api.unicode import lone_surrogate_at
 from backend.chat_types import MAX_MESSAGE_CHARS, ChatRequest, TurnResult
 from backend.errors import AtriumError, Invalid, NotFound, Unavailable
+from backend.llm.schema_limits import SchemaTooComplex, check_schema
 
 router = APIRouter(prefix="/api/t/{tenant}/v1", tags=["openai-compatible"])
 
@@ -45,8 +47,38 @@ SYSTEM_IGNORED = ("system messages are not used for assistant models: the tenant
                   "(send them to a tier alias, e.g. model 'fast', for a plain completion)")
 
 
+def _message_schema(schema: dict[str, Any]) -> None:
+    """What the endpoint answers: "tool" messages and messages without content are taken only to be refused in
+    words (`_check`: no tools are offered), so the schema does not offer them; a content part is text."""
+    props = schema["properties"]
+    props["role"]["enum"] = ["system", "developer", "user", "assistant"]
+    text_part = {"type": "object", "required": ["text"],
+                 "properties": {"type": {"enum": ["text"]}, "text": {"type": "string"}}}
+    props["content"] = {"anyOf": [{"type": "string", "maxLength": MAX_MESSAGE_CHARS},
+                                  {"type": "array", "items": text_part}], "title": "Content"}
+    for name in ("tool_calls", "function_call"):  # refused unless empty
+        props[name] = {"enum": [None, False, 0, "", [], {}], "description": "not supported: leave it out"}
+    schema["required"] = ["role", "content"]
+
+
+def _completion_schema(schema: dict[str, Any]) -> None:
+    """`_check`'s rules as the schema states them: an unknown parameter is refused, OpenAI's unsupported ones
+    unless empty, the bookkeeping ones taken and not used; response_format names a known type."""
+    props = schema["properties"]
+    for name in UNSUPPORTED:
+        props[name] = {"enum": [None, False, 0, [], {}], "description": "not supported by this endpoint"}
+    for name in ACCEPTED_UNUSED:
+        props[name] = {"description": "accepted and not used"}
+    props["response_format"] = {"anyOf": [
+        {"type": "null"},
+        {"type": "object", "properties": {"type": {"enum": ["text", "json_object"]}}},
+        {"type": "object", "required": ["type", "json_schema"],
+         "properties": {"type": {"const": "json_schema"}, "json_schema": {"type": "object"}}}]}
+    schema["additionalProperties"] = False
+
+
 class Message(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", json_schema_extra=_message_schema)
 
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[dict[str, Any]] | None = None
@@ -59,24 +91,27 @@ class StreamOptions(BaseModel):
 
 
 class ChatCompletionIn(BaseModel):
-    model_config = ConfigDict(extra="allow")  # other unknown OpenAI parameters (metadata, store...) are ignored
+    # Unknown parameters are kept for `_check`, which refuses them by name or takes the bookkeeping ones.
+    model_config = ConfigDict(extra="allow", json_schema_extra=_completion_schema)
 
     model: str = Field(min_length=1, max_length=200)
     messages: list[Message] = Field(min_length=1, max_length=200)
     stream: StrictBool = False  # "yes" is not a boolean: refused, not read as true
     stream_options: StreamOptions | None = None
-    temperature: float | None = Field(None, ge=0, le=2)
-    max_tokens: int | None = Field(None, ge=1, le=100_000)
-    max_completion_tokens: int | None = Field(None, ge=1, le=100_000)
-    n: int = Field(1, ge=1)
+    temperature: NumberOrNone = Field(None, ge=0, le=2)
+    max_tokens: IntegerOrNone = Field(None, ge=1, le=100_000)
+    max_completion_tokens: IntegerOrNone = Field(None, ge=1, le=100_000)
+    n: Integer = Field(1, ge=1, le=128, json_schema_extra={"maximum": 1})  # only 1: _check says so in words
     stop: str | list[str] | None = None
-    top_p: float | None = Field(None, ge=0, le=1)
-    seed: int | None = None
-    presence_penalty: float | None = Field(None, ge=-2, le=2)
-    frequency_penalty: float | None = Field(None, ge=-2, le=2)
+    top_p: NumberOrNone = Field(None, ge=0, le=1)
+    # Within what JSON carries exactly (2**53): a client or schema validator reading numbers as doubles sees
+    # 2**63 + 1 as 2**63 - 1, so a 64-bit bound would not be the one they check.
+    seed: IntegerOrNone = Field(None, ge=-(2**53), le=2**53)
+    presence_penalty: NumberOrNone = Field(None, ge=-2, le=2)
+    frequency_penalty: NumberOrNone = Field(None, ge=-2, le=2)
     response_format: dict[str, Any] | None = None
     user: str | None = Field(None, max_length=256)
-    reasoning_effort: str | None = None
+    reasoning_effort: str | None = Field(None, json_schema_extra={"enum": [*REASONING_EFFORTS, None]})
 
 
 def _bad(message: str, param: str | None, code: str = "invalid_request") -> Invalid:
@@ -89,7 +124,7 @@ def _text(content: str | list[dict[str, Any]] | None, i: int) -> str:
     parts: list[str] = []
     for part in content:
         kind = part.get("type", "text")
-        if kind in _NOT_INPUT:
+        if isinstance(kind, str) and kind in _NOT_INPUT:  # {"type": {}} is refused below, not a TypeError
             raise _bad(f"{_NOT_INPUT[kind]} input is not supported by this endpoint (messages[{i}].content has a "
                        f"{kind!r} part); send text only", f"messages[{i}].content", "unsupported_content")
         if kind != "text" or not isinstance(part.get("text"), str):
@@ -123,6 +158,11 @@ def _check(body: ChatCompletionIn) -> None:
     if kind == "json_schema" and not isinstance((body.response_format or {}).get("json_schema"), dict):
         raise _bad("response_format of type 'json_schema' needs a 'json_schema' object ({'name': ..., 'schema': "
                    "{...}})", "response_format.json_schema", "invalid_value")
+    if body.response_format is not None:
+        try:
+            check_schema(body.response_format, where="response_format")
+        except SchemaTooComplex as exc:
+            raise _bad(f"{exc.where}: {exc}", exc.where, "schema_too_complex") from None
     if where := lone_surrogate_at(body.model_dump(exclude_none=True)):
         raise _bad(f"{where} contains a lone UTF-16 surrogate (an unpaired \\ud800-\\udfff escape), which is not "
                    "valid Unicode text; send the character as a surrogate pair or remove it", where,

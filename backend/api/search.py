@@ -8,6 +8,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from backend.api.deps import RetrievalAccess, ServicesDep
+from backend.api.params import KB_NAME, NOT_BLANK, Integer, Number
 from backend.knowledge.service import hit_public
 
 router = APIRouter(prefix="/api/t/{tenant}", tags=["knowledge"])
@@ -16,10 +17,10 @@ router = APIRouter(prefix="/api/t/{tenant}", tags=["knowledge"])
 class SearchIn(BaseModel):
     model_config = ConfigDict(extra="forbid")  # a misspelt or unsupported field is a 422, not ignored
 
-    query: str = Field(min_length=1, max_length=4000)
-    top_k: int = Field(5, ge=1, le=50)
-    kb: str | None = None
-    min_score: float = Field(0.0, ge=0.0, le=1.0)
+    query: str = Field(min_length=1, max_length=4000, json_schema_extra={"pattern": NOT_BLANK})  # else empty_query
+    top_k: Integer = Field(5, ge=1, le=50)
+    kb: str | None = Field(None, json_schema_extra=KB_NAME)
+    min_score: Number = Field(0.0, ge=0.0, le=1.0)
 
 
 @router.post("/search")

@@ -3,6 +3,7 @@ metadata given at upload). Returns the matching document ids, which then filter 
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Any
 
@@ -19,9 +20,17 @@ def _num(value: Any) -> float | None:
         return None
 
 
+# Numbers in a condition: finite and no larger than JSON numbers stay exact (2**53); 1e20, NaN and Infinity are
+# refused (they reached datetime and float comparisons as 500s).
+MAX_ABS_NUMBER = 2**53
+
+
 def _date(value: Any) -> datetime | None:
     if isinstance(value, (int, float)):
-        return datetime.fromtimestamp(value)
+        try:
+            return datetime.fromtimestamp(value)
+        except (ValueError, OverflowError, OSError):  # a stored number far outside the calendar
+            return None
     try:
         parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     except ValueError:
@@ -86,6 +95,14 @@ def validate(condition: dict) -> None:
         if c.get("comparison_operator") not in OPERATORS:
             raise Invalid(f"unsupported comparison_operator {c.get('comparison_operator')!r}; supported: "
                           + ", ".join(OPERATORS), code="invalid_metadata_condition")
+        value = c.get("value")
+        for number in value if isinstance(value, list) else [value]:
+            if isinstance(number, bool) or not isinstance(number, (int, float)):
+                continue
+            if not math.isfinite(number) or abs(number) > MAX_ABS_NUMBER:
+                raise Invalid(f"condition {str(c.get('name'))[:100]!r}: the value {number!r} is not a usable number "
+                              f"(finite, at most {MAX_ABS_NUMBER:,} in size); send a smaller number or a string",
+                              code="invalid_metadata_condition")
 
 
 def matches(metadata: dict[str, Any], condition: dict) -> bool:

@@ -18,6 +18,8 @@ import litellm
 from litellm import CustomLLM
 from litellm.types.utils import GenericStreamingChunk, ModelResponse
 
+from backend.llm.schema_limits import check_schema
+
 _GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
@@ -245,6 +247,8 @@ class LocalLlama(CustomLLM):
 def _response_format(value: Any) -> dict | None:
     if not isinstance(value, dict) or value.get("type") in (None, "text"):
         return None
+    # The API refuses these first (400 naming the bound); here for any other caller, before a grammar is built.
+    check_schema(value, where="response_format")
     if value.get("type") == "json_schema":
         schema = (value.get("json_schema") or {}).get("schema")
         return {"type": "json_object", **({"schema": schema} if isinstance(schema, dict) else {})}

@@ -82,7 +82,7 @@ def test_readyz_and_the_operations_page_report_a_retiring_model(tmp_path, make_a
     cfg = make_config_dir(tmp_path, model_list=[keyed("fast", "openai/gpt-4.1-mini", "OPENAI_API_KEY"),
                                                 keyed("smart", "anthropic/claude-sonnet-4-5", "ANTHROPIC_API_KEY")])
     api = make_api_client(ATRIUM_CONFIG_DIR=str(cfg))
-    ready = api.get("/readyz")
+    ready = api.get("/readyz", cookies=session_cookie_for("root"))  # the details are for platform admins
     assert ready.status_code == 200, "a retiring model is still served: not a readiness failure"
     body = ready.json()
     assert "retires on 2027-01-14" in body["models_retiring"]["fast:openai/gpt-4.1-mini"]

@@ -61,7 +61,9 @@ def test_a_wrong_local_model_path_is_named_as_such(make_settings, tmp_path):
 
 
 def test_readyz_names_live_tiers_and_excluded_deployments(api_client):
-    body = api_client.get("/readyz").json()
+    from tests.conftest import session_cookie_for
+
+    body = api_client.get("/readyz", cookies=session_cookie_for("root")).json()  # details: platform admins only
     assert "smart:anthropic/claude-sonnet-5-5" in body["models_excluded"]
     assert "smart" not in body["models"]
 

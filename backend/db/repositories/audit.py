@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import and_, func, or_
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, select
 
 from backend.db.models import AuditEvent
@@ -15,6 +17,24 @@ def add_event(*, session: Session, event: AuditEvent) -> AuditEvent:
     session.commit()
     session.refresh(event)
     return event
+
+
+def add_or_count(*, session: Session, event: AuditEvent, group_key: str) -> AuditEvent:
+    """Insert `event` as the first of its group, or add one to the group's row: one atomic statement (INSERT ... ON
+    CONFLICT on the unique group_key), so concurrent requests on any number of replicas never lose a count."""
+    table = AuditEvent.__table__
+    dialect = session.get_bind().dialect.name
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    values = {name: getattr(event, name) for name in ("created_at", "kind", "subject", "tenant", "route", "ip",
+                                                      "status", "reason", "detail")}
+    stmt = insert(table).values(**values, count=1, last_at=event.created_at, group_key=group_key)
+    stmt = stmt.on_conflict_do_update(index_elements=[table.c.group_key],
+                                      set_={"count": table.c["count"] + 1, "last_at": stmt.excluded.last_at})
+    event_id = session.connection().execute(stmt.returning(table.c.id)).scalar_one()
+    session.commit()
+    stored = session.get(AuditEvent, event_id, populate_existing=True)
+    assert stored is not None
+    return stored
 
 
 def list_events(
@@ -57,6 +77,7 @@ def list_denials(*, session: Session, sign_in_pages: tuple[str, ...], sign_in_pr
 
 
 def count_denials_since(*, session: Session, since: datetime, subject: str | None, ip: str | None) -> int:
+    """Refusals, counted (a grouped row stands for `count` of them), in rows whose latest refusal is since `since`."""
     conds = []
     if subject:
         conds.append(AuditEvent.subject == subject)
@@ -64,9 +85,9 @@ def count_denials_since(*, session: Session, since: datetime, subject: str | Non
         conds.append(AuditEvent.ip == ip)
     if not conds:
         return 0
+    latest = func.coalesce(col(AuditEvent.last_at), col(AuditEvent.created_at))
     stmt = (
-        select(func.count())
-        .select_from(AuditEvent)
-        .where(AuditEvent.kind == "denied", AuditEvent.created_at >= since, or_(*conds))
+        select(func.coalesce(func.sum(col(AuditEvent.count)), 0))
+        .where(AuditEvent.kind == "denied", latest >= since, or_(*conds))
     )
     return int(session.exec(stmt).one())

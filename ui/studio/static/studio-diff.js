@@ -11,6 +11,9 @@ window.StudioDiff = (function () {
     clear(panel);
     panel.appendChild(h("div", {class: "diff-head"}, h("h3", {text: title}), headline(diff)));
     if (hint) panel.appendChild(h("p", {class: "muted small", text: hint}));
+    // Past the server's work budget for matching lines, the changed part comes as one replaced block.
+    if (diff.line_diff === "block") panel.appendChild(h("p", {class: "muted small diff-block-note",
+      text: "These versions differ too much to match line by line: the changed part is shown as removed and added whole."}));
     if (diff.identical) { panel.appendChild(h("div", {class: "empty-state", text: "These two are identical."})); return; }
     if (diff.settings.length) {
       var t = h("table", {class: "table diff-settings"}, h("thead", null, h("tr", null, h("th", {text: "Setting"}), h("th", {text: leftName}), h("th", {text: rightName}))));
