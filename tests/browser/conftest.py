@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -23,8 +24,70 @@ def browser():
 
     with sync_playwright() as pw:
         chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS, headless=True)
+        _report_csp_violations(chromium)
         yield chromium
         chromium.close()
+
+
+# The app's Content-Security-Policy (backend/api/browser_security.py) holds in these tests as in any browser: what
+# it blocks, Chromium reports in the console, and that fails the test (a page the policy breaks, or a policy that
+# lets something through that the page should not do).
+_csp_violations: list[str] = []
+
+
+def _report_csp_violations(chromium) -> None:  # noqa: ANN001 - Playwright
+    def watch(target):  # noqa: ANN001, ANN202
+        target.on("console", lambda msg: _csp_violations.append(f"{msg.location.get('url')}: {msg.text}")
+                  if "Content Security Policy" in msg.text else None)
+        return target
+
+    new_context, new_page = chromium.new_context, chromium.new_page
+    chromium.new_context = lambda *a, **kw: watch(new_context(*a, **kw))
+    chromium.new_page = lambda *a, **kw: watch(new_page(*a, **kw))
+
+
+@pytest.fixture(autouse=True)
+def no_csp_violations(request):
+    _csp_violations.clear()
+    yield
+    if "browser" in request.fixturenames:
+        assert not _csp_violations, "the page broke the Content-Security-Policy:\n" + "\n".join(_csp_violations)
+
+
+def take_csp_violations() -> list[str]:
+    """The violations reported so far in this test, for a test that provokes some on purpose (they are cleared)."""
+    taken = list(_csp_violations)
+    _csp_violations.clear()
+    return taken
+
+
+def _wait_for_function(self, expression: str, *, arg=None, polling=None, timeout=None):  # noqa: ANN001, ANN202
+    """Playwright's own wait_for_function runs its predicate through eval() in the page, which the app's CSP
+    (no 'unsafe-eval') refuses; `evaluate` goes through the DevTools protocol, which no page policy governs."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    deadline = time.monotonic() + (30_000 if timeout is None else timeout) / 1000
+    while True:
+        try:
+            result = self.evaluate(expression, arg)
+        except Exception as exc:  # the page navigated while the predicate ran: ask the next one
+            if "context was destroyed" not in str(exc) and "navigat" not in str(exc):
+                raise
+            result = None
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise PlaywrightTimeout(f"wait_for_function: {expression!r} still false after {timeout} ms")
+        self.wait_for_timeout(polling if isinstance(polling, int | float) else 100)
+
+
+def _use_protocol_evaluation() -> None:
+    from playwright.sync_api import Page
+
+    Page.wait_for_function = _wait_for_function  # type: ignore[method-assign]
+
+
+_use_protocol_evaluation()
 
 
 @pytest.fixture
