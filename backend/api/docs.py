@@ -17,24 +17,23 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from backend.api.docs_statuses import PUBLIC_PATHS, TENANT_PREFIX, apply_statuses, without_nulls
+from backend.api.params import NOT_BLANK
+
 STATIC_PATH = "/docs-static"
-TENANT_PREFIX = "/api/t/{tenant}"
-OPENAI_PREFIX = "/api/t/{tenant}/v1/"
 
 _ERROR = {"type": "object", "required": ["error", "detail"], "properties": {
     "error": {"type": "string", "description": "a stable code, e.g. tenant_mismatch, quota_exceeded"},
     "detail": {"type": "string", "description": "what went wrong and what to do about it"}},
     "additionalProperties": True}
+# The Dify External Knowledge API's refusals: Dify reads error_code/error_msg; Atrium's own fields ride along.
+_DIFY_ERROR = {"type": "object", "required": ["error", "detail"], "properties": {
+    **_ERROR["properties"], "error_code": {"type": "integer", "description": "Dify's code: 1001 malformed "
+                                          "Authorization header, 1002 authorization failed, 2001 unknown knowledge"},
+    "error_msg": {"type": "string"}}, "additionalProperties": True}
 _OPENAI_ERROR = {"type": "object", "required": ["error"], "properties": {"error": {
     "type": "object", "properties": {"message": {"type": "string"}, "type": {"type": "string"},
-                                     "param": {"type": "string", "nullable": True}, "code": {"type": "string"}}}}}
-_STATUS = {
-    "401": "not signed in, or the API key / JWT is missing, malformed, expired or revoked",
-    "403": "signed in, but not for this tenant (URL, X-Tenant-ID and credentials must agree) or without the role",
-    "404": "no such resource in this tenant",
-    "422": "the request is invalid; `detail` names each problem",
-    "429": "a quota or rate limit; `Retry-After` says when to try again (absent when waiting will not help)",
-}
+                                     "param": {"type": ["string", "null"]}, "code": {"type": "string"}}}}}
 _TENANT_HEADER = {
     "name": "X-Tenant-ID", "in": "header", "required": False, "schema": {"type": "string"},
     "description": "the tenant of the URL; required with an IdP JWT (it must match the URL and the token), "
@@ -89,14 +88,15 @@ def install_docs(app: FastAPI) -> None:
                                  description="Every tenant route is `/api/t/{tenant}/...`. Authenticate with a "
                                              "tenant API key (`Authorization: Bearer atr_...`), an IdP JWT plus "
                                              "`X-Tenant-ID`, or the browser session of /chat.")
-            app.openapi_schema = describe(schema)
+            app.openapi_schema = describe(schema, app.routes)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def describe(schema: dict[str, Any]) -> dict[str, Any]:
-    """Security schemes, the tenant header and the real error bodies, added to FastAPI's schema."""
+def describe(schema: dict[str, Any], routes: list[Any]) -> dict[str, Any]:
+    """Security schemes, the tenant header and every error status each route can answer (docs_statuses.py),
+    added to FastAPI's schema."""
     components = schema.setdefault("components", {})
     components.setdefault("securitySchemes", {}).update({
         "bearer": {"type": "http", "scheme": "bearer",
@@ -105,28 +105,19 @@ def describe(schema: dict[str, Any]) -> dict[str, Any]:
                     "description": "the browser session of /chat (sign in there first)"},
     })
     schemas = components.setdefault("schemas", {})
-    schemas["Error"], schemas["OpenAIError"] = _ERROR, _OPENAI_ERROR
+    schemas["Error"], schemas["OpenAIError"], schemas["DifyError"] = _ERROR, _OPENAI_ERROR, _DIFY_ERROR
     for path, operations in schema.get("paths", {}).items():
-        public = path in ("/healthz", "/readyz")
         for operation in operations.values():
-            if not isinstance(operation, dict):
+            if not isinstance(operation, dict) or path in PUBLIC_PATHS:
                 continue
-            if not public:
-                operation["security"] = [{"bearer": []}, {"session": []}]
+            operation["security"] = [{"bearer": []}, {"session": []}]
             if path.startswith(TENANT_PREFIX):
                 params = operation.setdefault("parameters", [])
                 if not any(p.get("name") == "X-Tenant-ID" for p in params):
                     params.append(_TENANT_HEADER)
-            if public:
-                continue
-            ref = "#/components/schemas/" + ("OpenAIError" if path.startswith(OPENAI_PREFIX) else "Error")
-            responses = operation.setdefault("responses", {})
-            statuses = dict(_STATUS)
-            if path.startswith(OPENAI_PREFIX):
-                statuses["400"] = "the request is invalid or unsupported (`param` names the field)"
-            for status, text in sorted(statuses.items()):
-                responses[status] = {"description": text, "content": {"application/json": {"schema": {"$ref": ref}}}}
     _dify_retrieval_body(schema)
+    apply_statuses(schema, routes)
+    without_nulls(schema)
     return schema
 
 
@@ -135,9 +126,31 @@ def _dify_retrieval_body(schema: dict[str, Any]) -> None:
     from backend.api.dify_retrieval import RetrievalIn
 
     body = RetrievalIn.model_json_schema(ref_template="#/components/schemas/{model}")
+    body["properties"]["metadata_condition"] = _metadata_condition()
+    body["properties"]["query"]["pattern"] = NOT_BLANK  # a blank query is refused (`empty_query`)
     schema["components"]["schemas"].update(body.pop("$defs", {}))
     schema["components"]["schemas"]["DifyRetrievalRequest"] = body
     operation = schema.get("paths", {}).get(f"{TENANT_PREFIX}/dify/retrieval", {}).get("post")
     if operation is not None:
         operation["requestBody"] = {"required": True, "content": {"application/json": {
             "schema": {"$ref": "#/components/schemas/DifyRetrievalRequest"}}}}
+
+
+def _metadata_condition() -> dict[str, Any]:
+    """Dify's metadata_condition as backend/knowledge/metadata_filter.validate takes it, no more and no less."""
+    from backend.knowledge.metadata_filter import MAX_ABS_NUMBER, OPERATORS
+
+    number = {"type": "number", "minimum": -MAX_ABS_NUMBER, "maximum": MAX_ABS_NUMBER}
+    scalar = {"anyOf": [{"not": {"type": ["number", "array"]}}, number]}
+    falsy = [None, "", 0, False, [], {}]
+    condition = {"type": "object", "required": ["name", "comparison_operator"], "properties": {
+        "name": {"description": "a metadata field, or a list of them (any may match)", "not": {"enum": falsy}},
+        "comparison_operator": {"enum": list(OPERATORS)},
+        "value": {"anyOf": [scalar, {"type": "array", "items": {"anyOf": [{"not": {"type": "number"}}, number]}}]},
+    }}
+    return {"anyOf": [{"type": "null"}, {
+        "type": "object", "required": ["conditions"], "properties": {
+            "logical_operator": {"description": "and (also when absent or empty) or or, in any case",
+                                 "anyOf": [{"type": "string", "pattern": "^([Aa][Nn][Dd]|[Oo][Rr])?$"},
+                                           {"enum": falsy}]},
+            "conditions": {"type": "array", "items": condition}}}]}

@@ -1,7 +1,8 @@
 """Turn uploaded bytes into text blocks (headings, paragraphs, page numbers), after checking them.
 
-The type is sniffed from the bytes, never taken from the extension; the extension only refuses a file
-that says it is something unsupported (tool.exe) and names a damaged .pdf/.docx as such. Everything a user
+The type is sniffed from the bytes, never taken from the extension, and the two must agree: a name that says
+something unsupported (tool.exe) is refused, so is one whose bytes are another type than it says (a text file
+named .docx, a PDF named .txt: renaming it is the fix), and a damaged .pdf/.docx is named as such. Everything a user
 can get wrong raises a backend.errors class with a message they can act on (empty, too large, unsupported,
 encrypted or corrupt PDF or .docx, a .docx that unpacks to far more than it weighs, a file name with path
 components).
@@ -74,6 +75,23 @@ def check_extension(name: str) -> None:
                                code="unsupported_type")
 
 
+# What each sniffed type may be named (no extension: the bytes decide), how to say it, and the name it should have.
+_TEXT_NAMES = (".txt", ".md", ".markdown", ".html", ".htm")
+_NAMES = {"pdf": (".pdf",), "docx": (".docx",), "text": _TEXT_NAMES, "markdown": _TEXT_NAMES, "html": _TEXT_NAMES}
+_IS = {"pdf": ("a PDF", ".pdf"), "docx": ("a Word document", ".docx"), "text": ("plain text", ".txt"),
+       "markdown": ("Markdown text", ".md"), "html": ("an HTML page", ".html")}
+
+
+def check_content(name: str, kind: str) -> None:
+    """Refuse a file whose bytes are not the type its extension says (report.docx that is plain text)."""
+    ext = extension(name)
+    if not ext or ext in _NAMES[kind]:
+        return
+    claimed = "a PDF" if ext == ".pdf" else "a Word document" if ext == ".docx" else "text"
+    what, rename = _IS[kind]
+    raise Invalid(f"{name[:120]} is not {claimed} (it is {what}): rename it to {rename}", code="type_mismatch")
+
+
 def _damaged(name: str) -> Invalid | None:
     """For a file named .pdf/.docx whose bytes are not one: it was damaged (or renamed), so say that, not
     "binary"; None for other names."""
@@ -121,7 +139,7 @@ def _decode(data: bytes) -> str | None:
             return data.decode("utf-16")
         except UnicodeDecodeError:
             return None
-    if b"\x00" in data[:8192]:
+    if b"\x00" in data:  # text has no NUL: a binary file, however much of it looks like text
         return None
     try:
         text = data.decode("utf-8-sig")
@@ -147,6 +165,7 @@ def validate(data: bytes, filename: str | None, *, max_bytes: int) -> tuple[str,
     if not data.strip():
         raise Invalid(f"{name} is empty", code="empty_file")
     kind = sniff(data, name)
+    check_content(name, kind)
     if kind == "pdf":
         _open_pdf(data)
     elif kind == "docx":

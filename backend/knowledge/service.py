@@ -29,7 +29,9 @@ from backend.knowledge.retrieval import Citation, Retrieval, is_relevant
 from backend.knowledge.stores.base import Hit, TenantStore, VectorStore
 from backend.tenants import TenantRegistry
 
-KB_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+# A knowledge base name as every route's OpenAPI schema states it (ASCII letters, digits, '-', '_'; empty means
+# the default one), so what the schema allows the server takes; names are kept lower-cased.
+KB_PATTERN = r"^([A-Za-z0-9][A-Za-z0-9_-]{0,62})?$"
 
 
 def knowledge_id(tenant: str, kb: str) -> str:
@@ -38,12 +40,12 @@ def knowledge_id(tenant: str, kb: str) -> str:
 
 
 def check_kb(kb: str | None) -> str:
-    name = (kb or "default").strip().lower()
-    if not KB_RE.fullmatch(name):
+    if not re.fullmatch(KB_PATTERN, kb or ""):
         # Quote what was sent: its lower-cased form would not be what the user typed.
-        raise Invalid(f"knowledge base name {(kb or '')[:80]!r} must be lowercase letters, digits, '-' or '_'",
+        raise Invalid(f"knowledge base name {(kb or '')[:80]!r} must be up to 63 ASCII letters, digits, "
+                      "'-' or '_', starting with a letter or digit",
                       code="invalid_kb")
-    return name
+    return (kb or "default").lower()
 
 
 def document_public(doc: KbDocument, **extra: Any) -> dict[str, Any]:

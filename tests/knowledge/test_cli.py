@@ -83,8 +83,8 @@ def test_refusals_are_error_lines_not_tracebacks(services, tmp_path, capsys):
     files = _tree(tmp_path, {"file.md": EMEA, "tool.exe": b"echo this is not a document\n",
                              "corrupt.pdf": random_bytes(), "corrupt.docx": random_bytes()})
     assert ingest_paths(services, tenant="sales", paths=[str(files / "file.md")], kb="../x") == 2
-    assert capsys.readouterr().err.strip() == ("error: knowledge base name '../x' must be lowercase letters, digits, "
-                                               "'-' or '_'")
+    assert capsys.readouterr().err.strip() == ("error: knowledge base name '../x' must be up to 63 ASCII letters, "
+                                               "digits, '-' or '_', starting with a letter or digit")
     names = ["tool.exe", "corrupt.pdf", "corrupt.docx"]
     assert ingest_paths(services, tenant="sales", paths=[str(files / n) for n in names]) == 1
     err = capsys.readouterr().err.splitlines()

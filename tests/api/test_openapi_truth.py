@@ -1,0 +1,159 @@
+"""The OpenAPI document says what the server does: each route's statuses and bodies, and inputs the server
+refuses are refused by the schema too (the bugs the schemathesis run found, one plain test each)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from backend.auth.api_keys import SCOPES, issue_key
+
+T = "/api/t/{tenant}"
+
+
+@pytest.fixture
+def schema(api_client):
+    return api_client.get("/openapi.json").json()
+
+
+@pytest.fixture
+def key(api_services):
+    token = issue_key(db=api_services.db, tenant="sales", scopes=sorted(SCOPES)).token
+    return {"Authorization": f"Bearer {token}", "X-Tenant-ID": "sales"}
+
+
+def _op(schema, method, path):
+    return schema["paths"][path][method]
+
+
+def _param(schema, method, path, name):
+    return next(p for p in _op(schema, method, path)["parameters"] if p["name"] == name)["schema"]
+
+
+def _body(schema, method, path, media="application/json"):
+    ref = _op(schema, method, path)["requestBody"]["content"][media]["schema"]["$ref"]
+    return schema["components"]["schemas"][ref.rsplit("/", 1)[1]]
+
+
+def test_a_body_that_is_not_json_is_a_documented_400(api_client, schema, key):
+    for method, path, url in (("post", f"{T}/chat", "/api/t/sales/chat"),
+                              ("post", f"{T}/search", "/api/t/sales/search"),
+                              ("put", f"{T}/prompts/{{assistant}}/labels/{{label}}",
+                               "/api/t/sales/prompts/sales-assistant/labels/production")):
+        r = api_client.request(method, url, content=b'{"message": "\xff"}', headers={  # not UTF-8
+            **key, "Content-Type": "application/json"})
+        assert r.status_code == 400 and set(r.json()) >= {"error", "detail"}, r.text
+        assert "400" in _op(schema, method, path)["responses"], (method, path)
+    r = api_client.post("/api/t/sales/documents", content=b"--x\r\n[]--x--\r\n",
+                        headers={**key, "Content-Type": "multipart/form-data; boundary=x"})
+    assert r.status_code == 400 and "400" in _op(schema, "post", f"{T}/documents")["responses"]
+
+
+def test_each_route_documents_the_statuses_it_answers_and_no_others(schema):
+    def statuses(method, path):
+        return {s for s in _op(schema, method, path)["responses"] if not s.startswith("2")}
+
+    assert statuses("post", f"{T}/chat") == {"400", "401", "403", "404", "413", "422", "429", "502", "503"}
+    # 413: the body limit is in front of every route, whatever the method
+    assert statuses("get", f"{T}/usage") == {"401", "403", "413", "422", "503"}  # no body, no resource it names
+    assert statuses("post", f"{T}/prompts/{{assistant}}/versions") >= {"409", "404", "400"}
+    assert statuses("post", f"{T}/documents") >= {"413", "415"}
+    assert statuses("get", "/readyz") == {"413", "503"} and statuses("get", "/healthz") == {"413"}
+    # OpenAI's API answers an invalid request with a 400, never a 422; the body is OpenAI's error shape.
+    completions = _op(schema, "post", f"{T}/v1/chat/completions")["responses"]
+    assert "422" not in completions and "400" in completions
+    assert completions["401"]["content"]["application/json"]["schema"]["$ref"].endswith("/OpenAIError")
+    param = schema["components"]["schemas"]["OpenAIError"]["properties"]["error"]["properties"]["param"]
+    assert param == {"type": ["string", "null"]}  # OpenAPI 3.1: `nullable` means nothing, and param is often null
+    assert "202" in _op(schema, "delete", f"{T}/documents/{{document_id}}")["responses"]
+    chat_ok = _op(schema, "post", f"{T}/chat")["responses"]["200"]["content"]
+    assert "text/event-stream" in chat_ok  # `stream: true`
+    assert _op(schema, "post", f"{T}/dify/retrieval")["responses"]["404"]["content"]["application/json"][
+        "schema"]["$ref"].endswith("/DifyError")
+
+
+def test_a_tool_message_is_refused_by_the_schema_as_by_the_server(api_client, schema, key):
+    message = schema["components"]["schemas"]["Message"]
+    assert message["properties"]["role"]["enum"] == ["system", "developer", "user", "assistant"]
+    assert set(message["required"]) == {"role", "content"}
+    body = _body(schema, "post", f"{T}/v1/chat/completions")
+    assert body["additionalProperties"] is False and body["properties"]["n"]["maximum"] == 1
+    r = api_client.post("/api/t/sales/v1/chat/completions", headers=key, json={
+        "model": "fast", "messages": [{"role": "tool", "content": "42"}]})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "unsupported_parameter"
+
+
+def test_a_content_part_whose_type_is_not_text_is_a_400_not_a_500(api_client, key):
+    for kind in ({}, [], 3, None):
+        r = api_client.post("/api/t/sales/v1/chat/completions", headers=key, json={
+            "model": "fast", "messages": [{"role": "user", "content": [{"type": kind, "text": "hi"}]}]})
+        assert r.status_code == 400 and r.json()["error"]["code"] == "unsupported_content", (kind, r.text)
+
+
+def test_knowledge_base_names_have_one_pattern_in_schema_and_server(api_client, schema, key):
+    from backend.knowledge.service import KB_PATTERN
+
+    assert _param(schema, "get", f"{T}/documents", "kb")["pattern"] == KB_PATTERN
+    assert _body(schema, "post", f"{T}/search")["properties"]["kb"]["pattern"] == KB_PATTERN
+    assert _body(schema, "post", f"{T}/documents", "multipart/form-data")["properties"]["kb"]["pattern"] == KB_PATTERN
+    for name in ("Bad KB", " sales", "sales\n", "\u212aey", "-x", "x" * 64):  # \u212a lower-cases to "k"
+        assert not re.fullmatch(KB_PATTERN, name)  # ECMA 262's $ is the end, as fullmatch's
+        r = api_client.get("/api/t/sales/documents", params={"kb": name}, headers=key)
+        assert (r.status_code, r.json()["error"]) == (422, "invalid_kb"), (name, r.text)
+    r = api_client.get("/api/t/sales/documents", params={"kb": "Default"}, headers=key)
+    assert r.status_code == 404 and r.json()["error"] == "kb_not_found"  # a valid name, kept lower-cased
+
+
+def test_a_key_scope_must_be_one_of_the_scopes(api_client, schema, key):
+    scopes = _body(schema, "post", f"{T}/keys")["properties"]["scopes"]
+    assert scopes["items"]["enum"] == sorted(SCOPES) and scopes["minItems"] == 1
+    for bad in ([""], ["chat", ""], [" chat"]):
+        r = api_client.post("/api/t/sales/keys", headers=key, json={"scopes": bad})
+        assert r.status_code == 422, (bad, r.text)
+
+
+def test_a_number_is_not_a_date(api_client, schema, key):
+    for path, fmt in ((f"{T}/usage", "date"), (f"{T}/audit", "date-time")):
+        param = _param(schema, "get", path, "to")
+        assert {"type": "string", "format": fmt} in [{k: p.get(k) for k in ("type", "format")}
+                                                     for p in (param, *param.get("anyOf", []))], param
+    for url, value in (("/api/t/sales/usage", "0"), ("/api/t/sales/usage", "1700000000"),
+                       ("/api/t/sales/usage", "2026-01-31T00:00:00"), ("/api/t/sales/audit", "0.5"),
+                       ("/api/t/sales/audit", "1700000000")):
+        r = api_client.get(url, params={"to": value}, headers=key)
+        assert r.status_code == 422 and "a number is not read as a date" in r.json()["detail"], (url, value, r.text)
+    assert api_client.get("/api/t/sales/usage", params={"to": "2026-01-31"}, headers=key).status_code == 200
+    for value in ("2026-01-31", "2026-01-31T09:00:00Z", "2026-01-31 09:00"):
+        assert api_client.get("/api/t/sales/audit", params={"to": value}, headers=key).status_code == 200, value
+
+
+def test_an_offset_past_the_calendars_end_bounds_the_audit_log_instead_of_failing(api_client, key):
+    for query in ({"to": "9999-12-31T23:59:59-23:59"}, {"from": "0001-01-01T00:00:00+23:59"}):
+        r = api_client.get("/api/t/sales/audit", params=query, headers=key)
+        assert r.status_code == 200, (query, r.text)
+
+
+def test_json_numbers_and_booleans_are_not_read_from_strings(api_client, key):
+    for body in ({"query": "x", "min_score": False}, {"query": "x", "top_k": "5"}, {"query": "x", "top_k": True},
+                 {"query": " \x1c\u3000"}):
+        r = api_client.post("/api/t/sales/search", headers=key, json=body)
+        assert r.status_code == 422, (body, r.text)
+    r = api_client.post("/api/t/sales/search", headers=key, json={"query": "refunds", "top_k": 5.0})
+    assert r.status_code == 200, r.text  # 5.0 is an integer to JSON Schema
+    r = api_client.put("/api/t/sales/prompts/sales-assistant/labels/canary", headers=key,
+                       json={"version": 1, "create": "yes"})
+    assert r.status_code == 422 and "create" in r.json()["detail"], r.text
+
+
+def test_multipart_fields_and_query_parameters_are_never_null(schema):
+    form = _body(schema, "post", f"{T}/documents", "multipart/form-data")
+    assert all("anyOf" not in p for p in form["properties"].values()), form
+    assert _param(schema, "get", f"{T}/documents", "kb")["type"] == "string"
+
+
+def test_the_status_tables_name_only_operations_that_exist(schema):
+    from backend.api.docs_statuses import OTHER_SUCCESS, ROUTE_STATUSES, STREAMS
+
+    for method, path in [*ROUTE_STATUSES, *STREAMS, *OTHER_SUCCESS]:  # a renamed route must not lose its statuses
+        assert method.lower() in schema["paths"].get(path, {}), (method, path)
