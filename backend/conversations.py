@@ -189,7 +189,7 @@ class ConversationService:
             step.created_at = created_at
         with self.db.session() as session:
             try:
-                repo.save_step(session=session, step=step)
+                repo.save_step(session=session, step=step, subject=principal.subject)
             except ValueError:
                 self._deny_step(principal, step_id, row.tenant, "write")
                 return False

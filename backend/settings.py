@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -42,15 +43,22 @@ class Settings(BaseSettings):
     # Repeated denials from one subject or IP within the window raise a suspicious_access event.
     suspicious_denials: int = Field(10, alias="ATRIUM_SUSPICIOUS_DENIALS")
     suspicious_window_s: int = Field(300, alias="ATRIUM_SUSPICIOUS_WINDOW_S")
+    # Refusals from one source (user, else IP) in one tenant for one reason and route within this many seconds are
+    # one audit row with a count: a flood of refused requests cannot fill the audit log.
+    audit_denial_window_s: int = Field(60, alias="ATRIUM_AUDIT_DENIAL_WINDOW_S", ge=1, le=86400)
     # Verified API keys are remembered this long (0 = check the database on every request). A revocation
     # through this replica's API applies at once; one made by the CLI or another replica within this time.
     api_key_cache_s: float = Field(5.0, alias="ATRIUM_API_KEY_CACHE_SECONDS", ge=0, le=300)
+    # Days a new API key lives when its creator does not say (0 = no expiry); a key made with a key never
+    # outlives it. Keys made before expiry existed keep none.
+    api_key_days: int = Field(90, alias="ATRIUM_API_KEY_DAYS", ge=0, le=3650)
 
     # Knowledge
     vector_store: Literal["sqlite", "pinecone"] = Field("sqlite", alias="VECTOR_STORE")
     pinecone_api_key: str | None = Field(None, alias="PINECONE_API_KEY")
     pinecone_index_host: str | None = Field(None, alias="PINECONE_INDEX_HOST")
     max_upload_mb: float = Field(20.0, alias="ATRIUM_MAX_UPLOAD_MB")
+    max_upload_files: int = Field(20, alias="ATRIUM_MAX_UPLOAD_FILES", ge=1, le=1000)  # per upload request
     embedding_model: str = Field("local/all-MiniLM-L6-v2", alias="ATRIUM_EMBEDDING_MODEL")
     # hybrid = dense + keyword (FTS5) fused by RRF; dense = vectors only (bench/README.md compares them)
     retrieval_mode: Literal["hybrid", "dense"] = Field("hybrid", alias="ATRIUM_RETRIEVAL_MODE")
@@ -89,6 +97,22 @@ class Settings(BaseSettings):
     # Serving
     public_url: str | None = Field(None, alias="ATRIUM_PUBLIC_URL")
     log_level: str = Field("INFO", alias="ATRIUM_LOG_LEVEL")
+    # Bodies other than uploads (JSON): 4 MiB holds a chat turn with 20 earlier messages of 20,000 characters
+    # even when every character arrives \u-escaped (6 bytes). Checked before parsing or authentication.
+    max_body_kb: int = Field(4096, alias="ATRIUM_MAX_BODY_KB", ge=16)
+    max_header_kb: int = Field(64, alias="ATRIUM_MAX_HEADER_KB", ge=8, le=16384)  # request line + headers
+    # Peers whose X-Forwarded-For/-Proto are believed (IPs, CIDRs, comma-separated); empty: nobody's.
+    trusted_proxies: str = Field("", alias="ATRIUM_TRUSTED_PROXIES")
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: str) -> str:
+        proxy_list(value)  # ValueError -> a configuration error naming the entry
+        return value
+
+    @property
+    def trusted_proxy_list(self) -> list[str]:
+        return proxy_list(self.trusted_proxies)
 
     @property
     def sql_url(self) -> str:
@@ -105,6 +129,21 @@ class Settings(BaseSettings):
 
     def model_override(self, tier: str) -> str | None:
         return {"fast": self.model_fast, "smart": self.model_smart, "local": self.model_local}.get(tier)
+
+
+def proxy_list(value: str) -> list[str]:
+    """IPs and CIDRs, comma-separated (`*`: any peer, only behind a proxy every connection must pass)."""
+    out = []
+    for item in (part.strip() for part in value.split(",")):
+        if not item:
+            continue
+        if item != "*":
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is neither an IP address nor a CIDR range (e.g. 10.0.0.0/8)") from None
+        out.append(item)
+    return out
 
 
 def _normalise_db_url(url: str) -> str:
