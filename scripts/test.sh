@@ -20,4 +20,9 @@ if [[ -z "${ATRIUM_TEST_REDIS_URL:-}" ]] && probe 127.0.0.1 6379; then
 fi
 echo "test: postgres=${ATRIUM_TEST_POSTGRES_URL:-none} redis=${ATRIUM_TEST_REDIS_URL:-none}"
 "$VENV/bin/ruff" check . || exit 1
-exec "$VENV/bin/python" -m pytest -ra "$@"
+# Two workers (pytest-xdist), a test file each at a time: most of the suite waits on served apps, the browser and
+# the model, so two files run side by side on two cores. ATRIUM_TEST_WORKERS=0 runs it in one process.
+workers="${ATRIUM_TEST_WORKERS:-2}"
+dist=()
+[[ "$workers" != "0" ]] && dist=(-n "$workers" --dist loadfile)
+exec "$VENV/bin/python" -m pytest -ra "${dist[@]}" "$@"

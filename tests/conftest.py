@@ -288,12 +288,16 @@ def postgres_url() -> Iterator[str]:
 
 
 @pytest.fixture
-def redis_url() -> Iterator[str]:
-    """The test Redis database, flushed before and after."""
+def redis_url(worker_id: str) -> Iterator[str]:
+    """The test Redis database, flushed before and after (one database per pytest-xdist worker: 15, 14, ...)."""
     url = os.environ.get("ATRIUM_TEST_REDIS_URL")
     if not url:
         pytest.skip("Redis not available: set ATRIUM_TEST_REDIS_URL (make test does when 127.0.0.1:6379 answers)")
     import redis
+
+    if worker_id.startswith("gw"):
+        base, _, db = url.rpartition("/")
+        url = f"{base}/{max(0, int(db or 15) - int(worker_id[2:]))}"
 
     client = redis.Redis.from_url(url)
     client.flushdb()
