@@ -239,7 +239,7 @@ def _guard_chat(settings: Settings) -> None:
 
     services = get_services()
     confine_files(settings.data_dir / "chat-files")
-    SocketGuard(audit=services.audit.record, session_principal=lambda c: _session_principal(services, c),
+    SocketGuard(audit=services.audit.record, session_principal=services.cookie_principal,
                 token_valid=lambda token: services.sessions.verify(token).payload is not None).install(sio)
     install_route_overrides(chainlit_app)
     for route in unlisted_chat_routes(chainlit_app, SurfaceTable()):
@@ -262,7 +262,7 @@ def _guard_surface(app: FastAPI, services: Any) -> None:
 
         resolvers["chat_session"] = chat_session_tenant
     origins = frozenset(o for o in [services.settings.public_url or "", *_chat_origins()] if o)
-    app.add_middleware(SurfaceGuard, table=table, session_principal=lambda c: _session_principal(services, c),
+    app.add_middleware(SurfaceGuard, table=table, session_principal=services.cookie_principal,
                        audit=services.audit.record, origins=origins, tenant_resolvers=resolvers)
 
 
@@ -270,19 +270,6 @@ def _chat_origins() -> list[str]:
     from chainlit.config import config as chainlit_config
 
     return [o for o in chainlit_config.project.allow_origins if o != "*"]
-
-
-def _session_principal(services: Any, cookies: dict[str, str]) -> Any:
-    from backend.auth.session_cookie import session_user
-
-    user = session_user(cookies, services.sessions)
-    claims = (user.metadata or {}).get("claims") if user is not None else None
-    if not isinstance(claims, dict):
-        return None
-    try:
-        return services.principal_from_claims(claims, auth="session")
-    except ValueError:
-        return None
 
 
 _app: FastAPI | None = None

@@ -10,12 +10,14 @@ from typing import Any
 from backend.auth.api_keys import KeyCache
 from backend.auth.claims import claims_to_principal
 from backend.auth.demo_users import DEMO_ISSUER, DemoUsers
+from backend.auth.guard import AccessGuard, SessionCaller, session_principal
 from backend.auth.jwt_verifier import JwtVerifier, build_jwt_verifier
 from backend.auth.oidc import OidcLogin
 from backend.auth.principal import AuthMethod, Principal
+from backend.auth.session_cookie import session_token
 from backend.auth.sessions import SessionRegistry
-from backend.chat import ChatService
-from backend.conversations import ConversationService
+from backend.chat.conversations import ConversationService
+from backend.chat.pipeline import ChatService
 from backend.db.engine import Database, make_engine
 from backend.db.migrate import upgrade_or_explain
 from backend.governance.audit import AuditLog
@@ -46,6 +48,7 @@ class Services:
     llm: LLMService
     chat: ChatService
     sessions: SessionRegistry  # browser sessions: sign-ins, sign-outs, ended sessions; verifies every session token
+    access: AccessGuard  # the one access decision (auth/guard.py), with the audit record of a refusal
     knowledge: KnowledgeService | None = None  # tenant knowledge bases (backend.knowledge)
     quotas: QuotaService | None = None
     cache: ResponseCache | None = None
@@ -69,6 +72,16 @@ class Services:
                 raise ValueError(f"the account {claims.get('sub')!r} is no longer in demo_users.yaml: sign in again")
             claims = current
         return claims_to_principal(claims, self.registry, auth=auth)
+
+    def session_caller(self, token: str | None) -> SessionCaller:
+        """Who a browser session token is (auth/guard.session_principal bound to this app's sessions and claim
+        rules). Sync: one SQL statement (revocations)."""
+        return session_principal(token, sessions=self.sessions,
+                                 to_principal=lambda claims: self.principal_from_claims(claims, auth="session"))
+
+    def cookie_principal(self, cookies: dict[str, str]) -> Principal | None:
+        """The principal of a request's browser session cookie, or None (signed out, ended, expired, unmappable)."""
+        return self.session_caller(session_token(cookies)).principal
 
     def prompt_problems(self) -> dict[str, str]:
         """"tenant/assistant" -> why it has no prompt and the fix, for every configured assistant that cannot
@@ -125,6 +138,7 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
     services = Services(settings=settings, registry=registry, demo_users=demo_users, db=db, audit=audit,
                         prompts=prompts, llm=llm, chat=chat, quotas=quotas, cache=cache,
                         sessions=SessionRegistry(db=db, registry=registry, max_age_s=settings.session_hours * 3600),
+                        access=AccessGuard(audit=audit, configured=lambda tenant: registry.get(tenant) is not None),
                         usage=UsageService(db=db), knowledge=knowledge,
                         conversations=ConversationService(db=db, registry=registry, audit=audit, chat=chat,
                                                           titles=settings.conversation_titles))

@@ -322,7 +322,7 @@ async def test_a_note_sent_with_files_is_acknowledged_not_answered(docs_server):
     async with ChainlitSession(docs_server.url, docs_server.login("alice"),
                                chat_profile="sales/sales-assistant") as chat:
         refused = await chat.upload(*NOTE)  # a member's file is refused by the upload route itself
-    assert refused.status_code == 403 and "tenant admins" in refused.json()["detail"]
+    assert refused.status_code == 403 and "tenant_admin role" in refused.json()["detail"]
     assert len(docs_server.rows("select id from chat_turn")) == turns  # no model call
     # Status messages are the turn's last word: outside the run, so there are no thumbs under them.
     assert all(m["parentId"] is None for m in added.messages if m["type"] == "assistant_message")

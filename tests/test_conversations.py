@@ -294,7 +294,7 @@ def test_a_chat_left_without_a_message_is_not_history(services, conv):
 def test_one_look_at_someone_elses_conversation_is_one_denial(services, conv, monkeypatch):
     """Chainlit asks the data layer several times for one page load: the same denial (user, conversation,
     action) within a short window is one audit row, so one look does not raise `suspicious_access`."""
-    import backend.conversations as conversations_module
+    import backend.chat.conversations as conversations_module
 
     alice, carol = who(services, "alice", "sales"), who(services, "carol", "sales", "sales-admins")
     conv.create(alice, conversation_id="t", tenant="sales", assistant="sales-assistant", title="mine")
@@ -351,7 +351,7 @@ def test_answer_sources_are_kept_with_the_conversation_and_only_the_owners(servi
 
 
 def test_a_first_message_of_only_files_names_the_conversation_after_them(services, conv):
-    from backend.conversations import files_title
+    from backend.chat.conversations import files_title
 
     assert files_title(["pricing-2027.pdf"]) == "Uploaded pricing-2027.pdf"
     assert files_title(["a.pdf", "b.docx"]) == "Uploaded a.pdf and b.docx"

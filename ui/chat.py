@@ -12,12 +12,12 @@ from chainlit.types import ThreadDict
 from chainlit.utils import utc_now
 
 from backend.auth.claims import missing_access_hint
-from backend.auth.principal import PROMPT_EDITOR, Principal
-from backend.auth.rbac import permissions_of
+from backend.auth.guard import allowed, decide, is_operator, principal_of_claims
+from backend.auth.principal import Principal
 from backend.auth.request_context import client_ip
-from backend.chat_types import MAX_MESSAGE_CHARS, ChatRequest, TurnResult
+from backend.chat.conversations import files_title
+from backend.chat.types import MAX_MESSAGE_CHARS, ChatRequest, TurnResult
 from backend.container import get_services
-from backend.conversations import files_title
 from backend.errors import AtriumError, Forbidden
 from backend.knowledge.service import UploadFile as KbUpload
 from ui.chat_text import (
@@ -32,7 +32,7 @@ from ui.chat_text import (
     stopped_answer,
     too_long,
 )
-from ui.history import AtriumDataLayer, principal_of
+from ui.history import AtriumDataLayer
 from ui.profiles import parse_profile, profile_name
 from ui.session_tokens import sign_out
 from ui.surface import take_attachments
@@ -56,7 +56,8 @@ if services.conversations is not None:
         return AtriumDataLayer(get_services)
 
 def _principal_of(user: cl.User | None) -> Principal | None:
-    return principal_of(services, (user.metadata or {}).get("claims") if user else None)
+    claims = (user.metadata or {}).get("claims") if user else None
+    return principal_of_claims(claims, lambda c: services.principal_from_claims(c, auth="session"))
 
 
 if services.settings.password_login_enabled:
@@ -119,7 +120,7 @@ async def chat_profiles(current_user: cl.User | None, language: str | None = Non
         tenant = services.registry.get(tenant_id)
         if tenant is None:
             continue
-        overrides = None if "ingest" in permissions_of(principal, tenant.id) else NO_UPLOADS
+        overrides = None if allowed(principal, tenant.id, "ingest") else NO_UPLOADS
         for assistant in tenant.assistants:
             title = f"{tenant.name} · {assistant.title}" if multi else assistant.title
             profiles.append(cl.ChatProfile(
@@ -128,7 +129,7 @@ async def chat_profiles(current_user: cl.User | None, language: str | None = Non
                 starters=[cl.Starter(label=q, message=q) for q in assistant.starters] or None,
                 config_overrides=overrides,
             ))
-            if principal.has_role(tenant.id, PROMPT_EDITOR):
+            if allowed(principal, tenant.id, "prompts:write"):  # the staging profile: prompt editors
                 profiles.append(cl.ChatProfile(
                     name=profile_name(tenant.id, assistant.name, "staging"),
                     display_name=f"{title} (staging)",
@@ -175,9 +176,9 @@ async def on_message(message: cl.Message) -> None:
         await _notice("Pick an assistant first (the selector at the top).")
         return
     tenant, assistant, label = parsed
-    if label != "production" and not principal.has_role(tenant, PROMPT_EDITOR):
-        services.audit.record("denied", subject=principal.subject, tenant=tenant, route="chat:profile",
-                              status=403, reason="missing_role", detail={"label": label})
+    if label != "production" and (denial := decide(principal, tenant, "prompts:write")) is not None:
+        await asyncio.to_thread(services.access.record, denial, subject=principal.subject, tenant=tenant,
+                                route="chat:profile", ip=client_ip.get())
         await _notice("Only prompt editors can chat with the staging prompt.")
         return
     attachments = take_attachments(cl.context.session, message.id)
@@ -200,7 +201,7 @@ async def on_message(message: cl.Message) -> None:
         if not answer_follows:
             return
     if len(message.content) > MAX_MESSAGE_CHARS:  # refused before the pipeline: with advice for this user
-        await _notice(too_long(len(message.content), can_add_documents="ingest" in permissions_of(principal, tenant)))
+        await _notice(too_long(len(message.content), can_add_documents=allowed(principal, tenant, "ingest")))
         return
 
     history: list[dict[str, str]] = cl.user_session.get("history") or []
@@ -215,9 +216,7 @@ async def on_message(message: cl.Message) -> None:
                 result = item
             else:
                 await reply.stream_token(item)
-    except Forbidden as exc:
-        services.audit.record("denied", subject=principal.subject, tenant=tenant, route="chat:message",
-                              status=403, reason=exc.code, detail={"assistant": assistant})
+    except Forbidden as exc:  # recorded by the pipeline's access check
         await _notice(not_allowed(exc.message))
         return
     except AtriumError as exc:
@@ -288,13 +287,13 @@ async def _move_to_new_chat(principal: Principal, message: cl.Message, tenant: s
 
 
 def _no_access_again(principal: Principal | None) -> str:
-    if principal is not None and principal.is_platform_admin:
+    if principal is not None and is_operator(principal):
         return "There is no assistant to chat with for a platform operator — the note at the top says where to go."
     return "There is no assistant for your account here yet — the note at the top says whom to ask."
 
 
 def _no_access(principal: Principal | None) -> str:
-    if principal is not None and principal.is_platform_admin:
+    if principal is not None and is_operator(principal):
         return ("**You are signed in as a platform operator**, not as a member of a department, so there is no "
                 "assistant to chat with here. Open the [operations page](/admin), or the API: `GET /api/admin/tenants` "
                 "and `GET /api/admin/audit`; "
@@ -334,9 +333,9 @@ async def _ingest_attachments(principal: Principal, tenant: str, elements: list,
         # Before an answer the status stays in the turn (the thumbs go under the answer); else it is the last word.
         return await (cl.Message(content=content).send() if answer_follows else _notice(content))
 
-    if "ingest" not in permissions_of(principal, tenant):
-        services.audit.record("denied", subject=principal.subject, tenant=tenant, route="chat:upload", status=403,
-                              reason="missing_role", detail={"files": [e.name for e in elements][:20]})
+    if (denial := decide(principal, tenant, "ingest")) is not None:
+        await asyncio.to_thread(services.access.record, denial, subject=principal.subject, tenant=tenant,
+                                route="chat:upload", ip=client_ip.get())
         await say(f"**Not allowed.** Only {kb_name} administrators can add documents to the knowledge base, so "
                   "your file was not stored. Ask one of them to add it.")
         return False

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from urllib.parse import quote as url_quote
 
-from backend.chat_types import MAX_MESSAGE_CHARS
+from backend.chat.types import MAX_MESSAGE_CHARS
 
 CUT_NOTE = "_(answer cut at the length limit — ask me to continue)_"
 STOPPED_NOTE = "_(stopped)_"

@@ -26,6 +26,7 @@ from chainlit.types import Feedback, PageInfo, PaginatedResponse, Pagination, Th
 from chainlit.user import PersistedUser, User
 from fastapi import HTTPException
 
+from backend.auth.guard import principal_of_claims
 from backend.auth.principal import Principal
 from backend.auth.request_context import request_line
 from backend.container import Services
@@ -60,7 +61,8 @@ class AtriumDataLayer(BaseDataLayer):
             if verified is None:
                 return None
             claims = verified[1]
-        return principal_of(self._services(), claims)
+        services = self._services()
+        return principal_of_claims(claims, lambda c: services.principal_from_claims(c, auth="session"))
 
     async def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return await asyncio.to_thread(fn, *args, **kwargs)
@@ -268,17 +270,6 @@ def _attempted() -> str:
     if path.endswith("/project/thread"):
         return {"PUT": "rename", "DELETE": "delete"}.get(method, "read")
     return "read"
-
-
-def principal_of(services: Services, claims: object) -> Principal | None:
-    """The principal of a chat user's signed claims, re-derived on every use (tenants.yaml changes apply without
-    a new login); None when there are none or they map to nobody."""
-    if not isinstance(claims, dict):
-        return None
-    try:
-        return services.principal_from_claims(claims, auth="session")
-    except ValueError:
-        return None
 
 
 def _thread(c: Conversation, steps: list[ConversationStep], elements: list[ConversationElement] | None = None, *,

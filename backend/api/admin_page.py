@@ -17,6 +17,7 @@ from fastapi.responses import FileResponse, HTMLResponse
 from backend.api.admin import AuditEventPublic
 from backend.api.deps import ServicesDep, client_ip
 from backend.api.pages import Pages, session_principal, sign_in_context
+from backend.auth.guard import is_operator
 from backend.auth.principal import Principal
 from backend.container import Services
 from backend.db.repositories.audit import list_denials, list_events
@@ -68,7 +69,7 @@ def admin_page(request: Request, services: ServicesDep) -> HTMLResponse:
         # Audited like the API's not_authenticated: probing the operator page is worth a row too.
         _deny(request, services, None, 401, "not_authenticated")
         return PAGES.page("login.html", status=401, **sign_in_context(request, services))
-    if not principal.is_platform_admin or principal.scopes is not None:
+    if not is_operator(principal):
         _deny(request, services, principal, 403, "missing_role")
         return PAGES.page("forbidden.html", status=403, user=principal.name,
                      tenants=[c.name for t in sorted(principal.tenants) if (c := services.registry.get(t))])

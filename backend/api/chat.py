@@ -11,7 +11,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from backend.api.deps import ChatAccess, ServicesDep
-from backend.chat_types import MAX_MESSAGE_CHARS, ChatRequest, TurnResult
+from backend.chat.types import MAX_MESSAGE_CHARS, ChatRequest, TurnResult
 from backend.errors import AtriumError
 
 router = APIRouter(prefix="/api/t/{tenant}", tags=["chat"])

@@ -16,13 +16,14 @@ from fastapi import Depends, Path, Request
 
 from backend.auth.api_keys import PREFIX as API_KEY_PREFIX
 from backend.auth.api_keys import InvalidApiKey, VerifiedKey
+from backend.auth.guard import Denial, decide, is_operator
 from backend.auth.jwt_verifier import TokenRejected
 from backend.auth.principal import Principal
-from backend.auth.rbac import REQUIRED_ROLE, Permission, permissions_of, roles_for_scopes
+from backend.auth.rbac import Permission, roles_for_scopes
 from backend.auth.session_cookie import session_token
-from backend.auth.sessions import REFUSALS, SessionCheck
+from backend.auth.sessions import REFUSALS
 from backend.container import Services
-from backend.errors import Forbidden, Invalid, NotAuthenticated, Unavailable
+from backend.errors import Invalid, Unavailable
 
 
 # Dependencies that do no blocking I/O are `async def`: FastAPI runs sync ones in a worker thread, and
@@ -41,12 +42,10 @@ def client_ip(request: Request) -> str | None:
 def deny(request: Request, services: Services, status: int, message: str, *, code: str,
          subject: str | None = None, tenant: str | None = None, detail: dict | None = None) -> NoReturn:
     """Audit the refusal, then raise it (app.py turns it into `{"error": code, "detail": message}`)."""
-    services.audit.record("denied", subject=subject, tenant=tenant, route=request.url.path,
-                          ip=client_ip(request), status=status, reason=code,
-                          detail={"message": message, "method": request.method, **(detail or {})})
     headers = {"WWW-Authenticate": f'Bearer error="invalid_token", error_description="{code}"'} \
         if status == 401 else None
-    raise (NotAuthenticated if status == 401 else Forbidden)(message, code=code, headers=headers)
+    services.access.refuse(Denial(code, message, status, detail or {}), subject=subject, tenant=tenant,
+                           route=request.url.path, ip=client_ip(request), method=request.method, headers=headers)
 
 
 async def adeny(request: Request, services: Services, status: int, message: str, *, code: str,
@@ -81,18 +80,6 @@ async def reject_unknown_query(request: Request) -> None:
         takes = ", ".join(sorted(names)) or "none"
         raise Invalid(f"unknown query parameter {unknown[0]!r} (this route takes: {takes})",
                       code="unknown_query_parameter")
-
-
-def _session_claims(request: Request, services: Services) -> dict | None:
-    """Claims from Chainlit's session cookie (same login as the chat; signed by CHAINLIT_AUTH_SECRET)."""
-    return _session(services, session_token(request.cookies))[0]
-
-
-def _session(services: Services, token: str | None) -> tuple[dict | None, SessionCheck]:
-    """The session's claims (None when refused) and the verdict. Sync: one SQL statement (revocations)."""
-    check = services.sessions.verify(token)
-    claims = ((check.payload or {}).get("metadata") or {}).get("claims")
-    return (claims if isinstance(claims, dict) else None), check
 
 
 def _url_tenant(request: Request) -> str | None:
@@ -166,17 +153,17 @@ async def get_principal(request: Request, services: ServicesDep) -> Principal:
             return await asyncio.to_thread(_key_principal, request, services, token)
         return await asyncio.to_thread(_jwt_principal, request, services, token)
     token = session_token(request.cookies)
-    claims, check = await asyncio.to_thread(_session, services, token) if token else (None, None)
-    if claims is None and check is not None and check.reason in REFUSALS:
-        await adeny(request, services, 401, check.message, code=str(check.reason), subject=check.subject,
-                    tenant=_url_tenant(request))
-    if claims is None:
-        await adeny(request, services, 401, "not authenticated: log in at /chat, or send `Authorization: Bearer` "
-                    "with an IdP access token or an API key", code="not_authenticated", tenant=_url_tenant(request))
-    try:
-        return services.principal_from_claims(claims, auth="session")
-    except ValueError as exc:
-        await adeny(request, services, 401, f"the session cannot be mapped to a user: {exc}", code="bad_session")
+    caller = await asyncio.to_thread(services.session_caller, token) if token else None
+    if caller is not None and caller.principal is not None:
+        return caller.principal
+    if caller is not None and caller.unmappable is not None:
+        await adeny(request, services, 401, f"the session cannot be mapped to a user: {caller.unmappable}",
+                    code="bad_session")
+    if caller is not None and caller.check.reason in REFUSALS:
+        await adeny(request, services, 401, caller.check.message, code=str(caller.check.reason),
+                    subject=caller.check.subject, tenant=_url_tenant(request))
+    await adeny(request, services, 401, "not authenticated: log in at /chat, or send `Authorization: Bearer` "
+                "with an IdP access token or an API key", code="not_authenticated", tenant=_url_tenant(request))
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
@@ -208,17 +195,16 @@ async def get_tenant_context(
         await adeny(request, services, 403, f"X-Tenant-ID {header!r} does not match the URL tenant {tenant!r}",
              code="tenant_header_mismatch", subject=who, tenant=tenant,
              detail={"header_tenant": header[:100]})
-    if not principal.is_member(tenant):
-        if principal.auth == "api_key":
-            message = f"this API key belongs to another tenant, not {tenant!r}"
-        else:
-            message = f"you are not a member of tenant {tenant!r}"
-        await adeny(request, services, 403, message, code="tenant_mismatch", subject=who, tenant=tenant,
-             detail={"member_of": sorted(principal.tenants)})
-    if services.registry.get(tenant) is None:  # a key of a tenant since removed from tenants.yaml
-        await adeny(request, services, 403, f"tenant {tenant!r} is not configured (config/tenants.yaml): its API keys "
-                    "work again once it is added back", code="tenant_not_configured", subject=who, tenant=tenant)
+    # A member of a configured tenant (a key of a tenant since removed from tenants.yaml is refused).
+    denial = decide(principal, tenant, None, configured=services.registry.get(tenant) is not None)
+    if denial is not None:
+        await _arefuse(request, services, denial, subject=who, tenant=tenant)
     return TenantContext(principal=principal, tenant=tenant)
+
+
+async def _arefuse(request: Request, services: Services, denial: Denial, *, subject: str, tenant: str) -> NoReturn:
+    await adeny(request, services, denial.status, denial.message, code=denial.code, subject=subject, tenant=tenant,
+                detail=denial.detail)
 
 
 TenantDep = Annotated[TenantContext, Depends(get_tenant_context)]
@@ -233,17 +219,10 @@ def require(permission: Permission) -> Callable[..., TenantContext]:
     async def check(request: Request, tenant: Annotated[str, Path(description="tenant id")]) -> TenantContext:
         services: Services = request.app.state.services
         ctx = await get_tenant_context(request, services, await get_principal(request, services), tenant)
-        if permission in permissions_of(ctx.principal, ctx.tenant):
+        denial = decide(ctx.principal, ctx.tenant, permission)
+        if denial is None:
             return ctx
-        if ctx.principal.scopes is not None:
-            await adeny(request, services, 403, f"this API key lacks the scope {permission!r}", code="missing_scope",
-                 subject=ctx.principal.subject, tenant=ctx.tenant,
-                 detail={"required": permission, "scopes": sorted(ctx.principal.scopes)})
-        role = REQUIRED_ROLE[permission]
-        await adeny(request, services, 403, f"this needs the {role} role in tenant {ctx.tenant!r} ({permission}); "
-             "ask your administrator", code="missing_role", subject=ctx.principal.subject, tenant=ctx.tenant,
-             detail={"required": permission, "role": role,
-                     "roles": sorted(ctx.principal.roles_in(ctx.tenant))})
+        await _arefuse(request, services, denial, subject=ctx.principal.subject, tenant=ctx.tenant)
 
     check.__name__ = f"require_{permission.replace(':', '_')}"
     return check
@@ -259,7 +238,7 @@ TenantAdmin = Annotated[TenantContext, Depends(require("admin"))]
 
 def get_platform_admin(request: Request, services: ServicesDep, principal: PrincipalDep) -> Principal:
     """Platform operators (people only, never API keys), for the explicit /api/admin routes."""
-    if not principal.is_platform_admin or principal.scopes is not None:
+    if not is_operator(principal):
         deny(request, services, 403, "this needs the platform_admin role", code="missing_role",
              subject=principal.subject, detail={"required": "platform_admin"})
     return principal

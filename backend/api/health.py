@@ -15,6 +15,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from backend.api.deps import ServicesDep, get_principal
+from backend.auth.guard import is_operator
 from backend.auth.principal import Principal
 from backend.auth.session_cookie import session_token
 from backend.container import Services
@@ -36,7 +37,7 @@ async def readyz(request: Request, services: ServicesDep) -> JSONResponse:
     _log_change(request, failing)
     body: dict = {"status": "ok" if not failing else "unavailable"}
     caller = await _caller(request, services)
-    if caller is not None and caller.is_platform_admin and caller.scopes is None:
+    if caller is not None and is_operator(caller):
         body.update({"parts": parts, "models": services.llm.live.live, "models_excluded": services.llm.live.excluded,
                      "models_retiring": services.llm.live.retiring,
                      # Listed, not failing: one department's missing prompt must not take every department's pods

@@ -6,6 +6,7 @@ from fastapi import APIRouter
 
 from backend.api.deps import PrincipalDep, ServicesDep
 from backend.auth.claims import missing_access_hint
+from backend.auth.guard import is_operator
 
 router = APIRouter(prefix="/api", tags=["identity"])
 
@@ -17,6 +18,6 @@ def me(principal: PrincipalDep, services: ServicesDep) -> dict:
         t: [a.name for a in cfg.assistants]
         for t in principal.tenants if (cfg := services.registry.get(t)) is not None
     }
-    if not principal.tenants and not principal.is_platform_admin:
+    if not principal.tenants and not is_operator(principal):
         data["no_access"] = "you are in no tenant: " + missing_access_hint(services.registry)
     return data

@@ -22,7 +22,7 @@ from backend.api.deps import ChatAccess, ServicesDep
 from backend.api.openai_errors import openai_error_body
 from backend.api.params import Integer, IntegerOrNone, NumberOrNone
 from backend.api.unicode import lone_surrogate_at
-from backend.chat_types import MAX_MESSAGE_CHARS, ChatRequest, TurnResult
+from backend.chat.types import MAX_MESSAGE_CHARS, ChatRequest, TurnResult
 from backend.errors import AtriumError, Invalid, NotFound, Unavailable
 from backend.llm.schema_limits import SchemaTooComplex, check_schema
 

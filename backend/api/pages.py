@@ -12,10 +12,10 @@ import jinja2
 from fastapi import Request
 from fastapi.responses import FileResponse, HTMLResponse
 
-from backend.api.deps import _session_claims
 from backend.auth.oidc import safe_return_to
 from backend.auth.oidc_web import START_PATH
 from backend.auth.principal import Principal
+from backend.auth.session_cookie import session_token
 from backend.container import Services
 from backend.errors import NotFound
 
@@ -50,13 +50,7 @@ class Pages:
 
 def session_principal(request: Request, services: Services) -> Principal | None:
     """Pages are for browsers: the session cookie only (API keys and JWTs use the /api routes)."""
-    claims = _session_claims(request, services)
-    if claims is None:
-        return None
-    try:
-        return services.principal_from_claims(claims, auth="session")
-    except ValueError:
-        return None
+    return services.session_caller(session_token(request.cookies)).principal
 
 
 def sign_in_context(request: Request, services: Services) -> dict[str, object]:

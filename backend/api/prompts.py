@@ -8,16 +8,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
-from backend.api.deps import PromptsWrite, ServicesDep, TenantContext, TenantDep, deny
+from backend.api.deps import PromptsRead, PromptsWrite, ServicesDep
 from backend.api.limits import MAX_VERSION
 from backend.api.params import Integer, IntegerOrNone
 from backend.auth.api_keys import people_behind
-from backend.auth.rbac import permissions_of
-from backend.chat_types import ChatRequest
+from backend.auth.guard import allowed
+from backend.chat.types import ChatRequest
 from backend.container import Services
 from backend.errors import Conflict, Forbidden, Invalid, NotFound
 from backend.prompts.diff import diff_versions
@@ -36,17 +36,7 @@ from backend.tenants import TenantConfig
 router = APIRouter(prefix="/api/t/{tenant}/prompts", tags=["prompts"])
 
 
-def _read_access(request: Request, services: ServicesDep, ctx: TenantDep) -> TenantContext:
-    """Members read their tenant's prompts; an API key needs prompts:read (or prompts:write)."""
-    scopes = ctx.principal.scopes
-    if scopes is not None and not ({"prompts:read", "prompts:write"} & scopes):
-        deny(request, services, 403, "this API key lacks the scope 'prompts:read'", code="missing_scope",
-             subject=ctx.principal.subject, tenant=ctx.tenant,
-             detail={"required": "prompts:read", "scopes": sorted(scopes)})
-    return ctx
-
-
-PromptsReader = Annotated[TenantContext, Depends(_read_access)]
+PromptsReader = PromptsRead  # members read their tenant's prompts; an API key needs prompts:read or :write
 
 
 # -- helpers ---------------------------------------------------------------------------------------------
@@ -191,7 +181,6 @@ def get_prompt(assistant: str, ctx: PromptsReader, services: ServicesDep) -> dic
     a = cfg.assistant(assistant)
     versions = [services.prompts.get(ctx.tenant, assistant, n).summary()
                 for n in reversed(services.prompts.versions(ctx.tenant, assistant))]
-    perms = permissions_of(ctx.principal, ctx.tenant)
     return {
         "name": assistant, "title": a.title, "description": a.description,
         "versions": versions, "latest": versions[0]["version"] if versions else 0,
@@ -201,7 +190,7 @@ def get_prompt(assistant: str, ctx: PromptsReader, services: ServicesDep) -> dic
         "variables_available": KNOWN_VARIABLES,
         "tiers": cfg.model_policy.allowed_tiers, "default_tier": cfg.model_policy.default_tier,
         "live_tiers": services.llm.tiers(), "tier_models": services.llm.tier_models(),
-        "you": {"subject": ctx.principal.subject, "can_write": "prompts:write" in perms,
+        "you": {"subject": ctx.principal.subject, "can_write": allowed(ctx.principal, ctx.tenant, "prompts:write"),
                 "can_approve": can_approve(ctx.principal, cfg)},
     }
 

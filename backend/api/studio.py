@@ -13,7 +13,7 @@ from fastapi.responses import FileResponse, HTMLResponse
 
 from backend.api.deps import ServicesDep, client_ip
 from backend.api.pages import Pages, session_principal, sign_in_context
-from backend.auth.principal import PROMPT_EDITOR
+from backend.auth.guard import allowed, is_operator
 from backend.settings import REPO_ROOT
 
 PAGES = Pages(Path(REPO_ROOT) / "ui" / "studio")
@@ -26,11 +26,11 @@ def studio(request: Request, services: ServicesDep, tenant: str | None = None) -
     principal = session_principal(request, services)
     if principal is None:
         return PAGES.page("login.html", status=401, **sign_in_context(request, services))
-    editable = [t for t in sorted(principal.tenants) if principal.has_role(t, PROMPT_EDITOR)
+    editable = [t for t in sorted(principal.tenants) if allowed(principal, t, "prompts:write")
                 and services.registry.get(t) is not None]
     chosen = tenant or (editable[0] if editable else None)
     if chosen is None or chosen not in editable:
-        member = chosen is not None and principal.is_member(chosen)
+        member = chosen is not None and allowed(principal, chosen, None)
         reason = "missing_role" if member or chosen is None else "tenant_mismatch"
         services.audit.record("denied", subject=principal.subject, tenant=chosen, route="/studio",
                               ip=client_ip(request), status=403, reason=reason,
@@ -40,7 +40,7 @@ def studio(request: Request, services: ServicesDep, tenant: str | None = None) -
         return PAGES.page("forbidden.html", status=403, user=principal.name,
                      tenant_name=" and ".join(names) or chosen, member=member or chosen is None,
                      editable=[(t, services.registry.get(t).name) for t in editable],
-                     no_department=not principal.tenants, operator=principal.is_platform_admin)
+                     no_department=not principal.tenants, operator=is_operator(principal))
     cfg = services.registry.get(chosen)
     assert cfg is not None
     return PAGES.page("studio.html", user=principal.name, subject=principal.subject, tenant=cfg.id,

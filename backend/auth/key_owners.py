@@ -15,8 +15,8 @@ from datetime import datetime
 from typing import Literal
 
 from backend.auth.api_keys import CLI_OWNER, aware
+from backend.auth.guard import allowed
 from backend.auth.principal import Principal
-from backend.auth.rbac import permissions_of
 from backend.db.engine import Database
 from backend.db.models import ApiKey, utcnow
 from backend.db.repositories.api_keys import list_api_keys
@@ -63,8 +63,8 @@ def review_keys(*, db: Database, tenant: str,
         status: OwnerStatus = "unknown"
         if seen is not None:
             principal = principals.get(key.owner or "")
-            held = permissions_of(principal, tenant) if principal is not None else frozenset()
-            status = "active" if set(key.scopes) <= held else "left"
+            holds = principal is not None and all(allowed(principal, tenant, scope) for scope in key.scopes)
+            status = "active" if holds else "left"
         out.append(KeyReview(key=key, state=key_state(key, now), owner_status=status,
                              owner_seen_at=seen[1] if seen is not None else None))
     return out

@@ -24,6 +24,7 @@ from typing import Any
 import jwt
 
 from backend.auth.claims import claims_to_principal
+from backend.auth.guard import allowed
 from backend.db.engine import Database
 from backend.db.models import BrowserSession
 from backend.db.repositories import sessions as repo
@@ -174,7 +175,7 @@ class SessionRegistry:
         if not isinstance(claims, dict):
             return False
         try:
-            return claims_to_principal(claims, self.registry, auth="session").is_member(tenant)
+            return allowed(claims_to_principal(claims, self.registry, auth="session"), tenant, None)
         except ValueError:
             return False
 

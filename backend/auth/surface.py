@@ -267,7 +267,6 @@ class SurfaceError(RuntimeError):
 # The dependencies that apply each guard on Atrium's own routes (backend/api/deps.py).
 _DEPENDENCY_GUARDS = {
     "get_platform_admin": PLATFORM_ADMIN,
-    "_read_access": tenant("prompts:read"),
     **{f"require_{p.replace(':', '_')}": tenant(p)
        for p in ("chat", "retrieval", "ingest", "prompts:read", "prompts:write", "admin")},
 }

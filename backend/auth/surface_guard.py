@@ -16,9 +16,9 @@ from urllib.parse import parse_qs
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from backend.auth.guard import decide, is_operator
 from backend.auth.origins import origin_of, own_origins
 from backend.auth.principal import Principal
-from backend.auth.rbac import permissions_of
 from backend.auth.session_cookie import scope_cookies
 from backend.auth.surface import CHAT_PREFIX, SOCKET_PATH, SurfaceTable
 
@@ -84,12 +84,11 @@ class SurfaceGuard:
                 await self._deny(scope, send, 404, "unknown_session",
                                  "no chat session of yours by that id: reload the chat page", subject=subject)
                 return
-            if guard.permission not in permissions_of(principal, tenant):
-                await self._deny(scope, send, 403, "missing_role",
-                                 f"this needs the {guard.permission} permission in {tenant!r} (tenant admins): "
-                                 "ask your administrator", subject=subject, tenant=tenant)
+            if (denial := decide(principal, tenant, guard.permission)) is not None:
+                await self._deny(scope, send, denial.status, denial.code, denial.message, subject=subject,
+                                 tenant=tenant)
                 return
-        elif guard.kind == "platform_admin" and not principal.is_platform_admin:
+        elif guard.kind == "platform_admin" and not is_operator(principal):
             await self._deny(scope, send, 403, "missing_role", "this needs the platform_admin role", subject=subject)
             return
         await self.app(scope, receive, send)

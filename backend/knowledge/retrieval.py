@@ -44,7 +44,7 @@ def rrf(rankings: list[list[Hit]], *, k: int = 60) -> list[tuple[Hit, float]]:
 
 @dataclass
 class Citation:
-    """A passage the chat cites (title, page/section, the quoted text); backend.chat re-exports it."""
+    """A passage the chat cites (title, page/section, the quoted text)."""
 
     chunk_id: str
     document_id: str

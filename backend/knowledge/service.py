@@ -15,12 +15,13 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from backend.auth.guard import AccessGuard
 from backend.auth.principal import Principal
-from backend.auth.rbac import REQUIRED_ROLE, permissions_of
+from backend.auth.request_context import client_ip
 from backend.db.engine import Database
 from backend.db.models import KbDocument
 from backend.db.repositories import documents as repo
-from backend.errors import AtriumError, Forbidden, Invalid, NotFound
+from backend.errors import AtriumError, Invalid, NotFound
 from backend.governance.audit import AuditLog
 from backend.knowledge import metadata_filter
 from backend.knowledge.ingest import IngestWorker
@@ -80,6 +81,7 @@ class KnowledgeService:
         self.db = db
         self.registry = registry
         self.audit = audit
+        self.access = AccessGuard(audit=audit, configured=lambda tenant: registry.get(tenant) is not None)
         self.store = store
         self.retrieval = retrieval
         self.worker = worker
@@ -89,21 +91,7 @@ class KnowledgeService:
     # -- access -------------------------------------------------------------------------------------------------
 
     def authorize(self, principal: Principal, tenant: str, permission: str, *, route: str = "knowledge") -> None:
-        if self.registry.get(tenant) is None or not principal.is_member(tenant):
-            self._deny(principal, tenant, route, "tenant_mismatch", f"you are not a member of tenant {tenant!r}")
-        if permission not in permissions_of(principal, tenant):
-            if principal.scopes is not None:
-                self._deny(principal, tenant, route, "missing_scope",
-                           f"this API key lacks the scope {permission!r}")
-            need = REQUIRED_ROLE.get(permission, "member")
-            self._deny(principal, tenant, route, "missing_role",
-                       f"adding or deleting documents needs the {need} role in {tenant!r}" if permission == "ingest"
-                       else f"this needs the {permission} permission in {tenant!r}")
-
-    def _deny(self, principal: Principal, tenant: str, route: str, code: str, message: str) -> None:
-        self.audit.record("denied", subject=principal.subject, tenant=tenant, route=route, status=403,
-                          reason=code, detail={"message": message})
-        raise Forbidden(message, code=code)
+        self.access.check(principal, tenant, permission, route=route, ip=client_ip.get())
 
     def store_for(self, principal: Principal, tenant: str, *, permission: str = "retrieval") -> TenantStore:
         """The only way to a vector-store handle: for a tenant the principal belongs to."""

@@ -18,9 +18,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from backend.llm.routing import _CODE_RE, _LIGHT_RULES
+from backend.llm.text_rules import CODE_RE, LIGHT_RULES
 
-_LIGHT = dict(_LIGHT_RULES)  # rewrite and classification openers, shared with auto routing
+_LIGHT = dict(LIGHT_RULES)  # rewrite and classification openers, shared with auto routing
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +169,7 @@ def _conversational(text: str) -> str | None:
 
 def conversational(message: str) -> str | None:
     """The kind of a purely social message ("greeting", "thanks", "reaction", "small talk", "emoji or
-    punctuation only"), else None. Such a message needs no retrieval query either (backend/query_rewrite.py)."""
+    punctuation only"), else None. Such a message needs no retrieval query either (backend/chat/rewrite.py)."""
     text = message.strip()
     return _conversational(text) if text else None
 
@@ -289,7 +289,7 @@ def _task(text: str, *, follow_up: bool) -> str | None:
                 and _QUOTED_RE.search(text)):
             return "classification of supplied text into the options it lists"
     if code and _only_one_request(instruction) and not _COMPANY_RE.search(low) and (
-            _CODE_RE.search(low) or _CODE_TASK_RE.search(low)):
+            CODE_RE.search(low) or _CODE_TASK_RE.search(low)):
         return "code question with its own code"
     return None
 

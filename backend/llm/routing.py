@@ -19,45 +19,15 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from backend.llm.knowledge_need import needs_knowledge
+from backend.llm.text_rules import CODE_RE, HEAVY_RULES, LIGHT_RULES, QUOTE_RE, tokens
+
 MODEL_PATH = Path(__file__).with_name("routing_model.json")
-
-_WORD_RE = re.compile(r"[a-z0-9][a-z0-9'\-]*")
-_CODE_RE = re.compile(r"`|\b(sql|bash|python|terraform|yaml|regex|script|dbt|json|function)\b")
-_QUOTE_RE = re.compile(r"[\"'“‘][^\"'”’]{12,}[\"'”’]|:\s*$")
-
-
-def tokens(text: str) -> list[str]:
-    return _WORD_RE.findall(text.lower())
-
-
-# Task-type keyword rules: features of the model, and on their own the baseline bench/routing compares.
-
-_HEAVY_RULES = [
-    ("code", _CODE_RE),
-    ("code", re.compile(r"\b(in (go|rust|java|typescript|python)|tests? for|query|implement|refactor|snippet)\b")),
-    ("comparison", re.compile(r"\b(compare|comparison|vs\.?|versus|differ|difference|differences|combine|"
-                              r"which fits|which is better)\b")),
-    ("reasoning", re.compile(r"\b(why|explain|walk me through|reason|should (i|we)|what if|if .* then)\b")),
-    ("plan or draft", re.compile(r"\b(plan|draft|write|design|outline|strategy|proposal|step-by-step|steps|"
-                                 r"runbook|playbook|guide|briefing|program|organi[sz]e|doc)\b")),
-    ("open-ended", re.compile(r"\b(think through|pros|cons|edge cases|trade-?offs?|implications|risks?|"
-                              r"recommend|approach|best way|how should|how would|when would)\b")),
-    ("synthesis", re.compile(r"\b(summari[sz]e (all|every|across)|across|overall|analy[sz]e|analysis)\b")),
-]
-_LIGHT_RULES = [
-    ("rewrite", re.compile(r"^(rewrite|reword|rephrase|shorten|make this|turn this|clean up|fix the grammar|"
-                           r"translate)")),
-    ("title", re.compile(r"^(title|name this|give (this|me) a (title|name)|suggest a title)")),
-    ("classification", re.compile(r"^(classify|categori[sz]e|is this|which category|tag this)")),
-]
-
 
 def features(text: str, previous: str | None = None) -> dict[str, float]:
     """Sparse features; names are stable strings so the weights file stays readable. `previous`: on a
     follow-up turn, the user's message before this one ("add the error responses" continues a code task;
     "shorter pls" rewrites the last answer, whatever it was)."""
-    from backend.llm.knowledge_need import needs_knowledge  # (it imports this module's rules)
-
     feats = _text_features(text)
     if previous is not None:
         feats.update(_followup_features(text, previous))
@@ -84,15 +54,15 @@ def _text_features(text: str) -> dict[str, float]:
             feats[f"len>{cut}"] = 1.0
     feats["log_len"] = math.log1p(n) / 4
     feats["questions"] = min(text.count("?"), 3) / 3
-    if _CODE_RE.search(text.lower()):
+    if CODE_RE.search(text.lower()):
         feats["code"] = 1.0
-    if _QUOTE_RE.search(text):
+    if QUOTE_RE.search(text):
         feats["quoted"] = 1.0
     if re.search(r"\d", text):
         feats["digits"] = 1.0
     if " and " in text.lower() and "?" in text:
         feats["and_question"] = 1.0
-    for name in _matching(_HEAVY_RULES + _LIGHT_RULES, text.lower().strip()):
+    for name in _matching(HEAVY_RULES + LIGHT_RULES, text.lower().strip()):
         feats[f"rule:{name}"] = 1.0
     return feats
 
@@ -135,11 +105,11 @@ def _followup_features(text: str, previous: str) -> dict[str, float]:
     if len(before) > 15:
         feats["fu:prev_long"] = 1.0
     low = previous.lower().strip()
-    for name in _matching(_HEAVY_RULES, low):
+    for name in _matching(HEAVY_RULES, low):
         feats[f"fu:prev:{name}"] = 1.0
         if short:
             feats[f"fu:short_after:{name}"] = 1.0
-    for name in _matching(_LIGHT_RULES, low):
+    for name in _matching(LIGHT_RULES, low):
         feats[f"fu:prev:{name}"] = 1.0
     return feats
 
@@ -183,12 +153,12 @@ class QueryClassifier:
 def rules_classify(text: str, previous: str | None = None) -> Classification:
     """Keyword rules on the message alone (`previous` is accepted for the classifiers' common signature)."""
     low = text.lower().strip()
-    for name, rule in _LIGHT_RULES:
+    for name, rule in LIGHT_RULES:
         if rule.search(low):
             return Classification("light", 0.0, f"light ({name})")
     if len(tokens(low)) <= 4:
         return Classification("light", 0.0, "light (short)")
-    for name, rule in _HEAVY_RULES:
+    for name, rule in HEAVY_RULES:
         if rule.search(low):
             return Classification("heavy", 1.0, f"heavy ({name})")
     return Classification("light", 0.0, "light (no heavy signal)")

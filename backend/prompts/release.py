@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from backend.auth.principal import TENANT_ADMIN, Principal
+from backend.auth.guard import allowed
+from backend.auth.principal import Principal
 from backend.tenants import TenantConfig
 
 PRODUCTION = "production"
@@ -20,7 +21,7 @@ def approval_refusal(principal: Principal, tenant: TenantConfig, label: str,
     """
     if label != PRODUCTION or not tenant.require_approval:
         return None
-    if not principal.has_role(tenant.id, TENANT_ADMIN):
+    if not allowed(principal, tenant.id, "admin"):
         return (f"{tenant.name} requires approval: only a tenant admin can move production. "
                 "Promote to staging and ask an admin to approve it.")
     if principal.people & set(authors):
@@ -30,4 +31,4 @@ def approval_refusal(principal: Principal, tenant: TenantConfig, label: str,
 
 
 def can_approve(principal: Principal, tenant: TenantConfig) -> bool:
-    return not tenant.require_approval or principal.has_role(tenant.id, TENANT_ADMIN)
+    return not tenant.require_approval or allowed(principal, tenant.id, "admin")

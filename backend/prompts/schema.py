@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-# The variables the chat pipeline fills in (backend/chat.py); a prompt may only declare these.
+# The variables the chat pipeline fills in (backend/chat/pipeline.py); a prompt may only declare these.
 KNOWN_VARIABLES: dict[str, str] = {
     "user_name": "the name of the person chatting",
     "tenant_name": "the department's name",

@@ -84,7 +84,7 @@ def _fingerprint() -> str:
     h.update(DATA.read_bytes())
     for module in ("backend/chat.py", "backend/query_rewrite.py"):  # history rules, the rewrite prompt
         h.update((ROOT / module).read_bytes())
-    from backend.conversations import title_messages
+    from backend.chat.conversations import title_messages
     h.update(inspect.getsource(title_messages).encode() + FILLER.encode())
     return h.hexdigest()[:16]
 
@@ -122,10 +122,10 @@ def _answer_text(n_tokens: int, source: str) -> str:
 
 
 async def _measure(conversations: list[dict], answer_tokens: dict[str, int]) -> list[dict]:
-    from backend.chat_types import ChatRequest
+    from backend.chat.conversations import title_messages
+    from backend.chat.rewrite import SYSTEM as REWRITE_SYSTEM
+    from backend.chat.types import ChatRequest
     from backend.container import build_services
-    from backend.conversations import title_messages
-    from backend.query_rewrite import SYSTEM as REWRITE_SYSTEM
     from backend.seed import seed_demo
     from backend.settings import Settings
 

@@ -97,7 +97,7 @@ def load(paths: list[Path], args: argparse.Namespace) -> list[Row]:
 def no_context_tokens(row: dict) -> int:
     """Input tokens if the pipeline sent a question with no relevant passages to the model anyway
     (hypothetical: today it answers "I don't know" without a model call)."""
-    from backend.chat import NO_CONTEXT
+    from backend.chat.pipeline import NO_CONTEXT
     from backend.prompts.store import render
     from backend.tenants import TenantRegistry
 

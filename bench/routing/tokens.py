@@ -55,7 +55,7 @@ def load_rows(paths: list[Path] = DATA_FILES) -> list[dict]:
 
 def fingerprint(rows: list[dict]) -> str:
     """Everything the counts depend on; a change means the cache is stale."""
-    from backend.chat import NO_CONTEXT, _format_context
+    from backend.chat.pipeline import NO_CONTEXT, _format_context
     from backend.settings import Settings
 
     s = Settings()
@@ -98,8 +98,8 @@ class _RecordingLLM:
 async def _measure(rows: list[dict]) -> dict[str, dict[str, int]]:
     import litellm
 
-    from backend.chat import NO_ANSWER
-    from backend.chat_types import ChatRequest
+    from backend.chat.pipeline import NO_ANSWER
+    from backend.chat.types import ChatRequest
     from backend.container import build_services
     from backend.seed import seed_demo
     from backend.settings import Settings

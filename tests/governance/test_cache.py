@@ -9,7 +9,7 @@ import shutil
 import pytest
 from sqlmodel import select
 
-from backend.chat_types import ChatRequest
+from backend.chat.types import ChatRequest
 from backend.db.models import ChatTurn
 from backend.governance.cache import MemoryCache, RedisCache, ResponseCache, cache_key, normalise_question
 from backend.settings import REPO_ROOT

@@ -25,7 +25,7 @@ async def test_admin_attachments_are_ingested_member_attachments_refused(server)
     async with ChainlitSession(server.url, alice, chat_profile="sales/sales-assistant") as chat:
         # Refused by the upload route itself (the paperclip is hidden for her, but the route was open to all).
         refused = await chat.upload("pricing-rules.md", PRICING, "text/markdown")
-    assert refused.status_code == 403 and "tenant admins" in refused.json()["detail"]
+    assert refused.status_code == 403 and "tenant_admin role" in refused.json()["detail"]
     docs = httpx.get(f"{server.url}/api/t/sales/documents", cookies=alice).json()["documents"]
     assert docs == []
 

@@ -14,7 +14,7 @@ import openai
 import pytest
 import yaml
 
-from backend.chat_types import ChatRequest, TurnResult
+from backend.chat.types import ChatRequest, TurnResult
 from backend.llm.router import ModelsConfig, live_deployments, retirement, table_entry
 from tests.conftest import REPO, TEST_TODAY, session_cookie_for
 from tests.llm.fakes import FakeAnthropic, FakeOpenAI, make_config_dir, sdk_for, set_tenant

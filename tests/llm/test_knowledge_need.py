@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from backend.chat import NO_ANSWER, NO_CONTEXT
+from backend.chat.pipeline import NO_ANSWER, NO_CONTEXT
 from backend.knowledge.cli import ingest_paths
 from backend.llm.knowledge_need import conversational, needs_knowledge
 from backend.settings import REPO_ROOT
@@ -166,7 +166,7 @@ def test_company_questions_need_the_knowledge_base(message: str) -> None:
 
 @pytest.mark.parametrize(("message", "reason"), [(m, r) for m, r in NO_KB if r in SOCIAL])
 def test_social_messages_after_history_and_without_a_rewrite(message: str, reason: str) -> None:
-    # After an answer too; and the query rewrite (backend/query_rewrite.py) skips them by the same check.
+    # After an answer too; and the query rewrite (backend/chat/rewrite.py) skips them by the same check.
     need = needs_knowledge(message, follow_up=True)
     assert (need.needed, need.reason) == (False, reason)
     assert conversational(message) == reason

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from sqlmodel import select
 
-from backend.chat_types import ChatRequest
+from backend.chat.types import ChatRequest
 from backend.db.models import ChatTurn
 from backend.errors import BadRequest
 from backend.llm.local_provider import LocalLlama

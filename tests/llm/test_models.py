@@ -9,7 +9,7 @@ import litellm
 import pytest
 from sqlmodel import select
 
-from backend.chat_types import ChatRequest
+from backend.chat.types import ChatRequest
 from backend.db.models import ChatTurn
 from backend.errors import BadRequest, Invalid, UpstreamError
 from backend.settings import Settings

@@ -8,7 +8,7 @@ import asyncio
 import pytest
 from sqlmodel import select
 
-from backend.chat_types import ChatRequest
+from backend.chat.types import ChatRequest
 from backend.db.models import ChatTurn
 from backend.errors import QuotaExceeded, UpstreamError
 from tests.llm.fakes import FakeOpenAI

@@ -1,4 +1,4 @@
-"""Follow-up turns are retrieved with a standalone query (backend/query_rewrite.py): rewritten by `fast` as an
+"""Follow-up turns are retrieved with a standalone query (backend/chat/rewrite.py): rewritten by `fast` as an
 internal task when a provider serves it, else (local only, or the rewrite failed) the previous questions +
 the message. Real retriever on the demo sales documents; models through LiteLLM mock_response or a local
 server speaking OpenAI's protocol."""
@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from sqlmodel import select
 
+from backend.chat.rewrite import clean, deterministic_query
 from backend.db.models import ChatTurn
 from backend.db.repositories.usage import sum_usage
 from backend.errors import QuotaExceeded
 from backend.knowledge.cli import ingest_paths
-from backend.query_rewrite import clean, deterministic_query
 from backend.settings import REPO_ROOT
 from tests.llm.fakes import FakeOpenAI, mock
 from tests.llm.test_models import alice, run
@@ -247,7 +247,7 @@ def test_the_rewrite_sees_only_this_turns_conversation(model_services):
         # Maria (sales and finance) first talks to the finance assistant about a finance-only project.
         maria = svc.principal_from_claims({"sub": "maria", "preferred_username": "maria",
                                            "groups": ["sales", "finance"]})
-        from backend.chat_types import ChatRequest
+        from backend.chat.types import ChatRequest
 
         finance = ChatRequest(tenant="finance", assistant="finance-assistant", message="And its sample size?",
                               tier="smart", history=[{"role": "user", "content": "What is GREENMARTEN-Ledger?"},
@@ -298,6 +298,6 @@ def test_deterministic_query_keeps_the_last_two_questions():
     ("who approves?", False),  # too short to carry its own subject
 ])
 def test_which_follow_ups_stand_alone(message, alone):
-    from backend.query_rewrite import stands_alone
+    from backend.chat.rewrite import stands_alone
 
     assert stands_alone(message) is alone

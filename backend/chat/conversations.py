@@ -19,17 +19,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
 
-from backend.auth.principal import PROMPT_EDITOR, Principal
+from backend.auth.guard import AccessGuard, allowed
+from backend.auth.principal import Principal
 from backend.auth.request_context import client_ip
 from backend.db.engine import Database
 from backend.db.models import ChatUser, Conversation, ConversationElement, ConversationStep
 from backend.db.repositories import conversations as repo
-from backend.errors import AtriumError, Forbidden
+from backend.errors import AtriumError
 from backend.governance.audit import AuditLog
 from backend.tenants import TenantRegistry
 
 if TYPE_CHECKING:
-    from backend.chat import ChatService
+    from backend.chat.pipeline import ChatService
 
 log = logging.getLogger("atrium.chat")
 
@@ -63,6 +64,7 @@ class ConversationService:
         self.db = db
         self.registry = registry
         self.audit = audit
+        self.access = AccessGuard(audit=audit, configured=lambda tenant: registry.get(tenant) is not None)
         self.chat = chat
         self.titles = titles
         self._denied: dict[tuple[str, str, str], float] = {}  # (subject, conversation/message, action) -> when
@@ -87,8 +89,8 @@ class ConversationService:
         """None when the principal may not chat there (the chat turn itself refuses and audits that) or the
         id is taken by a conversation of someone else."""
         config = self.registry.get(tenant)
-        if (not principal.is_member(tenant) or config is None or config.assistant(assistant) is None
-                or (label != "production" and not principal.has_role(tenant, PROMPT_EDITOR))):
+        if (config is None or config.assistant(assistant) is None
+                or not allowed(principal, tenant, "chat" if label == "production" else "prompts:write")):
             return None
         row = Conversation(id=conversation_id, tenant=tenant, subject=principal.subject, assistant=assistant,
                            label=label, title=_clip_title(title) if title else None,
@@ -106,7 +108,7 @@ class ConversationService:
             return None
         if row.deleted and row.subject == principal.subject:
             return None  # the owner deleted it: gone, not a denial
-        if row.subject != principal.subject or not principal.is_member(row.tenant):
+        if row.subject != principal.subject or not allowed(principal, row.tenant, None):
             reason = "not_owner" if row.subject != principal.subject else "not_member"
             self._deny(principal, row.tenant, reason, {"conversation": conversation_id, "action": action})
             return None
@@ -293,10 +295,7 @@ class ConversationService:
         user's comment. A rating shares that one exchange with the tenant's prompt editors (README); who rated
         is not shown. Only answers of a prompt version count: a rating under a refusal or a status message (no
         model turn of this tenant behind it) says nothing about a prompt."""
-        if not principal.has_role(tenant, PROMPT_EDITOR):
-            self.audit.record("denied", subject=principal.subject, tenant=tenant, route="feedback:report",
-                              status=403, reason="missing_role")
-            raise Forbidden("only prompt editors and tenant admins see the feedback", code="missing_role")
+        self.access.check(principal, tenant, "prompts:write", route="feedback:report", ip=client_ip.get())
         with self.db.session() as session:
             counts = repo.feedback_summary(session=session, tenant=tenant, assistant=assistant)
             rated = repo.rated_steps(session=session, tenant=tenant, assistant=assistant, value=value,

@@ -14,7 +14,7 @@ from datetime import date
 from typing import Any
 
 from backend.auth.principal import Principal
-from backend.chat_types import ChatRequest, Retriever, TurnResult
+from backend.chat.types import ChatRequest, Retriever, TurnResult
 from backend.db.models import ChatTurn
 from backend.governance.cache import ResponseCache
 from backend.knowledge.retrieval import Citation

@@ -14,10 +14,14 @@ from dataclasses import replace
 from datetime import date
 from typing import Any
 
+from backend.auth.guard import AccessGuard
 from backend.auth.principal import Principal
 from backend.auth.request_context import client_ip
-from backend.chat_errors import as_atrium_error
-from backend.chat_types import MAX_MESSAGE_CHARS, ChatRequest, Retriever, TurnResult
+from backend.chat.cache import TurnCache
+from backend.chat.errors import as_atrium_error
+from backend.chat.rewrite import TASK as QUERY_REWRITE
+from backend.chat.rewrite import QueryRewriter
+from backend.chat.types import MAX_MESSAGE_CHARS, ChatRequest, Retriever, TurnResult
 from backend.db.engine import Database
 from backend.db.models import ChatTurn
 from backend.db.repositories.usage import insert_turns, new_turn
@@ -31,10 +35,7 @@ from backend.llm.knowledge_need import conversational, needs_knowledge
 from backend.llm.routing import QueryClassifier, decide
 from backend.llm.service import Completion, Delta, LLMService
 from backend.prompts.store import PromptNotFound, PromptStore, PromptVersion, render
-from backend.query_rewrite import TASK as QUERY_REWRITE
-from backend.query_rewrite import QueryRewriter
 from backend.tenants import TenantRegistry
-from backend.turn_cache import TurnCache
 
 log = logging.getLogger("atrium.chat")
 
@@ -46,6 +47,10 @@ NO_ANSWER = ("I don't know — nothing in the {tenant} knowledge base covers thi
              "an administrator to add the document that answers it.")
 
 
+# What a turn needs besides membership, by the channel it came from (everything else needs `chat`).
+_PERMISSION: dict[str, str | None] = {"studio": "prompts:write", "internal": None}
+
+
 class ChatService:
     def __init__(self, *, db: Database, registry: TenantRegistry, prompts: PromptStore, llm: LLMService,
                  retriever: Retriever | None = None, quotas: QuotaService | None = None,
@@ -55,6 +60,8 @@ class ChatService:
                  audit: AuditLog | None = None) -> None:
         self.db = db
         self.audit = audit
+        self.access = AccessGuard(audit=audit if audit is not None else _NoAudit(),
+                                  configured=lambda tenant: registry.get(tenant) is not None)
         self.registry = registry
         self.prompts = prompts
         self.llm = llm
@@ -68,13 +75,13 @@ class ChatService:
 
     # -- authorisation: re-checked on every turn, whatever the UI showed --------------------------------
 
-    def authorize(self, principal: Principal, tenant: str, assistant: str | None) -> None:
-        """`assistant=None`: a plain completion (no assistant involved)."""
-        if not principal.is_member(tenant):
-            raise Forbidden(f"you are not a member of tenant {tenant!r}", code="tenant_mismatch")
+    def authorize(self, principal: Principal, tenant: str, assistant: str | None, *,
+                  permission: str | None = "chat", route: str = "chat") -> None:
+        """`assistant=None`: a plain completion (no assistant involved). `permission`: what the turn needs —
+        `chat`, a studio try `prompts:write`, an internal task (a title, a query rewrite) only membership."""
+        self.access.check(principal, tenant, permission, route=route, ip=client_ip.get())
         cfg = self.registry.get(tenant)
-        if cfg is None:
-            raise NotFound(f"unknown tenant {tenant!r}", code="tenant_not_found")
+        assert cfg is not None  # the guard refuses a tenant that is not configured
         if assistant is not None and cfg.assistant(assistant) is None:
             self.audit_foreign_assistant(principal, tenant, assistant, route="chat:assistant")
             raise NotFound(f"tenant {tenant!r} has no assistant {assistant!r}", code="assistant_not_found")
@@ -92,7 +99,11 @@ class ChatService:
     async def stream(self, principal: Principal, req: ChatRequest) -> AsyncIterator[str | TurnResult]:
         """Yields answer text as it is generated, then one TurnResult."""
         plain = req.messages is not None
-        self.authorize(principal, req.tenant, None if plain else req.assistant)
+        # A label other than production (the staging profile) is for prompt editors, whatever the channel.
+        permission = "prompts:write" if not plain and req.label != "production" else _PERMISSION.get(req.channel,
+                                                                                                    "chat")
+        self.authorize(principal, req.tenant, None if plain else req.assistant, permission=permission,
+                       route=f"chat:{req.channel}")
         if len(req.message) > MAX_MESSAGE_CHARS:
             raise Invalid(f"the message is too long ({len(req.message):,} characters; the limit is "
                           f"{MAX_MESSAGE_CHARS:,}): shorten it, or add long text to the knowledge base as a document",
@@ -416,3 +427,10 @@ def _opt_float(v: Any) -> float | None:
 
 def _opt_int(v: Any) -> int | None:
     return int(v) if v is not None else None
+
+
+class _NoAudit:
+    """For a ChatService built without an audit log (tests of the pipeline alone): refusals are only raised."""
+
+    def record(self, kind: str, **fields: Any) -> None:
+        return None
