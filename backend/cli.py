@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import os
+import signal
 import sys
 
 from pydantic import ValidationError
@@ -32,6 +33,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from backend.settings import proxy_list
 
     settings = get_settings()
+    if (busy := _port_taken(args.host, args.port)) is not None:
+        print(f"error: {args.host}:{args.port}: cannot listen there ({busy}): stop what uses it, or pass another "
+              "--port", file=sys.stderr)
+        return 2
     try:
         proxies = settings.trusted_proxy_list if args.forwarded_allow_ips is None \
             else proxy_list(args.forwarded_allow_ips)
@@ -47,8 +52,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"Atrium: open http://{shown_host}:{args.port}{hint}", flush=True)
     # log_config=None: uvicorn's own loggers go through our JSON-lines handler too.
     uvicorn.run(application, host=args.host, port=args.port, log_level="info", log_config=None,
-                http=head_limited_protocol(settings.max_header_kb * 1024), **proxy_options(proxies))
+                http=head_limited_protocol(settings.max_header_kb * 1024, settings.header_timeout_s),
+                **proxy_options(proxies))
     return 0
+
+
+def _port_taken(host: str, port: int) -> str | None:
+    """Why the server could not listen at host:port, checked before the app is built (minutes of model loading
+    for nothing otherwise), or None when it can."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            return exc.strerror or str(exc)
+    return None
 
 
 def cmd_migrate(_args: argparse.Namespace) -> int:
@@ -225,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     from backend.config_files import ConfigError
 
     args = build_parser().parse_args(argv)
+    # `atrium keys list | head`: a reader that stops early is not an error (no BrokenPipeError traceback).
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     try:
         rc = int(args.func(args) or 0)
     except ValidationError as exc:

@@ -147,6 +147,24 @@ def test_serve_with_an_unreachable_database_is_one_line_without_the_password(tmp
     assert "s3cret" not in line
 
 
+def test_serve_on_a_port_in_use_is_one_line_before_anything_loads(tmp_path):
+    import socket
+
+    from tests.conftest import _SCRUB
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if k not in _SCRUB}
+        env.update(ATRIUM_DATA_DIR=str(tmp_path / "data"), PYTHONPATH=str(REPO))
+        done = subprocess.run([sys.executable, "-m", "backend.cli", "serve", "--port", str(port)], cwd=tmp_path,
+                              env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "Atrium: open" not in done.stdout
+    assert _error_line(done).startswith(f"error: 127.0.0.1:{port}: cannot listen there (")
+    assert "stop what uses it, or pass another --port" in done.stderr
+
+
 def test_serve_prints_the_banner_on_stdout_and_only_json_lines_on_stderr(tmp_path):
     import json
     import time

@@ -54,6 +54,12 @@ class LocalLlama(CustomLLM):
     def model_path(self) -> Path:
         return self._model_path or default_model_path()
 
+    @property
+    def max_output_tokens(self) -> int:
+        """The most an answer can hold: the context window (ATRIUM_LLM_CONTEXT), which its prompt shares. A larger
+        max_tokens asks for nothing more (llama.cpp stops at the window) and is refused as a caller's mistake."""
+        return self._n_ctx
+
     def available(self) -> bool:
         return self.unavailable_reason() is None
 

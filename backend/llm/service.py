@@ -325,13 +325,16 @@ class LLMService:
         return final
 
     def max_output_tokens(self, tier: str) -> tuple[int, str] | None:
-        """(the smallest output limit among the tier's live models, that model) per LiteLLM's model table, or
-        None when no model of the tier has a known limit (local, self-hosted)."""
+        """(the smallest output limit among the tier's live models, that model) per LiteLLM's model table (the
+        in-process model: its context window), or None when no model of the tier has a known limit (self-hosted)."""
         if tier not in self._max_output:
             import litellm
 
             limits: list[tuple[int, str]] = []
             for model in self.live.live.get(tier, []):
+                if model.startswith("local/"):  # every local/* is the one in-process model (register())
+                    limits.append((self.local.max_output_tokens, model))
+                    continue
                 try:
                     limit = litellm.get_model_info(model).get("max_output_tokens")
                 except Exception:
@@ -367,7 +370,8 @@ class LLMService:
 
     def _linear_rates(self, model: str) -> tuple[float, float] | None:
         """Per-token prices from LiteLLM's table, looked up once per model, when the model's price is
-        flat (no tiers such as `input_cost_per_token_above_200k_tokens`); else None (ask LiteLLM each time)."""
+        flat (no tiers such as `input_cost_per_token_above_200k_tokens`, no `tiered_pricing` ranges: such a
+        model's flat price is 0); else None (ask LiteLLM each time). tests/llm/test_litellm_internals.py"""
         if model in self._rates:
             return self._rates[model]
         import litellm
@@ -377,7 +381,7 @@ class LLMService:
         except Exception:
             info = None
         rates = None
-        if info and not any(_TIERED.search(k) and v for k, v in info.items()):
+        if info and not info.get("tiered_pricing") and not any(_TIERED.search(k) and v for k, v in info.items()):
             rates = (float(info.get("input_cost_per_token") or 0.0), float(info.get("output_cost_per_token") or 0.0))
         self._rates[model] = rates
         return rates

@@ -1,6 +1,6 @@
 """The in-process model (backend/llm/local_provider.py), for real (SmolLM2 via llama.cpp): a caller that goes
-away stops the generation (one model serves every tenant), and a message longer than its context is the
-caller's 400, not a 502 "try again"."""
+away stops the generation (one model serves every tenant), and a message longer than its context, or a
+max_tokens larger than it, is the caller's 400, not a 502 "try again" or minutes of the one model's time."""
 
 from __future__ import annotations
 
@@ -8,10 +8,13 @@ import asyncio
 import os
 from typing import Any
 
+import openai
 import pytest
 from sqlmodel import select
 
+from backend.auth.api_keys import issue_key
 from backend.chat.types import ChatRequest
+from backend.db.engine import Database, make_engine
 from backend.db.models import ChatTurn
 from backend.errors import BadRequest
 from backend.llm.local_provider import LocalLlama
@@ -70,6 +73,30 @@ def test_a_message_longer_than_the_context_is_the_callers_400(services):
         asyncio.run(services.chat.run(alice, req))
     assert caught.value.status_code == 400 and caught.value.code == "context_length_exceeded"
     assert "holds 2048 (ATRIUM_LLM_CONTEXT): shorten it" in caught.value.message
+
+
+def test_max_tokens_beyond_the_local_models_context_is_the_callers_400(live_server):
+    """Red team: `max_tokens` 100,000 on the `local` tier, whose context is 2048 tokens (ATRIUM_LLM_CONTEXT), was
+    taken; three such calls from one tenant held the process-wide model lock for about 90 s. Like a provider tier's
+    output limit, the local model's is a 400 `max_tokens_too_large` naming it, before the model is called."""
+    engine = make_engine(f"sqlite:///{live_server.data_dir / 'atrium.db'}")
+    try:
+        key = issue_key(db=Database(engine), tenant="sales", scopes=["chat"]).token
+    finally:
+        engine.dispose()
+    client = openai.OpenAI(base_url=f"{live_server.url}/api/t/sales/v1", api_key=key, max_retries=0, timeout=120)
+    ask = [{"role": "user", "content": "Say hello."}]
+    answered = "select id from chat_turn where tier = 'local' and completion_tokens > 0"
+    before = len(live_server.rows(answered))
+    for field in ("max_tokens", "max_completion_tokens"):
+        with pytest.raises(openai.BadRequestError) as caught:
+            client.chat.completions.create(model="local", messages=ask, **{field: 100_000})
+        error = caught.value.body
+        assert error["code"] == "max_tokens_too_large", error
+        assert "local tier can write (2048 for local/smollm2); lower max_tokens" in error["message"], error
+    assert len(live_server.rows(answered)) == before  # the model wrote nothing for them
+    done = client.chat.completions.create(model="local", messages=ask, max_tokens=2048, temperature=0.0)
+    assert done.choices[0].message.content  # the window itself is a valid request
 
 
 def test_a_stream_closed_mid_answer_is_recorded_as_cancelled_with_what_was_generated(services):
