@@ -29,8 +29,8 @@ from fastapi import HTTPException
 from backend.auth.guard import principal_of_claims
 from backend.auth.principal import Principal
 from backend.auth.request_context import request_line
+from backend.chat.conversation_views import ChatUserView, ConversationView, ElementView, StepView
 from backend.container import Services
-from backend.db.models import ChatUser, Conversation, ConversationElement, ConversationStep
 from ui.chat_text import markdown_data_url
 from ui.profiles import parse_profile, profile_name
 
@@ -145,7 +145,7 @@ class AtriumDataLayer(BaseDataLayer):
             await self._call(self._conversations.delete, principal, thread_id)
 
     async def _ensure(self, principal: Principal, thread_id: str, *,
-                      first_message: str | None = None) -> Conversation | None:
+                      first_message: str | None = None) -> ConversationView | None:
         """The caller's thread; created from the session's chat profile on its first message."""
         conversation = await self._call(self._conversations.get, principal, thread_id)
         if conversation is not None:
@@ -256,7 +256,7 @@ def _of_this_session(thread_id: str) -> bool:
     return ctx is None or not isinstance(ctx.session, WebsocketSession) or ctx.session.thread_id == thread_id
 
 
-def _verified(row: ChatUser) -> PersistedUser:
+def _verified(row: ChatUserView) -> PersistedUser:
     """The user Chainlit just authenticated: remembered as this request's caller, handed back to Chainlit."""
     _verified_caller.set((row.identifier, row.claims))
     return PersistedUser(id=row.identifier, identifier=row.identifier, display_name=row.display_name,
@@ -272,7 +272,7 @@ def _attempted() -> str:
     return "read"
 
 
-def _thread(c: Conversation, steps: list[ConversationStep], elements: list[ConversationElement] | None = None, *,
+def _thread(c: ConversationView, steps: list[StepView], elements: list[ElementView] | None = None, *,
             listed: bool = False, department: str | None = None) -> ThreadDict:
     name = c.title or "New conversation"
     if listed and c.label == "staging":  # a prompt editor's tries are told apart from the real conversations
@@ -291,7 +291,7 @@ def _thread(c: Conversation, steps: list[ConversationStep], elements: list[Conve
     )
 
 
-def _element(e: ConversationElement) -> dict:
+def _element(e: ElementView) -> dict:
     """A stored text panel as Chainlit's element dict. The browser fetches a text element's `url` for its
     content: a data: URL carries it from this (owner-checked) answer, so no file or extra route serves it."""
     return {"id": e.id, "threadId": e.conversation_id, "type": "text", "name": e.name, "display": e.display,
@@ -301,7 +301,7 @@ def _element(e: ConversationElement) -> dict:
             "autoPlay": None, "playerConfig": None}
 
 
-def _step(s: ConversationStep) -> dict:
+def _step(s: StepView) -> dict:
     at = _iso(s.created_at)
     step: dict[str, Any] = {"id": s.id, "threadId": s.conversation_id, "parentId": s.parent_id, "name": s.name,
                             "type": s.type, "output": s.output, "input": "", "createdAt": at, "start": at, "end": at,

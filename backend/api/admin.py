@@ -1,9 +1,10 @@
 """Audit log and tenant overview: platform admins across tenants (explicit, itself audited), and each
-tenant admin for their own tenant."""
+tenant admin for their own tenant (redacted). The rules and the audit log entries are governance's (audit_view.py,
+operators.py); this module parses and shapes."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
@@ -12,10 +13,7 @@ from pydantic import BaseModel
 from backend.api.deps import PlatformAdmin, ServicesDep, TenantAdmin, client_ip
 from backend.api.limits import MAX_ID
 from backend.api.params import IsoDateTime
-from backend.db.models import AuditEvent
-from backend.db.repositories.api_keys import list_api_keys
-from backend.db.repositories.audit import list_events
-from backend.errors import NotFound
+from backend.governance.audit_view import AuditEntry
 
 router = APIRouter(tags=["admin"])
 
@@ -37,7 +35,7 @@ class AuditEventPublic(BaseModel):
     last_at: datetime | None = None
 
     @classmethod
-    def of(cls, event: AuditEvent) -> AuditEventPublic:
+    def of(cls, event: AuditEntry) -> AuditEventPublic:
         return cls.model_validate(event, from_attributes=True)
 
 
@@ -47,51 +45,26 @@ Since = Annotated[IsoDateTime | None, Query(alias="from", description="first ins
 Until = Annotated[IsoDateTime | None, Query(alias="to", description="end instant, excluded")]
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
-
-
-def _page(response: Response, events: list, limit: int) -> None:
+def _page(response: Response, events: list[AuditEntry], limit: int) -> list[AuditEventPublic]:
     """A full page may have more behind it: the cursor of the next one (newest first)."""
     if len(events) == limit and events:
         response.headers["X-Next-Before"] = str(events[-1].id)
+    return [AuditEventPublic.of(e) for e in events]
 
 
 @router.get("/api/admin/audit")
 def platform_audit(principal: PlatformAdmin, services: ServicesDep, request: Request, response: Response,
                    tenant: str | None = None, kind: str | None = None, limit: Limit = 100, before: Before = None,
                    since: Since = None, until: Until = None) -> list[AuditEventPublic]:
-    if tenant is not None and services.registry.get(tenant) is None:
-        raise NotFound(f"unknown tenant {tenant!r}; tenants: {', '.join(services.registry.ids())}",
-                       code="tenant_not_found")
-    # A cross-tenant read is itself an audit event, so operators are accountable too.
-    services.audit.record("admin_access", subject=principal.subject, tenant=tenant, route=request.url.path,
-                          ip=client_ip(request), status=200, detail={"kind": kind, "limit": limit})
-    with services.db.session() as session:
-        events = list_events(session=session, tenant=tenant, kind=kind, limit=limit, before_id=before,
-                             since=_utc(since), until=_utc(until))
-    _page(response, events, limit)
-    return [AuditEventPublic.of(e) for e in events]
+    events = services.audit_view.platform(principal.subject, route=request.url.path, ip=client_ip(request),
+                                          tenant=tenant, kind=kind, limit=limit, before=before, since=since,
+                                          until=until)
+    return _page(response, events, limit)
 
 
 @router.get("/api/admin/tenants")
 def platform_tenants(principal: PlatformAdmin, services: ServicesDep, request: Request) -> list[dict]:
-    services.audit.record("admin_access", subject=principal.subject, route=request.url.path,
-                          ip=client_ip(request), status=200)
-    return [
-        {"id": t.id, "name": t.name, "assistants": [a.name for a in t.assistants],
-         "match": t.match.model_dump(), "roles": {r: rule.model_dump() for r, rule in t.roles.items()},
-         "deployment_group": t.deployment_group}
-        for t in services.registry.all()
-    ]
-
-
-# Counted across every tenant (denials per IP or user): for operators, at /api/admin/audit.
-PLATFORM_ONLY_KINDS = ("suspicious_access",)
-OTHER_TENANT_DETAIL = ("member_of",)  # which tenants the caller belongs to: not this tenant's business
-# A probe of another tenant's document id: telling this tenant would confirm that the id exists elsewhere
-# (a random id leaves no event), so only operators see it.
-PLATFORM_ONLY_REASONS = ("other_tenants_document", "other_tenants_assistant")
+    return services.operators.tenants(principal.subject, route=request.url.path, ip=client_ip(request))
 
 
 @router.get("/api/t/{tenant}/audit")
@@ -100,17 +73,6 @@ def tenant_audit(ctx: TenantAdmin, services: ServicesDep, response: Response, ki
                  until: Until = None) -> list[AuditEventPublic]:
     """This tenant's events, as its admin may see them: who tried what here, but nothing about other tenants
     (their API key ids or document ids, the caller's other memberships, platform-wide counters)."""
-    with services.db.session() as session:
-        events = list_events(session=session, tenant=ctx.tenant, kind=kind, limit=limit,
-                             exclude_kinds=PLATFORM_ONLY_KINDS, exclude_reasons=PLATFORM_ONLY_REASONS,
-                             before_id=before, since=_utc(since), until=_utc(until))
-        own_keys = {f"key:{k.id}" for k in list_api_keys(session=session, tenant=ctx.tenant)}
-    _page(response, events, limit)
-    out = []
-    for e in events:
-        public = AuditEventPublic.of(e)
-        public.detail = {k: v for k, v in public.detail.items() if k not in OTHER_TENANT_DETAIL}
-        if public.subject and public.subject.startswith("key:") and public.subject not in own_keys:
-            public.subject = "another tenant's API key"
-        out.append(public)
-    return out
+    events = services.audit_view.tenant(ctx.tenant, kind=kind, limit=limit, before=before, since=since,
+                                        until=until)
+    return _page(response, events, limit)

@@ -39,13 +39,6 @@ class Principal:
     def roles_in(self, tenant: str) -> frozenset[str]:
         return self.tenants.get(tenant, frozenset())
 
-    def has_role(self, tenant: str, role: str) -> bool:
-        roles = self.roles_in(tenant)
-        # A tenant admin can do what an editor can.
-        if role == PROMPT_EDITOR and TENANT_ADMIN in roles:
-            return True
-        return role in roles
-
     @property
     def is_platform_admin(self) -> bool:
         return PLATFORM_ADMIN in self.platform_roles

@@ -15,15 +15,15 @@ import logging
 import re
 import threading
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
 
 from backend.auth.guard import AccessGuard, allowed
 from backend.auth.principal import Principal
 from backend.auth.request_context import client_ip
+from backend.chat.conversation_views import ChatUserView, ConversationView, ElementView, Page, StepView
 from backend.db.engine import Database
-from backend.db.models import ChatUser, Conversation, ConversationElement, ConversationStep
+from backend.db.models import Conversation, ConversationElement, ConversationStep
 from backend.db.repositories import conversations as repo
 from backend.errors import AtriumError
 from backend.governance.audit import AuditLog
@@ -52,13 +52,9 @@ FEEDBACK_TEXT_CHARS = 600  # of a rated exchange's question in the feedback repo
 DENIAL_REPEAT_S = 30.0  # the same user, conversation and action denied again within this: one audit row
 
 
-@dataclass(frozen=True)
-class Page:
-    conversations: list[Conversation]
-    has_more: bool
-
-
 class ConversationService:
+    """Hands out plain data (backend/chat/conversation_views.py), never the SQL rows it reads and writes."""
+
     def __init__(self, *, db: Database, registry: TenantRegistry, audit: AuditLog, chat: ChatService,
                  titles: TitleMode = "auto") -> None:
         self.db = db
@@ -73,19 +69,20 @@ class ConversationService:
     # -- users: Chainlit reloads its user from the latest login's claims -------------------------------------------
 
     def remember_user(self, *, identifier: str, display_name: str | None, provider: str | None,
-                      claims: dict) -> ChatUser:
+                      claims: dict) -> ChatUserView:
         with self.db.session() as session:
-            return repo.upsert_chat_user(session=session, identifier=identifier, display_name=display_name,
-                                         provider=provider, claims=claims)
+            return ChatUserView.of(repo.upsert_chat_user(session=session, identifier=identifier,
+                                                         display_name=display_name, provider=provider, claims=claims))
 
-    def user(self, identifier: str) -> ChatUser | None:
+    def user(self, identifier: str) -> ChatUserView | None:
         with self.db.session() as session:
-            return repo.get_chat_user(session=session, identifier=identifier)
+            row = repo.get_chat_user(session=session, identifier=identifier)
+            return ChatUserView.of(row) if row is not None else None
 
     # -- conversations ---------------------------------------------------------------------------------------------
 
     def create(self, principal: Principal, *, conversation_id: str, tenant: str, assistant: str,
-               label: str = "production", title: str | None = None) -> Conversation | None:
+               label: str = "production", title: str | None = None) -> ConversationView | None:
         """None when the principal may not chat there (the chat turn itself refuses and audits that) or the
         id is taken by a conversation of someone else."""
         config = self.registry.get(tenant)
@@ -97,11 +94,17 @@ class ConversationService:
                            title_source="first_message" if title else None)
         with self.db.session() as session:
             created = repo.create_conversation(session=session, conversation=row)
-        if created is None:  # created meanwhile (the same user's other event) or someone else's id
+            view = ConversationView.of(created) if created is not None else None
+        if view is None:  # created meanwhile (the same user's other event) or someone else's id
             return self.get(principal, conversation_id, action="create")
-        return created
+        return view
 
-    def get(self, principal: Principal, conversation_id: str, *, action: str = "read") -> Conversation | None:
+    def get(self, principal: Principal, conversation_id: str, *, action: str = "read") -> ConversationView | None:
+        """The caller's conversation; None when there is none, it was deleted, or it is not the caller's (audited)."""
+        row = self._owned(principal, conversation_id, action=action)
+        return ConversationView.of(row) if row is not None else None
+
+    def _owned(self, principal: Principal, conversation_id: str, *, action: str) -> Conversation | None:
         with self.db.session() as session:
             row = repo.get_conversation(session=session, conversation_id=conversation_id)
         if row is None:
@@ -127,7 +130,7 @@ class ConversationService:
         title = files_title(filenames)
         if not title:
             return False
-        if self.get(principal, conversation_id, action="title") is None:
+        if self._owned(principal, conversation_id, action="title") is None:
             if self.create(principal, conversation_id=conversation_id, tenant=tenant, assistant=assistant,
                            label=label, title=title) is None:
                 return False
@@ -137,7 +140,7 @@ class ConversationService:
              feedback: int | None = None) -> Page:
         before: tuple[datetime, str] | None = None
         if cursor:
-            last = self.get(principal, cursor, action="list")
+            last = self._owned(principal, cursor, action="list")
             if last is not None:
                 before = (last.updated_at, last.id)
         limit = max(1, min(limit, 100))
@@ -145,16 +148,17 @@ class ConversationService:
             rows = repo.list_conversations(session=session, subject=principal.subject,
                                            tenants=sorted(principal.tenants), limit=limit + 1, before=before,
                                            search=(search or "").strip()[:200] or None, feedback=feedback)
-        return Page(rows[:limit], len(rows) > limit)
+            return Page([ConversationView.of(r) for r in rows[:limit]], len(rows) > limit)
 
-    def steps(self, principal: Principal, conversation: Conversation) -> list[ConversationStep]:
-        if conversation.subject != principal.subject:  # a Conversation from get() already passed this
+    def steps(self, principal: Principal, conversation: ConversationView) -> list[StepView]:
+        if conversation.subject != principal.subject:  # a conversation from get() already passed this
             return []
         with self.db.session() as session:
-            return repo.list_steps(session=session, conversation_id=conversation.id, tenant=conversation.tenant)
+            return [StepView.of(s) for s in repo.list_steps(session=session, conversation_id=conversation.id,
+                                                             tenant=conversation.tenant)]
 
     def rename(self, principal: Principal, conversation_id: str, title: str, *, source: str = "user") -> bool:
-        row = self.get(principal, conversation_id, action="rename")
+        row = self._owned(principal, conversation_id, action="rename")
         title = _clip_title(title)
         if row is None or not title:
             return False
@@ -166,7 +170,7 @@ class ConversationService:
         return True
 
     def delete(self, principal: Principal, conversation_id: str) -> bool:
-        row = self.get(principal, conversation_id, action="delete")
+        row = self._owned(principal, conversation_id, action="delete")
         if row is None:
             return False
         with self.db.session() as session:
@@ -180,7 +184,7 @@ class ConversationService:
                   turn_id: int | None = None) -> bool:
         if type not in STEP_TYPES:  # tool runs and other internals are not history
             return False
-        row = self.get(principal, conversation_id, action="write")
+        row = self._owned(principal, conversation_id, action="write")
         if row is None:
             return False
         step = ConversationStep(id=step_id, conversation_id=row.id, tenant=row.tenant, type=type, name=name[:200],
@@ -212,7 +216,7 @@ class ConversationService:
                      name: str, display: str, content: str) -> bool:
         """A text side panel of a message in one of the caller's conversations (stored in SQL like the
         messages, scoped to the conversation's tenant)."""
-        row = self.get(principal, conversation_id, action="write")
+        row = self._owned(principal, conversation_id, action="write")
         if row is None:
             return False
         element = ConversationElement(id=element_id[:64], conversation_id=row.id, tenant=row.tenant,
@@ -227,21 +231,24 @@ class ConversationService:
                 return False
         return True
 
-    def elements(self, principal: Principal, conversation: Conversation) -> list[ConversationElement]:
-        if conversation.subject != principal.subject:  # a Conversation from get() already passed this
+    def elements(self, principal: Principal, conversation: ConversationView) -> list[ElementView]:
+        if conversation.subject != principal.subject:  # a conversation from get() already passed this
             return []
         with self.db.session() as session:
-            return repo.list_elements(session=session, conversation_id=conversation.id, tenant=conversation.tenant)
+            return [ElementView.of(e) for e in repo.list_elements(session=session, conversation_id=conversation.id,
+                                                                  tenant=conversation.tenant)]
 
-    def element(self, principal: Principal, conversation_id: str, element_id: str) -> ConversationElement | None:
-        row = self.get(principal, conversation_id, action="read")
+    def element(self, principal: Principal, conversation_id: str, element_id: str) -> ElementView | None:
+        row = self._owned(principal, conversation_id, action="read")
         if row is None:
             return None
         with self.db.session() as session:
-            return repo.get_element(session=session, element_id=element_id, conversation_id=row.id, tenant=row.tenant)
+            element = repo.get_element(session=session, element_id=element_id, conversation_id=row.id,
+                                       tenant=row.tenant)
+            return ElementView.of(element) if element is not None else None
 
     def delete_element(self, principal: Principal, conversation_id: str, element_id: str) -> bool:
-        row = self.get(principal, conversation_id, action="delete_element")
+        row = self._owned(principal, conversation_id, action="delete_element")
         if row is None:
             return False
         with self.db.session() as session:
@@ -265,7 +272,7 @@ class ConversationService:
             step = repo.get_step(session=session, step_id=step_id)
         if step is None:
             return None
-        if self.get(principal, step.conversation_id, action=action) is None:
+        if self._owned(principal, step.conversation_id, action=action) is None:
             return None
         return step
 
@@ -319,7 +326,7 @@ class ConversationService:
     async def write_title(self, principal: Principal, conversation_id: str, *, question: str,
                           answer: str) -> str | None:
         """After the first answer: a short title by the internal tier, or None (the first message stays)."""
-        row = self.get(principal, conversation_id, action="title")
+        row = self._owned(principal, conversation_id, action="title")
         if row is None or row.title_source == "user":
             return None
         config = self.registry.get(row.tenant)

@@ -13,7 +13,8 @@ nor (in `auto`) a follow-up that names its own subject: it is searched as asked,
 is not answered from the passages of the previous ones.
 
 The rewrite sees only this turn's history and message (what the caller sent for this tenant); the model
-call goes through ChatService.internal, so the tenant's quotas, policy and usage records apply.
+call goes through ChatService.internal, the internal tasks' own path (quota admission, the internal tier's model,
+a usage row) — not the chat turn's pipeline it is made in — so the tenant's quotas, policy and usage records apply.
 """
 
 from __future__ import annotations

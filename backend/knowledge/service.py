@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 import re
 import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from backend.auth.guard import AccessGuard
@@ -29,6 +32,9 @@ from backend.knowledge.parse import clean_folder, validate
 from backend.knowledge.retrieval import Citation, Retrieval, is_relevant
 from backend.knowledge.stores.base import Hit, TenantStore, VectorStore
 from backend.tenants import TenantRegistry
+
+DONE = ("ready", "failed")  # a document's statuses after which nothing changes without a new upload
+CHAT_UPLOAD_ROUTE = "chat:upload"
 
 # A knowledge base name as every route's OpenAPI schema states it (ASCII letters, digits, '-', '_'; empty means
 # the default one), so what the schema allows the server takes; names are kept lower-cased.
@@ -73,6 +79,30 @@ class UploadFile:
     # The folder it was in, relative to the folder given to `atrium ingest` ("apac" for apac/notes.md): the
     # document is named by that path, so files of the same name in two folders are two documents.
     folder: str = ""
+
+
+@dataclass
+class AttachedFile:
+    """A file attached to a chat message: its name, and the temporary file the chat framework wrote it to."""
+
+    filename: str | None
+    path: Path
+
+
+MAX_METADATA_NUMBER = 2**53  # what every JSON reader (and the Dify filters) holds exactly
+
+
+def check_metadata(metadata: dict[str, Any]) -> None:
+    """Metadata is stored with every passage and read back by listings, filters and Dify: only strings, booleans
+    and finite numbers a JSON reader holds exactly (NaN or 1e400 stored once broke the tenant's document list)."""
+    for key, value in metadata.items():
+        if isinstance(value, bool | str) or value is None:
+            continue
+        if isinstance(value, int | float) and math.isfinite(value) and abs(value) <= MAX_METADATA_NUMBER:
+            continue
+        shown = value if isinstance(value, int | float) else type(value).__name__
+        raise Invalid(f"metadata {str(key)[:100]!r}: {shown} is not a value documents can carry: use a string, a "
+                      f"boolean or a finite number of at most {MAX_METADATA_NUMBER:,}", code="invalid_metadata")
 
 
 class KnowledgeService:
@@ -123,6 +153,7 @@ class KnowledgeService:
         Blocking (hashing, PDF/zip checks): call from a worker thread."""
         self.authorize(principal, tenant, "ingest", route=route)
         kb = check_kb(kb)
+        check_metadata(metadata or {})
         accepted: list[dict] = []
         rejected: list[dict] = []
         for item in files:
@@ -138,6 +169,37 @@ class KnowledgeService:
                           detail={"kb": kb, "accepted": [d["id"] for d in accepted],
                                   "rejected": [{"filename": e["filename"], "error": e["error"]} for e in rejected]})
         return {"documents": accepted, "errors": rejected}
+
+    def upload_attachments(self, principal: Principal, tenant: str, files: list[AttachedFile]) -> dict[str, list]:
+        """Files attached in the chat go into the tenant's default knowledge base, for those allowed to ingest
+        (tenant admins) only: a refusal is audited and raised (Forbidden) before any file is read; else the upload
+        as any other (each file on its own, audited). Blocking: call from a worker thread."""
+        self.authorize(principal, tenant, "ingest", route=CHAT_UPLOAD_ROUTE)
+        uploads = [UploadFile(filename=f.filename, data=f.path.read_bytes()) for f in files]
+        return self.upload(principal, tenant, uploads, route=CHAT_UPLOAD_ROUTE)
+
+    async def follow_documents(self, principal: Principal, tenant: str, documents: list[dict], *,
+                               every_s: float = 1.0, for_s: float = 900.0) -> AsyncIterator[list[dict]]:
+        """The documents (as `upload` returned them) with their status read again every `every_s` seconds, until
+        each is ready or failed or `for_s` has passed (the ingestion goes on regardless); one that was deleted
+        meanwhile is reported failed."""
+        docs = list(documents)
+        pending = {d["id"] for d in docs if d["status"] not in DONE}
+        deadline = time.monotonic() + for_s
+        while pending and time.monotonic() < deadline:
+            await asyncio.sleep(every_s)
+            for i, doc in enumerate(docs):
+                if doc["id"] in pending:
+                    docs[i] = await asyncio.to_thread(self._progress, principal, tenant, doc)
+                    if docs[i]["status"] in DONE:
+                        pending.discard(doc["id"])
+            yield list(docs)
+
+    def _progress(self, principal: Principal, tenant: str, doc: dict) -> dict:
+        try:
+            return {**doc, **self.get_document(principal, tenant, doc["id"])}
+        except AtriumError:  # deleted meanwhile
+            return {**doc, "status": "failed", "error": "deleted while it was being added"}
 
     def _accept(self, principal: Principal, tenant: str, kb: str, item: UploadFile, metadata: dict,
                 title: str | None) -> dict:

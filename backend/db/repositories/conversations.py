@@ -126,6 +126,10 @@ def save_step(*, session: Session, step: ConversationStep, subject: str) -> Conv
             raise ValueError("step id belongs to another conversation")
         if existing.type != step.type:  # a user message never becomes an answer, nor the reverse
             raise ValueError("step id belongs to another kind of message")
+        if existing.type == "user_message" and existing.output != step.output:
+            # What was asked stays what was asked: the answer (and its rating, read by the prompt editors) is
+            # about it. (Editing messages is off; the browser re-sending an id with new text was not.)
+            raise ValueError("a question is not rewritten after it was asked")
         existing.output, existing.name, existing.type = step.output, step.name, step.type
         existing.turn_id = step.turn_id if step.turn_id is not None else existing.turn_id
         step = existing

@@ -153,7 +153,7 @@
   // -- the unsaved draft, kept across reloads of this tab ---------------------------------------------
   // sessionStorage, not localStorage: each tab keeps its own draft (a second tab never adopts the first one's
   // live text) and it ends with the tab. The key and the record name the signed-in user, so a draft is only
-  // ever restored for the person who wrote it; sign-out removes this tab's drafts (base.html).
+  // ever restored for the person who wrote it; sign-out removes this tab's drafts (ui/templates/base.html).
   var DRAFT_PREFIX = "atrium-studio-draft:";
   var drafts = (function () { try { return window.sessionStorage; } catch (e) { return null; } })();
   function storeKey() { return DRAFT_PREFIX + encodeURIComponent(BOOT.subject) + ":" + BOOT.tenant + "/" + state.name; }
@@ -727,9 +727,9 @@
     if (state.leaving || !state.base || sameAsBase()) return;
     e.preventDefault(); e.returnValue = "";
   });
-  // Signing out (base.html) asks here first: the browser's "Leave site?" prompt would come only after the
-  // session had already ended, and "Stay" would leave an editor that can no longer save.
-  window.StudioSignOut = function () {
+  // Signing out (the page shell, ui/templates/base.html) asks here first: the browser's "Leave site?" prompt
+  // would come only after the session had already ended, and "Stay" would leave an editor that can no longer save.
+  window.beforeSignOut = function () {
     if (!state.base || sameAsBase()) { state.leaving = true; return Promise.resolve(true); }
     var current = (state.assistants || []).filter(function (a) { return a.name === state.name; })[0];
     return confirmBox("Sign out and discard your draft?",
