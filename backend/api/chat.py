@@ -17,7 +17,6 @@ from backend.errors import AtriumError
 router = APIRouter(prefix="/api/t/{tenant}", tags=["chat"])
 
 
-
 class HistoryItem(BaseModel):
     """An earlier turn. Only the user's and the assistant's own turns: the tenant's prompt is the one system
     message, so a caller cannot slip in instructions as `system`."""
@@ -38,7 +37,53 @@ class ChatIn(BaseModel):
     stream: StrictBool = False  # "yes" is not a boolean: refused, not read as true
 
 
-@router.post("/chat")
+class CitationPublic(BaseModel):
+    """A passage of the tenant's knowledge base the answer draws on."""
+
+    chunk_id: str
+    document_id: str
+    title: str = Field(description="the document's title")
+    quote: str = Field(description="the passage")
+    score: float = Field(description="relevance, 0 to 1")
+    page: int | None = Field(description="its page, in a PDF")
+    section: str | None = Field(description="the heading it is under")
+
+
+class TurnUsage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    cost_usd: float
+
+
+class ChatAnswer(BaseModel):
+    """One turn's answer (TurnResult.public()); with `stream: true`, the `data` of the closing `done` event."""
+
+    answer: str = Field(description="ends with the prompt's sign-off, when it has one")
+    citations: list[CitationPublic] = Field(description="empty when nothing in the knowledge base was relevant")
+    model: str = Field(description="the model that answered (empty when none was called)")
+    tier: str
+    prompt_name: str
+    prompt_version: int | None
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+    latency_ms: int
+    cached: bool = Field(description="answered from the tenant's answer cache")
+    route_reason: str | None = Field(description="why this tier was chosen")
+    fallback_from: str | None = Field(description="the model that failed before this one answered")
+    turn_id: int | None = Field(description="the recorded turn (feedback refers to it)")
+    warnings: list[str]
+    finish_reason: str = Field(description="`stop`, or `length` when max_tokens cut the answer")
+    signoff: str = Field(description="the sign-off appended to `answer` (empty when none)")
+    usage: TurnUsage
+
+
+# `responses` documents what the route returns (TurnResult.public()) without converting each answer again.
+@router.post("/chat", responses={200: {"model": ChatAnswer, "description": "the answer (JSON), or with "
+                                                                           "`stream: true` server-sent events: "
+                                                                           "`token` ({text}), then `done` (the "
+                                                                           "answer) or `error` ({error, detail})"}})
 async def chat(body: ChatIn, ctx: ChatAccess, services: ServicesDep):
     req = ChatRequest(tenant=ctx.tenant, assistant=body.assistant, message=body.message,
                       history=[h.model_dump() for h in body.history], channel="api")

@@ -39,6 +39,22 @@ class DifyChatIn(BaseModel):
     user: str | None = Field(None, description="ignored: Atrium sends the authenticated subject")
 
 
+class DifyChatAnswer(BaseModel):
+    """Dify's blocking answer as Dify sent it (Atrium passes it on unchanged, and so any field Dify adds)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    event: str | None = Field(None, description="`message`")
+    task_id: str | None = None
+    id: str | None = None
+    message_id: str | None = None
+    conversation_id: str | None = Field(None, description="send it back to continue the conversation")
+    mode: str | None = None
+    answer: str | None = None
+    metadata: dict[str, Any] | None = Field(None, description="usage, retriever resources")
+    created_at: int | None = Field(None, description="Unix time")
+
+
 def _upstream(services, tenant: str) -> tuple[str, str]:
     base = services.settings.dify_base_url
     cfg = services.registry.get(tenant)
@@ -57,7 +73,9 @@ def _headers(response: httpx.Response) -> dict[str, str]:
     return {k: v for k, v in response.headers.items() if k.lower() in _PASS_HEADERS}
 
 
-@router.post("/chat-messages")
+@router.post("/chat-messages", responses={200: {"model": DifyChatAnswer, "description": "Dify's answer (JSON), or "
+                                                "with `response_mode: streaming` its server-sent events, passed "
+                                                "through byte for byte"}})
 async def dify_chat_messages(body: DifyChatIn, ctx: ChatAccess, services: ServicesDep):
     url, app_key = _upstream(services, ctx.tenant)
     payload = body.model_dump(exclude_none=True)

@@ -13,10 +13,12 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from backend.api.deps import ServicesDep, client_ip, require
 from backend.api.params import Integer, Number
+from backend.auth.guard import Denial
+from backend.container import Services
 from backend.errors import AtriumError
 from backend.knowledge import metadata_filter
 from backend.knowledge.service import check_kb
@@ -36,20 +38,48 @@ class RetrievalIn(BaseModel):
     metadata_condition: dict[str, Any] | None = None
 
 
+class RecordMetadata(BaseModel):
+    """Where the passage comes from, and the document's own metadata (from its upload) beside it."""
+
+    model_config = ConfigDict(extra="allow")
+
+    path: str = Field(description="the document's file name")
+    document_id: str
+    chunk_id: str
+    kb: str
+    knowledge_id: str = Field(description="as the request gave it")
+    page: int | None = Field(None, description="its page, in a PDF (left out otherwise)")
+    section: str | None = Field(None, description="the heading it is under (left out when none)")
+
+
+class RetrievalRecord(BaseModel):
+    content: str = Field(description="the passage")
+    score: float = Field(description="relevance, 0 to 1")
+    title: str = Field(description="the document's title")
+    metadata: RecordMetadata
+
+
+class RetrievalOut(BaseModel):
+    """Dify's External Knowledge API answer: the passages, best first."""
+
+    records: list[RetrievalRecord]
+
+
 def _error(status: int, code: int, message: str, reason: str = "invalid_request") -> JSONResponse:
     return JSONResponse({"error_code": code, "error_msg": message, "error": reason, "detail": message},
                         status_code=status)
 
 
-def _refuse(request: Request, services, *, status: int, code: int, message: str, reason: str, tenant: str,
-            subject: str | None = None, detail: dict | None = None) -> JSONResponse:
-    services.audit.record("denied", subject=subject, tenant=tenant, route=request.url.path, ip=client_ip(request),
-                          status=status, reason=reason, detail={"message": message, "dify_error_code": code,
-                                                                **(detail or {})})
+def _refuse(request: Request, services: Services, *, status: int, code: int, message: str, reason: str,
+            tenant: str, subject: str | None = None, detail: dict | None = None) -> JSONResponse:
+    """A refusal in Dify's shape, recorded by the access guard like every other one."""
+    services.access.record(Denial(reason, message, status, {"dify_error_code": code, **(detail or {})}),
+                           subject=subject, tenant=tenant, route=request.url.path, ip=client_ip(request))
     return _error(status, code, message, reason)
 
 
-@router.post("/retrieval")
+# `responses` documents the dict the route returns without converting each answer again.
+@router.post("/retrieval", responses={200: {"model": RetrievalOut}})
 async def dify_retrieval(tenant: str, request: Request, services: ServicesDep):
     try:
         # The same verification as every tenant route (API key, IdP JWT or session; URL, X-Tenant-ID and
@@ -67,6 +97,8 @@ async def dify_retrieval(tenant: str, request: Request, services: ServicesDep):
 
     try:
         body = RetrievalIn.model_validate(await request.json())
+    except RecursionError:  # [[[[... 200,000 deep: no JSON decoder goes there
+        return _error(400, 400, "Invalid request: the JSON is nested too deeply")
     except ValueError as exc:  # JSON decode errors and pydantic ValidationError
         problems = exc.errors() if isinstance(exc, ValidationError) else [{"loc": (), "msg": str(exc)}]
         message = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in problems)
@@ -76,6 +108,8 @@ async def dify_retrieval(tenant: str, request: Request, services: ServicesDep):
             metadata_filter.validate(body.metadata_condition)
         except AtriumError as exc:
             return _error(400, 400, f"Invalid request: metadata_condition: {exc.message}", exc.code)
+        except RecursionError:
+            return _error(400, 400, "Invalid request: metadata_condition is nested too deeply")
 
     kb = _knowledge_base(body.knowledge_id, tenant)
     bases = {b["kb"] for b in services.knowledge.knowledge_bases(principal, tenant)} if kb else set()

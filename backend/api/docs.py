@@ -118,7 +118,32 @@ def describe(schema: dict[str, Any], routes: list[Any]) -> dict[str, Any]:
     _dify_retrieval_body(schema)
     apply_statuses(schema, routes)
     without_nulls(schema)
+    _rules_of_routes(schema)  # on the parameters and fields as a client sends them (no null alternative)
     return schema
+
+
+def _rules_of_routes(schema: dict[str, Any]) -> None:
+    """What the server refuses, said where a client reads first (the routes' own modules belong to others; the
+    descriptions are stated here, once the schema is built)."""
+    from backend.governance.usage import MAX_RANGE_DAYS
+
+    paths = schema.get("paths", {})
+    for param in paths.get(f"{TENANT_PREFIX}/usage", {}).get("get", {}).get("parameters", []):
+        if param.get("name") == "from":
+            text = (f"first day, YYYY-MM-DD (UTC); at most {MAX_RANGE_DAYS} days before `to`, which defaults to "
+                    "today (else a 422 `invalid_range`)")
+            param["description"] = param["schema"]["description"] = text
+    form = paths.get(f"{TENANT_PREFIX}/documents", {}).get("post", {}).get("requestBody", {}).get(
+        "content", {}).get("multipart/form-data", {}).get("schema", {})
+    ref = form.get("$ref", "")
+    body = schema.get("components", {}).get("schemas", {}).get(ref.rsplit("/", 1)[-1], {}) if ref else form
+    props = body.get("properties", {})
+    for name, prop in props.items():  # an empty file is a 422 `empty_file`
+        target = prop.get("items", prop) if name == "files" else prop if name == "file" else None
+        if isinstance(target, dict):
+            target["minLength"] = 1
+            prop["description"] = (f"{prop.get('description', 'a file')}; an empty one (or one of only whitespace) "
+                                   "is a 422 `empty_file`")
 
 
 def _dify_retrieval_body(schema: dict[str, Any]) -> None:

@@ -15,6 +15,8 @@ from typing import Any
 
 from fastapi.routing import APIRoute, iter_route_contexts
 
+from backend.governance.usage import MAX_RANGE_DAYS
+
 TENANT_PREFIX = "/api/t/{tenant}"
 OPENAI_PREFIX = "/api/t/{tenant}/v1/"
 PUBLIC_PATHS = ("/healthz", "/readyz")
@@ -27,13 +29,28 @@ TEXT = {
            "scope, or a cross-site request with a browser session",
     "404": "no such resource in this tenant (the id, assistant, model or knowledge base the request names)",
     "409": "the request conflicts with the current state (e.g. someone saved a newer version): nothing was changed",
-    "413": "the body (or one uploaded file) is larger than the limit; `detail` names it and the setting",
+    "413": "the body (or one uploaded file) is larger than the limit, whatever the method; `detail` (on "
+           "OpenAI-compatible routes `error.message`) names it and the setting",
     "415": "the uploaded file is of a type that is not supported",
     "422": "the request is invalid; `detail` names each problem",
+    "431": "the request line and headers, or a chunked body's trailers, are larger than `atrium serve` takes "
+           "(ATRIUM_MAX_HEADER_KB, 64 KiB by default): answered before any route, in this shape on every one",
     "429": "a quota or rate limit; `Retry-After` says when to try again (absent when waiting will not help)",
     "502": "an upstream service (model provider, embedding model, vector store, Dify) failed",
     "503": "a part this request needs is not available now (identity provider, model tier, Redis, Dify "
            "configuration); `detail` names it",
+}
+# What a route's own code refuses that its parameters' schemas cannot say (a rule across two of them, what a
+# file's bytes are): added to the status's description.
+ROUTE_TEXT: dict[tuple[str, str, str], str] = {
+    ("GET", "/api/t/{tenant}/usage", "422"): (
+        f"also `invalid_range`: `from` after `to`, or more than {MAX_RANGE_DAYS} days before it (`to` defaults "
+        f"to today, so an old `from` alone is a 422)"),
+    ("POST", "/api/t/{tenant}/documents", "422"): (
+        "also, per file, `empty_file` (no bytes, or only whitespace), `invalid_filename`, `type_mismatch`, "
+        "`corrupt_pdf`, `corrupt_docx`, `encrypted_pdf`, `zip_bomb`; and `no_files`, `too_many_files` "
+        "(ATRIUM_MAX_UPLOAD_FILES), `invalid_metadata`. When some files are accepted the answer is a 202 listing "
+        "the others under `errors`"),
 }
 MODEL_CALL = ("400", "404", "429", "502", "503")  # a chat turn: admission, quotas, the model and its provider
 # What a route's own code can answer beyond what its dependencies and parameters imply (derived below).
@@ -96,7 +113,9 @@ def _has_body(route: Any) -> bool:
 def route_statuses(route: Any, method: str) -> set[str]:
     """`route`: an APIRoute, or FastAPI's context of one included through a router (same attributes)."""
     path = route.path_format
-    out = {"413"}  # backend/api/limits.py caps every request's body, whatever the method, before routing
+    # backend/api/limits.py caps every request's body, whatever the method, before routing; backend/serving.py
+    # every request's head and trailers, before the app sees the request.
+    out = {"413", "431"}
     if path in PUBLIC_PATHS:
         return out | set(ROUTE_STATUSES.get((method, path), ()))
     if path.startswith("/api/"):
@@ -116,7 +135,9 @@ def route_statuses(route: Any, method: str) -> set[str]:
     return out
 
 
-def error_ref(path: str) -> str:
+def error_ref(path: str, status: str = "") -> str:
+    if status == "431":  # sent by the server before any route: it cannot take a route's shape
+        return "Error"
     if path.startswith(OPENAI_PREFIX):
         return "OpenAIError"
     return "DifyError" if path == f"{TENANT_PREFIX}/dify/retrieval" else "Error"
@@ -134,11 +155,13 @@ def apply_statuses(schema: dict[str, Any], routes: Iterable[Any]) -> None:
                 continue
             responses = operation.setdefault("responses", {})
             _successes(responses, (method, route.path_format))
-            ref = {"$ref": f"#/components/schemas/{error_ref(route.path_format)}"}
             for status in sorted(route_statuses(route, method)):
+                ref = {"$ref": f"#/components/schemas/{error_ref(route.path_format, status)}"}
                 body = {"type": "object", "description": "Dify's own error body"} if status == "4XX" else ref
                 text = "Dify refused the request (its status and body, passed through)" if status == "4XX" \
                     else TEXT[status]
+                if (extra := ROUTE_TEXT.get((method, route.path_format, status))) is not None:
+                    text = f"{text}; {extra}"
                 responses[status] = {"description": text, "content": {"application/json": {"schema": body}}}
             if "422" not in route_statuses(route, method):
                 responses.pop("422", None)  # FastAPI's HTTPValidationError, for a route that answers 400 instead

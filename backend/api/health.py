@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 
 from backend.api.deps import ServicesDep, get_principal
 from backend.auth.guard import is_operator
@@ -30,7 +32,25 @@ def healthz() -> dict:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+class Readiness(BaseModel):
+    """Whether this replica is ready. The other fields are for platform admins only (signed in, or a bearer JWT),
+    and are left out, never null, for anyone else."""
+
+    status: Literal["ok", "unavailable"]
+    parts: dict[str, str] = Field(default_factory=dict,
+                                  description="each part (database, vector store, ...): `ok` or why it fails")
+    failing: list[str] = Field(default_factory=list, description="the parts that fail (only when some do)")
+    models: dict[str, list[str]] = Field(default_factory=dict, description="tier -> its live model deployments")
+    models_excluded: dict[str, str] = Field(default_factory=dict, description="deployment -> why it is left out "
+                                                                              "(e.g. its provider's key is not set)")
+    models_retiring: dict[str, str] = Field(default_factory=dict,
+                                            description="live deployment -> its retirement date and successor")
+    prompt_problems: dict[str, str] = Field(default_factory=dict,
+                                            description="`tenant/assistant` -> why it has no prompt, and the fix")
+
+
+# `responses` documents the body without converting each answer again.
+@router.get("/readyz", responses={200: {"model": Readiness}})
 async def readyz(request: Request, services: ServicesDep) -> JSONResponse:
     parts = await asyncio.to_thread(services.readiness)
     failing = {k: v for k, v in parts.items() if v != "ok"}

@@ -1,4 +1,5 @@
-"""Tenant API keys: create (shown once), list, revoke. Tenant admins only; every change is audited.
+"""Tenant API keys: create (shown once), list, revoke. Tenant admins only; every change is audited (by the key
+service, backend/auth/key_service.py).
 
 A key made with a key belongs to the same person, never outlives it, and goes when it is revoked."""
 
@@ -12,17 +13,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from backend.api.deps import ServicesDep, TenantAdmin, client_ip, deny
 from backend.api.params import IntegerOrNone
-from backend.auth.api_keys import (
-    MAX_EXPIRY_DAYS,
-    SCOPES,
-    ExpiryBeyondParent,
-    InvalidApiKey,
-    issue_key,
-    parse_scopes,
-    revoke_key_lineage,
-)
-from backend.auth.key_owners import KeyReview, review_keys
-from backend.db.models import ApiKey
+from backend.auth.api_keys import MAX_EXPIRY_DAYS, SCOPES, ExpiryBeyondParent, InvalidApiKey, KeyInfo, parse_scopes
+from backend.auth.key_owners import KeyReview
+from backend.auth.key_service import KeyService
+from backend.container import Services
 from backend.errors import Invalid, NotFound
 
 router = APIRouter(prefix="/api/t/{tenant}", tags=["keys"])
@@ -35,10 +29,11 @@ class KeyCreate(BaseModel):
     scopes: list[str] = Field(min_length=1, description=f"any of: {', '.join(sorted(SCOPES))}",
                               json_schema_extra={"items": {"type": "string", "enum": sorted(SCOPES)}})
     expires_in_days: IntegerOrNone = Field(
-        None, ge=1, le=MAX_EXPIRY_DAYS,
-        description="days until the key stops working; left out: ATRIUM_API_KEY_DAYS (0 there = no expiry). "
-                    "A key made with a key never outlives it: left out, it gets the parent's expiry when that is "
-                    "sooner; a number past the parent's expiry is a 422 `expiry_beyond_parent`")
+        None, ge=0, le=MAX_EXPIRY_DAYS,
+        description="days until the key stops working; 0: no expiry (as `atrium keys create --expires-days 0`); "
+                    "left out: ATRIUM_API_KEY_DAYS (0 there = no expiry). A key made with a key never outlives it: "
+                    "left out, it gets the parent's expiry when that is sooner; a number past the parent's expiry, "
+                    "or 0 when the parent expires, is a 422 `expiry_beyond_parent`")
 
     @field_validator("scopes")
     @classmethod
@@ -63,7 +58,7 @@ class KeyPublic(BaseModel):
     last_used_at: datetime | None
 
     @classmethod
-    def of(cls, key: ApiKey) -> KeyPublic:
+    def of(cls, key: KeyInfo) -> KeyPublic:
         return cls.model_validate(key, from_attributes=True)
 
 
@@ -92,46 +87,40 @@ class KeyIssued(KeyPublic):
     token: str = Field(description="the key itself; shown only in this response, store it now")
 
 
+def _keys(services: Services) -> KeyService:
+    assert services.keys is not None  # build_services sets it
+    return services.keys
+
+
 @router.post("/keys", status_code=201)
 def create_key(body: KeyCreate, ctx: TenantAdmin, services: ServicesDep, request: Request) -> KeyIssued:
     principal = ctx.principal
     try:
-        issued = issue_key(db=services.db, tenant=ctx.tenant, scopes=body.scopes, name=body.name,
-                           created_by=principal.subject, parent_key_id=principal.key_id,
-                           expires_in_days=body.expires_in_days, default_days=services.settings.api_key_days)
+        issued = _keys(services).create(principal, ctx.tenant, scopes=body.scopes, name=body.name,
+                                        expires_in_days=body.expires_in_days, route=request.url.path,
+                                        ip=client_ip(request))
     except ExpiryBeyondParent as exc:
         raise Invalid(str(exc), code="expiry_beyond_parent",
                       extra={"parent_expires_at": exc.parent_expires_at.isoformat()}) from None
-    except InvalidApiKey as exc:  # the key making this one was revoked (or expired) while the request ran
-        deny(request, services, 401, "the API key making this key is no longer valid", code=exc.reason,
+    except InvalidApiKey as exc:  # the key making this key was revoked (or expired) while the request ran
+        deny(request, services, 401, "the API key making this key is no longer valid (it was revoked or has "
+             "expired meanwhile): ask a tenant admin for a new one", code=exc.reason,
              subject=principal.subject, tenant=ctx.tenant, detail={"key_id": principal.key_id})
-    key = issued.key
-    services.audit.record("key_created", subject=principal.subject, tenant=ctx.tenant,
-                          route=request.url.path, ip=client_ip(request), status=201,
-                          detail={"key_id": key.id, "scopes": key.scopes, "name": body.name, "owner": key.owner,
-                                  "parent_key_id": key.parent_key_id,
-                                  "expires_at": key.expires_at.isoformat() if key.expires_at else None})
-    return KeyIssued(**KeyPublic.of(key).model_dump(), token=issued.token)
+    return KeyIssued(**KeyPublic.of(issued.key).model_dump(), token=issued.token)
 
 
 @router.get("/keys")
 def list_keys(ctx: TenantAdmin, services: ServicesDep) -> list[KeyListed]:
-    reviews = review_keys(db=services.db, tenant=ctx.tenant, principal_of=services.principal_from_claims)
-    return [KeyListed.of_review(r) for r in reviews]
+    return [KeyListed.of_review(r) for r in _keys(services).review(ctx.tenant)]
 
 
 @router.delete("/keys/{key_id}")
 def revoke_key(key_id: str, ctx: TenantAdmin, services: ServicesDep, request: Request) -> KeyRevoked:
     """Revokes the key and every key made through it. Idempotent: revoking a revoked key is a 200 with
     `already_revoked: true` and the first revocation's time (and no second audit event)."""
-    revoked = revoke_key_lineage(db=services.db, tenant=ctx.tenant, key_id=key_id, cache=services.api_keys)
+    revoked = _keys(services).revoke(ctx.principal, ctx.tenant, key_id, route=request.url.path,
+                                     ip=client_ip(request))
     if revoked is None:  # another tenant's key looks exactly like a missing one
         raise NotFound(f"tenant {ctx.tenant!r} has no API key {key_id!r}", code="key_not_found")
-    # Each key revoked is an event of its own, so an audit search by key id finds it; `via` names the key
-    # whose revocation took it along.
-    for kid in ([key_id] if revoked.revoked_now else []) + revoked.descendants_revoked:
-        services.audit.record("key_revoked", subject=ctx.principal.subject, tenant=ctx.tenant,
-                              route=request.url.path, ip=client_ip(request), status=200,
-                              detail={"key_id": kid, **({"via": key_id} if kid != key_id else {})})
     return KeyRevoked(**KeyPublic.of(revoked.key).model_dump(), already_revoked=not revoked.revoked_now,
                       also_revoked=revoked.descendants_revoked)

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from backend.api.deps import ChatAccess, ServicesDep
 from backend.api.openai_errors import openai_error_body
+from backend.api.openai_models import ChatCompletion
 from backend.api.params import Integer, IntegerOrNone, NumberOrNone
 from backend.api.unicode import lone_surrogate_at
 from backend.chat.types import MAX_MESSAGE_CHARS, ChatRequest, TurnResult
@@ -282,7 +283,7 @@ def _usage(result: TurnResult) -> dict[str, int]:
             "total_tokens": result.prompt_tokens + result.completion_tokens}
 
 
-@router.post("/chat/completions")
+@router.post("/chat/completions", responses={200: {"model": ChatCompletion}})  # documents the dict built below
 async def chat_completions(body: ChatCompletionIn, ctx: ChatAccess, services: ServicesDep):
     req = _request(body, ctx.tenant, services, ctx.principal)
     # Said, not silently done: a caller's system messages do not reach an assistant model.

@@ -8,6 +8,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from backend.api.deps import RetrievalAccess, ServicesDep
+from backend.api.knowledge_models import SearchResults
 from backend.api.params import KB_NAME, NOT_BLANK, Integer, Number
 from backend.knowledge.service import hit_public
 
@@ -23,7 +24,8 @@ class SearchIn(BaseModel):
     min_score: Number = Field(0.0, ge=0.0, le=1.0)
 
 
-@router.post("/search")
+# `responses` documents the dict the route returns without converting each answer again.
+@router.post("/search", responses={200: {"model": SearchResults}})
 async def search(body: SearchIn, ctx: RetrievalAccess, services: ServicesDep):
     knowledge = services.knowledge
     if body.kb is not None:  # a typo must not look like "nothing relevant"

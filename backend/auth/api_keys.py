@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 from backend.db.engine import Database
 from backend.db.models import ApiKey, utcnow
-from backend.db.repositories.api_keys import Revocation, create_api_key, get_api_key, revoke_api_key
+from backend.db.repositories.api_keys import create_api_key, get_api_key, revoke_api_key
 
 PREFIX = "atr_"
 KEY_SUBJECT = "key:"  # a key's subject (and `created_by` of a key it made) is "key:<id>"
@@ -41,10 +41,12 @@ class ExpiryBeyondParent(ValueError):
     """A key made by a key asked to live longer than the key that makes it."""
 
     def __init__(self, parent_id: str, parent_expires_at: datetime) -> None:
-        days = max(0, (parent_expires_at - utcnow()).days)
+        days = (parent_expires_at - utcnow()).days
+        # 0 days is "no expiry", which a key that expires cannot give: under a day left, only leaving it out works.
+        ask = f"ask for 1 to {days} day(s), or leave" if days >= 1 else "leave"
         super().__init__(f"a key made with API key {parent_id} cannot outlive it: that key expires on "
-                         f"{parent_expires_at:%Y-%m-%d %H:%M} UTC; ask for at most {days} day(s), or leave "
-                         "expires_in_days out to get that key's expiry")
+                         f"{parent_expires_at:%Y-%m-%d %H:%M} UTC; {ask} expires_in_days out to get that key's "
+                         "expiry")
         self.parent_expires_at = parent_expires_at
 
 
@@ -53,10 +55,40 @@ def aware(at: datetime | None) -> datetime | None:
     return at.replace(tzinfo=UTC) if at is not None and at.tzinfo is None else at
 
 
-@dataclass
+@dataclass(frozen=True)
+class KeyInfo:
+    """A key as its admins see it (never its hash): plain data, no ORM row outside the repository's session."""
+
+    id: str
+    tenant: str
+    name: str
+    scopes: list[str]
+    created_by: str | None  # a subject, "cli", or "key:<id>" for a key made by a key
+    owner: str | None  # the person at the root of its chain: the key acts for them
+    parent_key_id: str | None
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+
+    @classmethod
+    def of(cls, row: ApiKey) -> KeyInfo:
+        return cls(id=row.id, tenant=row.tenant, name=row.name, scopes=list(row.scopes), created_by=row.created_by,
+                   owner=row.owner, parent_key_id=row.parent_key_id, created_at=row.created_at,
+                   expires_at=row.expires_at, revoked_at=row.revoked_at, last_used_at=row.last_used_at)
+
+
+@dataclass(frozen=True)
 class IssuedKey:
-    key: ApiKey
+    key: KeyInfo
     token: str  # the only time the secret exists outside the caller's hands
+
+
+@dataclass(frozen=True)
+class Revoked:
+    key: KeyInfo  # as it is now (revoked_at: the first revocation's time)
+    revoked_now: bool  # False: the key had been revoked before (revoking is idempotent)
+    descendants_revoked: list[str]  # keys made through it that this call revoked, nearest first
 
 
 def _hash(secret: str) -> str:
@@ -78,8 +110,8 @@ def issue_key(*, db: Database, tenant: str, scopes: list[str], name: str = "",
               expires_in_days: int | None = None, default_days: int = 0) -> IssuedKey:
     """`created_by` is the person (their subject), "cli", or for a key made by a key "key:<parent id>" with
     `parent_key_id`. `expires_in_days`: None takes `default_days` (0 = no expiry) clamped to the parent's expiry;
-    0 asks for no expiry (the CLI's choice); a number past the parent's expiry is refused (ExpiryBeyondParent),
-    so nobody gets a shorter key than they asked for without being told."""
+    0 asks for no expiry (the CLI's and the API's); a number past the parent's expiry, or 0 under a parent that
+    expires, is refused (ExpiryBeyondParent), so nobody gets a shorter key than they asked for without being told."""
     if expires_in_days is not None and not 0 <= expires_in_days <= MAX_EXPIRY_DAYS:
         raise ValueError(f"a key's expiry must be 1 to {MAX_EXPIRY_DAYS} days (0: no expiry)")
     days = default_days if expires_in_days is None else expires_in_days
@@ -104,7 +136,7 @@ def issue_key(*, db: Database, tenant: str, scopes: list[str], name: str = "",
         row = ApiKey(id=key_id, tenant=tenant, name=name, key_hash=_hash(secret), scopes=parse_scopes(scopes),
                      created_by=created_by, owner=owner, parent_key_id=parent_key_id, expires_at=expires_at)
         row = create_api_key(session=session, key=row)
-    return IssuedKey(key=row, token=f"{PREFIX}{key_id}_{secret}")
+    return IssuedKey(key=KeyInfo.of(row), token=f"{PREFIX}{key_id}_{secret}")
 
 
 def _refusal(row: ApiKey, now: datetime) -> str | None:
@@ -147,15 +179,17 @@ def verify_key(*, db: Database, token: str) -> ApiKey:
         return row
 
 
-def revoke_key_lineage(*, db: Database, tenant: str, key_id: str,
-                       cache: KeyCache | None = None) -> Revocation | None:
+def revoke_key_lineage(*, db: Database, tenant: str, key_id: str, cache: KeyCache | None = None) -> Revoked | None:
     """Revoke a key and every key made through it (one transaction); this process's cache forgets them all at
     once (other replicas within their cache time). None when the tenant has no such key."""
     with db.session() as session:
         revocation = revoke_api_key(session=session, tenant=tenant, key_id=key_id)
-    if revocation is not None and cache is not None:
+    if revocation is None:
+        return None
+    if cache is not None:
         cache.forget(*revocation.lineage)
-    return revocation
+    return Revoked(key=KeyInfo.of(revocation.key), revoked_now=revocation.revoked_now,
+                   descendants_revoked=revocation.descendants_revoked)
 
 
 def people_behind(*, db: Database, names: Iterable[str]) -> frozenset[str]:

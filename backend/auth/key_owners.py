@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from backend.auth.api_keys import CLI_OWNER, aware
+from backend.auth.api_keys import CLI_OWNER, KeyInfo, aware
 from backend.auth.guard import allowed
 from backend.auth.principal import Principal
 from backend.db.engine import Database
-from backend.db.models import ApiKey, utcnow
+from backend.db.models import utcnow
 from backend.db.repositories.api_keys import list_api_keys
 from backend.db.repositories.conversations import get_chat_user
 
@@ -28,13 +28,13 @@ KeyState = Literal["active", "revoked", "expired"]
 
 @dataclass(frozen=True)
 class KeyReview:
-    key: ApiKey
+    key: KeyInfo
     state: KeyState
     owner_status: OwnerStatus
     owner_seen_at: datetime | None  # the owner's latest chat sign-in: how fresh `owner_status` is
 
 
-def key_state(key: ApiKey, now: datetime) -> KeyState:
+def key_state(key: KeyInfo, now: datetime) -> KeyState:
     if key.revoked_at is not None:
         return "revoked"
     expires_at = aware(key.expires_at)
@@ -47,7 +47,7 @@ def review_keys(*, db: Database, tenant: str,
     now = utcnow()
     out: list[KeyReview] = []
     with db.session() as session:
-        keys = list_api_keys(session=session, tenant=tenant)
+        keys = [KeyInfo.of(row) for row in list_api_keys(session=session, tenant=tenant)]
         claims: dict[str, tuple[dict, datetime] | None] = {}
         for owner in {k.owner for k in keys if k.owner and k.owner != CLI_OWNER}:
             user = get_chat_user(session=session, identifier=owner)

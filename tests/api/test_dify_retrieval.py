@@ -153,3 +153,17 @@ def test_another_tenants_knowledge_id_is_not_found(api_client, dify, login_as):
     denial = _denials(api_client)[0]
     assert (denial.tenant, denial.reason, denial.status) == ("engineering", "knowledge_not_found", 404)
     assert denial.detail["knowledge_id"] == "sales/default"
+
+
+@pytest.mark.parametrize("body", ["[" * 200_000, '{"knowledge_id": "sales/default", "query": "q", '
+                                  '"retrieval_setting": {"top_k": 3, "score_threshold": 0.1}, "metadata_condition": '
+                                  '{"logical_operator": "and", "conditions": [{"name": ["a"], '
+                                  '"comparison_operator": "is", "value": ' + "[" * 990 + "]" * 990 + "}]}}"])
+def test_a_body_nested_too_deeply_is_a_400_in_difys_shape(api_client, body):
+    """A review found these a 500 (RecursionError) with the connection dropped."""
+    from backend.auth.api_keys import issue_key
+
+    token = issue_key(db=api_client.app.state.services.db, tenant="sales", scopes=["retrieval"]).token
+    r = api_client.post(URL, content=body, headers={"Authorization": f"Bearer {token}",
+                                                    "Content-Type": "application/json"})
+    assert r.status_code == 400 and r.json()["error_code"] == 400, r.text

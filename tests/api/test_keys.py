@@ -114,6 +114,7 @@ def test_revoked_and_forged_keys_are_refused(api_client, login_as):
 
     r = api_client.get("/api/t/sales/keys", headers=_bearer(issued["token"]))
     assert (r.status_code, r.json()["error"]) == (401, "revoked_api_key")
+    assert r.json()["detail"].endswith(": ask a tenant admin for a new one")  # what to do, as for an expired key
     wrong_secret = issued["token"][:-4] + ("AAAA" if not issued["token"].endswith("AAAA") else "BBBB")
     r = api_client.get("/api/t/sales/keys", headers=_bearer(wrong_secret))
     assert (r.status_code, r.json()["error"]) == (401, "unknown_api_key")

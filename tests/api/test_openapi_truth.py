@@ -3,6 +3,7 @@ refuses are refused by the schema too (the bugs the schemathesis run found, one 
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -32,8 +33,10 @@ def _param(schema, method, path, name):
 
 
 def _body(schema, method, path, media="application/json"):
-    ref = _op(schema, method, path)["requestBody"]["content"][media]["schema"]["$ref"]
-    return schema["components"]["schemas"][ref.rsplit("/", 1)[1]]
+    body = _op(schema, method, path)["requestBody"]["content"][media]["schema"]
+    if "$ref" not in body:  # stated in the operation itself (the upload form: its route reads the body itself)
+        return body
+    return schema["components"]["schemas"][body["$ref"].rsplit("/", 1)[1]]
 
 
 def test_a_body_that_is_not_json_is_a_documented_400(api_client, schema, key):
@@ -54,12 +57,12 @@ def test_each_route_documents_the_statuses_it_answers_and_no_others(schema):
     def statuses(method, path):
         return {s for s in _op(schema, method, path)["responses"] if not s.startswith("2")}
 
-    assert statuses("post", f"{T}/chat") == {"400", "401", "403", "404", "413", "422", "429", "502", "503"}
-    # 413: the body limit is in front of every route, whatever the method
-    assert statuses("get", f"{T}/usage") == {"401", "403", "413", "422", "503"}  # no body, no resource it names
+    assert statuses("post", f"{T}/chat") == {"400", "401", "403", "404", "413", "422", "429", "431", "502", "503"}
+    # 413: the body limit is in front of every route, whatever the method; 431: the head's, in `atrium serve`
+    assert statuses("get", f"{T}/usage") == {"401", "403", "413", "422", "431", "503"}  # no body, no resource
     assert statuses("post", f"{T}/prompts/{{assistant}}/versions") >= {"409", "404", "400"}
     assert statuses("post", f"{T}/documents") >= {"413", "415"}
-    assert statuses("get", "/readyz") == {"413", "503"} and statuses("get", "/healthz") == {"413"}
+    assert statuses("get", "/readyz") == {"413", "431", "503"} and statuses("get", "/healthz") == {"413", "431"}
     # OpenAI's API answers an invalid request with a 400, never a 422; the body is OpenAI's error shape.
     completions = _op(schema, "post", f"{T}/v1/chat/completions")["responses"]
     assert "422" not in completions and "400" in completions
@@ -157,3 +160,68 @@ def test_the_status_tables_name_only_operations_that_exist(schema):
 
     for method, path in [*ROUTE_STATUSES, *STREAMS, *OTHER_SUCCESS]:  # a renamed route must not lose its statuses
         assert method.lower() in schema["paths"].get(path, {}), (method, path)
+
+
+# -- what the red-team review found the document did not say --------------------------------------------------
+
+
+def test_a_usage_range_longer_than_a_year_is_a_documented_422(api_client, schema, key):
+    """`GET /usage?from=2000-01-01` is a 422 (`to` defaults to today, 366 days at most): the schema said neither."""
+    r = api_client.get("/api/t/sales/usage", params={"from": "2000-01-01"}, headers=key)
+    assert (r.status_code, r.json()["error"]) == (422, "invalid_range"), r.text
+    assert "366 days" in r.json()["detail"]
+    operation = _op(schema, "get", f"{T}/usage")
+    assert "`invalid_range`" in operation["responses"]["422"]["description"]
+    assert "366 days" in operation["responses"]["422"]["description"]
+    since = next(p for p in operation["parameters"] if p["name"] == "from")
+    assert "at most 366 days before `to`, which defaults to today" in since["description"], since
+
+
+def test_an_empty_file_is_refused_by_the_schema_as_by_the_server(api_client, schema, key):
+    r = api_client.post("/api/t/sales/documents", files=[("files", ("empty.txt", b"", "text/plain"))], headers=key)
+    assert (r.status_code, r.json()["error"]) == (422, "empty_file"), r.text
+    form = _body(schema, "post", f"{T}/documents", "multipart/form-data")["properties"]
+    assert form["files"]["items"]["minLength"] == 1 and form["file"]["minLength"] == 1, form
+    assert "`empty_file`" in _op(schema, "post", f"{T}/documents")["responses"]["422"]["description"]
+
+
+def test_the_head_and_body_limits_are_documented_on_every_operation(live_server):
+    """`atrium serve` answers a head (or trailers) over ATRIUM_MAX_HEADER_KB with a 431 before any route, and
+    backend/api/limits.py a body over its limit with a 413, on every route: both are documented on every
+    operation, with the bodies the server really sends."""
+    import socket
+
+    import httpx
+    import jsonschema
+
+    schema = httpx.get(f"{live_server.url}/openapi.json", timeout=30).json()
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            responses = operation["responses"]
+            assert {"413", "431"} <= set(responses), (method, path)
+            ref = responses["431"]["content"]["application/json"]["schema"]["$ref"]
+            assert ref == "#/components/schemas/Error", (method, path, ref)  # the server's shape, on /v1 too
+            assert "ATRIUM_MAX_HEADER_KB" in responses["431"]["description"]
+
+    def answer(request: bytes) -> tuple[int, dict]:
+        host, port = live_server.url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=60) as sock:
+            sock.sendall(request)
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        return int(head.split(b" ", 2)[1]), json.loads(body)
+
+    def documented(path: str, method: str, status: str) -> dict:
+        ref = schema["paths"][path][method]["responses"][status]["content"]["application/json"]["schema"]["$ref"]
+        return schema["components"]["schemas"][ref.rsplit("/", 1)[1]]
+
+    status, body = answer(b"GET /api/t/sales/v1/models HTTP/1.1\r\nHost: atrium\r\nX-Filler: "
+                          + b"a" * (65 * 1024) + b"\r\n\r\n")
+    assert status == 431
+    jsonschema.validate(body, documented(f"{T}/v1/models", "get", "431"))
+    status, body = answer(b"POST /api/t/sales/v1/chat/completions HTTP/1.1\r\nHost: atrium\r\n"
+                          b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % (300 * 1024 * 1024))
+    assert status == 413 and body["error"]["code"] == "body_too_large"
+    jsonschema.validate(body, documented(f"{T}/v1/chat/completions", "post", "413"))

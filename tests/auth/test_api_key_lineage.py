@@ -156,12 +156,40 @@ def test_expiry_default_and_bounds(make_api_client, prompts_root, config_dir, mo
     client = make_api_client(ATRIUM_PROMPTS_DIR=str(prompts_root), ATRIUM_CONFIG_DIR=str(config_dir))
     default = datetime.fromisoformat(make_key(client, fiona, "chat")["expires_at"]).replace(tzinfo=UTC)
     assert timedelta(days=89) < default - datetime.now(UTC) <= timedelta(days=90)
-    for bad in (0, -1, 3651, "soon"):
+    for bad in (-1, 3651, "soon"):
         r = client.post("/api/t/finance/keys", headers=fiona, json={"scopes": ["chat"], "expires_in_days": bad})
         assert r.status_code == 422, (bad, r.text)
     never = make_api_client(ATRIUM_PROMPTS_DIR=str(prompts_root), ATRIUM_CONFIG_DIR=str(config_dir),
                             ATRIUM_API_KEY_DAYS="0")
     assert make_key(never, fiona, "chat")["expires_at"] is None
+
+
+def test_zero_days_is_no_expiry_as_in_the_cli(client, config_dir):
+    """`expires_in_days: 0` was a 422, while `atrium keys create --expires-days 0` and ATRIUM_API_KEY_DAYS=0 mean no
+    expiry: the API means the same now, and says so in its schema. Under a key that expires it is refused (the
+    child would outlive its parent), with the way out."""
+    fiona = person(config_dir, "fiona")
+    forever = make_key(client, fiona, "admin", expires_in_days=0)
+    assert forever["expires_at"] is None
+    listed = {k["id"]: k for k in client.get("/api/t/finance/keys", headers=fiona).json()}
+    assert (listed[forever["id"]]["expires_at"], listed[forever["id"]]["state"]) == (None, "active")
+    assert make_key(client, bearer(forever["token"]), "chat", expires_in_days=0)["expires_at"] is None
+    field = client.get("/openapi.json").json()["components"]["schemas"]["KeyCreate"]["properties"]["expires_in_days"]
+    number = next(option for option in field["anyOf"] if option.get("type") == "integer")
+    assert number["minimum"] == 0 and "0: no expiry" in field["description"]
+
+    mortal = make_key(client, fiona, "admin", expires_in_days=10)
+    r = client.post("/api/t/finance/keys", headers=bearer(mortal["token"]),
+                    json={"scopes": ["chat"], "expires_in_days": 0})
+    assert (r.status_code, r.json()["error"]) == (422, "expiry_beyond_parent"), r.text
+    assert "ask for 1 to 9 day(s), or leave expires_in_days out" in r.json()["detail"]
+    # With under a day left, 0 days would not be "at most that": leaving it out is the one way, and all it says.
+    set_expiry(client, mortal["id"], datetime.now(UTC) + timedelta(hours=12))
+    r = client.post("/api/t/finance/keys", headers=bearer(mortal["token"]),
+                    json={"scopes": ["chat"], "expires_in_days": 0})
+    assert (r.status_code, r.json()["error"]) == (422, "expiry_beyond_parent"), r.text
+    assert "UTC; leave expires_in_days out to get that key's expiry" in r.json()["detail"]
+    assert make_key(client, bearer(mortal["token"]), "chat")["expires_at"] is not None
 
 
 def test_a_key_never_outlives_the_key_that_made_it(client, config_dir):

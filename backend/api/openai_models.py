@@ -1,0 +1,64 @@
+"""What POST /api/t/{tenant}/v1/chat/completions answers, as the OpenAPI document states it: OpenAI's
+`chat.completion` object, plus Atrium's own `atrium` field (ignored by OpenAI's SDKs, kept in `model_extra`).
+
+The route builds the answer as a dict; these models describe it (FastAPI's `responses`) without converting each
+answer again. tests/api/test_response_schemas.py holds real answers to them.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+
+class CompletionMessage(BaseModel):
+    role: Literal["assistant"]
+    content: str
+
+
+class CompletionChoice(BaseModel):
+    index: int
+    message: CompletionMessage
+    finish_reason: str = Field(description="`stop`, or `length` when max_tokens cut the answer")
+
+
+class CompletionUsage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class AtriumCitation(BaseModel):
+    document_id: str
+    title: str
+    quote: str
+    page: int | None
+    score: float
+
+
+class AtriumDetails(BaseModel):
+    """How Atrium answered: the model and tier, cost, cache, the prompt version, the passages cited."""
+
+    model: str = Field(description="the model that answered (empty when none was called)")
+    tier: str
+    cached: bool
+    cost_usd: float
+    route_reason: str | None
+    fallback_from: str | None
+    prompt_version: int | None
+    warnings: list[str] = Field(description="e.g. that system messages are not used for an assistant model")
+    turn_id: int | None
+    citations: list[AtriumCitation]
+
+
+class ChatCompletion(BaseModel):
+    """With `stream: true`, the same as `chat.completion.chunk` server-sent events, ending with `data: [DONE]`."""
+
+    id: str
+    object: Literal["chat.completion"]
+    created: int = Field(description="Unix time")
+    model: str = Field(description="the `model` of the request (an assistant or a tier)")
+    choices: list[CompletionChoice]
+    usage: CompletionUsage
+    atrium: AtriumDetails
