@@ -7,12 +7,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from backend.auth.api_keys import KeyCache
+from backend.auth.api_keys import KeyCache, people_behind
 from backend.auth.claims import claims_to_principal
 from backend.auth.demo_users import DEMO_ISSUER, DemoUsers
 from backend.auth.guard import AccessGuard, SessionCaller, session_principal
 from backend.auth.jwt_verifier import JwtVerifier, build_jwt_verifier
+from backend.auth.key_service import KeyService
 from backend.auth.oidc import OidcLogin
+from backend.auth.password_login import PasswordLogin
 from backend.auth.principal import AuthMethod, Principal
 from backend.auth.session_cookie import session_token
 from backend.auth.sessions import SessionRegistry
@@ -21,7 +23,9 @@ from backend.chat.pipeline import ChatService
 from backend.db.engine import Database, make_engine
 from backend.db.migrate import upgrade_or_explain
 from backend.governance.audit import AuditLog
+from backend.governance.audit_view import AuditView
 from backend.governance.cache import MemoryCache, RedisCache, ResponseCache
+from backend.governance.operators import OperatorConsole
 from backend.governance.quotas import QuotaService
 from backend.governance.ratelimit import MemoryLimits, RedisLimits
 from backend.governance.usage import UsageService, UsageWriter
@@ -30,6 +34,7 @@ from backend.knowledge.service import KnowledgeService
 from backend.llm.router import ModelsConfig
 from backend.llm.routing import default_classifier
 from backend.llm.service import LLMService
+from backend.prompts.service import PromptService
 from backend.prompts.store import PromptStore
 from backend.settings import Settings
 from backend.tenants import TenantRegistry
@@ -45,10 +50,13 @@ class Services:
     db: Database
     audit: AuditLog
     prompts: PromptStore
+    prompt_service: PromptService  # the studio's rules: saves, label moves, previews, tries (and their audit)
     llm: LLMService
     chat: ChatService
     sessions: SessionRegistry  # browser sessions: sign-ins, sign-outs, ended sessions; verifies every session token
     access: AccessGuard  # the one access decision (auth/guard.py), with the audit record of a refusal
+    audit_view: AuditView  # the audit log read back: operators across tenants, tenant admins redacted
+    operators: OperatorConsole  # the operators' views across tenants (/api/admin/tenants, /admin)
     knowledge: KnowledgeService | None = None  # tenant knowledge bases (backend.knowledge)
     quotas: QuotaService | None = None
     cache: ResponseCache | None = None
@@ -58,11 +66,15 @@ class Services:
     jwt_verifier: JwtVerifier | None = None
     # API keys verified in the last few seconds (ATRIUM_API_KEY_CACHE_SECONDS); off unless build_services sets it.
     api_keys: KeyCache = field(default_factory=lambda: KeyCache(ttl_s=0))
+    # Tenant API keys as admins manage them (create, review, revoke, each audited); set by build_services.
+    keys: KeyService | None = None
     # Browser login through the IdP (set by app.create_app when OIDC_ISSUER and OIDC_CLIENT_ID are set).
     oidc_login: OidcLogin | None = None
     # name -> callable raising on failure; /readyz runs them all
     readiness_checks: dict[str, Callable[[], Any]] = field(default_factory=dict)
     closers: list[Callable[[], Any]] = field(default_factory=list)
+    # The demo password sign-in (rate-limited, its hashing on threads of its own); None when it is off.
+    password_login: PasswordLogin | None = None
 
     def principal_from_claims(self, claims: dict, *, auth: AuthMethod = "session") -> Principal:
         if auth == "session" and claims.get("iss") == DEMO_ISSUER:
@@ -132,14 +144,21 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
     knowledge = build_knowledge(settings, db=db, registry=registry, audit=audit,
                                 embedding_list=llm.config.embedding_list)
     usage_writer = UsageWriter(db=db)
+    usage = UsageService(db=db)
+    audit_view = AuditView(db=db, audit=audit, registry=registry)
     chat = ChatService(db=db, registry=registry, prompts=prompts, llm=llm, quotas=quotas, cache=cache,
                        classifier=default_classifier(), retriever=knowledge, usage_writer=usage_writer,
                        audit=audit)
     services = Services(settings=settings, registry=registry, demo_users=demo_users, db=db, audit=audit,
                         prompts=prompts, llm=llm, chat=chat, quotas=quotas, cache=cache,
-                        sessions=SessionRegistry(db=db, registry=registry, max_age_s=settings.session_hours * 3600),
+                        prompt_service=PromptService(store=prompts, registry=registry, llm=llm, audit=audit,
+                                                     people=lambda names: people_behind(db=db, names=names)),
+                        audit_view=audit_view,
+                        operators=OperatorConsole(registry=registry, audit=audit, audit_view=audit_view, usage=usage),
+                        sessions=SessionRegistry(db=db, registry=registry, max_age_s=settings.session_hours * 3600,
+                                                 audit=audit),
                         access=AccessGuard(audit=audit, configured=lambda tenant: registry.get(tenant) is not None),
-                        usage=UsageService(db=db), knowledge=knowledge,
+                        usage=usage, knowledge=knowledge,
                         conversations=ConversationService(db=db, registry=registry, audit=audit, chat=chat,
                                                           titles=settings.conversation_titles))
     for assistant, why in services.prompt_problems().items():
@@ -148,9 +167,14 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
         services.readiness_checks["redis"] = lambda: _ping_redis(settings.redis_url or "")
     services.jwt_verifier = build_jwt_verifier(settings)
     services.api_keys = KeyCache(ttl_s=settings.api_key_cache_s)
+    services.keys = KeyService(db=db, audit=audit, cache=services.api_keys, principal_of=services.principal_from_claims,
+                               default_days=settings.api_key_days)
     services.readiness_checks["database"] = db.ping
     services.readiness_checks["models"] = lambda: _require_tiers(llm)
     services.closers.append(db.engine.dispose)
+    if settings.password_login_enabled:
+        services.password_login = PasswordLogin(users=lambda: services.demo_users, audit=audit)
+        services.closers.append(services.password_login.close)
     services.closers.append(usage_writer.close)  # runs before dispose (closers run reversed)
     services.readiness_checks["vector_store"] = knowledge.store.ping
     if settings.ingest_worker:

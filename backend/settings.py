@@ -101,6 +101,11 @@ class Settings(BaseSettings):
     # even when every character arrives \u-escaped (6 bytes). Checked before parsing or authentication.
     max_body_kb: int = Field(4096, alias="ATRIUM_MAX_BODY_KB", ge=16)
     max_header_kb: int = Field(64, alias="ATRIUM_MAX_HEADER_KB", ge=8, le=16384)  # request line + headers
+    # A request's head is due this long after the connection opened or the previous response ended (slowloris).
+    header_timeout_s: float = Field(30, alias="ATRIUM_HEADER_TIMEOUT_S", gt=0, le=3600)
+    # Chat messages one user may send through one process in a minute (the socket refuses more, before anything
+    # is stored): a message that calls no model (too long, a note with files) is not counted by the quotas.
+    chat_messages_per_minute: int = Field(60, alias="ATRIUM_CHAT_MESSAGES_PER_MINUTE", ge=1, le=10_000)
     # Peers whose X-Forwarded-For/-Proto are believed (IPs, CIDRs, comma-separated); empty: nobody's.
     trusted_proxies: str = Field("", alias="ATRIUM_TRUSTED_PROXIES")
 

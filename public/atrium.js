@@ -24,6 +24,9 @@
  *    are icons with a hover tooltip only, so a screen reader announced "button". Each gets an aria-label in the
  *    page's language (Chainlit's own translation of its tooltip, fetched once; English until it arrives). So do
  *    the phone's sidebar sheet and the account menu, whose labels point at nothing.
+ * 8. A session that ended says why on the sign-in page: the server clears a cookie that no longer works and leaves
+ *    the reason in a short-lived cookie (atrium_session_notice: signed out elsewhere, ended by an administrator,
+ *    too old), shown above the form once.
  * 7. Signing out is one page load. Chainlit's sign-out POSTs /logout, then both reloads the page and routes to the
  *    login page; the two navigations race, and when the second cancels the first the reload's redirect to the
  *    identity provider's sign-out (backend/auth/oidc_logout.py) was lost: the provider's session stayed open. Once
@@ -278,6 +281,28 @@
     });
   };
 
+  // -- 8. why the last session ended, on the sign-in page ------------------------------------------------
+
+  const ENDED = {
+    session_signed_out: "You were signed out (in another tab or window). Sign in again to continue.",
+    session_ended: "An administrator ended your sessions. Sign in again to continue.",
+    session_expired: "Your session reached its maximum length. Sign in again to continue.",
+  };
+
+  function sessionNotice() {
+    const form = document.querySelector("form");
+    if (!form || !form.querySelector("input[type=password], button[type=submit]")) return;
+    const match = document.cookie.match(/(?:^|;\s*)atrium_session_notice=([a-z_]+)/);
+    if (!match || document.getElementById("atrium-session-notice")) return;
+    const note = document.createElement("p");
+    note.id = "atrium-session-notice";
+    note.setAttribute("role", "status");
+    note.className = "atrium-session-notice";
+    note.textContent = ENDED[match[1]] || "Your session is no longer valid. Sign in again to continue.";
+    form.prepend(note);
+    document.cookie = `atrium_session_notice=; Path=${rootPath || "/"}; Max-Age=0; SameSite=Lax`;
+  }
+
   // --------------------------------------------------------------------------------------------------------
 
   function update() {
@@ -286,6 +311,7 @@
     rename();
     header();
     loginError();
+    sessionNotice();
     names();
   }
 

@@ -5,21 +5,24 @@ from __future__ import annotations
 import asyncio
 import uuid
 from pathlib import Path
+from typing import NamedTuple
 
 import chainlit as cl
 from chainlit.config import ChainlitConfigOverrides, FeaturesSettings, SpontaneousFileUploadFeature
 from chainlit.types import ThreadDict
 from chainlit.utils import utc_now
+from fastapi import HTTPException
 
 from backend.auth.claims import missing_access_hint
 from backend.auth.guard import allowed, decide, is_operator, principal_of_claims
+from backend.auth.password_login import TooManyAttempts
 from backend.auth.principal import Principal
 from backend.auth.request_context import client_ip
 from backend.chat.conversations import files_title
 from backend.chat.types import MAX_MESSAGE_CHARS, ChatRequest, TurnResult
 from backend.container import get_services
 from backend.errors import AtriumError, Forbidden
-from backend.knowledge.service import UploadFile as KbUpload
+from backend.knowledge.service import AttachedFile
 from ui.chat_text import (
     asks_something,
     cut_answer,
@@ -64,11 +67,15 @@ if services.settings.password_login_enabled:
 
     @cl.password_auth_callback
     async def password_login(username: str, password: str) -> cl.User | None:
-        # PBKDF2 is deliberately slow; keep it off the event loop.
-        claims = await asyncio.to_thread(services.demo_users.authenticate, username, password)
+        # Hashing on threads of its own, failures limited per address and account, refusals audited
+        # (backend/auth/password_login.py).
+        assert services.password_login is not None
+        try:
+            claims = await services.password_login.authenticate(username, password, ip=client_ip.get())
+        except TooManyAttempts as exc:
+            raise HTTPException(status_code=429, detail=exc.message,
+                                headers={"Retry-After": str(exc.retry_after_s)}) from None
         if claims is None:
-            services.audit.record("denied", subject=username, route="/chat/login", status=401, ip=client_ip.get(),
-                                  reason="bad_password", detail={"method": "password"})
             return None
         principal = services.principal_from_claims(claims)
         services.audit.record("login", subject=principal.subject, route="/chat/login", ip=client_ip.get(),
@@ -84,7 +91,7 @@ if services.oidc_login is not None:
     from ui.oidc_provider import register as register_oidc_provider
 
     def _oidc_failure(exc: OidcLoginError) -> None:
-        services.audit.login_denied(exc, ip=client_ip.get())
+        exc.record(services.audit, ip=client_ip.get())
 
     register_oidc_provider(services.oidc_login, on_failure=_oidc_failure)  # before @cl.oauth_callback
 
@@ -164,54 +171,70 @@ async def resume(thread: ThreadDict) -> None:
     cl.user_session.set("history", history_of(thread.get("steps") or [])[-20:])
 
 
+class _Chat(NamedTuple):
+    """Who is chatting, with which assistant: the session's user and chat profile, checked for this message.
+    (Not a dataclass: Chainlit loads this file outside sys.modules, where dataclasses cannot resolve it.)"""
+
+    principal: Principal
+    tenant: str
+    assistant: str
+    label: str
+
+
 @cl.on_message
 async def on_message(message: cl.Message) -> None:
-    principal = _principal_of(cl.user_session.get("user"))
-    if principal is None or not principal.tenants:
-        # The chat's start said why at length; every message after it gets a short reminder, not the same text.
-        await _notice(_no_access_again(principal))
-        return
-    parsed = parse_profile(cl.user_session.get("chat_profile"))
-    if parsed is None:
-        await _notice("Pick an assistant first (the selector at the top).")
-        return
-    tenant, assistant, label = parsed
-    if label != "production" and (denial := decide(principal, tenant, "prompts:write")) is not None:
-        await asyncio.to_thread(services.access.record, denial, subject=principal.subject, tenant=tenant,
-                                route="chat:profile", ip=client_ip.get())
-        await _notice("Only prompt editors can chat with the staging prompt.")
+    chat = await _chat_of_session()
+    if chat is None:  # the user was told why not
         return
     attachments = take_attachments(cl.context.session, message.id)
     if services.conversations is not None and await asyncio.to_thread(
-            services.conversations.was_deleted, principal, cl.context.session.thread_id):
-        await _move_to_new_chat(principal, message, tenant, assistant, label, [e.name for e in attachments])
-
+            services.conversations.was_deleted, chat.principal, cl.context.session.thread_id):
+        await _move_to_new_chat(chat, message, [e.name for e in attachments])
     text = (message.content or "").strip()
     # A message sent with files is answered when it asks something; otherwise ("Please add this note") it is a
     # note about the files, and the upload's status is the reply (README, Chat).
     answer_follows = bool(text) and (not attachments or asks_something(text))
     if attachments:
-        if not text and services.conversations is not None:
-            # Files and no text: the conversation is named after them, not left as "New conversation".
-            await asyncio.to_thread(services.conversations.name_from_files, principal, cl.context.session.thread_id,
-                                    [e.name for e in attachments], tenant=tenant, assistant=assistant, label=label)
-        added = await _ingest_attachments(principal, tenant, attachments, answer_follows=answer_follows)
-        if text and not answer_follows and added:
-            await _notice(NOTED.format(it="it" if len(attachments) == 1 else "them"))
+        await _add_attachments(chat, attachments, text, answer_follows=answer_follows)
         if not answer_follows:
             return
     if len(message.content) > MAX_MESSAGE_CHARS:  # refused before the pipeline: with advice for this user
-        await _notice(too_long(len(message.content), can_add_documents=allowed(principal, tenant, "ingest")))
+        await _notice(too_long(len(message.content), can_add_documents=allowed(chat.principal, chat.tenant, "ingest")))
         return
+    await _answer(chat, message)
 
+
+async def _chat_of_session() -> _Chat | None:
+    """The session's user and chat profile, if they may chat there; else None, and the user is told why."""
+    principal = _principal_of(cl.user_session.get("user"))
+    if principal is None or not principal.tenants:
+        # The chat's start said why at length; every message after it gets a short reminder, not the same text.
+        await _notice(_no_access_again(principal))
+        return None
+    parsed = parse_profile(cl.user_session.get("chat_profile"))
+    if parsed is None:
+        await _notice("Pick an assistant first (the selector at the top).")
+        return None
+    tenant, assistant, label = parsed
+    if label != "production" and (denial := decide(principal, tenant, "prompts:write")) is not None:
+        await asyncio.to_thread(services.access.record, denial, subject=principal.subject, tenant=tenant,
+                                route="chat:profile", ip=client_ip.get())
+        await _notice("Only prompt editors can chat with the staging prompt.")
+        return None
+    return _Chat(principal, tenant, assistant, label)
+
+
+async def _answer(chat: _Chat, message: cl.Message) -> None:
+    """The assistant's answer, streamed as the model writes it, then its sources and notes; a refusal or a
+    failure is said instead. The first answer of a conversation gets it a title (in the background)."""
     history: list[dict[str, str]] = cl.user_session.get("history") or []
-    req = ChatRequest(tenant=tenant, assistant=assistant, message=message.content, history=history,
-                      label=label, channel="ui")
+    req = ChatRequest(tenant=chat.tenant, assistant=chat.assistant, message=message.content, history=history,
+                      label=chat.label, channel="ui")
     # Its time is the start of the answer: a stopped answer is stored before Chainlit's "Task manually stopped."
     reply = cl.Message(content="", created_at=utc_now())
     try:
         result: TurnResult | None = None
-        async for item in services.chat.stream(principal, req):
+        async for item in services.chat.stream(chat.principal, req):
             if isinstance(item, TurnResult):
                 result = item
             else:
@@ -230,6 +253,18 @@ async def on_message(message: cl.Message) -> None:
             await reply.send()
         raise
     assert result is not None
+    await _send_answer(reply, result)
+    if not history and services.conversations is not None and result.answer:
+        task = asyncio.create_task(services.conversations.write_title(
+            chat.principal, cl.context.session.thread_id, question=message.content, answer=result.answer))
+        _background.add(task)
+        task.add_done_callback(_background.discard)
+    history.extend([{"role": "user", "content": message.content}, {"role": "assistant", "content": result.answer}])
+    cl.user_session.set("history", history[-20:])
+
+
+async def _send_answer(reply: cl.Message, result: TurnResult) -> None:
+    """The streamed answer, completed: its cited passages as side panels, the sources line, the notes."""
     labels = [source_label(i, c.title, c.section, c.page) for i, c in enumerate(result.citations, 1)]
     reply.elements = [  # type: ignore[assignment]
         cl.Text(name=name, content=(panel := source_panel(c.section, c.quote)), url=markdown_data_url(panel),
@@ -244,14 +279,6 @@ async def on_message(message: cl.Message) -> None:
         reply.content += f"\n\n_{warning}_"
     reply.metadata = {"turn_id": result.turn_id}  # stored with the message: feedback per prompt version
     await reply.send()
-    if not history and services.conversations is not None and result.answer:
-        thread_id = cl.context.session.thread_id
-        task = asyncio.create_task(services.conversations.write_title(principal, thread_id, question=message.content,
-                                                                      answer=result.answer))
-        _background.add(task)
-        task.add_done_callback(_background.discard)
-    history.extend([{"role": "user", "content": message.content}, {"role": "assistant", "content": result.answer}])
-    cl.user_session.set("history", history[-20:])
 
 
 async def _notice(content: str) -> cl.Message:
@@ -263,8 +290,7 @@ async def _notice(content: str) -> cl.Message:
     return msg
 
 
-async def _move_to_new_chat(principal: Principal, message: cl.Message, tenant: str, assistant: str, label: str,
-                            filenames: list[str]) -> None:
+async def _move_to_new_chat(chat: _Chat, message: cl.Message, filenames: list[str]) -> None:
     """The session's conversation was deleted (in another tab): nothing can be stored in it any more. The
     message, its answer and everything after go to a new conversation of the same assistant, and the user is
     told so; the browser's sidebar and current thread follow (Chainlit's `first_interaction`)."""
@@ -272,8 +298,8 @@ async def _move_to_new_chat(principal: Principal, message: cl.Message, tenant: s
     session.thread_id = str(uuid.uuid4())
     cl.user_session.set("history", [])  # the deleted exchanges are not the new chat's history
     assert services.conversations is not None
-    await asyncio.to_thread(services.conversations.create, principal, conversation_id=session.thread_id,
-                            tenant=tenant, assistant=assistant, label=label,
+    await asyncio.to_thread(services.conversations.create, chat.principal, conversation_id=session.thread_id,
+                            tenant=chat.tenant, assistant=chat.assistant, label=chat.label,
                             title=(message.content or "").strip() or files_title(filenames) or None)
     # Chainlit already tried to store the message and the turn's run under the deleted id (refused): again,
     # under the new one (the run is stored when it ends).
@@ -323,44 +349,43 @@ def _upload_status(docs: list[dict], errors: list[dict], kb_name: str) -> str:
     return "\n".join(lines)
 
 
+async def _add_attachments(chat: _Chat, attachments: list, text: str, *, answer_follows: bool) -> None:
+    """Files attached to a message: a conversation they alone start is named after them; they go into the
+    knowledge base; a note about them that asks nothing is acknowledged once they are taken."""
+    if not text and services.conversations is not None:
+        # Files and no text: the conversation is named after them, not left as "New conversation".
+        await asyncio.to_thread(services.conversations.name_from_files, chat.principal, cl.context.session.thread_id,
+                                [e.name for e in attachments], tenant=chat.tenant, assistant=chat.assistant,
+                                label=chat.label)
+    added = await _ingest_attachments(chat.principal, chat.tenant, attachments, answer_follows=answer_follows)
+    if text and not answer_follows and added:
+        await _notice(NOTED.format(it="it" if len(attachments) == 1 else "them"))
+
+
 async def _ingest_attachments(principal: Principal, tenant: str, elements: list, *, answer_follows: bool) -> bool:
-    """Files attached in the chat go into the tenant's knowledge base — only for those allowed to ingest
-    (tenant admins); each file gets its own status line, and one bad file never stops the others. True when the
-    files were taken (their status says how each one went)."""
+    """Files attached in the chat go into the tenant's knowledge base (KnowledgeService.upload_attachments: tenant
+    admins only, audited); each file gets its own status line, followed until it is ready or failed, and one bad
+    file never stops the others. True when the files were taken (their status says how each one went)."""
     kb_name = (services.registry.get(tenant).name if services.registry.get(tenant) else tenant)
 
     async def say(content: str) -> cl.Message:
         # Before an answer the status stays in the turn (the thumbs go under the answer); else it is the last word.
         return await (cl.Message(content=content).send() if answer_follows else _notice(content))
 
-    if (denial := decide(principal, tenant, "ingest")) is not None:
-        await asyncio.to_thread(services.access.record, denial, subject=principal.subject, tenant=tenant,
-                                route="chat:upload", ip=client_ip.get())
+    files = [AttachedFile(filename=e.name, path=Path(e.path)) for e in elements]
+    try:
+        result = await asyncio.to_thread(services.knowledge.upload_attachments, principal, tenant, files)
+    except Forbidden:  # refused and audited by the knowledge service, before any file was read
         await say(f"**Not allowed.** Only {kb_name} administrators can add documents to the knowledge base, so "
                   "your file was not stored. Ask one of them to add it.")
         return False
-    files = [KbUpload(filename=e.name, data=await asyncio.to_thread(Path(e.path).read_bytes)) for e in elements]
-    try:
-        result = await asyncio.to_thread(services.knowledge.upload, principal, tenant, files, route="chat:upload")
     except AtriumError as exc:
         await say(f"**Could not add the files.** {exc.message[:1].upper()}{exc.message[1:]}")
         return False
     docs, errors = result["documents"], result["errors"]
     status = await say(_upload_status(docs, errors, kb_name))
-    pending = {d["id"] for d in docs if d["status"] not in ("ready", "failed")}
-    for _ in range(900):  # follow progress for up to ~15 minutes; the job goes on regardless
-        if not pending:
-            break
-        await asyncio.sleep(1)
-        for i, d in enumerate(docs):
-            if d["id"] in pending:
-                try:
-                    docs[i] = {**d, **await asyncio.to_thread(services.knowledge.get_document, principal, tenant,
-                                                             d["id"])}
-                except AtriumError:  # deleted meanwhile
-                    docs[i] = {**d, "status": "failed", "error": "deleted while it was being added"}
-                if docs[i]["status"] in ("ready", "failed"):
-                    pending.discard(d["id"])
+    async for progress in services.knowledge.follow_documents(principal, tenant, docs):
+        docs = progress
         status.content = _upload_status(docs, errors, kb_name)
         await status.update()
     return any(d["status"] != "failed" for d in docs)

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,11 +30,15 @@ from starlette.types import Scope
 from backend.auth.principal import Principal
 from backend.auth.surface import CHAT_PREFIX, SurfaceTable, socket_entry, walk_routes
 from backend.auth.surface_guard import query_param
+from backend.chat.types import MAX_MESSAGE_CHARS
 from ui.profiles import parse_profile
 
 log = logging.getLogger("atrium.surface")
 
 MAX_PROFILE_CHARS = 300
+# A message up to twice the chat's limit reaches the handler, which says in words that it is too long (with advice
+# for this user); beyond that it is refused at the socket, never stored.
+MAX_SOCKET_MESSAGE_CHARS = 2 * MAX_MESSAGE_CHARS
 MAX_FILE_REFERENCES = 50
 Audit = Callable[..., object]
 SessionPrincipal = Callable[[dict[str, str]], Principal | None]
@@ -69,15 +75,58 @@ def confine_files(root: Path) -> Path:
         return folder
 
     BaseSession.files_dir = property(files_dir)  # type: ignore[assignment,method-assign]
+    _forget_messages_with_the_session()
     return root
+
+
+def _forget_messages_with_the_session() -> None:
+    """Chainlit keeps every message of a session in `chat_contexts` and never drops them: a process serving many
+    sessions grew for ever. A deleted session's messages go with it."""
+    from chainlit.chat_context import chat_contexts
+    from chainlit.session import WebsocketSession
+
+    if getattr(WebsocketSession.delete, "_atrium_forgets", False):
+        return
+    delete = WebsocketSession.delete
+
+    async def delete_and_forget(self: WebsocketSession) -> None:
+        try:
+            await delete(self)
+        finally:
+            chat_contexts.pop(self.id, None)
+
+    delete_and_forget._atrium_forgets = True  # type: ignore[attr-defined]
+    WebsocketSession.delete = delete_and_forget  # type: ignore[method-assign]
 
 
 # -- socket.io events ------------------------------------------------------------------------------------------------
 
 
+class MessageRate:
+    """At most `per_minute` chat messages a user sends through this process in any minute (sliding window)."""
+
+    def __init__(self, per_minute: int, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.per_minute = per_minute
+        self._clock = clock
+        self._sent: dict[str, deque[float]] = {}
+
+    def admit(self, subject: str) -> bool:
+        now = self._clock()
+        sent = self._sent.setdefault(subject, deque())
+        while sent and now - sent[0] >= 60:
+            sent.popleft()
+        if len(sent) >= self.per_minute:
+            return False
+        sent.append(now)
+        if len(self._sent) > 10_000:  # forget users idle for a minute
+            self._sent = {k: v for k, v in self._sent.items() if v and now - v[-1] < 60}
+        return True
+
+
 class SocketGuard:
     def __init__(self, *, audit: Audit, session_principal: SessionPrincipal,
-                 token_valid: Callable[[str | None], bool], sio: Any = None) -> None:
+                 token_valid: Callable[[str | None], bool], sio: Any = None, messages_per_minute: int = 60) -> None:
+        self.rate = MessageRate(messages_per_minute)
         self.audit = audit
         self.session_principal = session_principal
         self.token_valid = token_valid  # the session's token is still valid (not signed out, ended or expired)
@@ -174,12 +223,29 @@ class SocketGuard:
             if session is None or session.user is None:
                 return None
             message = payload.get("message") if isinstance(payload, dict) else None
+            subject = session.user.identifier
             if (not isinstance(message, dict) or not is_uuid(message.get("id"))
                     or not isinstance(message.get("output", ""), str)
                     or message.get("type", "user_message") != "user_message"):
                 await asyncio.to_thread(self._record, "invalid_message",
                                         "a chat message from the browser is a user message with a UUID id and text",
-                                        subject=session.user.identifier, ip=None, event="client_message")
+                                        subject=subject, ip=None, event="client_message")
+                return None
+            # Refused here, before Chainlit stores or keeps anything: far too long (the handler answers a message a
+            # little over the limit in words, with advice), or too many too fast (no model call needs to be
+            # involved for a message to cost storage and memory).
+            refusal = None
+            if len(message.get("output") or "") > MAX_SOCKET_MESSAGE_CHARS:
+                refusal = ("message_too_long", f"This message is far too long ({len(message['output']):,} characters;"
+                           f" the limit is {MAX_MESSAGE_CHARS:,}): it was not sent. Shorten it, or add long text to "
+                           "the knowledge base as a document.")
+            elif not self.rate.admit(subject):
+                refusal = ("too_many_messages", f"You are sending messages faster than {self.rate.per_minute} a "
+                           "minute: this one was not sent. Wait a moment and send it again.")
+            if refusal is not None:
+                await asyncio.to_thread(self._record, refusal[0], refusal[1], subject=subject, ip=None,
+                                        event="client_message")
+                await session.emit("toast", {"message": refusal[1], "type": "error"})
                 return None
             refs = payload.get("fileReferences") or []
             message_id = message["id"].lower()
@@ -263,6 +329,20 @@ def chat_session_tenant(scope: Scope, principal: Principal) -> str | None:
     return parsed[0] if parsed else None
 
 
+def socket_owner(scope: Scope) -> str | None:
+    """The user of the connected chat socket whose transport id (engine.io `sid`) a request names; None when it
+    names none (a new connection's handshake, or a socket that is gone)."""
+    from chainlit.server import sio
+    from chainlit.session import WebsocketSession
+
+    eio_sid = query_param(scope, "sid")
+    if not eio_sid:
+        return None
+    sid = sio.manager.sid_from_eio_sid(eio_sid, "/")
+    session = WebsocketSession.get(sid) if sid else None
+    return session.user.identifier if session is not None and session.user is not None else None
+
+
 def install_route_overrides(chainlit_app: Any) -> None:
     """Routes placed before Chainlit's own of the same path. Chainlit answers 500 when its data layer refuses a
     rating (someone else's message, an unknown id): these answer 404 and keep everything else as Chainlit does
@@ -293,7 +373,7 @@ def install_route_overrides(chainlit_app: Any) -> None:
         """A load balancer's sticky-session cookie, as Chainlit sets it, but only ever a session id (a UUID)."""
         try:
             session_id = (await request.json()).get("session_id")
-        except (ValueError, AttributeError):
+        except (ValueError, AttributeError, RecursionError):
             session_id = None
         if not is_uuid(session_id):
             raise HTTPException(status_code=400, detail="session_id must be the chat page's session id (a UUID)")
@@ -307,3 +387,17 @@ def install_route_overrides(chainlit_app: Any) -> None:
     routes.insert(0, APIRoute("/feedback", update_feedback, methods=["PUT"]))
     routes.insert(0, APIRoute("/feedback", delete_feedback, methods=["DELETE"]))
     routes.insert(0, APIRoute("/set-session-cookie", sticky_cookie, methods=["POST"]))
+
+
+class _NotTranslated(logging.Filter):
+    """Chainlit warns on every page load in a language without its own chainlit_<lang>.md (the page's readme,
+    which Atrium does not show): noise in the log, not a problem."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Translated markdown file for ")
+
+
+def quiet_chainlit_logs() -> None:
+    chainlit_log = logging.getLogger("chainlit")
+    if not any(isinstance(f, _NotTranslated) for f in chainlit_log.filters):
+        chainlit_log.addFilter(_NotTranslated())

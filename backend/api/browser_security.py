@@ -27,7 +27,9 @@ import base64
 import gzip
 import hashlib
 import json
+import logging
 import re
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 
@@ -39,6 +41,8 @@ from backend.auth.session_cookie import scope_cookies, session_user
 from backend.auth.sessions import SessionRegistry
 from backend.governance.audit import AuditLog
 from backend.settings import REPO_ROOT
+
+log = logging.getLogger("atrium.browser")
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 ALWAYS_CHECKED = frozenset({"/chat/login", "/chat/logout"})  # signing someone in or out needs no cookie
@@ -85,13 +89,17 @@ def _chat_hashes() -> frozenset[str]:
 
 class BrowserSecurity:
     def __init__(self, app: ASGIApp, *, audit: AuditLog | None = None, sessions: SessionRegistry | None = None,
-                 public_url: str | None = None, idp_url: str | None = None) -> None:
+                 public_url: str | None = None, idp_url: str | None = None,
+                 route_of: Callable[[str, str], str] | None = None) -> None:
         self.app = app
         self.audit = audit
         self.sessions = sessions
         self.public_origin = origin_of(public_url) if public_url else None
         self.idp_origin = origin_of(idp_url) if idp_url else None
+        # The audit names a refused request's route pattern, not its path (made-up paths group into one row).
+        self.route_of = route_of or (lambda _method, path: path[:300])
         self._constant_hashes: dict[str, frozenset[str]] = {}
+        self._warned: set[str] = set()  # origins whose refused sign-in was logged (once each)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -135,9 +143,18 @@ class BrowserSecurity:
 
     async def _refuse(self, scope: Scope, send: Send, origin: str) -> None:
         path = scope.get("path", "")
-        detail = (f"{scope.get('method')} {path} was sent by a page of another site ({origin}); this request is "
-                  "only accepted from the app's own pages. Use the page at the app's address, or call the API "
-                  "with an API key or a JWT (Authorization header) instead of a browser session")
+        if path in ALWAYS_CHECKED:
+            # Most often not an attack but a deployment: a proxy in front that changes the Host, and no
+            # ATRIUM_PUBLIC_URL. The person signing in is told what happened; the operator, in the log, the fix.
+            action = "Sign-in" if path.endswith("/login") else "Sign-out"
+            detail = (f"{action} was refused: the page that sent it ({origin}) is not at this app's address. Open "
+                      "the app at its own address; if it runs behind a proxy, its operator sets ATRIUM_PUBLIC_URL "
+                      "to the address people open")
+            self._warn_once(scope, origin)
+        else:
+            detail = (f"{scope.get('method')} {path} was sent by a page of another site ({origin}); this request is "
+                      "only accepted from the app's own pages. Use the page at the app's address, or call the API "
+                      "with an API key or a JWT (Authorization header) instead of a browser session")
         if self.audit is not None:
             await asyncio.to_thread(self._audit, scope, origin)
         body = json.dumps({"error": "cross_site_request", "detail": detail}).encode()
@@ -146,11 +163,20 @@ class BrowserSecurity:
             (b"cache-control", b"no-store")]})
         await send({"type": "http.response.body", "body": body})
 
+    def _warn_once(self, scope: Scope, origin: str) -> None:
+        if origin in self._warned or len(self._warned) > 100:
+            return
+        self._warned.add(origin)
+        log.warning("a sign-in or sign-out came from a page at another address than this app's: if people open "
+                    "Atrium through a proxy, set ATRIUM_PUBLIC_URL to that address",
+                    extra={"origin": origin, "host": _header(scope, b"host"), "public_url": self.public_origin})
+
     def _audit(self, scope: Scope, origin: str) -> None:
         assert self.audit is not None
         user = session_user(scope_cookies(scope), self.sessions) if self.sessions is not None else None
         client = scope.get("client")
-        self.audit.record("denied", subject=getattr(user, "identifier", None), route=scope.get("path", "")[:300],
+        self.audit.record("denied", subject=getattr(user, "identifier", None),
+                          route=self.route_of(scope.get("method", "GET"), scope.get("path", "")),
                           ip=client[0] if client else None, status=403, reason="cross_site_request",
                           detail={"method": scope.get("method"), "origin": origin})
 

@@ -93,7 +93,8 @@ def _key_principal(request: Request, services: Services, token: str) -> Principa
     except InvalidApiKey as exc:
         messages = {"malformed_api_key": "the API key is malformed (expected atr_<id>_<secret>)",
                     "unknown_api_key": "the API key is not valid",
-                    "revoked_api_key": "the API key has been revoked",
+                    "revoked_api_key": "the API key has been revoked (it, or the key it was made with): ask a "
+                                       "tenant admin for a new one",
                     "expired_api_key": "the API key has expired: ask a tenant admin for a new one"}
         key_id = token[len(API_KEY_PREFIX):].partition("_")[0][:32]
         deny(request, services, 401, messages.get(exc.reason, "the API key is not valid"), code=exc.reason,
@@ -205,9 +206,6 @@ async def get_tenant_context(
 async def _arefuse(request: Request, services: Services, denial: Denial, *, subject: str, tenant: str) -> NoReturn:
     await adeny(request, services, denial.status, denial.message, code=denial.code, subject=subject, tenant=tenant,
                 detail=denial.detail)
-
-
-TenantDep = Annotated[TenantContext, Depends(get_tenant_context)]
 
 
 def require(permission: Permission) -> Callable[..., TenantContext]:

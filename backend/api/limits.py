@@ -76,7 +76,8 @@ def _family(scope: Scope) -> str:
 
 
 def _size(n: int) -> str:
-    return f"{n / MIB:,.1f} MiB" if n >= MIB else f"{n / KIB:,.0f} KiB"
+    # MB and KB as the settings name them (ATRIUM_MAX_UPLOAD_MB, ATRIUM_MAX_BODY_KB: 1 MB = 1,048,576 bytes).
+    return f"{n / MIB:,.1f} MB" if n >= MIB else f"{n / KIB:,.0f} KB"
 
 
 class BodyLimit:

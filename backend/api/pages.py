@@ -1,5 +1,8 @@
 """Server-rendered pages (studio, admin): Jinja templates + a static folder from ui/<page>/, no CDN,
-and the browser session (Chainlit's cookie) as the only way in."""
+and the browser session (Chainlit's cookie) as the only way in.
+
+Both pages share one shell from ui/templates (base.html, login.html; each page's own page.html names it) and
+ui/static (page.css, favicon.svg), served under each page's own /<page>/static/ route: no route of its own."""
 
 from __future__ import annotations
 
@@ -30,7 +33,7 @@ class Pages:
 
     @cached_property
     def _env(self) -> jinja2.Environment:
-        # The page's own templates, then the partials every page shares (ui/templates).
+        # The page's own templates, then the shell and partials every page shares (ui/templates).
         folders = [self.folder / "templates", self.folder.parent / "templates"]
         return jinja2.Environment(loader=jinja2.FileSystemLoader(folders),
                                   autoescape=True, trim_blocks=True, lstrip_blocks=True)
@@ -40,12 +43,15 @@ class Pages:
         return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
 
     def static(self, name: str) -> FileResponse:
-        """A file of the static folder; only plain names of the allowed types (no traversal)."""
+        """A file of the page's static folder, else of the shell's (ui/static); only plain names of the allowed
+        types (no traversal)."""
         m = self._static_re.fullmatch(name)
-        path = self.folder / "static" / name
-        if not m or ".." in name or not path.is_file():
-            raise NotFound(f"no page asset {name!r}")
-        return FileResponse(path, media_type=_MEDIA[m.group(1)], headers={"Cache-Control": "no-cache"})
+        if m and ".." not in name:
+            for folder in (self.folder / "static", self.folder.parent / "static"):
+                path = folder / name
+                if path.is_file():
+                    return FileResponse(path, media_type=_MEDIA[m.group(1)], headers={"Cache-Control": "no-cache"})
+        raise NotFound(f"no page asset {name!r}")
 
 
 def session_principal(request: Request, services: Services) -> Principal | None:

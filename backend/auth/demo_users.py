@@ -55,6 +55,3 @@ class DemoUsers:
         """The claims of a signed-in demo user as the file says now; None when the account is gone."""
         user = self._users.get(username)
         return user.full_claims() if user is not None else None
-
-    def usernames(self) -> list[str]:
-        return list(self._users)

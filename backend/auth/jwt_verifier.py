@@ -97,7 +97,6 @@ class JwksCache:
         self._algs: dict[str, str] = {}  # kid -> the `alg` the JWKS pins for it, when it does
         self._fetched_at: float | None = None
         self._lock = threading.Lock()
-        self.fetches = 0
 
     def _fetch(self) -> None:
         raw = self._get(self._jwks_uri())
@@ -114,7 +113,6 @@ class JwksCache:
                 log.warning("skipping unusable JWKS key", extra={"kid": entry.get("kid"), "error": str(exc)})
         self._keys, self._algs = keys, algs
         self._fetched_at = self._clock()
-        self.fetches += 1
 
     def get(self, kid: str) -> jwt.PyJWK | None:
         with self._lock:

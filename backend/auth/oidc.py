@@ -24,6 +24,7 @@ from authlib.common.security import generate_token
 from authlib.integrations.httpx_client import AsyncOAuth2Client
 from cryptography.fernet import Fernet, InvalidToken
 
+from backend.auth.guard import AuditSink
 from backend.auth.jwt_verifier import Discovery, DiscoveryError, JwksCache, JwtVerifier, TokenRejected
 from backend.settings import Settings
 
@@ -48,6 +49,11 @@ class OidcLoginError(Exception):
         self.reason = reason
         self.message = message
         self.subject = subject
+
+    def record(self, audit: AuditSink, *, ip: str | None) -> object:
+        """This refused login as a denial like any other, through the audit sink (governance's AuditLog)."""
+        return audit.record("denied", subject=self.subject, route=CALLBACK_PATH, ip=ip, status=401,
+                            reason=self.reason, detail={"method": "oidc", "message": self.message})
 
 
 def safe_return_to(path: str | None) -> str | None:

@@ -4,7 +4,6 @@ by the API's dependencies, the pages and the sign-out middleware; and cookies re
 from __future__ import annotations
 
 from collections.abc import Mapping
-from http.cookies import SimpleCookie
 from typing import Any
 
 from starlette.types import Scope
@@ -13,15 +12,13 @@ from backend.auth.sessions import SessionRegistry
 
 
 def scope_cookies(scope: Scope) -> dict[str, str]:
-    """The request's cookies, for pure-ASGI middleware (a malformed Cookie header counts as no cookie)."""
-    jar = SimpleCookie()
-    for name, value in scope.get("headers", []):
-        if name == b"cookie":
-            try:
-                jar.load(value.decode("latin-1"))
-            except Exception:
-                pass
-    return {k: m.value for k, m in jar.items()}
+    """The request's cookies, for pure-ASGI middleware: parsed exactly as Starlette parses `request.cookies` (the
+    routes' authentication), so a middleware's check never sees other cookies than the route behind it (a strict
+    parser gave up on a junk cookie and missed the session cookie the route then used)."""
+    from starlette.requests import cookie_parser
+
+    header = b"; ".join(value for name, value in scope.get("headers", []) if name == b"cookie")
+    return cookie_parser(header.decode("latin-1")) if header else {}
 
 
 def session_token(cookies: Mapping[str, str]) -> str | None:

@@ -24,7 +24,7 @@ from typing import Any
 import jwt
 
 from backend.auth.claims import claims_to_principal
-from backend.auth.guard import allowed
+from backend.auth.guard import AuditSink, allowed
 from backend.db.engine import Database
 from backend.db.models import BrowserSession
 from backend.db.repositories import sessions as repo
@@ -41,7 +41,7 @@ PURGE_BATCH = 100  # rows deleted per sign-in at most: the purge keeps pace (one
 REFUSALS = {
     "invalid_session": "the session cookie is not valid (tampered with, or signed with another secret)",
     "session_outdated": "this session began before sessions were tracked",
-    "session_expired": "this session is older than its maximum lifetime (ATRIUM_SESSION_HOURS)",
+    "session_expired": "this session reached its maximum length (your administrator sets it)",
     "session_signed_out": "this session was signed out",
     "session_ended": "an administrator ended this account's sessions",
 }
@@ -87,10 +87,12 @@ def _marks(payload: dict[str, Any]) -> tuple[str, str, float] | None:
 
 
 class SessionRegistry:
-    def __init__(self, *, db: Database, registry: TenantRegistry, max_age_s: float) -> None:
+    def __init__(self, *, db: Database, registry: TenantRegistry, max_age_s: float,
+                 audit: AuditSink | None = None) -> None:
         self.db = db
         self.registry = registry
         self.max_age_s = max_age_s
+        self.audit = audit  # where an admin's ending of sessions is recorded (refused or not)
 
     # -- sign-in ---------------------------------------------------------------------------------------------------
 
@@ -155,20 +157,26 @@ class SessionRegistry:
                                 reason="logout", by=subject, at=time.time())
         return subject
 
-    def end(self, *, subject: str, by: str, tenant: str | None = None) -> SessionsEnded:
+    def end(self, *, subject: str, by: str, tenant: str | None = None, route: str | None = None,
+            ip: str | None = None) -> SessionsEnded:
         """End every session of `subject` signed in until now. With `tenant` (a tenant admin's request), only
         for a member of that tenant according to the claims of their latest sign-in; anyone else is exactly
         as unknown as a subject who never signed in (NotFound), so a tenant admin learns nothing about other
-        tenants' users."""
+        tenants' users. Every call, refused or not, is an audit event (`route`, `ip`: the request's)."""
+        audit = {"subject": by, "tenant": tenant, "route": route, "ip": ip}
         with self.db.session() as session:
             user = get_chat_user(session=session, identifier=subject)
         if user is None or (tenant is not None and not self._member(user.claims, tenant)):
             owner = f"tenant {tenant!r} has no user" if tenant is not None else "there is no user"
+            if self.audit is not None:
+                self.audit.record("denied", status=404, reason="unknown_subject", detail={"target": subject}, **audit)
             raise NotFound(f"{owner} {subject!r} who has signed in", code="unknown_subject")
         at = time.time()
         with self.db.session() as session:
             ended = repo.end_sessions(session=session, subject=subject, at=at, by=by,
                                       active_since=at - self.max_age_s)
+        if self.audit is not None:
+            self.audit.record("sessions_ended", status=200, detail={"target": subject, "ended": ended}, **audit)
         return SessionsEnded(subject=subject, ended=ended, ended_at=at)
 
     def _member(self, claims: object, tenant: str) -> bool:

@@ -58,6 +58,9 @@ class HttpEntry:
     owner: Owner
     enforced_by: EnforcedBy
     why: str = ""
+    # The page asks it to learn whether it is signed in: a 401 to a request with no session cookie at all is the
+    # answer, not a refusal to audit (a refused cookie is audited as always).
+    probe: bool = False
 
     @property
     def regex(self) -> re.Pattern[str]:
@@ -79,8 +82,8 @@ def _api(methods: str, path: str, guard: Guard, why: str = "") -> HttpEntry:
     return _http(methods, path, guard, "api", "dependency", why)
 
 
-def _chat(methods: str, path: str, guard: Guard, why: str = "") -> HttpEntry:
-    return _http(methods, "/chat" + path, guard, "chat", "surface", why)
+def _chat(methods: str, path: str, guard: Guard, why: str = "", *, probe: bool = False) -> HttpEntry:
+    return HttpEntry(frozenset(methods.split(",")), "/chat" + path, guard, "chat", "surface", why, probe)
 
 
 T = "/api/t/{tenant}"
@@ -165,9 +168,9 @@ HTTP_SURFACE: tuple[HttpEntry, ...] = (
     _chat("POST", "/auth/jwt", BLOCKED, "re-issued a fresh session for any valid one: sessions never ended"),
     _chat("POST", "/auth/header", BLOCKED, "header sign-in is not configured"),
     _chat("POST", "/auth/oauth/azure-ad-hybrid/callback", BLOCKED, "not a configured provider"),
-    _chat("GET", "/user", SIGNED_IN, "the signed-in user"),
+    _chat("GET", "/user", SIGNED_IN, "the signed-in user", probe=True),
     _chat("POST", "/set-session-cookie", SIGNED_IN, "a sticky-session cookie for load balancers (a UUID only)"),
-    _chat("GET", "/project/settings", SIGNED_IN, "the caller's assistants (chat profiles)"),
+    _chat("GET", "/project/settings", SIGNED_IN, "the caller's assistants (chat profiles)", probe=True),
     _chat("POST", "/project/threads", SIGNED_IN, "the caller's own conversations"),
     _chat("GET", "/project/thread/{thread_id}", SIGNED_IN, "the caller's own conversation, else 404"),
     _chat("GET", "/project/thread/{thread_id}/element/{element_id}", SIGNED_IN, "owner-checked, else 404"),
@@ -205,7 +208,7 @@ SOCKET_SURFACE: tuple[SocketEntry, ...] = (
     SocketEntry("disconnect", SIGNED_IN, "the socket closes"),
     SocketEntry("edit_message", BLOCKED, "editing is off: it rewrote any message of the session, answers too"),
     SocketEntry("message_favorite", BLOCKED, "no favorites"),
-    SocketEntry("fetch_favorites", BLOCKED, "no favorites"),
+    SocketEntry("fetch_favorites", SIGNED_IN, "the page asks on every load; favorites are off, so it gets none"),
     SocketEntry("window_message", BLOCKED, "no embedding window"),
     SocketEntry("audio_start", BLOCKED, "no audio"),
     SocketEntry("audio_chunk", BLOCKED, "no audio"),
@@ -251,6 +254,12 @@ class SurfaceTable:
                 if method in methods:
                     return Match(entry, m.groupdict())
         return Match(None, {})
+
+    def route_of(self, method: str, path: str) -> str:
+        """The route pattern a request is for (`/chat/share/{thread_id}`), or "(no route)": what an audit row
+        names, so refusals of made-up paths and ids group into one row."""
+        entry = self.match(method, path).entry
+        return entry.path if entry is not None else "(no route)"
 
     def listed(self, method: str, template: str) -> HttpEntry | None:
         """The entry of exactly this route template and method (for checking the table against the app)."""

@@ -12,32 +12,37 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from urllib.parse import parse_qs
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from backend.auth.guard import decide, is_operator
+from backend.auth.guard import SessionCaller, decide, is_operator
 from backend.auth.origins import origin_of, own_origins
 from backend.auth.principal import Principal
-from backend.auth.session_cookie import scope_cookies
-from backend.auth.surface import CHAT_PREFIX, SOCKET_PATH, SurfaceTable
+from backend.auth.session_cookie import scope_cookies, session_token
+from backend.auth.surface import CHAT_PREFIX, SOCKET_PATH, HttpEntry, SurfaceTable
 
 # (scope, principal) -> the tenant the request is about, or None when the thing it names does not exist.
 TenantResolver = Callable[[Scope, Principal], str | None]
-SessionPrincipal = Callable[[dict[str, str]], Principal | None]
+SessionCallerOf = Callable[[str | None], SessionCaller]  # a session token -> who it is (auth/guard.py)
+SESSION_COOKIE = "access_token"  # Chainlit's
+NOTICE_COOKIE = "atrium_session_notice"  # why the last session ended, for the sign-in page (read by atrium.js)
 Audit = Callable[..., object]
 
 
 class SurfaceGuard:
-    def __init__(self, app: ASGIApp, *, table: SurfaceTable, session_principal: SessionPrincipal,
+    def __init__(self, app: ASGIApp, *, table: SurfaceTable, session_caller: SessionCallerOf,
                  audit: Audit, origins: frozenset[str] = frozenset(),
-                 tenant_resolvers: dict[str, TenantResolver] | None = None) -> None:
+                 tenant_resolvers: dict[str, TenantResolver] | None = None,
+                 socket_owner: Callable[[Scope], str | None] | None = None) -> None:
         self.app = app
         self.table = table
-        self.session_principal = session_principal
+        self.session_caller = session_caller
         self.audit = audit
         self.origins = frozenset(o for o in (origin_of(x) for x in origins) if o)
         self.tenant_resolvers = tenant_resolvers or {}
+        self.socket_owner = socket_owner  # the user of the socket a transport request names, if it is connected
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
@@ -48,66 +53,115 @@ class SurfaceGuard:
         # for browsers and its session is the cookie, checked here.
         scope = {**scope, "headers": [(k, v) for k, v in scope.get("headers", []) if k != b"authorization"]}
         method = scope.get("method", "GET")
-        match = self.table.match(method, path)
-        entry = match.entry
+        entry = self.table.match(method, path).entry
         if entry is None:
             await _refuse(scope, send, 404, "not_found", f"no route {method} {path}")
             return
-        guard = entry.guard
-        if guard.kind == "anonymous":
+        if entry.guard.kind == "anonymous":
             await self.app(scope, receive, send)
             return
-        cookies = scope_cookies(scope)
-        # The session check may read the revocation list (SQL): off the event loop.
-        principal = await asyncio.to_thread(self.session_principal, cookies) if cookies else None
-        subject = principal.subject if principal else None
-        if guard.kind == "blocked":
-            await self._deny(scope, send, 404, "route_blocked",
-                             f"{method} {path} is not available here ({entry.why})", subject=subject)
-            return
-        if path.startswith(SOCKET_PATH):
-            origin = dict(scope.get("headers", [])).get(b"origin")
-            # Browsers always send Origin on a websocket and on a cross-site request; scripts may send none.
-            if origin is not None and origin_of(origin.decode("latin-1")) not in own_origins(scope, self.origins):
-                await self._deny(scope, send, 403, "cross_site_socket",
-                                 f"the chat's socket only takes connections from this app's own pages, not "
-                                 f"{origin.decode('latin-1')[:100]!r}", subject=subject)
-                return
-        if principal is None:
-            await self._deny(scope, send, 401, "not_authenticated",
-                             "not signed in, or the session has ended: sign in at /chat/login", subject=None)
-            return
-        if guard.kind == "tenant":
-            resolve = self.tenant_resolvers.get(guard.tenant_from)
-            tenant = resolve(scope, principal) if resolve else None
-            if tenant is None:
-                await self._deny(scope, send, 404, "unknown_session",
-                                 "no chat session of yours by that id: reload the chat page", subject=subject)
-                return
-            if (denial := decide(principal, tenant, guard.permission)) is not None:
-                await self._deny(scope, send, denial.status, denial.code, denial.message, subject=subject,
-                                 tenant=tenant)
-                return
-        elif guard.kind == "platform_admin" and not is_operator(principal):
-            await self._deny(scope, send, 403, "missing_role", "this needs the platform_admin role", subject=subject)
-            return
-        await self.app(scope, receive, send)
+        token = session_token(scope_cookies(scope))
+        # The session check reads the revocation list (SQL): off the event loop.
+        caller = await asyncio.to_thread(self.session_caller, token) if token else None
+        refusal = (self._blocked(entry, method, path) or self._socket_refusal(scope, caller)
+                   or self._session_refusal(entry, caller) or self._role_refusal(scope, entry, caller))
+        if refusal is None:
+            await self.app(scope, receive, send)
+        elif refusal.audited:
+            subject = caller.principal.subject if caller and caller.principal else (
+                caller.check.subject if caller is not None else None)
+            await self._deny(scope, send, refusal, subject=subject)
+        else:
+            await _refuse(scope, send, refusal.status, refusal.code, refusal.message)
 
-    async def _deny(self, scope: Scope, send: Send, status: int, code: str, message: str, *,
-                    subject: str | None, tenant: str | None = None) -> None:
+    @staticmethod
+    def _blocked(entry: HttpEntry, method: str, path: str) -> Refusal | None:
+        if entry.guard.kind != "blocked":
+            return None
+        # Answered like an unknown path (what the framework offers is nobody's business); audited with why.
+        return Refusal(404, "not_found", f"no route {method} {path}", reason="route_blocked",
+                       detail={"why": entry.why})
+
+    def _socket_refusal(self, scope: Scope, caller: SessionCaller | None) -> Refusal | None:
+        if not scope.get("path", "").startswith(SOCKET_PATH):
+            return None
+        origin = dict(scope.get("headers", [])).get(b"origin")
+        # Browsers always send Origin on a websocket and on a cross-site request; scripts may send none.
+        if origin is not None and origin_of(origin.decode("latin-1")) not in own_origins(scope, self.origins):
+            return Refusal(403, "cross_site_socket", "the chat's socket only takes connections from this app's own "
+                           f"pages, not {origin.decode('latin-1')[:100]!r}")
+        principal = caller.principal if caller is not None else None
+        if principal is not None and self.socket_owner is not None:
+            # The socket's transport id (engine.io `sid`) names a connection: only its own user may use it (it
+            # shows in access logs' query strings; a valid cookie of someone else's ran the socket as its owner).
+            owner = self.socket_owner(scope)
+            if owner is not None and owner != principal.subject:
+                return Refusal(403, "socket_not_yours", "this socket belongs to another session: reload the chat page")
+        return None
+
+    @staticmethod
+    def _session_refusal(entry: HttpEntry, caller: SessionCaller | None) -> Refusal | None:
+        if caller is not None and caller.principal is not None:
+            return None
+        if caller is None and entry.probe:  # the page asking whether it is signed in: it is not (no refusal)
+            return Refusal(401, "not_authenticated", "not signed in: sign in at /chat/login", audited=False)
+        if caller is not None and caller.check.reason:
+            # A cookie that no longer works is cleared, and the sign-in page is told why (public/atrium.js).
+            return Refusal(401, caller.check.reason, caller.check.message, notice=caller.check.reason)
+        return Refusal(401, "not_authenticated", "not signed in, or the session has ended: sign in at /chat/login",
+                       notice="session_invalid" if caller is not None else None)
+
+    def _role_refusal(self, scope: Scope, entry: HttpEntry, caller: SessionCaller | None) -> Refusal | None:
+        principal = caller.principal if caller is not None else None
+        assert principal is not None  # _session_refusal came first
+        guard = entry.guard
+        if guard.kind == "platform_admin" and not is_operator(principal):
+            return Refusal(403, "missing_role", "this needs the platform_admin role")
+        if guard.kind != "tenant":
+            return None
+        resolve = self.tenant_resolvers.get(guard.tenant_from)
+        tenant = resolve(scope, principal) if resolve else None
+        if tenant is None:
+            return Refusal(404, "unknown_session", "no chat session of yours by that id: reload the chat page")
+        denial = decide(principal, tenant, guard.permission)
+        if denial is None:
+            return None
+        return Refusal(denial.status, denial.code, denial.message, tenant=tenant)
+
+    async def _deny(self, scope: Scope, send: Send, refusal: Refusal, *, subject: str | None) -> None:
         client = scope.get("client")
-        await asyncio.to_thread(self.audit, "denied", subject=subject, tenant=tenant, route=scope.get("path", "")[:200],
-                                ip=client[0] if client else None, status=status, reason=code,
-                                detail={"message": message, "method": scope.get("method", "WEBSOCKET")})
-        await _refuse(scope, send, status, code, message)
+        # The route's pattern, not the path: refusals of made-up ids on one route are one audit row with a count.
+        route = self.table.route_of(scope.get("method", "GET"), scope.get("path", ""))
+        await asyncio.to_thread(self.audit, "denied", subject=subject, tenant=refusal.tenant, route=route,
+                                ip=client[0] if client else None, status=refusal.status,
+                                reason=refusal.reason or refusal.code,
+                                detail={"message": refusal.message, "method": scope.get("method", "WEBSOCKET"),
+                                        **(refusal.detail or {})})
+        await _refuse(scope, send, refusal.status, refusal.code, refusal.message, notice=refusal.notice)
 
 
-async def _refuse(scope: Scope, send: Send, status: int, code: str, message: str) -> None:
+@dataclass(frozen=True)
+class Refusal:
+    status: int
+    code: str  # what the caller is told
+    message: str
+    reason: str | None = None  # what the audit records, when it differs from `code`
+    detail: dict | None = None
+    notice: str | None = None  # why the session ended, for the sign-in page (and the dead cookie is cleared)
+    tenant: str | None = None
+    audited: bool = True
+
+
+async def _refuse(scope: Scope, send: Send, status: int, code: str, message: str, *,
+                  notice: str | None = None) -> None:
     if scope["type"] == "websocket":  # closing before accepting: the server answers the handshake with a 403
         await send({"type": "websocket.close", "code": 1008, "reason": code})
         return
     body = json.dumps({"error": code, "detail": message}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if notice is not None:
+        headers += [(b"set-cookie", f"{SESSION_COOKIE}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax".encode()),
+                    (b"set-cookie", f"{NOTICE_COOKIE}={notice}; Path=/chat; Max-Age=120; SameSite=Lax".encode())]
     if status == 401:
         headers.append((b"www-authenticate", b'Bearer error="invalid_token"'))
     await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -115,5 +169,7 @@ async def _refuse(scope: Scope, send: Send, status: int, code: str, message: str
 
 
 def query_param(scope: Scope, name: str) -> str | None:
+    """The one value of a query parameter; None when absent or repeated (which of two values counts would depend
+    on who reads it: the guard read the first, Chainlit the last)."""
     values = parse_qs(scope.get("query_string", b"").decode("latin-1")).get(name)
-    return values[0] if values else None
+    return values[0] if values and len(values) == 1 else None

@@ -19,7 +19,6 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from backend.auth.oidc import CALLBACK_PATH, OidcLoginError
 from backend.auth.request_context import matched_route
 from backend.db.engine import Database
 from backend.db.models import AuditEvent, utcnow
@@ -107,11 +106,6 @@ class AuditLog:
         parts = (event.kind, source, str(tenant), str(event.reason), str(event.status), str(route), str(action),
                  str(window))
         return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
-
-    def login_denied(self, exc: OidcLoginError, *, ip: str | None) -> AuditEvent:
-        """A refused OIDC login (bad state, nonce, ID token, ...): a denial like any other."""
-        return self.record("denied", subject=exc.subject, route=CALLBACK_PATH, ip=ip, status=401, reason=exc.reason,
-                           detail={"method": "oidc", "message": exc.message})
 
     def _check_suspicious(self, *, subject: str | None, ip: str | None, tenant: str | None,
                           route: str | None) -> None:

@@ -7,7 +7,6 @@ Ranking follows the fusion; the score reported for every result is its cosine si
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Literal
 
@@ -55,12 +54,6 @@ class Citation:
     section: str | None = None
 
 
-@dataclass
-class Timings:
-    embed_ms: float = 0.0
-    search_ms: float = 0.0
-
-
 class Retrieval:
     def __init__(self, embedder: Embedder, *, mode: Mode = "hybrid", candidates: int = 20, rrf_k: int = 60) -> None:
         self.embedder = embedder
@@ -72,16 +65,10 @@ class Retrieval:
         return self.embedder.embed([query])[0]
 
     def search(self, store: TenantStore, query: str, *, top_k: int = 5, document_ids: set[str] | None = None,
-               mode: Mode | None = None, timings: Timings | None = None) -> list[Hit]:
+               mode: Mode | None = None) -> list[Hit]:
         """Blocking: call it from a worker thread (asyncio.to_thread)."""
-        started = time.perf_counter()
         vector = self.embed_query(query)
-        embedded = time.perf_counter()
-        hits = self.search_vector(store, query, vector, top_k=top_k, document_ids=document_ids, mode=mode)
-        if timings is not None:
-            timings.embed_ms = (embedded - started) * 1000
-            timings.search_ms = (time.perf_counter() - embedded) * 1000
-        return hits
+        return self.search_vector(store, query, vector, top_k=top_k, document_ids=document_ids, mode=mode)
 
     def search_vector(self, store: TenantStore, query: str, vector: list[float], *, top_k: int,
                       document_ids: set[str] | None = None, mode: Mode | None = None) -> list[Hit]:

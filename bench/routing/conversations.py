@@ -82,7 +82,8 @@ def _fingerprint() -> str:
     """The code and data the counts depend on (a change makes every cached run stale)."""
     h = hashlib.sha256(measured_tokens.fingerprint([]).encode())
     h.update(DATA.read_bytes())
-    for module in ("backend/chat.py", "backend/query_rewrite.py"):  # history rules, the rewrite prompt
+    # History rules (the pipeline and what it composes) and the rewrite prompt.
+    for module in ("backend/chat/pipeline.py", "backend/chat/compose.py", "backend/chat/rewrite.py"):
         h.update((ROOT / module).read_bytes())
     from backend.chat.conversations import title_messages
     h.update(inspect.getsource(title_messages).encode() + FILLER.encode())

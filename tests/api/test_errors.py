@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 
 def test_unknown_route_and_wrong_method(api_client, login_as):
     r = api_client.get("/api/nope")
@@ -125,3 +127,14 @@ def test_unexpected_error_is_json_in_each_routes_shape_and_logged(api_client, ap
     err = r.json()["error"]
     assert (err["type"], err["code"], err["param"]) == ("api_error", "internal_error", None)
     assert err["message"].startswith("internal error (RuntimeError); reference ") and "hunter2" not in r.text
+
+
+@pytest.mark.parametrize("path", ["/api/t/sales/chat", "/api/t/sales/v1/chat/completions", "/api/t/sales/search"])
+def test_a_body_nested_too_deeply_is_a_400_not_a_500(api_client, path):
+    from backend.auth.api_keys import issue_key
+
+    token = issue_key(db=api_client.app.state.services.db, tenant="sales", scopes=["chat", "retrieval"]).token
+    r = api_client.post(path, content="[" * 200_000, headers={"Authorization": f"Bearer {token}",
+                                                              "Content-Type": "application/json"})
+    assert r.status_code == 400, r.text
+    assert "nested too deeply" in r.text and "could not be read" in r.text or "is nested too deeply" in r.text

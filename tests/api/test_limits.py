@@ -1,18 +1,21 @@
-"""Bounded work for every input (issue 14, findings 5, 10 and 11): request bodies and heads capped before any
-parsing or authentication (against a served app, over raw sockets), integer parameters bounded, a
-`response_format` schema bounded before the model's grammar is built, a prompt diff bounded in work."""
+"""Bounded work for every input (issue 14, findings 5, 10 and 11, and the security release's red-team review):
+request bodies, heads and trailers capped before any parsing or authentication, and heads due within a deadline
+(against a served app, over raw sockets), integer parameters bounded, a `response_format` schema bounded before
+the model's grammar is built, a prompt diff bounded in work."""
 
 from __future__ import annotations
 
 import json
 import socket
+import time
 
 import pytest
 from sqlmodel import select
 
 from backend.auth.api_keys import issue_key
+from backend.db.engine import Database, make_engine
 from backend.db.models import ChatTurn
-from tests.conftest import session_cookie_for
+from tests.conftest import session_cookie_for, start_server, stop_server
 
 MIB = 1024 * 1024
 
@@ -50,7 +53,7 @@ def test_a_declared_body_over_the_limit_is_refused_before_a_byte_is_read(live_se
                      b"Content-Length: %d\r\n\r\n" % (300 * MIB))
         status, body = _response(sock)
     assert status == 413 and body["error"] == "body_too_large", body
-    assert "4.0 MiB" in body["detail"] and "ATRIUM_MAX_BODY_KB" in body["detail"]
+    assert "4.0 MB" in body["detail"] and "ATRIUM_MAX_BODY_KB" in body["detail"]
     assert _denials(live_server) == before
 
 
@@ -110,6 +113,131 @@ def test_a_request_head_over_the_limit_is_a_431(live_server):
                      b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
         status, answer = _response(sock)
     assert (status, answer["error"]) == (401, "not_authenticated"), answer
+
+
+def _key_for(server) -> str:
+    """A `retrieval` key of tenant sales, issued in the served app's database."""
+    engine = make_engine(f"sqlite:///{server.data_dir / 'atrium.db'}")
+    try:
+        return issue_key(db=Database(engine), tenant="sales", scopes=["retrieval"]).token
+    finally:
+        engine.dispose()
+
+
+def _until_closed(sock: socket.socket) -> bytes:
+    """What the server sent until it closed the connection (a reset, when it closed with our bytes unread, ends
+    it too); a socket timeout here means the server kept the connection open."""
+    data = b""
+    try:
+        while chunk := sock.recv(65536):
+            data += chunk
+    except ConnectionResetError:
+        pass
+    return data
+
+
+def _chunked_search(trailers: bytes, *, auth: bytes = b"") -> bytes:
+    body = json.dumps({"query": "refunds"}).encode()
+    return (b"POST /api/t/sales/search HTTP/1.1\r\nHost: atrium\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\nConnection: close\r\n%s\r\n%x\r\n%s\r\n0\r\n%s"
+            % (auth, len(body), body, trailers))
+
+
+def test_a_chunked_bodys_trailers_count_against_the_head_limit(live_server):
+    """Red team: `POST /healthz`, chunked, then a trailer field `X-T: ` followed by 64 MB in 64 KB pieces stalled
+    the event loop (5.2 s for everyone): the head's cap stopped counting once the headers were complete. Trailers
+    count against ATRIUM_MAX_HEADER_KB too: the server ends the connection once they pass it."""
+    piece, sent = b"t" * (64 * 1024), 0
+    with _connect(live_server.url) as sock:
+        sock.sendall(b"POST /healthz HTTP/1.1\r\nHost: atrium\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     b"5\r\nhello\r\n0\r\nX-T: ")
+        try:
+            while sent < 64 * MIB:
+                sock.sendall(piece)
+                sent += len(piece)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        assert sent < 16 * MIB, f"the server read {sent} bytes of one trailer field"
+        _until_closed(sock)
+    # A handler still waiting for the body gets no body, and the client the head's 431.
+    with _connect(live_server.url) as sock:
+        try:
+            sock.sendall(_chunked_search(b"X-T: " + b"t" * (64 * 1024)))
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        data = _until_closed(sock)
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 431 ") and json.loads(body)["error"] == "headers_too_large", data[:300]
+    assert "ATRIUM_MAX_HEADER_KB" in json.loads(body)["detail"]
+
+
+def test_trailers_are_not_headers(live_server):
+    """An `Authorization` trailer, sent after the body, authenticated the request: uvicorn appended trailers to
+    the request's headers (a proxy in front checks the headers, not what follows the body). Trailers are counted,
+    then dropped; ordinary ones do not stop a request."""
+    key = _key_for(live_server).encode()
+    with _connect(live_server.url) as sock:
+        sock.sendall(_chunked_search(b"Authorization: Bearer %s\r\nX-Tenant-ID: sales\r\n\r\n" % key))
+        status, body = _response(sock)
+    assert (status, body["error"]) == (401, "not_authenticated"), body
+    with _connect(live_server.url) as sock:
+        sock.sendall(_chunked_search(b"X-Checksum: 5d41402a\r\n\r\n", auth=b"Authorization: Bearer %s\r\n" % key))
+        status, body = _response(sock)
+    assert status == 200 and body["query"] == "refunds", body
+
+
+@pytest.fixture(scope="module")
+def impatient_server(tmp_path_factory):
+    """A served app that waits 2 s for a request's head (ATRIUM_HEADER_TIMEOUT_S)."""
+    server = start_server(tmp_path_factory.mktemp("impatient"), {"ATRIUM_HEADER_TIMEOUT_S": "2",
+                                                                 "ATRIUM_INGEST_WORKER": "false"})
+    yield server
+    stop_server(server)
+
+
+def _trickle(sock: socket.socket, line: bytes, *, every: float, most: int) -> bool:
+    """Send `line` every `every` seconds, at most `most` times: whether the server closed the connection."""
+    sock.settimeout(every)
+    for _ in range(most):
+        try:
+            sock.sendall(line)
+            if sock.recv(65536) == b"":
+                return True
+        except TimeoutError:
+            continue
+        except (BrokenPipeError, ConnectionResetError):
+            return True
+    return False
+
+
+def test_a_connection_without_a_complete_head_is_closed(impatient_server):
+    """Red team (slowloris): a connection that sent nothing stayed open 220 s+, one trickling a header line every
+    10 s 180 s+. A request's head must be complete within ATRIUM_HEADER_TIMEOUT_S of the connection's start."""
+    with _connect(impatient_server.url) as sock:
+        assert _until_closed(sock) == b""  # nothing sent, nothing answered: closed
+    with _connect(impatient_server.url) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: atrium\r\n")
+        assert _trickle(sock, b"X-Slow: 1\r\n", every=0.5, most=120), "a head trickled for a minute was waited for"
+
+
+def test_the_deadline_is_for_heads_and_starts_again_after_each_response(impatient_server):
+    """A keep-alive connection whose requests arrive in time is served for longer than the deadline, and so is a
+    body slower than it (it is the handler's to read); after a response, the next head is due in turn."""
+    key = _key_for(impatient_server).encode()
+    with _connect(impatient_server.url) as sock:
+        body = json.dumps({"query": "refunds"}).encode()
+        sock.sendall(b"POST /api/t/sales/search HTTP/1.1\r\nHost: atrium\r\nContent-Type: application/json\r\n"
+                     b"Authorization: Bearer %s\r\nTransfer-Encoding: chunked\r\n\r\n" % key)
+        for byte in body[:5]:  # over 3 s, one byte at a time
+            time.sleep(0.6)
+            sock.sendall(b"1\r\n%c\r\n" % byte)
+        sock.sendall(b"%x\r\n%s\r\n0\r\n\r\n" % (len(body) - 5, body[5:]))
+        for _ in range(2):
+            time.sleep(1)
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: atrium\r\n\r\n")
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: atrium\r\n")  # ...and this head never ends
+        data = _until_closed(sock)
+    assert data.count(b"HTTP/1.1 200 OK") == 3 and b'"query":"refunds"' in data, data[:1000]
 
 
 # -- in-process ----------------------------------------------------------------------------------------------

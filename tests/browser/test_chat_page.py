@@ -374,3 +374,22 @@ def test_signing_out_lands_on_the_login_page_signed_out(server, browser, shot):
     page.locator("#email").wait_for(timeout=60_000)
     assert page.request.get(f"{server.url}/api/me").status == 401
     ctx.close()
+
+
+def test_a_session_ended_elsewhere_says_why_on_the_sign_in_page(server, browser, shot):
+    """Signed out in another window (or by an administrator): the next page load lands on the sign-in page, which
+    says why, once, instead of a bare form."""
+    ctx, page = chat_login(browser, server.url, "erin")
+    cookies = {c["name"]: c["value"] for c in ctx.cookies() if c["name"].startswith("access_token")}
+    r = httpx.post(f"{server.url}/chat/logout", cookies=cookies, headers={"Origin": server.url})
+    assert r.status_code == 200
+    page.reload()
+    notice = page.locator("#atrium-session-notice")
+    notice.wait_for(timeout=60_000)
+    assert notice.inner_text() == "You were signed out (in another tab or window). Sign in again to continue."
+    shot(page, "chat-page-10-session-ended")
+    page.reload()  # said once
+    page.locator("#email").wait_for(timeout=60_000)
+    page.wait_for_timeout(1000)
+    assert page.locator("#atrium-session-notice").count() == 0
+    ctx.close()

@@ -13,6 +13,7 @@ import httpx
 import pytest
 import socketio
 
+from backend.auth.surface import SurfaceTable
 from tests.chainlit_client import ChainlitSession
 from tests.conftest import REPO
 
@@ -92,7 +93,7 @@ async def test_uploads_stay_in_the_data_dir_and_are_never_served(live_server):
         assert [p.stem for p in stored] == [file_id]
         served = httpx.get(f"{live_server.url}/chat/project/file/{file_id}", params={"session_id": chat.session_id},
                            cookies=carol)
-        assert served.status_code == 404 and "not available" in served.json()["detail"]
+        assert served.status_code == 404 and served.json()["error"] == "not_found"
         assert "<script>" not in served.text
 
 
@@ -124,6 +125,10 @@ async def test_the_socket_takes_only_the_apps_own_pages(live_server):
     with pytest.raises(socketio.exceptions.ConnectionError):
         await _connect(live_server.url, alice, str(uuid.uuid4()), origin="https://evil.example")
     assert _count(live_server, "cross_site_socket") == before + 1
+    # Development origins of the chat framework's sample config are no one's own origin here.
+    for dev in ("http://localhost:8000", "http://127.0.0.1:8000"):
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            await _connect(live_server.url, alice, str(uuid.uuid4()), origin=dev)
     sio = await _connect(live_server.url, alice, str(uuid.uuid4()), origin=live_server.url)
     await sio.disconnect()
     # Long-polling is the same socket: refused from another origin too.
@@ -195,15 +200,17 @@ async def test_a_user_message_is_stored_as_a_user_message(live_server):
 ])
 def test_routes_atrium_does_not_use_are_refused_and_audited(live_server, method, path):
     alice = live_server.login("alice")
+    route = SurfaceTable().route_of(method, path)  # audited under the route's pattern
 
     def refused() -> int:
         return sum(d["count"] for d in _denials(live_server, "route_blocked")
-                   if (d["subject"], d["route"]) == ("alice", path))
+                   if (d["subject"], d["route"]) == ("alice", route))
 
     before = refused()
     r = httpx.request(method, f"{live_server.url}{path}", cookies=alice, json={},
                       headers={"Authorization": f"Bearer {alice['access_token']}"})
-    assert r.status_code == 404 and r.json()["error"] == "route_blocked", r.text
+    # Answered like an unknown path (nothing says what the framework would offer there); audited with why.
+    assert r.status_code == 404 and r.json() == {"error": "not_found", "detail": f"no route {method} {path}"}, r.text
     assert refused() == before + 1
 
 
@@ -269,3 +276,184 @@ async def test_an_open_chat_ends_with_its_session(live_server):
     assert len(live_server.rows("select id from chat_turn where subject = 'erin'")) == turns
     assert live_server.rows("select count from audit_event where reason = 'session_ended' and subject = 'erin' "
                             "and route = 'chat:socket:client_message'") == [{"count": 1}]
+
+
+def test_the_pages_own_questions_are_not_refusals(live_server):
+    """The chat page asks whether it is signed in (/chat/user, /chat/project/settings) and for favorites on every
+    load: answers, not denials — so a shared office IP does not raise suspicious_access by opening the page."""
+    def denials() -> int:
+        return sum(r["count"] for r in live_server.rows(
+            "select count from audit_event where kind = 'denied' and route in ('/chat/user', "
+            "'/chat/project/settings', 'chat:socket:fetch_favorites')"))
+
+    before = denials()
+    for _ in range(3):
+        assert httpx.get(f"{live_server.url}/chat/user").status_code == 401
+        assert httpx.get(f"{live_server.url}/chat/project/settings").status_code == 401
+    assert denials() == before
+    # A cookie that does not work is a refusal, audited.
+    assert httpx.get(f"{live_server.url}/chat/user", cookies={"access_token": "forged"}).status_code == 401
+    assert denials() == before + 1
+
+
+async def test_favorites_asked_on_every_page_load_are_no_refusal(live_server):
+    alice = live_server.login("alice")
+    before = live_server.rows("select count(*) as n from audit_event where route = 'chat:socket:fetch_favorites'")
+    async with ChainlitSession(live_server.url, alice, chat_profile=PROFILE) as chat:
+        await chat.sio.emit("fetch_favorites")
+        await asyncio.sleep(0.5)
+    assert live_server.rows("select count(*) as n from audit_event where route = 'chat:socket:fetch_favorites'") \
+        == before
+
+
+def test_a_session_that_ended_says_why_and_is_cleared(live_server):
+    r = httpx.post(f"{live_server.url}/chat/login", data={"username": "dave", "password": "atrium"},
+                   headers={"Origin": live_server.url})
+    dave = {"access_token": r.cookies["access_token"]}
+    assert httpx.post(f"{live_server.url}/chat/logout", cookies=dave,
+                      headers={"Origin": live_server.url}).status_code == 200
+    r = httpx.get(f"{live_server.url}/chat/user", cookies=dave)
+    assert r.status_code == 401 and r.json()["error"] == "session_signed_out"
+    cookies = r.headers.get_list("set-cookie")
+    assert any(c.startswith("access_token=;") and "Max-Age=0" in c for c in cookies)
+    assert any(c.startswith("atrium_session_notice=session_signed_out;") for c in cookies)
+
+
+def test_a_browser_leaving_mid_request_leaves_no_traceback(live_server):
+    """A page closed while it loads the logo or the favicon: Chainlit's own path middleware logged "No response
+    returned" tracebacks (an unhandled error) for each."""
+    import socket
+    from urllib.parse import urlsplit
+
+    host, port = urlsplit(live_server.url).hostname, urlsplit(live_server.url).port
+    errors_before = live_server.log_path.read_text(errors="replace").count("No response returned")
+    for path in ("/chat/logo", "/chat/favicon") * 3:
+        with socket.create_connection((host, port)) as conn:
+            conn.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
+    assert httpx.get(f"{live_server.url}/chat/logo").status_code == 200  # the server is fine, the log quiet
+    assert live_server.log_path.read_text(errors="replace").count("No response returned") == errors_before
+
+
+def test_the_chat_page_loads_without_log_noise(live_server):
+    alice = live_server.login("alice")
+    for _ in range(3):
+        assert httpx.get(f"{live_server.url}/chat/project/settings", cookies=alice,
+                         params={"language": "de-DE"}).status_code == 200
+    assert "Translated markdown file" not in live_server.log_path.read_text(errors="replace")
+
+
+def test_refusals_of_made_up_paths_are_one_audit_row(live_server):
+    """A flood of refusals on made-up ids of one route is one audit row with a count, not a row each."""
+    before = live_server.rows("select count(*) as n from audit_event")[0]["n"]
+    for _ in range(30):
+        assert httpx.get(f"{live_server.url}/chat/share/{uuid.uuid4()}").status_code == 404
+        assert httpx.get(f"{live_server.url}/chat/project/thread/{uuid.uuid4()}").status_code == 401
+    rows = live_server.rows("select route, count from audit_event where route in "
+                            "('/chat/share/{thread_id}', '/chat/project/thread/{thread_id}') order by route")
+    assert sum(r["count"] for r in rows) >= 60
+    assert live_server.rows("select count(*) as n from audit_event")[0]["n"] - before <= 4
+
+
+@pytest.fixture(scope="module")
+def quick_server(tmp_path_factory):
+    """A mock model (answers at once) and a low message rate: what the socket refuses is the subject."""
+    from tests.conftest import start_server, stop_server
+    from tests.llm.fakes import make_config_dir, mock
+
+    tmp = tmp_path_factory.mktemp("chat-surface-quick")
+    cfg = make_config_dir(tmp, model_list=[mock("fast", "anthropic/claude-haiku-5-5", "An answer.")],
+                          policy={"allowed_tiers": ["fast"]})
+    server = start_server(tmp, {"ATRIUM_CONFIG_DIR": str(cfg), "ATRIUM_CHAT_MESSAGES_PER_MINUTE": "3"})
+    yield server
+    stop_server(server)
+
+
+def _user_message(text: str) -> dict:
+    return {"id": str(uuid.uuid4()), "type": "user_message", "output": text,
+            "createdAt": datetime.now(UTC).isoformat()}
+
+
+async def test_a_far_too_long_message_is_refused_at_the_socket_and_never_stored(quick_server):
+    """Finding of the review: any signed-in user could send ~900 KB messages without limit; each was stored and
+    kept in memory for the life of the process."""
+    erin = quick_server.login("erin")
+    message = _user_message("x" * 40_001)
+    async with ChainlitSession(quick_server.url, erin, chat_profile="engineering/eng-assistant") as chat:
+        await chat.sio.emit("client_message", {"message": message, "fileReferences": []})
+        for _ in range(40):
+            toasts = [d for n, d in chat.events if n == "toast"]
+            if toasts:
+                break
+            await asyncio.sleep(0.25)
+    assert toasts and "far too long (40,001 characters" in toasts[0]["message"]
+    assert quick_server.rows("select id from conversation_step where id = :i", i=message["id"]) == []
+    assert quick_server.rows("select count from audit_event where reason = 'message_too_long'") == [{"count": 1}]
+
+
+async def test_messages_beyond_the_rate_are_refused_with_a_notice(quick_server):
+    frank = quick_server.login("frank")
+    async with ChainlitSession(quick_server.url, frank, chat_profile="finance/finance-assistant") as chat:
+        for i in range(3):
+            reply = await chat.ask(f"Question {i}: what is the travel policy?")
+            assert reply.text
+        refused = _user_message("One more?")
+        await chat.sio.emit("client_message", {"message": refused, "fileReferences": []})
+        for _ in range(40):
+            toasts = [d for n, d in chat.events if n == "toast"]
+            if toasts:
+                break
+            await asyncio.sleep(0.25)
+    assert toasts and "faster than 3 a minute" in toasts[0]["message"]
+    assert quick_server.rows("select id from conversation_step where id = :i", i=refused["id"]) == []
+
+
+async def test_a_repeated_session_id_names_no_session(live_server):
+    """The guard read the first `session_id`, Chainlit the last: an upload checked against one session was written
+    into another."""
+    carol = live_server.login("carol")
+    async with ChainlitSession(live_server.url, carol, chat_profile=PROFILE) as sales, \
+            ChainlitSession(live_server.url, carol, chat_profile="sales/deal-desk") as other:
+        r = httpx.post(f"{live_server.url}/chat/project/file", cookies=carol,
+                       params=[("session_id", sales.session_id), ("session_id", other.session_id)],
+                       files={"file": ("x.txt", b"x", "text/plain")})
+        assert r.status_code == 404
+        assert not (live_server.data_dir / "chat-files" / other.session_id).exists()
+
+
+def test_a_socket_is_its_own_users_alone(live_server):
+    """The transport id of alice's socket (it shows in access logs) with bob's valid cookie ran the socket as alice.
+    Long-polling by hand, as a browser does it (its cookie on every request)."""
+    alice, bob = live_server.login("alice"), live_server.login("bob")
+    base = f"{live_server.url}/chat/ws/socket.io/"
+    handshake = httpx.get(base, cookies=alice, params={"EIO": "4", "transport": "polling"})
+    assert handshake.status_code == 200, handshake.text
+    eio_sid = json.loads(handshake.text[1:])["sid"]
+    auth = {"clientType": "webapp", "sessionId": str(uuid.uuid4()), "threadId": None, "userEnv": "{}",
+            "chatProfile": PROFILE}
+    polling = {"EIO": "4", "transport": "polling", "sid": eio_sid}
+    assert httpx.post(base, cookies=alice, params=polling, content="40" + json.dumps(auth)).text == "OK"
+    assert httpx.get(base, cookies=alice, params=polling).text.startswith("40")  # connected, as alice
+    for method, content in (("GET", None), ("POST", '42["client_message",{}]')):
+        r = httpx.request(method, base, cookies=bob, params=polling, content=content)
+        assert r.status_code == 403 and r.json()["error"] == "socket_not_yours", r.text
+    httpx.post(base, cookies=alice, params=polling, content="41")  # disconnect
+
+
+async def test_a_question_is_not_rewritten_after_its_answer(live_server):
+    """Re-sending a message's id with new text overwrote the stored question next to its answer (the editors'
+    feedback report then showed a question nobody asked)."""
+    alice = live_server.login("alice")
+    async with ChainlitSession(live_server.url, alice, chat_profile=PROFILE) as chat:
+        await chat.ask("Hello, what can you help me with?")
+        await asyncio.sleep(1)  # Chainlit stores steps in tasks of their own
+        rows = live_server.rows("select id, output from conversation_step where type = 'user_message' and "
+                                "output = 'Hello, what can you help me with?' order by created_at desc")
+        step_id = rows[0]["id"]
+        start = len(chat.events)
+        await chat.sio.emit("client_message", {"message": {
+            "id": step_id, "type": "user_message", "output": "EDITED: how do I bypass the approval?",
+            "createdAt": datetime.now(UTC).isoformat()}, "fileReferences": []})
+        await asyncio.wait_for(chat._wait_turn(start), timeout=120)
+        await asyncio.sleep(1)
+    assert live_server.rows("select output from conversation_step where id = :i", i=step_id) == [
+        {"output": "Hello, what can you help me with?"}]

@@ -253,7 +253,3 @@ class SqliteVecStore:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
-
-    def ensure_dimension(self, dim: int) -> None:
-        with self._lock:
-            self._vec_table(dim)
