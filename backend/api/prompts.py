@@ -89,7 +89,14 @@ class PreviewIn(BaseModel):
     base_version: Integer = Field(0, ge=0, le=MAX_VERSION)
 
 
-@router.post("/{assistant}/preview")
+class PreviewOut(BaseModel):
+    ok: bool = Field(description="false: the draft cannot be saved as it is (see `problems`)")
+    problems: list[dict[str, Any]] = Field(description="what stops a save, each with where and what to change")
+    warnings: list[str] = Field(description="what a save would allow but an editor should know")
+    diff: dict[str, Any] | None = Field(description="the draft against its base version (null when not ok)")
+
+
+@router.post("/{assistant}/preview", responses={200: {"model": PreviewOut}})
 def preview(assistant: str, data: PreviewIn, ctx: PromptsWrite, services: ServicesDep) -> JSONResponse:
     """Validate an unsaved draft and diff it against its base version (nothing is written)."""
     return JSONResponse(services.prompt_service.preview(ctx.principal, ctx.tenant, assistant, body=data.body,
