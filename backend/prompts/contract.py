@@ -108,8 +108,10 @@ def dump_prompt_file(meta: dict[str, Any], body: str) -> str:
 
 
 def dump_labels(labels: dict[str, int], history: list[dict[str, Any]]) -> str:
-    """labels.yaml as the file store writes it (and export writes it)."""
-    return yaml.safe_dump({"labels": labels, "history": history}, sort_keys=False, allow_unicode=True)
+    """labels.yaml as the file store writes it (and export writes it): labels by name, so every store exports the
+    same bytes (a database has no order of its own)."""
+    return yaml.safe_dump({"labels": dict(sorted(labels.items())), "history": history}, sort_keys=False,
+                          allow_unicode=True)
 
 
 def now() -> str:

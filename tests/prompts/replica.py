@@ -61,3 +61,12 @@ def api_save(root: str, data_dir: str, barrier, tag: str, results) -> None:
         r = client.post("/api/t/sales/prompts/sales-assistant/versions", json={
             "body": base["body"] + f"\n{tag}\n", "config": base["config"], "message": tag, "base_version": 1})
         results.put((tag, r.status_code, r.json()))
+
+
+def seed(url: str, root: str, barrier, results) -> None:
+    """A replica starting on an empty database: seed it from the prompts folder (exchange.seed_database)."""
+    from backend.prompts.exchange import seed_database
+
+    store = open_store(("sql", url))
+    barrier.wait()
+    results.put(seed_database(store, Path(root)))
