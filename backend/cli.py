@@ -7,6 +7,7 @@ import getpass
 import os
 import signal
 import sys
+from pathlib import Path
 
 from pydantic import ValidationError
 
@@ -189,6 +190,50 @@ def cmd_hash_password(_args: argparse.Namespace) -> int:
     return 0
 
 
+def _prompt_store():  # noqa: ANN202 - PromptStorage, imported lazily like everything here
+    """The configured prompt store (files or the database, as `atrium serve` would use), without seeding it."""
+    from backend.db.engine import Database, make_engine
+    from backend.db.migrate import upgrade_or_explain
+    from backend.prompts.factory import build_prompt_store
+
+    settings = get_settings()
+    if settings.prompt_store_kind == "database":
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        upgrade_or_explain(settings.sql_url)
+    return build_prompt_store(settings, Database(make_engine(settings.sql_url)), seed=False)
+
+
+def cmd_prompts_export(args: argparse.Namespace) -> int:
+    from backend.prompts.exchange import export_store
+
+    store = _prompt_store()
+    written, unchanged = export_store(store, args.dir, say=lambda line: print(line, flush=True))
+    print(f"exported {store.describe()} to {args.dir.absolute()}: {written} file(s) written, {unchanged} already "
+          "equal")
+    return 0
+
+
+def cmd_prompts_import(args: argparse.Namespace) -> int:
+    from backend.prompts.contract import ImportConflict
+    from backend.prompts.exchange import FolderInvalid, import_folder
+
+    store = _prompt_store()
+    try:
+        added, same, labels = import_folder(store, args.dir, say=lambda line: print(line, flush=True))
+    except FolderInvalid as exc:
+        print("\n".join(f"error: {p}" for p in exc.problems) + "\nnothing was imported", file=sys.stderr)
+        return 1
+    except ImportConflict as exc:
+        print("\n".join(f"error: {p}" for p in exc.problems) + "\nnothing was imported", file=sys.stderr)
+        return 1
+    if not added and not labels:
+        print(f"nothing to import: {args.dir.absolute()} matches {store.describe()} ({same} version(s) unchanged)")
+    else:
+        print(f"imported {added} new version(s) and {labels} label file(s) into {store.describe()}; {same} "
+              "version(s) were there already")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="atrium", description="Atrium: a private AI assistant per department.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -237,6 +282,17 @@ def build_parser() -> argparse.ArgumentParser:
     seed = sub.add_parser("seed-demo", help="load the demo knowledge bases")
     seed.add_argument("--if-empty", action="store_true", help="only when the data dir has no documents")
     seed.set_defaults(func=cmd_seed_demo)
+
+    prompts = sub.add_parser("prompts", help="prompt versions as files (the exchange format, reviewable in git)"
+                             ).add_subparsers(dest="prompts_command", required=True)
+    export = prompts.add_parser("export", help="write every version and labels.yaml of the configured store to DIR")
+    export.add_argument("dir", type=Path, metavar="DIR")
+    export.set_defaults(func=cmd_prompts_export)
+    importing = prompts.add_parser("import", help="add DIR's versions and labels to the configured store "
+                                                  "(idempotent; a different text under an existing number is "
+                                                  "refused, never overwritten)")
+    importing.add_argument("dir", type=Path, metavar="DIR")
+    importing.set_defaults(func=cmd_prompts_import)
 
     sub.add_parser("hash-password", help="hash a demo user's password").set_defaults(func=cmd_hash_password)
     return parser

@@ -34,8 +34,9 @@ from backend.knowledge.service import KnowledgeService
 from backend.llm.router import ModelsConfig
 from backend.llm.routing import default_classifier
 from backend.llm.service import LLMService
+from backend.prompts.contract import PromptStorage
+from backend.prompts.factory import build_prompt_store
 from backend.prompts.service import PromptService
-from backend.prompts.store import PromptStore
 from backend.settings import Settings
 from backend.tenants import TenantRegistry
 
@@ -49,7 +50,7 @@ class Services:
     demo_users: DemoUsers
     db: Database
     audit: AuditLog
-    prompts: PromptStore
+    prompts: PromptStorage  # files or the database (prompts/factory.py)
     prompt_service: PromptService  # the studio's rules: saves, label moves, previews, tries (and their audit)
     llm: LLMService
     chat: ChatService
@@ -138,7 +139,7 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
     audit = AuditLog(db=db, denial_threshold=settings.suspicious_denials, window_s=settings.suspicious_window_s,
                      group_window_s=settings.audit_denial_window_s,
                      known_tenant=lambda tenant: registry.get(tenant) is not None)
-    prompts = PromptStore(settings.prompts_dir)
+    prompts = build_prompt_store(settings, db)
     llm = LLMService(settings=settings, config=models)
     quotas, cache = _governance(settings, registry, db)
     knowledge = build_knowledge(settings, db=db, registry=registry, audit=audit,

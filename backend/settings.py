@@ -24,6 +24,8 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(None, alias="REDIS_URL")
     config_dir: Path = Field(REPO_ROOT / "config", alias="ATRIUM_CONFIG_DIR")
     prompts_dir: Path = Field(REPO_ROOT / "prompts", alias="ATRIUM_PROMPTS_DIR")
+    # Where prompt versions live: files (prompts_dir) or database; unset = database with PostgreSQL, else files.
+    prompt_store: Literal["files", "database"] | None = Field(None, alias="ATRIUM_PROMPT_STORE")
 
     # Identity
     oidc_issuer: str | None = Field(None, alias="OIDC_ISSUER")
@@ -124,6 +126,13 @@ class Settings(BaseSettings):
         if self.database_url:
             return _normalise_db_url(self.database_url)
         return f"sqlite:///{(self.data_dir / 'atrium.db').resolve()}"
+
+    @property
+    def prompt_store_kind(self) -> Literal["files", "database"]:
+        """Replicas share PostgreSQL but not a folder that supports flock and hard links (gcsfuse does not)."""
+        if self.prompt_store:
+            return self.prompt_store
+        return "database" if self.sql_url.startswith("postgresql") else "files"
 
     @property
     def password_login_enabled(self) -> bool:

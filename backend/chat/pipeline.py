@@ -39,7 +39,7 @@ from backend.knowledge.retrieval import Citation
 from backend.llm.knowledge_need import conversational, needs_knowledge
 from backend.llm.routing import QueryClassifier, decide
 from backend.llm.service import Delta, LLMService
-from backend.prompts.store import PromptNotFound, PromptStore, PromptVersion
+from backend.prompts.contract import PromptNotFound, PromptStorage, PromptVersion
 from backend.tenants import ModelPolicy, TenantRegistry
 
 log = logging.getLogger("atrium.chat")
@@ -57,7 +57,7 @@ _PERMISSION: dict[str, str | None] = {"studio": "prompts:write", "internal": Non
 
 
 class ChatService:
-    def __init__(self, *, db: Database, registry: TenantRegistry, prompts: PromptStore, llm: LLMService,
+    def __init__(self, *, db: Database, registry: TenantRegistry, prompts: PromptStorage, llm: LLMService,
                  retriever: Retriever | None = None, quotas: QuotaService | None = None,
                  cache: ResponseCache | None = None, classifier: QueryClassifier | None = None,
                  kb_version: Callable[[str], object] | None = None,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import JSON, Column, DateTime, Integer, LargeBinary, String
+from sqlalchemy import JSON, Column, DateTime, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -226,3 +226,59 @@ class BrowserSessionCutoff(SQLModel, table=True):
     subject: str = Field(primary_key=True)
     ended_at: float = Field(index=True)  # UTC epoch seconds
     ended_by: str | None = None
+
+
+# -- prompt versions in the database (issue 16) -------------------------------------------------------------
+
+
+class PromptVersionRow(SQLModel, table=True):
+    """One immutable prompt version, stored as its file's text (front matter + body): the file layout is the
+    exchange format, so export writes these bytes back unchanged. The unique key makes a number exclusive."""
+
+    __tablename__ = "prompt_version"
+    __table_args__ = (UniqueConstraint("tenant", "assistant", "version", name="uq_prompt_version"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    tenant: str = Field(index=True)
+    assistant: str
+    version: int
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    author: str | None = None
+    created_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))
+
+
+class PromptLabelRow(SQLModel, table=True):
+    """Where a label points now; moved only together with its history row, in one transaction."""
+
+    __tablename__ = "prompt_label"
+
+    tenant: str = Field(primary_key=True)
+    assistant: str = Field(primary_key=True)
+    label: str = Field(primary_key=True)
+    version: int
+
+
+class PromptLabelMoveRow(SQLModel, table=True):
+    """A label's history (labels.yaml `history:`): who moved it, when, from which version to which."""
+
+    __tablename__ = "prompt_label_move"
+
+    id: int | None = Field(default=None, primary_key=True)
+    tenant: str = Field(index=True)
+    assistant: str
+    label: str
+    from_version: int | None = None
+    to_version: int
+    who: str | None = None
+    at: str = ""  # as labels.yaml has it ("2026-11-24T10:00:00Z"), so export/import round-trips exactly
+
+
+class PromptSeedRow(SQLModel, table=True):
+    """Marks the database as seeded from a prompts folder; its primary key lets one replica of several starting
+    at once seed it (the others wait for that transaction, then find the row)."""
+
+    __tablename__ = "prompt_seed"
+
+    name: str = Field(primary_key=True)
+    source: str = ""
+    created_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))

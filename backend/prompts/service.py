@@ -15,11 +15,17 @@ from typing import Any, Protocol
 from backend.auth.guard import AuditSink, allowed
 from backend.auth.principal import Principal
 from backend.errors import Conflict, Forbidden, Invalid, NotFound
+from backend.prompts.contract import (
+    InvalidPromptName,
+    PromptNotFound,
+    PromptStorage,
+    PromptVersion,
+    VersionConflict,
+)
 from backend.prompts.diff import diff_versions
 from backend.prompts.drafts import draft, invalid
 from backend.prompts.release import approval_refusal, can_approve
 from backend.prompts.schema import KNOWN_VARIABLES, Problem, PromptValidationError
-from backend.prompts.store import InvalidPromptName, PromptNotFound, PromptStore, PromptVersion, VersionConflict
 from backend.tenants import TenantConfig, TenantRegistry
 
 # Labels every assistant may have without asking for them; any other is created only on request (a typo is refused).
@@ -47,7 +53,7 @@ class Trial:
 
 
 class PromptService:
-    def __init__(self, *, store: PromptStore, registry: TenantRegistry, llm: LiveTiers, audit: AuditSink,
+    def __init__(self, *, store: PromptStorage, registry: TenantRegistry, llm: LiveTiers, audit: AuditSink,
                  people: Callable[[Iterable[str]], frozenset[str]]) -> None:
         """`people`: names -> the same names plus the owner of each "key:<id>" among them (auth.api_keys
         people_behind), so a version saved with a key counts as its owner's for the four-eyes rule."""
@@ -72,7 +78,7 @@ class PromptService:
             raise NotFound(f"{cfg.name} has no assistant {assistant!r} (assistants: "
                            f"{', '.join(a.name for a in cfg.assistants)})", code="assistant_not_found")
         try:
-            self.store.assistant_dir(tenant, assistant)
+            self.store.check_names(tenant, assistant)
         except InvalidPromptName as exc:
             raise NotFound(str(exc), code="assistant_not_found") from exc
         return cfg

@@ -16,112 +16,39 @@ import os
 import re
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from backend.errors import Unavailable
-from backend.prompts.schema import (
-    SYSTEM_FIELDS,
-    RenderError,
-    ValidationReport,
-    render,
-    validate_version,
+from backend.prompts.contract import (
+    LABEL_RE,
+    ImportConflict,
+    InvalidPromptName,
+    LabelMove,
+    LabelResolution,
+    PromptFileInvalid,
+    PromptNotAvailable,
+    PromptNotFound,
+    PromptVersion,
+    VersionConflict,
+    check_label,
+    dump_labels,
+    dump_prompt_file,
+    now,
+    parse_prompt_file,
+    plan_labels,
+    prepare_version,
 )
+from backend.prompts.schema import RenderError, ValidationReport, render
 from backend.tenants import is_slug
 
 __all__ = ["PromptStore", "PromptVersion", "PromptNotFound", "InvalidPromptName", "VersionConflict",
            "LabelMove", "PromptFileInvalid", "PromptNotAvailable", "render", "RenderError", "parse_prompt_file",
-           "dump_prompt_file"]
+           "dump_prompt_file", "LABEL_RE"]
 
 _VERSION_RE = re.compile(r"^v(\d{4,})\.md$")
-_FRONT_RE = re.compile(r"^---\n(.*?)\n---\n?(.*)$", re.S)
-LABEL_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 LABELS_FILE = "labels.yaml"
-
-
-class PromptNotFound(LookupError):
-    pass
-
-
-class InvalidPromptName(ValueError):
-    pass
-
-
-class VersionConflict(Exception):
-    """Someone saved a newer version since the editor's base version."""
-
-    def __init__(self, latest: int, base_version: int | None) -> None:
-        self.latest = latest
-        self.base_version = base_version
-        super().__init__(f"version {latest} was saved after version {base_version}")
-
-
-@dataclass
-class PromptVersion:
-    tenant: str
-    assistant: str
-    version: int
-    body: str
-    config: dict[str, Any] = field(default_factory=dict)
-
-    def summary(self) -> dict[str, Any]:
-        c = self.config
-        return {"version": self.version, "author": c.get("author"), "created_at": str(c.get("created_at", "")),
-                "message": c.get("message"), "description": c.get("description"), "tier": c.get("tier")}
-
-
-@dataclass
-class LabelMove:
-    label: str
-    before: int | None
-    after: int
-    entry: dict[str, Any]
-
-
-class PromptFileInvalid(Unavailable):
-    """A version file on disk that cannot be read (edited by hand, say): the assistant is unavailable until
-    it is fixed, and the message says where."""
-
-    code = "prompt_file_invalid"
-
-
-class PromptNotAvailable(Unavailable):
-    """A configured assistant with no prompt to answer with (no folder, no version, or a label pointing at a version
-    that does not exist): a server misconfiguration (503), not the caller's 404. The message names the absolute
-    path and the fix."""
-
-    code = "prompt_not_available"
-
-
-def parse_prompt_file(text: str, *, source: str = "prompt file") -> tuple[dict[str, Any], str]:
-    text = text.replace("\r\n", "\n")
-    m = _FRONT_RE.match(text)
-    if not m:
-        return {}, text
-    try:
-        meta = yaml.safe_load(m.group(1)) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 2})" if mark is not None else ""  # +1 for the opening ---
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise PromptFileInvalid(f"{source} has invalid front matter{where}: {problem}; fix the file "
-                                "(quote values containing ': ') or save a new version in the studio") from exc
-    if not isinstance(meta, dict):
-        raise PromptFileInvalid(f"{source}: the front matter must be a YAML mapping of settings")
-    return meta, m.group(2)
-
-
-def dump_prompt_file(meta: dict[str, Any], body: str) -> str:
-    front = yaml.safe_dump(meta, sort_keys=False, allow_unicode=True, width=100)
-    return f"---\n{front}---\n{body}"
-
-
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _fsync_write(path: Path, text: str) -> None:
@@ -131,9 +58,17 @@ def _fsync_write(path: Path, text: str) -> None:
         os.fsync(fh.fileno())
 
 
-class PromptStore:
+class PromptStore(LabelResolution):
+    """The file store (the embedded default; see backend/prompts/sql_store.py for the database one)."""
+
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+
+    def describe(self) -> str:
+        return f"the folder {self.root.absolute()}"
+
+    def check_names(self, tenant: str, assistant: str) -> None:
+        self.assistant_dir(tenant, assistant)
 
     # -- paths ---------------------------------------------------------------------------------------------
 
@@ -153,6 +88,11 @@ class PromptStore:
         return self.assistant_dir(tenant, assistant) / f"v{version:04d}.md"
 
     # -- reading -------------------------------------------------------------------------------------------
+
+    def tenants(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and is_slug(p.name))
 
     def assistants(self, tenant: str) -> list[str]:
         self.assistant_dir(tenant, "x")  # validates the tenant slug
@@ -192,41 +132,17 @@ class PromptStore:
         """Oldest first: {who, label, from, to, at}."""
         return self._labels_doc(tenant, assistant)["history"]
 
-    def get(self, tenant: str, assistant: str, version: int) -> PromptVersion:
+    def version_text(self, tenant: str, assistant: str, version: int) -> str:
         path = self._version_path(tenant, assistant, version)
         if not path.is_file():
             raise PromptNotFound(f"{tenant}/{assistant} has no version {version}")
-        meta, body = parse_prompt_file(path.read_text(encoding="utf-8"), source=str(path))
+        return path.read_text(encoding="utf-8")
+
+    def get(self, tenant: str, assistant: str, version: int) -> PromptVersion:
+        text = self.version_text(tenant, assistant, version)
+        path = self._version_path(tenant, assistant, version)
+        meta, body = parse_prompt_file(text, source=str(path))
         return PromptVersion(tenant=tenant, assistant=assistant, version=version, body=body, config=meta)
-
-    def resolve(self, tenant: str, assistant: str, label: str = "production") -> PromptVersion:
-        """The version under `label` (read from disk each time, so label moves apply at once). PromptNotAvailable
-        when the assistant has no version at all or the label points at a missing one; PromptNotFound when
-        a label other than production is not set."""
-        labels = self.labels(tenant, assistant)
-        if label in labels:
-            try:
-                return self.get(tenant, assistant, labels[label])
-            except PromptNotFound:
-                raise PromptNotAvailable(self._dangling(tenant, assistant, {label: labels[label]})) from None
-        versions = self.versions(tenant, assistant)
-        if not versions:
-            raise PromptNotAvailable(self._no_versions(tenant, assistant))
-        if label == "production":
-            return self.get(tenant, assistant, versions[-1])
-        raise PromptNotFound(f"{tenant}/{assistant} has no label {label!r}")
-
-    def problem(self, tenant: str, assistant: str) -> str | None:
-        """Why a configured assistant cannot answer (and the fix), or None: checked at start and by /readyz. The
-        studio can still write a first version for it (PromptStore.create_version)."""
-        try:
-            self.resolve(tenant, assistant, "production")
-            labels = self.labels(tenant, assistant)
-            have = set(self.versions(tenant, assistant))
-            dangling = {label: v for label, v in labels.items() if v not in have}
-        except (PromptNotAvailable, PromptFileInvalid) as exc:
-            return exc.message
-        return self._dangling(tenant, assistant, dangling) if dangling else None
 
     def _no_versions(self, tenant: str, assistant: str) -> str:
         folder = self.assistant_dir(tenant, assistant)
@@ -250,14 +166,8 @@ class PromptStore:
         """Validate and save a new immutable version after `base_version`, or raise VersionConflict /
         PromptValidationError. Returns the version and the validation warnings."""
         folder = self.assistant_dir(tenant, assistant)
-        body = body.replace("\r\n", "\n")
-        if body and not body.endswith("\n"):
-            body += "\n"
-        meta = {k: v for k, v in config.items() if k not in SYSTEM_FIELDS}
-        meta.update(author=author, created_at=_now(), message=message)
-        if author_for and author_for != author:
-            meta["author_for"] = author_for
-        parsed, report = validate_version(meta, body)
+        text, report = prepare_version(body=body, config=config, message=message, author=author,
+                                       author_for=author_for)
         latest = self.latest(tenant, assistant)
         if base_version != latest:
             raise VersionConflict(latest, base_version)
@@ -265,7 +175,7 @@ class PromptStore:
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / f"v{number:04d}.md"
         tmp = folder / f".v{number:04d}.{uuid.uuid4().hex}.tmp"
-        _fsync_write(tmp, dump_prompt_file(parsed.front_matter(), body))
+        _fsync_write(tmp, text)
         try:
             os.link(tmp, target)  # atomic and exclusive: fails if the number is taken
         except FileExistsError:
@@ -286,19 +196,54 @@ class PromptStore:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
     def move_label(self, tenant: str, assistant: str, label: str, version: int, *, who: str) -> LabelMove:
-        if not isinstance(label, str) or not LABEL_RE.fullmatch(label):
-            raise InvalidPromptName(f"invalid label {label!r}: use lowercase letters, digits and '-'")
+        check_label(label)
         folder = self.assistant_dir(tenant, assistant)
         if not self._version_path(tenant, assistant, version).is_file():
             raise PromptNotFound(f"{tenant}/{assistant} has no version {version}")
         with self._labels_lock(folder):
             doc = self._labels_doc(tenant, assistant)
             before = doc["labels"].get(label)
-            entry = {"who": who, "label": label, "from": before, "to": version, "at": _now()}
+            entry = {"who": who, "label": label, "from": before, "to": version, "at": now()}
             doc["labels"][label] = version
             doc["history"].append(entry)
-            tmp = folder / f".{LABELS_FILE}.{uuid.uuid4().hex}.tmp"
-            _fsync_write(tmp, yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
-            os.replace(tmp, folder / LABELS_FILE)
+            self._write_labels(folder, doc["labels"], doc["history"])
         return LabelMove(label=label, before=before, after=version, entry=entry)
+
+    def _write_labels(self, folder: Path, labels: dict[str, int], history: list[dict[str, Any]]) -> None:
+        tmp = folder / f".{LABELS_FILE}.{uuid.uuid4().hex}.tmp"
+        _fsync_write(tmp, dump_labels(labels, history))
+        os.replace(tmp, folder / LABELS_FILE)
+
+    # -- import (backend/prompts/exchange.py) ----------------------------------------------------------------
+
+    def import_version(self, tenant: str, assistant: str, version: int, text: str) -> bool:
+        """Write `text` as `version` unless it is there: True when written, False when the same text is there,
+        ImportConflict when other text is (never overwritten)."""
+        target = self._version_path(tenant, assistant, version)
+        if not target.is_file():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
+            _fsync_write(tmp, text)
+            try:
+                os.link(tmp, target)
+                return True
+            except FileExistsError:
+                pass  # written meanwhile: compare below
+            finally:
+                tmp.unlink(missing_ok=True)
+        if target.read_text(encoding="utf-8") != text:
+            raise ImportConflict(f"{target} already exists with different text")
+        return False
+
+    def import_labels(self, tenant: str, assistant: str, labels: dict[str, int],
+                      history: list[dict[str, Any]]) -> bool:
+        folder = self.assistant_dir(tenant, assistant)
+        folder.mkdir(parents=True, exist_ok=True)
+        with self._labels_lock(folder):
+            doc = self._labels_doc(tenant, assistant)
+            added = plan_labels(doc["labels"], doc["history"], labels, history)
+            if added is None:
+                return False
+            self._write_labels(folder, dict(labels), doc["history"] + added)
+        return True
 
