@@ -22,6 +22,7 @@ from backend.chat.conversations import ConversationService
 from backend.chat.pipeline import ChatService
 from backend.db.engine import Database, make_engine
 from backend.db.migrate import upgrade_or_explain
+from backend.governance.alert_once import alert_gate
 from backend.governance.audit import AuditLog
 from backend.governance.audit_view import AuditView
 from backend.governance.cache import MemoryCache, RedisCache, ResponseCache
@@ -138,7 +139,8 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
     db = Database(make_engine(settings.sql_url))
     audit = AuditLog(db=db, denial_threshold=settings.suspicious_denials, window_s=settings.suspicious_window_s,
                      group_window_s=settings.audit_denial_window_s,
-                     known_tenant=lambda tenant: registry.get(tenant) is not None)
+                     known_tenant=lambda tenant: registry.get(tenant) is not None,
+                     alerts=alert_gate(settings.redis_url, prefix=settings.redis_prefix))
     prompts = build_prompt_store(settings, db)
     llm = LLMService(settings=settings, config=models)
     quotas, cache = _governance(settings, registry, db)
@@ -173,6 +175,7 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
     services.readiness_checks["database"] = db.ping
     services.readiness_checks["models"] = lambda: _require_tiers(llm)
     services.closers.append(db.engine.dispose)
+    services.closers.append(audit.alerts.close)
     if settings.password_login_enabled:
         services.password_login = PasswordLogin(users=lambda: services.demo_users, audit=audit)
         services.closers.append(services.password_login.close)

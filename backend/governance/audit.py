@@ -13,8 +13,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-import threading
-import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -23,6 +21,7 @@ from backend.auth.request_context import matched_route
 from backend.db.engine import Database
 from backend.db.models import AuditEvent, utcnow
 from backend.db.repositories.audit import add_event, add_or_count, count_denials_since
+from backend.governance.alert_once import AlertGate, LocalAlertGate
 
 log = logging.getLogger("atrium.audit")
 
@@ -68,14 +67,14 @@ def clip_detail(value: Any, depth: int = 0) -> Any:
 
 class AuditLog:
     def __init__(self, *, db: Database, denial_threshold: int = 10, window_s: int = 300, group_window_s: int = 60,
-                 known_tenant: Callable[[str], bool] | None = None) -> None:
+                 known_tenant: Callable[[str], bool] | None = None, alerts: AlertGate | None = None) -> None:
         self.db = db
         self.threshold = denial_threshold
         self.window_s = window_s
         self.group_window_s = group_window_s
         self.known_tenant = known_tenant or (lambda _tenant: True)
-        self._flagged: dict[str, float] = {}  # subject/ip -> window start when last flagged
-        self._lock = threading.Lock()
+        # Who raises a source's suspicious_access this window: this process, or one replica of all (Redis).
+        self.alerts: AlertGate = alerts or LocalAlertGate()
 
     def record(self, kind: str, *, subject: str | None = None, tenant: str | None = None,
                route: str | None = None, ip: str | None = None, status: int | None = None,
@@ -110,7 +109,6 @@ class AuditLog:
     def _check_suspicious(self, *, subject: str | None, ip: str | None, tenant: str | None,
                           route: str | None) -> None:
         since = utcnow() - timedelta(seconds=self.window_s)
-        now = time.monotonic()
         for who, value in (("subject", subject), ("ip", ip)):
             if not value:
                 continue
@@ -120,14 +118,8 @@ class AuditLog:
                                             ip=value if who == "ip" else None)
             if count < self.threshold:
                 continue
-            key = f"{who}:{value}"
-            with self._lock:
-                last = self._flagged.get(key)
-                if last is not None and now - last < self.window_s:
-                    continue  # once per window
-                self._flagged[key] = now
-                if len(self._flagged) > 10_000:  # forget what is past the window: many sources cannot grow it
-                    self._flagged = {k: t for k, t in self._flagged.items() if now - t < self.window_s}
+            if not self.alerts.first(f"{who}:{value}", self.window_s):
+                continue  # once per window (across replicas with Redis)
             log.warning("suspicious access: repeated denials",
                         extra={who: value, "denials": count, "window_s": self.window_s})
             with self.db.session() as session:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from backend.config_files import ConfigError, read_yaml
+from backend.llm.router_settings import FALLBACK_KEYS, check_router_settings, fallback_rules, router_kwargs
 from backend.settings import Settings
 
 log = logging.getLogger("atrium.llm")
@@ -46,7 +47,7 @@ class ModelsConfig:
         }
         return cls(
             model_list=list(raw.get("model_list") or []),
-            router_settings=dict(raw.get("router_settings") or {}),
+            router_settings=check_router_settings(raw.get("router_settings"), source=path),
             embedding_list=list(raw.get("embedding_list") or []),
             prices=prices,
             source=path,
@@ -277,47 +278,47 @@ def _add_provider_groups(live: LiveModels) -> None:
     live.deployments.extend(extra)
 
 
-def fallback_chains(live: LiveModels, router_settings: dict[str, Any]) -> list[dict[str, list[str]]]:
-    """Configured tier fallbacks made transitive (smart -> fast -> local gives smart: [fast, local]),
-    restricted to live tiers; a provider group falls back to its whole tier first."""
+def fallback_chains(live: LiveModels, router_settings: dict[str, Any],
+                    kind: str = "fallbacks") -> list[dict[str, list[str]]]:
+    """Configured tier fallbacks of one list (`fallbacks`, `context_window_fallbacks`,
+    `content_policy_fallbacks`) made transitive (smart -> fast -> local gives smart: [fast, local]),
+    restricted to live tiers; a provider group falls back to its whole tier first (`fallbacks` only).
+    `default_fallbacks` (LiteLLM: for every group) ends each `fallbacks` chain, so it is narrowed per tenant
+    like the rest instead of reaching the Router as a catch-all rule."""
     direct: dict[str, list[str]] = {}
-    for rule in router_settings.get("fallbacks") or []:
+    for rule in fallback_rules(router_settings, kind):
         for src, dsts in rule.items():
             direct.setdefault(src, []).extend(dsts)
+    catch_all = list(router_settings.get("default_fallbacks") or []) if kind == "fallbacks" else []
 
     def chain(tier: str) -> list[str]:
         out: list[str] = []
-        todo = list(direct.get(tier, []))
-        while todo:
-            nxt = todo.pop(0)
-            if nxt == tier or nxt in out:
-                continue
-            out.append(nxt)
-            todo.extend(direct.get(nxt, []))
+        for todo in (list(direct.get(tier, [])), list(catch_all)):  # the tier's own chain, then the catch-all
+            while todo:
+                nxt = todo.pop(0)
+                if nxt == tier or nxt in out:
+                    continue
+                out.append(nxt)
+                todo.extend(direct.get(nxt, []))
         return [t for t in out if t in live.live]
 
     rules: list[dict[str, list[str]]] = []
     for group in sorted(live.groups):
         tier, _, provider = group.partition(PREFERENCE_SEP)
-        dsts = ([tier] if provider else []) + chain(tier)
+        dsts = ([tier] if provider and kind == "fallbacks" else []) + chain(tier)
         if dsts:
             rules.append({group: dsts})
     return rules
 
 
-def build_router(live: LiveModels, router_settings: dict[str, Any]) -> Any:
+def build_router(live: LiveModels, router_settings: dict[str, Any], *, redis_url: str | None = None) -> Any:
+    """LiteLLM's Router with every router_settings key of models.yaml (router_settings.py), the fallback lists
+    per live group, and, given `redis_url`, cooldowns shared with every other replica on that Redis.
+    Atrium's defaults keep `fallback_on_unsupported_params: false`: a provider's 400 (the request itself is
+    wrong) is the caller's error; answering it from the next tier would hide it behind a weaker model and bill
+    the quota twice. LiteLLM still falls back on a context window overflow or a content-policy refusal."""
     from litellm import Router
 
-    return Router(
-        model_list=live.deployments,
-        fallbacks=fallback_chains(live, router_settings),
-        num_retries=int(router_settings.get("num_retries", 1)),
-        timeout=float(router_settings.get("timeout", 120)),
-        cooldown_time=float(router_settings.get("cooldown_time", 30)),
-        allowed_fails=int(router_settings.get("allowed_fails", 2)),
-        routing_strategy=str(router_settings.get("routing_strategy", "simple-shuffle")),
-        # A provider's 400 (the request itself is wrong) is the caller's error: answering it from the next tier
-        # would hide it behind a weaker model and bill the quota twice. LiteLLM still falls back on a context
-        # window overflow or a content-policy refusal, which another model may well handle.
-        fallback_on_unsupported_params=bool(router_settings.get("fallback_on_unsupported_params", False)),
-    )
+    return Router(model_list=live.deployments,
+                  **{kind: fallback_chains(live, router_settings, kind) for kind in FALLBACK_KEYS},
+                  **router_kwargs(router_settings, redis_url=redis_url))

@@ -19,6 +19,7 @@ from backend.llm.router import (
     live_deployments,
     takes,
 )
+from backend.llm.router_settings import FALLBACK_KEYS
 from backend.settings import Settings
 
 log = logging.getLogger("atrium.llm")
@@ -138,10 +139,11 @@ class LLMService:
         for label, reason in self.live.retiring.items():
             log.warning("model deployment retires soon", extra={"deployment": label, "reason": reason})
         log.info("live model tiers", extra={"tiers": self.live.live})
-        self.router = build_router(self.live, config.router_settings) if self.live.deployments else None
-        # group -> the groups the Router falls back to; narrowed per request to the tenant's allowed tiers
-        self._fallbacks = {src: dsts for rule in fallback_chains(self.live, config.router_settings)
-                           for src, dsts in rule.items()}
+        self.router = (build_router(self.live, config.router_settings, redis_url=settings.redis_url)
+                       if self.live.deployments else None)
+        # list -> group -> the groups the Router falls back to; narrowed per request to the tenant's allowed tiers
+        self._chains = {kind: {src: dsts for rule in fallback_chains(self.live, config.router_settings, kind)
+                               for src, dsts in rule.items()} for kind in FALLBACK_KEYS}
         self._prices = self._price_table()
         self._unpriced: set[str] = set()
         self._tier_rates: dict[str, tuple[float, float]] = {}
@@ -220,13 +222,15 @@ class LLMService:
             raise UnsupportedParameter(f"reasoning_effort: the {tier} tier's models ({models}) do not think before "
                                        "answering; remove it", param="reasoning_effort")
         call: dict[str, Any] = {"stream": True, "stream_options": {"include_usage": True}} if stream else {}
-        if not fallbacks:
-            call["fallbacks"] = []
-        elif allowed_tiers is not None:
-            chain = self._fallbacks.get(group, [])
-            allowed = [g for g in chain if g.partition(PREFERENCE_SEP)[0] in allowed_tiers]
-            if allowed != chain:
-                call["fallbacks"] = [{group: allowed}] if allowed else []
+        for kind, chains in self._chains.items():  # a request's own list replaces the Router's
+            if not fallbacks:
+                if kind == "fallbacks" or chains:
+                    call[kind] = []
+            elif allowed_tiers is not None:
+                chain = chains.get(group, [])
+                allowed = [g for g in chain if g.partition(PREFERENCE_SEP)[0] in allowed_tiers]
+                if allowed != chain:
+                    call[kind] = [{group: allowed}] if allowed else []
         if temperature is not None:
             call["temperature"] = temperature
         if max_tokens is not None:
@@ -291,9 +295,11 @@ class LLMService:
 
     def _reachable(self, group: str, call: dict[str, Any]) -> tuple[str, ...]:
         """The Router groups this call may be answered by: its group and its fallbacks."""
-        if "fallbacks" not in call:
-            return (group, *self._fallbacks.get(group, []))
-        return (group, *(dst for rule in call["fallbacks"] for dst in rule.get(group, [])))
+        reach = [group]
+        for kind, chains in self._chains.items():
+            rules = call[kind] if kind in call else [{group: chains.get(group, [])}]
+            reach += [dst for rule in rules for dst in rule.get(group, []) if dst not in reach]
+        return tuple(reach)
 
     def _taken_by_all(self, groups: tuple[str, ...], param: str) -> bool:
         key = (groups, param)
