@@ -92,9 +92,8 @@ async def get_document(document_id: str, ctx: RetrievalAccess, services: Service
                           202: {"model": DocumentDeleted, "description": "accepted: a busy worker finishes the "
                                                                           "deletion (GET then answers 404)"}})
 async def delete_document(request: Request, document_id: str, ctx: IngestAccess, services: ServicesDep):
-    result = await asyncio.to_thread(services.knowledge.delete_document, ctx.principal, ctx.tenant, document_id)
-    services.audit.record("document_deleted", subject=ctx.principal.subject, tenant=ctx.tenant,
-                          route=request.url.path, ip=client_ip(request), detail={"document_id": document_id})
+    result = await asyncio.to_thread(services.knowledge.delete_document, ctx.principal, ctx.tenant, document_id,
+                                     route=request.url.path, ip=client_ip(request))
     # 200 when gone; 202 when a busy worker will finish the deletion (GET then answers 404).
     return JSONResponse(result, status_code=200 if result["deleted"] else 202)
 

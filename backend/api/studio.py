@@ -13,7 +13,7 @@ from fastapi.responses import FileResponse, HTMLResponse
 
 from backend.api.deps import ServicesDep, client_ip
 from backend.api.pages import Pages, session_principal, sign_in_context
-from backend.auth.guard import allowed, is_operator
+from backend.auth.guard import Denial, allowed, is_operator
 from backend.settings import REPO_ROOT
 
 PAGES = Pages(Path(REPO_ROOT) / "ui" / "studio")
@@ -32,9 +32,9 @@ def studio(request: Request, services: ServicesDep, tenant: str | None = None) -
     if chosen is None or chosen not in editable:
         member = chosen is not None and allowed(principal, chosen, None)
         reason = "missing_role" if member or chosen is None else "tenant_mismatch"
-        services.audit.record("denied", subject=principal.subject, tenant=chosen, route="/studio",
-                              ip=client_ip(request), status=403, reason=reason,
-                              detail={"page": "studio", "member_of": sorted(principal.tenants)})
+        services.access.record(Denial(reason, "you may not edit this department's prompts", 403,
+                                      {"page": "studio", "member_of": sorted(principal.tenants)}),
+                               subject=principal.subject, tenant=chosen, route="/studio", ip=client_ip(request))
         names = [c.name for t in ([chosen] if chosen else sorted(principal.tenants))
                  if (c := services.registry.get(t)) is not None]
         return PAGES.page("forbidden.html", status=403, user=principal.name,

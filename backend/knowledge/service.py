@@ -260,15 +260,18 @@ class KnowledgeService:
                               reason="other_tenants_document", detail={"document": document_id[:64]})
         return NotFound(f"tenant {tenant!r} has no document {document_id!r}", code="document_not_found")
 
-    def delete_document(self, principal: Principal, tenant: str, document_id: str) -> dict:
+    def delete_document(self, principal: Principal, tenant: str, document_id: str, *,
+                        route: str = "knowledge:delete", ip: str | None = None) -> dict:
         """Marks the document for deletion and removes its vectors and row now (blocking)."""
-        self.authorize(principal, tenant, "ingest", route="knowledge:delete")
+        self.authorize(principal, tenant, "ingest", route=route)
         with self.db.session() as session:
             doc = repo.get_document(session=session, tenant=tenant, document_id=document_id)
             if doc is None:
                 raise self._not_found(principal, tenant, document_id, "knowledge:delete")
             doc.status = "deleting"
             doc = repo.save_document(session=session, doc=doc)
+        self.audit.record("document_deleted", subject=principal.subject, tenant=tenant, route=route, ip=ip,
+                          detail={"document_id": doc.id})
         # A worker still embedding it notices "deleting" at its next checkpoint and lets go; whoever then
         # holds the job removes the vectors before the row (also after a crash: the job stays queued).
         deadline = time.monotonic() + 15

@@ -83,6 +83,10 @@ def test_upload_status_search_delete(api_client, login_as):
     r = api_client.delete(f"/api/t/sales/documents/{ids[0]}", **carol)
     assert r.status_code == 200 and r.json()["deleted"] is True
     assert api_client.get(f"/api/t/sales/documents/{ids[0]}", **carol).status_code == 404
+    with api_client.app.state.services.db.session() as s:  # the knowledge service records it, not the router
+        deleted = list(s.exec(select(AuditEvent).where(AuditEvent.kind == "document_deleted")))
+    assert [(d.subject, d.tenant, d.route, d.detail) for d in deleted] == [
+        ("carol", "sales", f"/api/t/sales/documents/{ids[0]}", {"document_id": ids[0]})]
     r = api_client.post("/api/t/sales/search", json={"query": "Project BLUEHERON-7 pricing exceptions committee"},
                         **alice)
     assert all(x["document_id"] != ids[0] for x in r.json()["results"])
