@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import getpass
 import os
-import signal
 import sys
 from pathlib import Path
 
@@ -302,10 +301,13 @@ def main(argv: list[str] | None = None) -> int:
     from backend.config_files import ConfigError
 
     args = build_parser().parse_args(argv)
-    # `atrium keys list | head`: a reader that stops early is not an error (no BrokenPipeError traceback).
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     try:
         rc = int(args.func(args) or 0)
+    except BrokenPipeError:
+        # `atrium keys list | head`: a reader that stops early is not an error. Not SIGPIPE's default action:
+        # that would also kill `atrium serve` whenever a browser closes a connection mid-answer.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        rc = 0
     except ValidationError as exc:
         if exc.title != "Settings":
             raise
@@ -317,7 +319,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command != "serve" or rc != 0:
         # Everything is committed by now. Skip interpreter teardown: LiteLLM's HTTP clients' finalizers can
         # deadlock on the import lock at shutdown, leaving a finished (or refused) command hanging.
-        sys.stdout.flush()
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:  # the reader stopped early (`| head`): what it read is all it wanted
+            pass
         sys.stderr.flush()
         os._exit(rc)
     return rc

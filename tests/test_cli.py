@@ -194,3 +194,25 @@ def test_serve_prints_the_banner_on_stdout_and_only_json_lines_on_stderr(tmp_pat
     assert stdout.startswith(f"Atrium: open http://127.0.0.1:{port} — demo users in README.md"), stdout + stderr
     logged = [json.loads(line) for line in stderr.splitlines()]  # every line of stderr is a JSON log line
     assert any(e["msg"] == "atrium started" for e in logged)
+
+
+def test_a_reader_that_stops_early_is_no_error(data_dir, make_settings):
+    """`atrium keys list | head -1`: no BrokenPipeError traceback, exit 0. (Not by restoring SIGPIPE's default
+    action, which killed `atrium serve` whenever a browser closed a connection mid-answer.)"""
+    from backend.auth.api_keys import issue_key
+    from backend.db.engine import Database, make_engine
+    from backend.db.migrate import upgrade
+
+    url = make_settings().sql_url
+    upgrade(url)
+    db = Database(make_engine(url))
+    for i in range(600):  # a listing far longer than a pipe holds (64 KiB): the writer meets the closed end
+        issue_key(db=db, tenant="sales", scopes=["chat"], name=f"key {i} " + "x" * 90, created_by="cli")
+    env = {**os.environ, "ATRIUM_DATA_DIR": str(data_dir)}
+    proc = subprocess.Popen([sys.executable, "-m", "backend.cli", "keys", "list", "--tenant", "sales"], cwd=REPO,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = proc.stdout.readline()
+    proc.stdout.close()  # as `head -1` does
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 0 and first and "Traceback" not in stderr, stderr
+
