@@ -59,9 +59,11 @@ def progress_turns(*, session: Session, rows: list[dict[str, Any]]) -> None:
     if not rows:
         return
     stmt = (update(ChatTurn.__table__)
-            .where(ChatTurn.__table__.c.turn_key == bindparam("k"), ChatTurn.__table__.c.status == "streaming")
+            .where(ChatTurn.__table__.c.turn_key == bindparam("k"), ChatTurn.__table__.c.tenant == bindparam("t"),
+                   ChatTurn.__table__.c.status == "streaming")
             .values({c: bindparam(f"v_{c}") for c in _PROGRESS}))
-    session.connection().execute(stmt, [{"k": r["turn_key"], **{f"v_{c}": r[c] for c in _PROGRESS}} for r in rows])
+    params = [{"k": r["turn_key"], "t": r["tenant"], **{f"v_{c}": r[c] for c in _PROGRESS}} for r in rows]
+    session.connection().execute(stmt, params)
 
 
 def finish_turns(*, session: Session, rows: list[dict[str, Any]]) -> dict[str, int]:
@@ -70,7 +72,10 @@ def finish_turns(*, session: Session, rows: list[dict[str, Any]]) -> dict[str, i
     if not rows:
         return {}
     ins = _insert(session)(ChatTurn)
-    stmt = ins.on_conflict_do_update(index_elements=["turn_key"], set_={c: ins.excluded[c] for c in _FINAL})
+    # A key is the server's (uuid4), never input; the tenant must match all the same (one tenant never writes
+    # over another's row).
+    stmt = ins.on_conflict_do_update(index_elements=["turn_key"], set_={c: ins.excluded[c] for c in _FINAL},
+                                     where=ChatTurn.__table__.c.tenant == ins.excluded.tenant)
     return {key: int(turn_id) for turn_id, key in session.execute(stmt.returning(ChatTurn.id, ChatTurn.turn_key),
                                                                   rows)}
 
