@@ -164,6 +164,8 @@ class UsageWriter:
                 break
             except Exception as exc:  # the database is away or refused: retried, then the outbox
                 error = exc
+                log.info("usage write failed: retrying", extra={"rows": len(items),
+                                                                 "error": f"{type(exc).__name__}: {exc}"[:200]})
         if ids is None:
             durable = [(op, row) for op, row in items if op != "progress"]
             if self.spool is None:

@@ -6,12 +6,10 @@ used from what answers in progress hold."""
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import httpx
@@ -21,7 +19,7 @@ from openai import OpenAI
 from backend.auth.api_keys import issue_key
 from backend.db.engine import Database, make_engine
 from tests.conftest import start_server, stop_server
-from tests.llm.fakes import _Served, make_config_dir, mock, set_tenant
+from tests.llm.fakes import SlowOpenAI, make_config_dir, mock, set_tenant
 
 NO_QUOTAS = {"requests_per_minute": None, "user_requests_per_minute": None, "tokens_per_day": None,
              "monthly_budget_usd": None}
@@ -77,7 +75,7 @@ def test_connections_terminated_every_second_lose_no_call_and_no_usage_row(tmp_p
     try:
         key = issue_key(db=db, tenant="finance", scopes=["chat"]).token
         sdk = _sdk(server, key)
-        calls = 40
+        calls = 300  # bounded; long enough for the churn to hit commits in flight (several seconds)
 
         def call(i: int) -> str:
             messages = [{"role": "user", "content": f"question {i}"}]
@@ -105,52 +103,12 @@ def test_connections_terminated_every_second_lose_no_call_and_no_usage_row(tmp_p
         found = rows()
         assert done, (len(found), server.log_tail())
         assert len({r.turn_key for r in found}) == calls and {r.outcome for r in found} == {"ok"}
+        log = server.log_path.read_text()
+        print(f"churn: {churn.killed} connections terminated; {log.count('usage write failed: retrying')} failed "
+              f"usage writes retried, {log.count('rows kept in the outbox')} batches through the outbox")  # pytest -s
     finally:
         stop_server(server)
         db.engine.dispose()
-
-
-class SlowOpenAI(_Served):
-    """OpenAI's chat completions, streamed one word every `delay` s (answers that are still streaming when their
-    process is killed); non-streaming calls answer at once."""
-
-    def __init__(self, *, words: int = 400, delay: float = 0.05) -> None:
-        outer = self
-        self.words, self.delay = words, delay
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                return None
-
-            def do_POST(self) -> None:  # noqa: N802 - http.server API
-                body = json.loads(self.rfile.read(int(self.headers.get("content-length") or 0)) or b"{}")
-                base = {"id": "cmpl-1", "created": int(time.time()), "model": body.get("model", "?")}
-                usage = {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
-                if not body.get("stream"):
-                    raw = json.dumps({**base, "object": "chat.completion", "usage": usage, "choices": [
-                        {"index": 0, "message": {"role": "assistant", "content": "a quick answer"},
-                         "finish_reason": "stop"}]}).encode()
-                    self.send_response(200)
-                    self.send_header("content-type", "application/json")
-                    self.send_header("content-length", str(len(raw)))
-                    self.end_headers()
-                    self.wfile.write(raw)
-                    return
-                self.send_response(200)
-                self.send_header("content-type", "text/event-stream")
-                self.end_headers()
-                try:
-                    for i in range(outer.words):
-                        chunk = {**base, "object": "chat.completion.chunk",
-                                 "choices": [{"index": 0, "delta": {"content": f"word{i} "}, "finish_reason": None}]}
-                        self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
-                        self.wfile.flush()
-                        time.sleep(outer.delay)
-                    self.wfile.write(b"data: [DONE]\n\n")
-                except (BrokenPipeError, ConnectionResetError):
-                    return  # the caller (the killed replica) went away
-
-        self._serve(Handler, "/v1")
 
 
 def test_a_replica_killed_mid_answer_leaves_interrupted_turns_and_no_reservation(tmp_path, postgres_url, redis_url,
