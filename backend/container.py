@@ -26,7 +26,9 @@ from backend.governance.alert_once import alert_gate
 from backend.governance.audit import AuditLog
 from backend.governance.audit_view import AuditView
 from backend.governance.cache import MemoryCache, RedisCache, ResponseCache
+from backend.governance.leases import ProcessLease, new_owner
 from backend.governance.operators import OperatorConsole
+from backend.governance.outbox import Spool
 from backend.governance.quotas import QuotaService
 from backend.governance.ratelimit import MemoryLimits, RedisLimits
 from backend.governance.usage import UsageService, UsageWriter
@@ -146,12 +148,13 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
     quotas, cache = _governance(settings, registry, db)
     knowledge = build_knowledge(settings, db=db, registry=registry, audit=audit,
                                 embedding_list=llm.config.embedding_list)
-    usage_writer = UsageWriter(db=db)
+    owner = new_owner()  # this process, on its turns in progress (governance/leases.py)
+    usage_writer = UsageWriter(db=db, spool=Spool(settings.data_dir / "usage-outbox", owner))
     usage = UsageService(db=db)
     audit_view = AuditView(db=db, audit=audit, registry=registry)
     chat = ChatService(db=db, registry=registry, prompts=prompts, llm=llm, quotas=quotas, cache=cache,
                        classifier=default_classifier(), retriever=knowledge, usage_writer=usage_writer,
-                       audit=audit)
+                       audit=audit, owner=owner, progress_s=settings.turn_progress_s)
     services = Services(settings=settings, registry=registry, demo_users=demo_users, db=db, audit=audit,
                         prompts=prompts, llm=llm, chat=chat, quotas=quotas, cache=cache,
                         prompt_service=PromptService(store=prompts, registry=registry, llm=llm, audit=audit,
@@ -180,6 +183,10 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
         services.password_login = PasswordLogin(users=lambda: services.demo_users, audit=audit)
         services.closers.append(services.password_login.close)
     services.closers.append(usage_writer.close)  # runs before dispose (closers run reversed)
+    lease = ProcessLease(db=db, owner=owner, lease_s=settings.lease_s,
+                         on_reaped=lambda rows: _charge_reaped(quotas, rows))
+    lease.start()
+    services.closers.append(lease.close)  # runs before the writer closes: its last rows are not reaped meanwhile
     services.readiness_checks["vector_store"] = knowledge.store.ping
     if settings.ingest_worker:
         knowledge.start_worker()  # resumes jobs a killed process left unfinished
@@ -205,10 +212,18 @@ def _governance(settings: Settings, registry: TenantRegistry, db: Database) -> t
     else:
         limits, cache_backend = MemoryLimits(), MemoryCache()
     quotas = QuotaService(backend=limits, registry=registry, db=db, prefix=settings.redis_prefix,
-                          warn_ratio=settings.budget_warning_ratio)
+                          warn_ratio=settings.budget_warning_ratio, lease_s=settings.lease_s)
     cache = ResponseCache(backend=cache_backend, prefix=settings.redis_prefix, ttl_s=settings.cache_ttl_s,
                           enabled=settings.response_cache)
     return quotas, cache
+
+
+def _charge_reaped(quotas: QuotaService, rows: list[dict]) -> None:
+    """What the turns of a dead process streamed, onto their tenants' counters (their reservations lapsed)."""
+    for row in rows:
+        quotas.charge_sync(tenant=row["tenant"], at=row["created_at"],
+                           tokens=int(row["prompt_tokens"] or 0) + int(row["completion_tokens"] or 0),
+                           cost_usd=float(row["cost_usd"] or 0.0))
 
 
 def _ping_redis(url: str) -> None:

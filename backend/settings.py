@@ -92,6 +92,11 @@ class Settings(BaseSettings):
     cache_ttl_s: int = Field(86400, alias="ATRIUM_CACHE_TTL_S")
     redis_prefix: str = Field("atrium", alias="ATRIUM_REDIS_PREFIX")  # key prefix (several apps, one Redis)
     budget_warning_ratio: float = Field(0.8, alias="ATRIUM_BUDGET_WARNING_RATIO")
+    # Durable turns (issue 16): a process renews its heartbeat and its quota reservations every lease/3; one that
+    # died is taken for dead after a lease (its turns marked interrupted, its reservations released).
+    lease_s: float = Field(60.0, alias="ATRIUM_LEASE_S", ge=1, le=3600)
+    # While an answer streams, its tokens so far are written at most this often (what a killed process leaves).
+    turn_progress_s: float = Field(2.0, alias="ATRIUM_TURN_PROGRESS_S", gt=0, le=600)
 
     # Integrations
     dify_base_url: str | None = Field(None, alias="DIFY_BASE_URL")

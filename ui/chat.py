@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from pathlib import Path
 from typing import NamedTuple
@@ -27,6 +28,7 @@ from ui.chat_text import (
     asks_something,
     cut_answer,
     history_of,
+    interrupted_answer,
     markdown_data_url,
     not_allowed,
     sorry,
@@ -232,6 +234,7 @@ async def _answer(chat: _Chat, message: cl.Message) -> None:
                       label=chat.label, channel="ui")
     # Its time is the start of the answer: a stopped answer is stored before Chainlit's "Task manually stopped."
     reply = cl.Message(content="", created_at=utc_now())
+    kept = 0.0  # when the answer so far was last stored (as interrupted, until it is complete)
     try:
         result: TurnResult | None = None
         async for item in services.chat.stream(chat.principal, req):
@@ -239,6 +242,9 @@ async def _answer(chat: _Chat, message: cl.Message) -> None:
                 result = item
             else:
                 await reply.stream_token(item)
+                if time.monotonic() - kept >= services.settings.turn_progress_s:
+                    kept = time.monotonic()
+                    await _keep_partial(reply)
     except Forbidden as exc:  # recorded by the pipeline's access check
         await _notice(not_allowed(exc.message))
         return
@@ -261,6 +267,17 @@ async def _answer(chat: _Chat, message: cl.Message) -> None:
         task.add_done_callback(_background.discard)
     history.extend([{"role": "user", "content": message.content}, {"role": "assistant", "content": result.answer}])
     cl.user_session.set("history", history[-20:])
+
+
+async def _keep_partial(reply: cl.Message) -> None:
+    """The answer so far in the history, marked interrupted (at most once per ATRIUM_TURN_PROGRESS_S): if this
+    process dies mid-answer, the reopened conversation shows what was streamed and that it was cut; the complete
+    answer (or a stopped one) replaces it under the same id."""
+    from chainlit.data import get_data_layer
+
+    layer = get_data_layer()
+    if layer is not None:
+        await layer.update_step({**reply.to_dict(), "output": interrupted_answer(reply.content)})
 
 
 async def _send_answer(reply: cl.Message, result: TurnResult) -> None:

@@ -9,6 +9,7 @@ from backend.chat.types import MAX_MESSAGE_CHARS
 
 CUT_NOTE = "_(answer cut at the length limit — ask me to continue)_"
 STOPPED_NOTE = "_(stopped)_"
+INTERRUPTED_NOTE = "_(interrupted: the answer stopped before it was complete — ask again)_"
 CHAINLIT_STOPPED = "Task manually stopped."  # what Chainlit itself says when the user presses Stop
 SOURCES_PREFIX = "\n\nSources: "
 
@@ -70,6 +71,12 @@ def cut_answer(text: str, signoff: str) -> str:
 def stopped_answer(text: str) -> str:
     """The part of an answer the user saw before pressing Stop, as it is kept in the history."""
     return f"{close_markdown(text)}\n\n{STOPPED_NOTE}"
+
+
+def interrupted_answer(text: str) -> str:
+    """An answer in progress as the history keeps it until it is complete: what was streamed so far, marked
+    interrupted. A process killed mid-answer leaves exactly this; the complete answer replaces it."""
+    return f"{close_markdown(text)}\n\n{INTERRUPTED_NOTE}" if text.strip() else INTERRUPTED_NOTE
 
 
 def history_of(steps: list[dict]) -> list[dict[str, str]]:

@@ -62,7 +62,7 @@ class ChatService:
                  cache: ResponseCache | None = None, classifier: QueryClassifier | None = None,
                  kb_version: Callable[[str], object] | None = None,
                  usage_writer: UsageWriter | None = None, rewriter: QueryRewriter | None = None,
-                 audit: AuditLog | None = None) -> None:
+                 audit: AuditLog | None = None, owner: str | None = None, progress_s: float = 2.0) -> None:
         self.audit = audit
         self.access = AccessGuard(audit=audit if audit is not None else _NoAudit(),
                                   configured=lambda tenant: registry.get(tenant) is not None)
@@ -73,7 +73,8 @@ class ChatService:
         self.quotas = quotas
         self.turn_cache = TurnCache(cache=cache, registry=registry, llm=llm, retriever=retriever, kb_version=kb_version)
         self.classifier = classifier
-        self.usage = UsageRecorder(db=db, writer=usage_writer)
+        # `owner`: this process (governance/leases.py), on the rows of its turns in progress.
+        self.usage = UsageRecorder(db=db, writer=usage_writer, owner=owner, progress_s=progress_s)
         # Follow-up turns: a standalone retrieval query (ATRIUM_QUERY_REWRITE); first turns never use it.
         self.rewriter = rewriter or QueryRewriter(llm=llm, mode=llm.settings.query_rewrite)
 
@@ -281,6 +282,7 @@ class ChatService:
                        context=lambda: t.need.context if t.need is not None else _format_context(t.citations))
         t.messages, t.max_tokens = call.messages, call.max_tokens
         await self._reserve(t)
+        self.usage.start(t)  # recorded as it starts: a process that dies mid-answer leaves an `interrupted` row
         async for item in self.llm.stream(
             tier=t.tier, messages=t.messages, temperature=call.temperature, max_tokens=t.max_tokens,
             provider_preference=policy.provider_preference, stream=req.stream, params=req.params,
@@ -291,6 +293,9 @@ class ChatService:
                 t.streamed.append(item.text)
                 if item.model:
                     t.row.model = item.model
+                if self.usage.progress_due(t):
+                    self._so_far(t)
+                    self.usage.progress(t)
                 yield item.text
             else:
                 t.final = item
@@ -344,6 +349,7 @@ class ChatService:
         """The turn's row and log line; the reservation settled with what the answer really cost; `cache`: the
         model's answer is stored for the next first-turn question that keys the same."""
         t.recorded = True  # from here on a failure (or a caller going away) is not the turn's: not recorded twice
+        t.row.status = "completed"
         result.latency_ms = await self.usage.write(t)
         result.turn_id = t.row.id
         if t.admission is not None and self.quotas:
@@ -368,6 +374,7 @@ class ChatService:
         else:
             row.outcome, row.error = "error", f"{type(exc).__name__}: {exc}"[:500]
             await self._release(t.admission)
+        row.status = "interrupted" if row.outcome in ("cancelled", "error") else "completed"
         await self.usage.write(t)
         return as_atrium_error(exc) if row.outcome == "error" else None
 
@@ -376,15 +383,20 @@ class ChatService:
         wrote so far is counted, as a provider bills it (estimated: ~4 characters per token)."""
         row = t.row
         row.outcome, row.error = "cancelled", f"the caller went away ({type(exc).__name__})"
-        if t.messages and row.tier:
-            row.prompt_tokens = estimate_tokens(t.messages)
-            row.completion_tokens = len("".join(t.streamed)) // 4
-            row.cost_usd = self.llm.estimate_cost(row.tier, row.prompt_tokens, row.completion_tokens)
+        self._so_far(t)
         if t.admission is not None and self.quotas and row.prompt_tokens:
             await self.quotas.settle(t.admission, tokens=row.prompt_tokens + row.completion_tokens,
                                      cost_usd=row.cost_usd)
         else:
             await self._release(t.admission)
+
+    def _so_far(self, t: Turn) -> None:
+        """What the model read and wrote so far, on the row (estimated: ~4 characters per token)."""
+        row = t.row
+        if t.messages and row.tier:
+            row.prompt_tokens = estimate_tokens(t.messages)
+            row.completion_tokens = len("".join(t.streamed)) // 4
+            row.cost_usd = self.llm.estimate_cost(row.tier, row.prompt_tokens, row.completion_tokens)
 
     async def _release(self, admission: Admission | None) -> None:
         if admission is not None and self.quotas:

@@ -1,8 +1,12 @@
 """A chat turn in flight, and its usage row.
 
 `Turn` is what the pipeline's stages (backend/chat/pipeline.py) hand to one another: the request, the prompt and
-tier chosen, the passages, the model's messages and answer, the quota reservation — and the usage row that is
-written once at the end, whatever happened. `UsageRecorder` writes that row (off the event loop) and its log line.
+tier chosen, the passages, the model's messages and answer, the quota reservation — and the usage row. The row
+is written when the model call starts (`streaming`, owned by this process), its tokens so far now and then while
+the answer streams (at most one write per `progress_s`), and at the end, whatever happened (`completed`, or
+`interrupted` when the caller went away or the call failed); a process that dies leaves it `streaming`, and the
+survivors mark it interrupted (governance/leases.py). `UsageRecorder` makes those writes (through the durable
+UsageWriter, off the event loop) and the turn's log line.
 """
 
 from __future__ import annotations
@@ -15,8 +19,8 @@ from dataclasses import dataclass, field
 from backend.auth.principal import Principal
 from backend.chat.types import ChatRequest
 from backend.db.engine import Database
-from backend.db.models import ChatTurn
-from backend.db.repositories.usage import insert_turns
+from backend.db.models import ChatTurn, utcnow
+from backend.db.repositories.turns import finish_turns, row_values
 from backend.governance.quotas import Admission
 from backend.governance.usage import UsageWriter
 from backend.knowledge.retrieval import Citation
@@ -34,10 +38,10 @@ class Turn:
 
     principal: Principal
     req: ChatRequest
-    row: ChatTurn  # the usage row (repositories.usage.new_turn), written once at the end
+    row: ChatTurn  # the usage row (repositories.usage.new_turn): written at the start, the end, and in between
     policy: ModelPolicy
     tenant_name: str
-    started: float = field(default_factory=time.perf_counter)
+    began: float = field(default_factory=time.perf_counter)
     prompt: PromptVersion | None = None
     tier: str = ""  # as routed (the row's tier becomes the one that answered)
     cache_key: str | None = None
@@ -51,6 +55,8 @@ class Turn:
     final: Completion | None = None  # the model's answer
     signoff: str = ""
     recorded: bool = False  # the row is written: a caller closing the stream after the result changes nothing
+    started: bool = False  # the model call started: its row was written as `streaming`
+    last_progress: float = 0.0  # when the tokens so far were last written
 
     @property
     def plain(self) -> bool:
@@ -61,14 +67,39 @@ class Turn:
 class UsageRecorder:
     """Writes a turn's usage row (through the batching UsageWriter when there is one) and logs it."""
 
-    def __init__(self, *, db: Database, writer: UsageWriter | None = None) -> None:
+    def __init__(self, *, db: Database, writer: UsageWriter | None = None, owner: str | None = None,
+                 progress_s: float = 2.0) -> None:
         self.db = db
         self.writer = writer
+        self.owner = owner
+        self.progress_s = progress_s
+
+    def start(self, t: Turn) -> None:
+        """The model call starts: the row as `streaming`, owned by this process (not awaited)."""
+        row = t.row
+        row.status, row.owner, row.updated_at = "streaming", self.owner, utcnow()
+        t.started, t.last_progress = True, time.perf_counter()
+        if t.req.record and self.writer is not None:
+            self.writer.start(row)
+
+    def progress_due(self, t: Turn) -> bool:
+        return (t.started and t.req.record and self.writer is not None
+                and time.perf_counter() - t.last_progress >= self.progress_s)
+
+    def progress(self, t: Turn) -> None:
+        """The tokens so far (the caller set them on the row); at most one write per `progress_s`."""
+        assert self.writer is not None
+        t.last_progress = time.perf_counter()
+        t.row.updated_at = utcnow()
+        self.writer.progress(t.row)
 
     async def write(self, t: Turn) -> int:
         """The turn's latency (ms), now set on its row; the row is written unless the request says not to."""
         turn = t.row
-        turn.latency_ms = int((time.perf_counter() - t.started) * 1000)
+        turn.latency_ms = int((time.perf_counter() - t.began) * 1000)
+        turn.updated_at = utcnow()
+        if turn.status == "streaming":  # the caller says how it ended; a turn that never started completes
+            turn.status = "completed"
         if t.req.record:  # off the event loop: a commit waits on the disk, and every other request with it
             if self.writer is not None:
                 await self.writer.write(turn)
@@ -85,4 +116,6 @@ class UsageRecorder:
 
     def _insert(self, turn: ChatTurn) -> None:
         with self.db.session() as session:
-            insert_turns(session=session, turns=[turn])
+            ids = finish_turns(session=session, rows=[row_values(turn)])
+            session.commit()
+        turn.id = ids.get(turn.turn_key)

@@ -33,9 +33,16 @@ class ChatTurn(SQLModel, table=True):
     cost_usd: float = 0.0
     latency_ms: int = 0
     cached: bool = False
-    outcome: str = "ok"  # ok | error | refused | quota
+    outcome: str = "ok"  # ok | error | refused | quota | cancelled | interrupted
     error: str | None = None
     chunk_ids: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False, default=list))
+    # Durable turns (governance/usage.py): written when the model call starts (`streaming`, by `owner`), then
+    # `completed` or `interrupted`; `turn_key` makes every write of the row idempotent (an outbox retry).
+    turn_key: str | None = Field(default=None, sa_column=Column(String(64), nullable=True, unique=True))
+    status: str = Field(default="completed", sa_column=Column(String(16), nullable=False, index=True,
+                                                              server_default="completed", default="completed"))
+    owner: str | None = None  # the process answering it (governance/leases.py): host:pid:nonce
+    updated_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
 
 
 class AuditEvent(SQLModel, table=True):
@@ -282,3 +289,18 @@ class PromptSeedRow(SQLModel, table=True):
     name: str = Field(primary_key=True)
     source: str = ""
     created_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))
+
+
+# -- durable turns (issue 16) --------------------------------------------------------------------------------
+
+
+class ProcessLease(SQLModel, table=True):
+    """A live process's heartbeat (the database's clock): a `streaming` turn whose owner stopped beating for a lease
+    is marked interrupted by any other process (governance/leases.py)."""
+
+    __tablename__ = "process_lease"
+
+    owner: str = Field(primary_key=True)
+    host: str = ""
+    pid: int = 0
+    beat: float = Field(index=True)  # epoch seconds by the database's clock

@@ -11,25 +11,36 @@ A refusal is QuotaExceeded (429) naming the limit. Its message and Retry-After t
   how much it needs and how much remains; Retry-After = the reset, after which the same request fits;
 - the reservation alone is larger than the whole limit, or the quota is 0: no Retry-After (waiting never helps).
 At 80% of a budget, counting what was used before this request, the admission carries a warning for the user.
+
+Reservations are holds with a lease (ratelimit.py): what answers in progress reserved is not what was used, and a
+refusal says which it is ("Finance has used 300 of its 1,000 tokens today; 750 more are reserved by answers in
+progress: retry when they finish", Retry-After IN_PROGRESS_RETRY_S). This service renews the holds of its own
+answers in progress (one call per lease/3 for all of them, from a task on the event loop that admitted them), so
+only a process that died stops renewing: its holds lapse a lease later and the next admission purges them. The
+tokens a dead process's turns streamed are charged by whoever marks them interrupted (`charge_sync`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import math
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from backend.db.engine import Database
 from backend.db.repositories.usage import sum_usage
 from backend.errors import QuotaExceeded
-from backend.governance.ratelimit import Decision, LimitBackend, Reservation, Window
+from backend.governance.ratelimit import Decision, LimitBackend, Reservation, Window, hold_member
 from backend.tenants import Quotas, TenantRegistry
 
 log = logging.getLogger("atrium.quotas")
 
 MICRO = 1_000_000  # budgets are counted in micro-USD (integers are atomic in Redis)
+TOKENS_TTL_S, BUDGET_TTL_S = 2 * 86400, 40 * 86400  # a counter outlives its period
+IN_PROGRESS_RETRY_S = 10  # Retry-After when answers in progress hold what a request needs: most finish by then
 
 
 def _day_start(now: datetime) -> datetime:
@@ -54,16 +65,29 @@ class Admission:
     budget_key: str | None = None
     warnings: list[str] = field(default_factory=list)
     settled: bool = False
+    hold: str = field(default_factory=lambda: uuid.uuid4().hex)  # the reservation's id (its lease is renewed)
+
+    def holds(self) -> list[tuple[str, str]]:
+        """(counter key, hold member) of what this admission reserved."""
+        out = []
+        if self.token_key and self.reserved_tokens > 0:
+            out.append((self.token_key, hold_member(self.hold, self.reserved_tokens)))
+        if self.budget_key and self.reserved_micro_usd > 0:
+            out.append((self.budget_key, hold_member(self.hold, self.reserved_micro_usd)))
+        return out
 
 
 class QuotaService:
     def __init__(self, *, backend: LimitBackend, registry: TenantRegistry, db: Database,
-                 prefix: str = "atrium", warn_ratio: float = 0.8) -> None:
+                 prefix: str = "atrium", warn_ratio: float = 0.8, lease_s: float = 60.0) -> None:
         self.backend = backend
         self.registry = registry
         self.db = db
         self.prefix = prefix
         self.warn_ratio = warn_ratio
+        self.lease_s = lease_s
+        self._live: dict[str, Admission] = {}  # hold -> admission, while its answer is in progress
+        self._keeper: asyncio.Task | None = None
 
     def _key(self, tenant: str, *parts: str) -> str:
         return ":".join([self.prefix, "quota", tenant, *parts])  # every bucket is prefixed with its tenant
@@ -94,13 +118,13 @@ class QuotaService:
             adm.token_key = self._key(tenant, "tokens", day.strftime("%Y%m%d"))
             adm.reserved_tokens = max(0, int(est_tokens))
             reservations.append(Reservation(
-                adm.token_key, int(quotas.tokens_per_day), adm.reserved_tokens, 2 * 86400, "tokens_per_day",
+                adm.token_key, int(quotas.tokens_per_day), adm.reserved_tokens, TOKENS_TTL_S, "tokens_per_day",
                 seed=lambda: sum_usage_seed(self.db, tenant, day)[0]))
         if quotas.monthly_budget_usd is not None:
             adm.budget_key = self._key(tenant, "usd", month.strftime("%Y%m"))
             adm.reserved_micro_usd = max(0, round(est_cost_usd * MICRO))
             reservations.append(Reservation(
-                adm.budget_key, round(quotas.monthly_budget_usd * MICRO), adm.reserved_micro_usd, 40 * 86400,
+                adm.budget_key, round(quotas.monthly_budget_usd * MICRO), adm.reserved_micro_usd, BUDGET_TTL_S,
                 "monthly_budget_usd", seed=lambda: round(sum_usage_seed(self.db, tenant, month)[1] * MICRO)))
         # A 0 quota refuses every call, even a free one (a cached answer, the local model), before any counter
         # is touched; a window of 0 would also have no oldest hit to compute a Retry-After from.
@@ -109,18 +133,19 @@ class QuotaService:
             raise self._blocked(tenant, name, blocked, quotas)
         if not windows and not reservations:
             return adm
-        decision = await self.backend.admit(windows, reservations)
+        decision = await self.backend.admit(windows, reservations, hold=adm.hold, lease_s=self.lease_s)
         if not decision.ok:
             raise self._refusal(tenant, name, decision, quotas, adm, now, sets_max_tokens=sets_max_tokens)
-        # decision.used is the value after this admission: warn on what was used before it, so that a large
-        # reservation (max_tokens) does not report usage that has not happened.
+        self._keep(adm)
+        # decision.used is what was used before this request: a large reservation (max_tokens) or answers in
+        # progress do not report usage that has not happened.
         if adm.token_key and quotas.tokens_per_day:
-            used = decision.used.get(adm.token_key, 0) - adm.reserved_tokens
+            used = decision.used.get(adm.token_key, 0)
             if used >= self.warn_ratio * quotas.tokens_per_day:
                 adm.warnings.append(f"{name} has used {used / quotas.tokens_per_day:.0%} of today's "
                                     f"{quotas.tokens_per_day:,} tokens.")
         if adm.budget_key and quotas.monthly_budget_usd:
-            used_usd = (decision.used.get(adm.budget_key, 0) - adm.reserved_micro_usd) / MICRO
+            used_usd = decision.used.get(adm.budget_key, 0) / MICRO
             if used_usd >= self.warn_ratio * quotas.monthly_budget_usd:
                 adm.warnings.append(f"{name} has used {used_usd / quotas.monthly_budget_usd:.0%} of its monthly "
                                     f"budget of {_usd(round(quotas.monthly_budget_usd * MICRO))}.")
@@ -158,13 +183,20 @@ class QuotaService:
             reset = _day_start(now) + timedelta(days=1)
             cap, need = int(quotas.tokens_per_day or 0), adm.reserved_tokens
             used = decision.used.get(adm.token_key or "", cap)  # before this request (both backends)
+            held = decision.held.get(adm.token_key or "", 0)  # reserved by answers in progress
             retry_after = (reset - now).total_seconds()
             if used >= cap:
                 msg = (f"{name} has used its {cap:,} tokens for today; the limit resets at "
                        f"{reset:%Y-%m-%d %H:%M} UTC.")
+            elif held and need <= cap - used:  # it fits once the answers in progress are settled
+                retry_after = IN_PROGRESS_RETRY_S
+                msg = (f"{name} has used {used:,} of its {cap:,} tokens today; {held:,} more "
+                       f"{'is' if held == 1 else 'are'} reserved by answers in progress: retry when they finish.")
             else:
                 msg = (f"This request may need up to {need:,} tokens ({what}) but only "
-                       f"{cap - used:,} of {name}'s {cap:,} tokens for today remain; {fix}")
+                       f"{max(0, cap - used - held):,} of {name}'s {cap:,} tokens for today remain"
+                       + (f" ({used:,} used, {held:,} reserved by answers in progress)" if held else "")
+                       + f"; {fix}")
                 if need > cap:
                     retry_after = None
                     msg += " (it needs more than the whole daily limit, so waiting will not help)."
@@ -175,13 +207,20 @@ class QuotaService:
             budget = float(quotas.monthly_budget_usd or 0)
             cap, need = round(budget * MICRO), adm.reserved_micro_usd
             used = decision.used.get(adm.budget_key or "", cap)
+            held = decision.held.get(adm.budget_key or "", 0)
             retry_after = (reset - now).total_seconds()
             if used >= cap:
                 msg = (f"{name} has used its monthly budget of {_usd(cap)}; it resets on {reset:%Y-%m-%d} "
                        f"(00:00 UTC). A platform operator can raise it in config/tenants.yaml.")
+            elif held and need <= cap - used:
+                retry_after = IN_PROGRESS_RETRY_S
+                msg = (f"{name} has used {_usd(used)} of its monthly budget of {_usd(cap)}; {_usd(held)} more is "
+                       f"reserved by answers in progress: retry when they finish.")
             else:
                 msg = (f"This request may cost up to {_usd(need)} ({what}) but only "
-                       f"{_usd(cap - used)} of {name}'s monthly budget of {_usd(cap)} remains; "
+                       f"{_usd(max(0, cap - used - held))} of {name}'s monthly budget of {_usd(cap)} remains"
+                       + (f" ({_usd(used)} used, {_usd(held)} reserved by answers in progress)" if held else "")
+                       + "; "
                        + ("lower max_tokens, shorten the conversation or use a cheaper tier" if sets_max_tokens
                           else fix))
                 if need > cap:
@@ -197,13 +236,58 @@ class QuotaService:
         if adm.settled:
             return
         adm.settled = True
+        self._live.pop(adm.hold, None)
         if adm.token_key:
-            await self.backend.adjust(adm.token_key, int(tokens) - adm.reserved_tokens, 2 * 86400)
+            await self.backend.settle(adm.token_key, hold_member(adm.hold, adm.reserved_tokens), int(tokens),
+                                      TOKENS_TTL_S)
         if adm.budget_key:
-            await self.backend.adjust(adm.budget_key, round(cost_usd * MICRO) - adm.reserved_micro_usd, 40 * 86400)
+            await self.backend.settle(adm.budget_key, hold_member(adm.hold, adm.reserved_micro_usd),
+                                      round(cost_usd * MICRO), BUDGET_TTL_S)
 
     async def release(self, adm: Admission) -> None:
         await self.settle(adm, tokens=0, cost_usd=0.0)
+
+    # -- leases: this process's answers in progress keep their holds; a dead process's lapse -------------------
+
+    def _keep(self, adm: Admission) -> None:
+        if not adm.holds():
+            return
+        self._live[adm.hold] = adm
+        if self._keeper is None or self._keeper.done() or self._keeper.get_loop() is not asyncio.get_running_loop():
+            self._keeper = asyncio.get_running_loop().create_task(self._renew_while_live(), name="quota-leases")
+
+    async def _renew_while_live(self) -> None:
+        """Renew the live holds every lease/3 (one call for all of them); stops when none is left."""
+        while self._live:
+            await asyncio.sleep(self.lease_s / 3)
+            holds = [h for adm in list(self._live.values()) if not adm.settled for h in adm.holds()]
+            try:
+                await self.backend.renew(holds, self.lease_s)
+            except Exception:  # the next round tries again; a lapsed hold only lets a request in early
+                log.warning("could not renew quota reservations", exc_info=True)
+
+    def live_holds(self) -> int:
+        return len(self._live)
+
+    def charge_sync(self, *, tenant: str, at: datetime, tokens: int, cost_usd: float) -> None:
+        """Count what a turn used whose reservation lapsed (its process died): from a thread, no event loop."""
+        cfg = self.registry.get(tenant)
+        quotas = cfg.quotas if cfg else None
+        if quotas is None:
+            return
+        at = at if at.tzinfo else at.replace(tzinfo=UTC)
+        if quotas.tokens_per_day is not None and tokens:
+            self.backend.adjust_sync(self._key(tenant, "tokens", _day_start(at).strftime("%Y%m%d")), int(tokens),
+                                     TOKENS_TTL_S)
+        if quotas.monthly_budget_usd is not None and cost_usd:
+            self.backend.adjust_sync(self._key(tenant, "usd", _month_start(at).strftime("%Y%m")),
+                                     round(cost_usd * MICRO), BUDGET_TTL_S)
+
+    async def reserved(self, tenant: str, *, now: datetime | None = None) -> dict[str, int]:
+        """What answers in progress hold today (tokens) and this month (micro-USD), expired holds purged."""
+        now = now or datetime.now(UTC)
+        return {"tokens": await self.backend.held(self._key(tenant, "tokens", _day_start(now).strftime("%Y%m%d"))),
+                "micro_usd": await self.backend.held(self._key(tenant, "usd", _month_start(now).strftime("%Y%m")))}
 
 
 def _requests(n: int | None) -> str:

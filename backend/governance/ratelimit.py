@@ -7,6 +7,13 @@ So N parallel requests against a limit of K get exactly min(N, K) admissions —
 
 Counters are integers (tokens, micro-USD). A counter missing in the backend (new day, restart, Redis
 flushed) is seeded from SQL, the source of truth, before it is used.
+
+A counter holds what was *used* (settled); what answers in progress have *reserved* are holds beside it, each
+with a lease (Redis: a sorted set of `hold:amount` members scored by their expiry, next to the counter). An
+admission counts used + the live holds + its own amount against the limit, and first purges the expired holds —
+a process that died mid-answer never renews its holds, so they stop counting a lease after it died, on the next
+admission (atomically, in the same script). A living process renews its holds (QuotaService keeps them), and a
+settlement removes the hold and adds what the call really used to the counter.
 """
 
 from __future__ import annotations
@@ -51,15 +58,26 @@ class Decision:
     ok: bool
     denied: str | None = None  # name of the first limit that refused
     retry_after_s: float = 0.0  # for windows; budgets reset at their period end (the caller knows it)
-    # Admitted: counter key -> value after this admission (this request's amount included).
-    # Refused by a counter: that counter's key -> its value before this request (nothing was reserved), so the
-    # caller can tell "used up" from "this request does not fit what remains".
+    # Counter key -> what was used (settled) before this request; `held`: what answers in progress (not this one)
+    # have reserved on it. On a refusal by a counter, that counter's figures: the caller can tell "used up" from
+    # "reserved by answers in progress" from "this request does not fit what remains".
     used: dict[str, int] = field(default_factory=dict)
+    held: dict[str, int] = field(default_factory=dict)
+
+
+def hold_member(hold: str, amount: int) -> str:
+    """A hold's member in its counter's hold set: the id and the amount (so the set alone says what is held)."""
+    return f"{hold}:{int(amount)}"
 
 
 class LimitBackend(Protocol):
-    async def admit(self, windows: list[Window], reservations: list[Reservation]) -> Decision: ...
+    async def admit(self, windows: list[Window], reservations: list[Reservation], *, hold: str = "",
+                    lease_s: float = 60.0) -> Decision: ...
+    async def settle(self, key: str, member: str, actual: int, ttl_s: int) -> None: ...
+    async def renew(self, holds: list[tuple[str, str]], lease_s: float) -> None: ...
+    async def held(self, key: str) -> int: ...
     async def adjust(self, key: str, delta: int, ttl_s: int) -> None: ...
+    def adjust_sync(self, key: str, delta: int, ttl_s: int) -> None: ...
     async def get(self, key: str) -> int | None: ...
     async def close(self) -> None: ...
 
@@ -72,6 +90,7 @@ class MemoryLimits:
         self._lock = threading.Lock()
         self._hits: dict[str, deque[float]] = {}
         self._counters: dict[str, tuple[int, float]] = {}  # key -> (value, expires_at)
+        self._holds: dict[str, dict[str, tuple[int, float]]] = {}  # key -> member -> (amount, lease_until)
 
     def _counter(self, key: str, now: float) -> int | None:
         item = self._counters.get(key)
@@ -80,7 +99,16 @@ class MemoryLimits:
             return None
         return item[0]
 
-    def _admit(self, windows: list[Window], reservations: list[Reservation]) -> Decision:
+    def _held(self, key: str, now: float) -> int:
+        holds = self._holds.get(key)
+        if not holds:
+            return 0
+        for member in [m for m, (_, until) in holds.items() if until <= now]:
+            del holds[member]  # a lease that nobody renewed: its process is gone
+        return sum(amount for amount, _ in holds.values())
+
+    def _admit(self, windows: list[Window], reservations: list[Reservation], hold: str,
+               lease_s: float) -> Decision:
         with self._lock:
             now = self._clock()
             for w in windows:
@@ -90,25 +118,49 @@ class MemoryLimits:
                 if len(hits) >= w.limit:
                     return Decision(False, w.name, max(0.001, hits[0] + w.window_s - now))
             values: dict[str, int] = {}
+            held: dict[str, int] = {}
             for r in reservations:
                 value = self._counter(r.key, now)
                 if value is None:
                     value = int(r.seed())
                     self._counters[r.key] = (value, now + r.ttl_s)
-                if value + r.amount > r.limit:
-                    return Decision(False, r.name, 0.0, {r.key: value})
+                held[r.key] = self._held(r.key, now)
+                if value + held[r.key] + r.amount > r.limit:
+                    return Decision(False, r.name, 0.0, {r.key: value}, {r.key: held[r.key]})
                 values[r.key] = value
             for w in windows:
                 self._hits[w.key].append(now)
             for r in reservations:
-                values[r.key] += r.amount
                 self._counters[r.key] = (values[r.key], now + r.ttl_s)
-            return Decision(True, used=values)
+                if r.amount > 0:
+                    self._holds.setdefault(r.key, {})[hold_member(hold, r.amount)] = (r.amount, now + lease_s)
+            return Decision(True, used=values, held=held)
 
-    async def admit(self, windows: list[Window], reservations: list[Reservation]) -> Decision:
-        return self._admit(windows, reservations)
+    async def admit(self, windows: list[Window], reservations: list[Reservation], *, hold: str = "",
+                    lease_s: float = 60.0) -> Decision:
+        return self._admit(windows, reservations, hold or uuid.uuid4().hex, lease_s)
+
+    async def settle(self, key: str, member: str, actual: int, ttl_s: int) -> None:
+        with self._lock:
+            self._holds.get(key, {}).pop(member, None)
+        self.adjust_sync(key, actual, ttl_s)
+
+    async def renew(self, holds: list[tuple[str, str]], lease_s: float) -> None:
+        with self._lock:
+            until = self._clock() + lease_s
+            for key, member in holds:
+                item = self._holds.get(key, {}).get(member)
+                if item is not None:  # a hold already purged stays released
+                    self._holds[key][member] = (item[0], until)
+
+    async def held(self, key: str) -> int:
+        with self._lock:
+            return self._held(key, self._clock())
 
     async def adjust(self, key: str, delta: int, ttl_s: int) -> None:
+        self.adjust_sync(key, delta, ttl_s)
+
+    def adjust_sync(self, key: str, delta: int, ttl_s: int) -> None:
         with self._lock:
             now = self._clock()
             value = self._counter(key, now)
@@ -123,43 +175,58 @@ class MemoryLimits:
         return None
 
 
-# KEYS: the window keys, then the counter keys. ARGV: n_windows, then per window (limit, window_ms),
-# then per counter (limit, amount, ttl_s), then a unique member id.
-# Returns {1, used...} | {0, index, retry_ms, used_of_refused} | {-1, index} (counter needs a seed).
+# KEYS: the window keys, then per counter its key and its hold set. ARGV: n_windows, then per window (limit,
+# window_ms), then per counter (limit, amount, ttl_s), then the hold id, then the lease (ms).
+# Returns {1, used1, held1, ...} | {0, index, retry_ms, used, held} | {-1, index} (counter needs a seed); `index`
+# counts windows then counters, from 1. Holds are `id:amount` members scored by their lease's end (Redis' clock).
 _ADMIT_LUA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local nw = tonumber(ARGV[1])
-local nc = #KEYS - nw
+local nc = (#KEYS - nw) / 2
 for i = 1, nw do
   local limit = tonumber(ARGV[2 + (i - 1) * 2])
   local win = tonumber(ARGV[3 + (i - 1) * 2])
   redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now - win)
   if redis.call('ZCARD', KEYS[i]) >= limit then
     local oldest = redis.call('ZRANGE', KEYS[i], 0, 0, 'WITHSCORES')
-    return {0, i, tonumber(oldest[2]) + win - now, 0}
+    return {0, i, tonumber(oldest[2]) + win - now, 0, 0}
   end
 end
 local base = 2 + nw * 2
-local used = {}
+local used, held = {}, {}
 for j = 1, nc do
-  local v = redis.call('GET', KEYS[nw + j])
+  local ck, hk = KEYS[nw + 2 * j - 1], KEYS[nw + 2 * j]
+  redis.call('ZREMRANGEBYSCORE', hk, '-inf', now)
+  local h = 0
+  for _, m in ipairs(redis.call('ZRANGE', hk, 0, -1)) do
+    h = h + tonumber(string.match(m, ':(%d+)$'))
+  end
+  local v = redis.call('GET', ck)
   if not v then return {-1, nw + j} end
   local limit = tonumber(ARGV[base + (j - 1) * 3])
   local amount = tonumber(ARGV[base + 1 + (j - 1) * 3])
-  if tonumber(v) + amount > limit then return {0, nw + j, 0, tonumber(v)} end
-  used[j] = tonumber(v) + amount
+  if tonumber(v) + h + amount > limit then return {0, nw + j, 0, tonumber(v), h} end
+  used[j], held[j] = tonumber(v), h
 end
-local member = ARGV[base + nc * 3]
+local hold = ARGV[base + nc * 3]
+local lease = tonumber(ARGV[base + nc * 3 + 1])
 for i = 1, nw do
-  redis.call('ZADD', KEYS[i], now, member)
+  redis.call('ZADD', KEYS[i], now, hold)
   redis.call('PEXPIRE', KEYS[i], tonumber(ARGV[3 + (i - 1) * 2]))
 end
 local out = {1}
 for j = 1, nc do
-  redis.call('INCRBY', KEYS[nw + j], tonumber(ARGV[base + 1 + (j - 1) * 3]))
-  redis.call('EXPIRE', KEYS[nw + j], tonumber(ARGV[base + 2 + (j - 1) * 3]))
-  out[j + 1] = used[j]
+  local ck, hk = KEYS[nw + 2 * j - 1], KEYS[nw + 2 * j]
+  local amount = tonumber(ARGV[base + 1 + (j - 1) * 3])
+  local ttl = tonumber(ARGV[base + 2 + (j - 1) * 3])
+  if amount > 0 then
+    redis.call('ZADD', hk, now + lease, hold .. ':' .. amount)
+    redis.call('EXPIRE', hk, ttl)
+  end
+  redis.call('EXPIRE', ck, ttl)
+  out[2 * j] = used[j]
+  out[2 * j + 1] = held[j]
 end
 return out
 """
@@ -173,39 +240,106 @@ redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
 return 1
 """
 
+# KEYS: counter, its hold set. ARGV: the hold's member, what the call used, ttl_s. The hold goes, the use counts.
+_SETTLE_LUA = """
+redis.call('ZREM', KEYS[2], ARGV[1])
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local v = redis.call('INCRBY', KEYS[1], tonumber(ARGV[2]))
+if v < 0 then redis.call('SET', KEYS[1], 0) end
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
+return 1
+"""
+
+# KEYS: hold sets; ARGV: lease_ms, then one member per key. Only holds still there are extended (XX).
+_RENEW_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local lease = tonumber(ARGV[1])
+for i = 1, #KEYS do
+  redis.call('ZADD', KEYS[i], 'XX', now + lease, ARGV[i + 1])
+end
+return #KEYS
+"""
+
+# KEYS: a hold set. The live holds' total (expired ones purged).
+_HELD_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local h = 0
+for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  h = h + tonumber(string.match(m, ':(%d+)$'))
+end
+return h
+"""
+
+
+def holds_key(key: str) -> str:
+    """The hold set beside a counter."""
+    return f"{key}:holds"
+
 
 class RedisLimits:
     """Shared backend for several replicas (REDIS_URL)."""
 
     def __init__(self, url: str) -> None:
-        self._redis = LoopRedis(url, {"admit": _ADMIT_LUA, "adjust": _ADJUST_LUA})
+        self.url = url
+        self._redis = LoopRedis(url, {"admit": _ADMIT_LUA, "adjust": _ADJUST_LUA, "settle": _SETTLE_LUA,
+                                      "renew": _RENEW_LUA, "held": _HELD_LUA})
+        self._sync: Any = None  # for the lease keeper's thread (governance/leases.py)
+        self._sync_lock = threading.Lock()
 
-    async def admit(self, windows: list[Window], reservations: list[Reservation]) -> Decision:
-        keys = [w.key for w in windows] + [r.key for r in reservations]
+    async def admit(self, windows: list[Window], reservations: list[Reservation], *, hold: str = "",
+                    lease_s: float = 60.0) -> Decision:
+        keys = [w.key for w in windows]
+        for r in reservations:
+            keys += [r.key, holds_key(r.key)]
         args: list[Any] = [len(windows)]
         for w in windows:
             args += [w.limit, w.window_s * 1000]
         for r in reservations:
             args += [r.limit, r.amount, r.ttl_s]
-        args.append(uuid.uuid4().hex)
+        args += [hold or uuid.uuid4().hex, max(1, int(lease_s * 1000))]
         for _ in range(len(reservations) + 1):
             res = await self._redis.script("admit")(keys=keys, args=args)
             status = int(res[0])
             if status == 1:
-                return Decision(True, used={r.key: int(v) for r, v in zip(reservations, res[1:], strict=True)})
+                return Decision(True, used={r.key: int(res[1 + 2 * j]) for j, r in enumerate(reservations)},
+                                held={r.key: int(res[2 + 2 * j]) for j, r in enumerate(reservations)})
             index = int(res[1]) - 1
             if status == 0:
                 if index < len(windows):
                     return Decision(False, windows[index].name, max(0.001, int(res[2]) / 1000))
                 r = reservations[index - len(windows)]
-                return Decision(False, r.name, 0.0, {r.key: int(res[3])})
+                return Decision(False, r.name, 0.0, {r.key: int(res[3])}, {r.key: int(res[4])})
             r = reservations[index - len(windows)]
             seed = await asyncio.to_thread(r.seed)  # SQL; off the event loop
             await self._redis.client().set(r.key, int(seed), ex=r.ttl_s, nx=True)  # NX: another replica may win
         raise RuntimeError("quota counters could not be seeded")  # pragma: no cover - needs a flapping Redis
 
+    async def settle(self, key: str, member: str, actual: int, ttl_s: int) -> None:
+        await self._redis.script("settle")(keys=[key, holds_key(key)], args=[member, int(actual), ttl_s])
+
+    async def renew(self, holds: list[tuple[str, str]], lease_s: float) -> None:
+        if holds:
+            await self._redis.script("renew")(keys=[holds_key(k) for k, _ in holds],
+                                              args=[max(1, int(lease_s * 1000)), *(m for _, m in holds)])
+
+    async def held(self, key: str) -> int:
+        return int(await self._redis.script("held")(keys=[holds_key(key)], args=[]))
+
     async def adjust(self, key: str, delta: int, ttl_s: int) -> None:
         await self._redis.script("adjust")(keys=[key], args=[int(delta), ttl_s])
+
+    def adjust_sync(self, key: str, delta: int, ttl_s: int) -> None:
+        """From a thread without an event loop (the lease keeper charging a dead process's turns)."""
+        with self._sync_lock:
+            if self._sync is None:
+                import redis
+
+                client = redis.Redis.from_url(self.url, decode_responses=True)
+                self._sync = (client, client.register_script(_ADJUST_LUA))
+        self._sync[1](keys=[key], args=[int(delta), ttl_s])
 
     async def get(self, key: str) -> int | None:
         value = await self._redis.client().get(key)
@@ -213,3 +347,6 @@ class RedisLimits:
 
     async def close(self) -> None:
         await self._redis.close()
+        if self._sync is not None:
+            self._sync[0].close()
+            self._sync = None

@@ -1,4 +1,5 @@
-"""Usage reports per tenant: totals by day, model, user or assistant over a date range."""
+"""Usage per tenant: reports (totals by day, model, user or assistant over a date range), and the writer of the
+turn rows they are made of — durable, batched and idempotent (UsageWriter, whose docstring states the design)."""
 
 from __future__ import annotations
 
@@ -6,12 +7,15 @@ import asyncio
 import logging
 import queue
 import threading
+import time as clock
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 
 from backend.db.engine import Database
-from backend.db.models import ChatTurn
-from backend.db.repositories.usage import GroupBy, insert_turns, usage_totals
+from backend.db.repositories.turns import finish_turns, parse_row, progress_turns, row_values, start_turns
+from backend.db.repositories.usage import GroupBy, usage_totals
 from backend.errors import Invalid
+from backend.governance.outbox import Spool
 
 log = logging.getLogger("atrium.usage")
 
@@ -46,23 +50,57 @@ class UsageService:
 
 
 class UsageWriter:
-    """Group commit for usage rows: every model call writes one, and a commit per row (SQLite: one writer,
-    one fsync each) caps the whole API's throughput. Callers await their row's id; one thread writes
-    whatever has queued up meanwhile in a single transaction. Latency stays one commit; throughput scales."""
+    """Durable, batched writes of turn rows: nothing the caller was answered for is lost, nothing counted twice.
 
-    def __init__(self, *, db: Database, max_batch: int = 256) -> None:
+    - Group commit: every model call writes its row, and a commit per row (SQLite: one writer, one fsync each) caps
+      the whole API's throughput. One thread writes whatever has queued up meanwhile in one transaction.
+    - A turn is written three ways, all keyed by its `turn_key` (unique): `start` when its model call starts
+      (status `streaming`, fire and forget), `progress` now and then while it streams (the tokens so far; dropped
+      if the database is away: the next one or the finish carries them), and `write` at the end (the final row,
+      an upsert). A retried write whose commit was ambiguous (the connection dropped after COMMIT) finds its own
+      row and changes nothing: exactly one row per turn.
+    - Outbox: a batch the database refuses is retried once at once (a dropped connection is replaced), then its
+      starts and finishes go to an fsync'd local spool (governance/outbox.py) and the callers are answered
+      anyway (`write` returns None for the id): the answer already delivered never fails for its usage row. The
+      spool is drained by this thread with backoff (0.5 s doubling to 30 s) until the database takes it; a spool
+      left by a process that died is drained by the next one started on the same data dir.
+    """
+
+    def __init__(self, *, db: Database, spool: Spool | None = None, max_batch: int = 256,
+                 retry_s: tuple[float, float] = (0.5, 30.0)) -> None:
         self.db = db
+        self.spool = spool
         self.max_batch = max_batch
+        self.retry_s = retry_s
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._backoff = retry_s[0]
+        self._next_drain = 0.0
+        self.spooled = 0  # rows that went through the spool (a figure for tests and logs)
 
-    async def write(self, turn: ChatTurn) -> int:
+    def start(self, turn: Any) -> None:
+        """The turn's model call starts: its row as `streaming` (not awaited)."""
+        self._put(("start", row_values(turn), None, None))
+
+    def progress(self, turn: Any) -> None:
+        """The tokens streamed so far (not awaited; only a streaming row takes them)."""
+        self._put(("progress", row_values(turn), None, None))
+
+    async def write(self, turn: Any) -> int | None:
+        """The turn's final row; its id, or None when the row went to the outbox (written later)."""
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[int] = loop.create_future()
+        future: asyncio.Future[int | None] = loop.create_future()
+        row = row_values(turn)
+        self._put(("finish", row, future, loop))
+        turn_id = await future
+        if turn_id is not None:
+            turn.id = turn_id
+        return turn_id
+
+    def _put(self, item: tuple) -> None:
         self._ensure_thread()
-        self._queue.put((turn, future, loop))
-        return await future
+        self._queue.put(item)
 
     def _ensure_thread(self) -> None:
         if self._thread is None or not self._thread.is_alive():
@@ -72,37 +110,113 @@ class UsageWriter:
                     self._thread.start()
 
     def _run(self) -> None:
+        self._drain(adopt_only=True)  # a stopped process's spool on the same data dir
         while True:
-            first = self._queue.get()
+            wait = max(0.0, self._next_drain - clock.monotonic()) if self._spool_pending() else None
+            try:
+                first = self._queue.get(timeout=wait)
+            except queue.Empty:
+                self._drain()
+                continue
             if first is None:
+                self._drain()
                 return
             batch = [first]
+            stop = False
             while len(batch) < self.max_batch:
                 try:
                     item = self._queue.get_nowait()
                 except queue.Empty:
                     break
                 if item is None:
-                    self._queue.put(None)  # stop after this batch
+                    stop = True
                     break
                 batch.append(item)
+            self._write(batch)
+            if self._spool_pending() and clock.monotonic() >= self._next_drain:
+                self._drain()
+            if stop:
+                self._drain()
+                return
+
+    def _spool_pending(self) -> bool:
+        return self.spool is not None and self.spool.pending > 0
+
+    def _apply(self, items: list[tuple[str, dict[str, Any]]]) -> dict[str, int]:
+        progress: dict[str, dict[str, Any]] = {}
+        for op, row in items:
+            if op == "progress":
+                progress[row["turn_key"]] = row  # the latest figures only
+        with self.db.session() as session:
+            start_turns(session=session, rows=[parse_row(r) for op, r in items if op == "start"])
+            progress_turns(session=session, rows=list(progress.values()))
+            ids = finish_turns(session=session, rows=[parse_row(r) for op, r in items if op == "finish"])
+            session.commit()
+        return ids
+
+    def _write(self, batch: list[tuple]) -> None:
+        items = [(op, row) for op, row, _, _ in batch]
+        ids: dict[str, int] | None = None
+        error: Exception | None = None
+        for _attempt in range(2):  # a dropped connection is replaced on the second attempt (pool_pre_ping)
             try:
-                with self.db.session() as session:
-                    ids = insert_turns(session=session, turns=[t for t, _, _ in batch])
-                for (_, future, loop), turn_id in zip(batch, ids, strict=True):
-                    loop.call_soon_threadsafe(_resolve, future, turn_id, None)
-            except Exception as exc:  # the callers see it (and record nothing twice)
-                log.exception("usage write failed")
-                for _, future, loop in batch:
-                    loop.call_soon_threadsafe(_resolve, future, None, exc)
+                ids = self._apply(items)
+                break
+            except Exception as exc:  # the database is away or refused: retried, then the outbox
+                error = exc
+                log.info("usage write failed: retrying", extra={"rows": len(items),
+                                                                 "error": f"{type(exc).__name__}: {exc}"[:200]})
+        if ids is None:
+            durable = [(op, row) for op, row in items if op != "progress"]
+            if self.spool is None:
+                log.error("usage write failed and no outbox is configured",
+                          extra={"rows": len(durable), "error": f"{type(error).__name__}: {error}"[:300]})
+                for op, _, future, loop in batch:
+                    if op == "finish":
+                        loop.call_soon_threadsafe(_resolve, future, None, error)
+                return
+            try:
+                self.spool.append(durable)
+            except OSError as exc:  # the disk too: the caller hears of it (its answer is not held back for it)
+                log.exception("usage outbox: could not spool")
+                for op, _, future, loop in batch:
+                    if op == "finish":
+                        loop.call_soon_threadsafe(_resolve, future, None, exc)
+                return
+            self.spooled += len(durable)
+            log.warning("usage write failed: rows kept in the outbox, retried with backoff",
+                        extra={"rows": len(durable), "error": f"{type(error).__name__}: {error}"[:300]})
+            if self._next_drain <= clock.monotonic():
+                self._next_drain = clock.monotonic() + self._backoff
+        for op, row, future, loop in batch:
+            if op == "finish":
+                loop.call_soon_threadsafe(_resolve, future, (ids or {}).get(row["turn_key"]), None)
+
+    def _drain(self, *, adopt_only: bool = False) -> None:
+        if self.spool is None:
+            return
+        try:
+            done = self.spool.adopt(self._apply) if adopt_only else self.spool.drain(self._apply)
+        except Exception as exc:  # still away: try again later, waiting longer
+            self._next_drain = clock.monotonic() + self._backoff
+            self._backoff = min(self.retry_s[1], self._backoff * 2)
+            log.warning("usage outbox: the database still refuses the spooled rows", extra={
+                "retry_in_s": round(self._next_drain - clock.monotonic(), 2),
+                "error": f"{type(exc).__name__}: {exc}"[:300]})
+            return
+        self._backoff = self.retry_s[0]
+        if done:
+            log.info("usage outbox drained", extra={"rows": done})
 
     def close(self, timeout: float = 10) -> None:
         if self._thread is not None and self._thread.is_alive():
             self._queue.put(None)
             self._thread.join(timeout)
+        if self.spool is not None:
+            self.spool.close()
 
 
-def _resolve(future: asyncio.Future, value: int | None, exc: Exception | None) -> None:
+def _resolve(future: asyncio.Future, value: int | None, exc: BaseException | None) -> None:
     if future.done():  # the caller went away
         return
     if exc is not None:

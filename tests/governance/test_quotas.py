@@ -5,6 +5,7 @@ request does not fit", 0 = blocked, null = unlimited, negative = a start-up erro
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -13,7 +14,7 @@ from backend.db.engine import Database, make_engine
 from backend.db.migrate import upgrade
 from backend.db.models import ChatTurn
 from backend.errors import QuotaExceeded
-from backend.governance.quotas import QuotaService
+from backend.governance.quotas import IN_PROGRESS_RETRY_S, QuotaService
 from backend.tenants import TenantRegistry
 from tests.llm.fakes import make_config_dir, set_tenant
 
@@ -111,7 +112,13 @@ def test_tokens_per_day_resets_at_midnight_utc(tmp_path, db, make_limits):
                                   "of Sales's 1,000 tokens for today remain; lower max_tokens or shorten the "
                                   "conversation, or wait until the limit resets at 2026-11-25 00:00 UTC.")
     assert int(info.value.headers["Retry-After"]) == 30 * 60  # the same request fits after midnight
-    asyncio.run(svc.admit(tenant="sales", subject="alice", est_tokens=50, now=NOW))  # exactly what remains
+    adm = asyncio.run(svc.admit(tenant="sales", subject="alice", est_tokens=50, now=NOW))  # exactly what remains
+    with pytest.raises(QuotaExceeded) as info:  # held by the answer in progress, not used
+        asyncio.run(svc.admit(tenant="sales", subject="alice", est_tokens=1, now=NOW))
+    assert info.value.message == ("Sales has used 950 of its 1,000 tokens today; 50 more are reserved by answers in "
+                                  "progress: retry when they finish.")
+    assert int(info.value.headers["Retry-After"]) == IN_PROGRESS_RETRY_S
+    asyncio.run(svc.settle(adm, tokens=50, cost_usd=0.0))
     with pytest.raises(QuotaExceeded) as info:  # now it is used up
         asyncio.run(svc.admit(tenant="sales", subject="alice", est_tokens=1, now=NOW))
     assert info.value.message == "Sales has used its 1,000 tokens for today; the limit resets at 2026-11-25 00:00 UTC."
@@ -156,13 +163,20 @@ def test_budget_refusal_when_not_used_up_says_what_remains(tmp_path, db, make_li
     adm = asyncio.run(svc.admit(tenant="sales", subject="alice", est_cost_usd=0.005, now=NOW))
     assert adm.warnings == []  # 23% used before it
     with pytest.raises(QuotaExceeded) as info:  # 0.0023 spent + 0.005 in flight: 0.0027 remain
-        asyncio.run(svc.admit(tenant="sales", subject="alice", est_cost_usd=0.003, now=NOW))
+        asyncio.run(svc.admit(tenant="sales", subject="alice", est_cost_usd=0.008, now=NOW))
     exc = info.value
     assert exc.limit == "monthly_budget_usd" and "has used" not in exc.message
-    assert exc.message == ("This request may cost up to $0.003 (its prompt plus max_tokens) but only $0.0027 of "
-                           "Sales's monthly budget of $0.01 remains; lower max_tokens, shorten the conversation or "
-                           "use a cheaper tier, or wait until the budget resets on 2026-12-01 (00:00 UTC).")
+    assert exc.message == ("This request may cost up to $0.008 (its prompt plus max_tokens) but only $0.0027 of "
+                           "Sales's monthly budget of $0.01 remains ($0.0023 used, $0.005 reserved by answers in "
+                           "progress); lower max_tokens, shorten the conversation or use a cheaper tier, or wait "
+                           "until the budget resets on 2026-12-01 (00:00 UTC).")
     assert int(exc.headers["Retry-After"]) == 6 * 86400 + 30 * 60
+    with pytest.raises(QuotaExceeded) as info:  # fits once the answer in progress is settled
+        asyncio.run(svc.admit(tenant="sales", subject="alice", est_cost_usd=0.003, now=NOW))
+    assert info.value.message == ("Sales has used $0.0023 of its monthly budget of $0.01; $0.005 more is reserved "
+                                  "by answers in progress: retry when they finish.")
+    asyncio.run(svc.settle(adm, tokens=10, cost_usd=0.001))
+    asyncio.run(svc.admit(tenant="sales", subject="alice", est_cost_usd=0.003, now=NOW))
     with pytest.raises(QuotaExceeded) as info:  # more than the whole budget
         asyncio.run(svc.admit(tenant="finance", subject="alice", est_cost_usd=0.02, now=NOW))
     assert "waiting will not help" in info.value.message and "Retry-After" not in info.value.headers
@@ -171,7 +185,8 @@ def test_budget_refusal_when_not_used_up_says_what_remains(tmp_path, db, make_li
 def test_a_budget_below_a_cent_is_named_with_its_digits(tmp_path, db, make_limits):
     svc = quota_service(tmp_path, db, make_limits, monthly_budget_usd=0.0003)
     with pytest.raises(QuotaExceeded) as info:
-        asyncio.run(svc.admit(tenant="sales", subject="alice", est_cost_usd=0.0002, now=NOW))
+        adm = asyncio.run(svc.admit(tenant="sales", subject="alice", est_cost_usd=0.0002, now=NOW))
+        asyncio.run(svc.settle(adm, tokens=1, cost_usd=0.0002))
         asyncio.run(svc.admit(tenant="sales", subject="alice", est_cost_usd=0.0002, now=NOW))
     assert "only $0.0001 of Sales's monthly budget of $0.0003 remains" in info.value.message  # not "$0.00"
 
@@ -246,3 +261,39 @@ def test_refusals_are_logged_under_the_tenant_id_as_every_other_logger_does(tmp_
     assert "Sales has reached its limit" in info.value.message
     refused = [r for r in caplog.records if r.getMessage() == "quota refused"]
     assert [(r.tenant, r.limit) for r in refused] == [("sales", "tokens_per_day"), ("sales", "requests_per_minute")]
+
+
+def test_refusal_separates_used_from_reserved_by_answers_in_progress(tmp_path, db, make_limits):
+    """The issue's case: 300 used, 700 held by answers in progress; a request of 100 is refused as "retry when they
+    finish", never as "has used its 1,000 tokens"; once they settle (using less), it is admitted."""
+    add_turn(db, tenant="finance", tokens=300)
+    svc = quota_service(tmp_path, db, make_limits, tokens_per_day=1000)
+    holds = [asyncio.run(svc.admit(tenant="finance", subject="fiona", est_tokens=n, now=NOW)) for n in (400, 300)]
+    with pytest.raises(QuotaExceeded) as info:
+        asyncio.run(svc.admit(tenant="finance", subject="fiona", est_tokens=100, now=NOW))
+    exc = info.value
+    assert exc.message == ("Finance has used 300 of its 1,000 tokens today; 700 more are reserved by answers in "
+                           "progress: retry when they finish.")
+    assert "has used its" not in exc.message and exc.retry_after == IN_PROGRESS_RETRY_S
+    assert asyncio.run(svc.reserved("finance", now=NOW))["tokens"] == 700
+    for adm in holds:
+        asyncio.run(svc.settle(adm, tokens=200, cost_usd=0.0))
+    assert asyncio.run(svc.reserved("finance", now=NOW))["tokens"] == 0
+    asyncio.run(svc.admit(tenant="finance", subject="fiona", est_tokens=100, now=NOW))  # 700 used + 100 fits
+
+
+def test_a_lapsed_reservation_stops_counting_and_charge_sync_counts_what_it_used(tmp_path, db, make_limits):
+    """A process that died: its hold lapses after the lease; what its turn streamed is charged by the survivor."""
+    svc = quota_service(tmp_path, db, make_limits, tokens_per_day=1000)
+    svc.lease_s = 1.0
+    asyncio.run(svc.admit(tenant="sales", subject="alice", est_tokens=900, now=NOW))  # never settled: "died"
+    dead = svc._live.popitem()[1]  # the dead process renews nothing
+    assert dead.reserved_tokens == 900
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and asyncio.run(svc.reserved("sales", now=NOW))["tokens"]:
+        time.sleep(0.2)
+    assert asyncio.run(svc.reserved("sales", now=NOW))["tokens"] == 0
+    svc.charge_sync(tenant="sales", at=NOW, tokens=120, cost_usd=0.0)
+    with pytest.raises(QuotaExceeded) as info:
+        asyncio.run(svc.admit(tenant="sales", subject="alice", est_tokens=900, now=NOW))
+    assert "only 880 of Sales's 1,000 tokens for today remain" in info.value.message

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
-from backend.governance.ratelimit import MemoryLimits, Reservation, Window
+from backend.governance.ratelimit import MemoryLimits, Reservation, Window, hold_member
 
 
 def test_parallel_requests_over_a_window_limit_admit_exactly_the_limit(make_limits):
@@ -61,15 +62,16 @@ def test_reservations_are_all_or_nothing_and_atomic(make_limits):
     async def main():
         backend = factory()
         decisions = await asyncio.gather(*(backend.admit([tenant_rpm], [tokens]) for _ in range(8)))
-        used = await backend.get(tokens.key)
+        used, held = await backend.get(tokens.key), await backend.held(tokens.key)
         # The refused ones took no request slot: 97 more fit in the window.
         more = await asyncio.gather(*(backend.admit([tenant_rpm], []) for _ in range(98)))
         await backend.close()
-        return decisions, used, more
+        return decisions, used, held, more
 
-    decisions, used, more = asyncio.run(main())
+    decisions, used, held, more = asyncio.run(main())
     assert sum(d.ok for d in decisions) == 3  # 3 x 30 <= 100 < 4 x 30
-    assert used == 90
+    assert (used, held) == (0, 90)  # nothing used yet: three answers in progress hold 30 each
+    assert sorted(d.held[tokens.key] for d in decisions if not d.ok) == [90] * 5
     assert {d.denied for d in decisions if not d.ok} == {"tokens_per_day"}
     assert sum(d.ok for d in more) == 97
 
@@ -86,19 +88,63 @@ def test_missing_counter_is_seeded_and_adjust_settles(make_limits):
 
     async def main():
         backend = factory()
-        first = await backend.admit([], [budget])  # 60 (from SQL) + 30
-        second = await backend.admit([], [budget])  # 90 + 30 > 100
-        await backend.adjust(budget.key, -25, 600)  # the call really cost 5, not 30
-        third = await backend.admit([], [budget])  # 65 + 30
-        value = await backend.get(budget.key)
+        first = await backend.admit([], [budget], hold="h1")  # 60 (from SQL) + 30 held
+        second = await backend.admit([], [budget], hold="h2")  # 60 + 30 held + 30 > 100
+        await backend.settle(budget.key, hold_member("h1", 30), 5, 600)  # the call really cost 5, not 30
+        third = await backend.admit([], [budget], hold="h3")  # 65 + 30
+        value, held = await backend.get(budget.key), await backend.held(budget.key)
         await backend.close()
-        return first, second, third, value
+        return first, second, third, value, held
 
-    first, second, third, value = asyncio.run(main())
+    first, second, third, value, held = asyncio.run(main())
     assert seeded == [1]
-    assert (first.ok, first.used[budget.key]) == (True, 90)
-    assert (second.ok, second.denied) == (False, "monthly_budget_usd")
-    assert third.ok and value == 95
+    assert (first.ok, first.used[budget.key], first.held[budget.key]) == (True, 60, 0)
+    assert (second.ok, second.denied, second.used, second.held) == (False, "monthly_budget_usd", {budget.key: 60},
+                                                                     {budget.key: 30})
+    assert third.ok and (value, held) == (65, 30)
+
+
+def test_a_hold_nobody_renews_lapses_and_is_purged_by_the_next_admission(make_limits):
+    """A process that died stops renewing: its reservation stops counting one lease later, purged by the next
+    admission (bounded polling on the backend's own clock, no timing assertion)."""
+    factory, prefix = make_limits
+    tokens = Reservation(f"{prefix}:tok", limit=100, amount=60, ttl_s=600, name="tokens_per_day", seed=lambda: 0)
+
+    async def main():
+        backend = factory()
+        assert (await backend.admit([], [tokens], hold="dead", lease_s=1.0)).ok
+        first = await backend.admit([], [tokens], hold="alive", lease_s=30.0)  # 60 held + 60 > 100
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            later = await backend.admit([], [tokens], hold="alive", lease_s=30.0)
+            if later.ok:
+                break
+            await asyncio.sleep(0.2)
+        held = await backend.held(tokens.key)
+        await backend.close()
+        return first, later, held
+
+    first, later, held = asyncio.run(main())
+    assert (first.ok, first.held[tokens.key]) == (False, 60)
+    assert later.ok and later.held[tokens.key] == 0  # `dead` lapsed and was purged by this admission
+    assert held == 60  # `alive` now
+
+
+def test_a_renewed_hold_keeps_counting_past_its_first_lease():
+    now = [1000.0]
+    backend = MemoryLimits(clock=lambda: now[0])
+    tokens = Reservation("t:tok", limit=100, amount=60, ttl_s=600, name="tokens_per_day", seed=lambda: 0)
+
+    async def run():
+        assert (await backend.admit([], [tokens], hold="a", lease_s=10)).ok
+        for _ in range(5):  # 25 s, renewed every 5 s
+            now[0] += 5
+            await backend.renew([(tokens.key, hold_member("a", 60))], 10)
+        kept = await backend.held(tokens.key)
+        now[0] += 10.5  # not renewed for a lease
+        return kept, await backend.held(tokens.key)
+
+    assert asyncio.run(run()) == (60, 0)
 
 
 def test_sliding_window_frees_slots_as_time_passes():

@@ -243,3 +243,46 @@ def iter_lines(path: Path) -> Iterator[dict]:
     for line in path.read_text().splitlines():
         if line.strip():
             yield json.loads(line)
+
+
+class SlowOpenAI(_Served):
+    """OpenAI's chat completions, streamed one word every `delay` s (answers that are still streaming when their
+    process is killed); non-streaming calls answer at once."""
+
+    def __init__(self, *, words: int = 400, delay: float = 0.05) -> None:
+        outer = self
+        self.words, self.delay = words, delay
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                return None
+
+            def do_POST(self) -> None:  # noqa: N802 - http.server API
+                body = json.loads(self.rfile.read(int(self.headers.get("content-length") or 0)) or b"{}")
+                base = {"id": "cmpl-1", "created": int(time.time()), "model": body.get("model", "?")}
+                usage = {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
+                if not body.get("stream"):
+                    raw = json.dumps({**base, "object": "chat.completion", "usage": usage, "choices": [
+                        {"index": 0, "message": {"role": "assistant", "content": "a quick answer"},
+                         "finish_reason": "stop"}]}).encode()
+                    self.send_response(200)
+                    self.send_header("content-type", "application/json")
+                    self.send_header("content-length", str(len(raw)))
+                    self.end_headers()
+                    self.wfile.write(raw)
+                    return
+                self.send_response(200)
+                self.send_header("content-type", "text/event-stream")
+                self.end_headers()
+                try:
+                    for i in range(outer.words):
+                        chunk = {**base, "object": "chat.completion.chunk",
+                                 "choices": [{"index": 0, "delta": {"content": f"word{i} "}, "finish_reason": None}]}
+                        self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                        self.wfile.flush()
+                        time.sleep(outer.delay)
+                    self.wfile.write(b"data: [DONE]\n\n")
+                except (BrokenPipeError, ConnectionResetError):
+                    return  # the caller (the killed replica) went away
+
+        self._serve(Handler, "/v1")

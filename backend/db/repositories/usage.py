@@ -47,7 +47,8 @@ def sum_usage(*, session: Session, tenant: str, since: datetime, until: datetime
     stmt = select(
         func.coalesce(func.sum(ChatTurn.prompt_tokens + ChatTurn.completion_tokens), 0),
         func.coalesce(func.sum(ChatTurn.cost_usd), 0.0),
-    ).where(ChatTurn.tenant == tenant, ChatTurn.created_at >= since)
+    ).where(ChatTurn.tenant == tenant, ChatTurn.created_at >= since,
+            ChatTurn.status != "streaming")  # an answer in progress is counted by its quota reservation
     if until is not None:
         stmt = stmt.where(ChatTurn.created_at < until)
     tokens, cost = session.exec(stmt).one()
@@ -82,7 +83,7 @@ def usage_totals(*, session: Session, tenant: str, since: datetime, until: datet
             func.sum(ChatTurn.cost_usd),
         )
         .where(ChatTurn.tenant == tenant, ChatTurn.created_at >= since, ChatTurn.created_at < until,
-               col(ChatTurn.outcome).in_(("ok", "cancelled")))  # a cancelled turn's tokens were used too
+               col(ChatTurn.outcome).in_(("ok", "cancelled", "interrupted")))  # a stopped turn's tokens were used too
         .group_by(group)
         .order_by(group)
     )
