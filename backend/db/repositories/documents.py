@@ -138,7 +138,7 @@ def claim_next_job(*, session: Session, worker_id: str, lease_s: float,
     row is locked `FOR UPDATE SKIP LOCKED`, so N workers (processes, pods) each take a different job without
     waiting on each other; SQLite has one writer at a time, which serialises the same statement. The lease is
     computed by the database's clock, so workers whose clocks disagree still agree on who holds a job."""
-    now = db_now(session)
+    now = _db_now(session)
     claimable = and_(col(KbDocument.status).in_(ACTIVE + ("deleting",)),
                      or_(col(KbDocument.lease_until).is_(None), col(KbDocument.lease_until) < now))
     candidate = select(KbDocument.id).where(claimable)
@@ -148,7 +148,7 @@ def claim_next_job(*, session: Session, worker_id: str, lease_s: float,
         .with_for_update(skip_locked=True)
     result = session.execute(
         update(KbDocument).where(col(KbDocument.id) == candidate.scalar_subquery(), claimable)
-        .values(claimed_by=worker_id, lease_until=db_later(session, lease_s), attempts=KbDocument.attempts + 1)
+        .values(claimed_by=worker_id, lease_until=_db_later(session, lease_s), attempts=KbDocument.attempts + 1)
         .returning(KbDocument.id)
     )
     doc_id = result.scalar_one_or_none()
@@ -163,7 +163,7 @@ def renew_lease(*, session: Session, document_id: str, worker_id: str, lease_s: 
     working on it)."""
     result = session.execute(
         update(KbDocument).where(and_(col(KbDocument.id) == document_id, col(KbDocument.claimed_by) == worker_id))
-        .values(lease_until=db_later(session, lease_s))
+        .values(lease_until=_db_later(session, lease_s))
     )
     session.commit()
     return result.rowcount == 1
@@ -193,12 +193,12 @@ def defer_job(*, session: Session, document_id: str, worker_id: str, delay_s: fl
     """Give a job back for a later retry: unclaimed, but not claimable before `delay_s` has passed (database clock)."""
     session.execute(
         update(KbDocument).where(and_(col(KbDocument.id) == document_id, col(KbDocument.claimed_by) == worker_id))
-        .values(claimed_by=None, lease_until=db_later(session, delay_s), error=reason[:500])
+        .values(claimed_by=None, lease_until=_db_later(session, delay_s), error=reason[:500])
     )
     session.commit()
 
 
-def db_now(session: Session) -> ColumnElement:
+def _db_now(session: Session) -> ColumnElement:
     """The database's current time as an SQL expression, comparable with `lease_until` on either dialect."""
     if session.get_bind().dialect.name == "sqlite":
         # The format SQLAlchemy stores DateTime in on SQLite (microseconds), so text comparison orders correctly.
@@ -207,7 +207,7 @@ def db_now(session: Session) -> ColumnElement:
     return func.statement_timestamp()
 
 
-def db_later(session: Session, seconds: float) -> ColumnElement:
+def _db_later(session: Session, seconds: float) -> ColumnElement:
     """The database's current time plus `seconds`, as an SQL expression."""
     if session.get_bind().dialect.name == "sqlite":
         return func.strftime(_SQLITE_TS, "now", f"{float(seconds):+.3f} seconds")
