@@ -1,8 +1,8 @@
 """The ingestion worker: queued -> parsing -> embedding -> ready | failed, with the job state in SQL.
 
-Each job is claimed with a lease (a conditional UPDATE), embedded in batches, and checkpointed after
-every batch (`chunks_done`). Chunk ids are deterministic, so a batch re-sent after a crash overwrites
-rather than duplicates; a process killed mid-job leaves a lease that a restarted process on the same
+Each job is claimed with a lease (one UPDATE of a row taken FOR UPDATE SKIP LOCKED), embedded in batches, and
+checkpointed after every batch (`chunks_done`). Chunk ids are deterministic, so a batch re-sent after a crash
+overwrites rather than duplicates; a process killed mid-job leaves a lease that a restarted process on the same
 host reclaims at once (the holder's pid is dead), or any worker after the lease expires. Leases are timed by
 the database's clock (repositories/documents.py). A worker asked to stop finishes the batch it is embedding,
 checkpoints it and hands the job back, claimable at once by another worker.
