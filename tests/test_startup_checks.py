@@ -19,6 +19,12 @@ SECRET = "s" * 48
 SHARED_STORE = {"VECTOR_STORE": "pinecone", "PINECONE_API_KEY": "pk", "PINECONE_INDEX_HOST": "https://127.0.0.1:1"}
 
 
+@pytest.fixture(autouse=True)
+def _no_session_secret(monkeypatch):
+    """An in-process app built by an earlier test exports CHAINLIT_AUTH_SECRET (app._configure_chainlit)."""
+    monkeypatch.delenv("CHAINLIT_AUTH_SECRET", raising=False)
+
+
 def _run(tmp_path, command: str, **env: str) -> subprocess.CompletedProcess:
     full = {k: v for k, v in os.environ.items() if k not in _SCRUB}
     full.update(ATRIUM_DATA_DIR=str(tmp_path / "data"), DATABASE_URL=PG, PYTHONPATH=str(REPO), **env)

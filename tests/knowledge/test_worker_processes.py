@@ -98,6 +98,12 @@ def _rows(services) -> dict[str, KbDocument]:
         return {d.id: d for d in session.exec(select(KbDocument))}
 
 
+def _done(services, doc_id: str) -> bool:
+    """Ready, and its lease released (the worker marks it ready, retires older versions, then lets go)."""
+    doc = _rows(services)[doc_id]
+    return doc.status == "ready" and doc.claimed_by is None
+
+
 def _assert_exact_chunks(services, doc: KbDocument, data: bytes) -> None:
     """The store holds chunks 0..n-1 of the document once each, with the expected texts: no duplicate, no orphan."""
     _, expected = services.knowledge.worker.chunks_of(doc, data)
@@ -165,7 +171,7 @@ def test_a_killed_workers_job_is_taken_over_after_its_lease(tmp_path, shared, ap
         killed = _rows(app_side)[doc_id]
         assert killed.status == "embedding" and 0 < killed.chunks_done < killed.chunk_total  # really mid-document
         assert killed.claimed_by == held.claimed_by and killed.lease_until is not None
-        _wait(lambda: _rows(app_side)[doc_id].status == "ready", "the takeover to finish", [survivor])
+        _wait(lambda: _done(app_side, doc_id), "the takeover to finish", [survivor])
     finally:
         for w in workers:
             w.stop()
@@ -203,7 +209,7 @@ def test_sigterm_hands_the_job_back_with_its_checkpoint(tmp_path, shared, app_si
     assert progress[-1]["chunks_done"] == doc.chunks_done
     again = Worker(tmp_path, "again", env)
     try:
-        _wait(lambda: _rows(app_side)[doc_id].status == "ready", "the next worker to finish", [again])
+        _wait(lambda: _done(app_side, doc_id), "the next worker to finish", [again])
     finally:
         again.stop()
     _assert_exact_chunks(app_side, _rows(app_side)[doc_id], data)
