@@ -38,9 +38,11 @@ def create_app(settings: Settings | None = None, *, mount_chat: bool = True) -> 
     in-process API tests build many apps without it; the chat is tested against a served process)."""
     from backend.container import build_services, set_services
     from backend.logs import setup_logging
+    from backend.startup_checks import require_sound
 
     settings = settings or get_settings()
     setup_logging(settings.log_level)
+    require_sound(settings)  # a multi-pod misconfiguration stops here, one `error:` line each (startup_checks.py)
     harden_cookie_parsing()  # before anything parses a Cookie header (backend/runtime.py)
     _configure_chainlit(settings)
     services = build_services(settings)

@@ -1,4 +1,4 @@
-"""`atrium` console script: serve, keys, ingest, reindex, seed-demo, migrate, hash-password."""
+"""`atrium` console script: serve, worker, keys, ingest, reindex, seed-demo, migrate, hash-password."""
 
 from __future__ import annotations
 
@@ -80,6 +80,23 @@ def cmd_migrate(_args: argparse.Namespace) -> int:
     upgrade_or_explain(settings.sql_url)
     print("database is at the latest schema")
     return 0
+
+
+def cmd_worker(_args: argparse.Namespace) -> int:
+    from backend.container import build_services
+    from backend.knowledge.worker_process import run_worker
+    from backend.logs import setup_logging
+    from backend.startup_checks import require_sound
+
+    # The jobs run in this process's main thread (run_worker), not in the app's background thread.
+    settings = get_settings().model_copy(update={"ingest_worker": False})
+    setup_logging(settings.log_level)
+    require_sound(settings, serving=False)
+    services = build_services(settings)
+    try:
+        return run_worker(services.knowledge)
+    finally:
+        services.close()
 
 
 def _tenant_services(tenant: str):  # noqa: ANN202 - Services, imported lazily like everything here
@@ -245,6 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=cmd_serve)
 
     sub.add_parser("migrate", help="apply database migrations").set_defaults(func=cmd_migrate)
+    sub.add_parser("worker", help="run the ingestion worker (queued uploads -> ready) until SIGTERM; any number of "
+                              "them may run beside the app's pods").set_defaults(func=cmd_worker)
 
     keys = sub.add_parser("keys", help="tenant API keys").add_subparsers(dest="keys_command", required=True)
     create = keys.add_parser("create", help="create a key (printed once, alone on the last line)")

@@ -21,7 +21,7 @@ from backend.auth.sessions import SessionRegistry
 from backend.chat.conversations import ConversationService
 from backend.chat.pipeline import ChatService
 from backend.db.engine import Database, make_engine
-from backend.db.migrate import upgrade_or_explain
+from backend.db.migrate import prepare
 from backend.governance.alert_once import alert_gate
 from backend.governance.audit import AuditLog
 from backend.governance.audit_view import AuditView
@@ -137,7 +137,7 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
     registry.check_tiers(models.tiers(), models_path=models.source or settings.config_dir / "models.yaml")
     demo_users = _demo_users(settings)
     if migrate:
-        upgrade_or_explain(settings.sql_url)
+        prepare(settings.sql_url, on_start=settings.migrate_on_start)
     db = Database(make_engine(settings.sql_url))
     audit = AuditLog(db=db, denial_threshold=settings.suspicious_denials, window_s=settings.suspicious_window_s,
                      group_window_s=settings.audit_denial_window_s,

@@ -116,6 +116,12 @@ class Settings(BaseSettings):
     # Peers whose X-Forwarded-For/-Proto are believed (IPs, CIDRs, comma-separated); empty: nobody's.
     trusted_proxies: str = Field("", alias="ATRIUM_TRUSTED_PROXIES")
 
+    # Scale-out (issue 16)
+    # false: this process only checks that the schema is current; a migration Job (`atrium migrate`) applies it.
+    migrate_on_start: bool = Field(True, alias="ATRIUM_MIGRATE_ON_START")
+    # true: one pod only, so PostgreSQL may go with the embedded vector store and in-process quota counters.
+    single_node: bool = Field(False, alias="ATRIUM_SINGLE_NODE")
+
     @field_validator("trusted_proxies")
     @classmethod
     def _check_proxies(cls, value: str) -> str:

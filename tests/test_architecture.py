@@ -103,6 +103,7 @@ LAYERS = {
     "backend.settings": 0,
     "backend.db": 1, "backend.auth": 1, "backend.config_files": 1, "backend.errors": 0, "backend.logs": 0,
     "backend.runtime": 0, "backend.tenants": 1,
+    "backend.startup_checks": 1,  # reads settings, raises a ConfigError; called by app and cli
     "backend.knowledge": 2, "backend.llm": 2, "backend.prompts": 2, "backend.governance": 2,
     "backend.chat": 3,
     "backend": 0, "backend.container": 4, "backend.seed": 4, "backend.cli": 7, "backend.serving": 5,

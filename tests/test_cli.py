@@ -141,7 +141,9 @@ def test_serve_names_the_file_and_line_of_a_yaml_syntax_error(tmp_path):
 
 
 def test_serve_with_an_unreachable_database_is_one_line_without_the_password(tmp_path):
-    line = _error_line(_serve(tmp_path, DATABASE_URL="postgresql://atrium:s3cret@127.0.0.1:1/atrium"))
+    # A one-pod deployment (startup_checks.py would otherwise stop it first, for its missing shared parts).
+    line = _error_line(_serve(tmp_path, DATABASE_URL="postgresql://atrium:s3cret@127.0.0.1:1/atrium",
+                              ATRIUM_SINGLE_NODE="true", CHAINLIT_AUTH_SECRET="s" * 48))
     assert line.startswith("error: DATABASE_URL (postgresql+psycopg://atrium:***@127.0.0.1:1/atrium): cannot "
                            "connect (") and "check the host, port, user and password" in line
     assert "s3cret" not in line

@@ -1,9 +1,11 @@
 """The ingestion worker: queued -> parsing -> embedding -> ready | failed, with the job state in SQL.
 
-Each job is claimed with a lease (a conditional UPDATE), embedded in batches, and checkpointed after
-every batch (`chunks_done`). Chunk ids are deterministic, so a batch re-sent after a crash overwrites
-rather than duplicates; a process killed mid-job leaves a lease that a restarted process on the same
-host reclaims at once (the holder's pid is dead), or any worker after the lease expires.
+Each job is claimed with a lease (one UPDATE of a row taken FOR UPDATE SKIP LOCKED), embedded in batches, and
+checkpointed after every batch (`chunks_done`). Chunk ids are deterministic, so a batch re-sent after a crash
+overwrites rather than duplicates; a process killed mid-job leaves a lease that a restarted process on the same
+host reclaims at once (the holder's pid is dead), or any worker after the lease expires. Leases are timed by
+the database's clock (repositories/documents.py). A worker asked to stop finishes the batch it is embedding,
+checkpoints it and hands the job back, claimable at once by another worker.
 """
 
 from __future__ import annotations
@@ -128,15 +130,40 @@ class IngestWorker:
                                       only=only)
         if doc is None:
             return None
+        log.info("ingestion job claimed", extra={"tenant": doc.tenant, "document_id": doc.id, "status": doc.status,
+                                                 "chunks_done": doc.chunks_done, "attempt": doc.attempts,
+                                                 "worker": self.worker_id})
+        stopped = False
         try:
             if doc.status == "deleting":
                 self._purge(doc)
             else:
                 self._ingest(doc)
+        except _Stopped:
+            stopped = True
         finally:
             with self.db.session() as session:
-                repo.release_lease(session=session, document_id=doc.id, worker_id=self.worker_id)
+                if stopped:
+                    repo.hand_back(session=session, document_id=doc.id, worker_id=self.worker_id)
+                else:
+                    repo.release_lease(session=session, document_id=doc.id, worker_id=self.worker_id)
+        if stopped:
+            log.info("stopping: ingestion job handed back", extra={"document_id": doc.id, "worker": self.worker_id})
         return doc
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def request_stop(self) -> None:
+        """Ask the worker to stop after the batch in hand (safe from a signal handler: only sets events)."""
+        self._stop.set()
+        self._wake.set()
+
+    def run_forever(self, *, warm: bool = True) -> None:
+        """Run jobs in the calling thread until request_stop() (the `atrium worker` process)."""
+        self._warm = warm
+        self._loop()
 
     def drain(self, only: set[str]) -> None:
         """Process the given jobs in this thread until none is left unfinished (the CLI's path)."""
@@ -206,13 +233,19 @@ class IngestWorker:
                 done += len(part)
                 doc = self._save(doc, chunks_done=done, progress=round(0.05 + 0.95 * done / len(chunks), 4))
                 self._heartbeat(doc)
+                log.info("ingestion progress", extra={"tenant": doc.tenant, "document_id": doc.id,
+                                                      "chunks_done": done, "chunk_total": len(chunks)})
                 if self.on_progress:
                     self.on_progress(doc, len(part))
+                if self._stop.is_set() and done < len(chunks):
+                    raise _Stopped()
             doc = self._save(doc, status="ready", progress=1.0)
             log.info("document ready", extra={"tenant": doc.tenant, "document_id": doc.id, "chunks": len(chunks)})
             self._retire_older_versions(doc)
         except _Gone:
             return
+        except _Stopped:
+            raise
         except AtriumError as exc:
             # The user's file or configuration (4xx) will not get better by retrying; a provider or store
             # outage (5xx) may.
@@ -284,6 +317,10 @@ class IngestWorker:
             if repo.count_documents(session=session, tenant=doc.tenant, statuses=repo.LIVE + ("failed",)) == 0:
                 repo.clear_embedding_model(session=session, tenant=doc.tenant)
         log.info("document deleted", extra={"tenant": doc.tenant, "document_id": doc.id})
+
+
+class _Stopped(Exception):
+    """The worker is stopping: the batch in hand is checkpointed, the job goes back to the queue."""
 
 
 class _Gone(Exception):

@@ -18,6 +18,7 @@ UNSCOPED = {
     "jobs_to_resume": "the ingestion worker's queue, as above",
     "renew_lease": "a job the worker holds (by document id and worker id)",
     "release_lease": "a job the worker holds (by document id and worker id)",
+    "hand_back": "a job the worker holds (by document id and worker id)",
     "defer_job": "a job the worker holds (by document id and worker id)",
     "expire_lease": "a dead worker's job (by document id and holder)",
 }

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, func, or_, update
+from sqlalchemy import ColumnElement, Interval, and_, case, func, literal, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -134,37 +134,36 @@ def remove_document(*, session: Session, tenant: str, document_id: str) -> bool:
 
 def claim_next_job(*, session: Session, worker_id: str, lease_s: float,
                    only: set[str] | None = None) -> KbDocument | None:
-    """Atomically take the oldest unclaimed (or lease-expired) job. A conditional UPDATE is the lock, so
-    several workers (processes, pods) never take the same job."""
-    now = utcnow()
-    stmt = select(KbDocument.id).where(
-        col(KbDocument.status).in_(ACTIVE + ("deleting",)),
-        or_(col(KbDocument.lease_until).is_(None), col(KbDocument.lease_until) < now),
-    )
+    """Atomically take the oldest unclaimed (or lease-expired) job, in one statement. On PostgreSQL the candidate
+    row is locked `FOR UPDATE SKIP LOCKED`, so N workers (processes, pods) each take a different job without
+    waiting on each other; SQLite has one writer at a time, which serialises the same statement. The lease is
+    computed by the database's clock, so workers whose clocks disagree still agree on who holds a job."""
+    now = _db_now(session)
+    claimable = and_(col(KbDocument.status).in_(ACTIVE + ("deleting",)),
+                     or_(col(KbDocument.lease_until).is_(None), col(KbDocument.lease_until) < now))
+    candidate = select(KbDocument.id).where(claimable)
     if only is not None:
-        stmt = stmt.where(col(KbDocument.id).in_(only))
-    for doc_id in list(session.exec(stmt.order_by(col(KbDocument.created_at)).limit(20))):
-        result = session.execute(
-            update(KbDocument)
-            .where(and_(col(KbDocument.id) == doc_id,
-                        or_(col(KbDocument.lease_until).is_(None), col(KbDocument.lease_until) < now)))
-            .values(claimed_by=worker_id, lease_until=now + timedelta(seconds=lease_s),
-                    attempts=KbDocument.attempts + 1)
-        )
-        session.commit()
-        if result.rowcount == 1:
-            doc = session.get(KbDocument, doc_id)
-            if doc is not None:
-                session.refresh(doc)
-            return doc
-    return None
+        candidate = candidate.where(col(KbDocument.id).in_(only))
+    candidate = candidate.order_by(col(KbDocument.created_at), col(KbDocument.id)).limit(1) \
+        .with_for_update(skip_locked=True)
+    result = session.execute(
+        update(KbDocument).where(col(KbDocument.id) == candidate.scalar_subquery(), claimable)
+        .values(claimed_by=worker_id, lease_until=_db_later(session, lease_s), attempts=KbDocument.attempts + 1)
+        .returning(KbDocument.id)
+    )
+    doc_id = result.scalar_one_or_none()
+    session.commit()
+    if doc_id is None:
+        return None
+    return session.get(KbDocument, doc_id, populate_existing=True)
 
 
 def renew_lease(*, session: Session, document_id: str, worker_id: str, lease_s: float) -> bool:
-    """Extend a held lease; False when another worker took the job over (then stop working on it)."""
+    """Extend a held lease (by the database's clock); False when another worker took the job over (then stop
+    working on it)."""
     result = session.execute(
         update(KbDocument).where(and_(col(KbDocument.id) == document_id, col(KbDocument.claimed_by) == worker_id))
-        .values(lease_until=utcnow() + timedelta(seconds=lease_s))
+        .values(lease_until=_db_later(session, lease_s))
     )
     session.commit()
     return result.rowcount == 1
@@ -178,13 +177,44 @@ def release_lease(*, session: Session, document_id: str, worker_id: str) -> None
     session.commit()
 
 
-def defer_job(*, session: Session, document_id: str, worker_id: str, delay_s: float, reason: str) -> None:
-    """Give a job back for a later retry: unclaimed, but not claimable before `delay_s` has passed."""
-    session.execute(
+def hand_back(*, session: Session, document_id: str, worker_id: str) -> bool:
+    """A stopping worker gives an unfinished job back, claimable at once, with its checkpoint (`chunks_done`) kept;
+    being stopped is not a failed attempt. False when the job was no longer ours."""
+    result = session.execute(
         update(KbDocument).where(and_(col(KbDocument.id) == document_id, col(KbDocument.claimed_by) == worker_id))
-        .values(claimed_by=None, lease_until=utcnow() + timedelta(seconds=delay_s), error=reason[:500])
+        .values(lease_until=None, claimed_by=None,
+                attempts=case((col(KbDocument.attempts) > 0, KbDocument.attempts - 1), else_=0))
     )
     session.commit()
+    return result.rowcount == 1
+
+
+def defer_job(*, session: Session, document_id: str, worker_id: str, delay_s: float, reason: str) -> None:
+    """Give a job back for a later retry: unclaimed, but not claimable before `delay_s` has passed (database clock)."""
+    session.execute(
+        update(KbDocument).where(and_(col(KbDocument.id) == document_id, col(KbDocument.claimed_by) == worker_id))
+        .values(claimed_by=None, lease_until=_db_later(session, delay_s), error=reason[:500])
+    )
+    session.commit()
+
+
+def _db_now(session: Session) -> ColumnElement:
+    """The database's current time as an SQL expression, comparable with `lease_until` on either dialect."""
+    if session.get_bind().dialect.name == "sqlite":
+        # The format SQLAlchemy stores DateTime in on SQLite (microseconds), so text comparison orders correctly.
+        return func.strftime(_SQLITE_TS, "now")
+    # Not now(): that is the time the transaction began, which may be long before this statement.
+    return func.statement_timestamp()
+
+
+def _db_later(session: Session, seconds: float) -> ColumnElement:
+    """The database's current time plus `seconds`, as an SQL expression."""
+    if session.get_bind().dialect.name == "sqlite":
+        return func.strftime(_SQLITE_TS, "now", f"{float(seconds):+.3f} seconds")
+    return func.statement_timestamp() + literal(timedelta(seconds=seconds), Interval())
+
+
+_SQLITE_TS = "%Y-%m-%d %H:%M:%f000"
 
 
 def jobs_to_resume(*, session: Session) -> list[KbDocument]:
