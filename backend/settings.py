@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -56,7 +56,8 @@ class Settings(BaseSettings):
     api_key_days: int = Field(90, alias="ATRIUM_API_KEY_DAYS", ge=0, le=3650)
 
     # Knowledge
-    vector_store: Literal["sqlite", "pinecone"] = Field("sqlite", alias="VECTOR_STORE")
+    # Unset: pgvector when DATABASE_URL is PostgreSQL (shared by every replica), else sqlite (see _default_store).
+    vector_store: Literal["sqlite", "pgvector", "pinecone"] = Field("sqlite", alias="VECTOR_STORE")
     pinecone_api_key: str | None = Field(None, alias="PINECONE_API_KEY")
     pinecone_index_host: str | None = Field(None, alias="PINECONE_INDEX_HOST")
     max_upload_mb: float = Field(20.0, alias="ATRIUM_MAX_UPLOAD_MB")
@@ -127,6 +128,17 @@ class Settings(BaseSettings):
     def _check_proxies(cls, value: str) -> str:
         proxy_list(value)  # ValueError -> a configuration error naming the entry
         return value
+
+    @model_validator(mode="after")
+    def _default_store(self) -> Settings:
+        # An embedded store on a shared PostgreSQL would give every replica its own vectors: default to pgvector.
+        if "vector_store" not in self.model_fields_set and self.uses_postgres:
+            self.vector_store = "pgvector"
+        return self
+
+    @property
+    def uses_postgres(self) -> bool:
+        return self.sql_url.startswith("postgresql")
 
     @property
     def trusted_proxy_list(self) -> list[str]:

@@ -3,10 +3,12 @@ dense vs hybrid, and where to put the relevance threshold for "I don't know" (to
 questions vs other departments' questions).
 
     .venv/bin/python bench/retrieval_quality.py        # ~1 minute on 2 CPU cores
+    .venv/bin/python bench/retrieval_quality.py --store pgvector   # the same on PostgreSQL + pgvector (pgserver)
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
@@ -25,10 +27,25 @@ from backend.settings import Settings  # noqa: E402
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--store", choices=["sqlite", "pgvector"], default="sqlite")
+    parser.add_argument("--pgvector-url", help="admin URL of a PostgreSQL with pgvector (default: start pgserver)")
+    args = parser.parse_args()
+    with contextlib.ExitStack() as stack:
+        env = {}
+        if args.store == "pgvector":
+            from bench.pgvector_server import pgvector_database
+
+            env = {"DATABASE_URL": stack.enter_context(pgvector_database(args.pgvector_url))}
+        run(args.store, env)
+
+
+def run(store: str, env: dict[str, str]) -> None:
     questions = [json.loads(line) for line in (REPO / "bench/data/retrieval_questions.jsonl").read_text().splitlines()
                  if line.strip()]
     with tempfile.TemporaryDirectory() as tmp:
-        services = build_services(Settings(ATRIUM_DATA_DIR=tmp, ATRIUM_INGEST_WORKER="false"))
+        services = build_services(Settings(ATRIUM_DATA_DIR=tmp, ATRIUM_INGEST_WORKER="false", **env))
+        assert services.knowledge.store.name == store
         for tenant in ("sales", "engineering", "finance"):
             paths = [str(p) for p in sorted((REPO / "demo/corpus" / tenant).glob("*.md"))]
             with contextlib.redirect_stdout(sys.stderr):
@@ -76,11 +93,11 @@ def main() -> None:
                 results[mode][f"threshold {threshold}: answered / says I don't know"] = (round(kept, 3),
                                                                                         round(refused, 3))
         services.close()
-    out = REPO / "bench/results/knowledge-quality.json"
+    out = REPO / f"bench/results/knowledge-quality{'' if store == 'sqlite' else '-' + store}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
     for mode, values in results.items():
-        print(f"== {mode}")
+        print(f"== {mode} ({store})")
         for key, value in values.items():
             print(f"   {key}: {value}")
 

@@ -304,3 +304,58 @@ def redis_url(worker_id: str) -> Iterator[str]:
     yield url
     client.flushdb()
     client.close()
+
+
+# -- PostgreSQL with pgvector: pgserver (PyPI: PostgreSQL 16.2 + pgvector 0.6.2), started by the tests -------------
+
+
+@pytest.fixture(scope="session")
+def pgvector_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The admin URL of one PostgreSQL-with-pgvector server for the whole run, shared by its pytest-xdist workers.
+
+    Sharing uses pgserver's own machinery: every worker calls get_server() on the same data directory (named after
+    the run's base temp dir), pgserver's inter-process lock lets one of them initdb and start it, its handle list
+    counts the workers, and the last one to finish stops the server and deletes the directory. The directory is
+    outside /tmp/pytest-of-<user>: run as root, pgserver runs PostgreSQL as its own `pgserver` system user (it
+    creates it and opens the path's folders to it), and every pytest start closes that folder to its owner again.
+    Listens on a Unix socket in the data directory only (no TCP port)."""
+    import hashlib
+    import tempfile
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # platformdirs: no XDG_RUNTIME_DIR on this machine
+            import pgserver
+    except ImportError:
+        pytest.skip("pgserver is not installed: .venv/bin/pip install -c constraints.txt pgserver==0.1.4")
+    base = tmp_path_factory.getbasetemp()
+    run_dir = base.parent if base.name.startswith("popen-gw") else base
+    key = hashlib.sha1(str(run_dir.resolve()).encode()).hexdigest()[:12]
+    pgdata = Path(tempfile.gettempdir()) / f"atrium-pgvector-{key}"
+    pgdata.mkdir(exist_ok=True)  # here, not in get_server: two workers creating it at once would collide
+    try:
+        server = pgserver.get_server(pgdata, cleanup_mode="delete")
+    except Exception as exc:  # noqa: BLE001 - any failure to start is reported as the skip reason
+        pytest.skip(f"pgserver could not start PostgreSQL with pgvector in {pgdata}: {type(exc).__name__}: {exc}")
+    yield server.get_uri().replace("postgresql://", "postgresql+psycopg://", 1)
+    server.cleanup()  # stops and deletes only when this was the last worker using it
+
+
+@pytest.fixture
+def pgvector_url(pgvector_server: str) -> Iterator[str]:
+    """A fresh, empty database on the pgvector server for one test (no extension created yet), dropped afterwards."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    name = f"atrium_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(pgvector_server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield pgvector_server.replace("/postgres?", f"/{name}?", 1)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

@@ -81,7 +81,8 @@ def test_readyz_503_names_the_database_when_sqlite_is_gone(api_client, data_dir,
 
 
 def test_readyz_503_when_postgres_database_disappears(postgres_url, make_api_client):
-    client = make_api_client(DATABASE_URL=postgres_url, ATRIUM_SINGLE_NODE="true", CHAINLIT_AUTH_SECRET="s" * 48)
+    client = make_api_client(DATABASE_URL=postgres_url, ATRIUM_SINGLE_NODE="true", CHAINLIT_AUTH_SECRET="s" * 48,
+                             VECTOR_STORE="sqlite")  # this server has no pgvector
     assert client.get("/readyz").status_code == 200
     admin_url = postgres_url.rsplit("/", 1)[0] + "/postgres"
     name = postgres_url.rsplit("/", 1)[1]

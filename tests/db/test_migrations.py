@@ -37,7 +37,8 @@ def test_migrations_apply_on_empty_postgres(postgres_url):
 
 def test_app_runs_on_postgres(postgres_url, make_api_client, login_as):
     # One pod (ATRIUM_SINGLE_NODE): embedded vectors and in-process quotas are allowed with PostgreSQL.
-    client = make_api_client(DATABASE_URL=postgres_url, ATRIUM_SINGLE_NODE="true", CHAINLIT_AUTH_SECRET="s" * 48)
+    client = make_api_client(DATABASE_URL=postgres_url, ATRIUM_SINGLE_NODE="true", CHAINLIT_AUTH_SECRET="s" * 48,
+                             VECTOR_STORE="sqlite")  # this server has no pgvector
     assert client.get("/readyz").status_code == 200
     r = client.get("/api/me", cookies=login_as("alice"))
     assert r.status_code == 200 and r.json()["tenants"] == {"sales": ["member"]}

@@ -1,4 +1,4 @@
-"""Tenant isolation of the knowledge base, with both vector stores: sales documents carry unique markers;
+"""Tenant isolation of the knowledge base, with every vector store: sales documents carry unique markers;
 every retrieval path from engineering (search, chat, Dify with its key and sales' knowledge_id, a forged
 X-Tenant-ID) never returns them, while sales finds them (so the test cannot pass vacuously)."""
 
@@ -41,10 +41,14 @@ def login_as(monkeypatch):
     return session_cookie_for
 
 
-@pytest.fixture(params=["sqlite", "pinecone"])
+@pytest.fixture(params=["sqlite", "pinecone", "pgvector"])
 def client(request, make_api_client, login_as, pinecone):
     if request.param == "sqlite":
         return make_api_client()
+    if request.param == "pgvector":  # PostgreSQL for everything; the vector store is pgvector by default there
+        client = make_api_client(DATABASE_URL=request.getfixturevalue("pgvector_url"))
+        assert client.app.state.services.knowledge.store.name == "pgvector"
+        return client
     return make_api_client(VECTOR_STORE="pinecone", PINECONE_API_KEY=pinecone.api_key,
                            PINECONE_INDEX_HOST=pinecone.host)
 

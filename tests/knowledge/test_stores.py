@@ -1,4 +1,4 @@
-"""Both vector stores through the same interface: namespaces isolate, upserts are idempotent, deletes
+"""All vector stores through the same interface: namespaces isolate, upserts are idempotent, deletes
 are complete; the Pinecone adapter speaks the data-plane protocol (checked on the wire)."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ import pytest
 
 from backend.errors import UpstreamError
 from backend.knowledge.stores.base import ChunkRecord, chunk_id
+from backend.knowledge.stores.pgvector import PgvectorStore
 from backend.knowledge.stores.pinecone import PineconeStore
 from backend.knowledge.stores.sqlite_vec import SqliteVecStore, fts_query
 
@@ -25,10 +26,12 @@ def _records(doc: str, n: int, words: str = "alpha", dim: int = 8) -> list[Chunk
                         vector=_unit(i, dim), keyword_text=f"Doc {doc}\n{words} passage {i}") for i in range(n)]
 
 
-@pytest.fixture(params=["sqlite", "pinecone"])
+@pytest.fixture(params=["sqlite", "pinecone", "pgvector"])
 def store(request, tmp_path, pinecone):
     if request.param == "sqlite":
         s = SqliteVecStore(tmp_path / "vectors.db")
+    elif request.param == "pgvector":
+        s = PgvectorStore(request.getfixturevalue("pgvector_url"))
     else:
         pinecone.dimension = 8
         s = PineconeStore(api_key=pinecone.api_key, host=pinecone.host)
