@@ -1,7 +1,8 @@
-"""`atrium worker` as real processes on one PostgreSQL database and one shared data dir: N workers process each
-document exactly once; a SIGKILLed worker's job is taken over by the other after its lease, ending with exactly
-the right chunks in the store; SIGTERM hands an unfinished job back; ATRIUM_INGEST_WORKER=false leaves uploads
-queued for a worker."""
+"""`atrium worker` as real processes on one PostgreSQL-with-pgvector database (pgserver), the default vector store
+there (pgvector) and a data dir of its own for every process: N workers process each document exactly once; a
+SIGKILLed worker's job is taken over by the other after its lease, ending with exactly the right chunks in the
+store (rows of `kb_chunk_vector`: no duplicate, no orphan); SIGTERM hands an unfinished job back;
+ATRIUM_INGEST_WORKER=false leaves uploads queued for a worker."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from sqlmodel import select
 
 from backend.db.models import KbDocument
@@ -37,14 +39,14 @@ def _manual(name: str, sections: int) -> bytes:
 
 
 @pytest.fixture
-def shared(postgres_url, data_dir, make_settings):
-    """Settings for one single-pod deployment on PostgreSQL (pgvector lands on another branch: the embedded
-    store in the shared data dir stands in for it), and the environment for its worker processes."""
-    env = {"DATABASE_URL": postgres_url, "ATRIUM_DATA_DIR": str(data_dir), "VECTOR_STORE": "sqlite",
-           "ATRIUM_SINGLE_NODE": "true", "CHAINLIT_AUTH_SECRET": SECRET, "ATRIUM_EMBED_BATCH": "4",
+def shared(pgvector_url, make_settings):
+    """Settings for the web pod of a deployment on PostgreSQL with pgvector (the default vector store there, no
+    ATRIUM_SINGLE_NODE), and the environment for its worker processes (each gets a data dir of its own)."""
+    env = {"DATABASE_URL": pgvector_url, "CHAINLIT_AUTH_SECRET": SECRET, "ATRIUM_EMBED_BATCH": "4",
            "ATRIUM_INGEST_LEASE_S": "5", "ATRIUM_LOG_LEVEL": "INFO", "PYTHONUNBUFFERED": "1"}
     settings = make_settings(**{k: v for k, v in env.items() if k not in ("PYTHONUNBUFFERED",)},
                              ATRIUM_INGEST_WORKER="false")
+    assert settings.vector_store == "pgvector" and not settings.single_node
     return settings, env
 
 
@@ -63,6 +65,9 @@ class Worker:
         self.log_path = tmp / f"{name}.log"
         full = {k: v for k, v in os.environ.items() if k not in _SCRUB}
         full.update(env)
+        data = tmp / name / "data"  # its own: nothing of a job's state is on a worker's disk
+        data.mkdir(parents=True)
+        full["ATRIUM_DATA_DIR"] = str(data)
         self.proc = subprocess.Popen([sys.executable, "-m", "backend.cli", "worker"], cwd=REPO, env=full,
                                      stdout=self.log_path.open("w"), stderr=subprocess.STDOUT)
 
@@ -105,15 +110,21 @@ def _done(services, doc_id: str) -> bool:
 
 
 def _assert_exact_chunks(services, doc: KbDocument, data: bytes) -> None:
-    """The store holds chunks 0..n-1 of the document once each, with the expected texts: no duplicate, no orphan."""
+    """The store holds chunks 0..n-1 of the document once each, with the expected texts and a vector each: no
+    duplicate, no orphan (the rows of pgvector's table, read with SQL of our own)."""
     _, expected = services.knowledge.worker.chunks_of(doc, data)
     assert doc.status == "ready" and doc.chunk_total == doc.chunks_done == len(expected)
-    conn = services.knowledge.store.conn
-    rows = conn.execute("SELECT chunk_index, count(*) FROM chunks WHERE document_id = ? GROUP BY chunk_index",
-                        (doc.id,)).fetchall()
-    assert dict(rows) == {i: 1 for i in range(len(expected))}
-    texts = [r[0] for r in conn.execute("SELECT text FROM chunks WHERE document_id = ? ORDER BY chunk_index",
-                                        (doc.id,))]
+    engine = sa.create_engine(services.settings.sql_url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(sa.text(
+                "SELECT chunk_index, count(*), count(embedding) FROM kb_chunk_vector WHERE tenant = :t AND "
+                "document_id = :d GROUP BY chunk_index"), {"t": doc.tenant, "d": doc.id}).all()
+            texts = list(conn.execute(sa.text("SELECT text FROM kb_chunk_vector WHERE tenant = :t AND document_id = :d "
+                                              "ORDER BY chunk_index"), {"t": doc.tenant, "d": doc.id}).scalars())
+    finally:
+        engine.dispose()
+    assert {r[0]: (r[1], r[2]) for r in rows} == {i: (1, 1) for i in range(len(expected))}
     assert texts == [c.text for c in expected]
 
 
