@@ -60,8 +60,10 @@ def test_conversation_is_in_the_sidebar_and_reopens(server, browser, shot):
     thread_id = rows[0]["id"]
     answers: list[dict] = []
     for _ in range(60):  # the final message is stored by a task Chainlit starts after it is sent
+        # (until then the row holds the text streamed so far, marked interrupted in case the process dies)
         answers = server.rows("select output from conversation_step where conversation_id = :i and "
-                              "type = 'assistant_message' and output != ''", i=thread_id)
+                              "type = 'assistant_message' and output != '' and output not like '%(interrupted:%'",
+                              i=thread_id)
         if answers:
             break
         page.wait_for_timeout(500)

@@ -85,6 +85,7 @@ def test_two_app_processes_starting_together_on_an_empty_database_both_come_up_a
         tmp_path, postgres_url):
     assert _tables(postgres_url) == set()
     env = {"DATABASE_URL": postgres_url, "ATRIUM_SINGLE_NODE": "true", "CHAINLIT_AUTH_SECRET": SECRET,
+           "VECTOR_STORE": "sqlite",  # the machine's PostgreSQL has no pgvector
            "ATRIUM_INGEST_WORKER": "false"}
     servers = [_serve(tmp_path, f"pod{i}", env) for i in range(2)]
     try:

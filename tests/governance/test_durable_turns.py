@@ -69,8 +69,10 @@ class _Terminator:
 def test_connections_terminated_every_second_lose_no_call_and_no_usage_row(tmp_path, postgres_url):
     cfg = make_config_dir(tmp_path, model_list=[mock("smart", "anthropic/claude-sonnet-5-5", "the full answer")],
                           quotas=NO_QUOTAS)
+    # One pod on the machine's PostgreSQL (no pgvector; nothing is ingested here)
     server = start_server(tmp_path / "app", {"ATRIUM_CONFIG_DIR": str(cfg), "DATABASE_URL": postgres_url,
-                                             "ATRIUM_INGEST_WORKER": "false"})
+                                             "ATRIUM_INGEST_WORKER": "false", "ATRIUM_SINGLE_NODE": "true",
+                                             "VECTOR_STORE": "sqlite", "CHAINLIT_AUTH_SECRET": "d" * 48})
     db = Database(make_engine(postgres_url))
     try:
         key = issue_key(db=db, tenant="finance", scopes=["chat"]).token
@@ -120,7 +122,7 @@ def test_a_replica_killed_mid_answer_leaves_interrupted_turns_and_no_reservation
         set_tenant(cfg, "finance", quotas={"tokens_per_day": 3500})
         env = {"ATRIUM_CONFIG_DIR": str(cfg), "DATABASE_URL": postgres_url, "REDIS_URL": redis_url,
                "ATRIUM_REDIS_PREFIX": redis_prefix, "ATRIUM_INGEST_WORKER": "false", "ATRIUM_LEASE_S": "3",
-               "ATRIUM_TURN_PROGRESS_S": "0.2"}
+               "ATRIUM_TURN_PROGRESS_S": "0.2", "CHAINLIT_AUTH_SECRET": "d" * 48}
         victim = start_server(tmp_path / "victim", env)
         survivor = start_server(tmp_path / "survivor", env)
         db = Database(make_engine(postgres_url))

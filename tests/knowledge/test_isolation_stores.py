@@ -46,7 +46,8 @@ def client(request, make_api_client, login_as, pinecone):
     if request.param == "sqlite":
         return make_api_client()
     if request.param == "pgvector":  # PostgreSQL for everything; the vector store is pgvector by default there
-        client = make_api_client(DATABASE_URL=request.getfixturevalue("pgvector_url"))
+        client = make_api_client(DATABASE_URL=request.getfixturevalue("pgvector_url"),
+                                 REDIS_URL=request.getfixturevalue("redis_url"))
         assert client.app.state.services.knowledge.store.name == "pgvector"
         return client
     return make_api_client(VECTOR_STORE="pinecone", PINECONE_API_KEY=pinecone.api_key,

@@ -224,8 +224,10 @@ def test_postgresql_defaults_to_pgvector(make_settings):
 
 
 @pytest.mark.slow
-def test_served_app_on_postgresql_finds_an_uploaded_document(tmp_path, pgvector_url):
-    server = start_server(tmp_path, {"DATABASE_URL": pgvector_url})  # VECTOR_STORE unset: pgvector by default
+def test_served_app_on_postgresql_finds_an_uploaded_document(tmp_path, pgvector_url, redis_url):
+    # VECTOR_STORE unset: pgvector by default (PostgreSQL's start-up checks also want Redis)
+    server = start_server(tmp_path, {"DATABASE_URL": pgvector_url, "REDIS_URL": redis_url,
+                                     "CHAINLIT_AUTH_SECRET": "pgvector-test-" + "s" * 40})
     try:
         cookies = server.login("carol")
         with httpx.Client(base_url=server.url, cookies=cookies, timeout=60) as client:

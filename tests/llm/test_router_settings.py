@@ -20,6 +20,21 @@ from tests.llm.fakes import REPO, FakeOpenAI, make_config_dir, mock
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
+@pytest.fixture(autouse=True)
+def _litellm_callbacks_restored():
+    """Some Router settings (Redis, usage-based routing) register callbacks in litellm's module-wide lists; one
+    Router per process in production, many here: later tests of this process must not inherit them."""
+    import litellm
+
+    names = ("callbacks", "success_callback", "failure_callback", "_async_success_callback",
+             "_async_failure_callback", "input_callback", "service_callback")
+    saved = {n: list(getattr(litellm, n, [])) for n in names}
+    yield
+    for n, value in saved.items():
+        if hasattr(litellm, n):
+            getattr(litellm, n)[:] = value
+
+
 def write_models(root: Path, router_settings: dict) -> Path:
     path = root / "models.yaml"
     path.write_text(yaml.safe_dump({"model_list": [mock("fast", "openai/gpt-4o-mini", "hi")],
