@@ -184,6 +184,10 @@ class IngestWorker:
                 raise _Gone()
             if current.status == "deleting" and changes.get("status") != "deleting":
                 raise _Gone()
+            if current.claimed_by not in (None, self.worker_id):
+                # Our lease ran out (a batch slower than the lease) and another worker took the job: its
+                # progress is the document's now; a write of ours would overwrite it.
+                raise _Gone()
             for key, value in changes.items():
                 setattr(current, key, value)
             return repo.save_document(session=session, doc=current)
@@ -268,6 +272,8 @@ class IngestWorker:
         try:
             with self.db.session() as session:
                 current = session.get(KbDocument, doc.id)
+            if current is not None and current.claimed_by not in (None, self.worker_id):
+                return  # another worker took the job over: the chunks it wrote are not ours to delete
             total = max(current.chunk_total, current.chunks_done) if current else 0
             store.delete([chunk_id(doc.id, i) for i in range(total)])  # no orphans from a failed job
             self._save(doc, status="failed", error=reason, chunks_done=0, progress=0.0)

@@ -175,3 +175,59 @@ def test_deleting_a_document_while_it_is_embedded_leaves_no_vector(make_settings
         assert result["deleted"] is True and kb.store.vector_count("sales") == 0
     finally:
         services.close()
+
+
+def _taken_over_mid_batch(make_settings, *, fail: bool):
+    """A worker whose batch outlives its lease: meanwhile another worker claims the job and writes chunk 0. Then
+    the first worker's batch fails (for good: its last attempt) or succeeds."""
+    from backend.container import build_services
+    from backend.db.models import KbDocument
+    from backend.knowledge.ingest import MAX_ATTEMPTS
+    from backend.knowledge.stores.base import ChunkRecord, chunk_id
+    from tests.knowledge.test_crash_resume import _big_document
+
+    services = build_services(make_settings(ATRIUM_INGEST_WORKER="false", ATRIUM_EMBED_BATCH="2"))
+    kb = services.knowledge
+    doc_id = _upload(kb, "sales", [("manual.md", _big_document())])["documents"][0]["id"]
+    with services.db.session() as session:
+        row = session.get(KbDocument, doc_id)
+        row.attempts = MAX_ATTEMPTS - 1  # this claim is its last attempt: a failure is final
+        session.add(row)
+        session.commit()
+    embed = kb.worker.embedder.embed
+
+    def slow_batch(texts):  # noqa: ANN001, ANN202
+        vectors = embed(texts)
+        with services.db.session() as session:  # the lease ran out; worker B claimed the job and wrote chunk 0
+            row = session.get(KbDocument, doc_id)
+            row.claimed_by = "worker-b"
+            session.add(row)
+            session.commit()
+        kb.store.upsert("sales", [ChunkRecord(id=chunk_id(doc_id, 0), document_id=doc_id, kb="default",
+                                              chunk_index=0, title="t", text="B's chunk", section=None, page=None,
+                                              vector=vectors[0], keyword_text="B's chunk")])
+        if fail:
+            raise RuntimeError("the provider timed out")
+        return vectors
+
+    kb.worker.embedder.embed = slow_batch
+    kb.worker.run_once(only={doc_id})
+    with services.db.session() as session:
+        row = session.get(KbDocument, doc_id)
+    return services, row, kb.store.count("sales", doc_id)
+
+
+@pytest.mark.parametrize("fail", [True, False])
+def test_a_worker_that_lost_its_job_leaves_the_new_holders_work_alone(make_settings, fail):
+    """Review finding: a worker whose lease expired mid-batch still wrote the document, and on a final failure
+    deleted every chunk, including those the worker that took the job over had written, which then went on to
+    mark the document ready with chunks missing."""
+    services, row, chunks = _taken_over_mid_batch(make_settings, fail=fail)
+    try:
+        assert row.claimed_by == "worker-b" and row.status == "embedding" and row.error is None
+        assert row.chunks_done == 0  # B's checkpoint, not A's
+        # A failed: B's chunk is still there. A succeeded: its batch (chunks 0 and 1) was written before it saw the
+        # loss, under the ids B writes too: an overwrite with the same passages, never a duplicate.
+        assert chunks == (1 if fail else 2)
+    finally:
+        services.close()
