@@ -182,11 +182,13 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
     if settings.password_login_enabled:
         services.password_login = PasswordLogin(users=lambda: services.demo_users, audit=audit)
         services.closers.append(services.password_login.close)
-    services.closers.append(usage_writer.close)  # runs before dispose (closers run reversed)
     lease = ProcessLease(db=db, owner=owner, lease_s=settings.lease_s,
                          on_reaped=lambda rows: _charge_reaped(quotas, rows))
     lease.start()
-    services.closers.append(lease.close)  # runs before the writer closes: its last rows are not reaped meanwhile
+    # Closers run reversed: the writer flushes its last rows, then the lease ends (ending it first would let
+    # another process reap those turns as interrupted in between), then the engine is disposed.
+    services.closers.append(lease.close)
+    services.closers.append(usage_writer.close)
     services.readiness_checks["vector_store"] = knowledge.store.ping
     if settings.ingest_worker:
         knowledge.start_worker()  # resumes jobs a killed process left unfinished
