@@ -132,7 +132,7 @@ class Services:
 def build_services(settings: Settings, *, migrate: bool = True) -> Services:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     # Configuration first (a ConfigError names the file and the fix), then the database.
-    registry = TenantRegistry.load(settings.config_dir / "tenants.yaml")
+    registry = TenantRegistry.load(settings.config_dir / "tenants.yaml", served=settings.deployment_groups)
     models = ModelsConfig.load(settings.config_dir / "models.yaml")
     registry.check_tiers(models.tiers(), models_path=models.source or settings.config_dir / "models.yaml")
     demo_users = _demo_users(settings)

@@ -123,6 +123,10 @@ class Settings(BaseSettings):
     # true: one pod only, so PostgreSQL may go with the embedded vector store and in-process quota counters.
     single_node: bool = Field(False, alias="ATRIUM_SINGLE_NODE")
 
+    # Deployments per tenant group (issue 17): the deployment groups of tenants.yaml this process serves,
+    # comma-separated; unset = every group. The tenants of other groups do not exist for this process.
+    deployment_groups: str | None = Field(None, alias="ATRIUM_DEPLOYMENT_GROUPS")
+
     @field_validator("trusted_proxies")
     @classmethod
     def _check_proxies(cls, value: str) -> str:

@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from backend.config_files import ConfigError, check_keys, describe_errors, read_yaml
+from backend.groups import DEFAULT_GROUP, GroupConfig, parse_served
 
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
@@ -70,6 +71,19 @@ class Quotas(_Strict):
     monthly_budget_usd: float | None = Field(default=None, ge=0)
 
 
+class TenantLimits(_Strict):
+    """What one tenant may hold at once inside one process (the "resource limits at the tenant level"): over a cap,
+    a call is refused with a 429 naming it. null = no cap. Unset fields take `defaults.limits`."""
+
+    model_calls: int | None = Field(default=None, ge=1)  # model calls in flight (chat turns, API, studio tries)
+    streams: int | None = Field(default=None, ge=1)  # streaming answers open (chat and API streams)
+    ingestion_jobs: int | None = Field(default=None, ge=1)  # documents one worker process ingests at once
+
+
+class TenantDefaults(_Strict):
+    limits: TenantLimits = Field(default_factory=lambda: TenantLimits(model_calls=8, streams=8, ingestion_jobs=1))
+
+
 class DifyConfig(_Strict):
     app_key_env: str | None = None
 
@@ -84,7 +98,8 @@ class TenantConfig(_Strict):
     model_policy: ModelPolicy = Field(default_factory=ModelPolicy)
     quotas: Quotas = Field(default_factory=Quotas)
     require_approval: bool = False
-    deployment_group: str = "default"
+    deployment_group: Slug = DEFAULT_GROUP  # a key of deployment_groups (backend/groups.py)
+    limits: TenantLimits = Field(default_factory=TenantLimits)
     dify: DifyConfig = Field(default_factory=DifyConfig)
 
     def assistant(self, name: str) -> AssistantConfig | None:
@@ -95,7 +110,7 @@ class PlatformConfig(_Strict):
     platform_admin: ClaimRule = Field(default_factory=lambda: ClaimRule(any_of=["atrium-admins"]))
 
 
-FILE_KEYS = ("platform", "tenants")
+FILE_KEYS = ("platform", "defaults", "deployment_groups", "tenants")
 # Added to a wrong value of these fields: what a valid one is.
 _HINTS = {
     "quotas": "a quota is null for unlimited, 0 to block, or a positive number",
@@ -105,8 +120,16 @@ _HINTS = {
 
 
 class TenantRegistry:
+    """Every tenant of tenants.yaml, and the ones this process serves.
+
+    `get`, `all` and `ids` see only the served tenants (those of ATRIUM_DEPLOYMENT_GROUPS; unset: every one): for
+    this process the others do not exist. `locate` and `every` see the whole file, for saying where a tenant of
+    another group is served and for rendering the manifests.
+    """
+
     def __init__(self, tenants: list[TenantConfig], platform: PlatformConfig | None = None,
-                 *, source: Path | None = None) -> None:
+                 *, source: Path | None = None, groups: dict[str, GroupConfig] | None = None,
+                 defaults: TenantDefaults | None = None, served: str | None = None) -> None:
         self.source = source  # the tenants.yaml it was loaded from, named in errors
         where = source or "tenants config"
         ids = [t.id for t in tenants]
@@ -114,11 +137,27 @@ class TenantRegistry:
             if ids.count(tid) > 1:
                 raise ConfigError(f"{where}: tenant id {tid!r} is used by {ids.count(tid)} tenants: "
                                   "give each tenant its own id")
-        self._tenants = {t.id: t for t in tenants}
+        self._every = {t.id: t for t in tenants}
         self.platform = platform or PlatformConfig()
+        self.defaults = defaults or TenantDefaults()
+        named = list(dict.fromkeys(t.deployment_group for t in tenants))
+        if groups is None:  # no `deployment_groups:` section: every group a tenant names, with default sizes
+            groups = {name: GroupConfig() for name in named or [DEFAULT_GROUP]}
+        for t in tenants:
+            if t.deployment_group not in groups:
+                close = difflib.get_close_matches(t.deployment_group, list(groups), n=1)
+                hint = f"did you mean `{close[0]}`? " if close else ""
+                raise ConfigError(
+                    f"{where}: tenant {t.id!r}: deployment_group `{t.deployment_group}` is not one of "
+                    f"deployment_groups ({', '.join(groups)}): {hint}add it under `deployment_groups:` or fix the name")
+        self.groups = groups
+        self.served_groups = parse_served(served, known=list(groups), where=str(where))
+        self._tenants = {t.id: t for t in tenants
+                         if self.served_groups is None or t.deployment_group in self.served_groups}
 
     @classmethod
-    def load(cls, path: Path) -> TenantRegistry:
+    def load(cls, path: Path, *, served: str | None = None) -> TenantRegistry:
+        """`served`: ATRIUM_DEPLOYMENT_GROUPS (comma-separated group names; None = every group)."""
         path = Path(path).absolute()
         raw = read_yaml(path, what="tenants config") or {}
         if not isinstance(raw, dict):
@@ -138,7 +177,26 @@ class TenantRegistry:
             platform = PlatformConfig.model_validate(raw.get("platform") or {})
         except ValidationError as exc:
             raise ConfigError(f"{path}: platform: {describe_errors(exc, PlatformConfig)}") from None
-        return cls(tenants, platform, source=path)
+        try:
+            defaults = TenantDefaults.model_validate(raw.get("defaults") or {})
+        except ValidationError as exc:
+            raise ConfigError(f"{path}: defaults: {describe_errors(exc, TenantDefaults)}") from None
+        groups = None
+        if raw.get("deployment_groups") is not None:
+            if not isinstance(raw["deployment_groups"], dict) or not raw["deployment_groups"]:
+                raise ConfigError(f"{path}: `deployment_groups:` must map group names to their settings "
+                                  "(e.g. `default: {public_url: https://atrium.example.com}`)")
+            groups = {}
+            for name, body in raw["deployment_groups"].items():
+                if not isinstance(name, str) or not is_slug(name):
+                    raise ConfigError(f"{path}: deployment_groups: {name!r} must be a lowercase slug "
+                                      "(a-z, 0-9, -): it names Kubernetes objects")
+                try:
+                    groups[name] = GroupConfig.model_validate(body or {})
+                except ValidationError as exc:
+                    raise ConfigError(f"{path}: deployment_groups: {name}: "
+                                      f"{describe_errors(exc, GroupConfig)}") from None
+        return cls(tenants, platform, source=path, groups=groups, defaults=defaults, served=served)
 
     def check_tiers(self, configured: Collection[str], *, models_path: Path) -> None:
         """Every tenant's model_policy names configured tiers, and its default tier is one it allows: a typo
@@ -162,6 +220,7 @@ class TenantRegistry:
                     "set default_tier to one of the allowed tiers, or allow it")
 
     def get(self, tenant_id: str) -> TenantConfig | None:
+        """A tenant this process serves (None for one of another deployment group: see `locate`)."""
         return self._tenants.get(tenant_id)
 
     def all(self) -> list[TenantConfig]:
@@ -169,3 +228,26 @@ class TenantRegistry:
 
     def ids(self) -> list[str]:
         return list(self._tenants)
+
+    def every(self) -> list[TenantConfig]:
+        """Every tenant of the file, served here or not (manifests, routing, "served elsewhere" answers)."""
+        return list(self._every.values())
+
+    def locate(self, tenant_id: str) -> TenantConfig | None:
+        """A tenant of the file, wherever it is served."""
+        return self._every.get(tenant_id)
+
+    def is_served(self, tenant_id: str) -> bool:
+        return tenant_id in self._tenants
+
+    def group_of(self, tenant_id: str) -> tuple[str, GroupConfig] | None:
+        t = self._every.get(tenant_id)
+        return (t.deployment_group, self.groups[t.deployment_group]) if t else None
+
+    def limits(self, tenant_id: str) -> TenantLimits:
+        """The tenant's in-process caps, each unset field taken from `defaults.limits`."""
+        base = self.defaults.limits
+        t = self._every.get(tenant_id)
+        own = t.limits if t else TenantLimits()
+        return TenantLimits(**{f: getattr(own, f) if f in own.model_fields_set else getattr(base, f)
+                               for f in TenantLimits.model_fields})

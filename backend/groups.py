@@ -1,0 +1,78 @@
+"""Deployment groups (tenants.yaml `deployment_groups:`): which processes serve which tenants.
+
+One tenants.yaml serves every deployment. Each tenant names its group; a process started with
+ATRIUM_DEPLOYMENT_GROUPS serves the tenants of those groups only (unset: every group). The same section sizes
+each group's pods in the manifests `atrium deploy render` writes.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+from backend.config_files import ConfigError
+
+DEFAULT_GROUP = "default"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Workload(_Strict):
+    """One Deployment of a group (web or worker): replicas (the HPA's range) and one pod's resources."""
+
+    replicas: int = Field(2, ge=1, le=1000)  # the minimum; the HPA scales between replicas and max_replicas
+    max_replicas: int | None = Field(None, ge=1, le=1000)  # null: no HPA (a fixed replica count)
+    cpu: str = "1"  # request
+    memory: str = "3Gi"  # request (the in-process model and embedder need ~1.5 GiB)
+    cpu_limit: str | None = "2"
+    memory_limit: str | None = "4Gi"
+
+
+def _worker_default() -> Workload:
+    return Workload(replicas=1, max_replicas=None, cpu="1", memory="2Gi", cpu_limit="2", memory_limit="3Gi")
+
+
+def _check_url(value: str | None) -> str | None:
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{value!r} is not an http(s) URL with a host (e.g. https://finance.atrium.example.com)")
+    return value.rstrip("/")
+
+
+class GroupConfig(_Strict):
+    # Where this group's browser pages are (chat, studio, console): each group has its own host, see README
+    # "Operations at scale". Named to a person whose other departments are served elsewhere.
+    public_url: Annotated[str | None, AfterValidator(_check_url)] = None
+    web: Workload = Field(default_factory=Workload)
+    worker: Workload = Field(default_factory=_worker_default)
+
+    @field_validator("web", "worker")
+    @classmethod
+    def _range(cls, w: Workload) -> Workload:
+        if w.max_replicas is not None and w.max_replicas < w.replicas:
+            raise ValueError(f"max_replicas ({w.max_replicas}) is below replicas ({w.replicas})")
+        return w
+
+    @property
+    def host(self) -> str | None:
+        return urlsplit(self.public_url).hostname if self.public_url else None
+
+
+def parse_served(value: str | None, *, known: list[str], where: str) -> frozenset[str] | None:
+    """ATRIUM_DEPLOYMENT_GROUPS (comma-separated; unset or empty = every group) against the configured groups."""
+    if value is None or not value.strip():
+        return None
+    names = [part.strip() for part in value.split(",") if part.strip()]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ConfigError(
+            f"{where}: ATRIUM_DEPLOYMENT_GROUPS names {', '.join(repr(n) for n in unknown)}, which no tenant uses "
+            f"and deployment_groups does not define (the groups are: {', '.join(known)}): fix the variable, or "
+            "add the group to tenants.yaml")
+    return frozenset(names)
