@@ -114,6 +114,8 @@ FILE_KEYS = ("platform", "defaults", "deployment_groups", "tenants")
 # Added to a wrong value of these fields: what a valid one is.
 _HINTS = {
     "quotas": "a quota is null for unlimited, 0 to block, or a positive number",
+    "limits": "a limit is null for no cap or a positive number (to switch a tenant's model calls off, set "
+              "quotas.requests_per_minute: 0)",
     "assistants": "a department needs at least one assistant, each with a `name:` and a `title:`, and its "
                   "prompt folder prompts/<tenant>/<name>/",
 }
