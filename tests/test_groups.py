@@ -78,7 +78,8 @@ def test_without_a_groups_section_every_named_group_exists_with_default_sizes(tm
     (lambda d: d["deployment_groups"]["default"]["web"].update(max_replicas=1), "max_replicas (1) is below replicas"),
     (lambda d: d["deployment_groups"]["default"]["web"].update(replica=3), "did you mean `replicas`?"),
     (lambda d: d.update(deployment_groups=[]), "`deployment_groups:` must map group names"),
-    (lambda d: _tenant(d, "sales").update(limits={"model_calls": 0}), "limits.model_calls: Input should be greater than or equal to 1"),
+    (lambda d: _tenant(d, "sales").update(limits={"model_calls": 0}),
+     "limits.model_calls: Input should be greater than or equal to 1"),
     (lambda d: _tenant(d, "sales").update(limits={"streams": -1}), "a limit is null for no cap or a positive number"),
     (lambda d: d["defaults"]["limits"].update(stream=3), "did you mean `streams`?"),
 ])
