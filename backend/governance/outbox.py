@@ -39,11 +39,16 @@ class Spool:
         self.pending = 0  # lines in this process's file not yet drained
 
     def _open(self) -> int:
-        if self._fd is None:
+        while self._fd is None:
             self.directory.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
             fcntl.flock(fd, fcntl.LOCK_EX)  # ours for the process's life (released by the kernel when it dies)
-            self._fd = fd
+            if _is_current(fd, self.path):
+                self._fd = fd
+            else:
+                # Another process took the empty file for a dead one's and deleted it between our open and our
+                # lock: rows written to that inode would be found by nobody if we died. Open the path again.
+                os.close(fd)
         return self._fd
 
     def append(self, items: list[tuple[str, dict[str, Any]]]) -> None:
@@ -85,6 +90,8 @@ class Spool:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
                     continue  # a live process's spool: it drains it itself
+                if not _is_current(fd, path):
+                    continue  # adopted and deleted by another process while we waited; the path may be a new file
                 items = _read(path)
                 if items:
                     apply(items)
@@ -103,6 +110,16 @@ class Spool:
             self._fd = None
             if empty:
                 self.path.unlink(missing_ok=True)
+
+
+def _is_current(fd: int, path: Path) -> bool:
+    """Whether the locked file is still the one at `path` (not deleted, nor replaced by a new file)."""
+    try:
+        current = os.stat(path)
+    except FileNotFoundError:
+        return False
+    mine = os.fstat(fd)
+    return (mine.st_dev, mine.st_ino) == (current.st_dev, current.st_ino)
 
 
 def _read(path: Path) -> list[tuple[str, dict[str, Any]]]:

@@ -96,3 +96,45 @@ def test_start_progress_and_finish_are_one_row(tmp_path):
     writer.close()
     (row,) = _rows(db)
     assert (row.id, row.status, row.completion_tokens, row.owner) == (turn_id, "completed", 9, "host:3:x")
+
+
+def test_a_spool_deleted_while_waiting_for_its_lock_is_neither_adopted_nor_written_to(tmp_path, monkeypatch):
+    """Two interleavings a lock alone does not cover: an adopter that waited for a dead spool's lock while another
+    adopter wrote and deleted it (and a live process made a new file of that name), and a process whose own new
+    file was taken for a dead one's between its open and its lock."""
+    from backend.governance import outbox as outbox_module
+
+    real_flock = outbox_module.fcntl.flock
+    directory = tmp_path / "outbox"
+    directory.mkdir()
+    dead = directory / "dead.jsonl"
+    dead.write_text(json.dumps({"op": "finish", "row": {"turn_key": "k1"}}) + "\n")
+    live = Spool(directory, "dead")  # a process of the same name that starts after the first adopter deleted it
+    applied: list[list] = []
+
+    def adopted_elsewhere_meanwhile(fd: int, op: int) -> None:
+        if op & outbox_module.fcntl.LOCK_NB and dead.exists() and live._fd is None:
+            dead.unlink()  # the first adopter wrote it and deleted it
+            live.append([("finish", {"turn_key": "k2"})])  # the new file: locked by its live owner
+        real_flock(fd, op)
+
+    monkeypatch.setattr(outbox_module.fcntl, "flock", adopted_elsewhere_meanwhile)
+    assert Spool(directory, "late-adopter").adopt(applied.append) == 0
+    assert applied == [] and dead.exists()  # the live file was neither written again nor deleted
+    live.close()
+
+    # A process's own file deleted by an adopter between its open and its lock: it opens the path again.
+    own = Spool(directory, "racer")
+    calls = {"n": 0}
+
+    def deleted_before_our_lock(fd: int, op: int) -> None:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            own.path.unlink()
+        real_flock(fd, op)
+
+    monkeypatch.setattr(outbox_module.fcntl, "flock", deleted_before_our_lock)
+    own.append([("finish", {"turn_key": "k3"})])
+    assert calls["n"] == 2 and [op for op, _ in outbox_module._read(own.path)] == ["finish"]
+    monkeypatch.setattr(outbox_module.fcntl, "flock", real_flock)
+    own.close()
