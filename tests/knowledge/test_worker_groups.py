@@ -76,3 +76,16 @@ def test_a_process_of_every_group_takes_every_job(build):
     assert everyone.knowledge.worker.tenants is None
     everyone.knowledge.upload(admin_of("finance"), "finance", [_doc("finance")])
     assert everyone.knowledge.worker.run_once().tenant == "finance"
+
+
+def test_the_cli_will_not_ingest_for_a_tenant_of_another_group(build, tmp_path, capsys):
+    """Its worker would never take the job: the command says which group serves the tenant, and how to run it."""
+    from backend.knowledge.cli import ingest_paths
+
+    default = build("default")
+    (tmp_path / "f.md").write_bytes(b"# Finance\n\nMeals up to 60 a day.\n")
+    assert ingest_paths(default, tenant="finance", paths=[str(tmp_path / "f.md")]) == 2
+    err = capsys.readouterr().err
+    assert "deployment group 'regulated'" in err and "ATRIUM_DEPLOYMENT_GROUPS=regulated" in err
+    with default.db.session() as session:
+        assert list(session.exec(select(KbDocument))) == []
