@@ -40,8 +40,9 @@ ENV PATH="/opt/venv/bin:$PATH" \
     HF_HUB_OFFLINE=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
-# What the app writes (the manifests mount emptyDirs there on a read-only root): the data dir, Chainlit's chat files.
-RUN mkdir -p /data /app/.files /home/atrium/.cache && chown atrium:atrium /data /app/.files /home/atrium/.cache
+# What the app writes (the manifests mount emptyDirs there on a read-only root): the data dir (chat files, the usage
+# spool) and the libraries' caches.
+RUN mkdir -p /data /home/atrium/.cache && chown atrium:atrium /data /home/atrium/.cache
 USER 10001:10001
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \

@@ -120,15 +120,14 @@ def _pod_security() -> dict[str, Any]:
 
 
 # What the app writes, on a read-only root filesystem: /tmp (uploads being parsed, libraries' temp files), the data
-# dir (the usage spool; nothing else with PostgreSQL and pgvector), Chainlit's chat files (/app/.files) and the
-# libraries' caches under $HOME/.cache. All per pod: nothing of the state lives on a pod's disk.
-WRITABLE = [("tmp", "/tmp"), ("data", "/data"), ("chat-files", "/app/.files"), ("cache", "/home/atrium/.cache")]
+# dir (Chainlit's chat files and the usage spool; with PostgreSQL and pgvector nothing else) and the libraries'
+# caches under $HOME/.cache. All per pod and disposable: nothing of the state lives on a pod's disk.
+WRITABLE = {"tmp": ("/tmp", "1Gi"), "data": ("/data", "2Gi"), "cache": ("/home/atrium/.cache", "256Mi")}
 
 
 def _volumes(config: bool) -> tuple[list[dict], list[dict]]:
-    volumes = [{"name": name, "emptyDir": {"sizeLimit": "1Gi" if name in ("tmp", "chat-files") else "256Mi"}}
-               for name, _ in WRITABLE]
-    mounts = [{"name": name, "mountPath": path} for name, path in WRITABLE]
+    volumes = [{"name": name, "emptyDir": {"sizeLimit": size}} for name, (_, size) in WRITABLE.items()]
+    mounts = [{"name": name, "mountPath": path} for name, (path, _) in WRITABLE.items()]
     if config:
         volumes.append({"name": "config", "configMap": {"name": "atrium-config"}})
         mounts.append({"name": "config", "mountPath": "/etc/atrium", "readOnly": True})
