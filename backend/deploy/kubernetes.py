@@ -22,6 +22,7 @@ PORT = 8000
 GROUP_LABEL = "atrium/group"
 COMMON_LABELS = {"app.kubernetes.io/name": "atrium", "app.kubernetes.io/part-of": "atrium"}
 SECRET = "atrium-secrets"  # created by the operator (README): never rendered, never committed
+SETTINGS = "atrium-settings"  # the operator's ConfigMap of site settings (optional), never rendered
 PROVIDER_SECRET = "atrium-provider-keys"  # optional: ANTHROPIC_API_KEY, OPENAI_API_KEY, GEMINI_API_KEY, DIFY_*...
 TLS_SECRET = "atrium-tls"  # a certificate for every group's host (e.g. *.atrium.example.com)
 GATEWAY = "atrium"
@@ -105,7 +106,10 @@ def _secret_env(*, database_only: bool = False) -> list[dict[str, Any]]:
 
 
 def _env_from() -> list[dict[str, Any]]:
+    # atrium-settings: the operator's own non-secret settings (OIDC_ISSUER, OIDC_CLIENT_ID, OTEL_*...), optional;
+    # listed after atrium-env, so it may also override the rendered ones. `env` entries win over both.
     return [{"configMapRef": {"name": "atrium-env"}},
+            {"configMapRef": {"name": SETTINGS, "optional": True}},
             {"secretRef": {"name": PROVIDER_SECRET, "optional": True}}]
 
 
@@ -151,7 +155,7 @@ def _migrate_job() -> dict[str, Any]:
                     "restartPolicy": "OnFailure", "securityContext": _pod_security(),
                     "containers": [{
                         "name": "migrate", "image": IMAGE, "command": ["atrium", "migrate"],
-                        "env": _secret_env(database_only=True), "envFrom": _env_from()[:1],
+                        "env": _secret_env(database_only=True), "envFrom": _env_from()[:2],
                         "resources": {"requests": {"cpu": "100m", "memory": "512Mi"},
                                       "limits": {"cpu": "1", "memory": "1Gi"}},
                         "securityContext": _container_security(), "volumeMounts": mounts,
@@ -370,6 +374,7 @@ def _gke_policies(g: str) -> list[dict[str, Any]]:
          "metadata": _meta(f"atrium-web-{g}", **{GROUP_LABEL: g}),
          "spec": {"default": {"checkIntervalSec": 10, "timeoutSec": 5, "healthyThreshold": 1,
                               "unhealthyThreshold": 3,
-                              "config": {"type": "HTTP", "httpHealthCheck": {"port": PORT, "requestPath": "/readyz"}}},
+                              "config": {"type": "HTTP", "httpHealthCheck": {"portSpecification": "USE_SERVING_PORT",
+                                                                        "requestPath": "/readyz"}}},
                   "targetRef": target}},
     ]

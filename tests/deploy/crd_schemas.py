@@ -99,8 +99,10 @@ HEALTH_CHECK_POLICY = _resource("networking.gke.io/v1", "HealthCheckPolicy", _st
         "healthyThreshold": {"type": "integer", "minimum": 1, "maximum": 10},
         "unhealthyThreshold": {"type": "integer", "minimum": 1, "maximum": 10},
         "config": _strict({"type": {"enum": ["TCP", "HTTP", "HTTPS", "HTTP2", "GRPC"]},
-                           "httpHealthCheck": _strict({"port": PORT, "requestPath": {"type": "string",
-                                                                                     "pattern": "^/"}})},
+                           "httpHealthCheck": _strict({
+                               "port": PORT, "requestPath": {"type": "string", "pattern": "^/"},
+                               "portSpecification": {"enum": ["USE_FIXED_PORT", "USE_NAMED_PORT",
+                                                              "USE_SERVING_PORT"]}})},
                           ["type"]),
     }),
     "targetRef": _TARGET,
