@@ -14,6 +14,7 @@ searches across processes."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import random
@@ -43,6 +44,7 @@ pytestmark = pytest.mark.slow
 SECRET = "topology-" + "t" * 48
 ANSWER = "Routed by group."
 GROUP_OF = {"sales": "default", "engineering": "default", "finance": "regulated"}
+PROBES = itertools.count(random.randrange(500_000, 900_000))
 DOC = b"# Travel policy\n\nTrain travel under four hours is preferred to flights for every trip.\n"
 
 
@@ -207,30 +209,35 @@ def test_each_tenants_api_reaches_only_its_groups_processes_on_every_host(topolo
     for tenant, group in GROUP_OF.items():
         for host_group in topology.hosts:
             seen: set[str] = set()
-            for _ in range(4):  # round-robin between a group's processes: both of `default` answer
-                probe = f"offset={random.randrange(10**8, 10**9)}"  # past the end: an empty page, a unique path
+            for _ in range(40):  # spread at random over a group's processes: until every one has answered
+                probe = f"offset={next(PROBES)}"  # past the end: an empty page, a path no other request has
                 r = topology.via(host_group, "GET", f"/api/t/{tenant}/documents?{probe}",
                                  headers=topology.api_headers(tenant))
                 assert r.status_code == 200, (tenant, host_group, r.status_code, r.text)
                 served = topology.served(probe)
                 assert len(served) == 1 and served[0] in topology.group_urls(group), (tenant, host_group, served)
                 seen.update(served)
+                if seen == topology.group_urls(group):
+                    break
             assert seen == topology.group_urls(group), (tenant, host_group, seen)
 
 
 def test_each_groups_pages_are_served_by_its_host(topology):
     for group in topology.hosts:
         instances = set()
-        for _ in range(4):
+        for _ in range(40):  # until every process of the group has answered
             health = topology.via(group, "GET", "/healthz")
             assert health.status_code == 200, health.text
             body = health.json()
-            assert group in body["deployment_groups"], body
+            assert body["deployment_groups"] == [group], body
             instances.add(body["instance"])
             probe = uuid.uuid4().hex
             page = topology.via(group, "GET", "/chat/", params={"probe": probe})
             assert page.status_code == 200, page.text
-            assert topology.served(probe)[0] in topology.group_urls(group)
+            served = topology.served(probe)
+            assert len(served) == 1 and served[0] in topology.group_urls(group), served
+            if len(instances) == len(topology.servers[group]):
+                break
         assert len(instances) == len(topology.servers[group])  # every process of the group, and only those
     other = httpx.get(f"{topology.nginx_url}/healthz", headers={"Host": "elsewhere.example.org"}, timeout=30)
     assert other.status_code == 404  # a host no group has: nobody's pages
@@ -264,9 +271,11 @@ def test_a_chat_session_sticks_to_one_process_of_its_group(topology):
             "chatProfile": "sales/sales-assistant"}
     sent = topology.via("default", "POST", path, cookies=cookies, params=polling, content="40" + json.dumps(auth))
     assert sent.text == "OK", sent.text
-    for _ in range(3):
-        r = topology.via("default", "GET", path, cookies=cookies, params=polling)
-        assert r.status_code == 200, r.text
+    connected = topology.via("default", "GET", path, cookies=cookies, params=polling)
+    assert connected.text.startswith("40"), connected.text  # the namespace connected, as alice
+    for _ in range(6):  # Engine.IO pongs: "OK" only from the process that holds this session id
+        r = topology.via("default", "POST", path, cookies=cookies, params=polling, content="3")
+        assert (r.status_code, r.text) == (200, "OK"), r.text
     topology.via("default", "POST", path, cookies=cookies, params=polling, content="41")
 
 

@@ -5,8 +5,8 @@ group.
 
 Affinity: Chainlit's page sets the cookie `X-Chainlit-Session-id` (ui/surface.py keeps it a UUID) before it opens
 its socket.io connection, for load balancers to pin on; the upstreams hash on it, so the long-polling requests of
-one chat session reach the process that holds it. Requests without it (the API, first page loads) have an empty
-key, which nginx's hash balancing sends round-robin.
+one chat session reach the process that holds it. Requests without it (the API, first page loads) hash on their
+`$request_id` (random per request), which spreads them over the group's processes.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def render_nginx(table: RoutingTable, upstreams: dict[str, list[str]], *, listen
     lines = [HEADER]
     lines += [
         "map $http_cookie $atrium_chat_session {",
-        '    default "";',
+        "    default $request_id;",
         '    "~*(?:^|;)\\s*X-Chainlit-Session-id=(?<atrium_sid>[0-9a-fA-F-]+)" $atrium_sid;',
         "}",
         "map $http_upgrade $atrium_connection {",
