@@ -1,4 +1,4 @@
-"""`atrium` console script: serve, worker, keys, ingest, reindex, seed-demo, migrate, hash-password."""
+"""`atrium` console script: serve, worker, keys, ingest, reindex, seed-demo, migrate, deploy, hash-password."""
 
 from __future__ import annotations
 
@@ -199,6 +199,43 @@ def cmd_reindex(args: argparse.Namespace) -> int:
     return reindex(_services(), tenant=args.tenant, include_failed=args.include_failed)
 
 
+def cmd_deploy_render(args: argparse.Namespace) -> int:
+    from backend.deploy.render import drift, render_tree, write_tree
+    from backend.deploy.table import load_table
+
+    config_dir = get_settings().config_dir
+    files = render_tree(load_table(config_dir), config_dir)
+    if args.check:
+        problems = drift(files, args.out)
+        for problem in problems:
+            print(f"{args.out / problem}", file=sys.stderr)
+        if problems:
+            print("error: the manifests are not what tenants.yaml renders now: run `atrium deploy render`",
+                  file=sys.stderr)
+            return 1
+        print(f"{args.out}: up to date")
+        return 0
+    write_tree(files, args.out)
+    overlays = sorted({name.split("/")[1] for name in files if name.startswith("overlays/")})
+    print(f"wrote {len(files)} files to {args.out}: base/ and overlays/{{{','.join(overlays)}}}/ "
+          f"(apply: kubectl apply -k {args.out}/overlays/<group>)")
+    return 0
+
+
+def cmd_deploy_nginx(args: argparse.Namespace) -> int:
+    from backend.deploy.nginx import parse_upstreams, render_nginx
+    from backend.deploy.table import load_table
+
+    table = load_table(get_settings().config_dir)
+    text = render_nginx(table, parse_upstreams(args.upstream, table), listen=args.listen)
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        args.output.write_text(text, encoding="utf-8")
+        print(f"wrote {args.output}")
+    return 0
+
+
 def cmd_hash_password(_args: argparse.Namespace) -> int:
     from backend.auth.passwords import hash_password
 
@@ -311,6 +348,21 @@ def build_parser() -> argparse.ArgumentParser:
                                                   "refused, never overwritten)")
     importing.add_argument("dir", type=Path, metavar="DIR")
     importing.set_defaults(func=cmd_prompts_import)
+
+    deploy = sub.add_parser("deploy", help="deployment manifests from tenants.yaml (README \"Operations at scale\")"
+                            ).add_subparsers(dest="deploy_command", required=True)
+    render = deploy.add_parser("render", help="write deploy/base/ and deploy/overlays/<group>/ (Kustomize) from "
+                                              "tenants.yaml")
+    render.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "deploy",
+                        help="the deploy folder (default: the repository's deploy/)")
+    render.add_argument("--check", action="store_true", help="write nothing; exit 1 when the files differ")
+    render.set_defaults(func=cmd_deploy_render)
+    nginx = deploy.add_parser("nginx", help="the same routing as an nginx configuration (for its http {} block)")
+    nginx.add_argument("--upstream", action="append", default=[], metavar="GROUP=HOST:PORT[,HOST:PORT]",
+                       help="a group's `atrium serve` processes (once per group)")
+    nginx.add_argument("--listen", default="127.0.0.1:8080", help="nginx's address (default: 127.0.0.1:8080)")
+    nginx.add_argument("--output", "-o", type=Path, default=None, help="the file to write (default: stdout)")
+    nginx.set_defaults(func=cmd_deploy_nginx)
 
     sub.add_parser("hash-password", help="hash a demo user's password").set_defaults(func=cmd_hash_password)
     return parser

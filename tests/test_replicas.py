@@ -99,6 +99,24 @@ def _redis_url(worker_id: str) -> str:
     return url
 
 
+def _wait_up(servers: list[LiveServer], timeout: float = 240) -> None:
+    """Until every server's /healthz answers (they start side by side); a server that exits is an error."""
+    up: set[str] = set()
+    deadline = time.monotonic() + timeout
+    while len(up) < len(servers) and time.monotonic() < deadline:
+        for r in servers:
+            if r.process.poll() is not None:
+                raise RuntimeError(f"server {r.url} exited with {r.process.returncode}:\n{r.log_tail()}")
+            try:
+                if httpx.get(f"{r.url}/healthz", timeout=1).status_code == 200:
+                    up.add(r.url)
+            except httpx.HTTPError:
+                pass
+        time.sleep(0.3)
+    if len(up) < len(servers):
+        raise RuntimeError("the servers did not start:\n" + "\n".join(r.log_tail() for r in servers))
+
+
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory, pgvector_server: str, worker_id: str) -> Iterator[Fleet]:
     import redis
@@ -129,20 +147,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, pgvector_server: str, worker
             started.append(proc)
             replicas.append(LiveServer(url=url, data_dir=Path(env["ATRIUM_DATA_DIR"]), env=env, process=proc,
                                        log_path=log))
-        up: set[str] = set()
-        deadline = time.monotonic() + 240
-        while len(up) < 2 and time.monotonic() < deadline:
-            for r in replicas:
-                if r.process.poll() is not None:
-                    raise RuntimeError(f"replica {r.url} exited with {r.process.returncode}:\n{r.log_tail()}")
-                try:
-                    if httpx.get(f"{r.url}/healthz", timeout=1).status_code == 200:
-                        up.add(r.url)
-                except httpx.HTTPError:
-                    pass
-            time.sleep(0.3)
-        if len(up) < 2:
-            raise RuntimeError("the replicas did not start:\n" + "\n".join(r.log_tail() for r in replicas))
+        _wait_up(replicas)
         workers, logs = [], []
         for i in range(2):
             proc, log, _ = _spawn(tmp, f"worker{i}", ["worker"], shared)
