@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from backend.api.limits import DIFY
 from backend.api.openai_errors import is_openai_path, openai_error
 from backend.errors import AtriumError
 
@@ -28,6 +29,10 @@ def install_error_handlers(app: FastAPI) -> None:
         if is_openai_path(request.url.path):  # OpenAI-compatible routes answer in OpenAI's error shape
             return openai_error(exc.status_code, str(exc.extra.get("limit") or exc.code), exc.message,
                                 headers=exc.headers, param=exc.extra.get("param"))
+        if DIFY.match(request.url.path):  # Dify reads error_code/error_msg; Atrium's own fields ride along
+            return JSONResponse({"error_code": exc.status_code, "error_msg": exc.message,
+                                 **_error_body(exc.code, exc.message, exc.extra)},
+                                status_code=exc.status_code, headers=exc.headers)
         return JSONResponse(_error_body(exc.code, exc.message, exc.extra), status_code=exc.status_code,
                             headers=exc.headers)
 
