@@ -103,7 +103,7 @@ def _tenant_services(tenant: str):  # noqa: ANN202 - Services, imported lazily l
     """The services, or None after saying which tenants exist (the CLI's usual first check)."""
     services = _services(worker=False)
     if services.registry.get(tenant) is None:
-        print(f"error: unknown tenant {tenant!r}; known: {', '.join(services.registry.ids())}", file=sys.stderr)
+        print(f"error: {services.registry.not_here(tenant)}", file=sys.stderr)
         return None
     return services
 

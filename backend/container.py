@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,6 +46,7 @@ from backend.settings import Settings
 from backend.tenants import TenantRegistry
 
 log = logging.getLogger("atrium")
+PROCESS_ID = secrets.token_hex(6)  # made once per process: services built twice in one process share it
 
 
 @dataclass
@@ -81,6 +83,8 @@ class Services:
     closers: list[Callable[[], Any]] = field(default_factory=list)
     # The demo password sign-in (rate-limited, its hashing on threads of its own); None when it is off.
     password_login: PasswordLogin | None = None
+    # Which process this is (/healthz): ATRIUM_INSTANCE_ID, or a random id made once per process.
+    instance: str = field(default_factory=lambda: PROCESS_ID)
 
     def principal_from_claims(self, claims: dict, *, auth: AuthMethod = "session") -> Principal:
         if auth == "session" and claims.get("iss") == DEMO_ISSUER:
@@ -143,7 +147,7 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
     db = Database(make_engine(settings.sql_url))
     audit = AuditLog(db=db, denial_threshold=settings.suspicious_denials, window_s=settings.suspicious_window_s,
                      group_window_s=settings.audit_denial_window_s,
-                     known_tenant=lambda tenant: registry.get(tenant) is not None,
+                     known_tenant=lambda tenant: registry.locate(tenant) is not None,  # served here or not
                      alerts=alert_gate(settings.redis_url, prefix=settings.redis_prefix))
     prompts = build_prompt_store(settings, db)
     llm = LLMService(settings=settings, config=models)
@@ -175,6 +179,8 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
     if settings.redis_url:
         services.readiness_checks["redis"] = lambda: _ping_redis(settings.redis_url or "")
     services.jwt_verifier = build_jwt_verifier(settings)
+    if settings.instance_id:
+        services.instance = settings.instance_id
     services.api_keys = KeyCache(ttl_s=settings.api_key_cache_s)
     services.keys = KeyService(db=db, audit=audit, cache=services.api_keys, principal_of=services.principal_from_claims,
                                default_days=settings.api_key_days)

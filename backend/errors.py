@@ -37,6 +37,13 @@ class NotFound(AtriumError):
     code = "not_found"
 
 
+class Misdirected(AtriumError):
+    """421: the tenant is served by another deployment group's processes (the body names it and its address)."""
+
+    status_code = 421
+    code = "served_elsewhere"
+
+
 class Conflict(AtriumError):
     status_code = 409
     code = "conflict"

@@ -76,3 +76,26 @@ def parse_served(value: str | None, *, known: list[str], where: str) -> frozense
             f"and deployment_groups does not define (the groups are: {', '.join(known)}): fix the variable, or "
             "add the group to tenants.yaml")
     return frozenset(names)
+
+
+class Placement(BaseModel):
+    """Where a tenant this process does not serve is served: told to a caller who asked the wrong process (an HTTP
+    421) and to a person whose other departments are elsewhere (the chat, /api/me)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    tenant: str
+    tenant_name: str
+    group: str
+    public_url: str | None = None
+    here: tuple[str, ...] = ()  # the groups this process serves
+
+    def message(self) -> str:
+        where = f" ({self.public_url})" if self.public_url else ""
+        here = ", ".join(self.here) or "none"
+        send = "send the request there" if self.public_url else "send the request to that group's address"
+        return (f"tenant {self.tenant!r} is served by deployment group {self.group!r}{where}, not by this one "
+                f"({here}): {send}")
+
+    def public(self) -> dict[str, str | None]:
+        return {"tenant": self.tenant, "deployment_group": self.group, "public_url": self.public_url}

@@ -126,6 +126,9 @@ class Settings(BaseSettings):
     # Deployments per tenant group (issue 17): the deployment groups of tenants.yaml this process serves,
     # comma-separated; unset = every group. The tenants of other groups do not exist for this process.
     deployment_groups: str | None = Field(None, alias="ATRIUM_DEPLOYMENT_GROUPS")
+    # This process's name in /healthz (e.g. the pod's name), so a test or an operator behind a proxy can tell
+    # which process answered; unset: a random id made once per process.
+    instance_id: str | None = Field(None, alias="ATRIUM_INSTANCE_ID", max_length=200)
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from backend.config_files import ConfigError, check_keys, describe_errors, read_yaml
-from backend.groups import DEFAULT_GROUP, GroupConfig, parse_served
+from backend.groups import DEFAULT_GROUP, GroupConfig, Placement, parse_served
 
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
@@ -243,6 +243,23 @@ class TenantRegistry:
     def group_of(self, tenant_id: str) -> tuple[str, GroupConfig] | None:
         t = self._every.get(tenant_id)
         return (t.deployment_group, self.groups[t.deployment_group]) if t else None
+
+    def placement(self, tenant_id: str) -> Placement | None:
+        """Where a tenant of the file that this process does not serve is served; None when it is served here or
+        is in no group at all (unknown)."""
+        t = self._every.get(tenant_id)
+        if t is None or tenant_id in self._tenants:
+            return None
+        here = tuple(sorted(self.served_groups)) if self.served_groups is not None else tuple(self.groups)
+        return Placement(tenant=t.id, tenant_name=t.name, group=t.deployment_group,
+                         public_url=self.groups[t.deployment_group].public_url, here=here)
+
+    def not_here(self, tenant_id: str) -> str:
+        """Why a command cannot act on `tenant_id` here: another deployment group serves it, or it is unknown."""
+        if (p := self.placement(tenant_id)) is not None:
+            return (f"tenant {tenant_id!r} is served by deployment group {p.group!r}, not by this process's "
+                    f"({', '.join(p.here)}): run the command with ATRIUM_DEPLOYMENT_GROUPS={p.group}")
+        return f"unknown tenant {tenant_id!r}; known: {', '.join(self.ids())}"
 
     def limits(self, tenant_id: str) -> TenantLimits:
         """The tenant's in-process caps, each unset field taken from `defaults.limits`."""

@@ -22,11 +22,12 @@ from backend.auth.request_context import client_ip
 from backend.chat.conversations import files_title
 from backend.chat.types import MAX_MESSAGE_CHARS, ChatRequest, TurnResult
 from backend.container import get_services
-from backend.errors import AtriumError, Forbidden
+from backend.errors import AtriumError, Forbidden, Misdirected
 from backend.knowledge.service import AttachedFile
 from ui.chat_text import (
     asks_something,
     cut_answer,
+    elsewhere_note,
     history_of,
     interrupted_answer,
     markdown_data_url,
@@ -124,6 +125,8 @@ async def chat_profiles(current_user: cl.User | None, language: str | None = Non
     if principal is None or not principal.tenants:
         return []
     multi = len(principal.tenants) > 1
+    # The departments another deployment group serves are not offered here; each profile says where they are.
+    elsewhere = f"\n\n_{elsewhere_note(list(principal.elsewhere.values()))}_" if principal.elsewhere else ""
     profiles: list[cl.ChatProfile] = []
     for tenant_id in sorted(principal.tenants):
         tenant = services.registry.get(tenant_id)
@@ -134,7 +137,7 @@ async def chat_profiles(current_user: cl.User | None, language: str | None = Non
             title = f"{tenant.name} · {assistant.title}" if multi else assistant.title
             profiles.append(cl.ChatProfile(
                 name=profile_name(tenant.id, assistant.name), display_name=title,
-                markdown_description=f"**{tenant.name}** — {assistant.description}",
+                markdown_description=f"**{tenant.name}** — {assistant.description}{elsewhere}",
                 starters=[cl.Starter(label=q, message=q) for q in assistant.starters] or None,
                 config_overrides=overrides,
             ))
@@ -164,6 +167,11 @@ async def start() -> None:
         await cl.Message(content=_no_access(principal)).send()
         return
     cl.user_session.set("history", [])
+    if principal.elsewhere:
+        # Unobtrusive: a toast, not a message (a message would push the assistant's starters away and be stored
+        # in every new conversation); the profiles' descriptions say it too.
+        await cl.context.emitter.emit("toast", {"message": elsewhere_note(list(principal.elsewhere.values())),
+                                                "type": "info"})
 
 
 @cl.on_chat_resume
@@ -248,6 +256,10 @@ async def _answer(chat: _Chat, message: cl.Message) -> None:
     except Forbidden as exc:  # recorded by the pipeline's access check
         await _notice(not_allowed(exc.message))
         return
+    except Misdirected:  # a profile of a department another deployment group serves (recorded by the check)
+        placement = chat.principal.elsewhere.get(chat.tenant)
+        await _notice(elsewhere_note([placement]) if placement else "This assistant is not served on this address.")
+        return
     except AtriumError as exc:
         await _notice(sorry(exc.message))
         return
@@ -330,12 +342,17 @@ async def _move_to_new_chat(chat: _Chat, message: cl.Message, filenames: list[st
 
 
 def _no_access_again(principal: Principal | None) -> str:
+    if principal is not None and principal.elsewhere:
+        return elsewhere_note(list(principal.elsewhere.values()))
     if principal is not None and is_operator(principal):
         return "There is no assistant to chat with for a platform operator — the note at the top says where to go."
     return "There is no assistant for your account here yet — the note at the top says whom to ask."
 
 
 def _no_access(principal: Principal | None) -> str:
+    if principal is not None and principal.elsewhere:  # every department of theirs is served by another group
+        return ("**Your assistants are not on this address.** " + elsewhere_note(list(principal.elsewhere.values()))
+                + " Open that address to chat with them.")
     if principal is not None and is_operator(principal):
         return ("**You are signed in as a platform operator**, not as a member of a department, so there is no "
                 "assistant to chat with here. Open the [operations page](/admin), or the API: `GET /api/admin/tenants` "

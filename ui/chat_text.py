@@ -6,6 +6,7 @@ import re
 from urllib.parse import quote as url_quote
 
 from backend.chat.types import MAX_MESSAGE_CHARS
+from backend.groups import Placement
 
 CUT_NOTE = "_(answer cut at the length limit — ask me to continue)_"
 STOPPED_NOTE = "_(stopped)_"
@@ -158,3 +159,13 @@ def markdown_data_url(content: str) -> str:
     """A text panel's content as the URL the browser reads it from: carried by the message itself, so nothing is
     written to, or served from, the chat's upload folder."""
     return "data:text/markdown;charset=utf-8," + url_quote(content, safe="")
+
+
+def elsewhere_note(placements: list[Placement]) -> str:
+    """Where the person's departments served by other deployment groups have their assistants ("Your Finance
+    assistants are at https://finance.atrium.example.com"), one sentence per department, in name order."""
+    parts = []
+    for p in sorted(placements, key=lambda p: p.tenant_name):
+        where = p.public_url or f"the Atrium address of deployment group {p.group!r} (ask your administrator)"
+        parts.append(f"Your {p.tenant_name} assistants are at {where}.")
+    return " ".join(parts)

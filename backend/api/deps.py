@@ -24,6 +24,7 @@ from backend.auth.session_cookie import session_token
 from backend.auth.sessions import REFUSALS
 from backend.container import Services
 from backend.errors import Invalid, Unavailable
+from backend.tenants import TenantRegistry
 
 
 # Dependencies that do no blocking I/O are `async def`: FastAPI runs sync ones in a worker thread, and
@@ -101,13 +102,16 @@ def _key_principal(request: Request, services: Services, token: str) -> Principa
              subject=f"key:{key_id}" if exc.reason in ("revoked_api_key", "expired_api_key") else None,
              tenant=_url_tenant(request),
              detail={"key_id": key_id})
-    return _principal_of_key(key)
+    return _principal_of_key(key, services.registry)
 
 
-def _principal_of_key(key: VerifiedKey) -> Principal:
+def _principal_of_key(key: VerifiedKey, registry: TenantRegistry) -> Principal:
+    # A key of a tenant another deployment group serves acts nowhere here; it is only told where that tenant is.
+    placement = registry.placement(key.tenant)
     return Principal(subject=f"key:{key.id}", name=key.name or f"API key {key.id}",
-                     tenants={key.tenant: roles_for_scopes(key.scopes)}, auth="api_key", scopes=key.scopes,
-                     key_id=key.id, acting_for=key.owner)  # the person at the key chain's root, not its parent key
+                     tenants={} if placement else {key.tenant: roles_for_scopes(key.scopes)}, auth="api_key",
+                     scopes=key.scopes, key_id=key.id, acting_for=key.owner,  # the person at the key chain's root
+                     elsewhere={key.tenant: placement} if placement else {})
 
 
 def _jwt_principal(request: Request, services: Services, token: str) -> Principal:
@@ -150,7 +154,7 @@ async def get_principal(request: Request, services: ServicesDep) -> Principal:
         if token.startswith(API_KEY_PREFIX):
             key = services.api_keys.get(token)
             if key is not None:
-                return _principal_of_key(key)
+                return _principal_of_key(key, services.registry)
             return await asyncio.to_thread(_key_principal, request, services, token)
         return await asyncio.to_thread(_jwt_principal, request, services, token)
     token = session_token(request.cookies)

@@ -92,7 +92,8 @@ async def dify_retrieval(tenant: str, request: Request, services: ServicesDep):
             dify_code, message = 1002, f"Authorization failed: {exc.message}"
         # Dify reads error_code/error_msg; Atrium's own {"error", "detail"} ride along for other clients.
         return JSONResponse({"error_code": dify_code, "error_msg": message, "error": exc.code,
-                             "detail": exc.message}, status_code=exc.status_code, headers=exc.headers)
+                             "detail": exc.message, **(exc.extra if exc.status_code == 421 else {})},
+                            status_code=exc.status_code, headers=exc.headers)
     principal = ctx.principal
 
     try:

@@ -28,7 +28,9 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _atrium_error(request: Request, exc: AtriumError) -> JSONResponse:
         if is_openai_path(request.url.path):  # OpenAI-compatible routes answer in OpenAI's error shape
             return openai_error(exc.status_code, str(exc.extra.get("limit") or exc.code), exc.message,
-                                headers=exc.headers, param=exc.extra.get("param"))
+                                headers=exc.headers, param=exc.extra.get("param"),
+                                # a 421's tenant, deployment_group and public_url: where to send the call
+                                fields=exc.extra if exc.status_code == 421 else None)
         if DIFY.match(request.url.path):  # Dify reads error_code/error_msg; Atrium's own fields ride along
             return JSONResponse({"error_code": exc.status_code, "error_msg": exc.message,
                                  **_error_body(exc.code, exc.message, exc.extra)},

@@ -28,8 +28,13 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz")
-def healthz() -> dict:
-    return {"status": "ok"}
+async def healthz(services: ServicesDep) -> dict:
+    """Liveness, and which process answered: the deployment groups it serves (null: all) and its instance id, so
+    a test or an operator behind a proxy can see where a request went. Nothing secret: the groups are in the
+    manifests, and the id names a process, not a tenant."""
+    served = services.registry.served_groups
+    return {"status": "ok", "deployment_groups": sorted(served) if served is not None else None,
+            "instance": services.instance}
 
 
 class Readiness(BaseModel):

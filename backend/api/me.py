@@ -18,6 +18,20 @@ def me(principal: PrincipalDep, services: ServicesDep) -> dict:
         t: [a.name for a in cfg.assistants]
         for t in principal.tenants if (cfg := services.registry.get(t)) is not None
     }
-    if not principal.tenants and not is_operator(principal):
+    # Every membership, and whether this process serves it (ATRIUM_DEPLOYMENT_GROUPS): where it is otherwise.
+    memberships: dict[str, dict] = {}
+    for t in sorted(principal.tenants):
+        where = services.registry.group_of(t)
+        memberships[t] = {"served_here": True, "deployment_group": where[0] if where else None,
+                          "public_url": where[1].public_url if where else None}
+    for t, placement in sorted(principal.elsewhere.items()):
+        memberships[t] = {"served_here": False, "deployment_group": placement.group,
+                          "public_url": placement.public_url}
+    data["memberships"] = memberships
+    if principal.elsewhere and not principal.tenants:
+        data["no_access"] = ("your departments are served by other deployment groups: "
+                             + "; ".join(f"{p.tenant_name} at {p.public_url or 'group ' + p.group}"
+                                         for p in principal.elsewhere.values()))
+    elif not principal.tenants and not is_operator(principal):
         data["no_access"] = "you are in no tenant: " + missing_access_hint(services.registry)
     return data

@@ -31,16 +31,23 @@ def studio(request: Request, services: ServicesDep, tenant: str | None = None) -
     chosen = tenant or (editable[0] if editable else None)
     if chosen is None or chosen not in editable:
         member = chosen is not None and allowed(principal, chosen, None)
-        reason = "missing_role" if member or chosen is None else "tenant_mismatch"
-        services.access.record(Denial(reason, "you may not edit this department's prompts", 403,
+        misdirected = principal.elsewhere.get(chosen) if chosen else None  # served by another deployment group
+        reason = ("served_elsewhere" if misdirected else
+                  "missing_role" if member or chosen is None else "tenant_mismatch")
+        services.access.record(Denial(reason, misdirected.message() if misdirected else
+                                      "you may not edit this department's prompts", 421 if misdirected else 403,
                                       {"page": "studio", "member_of": sorted(principal.tenants)}),
                                subject=principal.subject, tenant=chosen, route="/studio", ip=client_ip(request))
         names = [c.name for t in ([chosen] if chosen else sorted(principal.tenants))
                  if (c := services.registry.get(t)) is not None]
-        return PAGES.page("forbidden.html", status=403, user=principal.name,
-                     tenant_name=" and ".join(names) or chosen, member=member or chosen is None,
+        return PAGES.page("forbidden.html", status=421 if misdirected else 403, user=principal.name,
+                     tenant_name=misdirected.tenant_name if misdirected else " and ".join(names) or chosen,
+                     member=member or chosen is None,
                      editable=[(t, services.registry.get(t).name) for t in editable],
-                     no_department=not principal.tenants, operator=is_operator(principal))
+                     no_department=not principal.tenants and not principal.elsewhere,
+                     operator=is_operator(principal), misdirected=misdirected,
+                     elsewhere=[p for t, p in sorted(principal.elsewhere.items()) if t != chosen],
+                     only_elsewhere=not principal.tenants and bool(principal.elsewhere))
     cfg = services.registry.get(chosen)
     assert cfg is not None
     return PAGES.page("studio.html", user=principal.name, subject=principal.subject, tenant=cfg.id,

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from backend.auth.principal import MEMBER, PLATFORM_ADMIN, AuthMethod, Principal
+from backend.groups import Placement
 from backend.tenants import ClaimRule, TenantRegistry
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -40,8 +41,12 @@ def claims_to_principal(
     if not subject:
         raise ValueError("claims carry no subject (sub)")
     tenants: dict[str, frozenset[str]] = {}
-    for tenant in registry.all():
+    elsewhere: dict[str, Placement] = {}
+    for tenant in registry.every():
         if not rule_matches(claims, tenant.match):
+            continue
+        if (placement := registry.placement(tenant.id)) is not None:  # served by another deployment group
+            elsewhere[tenant.id] = placement
             continue
         roles = {MEMBER} | {role for role, rule in tenant.roles.items() if rule_matches(claims, rule)}
         tenants[tenant.id] = frozenset(roles)
@@ -55,6 +60,7 @@ def claims_to_principal(
         platform_roles=frozenset(platform),
         auth=auth,
         email=_text(email) if email else None,
+        elsewhere=elsewhere,
     )
 
 

@@ -15,7 +15,7 @@ from typing import Any, NoReturn, Protocol
 
 from backend.auth.principal import Principal
 from backend.auth.rbac import REQUIRED_ROLE, permissions_of
-from backend.errors import Forbidden, NotAuthenticated
+from backend.errors import Forbidden, Misdirected, NotAuthenticated
 
 
 class SessionVerdict(Protocol):
@@ -41,7 +41,7 @@ class AuditSink(Protocol):
 
 @dataclass(frozen=True)
 class Denial:
-    code: str  # tenant_mismatch | tenant_not_configured | missing_scope | missing_role | ...
+    code: str  # tenant_mismatch | served_elsewhere | tenant_not_configured | missing_scope | missing_role | ...
     message: str  # what the caller can do about it
     status: int = 403
     detail: dict[str, Any] = field(default_factory=dict)
@@ -49,7 +49,13 @@ class Denial:
 
 def decide(principal: Principal, tenant: str, permission: str | None, *, configured: bool = True) -> Denial | None:
     """None when `principal` may do `permission` in `tenant` (`permission=None`: be a member of it), else why not.
-    `configured`: whether the tenant is in tenants.yaml (a key of a removed tenant is refused)."""
+    `configured`: whether the tenant is in tenants.yaml (a key of a removed tenant is refused).
+
+    A tenant of the caller's that another deployment group serves (ATRIUM_DEPLOYMENT_GROUPS) is a 421 naming that
+    group and its address: the request reached the wrong process, and only a verified caller of that tenant is told
+    so (an anonymous one gets the 401 first, anyone else the 403 of a tenant that is not theirs, as everywhere)."""
+    if (placement := principal.elsewhere.get(tenant)) is not None:
+        return Denial("served_elsewhere", placement.message(), status=421, detail=placement.public())
     if not principal.is_member(tenant):
         message = (f"this API key belongs to another tenant, not {tenant!r}" if principal.auth == "api_key"
                    else f"you are not a member of tenant {tenant!r}")
@@ -95,6 +101,8 @@ class AccessGuard:
     def refuse(self, denial: Denial, *, subject: str | None, tenant: str | None, route: str,
                ip: str | None = None, method: str | None = None, headers: dict[str, str] | None = None) -> NoReturn:
         self.record(denial, subject=subject, tenant=tenant, route=route, ip=ip, method=method)
+        if denial.status == 421:  # the body names the group that serves the tenant, and where it is
+            raise Misdirected(denial.message, code=denial.code, headers=headers, extra=denial.detail)
         raise (NotAuthenticated if denial.status == 401 else Forbidden)(denial.message, code=denial.code,
                                                                         headers=headers)
 

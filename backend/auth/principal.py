@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from backend.groups import Placement
+
 MEMBER = "member"
 PROMPT_EDITOR = "prompt_editor"
 TENANT_ADMIN = "tenant_admin"
@@ -27,6 +29,9 @@ class Principal:
     email: str | None = None
     # An API key acts for the person who created it: the four-eyes rule counts them, not the key.
     acting_for: str | None = None
+    # The tenants the caller belongs to that another deployment group serves (ATRIUM_DEPLOYMENT_GROUPS): not
+    # memberships here (`tenants` holds only served ones, so nothing here can act in them), only where they are.
+    elsewhere: dict[str, Placement] = field(default_factory=dict)
 
     @property
     def people(self) -> frozenset[str]:
@@ -52,4 +57,5 @@ class Principal:
             "tenants": {t: sorted(r) for t, r in self.tenants.items()},
             "platform_roles": sorted(self.platform_roles),
             "scopes": sorted(self.scopes) if self.scopes is not None else None,
+            "elsewhere": {t: p.public() for t, p in sorted(self.elsewhere.items())},
         }

@@ -11,7 +11,10 @@ Guards:
 - `signed_in`: a valid, unrevoked browser session or credentials (what the caller then sees is scoped by
   the handler to that caller alone, e.g. their own conversations).
 - `tenant:<permission>`: a role (people) or scope (API keys) in the tenant the request is about: the URL's
-  tenant for /api/t/{tenant}/..., the chat session's assistant for the chat's upload.
+  tenant for /api/t/{tenant}/..., the chat session's assistant for the chat's upload. A tenant of the caller's
+  that another deployment group serves (ATRIUM_DEPLOYMENT_GROUPS) is a 421 `served_elsewhere` naming that group
+  and its address (guard.decide, after authentication), audited like every refusal; `signed_in` handlers scope
+  to the served tenants too (the principal's `tenants` hold only those: the chat's history, the pages).
 - `platform_admin`: platform operators (people only).
 - `blocked`: refused for everyone (a feature of the framework Atrium does not use).
 """

@@ -18,7 +18,7 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
 
-from backend.auth.guard import AccessGuard, allowed
+from backend.auth.guard import AccessGuard, allowed, decide
 from backend.auth.principal import Principal
 from backend.auth.request_context import client_ip
 from backend.chat.conversation_views import ChatUserView, ConversationView, ElementView, Page, StepView
@@ -111,8 +111,11 @@ class ConversationService:
             return None
         if row.deleted and row.subject == principal.subject:
             return None  # the owner deleted it: gone, not a denial
-        if row.subject != principal.subject or not allowed(principal, row.tenant, None):
-            reason = "not_owner" if row.subject != principal.subject else "not_member"
+        denial = decide(principal, row.tenant, None) if row.subject == principal.subject else None
+        if row.subject != principal.subject or denial is not None:
+            # One's own conversation in a department served by another deployment group is that group's to show.
+            reason = "not_owner" if denial is None else (
+                "served_elsewhere" if denial.code == "served_elsewhere" else "not_member")
             self._deny(principal, row.tenant, reason, {"conversation": conversation_id, "action": action})
             return None
         return row

@@ -14,7 +14,7 @@ from backend.db.engine import Database
 from backend.db.models import AuditEvent
 from backend.db.repositories.api_keys import list_api_keys
 from backend.db.repositories.audit import list_denials, list_events
-from backend.errors import NotFound
+from backend.errors import Misdirected, NotFound
 from backend.tenants import TenantRegistry
 
 # Counted across every tenant (denials per IP or user): for operators, at /api/admin/audit.
@@ -63,6 +63,9 @@ class AuditView:
         self.db = db
         self.audit = audit
         self.registry = registry
+        # The tenants other deployment groups serve: their events are for their group's operators (one database
+        # holds every group's audit log), never shown by this process.
+        self.elsewhere = tuple(t.id for t in registry.every() if not registry.is_served(t.id))
 
     def operator_read(self, subject: str, *, route: str, ip: str | None, tenant: str | None = None,
                       detail: dict | None = None) -> None:
@@ -74,13 +77,17 @@ class AuditView:
                  kind: str | None = None, limit: int = 100, before: int | None = None,
                  since: datetime | None = None, until: datetime | None = None) -> list[AuditEntry]:
         """Every tenant's events (or one tenant's), newest first, for a platform operator: an audited read."""
+        if tenant is not None and (placement := self.registry.placement(tenant)) is not None:
+            self.audit.record("denied", subject=subject, tenant=tenant, route=route, ip=ip, status=421,
+                              reason="served_elsewhere", detail={"message": placement.message(), **placement.public()})
+            raise Misdirected(placement.message(), extra=placement.public())
         if tenant is not None and self.registry.get(tenant) is None:
             raise NotFound(f"unknown tenant {tenant!r}; tenants: {', '.join(self.registry.ids())}",
                            code="tenant_not_found")
         self.operator_read(subject, route=route, ip=ip, tenant=tenant, detail={"kind": kind, "limit": limit})
         with self.db.session() as session:
             events = list_events(session=session, tenant=tenant, kind=kind, limit=limit, before_id=before,
-                                 since=as_utc(since), until=as_utc(until))
+                                 since=as_utc(since), until=as_utc(until), exclude_tenants=self.elsewhere)
             return [AuditEntry.of(e) for e in events]
 
     def tenant(self, tenant: str, *, kind: str | None = None, limit: int = 100, before: int | None = None,
@@ -100,12 +107,14 @@ class AuditView:
         `sign_in_prompts`, else every other one (list_denials)."""
         with self.db.session() as session:
             return [AuditEntry.of(e) for e in list_denials(session=session, sign_in_pages=sign_in_pages,
-                                                           sign_in_prompts=sign_in_prompts, limit=limit)]
+                                                           sign_in_prompts=sign_in_prompts, limit=limit,
+                                                           exclude_tenants=self.elsewhere)]
 
     def events(self, *, kind: str, limit: int) -> list[AuditEntry]:
         """The latest events of one kind, across tenants (for operators)."""
         with self.db.session() as session:
-            return [AuditEntry.of(e) for e in list_events(session=session, kind=kind, limit=limit)]
+            return [AuditEntry.of(e) for e in list_events(session=session, kind=kind, limit=limit,
+                                                          exclude_tenants=self.elsewhere)]
 
 
 def redacted(entry: AuditEntry, own_keys: set[str]) -> AuditEntry:

@@ -270,8 +270,10 @@ class QuotaService:
         return len(self._live)
 
     def charge_sync(self, *, tenant: str, at: datetime, tokens: int, cost_usd: float) -> None:
-        """Count what a turn used whose reservation lapsed (its process died): from a thread, no event loop."""
-        cfg = self.registry.get(tenant)
+        """Count what a turn used whose reservation lapsed (its process died): from a thread, no event loop. Any
+        tenant of tenants.yaml, served here or not: the reaping of dead processes is global (any survivor marks
+        their turns), and so is this charge to the tenant's counters (shared in Redis)."""
+        cfg = self.registry.locate(tenant)
         quotas = cfg.quotas if cfg else None
         if quotas is None:
             return

@@ -38,7 +38,7 @@ def _operator(tenant: str) -> Principal:
 def _unknown_tenant(services, tenant: str) -> bool:
     if services.registry.get(tenant) is not None:
         return False
-    print(f"error: unknown tenant {tenant!r}; known: {', '.join(services.registry.ids())}", file=sys.stderr)
+    print(f"error: {services.registry.not_here(tenant)}", file=sys.stderr)
     return True
 
 

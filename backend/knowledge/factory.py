@@ -21,7 +21,9 @@ def build_knowledge(settings: Settings, *, db: Database, registry: TenantRegistr
     store = make_store(settings)
     worker = IngestWorker(db=db, store=store, embedder=embedder, config=IngestConfig(
         batch_size=settings.embed_batch, chunk_tokens=settings.chunk_tokens, chunk_overlap=settings.chunk_overlap,
-        lease_s=settings.ingest_lease_s))
+        lease_s=settings.ingest_lease_s),
+        # Only the jobs of the tenants this process serves (ATRIUM_DEPLOYMENT_GROUPS); None: every tenant's.
+        tenants=None if registry.served_groups is None else frozenset(registry.ids()))
     return KnowledgeService(db=db, registry=registry, audit=audit, store=store,
                             retrieval=Retrieval(embedder, mode=settings.retrieval_mode), worker=worker,
                             max_upload_bytes=int(settings.max_upload_mb * 1024 * 1024),

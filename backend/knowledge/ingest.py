@@ -52,8 +52,12 @@ def _pid_alive(pid: int) -> bool:
 
 class IngestWorker:
     def __init__(self, *, db: Database, store: VectorStore, embedder: Embedder, config: IngestConfig | None = None,
-                 on_progress: Callable[[KbDocument, int], None] | None = None) -> None:
+                 on_progress: Callable[[KbDocument, int], None] | None = None,
+                 tenants: frozenset[str] | None = None) -> None:
         self.db = db
+        # The tenants whose jobs this worker takes (its process's deployment groups); None: every tenant's. The
+        # other groups' jobs stay queued for their own workers, whose embedding model and store may differ.
+        self.tenants = tenants
         self.store = store
         self.embedder = embedder
         self.config = config or IngestConfig()
@@ -91,7 +95,7 @@ class IngestWorker:
         host = socket.gethostname()
         resumed = 0
         with self.db.session() as session:
-            for doc in repo.jobs_to_resume(session=session):
+            for doc in repo.jobs_to_resume(session=session, tenants=self.tenants):
                 holder = doc.claimed_by
                 if holder is None:
                     resumed += 1
@@ -127,7 +131,7 @@ class IngestWorker:
     def run_once(self, only: set[str] | None = None) -> KbDocument | None:
         with self.db.session() as session:
             doc = repo.claim_next_job(session=session, worker_id=self.worker_id, lease_s=self.config.lease_s,
-                                      only=only)
+                                      only=only, tenants=self.tenants)
         if doc is None:
             return None
         log.info("ingestion job claimed", extra={"tenant": doc.tenant, "document_id": doc.id, "status": doc.status,
@@ -171,7 +175,7 @@ class IngestWorker:
             if self.run_once(only=only) is not None:
                 continue
             with self.db.session() as session:
-                pending = [d for d in repo.jobs_to_resume(session=session) if d.id in only]
+                pending = [d for d in repo.jobs_to_resume(session=session, tenants=self.tenants) if d.id in only]
             if not pending:
                 return
             self._stop.wait(self.config.poll_s)  # another process holds a lease: wait for it

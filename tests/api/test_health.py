@@ -15,7 +15,10 @@ def _operator() -> dict[str, str]:
 
 
 def test_healthz_and_readyz_ok(api_client):
-    assert api_client.get("/healthz").json() == {"status": "ok"}
+    body = api_client.get("/healthz").json()
+    # Which process answered: every group is served (null), and an id made once per process.
+    assert body["status"] == "ok" and body["deployment_groups"] is None
+    assert isinstance(body["instance"], str) and len(body["instance"]) >= 8
     r = api_client.get("/readyz", cookies=_operator())
     assert r.status_code == 200, r.text
     body = r.json()
@@ -97,3 +100,10 @@ def test_readyz_503_when_postgres_database_disappears(postgres_url, make_api_cli
 def test_root_redirects_to_chat(api_client):
     r = api_client.get("/", follow_redirects=False)
     assert r.status_code in (302, 307) and r.headers["location"] == "/chat"
+
+
+def test_healthz_names_the_served_groups_and_the_instance(make_api_client):
+    """Behind a proxy, a test (or an operator) tells which process and group answered."""
+    client = make_api_client(ATRIUM_DEPLOYMENT_GROUPS="regulated,default", ATRIUM_INSTANCE_ID="web-regulated-0")
+    assert client.get("/healthz").json() == {"status": "ok", "deployment_groups": ["default", "regulated"],
+                                             "instance": "web-regulated-0"}

@@ -111,3 +111,15 @@ def test_a_reopened_conversation_is_the_history_of_its_answered_questions():
     assert history_of(steps) == [
         {"role": "user", "content": "What is the discount limit?"}, {"role": "assistant", "content": "Ten percent."},
         {"role": "user", "content": "And above that?"}, {"role": "assistant", "content": "A manager must"}]
+
+
+def test_where_the_other_groups_assistants_are():
+    from backend.groups import Placement
+    from ui.chat_text import elsewhere_note
+
+    finance = Placement(tenant="finance", tenant_name="Finance", group="regulated",
+                        public_url="https://finance.atrium.example.com", here=("default",))
+    hr = Placement(tenant="hr", tenant_name="HR", group="people", here=("default",))  # no public_url configured
+    assert elsewhere_note([hr, finance]) == (
+        "Your Finance assistants are at https://finance.atrium.example.com. Your HR assistants are at the Atrium "
+        "address of deployment group 'people' (ask your administrator).")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 
 from sqlalchemy import and_, func, or_
@@ -40,10 +41,11 @@ def add_or_count(*, session: Session, event: AuditEvent, group_key: str) -> Audi
 def list_events(
     *, session: Session, tenant: str | None = None, kind: str | None = None, limit: int = 100,
     exclude_kinds: tuple[str, ...] = (), exclude_reasons: tuple[str, ...] = (), before_id: int | None = None,
-    since: datetime | None = None, until: datetime | None = None,
+    since: datetime | None = None, until: datetime | None = None, exclude_tenants: Collection[str] = (),
 ) -> list[AuditEvent]:
-    """Newest first; `before_id` pages back (the last id of the previous page), `since`/`until` bound the time."""
-    stmt = select(AuditEvent)
+    """Newest first; `before_id` pages back (the last id of the previous page), `since`/`until` bound the time;
+    `exclude_tenants`: not these tenants' events (those of other deployment groups)."""
+    stmt = _without_tenants(select(AuditEvent), exclude_tenants)
     if before_id is not None:
         stmt = stmt.where(AuditEvent.id < before_id)
     if since is not None:
@@ -61,8 +63,15 @@ def list_events(
     return list(session.exec(stmt.order_by(col(AuditEvent.id).desc()).limit(limit)))
 
 
+def _without_tenants(stmt, tenants: Collection[str]):  # noqa: ANN001, ANN202 - a select, unchanged in type
+    if not tenants:
+        return stmt
+    # NULL tenants (sign-ins, operators' reads) stay: NOT IN alone would drop them.
+    return stmt.where(or_(col(AuditEvent.tenant).is_(None), col(AuditEvent.tenant).not_in(list(tenants))))
+
+
 def list_denials(*, session: Session, sign_in_pages: tuple[str, ...], sign_in_prompts: bool,
-                 limit: int = 100) -> list[AuditEvent]:
+                 limit: int = 100, exclude_tenants: Collection[str] = ()) -> list[AuditEvent]:
     """Denials, newest first, in two sets: the sign-in prompts (an anonymous 401 `not_authenticated` on one of
     `sign_in_pages`, i.e. a visit before signing in) when `sign_in_prompts`, else every other denial."""
     subject, status, reason, route = (col(AuditEvent.subject), col(AuditEvent.status), col(AuditEvent.reason),
@@ -72,7 +81,7 @@ def list_denials(*, session: Session, sign_in_pages: tuple[str, ...], sign_in_pr
     else:  # spelt out rather than NOT(...): a NULL column would make the negation NULL and drop the row
         which = or_(subject.is_not(None), status.is_(None), status != 401, reason.is_(None),
                     reason != "not_authenticated", route.is_(None), route.not_in(sign_in_pages))
-    stmt = select(AuditEvent).where(AuditEvent.kind == "denied", which)
+    stmt = _without_tenants(select(AuditEvent).where(AuditEvent.kind == "denied", which), exclude_tenants)
     return list(session.exec(stmt.order_by(col(AuditEvent.id).desc()).limit(limit)))
 
 

@@ -7,6 +7,7 @@ it was created for, and the worker only ever writes into that tenant's namespace
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, Interval, and_, case, func, literal, or_, update
@@ -134,8 +135,8 @@ def remove_document(*, session: Session, tenant: str, document_id: str) -> bool:
 # -- the worker's queue ------------------------------------------------------------------------------------
 
 
-def claim_next_job(*, session: Session, worker_id: str, lease_s: float,
-                   only: set[str] | None = None) -> KbDocument | None:
+def claim_next_job(*, session: Session, worker_id: str, lease_s: float, only: set[str] | None = None,
+                   tenants: Collection[str] | None = None) -> KbDocument | None:
     """Atomically take the next job: round-robin between tenants, then the tenant's oldest job. On PostgreSQL the
     job's row is locked `FOR UPDATE SKIP LOCKED`, so N workers (processes, pods) each take a different job without
     waiting on each other; SQLite has one writer at a time, which serialises the same statement. The lease is
@@ -145,12 +146,15 @@ def claim_next_job(*, session: Session, worker_id: str, lease_s: float,
     then the one whose oldest job is oldest — so a 10,000-document upload queued first does not make another
     tenant's one document wait behind all of it. The tenant is picked by one query and its oldest job locked by
     another (PostgreSQL refuses FOR UPDATE beside GROUP BY or aggregates); a job taken meanwhile by another worker
-    is skipped and the next tenant in turn tried."""
+    is skipped and the next tenant in turn tried.
+    `tenants`: only jobs of these tenants (a worker of some deployment groups); None: any tenant's."""
     now = _db_now(session)
     claimable = and_(col(KbDocument.status).in_(ACTIVE + ("deleting",)),
                      or_(col(KbDocument.lease_until).is_(None), col(KbDocument.lease_until) < now))
     if only is not None:
         claimable = and_(claimable, col(KbDocument.id).in_(only))
+    if tenants is not None:
+        claimable = and_(claimable, col(KbDocument.tenant).in_(list(tenants)))
     for tenant in _tenants_in_turn(session, claimable, now):
         candidate = (select(KbDocument.id).where(claimable, KbDocument.tenant == tenant)
                      .order_by(col(KbDocument.created_at), col(KbDocument.id)).limit(1)
@@ -257,9 +261,12 @@ def _db_later(session: Session, seconds: float) -> ColumnElement:
 _SQLITE_TS = "%Y-%m-%d %H:%M:%f000"
 
 
-def jobs_to_resume(*, session: Session) -> list[KbDocument]:
-    """Unfinished jobs and their current lease holder (to reclaim those of dead local processes)."""
+def jobs_to_resume(*, session: Session, tenants: Collection[str] | None = None) -> list[KbDocument]:
+    """Unfinished jobs and their current lease holder (to reclaim those of dead local processes); `tenants`: only
+    theirs (None: every tenant's)."""
     stmt = select(KbDocument).where(col(KbDocument.status).in_(ACTIVE + ("deleting",)))
+    if tenants is not None:
+        stmt = stmt.where(col(KbDocument.tenant).in_(list(tenants)))
     return list(session.exec(stmt.order_by(col(KbDocument.created_at))))
 
 
