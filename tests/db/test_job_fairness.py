@@ -77,3 +77,15 @@ def test_only_restricts_the_claim_to_the_given_jobs(db):
     with db.session() as s:
         doc = repo.claim_next_job(session=s, worker_id="w1", lease_s=600, only={"sales002"})
     assert doc is not None and doc.id == "sales002"
+
+
+def test_a_workers_tenants_filter_comes_before_whose_turn_it_is(db):
+    """A worker of some deployment groups takes only their tenants' jobs, in turn among them."""
+    _queue(db, "sales", 3)
+    _queue(db, "finance", 2, start=10)
+    _queue(db, "engineering", 2, start=20)
+    with db.session() as s:
+        taken = [repo.claim_next_job(session=s, worker_id="w1", lease_s=600, tenants={"finance", "engineering"})
+                 for _ in range(4)]
+        assert repo.claim_next_job(session=s, worker_id="w1", lease_s=600, tenants={"finance", "engineering"}) is None
+    assert [d.id for d in taken] == ["finance010", "engineering020", "finance011", "engineering021"]
