@@ -27,6 +27,7 @@ from backend.governance.alert_once import alert_gate
 from backend.governance.audit import AuditLog
 from backend.governance.audit_view import AuditView
 from backend.governance.cache import MemoryCache, RedisCache, ResponseCache
+from backend.governance.inflight import InflightLimits
 from backend.governance.leases import ProcessLease, new_owner
 from backend.governance.operators import OperatorConsole
 from backend.governance.outbox import Spool
@@ -65,6 +66,7 @@ class Services:
     operators: OperatorConsole  # the operators' views across tenants (/api/admin/tenants, /admin)
     knowledge: KnowledgeService | None = None  # tenant knowledge bases (backend.knowledge)
     quotas: QuotaService | None = None
+    inflight: InflightLimits | None = None  # per-tenant caps in this process (tenants.yaml `limits`)
     cache: ResponseCache | None = None
     usage: UsageService | None = None
     conversations: ConversationService | None = None  # chat history (the Chainlit sidebar)
@@ -156,11 +158,12 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
     usage_writer = UsageWriter(db=db, spool=Spool(settings.data_dir / "usage-outbox", owner))
     usage = UsageService(db=db)
     audit_view = AuditView(db=db, audit=audit, registry=registry)
+    inflight = InflightLimits(limits=registry.limits, name_of=lambda t: (cfg.name if (cfg := registry.get(t)) else t))
     chat = ChatService(db=db, registry=registry, prompts=prompts, llm=llm, quotas=quotas, cache=cache,
                        classifier=default_classifier(), retriever=knowledge, usage_writer=usage_writer,
-                       audit=audit, owner=owner, progress_s=settings.turn_progress_s)
+                       audit=audit, owner=owner, progress_s=settings.turn_progress_s, inflight=inflight)
     services = Services(settings=settings, registry=registry, demo_users=demo_users, db=db, audit=audit,
-                        prompts=prompts, llm=llm, chat=chat, quotas=quotas, cache=cache,
+                        prompts=prompts, llm=llm, chat=chat, quotas=quotas, cache=cache, inflight=inflight,
                         prompt_service=PromptService(store=prompts, registry=registry, llm=llm, audit=audit,
                                                      people=lambda names: people_behind(db=db, names=names)),
                         audit_view=audit_view,

@@ -9,11 +9,12 @@ authenticated subject, so one user can never read another's Dify conversations.
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Literal
 
 import httpx
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.background import BackgroundTask
 
@@ -80,25 +81,50 @@ async def dify_chat_messages(body: DifyChatIn, ctx: ChatAccess, services: Servic
     url, app_key = _upstream(services, ctx.tenant)
     payload = body.model_dump(exclude_none=True)
     payload["user"] = ctx.principal.subject  # never the client's value
+    streaming = body.response_mode == "streaming"
+    # The tenant's caps in this process (a 429 before Dify is asked); held until the answer has been passed on.
+    slot = services.inflight.acquire(ctx.tenant, stream=streaming) if services.inflight else None
     client = httpx.AsyncClient(timeout=_TIMEOUT)
     request = client.build_request("POST", url, json=payload, headers={"Authorization": f"Bearer {app_key}"})
     try:
         upstream = await client.send(request, stream=True)
-    except httpx.HTTPError as exc:
+    except BaseException as exc:
         await client.aclose()
+        if slot is not None:
+            slot.release()
+        if not isinstance(exc, httpx.HTTPError):
+            raise
         raise UpstreamError(f"Dify is not reachable at {url}: {type(exc).__name__}",
                             code="dify_unreachable") from exc
 
-    async def close() -> None:
-        await upstream.aclose()
-        await client.aclose()
+    closed = False
 
+    async def close() -> None:  # idempotent: the stream's end and the background task may both call it
+        nonlocal closed
+        if closed:
+            return
+        closed = True
+        try:
+            await upstream.aclose()
+            await client.aclose()
+        finally:
+            if slot is not None:
+                slot.release()
+
+    try:
+        return await _answer(upstream, close, streaming=streaming)
+    except BaseException:
+        await close()
+        raise
+
+
+async def _answer(upstream: httpx.Response, close: Callable[[], Awaitable[None]], *, streaming: bool) -> Response:
     if upstream.status_code >= 500:
         text = (await upstream.aread()).decode(errors="replace")[:500]
         await close()
         raise UpstreamError(f"Dify answered {upstream.status_code}: {text}", code="dify_error")
-    if body.response_mode == "streaming" and upstream.status_code == 200:
-        return StreamingResponse(upstream.aiter_raw(), status_code=200, headers=_headers(upstream),
+    if streaming and upstream.status_code == 200:
+        return StreamingResponse(_passed_on(upstream, close), status_code=200, headers=_headers(upstream),
                                  media_type=upstream.headers.get("content-type", "text/event-stream"),
                                  background=BackgroundTask(close))
     # Blocking answers and Dify's own 4xx refusals (bad input, unknown conversation) go back as Dify said.
@@ -110,3 +136,13 @@ async def dify_chat_messages(body: DifyChatIn, ctx: ChatAccess, services: Servic
         raise UpstreamError(f"Dify answered {upstream.status_code} with a non-JSON body", code="dify_error") \
             from exc
     return JSONResponse(data, status_code=upstream.status_code)
+
+
+async def _passed_on(upstream: httpx.Response, close: Callable[[], Awaitable[None]]) -> AsyncIterator[bytes]:
+    """Dify's bytes as they come; the connection and the tenant's slot are given back however the stream ends
+    (done, the client gone, cancelled), and by the response's background task if the stream never started."""
+    try:
+        async for part in upstream.aiter_raw():
+            yield part
+    finally:
+        await close()

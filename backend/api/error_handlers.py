@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from backend.api.limits import DIFY
 from backend.api.openai_errors import is_openai_path, openai_error
 from backend.errors import AtriumError
 
@@ -30,6 +31,10 @@ def install_error_handlers(app: FastAPI) -> None:
                                 headers=exc.headers, param=exc.extra.get("param"),
                                 # a 421's tenant, deployment_group and public_url: where to send the call
                                 fields=exc.extra if exc.status_code == 421 else None)
+        if DIFY.match(request.url.path):  # Dify reads error_code/error_msg; Atrium's own fields ride along
+            return JSONResponse({"error_code": exc.status_code, "error_msg": exc.message,
+                                 **_error_body(exc.code, exc.message, exc.extra)},
+                                status_code=exc.status_code, headers=exc.headers)
         return JSONResponse(_error_body(exc.code, exc.message, exc.extra), status_code=exc.status_code,
                             headers=exc.headers)
 

@@ -33,6 +33,7 @@ from backend.db.repositories.usage import new_turn
 from backend.errors import AtriumError, Forbidden, Invalid, NotFound, QuotaExceeded
 from backend.governance.audit import AuditLog
 from backend.governance.cache import ResponseCache
+from backend.governance.inflight import InflightLimits, Slot
 from backend.governance.quotas import Admission, QuotaService
 from backend.governance.usage import UsageWriter
 from backend.knowledge.retrieval import Citation
@@ -62,8 +63,10 @@ class ChatService:
                  cache: ResponseCache | None = None, classifier: QueryClassifier | None = None,
                  kb_version: Callable[[str], object] | None = None,
                  usage_writer: UsageWriter | None = None, rewriter: QueryRewriter | None = None,
-                 audit: AuditLog | None = None, owner: str | None = None, progress_s: float = 2.0) -> None:
+                 audit: AuditLog | None = None, owner: str | None = None, progress_s: float = 2.0,
+                 inflight: InflightLimits | None = None) -> None:
         self.audit = audit
+        self.inflight = inflight  # the tenant's caps in this process (model calls in flight, open streams)
         self.access = AccessGuard(audit=audit if audit is not None else _NoAudit(),
                                   configured=lambda tenant: registry.get(tenant) is not None)
         self.registry = registry
@@ -104,7 +107,11 @@ class ChatService:
     async def stream(self, principal: Principal, req: ChatRequest) -> AsyncIterator[str | TurnResult]:
         """Yields answer text as it is generated, then one TurnResult."""
         t = self._admit(principal, req)  # refused here: no usage row, as for a request that never started
+        slot: Slot | None = None
         try:
+            # Before any thread-pool or model work (retrieval embeds in threads): a tenant over its in-process
+            # caps is refused here (a 429, recorded as a quota refusal), not queued behind everyone else.
+            slot = self.inflight.acquire(req.tenant, stream=req.stream) if self.inflight else None
             self._route(t)
             # An answer without a model call: a cached one, or "I don't know" for a question without passages.
             if (answer := await self._cached(t) or await self._retrieve(t)) is not None:
@@ -119,6 +126,9 @@ class ChatService:
             if (mapped := await self._failed(t, exc)) is not None:
                 raise mapped from exc
             raise
+        finally:  # every exit: answered, refused, failed, cancelled, or the caller closed the stream
+            if slot is not None:
+                slot.release()
 
     async def internal(self, principal: Principal, tenant: str, *, task: str, messages: list[dict],
                        max_tokens: int = 64, assistant: str | None = None) -> TurnResult:
@@ -287,7 +297,7 @@ class ChatService:
             tier=t.tier, messages=t.messages, temperature=call.temperature, max_tokens=t.max_tokens,
             provider_preference=policy.provider_preference, stream=req.stream, params=req.params,
             allowed_tiers=policy.allowed_tiers, fallbacks=req.task is None,  # internal tasks: own fallback
-            advisory=call.advisory,
+            advisory=call.advisory, tenant=req.tenant,
         ):
             if isinstance(item, Delta):
                 t.streamed.append(item.text)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import JSON, Column, DateTime, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -111,6 +111,7 @@ class KbDocument(SQLModel, table=True):
     attempts: int = 0
     claimed_by: str | None = None  # worker lease: host:pid:nonce
     lease_until: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    claim_seq: int | None = Field(default=None, sa_type=BigInteger)  # claims' order: round-robin (documents.py)
     created_by: str | None = None
     created_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))
     updated_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))

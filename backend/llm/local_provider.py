@@ -1,6 +1,7 @@
 """`local/smollm2`: SmolLM2-135M-Instruct in-process via llama.cpp, as a LiteLLM custom provider.
 
-Loaded once, lazily (first call), and calls are serialised: llama.cpp contexts are not re-entrant.
+Loaded once, lazily (first call), and calls are serialised (llama.cpp contexts are not re-entrant) by a fair
+scheduler: tenants waiting for the model take turns (fair.py), so one tenant's backlog does not starve the rest.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import litellm
 from litellm import CustomLLM
 from litellm.types.utils import GenericStreamingChunk, ModelResponse
 
+from backend.llm.fair import FairScheduler, model_tenant
 from backend.llm.schema_limits import check_schema
 
 _GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -41,14 +43,15 @@ def default_model_path() -> Path:
 
 
 class LocalLlama(CustomLLM):
-    def __init__(self, *, model_path: Path | None = None, n_threads: int = 1, n_ctx: int = 2048) -> None:
+    def __init__(self, *, model_path: Path | None = None, n_threads: int = 1, n_ctx: int = 2048,
+                 scheduler: FairScheduler | None = None) -> None:
         super().__init__()
         self._model_path = model_path
         self._n_threads = n_threads
         self._n_ctx = n_ctx
         self._llm: Any = None
         self._load_lock = threading.Lock()
-        self._run_lock = threading.Lock()
+        self.scheduler = scheduler or FairScheduler()
 
     @property
     def model_path(self) -> Path:
@@ -144,11 +147,16 @@ class LocalLlama(CustomLLM):
             "repeat_penalty": float(optional_params.get("repetition_penalty", 1.1)),
         }
 
-    def _generate(self, messages: list[dict], optional_params: dict,
-                  cancelled: threading.Event | None = None) -> Iterator[GenericStreamingChunk]:
-        """`cancelled`: set when the caller went away; generation stops at the next token (one in-process
-        model serves every tenant: a dropped request must not keep it busy)."""
-        with self._run_lock:
+    def _generate(self, messages: list[dict], optional_params: dict, cancelled: threading.Event | None = None,
+                  tenant: str = "") -> Iterator[GenericStreamingChunk]:
+        """`cancelled`: set when the caller went away; generation stops at the next token, or never starts if
+        it is still waiting for its turn (one in-process model serves every tenant: a dropped request must not
+        keep it busy). `tenant`: whose turn this is (fair.py)."""
+        with self.scheduler.turn(tenant, cancelled) as granted:
+            if not granted:
+                yield GenericStreamingChunk(text="", is_finished=True, finish_reason="cancelled", usage=None,
+                                            index=0, tool_use=None)
+                return
             llm = self._model()
             fitted, prompt_tokens = self._fit_messages(messages)
             pieces: list[str] = []
@@ -182,11 +190,11 @@ class LocalLlama(CustomLLM):
         )
 
     def _complete(self, model: str, messages: list, model_response: ModelResponse, optional_params: dict,
-                  cancelled: threading.Event | None = None):
+                  cancelled: threading.Event | None = None, tenant: str = ""):
         text_parts: list[str] = []
         usage: dict = {}
         finish = "stop"
-        for chunk in self._generate(messages, optional_params, cancelled):
+        for chunk in self._generate(messages, optional_params, cancelled, tenant):
             text_parts.append(chunk["text"])
             if chunk["is_finished"]:
                 usage = chunk["usage"] or {}
@@ -202,7 +210,7 @@ class LocalLlama(CustomLLM):
 
     def completion(self, model, messages, api_base, custom_prompt_dict, model_response, print_verbose,
                    encoding, api_key, logging_obj, optional_params, *args, **kwargs):  # noqa: D102
-        return self._complete(model, messages, model_response, optional_params)
+        return self._complete(model, messages, model_response, optional_params, tenant=model_tenant.get())
 
     async def acompletion(self, model, messages, api_base, custom_prompt_dict, model_response, print_verbose,
                           encoding, api_key, logging_obj, optional_params, *args, **kwargs):  # noqa: D102
@@ -210,13 +218,13 @@ class LocalLlama(CustomLLM):
         cancelled = threading.Event()
         try:
             return await asyncio.to_thread(self._complete, model, messages, model_response, optional_params,
-                                           cancelled)
+                                           cancelled, model_tenant.get())
         finally:
             cancelled.set()  # a no-op when done; stops the thread when the caller was cancelled
 
     def streaming(self, model, messages, api_base, custom_prompt_dict, model_response, print_verbose,
                   encoding, api_key, logging_obj, optional_params, *args, **kwargs) -> Iterator[GenericStreamingChunk]:
-        yield from self._generate(messages, optional_params)
+        yield from self._generate(messages, optional_params, tenant=model_tenant.get())
 
     async def astreaming(self, model, messages, api_base, custom_prompt_dict, model_response, print_verbose,
                          encoding, api_key, logging_obj, optional_params, *args,
@@ -226,10 +234,11 @@ class LocalLlama(CustomLLM):
         done = object()
 
         cancelled = threading.Event()
+        tenant = model_tenant.get()  # here, on the caller's task: the executor's thread does not see its context
 
         def produce() -> None:
             try:
-                for chunk in self._generate(messages, optional_params, cancelled):
+                for chunk in self._generate(messages, optional_params, cancelled, tenant):
                     loop.call_soon_threadsafe(queue.put_nowait, chunk)
             except BaseException as exc:  # surfaced to the consumer below
                 loop.call_soon_threadsafe(queue.put_nowait, exc)

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+from backend.llm.fair import model_tenant
 from backend.llm.local_provider import LocalLlama, register
 from backend.llm.router import (
     PREFERENCE_SEP,
@@ -205,7 +206,7 @@ class LLMService:
         self, *, tier: str, messages: list[dict], temperature: float | None = None,
         max_tokens: int | None = None, provider_preference: list[str] | None = None, stream: bool = True,
         params: dict[str, Any] | None = None, allowed_tiers: list[str] | None = None, fallbacks: bool = True,
-        advisory: dict[str, Any] | None = None,
+        advisory: dict[str, Any] | None = None, tenant: str = "",
     ) -> AsyncIterator[Delta | Completion]:
         """Deltas as the model produces them, then one Completion. `stream=False`: one non-streaming call
         (one Delta with the whole text) — much cheaper in LiteLLM when nobody reads tokens as they come.
@@ -213,7 +214,8 @@ class LLMService:
         answered by `local`); `fallbacks=False`: none at all (internal tasks have their own fallback).
         `temperature` and `params` are the caller's: a model that refuses one is the caller's 400 naming it.
         `advisory` holds preferences of a prompt or an internal task (its temperature): a model that does not
-        take one answers without it (current Claude, GPT and Gemini models refuse any temperature)."""
+        take one answers without it (current Claude, GPT and Gemini models refuse any temperature).
+        `tenant`: whose call this is, for the in-process model's fair turns between tenants (fair.py)."""
         router = self._require_router()
         group = self.group_for(tier, provider_preference)
         if (params or {}).get("reasoning_effort") is not None and not self._taken_by_all((group,), "reasoning_effort"):
@@ -243,6 +245,8 @@ class LLMService:
             else:  # the caller's own parameters must still be refused by name, so no drop_params here
                 reach = self._reachable(group, call)
                 call.update({k: v for k, v in advisory.items() if self._taken_by_all(reach, k)})
+        # Not reset afterwards: a stream's provider code runs later, as the caller iterates (in this same task).
+        model_tenant.set(tenant)
         response = await router.acompletion(model=group, messages=messages, **{**(params or {}), **call})
         parts: list[str] = []
         usage: Any = None

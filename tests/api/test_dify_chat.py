@@ -10,6 +10,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from backend.errors import QuotaExceeded
+
 APP_KEYS = {"DIFY_SALES_APP_KEY": "app-sales-secret", "DIFY_FINANCE_APP_KEY": "app-finance-secret"}
 
 
@@ -184,3 +186,33 @@ def test_unreachable_dify_is_a_clear_502(make_api_client, login_as, monkeypatch)
     client = make_api_client(DIFY_BASE_URL=f"http://127.0.0.1:{free_port()}")
     r = client.post(URL, cookies=login_as("alice"), json={"query": "q"})
     assert (r.status_code, r.json()["error"]) == (502, "dify_unreachable")
+
+
+def test_over_the_tenants_cap_is_a_429_in_difys_shape_and_every_answer_gives_its_slot_back(client, dify, login_as):
+    """The tenant's in-process caps (tenants.yaml `limits`) hold for its Dify app too: over them, a 429 before Dify
+    is asked; whatever the answer (blocking, streamed, Dify's refusal, Dify failing), the slot comes back."""
+    inflight = client.app.state.services.inflight
+    alice = login_as("alice")
+    held = []
+    while True:  # fill sales' model calls (defaults.limits in tenants.yaml) as answers in progress would
+        try:
+            held.append(inflight.acquire("sales", stream=False))
+        except QuotaExceeded:
+            break
+    r = client.post(URL, cookies=alice, json={"query": "q", "response_mode": "streaming"})
+    assert r.status_code == 429, r.text
+    body = r.json()
+    assert body["error_code"] == 429 and body["limit"] == "model_calls"
+    assert "model calls in flight (tenants.yaml limits.model_calls: 8)" in body["error_msg"]
+    assert r.headers["Retry-After"] == str(body["retry_after"])
+    assert dify.requests == []  # refused before Dify was asked
+    for slot in held:
+        slot.release()
+    with client.stream("POST", URL, cookies=alice, json={"query": "hi", "response_mode": "streaming"}) as r:
+        assert r.status_code == 200 and b"message_end" in b"".join(r.iter_bytes())
+    assert client.post(URL, cookies=alice, json={"query": "q"}).status_code == 200
+    dify.fail_with = (400, {"code": "invalid_param", "message": "conversation not exists", "status": 400})
+    assert client.post(URL, cookies=alice, json={"query": "q"}).status_code == 400
+    dify.fail_with = (500, {"code": "internal", "message": "boom", "status": 500})
+    assert client.post(URL, cookies=alice, json={"query": "q", "response_mode": "streaming"}).status_code == 502
+    assert inflight.held("sales") == {"model_calls": 0, "streams": 0}

@@ -12,6 +12,8 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, Interval, and_, case, func, literal, or_, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import aliased
+from sqlalchemy.sql.selectable import ScalarSelect
 from sqlmodel import Session, col, select
 
 from backend.db.models import KbBlob, KbDocument, KbEmbeddingModel, utcnow
@@ -135,31 +137,69 @@ def remove_document(*, session: Session, tenant: str, document_id: str) -> bool:
 
 def claim_next_job(*, session: Session, worker_id: str, lease_s: float, only: set[str] | None = None,
                    tenants: Collection[str] | None = None) -> KbDocument | None:
-    """Atomically take the oldest unclaimed (or lease-expired) job, in one statement. On PostgreSQL the candidate
-    row is locked `FOR UPDATE SKIP LOCKED`, so N workers (processes, pods) each take a different job without
+    """Atomically take the next job: round-robin between tenants, then the tenant's oldest job. On PostgreSQL the
+    job's row is locked `FOR UPDATE SKIP LOCKED`, so N workers (processes, pods) each take a different job without
     waiting on each other; SQLite has one writer at a time, which serialises the same statement. The lease is
     computed by the database's clock, so workers whose clocks disagree still agree on who holds a job.
+
+    Whose turn: the tenant with the fewest jobs running now (any worker), then the one claimed least recently,
+    then the one whose oldest job is oldest — so a 10,000-document upload queued first does not make another
+    tenant's one document wait behind all of it. The tenant is picked by one query and its oldest job locked by
+    another (PostgreSQL refuses FOR UPDATE beside GROUP BY or aggregates); a job taken meanwhile by another worker
+    is skipped and the next tenant in turn tried.
     `tenants`: only jobs of these tenants (a worker of some deployment groups); None: any tenant's."""
     now = _db_now(session)
     claimable = and_(col(KbDocument.status).in_(ACTIVE + ("deleting",)),
                      or_(col(KbDocument.lease_until).is_(None), col(KbDocument.lease_until) < now))
-    candidate = select(KbDocument.id).where(claimable)
     if only is not None:
-        candidate = candidate.where(col(KbDocument.id).in_(only))
+        claimable = and_(claimable, col(KbDocument.id).in_(only))
     if tenants is not None:
-        candidate = candidate.where(col(KbDocument.tenant).in_(list(tenants)))
-    candidate = candidate.order_by(col(KbDocument.created_at), col(KbDocument.id)).limit(1) \
-        .with_for_update(skip_locked=True)
-    result = session.execute(
-        update(KbDocument).where(col(KbDocument.id) == candidate.scalar_subquery(), claimable)
-        .values(claimed_by=worker_id, lease_until=_db_later(session, lease_s), attempts=KbDocument.attempts + 1)
-        .returning(KbDocument.id)
-    )
-    doc_id = result.scalar_one_or_none()
-    session.commit()
-    if doc_id is None:
-        return None
-    return session.get(KbDocument, doc_id, populate_existing=True)
+        claimable = and_(claimable, col(KbDocument.tenant).in_(list(tenants)))
+    for tenant in _tenants_in_turn(session, claimable, now):
+        candidate = (select(KbDocument.id).where(claimable, KbDocument.tenant == tenant)
+                     .order_by(col(KbDocument.created_at), col(KbDocument.id)).limit(1)
+                     .with_for_update(skip_locked=True))
+        result = session.execute(
+            update(KbDocument).where(col(KbDocument.id) == candidate.scalar_subquery(), claimable)
+            .values(claimed_by=worker_id, lease_until=_db_later(session, lease_s), claim_seq=_next_claim(),
+                    attempts=KbDocument.attempts + 1)
+            .returning(KbDocument.id)
+        )
+        doc_id = result.scalar_one_or_none()
+        session.commit()
+        if doc_id is not None:
+            return session.get(KbDocument, doc_id, populate_existing=True)
+    return None
+
+
+def _next_claim() -> ScalarSelect:
+    """One more than the last claim's number (a counter, not a clock: two claims in one millisecond stay ordered;
+    two concurrent workers may draw the same number, which only makes their tenants tie)."""
+    seq = aliased(KbDocument)
+    return select(func.coalesce(func.max(seq.claim_seq), 0) + 1).scalar_subquery()
+
+
+def _tenants_in_turn(session: Session, claimable: ColumnElement, now: ColumnElement) -> list[str]:
+    """The tenants with a claimable job, in the order they should be served (see claim_next_job)."""
+    oldest = dict(session.execute(select(KbDocument.tenant, func.min(KbDocument.created_at)).where(claimable)
+                                  .group_by(KbDocument.tenant)).tuples().all())
+    if len(oldest) <= 1:
+        return list(oldest)
+    waiting = list(oldest)
+    running = dict(session.execute(
+        select(KbDocument.tenant, func.count()).where(
+            col(KbDocument.tenant).in_(waiting), col(KbDocument.status).in_(ACTIVE + ("deleting",)),
+            col(KbDocument.claimed_by).is_not(None), col(KbDocument.lease_until) >= now)
+        .group_by(KbDocument.tenant)).tuples().all())
+    last = dict(session.execute(select(KbDocument.tenant, func.max(KbDocument.claim_seq))
+                                .where(col(KbDocument.tenant).in_(waiting)).group_by(KbDocument.tenant))
+                .tuples().all())
+
+    def turn(t: str) -> tuple:  # never claimed before any claimed one; tuples differ before None is compared
+        claimed = last.get(t)
+        return (running.get(t, 0), 0, oldest[t]) if claimed is None else (running.get(t, 0), 1, claimed, oldest[t])
+
+    return sorted(waiting, key=turn)
 
 
 def renew_lease(*, session: Session, document_id: str, worker_id: str, lease_s: float) -> bool:
