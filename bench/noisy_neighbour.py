@@ -221,6 +221,15 @@ def stop_app(proc: subprocess.Popen) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its threads so far (Linux /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except FileNotFoundError:  # already gone
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 # -- the load ------------------------------------------------------------------------------------------------------
 
 
@@ -229,6 +238,7 @@ class Recorder:
         self.phase = "warmup"
         self.rows: list[tuple[str, str, str, int, float]] = []  # phase, tenant, kind, status, seconds
         self.errors: Counter[str] = Counter()  # transport errors (and stream error events), by message
+        self.cpu: dict[str, dict[str, float]] = {}  # phase -> process -> CPU seconds at its start
 
     def add(self, tenant: str, kind: str, status: int, seconds: float, phase: str) -> None:
         self.rows.append((phase, tenant, kind, status, seconds))
@@ -304,7 +314,7 @@ def _burst_process(url: str, key: str, seconds: float, docs: int, out: mp.Queue)
         rec = Recorder()
         rec.phase = "burst"
         stop = asyncio.Event()
-        limits = httpx.Limits(max_connections=1000, max_keepalive_connections=200)
+        limits = httpx.Limits(max_connections=1000, max_keepalive_connections=200, keepalive_expiry=2.0)
         async with httpx.AsyncClient(timeout=httpx.Timeout(120.0), limits=limits) as client:
             n_streams, n_calls = 10 * LIMITS["streams"], 10 * LIMITS["model_calls"]
             every = n_calls / (10 * BURST_RPM / 60)  # all of them together: 10× requests_per_minute
@@ -343,10 +353,17 @@ async def upload(client: httpx.AsyncClient, url: str, key: str, docs: int, rec: 
 
 
 async def run_load(steady_url: str, burst_url: str, keys: dict[str, str], seconds: float, docs: int,
-                   warmup: float) -> Recorder:
+                   warmup: float, watch: dict[str, int]) -> Recorder:
+    """`watch`: processes whose CPU time is taken per phase (name -> pid)."""
     rec = Recorder()
+
+    def mark(phase: str) -> None:
+        rec.phase = phase
+        rec.cpu[phase] = {name: cpu_seconds(pid) for name, pid in watch.items()}
+        rec.cpu[phase]["steady clients"] = cpu_seconds(os.getpid())
+
     stop_steady = asyncio.Event()
-    limits = httpx.Limits(max_connections=1000, max_keepalive_connections=200)
+    limits = httpx.Limits(max_connections=1000, max_keepalive_connections=200, keepalive_expiry=2.0)
     async with httpx.AsyncClient(timeout=httpx.Timeout(120.0), limits=limits) as client:
         # Load what loads lazily (the embedding model at the first search, llama.cpp at the first local answer)
         # before anything is timed, one request of each kind per tenant.
@@ -356,13 +373,14 @@ async def run_load(steady_url: str, burst_url: str, keys: dict[str, str], second
         steady = [asyncio.create_task(steady_user(client, steady_url, t, keys[t], u * 3, rec, stop_steady))
                   for t in STEADY for u in range(USERS)]
         await asyncio.sleep(warmup)
-        rec.phase = "baseline"
+        mark("baseline")
         await asyncio.sleep(seconds)
-        rec.phase = "ramp"
+        mark("ramp")
         ctx = mp.get_context("spawn")
         out = ctx.Queue()
         burster = ctx.Process(target=_burst_process, args=(burst_url, keys[BURSTER], seconds + 5, docs, out))
         burster.start()
+        watch["burst clients"] = burster.pid
         while True:  # the burster process is up and its clients are sending
             try:
                 if out.get_nowait() == "started":
@@ -370,9 +388,9 @@ async def run_load(steady_url: str, burst_url: str, keys: dict[str, str], second
             except queue.Empty:
                 await asyncio.sleep(0.2)
         await asyncio.sleep(3)  # the burst is under way: the streams are open, the upload is in
-        rec.phase = "burst"
+        mark("burst")
         await asyncio.sleep(seconds)
-        rec.phase = "done"
+        mark("done")
         stop_steady.set()
         for outcome in await asyncio.gather(*steady, return_exceptions=True):
             if isinstance(outcome, BaseException):
@@ -411,7 +429,12 @@ def summarise(rec: Recorder, seconds: float) -> dict[str, Any]:
     burst_rows = [r for r in rec.rows if r[1] == BURSTER]
     out["burster"] = {kind: dict(Counter(r[3] for r in burst_rows if r[2] == kind))
                       for kind in sorted({r[2] for r in burst_rows})}
-    out["5xx_anywhere"] = sum(1 for r in rec.rows if r[3] >= 500)
+    out["5xx_anywhere"] = sum(1 for r in rec.rows if 500 <= r[3] < 598)  # answers; 598: the connection failed
+    out["transport_errors"] = sum(1 for r in rec.rows if r[3] == 598)
+    # CPU used per second of each phase, by process (1.0 = one core busy)
+    out["cpu_cores"] = {phase: {name: round((rec.cpu[nxt].get(name, 0) - rec.cpu[phase].get(name, 0)) / seconds, 2)
+                                for name in rec.cpu[nxt]}
+                        for phase, nxt in (("baseline", "ramp"), ("burst", "done")) if phase in rec.cpu}
     out["errors"] = dict(rec.errors.most_common(10))
     base, burst = out["baseline"], out["burst"]
 
@@ -434,8 +457,8 @@ def ingested(pg_url: str) -> dict[str, int]:
         engine.dispose()
 
 
-def run_variant(variant: str, args: argparse.Namespace, pg_url: str, tmp: Path, cfg: Path, prompts: Path
-                ) -> dict[str, Any]:
+def run_variant(variant: str, args: argparse.Namespace, pg_url: str, tmp: Path, cfg: Path, prompts: Path,
+                mock_pid: int) -> dict[str, Any]:
     from backend.auth.api_keys import issue_key
     from backend.db.engine import Database, make_engine
 
@@ -463,7 +486,12 @@ def run_variant(variant: str, args: argparse.Namespace, pg_url: str, tmp: Path, 
         db = Database(make_engine(pg_url))
         keys = {t: issue_key(db=db, tenant=t, scopes=["chat", "ingest"]).token for t in [*STEADY, BURSTER]}
         db.engine.dispose()
-        rec = asyncio.run(run_load(steady_url, burst_url, keys, args.seconds, args.docs, args.warmup))
+        watch = {"mock provider": mock_pid}
+        if len(procs) == 1:
+            watch["atrium (all five)"] = procs[0].pid
+        else:
+            watch["atrium (steady group)"], watch["atrium (burst group)"] = procs[0].pid, procs[1].pid
+        rec = asyncio.run(run_load(steady_url, burst_url, keys, args.seconds, args.docs, args.warmup, watch))
         result = summarise(rec, args.seconds)
         result["documents"] = ingested(pg_url)
         result["server_errors_logged"] = sum(p.read_text(errors="replace").count("unhandled error") for p in logs)
@@ -497,7 +525,7 @@ def main() -> None:
                 if not args.keep:
                     stack.callback(shutil.rmtree, tmp, True)
                 cfg, prompts = write_config(tmp, mock_url)
-                results[variant] = run_variant(variant, args, pg, tmp, cfg, prompts)
+                results[variant] = run_variant(variant, args, pg, tmp, cfg, prompts, mock.pid)
                 print(json.dumps({variant: results[variant]}, indent=1), flush=True)
     finally:
         mock.terminate()
@@ -512,13 +540,14 @@ def main() -> None:
         for statuses in r["burster"].values():
             burst.update({int(k): v for k, v in statuses.items()})
         b2xx = sum(v for k, v in burst.items() if 200 <= k < 300)
-        b5xx = sum(v for k, v in burst.items() if k >= 500)
+        b5xx = sum(v for k, v in burst.items() if 500 <= k < 598)
         for phase in ("baseline", "burst"):
             p = r[phase]
-            s5xx = sum(v for k, v in p["statuses"].items() if int(k) >= 500)
+            s5xx = sum(v for k, v in p["statuses"].items() if 500 <= int(k) < 598)
             extra = f"{b2xx} / {burst.get(429, 0)} / {b5xx}" if phase == "burst" else ""
             print(f"| {variant} | {phase} | {p['per_s']} | {p['p50_ms']} ms | {p['p99_ms']} ms | {s5xx} | {extra} |")
         print(f"| {variant} | change | {r['change']['throughput']} | {r['change']['p50']} | {r['change']['p99']} | | |")
+    print("\nCPU (cores busy on average) by process:", json.dumps({v: results[v]["cpu_cores"] for v in variants}))
 
 
 if __name__ == "__main__":
