@@ -49,3 +49,18 @@ def test_a_plain_public_url_renders(tmp_path):
     r = _nginx(_config(tmp_path, "https://Finance-2.example.com:8443/atrium/"))
     assert r.returncode == 0, r.stderr
     assert "server_name finance-2.example.com;" in r.stdout
+
+
+@pytest.mark.parametrize("args", [["--upstream", "default=127.0.0.1:1; return 200 owned"],
+                                  ["--upstream", "default=127.0.0.1:1\nserver evil.example.com:80"],
+                                  ["--listen", "127.0.0.1:8080; return 200 owned"]])
+def test_upstream_and_listen_addresses_are_host_and_port_only(tmp_path, args):
+    cfg = _config(tmp_path, "https://finance.atrium.example.com")
+    base = {"--upstream": ["default=127.0.0.1:1", "regulated=127.0.0.1:2"], "--listen": ["127.0.0.1:8080"]}
+    base[args[0]] = [args[1]] + (base[args[0]][1:] if args[0] == "--upstream" else [])
+    argv = [x for flag, values in base.items() for v in values for x in (flag, v)]
+    r = subprocess.run([sys.executable, "-m", "backend.cli", "deploy", "nginx", *argv], capture_output=True,
+                       text=True, timeout=120, cwd=REPO,
+                       env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "ATRIUM_CONFIG_DIR": str(cfg)})
+    assert r.returncode != 0 and "return 200" not in r.stdout and "evil" not in r.stdout, r.stdout
+    assert args[0] in r.stderr, r.stderr
