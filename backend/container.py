@@ -159,6 +159,7 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
     usage = UsageService(db=db)
     audit_view = AuditView(db=db, audit=audit, registry=registry)
     inflight = InflightLimits(limits=registry.limits, name_of=lambda t: (cfg.name if (cfg := registry.get(t)) else t))
+    knowledge.inflight = inflight  # standalone searches (API, Dify) count as model calls
     chat = ChatService(db=db, registry=registry, prompts=prompts, llm=llm, quotas=quotas, cache=cache,
                        classifier=default_classifier(), retriever=knowledge, usage_writer=usage_writer,
                        audit=audit, owner=owner, progress_s=settings.turn_progress_s, inflight=inflight)

@@ -7,6 +7,7 @@ each group's pods in the manifests `atrium deploy render` writes.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 from urllib.parse import urlsplit
 
@@ -36,12 +37,27 @@ def _worker_default() -> Workload:
     return Workload(replicas=1, max_replicas=None, cpu="1", memory="2Gi", cpu_limit="2", memory_limit="3Gi")
 
 
+# A DNS name (RFC 1123 labels) and a plain path: the host goes into nginx's `server_name` and the Gateway's
+# `hostnames`, the URL into a note the chat shows; urlsplit alone took `a.example.com;return 200 x` as a host.
+_DNS_NAME = re.compile(r"(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*")
+_PLAIN_PATH = re.compile(r"[A-Za-z0-9/._~-]*")
+
+
 def _check_url(value: str | None) -> str | None:
     if value is None:
         return None
+    example = "(e.g. https://finance.atrium.example.com)"
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"{value!r} is not an http(s) URL with a host (e.g. https://finance.atrium.example.com)")
+        raise ValueError(f"{value!r} is not an http(s) URL with a host {example}")
+    try:
+        parts.port  # noqa: B018 - raises on a port out of range
+    except ValueError:
+        raise ValueError(f"{value!r}: the port is not a number from 1 to 65535") from None
+    if (parts.username is not None or parts.query or parts.fragment or value.rstrip().endswith(("?", "#"))
+            or not _DNS_NAME.fullmatch(parts.hostname) or not _PLAIN_PATH.fullmatch(parts.path)):
+        raise ValueError(f"{value!r} is not a plain http(s) URL of a DNS host name {example}: no user, query or "
+                         "fragment, and only letters, digits and - . _ ~ / in the path")
     return value.rstrip("/")
 
 

@@ -75,7 +75,7 @@ class TenantLimits(_Strict):
     """What one tenant may hold at once inside one process (the "resource limits at the tenant level"): over a cap,
     a call is refused with a 429 naming it. null = no cap. Unset fields take `defaults.limits`."""
 
-    model_calls: int | None = Field(default=None, ge=1)  # model calls in flight (chat turns, API, studio tries)
+    model_calls: int | None = Field(default=None, ge=1)  # in flight: chat turns, API, studio tries, searches
     streams: int | None = Field(default=None, ge=1)  # streaming answers open (chat and API streams)
     ingestion_jobs: int | None = Field(default=None, ge=1)  # documents one worker process ingests at once
 

@@ -65,9 +65,10 @@ class RetrievalOut(BaseModel):
     records: list[RetrievalRecord]
 
 
-def _error(status: int, code: int, message: str, reason: str = "invalid_request") -> JSONResponse:
+def _error(status: int, code: int, message: str, reason: str = "invalid_request",
+           headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"error_code": code, "error_msg": message, "error": reason, "detail": message},
-                        status_code=status)
+                        status_code=status, headers=headers)
 
 
 def _refuse(request: Request, services: Services, *, status: int, code: int, message: str, reason: str,
@@ -123,7 +124,7 @@ async def dify_retrieval(tenant: str, request: Request, services: ServicesDep):
                                                kb=kb, metadata_condition=body.metadata_condition,
                                                min_score=body.retrieval_setting.score_threshold)
     except AtriumError as exc:
-        return _error(exc.status_code, exc.status_code, exc.message, exc.code)
+        return _error(exc.status_code, exc.status_code, exc.message, exc.code, exc.headers)  # a 429's Retry-After
     docs = services.knowledge.document_titles(tenant, {h.document_id for h in hits})
     records = []
     for hit in hits:

@@ -96,8 +96,9 @@ class ChatService:
 
     def audit_foreign_assistant(self, principal: Principal, tenant: str, name: str, *, route: str) -> None:
         """Asking one tenant for another tenant's assistant is a probe (a typo names nothing): a 404 either way,
-        audited for operators, as a probe of another tenant's document id is."""
-        if self.audit is None or not any(t.id != tenant and t.assistant(name) for t in self.registry.all()):
+        audited for operators, as a probe of another tenant's document id is. Every tenant of the file, served by
+        this process's deployment groups or not: another group's department is probed all the same."""
+        if self.audit is None or not any(t.id != tenant and t.assistant(name) for t in self.registry.every()):
             return
         self.audit.record("denied", subject=principal.subject, tenant=tenant, route=route, status=404,
                           ip=client_ip.get(), reason="other_tenants_assistant", detail={"assistant": name[:64]})

@@ -11,6 +11,8 @@ one chat session reach the process that holds it. Requests without it (the API, 
 
 from __future__ import annotations
 
+import re
+
 from backend.config_files import ConfigError
 from backend.deploy.table import RoutingTable
 
@@ -25,6 +27,12 @@ def upstream_name(group: str) -> str:
     return "atrium_" + group.replace("-", "_")
 
 
+# HOST:PORT (a DNS name, an IPv4 or a bracketed IPv6 address), or an IP address / a port alone for --listen: each is
+# written into the configuration as is, so `127.0.0.1:1; return 200 x` must not become a directive of its own.
+_ADDRESS = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})|\[[0-9A-Fa-f:.]{2,45}\]):[0-9]{1,5}")
+_LISTEN = re.compile(rf"{_ADDRESS.pattern}|[0-9]{{1,5}}")
+
+
 def parse_upstreams(values: list[str], table: RoutingTable) -> dict[str, list[str]]:
     """`--upstream GROUP=HOST:PORT[,HOST:PORT...]`, one per group."""
     out: dict[str, list[str]] = {}
@@ -33,6 +41,10 @@ def parse_upstreams(values: list[str], table: RoutingTable) -> dict[str, list[st
         addrs = [a.strip() for a in addresses.split(",") if a.strip()]
         if not sep or not addrs:
             raise ConfigError(f"--upstream {value!r}: expected GROUP=HOST:PORT[,HOST:PORT...]")
+        bad = [a for a in addrs if not _ADDRESS.fullmatch(a)]
+        if bad:
+            raise ConfigError(f"--upstream {value!r}: {bad[0]!r} is not HOST:PORT (a host name or an IP address, "
+                              "then the port)")
         if group not in {g.name for g in table.groups}:
             raise ConfigError(f"--upstream {value!r}: {group!r} is not a deployment group of tenants.yaml "
                               f"({', '.join(g.name for g in table.groups)})")
@@ -45,8 +57,9 @@ def parse_upstreams(values: list[str], table: RoutingTable) -> dict[str, list[st
 
 
 def render_nginx(table: RoutingTable, upstreams: dict[str, list[str]], *, listen: str) -> str:
-    if not listen.strip():
-        raise ConfigError("--listen: an address nginx listens on (e.g. 127.0.0.1:8080)")
+    if not _LISTEN.fullmatch(listen):
+        raise ConfigError(f"--listen {listen!r}: an address nginx listens on, HOST:PORT or a port (e.g. "
+                          "127.0.0.1:8080)")
     lines = [HEADER]
     lines += [
         "map $http_cookie $atrium_chat_session {",

@@ -5,6 +5,8 @@ process it holds at once, so one tenant's burst (a script opening 150 streams) c
 thread pool and the model for everyone else. A turn takes its slot before any thread-pool or model work (the
 pipeline, right after the access check), one slot per turn whatever internal calls it makes (a query rewrite,
 a title ride on it), and gives it back on every exit path: answered, refused later, failed, cancelled, closed.
+A search outside a turn (POST /search, Dify's retrieval) is a model call too (its query's embedding, in a worker
+thread): it takes one while it runs (knowledge/service.py).
 
 Over a cap: QuotaExceeded (429) naming the limit and the fix, with a short Retry-After (slots free up as answers
 finish). Counters are per process on purpose: the cap protects this process's resources; a tenant spread over

@@ -26,6 +26,7 @@ from backend.db.models import KbDocument
 from backend.db.repositories import documents as repo
 from backend.errors import AtriumError, Invalid, NotFound
 from backend.governance.audit import AuditLog
+from backend.governance.inflight import InflightLimits
 from backend.knowledge import metadata_filter
 from backend.knowledge.ingest import IngestWorker
 from backend.knowledge.parse import clean_folder, validate
@@ -117,6 +118,9 @@ class KnowledgeService:
         self.worker = worker
         self.max_upload_bytes = max_upload_bytes
         self.min_score = min_score
+        # The tenants' caps in this process (container.py): a search (API, Dify) embeds its query, a model call
+        # in a worker thread of the few the process has for everyone, so it takes one of `limits.model_calls`.
+        self.inflight: InflightLimits | None = None
 
     # -- access -------------------------------------------------------------------------------------------------
 
@@ -325,7 +329,9 @@ class KnowledgeService:
 
     async def search(self, principal: Principal, tenant: str, query: str, *, top_k: int = 5,
                      kb: str | None = None, metadata_condition: dict | None = None,
-                     min_score: float = 0.0, permission: str = "retrieval") -> list[Hit]:
+                     min_score: float = 0.0, permission: str = "retrieval", turn: bool = False) -> list[Hit]:
+        """`turn`: part of a chat turn, which already holds the tenant's model-call slot (pipeline.py); any other
+        search takes one here, before any thread-pool work (a 429 over `limits.model_calls`)."""
         store = self.store_for(principal, tenant, permission=permission)
         if not query.strip():
             raise Invalid("the query is empty", code="empty_query")
@@ -337,14 +343,19 @@ class KnowledgeService:
             scope = self._scope(tenant, kb=kb, condition=metadata_condition)
             return self.retrieval.search(store, query, top_k=top_k, document_ids=scope)
 
-        hits = await asyncio.to_thread(run)
+        slot = self.inflight.acquire(tenant, stream=False) if self.inflight is not None and not turn else None
+        try:
+            hits = await asyncio.to_thread(run)
+        finally:
+            if slot is not None:
+                slot.release()
         return [h for h in hits if h.score >= min_score]
 
     async def retrieve(self, *, principal: Principal, tenant: str, query: str, top_k: int = 5,
                        kb: str | None = None) -> list[Citation]:
         """The chat's retriever: only relevant passages (see retrieval.is_relevant); none = "I don't know"."""
         # Grounding a chat answer is part of chatting: a key with only the `chat` scope may do it.
-        hits = await self.search(principal, tenant, query, top_k=top_k, kb=kb, permission="chat")
+        hits = await self.search(principal, tenant, query, top_k=top_k, kb=kb, permission="chat", turn=True)
         hits = [h for h in hits if is_relevant(query, h, min_score=self.min_score)]
         return [Citation(chunk_id=h.id, document_id=h.document_id, title=h.title, quote=h.text, score=h.score,
                          page=h.page, section=h.section) for h in hits]
