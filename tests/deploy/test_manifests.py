@@ -162,6 +162,7 @@ def test_pods_run_as_the_images_user_on_a_read_only_root_with_secrets_by_referen
         env_cm = next(o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"].startswith("atrium-env"))
         assert env_cm["data"]["ATRIUM_TRUSTED_PROXIES"]  # uvicorn's --forwarded-allow-ips: the load balancer only
         assert not SECRET_NAMES & set(env_cm["data"])
+        assert env_cm["data"]["ATRIUM_DEV_LOGIN"] == "false"  # no demo password sign-in on a public address
         for owner, pod in _pods(objects):
             assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] == uid
             assert pod["automountServiceAccountToken"] is False
