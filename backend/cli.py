@@ -223,7 +223,12 @@ def cmd_deploy_render(args: argparse.Namespace) -> int:
     from backend.deploy.table import load_table
 
     config_dir = get_settings().config_dir
-    files = render_tree(load_table(config_dir), config_dir)
+    table = load_table(config_dir)
+    files = render_tree(table, config_dir)
+    for group in table.groups:
+        if not group.tenants:  # legitimate while a group is brought up before tenants move to it: not an error
+            print(f"warning: deployment group {group.name!r} has no tenant: its pods will serve nobody; move tenants "
+                  "to it (`deployment_group:`) or remove it from deployment_groups", file=sys.stderr)
     if args.check:
         problems = drift(files, args.out)
         for problem in problems:
@@ -237,7 +242,7 @@ def cmd_deploy_render(args: argparse.Namespace) -> int:
     write_tree(files, args.out)
     overlays = sorted({name.split("/")[1] for name in files if name.startswith("overlays/")})
     print(f"wrote {len(files)} files to {args.out}: base/ and overlays/{{{','.join(overlays)}}}/ "
-          f"(apply: kubectl apply -k {args.out}/overlays/<group>)")
+          f"(set the image, then apply every group: README \"Operations at scale\", Deploying)")
     return 0
 
 
