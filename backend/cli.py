@@ -47,14 +47,33 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # to open a server that never started.
     application = create_app(settings)
     shown_host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
-    hint = " — demo users in README.md (e.g. alice / atrium)" if settings.password_login_enabled else ""
     # For the person at the terminal, on stdout: stderr carries only JSON log lines.
-    print(f"Atrium: open http://{shown_host}:{args.port}{hint}", flush=True)
+    print(serve_banner(settings, application.state.services.registry, f"http://{shown_host}:{args.port}"),
+          flush=True)
     # log_config=None: uvicorn's own loggers go through our JSON-lines handler too.
     uvicorn.run(application, host=args.host, port=args.port, log_level="info", log_config=None,
                 http=head_limited_protocol(settings.max_header_kb * 1024, settings.header_timeout_s),
                 **proxy_options(proxies))
     return 0
+
+
+def serve_banner(settings, registry, url: str) -> str:
+    """What `atrium serve` tells the person at the terminal: where to open it, how to sign in, what it serves."""
+    lines = [f"Atrium: open {url}"
+             + (" — demo users in README.md (e.g. alice / atrium)" if settings.password_login_enabled else "")]
+    if registry.served_groups is not None:
+        groups = ", ".join(sorted(registry.served_groups))
+        tenants = ", ".join(registry.ids()) or "none"
+        lines.append(f"serving deployment group(s) {groups} (ATRIUM_DEPLOYMENT_GROUPS): tenants {tenants}; the other "
+                     "groups' tenants are refused here (HTTP 421 naming their group)")
+    if not settings.password_login_enabled and not settings.oidc_issuer:
+        import logging
+
+        fix = "set OIDC_ISSUER and OIDC_CLIENT_ID (README \"Connect your identity provider\"), or ATRIUM_DEV_LOGIN=true"
+        logging.getLogger("atrium").warning("nobody can sign in to the chat", extra={"fix": fix})
+        lines.append(f"nobody can sign in to the chat or the studio (no identity provider, demo login off): {fix}; "
+                     "API keys still work")
+    return "\n".join(lines)
 
 
 def _port_taken(host: str, port: int) -> str | None:
@@ -204,7 +223,12 @@ def cmd_deploy_render(args: argparse.Namespace) -> int:
     from backend.deploy.table import load_table
 
     config_dir = get_settings().config_dir
-    files = render_tree(load_table(config_dir), config_dir)
+    table = load_table(config_dir)
+    files = render_tree(table, config_dir)
+    for group in table.groups:
+        if not group.tenants:  # legitimate while a group is brought up before tenants move to it: not an error
+            print(f"warning: deployment group {group.name!r} has no tenant: its pods will serve nobody; move tenants "
+                  "to it (`deployment_group:`) or remove it from deployment_groups", file=sys.stderr)
     if args.check:
         problems = drift(files, args.out)
         for problem in problems:
@@ -218,7 +242,7 @@ def cmd_deploy_render(args: argparse.Namespace) -> int:
     write_tree(files, args.out)
     overlays = sorted({name.split("/")[1] for name in files if name.startswith("overlays/")})
     print(f"wrote {len(files)} files to {args.out}: base/ and overlays/{{{','.join(overlays)}}}/ "
-          f"(apply: kubectl apply -k {args.out}/overlays/<group>)")
+          f"(set the image, then apply every group: README \"Operations at scale\", Deploying)")
     return 0
 
 
@@ -291,16 +315,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="atrium", description="Atrium: a private AI assistant per department.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    serve = sub.add_parser("serve", help="serve the app (chat, studio, API)")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve = sub.add_parser("serve", help="serve the app (chat, studio, API)", description=(
+        "Serve the chat, the studio and the API. Configuration is the environment (README \"Configuration\"); "
+        "ATRIUM_DEPLOYMENT_GROUPS=<group>[,<group>] serves only those deployment groups' tenants of tenants.yaml "
+        "(unset: every group), the others' are refused with a 421 naming their group."))
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1; 0.0.0.0 in "
+                                                          "a container)")
+    serve.add_argument("--port", type=int, default=8000, help="default: 8000")
     serve.add_argument("--forwarded-allow-ips", default=None, metavar="IPS",
                        help="peers whose X-Forwarded-For is believed (default: ATRIUM_TRUSTED_PROXIES, empty = none)")
     serve.set_defaults(func=cmd_serve)
 
     sub.add_parser("migrate", help="apply database migrations").set_defaults(func=cmd_migrate)
     sub.add_parser("worker", help="run the ingestion worker (queued uploads -> ready) until SIGTERM; any number of "
-                              "them may run beside the app's pods").set_defaults(func=cmd_worker)
+                              "them may run beside the app's pods", description=(
+        "Ingest queued uploads (parse, chunk, embed) until SIGTERM, which finishes the batch in hand and hands the "
+        "job back. Needs the web pods' DATABASE_URL (and vector store); with ATRIUM_DEPLOYMENT_GROUPS it takes only "
+        "the jobs of those groups' tenants.")).set_defaults(func=cmd_worker)
 
     keys = sub.add_parser("keys", help="tenant API keys").add_subparsers(dest="keys_command", required=True)
     create = keys.add_parser("create", help="create a key (printed once, alone on the last line)")

@@ -7,6 +7,7 @@ each group's pods in the manifests `atrium deploy render` writes.
 
 from __future__ import annotations
 
+import difflib
 import re
 from typing import Annotated
 from urllib.parse import urlsplit
@@ -87,10 +88,12 @@ def parse_served(value: str | None, *, known: list[str], where: str) -> frozense
     names = [part.strip() for part in value.split(",") if part.strip()]
     unknown = [n for n in names if n not in known]
     if unknown:
+        close = [m for n in unknown for m in difflib.get_close_matches(n, known, n=1)]
+        hint = f"did you mean {', '.join(repr(m) for m in close)}? " if close else ""
         raise ConfigError(
             f"{where}: ATRIUM_DEPLOYMENT_GROUPS names {', '.join(repr(n) for n in unknown)}, which no tenant uses "
-            f"and deployment_groups does not define (the groups are: {', '.join(known)}): fix the variable, or "
-            "add the group to tenants.yaml")
+            f"and deployment_groups does not define (the groups are: {', '.join(known)}): {hint}fix the variable, "
+            "or add the group to tenants.yaml")
     return frozenset(names)
 
 

@@ -77,7 +77,7 @@ class TenantLimits(_Strict):
 
     model_calls: int | None = Field(default=None, ge=1)  # in flight: chat turns, API, studio tries, searches
     streams: int | None = Field(default=None, ge=1)  # streaming answers open (chat and API streams)
-    ingestion_jobs: int | None = Field(default=None, ge=1)  # documents one worker process ingests at once
+    ingestion_jobs: int | None = Field(default=None, ge=1)  # its documents being ingested at once, over all workers
 
 
 class TenantDefaults(_Strict):

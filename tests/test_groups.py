@@ -53,6 +53,28 @@ def test_serving_a_group_that_does_not_exist_stops_the_start_up() -> None:
         TenantRegistry.load(SHIPPED, served="default,regulatd")
     message = str(info.value)
     assert "ATRIUM_DEPLOYMENT_GROUPS names 'regulatd'" in message and "default, regulated" in message
+    assert "did you mean 'regulated'?" in message
+
+
+def test_serve_s_banner_says_what_the_process_serves_and_when_nobody_can_sign_in(make_settings, caplog) -> None:
+    from backend.cli import serve_banner
+
+    regulated = TenantRegistry.load(SHIPPED, served="regulated")
+    banner = serve_banner(make_settings(), regulated, "http://127.0.0.1:8003").splitlines()
+    assert banner[0] == "Atrium: open http://127.0.0.1:8003 — demo users in README.md (e.g. alice / atrium)"
+    assert banner[1].startswith("serving deployment group(s) regulated (ATRIUM_DEPLOYMENT_GROUPS): tenants finance;")
+    assert len(banner) == 2
+    # Every group, no group line; demo login off and no IdP: the chat is unusable, said on the terminal and logged.
+    with caplog.at_level("WARNING", logger="atrium"):
+        banner = serve_banner(make_settings(ATRIUM_DEV_LOGIN="false"), TenantRegistry.load(SHIPPED), "http://h:1")
+    assert banner.splitlines()[0] == "Atrium: open http://h:1"
+    assert "nobody can sign in" in banner and "OIDC_ISSUER" in banner and "ATRIUM_DEV_LOGIN=true" in banner
+    assert [r.getMessage() for r in caplog.records] == ["nobody can sign in to the chat"]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="atrium"):  # with an IdP the demo login is off by default: fine
+        banner = serve_banner(make_settings(ATRIUM_DEV_LOGIN="false", OIDC_ISSUER="https://idp.example.com"),
+                              TenantRegistry.load(SHIPPED), "http://h:1")
+    assert banner == "Atrium: open http://h:1" and not caplog.records
 
 
 def test_a_tenant_in_an_undeclared_group_names_the_closest_one(tmp_path: Path) -> None:

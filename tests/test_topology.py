@@ -259,7 +259,10 @@ def test_a_chat_session_sticks_to_one_process_of_its_group(topology):
 
     # A real socket.io session over long-polling through nginx: every request of it reaches the process holding it
     # (without the affinity every other request would reach the other process, which knows no such session).
-    login = topology.via("default", "POST", "/chat/login", data={"username": "alice", "password": "atrium"})
+    # As a browser signs in: its Origin carries the port nginx listens on, which the app must see in Host too.
+    origin = f"http://{topology.hosts['default']}:{httpx.URL(topology.nginx_url).port}"
+    login = topology.via("default", "POST", "/chat/login", data={"username": "alice", "password": "atrium"},
+                         headers={"Origin": origin, "Host": origin.removeprefix("http://")})
     assert login.status_code == 200, login.text
     sid = str(uuid.uuid4())
     cookies = {**dict(login.cookies), "X-Chainlit-Session-id": sid}

@@ -29,9 +29,12 @@ def me(principal: PrincipalDep, services: ServicesDep) -> dict:
                           "public_url": placement.public_url}
     data["memberships"] = memberships
     if principal.elsewhere and not principal.tenants:
-        data["no_access"] = ("your departments are served by other deployment groups: "
-                             + "; ".join(f"{p.tenant_name} at {p.public_url or 'group ' + p.group}"
-                                         for p in principal.elsewhere.values()))
+        # Said to a person, as the chat says it: an address to open, not the operators' word "deployment group".
+        places = sorted(principal.elsewhere.values(), key=lambda p: p.tenant_name)
+        data["no_access"] = "your departments' assistants are at another address: " + "; ".join(
+            f"{p.tenant_name} at " + (p.public_url or f"the address of deployment group {p.group!r} (ask your "
+                                                      "administrator)")
+            for p in places)
     elif not principal.tenants and not is_operator(principal):
         data["no_access"] = "you are in no tenant: " + missing_access_hint(services.registry)
     return data

@@ -90,7 +90,11 @@ def base_kustomization(config_files: list[str]) -> dict[str, Any]:
             {"name": "atrium-env", "literals": [f"ATRIUM_TRUSTED_PROXIES={','.join(LB_RANGES)}",
                                                 "ATRIUM_CONFIG_DIR=/etc/atrium",
                                                 "ATRIUM_DATA_DIR=/data",
-                                                "ATRIUM_LOG_LEVEL=INFO"]},
+                                                "ATRIUM_LOG_LEVEL=INFO",
+                                                # The demo accounts (every password "atrium", root a platform
+                                                # admin) must not sign in on a public address just because
+                                                # atrium-settings has no OIDC_ISSUER yet; a trial may set it true.
+                                                "ATRIUM_DEV_LOGIN=false"]},
         ],
         "images": [{"name": IMAGE, "newName": IMAGE, "newTag": "latest"}],
     }

@@ -86,7 +86,9 @@ def render_nginx(table: RoutingTable, upstreams: dict[str, list[str]], *, listen
         lines += [
             f"    client_max_body_size {MAX_BODY};",
             "    proxy_http_version 1.1;",
-            "    proxy_set_header Host $host;",
+            # $http_host keeps the port the browser used ($host drops it): the app checks a sign-in's Origin
+            # against the Host it was reached at, and nginx on :8080 would otherwise refuse every sign-in.
+            "    proxy_set_header Host $http_host;",
             "    proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
             "    proxy_set_header X-Forwarded-Proto $scheme;",
             "    proxy_set_header Upgrade $http_upgrade;",

@@ -27,9 +27,11 @@ log = logging.getLogger("atrium.quotas")
 
 RETRY_AFTER_S = 2  # most answers finish within a few seconds; a client that waits this long usually gets in
 
-_WHAT = {"model_calls": ("model call", "model calls", "in flight", "wait for one to finish"),
-         "streams": ("streaming answer", "streaming answers", "open", "wait for one to end, or ask without "
-                                                                  "streaming")}
+# The fix is said to whoever was refused: often not the one holding the slots (a colleague, another script), so
+# "retry shortly", not "wait for yours".
+_WHAT = {"model_calls": ("model call", "model calls", "in flight", "try again in a few seconds, when one has finished"),
+         "streams": ("streaming answer", "streaming answers", "open", "try again in a few seconds, when one has "
+                                                                  "ended, or ask without streaming")}
 
 
 @dataclass

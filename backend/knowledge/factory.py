@@ -23,7 +23,8 @@ def build_knowledge(settings: Settings, *, db: Database, registry: TenantRegistr
         batch_size=settings.embed_batch, chunk_tokens=settings.chunk_tokens, chunk_overlap=settings.chunk_overlap,
         lease_s=settings.ingest_lease_s),
         # Only the jobs of the tenants this process serves (ATRIUM_DEPLOYMENT_GROUPS); None: every tenant's.
-        tenants=None if registry.served_groups is None else frozenset(registry.ids()))
+        tenants=None if registry.served_groups is None else frozenset(registry.ids()),
+        cap=lambda tenant: registry.limits(tenant).ingestion_jobs)
     return KnowledgeService(db=db, registry=registry, audit=audit, store=store,
                             retrieval=Retrieval(embedder, mode=settings.retrieval_mode), worker=worker,
                             max_upload_bytes=int(settings.max_upload_mb * 1024 * 1024),

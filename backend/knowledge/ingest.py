@@ -53,8 +53,9 @@ def _pid_alive(pid: int) -> bool:
 class IngestWorker:
     def __init__(self, *, db: Database, store: VectorStore, embedder: Embedder, config: IngestConfig | None = None,
                  on_progress: Callable[[KbDocument, int], None] | None = None,
-                 tenants: frozenset[str] | None = None) -> None:
+                 tenants: frozenset[str] | None = None, cap: Callable[[str], int | None] | None = None) -> None:
         self.db = db
+        self.cap = cap  # a tenant's most jobs running at once over every worker (tenants.yaml limits.ingestion_jobs)
         # The tenants whose jobs this worker takes (its process's deployment groups); None: every tenant's. The
         # other groups' jobs stay queued for their own workers, whose embedding model and store may differ.
         self.tenants = tenants
@@ -131,7 +132,7 @@ class IngestWorker:
     def run_once(self, only: set[str] | None = None) -> KbDocument | None:
         with self.db.session() as session:
             doc = repo.claim_next_job(session=session, worker_id=self.worker_id, lease_s=self.config.lease_s,
-                                      only=only, tenants=self.tenants)
+                                      only=only, tenants=self.tenants, cap=self.cap)
         if doc is None:
             return None
         log.info("ingestion job claimed", extra={"tenant": doc.tenant, "document_id": doc.id, "status": doc.status,

@@ -89,3 +89,24 @@ def test_a_workers_tenants_filter_comes_before_whose_turn_it_is(db):
                  for _ in range(4)]
         assert repo.claim_next_job(session=s, worker_id="w1", lease_s=600, tenants={"finance", "engineering"}) is None
     assert [d.id for d in taken] == ["finance010", "engineering020", "finance011", "engineering021"]
+
+
+def test_a_tenant_at_its_ingestion_cap_leaves_the_other_workers_to_the_others(db):
+    """tenants.yaml `limits.ingestion_jobs`: a tenant's jobs running at once over every worker. Its backlog waits
+    while it is at the cap, even with workers free and nobody else queued; the others are not held back."""
+    caps = {"sales": 1, "finance": None}
+    _queue(db, "sales", 5)
+    with db.session() as s:
+        first = repo.claim_next_job(session=s, worker_id="w1", lease_s=600, cap=caps.get)  # held, not finished
+        assert first is not None and first.tenant == "sales"
+        assert repo.claim_next_job(session=s, worker_id="w2", lease_s=600, cap=caps.get) is None  # at its cap
+    _queue(db, "finance", 3, start=10)
+    with db.session() as s:
+        taken = [repo.claim_next_job(session=s, worker_id=w, lease_s=600, cap=caps.get) for w in ("w2", "w3", "w4")]
+    assert [d.tenant for d in taken if d is not None] == ["finance", "finance", "finance"]  # no cap: all of them
+    with db.session() as s:
+        repo.release_lease(session=s, document_id=first.id, worker_id="w1")  # sales' job handed back or finished
+        again = repo.claim_next_job(session=s, worker_id="w1", lease_s=600, cap=caps.get)
+    assert again is not None and again.tenant == "sales"
+    with db.session() as s:  # without a cap (a worker built without limits) nothing changes
+        assert repo.claim_next_job(session=s, worker_id="w5", lease_s=600).tenant == "sales"

@@ -10,6 +10,7 @@ nginx): without them these tests fail, saying so, rather than skip."""
 from __future__ import annotations
 
 import copy
+import os
 import re
 import shutil
 import subprocess
@@ -162,6 +163,7 @@ def test_pods_run_as_the_images_user_on_a_read_only_root_with_secrets_by_referen
         env_cm = next(o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"].startswith("atrium-env"))
         assert env_cm["data"]["ATRIUM_TRUSTED_PROXIES"]  # uvicorn's --forwarded-allow-ips: the load balancer only
         assert not SECRET_NAMES & set(env_cm["data"])
+        assert env_cm["data"]["ATRIUM_DEV_LOGIN"] == "false"  # no demo password sign-in on a public address
         for owner, pod in _pods(objects):
             assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] == uid
             assert pod["automountServiceAccountToken"] is False
@@ -281,3 +283,24 @@ def test_render_check_tells_drift_and_render_writes_what_check_accepts(tmp_path)
     web.write_text(web.read_text().replace("ATRIUM_DEPLOYMENT_GROUPS", "ATRIUM_DEPLOYMENT_GROUP"))
     checked = cli("render", "--check", "--out", str(out))
     assert checked.returncode == 1 and "overlays/regulated/web.yaml: differs" in checked.stderr
+
+
+def test_render_warns_about_a_group_without_tenants(tmp_path):
+    """A group added before any tenant moves to it renders (bringing its pods up first is a legitimate step), but
+    the operator is told that its pods would serve nobody."""
+    cfg = tmp_path / "config"
+    cfg.mkdir()
+    for f in (REPO / "config").glob("*.yaml"):
+        (cfg / f.name).write_text(f.read_text())
+    data = yaml.safe_load((cfg / "tenants.yaml").read_text())
+    data["deployment_groups"]["engineering"] = {"public_url": "https://eng.atrium.example.com"}
+    (cfg / "tenants.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    r = subprocess.run([sys.executable, "-m", "backend.cli", "deploy", "render", "--out", str(tmp_path / "deploy")],
+                       cwd=REPO, capture_output=True, text=True, timeout=120, env={**os.environ,
+                                                                                   "ATRIUM_CONFIG_DIR": str(cfg)})
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.splitlines() == [
+        "warning: deployment group 'engineering' has no tenant: its pods will serve nobody; move tenants to it "
+        "(`deployment_group:`) or remove it from deployment_groups"]
+    assert (tmp_path / "deploy" / "overlays" / "engineering" / "web.yaml").is_file()
+    assert "then apply every group" in r.stdout

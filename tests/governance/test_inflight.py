@@ -36,7 +36,8 @@ def test_a_tenant_over_its_cap_is_refused_naming_the_limit_and_others_are_not_af
     assert refused.value.limit == "model_calls" and refused.value.status_code == 429
     assert refused.value.headers["Retry-After"] == str(caps.retry_after_s)
     assert refused.value.message.startswith(
-        "Finance already has 2 model calls in flight (tenants.yaml limits.model_calls: 2): wait for one to finish")
+        "Finance already has 2 model calls in flight (tenants.yaml limits.model_calls: 2): try again in a few "
+        "seconds, when one has finished")
     assert [caps.acquire("sales", stream=True) for _ in range(20)]  # no cap: never refused
     held[0].release()
     held[0].release()  # idempotent: every exit path may release
@@ -188,8 +189,8 @@ def test_model_calls_over_the_cap_are_refused_and_failed_calls_give_their_slot_b
         refused = httpx.post(v1, json=_completion(False), headers=sales, timeout=60)
         assert refused.status_code == 429, refused.text
         assert refused.json()["error"]["code"] == "model_calls"
-        assert "already has 2 model calls in flight (tenants.yaml limits.model_calls: 2): wait for one to finish" \
-            in refused.json()["error"]["message"]
+        assert ("already has 2 model calls in flight (tenants.yaml limits.model_calls: 2): try again in a few "
+                "seconds, when one has finished") in refused.json()["error"]["message"]
         other = httpx.post(f"{server.url}/api/t/engineering/v1/chat/completions", json=_completion(False),
                            headers=_headers(keys, "engineering"), timeout=60)
         assert other.status_code == 200, other.text

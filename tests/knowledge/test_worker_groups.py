@@ -71,6 +71,26 @@ def test_a_worker_takes_only_its_groups_jobs(build):
     assert _rows(everyone)["finance"].status == "ready"
 
 
+def test_a_worker_keeps_a_tenant_to_its_ingestion_jobs_limit(build):
+    """tenants.yaml `limits.ingestion_jobs` (shipped default 1) reaches the claim: while another worker holds one
+    of sales' jobs, this worker leaves sales' other jobs queued and takes engineering's."""
+    from backend.db.repositories import documents as repo
+
+    services = build(None)
+    assert services.registry.limits("sales").ingestion_jobs == 1
+    services.knowledge.upload(admin_of("sales"), "sales", [_doc("pricing"), _doc("discounts")])
+    with services.db.session() as session:  # another worker (another pod) is ingesting one of sales' documents
+        held = repo.claim_next_job(session=session, worker_id="elsewhere:1:x", lease_s=600)
+    assert held.tenant == "sales"
+    worker = services.knowledge.worker
+    assert worker.run_once() is None  # sales is at its limit: its other document waits
+    services.knowledge.upload(admin_of("engineering"), "engineering", [_doc("runbook")])
+    assert worker.run_once().tenant == "engineering"  # a free worker serves the other tenants meanwhile
+    with services.db.session() as session:
+        repo.release_lease(session=session, document_id=held.id, worker_id="elsewhere:1:x")
+    assert worker.run_once().tenant == "sales"
+
+
 def test_a_process_of_every_group_takes_every_job(build):
     everyone = build(None)
     assert everyone.knowledge.worker.tenants is None

@@ -7,7 +7,7 @@ it was created for, and the worker only ever writes into that tenant's namespace
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, Interval, and_, case, func, literal, or_, update
@@ -136,7 +136,8 @@ def remove_document(*, session: Session, tenant: str, document_id: str) -> bool:
 
 
 def claim_next_job(*, session: Session, worker_id: str, lease_s: float, only: set[str] | None = None,
-                   tenants: Collection[str] | None = None) -> KbDocument | None:
+                   tenants: Collection[str] | None = None,
+                   cap: Callable[[str], int | None] | None = None) -> KbDocument | None:
     """Atomically take the next job: round-robin between tenants, then the tenant's oldest job. On PostgreSQL the
     job's row is locked `FOR UPDATE SKIP LOCKED`, so N workers (processes, pods) each take a different job without
     waiting on each other; SQLite has one writer at a time, which serialises the same statement. The lease is
@@ -147,7 +148,10 @@ def claim_next_job(*, session: Session, worker_id: str, lease_s: float, only: se
     tenant's one document wait behind all of it. The tenant is picked by one query and its oldest job locked by
     another (PostgreSQL refuses FOR UPDATE beside GROUP BY or aggregates); a job taken meanwhile by another worker
     is skipped and the next tenant in turn tried.
-    `tenants`: only jobs of these tenants (a worker of some deployment groups); None: any tenant's."""
+    `tenants`: only jobs of these tenants (a worker of some deployment groups); None: any tenant's.
+    `cap`: a tenant's most jobs running at once, across every worker (tenants.yaml `limits.ingestion_jobs`; None:
+    no cap): a tenant at its cap is skipped, so its backlog leaves the other workers to the other tenants. Two
+    workers claiming at the same instant may both see the tenant below its cap (one job over it, until one ends)."""
     now = _db_now(session)
     claimable = and_(col(KbDocument.status).in_(ACTIVE + ("deleting",)),
                      or_(col(KbDocument.lease_until).is_(None), col(KbDocument.lease_until) < now))
@@ -155,7 +159,7 @@ def claim_next_job(*, session: Session, worker_id: str, lease_s: float, only: se
         claimable = and_(claimable, col(KbDocument.id).in_(only))
     if tenants is not None:
         claimable = and_(claimable, col(KbDocument.tenant).in_(list(tenants)))
-    for tenant in _tenants_in_turn(session, claimable, now):
+    for tenant in _tenants_in_turn(session, claimable, now, cap):
         candidate = (select(KbDocument.id).where(claimable, KbDocument.tenant == tenant)
                      .order_by(col(KbDocument.created_at), col(KbDocument.id)).limit(1)
                      .with_for_update(skip_locked=True))
@@ -179,11 +183,12 @@ def _next_claim() -> ScalarSelect:
     return select(func.coalesce(func.max(seq.claim_seq), 0) + 1).scalar_subquery()
 
 
-def _tenants_in_turn(session: Session, claimable: ColumnElement, now: ColumnElement) -> list[str]:
-    """The tenants with a claimable job, in the order they should be served (see claim_next_job)."""
+def _tenants_in_turn(session: Session, claimable: ColumnElement, now: ColumnElement,
+                     cap: Callable[[str], int | None] | None = None) -> list[str]:
+    """The tenants with a claimable job and below their cap, in the order they should be served (claim_next_job)."""
     oldest = dict(session.execute(select(KbDocument.tenant, func.min(KbDocument.created_at)).where(claimable)
                                   .group_by(KbDocument.tenant)).tuples().all())
-    if len(oldest) <= 1:
+    if len(oldest) <= 1 and cap is None:
         return list(oldest)
     waiting = list(oldest)
     running = dict(session.execute(
@@ -191,6 +196,10 @@ def _tenants_in_turn(session: Session, claimable: ColumnElement, now: ColumnElem
             col(KbDocument.tenant).in_(waiting), col(KbDocument.status).in_(ACTIVE + ("deleting",)),
             col(KbDocument.claimed_by).is_not(None), col(KbDocument.lease_until) >= now)
         .group_by(KbDocument.tenant)).tuples().all())
+    if cap is not None:
+        waiting = [t for t in waiting if (c := cap(t)) is None or running.get(t, 0) < c]
+    if len(waiting) <= 1:
+        return waiting
     last = dict(session.execute(select(KbDocument.tenant, func.max(KbDocument.claim_seq))
                                 .where(col(KbDocument.tenant).in_(waiting)).group_by(KbDocument.tenant))
                 .tuples().all())
