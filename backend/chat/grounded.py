@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from backend.chat.passage_units import Unit, units
 from backend.chat.question_signals import sub_questions, threshold_fit
 from backend.knowledge.retrieval import Citation
-from backend.knowledge.text import term_coverage
+from backend.knowledge.text import content_words
 
 Embed = Callable[[list[str]], list[list[float]]]
 
@@ -30,6 +30,7 @@ RELATIVE = 0.8  # a seed scores at least this share of the best statement's scor
 KEYWORD_WEIGHT = 0.35
 THRESHOLD_WEIGHT = 0.25
 SHORT_ITEMS = 220  # a list of items this short (on average) is shown whole when one of its items is chosen
+_SUFFIX = re.compile(r"(?:ing|ed|es|s)$")
 _EXAMPLE = re.compile(r"^(for example|example|e\.g\.)\b", re.I)
 
 
@@ -39,6 +40,17 @@ class Grounded:
     pieces: list[str]  # the same text in the pieces it is streamed in
     citations: list[Citation]  # the passages used, in marker order
     units: int
+
+
+def _stem(word: str) -> str:
+    """A crude stem: "paged", "pages" and "paging" are one word; then retrieval's 5-letter prefix."""
+    return (_SUFFIX.sub("", word) if len(word) > 4 else word)[:5]
+
+
+def coverage(question: str, text: str) -> float:
+    """The share of the question's content words the text contains (stemmed)."""
+    wanted = {_stem(w) for w in content_words(question)}
+    return len(wanted & {_stem(w) for w in content_words(text)}) / len(wanted) if wanted else 0.0
 
 
 def _cosine(a: list[float], b: list[float]) -> float:
@@ -58,7 +70,7 @@ def score_units(question: str, found: list[Unit], citations: list[Citation], emb
     for i, u in enumerate(found):
         cos = _cosine(vectors[0], vectors[i + 1]) if vectors is not None else 0.0
         section = citations[u.passage].section or ""
-        words = term_coverage(question, u.text) + 0.25 * term_coverage(question, section)
+        words = coverage(question, u.text) + 0.25 * coverage(question, section)
         weight = KEYWORD_WEIGHT if vectors is not None else 1.0
         score = (1 - weight) * cos + weight * min(1.0, words) + 0.05 * citations[u.passage].score
         score += THRESHOLD_WEIGHT * threshold_fit(question, u.text)
@@ -155,9 +167,10 @@ def _same_section(a: Citation, b: Citation) -> bool:
     return a.document_id == b.document_id and (a.section or "") == (b.section or "")
 
 
-def render(picked: list[Unit], citations: list[Citation]) -> Grounded:
+def render(picked: list[Unit], citations: list[Citation], *, renumber: bool = True) -> Grounded:
     """Runs of one passage's sentences as a paragraph ending in its marker; list items and table rows as bullets,
-    each with its marker."""
+    each with its marker. `renumber=False`: the markers keep the passages' numbers (an answer that already cites
+    them by those numbers comes first)."""
     number: dict[int, int] = {}
     used: list[Citation] = []
     pieces: list[str] = []
@@ -166,6 +179,8 @@ def render(picked: list[Unit], citations: list[Citation]) -> Grounded:
     run_passage: int | None = None
 
     def marker(p: int) -> str:
+        if not renumber:
+            return f"[{p + 1}]"
         if p not in number:
             number[p] = len(used) + 1
             used.append(citations[p])
@@ -192,10 +207,12 @@ def render(picked: list[Unit], citations: list[Citation]) -> Grounded:
             sep = "\n" if pieces and pieces[-1].lstrip("\n").startswith("- ") else "\n\n" if pieces else ""
             pieces.append(f"{sep}- {u.text.rstrip('.')} {marker(u.passage)}")
     flush()
-    return Grounded(text="".join(pieces), pieces=pieces, citations=used, units=len(picked))
+    return Grounded(text="".join(pieces), pieces=pieces, citations=used if renumber else citations,
+                    units=len(picked))
 
 
-def grounded_answer(question: str, citations: list[Citation], embed: Embed | None) -> Grounded | None:
+def grounded_answer(question: str, citations: list[Citation], embed: Embed | None, *,
+                    renumber: bool = True) -> Grounded | None:
     """None when the passages hold no quotable statement (only code or headings)."""
     picked = select(question, citations, embed)
-    return render(picked, citations) if picked else None
+    return render(picked, citations, renumber=renumber) if picked else None
