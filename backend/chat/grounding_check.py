@@ -11,10 +11,10 @@ The answer's score is the share of its counted sentences that are supported (1.0
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from backend.chat.grounded import Embed
-from backend.chat.passage_units import Unit, clean, strip_markers, units
+from backend.chat.passage_units import Unit, clean, split_sentences, strip_markers, units
 from backend.knowledge.retrieval import Citation
 from backend.knowledge.text import content_words, term_coverage
 
@@ -22,8 +22,10 @@ SIMILAR = 0.62  # this similar to one statement of its passages: supported
 SIMILAR_WITH_WORDS = 0.45  # … or this similar with WORDS of its words in the passages
 WORDS = 0.6
 MIN_WORDS = 3
+NEAREST = 3  # a sentence's numbers must be stated by one of its this many nearest statements
 _NUMBER = re.compile(r"(?<![\w.])\d[\d,]*(?:\.\d+)?(?:\s?(%|[A-Za-z]+))?")
 _UNITS = {"percent": "%", "per": "", "pm": "", "am": ""}
+_CODE = re.compile(r"\b[A-Za-z]+\d[\w-]*")  # SEV1, BD6, v2: a name with a number is checked like a number
 _CITED = re.compile(r"\[(\d+)\]")
 
 
@@ -86,24 +88,31 @@ def unstated(claimed: dict[tuple[str, str], str], passages: str) -> list[str]:
 
 
 class GroundingChecker:
-    """Checks sentences against one turn's passages (their statements embedded once)."""
+    """Checks sentences against one turn's passages. The passages' statements are embedded once — each list item
+    and table row also sentence by sentence, as an answer quotes them."""
 
     def __init__(self, citations: list[Citation], embed: Embed | None, *, question: str = "") -> None:
         self.citations = citations
         self.question = question  # a number the question states may be repeated
         self.embed = embed
-        self.units: list[Unit] = units(citations)
+        found = units(citations)
+        self.units: list[Unit] = found + [replace(u, text=s) for u in found if u.kind != "sentence"
+                                          for s in split_sentences(u.text)[1:]]
         self.vectors = embed([u.text for u in self.units]) if embed is not None and self.units else []
         self.text = [clean(c.quote) + " " + (c.section or "") + " " + c.title for c in citations]
 
     def check(self, sentence: str) -> SentenceCheck:
         cited = {int(n) - 1 for n in _CITED.findall(sentence)} & set(range(len(self.citations)))
-        passages = sorted(cited) or list(range(len(self.citations)))
+        passages = set(cited) or set(range(len(self.citations)))
         plain = strip_markers(clean(sentence))
         if len(content_words(plain)) < MIN_WORDS or not self.citations:
             return SentenceCheck(sentence, supported=True, counted=False, similarity=0.0)
-        invented = unstated(numbers(plain), " ".join([self.question, *(self.text[p] for p in passages)]))
-        similarity = self._similarity(plain, set(passages))
+        similarity, nearest = self._nearest(plain, passages)
+        # A number must be stated by one of the statements nearest in meaning (or by the question): "capped at
+        # 23%" is not supported by a passage whose 23% is about something else.
+        source = " ".join([self.question, *nearest])
+        invented = unstated(numbers(plain), source) + [c for c in dict.fromkeys(_CODE.findall(plain))
+                                                       if c.lower() not in source.lower()]
         words = term_coverage(plain, " ".join(self.text[p] for p in passages))
         if invented:
             reason = f"states {', '.join(invented)}, which the cited passages do not"
@@ -112,12 +121,18 @@ class GroundingChecker:
         reason = "" if supported else f"no cited passage says this (similarity {similarity:.2f}, words {words:.0%})"
         return SentenceCheck(sentence, supported=supported, counted=True, similarity=similarity, reason=reason)
 
-    def _similarity(self, sentence: str, passages: set[int]) -> float:
+    def _nearest(self, sentence: str, passages: set[int]) -> tuple[float, list[str]]:
+        """The best similarity to a statement of `passages`, and the texts that may state its numbers: the
+        NEAREST statements (the whole passages without an embedder)."""
         if self.embed is None or not self.vectors:
-            return term_coverage(sentence, " ".join(self.text[p] for p in passages))
+            texts = [self.text[p] for p in sorted(passages)]
+            return term_coverage(sentence, " ".join(texts)), texts
         vector = self.embed([sentence])[0]
-        return max((sum(a * b for a, b in zip(vector, self.vectors[i], strict=False))
-                    for i, u in enumerate(self.units) if u.passage in passages), default=0.0)
+        scored = sorted(((sum(a * b for a, b in zip(vector, self.vectors[i], strict=False)), u.text)
+                         for i, u in enumerate(self.units) if u.passage in passages), reverse=True)
+        if not scored:
+            return 0.0, []
+        return scored[0][0], [text for _, text in scored[:NEAREST]]
 
 
 def check_answer(answer: str, citations: list[Citation], embed: Embed | None, *, question: str = "") -> Check:
@@ -126,6 +141,4 @@ def check_answer(answer: str, citations: list[Citation], embed: Embed | None, *,
 
 
 def split_claims(text: str) -> list[str]:
-    from backend.chat.passage_units import split_sentences
-
     return split_sentences(re.sub(r"^\s*(?:[-*+]|\d+[.)])\s+", "", text)) if text.strip() else []
