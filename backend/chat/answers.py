@@ -67,10 +67,10 @@ class Answers:
             return model(t)
         policy = self.policy(t)
         if not t.citations:
-            t.grounding = {"mode": "generative", "checked": False, "score": None,
-                           "reason": "no passages: the message needs none"}
+            reason = f"no passages: the message needs none ({t.need.reason})" if t.need else "no passages"
+            t.grounding = {"mode": "generative", "checked": False, "score": None, "reason": reason}
             t.row.answer_mode = "generative"
-            if policy.mode == "grounded" and t.prompt is not None:
+            if policy.mode == "grounded" and t.prompt is not None and t.need is not None:
                 t.prompt = self._small_talk(t)
             return model(t)
         if policy.mode == "grounded":
