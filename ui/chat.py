@@ -25,6 +25,7 @@ from backend.container import get_services
 from backend.errors import AtriumError, Forbidden, Misdirected
 from backend.knowledge.service import AttachedFile
 from ui.chat_text import (
+    answered_by,
     asks_something,
     cut_answer,
     elsewhere_note,
@@ -306,6 +307,10 @@ async def _send_answer(reply: cl.Message, result: TurnResult) -> None:
         reply.content = (reply.content or result.answer) + "\n\nSources: " + ", ".join(labels)
     for warning in result.warnings:
         reply.content += f"\n\n_{warning}_"
+    reply.content += answered_by(result.model, result.grounding)
+    if not result.model and not result.citations:
+        # "I don't know" (no model, no passage): nothing to rate, and no prompt version's feedback to count.
+        reply.parent_id = None
     reply.metadata = {"turn_id": result.turn_id}  # stored with the message: feedback per prompt version
     await reply.send()
 

@@ -13,6 +13,7 @@ STOPPED_NOTE = "_(stopped)_"
 INTERRUPTED_NOTE = "_(interrupted: the answer stopped before it was complete — ask again)_"
 CHAINLIT_STOPPED = "Task manually stopped."  # what Chainlit itself says when the user presses Stop
 SOURCES_PREFIX = "\n\nSources: "
+ANSWERED_PREFIX = "\n\n_Answer: "  # the unobtrusive line saying who or what answered (last in a reply)
 
 _FENCE = re.compile(r"^\s{0,3}(```|~~~)", re.M)
 _INLINE = re.compile(r"`+|\*\*|__|~~|\*")
@@ -99,10 +100,27 @@ def history_of(steps: list[dict]) -> list[dict[str, str]]:
 
 def history_text(answer: str) -> str:
     """A stored answer as the model sees it in the history: without the notes and the "Sources:" line."""
-    text = answer.split(SOURCES_PREFIX)[0]
+    text = answer.split(SOURCES_PREFIX)[0].split(ANSWERED_PREFIX)[0]
     for note in (CUT_NOTE, STOPPED_NOTE):
         text = text.replace("\n\n" + note, "")
     return text
+
+
+def answered_by(model: str, grounding: dict | None) -> str:
+    """Who or what answered, said unobtrusively under the answer ("" for an answer nobody made: "I don't know")."""
+    g = grounding or {}
+    if g.get("mode") == "grounded":
+        return ANSWERED_PREFIX + "quoted from the sources (grounded mode: no model wrote it)_"
+    if not model:
+        return ""
+    who = ("the built-in demo model (SmolLM2-135M: small, its facts can be wrong — check the sources)"
+           if model.startswith("local/") else model)
+    line = f"written by {who}"
+    if g.get("mode") == "checked":
+        line += f"; checked against the sources: {round(100 * (g.get('score') or 0))}% supported"
+    elif g.get("mode") == "fallback":
+        line += "; mostly not supported by the sources, so what they say follows"
+    return ANSWERED_PREFIX + line + "_"
 
 
 def sorry(message: str) -> str:

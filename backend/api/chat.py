@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from typing import Literal
+from typing import Any, Literal
 
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from backend.api.deps import ChatAccess, ServicesDep
+from backend.api.openai_models import GROUNDING
 from backend.chat.types import MAX_MESSAGE_CHARS, ChatRequest, TurnResult
 from backend.errors import AtriumError
 
@@ -76,6 +77,7 @@ class ChatAnswer(BaseModel):
     warnings: list[str]
     finish_reason: str = Field(description="`stop`, or `length` when max_tokens cut the answer")
     signoff: str = Field(description="the sign-off appended to `answer` (empty when none)")
+    grounding: dict[str, Any] | None = Field(default=None, description=GROUNDING)
     usage: TurnUsage
 
 

@@ -7,7 +7,7 @@ answer again. tests/api/test_response_schemas.py holds real answers to them.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -27,6 +27,13 @@ class CompletionUsage(BaseModel):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+
+
+GROUNDING = ("how the answer was made: `mode` (grounded: the passages' own statements, no model call; generative: "
+             "the model's, unchecked; checked: the model's, each sentence checked against the cited passages; "
+             "fallback: mostly unsupported, followed by the sources' answer), `checked`, `score` (the share of "
+             "supported sentences), `reason` (why this mode), `unsupported` (the sentences found unsupported, and "
+             "why); null for a plain completion, or an answer neither a model nor a passage made")
 
 
 class AtriumCitation(BaseModel):
@@ -49,6 +56,7 @@ class AtriumDetails(BaseModel):
     prompt_version: int | None
     warnings: list[str] = Field(description="e.g. that system messages are not used for an assistant model")
     turn_id: int | None
+    grounding: dict[str, Any] | None = Field(default=None, description=GROUNDING)
     citations: list[AtriumCitation]
 
 

@@ -72,12 +72,14 @@ class TurnCache:
         turn.model = cached.get("model")
         turn.tier = cached.get("tier") or turn.tier
         turn.route_reason = f"cache hit ({turn.route_reason})"
+        if grounding := cached.get("grounding"):
+            turn.answer_mode, turn.grounding = grounding.get("mode"), grounding.get("score")
         citations = [Citation(**c) for c in cached.get("citations", [])]
         turn.chunk_ids = [c.chunk_id for c in citations]
         return TurnResult(answer=cached["answer"], citations=citations, model=turn.model or "",
                           tier=turn.tier or "", prompt_name=req.assistant, prompt_version=turn.prompt_version,
                           prompt_tokens=0, completion_tokens=0, cost_usd=0.0, latency_ms=0, cached=True,
-                          route_reason=turn.route_reason)
+                          route_reason=turn.route_reason, grounding=cached.get("grounding"))
 
     def _kb_version(self, tenant: str) -> object | None:
         """The tenant's knowledge-base version; None (= do not cache) when it cannot be known."""
@@ -101,4 +103,4 @@ def _personal(prompt: PromptVersion | None, principal: Principal) -> str:
 
 def _value(result: TurnResult) -> dict[str, Any]:
     return {"answer": result.answer, "citations": [asdict(c) for c in result.citations], "model": result.model,
-            "tier": result.tier}
+            "tier": result.tier, "grounding": result.grounding}

@@ -21,8 +21,10 @@ from typing import Any
 from backend.auth.guard import AccessGuard
 from backend.auth.principal import Principal
 from backend.auth.request_context import client_ip
+from backend.chat.answers import Answers
 from backend.chat.cache import TurnCache
 from backend.chat.compose import compose, estimate_tokens, last_user_text, signoff
+from backend.chat.embed_cache import CachedEmbed
 from backend.chat.errors import as_atrium_error
 from backend.chat.rewrite import TASK as QUERY_REWRITE
 from backend.chat.rewrite import QueryRewriter
@@ -80,6 +82,10 @@ class ChatService:
         self.usage = UsageRecorder(db=db, writer=usage_writer, owner=owner, progress_s=progress_s)
         # Follow-up turns: a standalone retrieval query (ATRIUM_QUERY_REWRITE); first turns never use it.
         self.rewriter = rewriter or QueryRewriter(llm=llm, mode=llm.settings.query_rewrite)
+        # Grounded answers and the grounding check use the knowledge base's embedder (no other model is loaded).
+        embedder = getattr(getattr(retriever, "retrieval", None), "embedder", None)
+        self.answers = Answers(llm=llm, registry=registry, retriever=retriever, quotas=quotas,
+                               embed=CachedEmbed(embedder.embed) if embedder is not None else None)
 
     # -- authorisation: re-checked on every turn, whatever the UI showed --------------------------------
 
@@ -119,7 +125,8 @@ class ChatService:
                 yield answer.answer
                 yield await self._record(t, answer)
                 return
-            async with aclosing(self._generate(t)) as answer_text:  # closed with this stream: the model stops
+            # The grounded answer, or the model's (checked when the tier asks): chat/answers.py.
+            async with aclosing(self.answers.answer(t, self._generate)) as answer_text:  # closed: the model stops
                 async for text in answer_text:
                     yield text
             yield await self._record(t, self._result(t), cache=True)
@@ -351,7 +358,7 @@ class ChatService:
             prompt_tokens=final.prompt_tokens, completion_tokens=final.completion_tokens,
             cost_usd=final.cost_usd, latency_ms=0, route_reason=row.route_reason,
             fallback_from=final.fallback_from, warnings=t.notes,
-            finish_reason=final.finish_reason, signoff=t.signoff,
+            finish_reason=final.finish_reason, signoff=t.signoff, grounding=t.grounding,
         )
 
     # -- record: the usage row, the quota settled or released, the cache ------------------------------------------

@@ -54,6 +54,7 @@ class Turn:
     streamed: list[str] = field(default_factory=list)  # the answer so far: counted if the caller goes away mid-answer
     final: Completion | None = None  # the model's answer
     signoff: str = ""
+    grounding: dict | None = None  # how the answer was made and checked (chat/answers.py): API atrium.grounding
     recorded: bool = False  # the row is written: a caller closing the stream after the result changes nothing
     started: bool = False  # the model call started: its row was written as `streaming`
     last_progress: float = 0.0  # when the tokens so far were last written

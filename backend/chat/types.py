@@ -17,7 +17,7 @@ class Retriever(Protocol):
     """Tenant-scoped retrieval; the tenant comes from the caller's principal (see knowledge/)."""
 
     async def retrieve(self, *, principal: Principal, tenant: str, query: str, top_k: int = 5,
-                       kb: str | None = None) -> list[Citation]: ...
+                       kb: str | None = None, min_score: float | None = None) -> list[Citation]: ...
 
 
 @dataclass
@@ -61,6 +61,9 @@ class TurnResult:
     warnings: list[str] = field(default_factory=list)
     finish_reason: str = "stop"  # "length" when max_tokens cut the answer (OpenAI-compatible callers read it)
     signoff: str = ""  # the prompt's sign-off as appended to `answer` ("" when none): it stays the last line
+    # How the answer was made (chat/answers.py): mode grounded | generative | checked | fallback, whether it was
+    # checked, its grounding score (share of supported sentences), why, and the unsupported sentences.
+    grounding: dict[str, Any] | None = None
 
     def public(self) -> dict[str, Any]:
         data = asdict(self)

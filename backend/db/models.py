@@ -33,6 +33,10 @@ class ChatTurn(SQLModel, table=True):
     cost_usd: float = 0.0
     latency_ms: int = 0
     cached: bool = False
+    # How the answer was made (chat/answers.py): grounded | generative | checked | fallback; and the grounding
+    # check's score (the share of its sentences the cited passages support; 1.0 for a grounded answer).
+    answer_mode: str | None = None
+    grounding: float | None = None
     outcome: str = "ok"  # ok | error | refused | quota | cancelled | interrupted
     error: str | None = None
     chunk_ids: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False, default=list))

@@ -352,11 +352,14 @@ class KnowledgeService:
         return [h for h in hits if h.score >= min_score]
 
     async def retrieve(self, *, principal: Principal, tenant: str, query: str, top_k: int = 5,
-                       kb: str | None = None) -> list[Citation]:
-        """The chat's retriever: only relevant passages (see retrieval.is_relevant); none = "I don't know"."""
+                       kb: str | None = None, min_score: float | None = None) -> list[Citation]:
+        """The chat's retriever: only relevant passages (see retrieval.is_relevant); none = "I don't know".
+        `min_score`: a lower threshold, for one part of a question that already found passages (the grounded
+        answer then keeps only the statements that answer it)."""
         # Grounding a chat answer is part of chatting: a key with only the `chat` scope may do it.
         hits = await self.search(principal, tenant, query, top_k=top_k, kb=kb, permission="chat", turn=True)
-        hits = [h for h in hits if is_relevant(query, h, min_score=self.min_score)]
+        threshold = self.min_score if min_score is None else min(min_score, self.min_score)
+        hits = [h for h in hits if is_relevant(query, h, min_score=threshold)]
         return [Citation(chunk_id=h.id, document_id=h.document_id, title=h.title, quote=h.text, score=h.score,
                          page=h.page, section=h.section) for h in hits]
 

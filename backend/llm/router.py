@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from backend.config_files import ConfigError, read_yaml
+from backend.llm.answer_policy import check_answers
 from backend.llm.router_settings import FALLBACK_KEYS, check_router_settings, fallback_rules, router_kwargs
 from backend.settings import Settings
 
@@ -32,6 +33,8 @@ class ModelsConfig:
     embedding_list: list[dict[str, Any]] = field(default_factory=list)
     # Prices for models LiteLLM does not know: model -> (input, output) USD per token.
     prices: dict[str, tuple[float, float]] = field(default_factory=dict)
+    # How each tier answers knowledge questions (llm/answer_policy.py): tier -> {mode, grounding_check}.
+    answers: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     source: Path | None = None  # the models.yaml it was loaded from, named in errors
 
@@ -50,6 +53,7 @@ class ModelsConfig:
             router_settings=check_router_settings(raw.get("router_settings"), source=path),
             embedding_list=list(raw.get("embedding_list") or []),
             prices=prices,
+            answers=check_answers(raw.get("answers"), source=path),
             source=path,
         )
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -21,7 +21,8 @@ KNOWN_VARIABLES: dict[str, str] = {
 }
 # Set by Atrium on save, never by the editor's form.
 SYSTEM_FIELDS = ("author", "author_for", "created_at", "message")
-EDITABLE_FIELDS = ("description", "tier", "model", "temperature", "max_tokens", "variables", "signoff")
+EDITABLE_FIELDS = ("description", "tier", "model", "temperature", "max_tokens", "variables", "signoff", "answer_mode",
+                   "grounding_check")
 MAX_BODY_CHARS = 20_000
 
 _TIER_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
@@ -67,6 +68,9 @@ class PromptConfig(BaseModel):
     variables: list[str] = Field(default_factory=list)
     # Appended verbatim to every answer by the pipeline: deterministic, whatever the model does.
     signoff: str | None = Field(None, max_length=300)
+    # How knowledge questions are answered (llm/answer_policy.py); unset = the tier's setting in models.yaml.
+    answer_mode: Literal["grounded", "generative"] | None = None
+    grounding_check: bool | None = None
     author: str = Field(min_length=1, max_length=200)
     # Saved with an API key: the person who created the key (the four-eyes rule counts them as the author).
     author_for: str | None = Field(None, max_length=200)
@@ -107,8 +111,8 @@ class PromptConfig(BaseModel):
     def front_matter(self) -> dict[str, Any]:
         """Stable key order, optional keys only when set (files stay small and diff well)."""
         data = self.model_dump()
-        order = ("description", "tier", "model", "temperature", "max_tokens", "variables", "signoff",
-                 *SYSTEM_FIELDS)
+        order = ("description", "tier", "model", "temperature", "max_tokens", "variables", "signoff", "answer_mode",
+                 "grounding_check", *SYSTEM_FIELDS)
         return {k: data[k] for k in order if data[k] is not None}
 
 

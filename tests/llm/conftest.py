@@ -22,10 +22,11 @@ def model_services(tmp_path, make_settings):
 
     built = []
 
-    def make(*, model_list, fallbacks=None, prices=None, policy=None, quotas=None, router_settings=None, **env):
+    def make(*, model_list, fallbacks=None, prices=None, policy=None, quotas=None, router_settings=None,
+             answers=None, **env):
         cfg = make_config_dir(tmp_path / f"c{len(built)}", model_list=model_list, fallbacks=fallbacks,
                               prices=prices, policy=policy, quotas=NO_QUOTAS if quotas is None else quotas,
-                              router_settings=router_settings)
+                              router_settings=router_settings, answers=answers)
         svc = build_services(make_settings(ATRIUM_CONFIG_DIR=str(cfg), **env))
         built.append(svc)
         return svc

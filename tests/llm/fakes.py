@@ -189,8 +189,10 @@ def mock(tier: str, model: str, text: str, **extra: Any) -> dict[str, Any]:
 
 def make_config_dir(root: Path, *, model_list: list[dict], fallbacks: list[dict] | None = None,
                     prices: dict | None = None, num_retries: int = 0, policy: dict | None = None,
-                    quotas: dict | None = None, router_settings: dict | None = None) -> Path:
-    """A config dir: the repo's tenants/users with `policy`/`quotas` applied to every tenant, and this model list."""
+                    quotas: dict | None = None, router_settings: dict | None = None,
+                    answers: dict | None = None) -> Path:
+    """A config dir: the repo's tenants/users with `policy`/`quotas` applied to every tenant, and this model list
+    (and `answers:`, how each tier answers knowledge questions, when given)."""
     cfg = root / "config"
     cfg.mkdir(parents=True, exist_ok=True)
     for name in ("demo_users.yaml",):
@@ -205,6 +207,8 @@ def make_config_dir(root: Path, *, model_list: list[dict], fallbacks: list[dict]
                                                                                       {"fast": ["local"]}],
                                   "num_retries": num_retries, "cooldown_time": 0, "timeout": 30,
                                   **(router_settings or {})}}
+    if answers is not None:
+        models["answers"] = answers
     (cfg / "models.yaml").write_text(yaml.safe_dump(models, sort_keys=False))
     return cfg
 

@@ -123,3 +123,18 @@ def test_where_the_other_groups_assistants_are():
     assert elsewhere_note([hr, finance]) == (
         "Your Finance assistants are at https://finance.atrium.example.com. Your HR assistants are at the Atrium "
         "address of deployment group 'people' (ask your administrator).")
+
+
+def test_the_reply_says_unobtrusively_who_answered_and_the_history_leaves_it_out():
+    from ui.chat_text import answered_by
+
+    grounded = answered_by("atrium/grounded", {"mode": "grounded", "score": 1.0})
+    assert "quoted from the sources" in grounded and "no model wrote it" in grounded
+    small = answered_by("local/smollm2", {"mode": "generative", "checked": False})
+    assert "built-in demo model" in small and "can be wrong" in small
+    checked = answered_by("hosted_vllm/llama", {"mode": "checked", "score": 0.5})
+    assert "written by hosted_vllm/llama; checked against the sources: 50% supported" in checked
+    assert "what they say follows" in answered_by("hosted_vllm/llama", {"mode": "fallback", "score": 0.0})
+    assert answered_by("", None) == ""  # "I don't know": nobody answered
+    for reply in ("Hello Alice!" + small, "Up to 10% [1]\n\nSources: [1] Pricing" + grounded):
+        assert history_text(reply) in ("Hello Alice!", "Up to 10% [1]")

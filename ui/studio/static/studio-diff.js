@@ -3,7 +3,8 @@ window.StudioDiff = (function () {
   "use strict";
   var D = window.StudioDOM, h = D.h, clear = D.clear, fmt = D.fmt;
   var SETTING_NAMES = {description: "Description", tier: "Model tier", model: "Model", temperature: "Creativity (temperature)",
-    max_tokens: "Maximum answer length", signoff: "Sign-off line", variables: "Variables"};
+    max_tokens: "Maximum answer length", signoff: "Sign-off line", variables: "Variables",
+    answer_mode: "Answers to knowledge questions", grounding_check: "Grounding check"};
 
   // opts: {title, left, right, hint, layout: "split" | "inline"}
   function render(panel, diff, opts) {

@@ -4,7 +4,7 @@
 
   var BOOT = JSON.parse(document.getElementById("bootstrap").textContent);
   var API = "/api/t/" + encodeURIComponent(BOOT.tenant) + "/prompts";
-  var FIELDS = ["description", "tier", "temperature", "max_tokens", "signoff"];
+  var FIELDS = ["description", "tier", "temperature", "max_tokens", "signoff", "answer_mode", "grounding_check"];
 
   var state = {
     assistants: [], name: null, detail: null,
@@ -112,6 +112,8 @@
     var mt = $("f-max_tokens").value.trim(); cfg.max_tokens = mt === "" ? null : Number(mt);
     cfg.variables = Array.prototype.map.call(document.querySelectorAll("#f-variables input:checked"), function (i) { return i.value; });
     var so = $("f-signoff").value.trim(); if (so) cfg.signoff = so;
+    if ($("f-answer_mode").value) cfg.answer_mode = $("f-answer_mode").value;
+    if ($("f-grounding_check").value) cfg.grounding_check = $("f-grounding_check").value === "on";
     return cfg;
   }
   function draft() { return {body: $("body").value, config: draftConfig()}; }
@@ -122,6 +124,8 @@
     $("f-temperature").value = cfg.temperature != null ? cfg.temperature : 0.2;
     $("f-max_tokens").value = cfg.max_tokens != null ? cfg.max_tokens : "";
     $("f-signoff").value = cfg.signoff || "";
+    $("f-answer_mode").value = cfg.answer_mode || "";
+    $("f-grounding_check").value = cfg.grounding_check == null ? "" : (cfg.grounding_check ? "on" : "off");
     var vars = cfg.variables || [];
     document.querySelectorAll("#f-variables input").forEach(function (i) { i.checked = vars.indexOf(i.value) >= 0; });
     $("temperature-out").textContent = $("f-temperature").value;
@@ -420,7 +424,8 @@
   }
   function label(field) {
     var names = {body: "", description: "Description: ", tier: "Model tier: ", temperature: "Temperature: ",
-      max_tokens: "Maximum answer length: ", signoff: "Sign-off: ", variables: "Variables: ", message: "Change description: "};
+      max_tokens: "Maximum answer length: ", signoff: "Sign-off: ", answer_mode: "Answers: ",
+      grounding_check: "Grounding check: ", variables: "Variables: ", message: "Change description: "};
     return field in names ? names[field] : field + ": ";
   }
   function showConflict(data) {
@@ -579,7 +584,9 @@
     var usage = d.usage || {};
     card.appendChild(h("div", {class: "metrics"},
       metric("Model", d.model), metric("Tokens in / out", (usage.prompt_tokens || 0) + " / " + (usage.completion_tokens || 0)),
-      metric("Cost", "$" + (usage.cost_usd || 0).toFixed(5)), metric("Time", (d.latency_ms / 1000).toFixed(1) + " s")));
+      metric("Cost", "$" + (usage.cost_usd || 0).toFixed(5)), metric("Time", (d.latency_ms / 1000).toFixed(1) + " s"),
+      d.grounding ? metric("Answer mode", answerMode(d.grounding)) : null));
+    if (d.grounding) card.appendChild(groundingNote(d.grounding));
     var cites = d.citations || [];
     card.appendChild(h("div", null, h("strong", {text: "Sources (" + cites.length + ")"}),
       cites.length ? h("ol", {class: "citations"}, cites.map(function (c) {
@@ -590,6 +597,20 @@
           h("blockquote", {text: c.quote})));
       })) : h("p", {class: "muted small", text: "No passages from the knowledge base were used."})));
     (d.warnings || []).forEach(function (w) { card.appendChild(h("p", {class: "note", text: w})); });
+  }
+  // Which way the answer was made, and why (chat/answers.py): shown so an editor can tell a quoted answer from a
+  // model's, and see what the grounding check found unsupported.
+  function answerMode(g) {
+    var names = {grounded: "grounded (quoted from the sources)", generative: "generative (the model's words)",
+      checked: "generative, checked", fallback: "generative, mostly unsupported: sources' answer added"};
+    return (names[g.mode] || g.mode) + (g.checked && g.score != null ? " · supported " + Math.round(g.score * 100) + "%" : "");
+  }
+  function groundingNote(g) {
+    var unsupported = g.unsupported || [];
+    return h("div", {class: "note"}, h("span", {text: "Why this mode: " + g.reason + "."}),
+      unsupported.length ? h("ul", null, unsupported.map(function (u) {
+        return h("li", null, h("s", {text: u.sentence}), h("span", {class: "muted small", text: " — " + u.reason}));
+      })) : null);
   }
   function metric(name, value) { return h("div", {class: "metric"}, h("b", {text: name}), h("span", {text: value})); }
 
@@ -700,6 +721,7 @@
   $("btn-rollback").addEventListener("click", function () { if (state.rollbackTo) moveLabel("production", state.rollbackTo, this); });
 
   // -- wiring ------------------------------------------------------------------------------------------
+  ["f-answer_mode", "f-grounding_check"].forEach(function (id) { $(id).addEventListener("change", onDraftChanged); });
   ["body", "f-description", "f-tier", "f-max_tokens", "f-signoff"].forEach(function (id) { $(id).addEventListener("input", onDraftChanged); });
   $("body").addEventListener("input", autoGrow);
   $("f-tier").addEventListener("change", function () { tierNotes(); onDraftChanged(); });
