@@ -190,14 +190,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_app(tmp: Path, name: str, env: dict[str, str]) -> tuple[subprocess.Popen, str, Path]:
+def start_app(tmp: Path, name: str, env: dict[str, str], cpus: str | None = None
+              ) -> tuple[subprocess.Popen, str, Path]:
+    """`cpus`: pin the process to these cores (taskset), as a pod's CPU limit would bound it."""
     port = free_port()
     data = tmp / name
     data.mkdir()
     log = data / "server.log"
     full = {**os.environ, "ATRIUM_DATA_DIR": str(data), "ATRIUM_PUBLIC_URL": f"http://127.0.0.1:{port}",
             "ATRIUM_LOG_LEVEL": "WARNING", **env}
-    proc = subprocess.Popen([sys.executable, "-m", "backend.cli", "serve", "--host", "127.0.0.1", "--port",
+    pin = ["taskset", "-c", cpus] if cpus else []
+    proc = subprocess.Popen([*pin, sys.executable, "-m", "backend.cli", "serve", "--host", "127.0.0.1", "--port",
                              str(port)], cwd=ROOT, env=full, stdout=log.open("w"), stderr=subprocess.STDOUT,
                             start_new_session=True)
     url = f"http://127.0.0.1:{port}"
@@ -306,7 +309,7 @@ async def burst_loop(client: httpx.AsyncClient, url: str, key: str, kind: str, r
         await asyncio.sleep(max(0.0, every_s - (time.monotonic() - started)))
 
 
-def _burst_process(url: str, key: str, seconds: float, docs: int, out: mp.Queue) -> None:
+def _burst_process(url: str, key: str, seconds: float, docs: int, out: mp.Queue, cpus: set[int] | None) -> None:
     """The burster, in a process of its own (its client work must not slow the steady clients' event loop): 10×
     its `streams` cap of long streams, 10× its `model_calls` cap of clients at 10× its requests per minute (half
     at the provider tier, half at the local model), and the large ingestion. Sends its rows when done."""
@@ -331,6 +334,8 @@ def _burst_process(url: str, key: str, seconds: float, docs: int, out: mp.Queue)
                     rec.errors[f"client task died: {outcome!r}"[:200]] += 1
         return rec
 
+    if cpus:
+        os.sched_setaffinity(0, cpus)
     rec = asyncio.run(run())
     out.put((rec.rows, dict(rec.errors)))
 
@@ -353,7 +358,7 @@ async def upload(client: httpx.AsyncClient, url: str, key: str, docs: int, rec: 
 
 
 async def run_load(steady_url: str, burst_url: str, keys: dict[str, str], seconds: float, docs: int,
-                   warmup: float, watch: dict[str, int]) -> Recorder:
+                   warmup: float, watch: dict[str, int], burst_cpus: set[int] | None = None) -> Recorder:
     """`watch`: processes whose CPU time is taken per phase (name -> pid)."""
     rec = Recorder()
 
@@ -378,7 +383,8 @@ async def run_load(steady_url: str, burst_url: str, keys: dict[str, str], second
         mark("ramp")
         ctx = mp.get_context("spawn")
         out = ctx.Queue()
-        burster = ctx.Process(target=_burst_process, args=(burst_url, keys[BURSTER], seconds + 5, docs, out))
+        burster = ctx.Process(target=_burst_process, args=(burst_url, keys[BURSTER], seconds + 5, docs, out,
+                                                                  burst_cpus))
         burster.start()
         watch["burst clients"] = burster.pid
         while True:  # the burster process is up and its clients are sending
@@ -476,7 +482,10 @@ def run_variant(variant: str, args: argparse.Namespace, pg_url: str, tmp: Path, 
             steady_url = burst_url = url
         else:
             for group in ("steady", "burst"):
-                proc, url, log = start_app(tmp, f"{variant}-{group}", {**base_env, "ATRIUM_DEPLOYMENT_GROUPS": group})
+                # pinned: each group's process on a core of its own, the burst's clients beside their group
+                cpus = ({"steady": "0", "burst": "1"}[group]) if variant == "other-group-pinned" else None
+                proc, url, log = start_app(tmp, f"{variant}-{group}", {**base_env, "ATRIUM_DEPLOYMENT_GROUPS": group},
+                                           cpus)
                 procs.append(proc)
                 logs.append(log)
                 if group == "steady":
@@ -491,7 +500,8 @@ def run_variant(variant: str, args: argparse.Namespace, pg_url: str, tmp: Path, 
             watch["atrium (all five)"] = procs[0].pid
         else:
             watch["atrium (steady group)"], watch["atrium (burst group)"] = procs[0].pid, procs[1].pid
-        rec = asyncio.run(run_load(steady_url, burst_url, keys, args.seconds, args.docs, args.warmup, watch))
+        rec = asyncio.run(run_load(steady_url, burst_url, keys, args.seconds, args.docs, args.warmup, watch,
+                                   {1} if variant == "other-group-pinned" else None))
         result = summarise(rec, args.seconds)
         result["documents"] = ingested(pg_url)
         result["server_errors_logged"] = sum(p.read_text(errors="replace").count("unhandled error") for p in logs)
@@ -503,7 +513,7 @@ def run_variant(variant: str, args: argparse.Namespace, pg_url: str, tmp: Path, 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--variant", choices=["same-group", "other-group", "both"], default="both")
+    ap.add_argument("--variant", choices=["same-group", "other-group", "other-group-pinned", "both"], default="both")
     ap.add_argument("--seconds", type=float, default=30, help="each measured phase (baseline, burst)")
     ap.add_argument("--warmup", type=float, default=10)
     ap.add_argument("--docs", type=int, default=200, help="documents the burster uploads")
@@ -531,7 +541,8 @@ def main() -> None:
         mock.terminate()
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
-    (out / "noisy_neighbour.json").write_text(json.dumps(results, indent=1))
+    name = "noisy_neighbour" + ("" if args.variant == "both" else f"-{args.variant}")
+    (out / f"{name}.json").write_text(json.dumps(results, indent=1))
     print("\n| variant | phase | steady ok/s | p50 | p99 | steady 5xx | burster 2xx / 429 / 5xx |")
     print("|---|---|---|---|---|---|---|")
     for variant in variants:
