@@ -35,6 +35,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from backend.chat.answers import FALLBACK_NOTE  # noqa: E402
 from backend.chat.grounded import grounded_answer  # noqa: E402
 from backend.chat.grounding_check import check_answer  # noqa: E402
 from backend.chat.passage_units import split_sentences  # noqa: E402
@@ -115,8 +116,8 @@ async def ask(svc, q: dict) -> dict:
 
 
 def as_fact(answer: str) -> str:
-    """What an answer states as fact: without struck-through sentences."""
-    return STRUCK.sub("", answer)
+    """What an answer states as fact: without struck-through sentences and the note before the sources' answer."""
+    return STRUCK.sub("", answer).replace(FALLBACK_NOTE, "\n\n")
 
 
 def score(svc, questions: list[dict], runs: list[dict]) -> dict:

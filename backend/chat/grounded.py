@@ -75,7 +75,7 @@ def score_units(question: str, found: list[Unit], citations: list[Citation], emb
         score = (1 - weight) * cos + weight * min(1.0, words) + 0.05 * citations[u.passage].score
         score += THRESHOLD_WEIGHT * threshold_fit(question, u.text)
         if _EXAMPLE.match(u.text):
-            score -= 0.1
+            score -= 0.2
         scores.append(score)
     return scores
 
@@ -152,13 +152,16 @@ def _order(picked: list[Unit], passage_score: dict[int, float], citations: list[
     """Passages by their best statement's score, but a passage of the same document and section as one shown
     before it follows that one (the rest of a list a chunk boundary cut)."""
     passages = sorted({u.passage for u in picked}, key=lambda p: -passage_score.get(p, 0.0))
+    first = {u.passage: u for u in sorted(picked, key=lambda u: -u.pos)}  # each passage's first statement shown
+    # A passage that starts inside a list (a chunk boundary cut it) follows the one where the list starts.
+    cont = {p: first[p].kind != "sentence" and first[p].block == 0 for p in passages}
     ordered: list[int] = []
     for p in passages:
         if p in ordered:
             continue
-        ordered.append(p)
-        same = [q for q in passages if q not in ordered and _same_section(citations[p], citations[q])]
-        ordered.extend(sorted(same))
+        group = [p, *(q for q in passages if q not in ordered and q != p
+                      and _same_section(citations[p], citations[q]))]
+        ordered.extend(sorted(group, key=lambda q: (cont[q], group.index(q))))
     rank = {p: i for i, p in enumerate(ordered)}
     return sorted(picked, key=lambda u: (rank[u.passage], u.pos))
 

@@ -583,7 +583,7 @@
     }
     var usage = d.usage || {};
     card.appendChild(h("div", {class: "metrics"},
-      metric("Model", d.model), metric("Tokens in / out", (usage.prompt_tokens || 0) + " / " + (usage.completion_tokens || 0)),
+      metric("Model", (d.model || "none") + (d.tier ? " · " + d.tier + " tier" : "")), metric("Tokens in / out", (usage.prompt_tokens || 0) + " / " + (usage.completion_tokens || 0)),
       metric("Cost", "$" + (usage.cost_usd || 0).toFixed(5)), metric("Time", (d.latency_ms / 1000).toFixed(1) + " s"),
       d.grounding ? metric("Answer mode", answerMode(d.grounding)) : null));
     if (d.grounding) card.appendChild(groundingNote(d.grounding));
