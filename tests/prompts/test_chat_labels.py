@@ -10,6 +10,7 @@ import pytest
 
 from tests.chainlit_client import ChainlitSession
 from tests.conftest import REPO, start_server, stop_server
+from ui.chat_text import history_text
 
 pytestmark = pytest.mark.slow
 
@@ -49,7 +50,7 @@ async def test_staging_is_for_editors_and_label_moves_apply_to_the_next_message(
 
     async with ChainlitSession(server.url, bob, chat_profile="sales/sales-assistant@staging") as chat:
         staged = await chat.ask("Hello!")
-    assert staged.text.rstrip().endswith(SIGNOFF), staged.text
+    assert history_text(staged.text).rstrip().endswith(SIGNOFF), staged.text
     turn = _turns(server)[-1]
     assert (turn["subject"], turn["prompt_label"], turn["prompt_version"]) == ("bob", "staging", 2)
 
@@ -60,7 +61,7 @@ async def test_staging_is_for_editors_and_label_moves_apply_to_the_next_message(
         r = httpx.put(f"{server.url}{API}/labels/production", cookies=carol, json={"version": 2})
         assert r.status_code == 200
         after = await chat.ask("Hello again!")  # same open session, next message
-    assert after.text.rstrip().endswith(SIGNOFF), after.text
+    assert history_text(after.text).rstrip().endswith(SIGNOFF), after.text
     turn = _turns(server)[-1]
     assert (turn["prompt_label"], turn["prompt_version"]) == ("production", 2)
 
