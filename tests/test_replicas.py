@@ -119,7 +119,6 @@ def _wait_up(servers: list[LiveServer], timeout: float = 240) -> None:
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory, pgvector_server: str, worker_id: str) -> Iterator[Fleet]:
-    import redis
 
     redis_url = _redis_url(worker_id)
     prefix = f"atrium-replicas-{uuid.uuid4().hex[:10]}"
@@ -156,23 +155,31 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, pgvector_server: str, worker
             logs.append(log)
         yield Fleet(a=replicas[0], b=replicas[1], workers=workers, worker_logs=logs, db_url=db_url)
     finally:
-        for proc in started:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in started:
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
-        client = redis.Redis.from_url(redis_url)
-        keys = list(client.scan_iter(f"{prefix}:*"))
-        if keys:
-            client.delete(*keys)
-        client.close()
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+        _clean_up(started, redis_url=redis_url, prefix=prefix, admin=admin, database=name)
+
+
+def _clean_up(started: list[subprocess.Popen], *, redis_url: str, prefix: str, admin: sa.Engine,
+              database: str) -> None:
+    """Stop the processes (SIGTERM, then kill), delete their Redis keys and drop their database."""
+    import redis
+
+    for proc in started:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in started:
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+    client = redis.Redis.from_url(redis_url)
+    keys = list(client.scan_iter(f"{prefix}:*"))
+    if keys:
+        client.delete(*keys)
+    client.close()
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+    admin.dispose()
 
 
 def _poll(check, what: str, fleet: Fleet, deadline_s: float = 150):  # noqa: ANN001, ANN202 - any predicate

@@ -19,7 +19,6 @@ import json
 import os
 import random
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -37,7 +36,7 @@ from backend.auth.api_keys import issue_key
 from backend.db.engine import Database, make_engine
 from tests.conftest import REPO, LiveServer, free_port
 from tests.llm.fakes import make_config_dir, mock
-from tests.test_replicas import _redis_url, _spawn, _wait_up
+from tests.test_replicas import _clean_up, _redis_url, _spawn, _wait_up
 
 pytestmark = pytest.mark.slow
 
@@ -119,7 +118,6 @@ def _start_nginx(tmp: Path, conf: Path, port: int) -> subprocess.Popen:
 
 @pytest.fixture(scope="module")
 def topology(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Iterator[Topology]:
-    import redis
 
     admin_url = os.environ.get("ATRIUM_TEST_POSTGRES_URL")
     if not admin_url:
@@ -186,23 +184,7 @@ def topology(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Iterat
         yield Topology(nginx_url=f"http://127.0.0.1:{nginx_port}", hosts=hosts, servers=servers, workers=workers,
                        keys=keys, nginx_log=nginx_log, db_url=db_url, all_servers=everyone)
     finally:
-        for proc in started:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in started:
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
-        client = redis.Redis.from_url(redis_url)
-        keys_left = list(client.scan_iter(f"{prefix}:*"))
-        if keys_left:
-            client.delete(*keys_left)
-        client.close()
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+        _clean_up(started, redis_url=redis_url, prefix=prefix, admin=admin, database=name)
 
 
 def test_each_tenants_api_reaches_only_its_groups_processes_on_every_host(topology):
