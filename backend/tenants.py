@@ -142,6 +142,7 @@ class TenantRegistry:
         self._every = {t.id: t for t in tenants}
         self.platform = platform or PlatformConfig()
         self.defaults = defaults or TenantDefaults()
+        self._limits = {t.id: self._merged_limits(t.limits) for t in tenants}
         named = list(dict.fromkeys(t.deployment_group for t in tenants))
         if groups is None:  # no `deployment_groups:` section: every group a tenant names, with default sizes
             groups = {name: GroupConfig() for name in named or [DEFAULT_GROUP]}
@@ -264,9 +265,11 @@ class TenantRegistry:
         return f"unknown tenant {tenant_id!r}; known: {', '.join(self.ids())}"
 
     def limits(self, tenant_id: str) -> TenantLimits:
-        """The tenant's in-process caps, each unset field taken from `defaults.limits`."""
+        """The tenant's in-process caps, each unset field taken from `defaults.limits` (merged once, at load: this
+        is asked on every model call)."""
+        return self._limits.get(tenant_id) or self.defaults.limits
+
+    def _merged_limits(self, own: TenantLimits) -> TenantLimits:
         base = self.defaults.limits
-        t = self._every.get(tenant_id)
-        own = t.limits if t else TenantLimits()
         return TenantLimits(**{f: getattr(own, f) if f in own.model_fields_set else getattr(base, f)
                                for f in TenantLimits.model_fields})

@@ -19,19 +19,12 @@ from backend.auth.api_keys import issue_key
 from backend.db.models import ApiKey, ChatTurn, KbDocument
 from backend.db.repositories.audit import list_events
 from tests.api.test_isolation import ROUTES, Route
-from tests.auth.jwks_server import AUDIENCE, JwksServer, SigningKey
+from tests.auth.jwks_server import AUDIENCE
 from tests.conftest import session_cookie_for, session_token
 
 ELSEWHERE = "finance"
 GROUP, URL = "regulated", "https://finance.atrium.example.com"
 ALL_SCOPES = ["chat", "retrieval", "ingest", "prompts:read", "prompts:write", "admin"]
-
-
-@pytest.fixture(scope="module")
-def idp():
-    server = JwksServer([SigningKey("RSA")])
-    yield server
-    server.close()
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from sqlmodel import select
 
 from backend.db.models import ChatTurn
 from backend.db.repositories.audit import list_events
-from tests.auth.jwks_server import AUDIENCE, JwksServer, SigningKey
+from tests.auth.jwks_server import AUDIENCE
 
 VICTIM = "sales"
 ATTACKER_TENANT = "engineering"
@@ -76,13 +76,6 @@ ROUTES: list[Route] = [
     # browser sessions (issue 14)
     Route("POST", "/api/t/{tenant}/sessions/end", json={"subject": "alice"}),
 ]
-
-
-@pytest.fixture(scope="module")
-def idp():
-    server = JwksServer([SigningKey("RSA")])
-    yield server
-    server.close()
 
 
 @pytest.fixture
