@@ -27,6 +27,14 @@
  * 8. A session that ended says why on the sign-in page: the server clears a cookie that no longer works and leaves
  *    the reason in a short-lived cookie (atrium_session_notice: signed out elsewhere, ended by an administrator,
  *    too old), shown above the form once.
+ * 9. Every page has a name and its message box a label: one h1 (a visually hidden one when Chainlit's page has
+ *    none; a heading of an answer's markdown is not the page's: it is announced one level lower), and the message
+ *    box is named after its placeholder (a placeholder is no label).
+ * 10. The sign-in page loads without an error in the console: Chainlit asks the server who the user is (GET
+ *    /user) and logs the 401 it expects on a sign-in page, twice (the browser's failed request and its own
+ *    console.error). When the server marks the page as requested without any session cookie (ui/offline_page.py),
+ *    the answer is certain: this page gives Chainlit that 401 itself, without a request, and drops Chainlit's
+ *    report of it. Signed in (or with a cookie that may work), the request goes to the server as before.
  * 7. Signing out is one page load. Chainlit's sign-out POSTs /logout, then both reloads the page and routes to the
  *    login page; the two navigations race, and when the second cancels the first the reload's redirect to the
  *    identity provider's sign-out (backend/auth/oidc_logout.py) was lost: the provider's session stayed open. Once
@@ -214,12 +222,12 @@
 
   // [selector, translation key, English]: the icon's button, and what Chainlit's tooltip says.
   const ICON_BUTTONS = [
-    ["#sidebar-trigger-button", "threadHistory.sidebar.title", "Past Chats"],
+    ["#sidebar-trigger-button", "threadHistory.sidebar.title", "Conversations"],
     ["#search-chats-button", "threadHistory.sidebar.filters.search", "Search"],
-    ["#new-chat-button", "navigation.newChat.button", "New Chat"],
+    ["#new-chat-button", "navigation.newChat.button", "New conversation"],
     ["#chat-submit", "chat.input.actions.send", "Send message"],
     ["#upload-button", "chat.input.actions.attachFiles", "Attach files"],
-    ["#stop-button", "chat.input.actions.stop", "Stop Task"],
+    ["#stop-button", "chat.input.actions.stop", "Stop the answer"],
     ["button:has(> svg.lucide-copy)", "chat.messages.actions.copy.button", "Copy to clipboard"],
     ["button:has(> svg.lucide-thumbs-up)", "chat.messages.feedback.positive", "Helpful"],
     ["button:has(> svg.lucide-thumbs-down)", "chat.messages.feedback.negative", "Not helpful"],
@@ -247,7 +255,7 @@
     for (const box of document.querySelectorAll("[role=dialog][aria-labelledby], [role=menu][aria-labelledby]")) {
       if (box.getAttribute("aria-label") || document.getElementById(box.getAttribute("aria-labelledby"))) continue;
       if (box.querySelector("#thread-history")) {
-        box.setAttribute("aria-label", word("threadHistory.sidebar.title", "Past Chats"));
+        box.setAttribute("aria-label", word("threadHistory.sidebar.title", "Conversations"));
         box.dataset.atriumNamed = "1";
       } else if (box.getAttribute("role") === "menu") {
         const first = (box.innerText || "").trim().split("\n")[0]; // the account menu opens with the user's name
@@ -269,10 +277,17 @@
 
   const pageFetch = window.fetch.bind(window);
   window.fetch = (input, init) => {
-    const response = pageFetch(input, init);
     const method = String((init && init.method) || (input instanceof Request ? input.method : "GET")).toUpperCase();
-    if (method !== "POST") return response;
     const url = new URL(input instanceof Request ? input.url : String(input), window.location.href);
+    if (method === "GET" && url.pathname === `${rootPath}/user` && signedOut) return nobody(); // part 10
+    const response = pageFetch(input, init);
+    if (method !== "POST") return response;
+    if (url.pathname === `${rootPath}/login`) { // signed in from this page: from now on the server says who
+      return response.then((r) => {
+        if (r.ok) signedOut = false;
+        return r;
+      });
+    }
     if (url.pathname !== `${rootPath}/logout`) return response;
     return response.then((r) => {
       if (!r.ok) return r;
@@ -303,6 +318,58 @@
     document.cookie = `atrium_session_notice=; Path=${rootPath || "/"}; Max-Age=0; SameSite=Lax`;
   }
 
+  // -- 9. one h1; the message box has a label -------------------------------------------------------------
+
+  function landmarks() {
+    for (const heading of document.querySelectorAll(".message-content h1:not([aria-level]), [data-step-type] h1:not([aria-level])")) {
+      heading.setAttribute("role", "heading");
+      heading.setAttribute("aria-level", "2");
+    }
+    const own = document.getElementById("atrium-page-title");
+    const others = [...document.querySelectorAll("h1:not([aria-level])")].filter((h) => h !== own);
+    if (others.length && own) own.remove();
+    if (!others.length) {
+      const signIn = !document.getElementById("header") && document.querySelector("form input[type=password]");
+      const title = signIn ? "Sign in to Atrium" : `Atrium — ${word("navigation.header.chat", "Chat")}`;
+      const h1 = own || document.createElement("h1");
+      if (!own) {
+        h1.id = "atrium-page-title";
+        h1.className = "atrium-sr-only";
+        document.body.prepend(h1);
+      }
+      if (h1.textContent !== title) h1.textContent = title;
+    }
+    // The sign-in page's side picture is decoration, not an "Image" to announce.
+    for (const img of document.querySelectorAll('img[src$="/favicon"][alt="Image"]')) img.alt = "";
+    const input = document.getElementById("chat-input");
+    if (input && !input.getAttribute("aria-label")) {
+      input.setAttribute("aria-label", word("chat.input.placeholder", "Ask your department's assistant…"));
+      input.dataset.atriumNamed = "1";
+    }
+  }
+
+  // -- 10. the sign-in page: no 401 in the console -------------------------------------------------------
+
+  let signedOut = (document.querySelector('meta[name="atrium-session"]') || {}).content === "none";
+  let expected401 = 0; // Chainlit's reports of the 401s this page gave it, still to come
+
+  function nobody() {
+    expected401 += 1;
+    return Promise.resolve(new Response(JSON.stringify({ detail: "Unauthorized" }), {
+      status: 401, statusText: "Unauthorized", headers: { "Content-Type": "application/json" },
+    }));
+  }
+
+  const consoleError = console.error.bind(console);
+  console.error = (...args) => {
+    const [error] = args;
+    if (expected401 > 0 && args.length === 1 && error instanceof Error && error.status === 401) {
+      expected401 -= 1; // Chainlit's report of the 401 given above: the sign-in page is where it belongs
+      return;
+    }
+    consoleError(...args);
+  };
+
   // --------------------------------------------------------------------------------------------------------
 
   function update() {
@@ -313,6 +380,7 @@
     loginError();
     sessionNotice();
     names();
+    landmarks();
   }
 
   new MutationObserver(update).observe(html, { childList: true, subtree: true, characterData: true });

@@ -23,6 +23,8 @@ def mount_chat(app: FastAPI, settings: Settings) -> None:
         origins.append(settings.public_url.rstrip("/"))
     # Never every origin, whatever the config file says.
     chainlit_config.project.allow_origins = [o for o in origins if o != "*"]
+    if settings.public_url:  # the page's share link is Atrium's own (else Chainlit's GitHub, dropped by the page)
+        chainlit_config.ui.custom_meta_url = settings.public_url.rstrip("/") + "/chat"
     mount_chainlit(app=app, target=str(Path(REPO_ROOT) / "ui" / "chat.py"), path="/chat")
     from ui.session_tokens import install as install_session_tokens
 

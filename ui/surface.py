@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 import uuid
 from collections import deque
@@ -390,11 +391,17 @@ def install_route_overrides(chainlit_app: Any) -> None:
 
 
 class _NotTranslated(logging.Filter):
-    """Chainlit warns on every page load in a language without its own chainlit_<lang>.md (the page's readme,
-    which Atrium does not show): noise in the log, not a problem."""
+    """Chainlit warns on every page load in a language it has no file of its own for: the page's readme
+    (chainlit_<lang>.md, which Atrium does not show), and its words when it falls back to the parent language
+    (de-CH -> de) or to English (en-GB -> en-US). Both are Chainlit working as designed, for any browser language
+    outside the shipped files (.chainlit/translations): noise in the log, dozens of lines per session, not a
+    problem anyone can act on."""
+
+    _FALLBACK = re.compile(r"^Translation file for \S+ not found\. Using ")
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith("Translated markdown file for ")
+        message = record.getMessage()
+        return not (message.startswith("Translated markdown file for ") or self._FALLBACK.match(message))
 
 
 def quiet_chainlit_logs() -> None:

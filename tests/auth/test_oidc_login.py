@@ -308,7 +308,7 @@ def test_real_browser_signs_in_through_the_provider_and_chats(idp_app):
             assert (turn["tenant"], turn["channel"], turn["outcome"]) == ("engineering", "ui", "ok")
             # Signing out in the chat's menu ends the provider's session too: its "sign out?" page, then back.
             page.click("#user-nav-button")
-            page.get_by_role("menuitem", name="Logout").click()
+            page.get_by_role("menuitem", name="Sign out").click()
             page.wait_for_url(f"{op.issuer}/**", timeout=30_000)
             page.locator("button[autofocus], button[type=submit], input[type=submit]").first.click()
             page.wait_for_url(f"{server.url}/chat/login**", timeout=30_000)

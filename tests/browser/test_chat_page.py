@@ -349,7 +349,7 @@ def test_every_button_has_a_name_a_screen_reader_can_say(server, browser, shot):
     page.get_by_text("Sources:", exact=False).first.wait_for(timeout=TIMEOUT)
     _idle(page)
     page.get_by_role("button", name="Helpful").first.wait_for(timeout=30_000)
-    for name in ("Past Chats", "Search", "New Chat", "Send message", "Attach files", "Copy to clipboard",
+    for name in ("Conversations", "Search", "New conversation", "Send message", "Attach files", "Copy to clipboard",
                  "Helpful", "Not helpful"):
         assert page.get_by_role("button", name=name, exact=True).count() >= 1, name
     assert page.evaluate(_UNNAMED_BUTTONS) == []
@@ -359,7 +359,7 @@ def test_every_button_has_a_name_a_screen_reader_can_say(server, browser, shot):
     page.keyboard.press("Escape")
     page.set_viewport_size(PHONE)  # on a phone the past chats open as a sheet, named like the sidebar
     page.click("#sidebar-trigger-button")
-    page.get_by_role("dialog", name="Past Chats").wait_for(timeout=30_000)
+    page.get_by_role("dialog", name="Conversations").wait_for(timeout=30_000)
     assert page.evaluate(_UNNAMED_BUTTONS) == []
     ctx.close()
 
@@ -369,7 +369,7 @@ def test_signing_out_lands_on_the_login_page_signed_out(server, browser, shot):
     ctx, page = chat_login(browser, server.url, "alice")
     page.locator("#chat-input").wait_for(timeout=60_000)
     page.click("#user-nav-button")
-    page.get_by_role("menuitem", name="Logout").click()
+    page.get_by_role("menuitem", name="Sign out").click()
     page.wait_for_url(re.compile(r".*/chat/login$"), timeout=60_000)
     page.locator("#email").wait_for(timeout=60_000)
     assert page.request.get(f"{server.url}/api/me").status == 401

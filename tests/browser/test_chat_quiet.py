@@ -1,0 +1,206 @@
+"""An ordinary chat session in real Chromium leaves the server log and the browser console quiet, and the chat
+looks and reads like Atrium: sign in, three questions, a rating — no ERROR or WARNING line (no traceback) in the
+server's log, no console error in the page; the chat's colour is Atrium's, its words say "conversations", its
+input is labelled, it has one h1 and fits a 390px screen (the served app, a mock model, SQLite)."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import httpx
+import pytest
+
+from tests.browser.test_studio import TIMEOUT
+from tests.conftest import REPO, start_server, stop_server
+from tests.llm.fakes import make_config_dir, mock
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+ANSWER = "A sales rep can approve up to 10% on their own; more needs a manager."
+QUESTIONS = ("What discount can a sales rep approve without a manager?",
+             "And what about more than that?",
+             "Who approves a discount over 25%?")
+PHONE = {"width": 390, "height": 844}
+ATRIUM_PRIMARY = "rgb(79, 70, 229)"  # ui/static/page.css --accent (#4f46e5), the studio's primary colour
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("chat-quiet")
+    cfg = make_config_dir(tmp, model_list=[mock("fast", "anthropic/claude-haiku-5-5", ANSWER)],
+                          policy={"allowed_tiers": ["fast"]})
+    srv = start_server(tmp, {"ATRIUM_CONFIG_DIR": str(cfg)})
+    pricing = (REPO / "demo" / "corpus" / "sales" / "pricing-rules.md").read_bytes()
+    r = httpx.post(f"{srv.url}/api/t/sales/documents", cookies=srv.login("carol"), timeout=60,
+                   files={"file": ("pricing-rules.md", pricing, "text/markdown")})
+    assert r.status_code == 202, r.text
+    for _ in range(480):
+        docs = httpx.get(f"{srv.url}/api/t/sales/documents", cookies=srv.login("carol")).json()["documents"]
+        if docs and all(d["status"] == "ready" for d in docs):
+            break
+        time.sleep(0.5)
+    else:
+        raise AssertionError(docs)
+    yield srv
+    stop_server(srv)
+
+
+def _loud_lines(text: str) -> list[str]:
+    """The log's lines at WARNING or above, and anything else that is not a JSON log line of ours saying
+    something went wrong (a traceback or a library's own print)."""
+    loud = []
+    for line in text.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        if isinstance(record, dict) and "level" in record:
+            if record["level"] in ("WARNING", "ERROR", "CRITICAL"):
+                loud.append(line)
+        elif re.search(r"traceback|error|warn|exception", line, re.I):
+            loud.append(line)
+    return loud
+
+
+def _idle(page) -> None:
+    page.wait_for_function("!document.querySelector('#chat-input[disabled]') && "
+                           "!document.querySelector('#stop-button')", timeout=TIMEOUT)
+
+
+ANSWER_STEP = '[data-step-type="assistant_message"]'
+
+
+def _watch(page, problems: list[str]) -> None:
+    """Console errors, uncaught exceptions and failed requests of `page`, into `problems`."""
+    page.on("console", lambda msg: problems.append(f"console {msg.type}: {msg.text} ({msg.location.get('url')})")
+            if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+    # (A request cut short by leaving the page, as signing out does, is no failure.)
+    page.on("requestfailed", lambda req: problems.append(f"request failed: {req.url} {req.failure}")
+            if "ERR_ABORTED" not in (req.failure or "") else None)
+
+
+def _sign_in(page, url: str, user: str) -> None:
+    page.goto(f"{url}/chat/login")
+    page.fill("#email", user)
+    page.fill("#password", "atrium")
+    page.locator("button[type=submit]").click()
+    page.wait_for_url(re.compile(r".*/chat/?$"), timeout=60_000)
+    page.locator("#chat-input").wait_for(timeout=60_000)
+
+
+H1S = "document.querySelectorAll('h1:not([aria-level]), [role=heading][aria-level=\"1\"]').length"
+
+
+def _accessible(page, width: int) -> None:
+    """One h1, a labelled message box (when there is one), nothing wider than the screen."""
+    page.wait_for_function(f"{H1S} === 1", timeout=30_000)
+    if page.locator("#chat-input").count():
+        label = page.locator("#chat-input").get_attribute("aria-label") or ""
+        assert label.strip(), "the message box has no label"
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+
+
+def _texts(tree: dict) -> list[str]:
+    """The words of a translation file (its values, not its keys)."""
+    return [t for v in tree.values() for t in (_texts(v) if isinstance(v, dict) else [str(v)])]
+
+
+def test_the_chat_is_served_in_atriums_words_and_colour(server):
+    theme = httpx.get(f"{server.url}/chat/public/theme.json").json()
+    for mode in ("light", "dark"):
+        variables = theme["variables"][mode]
+        assert variables["--primary"] == variables["--ring"]
+        assert not variables["--primary"].startswith("340 "), "Chainlit's pink"
+    assert theme["variables"]["light"]["--primary"] == "243 75% 59%"  # #4f46e5, the studio's --accent
+    assert theme["custom_fonts"] == []  # no font from a CDN
+    page_css = (REPO / "ui" / "static" / "page.css").read_text()
+    assert "--accent: #4f46e5" in page_css, "the studio's colour moved: move the chat's with it"
+
+    words = httpx.get(f"{server.url}/chat/project/translations", params={"language": "en-US"}).json()["translation"]
+    flat = "\n".join(_texts(words))
+    assert not re.search(r"\bthreads?\b", flat, re.I), re.findall(r".*\bthreads?\b.*", flat, re.I)
+    assert "me@example.com" not in flat and "Feedback updated" not in flat
+    assert words["threadHistory"]["thread"]["actions"]["rename"]["title"] == "Rename conversation"
+    assert words["threadHistory"]["sidebar"]["title"] == "Conversations"
+    assert words["auth"]["login"]["form"]["email"]["placeholder"] == "Your user name"
+    assert words["chat"]["messages"]["feedback"]["status"]["updated"] == "Thanks — your rating was saved"
+    for language in ("de-DE", "fr-FR", "ja", "en-GB", "de-CH"):  # shipped, parent, or English
+        other = httpx.get(f"{server.url}/chat/project/translations", params={"language": language}).json()
+        assert "me@example.com" not in json.dumps(other), language
+
+    page = httpx.get(f"{server.url}/chat/login").text
+    shared = re.findall(r"<meta (?:property|name)=\"(?:og|twitter):[^>]*>", page)
+    assert shared and all("chainlit" not in tag.lower() for tag in shared), shared
+    assert '<meta property="og:title" content="Atrium">' in page
+    assert f'<meta property="og:url" content="{server.url}/chat">' in page
+    assert '<meta name="atrium-session" content="none">' in page  # asked without a session cookie
+    signed_in = httpx.get(f"{server.url}/chat/", cookies=server.login("alice")).text
+    assert "atrium-session" not in signed_in
+
+    for path, mark in (("/chat/logo?theme=light", "#4f46e5"), ("/chat/logo?theme=dark", "#818cf8"),
+                       ("/chat/favicon", "#4f46e5")):
+        r = httpx.get(f"{server.url}{path}")
+        assert r.status_code == 200 and r.headers["content-type"].startswith("image/svg+xml"), path
+        assert mark in r.text and "Chainlit" not in r.text, path
+
+
+def test_an_ordinary_session_leaves_the_log_and_the_console_quiet(server, browser, shot):
+    problems: list[str] = []
+    ctx = browser.new_context(viewport={"width": 1280, "height": 860})
+    page = ctx.new_page()
+    _watch(page, problems)
+    page.goto(f"{server.url}/chat/login")
+    page.locator("#email").wait_for(timeout=60_000)
+    _accessible(page, 1280)
+    assert page.locator("#email").get_attribute("placeholder") == "Your user name"
+    shot(page, "chat-quiet-01-sign-in")
+    _sign_in(page, server.url, "carol")
+    primary = page.evaluate("getComputedStyle(document.documentElement).getPropertyValue('--primary').trim()")
+    assert primary == "243 75% 59%", primary
+    for i, question in enumerate(QUESTIONS, 1):
+        page.locator("#chat-input").click()
+        page.keyboard.type(question)
+        page.keyboard.press("Enter")
+        page.wait_for_function(f"document.querySelectorAll('{ANSWER_STEP}').length >= {i}", timeout=TIMEOUT)
+        _idle(page)
+    page.get_by_text("Sources:", exact=False).first.wait_for(timeout=TIMEOUT)
+    page.locator(".positive-feedback-off").last.click()
+    page.locator("#submit-feedback").click()
+    page.locator(".positive-feedback-on").last.wait_for(timeout=30_000)
+    page.get_by_text("Thanks — your rating was saved").first.wait_for(timeout=30_000)
+    _accessible(page, 1280)
+    shot(page, "chat-quiet-02-desktop")
+    page.set_viewport_size(PHONE)
+    page.wait_for_timeout(500)
+    _accessible(page, PHONE["width"])
+    shot(page, "chat-quiet-03-phone")
+    page.set_viewport_size({"width": 1280, "height": 860})
+    page.reload()  # an ordinary page load, signed in
+    page.locator("#chat-input").wait_for(timeout=60_000)
+    page.locator('[id^="thread-"]').first.wait_for(timeout=60_000)
+    page.click("#user-nav-button")
+    page.get_by_role("menuitem", name="Sign out").click()  # and back to the sign-in page
+    page.wait_for_url(re.compile(r".*/chat/login$"), timeout=60_000)
+    page.locator("#email").wait_for(timeout=60_000)
+    page.wait_for_timeout(1000)
+    ctx.close()
+
+    # Browsers in other languages: a shipped file, its parent language, or English; no warning for any.
+    for locale in ("de-DE", "de-CH", "en-GB", "pt-BR"):
+        ctx = browser.new_context(viewport=PHONE, locale=locale)
+        page = ctx.new_page()
+        _watch(page, problems)
+        page.goto(f"{server.url}/chat/login")
+        page.locator("#email").wait_for(timeout=60_000)
+        _accessible(page, PHONE["width"])
+        assert (page.locator("#email").get_attribute("placeholder") or "") in ("", "Your user name"), locale
+        if locale == "de-DE":
+            shot(page, "chat-quiet-04-sign-in-de-phone")
+        ctx.close()
+
+    log = server.log_path.read_text(errors="replace")  # from the start: the app's start is part of it
+    assert _loud_lines(log) == [], "\n".join(_loud_lines(log))
+    assert problems == [], "\n".join(problems)
