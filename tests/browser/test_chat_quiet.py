@@ -178,9 +178,16 @@ def test_an_ordinary_session_leaves_the_log_and_the_console_quiet(server, browse
     _accessible(page, PHONE["width"])
     shot(page, "chat-quiet-03-phone")
     page.set_viewport_size({"width": 1280, "height": 860})
-    page.reload()  # an ordinary page load, signed in
+    page.evaluate("localStorage.setItem('vite-ui-theme', 'dark')")  # what the theme button stores
+    page.reload()  # an ordinary page load, signed in, in the dark theme
     page.locator("#chat-input").wait_for(timeout=60_000)
     page.locator('[id^="thread-"]').first.wait_for(timeout=60_000)
+    page.locator("#starters button").first.wait_for(timeout=60_000)
+    primary = page.evaluate("getComputedStyle(document.documentElement).getPropertyValue('--primary').trim()")
+    assert primary == "234 89% 74%", primary  # the studio's indigo, lighter on a dark page
+    _accessible(page, 1280)
+    page.wait_for_timeout(1000)  # the welcome screen fades in
+    shot(page, "chat-quiet-05-dark")
     page.click("#user-nav-button")
     page.get_by_role("menuitem", name="Sign out").click()  # and back to the sign-in page
     page.wait_for_url(re.compile(r".*/chat/login$"), timeout=60_000)
