@@ -1,0 +1,54 @@
+"""The chat page's share tags, its signed-out mark and Chainlit's translation noise, as plain functions (the served
+page and a whole session are tests/browser/test_chat_quiet.py)."""
+
+from __future__ import annotations
+
+import gzip
+import logging
+
+from ui.offline_page import SIGNED_OUT_MARK, _signed_out, _strip
+from ui.surface import _NotTranslated
+
+HEAD = b"""<html><head><title>Atrium</title>
+    <meta name="description" content="Atrium: your department's AI assistant.">
+    <meta property="og:title" content="Atrium">
+    <meta property="og:image" content="https://chainlit-cloud.s3.eu-west-3.amazonaws.com/logo/chainlit_banner.png">
+    <meta property="og:url" content="https://github.com/Chainlit/chainlit">
+    <meta property="og:root_path" content="/chat">
+    <link rel="stylesheet" href="https://cdn.jsdelivr.net/npm/katex@0.16.22/dist/katex.min.css" />
+</head><body></body></html>"""
+
+
+def test_share_tags_name_atrium_or_nothing():
+    _, body = _strip([(b"content-type", b"text/html")], HEAD)
+    assert b"chainlit" not in body.lower() and b"https://" not in body
+    assert b'<meta property="og:title" content="Atrium">' in body
+    assert b'<meta property="og:root_path" content="/chat">' in body  # atrium.js reads it
+    assert SIGNED_OUT_MARK not in body
+
+
+def test_a_page_asked_without_a_session_cookie_is_marked_signed_out():
+    headers = [(b"content-type", b"text/html"), (b"content-encoding", b"gzip")]
+    out_headers, body = _strip(headers, gzip.compress(HEAD), signed_out=True)
+    assert body.count(SIGNED_OUT_MARK) == 1 and body.index(SIGNED_OUT_MARK) < body.index(b"</head>")
+    assert (b"content-encoding", b"gzip") not in out_headers
+
+    def scope(cookie: str | None) -> dict:
+        return {"headers": [(b"cookie", cookie.encode())] if cookie is not None else []}
+
+    assert _signed_out(scope(None)) and _signed_out(scope("")) and _signed_out(scope("theme=dark; other=1"))
+    assert not _signed_out(scope("access_token=abc"))
+    assert not _signed_out(scope("x=1; access_token_0=abc; access_token_1=def"))  # a long session, split
+
+
+def test_chainlits_translation_fallbacks_are_not_warnings_in_the_log():
+    quiet = _NotTranslated()
+
+    def passes(message: str) -> bool:
+        return quiet.filter(logging.makeLogRecord({"msg": message, "levelno": logging.WARNING}))
+
+    assert not passes("Translation file for en-GB not found. Using default translation en-US.")
+    assert not passes("Translation file for de-CH not found. Using parent translation de.")
+    assert not passes("Translated markdown file for fr-FR not found. Defaulting to chainlit.md.")
+    assert passes("Error creating user: the database is gone")
+    assert passes("Translation file for en-GB could not be parsed")
