@@ -27,6 +27,10 @@
  * 8. A session that ended says why on the sign-in page: the server clears a cookie that no longer works and leaves
  *    the reason in a short-lived cookie (atrium_session_notice: signed out elsewhere, ended by an administrator,
  *    too old), shown above the form once.
+ * 7. Signing out is one page load. Chainlit's sign-out POSTs /logout, then both reloads the page and routes to the
+ *    login page; the two navigations race, and when the second cancels the first the reload's redirect to the
+ *    identity provider's sign-out (backend/auth/oidc_logout.py) was lost: the provider's session stayed open. Once
+ *    the POST succeeds, this page goes to the login page itself, once, and Chainlit's own follow-up never runs.
  * 9. Every page has a name and its message box a label: one h1 (a visually hidden one when Chainlit's page has
  *    none; a heading of an answer's markdown is not the page's: it is announced one level lower), and the message
  *    box is named after its placeholder (a placeholder is no label).
@@ -35,10 +39,6 @@
  *    console.error). When the server marks the page as requested without any session cookie (ui/offline_page.py),
  *    the answer is certain: this page gives Chainlit that 401 itself, without a request, and drops Chainlit's
  *    report of it. Signed in (or with a cookie that may work), the request goes to the server as before.
- * 7. Signing out is one page load. Chainlit's sign-out POSTs /logout, then both reloads the page and routes to the
- *    login page; the two navigations race, and when the second cancels the first the reload's redirect to the
- *    identity provider's sign-out (backend/auth/oidc_logout.py) was lost: the provider's session stayed open. Once
- *    the POST succeeds, this page goes to the login page itself, once, and Chainlit's own follow-up never runs.
  */
 (() => {
   "use strict";
@@ -321,7 +321,8 @@
   // -- 9. one h1; the message box has a label -------------------------------------------------------------
 
   function landmarks() {
-    for (const heading of document.querySelectorAll(".message-content h1:not([aria-level]), [data-step-type] h1:not([aria-level])")) {
+    const ANSWER_H1 = ".message-content h1:not([aria-level]), [data-step-type] h1:not([aria-level])";
+    for (const heading of document.querySelectorAll(ANSWER_H1)) {
       heading.setAttribute("role", "heading");
       heading.setAttribute("aria-level", "2");
     }

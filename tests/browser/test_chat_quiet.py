@@ -18,7 +18,8 @@ from tests.llm.fakes import make_config_dir, mock
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-ANSWER = "A sales rep can approve up to 10% on their own; more needs a manager."
+# A heading in an answer is not the page's h1 (atrium.js part 9 announces it one level lower).
+ANSWER = "# Discount approval\n\nA sales rep can approve up to 10% on their own; more needs a manager."
 QUESTIONS = ("What discount can a sales rep approve without a manager?",
              "And what about more than that?",
              "Who approves a discount over 25%?")
