@@ -137,6 +137,10 @@ def _install_guards(app: FastAPI, services: Any, settings: Settings, *, chat: bo
     # cross-site POST is refused before anything runs.
     app.add_middleware(BrowserSecurity, audit=services.audit, sessions=services.sessions,
                        public_url=settings.public_url, idp_url=settings.oidc_issuer, route_of=table.route_of)
+    # Around everything: the request id (X-Request-ID), its lines' trace id, the HTTP span and metrics.
+    from backend.api.observe import Observe
+
+    app.add_middleware(Observe, metrics=services.metrics, route_of=table.route_of)
 
 
 def _guard_surface(app: FastAPI, services: Any, table: Any) -> None:
