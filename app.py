@@ -81,8 +81,11 @@ def _fastapi_app(services: Any) -> FastAPI:
 
     from backend.api.deps import reject_unknown_query
 
+    # FastAPI's own OpenTelemetry spans, metrics and logs are off: the Observe middleware (backend/api/observe.py)
+    # makes the request's span, with the request id and the verified tenant, as the parent of Atrium's spans.
     app = FastAPI(title="Atrium", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
-                  dependencies=[Depends(reject_unknown_query)])
+                  dependencies=[Depends(reject_unknown_query)],
+                  telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False})
     app.state.services = services
     install_error_handlers(app)
     return app

@@ -45,11 +45,16 @@ class Observe:
         self.route_of = route_of
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # What FastAPI itself sets to keep a mounted FastAPI app (the chat, Chainlit's) from making spans of its own:
+        # this request's span is this middleware's, the one Atrium's spans hang off.
+        if scope["type"] == "websocket":
+            scope["fastapi.telemetry"] = None
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", ())
                    if k in (b"x-request-id", b"traceparent", b"tracestate")}
+        scope["fastapi.telemetry"] = None
         rid = request_id_of(headers.get("x-request-id"))
         method, path = scope.get("method", "GET"), scope.get("path", "")
         status = 500  # what a request that raised before answering counts as
