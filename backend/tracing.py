@@ -49,8 +49,8 @@ def setup_tracing() -> bool:
 
 
 def recording() -> bool:
-    """Whether spans are recorded (a provider is installed): callers skip work only spans would use."""
-    return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider | trace.NoOpTracerProvider)
+    """Whether Atrium makes spans (setup_tracing installed the exporter): callers skip work only spans would use."""
+    return _configured
 
 
 def current_ids() -> tuple[str, str] | None:

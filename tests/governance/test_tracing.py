@@ -23,13 +23,17 @@ EXPORTER = InMemorySpanExporter()
 
 @pytest.fixture(scope="module")
 def spans():
-    """The process's tracer provider (set once per process, as the app's own setup does), exporting to memory."""
-    if not tracing.recording():
+    """A tracer provider exporting to memory, as setup_tracing installs one exporting over OTLP. The global provider
+    can be set once per process: the first test to need it sets it; Atrium makes spans only while `_configured`,
+    so the tests after this module pay nothing for it."""
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
         provider = TracerProvider()
         trace.set_tracer_provider(provider)
-    provider = trace.get_tracer_provider()
-    provider.add_span_processor(SimpleSpanProcessor(EXPORTER))  # type: ignore[attr-defined]
-    yield EXPORTER
+    provider.add_span_processor(SimpleSpanProcessor(EXPORTER))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(tracing, "_configured", True)
+        yield EXPORTER
     EXPORTER.clear()
 
 
