@@ -77,6 +77,8 @@ def atrium_setup(tmp: Path) -> tuple[dict[str, str], str]:
     cfg.mkdir()
     shutil.copy(ROOT / "config" / "demo_users.yaml", cfg)
     tenants = yaml.safe_load((ROOT / "config" / "tenants.yaml").read_text())
+    # No in-process caps (tenants.yaml `limits`, default 8 model calls in flight): wrk keeps 32 requests open.
+    tenants.setdefault("defaults", {})["limits"] = {"model_calls": None, "streams": None, "ingestion_jobs": 1}
     for t in tenants["tenants"]:
         t["quotas"] = {"requests_per_minute": 10_000_000, "user_requests_per_minute": 10_000_000,
                        "tokens_per_day": 10_000_000_000, "monthly_budget_usd": 10_000_000}
