@@ -124,3 +124,18 @@ def test_litellm_callbacks_are_switched_on_by_configuration(monkeypatch):
     _use_callbacks(names)
     _use_callbacks(names)  # a second app in the same process adds nothing twice
     assert litellm.success_callback == ["langfuse", "otel"] and litellm.failure_callback == ["langfuse", "otel"]
+
+
+def test_an_ingestion_job_is_a_span_with_its_tenant(spans, make_api_client):
+    from backend.knowledge.service import UploadFile
+    from tests.knowledge.conftest import admin_of
+
+    api = make_api_client(ATRIUM_INGEST_WORKER="false")
+    knowledge = api.app.state.services.knowledge
+    up = knowledge.upload(admin_of("finance"), "finance",
+                          [UploadFile("close.md", b"# Close\n\nBooks close on day 3.\n")])
+    spans.clear()
+    assert knowledge.worker.run_once() is not None
+    (job,) = [s for s in spans.get_finished_spans() if s.name == "atrium.ingest.job"]
+    assert job.attributes[tracing.TENANT] == "finance"
+    assert job.attributes["atrium.document_id"] == up["documents"][0]["id"]
