@@ -81,8 +81,11 @@ def _fastapi_app(services: Any) -> FastAPI:
 
     from backend.api.deps import reject_unknown_query
 
+    # FastAPI's own OpenTelemetry spans, metrics and logs are off: the Observe middleware (backend/api/observe.py)
+    # makes the request's span, with the request id and the verified tenant, as the parent of Atrium's spans.
     app = FastAPI(title="Atrium", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
-                  dependencies=[Depends(reject_unknown_query)])
+                  dependencies=[Depends(reject_unknown_query)],
+                  telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False})
     app.state.services = services
     install_error_handlers(app)
     return app
@@ -137,6 +140,10 @@ def _install_guards(app: FastAPI, services: Any, settings: Settings, *, chat: bo
     # cross-site POST is refused before anything runs.
     app.add_middleware(BrowserSecurity, audit=services.audit, sessions=services.sessions,
                        public_url=settings.public_url, idp_url=settings.oidc_issuer, route_of=table.route_of)
+    # Around everything: the request id (X-Request-ID), its lines' trace id, the HTTP span and metrics.
+    from backend.api.observe import Observe
+
+    app.add_middleware(Observe, metrics=services.metrics, route_of=table.route_of)
 
 
 def _guard_surface(app: FastAPI, services: Any, table: Any) -> None:

@@ -29,6 +29,7 @@ from backend.governance.audit_view import AuditView
 from backend.governance.cache import MemoryCache, RedisCache, ResponseCache
 from backend.governance.inflight import InflightLimits
 from backend.governance.leases import ProcessLease, new_owner
+from backend.governance.metrics import NoMetrics, PrometheusMetrics
 from backend.governance.operators import OperatorConsole
 from backend.governance.outbox import Spool
 from backend.governance.quotas import QuotaService
@@ -44,6 +45,7 @@ from backend.prompts.factory import build_prompt_store
 from backend.prompts.service import PromptService
 from backend.settings import Settings
 from backend.tenants import TenantRegistry
+from backend.tracing import setup_tracing
 
 log = logging.getLogger("atrium")
 PROCESS_ID = secrets.token_hex(6)  # made once per process: services built twice in one process share it
@@ -64,6 +66,7 @@ class Services:
     access: AccessGuard  # the one access decision (auth/guard.py), with the audit record of a refusal
     audit_view: AuditView  # the audit log read back: operators across tenants, tenant admins redacted
     operators: OperatorConsole  # the operators' views across tenants (/api/admin/tenants, /admin)
+    metrics: NoMetrics = field(default_factory=NoMetrics)  # Prometheus (GET /metrics), or the no-op recorder
     knowledge: KnowledgeService | None = None  # tenant knowledge bases (backend.knowledge)
     quotas: QuotaService | None = None
     inflight: InflightLimits | None = None  # per-tenant caps in this process (tenants.yaml `limits`)
@@ -145,24 +148,31 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
     if migrate:
         prepare(settings.sql_url, on_start=settings.migrate_on_start)
     db = Database(make_engine(settings.sql_url))
+    setup_tracing()  # spans exported over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set; else the no-op tracer
+    metrics = _metrics(settings, registry)
     audit = AuditLog(db=db, denial_threshold=settings.suspicious_denials, window_s=settings.suspicious_window_s,
-                     group_window_s=settings.audit_denial_window_s,
+                     group_window_s=settings.audit_denial_window_s, metrics=metrics,
                      known_tenant=lambda tenant: registry.locate(tenant) is not None,  # served here or not
                      alerts=alert_gate(settings.redis_url, prefix=settings.redis_prefix))
     prompts = build_prompt_store(settings, db)
     llm = LLMService(settings=settings, config=models)
-    quotas, cache = _governance(settings, registry, db)
+    llm.metrics = metrics
+    quotas, cache = _governance(settings, registry, db, metrics)
     knowledge = build_knowledge(settings, db=db, registry=registry, audit=audit,
                                 embedding_list=llm.config.embedding_list)
     owner = new_owner()  # this process, on its turns in progress (governance/leases.py)
     usage_writer = UsageWriter(db=db, spool=Spool(settings.data_dir / "usage-outbox", owner))
     usage = UsageService(db=db)
     audit_view = AuditView(db=db, audit=audit, registry=registry)
-    inflight = InflightLimits(limits=registry.limits, name_of=lambda t: (cfg.name if (cfg := registry.get(t)) else t))
+    inflight = InflightLimits(limits=registry.limits, name_of=lambda t: (cfg.name if (cfg := registry.get(t)) else t),
+                              metrics=metrics)
     knowledge.inflight = inflight  # standalone searches (API, Dify) count as model calls
+    knowledge.metrics = knowledge.worker.metrics = metrics
+    metrics.watch_backlog(knowledge.backlog)
     chat = ChatService(db=db, registry=registry, prompts=prompts, llm=llm, quotas=quotas, cache=cache,
                        classifier=default_classifier(), retriever=knowledge, usage_writer=usage_writer,
-                       audit=audit, owner=owner, progress_s=settings.turn_progress_s, inflight=inflight)
+                       audit=audit, owner=owner, progress_s=settings.turn_progress_s, inflight=inflight,
+                       metrics=metrics)
     services = Services(settings=settings, registry=registry, demo_users=demo_users, db=db, audit=audit,
                         prompts=prompts, llm=llm, chat=chat, quotas=quotas, cache=cache, inflight=inflight,
                         prompt_service=PromptService(store=prompts, registry=registry, llm=llm, audit=audit,
@@ -172,7 +182,7 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
                         sessions=SessionRegistry(db=db, registry=registry, max_age_s=settings.session_hours * 3600,
                                                  audit=audit),
                         access=AccessGuard(audit=audit, configured=lambda tenant: registry.get(tenant) is not None),
-                        usage=usage, knowledge=knowledge,
+                        usage=usage, knowledge=knowledge, metrics=metrics,
                         conversations=ConversationService(db=db, registry=registry, audit=audit, chat=chat,
                                                           titles=settings.conversation_titles))
     for assistant, why in services.prompt_problems().items():
@@ -216,7 +226,16 @@ def _demo_users(settings: Settings) -> DemoUsers:
     return DemoUsers.load(path)
 
 
-def _governance(settings: Settings, registry: TenantRegistry, db: Database) -> tuple[QuotaService, ResponseCache]:
+def _metrics(settings: Settings, registry: TenantRegistry) -> NoMetrics:
+    """Collected only when someone can read them (ATRIUM_METRICS_TOKEN): otherwise the no-op recorder."""
+    if not settings.metrics_token:
+        return NoMetrics()
+    # Any tenant of the file is a label value (bounded by configuration); a made-up one is `other`.
+    return PrometheusMetrics(known_tenant=lambda tenant: registry.locate(tenant) is not None)
+
+
+def _governance(settings: Settings, registry: TenantRegistry, db: Database,
+                metrics: NoMetrics) -> tuple[QuotaService, ResponseCache]:
     """Quotas, rate limits and the response cache: in-process, or shared in Redis when REDIS_URL is set."""
     if settings.redis_url:
         limits: MemoryLimits | RedisLimits = RedisLimits(settings.redis_url)
@@ -224,7 +243,7 @@ def _governance(settings: Settings, registry: TenantRegistry, db: Database) -> t
     else:
         limits, cache_backend = MemoryLimits(), MemoryCache()
     quotas = QuotaService(backend=limits, registry=registry, db=db, prefix=settings.redis_prefix,
-                          warn_ratio=settings.budget_warning_ratio, lease_s=settings.lease_s)
+                          warn_ratio=settings.budget_warning_ratio, lease_s=settings.lease_s, metrics=metrics)
     cache = ResponseCache(backend=cache_backend, prefix=settings.redis_prefix, ttl_s=settings.cache_ttl_s,
                           enabled=settings.response_cache)
     return quotas, cache

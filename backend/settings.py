@@ -102,6 +102,13 @@ class Settings(BaseSettings):
     # Integrations
     dify_base_url: str | None = Field(None, alias="DIFY_BASE_URL")
 
+    # Observability (issue 18). GET /metrics answers the Prometheus scraper that sends this bearer token; unset:
+    # no metrics are collected and /metrics is a 404. Tracing follows the standard OTEL_* variables (tracing.py).
+    metrics_token: str | None = Field(None, alias="ATRIUM_METRICS_TOKEN", min_length=16, max_length=512)
+    # LiteLLM's own logging callbacks by name (comma-separated, e.g. `langfuse`; each reads its own variables,
+    # e.g. LANGFUSE_PUBLIC_KEY, and needs its package installed). Empty: none (LiteLLM's logging work is skipped).
+    litellm_callbacks: str = Field("", alias="ATRIUM_LITELLM_CALLBACKS")
+
     # Serving
     public_url: str | None = Field(None, alias="ATRIUM_PUBLIC_URL")
     log_level: str = Field("INFO", alias="ATRIUM_LOG_LEVEL")
@@ -170,6 +177,10 @@ class Settings(BaseSettings):
         if self.oidc_issuer:
             return bool(self.dev_login)
         return self.dev_login is not False
+
+    @property
+    def litellm_callback_list(self) -> list[str]:
+        return [name.strip() for name in self.litellm_callbacks.split(",") if name.strip()]
 
     def model_override(self, tier: str) -> str | None:
         return {"fast": self.model_fast, "smart": self.model_smart, "local": self.model_local}.get(tier)

@@ -35,7 +35,9 @@ DEMO_USERS = {
 
 # Provider keys from the developer's shell must not change which tiers are live in tests.
 _SCRUB = ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "GEMINI_API_KEY", "DATABASE_URL", "REDIS_URL", "OIDC_ISSUER",
-          "ATRIUM_MODEL_FAST", "ATRIUM_MODEL_SMART", "ATRIUM_MODEL_LOCAL", "VECTOR_STORE", "ATRIUM_DEV_LOGIN")
+          "ATRIUM_MODEL_FAST", "ATRIUM_MODEL_SMART", "ATRIUM_MODEL_LOCAL", "VECTOR_STORE", "ATRIUM_DEV_LOGIN",
+          "ATRIUM_METRICS_TOKEN", "ATRIUM_LITELLM_CALLBACKS", "OTEL_EXPORTER_OTLP_ENDPOINT",
+          "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
 
 
 # The day model retirements are judged on (LiteLLM's model table), for in-process services: tests that use a

@@ -167,7 +167,9 @@ def test_serve_on_a_port_in_use_is_one_line_before_anything_loads(tmp_path):
     assert "stop what uses it, or pass another --port" in done.stderr
 
 
-def test_serve_prints_the_banner_on_stdout_and_only_json_lines_on_stderr(tmp_path):
+def test_serve_prints_the_banner_and_info_lines_on_stdout_and_warnings_on_stderr(tmp_path):
+    """Cloud Logging's shape: `severity` and `message`, INFO on stdout (stderr without a severity reads as ERROR on
+    GKE), WARNING and above on stderr; a request's lines carry its request id, also sent back as X-Request-ID."""
     import json
     import time
 
@@ -177,7 +179,9 @@ def test_serve_prints_the_banner_on_stdout_and_only_json_lines_on_stderr(tmp_pat
 
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in _SCRUB}
-    env.update(ATRIUM_DATA_DIR=str(tmp_path / "data"), ATRIUM_LOG_LEVEL="INFO", PYTHONUNBUFFERED="1")
+    # No demo users file: a WARNING at start-up, which must go to stderr.
+    env.update(ATRIUM_DATA_DIR=str(tmp_path / "data"), ATRIUM_LOG_LEVEL="INFO", PYTHONUNBUFFERED="1",
+               ATRIUM_CONFIG_DIR=str(_config_without_demo_users(tmp_path)))
     out, err = (tmp_path / "stdout").open("w"), (tmp_path / "stderr").open("w")
     proc = subprocess.Popen([sys.executable, "-m", "backend.cli", "serve", "--port", str(port)], cwd=REPO, env=env,
                             stdout=out, stderr=err)
@@ -189,13 +193,35 @@ def test_serve_prints_the_banner_on_stdout_and_only_json_lines_on_stderr(tmp_pat
                     break
             except httpx.HTTPError:
                 time.sleep(0.3)
+        kept = httpx.get(f"http://127.0.0.1:{port}/healthz", headers={"X-Request-ID": "probe-42.a_b"}, timeout=10)
+        made = httpx.get(f"http://127.0.0.1:{port}/healthz", headers={"X-Request-ID": "no spaces allowed"},
+                         timeout=10)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+    assert kept.headers["x-request-id"] == "probe-42.a_b"
+    assert made.headers["x-request-id"] != "no spaces allowed" and len(made.headers["x-request-id"]) == 32
     stdout, stderr = (tmp_path / "stdout").read_text(), (tmp_path / "stderr").read_text()
-    assert stdout.startswith(f"Atrium: open http://127.0.0.1:{port} — demo users in README.md"), stdout + stderr
-    logged = [json.loads(line) for line in stderr.splitlines()]  # every line of stderr is a JSON log line
-    assert any(e["msg"] == "atrium started" for e in logged)
+    banner = f"Atrium: open http://127.0.0.1:{port} — demo users in README.md"
+    assert [ln for ln in stdout.splitlines() if not ln.startswith("{")][0].startswith(banner), stdout + stderr
+    out_lines = [json.loads(ln) for ln in stdout.splitlines() if ln.startswith("{")]
+    err_lines = [json.loads(ln) for ln in stderr.splitlines()]  # every line of stderr is a JSON log line
+    assert all("severity" in e and "message" in e and "msg" not in e and "level" not in e
+               for e in out_lines + err_lines)
+    assert {e["severity"] for e in out_lines} <= {"INFO", "DEBUG"}
+    assert err_lines and {e["severity"] for e in err_lines} <= {"WARNING", "ERROR", "CRITICAL"}
+    assert any(e["message"] == "atrium started" for e in out_lines)
+    assert any(e["message"] == "demo login is on but there are no demo users" for e in err_lines)
+    access = [e for e in out_lines if e.get("request_id") == "probe-42.a_b"]
+    assert access and all(len(e["trace_id"]) == 32 for e in access)
+    assert any("GET /healthz" in e["message"] for e in access), access
+
+
+def _config_without_demo_users(tmp_path):
+    cfg = tmp_path / "config"
+    shutil.copytree(REPO / "config", cfg)
+    (cfg / "demo_users.yaml").unlink(missing_ok=True)
+    return cfg
 
 
 def test_a_reader_that_stops_early_is_no_error(data_dir, make_settings):

@@ -61,7 +61,7 @@ class Fleet:
 
     def records(self, log: Path, msg: str) -> list[dict]:
         return [rec for line in log.read_text(errors="replace").splitlines() if line.startswith("{")
-                and (rec := json.loads(line)).get("msg") == msg]
+                and (rec := json.loads(line)).get("message") == msg]
 
     def sql(self, query: str, **params: object) -> list[sa.Row]:
         engine = sa.create_engine(self.db_url, poolclass=sa.pool.NullPool)
@@ -214,7 +214,7 @@ def document(fleet: Fleet) -> dict:
 
 
 def test_both_replicas_started_together_on_the_empty_database_came_up_and_one_migrated(fleet):
-    said = [[json.loads(ln).get("msg") for ln in r.log_path.read_text(errors="replace").splitlines()
+    said = [[json.loads(ln).get("message") for ln in r.log_path.read_text(errors="replace").splitlines()
              if ln.startswith("{")] for r in (fleet.a, fleet.b)]
     assert sorted(m.count("database migrated") for m in said) == [0, 1]  # one migrated ...
     assert sorted(m.count("database schema is current") for m in said) == [0, 1]  # ... the other found it done

@@ -304,10 +304,10 @@ def test_a_groups_worker_never_takes_another_groups_job(topology):
     assert not pending, {g: log.read_text()[-2000:] for g, (_, log) in topology.workers.items()}
     for group, (_, log) in topology.workers.items():
         claimed = [json.loads(line) for line in log.read_text(errors="replace").splitlines()
-                   if line.startswith("{") and json.loads(line).get("msg") == "ingestion job claimed"]
+                   if line.startswith("{") and json.loads(line).get("message") == "ingestion job claimed"]
         assert claimed, f"worker {group} claimed nothing"
         assert {c["tenant"] for c in claimed} <= {t for t, g in GROUP_OF.items() if g == group}, claimed
     claims = [json.loads(line)["document_id"] for _, log in topology.workers.values()
               for line in log.read_text(errors="replace").splitlines()
-              if line.startswith("{") and json.loads(line).get("msg") == "ingestion job claimed"]
+              if line.startswith("{") and json.loads(line).get("message") == "ingestion job claimed"]
     assert sorted(claims) == sorted(uploaded)  # each job once, by its group's worker

@@ -24,6 +24,8 @@ from backend.chat.types import MAX_MESSAGE_CHARS, ChatRequest, TurnResult
 from backend.container import get_services
 from backend.errors import AtriumError, Forbidden, Misdirected
 from backend.knowledge.service import AttachedFile
+from backend.logs import RequestInfo, request_info
+from backend.tracing import TENANT, current_ids, span
 from ui.chat_text import (
     answered_by,
     asks_something,
@@ -212,7 +214,16 @@ async def on_message(message: cl.Message) -> None:
     if len(message.content) > MAX_MESSAGE_CHARS:  # refused before the pipeline: with advice for this user
         await _notice(too_long(len(message.content), can_add_documents=allowed(chat.principal, chat.tenant, "ingest")))
         return
-    await _answer(chat, message)
+    # A chat message comes over the socket, not as an HTTP request: its turn is a trace of its own, and its log
+    # lines carry an id of their own, as a request's do (backend/api/observe.py).
+    with span("atrium.chat.turn", {TENANT: chat.tenant, "atrium.channel": "ui"}):
+        ids = current_ids()
+        token = request_info.set(RequestInfo(request_id=uuid.uuid4().hex, trace_id=ids[0] if ids else uuid.uuid4().hex,
+                                             tenant=chat.tenant))
+        try:
+            await _answer(chat, message)
+        finally:
+            request_info.reset(token)
 
 
 async def _chat_of_session() -> _Chat | None:

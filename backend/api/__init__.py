@@ -16,6 +16,7 @@ def routers() -> list[APIRouter]:
         health,
         keys,
         me,
+        metrics,
         openai_compat,
         prompts,
         search,
@@ -27,4 +28,4 @@ def routers() -> list[APIRouter]:
     # The OpenAI-compatible routes first: Starlette matches routes in order, and they are the hot path.
     return [openai_compat.router, health.router, me.router, chat.router, keys.router, admin.router,
             dify_chat.router, prompts.router, studio.router, usage.router, documents.router, search.router,
-            dify_retrieval.router, admin_page.router, feedback.router, sessions.router]
+            dify_retrieval.router, admin_page.router, feedback.router, sessions.router, metrics.router]

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, NoReturn
 
 from fastapi import Depends, Path, Request
+from opentelemetry import trace
 
 from backend.auth.api_keys import PREFIX as API_KEY_PREFIX
 from backend.auth.api_keys import InvalidApiKey, VerifiedKey
@@ -24,7 +25,9 @@ from backend.auth.session_cookie import session_token
 from backend.auth.sessions import REFUSALS
 from backend.container import Services
 from backend.errors import Invalid, Unavailable
+from backend.logs import request_info
 from backend.tenants import TenantRegistry
+from backend.tracing import TENANT, span
 
 
 # Dependencies that do no blocking I/O are `async def`: FastAPI runs sync ones in a worker thread, and
@@ -143,7 +146,14 @@ async def get_principal(request: Request, services: ServicesDep) -> Principal:
     """Authorization header (API key or IdP JWT) if present — never silently ignored — else the session.
 
     Async so that the common case (a recently verified API key) needs no worker thread; what may block (SQL for
-    an unseen key or a session's revocation check, a JWKS fetch, an audit write) runs in one."""
+    an unseen key or a session's revocation check, a JWKS fetch, an audit write) runs in one. In its own span."""
+    with span("atrium.authenticate") as current:
+        principal = await _principal(request, services)
+        current.set_attribute("atrium.auth_method", principal.auth)
+        return principal
+
+
+async def _principal(request: Request, services: Services) -> Principal:
     header = request.headers.get("authorization")
     if header is not None:
         scheme, _, token = header.strip().partition(" ")
@@ -204,6 +214,9 @@ async def get_tenant_context(
     denial = decide(principal, tenant, None, configured=services.registry.get(tenant) is not None)
     if denial is not None:
         await _arefuse(request, services, denial, subject=who, tenant=tenant)
+    if (info := request_info.get()) is not None:  # the request's logs, metrics and span name the verified tenant
+        info.tenant = tenant
+    trace.get_current_span().set_attribute(TENANT, tenant)
     return TenantContext(principal=principal, tenant=tenant)
 
 

@@ -17,6 +17,8 @@ Guards:
   to the served tenants too (the principal's `tenants` hold only those: the chat's history, the pages).
 - `platform_admin`: platform operators (people only).
 - `blocked`: refused for everyone (a feature of the framework Atrium does not use).
+- `scraper`: the metrics scraper's bearer token (ATRIUM_METRICS_TOKEN), checked by the handler; no tenant's or
+  person's credentials, whatever their roles.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
-GuardKind = Literal["anonymous", "signed_in", "tenant", "platform_admin", "blocked"]
+GuardKind = Literal["anonymous", "signed_in", "tenant", "platform_admin", "blocked", "scraper"]
 Owner = Literal["api", "page", "chat"]
 # Who applies the guard: a FastAPI dependency, the route's handler itself (pages that answer a sign-in form,
 # Dify's route that answers in Dify's error shape), or the surface guard in front of the chat framework.
@@ -47,6 +49,7 @@ ANONYMOUS = Guard("anonymous")
 SIGNED_IN = Guard("signed_in")
 PLATFORM_ADMIN = Guard("platform_admin")
 BLOCKED = Guard("blocked")
+SCRAPER = Guard("scraper")
 
 
 def tenant(permission: str, *, tenant_from: Literal["url", "chat_session"] = "url") -> Guard:
@@ -97,6 +100,8 @@ HTTP_SURFACE: tuple[HttpEntry, ...] = (
     # -- probes, docs, pages --------------------------------------------------------------------------------------
     _http("GET", "/healthz", ANONYMOUS, "api", "dependency", "liveness"),
     _http("GET", "/readyz", ANONYMOUS, "api", "handler", "ready or not for anyone; details for platform admins"),
+    _http("GET", "/metrics", SCRAPER, "api", "handler",
+          "Prometheus metrics: only the ATRIUM_METRICS_TOKEN bearer (no tenant or person credential); 404 when unset"),
     _http("GET", "/", ANONYMOUS, "page", "dependency", "redirect to /chat"),
     _http("GET,HEAD", "/openapi.json", ANONYMOUS, "page", "dependency", "the API's description"),
     _http("GET", "/docs", ANONYMOUS, "page", "dependency", "Swagger UI, served offline"),

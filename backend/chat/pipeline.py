@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
 from dataclasses import replace
@@ -36,6 +37,7 @@ from backend.errors import AtriumError, Forbidden, Invalid, NotFound, QuotaExcee
 from backend.governance.audit import AuditLog
 from backend.governance.cache import ResponseCache
 from backend.governance.inflight import InflightLimits, Slot
+from backend.governance.metrics import NoMetrics
 from backend.governance.quotas import Admission, QuotaService
 from backend.governance.usage import UsageWriter
 from backend.knowledge.retrieval import Citation
@@ -44,6 +46,7 @@ from backend.llm.routing import QueryClassifier, decide
 from backend.llm.service import Delta, LLMService
 from backend.prompts.contract import PromptNotFound, PromptStorage, PromptVersion
 from backend.tenants import ModelPolicy, TenantRegistry
+from backend.tracing import TENANT, span
 
 log = logging.getLogger("atrium.chat")
 
@@ -66,8 +69,9 @@ class ChatService:
                  kb_version: Callable[[str], object] | None = None,
                  usage_writer: UsageWriter | None = None, rewriter: QueryRewriter | None = None,
                  audit: AuditLog | None = None, owner: str | None = None, progress_s: float = 2.0,
-                 inflight: InflightLimits | None = None) -> None:
+                 inflight: InflightLimits | None = None, metrics: NoMetrics | None = None) -> None:
         self.audit = audit
+        self.metrics = metrics or NoMetrics()  # governance/metrics.py: turns (UsageRecorder), cache look-ups
         self.inflight = inflight  # the tenant's caps in this process (model calls in flight, open streams)
         self.access = AccessGuard(audit=audit if audit is not None else _NoAudit(),
                                   configured=lambda tenant: registry.get(tenant) is not None)
@@ -79,7 +83,8 @@ class ChatService:
         self.turn_cache = TurnCache(cache=cache, registry=registry, llm=llm, retriever=retriever, kb_version=kb_version)
         self.classifier = classifier
         # `owner`: this process (governance/leases.py), on the rows of its turns in progress.
-        self.usage = UsageRecorder(db=db, writer=usage_writer, owner=owner, progress_s=progress_s)
+        self.usage = UsageRecorder(db=db, writer=usage_writer, owner=owner, progress_s=progress_s,
+                                   metrics=self.metrics)
         # Follow-up turns: a standalone retrieval query (ATRIUM_QUERY_REWRITE); first turns never use it.
         self.rewriter = rewriter or QueryRewriter(llm=llm, mode=llm.settings.query_rewrite)
         # Grounded answers and the grounding check use the knowledge base's embedder (no other model is loaded).
@@ -204,6 +209,8 @@ class ChatService:
         """A cached answer to this first-turn question (it still counts as a request, but costs nothing)."""
         t.cache_key = self.turn_cache.key(req=t.req, tier=t.tier, prompt=t.prompt, principal=t.principal)
         cached = await self.turn_cache.get(t.cache_key)
+        if t.cache_key is not None:
+            self.metrics.cache_lookup(tenant=t.req.tenant, hit=cached is not None)
         if cached is None:
             return None
         if self.quotas:
@@ -308,6 +315,8 @@ class ChatService:
             advisory=call.advisory, tenant=req.tenant,
         ):
             if isinstance(item, Delta):
+                if t.first_token is None:
+                    t.first_token = time.perf_counter()
                 t.streamed.append(item.text)
                 if item.model:
                     t.row.model = item.model
@@ -333,11 +342,12 @@ class ChatService:
             return
         req, max_tokens = t.req, t.max_tokens or 512
         est_tokens = estimate_tokens(t.messages) + max_tokens
-        t.admission = await self.quotas.admit(
-            tenant=req.tenant, subject=t.principal.subject, est_tokens=est_tokens,
-            est_cost_usd=self.llm.estimate_cost(t.tier, est_tokens - max_tokens, max_tokens),
-            count_request=req.task is None,  # an internal task rides on its user request's slot
-            sets_max_tokens=req.channel == "openai")  # only API callers choose max_tokens
+        with span("atrium.quota.admit", {TENANT: req.tenant, "atrium.estimated_tokens": est_tokens}):
+            t.admission = await self.quotas.admit(
+                tenant=req.tenant, subject=t.principal.subject, est_tokens=est_tokens,
+                est_cost_usd=self.llm.estimate_cost(t.tier, est_tokens - max_tokens, max_tokens),
+                count_request=req.task is None,  # an internal task rides on its user request's slot
+                sets_max_tokens=req.channel == "openai")  # only API callers choose max_tokens
         t.notes = list(t.admission.warnings)
 
     def _result(self, t: Turn) -> TurnResult:

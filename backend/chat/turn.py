@@ -21,6 +21,7 @@ from backend.chat.types import ChatRequest
 from backend.db.engine import Database
 from backend.db.models import ChatTurn, utcnow
 from backend.db.repositories.turns import finish_turns, row_values
+from backend.governance.metrics import NoMetrics
 from backend.governance.quotas import Admission
 from backend.governance.usage import UsageWriter
 from backend.knowledge.retrieval import Citation
@@ -28,6 +29,7 @@ from backend.llm.knowledge_need import KnowledgeNeed
 from backend.llm.service import Completion
 from backend.prompts.store import PromptVersion
 from backend.tenants import ModelPolicy
+from backend.tracing import TENANT, span
 
 log = logging.getLogger("atrium.chat")
 
@@ -58,6 +60,7 @@ class Turn:
     recorded: bool = False  # the row is written: a caller closing the stream after the result changes nothing
     started: bool = False  # the model call started: its row was written as `streaming`
     last_progress: float = 0.0  # when the tokens so far were last written
+    first_token: float | None = None  # perf_counter of the model's first text (time to first token)
 
     @property
     def plain(self) -> bool:
@@ -69,8 +72,9 @@ class UsageRecorder:
     """Writes a turn's usage row (through the batching UsageWriter when there is one) and logs it."""
 
     def __init__(self, *, db: Database, writer: UsageWriter | None = None, owner: str | None = None,
-                 progress_s: float = 2.0) -> None:
+                 progress_s: float = 2.0, metrics: NoMetrics | None = None) -> None:
         self.db = db
+        self.metrics = metrics or NoMetrics()
         self.writer = writer
         self.owner = owner
         self.progress_s = progress_s
@@ -102,10 +106,17 @@ class UsageRecorder:
         if turn.status == "streaming":  # the caller says how it ended; a turn that never started completes
             turn.status = "completed"
         if t.req.record:  # off the event loop: a commit waits on the disk, and every other request with it
-            if self.writer is not None:
-                await self.writer.write(turn)
-            else:
-                await asyncio.to_thread(self._insert, turn)
+            with span("atrium.usage.write", {TENANT: turn.tenant, "atrium.outcome": turn.outcome}):
+                if self.writer is not None:
+                    await self.writer.write(turn)
+                else:
+                    await asyncio.to_thread(self._insert, turn)
+        self.metrics.chat_turn(
+            tenant=turn.tenant, assistant=turn.assistant, channel=turn.channel, tier=turn.tier, model=turn.model,
+            outcome=turn.outcome, seconds=turn.latency_ms / 1000,
+            first_token_s=None if t.first_token is None else t.first_token - t.began,
+            input_tokens=turn.prompt_tokens or 0, output_tokens=turn.completion_tokens or 0,
+            cost_usd=turn.cost_usd or 0.0, fallback_from=turn.fallback_from)
         log.info("chat turn", extra={
             "tenant": turn.tenant, "subject": turn.subject, "assistant": turn.assistant,
             "prompt_version": turn.prompt_version, "model": turn.model, "tier": turn.tier,

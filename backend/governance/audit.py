@@ -22,6 +22,7 @@ from backend.db.engine import Database
 from backend.db.models import AuditEvent, utcnow
 from backend.db.repositories.audit import add_event, add_or_count, count_denials_since
 from backend.governance.alert_once import AlertGate, LocalAlertGate
+from backend.governance.metrics import NoMetrics
 
 log = logging.getLogger("atrium.audit")
 
@@ -67,8 +68,10 @@ def clip_detail(value: Any, depth: int = 0) -> Any:
 
 class AuditLog:
     def __init__(self, *, db: Database, denial_threshold: int = 10, window_s: int = 300, group_window_s: int = 60,
-                 known_tenant: Callable[[str], bool] | None = None, alerts: AlertGate | None = None) -> None:
+                 known_tenant: Callable[[str], bool] | None = None, alerts: AlertGate | None = None,
+                 metrics: NoMetrics | None = None) -> None:
         self.db = db
+        self.metrics = metrics or NoMetrics()  # denials by tenant and reason (governance/metrics.py)
         self.threshold = denial_threshold
         self.window_s = window_s
         self.group_window_s = group_window_s
@@ -90,6 +93,7 @@ class AuditLog:
             else:
                 event = add_event(session=session, event=event)
         if kind == "denied":
+            self.metrics.denial(tenant=tenant, reason=reason)
             log.info("access denied", extra={"subject": subject, "tenant": tenant, "route": route, "ip": ip,
                                              "status": status, "reason": reason, "count": event.count})
             self._check_suspicious(subject=subject, ip=ip, tenant=tenant, route=route)

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from backend.errors import QuotaExceeded
+from backend.governance.metrics import NoMetrics
 from backend.tenants import TenantLimits
 
 log = logging.getLogger("atrium.quotas")
@@ -56,8 +57,11 @@ class Slot:
 
 class InflightLimits:
     def __init__(self, *, limits: Callable[[str], TenantLimits], name_of: Callable[[str], str] | None = None,
-                 retry_after_s: int = RETRY_AFTER_S) -> None:
-        """`limits`: the tenant's effective caps (TenantRegistry.limits); `name_of`: its display name."""
+                 retry_after_s: int = RETRY_AFTER_S, metrics: NoMetrics | None = None) -> None:
+        """`limits`: the tenant's effective caps (TenantRegistry.limits); `name_of`: its display name; `metrics`:
+        refusals counted, and what is held read at each scrape."""
+        self.metrics = metrics or NoMetrics()
+        self.metrics.watch_inflight(self.snapshot)
         self._limits = limits
         self._name_of = name_of or (lambda tenant: tenant)
         self.retry_after_s = retry_after_s
@@ -85,6 +89,11 @@ class InflightLimits:
         with self._lock:
             return {kind: self._held.get((tenant, kind), 0) for kind in _WHAT}
 
+    def snapshot(self) -> dict[tuple[str, str], int]:
+        """(tenant, kind) -> slots held now, every tenant (the metrics' in-flight gauge)."""
+        with self._lock:
+            return dict(self._held)
+
     def _give_back(self, slot: Slot) -> None:
         with self._lock:
             for kind in slot.kinds:
@@ -99,4 +108,5 @@ class InflightLimits:
         msg = (f"{self._name_of(tenant)} already has {cap} {one if cap == 1 else many} {state} "
                f"(tenants.yaml limits.{kind}: {cap}): {fix}; a platform operator can raise the limit.")
         log.info("quota refused", extra={"tenant": tenant, "limit": kind, "retry_after": self.retry_after_s})
+        self.metrics.quota_refusal(tenant=tenant, limit=kind)
         return QuotaExceeded(msg, retry_after=self.retry_after_s, limit=kind)

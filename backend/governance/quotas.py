@@ -33,6 +33,7 @@ from datetime import UTC, datetime, timedelta
 from backend.db.engine import Database
 from backend.db.repositories.usage import sum_usage
 from backend.errors import QuotaExceeded
+from backend.governance.metrics import NoMetrics
 from backend.governance.ratelimit import Decision, LimitBackend, Reservation, Window, hold_member
 from backend.tenants import Quotas, TenantRegistry
 
@@ -79,8 +80,10 @@ class Admission:
 
 class QuotaService:
     def __init__(self, *, backend: LimitBackend, registry: TenantRegistry, db: Database,
-                 prefix: str = "atrium", warn_ratio: float = 0.8, lease_s: float = 60.0) -> None:
+                 prefix: str = "atrium", warn_ratio: float = 0.8, lease_s: float = 60.0,
+                 metrics: NoMetrics | None = None) -> None:
         self.backend = backend
+        self.metrics = metrics or NoMetrics()  # refusals by limit; the share of each daily/monthly limit used
         self.registry = registry
         self.db = db
         self.prefix = prefix
@@ -141,11 +144,14 @@ class QuotaService:
         # progress do not report usage that has not happened.
         if adm.token_key and quotas.tokens_per_day:
             used = decision.used.get(adm.token_key, 0)
+            self.metrics.quota_used(tenant=tenant, limit="tokens_per_day", ratio=used / quotas.tokens_per_day)
             if used >= self.warn_ratio * quotas.tokens_per_day:
                 adm.warnings.append(f"{name} has used {used / quotas.tokens_per_day:.0%} of today's "
                                     f"{quotas.tokens_per_day:,} tokens.")
         if adm.budget_key and quotas.monthly_budget_usd:
             used_usd = decision.used.get(adm.budget_key, 0) / MICRO
+            self.metrics.quota_used(tenant=tenant, limit="monthly_budget_usd",
+                                    ratio=used_usd / quotas.monthly_budget_usd)
             if used_usd >= self.warn_ratio * quotas.monthly_budget_usd:
                 adm.warnings.append(f"{name} has used {used_usd / quotas.monthly_budget_usd:.0%} of its monthly "
                                     f"budget of {_usd(round(quotas.monthly_budget_usd * MICRO))}.")
@@ -160,6 +166,7 @@ class QuotaService:
         msg = (f"{name}'s {what}: model calls are switched off; a platform operator can raise it in "
                f"config/tenants.yaml.")
         log.info("quota refused", extra={"tenant": tenant, "limit": limit, "retry_after": None})
+        self.metrics.quota_refusal(tenant=tenant, limit=limit)
         return _exceeded(msg, limit, None)
 
     def _refusal(self, tenant: str, name: str, decision: Decision, quotas: Quotas, adm: Admission,
@@ -229,6 +236,7 @@ class QuotaService:
                 else:
                     msg += f", or wait until the budget resets on {reset:%Y-%m-%d} (00:00 UTC)."
         log.info("quota refused", extra={"tenant": tenant, "limit": limit, "retry_after": retry_after})
+        self.metrics.quota_refusal(tenant=tenant, limit=limit)
         return _exceeded(msg, limit, retry_after)
 
     async def settle(self, adm: Admission, *, tokens: int, cost_usd: float) -> None:

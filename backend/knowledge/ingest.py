@@ -15,6 +15,7 @@ import os
 import secrets
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -22,10 +23,12 @@ from backend.db.engine import Database
 from backend.db.models import KbDocument
 from backend.db.repositories import documents as repo
 from backend.errors import AtriumError, Conflict
+from backend.governance.metrics import NoMetrics
 from backend.knowledge.chunk import Chunk, chunk_blocks
 from backend.knowledge.embed.base import Embedder
 from backend.knowledge.parse import parse
 from backend.knowledge.stores.base import ChunkRecord, TenantStore, VectorStore, chunk_id
+from backend.tracing import TENANT, span
 
 log = logging.getLogger("atrium.knowledge")
 MAX_ATTEMPTS = 3
@@ -68,6 +71,7 @@ class IngestWorker:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._warm = False
+        self.metrics: NoMetrics = NoMetrics()  # the container's: jobs by outcome, their run time, chunks embedded
 
     # -- lifecycle ------------------------------------------------------------------------------------------
 
@@ -138,20 +142,30 @@ class IngestWorker:
         log.info("ingestion job claimed", extra={"tenant": doc.tenant, "document_id": doc.id, "status": doc.status,
                                                  "chunks_done": doc.chunks_done, "attempt": doc.attempts,
                                                  "worker": self.worker_id})
-        stopped = False
-        try:
-            if doc.status == "deleting":
-                self._purge(doc)
-            else:
-                self._ingest(doc)
-        except _Stopped:
-            stopped = True
-        finally:
-            with self.db.session() as session:
-                if stopped:
-                    repo.hand_back(session=session, document_id=doc.id, worker_id=self.worker_id)
+        stopped, began, done_before, deleting = False, time.perf_counter(), doc.chunks_done, doc.status == "deleting"
+        with span("atrium.ingest.job", {TENANT: doc.tenant, "atrium.document_id": doc.id,
+                                        "atrium.attempt": doc.attempts, "atrium.job": doc.status}) as job_span:
+            try:
+                if deleting:
+                    self._purge(doc)
                 else:
-                    repo.release_lease(session=session, document_id=doc.id, worker_id=self.worker_id)
+                    self._ingest(doc)
+            except _Stopped:
+                stopped = True
+            finally:
+                with self.db.session() as session:
+                    if stopped:
+                        repo.hand_back(session=session, document_id=doc.id, worker_id=self.worker_id)
+                    else:
+                        repo.release_lease(session=session, document_id=doc.id, worker_id=self.worker_id)
+                    after = session.get(KbDocument, doc.id) if self.metrics.enabled else None
+            if self.metrics.enabled:
+                outcome = ("handed_back" if stopped else "deleted" if deleting or after is None
+                           else after.status if after.status in ("ready", "failed") else "retry")
+                chunks = max(0, (after.chunks_done if after is not None else 0) - done_before)
+                self.metrics.ingestion_job(tenant=doc.tenant, outcome=outcome, seconds=time.perf_counter() - began,
+                                           chunks=0 if deleting else chunks)
+                job_span.set_attribute("atrium.outcome", outcome)
         if stopped:
             log.info("stopping: ingestion job handed back", extra={"document_id": doc.id, "worker": self.worker_id})
         return doc

@@ -13,6 +13,7 @@ from typing import Literal
 from backend.knowledge.embed.base import Embedder
 from backend.knowledge.stores.base import Hit, TenantStore
 from backend.knowledge.text import term_coverage
+from backend.tracing import span
 
 Mode = Literal["hybrid", "dense"]
 # A passage whose cosine similarity is below the threshold still counts when it contains most of the
@@ -67,8 +68,10 @@ class Retrieval:
     def search(self, store: TenantStore, query: str, *, top_k: int = 5, document_ids: set[str] | None = None,
                mode: Mode | None = None) -> list[Hit]:
         """Blocking: call it from a worker thread (asyncio.to_thread)."""
-        vector = self.embed_query(query)
-        return self.search_vector(store, query, vector, top_k=top_k, document_ids=document_ids, mode=mode)
+        with span("atrium.embed", {"gen_ai.operation.name": "embeddings"}):
+            vector = self.embed_query(query)
+        with span("atrium.search", {"atrium.retrieval_mode": mode or self.mode}):
+            return self.search_vector(store, query, vector, top_k=top_k, document_ids=document_ids, mode=mode)
 
     def search_vector(self, store: TenantStore, query: str, vector: list[float], *, top_k: int,
                       document_ids: set[str] | None = None, mode: Mode | None = None) -> list[Hit]:

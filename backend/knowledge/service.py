@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +28,14 @@ from backend.db.repositories import documents as repo
 from backend.errors import AtriumError, Invalid, NotFound
 from backend.governance.audit import AuditLog
 from backend.governance.inflight import InflightLimits
+from backend.governance.metrics import NoMetrics
 from backend.knowledge import metadata_filter
 from backend.knowledge.ingest import IngestWorker
 from backend.knowledge.parse import clean_folder, validate
 from backend.knowledge.retrieval import Citation, Retrieval, is_relevant
 from backend.knowledge.stores.base import Hit, TenantStore, VectorStore
 from backend.tenants import TenantRegistry
+from backend.tracing import TENANT, span
 
 DONE = ("ready", "failed")  # a document's statuses after which nothing changes without a new upload
 CHAT_UPLOAD_ROUTE = "chat:upload"
@@ -121,6 +124,20 @@ class KnowledgeService:
         # The tenants' caps in this process (container.py): a search (API, Dify) embeds its query, a model call
         # in a worker thread of the few the process has for everyone, so it takes one of `limits.model_calls`.
         self.inflight: InflightLimits | None = None
+        self.metrics: NoMetrics = NoMetrics()  # the container's: retrieval latency, the ingestion backlog
+
+    def backlog(self) -> dict[str, tuple[int, float]]:
+        """Served tenant -> (documents waiting for or in ingestion, the oldest one's age in seconds): the metrics'
+        queue depth and job age, read at each scrape (one SQL query)."""
+        now = datetime.now(UTC)
+        with self.db.session() as session:
+            rows = repo.job_backlog(session=session, tenants=self.registry.ids())
+        out = {}
+        for tenant, (count, oldest) in rows.items():
+            if oldest is not None and oldest.tzinfo is None:  # SQLite hands back naive UTC
+                oldest = oldest.replace(tzinfo=UTC)
+            out[tenant] = (count, max(0.0, (now - oldest).total_seconds()) if oldest is not None else 0.0)
+        return out
 
     # -- access -------------------------------------------------------------------------------------------------
 
@@ -344,11 +361,14 @@ class KnowledgeService:
             return self.retrieval.search(store, query, top_k=top_k, document_ids=scope)
 
         slot = self.inflight.acquire(tenant, stream=False) if self.inflight is not None and not turn else None
+        began = time.perf_counter()
         try:
-            hits = await asyncio.to_thread(run)
+            with span("atrium.retrieve", {TENANT: tenant, "atrium.top_k": top_k}):
+                hits = await asyncio.to_thread(run)
         finally:
             if slot is not None:
                 slot.release()
+        self.metrics.retrieval(tenant=tenant, seconds=time.perf_counter() - began)
         return [h for h in hits if h.score >= min_score]
 
     async def retrieve(self, *, principal: Principal, tenant: str, query: str, top_k: int = 5,

@@ -8,6 +8,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+from opentelemetry.trace import StatusCode
+
+from backend.governance.metrics import NoMetrics
 from backend.llm.fair import model_tenant
 from backend.llm.local_provider import LocalLlama, register
 from backend.llm.router import (
@@ -22,6 +25,7 @@ from backend.llm.router import (
 )
 from backend.llm.router_settings import FALLBACK_KEYS
 from backend.settings import Settings
+from backend.tracing import TENANT, start_span
 
 log = logging.getLogger("atrium.llm")
 
@@ -124,6 +128,17 @@ def _skip_unobserved_success_logging() -> None:
     worker._atrium_filtered = True
 
 
+def _use_callbacks(names: list[str]) -> None:
+    """LiteLLM's own logging callbacks (ATRIUM_LITELLM_CALLBACKS), e.g. langfuse: on success and on failure."""
+    if not names:
+        return
+    import litellm
+
+    for hooks in (litellm.success_callback, litellm.failure_callback):
+        hooks.extend(n for n in names if n not in hooks)
+    log.info("LiteLLM callbacks on", extra={"callbacks": names})
+
+
 class LLMService:
     def __init__(self, *, settings: Settings, config: ModelsConfig, local: LocalLlama | None = None) -> None:
         self.settings = settings
@@ -132,6 +147,8 @@ class LLMService:
                                          model_path=settings.local_model_path)
         register(self.local)
         _quiet_litellm()
+        _use_callbacks(settings.litellm_callback_list)
+        self.metrics: NoMetrics = NoMetrics()  # the container's (governance/metrics.py): errors by tier
         unavailable = self.local.unavailable_reason()
         self.live: LiveModels = live_deployments(config, settings, local_available=unavailable is None,
                                                  local_reason=unavailable or "")
@@ -203,6 +220,42 @@ class LLMService:
         return self.router
 
     async def stream(
+        self, *, tier: str, messages: list[dict], temperature: float | None = None,
+        max_tokens: int | None = None, provider_preference: list[str] | None = None, stream: bool = True,
+        params: dict[str, Any] | None = None, allowed_tiers: list[str] | None = None, fallbacks: bool = True,
+        advisory: dict[str, Any] | None = None, tenant: str = "",
+    ) -> AsyncIterator[Delta | Completion]:
+        """`_stream` (below) in the model call's span (GenAI semantic conventions), its failures counted."""
+        span = start_span(f"chat {tier}", {"gen_ai.operation.name": "chat", "gen_ai.request.model": tier,
+                                           TENANT: tenant})
+        try:
+            async for item in self._stream(
+                tier=tier, messages=messages, temperature=temperature, max_tokens=max_tokens,
+                provider_preference=provider_preference, stream=stream, params=params, allowed_tiers=allowed_tiers,
+                fallbacks=fallbacks, advisory=advisory, tenant=tenant,
+            ):
+                if isinstance(item, Completion) and span is not None:
+                    span.set_attributes({"gen_ai.response.model": item.model,
+                                         "gen_ai.provider.name": item.model.partition("/")[0],
+                                         "gen_ai.usage.input_tokens": item.prompt_tokens,
+                                         "gen_ai.usage.output_tokens": item.completion_tokens,
+                                         "gen_ai.response.finish_reasons": [item.finish_reason],
+                                         "atrium.tier": item.tier, "atrium.cost_usd": item.cost_usd})
+                    if item.fallback_from:
+                        span.set_attribute("atrium.fallback_from", item.fallback_from)
+                yield item
+        except Exception as exc:
+            if not isinstance(exc, UnsupportedParameter):  # the caller's mistake, not the provider's
+                self.metrics.model_error(tenant=tenant, tier=tier, error=type(exc).__name__)
+            if span is not None:
+                span.record_exception(exc)
+                span.set_status(StatusCode.ERROR, type(exc).__name__)
+            raise
+        finally:
+            if span is not None:
+                span.end()
+
+    async def _stream(
         self, *, tier: str, messages: list[dict], temperature: float | None = None,
         max_tokens: int | None = None, provider_preference: list[str] | None = None, stream: bool = True,
         params: dict[str, Any] | None = None, allowed_tiers: list[str] | None = None, fallbacks: bool = True,

@@ -3,6 +3,11 @@ and LiteLLM's own proxy — same mock model (LiteLLM mock_response), same load, 
 
     .venv/bin/python bench/gateway/run.py [--requests 3000] [--concurrency 32] [--only atrium,router]
 
+Atrium runs three times: observability off (no metrics token, no OTLP endpoint), with metrics on
+(ATRIUM_METRICS_TOKEN: every request counted), and with metrics and tracing on (spans exported over OTLP/HTTP
+to a sink in this process that answers 200 and drops them: the exporter's work is in Atrium's CPU time, a
+collector's is not).
+
 Needs `wrk` (apt-get install -y wrk) and, for the proxy, bench/gateway/setup_proxy_venv.sh. Each server runs
 alone (one process, one event loop, access logs off); load: wrk with post.lua, a bounded request count after
 a warm-up. CPU ms/request = the server process tree's user+system CPU time during the run / requests.
@@ -72,6 +77,8 @@ def atrium_setup(tmp: Path) -> tuple[dict[str, str], str]:
     cfg.mkdir()
     shutil.copy(ROOT / "config" / "demo_users.yaml", cfg)
     tenants = yaml.safe_load((ROOT / "config" / "tenants.yaml").read_text())
+    # No in-process caps (tenants.yaml `limits`, default 8 model calls in flight): wrk keeps 32 requests open.
+    tenants.setdefault("defaults", {})["limits"] = {"model_calls": None, "streams": None, "ingestion_jobs": 1}
     for t in tenants["tenants"]:
         t["quotas"] = {"requests_per_minute": 10_000_000, "user_requests_per_minute": 10_000_000,
                        "tokens_per_day": 10_000_000_000, "monthly_budget_usd": 10_000_000}
@@ -93,9 +100,31 @@ def issue_key(env: dict[str, str]) -> str:
     return token.group(0)
 
 
+def otlp_sink() -> str:
+    """An OTLP/HTTP endpoint that accepts every export and keeps nothing (a collector's work is not Atrium's)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Sink(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            self.rfile.read(int(self.headers.get("content-length") or 0))
+            self.send_response(200)
+            self.send_header("content-type", "application/x-protobuf")
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        def log_message(self, *_args: object) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Sink)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_address[1]}"
+
+
 def targets(tmp: Path) -> list[dict]:
     uv = [PY, "-m", "uvicorn", "--no-access-log", "--log-level", "warning", "--host", "127.0.0.1"]
     atrium_env, _ = atrium_setup(tmp)
+    metrics_env = {**atrium_env, "ATRIUM_METRICS_TOKEN": "bench-metrics-token-0123456789"}
     proxy = ROOT / "bench" / ".venv-proxy" / "bin" / "litellm"
     return [
         {"name": "floor (bare FastAPI)", "key": "floor", "path": "/v1/chat/completions",
@@ -114,6 +143,11 @@ def targets(tmp: Path) -> list[dict]:
          "available": proxy.exists()},
         {"name": "Atrium /v1/chat/completions", "key": "atrium", "path": "/api/t/sales/v1/chat/completions",
          "cmd": uv + ["app:app", "--port", "{port}"], "env": atrium_env, "atrium": True},
+        {"name": "Atrium, metrics on", "key": "atrium_metrics", "path": "/api/t/sales/v1/chat/completions",
+         "cmd": uv + ["app:app", "--port", "{port}"], "env": metrics_env, "atrium": True},
+        {"name": "Atrium, metrics and tracing on", "key": "atrium_traced", "path": "/api/t/sales/v1/chat/completions",
+         "cmd": uv + ["app:app", "--port", "{port}"], "atrium": True,
+         "env": {**metrics_env, "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_sink(), "OTEL_SERVICE_NAME": "atrium-bench"}},
     ]
 
 

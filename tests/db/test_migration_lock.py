@@ -76,7 +76,7 @@ def _serve(tmp_path, name: str, env: dict[str, str]) -> tuple[subprocess.Popen, 
 
 
 def _messages(log) -> list[str]:
-    return [json.loads(line).get("msg") for line in log.read_text(errors="replace").splitlines()
+    return [json.loads(line).get("message") for line in log.read_text(errors="replace").splitlines()
             if line.startswith("{")]
 
 

@@ -76,7 +76,7 @@ class Worker:
         for line in self.log_path.read_text(errors="replace").splitlines():
             if line.startswith("{"):
                 rec = json.loads(line)
-                if rec.get("msg") == msg:
+                if rec.get("message") == msg:
                     out.append(rec)
         return out
 

@@ -270,6 +270,18 @@ def _db_later(session: Session, seconds: float) -> ColumnElement:
 _SQLITE_TS = "%Y-%m-%d %H:%M:%f000"
 
 
+def job_backlog(*, session: Session, tenants: Collection[str]) -> dict[str, tuple[int, datetime | None]]:
+    """Per tenant: unfinished ingestion jobs (queued, parsing, embedding) and the oldest one's creation time (the
+    metrics' queue depth and job age); every tenant named is in the answer, with (0, None) when it has none."""
+    out: dict[str, tuple[int, datetime | None]] = {t: (0, None) for t in tenants}
+    stmt = (select(KbDocument.tenant, func.count(), func.min(KbDocument.created_at))
+            .where(col(KbDocument.status).in_(ACTIVE), col(KbDocument.tenant).in_(list(tenants)))
+            .group_by(col(KbDocument.tenant)))
+    for tenant, count, oldest in session.execute(stmt):
+        out[tenant] = (int(count), oldest)
+    return out
+
+
 def jobs_to_resume(*, session: Session, tenants: Collection[str] | None = None) -> list[KbDocument]:
     """Unfinished jobs and their current lease holder (to reclaim those of dead local processes); `tenants`: only
     theirs (None: every tenant's)."""

@@ -1,0 +1,101 @@
+"""The outermost middleware: a request id for every request (kept from `X-Request-ID` when well-formed, sent back in
+the response's), its trace id in every log line (backend/logs.py), the HTTP server span (backend/tracing.py) and
+the HTTP metrics (backend/governance/metrics.py): route template, method, status, and the verified tenant (set by
+backend/api/deps.py once the principal is known; never the URL's word alone).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from collections.abc import Callable
+
+from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from backend.governance.metrics import NoMetrics
+from backend.logs import RequestInfo, request_info
+from backend.tracing import TENANT, recording, tracer
+
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
+
+
+def request_id_of(value: str | None) -> str:
+    """The caller's request id when well-formed (1-128 of A-Z a-z 0-9 . _ -), else a new one."""
+    if value and REQUEST_ID.match(value):
+        return value
+    return secrets.token_hex(16)
+
+
+def _trace_id_of(traceparent: str | None) -> str:
+    """Tracing off: the caller's W3C trace id (its lines and ours then correlate), else a new one."""
+    m = _TRACEPARENT.match(traceparent or "")
+    if m and m.group(1) != "0" * 32:
+        return m.group(1)
+    return secrets.token_hex(16)
+
+
+class Observe:
+    def __init__(self, app: ASGIApp, *, metrics: NoMetrics, route_of: Callable[[str, str], str]) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.route_of = route_of
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # What FastAPI itself sets to keep a mounted FastAPI app (the chat, Chainlit's) from making spans of its own:
+        # this request's span is this middleware's, the one Atrium's spans hang off.
+        if scope["type"] == "websocket":
+            scope["fastapi.telemetry"] = None
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", ())
+                   if k in (b"x-request-id", b"traceparent", b"tracestate")}
+        scope["fastapi.telemetry"] = None
+        rid = request_id_of(headers.get("x-request-id"))
+        method, path = scope.get("method", "GET"), scope.get("path", "")
+        status = 500  # what a request that raised before answering counts as
+        rid_header = (b"x-request-id", rid.encode())
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), rid_header]
+            await send(message)
+
+        began = time.perf_counter()
+        span = None
+        if recording():
+            span = tracer.start_span(f"{method} {path}", context=propagate.extract(headers), kind=SpanKind.SERVER,
+                                     attributes={"http.request.method": method, "url.path": path,
+                                                 "atrium.request_id": rid})
+            trace_id = format(span.get_span_context().trace_id, "032x")
+        else:
+            trace_id = _trace_id_of(headers.get("traceparent"))
+        info = RequestInfo(request_id=rid, trace_id=trace_id)
+        token = request_info.set(info)
+        try:
+            if span is not None:
+                with trace.use_span(span, end_on_exit=False):
+                    await self.app(scope, receive, send_with_id)
+            else:
+                await self.app(scope, receive, send_with_id)
+        finally:
+            request_info.reset(token)
+            if span is not None or self.metrics.enabled:
+                route = self.route_of(method, path)
+                self.metrics.http_request(route=route, method=method, status=status, tenant=info.tenant,
+                                          seconds=time.perf_counter() - began)
+                if span is not None:
+                    span.update_name(f"{method} {route}")
+                    span.set_attribute("http.route", route)
+                    span.set_attribute("http.response.status_code", status)
+                    if info.tenant:
+                        span.set_attribute(TENANT, info.tenant)
+                    if status >= 500:
+                        span.set_status(Status(StatusCode.ERROR))
+                    span.end()
