@@ -29,6 +29,7 @@ class ChatTurn(SQLModel, table=True):
     route_reason: str | None = None
     fallback_from: str | None = None
     downgraded_from: str | None = None  # the tier a spent budget took the turn down from (on_budget: downgrade)
+    allowance: str | None = None  # the member allowance it was admitted under: default, an override's name, raised
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float = 0.0

@@ -61,7 +61,8 @@ class Allowance:
 
     tokens_per_day: int | None
     monthly_budget_usd: float | None
-    source: str  # "default", an override's name, or "raised" (a tenant admin, this month)
+    source: str  # "default" or an override's name (tenants.yaml)
+    raised: bool = False  # a tenant admin raised it for this month
 
     @property
     def limited(self) -> bool:
@@ -79,13 +80,20 @@ def configured_allowance(quotas: Quotas, roles: frozenset[str], groups: frozense
     return Allowance(base.tokens_per_day, base.monthly_budget_usd, "default")
 
 
+def allowance_named(quotas: Quotas, source: str | None) -> Allowance:
+    """The configured allowance a call was admitted under (`source` from its usage row; None: the default)."""
+    override = next((o for o in quotas.member_overrides if o.name == source), None)
+    return configured_allowance(quotas, frozenset({override.role}) if override and override.role else frozenset(),
+                                frozenset({override.name}) if override else frozenset())
+
+
 def with_raise(allowance: Allowance, raised: MemberAllowance | None) -> Allowance:
     """A tenant admin's raise for this month replaces the fields it sets."""
     if raised is None:
         return allowance
     return Allowance(raised.tokens_per_day if raised.tokens_per_day is not None else allowance.tokens_per_day,
                      raised.monthly_budget_usd if raised.monthly_budget_usd is not None
-                     else allowance.monthly_budget_usd, "raised")
+                     else allowance.monthly_budget_usd, allowance.source, True)
 
 
 @dataclass(frozen=True)

@@ -75,6 +75,7 @@ class Admission:
     settled: bool = False
     hold: str = field(default_factory=lambda: uuid.uuid4().hex)  # the reservation's id (its lease is renewed)
     levels: list[Level] = field(default_factory=list)  # every counter reserved on: tenant, member, assistant
+    allowance: str | None = None  # the member's allowance it was admitted under (Allowance.source)
 
     def holds(self) -> list[tuple[str, str]]:
         """(counter key, hold member) of what this admission reserved."""
@@ -132,6 +133,7 @@ class QuotaService:
             adm.reserved_micro_usd = micro
         allowance = await self.allowance(cfg, subject, roles=roles, groups=groups, now=now) \
             if quotas.has_member_limits else None
+        adm.allowance = allowance.source if allowance is not None and allowance.limited else None
         adm.levels = self._levels(cfg, subject, allowance, assistant, tokens, micro if dollars else None, now)
         reservations += [Reservation(lv.key, lv.limit, lv.amount, lv.ttl_s, lv.name, seed=lv.seed)
                          for lv in adm.levels]

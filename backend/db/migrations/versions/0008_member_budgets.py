@@ -1,5 +1,5 @@
 """member budgets: a turn answered on a cheaper tier than routed records the tier it came down from (the reason is
-in route_reason); a tenant admin's raised allowance for one member and one month
+in route_reason), and which member allowance the call was admitted under; a tenant admin's raised allowance for one member and one month
 
 Revision ID: 0008_member_budgets
 """
@@ -15,6 +15,7 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("chat_turn") as batch:
         batch.add_column(sa.Column("downgraded_from", sa.String, nullable=True))
+        batch.add_column(sa.Column("allowance", sa.String, nullable=True))
     op.create_table(
         "member_allowance",
         sa.Column("id", sa.Integer, primary_key=True),
@@ -33,4 +34,5 @@ def downgrade() -> None:
     op.drop_index("ix_member_allowance_member", table_name="member_allowance")
     op.drop_table("member_allowance")
     with op.batch_alter_table("chat_turn") as batch:
+        batch.drop_column("allowance")
         batch.drop_column("downgraded_from")
