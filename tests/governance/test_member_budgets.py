@@ -163,3 +163,31 @@ def test_overrides_and_assistant_budgets_are_checked_at_start_up(tmp_path):
         set_tenant(cfg, "sales", quotas=quotas)
         with pytest.raises(ConfigError, match=words):
             TenantRegistry.load(cfg / "tenants.yaml")
+
+
+def test_a_members_claim_groups_choose_their_override(tmp_path):
+    from backend.auth.claims import claims_to_principal
+
+    cfg = make_config_dir(tmp_path, model_list=[])
+    set_tenant(cfg, "sales", quotas={"member_overrides": [
+        {"name": "interns", "any_of": ["sales-interns"], "monthly_budget_usd": 1},
+        {"name": "leads", "claim": "realm_access.roles", "any_of": ["lead"], "monthly_budget_usd": 50}]})
+    registry = TenantRegistry.load(cfg / "tenants.yaml")
+    ivy = claims_to_principal({"sub": "ivy", "groups": ["sales", "sales-interns"]}, registry)
+    lee = claims_to_principal({"sub": "lee", "groups": ["sales"], "realm_access": {"roles": ["lead"]}}, registry)
+    pat = claims_to_principal({"sub": "pat", "groups": ["sales"]}, registry)
+    assert ivy.limit_groups == {"sales": frozenset({"interns"})}
+    assert lee.limit_groups == {"sales": frozenset({"leads"})}
+    assert pat.limit_groups == {}
+
+
+def test_a_dead_processs_turns_are_charged_to_the_member_and_the_assistant(tmp_path, db, make_limits):
+    (svc,) = services(tmp_path, db, make_limits, member={"tokens_per_day": 1000},
+                      sales={"assistants": {"deal-desk": {"monthly_budget_usd": 1.0}}})
+    adm = asyncio.run(svc.admit(tenant="sales", subject="alice", assistant="deal-desk", est_tokens=10,
+                                est_cost_usd=0.01, now=NOW))
+    asyncio.run(svc.settle(adm, tokens=10, cost_usd=0.01))  # the counters exist (a missing one seeds from SQL)
+    svc.charge_sync(tenant="sales", at=NOW, tokens=300, cost_usd=0.2, subject="alice", assistant="deal-desk")
+    tokens_key, _ = svc.member_keys("sales", "alice", now=NOW)
+    assert asyncio.run(svc.backend.get(tokens_key)) == 310
+    assert asyncio.run(svc.backend.get(svc._key("sales", "assistant", "deal-desk", "usd", "202611"))) == 210_000
