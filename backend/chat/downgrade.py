@@ -15,6 +15,7 @@ from backend.errors import QuotaExceeded
 from backend.governance.allowances import BUDGET_LIMITS
 
 CHEAPER = ("smart", "fast", "local")  # most expensive first
+NOTE_PREFIX = "Answered by the "  # the downgrade's line: the chat shows it as the clear one, not a quiet warning
 
 
 def cheaper_tier(tier: str, exc: QuotaExceeded, *, allowed: list[str], live: list[str], max_tokens: int | None,
@@ -34,4 +35,4 @@ def cheaper_tier(tier: str, exc: QuotaExceeded, *, allowed: list[str], live: lis
 def downgrade_note(first: str, tier: str, exc: QuotaExceeded) -> str:
     """The one line the answer carries: which tier answered instead, and why (the refusal names the level and when
     it resets)."""
-    return f"Answered by the {tier} tier instead of {first}: {exc.message}"
+    return f"{NOTE_PREFIX}{tier} tier instead of {first}: {exc.message}"
