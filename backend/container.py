@@ -29,6 +29,7 @@ from backend.governance.audit_view import AuditView
 from backend.governance.cache import MemoryCache, RedisCache, ResponseCache
 from backend.governance.inflight import InflightLimits
 from backend.governance.leases import ProcessLease, new_owner
+from backend.governance.member_usage import MemberUsage
 from backend.governance.metrics import NoMetrics, PrometheusMetrics
 from backend.governance.operators import OperatorConsole
 from backend.governance.outbox import Spool
@@ -72,6 +73,7 @@ class Services:
     inflight: InflightLimits | None = None  # per-tenant caps in this process (tenants.yaml `limits`)
     cache: ResponseCache | None = None
     usage: UsageService | None = None
+    member_usage: MemberUsage | None = None  # members' usage against their allowances (/api/me/usage, admins)
     conversations: ConversationService | None = None  # chat history (the Chainlit sidebar)
     # Bearer JWT verification (None when OIDC_ISSUER / OIDC_API_AUDIENCE are not set).
     jwt_verifier: JwtVerifier | None = None
@@ -183,6 +185,7 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
                                                  audit=audit),
                         access=AccessGuard(audit=audit, configured=lambda tenant: registry.get(tenant) is not None),
                         usage=usage, knowledge=knowledge, metrics=metrics,
+                        member_usage=MemberUsage(db=db, registry=registry, audit=audit),
                         conversations=ConversationService(db=db, registry=registry, audit=audit, chat=chat,
                                                           titles=settings.conversation_titles))
     for assistant, why in services.prompt_problems().items():
@@ -254,7 +257,8 @@ def _charge_reaped(quotas: QuotaService, rows: list[dict]) -> None:
     for row in rows:
         quotas.charge_sync(tenant=row["tenant"], at=row["created_at"],
                            tokens=int(row["prompt_tokens"] or 0) + int(row["completion_tokens"] or 0),
-                           cost_usd=float(row["cost_usd"] or 0.0))
+                           cost_usd=float(row["cost_usd"] or 0.0), subject=row.get("subject"),
+                           assistant=row.get("assistant"))
 
 
 def _ping_redis(url: str) -> None:

@@ -68,15 +68,21 @@ class QuotaExceeded(AtriumError):
     status_code = 429
     code = "quota_exceeded"
 
-    def __init__(self, message: str, *, retry_after: int | None, limit: str, **kw) -> None:
-        """`retry_after=None`: waiting will not help (no Retry-After header, no `retry_after` field)."""
+    def __init__(self, message: str, *, retry_after: int | None, limit: str, level: str | None = None,
+                 resets_at: str | None = None, **kw) -> None:
+        """`retry_after=None`: waiting will not help (no Retry-After header, no `retry_after` field). `level`: whose
+        budget refused (`tenant`, `member`, `assistant`), `resets_at` when it resets (ISO 8601 UTC)."""
         self.retry_after = None if retry_after is None else max(1, int(retry_after))
         self.limit = limit
+        self.level = level
+        extra: dict = {"limit": limit}
+        if level:
+            extra.update(level=level, resets_at=resets_at)
         if self.retry_after is None:
-            super().__init__(message, extra={"limit": limit}, **kw)
+            super().__init__(message, extra=extra, **kw)
         else:
             super().__init__(message, headers={"Retry-After": str(self.retry_after)},
-                             extra={"limit": limit, "retry_after": self.retry_after}, **kw)
+                             extra={**extra, "retry_after": self.retry_after}, **kw)
 
 
 class UpstreamError(AtriumError):

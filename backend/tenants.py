@@ -8,7 +8,7 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from backend.config_files import ConfigError, check_keys, describe_errors, read_yaml
 from backend.groups import DEFAULT_GROUP, GroupConfig, Placement, parse_served
@@ -61,14 +61,55 @@ class ModelPolicy(_Strict):
     features: dict[str, object] = Field(default_factory=dict)
 
 
+class MemberAllowance(_Strict):
+    """One member's share inside the tenant's quotas (each optional: null/absent = only the tenant's limits)."""
+
+    tokens_per_day: int | None = Field(default=None, ge=0)
+    monthly_budget_usd: float | None = Field(default=None, ge=0)
+
+
+class MemberOverride(MemberAllowance):
+    """The allowance of the members with a role (`role: tenant_admin`) or in a claim group (`claim` + `any_of`);
+    the first override that matches applies, its unset fields taken from `quotas.member`."""
+
+    name: Slug  # named in the member's messages and the admin view ("your allowance (interns)")
+    role: Literal["member", "prompt_editor", "tenant_admin"] | None = None
+    claim: str = "groups"
+    any_of: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _matches_someone(self) -> MemberOverride:
+        if self.role is None and not self.any_of:
+            raise ValueError(f"member override {self.name!r} matches nobody: give it a `role:` or `any_of:` groups")
+        return self
+
+
+class AssistantBudget(_Strict):
+    monthly_budget_usd: float | None = Field(default=None, ge=0)
+
+
 class Quotas(_Strict):
     """null or absent: unlimited; 0: blocked (the tenant's model calls are switched off); negative: a config error
-    at start-up (a typo must not silently mean "unlimited" or "blocked")."""
+    at start-up (a typo must not silently mean "unlimited" or "blocked").
+
+    Nested limits, each optional, inside the tenant's: `member` (every member's allowance), `member_overrides`
+    (per role or claim group), `assistants` (an assistant's own monthly budget). `on_budget`: what a call that no
+    longer fits its tier's budget gets — `refuse` (a 429), or `downgrade` (the next cheaper allowed tier that
+    fits answers, saying so)."""
 
     requests_per_minute: int | None = Field(default=None, ge=0)
     user_requests_per_minute: int | None = Field(default=None, ge=0)
     tokens_per_day: int | None = Field(default=None, ge=0)
     monthly_budget_usd: float | None = Field(default=None, ge=0)
+    on_budget: Literal["refuse", "downgrade"] = "refuse"
+    member: MemberAllowance = Field(default_factory=MemberAllowance)
+    member_overrides: list[MemberOverride] = Field(default_factory=list)
+    assistants: dict[str, AssistantBudget] = Field(default_factory=dict)
+
+    @property
+    def has_member_limits(self) -> bool:
+        return any(v is not None for a in (self.member, *self.member_overrides)
+                   for v in (a.tokens_per_day, a.monthly_budget_usd))
 
 
 class TenantLimits(_Strict):
@@ -104,6 +145,14 @@ class TenantConfig(_Strict):
 
     def assistant(self, name: str) -> AssistantConfig | None:
         return next((a for a in self.assistants if a.name == name), None)
+
+    @model_validator(mode="after")
+    def _budgeted_assistants_exist(self) -> TenantConfig:
+        for name in self.quotas.assistants:
+            if self.assistant(name) is None:  # a typo must not leave the expensive assistant uncapped
+                raise ValueError(f"quotas.assistants: {name!r} is not one of this tenant's assistants "
+                                 f"({', '.join(a.name for a in self.assistants)})")
+        return self
 
 
 class PlatformConfig(_Strict):

@@ -20,6 +20,7 @@ from backend.auth.password_login import TooManyAttempts
 from backend.auth.principal import Principal
 from backend.auth.request_context import client_ip
 from backend.chat.conversations import files_title
+from backend.chat.downgrade import NOTE_PREFIX as DOWNGRADE_NOTE
 from backend.chat.types import MAX_MESSAGE_CHARS, ChatRequest, TurnResult
 from backend.container import get_services
 from backend.errors import AtriumError, Forbidden, Misdirected
@@ -317,7 +318,9 @@ async def _send_answer(reply: cl.Message, result: TurnResult) -> None:
     if labels:
         reply.content = (reply.content or result.answer) + "\n\nSources: " + ", ".join(labels)
     for warning in result.warnings:
-        reply.content += f"\n\n_{warning}_"
+        # A quiet line when a budget runs low; a clear one when it is spent and a cheaper tier answered.
+        clear = result.downgraded_from and warning.startswith(DOWNGRADE_NOTE)
+        reply.content += f"\n\n**{warning}**" if clear else f"\n\n_{warning}_"
     reply.content += answered_by(result.model, result.grounding)
     if not result.model and not result.citations:
         # "I don't know" (no model, no passage): nothing to rate, and no prompt version's feedback to count.

@@ -73,6 +73,8 @@ class ChatAnswer(BaseModel):
     cached: bool = Field(description="answered from the tenant's answer cache")
     route_reason: str | None = Field(description="why this tier was chosen")
     fallback_from: str | None = Field(description="the model that failed before this one answered")
+    downgraded_from: str | None = Field(default=None, description="the tier routed, when a spent budget had the "
+                                                                  "answer written by a cheaper one (on_budget)")
     turn_id: int | None = Field(description="the recorded turn (feedback refers to it)")
     warnings: list[str]
     finish_reason: str = Field(description="`stop`, or `length` when max_tokens cut the answer")

@@ -68,6 +68,7 @@ ROUTE_STATUSES: dict[tuple[str, str], tuple[str, ...]] = {
     ("GET", "/api/t/{tenant}/feedback"): ("404",),
     ("GET", "/api/admin/audit"): ("404",),
     ("POST", "/api/t/{tenant}/sessions/end"): ("404",),  # a subject who never signed in here
+    ("POST", "/api/t/{tenant}/usage/allowances"): ("409",),  # the tenant gives its members no allowance
     ("POST", "/api/admin/sessions/end"): ("404",),
     ("GET", "/readyz"): ("503",),
 }

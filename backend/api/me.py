@@ -38,3 +38,11 @@ def me(principal: PrincipalDep, services: ServicesDep) -> dict:
     elif not principal.tenants and not is_operator(principal):
         data["no_access"] = "you are in no tenant: " + missing_access_hint(services.registry)
     return data
+
+
+@router.get("/me/usage")
+def my_usage(principal: PrincipalDep, services: ServicesDep) -> dict:
+    """The caller's own usage and allowance in each of their tenants (nobody else's numbers): tokens today and dollars
+    this month, the limits (null: only the department's apply), what remains, when each resets."""
+    assert services.member_usage is not None
+    return services.member_usage.mine(principal)

@@ -272,6 +272,7 @@ def _models(tenant: str, services: Any) -> list[dict[str, Any]]:
 def _atrium(result: TurnResult, notes: list[str]) -> dict[str, Any]:
     return {"model": result.model, "tier": result.tier, "cached": result.cached, "cost_usd": result.cost_usd,
             "route_reason": result.route_reason, "fallback_from": result.fallback_from,
+             "downgraded_from": result.downgraded_from,
             "prompt_version": result.prompt_version, "warnings": [*result.warnings, *notes],
             "turn_id": result.turn_id, "grounding": result.grounding,
             "citations": [{"document_id": c.document_id, "title": c.title, "quote": c.quote, "page": c.page,

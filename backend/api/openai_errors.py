@@ -16,6 +16,10 @@ _TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permi
           415: "invalid_request_error", 421: "invalid_request_error", 422: "invalid_request_error",
           429: "rate_limit_error"}
 
+# The department's, a member's and an assistant's budgets (governance/allowances.py BUDGET_LIMITS).
+_BUDGETS = frozenset({"tokens_per_day", "monthly_budget_usd", "member_tokens_per_day", "member_monthly_budget_usd",
+                      "assistant_monthly_budget_usd"})
+
 
 def is_openai_path(path: str) -> bool:
     return bool(OPENAI_PATH.match(path))
@@ -25,7 +29,7 @@ def openai_error_body(status: int, code: str, message: str, param: str | None = 
                       fields: dict[str, Any] | None = None) -> dict[str, Any]:
     """`fields`: more about the error, beside OpenAI's four (SDKs keep them in the error's body)."""
     kind = _TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
-    if status == 429 and code in ("tokens_per_day", "monthly_budget_usd"):
+    if status == 429 and code in _BUDGETS:
         kind = "insufficient_quota"
     return {"error": {"message": message, "type": kind, "code": code, "param": param, **(fields or {})}}
 

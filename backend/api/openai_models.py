@@ -53,6 +53,8 @@ class AtriumDetails(BaseModel):
     cost_usd: float
     route_reason: str | None
     fallback_from: str | None
+    downgraded_from: str | None = Field(default=None, description="the tier routed, when a spent budget had a "
+                                                                  "cheaper one answer (on_budget: downgrade)")
     prompt_version: int | None
     warnings: list[str] = Field(description="e.g. that system messages are not used for an assistant model")
     turn_id: int | None

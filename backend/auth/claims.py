@@ -8,7 +8,7 @@ from typing import Any
 
 from backend.auth.principal import MEMBER, PLATFORM_ADMIN, AuthMethod, Principal
 from backend.groups import Placement
-from backend.tenants import ClaimRule, TenantRegistry
+from backend.tenants import ClaimRule, MemberOverride, TenantRegistry
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -30,7 +30,7 @@ def claim_values(claims: Mapping[str, Any], path: str) -> set[str]:
     return {str(node)}
 
 
-def rule_matches(claims: Mapping[str, Any], rule: ClaimRule) -> bool:
+def rule_matches(claims: Mapping[str, Any], rule: ClaimRule | MemberOverride) -> bool:
     return bool(claim_values(claims, rule.claim) & set(rule.any_of))
 
 
@@ -42,6 +42,7 @@ def claims_to_principal(
         raise ValueError("claims carry no subject (sub)")
     tenants: dict[str, frozenset[str]] = {}
     elsewhere: dict[str, Placement] = {}
+    limit_groups: dict[str, frozenset[str]] = {}
     for tenant in registry.every():
         if not rule_matches(claims, tenant.match):
             continue
@@ -50,6 +51,8 @@ def claims_to_principal(
             continue
         roles = {MEMBER} | {role for role, rule in tenant.roles.items() if rule_matches(claims, rule)}
         tenants[tenant.id] = frozenset(roles)
+        if groups := frozenset(o.name for o in tenant.quotas.member_overrides if o.any_of and rule_matches(claims, o)):
+            limit_groups[tenant.id] = groups
     platform = {PLATFORM_ADMIN} if rule_matches(claims, registry.platform.platform_admin) else set()
     name = _text(claims.get("name") or claims.get("preferred_username") or subject)
     email = claims.get("email")
@@ -61,6 +64,7 @@ def claims_to_principal(
         auth=auth,
         email=_text(email) if email else None,
         elsewhere=elsewhere,
+        limit_groups=limit_groups,
     )
 
 

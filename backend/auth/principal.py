@@ -32,6 +32,9 @@ class Principal:
     # The tenants the caller belongs to that another deployment group serves (ATRIUM_DEPLOYMENT_GROUPS): not
     # memberships here (`tenants` holds only served ones, so nothing here can act in them), only where they are.
     elsewhere: dict[str, Placement] = field(default_factory=dict)
+    # tenant id -> the names of its `quotas.member_overrides` whose claim group the caller is in (the allowance
+    # is chosen per call: governance/allowances.py); role overrides are matched from `tenants`.
+    limit_groups: dict[str, frozenset[str]] = field(default_factory=dict)
 
     @property
     def people(self) -> frozenset[str]:

@@ -117,6 +117,7 @@ HTTP_SURFACE: tuple[HttpEntry, ...] = (
           "starts the IdP sign-in (PKCE, state, nonce sealed in a cookie); precedes the chat's mount"),
     # -- the API ----------------------------------------------------------------------------------------------------
     _api("GET", "/api/me", SIGNED_IN, "what the caller's credentials map to"),
+    _api("GET", "/api/me/usage", SIGNED_IN, "the caller's own usage and allowance in each of their tenants"),
     _api("POST", f"{T}/chat", tenant("chat")),
     _api("GET", f"{T}/v1/models", tenant("chat")),
     _api("GET", f"{T}/v1/models/{{model_id}}", tenant("chat")),
@@ -144,6 +145,7 @@ HTTP_SURFACE: tuple[HttpEntry, ...] = (
     _api("GET", f"{T}/keys", tenant("admin")),
     _api("DELETE", f"{T}/keys/{{key_id}}", tenant("admin")),
     _api("GET", f"{T}/usage", tenant("admin")),
+    _api("POST", f"{T}/usage/allowances", tenant("admin"), "raise one member's allowance for the month (audited)"),
     _api("GET", f"{T}/audit", tenant("admin")),
     _api("POST", f"{T}/sessions/end", tenant("admin"), "end a member's browser sessions"),
     _api("GET", "/api/admin/audit", PLATFORM_ADMIN),

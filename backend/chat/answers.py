@@ -26,7 +26,7 @@ from backend.chat.compose import signoff
 from backend.chat.grounded import Embed, grounded_answer
 from backend.chat.grounding_check import Check, GroundingChecker, SentenceCheck
 from backend.chat.question_signals import sub_questions
-from backend.chat.turn import Turn
+from backend.chat.turn import Turn, member_of
 from backend.chat.types import Retriever
 from backend.governance.quotas import QuotaService
 from backend.llm.answer_policy import AnswerPolicy, policy_for
@@ -86,7 +86,7 @@ class Answers:
     async def _grounded(self, t: Turn, policy: AnswerPolicy,
                         model: Callable[[Turn], AsyncIterator[str]]) -> AsyncIterator[str]:
         if self.quotas:  # no tokens, but a request: the tenant's and the user's rate limits apply
-            await self.quotas.admit(tenant=t.req.tenant, subject=t.principal.subject)
+            await self.quotas.admit(tenant=t.req.tenant, subject=t.principal.subject, **member_of(t))
         citations = await self._each_question(t)
         grounded = await asyncio.to_thread(grounded_answer, t.req.message, citations, self.embed)
         if grounded is None:  # the passages hold only code or headings: the model reads them

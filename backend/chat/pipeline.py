@@ -24,12 +24,13 @@ from backend.auth.principal import Principal
 from backend.auth.request_context import client_ip
 from backend.chat.answers import Answers
 from backend.chat.cache import TurnCache
-from backend.chat.compose import compose, estimate_tokens, last_user_text, signoff
+from backend.chat.compose import Composed, compose, estimate_tokens, last_user_text, signoff
+from backend.chat.downgrade import cheaper_tier, downgrade_note
 from backend.chat.embed_cache import CachedEmbed
 from backend.chat.errors import as_atrium_error
 from backend.chat.rewrite import TASK as QUERY_REWRITE
 from backend.chat.rewrite import QueryRewriter
-from backend.chat.turn import Turn, UsageRecorder
+from backend.chat.turn import Turn, UsageRecorder, member_of
 from backend.chat.types import MAX_MESSAGE_CHARS, ChatRequest, Retriever, TurnResult
 from backend.db.engine import Database
 from backend.db.repositories.usage import new_turn
@@ -214,7 +215,7 @@ class ChatService:
         if cached is None:
             return None
         if self.quotas:
-            await self.quotas.admit(tenant=t.req.tenant, subject=t.principal.subject)
+            await self.quotas.admit(tenant=t.req.tenant, subject=t.principal.subject, **member_of(t))
         return self.turn_cache.hit(cached=cached, req=t.req, turn=t.row)
 
     def _tier(self, req: ChatRequest, policy: ModelPolicy, prompt: PromptVersion | None) -> tuple[str, str]:
@@ -303,10 +304,15 @@ class ChatService:
         """Yields the answer's text as the model writes it (then the prompt's sign-off); leaves the model's
         Completion in `t.final`."""
         req, policy = t.req, t.policy
-        call = compose(t.principal, req, tenant_name=t.tenant_name, prompt=t.prompt, tier=t.tier,
-                       context=lambda: t.need.context if t.need is not None else _format_context(t.citations))
-        t.messages, t.max_tokens = call.messages, call.max_tokens
-        await self._reserve(t)
+
+        def composed() -> Composed:  # for the tier: the local model reads less history
+            call = compose(t.principal, req, tenant_name=t.tenant_name, prompt=t.prompt, tier=t.tier,
+                           context=lambda: t.need.context if t.need is not None else _format_context(t.citations))
+            t.messages, t.max_tokens = call.messages, call.max_tokens
+            return call
+
+        call = composed()
+        call = await self._reserve(t, composed) or call  # a spent budget may take the turn to a cheaper tier
         self.usage.start(t)  # recorded as it starts: a process that dies mid-answer leaves an `interrupted` row
         async for item in self.llm.stream(
             tier=t.tier, messages=t.messages, temperature=call.temperature, max_tokens=t.max_tokens,
@@ -336,19 +342,53 @@ class ChatService:
             yield t.signoff
             t.final.text = t.final.text.rstrip() + t.signoff
 
-    async def _reserve(self, t: Turn) -> None:
-        """The quota admission of the model call, sized from its messages (a 429 before any model call)."""
+    async def _reserve(self, t: Turn, composed: Callable[[], Composed]) -> Composed | None:
+        """The quota admission of the model call, sized from its messages (a 429 before any model call). A tenant
+        with `on_budget: downgrade` answers a call its tier's budget no longer fits on the next cheaper allowed tier
+        that fits (chat/downgrade.py): then the call composed for that tier is returned."""
         if not self.quotas:
-            return
+            return None
+        first, refusal, call = t.tier, None, None
+        while True:
+            try:
+                t.admission = await self._admit_call(t)
+                break
+            except QuotaExceeded as exc:
+                cheaper = self._cheaper(t, exc)
+                if cheaper is None:
+                    raise
+                refusal = refusal or exc  # the first refusal is the reason (the routed tier's budget)
+                t.tier = cheaper
+                call = composed()
+        t.notes = list(t.admission.warnings)
+        t.row.allowance = t.admission.allowance
+        if refusal is None:
+            return None
+        t.row.tier, t.row.downgraded_from = t.tier, first
+        t.cache_key = None  # the cheaper tier's answer is not the answer to cache for everyone asking this
+        t.row.route_reason = f"{t.row.route_reason}; downgraded from {first} to {t.tier}: {refusal.limit}"
+        t.notes.append(downgrade_note(first, t.tier, refusal))
+        return call
+
+    async def _admit_call(self, t: Turn) -> Admission:
+        assert self.quotas is not None
         req, max_tokens = t.req, t.max_tokens or 512
         est_tokens = estimate_tokens(t.messages) + max_tokens
+        est_cost = self.llm.estimate_cost(t.tier, est_tokens - max_tokens, max_tokens)
         with span("atrium.quota.admit", {TENANT: req.tenant, "atrium.estimated_tokens": est_tokens}):
-            t.admission = await self.quotas.admit(
-                tenant=req.tenant, subject=t.principal.subject, est_tokens=est_tokens,
-                est_cost_usd=self.llm.estimate_cost(t.tier, est_tokens - max_tokens, max_tokens),
+            return await self.quotas.admit(
+                tenant=req.tenant, subject=t.principal.subject, est_tokens=est_tokens, est_cost_usd=est_cost,
                 count_request=req.task is None,  # an internal task rides on its user request's slot
-                sets_max_tokens=req.channel == "openai")  # only API callers choose max_tokens
-        t.notes = list(t.admission.warnings)
+                sets_max_tokens=req.channel == "openai",  # only API callers choose max_tokens
+                **member_of(t), dollars=t.tier != "local")  # the local model: tokens, never dollars
+
+    def _cheaper(self, t: Turn, exc: QuotaExceeded) -> str | None:
+        """The tier to try after a budget refusal, or None to refuse (the policy refuses, nothing cheaper fits)."""
+        cfg = self.registry.get(t.req.tenant)
+        if cfg is None or cfg.quotas.on_budget != "downgrade" or t.req.task is not None:
+            return None  # internal tasks (titles, rewrites) are optional: refused, the turn goes on without them
+        return cheaper_tier(t.tier, exc, allowed=t.policy.allowed_tiers, live=self.llm.tiers(),
+                            max_tokens=t.req.max_tokens, cap=self.llm.max_output_tokens)
 
     def _result(self, t: Turn) -> TurnResult:
         """The model's answer as the turn's result; the usage row takes the model, tier and tokens that answered."""
@@ -367,7 +407,7 @@ class ChatService:
             prompt_name=row.prompt_name or "", prompt_version=row.prompt_version,
             prompt_tokens=final.prompt_tokens, completion_tokens=final.completion_tokens,
             cost_usd=final.cost_usd, latency_ms=0, route_reason=row.route_reason,
-            fallback_from=final.fallback_from, warnings=t.notes,
+            fallback_from=final.fallback_from, downgraded_from=row.downgraded_from, warnings=t.notes,
             finish_reason=final.finish_reason, signoff=t.signoff, grounding=t.grounding,
         )
 

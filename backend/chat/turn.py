@@ -68,6 +68,15 @@ class Turn:
         return self.req.messages is not None
 
 
+def member_of(t: Turn) -> dict:
+    """Whose budgets a turn's model call falls under besides the tenant's: the member's (their roles and claim
+    groups choose their allowance) and the assistant's. An internal task (a query rewrite, a title) counts against
+    the member who caused it and the assistant it ran for."""
+    tenant = t.req.tenant
+    return {"roles": t.principal.roles_in(tenant), "groups": t.principal.limit_groups.get(tenant, frozenset()),
+            "assistant": t.req.assistant or None}
+
+
 class UsageRecorder:
     """Writes a turn's usage row (through the batching UsageWriter when there is one) and logs it."""
 

@@ -57,6 +57,7 @@ class TurnResult:
     cached: bool = False
     route_reason: str | None = None
     fallback_from: str | None = None
+    downgraded_from: str | None = None  # the tier routed, when a spent budget answered on a cheaper one
     turn_id: int | None = None
     warnings: list[str] = field(default_factory=list)
     finish_reason: str = "stop"  # "length" when max_tokens cut the answer (OpenAI-compatible callers read it)

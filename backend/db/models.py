@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import JSON, BigInteger, Column, DateTime, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -28,6 +28,8 @@ class ChatTurn(SQLModel, table=True):
     tier: str | None = None
     route_reason: str | None = None
     fallback_from: str | None = None
+    downgraded_from: str | None = None  # the tier a spent budget took the turn down from (on_budget: downgrade)
+    allowance: str | None = None  # the member allowance it was admitted under: default, an override's name, raised
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float = 0.0
@@ -309,3 +311,23 @@ class ProcessLease(SQLModel, table=True):
     host: str = ""
     pid: int = 0
     beat: float = Field(index=True)  # epoch seconds by the database's clock
+
+
+# -- member budgets (issue 20) -----------------------------------------------------------------------------
+
+
+class MemberAllowance(SQLModel, table=True):
+    """A tenant admin raised one member's allowance for one month (the latest row per member and month applies);
+    read on every admission, so every replica applies it at once (governance/allowances.py)."""
+
+    __tablename__ = "member_allowance"
+    __table_args__ = (Index("ix_member_allowance_member", "tenant", "subject", "month"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    tenant: str
+    subject: str
+    month: str = Field(sa_column=Column(String(6), nullable=False))  # YYYYMM (UTC)
+    tokens_per_day: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    monthly_budget_usd: float | None = None
+    granted_by: str
+    created_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))

@@ -31,30 +31,38 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from backend.db.engine import Database
+from backend.db.models import MemberAllowance
+from backend.db.repositories.allowances import current_allowance
 from backend.db.repositories.usage import sum_usage
 from backend.errors import QuotaExceeded
+from backend.governance.allowances import (
+    ASSISTANT_USD,
+    BUDGET_TTL_S,
+    IN_PROGRESS_RETRY_S,
+    MEMBER_TOKENS,
+    MEMBER_USD,
+    TOKENS_TTL_S,
+    Allowance,
+    Level,
+    configured_allowance,
+    day_start,
+    member_id,
+    month_id,
+    month_start,
+    nested_refusal,
+    nested_warning,
+    next_month,
+    usd,
+    with_raise,
+)
 from backend.governance.metrics import NoMetrics
 from backend.governance.ratelimit import Decision, LimitBackend, Reservation, Window, hold_member
-from backend.tenants import Quotas, TenantRegistry
+from backend.tenants import Quotas, TenantConfig, TenantRegistry
 
 log = logging.getLogger("atrium.quotas")
 
 MICRO = 1_000_000  # budgets are counted in micro-USD (integers are atomic in Redis)
-TOKENS_TTL_S, BUDGET_TTL_S = 2 * 86400, 40 * 86400  # a counter outlives its period
-IN_PROGRESS_RETRY_S = 10  # Retry-After when answers in progress hold what a request needs: most finish by then
-
-
-def _day_start(now: datetime) -> datetime:
-    return now.replace(hour=0, minute=0, second=0, microsecond=0)
-
-
-def _month_start(now: datetime) -> datetime:
-    return _day_start(now).replace(day=1)
-
-
-def _next_month(now: datetime) -> datetime:
-    start = _month_start(now)
-    return (start + timedelta(days=32)).replace(day=1)
+_day_start, _month_start, _next_month = day_start, month_start, next_month
 
 
 @dataclass
@@ -67,15 +75,12 @@ class Admission:
     warnings: list[str] = field(default_factory=list)
     settled: bool = False
     hold: str = field(default_factory=lambda: uuid.uuid4().hex)  # the reservation's id (its lease is renewed)
+    levels: list[Level] = field(default_factory=list)  # every counter reserved on: tenant, member, assistant
+    allowance: str | None = None  # the member's allowance it was admitted under (Allowance.source)
 
     def holds(self) -> list[tuple[str, str]]:
         """(counter key, hold member) of what this admission reserved."""
-        out = []
-        if self.token_key and self.reserved_tokens > 0:
-            out.append((self.token_key, hold_member(self.hold, self.reserved_tokens)))
-        if self.budget_key and self.reserved_micro_usd > 0:
-            out.append((self.budget_key, hold_member(self.hold, self.reserved_micro_usd)))
-        return out
+        return [(lv.key, hold_member(self.hold, lv.amount)) for lv in self.levels if lv.amount > 0]
 
 
 class QuotaService:
@@ -96,16 +101,21 @@ class QuotaService:
         return ":".join([self.prefix, "quota", tenant, *parts])  # every bucket is prefixed with its tenant
 
     async def admit(self, *, tenant: str, subject: str, est_tokens: int = 0, est_cost_usd: float = 0.0,
-                    now: datetime | None = None, count_request: bool = True, sets_max_tokens: bool = True) -> Admission:
+                    now: datetime | None = None, count_request: bool = True, sets_max_tokens: bool = True,
+                    roles: frozenset[str] = frozenset(), groups: frozenset[str] = frozenset(),
+                    assistant: str | None = None, dollars: bool = True) -> Admission:
         """`count_request=False`: an internal call made on behalf of a request that already took its slot
         (a follow-up's query rewrite): tokens and budget are reserved, the rate windows are not touched.
-        `sets_max_tokens=False`: the caller cannot lower max_tokens (the chat), so a refusal does not tell them to."""
+        `sets_max_tokens=False`: the caller cannot lower max_tokens (the chat), so a refusal does not tell them to.
+        `roles`, `groups` (the member's claim groups of `member_overrides`): which allowance `subject` has;
+        `assistant`: whose budget the call also counts against. `dollars=False`: a call that costs nothing (the
+        local model) counts tokens only, never against a budget in dollars."""
         cfg = self.registry.get(tenant)
         quotas = cfg.quotas if cfg else None
         name = cfg.name if cfg else tenant
         now = now or datetime.now(UTC)
         adm = Admission(tenant=tenant)
-        if quotas is None:
+        if quotas is None or cfg is None:
             return adm
         windows: list[Window] = []
         reservations: list[Reservation] = []
@@ -116,30 +126,47 @@ class QuotaService:
             user = hashlib.sha256(subject.encode()).hexdigest()[:16]
             windows.append(Window(self._key(tenant, "user", user, "rpm"), quotas.user_requests_per_minute, 60,
                                   "user_requests_per_minute"))
-        day, month = _day_start(now), _month_start(now)
+        day = _day_start(now)
+        tokens, micro = max(0, int(est_tokens)), max(0, round(est_cost_usd * MICRO))
         if quotas.tokens_per_day is not None:
             adm.token_key = self._key(tenant, "tokens", day.strftime("%Y%m%d"))
-            adm.reserved_tokens = max(0, int(est_tokens))
-            reservations.append(Reservation(
-                adm.token_key, int(quotas.tokens_per_day), adm.reserved_tokens, TOKENS_TTL_S, "tokens_per_day",
-                seed=lambda: sum_usage_seed(self.db, tenant, day)[0]))
-        if quotas.monthly_budget_usd is not None:
-            adm.budget_key = self._key(tenant, "usd", month.strftime("%Y%m"))
-            adm.reserved_micro_usd = max(0, round(est_cost_usd * MICRO))
-            reservations.append(Reservation(
-                adm.budget_key, round(quotas.monthly_budget_usd * MICRO), adm.reserved_micro_usd, BUDGET_TTL_S,
-                "monthly_budget_usd", seed=lambda: round(sum_usage_seed(self.db, tenant, month)[1] * MICRO)))
+            adm.reserved_tokens = tokens
+        if quotas.monthly_budget_usd is not None and dollars:
+            adm.budget_key = self._key(tenant, "usd", month_id(now))
+            adm.reserved_micro_usd = micro
+        allowance = await self.allowance(cfg, subject, roles=roles, groups=groups, now=now) \
+            if quotas.has_member_limits else None
+        adm.allowance = allowance.source if allowance is not None and allowance.limited else None
+        adm.levels = self._levels(cfg, subject, allowance, assistant, tokens, micro if dollars else None, now)
+        reservations += [Reservation(lv.key, lv.limit, lv.amount, lv.ttl_s, lv.name, seed=lv.seed)
+                         for lv in adm.levels]
         # A 0 quota refuses every call, even a free one (a cached answer, the local model), before any counter
         # is touched; a window of 0 would also have no oldest hit to compute a Retry-After from.
         blocked = next((lim.name for lim in [*windows, *reservations] if lim.limit <= 0), None)
-        if blocked:
+        if blocked in _TENANT_LIMITS:
             raise self._blocked(tenant, name, blocked, quotas)
+        if blocked:
+            level = next(lv for lv in adm.levels if lv.name == blocked)
+            self.metrics.quota_refusal(tenant=tenant, limit=blocked)
+            raise nested_refusal(level, tenant=cfg, assistant=assistant, used=0, held=0, now=now, fix="")
         if not windows and not reservations:
             return adm
         decision = await self.backend.admit(windows, reservations, hold=adm.hold, lease_s=self.lease_s)
         if not decision.ok:
+            nested = next((lv for lv in adm.levels if lv.name == decision.denied and lv.level != "tenant"), None)
+            if nested is not None:
+                log.info("quota refused", extra={"tenant": tenant, "limit": nested.name})
+                self.metrics.quota_refusal(tenant=tenant, limit=nested.name)
+                raise nested_refusal(nested, tenant=cfg, assistant=assistant, used=decision.used.get(nested.key, 0),
+                                     held=decision.held.get(nested.key, 0), now=now,
+                                     fix="lower max_tokens or use a cheaper tier" if sets_max_tokens
+                                     else "start a new conversation (it sends less history)")
             raise self._refusal(tenant, name, decision, quotas, adm, now, sets_max_tokens=sets_max_tokens)
         self._keep(adm)
+        for lv in adm.levels:
+            if lv.level != "tenant" and lv.limit and decision.used.get(lv.key, 0) >= self.warn_ratio * lv.limit:
+                adm.warnings.append(nested_warning(lv, tenant=cfg, assistant=assistant,
+                                                   used=decision.used.get(lv.key, 0), now=now))
         # decision.used is what was used before this request: a large reservation (max_tokens) or answers in
         # progress do not report usage that has not happened.
         if adm.token_key and quotas.tokens_per_day:
@@ -156,6 +183,52 @@ class QuotaService:
                 adm.warnings.append(f"{name} has used {used_usd / quotas.monthly_budget_usd:.0%} of its monthly "
                                     f"budget of {_usd(round(quotas.monthly_budget_usd * MICRO))}.")
         return adm
+
+    def _levels(self, cfg: TenantConfig, subject: str, allowance: Allowance | None, assistant: str | None,
+                tokens: int, micro: int | None, now: datetime) -> list[Level]:
+        """The counters the call reserves on, the most specific first (its refusal names the member's allowance
+        before the department's); `micro=None`: a free call, on no budget in dollars."""
+        tenant, quotas, db = cfg.id, cfg.quotas, self.db
+        day, month = _day_start(now), _month_start(now)
+        dkey, mkey = day.strftime("%Y%m%d"), month_id(now)
+        out: list[Level] = []
+        if allowance is not None:
+            who = member_id(subject)
+            if allowance.tokens_per_day is not None:
+                out.append(Level(self._key(tenant, "member", who, "tokens", dkey), int(allowance.tokens_per_day),
+                                 tokens, TOKENS_TTL_S, MEMBER_TOKENS, "tokens",
+                                 lambda: sum_usage_seed(db, tenant, day, subject=subject)[0]))
+            if allowance.monthly_budget_usd is not None and micro is not None:
+                out.append(Level(self._key(tenant, "member", who, "usd", mkey),
+                                 round(allowance.monthly_budget_usd * MICRO), micro, BUDGET_TTL_S, MEMBER_USD, "usd",
+                                 lambda: round(sum_usage_seed(db, tenant, month, subject=subject)[1] * MICRO)))
+        budget = quotas.assistants.get(assistant) if assistant else None
+        if budget is not None and budget.monthly_budget_usd is not None and micro is not None:
+            out.append(Level(self._key(tenant, "assistant", str(assistant), "usd", mkey),
+                             round(budget.monthly_budget_usd * MICRO), micro, BUDGET_TTL_S, ASSISTANT_USD, "usd",
+                             lambda: round(sum_usage_seed(db, tenant, month, assistant=assistant)[1] * MICRO)))
+        if quotas.tokens_per_day is not None:
+            out.append(Level(self._key(tenant, "tokens", dkey), int(quotas.tokens_per_day), tokens, TOKENS_TTL_S,
+                             "tokens_per_day", "tokens", lambda: sum_usage_seed(db, tenant, day)[0]))
+        if quotas.monthly_budget_usd is not None and micro is not None:
+            out.append(Level(self._key(tenant, "usd", mkey), round(quotas.monthly_budget_usd * MICRO), micro,
+                             BUDGET_TTL_S, "monthly_budget_usd", "usd",
+                             lambda: round(sum_usage_seed(db, tenant, month)[1] * MICRO)))
+        return out
+
+    async def allowance(self, cfg: TenantConfig, subject: str, *, roles: frozenset[str] = frozenset(),
+                        groups: frozenset[str] = frozenset(), now: datetime | None = None) -> Allowance:
+        """The member's allowance this month: tenants.yaml, raised by a tenant admin (read from SQL on every call,
+        so a raise applies at once on every replica)."""
+        month = month_id(now or datetime.now(UTC))
+        raised = await asyncio.to_thread(_raised, self.db, cfg.id, subject, month)
+        return with_raise(configured_allowance(cfg.quotas, roles, groups), raised)
+
+    def member_keys(self, tenant: str, subject: str, *, now: datetime) -> tuple[str, str]:
+        """The member's counters today (tokens) and this month (micro-USD)."""
+        who = member_id(subject)
+        return (self._key(tenant, "member", who, "tokens", _day_start(now).strftime("%Y%m%d")),
+                self._key(tenant, "member", who, "usd", month_id(now)))
 
     def _blocked(self, tenant: str, name: str, limit: str, quotas: Quotas) -> QuotaExceeded:
         """`name` (the display name) is for the message; logs carry the tenant id, as every other logger does."""
@@ -245,12 +318,11 @@ class QuotaService:
             return
         adm.settled = True
         self._live.pop(adm.hold, None)
-        if adm.token_key:
-            await self.backend.settle(adm.token_key, hold_member(adm.hold, adm.reserved_tokens), int(tokens),
-                                      TOKENS_TTL_S)
-        if adm.budget_key:
-            await self.backend.settle(adm.budget_key, hold_member(adm.hold, adm.reserved_micro_usd),
-                                      round(cost_usd * MICRO), BUDGET_TTL_S)
+        # Every level at once (one lock / one Lua script): no moment where the member's counter has the call and
+        # the tenant's does not.
+        await self.backend.settle_many([
+            (lv.key, hold_member(adm.hold, lv.amount), int(tokens) if lv.unit == "tokens" else round(cost_usd * MICRO),
+             lv.ttl_s) for lv in adm.levels])
 
     async def release(self, adm: Admission) -> None:
         await self.settle(adm, tokens=0, cost_usd=0.0)
@@ -277,7 +349,8 @@ class QuotaService:
     def live_holds(self) -> int:
         return len(self._live)
 
-    def charge_sync(self, *, tenant: str, at: datetime, tokens: int, cost_usd: float) -> None:
+    def charge_sync(self, *, tenant: str, at: datetime, tokens: int, cost_usd: float, subject: str | None = None,
+                    assistant: str | None = None) -> None:
         """Count what a turn used whose reservation lapsed (its process died): from a thread, no event loop. Any
         tenant of tenants.yaml, served here or not: the reaping of dead processes is global (any survivor marks
         their turns), and so is this charge to the tenant's counters (shared in Redis)."""
@@ -292,6 +365,16 @@ class QuotaService:
         if quotas.monthly_budget_usd is not None and cost_usd:
             self.backend.adjust_sync(self._key(tenant, "usd", _month_start(at).strftime("%Y%m")),
                                      round(cost_usd * MICRO), BUDGET_TTL_S)
+        # The member's and the assistant's counters, where they exist (adjust_sync leaves a missing one to its seed).
+        if subject is not None and quotas.has_member_limits:
+            token_key, usd_key = self.member_keys(tenant, subject, now=at)
+            if tokens:
+                self.backend.adjust_sync(token_key, int(tokens), TOKENS_TTL_S)
+            if cost_usd:
+                self.backend.adjust_sync(usd_key, round(cost_usd * MICRO), BUDGET_TTL_S)
+        if assistant and assistant in quotas.assistants and cost_usd:
+            self.backend.adjust_sync(self._key(tenant, "assistant", assistant, "usd", month_id(at)),
+                                     round(cost_usd * MICRO), BUDGET_TTL_S)
 
     async def reserved(self, tenant: str, *, now: datetime | None = None) -> dict[str, int]:
         """What answers in progress hold today (tokens) and this month (micro-USD), expired holds purged."""
@@ -304,11 +387,7 @@ def _requests(n: int | None) -> str:
     return "1 request" if n == 1 else f"{n} requests"
 
 
-def _usd(micro: int) -> str:
-    """Dollars for a message: cents for large amounts, up to 6 (micro-USD) for the small ones a request costs."""
-    x = micro / MICRO
-    text = f"{x:,.2f}" if x >= 1 else f"{x:.6f}".rstrip("0")
-    return "$" + (text + "0" * (2 - len(text.partition(".")[2])) if "." in text else text)
+_usd = usd
 
 
 def _exceeded(msg: str, limit: str, retry_after: float | None) -> QuotaExceeded:
@@ -316,6 +395,19 @@ def _exceeded(msg: str, limit: str, retry_after: float | None) -> QuotaExceeded:
     return QuotaExceeded(msg, retry_after=None if retry_after is None else math.ceil(retry_after), limit=limit)
 
 
-def sum_usage_seed(db: Database, tenant: str, since: datetime) -> tuple[int, float]:
+def sum_usage_seed(db: Database, tenant: str, since: datetime, *, subject: str | None = None,
+                   assistant: str | None = None) -> tuple[int, float]:
     with db.session() as session:
-        return sum_usage(session=session, tenant=tenant, since=since)
+        return sum_usage(session=session, tenant=tenant, since=since, subject=subject, assistant=assistant)
+
+
+def _raised(db: Database, tenant: str, subject: str, month: str) -> MemberAllowance | None:
+    with db.session() as session:
+        row = current_allowance(session=session, tenant=tenant, subject=subject, month=month)
+        if row is not None:
+            session.expunge(row)
+        return row
+
+
+_TENANT_LIMITS = frozenset({"requests_per_minute", "user_requests_per_minute", "tokens_per_day",
+                            "monthly_budget_usd"})

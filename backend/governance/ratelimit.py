@@ -74,6 +74,7 @@ class LimitBackend(Protocol):
     async def admit(self, windows: list[Window], reservations: list[Reservation], *, hold: str = "",
                     lease_s: float = 60.0) -> Decision: ...
     async def settle(self, key: str, member: str, actual: int, ttl_s: int) -> None: ...
+    async def settle_many(self, items: list[tuple[str, str, int, int]]) -> None: ...
     async def renew(self, holds: list[tuple[str, str]], lease_s: float) -> None: ...
     async def held(self, key: str) -> int: ...
     async def adjust(self, key: str, delta: int, ttl_s: int) -> None: ...
@@ -144,6 +145,16 @@ class MemoryLimits:
         with self._lock:
             self._holds.get(key, {}).pop(member, None)
         self.adjust_sync(key, actual, ttl_s)
+
+    async def settle_many(self, items: list[tuple[str, str, int, int]]) -> None:
+        """(key, hold member, actual, ttl_s) for every level of one call, under one lock (no half-settled call)."""
+        with self._lock:
+            now = self._clock()
+            for key, member, actual, ttl_s in items:
+                self._holds.get(key, {}).pop(member, None)
+                value = self._counter(key, now)
+                if value is not None:
+                    self._counters[key] = (max(0, value + actual), now + ttl_s)
 
     async def renew(self, holds: list[tuple[str, str]], lease_s: float) -> None:
         with self._lock:
@@ -250,6 +261,20 @@ redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
 return 1
 """
 
+# KEYS: per level its counter and hold set. ARGV: per level (member, actual, ttl_s). Every level of one call at once.
+_SETTLE_MANY_LUA = """
+for i = 1, #KEYS / 2 do
+  local ck, hk = KEYS[2 * i - 1], KEYS[2 * i]
+  redis.call('ZREM', hk, ARGV[3 * i - 2])
+  if redis.call('EXISTS', ck) == 1 then
+    local v = redis.call('INCRBY', ck, tonumber(ARGV[3 * i - 1]))
+    if v < 0 then redis.call('SET', ck, 0) end
+    redis.call('EXPIRE', ck, tonumber(ARGV[3 * i]))
+  end
+end
+return 1
+"""
+
 # KEYS: hold sets; ARGV: lease_ms, then one member per key. Only holds still there are extended (XX).
 _RENEW_LUA = """
 local t = redis.call('TIME')
@@ -285,6 +310,7 @@ class RedisLimits:
     def __init__(self, url: str) -> None:
         self.url = url
         self._redis = LoopRedis(url, {"admit": _ADMIT_LUA, "adjust": _ADJUST_LUA, "settle": _SETTLE_LUA,
+                                      "settle_many": _SETTLE_MANY_LUA,
                                       "renew": _RENEW_LUA, "held": _HELD_LUA})
         self._sync: Any = None  # for the lease keeper's thread (governance/leases.py)
         self._sync_lock = threading.Lock()
@@ -319,6 +345,12 @@ class RedisLimits:
 
     async def settle(self, key: str, member: str, actual: int, ttl_s: int) -> None:
         await self._redis.script("settle")(keys=[key, holds_key(key)], args=[member, int(actual), ttl_s])
+
+    async def settle_many(self, items: list[tuple[str, str, int, int]]) -> None:
+        if items:
+            keys = [k for key, *_ in items for k in (key, holds_key(key))]
+            await self._redis.script("settle_many")(
+                keys=keys, args=[a for _, member, actual, ttl in items for a in (member, int(actual), ttl)])
 
     async def renew(self, holds: list[tuple[str, str]], lease_s: float) -> None:
         if holds:

@@ -62,6 +62,7 @@ ROUTES: list[Route] = [
     Route("POST", "/api/t/{tenant}/v1/chat/completions",
           json={"model": "sales-assistant", "messages": [{"role": "user", "content": "What is the cap?"}]}),
     Route("GET", "/api/t/{tenant}/usage?group_by=model"),
+    Route("POST", "/api/t/{tenant}/usage/allowances", json={"subject": "alice", "monthly_budget_usd": 500}),
     # knowledge base (issue 4)
     Route("POST", "/api/t/{tenant}/documents",
           files={"files": ("notes.md", b"# Notes\n\nPlanted text.", "text/markdown")}, data={"kb": "default"}),

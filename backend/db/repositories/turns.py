@@ -94,7 +94,7 @@ def reap_turns(*, session: Session, lease_s: float, exclude_owner: str | None,
     stmt = (update(table).where(*cond)
             .values(status="interrupted", outcome="interrupted", error=reason, updated_at=utcnow())
             .returning(table.c.id, table.c.tenant, table.c.created_at, table.c.prompt_tokens,
-                       table.c.completion_tokens, table.c.cost_usd))
+                       table.c.completion_tokens, table.c.cost_usd, table.c.subject, table.c.assistant))
     rows = [dict(r) for r in session.execute(stmt).mappings()]
     session.commit()
     return rows

@@ -42,8 +42,9 @@ def insert_turns(*, session: Session, turns: list[Any]) -> list[int]:
     return ids
 
 
-def sum_usage(*, session: Session, tenant: str, since: datetime, until: datetime | None = None) -> tuple[int, float]:
-    """(tokens, cost_usd) of the tenant's turns in [since, until)."""
+def sum_usage(*, session: Session, tenant: str, since: datetime, until: datetime | None = None,
+              subject: str | None = None, assistant: str | None = None) -> tuple[int, float]:
+    """(tokens, cost_usd) of the tenant's turns in [since, until); of one member's or one assistant's when given."""
     stmt = select(
         func.coalesce(func.sum(ChatTurn.prompt_tokens + ChatTurn.completion_tokens), 0),
         func.coalesce(func.sum(ChatTurn.cost_usd), 0.0),
@@ -51,6 +52,10 @@ def sum_usage(*, session: Session, tenant: str, since: datetime, until: datetime
             ChatTurn.status != "streaming")  # an answer in progress is counted by its quota reservation
     if until is not None:
         stmt = stmt.where(ChatTurn.created_at < until)
+    if subject is not None:
+        stmt = stmt.where(ChatTurn.subject == subject)
+    if assistant is not None:
+        stmt = stmt.where(ChatTurn.assistant == assistant)
     tokens, cost = session.exec(stmt).one()
     return int(tokens or 0), float(cost or 0.0)
 
