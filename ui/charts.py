@@ -16,8 +16,8 @@ from datetime import date, timedelta
 
 from markupsafe import Markup, escape
 
-WIDTH, HEIGHT = 640, 220
-LEFT, RIGHT, TOP, BOTTOM = 56, 12, 14, 34  # room for the value axis (left) and the key labels (bottom)
+WIDTH, HEIGHT = 480, 210
+LEFT, RIGHT, TOP, BOTTOM = 58, 10, 16, 30  # room for the value axis (left) and the key labels (bottom)
 Format = Callable[[float], str]
 
 

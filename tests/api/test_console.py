@@ -17,6 +17,7 @@ from sqlmodel import select
 from backend.api.console import ROUTE
 from backend.auth.surface import HTTP_SURFACE, SurfaceTable, walk_routes
 from backend.db.models import AuditEvent, ChatTurn
+from tests.api.test_documents import wait_ready
 from tests.conftest import session_token
 
 CONSOLE_ROUTES = ["/console/{tenant}", "/console/{tenant}/knowledge", "/console/{tenant}/keys",
@@ -174,3 +175,18 @@ def test_audit_tab_filters_and_explains_denials(api_client, people):
     assert "No events match" in c.get("/console/sales/audit?person=nobody-at-all", cookies=carol).text
     api = c.get("/api/t/sales/audit?subject=alice", cookies=carol).json()
     assert api and {e["subject"] for e in api} == {"alice"}
+
+
+def test_a_failed_document_says_why_and_the_fix(api_client, people):
+    carol = people["carol"]
+    r = api_client.post("/api/t/sales/documents", cookies=carol,
+                        files={"files": ("blank.html", b"<html><body><p>   </p></body></html>", "text/html")})
+    assert r.status_code == 202, r.text
+    doc_id = r.json()["documents"][0]["id"]
+    [doc] = wait_ready(api_client, "sales", [doc_id], cookies=carol)
+    assert doc["status"] == "failed" and "no text" in doc["error"]
+    page = api_client.get("/console/sales/knowledge", cookies=carol).text
+    row = page.split(f'id="doc-{doc_id}"', 1)[1].split("</tr>", 1)[0]
+    assert "Why:</strong> no text could be extracted" in row and "run it through OCR" in row
+    assert "Re-index failed documents (1)" in page
+    assert "carol" in row and "blank.html" in row
