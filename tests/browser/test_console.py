@@ -242,3 +242,27 @@ def test_every_tab_fits_a_phone_and_has_no_serious_accessibility_violation(brows
         page.add_script_tag(path=str(AXE))
         assert page.evaluate(_AXE_RUN) == [], tab
     ctx.close()
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_the_studio_and_the_operations_page_share_the_header_light_and_dark(browser, server, shot, scheme):
+    """One header with the same navigation on every page (only what each may use), in both colour schemes; the
+    colours stay readable (axe-core's contrast rule) when the system is dark."""
+    for user, path, links, name in (("bob", "/studio", ["Chat", "Studio"], "studio"),
+                                    ("root", "/admin", ["Admin"], "admin"),
+                                    ("carol", "/console/sales/usage", ["Chat", "Studio", "Console"], "console")):
+        ctx = _context(browser, server, user, bypass_csp=True, color_scheme=scheme)
+        page = ctx.new_page()
+        page.goto(f"{server.url}{path}")
+        nav = page.locator("nav.topnav")
+        assert nav.locator("a").all_inner_texts() == links, path
+        assert nav.locator("a[aria-current=page]").inner_text() == links[-1], path
+        if name == "studio":
+            page.locator("#assistant-list button").first.wait_for()
+        shot(page, f"header-{name}-{scheme}", full_page=False)
+        page.add_script_tag(path=str(AXE))
+        contrast = page.evaluate("""async () => (await axe.run(document, {runOnly: ["color-contrast"]})).violations
+          .filter((v) => v.impact === "serious" || v.impact === "critical")
+          .flatMap((v) => v.nodes.slice(0, 5).map((n) => n.target.join(" ")))""")
+        assert contrast == [], (path, scheme)
+        ctx.close()
