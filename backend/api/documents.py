@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from backend.api.deps import IngestAccess, RetrievalAccess, ServicesDep, TenantContext, client_ip
 from backend.api.knowledge_models import (
@@ -103,7 +103,7 @@ async def delete_document(request: Request, document_id: str, ctx: IngestAccess,
 class ReindexRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    include_failed: bool = Field(False, description="also the failed documents (a temporary failure, retried); "
+    include_failed: StrictBool = Field(False, description="also the failed documents (a temporary failure, retried); "
                                                     "by default only the ready ones are chunked and embedded again")
 
 
