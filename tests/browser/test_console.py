@@ -233,9 +233,14 @@ def test_every_tab_fits_a_phone_and_has_no_serious_accessibility_violation(brows
     # axe is injected as a script of its own: only this context lets it past the page's CSP.
     ctx = _context(browser, server, "carol", viewport, bypass_csp=True, color_scheme=scheme)
     page = ctx.new_page()
+    errors: list[str] = []
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
     width = "phone" if viewport["width"] < 500 else "desktop"
     for tab in TABS:
         page.goto(f"{server.url}/console/sales/{tab}")
+        page.wait_for_load_state("networkidle")
+        assert errors == [], tab  # an ordinary page load logs no error in the browser
         assert page.locator("h1").count() == 1, tab
         assert page.evaluate(_OVERFLOW) == [], f"{tab} scrolls sideways"
         shot(page, f"console-{tab}-{width}" + ("-dark" if scheme == "dark" else ""))
