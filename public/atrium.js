@@ -27,6 +27,8 @@
  * 8. A session that ended says why on the sign-in page: the server clears a cookie that no longer works and leaves
  *    the reason in a short-lived cookie (atrium_session_notice: signed out elsewhere, ended by an administrator,
  *    too old), shown above the form once.
+ * 9. The account menu links to the studio (prompt editors), the console (tenant admins) and the operations page
+ *    (operators), and the header lists the same links for the keyboard.
  * 7. Signing out is one page load. Chainlit's sign-out POSTs /logout, then both reloads the page and routes to the
  *    login page; the two navigations race, and when the second cancels the first the reload's redirect to the
  *    identity provider's sign-out (backend/auth/oidc_logout.py) was lost: the provider's session stayed open. Once
@@ -371,6 +373,66 @@
     consoleError(...args);
   };
 
+  // -- 11. the way to the studio, the console and the operations page -------------------------------------
+  // The account menu links to the studio for prompt editors, the console for tenant admins, the operations page
+  // for operators (what /api/me says this user is: the pages decide again, this only saves typing an address).
+  // The header lists the same links for the keyboard (Radix's menu moves only between its own items).
+
+  let me = null;
+  let meLoading = false;
+
+  function surfaces() {
+    const roles = Object.values((me && me.tenants) || {});
+    const has = (role) => roles.some((held) => held.includes(role));
+    const out = [];
+    if (has("prompt_editor") || has("tenant_admin")) out.push(["Studio", "/studio"]);
+    if (has("tenant_admin")) out.push(["Console", "/console"]);
+    if (((me && me.platform_roles) || []).includes("platform_admin")) out.push(["Admin", "/admin"]);
+    return out;
+  }
+
+  function surfaceLinks() {
+    const bar = document.getElementById("header");
+    if (!bar) { me = null; return; }
+    if (!me) {
+      if (meLoading) return;
+      meLoading = true;
+      fetch("/api/me", { credentials: "same-origin" })
+        .then((r) => (r.ok ? r.json() : { tenants: {} }))
+        .catch(() => ({ tenants: {} }))
+        .then((data) => { me = data; meLoading = false; surfaceLinks(); });
+      return;
+    }
+    const links = surfaces();
+    if (!links.length) return;
+    if (!document.getElementById("atrium-nav")) {
+      const nav = document.createElement("nav");
+      nav.id = "atrium-nav";
+      nav.setAttribute("aria-label", "Atrium");
+      for (const [label, href] of links) {
+        const a = document.createElement("a");
+        a.href = href;
+        a.textContent = label;
+        nav.appendChild(a);
+      }
+      (bar.lastElementChild || bar).prepend(nav);
+    }
+    for (const menu of document.querySelectorAll("[role=menu]")) {
+      if (menu.querySelector(".atrium-menu-link")) continue;
+      const items = menu.querySelectorAll("[role=menuitem]");
+      const last = items[items.length - 1];
+      if (!last) continue; // the account menu ends with its sign-out item
+      for (const [label, href] of links) {
+        const a = document.createElement("a");
+        a.setAttribute("role", "menuitem");
+        a.className = `${last.className} atrium-menu-link`;
+        a.href = href;
+        a.textContent = `Open the ${label === "Admin" ? "operations page" : label.toLowerCase()}`;
+        last.before(a);
+      }
+    }
+  }
+
   // --------------------------------------------------------------------------------------------------------
 
   function update() {
@@ -382,6 +444,7 @@
     sessionNotice();
     names();
     landmarks();
+    surfaceLinks();
   }
 
   new MutationObserver(update).observe(html, { childList: true, subtree: true, characterData: true });

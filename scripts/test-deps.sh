@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Things only the tests need: the real OpenID provider (npm), Chromium for browser tests and nginx (Debian).
+# Things only the tests need: the real OpenID provider and axe-core (npm), Chromium for browser tests and nginx (Debian).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
 if command -v npm >/dev/null 2>&1 && [[ -f tests/oidc/package.json ]]; then
   if [[ ! -d tests/oidc/node_modules ]] || [[ tests/oidc/package-lock.json -nt tests/oidc/node_modules ]]; then
-    echo "test-deps: npm ci (oidc-provider)"
+    echo "test-deps: npm ci (oidc-provider, axe-core)"
     npm ci --prefix tests/oidc --no-audit --no-fund --loglevel=error && touch tests/oidc/node_modules
   fi
 else

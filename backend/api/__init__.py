@@ -9,6 +9,7 @@ def routers() -> list[APIRouter]:
         admin,
         admin_page,
         chat,
+        console,
         dify_chat,
         dify_retrieval,
         documents,
@@ -28,4 +29,5 @@ def routers() -> list[APIRouter]:
     # The OpenAI-compatible routes first: Starlette matches routes in order, and they are the hot path.
     return [openai_compat.router, health.router, me.router, chat.router, keys.router, admin.router,
             dify_chat.router, prompts.router, studio.router, usage.router, documents.router, search.router,
-            dify_retrieval.router, admin_page.router, feedback.router, sessions.router, metrics.router]
+            dify_retrieval.router, admin_page.router, console.router, feedback.router, sessions.router,
+            metrics.router]

@@ -69,10 +69,12 @@ def platform_tenants(principal: PlatformAdmin, services: ServicesDep, request: R
 
 @router.get("/api/t/{tenant}/audit")
 def tenant_audit(ctx: TenantAdmin, services: ServicesDep, response: Response, kind: str | None = None,
+                 subject: Annotated[str | None, Query(max_length=200, description="one person's (or API key's, "
+                                                      "`key:<id>`) events only")] = None,
                  limit: Limit = 100, before: Before = None, since: Since = None,
                  until: Until = None) -> list[AuditEventPublic]:
     """This tenant's events, as its admin may see them: who tried what here, but nothing about other tenants
     (their API key ids or document ids, the caller's other memberships, platform-wide counters)."""
-    events = services.audit_view.tenant(ctx.tenant, kind=kind, limit=limit, before=before, since=since,
-                                        until=until)
+    events = services.audit_view.tenant(ctx.tenant, kind=kind, subject=subject, limit=limit, before=before,
+                                        since=since, until=until)
     return _page(response, events, limit)

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse
 
 from backend.api.deps import ServicesDep, client_ip
-from backend.api.pages import Pages, session_principal, sign_in_context
+from backend.api.pages import Pages, nav_links, session_principal, sign_in_context
 from backend.container import Services
 from backend.settings import REPO_ROOT
 
@@ -44,10 +44,12 @@ def admin_page(request: Request, services: ServicesDep) -> HTMLResponse:
         return PAGES.page("login.html", status=401, **sign_in_context(request, services))
     if refusal is not None:
         return PAGES.page("forbidden.html", status=403, user=principal.name,
+                          nav=nav_links(principal, services, "admin"),
                           tenants=[c.name for t in sorted(principal.tenants) if (c := services.registry.get(t))])
     overview = services.operators.overview(sign_in_pages=SIGN_IN_PAGES, denials_shown=DENIALS_SHOWN)
     readiness = services.readiness()
-    return PAGES.page("admin.html", user=principal.name, tenants=overview.tenants, models=_models(services),
+    return PAGES.page("admin.html", user=principal.name, nav=nav_links(principal, services, "admin"),
+                      tenants=overview.tenants, models=_models(services),
                       readiness=readiness, ready=all(v == "ok" for v in readiness.values()),
                       prompt_problems=sorted(services.prompt_problems().items()),
                       denials=overview.denials, denials_shown=DENIALS_SHOWN,

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from backend.api.deps import IngestAccess, RetrievalAccess, ServicesDep, TenantContext, client_ip
 from backend.api.knowledge_models import (
@@ -15,6 +16,7 @@ from backend.api.knowledge_models import (
     DocumentPublic,
     DocumentStatus,
     KnowledgeBases,
+    ReindexQueued,
     UploadAccepted,
 )
 from backend.api.limits import MAX_OFFSET
@@ -96,6 +98,22 @@ async def delete_document(request: Request, document_id: str, ctx: IngestAccess,
                                      route=request.url.path, ip=client_ip(request))
     # 200 when gone; 202 when a busy worker will finish the deletion (GET then answers 404).
     return JSONResponse(result, status_code=200 if result["deleted"] else 202)
+
+
+class ReindexRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    include_failed: StrictBool = Field(False, description="also the failed documents (a temporary failure, retried); "
+                                                    "by default only the ready ones are chunked and embedded again")
+
+
+@router.post("/reindex", status_code=202, responses={202: {"model": ReindexQueued}})
+async def reindex(request: Request, ctx: IngestAccess, services: ServicesDep, body: ReindexRequest | None = None):
+    """Queue the tenant's documents to be chunked and embedded again from their stored files (as `atrium
+    reindex`); poll GET /documents for their status. Audited (`documents_reindexed`)."""
+    queued = await asyncio.to_thread(services.knowledge.reindex, ctx.principal, ctx.tenant,
+                                     route=request.url.path, include_failed=bool(body and body.include_failed))
+    return {"queued": len(queued), "documents": [{"id": i, "filename": f} for i, f in queued.items()]}
 
 
 @router.get("/knowledge-bases", responses={200: {"model": KnowledgeBases}})

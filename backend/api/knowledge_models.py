@@ -75,6 +75,16 @@ class KnowledgeBases(BaseModel):
     knowledge_bases: list[KnowledgeBase]
 
 
+class ReindexedDocument(BaseModel):
+    id: str
+    filename: str
+
+
+class ReindexQueued(BaseModel):
+    queued: int = Field(description="how many documents were queued to be chunked and embedded again")
+    documents: list[ReindexedDocument]
+
+
 class SearchHit(BaseModel):
     chunk_id: str
     document_id: str

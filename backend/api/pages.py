@@ -15,6 +15,7 @@ import jinja2
 from fastapi import Request
 from fastapi.responses import FileResponse, HTMLResponse
 
+from backend.auth.guard import allowed, is_operator
 from backend.auth.oidc import safe_return_to
 from backend.auth.oidc_web import START_PATH
 from backend.auth.principal import Principal
@@ -57,6 +58,18 @@ class Pages:
 def session_principal(request: Request, services: Services) -> Principal | None:
     """Pages are for browsers: the session cookie only (API keys and JWTs use the /api routes)."""
     return services.session_caller(session_token(request.cookies)).principal
+
+
+def nav_links(principal: Principal, services: Services, current: str) -> list[tuple[str, str, bool]]:
+    """The shared header's navigation (ui/templates/base.html): (label, href, is this page) for the surfaces
+    `principal` may use: the chat (a member of a served tenant), the studio (edits prompts somewhere), the console
+    (administers a tenant), the operations page (a platform operator). The same decisions the pages take."""
+    served = [t for t in sorted(principal.tenants) if services.registry.get(t) is not None]
+    links = [("chat", "Chat", "/chat", bool(served)),
+             ("studio", "Studio", "/studio", any(allowed(principal, t, "prompts:write") for t in served)),
+             ("console", "Console", "/console", any(allowed(principal, t, "admin") for t in served)),
+             ("admin", "Admin", "/admin", is_operator(principal))]
+    return [(label, href, key == current) for key, label, href, shown in links if shown]
 
 
 def sign_in_context(request: Request, services: Services) -> dict[str, object]:

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse
 
 from backend.api.deps import ServicesDep, client_ip
-from backend.api.pages import Pages, session_principal, sign_in_context
+from backend.api.pages import Pages, nav_links, session_principal, sign_in_context
 from backend.auth.guard import Denial, allowed, is_operator
 from backend.settings import REPO_ROOT
 
@@ -41,6 +41,7 @@ def studio(request: Request, services: ServicesDep, tenant: str | None = None) -
         names = [c.name for t in ([chosen] if chosen else sorted(principal.tenants))
                  if (c := services.registry.get(t)) is not None]
         return PAGES.page("forbidden.html", status=421 if misdirected else 403, user=principal.name,
+                     nav=nav_links(principal, services, "studio"),
                      tenant_name=misdirected.tenant_name if misdirected else " and ".join(names) or chosen,
                      member=member or chosen is None,
                      editable=[(t, services.registry.get(t).name) for t in editable],
@@ -51,6 +52,7 @@ def studio(request: Request, services: ServicesDep, tenant: str | None = None) -
     cfg = services.registry.get(chosen)
     assert cfg is not None
     return PAGES.page("studio.html", user=principal.name, subject=principal.subject, tenant=cfg.id,
+                 nav=nav_links(principal, services, "studio"),
                  tenant_name=cfg.name, require_approval=cfg.require_approval,
                  tenants=[(t, services.registry.get(t).name) for t in editable])
 

@@ -39,9 +39,10 @@ def add_or_count(*, session: Session, event: AuditEvent, group_key: str) -> Audi
 
 
 def list_events(
-    *, session: Session, tenant: str | None = None, kind: str | None = None, limit: int = 100,
-    exclude_kinds: tuple[str, ...] = (), exclude_reasons: tuple[str, ...] = (), before_id: int | None = None,
-    since: datetime | None = None, until: datetime | None = None, exclude_tenants: Collection[str] = (),
+    *, session: Session, tenant: str | None = None, kind: str | None = None, subject: str | None = None,
+    limit: int = 100, exclude_kinds: tuple[str, ...] = (), exclude_reasons: tuple[str, ...] = (),
+    before_id: int | None = None, since: datetime | None = None, until: datetime | None = None,
+    exclude_tenants: Collection[str] = (),
 ) -> list[AuditEvent]:
     """Newest first; `before_id` pages back (the last id of the previous page), `since`/`until` bound the time;
     `exclude_tenants`: not these tenants' events (those of other deployment groups)."""
@@ -56,6 +57,8 @@ def list_events(
         stmt = stmt.where(AuditEvent.tenant == tenant)
     if kind is not None:
         stmt = stmt.where(AuditEvent.kind == kind)
+    if subject is not None:
+        stmt = stmt.where(AuditEvent.subject == subject)
     if exclude_kinds:
         stmt = stmt.where(col(AuditEvent.kind).not_in(exclude_kinds))
     if exclude_reasons:  # NULL reasons stay (NOT IN would drop them)

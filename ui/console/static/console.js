@@ -1,0 +1,161 @@
+/* The tenant console's actions. Each goes to the REST API's own route with the browser's session (the same
+ * guard, services and audit as any API caller): upload (with its progress, then each document's status until it
+ * is ready or failed), delete, re-index, create a key (shown once) and revoke one. The page is re-read after a
+ * change, so what it shows is always the server's. No framework, no CDN. */
+(() => {
+  "use strict";
+  const main = document.getElementById("main");
+  if (!main || !main.dataset.tenant) return;
+  const api = "/api/t/" + encodeURIComponent(main.dataset.tenant);
+  const notice = document.getElementById("notice");
+
+  function say(text, bad) {
+    notice.textContent = text;
+    notice.classList.toggle("bad", !!bad);
+  }
+
+  async function call(method, path, body) {
+    const init = {method, credentials: "same-origin", headers: {}};
+    if (body !== undefined) {
+      init.headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(body);
+    }
+    const r = await fetch(api + path, init);
+    let data = null;
+    try { data = await r.json(); } catch (e) { /* no body */ }
+    if (!r.ok) {
+      const detail = data && (data.detail || data.error);
+      throw new Error(typeof detail === "string" ? detail : "the server answered " + r.status);
+    }
+    return data;
+  }
+
+  function reloadSoon() { window.setTimeout(() => window.location.reload(), 400); }
+
+  // -- Knowledge ----------------------------------------------------------------------------------------------
+  const uploadForm = document.getElementById("upload-form");
+  if (uploadForm) {
+    uploadForm.addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      const files = document.getElementById("upload-files").files;
+      if (!files.length) { say("Choose one or more files first.", true); return; }
+      const form = new FormData();
+      for (const f of files) form.append("files", f);
+      form.append("kb", document.getElementById("upload-kb").value.trim());
+      const row = document.getElementById("upload-progress-row");
+      const bar = document.getElementById("upload-progress");
+      const submit = document.getElementById("upload-submit");
+      row.hidden = false;
+      bar.value = 0;
+      submit.disabled = true;
+      say("Uploading " + files.length + " file(s)…");
+      // XMLHttpRequest, not fetch: only it reports the upload's progress.
+      const xhr = new XMLHttpRequest();
+      xhr.open("POST", api + "/documents");
+      xhr.withCredentials = true;
+      xhr.upload.addEventListener("progress", (e) => {
+        if (e.lengthComputable) bar.value = Math.round(100 * e.loaded / e.total);
+      });
+      xhr.addEventListener("load", () => {
+        submit.disabled = false;
+        let data = {};
+        try { data = JSON.parse(xhr.responseText); } catch (e) { /* not JSON */ }
+        const refused = (data.errors || []).map((e) => (e.filename || "a file") + ": " + e.detail);
+        if (xhr.status >= 400 && !(data.documents || []).length) {
+          say("Not added. " + (refused.join(" ") || data.detail || "The server answered " + xhr.status + "."), true);
+          return;
+        }
+        bar.value = 100;
+        const docs = data.documents || [];
+        say(docs.length + " document(s) accepted; reading them now…" + (refused.length ? " Refused: " + refused.join(" ") : ""),
+            refused.length > 0);
+        follow(docs.map((d) => d.id), refused.length > 0);
+      });
+      xhr.addEventListener("error", () => { submit.disabled = false; say("Cannot reach the server.", true); });
+      xhr.send(form);
+    });
+  }
+
+  // Each accepted document's status until it is ready or failed, then the page again.
+  async function follow(ids, keepNotice) {
+    const pending = new Set(ids);
+    while (pending.size) {
+      await new Promise((r) => window.setTimeout(r, 1000));
+      for (const id of Array.from(pending)) {
+        try {
+          const d = await call("GET", "/documents/" + encodeURIComponent(id));
+          if (d.status === "ready" || d.status === "failed") pending.delete(id);
+          else if (!keepNotice) say("Reading " + (d.title || d.filename) + ": " + d.status + " " + Math.round(100 * d.progress) + "%");
+        } catch (e) { pending.delete(id); }
+      }
+    }
+    window.location.reload();
+  }
+
+  for (const button of document.querySelectorAll(".delete-doc")) {
+    button.addEventListener("click", async () => {
+      if (!window.confirm("Delete “" + button.dataset.name + "” and its passages? The assistant stops using it at once.")) return;
+      button.disabled = true;
+      try {
+        const r = await call("DELETE", "/documents/" + encodeURIComponent(button.dataset.id));
+        say(r.deleted ? "Deleted “" + button.dataset.name + "”." : "Deleting “" + button.dataset.name + "”: a worker finishes it.");
+        reloadSoon();
+      } catch (e) { button.disabled = false; say("Not deleted: " + e.message, true); }
+    });
+  }
+
+  for (const id of ["reindex-all", "reindex-failed"]) {
+    const button = document.getElementById(id);
+    if (!button) continue;
+    button.addEventListener("click", async () => {
+      button.disabled = true;
+      try {
+        const r = await call("POST", "/reindex", {include_failed: button.dataset.includeFailed === "true"});
+        say(r.queued + " document(s) queued to be read again.");
+        if (r.queued) follow(r.documents.map((d) => d.id), false); else button.disabled = false;
+      } catch (e) { button.disabled = false; say("Not re-indexed: " + e.message, true); }
+    });
+  }
+
+  // -- Keys ---------------------------------------------------------------------------------------------------
+  const keyForm = document.getElementById("key-form");
+  if (keyForm) {
+    keyForm.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const scopes = Array.from(keyForm.querySelectorAll("input[name=scopes]:checked")).map((c) => c.value);
+      if (!scopes.length) { say("Give the key at least one scope.", true); return; }
+      const body = {name: document.getElementById("key-name").value.trim(), scopes};
+      const days = document.getElementById("key-days").value.trim();
+      if (days !== "") body.expires_in_days = Number(days);
+      const submit = document.getElementById("key-submit");
+      submit.disabled = true;
+      try {
+        const k = await call("POST", "/keys", body);
+        keyForm.hidden = true;
+        document.getElementById("new-key").hidden = false;
+        document.getElementById("new-key-token").value = k.token;
+        document.getElementById("new-key-title").focus();
+        say("Key “" + (k.name || k.id) + "” created.");
+      } catch (e) { submit.disabled = false; say("Not created: " + e.message, true); }
+    });
+    document.getElementById("copy-key").addEventListener("click", async () => {
+      const token = document.getElementById("new-key-token");
+      token.select();
+      try { await navigator.clipboard.writeText(token.value); say("Copied."); }
+      catch (e) { say("Select the key and copy it (Ctrl+C).", true); }
+    });
+  }
+
+  for (const button of document.querySelectorAll(".revoke-key")) {
+    button.addEventListener("click", async () => {
+      if (!window.confirm("Revoke “" + button.dataset.name + "”? Whatever uses it stops working at once.")) return;
+      button.disabled = true;
+      try {
+        const r = await call("DELETE", "/keys/" + encodeURIComponent(button.dataset.id));
+        const also = (r.also_revoked || []).length;
+        say("Revoked “" + button.dataset.name + "”" + (also ? " and " + also + " key(s) made with it." : "."));
+        reloadSoon();
+      } catch (e) { button.disabled = false; say("Not revoked: " + e.message, true); }
+    });
+  }
+})();
