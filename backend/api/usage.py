@@ -28,8 +28,10 @@ def usage(
     report = services.usage.report(tenant=ctx.tenant, start=start, end=end, group_by=group_by)
     if group_by == "user":  # each member against their allowance (today, this month), whatever the range
         members = services.member_usage.members(ctx.tenant)
+        owners = services.member_usage.key_owners(ctx.tenant)  # a key's calls count against its owner
         for group in report["groups"]:
-            group["allowance"] = members.get(group["key"])
+            group["member"] = owners.get(group["key"], group["key"])
+            group["allowance"] = members.get(group["member"])
     return report
 
 

@@ -15,13 +15,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from backend.auth.principal import CLI_OWNER  # noqa: F401 - re-exported: one definition of "no person"
 from backend.db.engine import Database
 from backend.db.models import ApiKey, utcnow
 from backend.db.repositories.api_keys import create_api_key, get_api_key, revoke_api_key
 
 PREFIX = "atr_"
 KEY_SUBJECT = "key:"  # a key's subject (and `created_by` of a key it made) is "key:<id>"
-CLI_OWNER = "cli"
 LAST_USED_RESOLUTION_S = 60
 CACHE_MAX_KEYS = 10_000
 MAX_EXPIRY_DAYS = 3650

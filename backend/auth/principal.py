@@ -7,6 +7,8 @@ from typing import Literal
 
 from backend.groups import Placement
 
+CLI_OWNER = "cli"  # a key the CLI made has no person behind it (auth/api_keys.py)
+
 MEMBER = "member"
 PROMPT_EDITOR = "prompt_editor"
 TENANT_ADMIN = "tenant_admin"
@@ -40,6 +42,15 @@ class Principal:
     def people(self) -> frozenset[str]:
         """Who is behind this request: the subject, and for an API key the subject who created it."""
         return frozenset(p for p in (self.subject, self.acting_for) if p)
+
+    @property
+    def member(self) -> str:
+        """Whose allowance a call counts against (governance/allowances.py): an API key's calls count against the
+        person at the root of its chain (a key is not a way out of one's own allowance); a key with no person (made
+        by the CLI or before keys recorded an owner) has its own allowance under its subject `key:<id>`."""
+        if self.auth == "api_key" and self.acting_for and self.acting_for != CLI_OWNER:
+            return self.acting_for
+        return self.subject
 
     def is_member(self, tenant: str) -> bool:
         return tenant in self.tenants

@@ -86,7 +86,7 @@ class Answers:
     async def _grounded(self, t: Turn, policy: AnswerPolicy,
                         model: Callable[[Turn], AsyncIterator[str]]) -> AsyncIterator[str]:
         if self.quotas:  # no tokens, but a request: the tenant's and the user's rate limits apply
-            await self.quotas.admit(tenant=t.req.tenant, subject=t.principal.subject, **member_of(t))
+            await self.quotas.admit(tenant=t.req.tenant, subject=t.principal.member, **member_of(t))
         citations = await self._each_question(t)
         grounded = await asyncio.to_thread(grounded_answer, t.req.message, citations, self.embed)
         if grounded is None:  # the passages hold only code or headings: the model reads them

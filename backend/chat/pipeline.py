@@ -215,7 +215,7 @@ class ChatService:
         if cached is None:
             return None
         if self.quotas:
-            await self.quotas.admit(tenant=t.req.tenant, subject=t.principal.subject, **member_of(t))
+            await self.quotas.admit(tenant=t.req.tenant, subject=t.principal.member, **member_of(t))
         return self.turn_cache.hit(cached=cached, req=t.req, turn=t.row)
 
     def _tier(self, req: ChatRequest, policy: ModelPolicy, prompt: PromptVersion | None) -> tuple[str, str]:
@@ -377,7 +377,7 @@ class ChatService:
         est_cost = self.llm.estimate_cost(t.tier, est_tokens - max_tokens, max_tokens)
         with span("atrium.quota.admit", {TENANT: req.tenant, "atrium.estimated_tokens": est_tokens}):
             return await self.quotas.admit(
-                tenant=req.tenant, subject=t.principal.subject, est_tokens=est_tokens, est_cost_usd=est_cost,
+                tenant=req.tenant, subject=t.principal.member, est_tokens=est_tokens, est_cost_usd=est_cost,
                 count_request=req.task is None,  # an internal task rides on its user request's slot
                 sets_max_tokens=req.channel == "openai",  # only API callers choose max_tokens
                 **member_of(t), dollars=t.tier != "local")  # the local model: tokens, never dollars

@@ -18,6 +18,7 @@ from backend.db.repositories.allowances import (
     month_allowances,
     raise_allowance,
 )
+from backend.db.repositories.api_keys import key_owners
 from backend.errors import Conflict, Invalid
 from backend.governance.allowances import (
     Allowance,
@@ -44,19 +45,20 @@ class MemberUsage:
     def mine(self, principal: Principal, *, now: datetime | None = None) -> dict:
         """The caller's own usage and allowance in each tenant they belong to here."""
         now = now or datetime.now(UTC)
+        member = principal.member  # an API key shows its owner's allowance: the one its calls count against
         tenants = {}
         for tenant in sorted(principal.tenants):
             if (cfg := self.registry.get(tenant)) is None:
                 continue
             with self.db.session() as s:
-                raised = current_allowance(session=s, tenant=tenant, subject=principal.subject, month=month_id(now))
-                today = member_totals(session=s, tenant=tenant, since=day_start(now), subject=principal.subject)
-                month = member_totals(session=s, tenant=tenant, since=month_start(now), subject=principal.subject)
+                raised = current_allowance(session=s, tenant=tenant, subject=member, month=month_id(now))
+                today = member_totals(session=s, tenant=tenant, since=day_start(now), subject=member)
+                month = member_totals(session=s, tenant=tenant, since=month_start(now), subject=member)
             allowance = with_raise(configured_allowance(cfg.quotas, principal.roles_in(tenant),
                                                         principal.limit_groups.get(tenant, frozenset())), raised)
-            tenants[tenant] = figures(cfg, allowance, today.get(principal.subject, (0, 0.0))[0],
-                                      month.get(principal.subject, (0, 0.0)), now)
-        return {"subject": principal.subject, "tenants": tenants}
+            tenants[tenant] = figures(cfg, allowance, today.get(member, (0, 0.0))[0],
+                                      month.get(member, (0, 0.0)), now)
+        return {"subject": principal.subject, "member": member, "tenants": tenants}
 
     def members(self, tenant: str, *, now: datetime | None = None) -> dict[str, dict]:
         """subject -> their figures against their allowance this month, for every member who used the tenant."""
@@ -71,6 +73,11 @@ class MemberUsage:
         return {subject: figures(cfg, with_raise(allowance_named(cfg.quotas, under.get(subject)), raised.get(subject)),
                                  today.get(subject, (0, 0.0))[0], month.get(subject, (0, 0.0)), now)
                 for subject in sorted(set(month) | set(raised))}
+
+    def key_owners(self, tenant: str) -> dict[str, str]:
+        """"key:<id>" -> the person whose allowance the key's calls count against (the report by user names both)."""
+        with self.db.session() as s:
+            return key_owners(session=s, tenant=tenant)
 
     def raise_allowance(self, principal: Principal, tenant: str, *, subject: str, tokens_per_day: int | None,
                         monthly_budget_usd: float | None, route: str, ip: str | None = None,

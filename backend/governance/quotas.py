@@ -33,6 +33,7 @@ from datetime import UTC, datetime, timedelta
 from backend.db.engine import Database
 from backend.db.models import MemberAllowance
 from backend.db.repositories.allowances import current_allowance
+from backend.db.repositories.api_keys import key_owners
 from backend.db.repositories.usage import sum_usage
 from backend.errors import QuotaExceeded
 from backend.governance.allowances import (
@@ -367,6 +368,7 @@ class QuotaService:
                                      round(cost_usd * MICRO), BUDGET_TTL_S)
         # The member's and the assistant's counters, where they exist (adjust_sync leaves a missing one to its seed).
         if subject is not None and quotas.has_member_limits:
+            subject = _member_of(self.db, tenant, subject)  # an API key's turn counts against its owner
             token_key, usd_key = self.member_keys(tenant, subject, now=at)
             if tokens:
                 self.backend.adjust_sync(token_key, int(tokens), TOKENS_TTL_S)
@@ -399,6 +401,14 @@ def sum_usage_seed(db: Database, tenant: str, since: datetime, *, subject: str |
                    assistant: str | None = None) -> tuple[int, float]:
     with db.session() as session:
         return sum_usage(session=session, tenant=tenant, since=since, subject=subject, assistant=assistant)
+
+
+def _member_of(db: Database, tenant: str, subject: str) -> str:
+    """Whose allowance a recorded turn counts against: a key's owner (auth/principal.py Principal.member)."""
+    if not subject.startswith("key:"):
+        return subject
+    with db.session() as session:
+        return key_owners(session=session, tenant=tenant).get(subject, subject)
 
 
 def _raised(db: Database, tenant: str, subject: str, month: str) -> MemberAllowance | None:

@@ -8,6 +8,7 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from backend.db.models import ChatTurn, MemberAllowance
+from backend.db.repositories.api_keys import key_owners
 
 
 def current_allowance(*, session: Session, tenant: str, subject: str, month: str) -> MemberAllowance | None:
@@ -37,16 +38,23 @@ def raise_allowance(*, session: Session, tenant: str, subject: str, month: str, 
 
 def member_totals(*, session: Session, tenant: str, since: datetime,
                   subject: str | None = None) -> dict[str, tuple[int, float]]:
-    """subject -> (tokens, cost_usd) of the tenant's turns since `since` (one member's when given); turns in progress
-    are counted by their reservations, not here."""
+    """member -> (tokens, cost_usd) of the tenant's turns since `since` (one member's when given); turns in progress
+    are counted by their reservations, not here. An API key's turns are its owner's (the allowance they count
+    against); a key with no person is a member of its own (`key:<id>`)."""
     stmt = (select(ChatTurn.subject,
                    func.coalesce(func.sum(ChatTurn.prompt_tokens + ChatTurn.completion_tokens), 0),
                    func.coalesce(func.sum(ChatTurn.cost_usd), 0.0))
             .where(ChatTurn.tenant == tenant, ChatTurn.created_at >= since, ChatTurn.status != "streaming")
             .group_by(ChatTurn.subject))
+    owners = key_owners(session=session, tenant=tenant)
     if subject is not None:
-        stmt = stmt.where(ChatTurn.subject == subject)
-    return {str(s): (int(t or 0), float(c or 0.0)) for s, t, c in session.exec(stmt)}
+        stmt = stmt.where(col(ChatTurn.subject).in_([subject, *(k for k, o in owners.items() if o == subject)]))
+    out: dict[str, tuple[int, float]] = {}
+    for s, t, c in session.exec(stmt):
+        member = owners.get(str(s), str(s))
+        tokens, cost = out.get(member, (0, 0.0))
+        out[member] = (tokens + int(t or 0), cost + float(c or 0.0))
+    return out
 
 
 def admitted_under(*, session: Session, tenant: str, since: datetime) -> dict[str, str]:

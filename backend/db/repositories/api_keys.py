@@ -69,3 +69,19 @@ def revoke_api_key(*, session: Session, tenant: str, key_id: str) -> Revocation 
     session.refresh(key)
     return Revocation(key=key, revoked_now=key_id in revoked,
                       descendants_revoked=[k for k in revoked if k != key_id], lineage=lineage)
+
+
+KEY_SUBJECT = "key:"
+
+
+def key_owners(*, session: Session, tenant: str) -> dict[str, str]:
+    """"key:<id>" -> the person at the root of its chain, for the tenant's keys that have one (not the CLI's): a
+    key's calls are recorded under its subject and count against that person's allowance."""
+    stmt = select(ApiKey.id, ApiKey.owner).where(ApiKey.tenant == tenant, col(ApiKey.owner).is_not(None),
+                                                 ApiKey.owner != "cli")
+    return {f"{KEY_SUBJECT}{key_id}": str(owner) for key_id, owner in session.exec(stmt)}
+
+
+def charged_subjects(*, session: Session, tenant: str, member: str) -> list[str]:
+    """The subjects whose calls count against `member`'s allowance: theirs and their keys' (any depth)."""
+    return [member, *(k for k, owner in key_owners(session=session, tenant=tenant).items() if owner == member)]

@@ -10,6 +10,7 @@ from sqlalchemy import case, func, insert, literal
 from sqlmodel import Session, col, select
 
 from backend.db.models import ChatTurn
+from backend.db.repositories.api_keys import charged_subjects
 
 GroupBy = Literal["day", "model", "user", "assistant"]
 
@@ -52,8 +53,8 @@ def sum_usage(*, session: Session, tenant: str, since: datetime, until: datetime
             ChatTurn.status != "streaming")  # an answer in progress is counted by its quota reservation
     if until is not None:
         stmt = stmt.where(ChatTurn.created_at < until)
-    if subject is not None:
-        stmt = stmt.where(ChatTurn.subject == subject)
+    if subject is not None:  # a member: their calls and their API keys' (which count against them)
+        stmt = stmt.where(col(ChatTurn.subject).in_(charged_subjects(session=session, tenant=tenant, member=subject)))
     if assistant is not None:
         stmt = stmt.where(ChatTurn.assistant == assistant)
     tokens, cost = session.exec(stmt).one()

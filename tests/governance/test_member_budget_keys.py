@@ -1,0 +1,80 @@
+"""An API key is not a way out of its owner's allowance: through the OpenAI-compatible route (the official openai SDK),
+a key's calls, and those of a key made with it, count against the person at the root of the chain; a key with no
+person (made by the CLI) has an allowance of its own. /api/me/usage through a key shows its owner's numbers."""
+
+from __future__ import annotations
+
+import openai
+import pytest
+from openai import OpenAI
+
+from backend.auth.api_keys import issue_key
+from backend.chat.compose import estimate_tokens
+from tests.llm.fakes import FakeOpenAI, make_config_dir, set_tenant
+
+MAX_TOKENS = 30
+USED = 18  # what FakeOpenAI reports for every answer (11 + 7)
+OPEN = {"requests_per_minute": None, "user_requests_per_minute": None, "tokens_per_day": None,
+        "monthly_budget_usd": None}
+
+
+def messages(i: int) -> list[dict]:
+    return [{"role": "user", "content": f"Question number {i:03d} about the notice period?"}]  # no cached answer
+
+
+EST = estimate_tokens(messages(0)) + MAX_TOKENS  # what each call reserves
+
+
+@pytest.fixture
+def app(tmp_path, make_api_client):
+    with FakeOpenAI(text="thirty days") as server:
+        cfg = make_config_dir(tmp_path, model_list=[
+            {"model_name": "fast", "litellm_params": {"model": "openai/gpt-4o-mini", "api_key": "sk-test",
+                                                      "api_base": server.url}}],
+            fallbacks=[], policy={"allowed_tiers": ["fast"]}, quotas=OPEN)
+        # Room for one answer plus one token short of a second reservation: the second call is the edge.
+        set_tenant(cfg, "sales", quotas={"member": {"tokens_per_day": USED + EST - 1}})
+        yield make_api_client(ATRIUM_CONFIG_DIR=str(cfg))
+
+
+def sdk(api, token: str) -> OpenAI:
+    return OpenAI(base_url="http://testserver/api/t/sales/v1", api_key=token, http_client=api, max_retries=0,
+                  default_headers={"X-Tenant-ID": "sales"})
+
+
+def ask(client: OpenAI, i: int) -> str:
+    reply = client.chat.completions.create(model="fast", messages=messages(i), max_tokens=MAX_TOKENS)
+    return reply.choices[0].message.content or ""
+
+
+def test_a_key_and_a_key_made_with_it_count_against_their_owner(app):
+    db = app.app.state.services.db
+    alice = issue_key(db=db, tenant="sales", scopes=["chat", "admin"], created_by="alice")
+    child = issue_key(db=db, tenant="sales", scopes=["chat"], created_by=f"key:{alice.key.id}",
+                      parent_key_id=alice.key.id)
+    cli = issue_key(db=db, tenant="sales", scopes=["chat"], created_by="cli")  # no person behind it
+    assert "thirty days" in ask(sdk(app, alice.token), 1)
+    # The child key is alice's too: her allowance is spent, whichever of her keys asks.
+    with pytest.raises(openai.RateLimitError) as refused:
+        ask(sdk(app, child.token), 2)
+    assert refused.value.body["code"] == "member_tokens_per_day"
+    assert "your allowance of" in refused.value.body["message"]
+    with pytest.raises(openai.RateLimitError):
+        ask(sdk(app, alice.token), 3)
+    # A key without a person has its own allowance (the default `quotas.member`): it is served.
+    assert "thirty days" in ask(sdk(app, cli.token), 4)
+    # Through a key, /api/me/usage shows the allowance its calls count against: alice's.
+    mine = app.get("/api/me/usage", headers={"Authorization": f"Bearer {child.token}", "X-Tenant-ID": "sales"})
+    assert mine.status_code == 200, mine.text
+    body = mine.json()
+    assert body["member"] == "alice" and body["tenants"]["sales"]["today"]["tokens"] == USED
+    # A raise for alice applies to every one of her keys at once.
+    raised = app.post("/api/t/sales/usage/allowances", json={"subject": "alice", "tokens_per_day": 10_000},
+                      headers={"Authorization": f"Bearer {alice.token}", "X-Tenant-ID": "sales"})
+    assert raised.status_code == 200, raised.text
+    assert "thirty days" in ask(sdk(app, child.token), 5)
+    # The tenant admin's report by user: alice's allowance counts her keys' calls.
+    report = app.get("/api/t/sales/usage?group_by=user",
+                     headers={"Authorization": f"Bearer {alice.token}", "X-Tenant-ID": "sales"}).json()
+    group = next(g for g in report["groups"] if g["key"] == f"key:{alice.key.id}")
+    assert group["member"] == "alice" and group["allowance"]["today"]["tokens"] == 2 * USED  # hers and her child key's
