@@ -9,17 +9,21 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from backend.auth.principal import Principal
+from sqlmodel import Session
+
+from backend.auth.principal import CLI_OWNER, Principal
 from backend.db.engine import Database
 from backend.db.repositories.allowances import (
     admitted_under,
     current_allowance,
+    has_turns,
     member_totals,
     month_allowances,
     raise_allowance,
 )
-from backend.db.repositories.api_keys import key_owners
-from backend.errors import Conflict, Invalid
+from backend.db.repositories.api_keys import KEY_SUBJECT, get_api_key, key_owners
+from backend.db.repositories.conversations import get_chat_user
+from backend.errors import Conflict, Forbidden, Invalid
 from backend.governance.allowances import (
     Allowance,
     allowance_named,
@@ -92,7 +96,14 @@ class MemberUsage:
         if tokens_per_day is None and monthly_budget_usd is None:
             raise Invalid("give `tokens_per_day`, `monthly_budget_usd` or both: the member's new allowance",
                           code="nothing_to_raise")
+        if subject in principal.people or subject == principal.member:
+            # An allowance binds the admin too: raising one's own (or one's key's) would make it no limit at all.
+            self.audit.record("denied", subject=principal.subject, tenant=tenant, route=route, ip=ip, status=403,
+                              detail={"reason": "own_allowance", "member": subject[:256]})
+            raise Forbidden(f"a tenant admin cannot raise their own allowance in {cfg.name}: ask another tenant "
+                            "admin (each raise is audited)", code="own_allowance")
         with self.db.session() as s:
+            self._check_member(s, tenant, subject, cfg.name)
             row = raise_allowance(session=s, tenant=tenant, subject=subject, month=month_id(now),
                                   tokens_per_day=tokens_per_day, monthly_budget_usd=monthly_budget_usd,
                                   granted_by=principal.subject)
@@ -103,6 +114,26 @@ class MemberUsage:
         return {"subject": subject, "month": row.month, "tokens_per_day": tokens_per_day,
                 "monthly_budget_usd": monthly_budget_usd, "granted_by": principal.subject,
                 "until": next_month(now).isoformat()}
+
+
+    @staticmethod
+    def _check_member(session: Session, tenant: str, subject: str, name: str) -> None:
+        """The subject is someone whose calls count against an allowance here: a raise for a typo, another
+        tenant's key or a key whose calls count against its owner would silently change nothing."""
+        if subject.startswith(KEY_SUBJECT):
+            key = get_api_key(session=session, key_id=subject[len(KEY_SUBJECT):])
+            if key is None or key.tenant != tenant:
+                raise Invalid(f"{name} has no API key {subject}: give a member as the usage report by user names "
+                              "them", code="unknown_member")
+            if key.owner and key.owner != CLI_OWNER:
+                raise Invalid(f"{subject}'s calls count against its owner's allowance: give subject "
+                              f"{key.owner!r}", code="key_has_owner")
+            return
+        if not (has_turns(session=session, tenant=tenant, subject=subject)
+                or subject in key_owners(session=session, tenant=tenant).values()
+                or get_chat_user(session=session, identifier=subject) is not None):
+            raise Invalid(f"{subject!r} has never used {name} nor signed in here: give a member as the usage report "
+                          "by user names them", code="unknown_member")
 
 
 def figures(cfg: TenantConfig, allowance: Allowance, tokens_today: int, month: tuple[int, float],

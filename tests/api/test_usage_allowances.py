@@ -81,3 +81,38 @@ def test_a_tenant_admin_raises_one_members_allowance_for_the_month(client, login
     assert r.status_code == 409 and "quotas.member" in r.json()["detail"]
     assert client.post("/api/t/sales/usage/allowances", cookies=carol,
                        json={"subject": "alice", "monthly_budget_usd": -1}).status_code == 422
+
+
+def test_an_admin_cannot_raise_their_own_nor_a_non_members_allowance(client, login_as):
+    """Attacks on the raise: one's own allowance (the admin's limit would be none), a typo, another tenant's member,
+    another tenant's key, a key whose calls count against its owner, NaN and huge values."""
+    from backend.auth.api_keys import issue_key
+
+    carol, services = login_as("carol"), client.app.state.services
+
+    def post(body: dict, cookies=carol):
+        return client.post("/api/t/sales/usage/allowances", cookies=cookies, json=body)
+
+    r = post({"subject": "carol", "monthly_budget_usd": 1000})
+    assert r.status_code == 403 and r.json()["error"] == "own_allowance" and "another tenant admin" in r.json()["detail"]
+    with services.db.session() as s:
+        denied = s.exec(select(AuditEvent).where(AuditEvent.kind == "denied", AuditEvent.subject == "carol")).all()
+    assert [e.detail["reason"] for e in denied] == ["own_allowance"]
+    # Through a key of her own (its calls count against her): refused the same.
+    key = issue_key(db=services.db, tenant="sales", scopes=["admin"], created_by="carol")
+    r = client.post("/api/t/sales/usage/allowances", json={"subject": "carol", "tokens_per_day": 10**9},
+                    headers={"Authorization": f"Bearer {key.token}", "X-Tenant-ID": "sales"})
+    assert r.status_code == 403, r.text
+    assert post({"subject": "alcie", "tokens_per_day": 5}).json()["error"] == "unknown_member"
+    assert post({"subject": "maria", "tokens_per_day": 5}).json()["error"] == "unknown_member"  # finance's
+    other = issue_key(db=services.db, tenant="finance", scopes=["chat"])
+    assert post({"subject": f"key:{other.key.id}", "tokens_per_day": 5}).json()["error"] == "unknown_member"
+    r = post({"subject": f"key:{key.key.id}", "tokens_per_day": 5})
+    assert r.status_code == 422 and r.json()["error"] == "key_has_owner" and "'carol'" in r.json()["detail"]
+    for bad in ("NaN", "Infinity", "1e400", "-0.5"):
+        r = client.post("/api/t/sales/usage/allowances", cookies=carol, content=f'{{"subject": "alice", '
+                        f'"monthly_budget_usd": {bad}}}', headers={"content-type": "application/json"})
+        assert r.status_code == 422, (bad, r.text)
+    assert post({"subject": "alice", "tokens_per_day": 10**13}).status_code == 422
+    with services.db.session() as s:
+        assert not s.exec(select(AuditEvent).where(AuditEvent.kind == "allowance_raised")).all()  # none went through

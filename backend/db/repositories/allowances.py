@@ -65,3 +65,9 @@ def admitted_under(*, session: Session, tenant: str, since: datetime) -> dict[st
               .group_by(ChatTurn.subject))
     stmt = select(ChatTurn.subject, ChatTurn.allowance).where(col(ChatTurn.id).in_(latest))
     return {str(s): str(a) for s, a in session.exec(stmt)}
+
+
+def has_turns(*, session: Session, tenant: str, subject: str) -> bool:
+    """Whether `subject` ever made a call in the tenant (a member the usage report names)."""
+    stmt = select(ChatTurn.id).where(ChatTurn.tenant == tenant, ChatTurn.subject == subject).limit(1)
+    return session.exec(stmt).first() is not None
