@@ -50,6 +50,7 @@ from backend.tenants import ModelPolicy, TenantRegistry
 from backend.tracing import TENANT, span
 
 log = logging.getLogger("atrium.chat")
+RESERVED_OUTPUT = 512  # what a call without max_tokens reserves for its answer (and, under a member budget, may write)
 
 NO_CONTEXT = "(no relevant passages were found in the knowledge base)"
 _NO_ROOM_TO_ANSWER = ("The model spent all {tokens} tokens of the answer's limit thinking and wrote no answer: raise "
@@ -362,6 +363,10 @@ class ChatService:
                 call = composed()
         t.notes = list(t.admission.warnings)
         t.row.allowance = t.admission.allowance
+        if t.max_tokens is None and any(lv.level != "tenant" for lv in t.admission.levels):
+            # A member's or an assistant's budget holds only if the answer cannot outgrow what was reserved for
+            # it: without a cap of its own, the call is capped at the reservation (else one call overshoots).
+            t.max_tokens = RESERVED_OUTPUT
         if refusal is None:
             return None
         t.row.tier, t.row.downgraded_from = t.tier, first
@@ -372,7 +377,7 @@ class ChatService:
 
     async def _admit_call(self, t: Turn) -> Admission:
         assert self.quotas is not None
-        req, max_tokens = t.req, t.max_tokens or 512
+        req, max_tokens = t.req, t.max_tokens or RESERVED_OUTPUT
         est_tokens = estimate_tokens(t.messages) + max_tokens
         est_cost = self.llm.estimate_cost(t.tier, est_tokens - max_tokens, max_tokens)
         with span("atrium.quota.admit", {TENANT: req.tenant, "atrium.estimated_tokens": est_tokens}):

@@ -1,6 +1,7 @@
 """An API key is not a way out of its owner's allowance: through the OpenAI-compatible route (the official openai SDK),
 a key's calls, and those of a key made with it, count against the person at the root of the chain; a key with no
-person (made by the CLI) has an allowance of its own. /api/me/usage through a key shows its owner's numbers."""
+person (made by the CLI) has an allowance of its own. /api/me/usage through a key shows its owner's numbers. A call
+without max_tokens cannot outgrow what it reserved."""
 
 from __future__ import annotations
 
@@ -34,7 +35,9 @@ def app(tmp_path, make_api_client):
             fallbacks=[], policy={"allowed_tiers": ["fast"]}, quotas=OPEN)
         # Room for one answer plus one token short of a second reservation: the second call is the edge.
         set_tenant(cfg, "sales", quotas={"member": {"tokens_per_day": USED + EST - 1}})
-        yield make_api_client(ATRIUM_CONFIG_DIR=str(cfg))
+        client = make_api_client(ATRIUM_CONFIG_DIR=str(cfg))
+        client.provider = server  # what reached the model
+        yield client
 
 
 def sdk(api, token: str) -> OpenAI:
@@ -68,9 +71,13 @@ def test_a_key_and_a_key_made_with_it_count_against_their_owner(app):
     assert mine.status_code == 200, mine.text
     body = mine.json()
     assert body["member"] == "alice" and body["tenants"]["sales"]["today"]["tokens"] == USED
-    # A raise for alice applies to every one of her keys at once.
-    raised = app.post("/api/t/sales/usage/allowances", json={"subject": "alice", "tokens_per_day": 10_000},
-                      headers={"Authorization": f"Bearer {alice.token}", "X-Tenant-ID": "sales"})
+    # Nor can her admin key raise her allowance; another admin's raise applies to every one of her keys at once.
+    def raise_alice(token: str):
+        return app.post("/api/t/sales/usage/allowances", json={"subject": "alice", "tokens_per_day": 10_000},
+                        headers={"Authorization": f"Bearer {token}", "X-Tenant-ID": "sales"})
+
+    assert raise_alice(alice.token).status_code == 403
+    raised = raise_alice(issue_key(db=db, tenant="sales", scopes=["admin"]).token)
     assert raised.status_code == 200, raised.text
     assert "thirty days" in ask(sdk(app, child.token), 5)
     # The tenant admin's report by user: alice's allowance counts her keys' calls.
@@ -78,3 +85,18 @@ def test_a_key_and_a_key_made_with_it_count_against_their_owner(app):
                      headers={"Authorization": f"Bearer {alice.token}", "X-Tenant-ID": "sales"}).json()
     group = next(g for g in report["groups"] if g["key"] == f"key:{alice.key.id}")
     assert group["member"] == "alice" and group["allowance"]["today"]["tokens"] == 2 * USED  # hers and her child key's
+
+
+def test_a_call_without_max_tokens_is_capped_at_what_it_reserved(app):
+    """The attack: leave max_tokens out, so the call reserves a default but the model may write its own maximum
+    (one call overshooting the allowance many times over). Under a member's allowance the reservation is the cap."""
+    db = app.app.state.services.db
+    key = issue_key(db=db, tenant="sales", scopes=["chat"], created_by="dave")
+    admin = issue_key(db=db, tenant="sales", scopes=["admin"])
+    assert app.post("/api/t/sales/usage/allowances", json={"subject": "dave", "tokens_per_day": 10_000},
+                    headers={"Authorization": f"Bearer {admin.token}", "X-Tenant-ID": "sales"}).status_code == 200
+    client = sdk(app, key.token)
+    client.chat.completions.create(model="fast", messages=messages(9))
+    assert app.provider.requests[-1]["max_tokens"] == 512  # RESERVED_OUTPUT: what the admission reserved
+    client.chat.completions.create(model="fast", messages=messages(10), max_tokens=5)
+    assert app.provider.requests[-1]["max_tokens"] == 5  # the caller's own (lower) cap stands
