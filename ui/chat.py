@@ -171,6 +171,7 @@ async def start() -> None:
         await cl.Message(content=_no_access(principal)).send()
         return
     cl.user_session.set("history", [])
+    cl.user_session.set("last_cut", False)
     if principal.elsewhere:
         # Unobtrusive: a toast, not a message (a message would push the assistant's starters away and be stored
         # in every new conversation); the profiles' descriptions say it too.
