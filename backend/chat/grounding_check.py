@@ -127,17 +127,19 @@ class GroundingChecker:
             reason = f"no cited passage says this (similarity {similarity:.2f}, words {words:.0%})"
             return SentenceCheck(sentence, supported=False, counted=True, similarity=similarity, reason=reason)
         if not self.vectors:  # whole passages (too coarse to compare polarity with): the one with most of its words
-            return SentenceCheck(sentence, supported=True, counted=True, similarity=similarity, passage=nearest[0][2])
-        # Backed by the nearest statement that says the same with the same polarity; a sentence whose statements
-        # on the matter all say the opposite ("may be charged" / "must never be charged") is not supported.
-        backing = [(agrees(plain, text), text, p) for score, text, p in nearest if score >= SIMILAR_WITH_WORDS]
-        if any(verdict for verdict, _, _ in backing):
-            passage = next(p for verdict, _, p in backing if verdict)
-        elif opposite := [text for verdict, text, _ in backing if verdict is False]:
-            reason = f"says the opposite of the cited passage: \u201c{opposite[0][:160]}\u201d"
-            return SentenceCheck(sentence, supported=False, counted=True, similarity=similarity, reason=reason)
+            candidates = [nearest[0][2]]
         else:
-            passage = nearest[0][2]
+            # Backed by the nearest statement that says the same with the same polarity; a sentence whose
+            # statements on the matter all say the opposite ("may be charged" / "must never be charged") is not.
+            backing = [(agrees(plain, text), text, p) for score, text, p in nearest if score >= SIMILAR_WITH_WORDS]
+            opposite = [text for verdict, text, _ in backing if verdict is False]
+            if opposite and not any(verdict for verdict, _, _ in backing):
+                reason = f"says the opposite of the cited passage: \u201c{opposite[0][:160]}\u201d"
+                return SentenceCheck(sentence, supported=False, counted=True, similarity=similarity, reason=reason)
+            candidates = [p for verdict, _, p in backing if verdict] + [p for _, _, p in nearest]
+        # Its marker: a passage that supports it on its own (the sentence with that [n] checks as supported).
+        passage = None if cited else next((p for p in dict.fromkeys(candidates)
+                                           if self.check(f"{sentence} [{p + 1}]").supported), None)
         return SentenceCheck(sentence, supported=True, counted=True, similarity=similarity, passage=passage)
 
     def _nearest(self, sentence: str, passages: set[int]) -> tuple[float, list[tuple[float, str, int]]]:
