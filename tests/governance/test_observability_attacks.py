@@ -86,3 +86,19 @@ def test_span_names_and_attributes_stay_bounded_and_keep_no_error_message(spans,
     dumped = [json.dumps({"a": dict(s.attributes or {}), "e": [dict(e.attributes or {}) for e in s.events],
                           "s": s.status.description}) for s in finished]
     assert not [d for d in dumped if "TOP-SECRET-PROMPT" in d], dumped
+
+
+def test_a_database_that_fails_costs_the_backlog_gauges_not_the_scrape(make_api_client):
+    """The scrape reads the ingestion backlog from SQL: when that query fails, the HTTP, error and process metrics
+    an operator needs during the outage are still served."""
+    import sqlalchemy as sa
+
+    token = "scrape-" + "t0ken" * 4
+    api = make_api_client(ATRIUM_METRICS_TOKEN=token, ATRIUM_INGEST_WORKER="false")
+    with api.app.state.services.db.engine.begin() as conn:  # the query's table gone: any SQL failure alike
+        conn.execute(sa.text("ALTER TABLE kb_document RENAME TO kb_document_away"))
+    assert api.get("/healthz").status_code == 200
+    r = api.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 200, r.text[:500]
+    assert "atrium_http_requests_total{" in r.text and "process_cpu_seconds_total" in r.text
+    assert "atrium_ingestion_queue_depth{" not in r.text
