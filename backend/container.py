@@ -21,6 +21,7 @@ from backend.auth.session_cookie import session_token
 from backend.auth.sessions import SessionRegistry
 from backend.chat.conversations import ConversationService
 from backend.chat.pipeline import ChatService
+from backend.config_files import ConfigError
 from backend.db.engine import Database, make_engine
 from backend.db.migrate import prepare
 from backend.governance.alert_once import alert_gate
@@ -150,7 +151,10 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
     if migrate:
         prepare(settings.sql_url, on_start=settings.migrate_on_start)
     db = Database(make_engine(settings.sql_url))
-    setup_tracing()  # spans exported over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set; else the no-op tracer
+    try:  # spans exported over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set; else the no-op tracer
+        setup_tracing()
+    except ValueError as exc:  # an endpoint the exporter cannot use: one `error:` line now, not lost spans later
+        raise ConfigError(str(exc)) from None
     metrics = _metrics(settings, registry)
     audit = AuditLog(db=db, denial_threshold=settings.suspicious_denials, window_s=settings.suspicious_window_s,
                      group_window_s=settings.audit_denial_window_s, metrics=metrics,

@@ -48,7 +48,7 @@ class JsonFormatter(logging.Formatter):
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "severity": _SEVERITY.get(record.levelname, "DEFAULT"),
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": _access_line(record) if record.name == "uvicorn.access" else record.getMessage(),
         }
         info = request_info.get()
         ids = current_ids()
@@ -67,6 +67,21 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
         return json.dumps(out, default=str)
+
+
+def _access_line(record: logging.LogRecord) -> str:
+    """uvicorn's access line without the query string's values: they carry the IdP's authorization `code` and
+    `state` on the sign-in callback, and whatever secret a caller put in a URL (`?api_key=...`). Names are kept."""
+    args = record.args
+    if not (isinstance(args, tuple) and len(args) == 5 and isinstance(args[2], str)):
+        return record.getMessage()
+    path, sep, query = args[2].partition("?")
+    if sep:
+        path += "?" + "&".join(f"{part.partition('=')[0]}=…" if "=" in part else part for part in query.split("&"))
+    try:
+        return str(record.msg) % (*args[:2], path, *args[3:])
+    except (TypeError, ValueError):  # not uvicorn's format: its template alone, never the raw query
+        return str(record.msg)
 
 
 class _Below(logging.Filter):

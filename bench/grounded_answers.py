@@ -175,7 +175,7 @@ async def run_mock(root: Path, questions: list[dict]) -> dict:
                 mock.text = f"{true} {invented}"
                 r = await ask(svc, q)
                 runs.append(r)
-                shown = as_fact(r["answer"])
+                shown = re.sub(r" \[\d+\]", "", as_fact(r["answer"]))  # the [n] markers the check adds left out
                 n += 1
                 caught += invented not in shown
                 kept += true in shown

@@ -32,6 +32,7 @@ import json
 import multiprocessing as mp
 import os
 import queue
+import re
 import shutil
 import signal
 import socket
@@ -169,8 +170,8 @@ def write_config(tmp: Path, provider_url: str) -> tuple[Path, Path]:
         folder = prompts / tid / f"{tid}-assistant"
         shutil.copytree(ROOT / "prompts" / "sales" / "sales-assistant", folder)
         first = folder / "v0001.md"  # the chat's answers from the mock provider (`fast`), 40 words long
-        first.write_text(first.read_text().replace("tier: local", "tier: fast").replace("max_tokens: 256",
-                                                                                         "max_tokens: 40"))
+        first.write_text(re.sub(r"(?m)^max_tokens: \d+$", "max_tokens: 40",
+                                first.read_text().replace("tier: local", "tier: fast")))
     data["tenants"] = tenants
     (cfg / "tenants.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
     mock = {"model": "openai/bench-mock", "api_key": "sk-bench", "api_base": provider_url}

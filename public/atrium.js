@@ -421,7 +421,8 @@
       if (menu.querySelector(".atrium-menu-link")) continue;
       const items = menu.querySelectorAll("[role=menuitem]");
       const last = items[items.length - 1];
-      if (!last) continue; // the account menu ends with its sign-out item
+      // Only the account menu, which ends with its sign-out item: not the theme menu, not a conversation's menu.
+      if (!last || !/^(sign out|log ?out)$/i.test((last.textContent || "").trim())) continue;
       for (const [label, href] of links) {
         const a = document.createElement("a");
         a.setAttribute("role", "menuitem");

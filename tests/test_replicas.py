@@ -182,7 +182,7 @@ def _clean_up(started: list[subprocess.Popen], *, redis_url: str, prefix: str, a
     admin.dispose()
 
 
-def _poll(check, what: str, fleet: Fleet, deadline_s: float = 150):  # noqa: ANN001, ANN202 - any predicate
+def _poll(check, what: str, fleet: Fleet, deadline_s: float = 300):  # noqa: ANN001, ANN202 - any predicate
     """`check()` until it returns something truthy (bounded by a deadline; not a timing assertion)."""
     end = time.monotonic() + deadline_s
     while time.monotonic() < end:

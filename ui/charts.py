@@ -78,7 +78,10 @@ def _axes(top: float, fmt: Format, points: Sequence[tuple[str, float]], slot: fl
         picks = sorted({0, len(points) // 2, len(points) - 1})
         for i in picks:
             x = LEFT + slot * (i + 0.5)
-            anchor = "start" if i == 0 and len(points) > 1 else "end" if i == len(points) - 1 and i else "middle"
+            # A few wide slots (e.g. models, tenants) centre their labels; many narrow ones (days) keep the first
+            # and last inside the frame.
+            anchor = ("middle" if len(points) <= 3 else "start" if i == 0 else "end" if i == len(points) - 1
+                      else "middle")
             out.append(f'<text class="chart-axis" x="{x:.1f}" y="{HEIGHT - 12}" text-anchor="{anchor}">'
                        f'{escape(_short(points[i][0]))}</text>')
     return "".join(out)

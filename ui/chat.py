@@ -28,16 +28,19 @@ from backend.knowledge.service import AttachedFile
 from backend.logs import RequestInfo, request_info
 from backend.tracing import TENANT, current_ids, span
 from ui.chat_text import (
+    CONTINUED,
     answered_by,
     asks_something,
+    continued_history,
     cut_answer,
     elsewhere_note,
+    ends_cut,
     history_of,
     interrupted_answer,
     markdown_data_url,
     not_allowed,
     sorry,
-    source_label,
+    source_labels,
     source_panel,
     stopped_answer,
     too_long,
@@ -171,6 +174,7 @@ async def start() -> None:
         await cl.Message(content=_no_access(principal)).send()
         return
     cl.user_session.set("history", [])
+    cl.user_session.set("last_cut", False)
     if principal.elsewhere:
         # Unobtrusive: a toast, not a message (a message would push the assistant's starters away and be stored
         # in every new conversation); the profiles' descriptions say it too.
@@ -182,7 +186,9 @@ async def start() -> None:
 async def resume(thread: ThreadDict) -> None:
     """A conversation reopened from the sidebar: its messages become the history of the next turns (the thread
     reached here only if it is the caller's own, in a tenant the caller still belongs to)."""
-    cl.user_session.set("history", history_of(thread.get("steps") or [])[-20:])
+    steps = thread.get("steps") or []
+    cl.user_session.set("history", history_of(steps)[-20:])
+    cl.user_session.set("last_cut", ends_cut(steps))  # a "continue" continues the last answer
 
 
 class _Chat(NamedTuple):
@@ -252,7 +258,7 @@ async def _answer(chat: _Chat, message: cl.Message) -> None:
     failure is said instead. The first answer of a conversation gets it a title (in the background)."""
     history: list[dict[str, str]] = cl.user_session.get("history") or []
     req = ChatRequest(tenant=chat.tenant, assistant=chat.assistant, message=message.content, history=history,
-                      label=chat.label, channel="ui")
+                      label=chat.label, channel="ui", last_answer_cut=bool(cl.user_session.get("last_cut")))
     # Its time is the start of the answer: a stopped answer is stored before Chainlit's "Task manually stopped."
     reply = cl.Message(content="", created_at=utc_now())
     kept = 0.0  # when the answer so far was last stored (as interrupted, until it is complete)
@@ -290,8 +296,13 @@ async def _answer(chat: _Chat, message: cl.Message) -> None:
             chat.principal, cl.context.session.thread_id, question=message.content, answer=result.answer))
         _background.add(task)
         task.add_done_callback(_background.discard)
-    history.extend([{"role": "user", "content": message.content}, {"role": "assistant", "content": result.answer}])
+    if result.continues:  # the rest of the cut answer: the history keeps them as one answer
+        history = continued_history(history, result.answer, result.signoff)
+    else:
+        history.extend([{"role": "user", "content": message.content},
+                        {"role": "assistant", "content": result.answer}])
     cl.user_session.set("history", history[-20:])
+    cl.user_session.set("last_cut", result.finish_reason == "length")
 
 
 async def _keep_partial(reply: cl.Message) -> None:
@@ -307,12 +318,14 @@ async def _keep_partial(reply: cl.Message) -> None:
 
 async def _send_answer(reply: cl.Message, result: TurnResult) -> None:
     """The streamed answer, completed: its cited passages as side panels, the sources line, the notes."""
-    labels = [source_label(i, c.title, c.section, c.page) for i, c in enumerate(result.citations, 1)]
+    labels = source_labels(result.citations)
     reply.elements = [  # type: ignore[assignment]
         cl.Text(name=name, content=(panel := source_panel(c.section, c.quote)), url=markdown_data_url(panel),
                 display="side")
         for name, c in zip(labels, result.citations, strict=True)
     ]
+    if result.continues:  # it starts where the answer before it stopped
+        reply.content = CONTINUED + (reply.content or result.answer).lstrip()
     if result.finish_reason == "length":  # the model stopped at max_tokens, likely mid-sentence
         reply.content = cut_answer(reply.content or result.answer, result.signoff)
     if labels:

@@ -5,10 +5,13 @@ from __future__ import annotations
 import re
 from urllib.parse import quote as url_quote
 
+from backend.chat.continuation import asks_to_continue, join, separator, without_signoff
 from backend.chat.types import MAX_MESSAGE_CHARS
 from backend.groups import Placement
 
-CUT_NOTE = "_(answer cut at the length limit — ask me to continue)_"
+CUT_NOTE = "_(The answer was cut at the length limit — type **continue** for the rest.)_"
+OLD_CUT_NOTE = "_(answer cut at the length limit — ask me to continue)_"  # in conversations stored before
+CONTINUED = "…"  # an answer that continues the one cut before it starts with this
 STOPPED_NOTE = "_(stopped)_"
 INTERRUPTED_NOTE = "_(interrupted: the answer stopped before it was complete — ask again)_"
 CHAINLIT_STOPPED = "Task manually stopped."  # what Chainlit itself says when the user presses Stop
@@ -87,21 +90,49 @@ def history_of(steps: list[dict]) -> list[dict[str, str]]:
     answer (a refusal, a status or Chainlit's "Task manually stopped.", all sent outside the run) is left out: it
     would only cost the model context."""
     pairs: list[list[str]] = []
+    cut = False  # the last answer was cut at the length limit
     for step in steps:
         text = step.get("output") or ""
         if step.get("type") == "user_message" and text.strip():
             pairs.append([text, ""])
         elif (step.get("type") == "assistant_message" and pairs and text.strip() and step.get("parentId")
               and text.strip() != CHAINLIT_STOPPED):
-            pairs[-1][1] = history_text(text)
+            answer = history_text(text)
+            if cut and answer.startswith(CONTINUED) and len(pairs) > 1 and asks_to_continue(pairs[-1][0]):
+                # "continue" and the rest of the cut answer: one answer to the question before, as it was told
+                pairs.pop()
+                rest = answer[len(CONTINUED):]
+                pairs[-1][1] = join(pairs[-1][1], separator(pairs[-1][1], rest) + rest)
+            else:
+                pairs[-1][1] = answer
+            cut = was_cut(text)
     return [{"role": role, "content": content} for question, answer in pairs if answer
             for role, content in (("user", question), ("assistant", answer))]
+
+
+def was_cut(answer: str) -> bool:
+    """Whether a stored answer says it was cut at the length limit."""
+    return CUT_NOTE in answer or OLD_CUT_NOTE in answer
+
+
+def ends_cut(steps: list[dict]) -> bool:
+    """Whether a conversation's last answer was cut at the length limit: a "continue" now continues it."""
+    answers = [s for s in steps if s.get("type") == "assistant_message" and s.get("parentId")
+               and (s.get("output") or "").strip() and s.get("output", "").strip() != CHAINLIT_STOPPED]
+    return bool(answers) and was_cut(answers[-1]["output"])
+
+
+def continued_history(history: list[dict[str, str]], answer: str, signoff: str) -> list[dict[str, str]]:
+    """The history after a continuation: the cut answer and its rest as one answer (the sign-off once, at the
+    end), without the "continue" in between."""
+    cut = without_signoff(history[-1]["content"], signoff)
+    return [*history[:-1], {"role": "assistant", "content": join(cut, answer)}]
 
 
 def history_text(answer: str) -> str:
     """A stored answer as the model sees it in the history: without the notes and the "Sources:" line."""
     text = answer.split(SOURCES_PREFIX)[0].split(ANSWERED_PREFIX)[0]
-    for note in (CUT_NOTE, STOPPED_NOTE):
+    for note in (CUT_NOTE, OLD_CUT_NOTE, STOPPED_NOTE):
         text = text.replace("\n\n" + note, "")
     return text
 
@@ -163,6 +194,12 @@ def source_label(i: int, title: str, section: str | None, page: int | None) -> s
     if section and section != title:
         label += f" › {section.split(' > ')[-1][:48]}"
     return label + (f", p.{page}" if page else "")
+
+
+def source_labels(citations: list) -> list[str]:
+    """The sources line's labels, numbered as the answer's [n] markers: two passages of one section differ by
+    their number (and page), so each names its own side panel."""
+    return [source_label(i, c.title, c.section, c.page) for i, c in enumerate(citations, 1)]
 
 
 def source_panel(section: str | None, quote: str) -> str:

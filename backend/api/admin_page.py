@@ -10,10 +10,12 @@ every refusal a `denied` one (backend/governance/operators.py records both).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse
 
+from backend.api.admin_charts import admin_charts
 from backend.api.deps import ServicesDep, client_ip
 from backend.api.pages import Pages, nav_links, session_principal, sign_in_context
 from backend.container import Services
@@ -36,7 +38,11 @@ def _models(services: Services) -> dict:
 
 
 @router.get(ROUTE, response_class=HTMLResponse)
-def admin_page(request: Request, services: ServicesDep) -> HTMLResponse:
+def admin_page(request: Request, services: ServicesDep, days: str | None = None,
+               start: Annotated[str | None, Query(alias="from")] = None,
+               end: Annotated[str | None, Query(alias="to")] = None) -> HTMLResponse:
+    """`days` (the last n days) or `from`/`to` (YYYY-MM-DD, UTC): the charts' range (default: 30 days); a bad one
+    is a 400 page that says what to fix."""
     principal = session_principal(request, services)
     # Who may see it (the view and every refusal are logged there): the operators' console (governance).
     refusal = services.operators.admit_page(principal, page="admin", route=ROUTE, ip=client_ip(request))
@@ -48,7 +54,9 @@ def admin_page(request: Request, services: ServicesDep) -> HTMLResponse:
                           tenants=[c.name for t in sorted(principal.tenants) if (c := services.registry.get(t))])
     overview = services.operators.overview(sign_in_pages=SIGN_IN_PAGES, denials_shown=DENIALS_SHOWN)
     readiness = services.readiness()
-    return PAGES.page("admin.html", user=principal.name, nav=nav_links(principal, services, "admin"),
+    chart_context = admin_charts(services, days=days, start=start, end=end, sign_in_pages=SIGN_IN_PAGES)
+    return PAGES.page("admin.html", status=400 if chart_context["error"] else 200, ranges=chart_context,
+                      user=principal.name, nav=nav_links(principal, services, "admin"),
                       tenants=overview.tenants, models=_models(services),
                       readiness=readiness, ready=all(v == "ok" for v in readiness.values()),
                       prompt_problems=sorted(services.prompt_problems().items()),

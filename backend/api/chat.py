@@ -27,6 +27,9 @@ class HistoryItem(BaseModel):
     role: Literal["user", "assistant"]
     # Length-capped strings also refuse a lone UTF-16 surrogate ("\\ud800" in JSON): app.py words that error.
     content: str = Field(max_length=MAX_MESSAGE_CHARS)
+    finish_reason: Literal["stop", "length"] | None = Field(
+        None, description="an assistant turn's `finish_reason` as its answer gave it: after `length` (an answer cut "
+                          "at the length limit) as the last item, the message `continue` continues that answer")
 
 
 class ChatIn(BaseModel):
@@ -80,6 +83,8 @@ class ChatAnswer(BaseModel):
     finish_reason: str = Field(description="`stop`, or `length` when max_tokens cut the answer")
     signoff: str = Field(description="the sign-off appended to `answer` (empty when none)")
     grounding: dict[str, Any] | None = Field(default=None, description=GROUNDING)
+    continues: bool = Field(description="the answer is the rest of the previous one, cut at the length limit: it "
+                                        "starts where that one stopped (append it to that answer)")
     usage: TurnUsage
 
 
@@ -89,8 +94,10 @@ class ChatAnswer(BaseModel):
                                                                            "`token` ({text}), then `done` (the "
                                                                            "answer) or `error` ({error, detail})"}})
 async def chat(body: ChatIn, ctx: ChatAccess, services: ServicesDep):
+    last = body.history[-1] if body.history else None
     req = ChatRequest(tenant=ctx.tenant, assistant=body.assistant, message=body.message,
-                      history=[h.model_dump() for h in body.history], channel="api")
+                      history=[h.model_dump(include={"role", "content"}) for h in body.history], channel="api",
+                      last_answer_cut=last is not None and last.role == "assistant" and last.finish_reason == "length")
     if not body.stream:
         result = await services.chat.run(ctx.principal, req)
         return result.public()

@@ -63,7 +63,7 @@ def _admit(request: Request, services: Services, tenant: str | None) -> Principa
         if admin_tenants(principal, services):
             return principal
         return _refuse(request, services, principal, None, Denial(
-            "missing_role", "the console is for tenant admins, and you administer no department", 403,
+            "missing_role", "you administer no department", 403,
             {"page": "console", "required": "admin", "role": "tenant_admin"}))
     denial = decide(principal, tenant, "admin", configured=services.registry.get(tenant) is not None)
     if denial is not None:

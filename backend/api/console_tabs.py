@@ -145,7 +145,35 @@ def audit(services: Services, tenant: str, *, kind: str | None, person: str | No
 
 
 def _what(kind: str, detail: dict) -> str:
-    """A change in a few words, from what its event carries."""
+    """A change in a sentence, from what its event carries (an unknown kind: its fields, as before)."""
+    said = _SENTENCES.get(kind)
+    if said:
+        return said(detail)
     parts = [f"{k.replace('_', ' ')}: {v}" for k, v in sorted(detail.items())
              if isinstance(v, str | int | float | bool) and k != "message"][:4]
     return "; ".join(parts)
+
+
+def _key_created(d: dict) -> str:
+    expires = f"expires {str(d['expires_at'])[:10]}" if d.get("expires_at") else "never expires"
+    scopes = ", ".join(d.get("scopes") or []) or "no scope"
+    return f"Created the API key “{d.get('name') or d.get('key_id')}” ({scopes}; {expires})."
+
+
+def _uploaded(d: dict) -> str:
+    added, refused = len(d.get("accepted") or []), d.get("rejected") or []
+    text = f"Added {added} document(s) to “{d.get('kb', 'default')}”." if added else "Nothing added."
+    if refused:
+        text += " Refused: " + "; ".join(f"{r.get('filename')} ({r.get('error')})" for r in refused[:3])
+    return text
+
+
+_SENTENCES = {
+    "key_created": _key_created,
+    "key_revoked": lambda d: f"Revoked the API key {d.get('key_id')}"
+                             + (f" (made with key {d['via']}, revoked with it)." if d.get("via") else "."),
+    "documents_uploaded": _uploaded,
+    "document_deleted": lambda d: f"Deleted document {d.get('document_id')} and its passages.",
+    "documents_reindexed": lambda d: f"Queued {d.get('documents', 0)} document(s) to be read again"
+                                     + (", failed ones included." if d.get("include_failed") else "."),
+}

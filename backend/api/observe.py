@@ -19,13 +19,17 @@ from backend.governance.metrics import NoMetrics
 from backend.logs import RequestInfo, request_info
 from backend.tracing import TENANT, recording, tracer
 
-REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")  # fullmatch: `$` would let a trailing newline through
+# Span names and attributes stay bounded whatever the caller sends: a made-up method is `_OTHER` (the HTTP
+# semantic conventions' word), the raw path is cut (the route template is the span's name).
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_MAX_PATH = 256
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
 
 
 def request_id_of(value: str | None) -> str:
     """The caller's request id when well-formed (1-128 of A-Z a-z 0-9 . _ -), else a new one."""
-    if value and REQUEST_ID.match(value):
+    if value and REQUEST_ID.fullmatch(value):
         return value
     return secrets.token_hex(16)
 
@@ -68,10 +72,12 @@ class Observe:
             await send(message)
 
         began = time.perf_counter()
-        span = None
+        span, route = None, ""
         if recording():
-            span = tracer.start_span(f"{method} {path}", context=propagate.extract(headers), kind=SpanKind.SERVER,
-                                     attributes={"http.request.method": method, "url.path": path,
+            known, route = (method if method in _METHODS else "_OTHER"), self.route_of(method, path)
+            span = tracer.start_span(f"{known} {route}", context=propagate.extract(headers),
+                                     kind=SpanKind.SERVER,
+                                     attributes={"http.request.method": known, "url.path": path[:_MAX_PATH],
                                                  "atrium.request_id": rid})
             trace_id = format(span.get_span_context().trace_id, "032x")
         else:
@@ -80,18 +86,18 @@ class Observe:
         token = request_info.set(info)
         try:
             if span is not None:
-                with trace.use_span(span, end_on_exit=False):
+                # No exception event: its message can quote what the caller sent (tracing.py keeps spans free of it).
+                with trace.use_span(span, end_on_exit=False, record_exception=False):
                     await self.app(scope, receive, send_with_id)
             else:
                 await self.app(scope, receive, send_with_id)
         finally:
             request_info.reset(token)
             if span is not None or self.metrics.enabled:
-                route = self.route_of(method, path)
+                route = route or self.route_of(method, path)
                 self.metrics.http_request(route=route, method=method, status=status, tenant=info.tenant,
                                           seconds=time.perf_counter() - began)
                 if span is not None:
-                    span.update_name(f"{method} {route}")
                     span.set_attribute("http.route", route)
                     span.set_attribute("http.response.status_code", status)
                     if info.tenant:

@@ -9,7 +9,12 @@ stage as `model`. The policy (backend/llm/answer_policy.py) says which way a tur
   request still counts against the tenant's rate limits;
 - `generative` with the check: the model's sentences are shown as each one is complete and checked
   (grounding_check.py); an unsupported sentence is struck through and said to be unsupported, and when most of
-  them are, what the sources say follows (the grounded answer, with the same passage numbers).
+  them are, what the sources say follows (the grounded answer, with the same passage numbers);
+- every generated answer with passages, checked or not: a supported sentence without an [n] marker gets the one
+  of the passage that supports it, and a marker naming no cited passage is removed (markers.py), so the text's
+  markers match the sources line;
+- "continue" after an answer cut at the length limit: the model goes on from where it stopped (continuation.py),
+  its answer checked and marked as above.
 The turn keeps what happened in `t.grounding` (API `atrium.grounding`, the studio) and on its usage row
 (`answer_mode`, `grounding`).
 """
@@ -23,8 +28,10 @@ from contextlib import aclosing
 from dataclasses import replace
 
 from backend.chat.compose import signoff
+from backend.chat.continuation import join, trimmed
 from backend.chat.grounded import Embed, grounded_answer
 from backend.chat.grounding_check import Check, GroundingChecker, SentenceCheck
+from backend.chat.markers import Fences, fix_markers
 from backend.chat.question_signals import sub_questions
 from backend.chat.turn import Turn, member_of
 from backend.chat.types import Retriever
@@ -41,9 +48,11 @@ UNSUPPORTED = "~~{sentence}~~ _(not supported by the cited sources)_"
 FALLBACK_NOTE = "\n\n_Most of this answer is not supported by the cited sources. What they say:_\n\n"
 # The in-process 135M model follows a short prompt; the shipped prompts (written for any model) confuse it on a
 # greeting ("What brings you to our blog?").
+CONTINUED = "continues the previous answer, cut at the length limit"
 SMALL_TALK = ("You are {title}, the assistant of the {tenant} team at Northwind Analytics, talking with {user}. "
               "Reply in one or two short, friendly sentences. Offer to answer questions about {topic}. "
               "Do not state any facts, numbers or policies.")
+_ENDED = re.compile(r"[.!?][\"')\]]*\s*$")  # a sentence that ends (not one the length limit cut)
 _BOUNDARY = re.compile(r"[.!?][\"')\]]?(?:\s*\[\d+\])*\s+|\n")
 
 
@@ -66,6 +75,8 @@ class Answers:
         if t.plain or t.req.task:
             return model(t)
         policy = self.policy(t)
+        if t.continuation is not None:
+            return self._continued(t, policy, model)
         if not t.citations:
             reason = f"no passages: the message needs none ({t.need.reason})" if t.need else "no passages"
             t.grounding = {"mode": "generative", "checked": False, "score": None, "reason": reason}
@@ -75,11 +86,33 @@ class Answers:
             return model(t)
         if policy.mode == "grounded":
             return self._grounded(t, policy, model)
-        if policy.grounding_check:
-            return self._checked(t, policy, model(t))
+        # Checked when the policy says so; marked with the passages' [n] either way.
+        return self._checked(t, policy, model(t), check=policy.grounding_check)
+
+    def _continued(self, t: Turn, policy: AnswerPolicy,
+                   model: Callable[[Turn], AsyncIterator[str]]) -> AsyncIterator[str]:
+        """The rest of a cut answer: always the model's (a grounded answer is never cut), without what it repeats
+        of the cut text; checked and marked like any generated answer."""
+        assert t.continuation is not None
+        policy = replace(policy, reason=f"{CONTINUED}; {policy.reason}")
+        if not t.citations and policy.mode == "grounded" and t.prompt is not None and t.need is not None:
+            t.prompt = self._small_talk(t)  # the cut answer was the in-process model's short reply
+        rest = trimmed(t.continuation.cut, model(t), passthrough=signoff(t.prompt))
+        if t.citations:
+            return self._checked(t, policy, rest, check=policy.grounding_check)
         t.grounding = {"mode": "generative", "checked": False, "score": None, "reason": policy.reason}
         t.row.answer_mode = "generative"
-        return model(t)
+        return self._kept(t, rest)
+
+    @staticmethod
+    async def _kept(t: Turn, pieces: AsyncIterator[str]) -> AsyncIterator[str]:
+        """`pieces`, and the turn's answer made of exactly them."""
+        shown: list[str] = []
+        async for text in _closing(pieces):
+            shown.append(text)
+            yield text
+        assert t.final is not None
+        t.final.text = "".join(shown)
 
     # -- grounded ----------------------------------------------------------------------------------------------
 
@@ -125,18 +158,35 @@ class Answers:
 
     # -- the model's answer, checked -------------------------------------------------------------------------------
 
-    async def _checked(self, t: Turn, policy: AnswerPolicy, inner: AsyncIterator[str]) -> AsyncIterator[str]:
-        """The model's sentences, each shown once complete and checked; the sign-off passes unchecked."""
-        question, citations = t.req.message, list(t.citations)
+    async def _checked(self, t: Turn, policy: AnswerPolicy, inner: AsyncIterator[str], *,
+                       check: bool = True) -> AsyncIterator[str]:
+        """The model's sentences, each shown once complete, checked (`check`: else only matched to the passages
+        for their markers) and marked; the sign-off passes unchecked."""
+        question = t.continuation.question if t.continuation is not None else t.req.message
+        citations = list(t.citations)
         checker = asyncio.ensure_future(asyncio.to_thread(GroundingChecker, citations, self.embed,
                                                           question=question))
         shown: list[str] = []
         checks: list[SentenceCheck] = []
+        fences = Fences()
         pending = ""
+        # A continuation's first sentence ends the one the cut answer left unfinished: checked as that whole one.
+        lead = [_unfinished(t.continuation.cut) if t.continuation is not None else ""]
+
+        async def judge(text: str, *, last: bool = False) -> list[str]:
+            # The words the length limit cut off mid-sentence get no marker: a "continue" goes on from them.
+            cut = (last and t.final is not None and t.final.finish_reason == "length"
+                   and not _ENDED.search(text))
+            out = await self._judge(text, await checker, checks, fences=fences, strike=check, mark=not cut,
+                                    lead=lead[0])
+            if text.strip():
+                lead[0] = ""
+            return out
+
         try:
             async for text in _closing(inner):
                 if t.signoff and t.final is not None and text == t.signoff:
-                    for out in await self._judge(pending, await checker, checks):
+                    for out in await judge(pending, last=True):
                         shown.append(out)
                         yield out
                     pending = ""
@@ -147,30 +197,35 @@ class Answers:
                 cut = _last_boundary(pending)
                 if cut:
                     done, pending = pending[:cut], pending[cut:]
-                    for out in await self._judge(done, await checker, checks):
+                    for out in await judge(done):
                         shown.append(out)
                         yield out
             if pending:
-                for out in await self._judge(pending, await checker, checks):
+                for out in await judge(pending, last=True):
                     shown.append(out)
                     yield out
         finally:
             if not checker.done():
                 checker.cancel()
-        check = Check(checks)
+        assert t.final is not None
+        if not check:
+            t.final.text = "".join(shown)
+            t.grounding = {"mode": "generative", "checked": False, "score": None, "reason": policy.reason}
+            t.row.answer_mode = "generative"
+            return
+        result = Check(checks)
         fallback = None
-        if check.score < FALLBACK_BELOW:
+        if result.score < FALLBACK_BELOW:
             fallback = await asyncio.to_thread(grounded_answer, question, citations, self.embed, renumber=False)
         if fallback is not None:
             note = FALLBACK_NOTE + fallback.text
             shown.append(note)
             yield note
-        assert t.final is not None
         t.final.text = "".join(shown)
         mode = "fallback" if fallback is not None else "checked"
-        t.grounding = {"mode": mode, "checked": True, "score": check.score, "reason": policy.reason,
-                       "unsupported": [{"sentence": s.text, "reason": s.reason} for s in check.unsupported]}
-        t.row.answer_mode, t.row.grounding = mode, check.score
+        t.grounding = {"mode": mode, "checked": True, "score": result.score, "reason": policy.reason,
+                       "unsupported": [{"sentence": s.text, "reason": s.reason} for s in result.unsupported]}
+        t.row.answer_mode, t.row.grounding = mode, result.score
 
     def _small_talk(self, t: Turn) -> PromptVersion:
         """The turn's prompt with a short system prompt the in-process model can follow (its settings kept)."""
@@ -183,15 +238,31 @@ class Answers:
         config.pop("variables", None)
         return replace(t.prompt, body=body, config=config)
 
-    async def _judge(self, text: str, checker: GroundingChecker, checks: list[SentenceCheck]) -> list[str]:
-        """`text` (complete sentences, with the spaces between them) as shown: unsupported sentences marked."""
+    async def _judge(self, text: str, checker: GroundingChecker, checks: list[SentenceCheck], *, fences: Fences,
+                     strike: bool = True, mark: bool = True, lead: str = "") -> list[str]:
+        """`text` (complete sentences, with the spaces between them) as shown: each supported sentence with its
+        passage's marker, markers naming no passage removed, unsupported sentences struck through (`strike`).
+        Code is shown as written. `lead`: the start of the first sentence, shown before (checked with it)."""
         out = []
         for sentence, gap in _sentences(text):
-            result = await asyncio.to_thread(checker.check, sentence)
+            if fences.code(sentence) or not sentence:
+                out.append(sentence + gap)
+                continue
+            whole, lead = (join(lead, sentence) if lead else sentence), ""
+            result = await asyncio.to_thread(checker.check, whole)
             checks.append(result)
-            out.append((UNSUPPORTED.format(sentence=sentence) if result.counted and not result.supported
-                        else sentence) + gap)
+            shown = fix_markers(sentence, sources=len(checker.citations),
+                                passage=result.passage if result.supported and mark else None)
+            if strike and result.counted and not result.supported:
+                shown = UNSUPPORTED.format(sentence=shown)
+            out.append(shown + gap)
         return out
+
+
+def _unfinished(text: str) -> str:
+    """The sentence `text` ends with when the length limit cut it ("" when its last sentence ended)."""
+    text = text.rstrip()
+    return "" if _ENDED.search(text) else text[_last_boundary(text):]
 
 
 def _last_boundary(text: str) -> int:

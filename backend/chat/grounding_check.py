@@ -3,7 +3,10 @@
 A sentence is supported when a statement of its cited passages (all the turn's passages when it cites none) says
 the same — embedding similarity with the knowledge base's own embedder, or a weaker similarity with most of its
 words found in the passages — and every number it states is one the passages state: an invented number ("a
-37% bonus", "within 24 hours" for a 5-minute rule) makes the sentence unsupported whatever its wording.
+37% bonus", "within 24 hours" for a 5-minute rule) makes the sentence unsupported whatever its wording —
+and it does not say the opposite of the statements that support it ("may be charged" where the passage says "must
+never be charged": negation.py), which embedding similarity cannot see. A supported sentence keeps the passage
+whose statement supports it (`passage`): the answer's inline [n] marker for a sentence the model left unmarked.
 Sentences that assert nothing (fewer than three content words: "Sure!", "I hope this helps.") are not counted.
 The answer's score is the share of its counted sentences that are supported (1.0 when none is counted).
 """
@@ -14,6 +17,7 @@ import re
 from dataclasses import dataclass, field, replace
 
 from backend.chat.grounded import Embed
+from backend.chat.negation import agrees
 from backend.chat.passage_units import Unit, clean, split_sentences, strip_markers, units
 from backend.knowledge.retrieval import Citation
 from backend.knowledge.text import content_words, term_coverage
@@ -36,6 +40,7 @@ class SentenceCheck:
     counted: bool
     similarity: float
     reason: str = ""
+    passage: int | None = None  # the index of the citation whose statement supports it (a supported sentence)
 
 
 @dataclass
@@ -110,7 +115,7 @@ class GroundingChecker:
         similarity, nearest = self._nearest(plain, passages)
         # A number must be stated by one of the statements nearest in meaning (or by the question): "capped at
         # 23%" is not supported by a passage whose 23% is about something else.
-        source = " ".join([self.question, *nearest])
+        source = " ".join([self.question, *(text for _, text, _ in nearest)])
         invented = unstated(numbers(plain), source) + [c for c in dict.fromkeys(_CODE.findall(plain))
                                                        if c.lower() not in source.lower()]
         words = term_coverage(plain, " ".join(self.text[p] for p in passages))
@@ -118,21 +123,37 @@ class GroundingChecker:
             reason = f"states {', '.join(invented)}, which the cited passages do not"
             return SentenceCheck(sentence, supported=False, counted=True, similarity=similarity, reason=reason)
         supported = similarity >= SIMILAR or (similarity >= SIMILAR_WITH_WORDS and words >= WORDS)
-        reason = "" if supported else f"no cited passage says this (similarity {similarity:.2f}, words {words:.0%})"
-        return SentenceCheck(sentence, supported=supported, counted=True, similarity=similarity, reason=reason)
+        if not supported:
+            reason = f"no cited passage says this (similarity {similarity:.2f}, words {words:.0%})"
+            return SentenceCheck(sentence, supported=False, counted=True, similarity=similarity, reason=reason)
+        if not self.vectors:  # whole passages (too coarse to compare polarity with): the one with most of its words
+            candidates = [nearest[0][2]]
+        else:
+            # Backed by the nearest statement that says the same with the same polarity; a sentence whose
+            # statements on the matter all say the opposite ("may be charged" / "must never be charged") is not.
+            backing = [(agrees(plain, text), text, p) for score, text, p in nearest if score >= SIMILAR_WITH_WORDS]
+            opposite = [text for verdict, text, _ in backing if verdict is False]
+            if opposite and not any(verdict for verdict, _, _ in backing):
+                reason = f"says the opposite of the cited passage: \u201c{opposite[0][:160]}\u201d"
+                return SentenceCheck(sentence, supported=False, counted=True, similarity=similarity, reason=reason)
+            candidates = [p for verdict, _, p in backing if verdict] + [p for _, _, p in nearest]
+        # Its marker: a passage that supports it on its own (the sentence with that [n] checks as supported).
+        passage = None if cited else next((p for p in dict.fromkeys(candidates)
+                                           if self.check(f"{sentence} [{p + 1}]").supported), None)
+        return SentenceCheck(sentence, supported=True, counted=True, similarity=similarity, passage=passage)
 
-    def _nearest(self, sentence: str, passages: set[int]) -> tuple[float, list[str]]:
-        """The best similarity to a statement of `passages`, and the texts that may state its numbers: the
-        NEAREST statements (the whole passages without an embedder)."""
+    def _nearest(self, sentence: str, passages: set[int]) -> tuple[float, list[tuple[float, str, int]]]:
+        """The best similarity to a statement of `passages`, and the NEAREST statements, best first: (similarity,
+        text, passage). Without an embedder: the share of the sentence's words in the passages, and the whole
+        passages (all of them may state its numbers)."""
         if self.embed is None or not self.vectors:
-            texts = [self.text[p] for p in sorted(passages)]
-            return term_coverage(sentence, " ".join(texts)), texts
+            joined = term_coverage(sentence, " ".join(self.text[p] for p in sorted(passages)))
+            return joined, sorted(((term_coverage(sentence, self.text[p]), self.text[p], p) for p in passages),
+                                  key=lambda x: -x[0])
         vector = self.embed([sentence])[0]
-        scored = sorted(((sum(a * b for a, b in zip(vector, self.vectors[i], strict=False)), u.text)
-                         for i, u in enumerate(self.units) if u.passage in passages), reverse=True)
-        if not scored:
-            return 0.0, []
-        return scored[0][0], [text for _, text in scored[:NEAREST]]
+        scored = sorted(((sum(a * b for a, b in zip(vector, self.vectors[i], strict=False)), u.text, u.passage)
+                         for i, u in enumerate(self.units) if u.passage in passages), key=lambda x: -x[0])
+        return (scored[0][0] if scored else 0.0), scored[:NEAREST]
 
 
 def check_answer(answer: str, citations: list[Citation], embed: Embed | None, *, question: str = "") -> Check:

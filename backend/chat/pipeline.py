@@ -25,6 +25,8 @@ from backend.auth.request_context import client_ip
 from backend.chat.answers import Answers
 from backend.chat.cache import TurnCache
 from backend.chat.compose import Composed, compose, estimate_tokens, last_user_text, signoff
+from backend.chat.continuation import INSTRUCTION as CONTINUE
+from backend.chat.continuation import continuation_of, without_signoff
 from backend.chat.downgrade import cheaper_tier, downgrade_note
 from backend.chat.embed_cache import CachedEmbed
 from backend.chat.errors import as_atrium_error
@@ -42,7 +44,7 @@ from backend.governance.metrics import NoMetrics
 from backend.governance.quotas import Admission, QuotaService
 from backend.governance.usage import UsageWriter
 from backend.knowledge.retrieval import Citation
-from backend.llm.knowledge_need import conversational, needs_knowledge
+from backend.llm.knowledge_need import KnowledgeNeed, conversational, needs_knowledge
 from backend.llm.routing import QueryClassifier, decide
 from backend.llm.service import Delta, LLMService
 from backend.prompts.contract import PromptNotFound, PromptStorage, PromptVersion
@@ -192,7 +194,10 @@ class ChatService:
                        assistant=(req.assistant or None) if plain else req.assistant,
                        prompt_name=(req.task if plain else req.assistant),
                        prompt_label=None if plain else req.label)
-        return Turn(principal=principal, req=req, row=row, policy=tenant_cfg.model_policy, tenant_name=tenant_cfg.name)
+        turn = Turn(principal=principal, req=req, row=row, policy=tenant_cfg.model_policy, tenant_name=tenant_cfg.name)
+        if not plain:  # "continue" right after an answer cut at the length limit (chat/continuation.py)
+            turn.continuation = continuation_of(req.message, req.history, last_answer_cut=req.last_answer_cut)
+        return turn
 
     def _route(self, t: Turn) -> None:
         """The prompt version and the tier (with the reason, for the usage row); a max_tokens the tier cannot
@@ -200,7 +205,12 @@ class ChatService:
         req = t.req
         t.prompt = None if t.plain else (req.prompt_override or self._prompt(req))
         t.row.prompt_version = (t.prompt.version or None) if t.prompt else None
-        t.tier, t.row.route_reason = self._tier(req, t.policy, t.prompt)
+        if t.continuation is not None:  # the cut answer as the model wrote it, without the pipeline's sign-off
+            t.continuation = replace(t.continuation, cut=without_signoff(t.continuation.cut, signoff(t.prompt)))
+        t.tier, t.row.route_reason = self._tier(req, t.policy, t.prompt,
+                                                asked=t.continuation.question if t.continuation else None)
+        if t.continuation is not None:
+            t.row.route_reason += "; continues the previous answer, cut at the length limit"
         t.row.tier = t.tier
         if req.max_tokens and (cap := self.llm.max_output_tokens(t.tier)) and req.max_tokens > cap[0]:
             # The provider would refuse it (400), and the Router would then hand the call to another tier.
@@ -219,7 +229,9 @@ class ChatService:
             await self.quotas.admit(tenant=t.req.tenant, subject=t.principal.member, **member_of(t))
         return self.turn_cache.hit(cached=cached, req=t.req, turn=t.row)
 
-    def _tier(self, req: ChatRequest, policy: ModelPolicy, prompt: PromptVersion | None) -> tuple[str, str]:
+    def _tier(self, req: ChatRequest, policy: ModelPolicy, prompt: PromptVersion | None,
+              asked: str | None = None) -> tuple[str, str]:
+        """`asked`: the question routed in place of the message (a continuation goes on with its question's tier)."""
         if req.task:
             tier = self.llm.internal_tier(policy.allowed_tiers)
             return tier, f"internal task {req.task}: {tier}"
@@ -229,7 +241,7 @@ class ChatService:
         if req.messages:
             text, previous = last_user_text(req.messages) or "", last_user_text(req.messages, skip=1)
         else:
-            text, previous = req.message, last_user_text(req.history)
+            text, previous = asked or req.message, last_user_text(req.history)
         decision = decide(text=text, routing=policy.routing, explicit_tier=req.tier,
                           prompt_tier=str(prompt.config.get("tier") or "") or None if prompt else None,
                           default_tier=policy.default_tier, classifier=self.classifier, previous=previous)
@@ -252,9 +264,13 @@ class ChatService:
         question about the company finds none; None to go on to the model (with `t.need` when none is needed)."""
         req, rewrite_note = t.req, ""
         # "hi", "thanks!", "👍": no search (no embedding, no stray citations); answered below without one.
-        if self.retriever is not None and not t.plain and not conversational(req.message):
+        if self.retriever is not None and not t.plain and (t.continuation is not None
+                                                           or not conversational(req.message)):
             rewrite_note = await self._passages(t)
         t.row.chunk_ids = [c.chunk_id for c in t.citations]
+        if t.continuation is not None and not t.citations:  # the cut answer needed none: neither does its rest
+            t.need = KnowledgeNeed(False, "the rest of an answer cut at the length limit")
+            return None
         # No passage found: asked only then (so free when passages are found), does the message need one?
         if (t.citations or t.plain or self.retriever is None
                 or not getattr(self.retriever, "has_documents", lambda _t: True)(req.tenant)):
@@ -279,13 +295,16 @@ class ChatService:
         returns the rewrite's note for the route reason (also added to the row's route reason)."""
         assert self.retriever is not None
         req, principal = t.req, t.principal
-        query, retry_as_asked, rewrite_note = req.message, False, ""
-        if req.history:  # never on a first turn (nor on the single-turn OpenAI-compatible path)
+        # A continuation searches for the cut answer's question, as that answer's turn did.
+        message, history = ((t.continuation.question, list(t.continuation.earlier)) if t.continuation
+                            else (req.message, req.history))
+        query, retry_as_asked, rewrite_note = message, False, ""
+        if history:  # never on a first turn (nor on the single-turn OpenAI-compatible path)
             rq = await self.rewriter.query(
-                message=req.message, history=req.history, allowed_tiers=t.policy.allowed_tiers,
+                message=message, history=history, allowed_tiers=t.policy.allowed_tiers,
                 ask=lambda msgs: self.internal(principal, req.tenant, task=QUERY_REWRITE, messages=msgs,
                                                assistant=req.assistant))
-            query, retry_as_asked = rq.text, rq.text != req.message
+            query, retry_as_asked = rq.text, rq.text != message
             rewrite_note = f"; {rq.note}" if rq.note else ""
             t.row.route_reason = f"{t.row.route_reason}{rewrite_note}"
         t.citations = await self.retriever.retrieve(principal=principal, tenant=req.tenant, query=query,
@@ -293,7 +312,7 @@ class ChatService:
         if not t.citations and retry_as_asked:
             # A poor rewrite, or a topic change that the previous questions dilute, must not hide a question
             # that stands on its own.
-            t.citations = await self.retriever.retrieve(principal=principal, tenant=req.tenant, query=req.message,
+            t.citations = await self.retriever.retrieve(principal=principal, tenant=req.tenant, query=message,
                                                         top_k=req.top_k)
             if t.citations:
                 t.row.route_reason += "; found with the message as asked"
@@ -305,6 +324,9 @@ class ChatService:
         """Yields the answer's text as the model writes it (then the prompt's sign-off); leaves the model's
         Completion in `t.final`."""
         req, policy = t.req, t.policy
+        if t.continuation is not None:  # the history ends with the cut answer; the model is asked to go on
+            req = replace(req, message=CONTINUE,
+                          history=[*req.history[:-1], {"role": "assistant", "content": t.continuation.cut}])
 
         def composed() -> Composed:  # for the tier: the local model reads less history
             call = compose(t.principal, req, tenant_name=t.tenant_name, prompt=t.prompt, tier=t.tier,
@@ -414,6 +436,7 @@ class ChatService:
             cost_usd=final.cost_usd, latency_ms=0, route_reason=row.route_reason,
             fallback_from=final.fallback_from, downgraded_from=row.downgraded_from, warnings=t.notes,
             finish_reason=final.finish_reason, signoff=t.signoff, grounding=t.grounding,
+            continues=t.continuation is not None,
         )
 
     # -- record: the usage row, the quota settled or released, the cache ------------------------------------------

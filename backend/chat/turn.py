@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 
 from backend.auth.principal import Principal
+from backend.chat.continuation import Continuation
 from backend.chat.types import ChatRequest
 from backend.db.engine import Database
 from backend.db.models import ChatTurn, utcnow
@@ -48,6 +49,7 @@ class Turn:
     tier: str = ""  # as routed (the row's tier becomes the one that answered)
     cache_key: str | None = None
     citations: list[Citation] = field(default_factory=list)
+    continuation: Continuation | None = None  # "continue" after a cut answer: that answer, and its question
     need: KnowledgeNeed | None = None  # no passage found and none needed: what the prompt's {context} says
     messages: list[dict] = field(default_factory=list)  # as sent to the model
     max_tokens: int | None = None

@@ -40,6 +40,9 @@ class ChatRequest:
     params: dict[str, Any] | None = None  # more sampling parameters (stop, top_p, seed...) for the model
     task: str | None = None  # an internal task (title, query_rewrite): always the cheap tier
     stream: bool = True  # False (run()): one non-streaming model call, cheaper when nobody watches tokens
+    # The last assistant turn of `history` was cut at the length limit: a "continue" now continues it
+    # (chat/continuation.py).
+    last_answer_cut: bool = False
 
 
 @dataclass
@@ -65,6 +68,8 @@ class TurnResult:
     # How the answer was made (chat/answers.py): mode grounded | generative | checked | fallback, whether it was
     # checked, its grounding score (share of supported sentences), why, and the unsupported sentences.
     grounding: dict[str, Any] | None = None
+    # The answer continues the previous one, cut at the length limit ("continue"): it starts where that one stopped.
+    continues: bool = False
 
     def public(self) -> dict[str, Any]:
         data = asdict(self)

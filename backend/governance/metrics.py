@@ -14,9 +14,12 @@ test_metrics_contract.py checks that both use only these).
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable, Iterable
 from typing import Any
+
+log = logging.getLogger("atrium.metrics")
 
 # Latency buckets (seconds): a cached answer in milliseconds, a long streamed answer in a minute or two.
 _FAST = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -210,8 +213,14 @@ class _Sampled:
                                   labels=["tenant"])
         age = GaugeMetricFamily("atrium_ingestion_oldest_job_age_seconds",
                                 EXPORTED["atrium_ingestion_oldest_job_age_seconds"][1], labels=["tenant"])
-        if m._backlog is not None:
-            for tenant, (count, oldest) in sorted(m._backlog().items()):
+        try:  # a database that does not answer costs these two gauges, not the scrape (HTTP and error metrics
+            # are what an operator needs most during that outage)
+            backlog = m._backlog() if m._backlog is not None else {}
+        except Exception:
+            log.warning("metrics: the ingestion backlog could not be read; its gauges are left out", exc_info=True)
+            backlog = {}
+        if backlog:
+            for tenant, (count, oldest) in sorted(backlog.items()):
                 depth.add_metric([m.tenant(tenant)], count)
                 age.add_metric([m.tenant(tenant)], oldest)
         inflight = GaugeMetricFamily("atrium_inflight", EXPORTED["atrium_inflight"][1], labels=["tenant", "kind"])

@@ -6,11 +6,13 @@ refusal of the page a `denied` one, recorded here before anything is read.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 from backend.auth.guard import AuditSink, is_operator
 from backend.auth.principal import Principal
 from backend.governance.audit_view import AuditEntry, AuditView
+from backend.governance.ops_charts import OpsSeries, ops_series
 from backend.governance.usage import UsageService
 from backend.tenants import TenantRegistry
 
@@ -73,6 +75,13 @@ class OperatorConsole:
             denials=view.denials(sign_in_pages=sign_in_pages, sign_in_prompts=False, limit=denials_shown),
             sign_in_prompts=view.denials(sign_in_pages=sign_in_pages, sign_in_prompts=True, limit=denials_shown),
             suspicious=suspicious, suspicious_capped=len(suspicious) >= SUSPICIOUS_CAP)
+
+    def charts(self, *, start: date, end: date, sign_in_pages: tuple[str, ...]) -> OpsSeries | None:
+        """The charts' numbers over [start, end] (None when usage is not recorded). Call after `admit_page`."""
+        if self.usage is None:
+            return None
+        return ops_series(db=self.audit_view.db, usage=self.usage, registry=self.registry,
+                          elsewhere=self.audit_view.elsewhere, start=start, end=end, sign_in_pages=sign_in_pages)
 
     def _tenant_rows(self) -> list[dict[str, Any]]:
         rows = []

@@ -262,9 +262,10 @@ class IngestWorker:
                     self.on_progress(doc, len(part))
                 if self._stop.is_set() and done < len(chunks):
                     raise _Stopped()
-            doc = self._save(doc, status="ready", progress=1.0)
+            doc, older = self._ready_retiring_older_versions(doc)
             log.info("document ready", extra={"tenant": doc.tenant, "document_id": doc.id, "chunks": len(chunks)})
-            self._retire_older_versions(doc)
+            for old in older:
+                self._purge(old)
         except _Gone:
             return
         except _Stopped:
@@ -312,9 +313,11 @@ class IngestWorker:
                                f"ATRIUM_EMBEDDING_MODEL={row.model}, or delete all documents and upload them again",
                                code="embedding_model_mismatch")
 
-    def _retire_older_versions(self, doc: KbDocument) -> None:
-        """A new version replaces documents of the same file name — or the same title, when the uploader
-        gave one — in the same knowledge base, once it is ready (never before: no gap in answers)."""
+    def _ready_retiring_older_versions(self, doc: KbDocument) -> tuple[KbDocument, list[KbDocument]]:
+        """Ready, and in the same transaction every older version marked `deleting`: a new version replaces
+        documents of the same file name — or the same title, when the uploader gave one — in the same knowledge
+        base once it is ready (never before: no gap in answers), and nobody ever lists both. The older versions'
+        vectors and rows are purged afterwards (a crash in between leaves rows `deleting`, never listed)."""
         with self.db.session() as session:
             same = {d.id: d for d in repo.find_by_filename(session=session, tenant=doc.tenant, kb=doc.kb,
                                                            filename=doc.filename, exclude=doc.id)}
@@ -323,14 +326,15 @@ class IngestWorker:
                                                                  title=doc.title, exclude=doc.id)})
             older = [d for d in same.values()
                      if d.created_at < doc.created_at or (d.created_at == doc.created_at and d.id < doc.id)]
-        for old in older:
-            with self.db.session() as session:
-                current = session.get(KbDocument, old.id)
-                if current is None:
-                    continue
-                current.status = "deleting"
-                repo.save_document(session=session, doc=current)
-            self._purge(current)
+            current = session.get(KbDocument, doc.id)
+            if current is None or current.status == "deleting" or current.claimed_by not in (None, self.worker_id):
+                raise _Gone()  # deleted or taken over meanwhile (as _save)
+            current.status, current.progress = "ready", 1.0
+            for old in older:
+                old.status = "deleting"
+                session.add(old)
+            saved = repo.save_document(session=session, doc=current)  # commits the whole session
+        return saved, older
 
     def _purge(self, doc: KbDocument) -> None:
         """Delete a document's vectors, then its row (in that order: a crash in between is retried)."""

@@ -247,8 +247,8 @@ class LLMService:
         except Exception as exc:
             if not isinstance(exc, UnsupportedParameter):  # the caller's mistake, not the provider's
                 self.metrics.model_error(tenant=tenant, tier=tier, error=type(exc).__name__)
-            if span is not None:
-                span.record_exception(exc)
+            if span is not None:  # the class only: a provider's message can quote the request, or a key in a URL
+                span.set_attribute("error.type", type(exc).__name__)
                 span.set_status(StatusCode.ERROR, type(exc).__name__)
             raise
         finally:

@@ -64,7 +64,7 @@ class PromptConfig(BaseModel):
     tier: str | None = None
     model: str | None = Field(None, max_length=120)
     temperature: float = Field(0.2, ge=0, le=2)
-    max_tokens: int = Field(256, ge=1, le=32_000)
+    max_tokens: int = Field(768, ge=1, le=32_000)
     variables: list[str] = Field(default_factory=list)
     # Appended verbatim to every answer by the pipeline: deterministic, whatever the model does.
     signoff: str | None = Field(None, max_length=300)

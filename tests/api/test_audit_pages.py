@@ -34,7 +34,8 @@ def test_an_unknown_query_parameter_is_refused_naming_what_the_route_takes(api_c
     carol = {"cookies": login_as("carol")}
     r = api_client.get("/api/t/sales/audit?since=2026-12-01T00:00:00", **carol)
     assert (r.status_code, r.json()["error"]) == (422, "unknown_query_parameter")
-    assert r.json()["detail"] == "unknown query parameter 'since' (this route takes: before, from, kind, limit, subject, to)"
+    assert r.json()["detail"] == ("unknown query parameter 'since' "
+                                  "(this route takes: before, from, kind, limit, subject, to)")
     r = api_client.get("/api/t/sales/usage?group_by=day&form=2026-11-01", **carol)
     assert r.status_code == 422 and "'form'" in r.json()["detail"]
     r = api_client.post("/api/t/sales/v1/chat/completions?stream=true", headers={"X-Tenant-ID": "sales"},

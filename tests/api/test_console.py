@@ -111,6 +111,8 @@ def test_others_are_refused_every_console_page_and_audited(api_client, people, w
     if who in ("alice", "bob"):
         r = api_client.get("/console", cookies=cookies)
         assert r.status_code == 403 and "The console is for tenant admins" in r.text
+        assert r.text.count("for tenant admins") == 1 and "You administer no department." in r.text  # said once
+        assert "ask your Atrium administrator" in r.text  # and what to do about it
 
 
 def test_the_header_lists_only_what_each_may_use(api_client, people, login_as):
@@ -172,6 +174,9 @@ def test_audit_tab_filters_and_explains_denials(api_client, people):
     assert "A member tried something their role does not allow" in page
     page = c.get("/console/sales/audit?kind=key_created", cookies=carol).text
     assert 'data-subject="carol"' in page and 'data-kind="denied"' not in page
+    # A change in a sentence a person reads, not the event's raw fields.
+    assert "Created the API key “k” (chat; expires " in page and "expires at:" not in page
+    assert ">API keys created</span>" in page  # the kind in words; its code stays in data-kind
     assert "No events match" in c.get("/console/sales/audit?person=nobody-at-all", cookies=carol).text
     api = c.get("/api/t/sales/audit?subject=alice", cookies=carol).json()
     assert api and {e["subject"] for e in api} == {"alice"}

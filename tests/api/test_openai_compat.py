@@ -323,12 +323,12 @@ def test_assistant_honours_caller_temperature_and_lower_max_tokens(recorded):
     sdk, server = recorded
     ask = sdk.chat.completions.create
     ask(model="sales-assistant", messages=[{"role": "user", "content": "What needs approval?"}])
-    assert (server.requests[-1]["temperature"], server.requests[-1]["max_tokens"]) == (0.2, 256)  # the prompt's
+    assert (server.requests[-1]["temperature"], server.requests[-1]["max_tokens"]) == (0.2, 768)  # the prompt's
     ask(model="sales-assistant", temperature=0.9, max_tokens=50,
         messages=[{"role": "user", "content": "Who approves 20%?"}])
     assert (server.requests[-1]["temperature"], server.requests[-1]["max_tokens"]) == (0.9, 50)
     ask(model="sales-assistant", max_completion_tokens=5000, messages=[{"role": "user", "content": "Max deal?"}])
-    assert server.requests[-1]["max_tokens"] == 256, "a caller cannot raise the prompt's cap"
+    assert server.requests[-1]["max_tokens"] == 768, "a caller cannot raise the prompt's cap"
 
 
 def test_caller_system_messages_are_not_used_for_assistants_and_it_is_said(recorded):

@@ -67,7 +67,7 @@ def test_failures_over_many_names_from_one_address_are_limited(login):
     # Made-up names are the address's refusals, grouped: not one row each, and no account is blamed.
     refusals = _events(services, "bad_password")
     assert {e.subject for e in refusals} == {None} and sum(e.count for e in refusals) == FAILURES_PER_ADDRESS
-    assert len(refusals) == 1
+    assert len(refusals) <= 2  # one row per fixed one-minute window: two when the loop crosses a window's edge
 
 
 def test_a_known_accounts_failures_are_its_own(login):

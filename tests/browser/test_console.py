@@ -70,9 +70,21 @@ def test_carol_signs_in_on_the_console_and_a_document_goes_in_and_out_of_search(
     shot(page, "console-knowledge-desktop")
     assert any(h["document_id"] == doc_id for h in _search(server, cookies, PHRASE))
 
+    assert page.locator("#notice").inner_text() == "“Zorblax exceptions” is ready."  # said after the reload too
+
     page.once("dialog", lambda d: d.accept())
     row.locator("button.delete-doc").click()
     page.locator(f"#doc-{doc_id}").wait_for(state="detached", timeout=60_000)
+    assert page.locator("#notice").inner_text() == "Deleted “Zorblax exceptions”."
+
+    bad = tmp_path / "broken.pdf"
+    bad.write_bytes(b"not a pdf at all")
+    page.set_input_files("#upload-files", str(bad))
+    page.click("#upload-submit")
+    page.locator("#notice.bad").wait_for()
+    said = page.locator("#notice").inner_text()
+    assert said.startswith("Not added.") and said.count("broken.pdf") == 1, said  # the file named once
+    assert page.locator("#upload-progress-row").is_hidden()  # no half-full bar left behind
     assert all(h["document_id"] != doc_id for h in _search(server, cookies, PHRASE))
     audit = httpx.get(f"{server.url}/api/t/sales/audit?kind=document_deleted", cookies=cookies).json()
     assert audit[0]["detail"]["document_id"] == doc_id and audit[0]["subject"] == "carol"
@@ -203,6 +215,12 @@ def test_the_chats_account_menu_leads_to_the_console_and_the_studio(browser, ser
     page.get_by_role("menuitem", name="Open the console").wait_for(timeout=30_000)
     assert page.get_by_role("menuitem", name="Open the studio").count() == 1
     shot(page, "console-chat-account-menu")
+    page.keyboard.press("Escape")
+    page.click("#theme-toggle")  # the links belong to the account menu alone, not to the theme menu beside it
+    page.get_by_role("menuitem", name="Dark Theme").wait_for(timeout=30_000)
+    assert page.get_by_role("menuitem", name="Open the console").count() == 0
+    page.keyboard.press("Escape")
+    page.click("#user-nav-button")
     page.get_by_role("menuitem", name="Open the console").click()
     page.wait_for_url(re.compile(r".*/console/sales/knowledge$"))
     ctx.close()

@@ -107,3 +107,47 @@ def test_models_yaml_and_the_prompt_version_choose_the_mode(model_services):
     draft = replace(prompt, config={**prompt.config, "answer_mode": "grounded"})
     shown, result = ask(unchecked, prompt_override=draft)
     assert "$250 per night" in shown and result.grounding["reason"] == "the prompt version's answer_mode"
+
+
+NEGATED = ("Personal expenses may be charged to a corporate card. Hotels are capped at $250 per night in standard "
+           "locations.")
+
+
+def test_a_sentence_that_negates_its_source_is_not_shown_as_fact(model_services):
+    """Similarity alone would pass it: "may be charged" is as close to "must never be charged" as a paraphrase."""
+    svc = with_policy(model_services, NEGATED)
+    shown, result = ask(svc, "Can I charge personal expenses to my corporate card, and what is the hotel cap?")
+    assert shown.startswith("~~Personal expenses may be charged to a corporate card.~~ _(not supported by the "
+                            "cited sources)_ Hotels are capped at $250 per night in standard locations ["), shown
+    [unsupported] = result.grounding["unsupported"]
+    assert unsupported["reason"].startswith("says the opposite of the cited passage") and \
+        "must never be charged" in unsupported["reason"]
+    # Said as the passage says it, it is supported.
+    svc = with_policy(model_services, "Personal expenses must never be charged to a corporate card.")
+    shown, result = ask(svc, "Can I charge personal expenses to my corporate card?")
+    assert result.grounding["score"] == 1.0 and "~~" not in shown
+
+
+MARKED = ("Hotels are capped at $250 per night in standard locations. Rail is preferred over flying for journeys of "
+          "under four hours [9]. Every hotel stay earns a 37% rebate.")
+
+
+def test_inline_markers_match_the_sources_line_in_checked_and_unchecked_answers(model_services):
+    import re
+
+    for answers, mode in ((None, "checked"), ({"local": {"grounding_check": False}}, "generative")):
+        svc = with_policy(model_services, MARKED, answers=answers)
+        shown, result = ask(svc)
+        assert shown == result.answer and result.grounding["mode"] == mode
+        sentences = shown.split(". ")
+        # A supported sentence the model left unmarked gets the marker of the passage that says it ...
+        [hotels] = [c for c in re.findall(r"\[(\d+)\]", sentences[0])]
+        assert "$250 per night" in result.citations[int(hotels) - 1].quote
+        # ... a marker naming no cited passage ([9] of five) is replaced by the right one ...
+        assert "[9]" not in shown
+        [rail] = re.findall(r"\[(\d+)\]", sentences[1])
+        assert "Rail is preferred" in result.citations[int(rail) - 1].quote
+        # ... an unsupported sentence gets none (and is struck through when checked).
+        assert not re.findall(r"\[(\d+)\]", sentences[2])
+        assert ("~~" in sentences[2]) == (mode == "checked")
+        assert {int(n) for n in re.findall(r"\[(\d+)\]", shown)} <= set(range(1, len(result.citations) + 1))

@@ -30,7 +30,9 @@ def spans():
     if not isinstance(provider, TracerProvider):
         provider = TracerProvider()
         trace.set_tracer_provider(provider)
-    provider.add_span_processor(SimpleSpanProcessor(EXPORTER))
+    if not getattr(provider, "_atrium_in_memory", False):  # once per process: other modules use this fixture too
+        provider.add_span_processor(SimpleSpanProcessor(EXPORTER))
+        provider._atrium_in_memory = True
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(tracing, "_configured", True)
         yield EXPORTER

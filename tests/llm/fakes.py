@@ -4,10 +4,11 @@ and helpers writing a models.yaml / tenants.yaml for a test config dir (LiteLLM 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -39,12 +40,15 @@ class _Served:
 
 class FakeOpenAI(_Served):
     """POST /v1/chat/completions: status `status` (500) when `fail`, else a completion (SSE when `stream`) whose text
-    names the model asked for, cut at `max_tokens` words with finish_reason "length" as OpenAI does. Every
-    request body is kept in `.requests`."""
+    names the model asked for, cut at `max_tokens` words with finish_reason "length" as OpenAI does. `reply`:
+    the (text, finish_reason) to answer a request body with instead, sent as it is (a model scripted to stop at
+    its length limit). Every request body is kept in `.requests`."""
 
     def __init__(self, *, fail: bool = False, text: str = "fake answer", status: int = 500,
-                 error: str = "upstream exploded") -> None:
+                 error: str = "upstream exploded",
+                 reply: Callable[[dict[str, Any]], tuple[str, str]] | None = None) -> None:
         self.fail = fail
+        self.reply = reply
         self.status = status  # of a failure: 500 (the provider is down) or 400 (it rejects the request)
         self.error = error
         self.text = text
@@ -70,7 +74,9 @@ class FakeOpenAI(_Served):
                 text = f"{outer.text} from {model}"
                 limit = body.get("max_tokens") or body.get("max_completion_tokens")
                 finish = "stop"
-                if limit and len(text.split(" ")) > int(limit):
+                if outer.reply is not None:
+                    text, finish = outer.reply(body)
+                elif limit and len(text.split(" ")) > int(limit):
                     text, finish = " ".join(text.split(" ")[:int(limit)]), "length"
                 usage = {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
                 if not body.get("stream"):
@@ -88,8 +94,9 @@ class FakeOpenAI(_Served):
                 self.send_header("content-type", "text/event-stream")
                 self.end_headers()
                 base = {"id": "cmpl-1", "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
-                for word in text.split(" "):
-                    chunk = {**base, "choices": [{"index": 0, "delta": {"content": word + " "}, "finish_reason": None}]}
+                words = re.findall(r"\s*\S+", text) if outer.reply is not None else [w + " " for w in text.split(" ")]
+                for word in words:
+                    chunk = {**base, "choices": [{"index": 0, "delta": {"content": word}, "finish_reason": None}]}
                     self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
                 end = {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]}
                 self.wfile.write(f"data: {json.dumps(end)}\n\n".encode())

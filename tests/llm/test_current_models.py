@@ -113,7 +113,7 @@ def test_a_thinking_model_answers_without_the_prompts_temperature_and_its_thinki
     assert result.answer == "fake answer from claude-sonnet-5-5"
     assert "temperature" not in sent, "the prompt's 0.2 would be a 400 from this model"
     assert sent["output_config"] == {"effort": "low"} and sent["thinking"]["type"] == "adaptive"
-    assert sent["max_tokens"] == 256  # the prompt's cap, thinking included
+    assert sent["max_tokens"] == 768  # the prompt's cap, thinking included
     assert FakeAnthropic.THINKING not in result.answer
     # Thinking is billed as output: completion tokens are the provider's output_tokens, priced by LiteLLM.
     assert result.completion_tokens == 30 + 4
@@ -142,7 +142,7 @@ def test_self_hosted_and_local_models_still_get_the_prompts_temperature(model_se
         vllm = {"model_name": "smart", "litellm_params": {"model": "hosted_vllm/acme-7b", "api_base": server.url}}
         svc = model_services(model_list=[vllm, {"model_name": "local", "litellm_params": {"model": "local/smollm2"}}])
         run(svc, "Compare the approval chains", tier="smart")
-        assert (server.requests[-1]["temperature"], server.requests[-1]["max_tokens"]) == (0.2, 256)
+        assert (server.requests[-1]["temperature"], server.requests[-1]["max_tokens"]) == (0.2, 768)
 
     seen: list[dict] = []
     original = type(svc.llm.local)._params
@@ -161,9 +161,9 @@ def test_a_thinking_model_that_spends_the_whole_limit_thinking_says_what_to_chan
         svc = model_services(model_list=[served_by("smart", "anthropic/claude-sonnet-5-5", server.url)])
         result = run(svc, "Compare the approval chains", tier="smart")
     assert (result.answer, result.finish_reason) == ("", "length")
-    assert result.completion_tokens == 256
+    assert result.completion_tokens == 768
     note = " ".join(result.warnings)
-    assert "spent all 256 tokens" in note and "max_tokens" in note and "reasoning_effort" in note
+    assert "spent all 768 tokens" in note and "max_tokens" in note and "reasoning_effort" in note
 
 
 @pytest.fixture

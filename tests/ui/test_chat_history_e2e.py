@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shutil
 import time
 from urllib.parse import unquote
@@ -15,6 +16,7 @@ import pytest
 
 from tests.chainlit_client import ChainlitSession
 from tests.conftest import REPO, start_server, stop_server
+from ui.chat_text import CUT_NOTE
 
 pytestmark = pytest.mark.slow
 
@@ -275,8 +277,8 @@ def docs_server(tmp_path_factory):
     shutil.copytree(REPO / "prompts", prompts)
     deal_desk = prompts / "sales" / "deal-desk" / "v0001.md"
     # The model writes this assistant's answers (not the grounded mode, which quotes without a length limit), cut at 3.
-    deal_desk.write_text(deal_desk.read_text().replace(
-        "max_tokens: 256", "max_tokens: 3\nsignoff: '-- Deal Desk'\nanswer_mode: generative"))
+    settings = "max_tokens: 3\nsignoff: '-- Deal Desk'\nanswer_mode: generative"
+    deal_desk.write_text(re.sub(r"(?m)^max_tokens: \d+$", settings, deal_desk.read_text()))
     server = start_server(tmp, {"ATRIUM_PROMPTS_DIR": str(prompts)})
     yield server
     stop_server(server)
@@ -387,7 +389,7 @@ async def test_an_answer_cut_at_the_length_limit_says_so(docs_server):
         reply = await chat.ask("Who must approve a discount of more than 20%?")
     turn = docs_server.rows("select completion_tokens from chat_turn order by id desc limit 1")[0]
     assert turn["completion_tokens"] <= 3
-    assert "_(answer cut at the length limit — ask me to continue)_\n\n-- Deal Desk" in reply.text, reply.text
+    assert f"{CUT_NOTE}\n\n-- Deal Desk" in reply.text, reply.text
     assert reply.text.split("\n\nSources: ")[0].endswith("-- Deal Desk")  # the sign-off stays the last line
 
 

@@ -138,3 +138,48 @@ def test_the_reply_says_unobtrusively_who_answered_and_the_history_leaves_it_out
     assert answered_by("", None) == ""  # "I don't know": nobody answered
     for reply in ("Hello Alice!" + small, "Up to 10% [1]\n\nSources: [1] Pricing" + grounded):
         assert history_text(reply) in ("Hello Alice!", "Up to 10% [1]")
+
+
+def test_two_passages_of_one_section_get_distinct_labels_numbered_as_the_answers_markers():
+    from backend.knowledge.retrieval import Citation
+    from ui.chat_text import source_labels
+
+    def passage(chunk: str, page: int | None = None) -> Citation:
+        return Citation(chunk_id=chunk, document_id="d1", title="Pricing Rules", quote="…", score=0.8, page=page,
+                        section="Pricing Rules > Discount approval")
+
+    labels = source_labels([passage("c1"), passage("c2"), passage("c3", page=2)])
+    assert labels == ["[1] Pricing Rules › Discount approval", "[2] Pricing Rules › Discount approval",
+                      "[3] Pricing Rules › Discount approval, p.2"]
+    assert len(set(labels)) == 3  # each names its own side panel
+    # No label is the start of another (the chat links a panel wherever its name appears in the message).
+    assert not any(a != b and b.startswith(a) for a in labels for b in labels)
+
+
+def test_a_cut_answer_and_its_continuation_are_one_answer_in_the_history():
+    from ui.chat_text import CONTINUED, continued_history, ends_cut
+
+    def step(kind: str, output: str) -> dict:
+        return {"type": kind, "output": output, "parentId": "run" if kind != "user_message" else None}
+
+    assert "type **continue**" in CUT_NOTE
+    cut = [step("user_message", "Who approves 25%?"),
+           step("assistant_message", f"The VP of Sales must\n\n{CUT_NOTE}\n\nSources: [1] Pricing")]
+    assert ends_cut(cut)
+    steps = [*cut, step("user_message", "continue"),
+             step("assistant_message", f"{CONTINUED}approve it [1].\n\nSources: [1] Pricing")]
+    assert not ends_cut(steps)
+    assert history_of(steps) == [{"role": "user", "content": "Who approves 25%?"},
+                                 {"role": "assistant", "content": "The VP of Sales must approve it [1]."}]
+    # A conversation stored before the note changed is still known to end with a cut answer.
+    assert ends_cut([cut[0], step("assistant_message", "The VP\n\n_(answer cut at the length limit — ask me to "
+                                                         "continue)_")])
+    # "continue" after an answer that was not cut is a question of its own.
+    uncut = [cut[0], step("assistant_message", "The VP of Sales."), step("user_message", "continue"),
+             step("assistant_message", f"{CONTINUED}more")]
+    assert [m["content"] for m in history_of(uncut)][2] == "continue"
+
+    history = [{"role": "user", "content": "Who approves 25%?"},
+               {"role": "assistant", "content": "The VP of Sales must\n\n-- Deal Desk"}]
+    assert continued_history(history, " approve it.\n\n-- Deal Desk", "\n\n-- Deal Desk") == [
+        history[0], {"role": "assistant", "content": "The VP of Sales must approve it.\n\n-- Deal Desk"}]

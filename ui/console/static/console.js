@@ -30,7 +30,17 @@
     return data;
   }
 
-  function reloadSoon() { window.setTimeout(() => window.location.reload(), 400); }
+  // What was just done is said again after the page is read anew (a reload would otherwise wipe it at once).
+  const KEEP = "atrium-console-notice";
+  function reloadSaying(text, bad) {
+    try { window.sessionStorage.setItem(KEEP, JSON.stringify({text, bad: !!bad})); } catch (e) { /* private mode */ }
+    window.location.reload();
+  }
+  try {
+    const kept = JSON.parse(window.sessionStorage.getItem(KEEP) || "null");
+    window.sessionStorage.removeItem(KEEP);
+    if (kept) say(kept.text, kept.bad);
+  } catch (e) { /* nothing kept */ }
 
   // -- Knowledge ----------------------------------------------------------------------------------------------
   const uploadForm = document.getElementById("upload-form");
@@ -60,8 +70,11 @@
         submit.disabled = false;
         let data = {};
         try { data = JSON.parse(xhr.responseText); } catch (e) { /* not JSON */ }
-        const refused = (data.errors || []).map((e) => (e.filename || "a file") + ": " + e.detail);
+        // The refusal usually names the file already: say it once.
+        const refused = (data.errors || []).map((e) => (e.filename && !String(e.detail).includes(e.filename)
+          ? e.filename + ": " : "") + e.detail);
         if (xhr.status >= 400 && !(data.documents || []).length) {
+          row.hidden = true;
           say("Not added. " + (refused.join(" ") || data.detail || "The server answered " + xhr.status + "."), true);
           return;
         }
@@ -71,7 +84,7 @@
             refused.length > 0);
         follow(docs.map((d) => d.id), refused.length > 0);
       });
-      xhr.addEventListener("error", () => { submit.disabled = false; say("Cannot reach the server.", true); });
+      xhr.addEventListener("error", () => { submit.disabled = false; row.hidden = true; say("Cannot reach the server.", true); });
       xhr.send(form);
     });
   }
@@ -79,17 +92,23 @@
   // Each accepted document's status until it is ready or failed, then the page again.
   async function follow(ids, keepNotice) {
     const pending = new Set(ids);
+    const outcome = [];
     while (pending.size) {
       await new Promise((r) => window.setTimeout(r, 1000));
       for (const id of Array.from(pending)) {
         try {
           const d = await call("GET", "/documents/" + encodeURIComponent(id));
-          if (d.status === "ready" || d.status === "failed") pending.delete(id);
+          if (d.status === "ready" || d.status === "failed") {
+            pending.delete(id);
+            outcome.push("“" + (d.title || d.filename) + "” " + (d.status === "ready" ? "is ready." : "failed: see why below."));
+          }
           else if (!keepNotice) say("Reading " + (d.title || d.filename) + ": " + d.status + " " + Math.round(100 * d.progress) + "%");
         } catch (e) { pending.delete(id); }
       }
     }
-    window.location.reload();
+    const failed = outcome.some((t) => t.endsWith("below."));
+    if (keepNotice) reloadSaying(notice.textContent + " " + outcome.join(" "), true);
+    else reloadSaying(outcome.join(" "), failed);
   }
 
   for (const button of document.querySelectorAll(".delete-doc")) {
@@ -98,8 +117,7 @@
       button.disabled = true;
       try {
         const r = await call("DELETE", "/documents/" + encodeURIComponent(button.dataset.id));
-        say(r.deleted ? "Deleted “" + button.dataset.name + "”." : "Deleting “" + button.dataset.name + "”: a worker finishes it.");
-        reloadSoon();
+        reloadSaying(r.deleted ? "Deleted “" + button.dataset.name + "”." : "Deleting “" + button.dataset.name + "”: a worker finishes it.");
       } catch (e) { button.disabled = false; say("Not deleted: " + e.message, true); }
     });
   }
@@ -153,8 +171,7 @@
       try {
         const r = await call("DELETE", "/keys/" + encodeURIComponent(button.dataset.id));
         const also = (r.also_revoked || []).length;
-        say("Revoked “" + button.dataset.name + "”" + (also ? " and " + also + " key(s) made with it." : "."));
-        reloadSoon();
+        reloadSaying("Revoked “" + button.dataset.name + "”" + (also ? " and " + also + " key(s) made with it." : "."));
       } catch (e) { button.disabled = false; say("Not revoked: " + e.message, true); }
     });
   }
