@@ -342,6 +342,15 @@
       }
       if (h1.textContent !== title) h1.textContent = title;
     }
+    // Chainlit's assistant picker is a combobox with no name; its sidebar menus hold groups of items in <div>s
+    // under a <ul> (axe: "list"), so they are announced as the groups they are, not as broken lists.
+    const picker = document.getElementById("chat-profiles");
+    if (picker && !picker.getAttribute("aria-label")) picker.setAttribute("aria-label", "Assistant");
+    for (const list of document.querySelectorAll("ul[data-sidebar=menu]:not([role])")) {
+      if ([...list.children].some((child) => !["LI", "SCRIPT", "TEMPLATE"].includes(child.tagName))) {
+        list.setAttribute("role", "group");
+      }
+    }
     // The sign-in page's side picture is decoration, not an "Image" to announce.
     for (const img of document.querySelectorAll('img[src$="/favicon"][alt="Image"]')) img.alt = "";
     const input = document.getElementById("chat-input");
