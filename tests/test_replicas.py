@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -250,7 +251,7 @@ def test_a_document_uploaded_through_a_is_processed_by_a_worker_and_found_and_ci
                         json={"assistant": "sales-assistant", "message": QUESTION})
     assert answer.status_code == 200, answer.text
     body = answer.json()
-    assert body["answer"].startswith(ANSWER) and body["model"]
+    assert re.sub(r" ?\[\d+\]", "", body["answer"]).startswith(ANSWER) and body["model"]  # with its [n] marker
     assert doc_id in {c["document_id"] for c in body["citations"]}
     assert any("17 percent rebate" in c["quote"] for c in body["citations"])
 

@@ -5,8 +5,8 @@ start them, on a fresh PostgreSQL database (migrated first by `atrium migrate`, 
 processes run with ATRIUM_MIGRATE_ON_START=false) and Redis.
 
 What is shown comes from the processes themselves, not from the configuration: each one logs the requests it served
-(a probe id in the query names each request), `/healthz` names its groups and instance, a process refuses another
-group's tenant (421 naming the group), and each worker logs the jobs it claims.
+(a probe id, sent as X-Request-ID, names each request in the access log), `/healthz` names its groups and instance,
+a process refuses another group's tenant (421 naming the group), and each worker logs the jobs it claims.
 
 PostgreSQL here is the machine's (ATRIUM_TEST_POSTGRES_URL, no pgvector): the processes keep vectors in their own
 data dirs (VECTOR_STORE=sqlite, which the start-up checks allow with ATRIUM_SINGLE_NODE=true); nothing below
@@ -67,9 +67,11 @@ class Topology:
         return {"Authorization": f"Bearer {self.keys[tenant]}", "X-Tenant-ID": tenant}
 
     def served(self, probe: str) -> list[str]:
-        """The servers (by their URL) whose access log has a request carrying `probe` (in its path or query)."""
+        """The servers (by their URL) whose access log has a request whose X-Request-ID was `probe` (the access
+        log keeps no query values)."""
+        mark = f'"request_id": "{probe}"'
         return [s.url for s in self.all_servers
-                if any(probe in line for line in s.log_path.read_text(errors="replace").splitlines()
+                if any(mark in line for line in s.log_path.read_text(errors="replace").splitlines()
                        if '"uvicorn.access"' in line)]
 
     def group_urls(self, group: str) -> set[str]:
@@ -192,9 +194,9 @@ def test_each_tenants_api_reaches_only_its_groups_processes_on_every_host(topolo
         for host_group in topology.hosts:
             seen: set[str] = set()
             for _ in range(40):  # spread at random over a group's processes: until every one has answered
-                probe = f"offset={next(PROBES)}"  # past the end: an empty page, a path no other request has
-                r = topology.via(host_group, "GET", f"/api/t/{tenant}/documents?{probe}",
-                                 headers=topology.api_headers(tenant))
+                probe = f"probe-{next(PROBES)}"  # a request id no other request has
+                r = topology.via(host_group, "GET", f"/api/t/{tenant}/documents",
+                                 headers={**topology.api_headers(tenant), "X-Request-ID": probe})
                 assert r.status_code == 200, (tenant, host_group, r.status_code, r.text)
                 served = topology.served(probe)
                 assert len(served) == 1 and served[0] in topology.group_urls(group), (tenant, host_group, served)
@@ -214,7 +216,7 @@ def test_each_groups_pages_are_served_by_its_host(topology):
             assert body["deployment_groups"] == [group], body
             instances.add(body["instance"])
             probe = uuid.uuid4().hex
-            page = topology.via(group, "GET", "/chat/", params={"probe": probe})
+            page = topology.via(group, "GET", "/chat/", headers={"X-Request-ID": probe})
             assert page.status_code == 200, page.text
             served = topology.served(probe)
             assert len(served) == 1 and served[0] in topology.group_urls(group), served

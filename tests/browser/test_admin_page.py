@@ -97,7 +97,7 @@ def test_the_charts_fit_a_phone_and_have_no_serious_accessibility_violation(brow
     page.wait_for_load_state("networkidle")
     assert page.locator("#chart-requests-sales .chart-bar").count() == 7
     drawn = page.locator("#chart-requests-sales .chart-bar").evaluate_all("(bars) => bars.map((b) => +b.dataset.value)")
-    assert drawn[-1] == 0 and sum(drawn) == 5  # the 6 seeded days in the range, less the failed turn's
+    assert sum(drawn[:-1]) == 5  # the 6 seeded days before today, less the failed turn's (today: other tests')
     assert page.locator("#quick-ranges a[aria-current]").inner_text() == "Last 7 days"
     assert errors == []  # an ordinary page load logs no error in the browser
     assert page.locator("h1").count() == 1

@@ -65,3 +65,15 @@ def test_revoke_api_key(seeded):
         revoked = repo.revoke_api_key(session=s, tenant=B, key_id=f"{B}-root")
     assert revoked is not None and revoked.lineage == [f"{B}-root", f"{B}-child"]
     assert rows_of(seeded, A) == before  # A's stray key, "made through" B's root, is not revoked by B
+
+
+def test_key_owners(seeded):
+    with seeded.session() as s:
+        owners = repo.key_owners(session=s, tenant=B)
+    assert owners == {f"key:{B}-root": "carol", f"key:{B}-child": "carol"}  # none of A's, not A's stray
+
+
+def test_charged_subjects(seeded):
+    with seeded.session() as s:
+        charged = repo.charged_subjects(session=s, tenant=B, member="carol")
+    assert sorted(charged) == sorted(["carol", f"key:{B}-root", f"key:{B}-child"])  # carol's keys in A do not count

@@ -171,3 +171,10 @@ def test_latest_update(seeded):
         b_latest = repo.latest_update(session=s, tenant=B)
         b_docs = repo.list_documents(session=s, tenant=B)
     assert b_latest == max(d.updated_at for d in b_docs) < a_latest  # B's own, not A's later one
+
+
+def test_job_backlog(seeded):
+    with seeded.session() as s:
+        repo.create_document(session=s, doc=_doc(A, "queued", status="queued", content_hash="q"), data=b"q")
+        backlog = repo.job_backlog(session=s, tenants=[B])
+    assert set(backlog) == {B} and backlog[B] == (0, None)  # A's queued job is neither counted nor named
