@@ -42,7 +42,9 @@ class Unit:
 
 
 def clean(text: str) -> str:
-    return re.sub(r"\s+", " ", _EMPHASIS.sub("", text)).strip()
+    """Emphasis and code ticks dropped, and a passage's own "[1]" (a footnote, or text written to look like a
+    marker): quoted, it would read as a marker of the answer's sources line, naming a source it is not."""
+    return re.sub(r"\s+", " ", _MARKER.sub("", _EMPHASIS.sub("", text))).strip()
 
 
 def split_sentences(text: str) -> list[str]:
