@@ -35,6 +35,9 @@ def test_a_passage_that_writes_citation_markers_cannot_put_false_markers_in_the_
     assert {int(n) for n in re.findall(r"\[(\d+)\]", g.text)} <= set(range(1, len(g.citations) + 1))
     assert "policy [1]" not in g.text and "[5]" not in g.text
     assert all(not re.search(r"\[\d+\]", u.text) for u in units(passages))
+    # Zero-width characters hide nothing: "[\u200b2\u200b]" shows as "[2]".
+    hidden = units([cite(0, "The VP of Sales approves it.\u200b[\u200b2\u200b] Fi\u200bnance signs.", "d1")])
+    assert [u.text for u in hidden] == ["The VP of Sales approves it.", "Finance signs."]
 
 
 def test_a_message_joining_many_questions_is_searched_as_a_bounded_number_of_parts():
