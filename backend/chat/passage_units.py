@@ -20,6 +20,11 @@ _TABLE_RULE = re.compile(r"^\|[\s:|-]+\|$")
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]?\s+(?=[A-Z0-9\"'(`$€£*])")
 _EMPHASIS = re.compile(r"\*\*|__|`")
 _MARKER = re.compile(r"\s*\[\d+\]")
+# Invisible characters: "[\u200b2\u200d]" reads as "[2]". Those with no meaning in any script go everywhere; the
+# joiners and direction marks (Persian, Hindi, emoji, RTL) only inside a marker lookalike.
+_INVISIBLE = re.compile("[\u200b\u2060-\u2064\ufeff\u00ad]")
+_PAD = "[\\s\u200b-\u200f\u2060-\u2064\ufeff]*"
+_HIDDEN_MARKER = re.compile(f"\\s*\\[{_PAD}\\d+{_PAD}\\]")
 
 
 @dataclass
@@ -42,7 +47,9 @@ class Unit:
 
 
 def clean(text: str) -> str:
-    return re.sub(r"\s+", " ", _EMPHASIS.sub("", text)).strip()
+    """Emphasis and code ticks dropped, and a passage's own "[1]" (a footnote, or text written to look like a
+    marker): quoted, it would read as a marker of the answer's sources line, naming a source it is not."""
+    return re.sub(r"\s+", " ", _INVISIBLE.sub("", _HIDDEN_MARKER.sub("", _EMPHASIS.sub("", text)))).strip()
 
 
 def split_sentences(text: str) -> list[str]:

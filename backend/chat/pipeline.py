@@ -268,14 +268,19 @@ class ChatService:
                                                            or not conversational(req.message)):
             rewrite_note = await self._passages(t)
         t.row.chunk_ids = [c.chunk_id for c in t.citations]
-        if t.continuation is not None and not t.citations:  # the cut answer needed none: neither does its rest
+        # What was asked: a continuation's is the cut answer's question (the client writes the history: a "cut
+        # answer" to a question no passage covers would otherwise get the model to invent the rest, unchecked).
+        asked, follow_up = ((t.continuation.question, bool(t.continuation.earlier)) if t.continuation is not None
+                            else (req.message, bool(req.history)))
+        if (t.continuation is not None and not t.citations
+                and not needs_knowledge(asked, follow_up=follow_up).needed):  # the cut answer needed none
             t.need = KnowledgeNeed(False, "the rest of an answer cut at the length limit")
             return None
         # No passage found: asked only then (so free when passages are found), does the message need one?
         if (t.citations or t.plain or self.retriever is None
                 or not getattr(self.retriever, "has_documents", lambda _t: True)(req.tenant)):
             return None
-        need = needs_knowledge(req.message, follow_up=bool(req.history))
+        need = needs_knowledge(asked, follow_up=follow_up)
         if need.needed:
             # A question about the company with nothing relevant above the threshold: say so, rather than
             # let the model invent an answer.

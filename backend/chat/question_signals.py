@@ -17,6 +17,10 @@ _LOWER = re.compile(r"(?:more than|above|over|greater than|exceeds?|at least)\s+
 _UPPER = re.compile(r"(?:up to|below|under|less than|at most|no more than)\s+" + _NUM, re.I)
 _RANGE = re.compile(r"(\$|€|£)?(\d[\d,]*(?:\.\d+)?)\s?(%)?\s?(?:to|–|-)\s?(\$|€|£)?(\d[\d,]*(?:\.\d+)?)\s?(%)?")
 _NAME = re.compile(r"\b(?:[A-Z][A-Z0-9-]+|[A-Za-z]+\d[\w-]*)\b")  # SEV1, API, BD6, ISO-27001
+# A message is searched once whole, then once per joined question: only the first few are searched on their own
+# (a crafted message joining hundreds would otherwise be hundreds of searches and embeddings at no token cost).
+MAX_PARTS = 4
+MAX_NAMES = 6
 _JOINED = re.compile(r",?\s+(?:and|or)\s+(?=(?:who|what|when|where|which|how|why|whom)\b)", re.I)
 
 
@@ -86,10 +90,10 @@ def threshold_fit(question: str, statement: str) -> float:
 def sub_questions(question: str) -> list[str]:
     """The questions one message joins, each with the names the others give ("What counts as a SEV1 and who gets
     paged?" -> "What counts as a SEV1?", "who gets paged (SEV1)?"); one item when it asks one."""
-    parts = [p.strip(" ,?") for p in _JOINED.split(question) if p.strip(" ,?")]
+    parts = [p.strip(" ,?") for p in _JOINED.split(question) if p.strip(" ,?")][:MAX_PARTS]
     if len(parts) < 2:
         return [question]
-    names = list(dict.fromkeys(_NAME.findall(question)))
+    names = list(dict.fromkeys(_NAME.findall(" ".join(parts))))[:MAX_NAMES]
     out = []
     for part in parts:
         missing = [n for n in names if n not in part]
