@@ -113,3 +113,35 @@ def chat_login(browser, url: str, user: str, viewport: dict | None = None):  # n
     page.locator("button[type=submit]").click()
     page.wait_for_url(re.compile(r".*/chat/?$"), timeout=60_000)
     return ctx, page
+
+
+AXE = Path(__file__).resolve().parent.parent / "oidc" / "node_modules" / "axe-core" / "axe.min.js"
+_AXE_SERIOUS = """async ([exclude, rules]) => {
+  const r = await axe.run(exclude.length ? {exclude: exclude.map((s) => [s])} : document,
+                          rules.length ? {runOnly: rules} : {resultTypes: ["violations"]});
+  return r.violations.filter((v) => v.impact === "serious" || v.impact === "critical")
+    .map((v) => `${v.id} (${v.impact}): ${v.help} at ${v.nodes.slice(0, 3).map((n) => n.target.join(" ")).join("; ")}`);
+}"""
+
+
+def serious_violations(page, *, exclude: tuple[str, ...] = (), rules: tuple[str, ...] = ()) -> list[str]:  # noqa: ANN001
+    """axe-core's serious and critical violations on `page` (whose context must bypass the CSP to inject axe);
+    `exclude`: CSS selectors left out, `rules`: only these rules."""
+    assert AXE.is_file(), "axe-core is missing: run `bash scripts/test-deps.sh` (npm ci in tests/oidc)"
+    page.add_script_tag(path=str(AXE))
+    return page.evaluate(_AXE_SERIOUS, [list(exclude), list(rules)])
+
+
+def upload_ready(server, tenant: str, path: Path, user: str = "carol") -> list[dict]:  # noqa: ANN001
+    """Upload `path` to `tenant` as `user` and wait (bounded) until every document of the tenant is ready."""
+    import httpx
+
+    r = httpx.post(f"{server.url}/api/t/{tenant}/documents", cookies=server.login(user), timeout=60,
+                   files={"file": (path.name, path.read_bytes(), "text/markdown")})
+    assert r.status_code == 202, r.text
+    for _ in range(480):
+        docs = httpx.get(f"{server.url}/api/t/{tenant}/documents", cookies=server.login(user)).json()["documents"]
+        if docs and all(d["status"] == "ready" for d in docs):
+            return docs
+        time.sleep(0.5)
+    raise AssertionError(docs)

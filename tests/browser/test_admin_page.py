@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.conftest import REPO
+from tests.browser.conftest import serious_violations
 
 pytestmark = [pytest.mark.browser]
 
@@ -45,16 +45,10 @@ def test_the_operator_signs_in_on_the_page_and_stays_there(browser, live_server,
 
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
-AXE = REPO / "tests" / "oidc" / "node_modules" / "axe-core" / "axe.min.js"
 # What sticks out past the window's right edge (nothing, when the page does not scroll sideways).
 _OVERFLOW = """() => document.documentElement.scrollWidth <= window.innerWidth ? [] :
   Array.from(document.querySelectorAll("body *")).filter((e) => e.getBoundingClientRect().right > window.innerWidth + 1)
     .slice(0, 6).map((e) => `${e.tagName}.${e.className}: ${(e.textContent || "").trim().slice(0, 60)}`)"""
-_AXE_RUN = """async () => {
-  const r = await axe.run(document, {resultTypes: ["violations"]});
-  return r.violations.filter((v) => v.impact === "serious" || v.impact === "critical")
-    .map((v) => `${v.id} (${v.impact}): ${v.help} at ${v.nodes.slice(0, 3).map((n) => n.target.join(" ")).join("; ")}`);
-}"""
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +77,6 @@ def seeded(live_server) -> None:  # noqa: ANN001
 @pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
 def test_the_charts_fit_a_phone_and_have_no_serious_accessibility_violation(browser, live_server, seeded, shot,
                                                                             viewport):
-    assert AXE.is_file(), "axe-core is missing: run `bash scripts/test-deps.sh` (npm ci in tests/oidc)"
     # axe is injected as a script of its own: only this context lets it past the page's CSP.
     ctx = browser.new_context(viewport=viewport, bypass_csp=True)
     ctx.add_cookies([{"name": k, "value": v, "url": live_server.url} for k, v in live_server.login("root").items()])
@@ -104,6 +97,5 @@ def test_the_charts_fit_a_phone_and_have_no_serious_accessibility_violation(brow
     assert page.evaluate(_OVERFLOW) == [], "/admin scrolls sideways"
     width = "phone" if viewport["width"] < 500 else "desktop"
     shot(page, f"admin-charts-{width}")
-    page.add_script_tag(path=str(AXE))
-    assert page.evaluate(_AXE_RUN) == []
+    assert serious_violations(page) == []
     ctx.close()

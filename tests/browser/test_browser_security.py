@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import shutil
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
 
-from tests.browser.conftest import chat_login, take_csp_violations
+from tests.browser.conftest import chat_login, take_csp_violations, upload_ready
 from tests.browser.test_studio import TIMEOUT
 from tests.conftest import REPO, start_server, stop_server
 from tests.llm.fakes import make_config_dir, mock
@@ -32,15 +31,7 @@ def server(tmp_path_factory):
     cfg = make_config_dir(tmp, model_list=[mock("fast", "anthropic/claude-haiku-5-5", "Up to 10% [1].")],
                           policy={"allowed_tiers": ["fast"]})
     srv = start_server(tmp, {"ATRIUM_CONFIG_DIR": str(cfg), "ATRIUM_PROMPTS_DIR": str(prompts)})
-    pricing = (REPO / "demo" / "corpus" / "sales" / "pricing-rules.md").read_bytes()
-    r = httpx.post(f"{srv.url}/api/t/sales/documents", cookies=srv.login("carol"), timeout=60,
-                   files={"file": ("pricing-rules.md", pricing, "text/markdown")})
-    assert r.status_code == 202, r.text
-    for _ in range(480):
-        docs = httpx.get(f"{srv.url}/api/t/sales/documents", cookies=srv.login("carol")).json()["documents"]
-        if docs and all(d["status"] == "ready" for d in docs):
-            break
-        time.sleep(0.5)
+    upload_ready(srv, "sales", REPO / "demo" / "corpus" / "sales" / "pricing-rules.md")
     yield srv
     stop_server(srv)
 

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import json
 import re
-import time
 
 import httpx
 import pytest
 
+from tests.browser.conftest import serious_violations, upload_ready
 from tests.browser.test_studio import TIMEOUT
 from tests.conftest import REPO, start_server, stop_server
 from tests.llm.fakes import make_config_dir, mock
@@ -33,17 +33,7 @@ def server(tmp_path_factory):
     cfg = make_config_dir(tmp, model_list=[mock("fast", "anthropic/claude-haiku-5-5", ANSWER)],
                           policy={"allowed_tiers": ["fast"]})
     srv = start_server(tmp, {"ATRIUM_CONFIG_DIR": str(cfg)})
-    pricing = (REPO / "demo" / "corpus" / "sales" / "pricing-rules.md").read_bytes()
-    r = httpx.post(f"{srv.url}/api/t/sales/documents", cookies=srv.login("carol"), timeout=60,
-                   files={"file": ("pricing-rules.md", pricing, "text/markdown")})
-    assert r.status_code == 202, r.text
-    for _ in range(480):
-        docs = httpx.get(f"{srv.url}/api/t/sales/documents", cookies=srv.login("carol")).json()["documents"]
-        if docs and all(d["status"] == "ready" for d in docs):
-            break
-        time.sleep(0.5)
-    else:
-        raise AssertionError(docs)
+    upload_ready(srv, "sales", REPO / "demo" / "corpus" / "sales" / "pricing-rules.md")
     yield srv
     stop_server(srv)
 
@@ -223,13 +213,9 @@ def test_an_ordinary_session_leaves_the_log_and_the_console_quiet(server, browse
     assert problems == [], "\n".join(problems)
 
 
-AXE = REPO / "tests" / "oidc" / "node_modules" / "axe-core" / "axe.min.js"
 # Left out: the conversation list's entries, where Chainlit nests each conversation's "…" menu (a <div> with a
 # popup's attributes) inside the conversation's button; fixing it means changing Chainlit's React markup.
-AXE_SERIOUS = """async () => (await axe.run({exclude: [['[data-sidebar="menu-button"]']]},
-                                         {resultTypes: ["violations"]})).violations
-  .filter((v) => v.impact === "serious" || v.impact === "critical")
-  .map((v) => `${v.id}: ${v.help} at ${v.nodes.slice(0, 3).map((n) => n.html.slice(0, 200)).join("; ")}`)"""
+CHAINLIT_NESTED_MENU = '[data-sidebar="menu-button"]'
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
@@ -245,7 +231,6 @@ def test_the_chat_studio_and_console_have_no_serious_accessibility_violation(ser
             page.goto(f"{server.url}{path}")
             page.locator(ready).first.wait_for(timeout=60_000)
             page.wait_for_timeout(500)  # the chat's welcome screen fades in
-            page.add_script_tag(path=str(AXE))
-            violations = page.evaluate(AXE_SERIOUS)
+            violations = serious_violations(page, exclude=(CHAINLIT_NESTED_MENU,))
             assert violations == [], (path, viewport["width"], scheme, "\n".join(violations))
         ctx.close()

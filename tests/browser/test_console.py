@@ -14,16 +14,16 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+from playwright.sync_api import expect
 
-from tests.browser.conftest import chat_login
-from tests.conftest import REPO, start_server, stop_server
+from tests.browser.conftest import chat_login, serious_violations
+from tests.conftest import start_server, stop_server
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 TABS = ("knowledge", "keys", "usage", "audit")
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
-AXE = REPO / "tests" / "oidc" / "node_modules" / "axe-core" / "axe.min.js"
 PHRASE = "The Zorblax pricing exception code is PURPLE-OCTOPUS-42"
 
 
@@ -70,18 +70,19 @@ def test_carol_signs_in_on_the_console_and_a_document_goes_in_and_out_of_search(
     shot(page, "console-knowledge-desktop")
     assert any(h["document_id"] == doc_id for h in _search(server, cookies, PHRASE))
 
-    assert page.locator("#notice").inner_text() == "“Zorblax exceptions” is ready."  # said after the reload too
+    # said after the reload too (by the page's script, which may run after the row is there)
+    expect(page.locator("#notice")).to_have_text("“Zorblax exceptions” is ready.", timeout=60_000)
 
     page.once("dialog", lambda d: d.accept())
     row.locator("button.delete-doc").click()
     page.locator(f"#doc-{doc_id}").wait_for(state="detached", timeout=60_000)
-    assert page.locator("#notice").inner_text() == "Deleted “Zorblax exceptions”."
+    expect(page.locator("#notice")).to_have_text("Deleted “Zorblax exceptions”.", timeout=60_000)
 
     bad = tmp_path / "broken.pdf"
     bad.write_bytes(b"not a pdf at all")
     page.set_input_files("#upload-files", str(bad))
     page.click("#upload-submit")
-    page.locator("#notice.bad").wait_for()
+    page.locator("#notice.bad").wait_for(timeout=60_000)
     said = page.locator("#notice").inner_text()
     assert said.startswith("Not added.") and said.count("broken.pdf") == 1, said  # the file named once
     assert page.locator("#upload-progress-row").is_hidden()  # no half-full bar left behind
@@ -236,18 +237,12 @@ _OVERFLOW = """() => document.documentElement.scrollWidth <= window.innerWidth ?
   Array.from(document.querySelectorAll("body *")).filter((e) => e.getBoundingClientRect().right > window.innerWidth + 1)
     .slice(0, 6).map((e) => `${e.tagName}.${e.className}: ${(e.textContent || "").trim().slice(0, 60)}`)"""
 
-_AXE_RUN = """async () => {
-  const r = await axe.run(document, {resultTypes: ["violations"]});
-  return r.violations.filter((v) => v.impact === "serious" || v.impact === "critical")
-    .map((v) => `${v.id} (${v.impact}): ${v.help} at ${v.nodes.slice(0, 3).map((n) => n.target.join(" ")).join("; ")}`);
-}"""
 
 
 @pytest.mark.parametrize(("viewport", "scheme"), [(DESKTOP, "light"), (PHONE, "light"), (DESKTOP, "dark")],
                          ids=["desktop", "phone", "dark"])
 def test_every_tab_fits_a_phone_and_has_no_serious_accessibility_violation(browser, server, shot, viewport,
                                                                           scheme):
-    assert AXE.is_file(), "axe-core is missing: run `bash scripts/test-deps.sh` (npm ci in tests/oidc)"
     # axe is injected as a script of its own: only this context lets it past the page's CSP.
     ctx = _context(browser, server, "carol", viewport, bypass_csp=True, color_scheme=scheme)
     page = ctx.new_page()
@@ -262,8 +257,7 @@ def test_every_tab_fits_a_phone_and_has_no_serious_accessibility_violation(brows
         assert page.locator("h1").count() == 1, tab
         assert page.evaluate(_OVERFLOW) == [], f"{tab} scrolls sideways"
         shot(page, f"console-{tab}-{width}" + ("-dark" if scheme == "dark" else ""))
-        page.add_script_tag(path=str(AXE))
-        assert page.evaluate(_AXE_RUN) == [], tab
+        assert serious_violations(page) == [], tab
     ctx.close()
 
 
@@ -283,9 +277,5 @@ def test_the_studio_and_the_operations_page_share_the_header_light_and_dark(brow
         if name == "studio":
             page.locator("#assistant-list button").first.wait_for()
         shot(page, f"header-{name}-{scheme}", full_page=False)
-        page.add_script_tag(path=str(AXE))
-        contrast = page.evaluate("""async () => (await axe.run(document, {runOnly: ["color-contrast"]})).violations
-          .filter((v) => v.impact === "serious" || v.impact === "critical")
-          .flatMap((v) => v.nodes.slice(0, 5).map((n) => n.target.join(" ")))""")
-        assert contrast == [], (path, scheme)
+        assert serious_violations(page, rules=("color-contrast",)) == [], (path, scheme)
         ctx.close()
