@@ -7,6 +7,7 @@ from contextlib import contextmanager
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, create_engine
 
 
@@ -33,8 +34,19 @@ class Database:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        with Session(self.engine, expire_on_commit=False) as session:
+        session = Session(self.engine, expire_on_commit=False)
+        try:
             yield session
+        finally:
+            try:
+                session.close()
+            except DBAPIError as exc:
+                # The server dropped the connection after the work was done (a read that already returned, or
+                # a commit that already went through): closing rolls back, and a dead connection cannot — the
+                # server has already rolled back whatever was open. The pool discards the connection; the
+                # caller's result stands (a key verified a moment before is still verified).
+                if not exc.connection_invalidated:
+                    raise
 
     def ping(self) -> None:
         with self.engine.connect() as conn:
