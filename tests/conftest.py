@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -252,6 +253,27 @@ def stop_server(server: LiveServer) -> None:
         server.process.wait(timeout=15)
     except subprocess.TimeoutExpired:
         server.process.kill()
+
+
+def replica_env(*, config_dir: Path, database_url: str, redis_url: str, redis_prefix: str,
+                **extra: str) -> dict[str, str]:
+    """What every replica of one deployment shares (the README's "several replicas" recipe): one config, one
+    database, one Redis under one key prefix; the replicas leave documents to the workers."""
+    return {"ATRIUM_CONFIG_DIR": str(config_dir), "DATABASE_URL": database_url, "REDIS_URL": redis_url,
+            "ATRIUM_REDIS_PREFIX": redis_prefix, "ATRIUM_INGEST_WORKER": "false", **extra}
+
+
+@contextmanager
+def served_replicas(tmp: Path, env: dict[str, str], count: int = 2) -> Iterator[list[LiveServer]]:
+    """`count` served replicas with `env` (replica_env), each with a data dir of its own; stopped on exit."""
+    servers: list[LiveServer] = []
+    try:
+        for i in range(count):
+            servers.append(start_server(tmp / f"r{i}", env))
+        yield servers
+    finally:
+        for server in servers:
+            stop_server(server)
 
 
 @pytest.fixture(scope="session")

@@ -29,7 +29,7 @@ import sqlalchemy as sa
 
 from backend.auth.api_keys import issue_key
 from backend.db.engine import Database, make_engine
-from tests.conftest import _SCRUB, REPO, LiveServer, free_port
+from tests.conftest import _SCRUB, REPO, LiveServer, free_port, replica_env
 from tests.llm.fakes import make_config_dir, mock, set_tenant
 
 pytestmark = pytest.mark.slow
@@ -134,8 +134,8 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, pgvector_server: str, worker
                           quotas={"requests_per_minute": 1000, "user_requests_per_minute": 1000,
                                   "tokens_per_day": None, "monthly_budget_usd": None})
     set_tenant(cfg, "finance", quotas={"requests_per_minute": RPM})
-    shared = {"DATABASE_URL": db_url, "REDIS_URL": redis_url, "ATRIUM_REDIS_PREFIX": prefix,
-              "CHAINLIT_AUTH_SECRET": SECRET, "ATRIUM_CONFIG_DIR": str(cfg), "ATRIUM_INGEST_WORKER": "false"}
+    shared = replica_env(config_dir=cfg, database_url=db_url, redis_url=redis_url, redis_prefix=prefix,
+                         CHAINLIT_AUTH_SECRET=SECRET)
     started: list[subprocess.Popen] = []
     try:
         replicas = []

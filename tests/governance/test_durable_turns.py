@@ -18,7 +18,7 @@ from openai import OpenAI
 
 from backend.auth.api_keys import issue_key
 from backend.db.engine import Database, make_engine
-from tests.conftest import start_server, stop_server
+from tests.conftest import replica_env, start_server, stop_server
 from tests.llm.fakes import SlowOpenAI, make_config_dir, mock, set_tenant
 
 NO_QUOTAS = {"requests_per_minute": None, "user_requests_per_minute": None, "tokens_per_day": None,
@@ -120,9 +120,8 @@ def test_a_replica_killed_mid_answer_leaves_interrupted_turns_and_no_reservation
             {"model_name": "smart", "litellm_params": {"model": "openai/gpt-4o-mini", "api_key": "sk-test",
                                                        "api_base": provider.url}}], quotas=NO_QUOTAS)
         set_tenant(cfg, "finance", quotas={"tokens_per_day": 3500})
-        env = {"ATRIUM_CONFIG_DIR": str(cfg), "DATABASE_URL": postgres_url, "REDIS_URL": redis_url,
-               "ATRIUM_REDIS_PREFIX": redis_prefix, "ATRIUM_INGEST_WORKER": "false", "ATRIUM_LEASE_S": "3",
-               "ATRIUM_TURN_PROGRESS_S": "0.2", "CHAINLIT_AUTH_SECRET": "d" * 48}
+        env = replica_env(config_dir=cfg, database_url=postgres_url, redis_url=redis_url, redis_prefix=redis_prefix,
+                          ATRIUM_LEASE_S="3", ATRIUM_TURN_PROGRESS_S="0.2", CHAINLIT_AUTH_SECRET="d" * 48)
         victim = start_server(tmp_path / "victim", env)
         survivor = start_server(tmp_path / "survivor", env)
         db = Database(make_engine(postgres_url))

@@ -8,58 +8,26 @@ answer comes back."""
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler
-from typing import Any
 
 import httpx
 
 from backend.auth.api_keys import issue_key
 from backend.chat.compose import estimate_tokens
 from backend.db.engine import Database, make_engine
-from tests.conftest import start_server, stop_server
-from tests.llm.fakes import _Served, make_config_dir, set_tenant
+from tests.conftest import replica_env, served_replicas
+from tests.llm.fakes import FakeOpenAI, make_config_dir, set_tenant
 
 MESSAGES = [{"role": "user", "content": "How long is the notice period?"}]
 MAX_TOKENS = 100
 EST = estimate_tokens(MESSAGES) + MAX_TOKENS  # what each request reserves
 
 
-class GatedOpenAI(_Served):
-    """OpenAI's chat completions, each answered once `gate` is set (18 tokens of usage); `arrived` counts them."""
-
-    def __init__(self) -> None:
-        self.gate, self.arrived, self._lock = threading.Event(), 0, threading.Lock()
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                return None
-
-            def do_POST(self) -> None:  # noqa: N802 - http.server API
-                body = json.loads(self.rfile.read(int(self.headers.get("content-length") or 0)) or b"{}")
-                with outer._lock:
-                    outer.arrived += 1
-                outer.gate.wait(120)
-                raw = json.dumps({"id": "c", "created": 0, "model": body.get("model", "?"), "object": "chat.completion",
-                                  "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
-                                  "choices": [{"index": 0, "finish_reason": "stop",
-                                               "message": {"role": "assistant", "content": "thirty days"}}]}).encode()
-                self.send_response(200)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(raw)))
-                self.end_headers()
-                self.wfile.write(raw)
-
-        self._serve(Handler, "/v1")
-
-
 def test_a_members_allowance_holds_exactly_across_two_replicas(tmp_path, redis_url, redis_prefix):
     fits, sent = 3, 10
-    with GatedOpenAI() as provider:
+    with FakeOpenAI(gate=threading.Event()) as provider:  # 18 tokens of usage an answer
         model = {"model_name": "fast", "litellm_params": {"model": "openai/gpt-4o-mini", "api_key": "sk-test",
                                                           "api_base": provider.url}}
         cfg = make_config_dir(tmp_path, model_list=[model], fallbacks=[], policy={"allowed_tiers": ["fast"]},
@@ -68,10 +36,8 @@ def test_a_members_allowance_holds_exactly_across_two_replicas(tmp_path, redis_u
         # Room for 3 reservations, not 4 (half of one to spare: the edge, not a rounding).
         set_tenant(cfg, "sales", quotas={"member": {"tokens_per_day": fits * EST + EST // 2}})
         db_url = f"sqlite:///{tmp_path / 'shared.db'}"
-        env = {"ATRIUM_CONFIG_DIR": str(cfg), "REDIS_URL": redis_url, "ATRIUM_REDIS_PREFIX": redis_prefix,
-               "DATABASE_URL": db_url, "ATRIUM_INGEST_WORKER": "false"}
-        servers = [start_server(tmp_path / f"r{i}", env) for i in range(2)]
-        try:
+        env = replica_env(config_dir=cfg, database_url=db_url, redis_url=redis_url, redis_prefix=redis_prefix)
+        with served_replicas(tmp_path, env) as servers:
             db = Database(make_engine(db_url))
             member, other = (issue_key(db=db, tenant="sales", scopes=["chat"]) for _ in range(2))
             admin = issue_key(db=db, tenant="sales", scopes=["admin"]).token
@@ -84,7 +50,7 @@ def test_a_members_allowance_holds_exactly_across_two_replicas(tmp_path, redis_u
             with ThreadPoolExecutor(sent) as pool:
                 futures = [pool.submit(call, i) for i in range(sent)]
                 deadline = time.monotonic() + 120  # every request refused or at the provider (not a timing claim)
-                while provider.arrived + sum(f.done() for f in futures) < sent and time.monotonic() < deadline:
+                while len(provider.requests) + sum(f.done() for f in futures) < sent and time.monotonic() < deadline:
                     time.sleep(0.05)
                 provider.gate.set()
                 responses = [f.result() for f in futures]
@@ -115,6 +81,3 @@ def test_a_members_allowance_holds_exactly_across_two_replicas(tmp_path, redis_u
             assert call(0, other).status_code == 200  # another member of the tenant is served
             allowance(100_000)
             assert call(1).status_code == 200
-        finally:
-            for server in servers:
-                stop_server(server)

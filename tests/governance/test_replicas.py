@@ -9,7 +9,7 @@ import httpx
 
 from backend.auth.api_keys import issue_key
 from backend.db.engine import Database, make_engine
-from tests.conftest import start_server, stop_server
+from tests.conftest import replica_env, served_replicas
 from tests.llm.fakes import make_config_dir, mock, set_tenant
 
 
@@ -19,10 +19,8 @@ def test_rate_limit_and_cache_across_two_replicas(tmp_path, redis_url, redis_pre
                                   "tokens_per_day": None, "monthly_budget_usd": None})
     set_tenant(cfg, "finance", quotas={"requests_per_minute": 4})
     db_url = f"sqlite:///{tmp_path / 'shared.db'}"
-    env = {"ATRIUM_CONFIG_DIR": str(cfg), "REDIS_URL": redis_url, "ATRIUM_REDIS_PREFIX": redis_prefix,
-           "DATABASE_URL": db_url, "ATRIUM_INGEST_WORKER": "false"}
-    servers = [start_server(tmp_path / f"r{i}", env) for i in range(2)]
-    try:
+    env = replica_env(config_dir=cfg, database_url=db_url, redis_url=redis_url, redis_prefix=redis_prefix)
+    with served_replicas(tmp_path, env) as servers:
         db = Database(make_engine(db_url))
         keys = {t: issue_key(db=db, tenant=t, scopes=["chat", "retrieval"]).token for t in ("finance", "sales")}
 
@@ -41,6 +39,3 @@ def test_rate_limit_and_cache_across_two_replicas(tmp_path, redis_url, redis_pre
         again = call(1, "sales", "what is the refund policy")  # the other replica
         assert first.json()["atrium"]["cached"] is False
         assert again.json()["atrium"]["cached"] is True
-    finally:
-        for server in servers:
-            stop_server(server)

@@ -42,12 +42,15 @@ class FakeOpenAI(_Served):
     """POST /v1/chat/completions: status `status` (500) when `fail`, else a completion (SSE when `stream`) whose text
     names the model asked for, cut at `max_tokens` words with finish_reason "length" as OpenAI does. `reply`:
     the (text, finish_reason) to answer a request body with instead, sent as it is (a model scripted to stop at
-    its length limit). Every request body is kept in `.requests`."""
+    its length limit). Every request body is kept in `.requests`. `gate`: every answer waits until it is set (the
+    requests admitted are then all in progress at once); `.requests` has each request as soon as it arrives."""
 
     def __init__(self, *, fail: bool = False, text: str = "fake answer", status: int = 500,
                  error: str = "upstream exploded",
-                 reply: Callable[[dict[str, Any]], tuple[str, str]] | None = None) -> None:
+                 reply: Callable[[dict[str, Any]], tuple[str, str]] | None = None,
+                 gate: threading.Event | None = None) -> None:
         self.fail = fail
+        self.gate = gate
         self.reply = reply
         self.status = status  # of a failure: 500 (the provider is down) or 400 (it rejects the request)
         self.error = error
@@ -62,6 +65,8 @@ class FakeOpenAI(_Served):
             def do_POST(self) -> None:  # noqa: N802 - http.server API
                 body = json.loads(self.rfile.read(int(self.headers.get("content-length") or 0)) or b"{}")
                 outer.requests.append(body)
+                if outer.gate is not None:
+                    outer.gate.wait(120)
                 if outer.fail:
                     kind = "invalid_request_error" if outer.status == 400 else "server_error"
                     payload = json.dumps({"error": {"message": outer.error, "type": kind}})
