@@ -315,9 +315,11 @@ def fallback_chains(live: LiveModels, router_settings: dict[str, Any],
     return rules
 
 
-def build_router(live: LiveModels, router_settings: dict[str, Any], *, redis_url: str | None = None) -> Any:
+def build_router(live: LiveModels, router_settings: dict[str, Any], *, redis_url: str | None = None,
+                 redis_prefix: str | None = None) -> Any:
     """LiteLLM's Router with every router_settings key of models.yaml (router_settings.py), the fallback lists
-    per live group, and, given `redis_url`, cooldowns shared with every other replica on that Redis.
+    per live group, and, given `redis_url`, cooldowns shared with every other replica on that Redis (its keys under
+    `redis_prefix`).
     Atrium's defaults keep `fallback_on_unsupported_params: false`: a provider's 400 (the request itself is
     wrong) is the caller's error; answering it from the next tier would hide it behind a weaker model and bill
     the quota twice. LiteLLM still falls back on a context window overflow or a content-policy refusal."""
@@ -325,4 +327,4 @@ def build_router(live: LiveModels, router_settings: dict[str, Any], *, redis_url
 
     return Router(model_list=live.deployments,
                   **{kind: fallback_chains(live, router_settings, kind) for kind in FALLBACK_KEYS},
-                  **router_kwargs(router_settings, redis_url=redis_url))
+                  **router_kwargs(router_settings, redis_url=redis_url, redis_prefix=redis_prefix))

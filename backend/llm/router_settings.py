@@ -125,14 +125,22 @@ def check_router_settings(raw: Any, *, source: Path) -> dict[str, Any]:
     return out
 
 
-def router_kwargs(settings: dict[str, Any], *, redis_url: str | None) -> dict[str, Any]:
+def router_kwargs(settings: dict[str, Any], *, redis_url: str | None,
+                  redis_prefix: str | None = None) -> dict[str, Any]:
     """The Router's keyword arguments from checked router_settings (fallback lists excepted: the caller builds
-    them): Atrium's defaults, every setting given, and REDIS_URL for shared cooldowns unless `redis_*` are set."""
+    them): Atrium's defaults, every setting given, and REDIS_URL for shared cooldowns unless `redis_*` are set.
+    `redis_prefix` (ATRIUM_REDIS_PREFIX): the Router's keys go under `<prefix>:litellm:`, unless router_settings
+    gives `cache_kwargs.namespace` itself."""
     kwargs = {**DEFAULTS, **{k: v for k, v in settings.items() if k not in FALLBACK_KEYS + FOLDED_KEYS}}
     if redis_url and not any(k in settings for k in REDIS_KEYS):
         # Cooldowns and allowed-fails counters live in Redis: a deployment one replica cooled down is skipped by
         # all of them, instead of each replica paying its own failures before it learns.
         kwargs["redis_url"] = redis_url
+    if redis_prefix and any(k in kwargs for k in REDIS_KEYS):
+        # LiteLLM's RedisCache prefixes every key it writes (and every key its Lua scripts touch) with its
+        # `namespace`: without one, its cooldown and usage keys sit at the top of a Redis that several deployments
+        # share (ATRIUM_REDIS_PREFIX exists for them), and two deployments would cool down each other's models.
+        kwargs["cache_kwargs"] = {"namespace": f"{redis_prefix}:litellm", **(kwargs.get("cache_kwargs") or {})}
     return kwargs
 
 

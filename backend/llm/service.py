@@ -157,7 +157,8 @@ class LLMService:
         for label, reason in self.live.retiring.items():
             log.warning("model deployment retires soon", extra={"deployment": label, "reason": reason})
         log.info("live model tiers", extra={"tiers": self.live.live})
-        self.router = (build_router(self.live, config.router_settings, redis_url=settings.redis_url)
+        self.router = (build_router(self.live, config.router_settings, redis_url=settings.redis_url,
+                                    redis_prefix=settings.redis_prefix)
                        if self.live.deployments else None)
         # list -> group -> the groups the Router falls back to; narrowed per request to the tenant's allowed tiers
         self._chains = {kind: {src: dsts for rule in fallback_chains(self.live, config.router_settings, kind)

@@ -213,6 +213,32 @@ def test_a_cooldown_on_one_replica_is_seen_by_the_other_through_redis(tmp_path, 
         assert len(bad.requests) == 1
 
 
+def test_the_routers_redis_keys_are_under_atrium_redis_prefix(tmp_path, make_settings, redis_url):
+    """Several deployments may share one Redis (ATRIUM_REDIS_PREFIX): LiteLLM's cooldown and usage keys go under
+    `<prefix>:litellm:`, nothing at the top of the database (the fixture's database starts empty)."""
+    import redis
+
+    prefix = "atrium-router-test"
+    with FakeOpenAI(fail=True) as bad, FakeOpenAI() as good:
+        cfg = _two_deployment_config(tmp_path / "prefixed", bad, good)
+        one = service(make_settings, cfg, REDIS_URL=redis_url, ATRIUM_REDIS_PREFIX=prefix)
+        assert one.router._config.arguments["cache_kwargs"] == {"namespace": f"{prefix}:litellm"}
+        asyncio.run(_fail_once_then_skip(one, bad))  # the cooldown is written to Redis
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        keys = sorted(client.scan_iter("*"))
+    finally:
+        client.close()
+    assert keys and all(k.startswith(f"{prefix}:litellm:") for k in keys), keys
+
+
+def test_router_settings_may_name_their_own_namespace(tmp_path, make_settings, redis_url):
+    cfg = make_config_dir(tmp_path, model_list=[mock("fast", "openai/gpt-4o-mini", "hi")],
+                          router_settings={"cache_kwargs": {"namespace": "theirs"}})
+    llm = service(make_settings, cfg, REDIS_URL=redis_url, ATRIUM_REDIS_PREFIX="ours")
+    assert llm.router._config.arguments["cache_kwargs"] == {"namespace": "theirs"}
+
+
 def test_without_redis_each_replica_learns_on_its_own(tmp_path, make_settings):
     """The control: the same two replicas without REDIS_URL; the second pays the failure again."""
     with FakeOpenAI(fail=True) as bad, FakeOpenAI() as good:
