@@ -119,10 +119,12 @@ class TenantLimits(_Strict):
     model_calls: int | None = Field(default=None, ge=1)  # in flight: chat turns, API, studio tries, searches
     streams: int | None = Field(default=None, ge=1)  # streaming answers open (chat and API streams)
     ingestion_jobs: int | None = Field(default=None, ge=1)  # its documents being ingested at once, over all workers
+    uploads: int | None = Field(default=None, ge=1)  # uploads being received and stored at once (API, chat)
 
 
 class TenantDefaults(_Strict):
-    limits: TenantLimits = Field(default_factory=lambda: TenantLimits(model_calls=8, streams=8, ingestion_jobs=1))
+    limits: TenantLimits = Field(default_factory=lambda: TenantLimits(model_calls=8, streams=8, ingestion_jobs=1,
+                                                                      uploads=4))
 
 
 class DifyConfig(_Strict):

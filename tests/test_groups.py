@@ -122,4 +122,4 @@ def test_a_tenant_s_limits_fall_back_to_the_defaults_field_by_field(tmp_path: Pa
     assert registry.limits("finance") == TenantLimits(model_calls=4, streams=6, ingestion_jobs=None)
     assert registry.limits("sales") == TenantLimits(model_calls=4, streams=2, ingestion_jobs=1)
     shipped = TenantRegistry.load(SHIPPED)
-    assert shipped.limits("sales") == TenantLimits(model_calls=8, streams=8, ingestion_jobs=1)
+    assert shipped.limits("sales") == TenantLimits(model_calls=8, streams=8, ingestion_jobs=1, uploads=4)

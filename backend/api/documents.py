@@ -34,12 +34,18 @@ router = APIRouter(prefix="/api/t/{tenant}", tags=["knowledge"])
 async def upload_documents(request: Request, ctx: IngestAccess, services: ServicesDep):
     """multipart/form-data with one or more `files` (or `file`). 202 lists the accepted documents (poll
     GET /documents/{id} for their status) and, per file, why any others were refused."""
-    # The body is read here, after IngestAccess: a caller who may not upload is answered before any of it is.
-    form, fields = await read_upload_form(request)
+    # The body is read here, after IngestAccess: a caller who may not upload is answered before any of it is; and
+    # a tenant with `limits.uploads` uploads in progress here too (a 429), before its body fills memory and disk.
+    slot = services.inflight.upload(ctx.tenant) if services.inflight else None
     try:
-        return await _upload(request, ctx, services, fields)
+        form, fields = await read_upload_form(request)
+        try:
+            return await _upload(request, ctx, services, fields)
+        finally:
+            await form.close()
     finally:
-        await form.close()
+        if slot is not None:
+            slot.release()
 
 
 async def _upload(request: Request, ctx: TenantContext, services: Services,

@@ -1,4 +1,5 @@
-"""Per-tenant caps inside one process: model calls in flight and streaming answers open (tenants.yaml `limits`).
+"""Per-tenant caps inside one process: model calls in flight, streaming answers open and uploads in progress
+(tenants.yaml `limits`).
 
 The rate windows and budgets (quotas.py) bound how much a tenant uses over time; these bound how much of THIS
 process it holds at once, so one tenant's burst (a script opening 150 streams) cannot fill the event loop, the
@@ -32,7 +33,10 @@ RETRY_AFTER_S = 2  # most answers finish within a few seconds; a client that wai
 # "retry shortly", not "wait for yours".
 _WHAT = {"model_calls": ("model call", "model calls", "in flight", "try again in a few seconds, when one has finished"),
          "streams": ("streaming answer", "streaming answers", "open", "try again in a few seconds, when one has "
-                                                                  "ended, or ask without streaming")}
+                                                                  "ended, or ask without streaming"),
+         "uploads": ("upload", "uploads", "in progress", "try again in a few seconds, when one has finished, or "
+                                                         "send several files in one request")}
+_TURN_KINDS = ("model_calls", "streams")
 
 
 @dataclass
@@ -71,7 +75,9 @@ class InflightLimits:
     def acquire(self, tenant: str, *, stream: bool) -> Slot:
         """A model-call slot, and a stream slot too when the answer streams; raises QuotaExceeded (nothing taken)
         when either cap is reached."""
-        kinds = ("model_calls", "streams") if stream else ("model_calls",)
+        return self._take(tenant, ("model_calls", "streams") if stream else ("model_calls",))
+
+    def _take(self, tenant: str, kinds: tuple[str, ...]) -> Slot:
         caps = self._limits(tenant)
         with self._lock:
             for kind in kinds:
@@ -84,10 +90,15 @@ class InflightLimits:
                 return Slot(tenant, kinds, self)
         raise self._refusal(tenant, kind, cap)
 
-    def held(self, tenant: str) -> dict[str, int]:
+    def upload(self, tenant: str) -> Slot:
+        """An upload slot (`limits.uploads`), held while the upload's body is read and its files stored; raises
+        QuotaExceeded (nothing taken) when the tenant has that many in progress in this process."""
+        return self._take(tenant, ("uploads",))
+
+    def held(self, tenant: str, kinds: tuple[str, ...] = _TURN_KINDS) -> dict[str, int]:
         """What the tenant holds now in this process (for tests, the admin page and the bench)."""
         with self._lock:
-            return {kind: self._held.get((tenant, kind), 0) for kind in _WHAT}
+            return {kind: self._held.get((tenant, kind), 0) for kind in kinds}
 
     def snapshot(self) -> dict[tuple[str, str], int]:
         """(tenant, kind) -> slots held now, every tenant (the metrics' in-flight gauge)."""

@@ -14,6 +14,7 @@ import re
 import time
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -196,8 +197,9 @@ class KnowledgeService:
         (tenant admins) only: a refusal is audited and raised (Forbidden) before any file is read; else the upload
         as any other (each file on its own, audited). Blocking: call from a worker thread."""
         self.authorize(principal, tenant, "ingest", route=CHAT_UPLOAD_ROUTE)
-        uploads = [UploadFile(filename=f.filename, data=f.path.read_bytes()) for f in files]
-        return self.upload(principal, tenant, uploads, route=CHAT_UPLOAD_ROUTE)
+        with self.inflight.upload(tenant) if self.inflight else nullcontext():  # tenants.yaml limits.uploads
+            uploads = [UploadFile(filename=f.filename, data=f.path.read_bytes()) for f in files]
+            return self.upload(principal, tenant, uploads, route=CHAT_UPLOAD_ROUTE)
 
     async def follow_documents(self, principal: Principal, tenant: str, documents: list[dict], *,
                                every_s: float = 1.0, for_s: float = 900.0) -> AsyncIterator[list[dict]]:
