@@ -262,7 +262,7 @@ def _charge_reaped(quotas: QuotaService, rows: list[dict]) -> None:
         quotas.charge_sync(tenant=row["tenant"], at=row["created_at"],
                            tokens=int(row["prompt_tokens"] or 0) + int(row["completion_tokens"] or 0),
                            cost_usd=float(row["cost_usd"] or 0.0), subject=row.get("subject"),
-                           assistant=row.get("assistant"))
+                           assistant=row.get("assistant"), turn=row.get("turn_key"))
 
 
 def _ping_redis(url: str) -> None:

@@ -15,6 +15,7 @@ from backend.chat.downgrade import cheaper_tier, downgrade_note
 from backend.chat.retrieve import format_context
 from backend.chat.turn import Turn, UsageRecorder, member_of
 from backend.chat.types import TurnResult
+from backend.db.repositories.turns import turn_key_of
 from backend.errors import QuotaExceeded
 from backend.governance.quotas import Admission, QuotaService
 from backend.llm.service import Delta, LLMService
@@ -52,6 +53,8 @@ class GenerateStage:
         call = composed()
         call = await self._reserve(t, composed) or call  # a spent budget may take the turn to a cheaper tier
         self.usage.start(t)  # recorded as it starts: a process that dies mid-answer leaves an `interrupted` row
+        if t.admission is not None:  # what it uses is counted once, by this process or by whoever reaps its row
+            t.admission.turn = turn_key_of(t.row)
         async for item in self.llm.stream(
             tier=t.tier, messages=t.messages, temperature=call.temperature, max_tokens=t.max_tokens,
             provider_preference=policy.provider_preference, stream=req.stream, params=req.params,

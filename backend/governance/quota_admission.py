@@ -22,6 +22,7 @@ class Admission:
     hold: str = field(default_factory=lambda: uuid.uuid4().hex)  # the reservation's id (its lease is renewed)
     levels: list[Level] = field(default_factory=list)  # every counter reserved on: tenant, member, assistant
     allowance: str | None = None  # the member's allowance it was admitted under (Allowance.source)
+    turn: str | None = None  # the turn's turn_key, once its row exists: what it used is counted once (settle)
 
     def holds(self) -> list[tuple[str, str]]:
         """(counter key, hold member) of what this admission reserved."""

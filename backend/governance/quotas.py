@@ -54,10 +54,14 @@ from backend.governance.quota_counters import Counters
 from backend.governance.quota_leases import HoldKeeper
 from backend.governance.quota_reads import member_of, raised_allowance, sum_usage_seed
 from backend.governance.quota_refusals import TENANT_LIMITS
-from backend.governance.ratelimit import LimitBackend, Reservation, Window, hold_member
+from backend.governance.ratelimit import Charge, LimitBackend, Reservation, Window, hold_member
 from backend.tenants import TenantConfig, TenantRegistry
 
 log = logging.getLogger("atrium.quotas")
+
+# A turn's "charged so far" mark (settle, charge_sync) outlives its answer and the reaping of it (a lease after its
+# process stopped beating), and a database outage of a day: the life of a day's counter.
+TURN_MARK_TTL_S = TOKENS_TTL_S
 
 # Imported from here by callers that predate the split (chat/turn.py, tests).
 __all__ = ["IN_PROGRESS_RETRY_S", "MICRO", "Admission", "QuotaService", "sum_usage_seed"]
@@ -188,11 +192,18 @@ class QuotaService:
             return
         adm.settled = True
         self.leases.drop(adm)
+        used = {"tokens": int(tokens), "usd": round(cost_usd * MICRO)}
+        if adm.turn is not None and any(used.values()) and adm.levels:
+            # A turn whose row exists may also be charged by a survivor that reaped it (this process lost the
+            # database, not Redis, and stopped beating): whoever comes second adds only what the first did not.
+            await self.backend.charge_once(self._key(adm.tenant, "turn", adm.turn), [
+                Charge(lv.key, lv.unit, used[lv.unit], lv.ttl_s, hold_member(adm.hold, lv.amount))
+                for lv in adm.levels], TURN_MARK_TTL_S)
+            return
         # Every level at once (one lock / one Lua script): no moment where the member's counter has the call and
         # the tenant's does not.
-        await self.backend.settle_many([
-            (lv.key, hold_member(adm.hold, lv.amount), int(tokens) if lv.unit == "tokens" else round(cost_usd * MICRO),
-             lv.ttl_s) for lv in adm.levels])
+        await self.backend.settle_many([(lv.key, hold_member(adm.hold, lv.amount), used[lv.unit], lv.ttl_s)
+                                        for lv in adm.levels])
 
     async def release(self, adm: Admission) -> None:
         await self.settle(adm, tokens=0, cost_usd=0.0)
@@ -201,32 +212,40 @@ class QuotaService:
         return len(self.leases.live)
 
     def charge_sync(self, *, tenant: str, at: datetime, tokens: int, cost_usd: float, subject: str | None = None,
-                    assistant: str | None = None) -> None:
+                    assistant: str | None = None, turn: str | None = None) -> None:
         """Count what a turn used whose reservation lapsed (its process died): from a thread, no event loop. Any
         tenant of tenants.yaml, served here or not: the reaping of dead processes is global (any survivor marks
-        their turns), and so is this charge to the tenant's counters (shared in Redis)."""
+        their turns), and so is this charge to the tenant's counters (shared in Redis). `turn` (its turn_key): the
+        charge counts once, together with its own process's settlement if that process was alive after all."""
         cfg = self.registry.locate(tenant)
         quotas = cfg.quotas if cfg else None
         if quotas is None:
             return
         at = at if at.tzinfo else at.replace(tzinfo=UTC)
-        if quotas.tokens_per_day is not None and tokens:
-            self.backend.adjust_sync(self._key(tenant, "tokens", day_start(at).strftime("%Y%m%d")), int(tokens),
-                                     TOKENS_TTL_S)
-        if quotas.monthly_budget_usd is not None and cost_usd:
-            self.backend.adjust_sync(self._key(tenant, "usd", month_start(at).strftime("%Y%m")),
-                                     round(cost_usd * MICRO), BUDGET_TTL_S)
-        # The member's and the assistant's counters, where they exist (adjust_sync leaves a missing one to its seed).
+        micro = round(cost_usd * MICRO)
+        charges: list[Charge] = []
+        if quotas.tokens_per_day is not None:
+            charges.append(Charge(self._key(tenant, "tokens", day_start(at).strftime("%Y%m%d")), "tokens",
+                                  int(tokens), TOKENS_TTL_S))
+        if quotas.monthly_budget_usd is not None:
+            charges.append(Charge(self._key(tenant, "usd", month_start(at).strftime("%Y%m")), "usd", micro,
+                                  BUDGET_TTL_S))
+        # The member's and the assistant's counters, where they exist (a missing one is left to its seed).
         if subject is not None and quotas.has_member_limits:
             subject = member_of(self.db, tenant, subject)  # an API key's turn counts against its owner
             token_key, usd_key = self.member_keys(tenant, subject, now=at)
-            if tokens:
-                self.backend.adjust_sync(token_key, int(tokens), TOKENS_TTL_S)
-            if cost_usd:
-                self.backend.adjust_sync(usd_key, round(cost_usd * MICRO), BUDGET_TTL_S)
-        if assistant and assistant in quotas.assistants and cost_usd:
-            self.backend.adjust_sync(self._key(tenant, "assistant", assistant, "usd", month_id(at)),
-                                     round(cost_usd * MICRO), BUDGET_TTL_S)
+            charges += [Charge(token_key, "tokens", int(tokens), TOKENS_TTL_S),
+                        Charge(usd_key, "usd", micro, BUDGET_TTL_S)]
+        if assistant and assistant in quotas.assistants:
+            charges.append(Charge(self._key(tenant, "assistant", assistant, "usd", month_id(at)), "usd", micro,
+                                  BUDGET_TTL_S))
+        if turn is not None:
+            if charges and (tokens or micro):
+                self.backend.charge_once_sync(self._key(tenant, "turn", turn), charges, TURN_MARK_TTL_S)
+            return
+        for c in charges:
+            if c.amount:
+                self.backend.adjust_sync(c.key, c.amount, c.ttl_s)
 
     async def reserved(self, tenant: str, *, now: datetime | None = None) -> dict[str, int]:
         """What answers in progress hold today (tokens) and this month (micro-USD), expired holds purged."""

@@ -65,6 +65,18 @@ class Decision:
     held: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Charge:
+    """What one turn used, on one counter (charge_once): `unit` (tokens, usd) names the figure, the same for every
+    counter of that unit; `member`: the turn's hold on that counter, removed (None: the turn holds none there)."""
+
+    key: str
+    unit: str
+    amount: int
+    ttl_s: int
+    member: str | None = None
+
+
 def hold_member(hold: str, amount: int) -> str:
     """A hold's member in its counter's hold set: the id and the amount (so the set alone says what is held)."""
     return f"{hold}:{int(amount)}"
@@ -75,6 +87,8 @@ class LimitBackend(Protocol):
                     lease_s: float = 60.0) -> Decision: ...
     async def settle(self, key: str, member: str, actual: int, ttl_s: int) -> None: ...
     async def settle_many(self, items: list[tuple[str, str, int, int]]) -> None: ...
+    async def charge_once(self, mark: str, items: list[Charge], mark_ttl_s: int) -> None: ...
+    def charge_once_sync(self, mark: str, items: list[Charge], mark_ttl_s: int) -> None: ...
     async def renew(self, holds: list[tuple[str, str]], lease_s: float) -> None: ...
     async def held(self, key: str) -> int: ...
     async def adjust(self, key: str, delta: int, ttl_s: int) -> None: ...
@@ -92,6 +106,7 @@ class MemoryLimits:
         self._hits: dict[str, deque[float]] = {}
         self._counters: dict[str, tuple[int, float]] = {}  # key -> (value, expires_at)
         self._holds: dict[str, dict[str, tuple[int, float]]] = {}  # key -> member -> (amount, lease_until)
+        self._marks: dict[str, tuple[dict[str, int], float]] = {}  # turn mark -> (unit -> charged, expires_at)
 
     def _counter(self, key: str, now: float) -> int | None:
         item = self._counters.get(key)
@@ -155,6 +170,29 @@ class MemoryLimits:
                 value = self._counter(key, now)
                 if value is not None:
                     self._counters[key] = (max(0, value + actual), now + ttl_s)
+
+    async def charge_once(self, mark: str, items: list[Charge], mark_ttl_s: int) -> None:
+        self.charge_once_sync(mark, items, mark_ttl_s)
+
+    def charge_once_sync(self, mark: str, items: list[Charge], mark_ttl_s: int) -> None:
+        """Counts what a turn used once, whoever charges it (its process settling, a survivor reaping it): each
+        counter gets only what exceeds what was already charged for the turn under `mark`."""
+        with self._lock:
+            now = self._clock()
+            charged, expires = self._marks.get(mark, ({}, 0.0))
+            charged = dict(charged) if expires > now else {}
+            delta: dict[str, int] = {}
+            for c in items:
+                if c.unit not in delta:
+                    delta[c.unit] = max(0, c.amount - charged.get(c.unit, 0))
+                    charged[c.unit] = max(charged.get(c.unit, 0), c.amount)
+            self._marks[mark] = (charged, now + mark_ttl_s)
+            for c in items:
+                if c.member is not None:
+                    self._holds.get(c.key, {}).pop(c.member, None)
+                value = self._counter(c.key, now)
+                if value is not None:  # a vanished counter is re-seeded from SQL, which has the real figure
+                    self._counters[c.key] = (value + delta[c.unit], now + c.ttl_s)
 
     async def renew(self, holds: list[tuple[str, str]], lease_s: float) -> None:
         with self._lock:
@@ -275,6 +313,38 @@ end
 return 1
 """
 
+# KEYS: the turn's mark (a hash: unit -> what was charged for the turn so far), then per counter its key and hold set.
+# ARGV: the mark's ttl_s, then per counter (hold member or '', unit, amount, ttl_s). Each unit's counters get only what
+# exceeds what was already charged for the turn (by its process settling it or a survivor reaping it): counted once.
+_CHARGE_ONCE_LUA = """
+local n = (#KEYS - 1) / 2
+local delta = {}
+for i = 1, n do
+  local b = 1 + (i - 1) * 4
+  local unit, amount = ARGV[b + 2], tonumber(ARGV[b + 3])
+  if delta[unit] == nil then
+    local before = tonumber(redis.call('HGET', KEYS[1], unit) or '0')
+    if amount > before then
+      delta[unit] = amount - before
+      redis.call('HSET', KEYS[1], unit, amount)
+    else
+      delta[unit] = 0
+    end
+  end
+end
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
+for i = 1, n do
+  local b = 1 + (i - 1) * 4
+  local ck, hk = KEYS[2 * i], KEYS[2 * i + 1]
+  if ARGV[b + 1] ~= '' then redis.call('ZREM', hk, ARGV[b + 1]) end
+  if redis.call('EXISTS', ck) == 1 then
+    redis.call('INCRBY', ck, delta[ARGV[b + 2]])
+    redis.call('EXPIRE', ck, tonumber(ARGV[b + 4]))
+  end
+end
+return 1
+"""
+
 # KEYS: hold sets; ARGV: lease_ms, then one member per key. Only holds still there are extended (XX).
 _RENEW_LUA = """
 local t = redis.call('TIME')
@@ -310,7 +380,7 @@ class RedisLimits:
     def __init__(self, url: str) -> None:
         self.url = url
         self._redis = LoopRedis(url, {"admit": _ADMIT_LUA, "adjust": _ADJUST_LUA, "settle": _SETTLE_LUA,
-                                      "settle_many": _SETTLE_MANY_LUA,
+                                      "settle_many": _SETTLE_MANY_LUA, "charge_once": _CHARGE_ONCE_LUA,
                                       "renew": _RENEW_LUA, "held": _HELD_LUA})
         self._sync: Any = None  # for the lease keeper's thread (governance/leases.py)
         self._sync_lock = threading.Lock()
@@ -352,6 +422,15 @@ class RedisLimits:
             await self._redis.script("settle_many")(
                 keys=keys, args=[a for _, member, actual, ttl in items for a in (member, int(actual), ttl)])
 
+    async def charge_once(self, mark: str, items: list[Charge], mark_ttl_s: int) -> None:
+        keys, args = _charge_once_call(mark, items, mark_ttl_s)
+        await self._redis.script("charge_once")(keys=keys, args=args)
+
+    def charge_once_sync(self, mark: str, items: list[Charge], mark_ttl_s: int) -> None:
+        """From a thread without an event loop (the lease keeper charging a dead process's turns)."""
+        keys, args = _charge_once_call(mark, items, mark_ttl_s)
+        self._sync_scripts()["charge_once"](keys=keys, args=args)
+
     async def renew(self, holds: list[tuple[str, str]], lease_s: float) -> None:
         if holds:
             await self._redis.script("renew")(keys=[holds_key(k) for k, _ in holds],
@@ -365,13 +444,17 @@ class RedisLimits:
 
     def adjust_sync(self, key: str, delta: int, ttl_s: int) -> None:
         """From a thread without an event loop (the lease keeper charging a dead process's turns)."""
+        self._sync_scripts()["adjust"](keys=[key], args=[int(delta), ttl_s])
+
+    def _sync_scripts(self) -> dict[str, Any]:
         with self._sync_lock:
             if self._sync is None:
                 import redis
 
                 client = redis.Redis.from_url(self.url, decode_responses=True)
-                self._sync = (client, client.register_script(_ADJUST_LUA))
-        self._sync[1](keys=[key], args=[int(delta), ttl_s])
+                self._sync = (client, {"adjust": client.register_script(_ADJUST_LUA),
+                                       "charge_once": client.register_script(_CHARGE_ONCE_LUA)})
+            return self._sync[1]
 
     async def get(self, key: str) -> int | None:
         value = await self._redis.client().get(key)
@@ -382,3 +465,11 @@ class RedisLimits:
         if self._sync is not None:
             self._sync[0].close()
             self._sync = None
+
+
+def _charge_once_call(mark: str, items: list[Charge], mark_ttl_s: int) -> tuple[list[str], list[Any]]:
+    keys, args = [mark], [int(mark_ttl_s)]
+    for c in items:
+        keys += [c.key, holds_key(c.key)]
+        args += [c.member or "", c.unit, int(c.amount), int(c.ttl_s)]
+    return keys, args

@@ -16,6 +16,7 @@ from tests.db.tenancy import A, B, assert_all_covered, rows_of
 UNSCOPED = {
     "db_epoch": "the database's clock: no data",
     "row_values": "a record's column values in memory (no database)",
+    "turn_key_of": "a record's idempotency key in memory (no database)",
     "parse_row": "a spooled row's JSON back into values in memory (no database)",
     "beat": "a process's heartbeat: platform bookkeeping, no tenant data",
     "prune_leases": "forgets old heartbeats: platform bookkeeping, no tenant data",

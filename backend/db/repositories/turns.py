@@ -39,10 +39,16 @@ def db_epoch(session: Session) -> Any:
     return literal_column("((julianday('now') - 2440587.5) * 86400.0)", Float)
 
 
-def row_values(turn: Any) -> dict[str, Any]:
-    """A turn's column values; a turn without an idempotency key gets one here (and keeps it)."""
+def turn_key_of(turn: Any) -> str:
+    """The turn's idempotency key, given to it here if it has none yet (and kept)."""
     if not getattr(turn, "turn_key", None):
         turn.turn_key = uuid.uuid4().hex
+    return str(turn.turn_key)
+
+
+def row_values(turn: Any) -> dict[str, Any]:
+    """A turn's column values; a turn without an idempotency key gets one here (and keeps it)."""
+    turn_key_of(turn)
     return {c: getattr(turn, c) for c in _COLUMNS}
 
 
@@ -93,7 +99,7 @@ def reap_turns(*, session: Session, lease_s: float, exclude_owner: str | None,
         cond.append(table.c.owner != exclude_owner)
     stmt = (update(table).where(*cond)
             .values(status="interrupted", outcome="interrupted", error=reason, updated_at=utcnow())
-            .returning(table.c.id, table.c.tenant, table.c.created_at, table.c.prompt_tokens,
+            .returning(table.c.id, table.c.turn_key, table.c.tenant, table.c.created_at, table.c.prompt_tokens,
                        table.c.completion_tokens, table.c.cost_usd, table.c.subject, table.c.assistant))
     rows = [dict(r) for r in session.execute(stmt).mappings()]
     session.commit()
