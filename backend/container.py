@@ -25,6 +25,7 @@ from backend.config_files import ConfigError
 from backend.db.engine import Database, make_engine
 from backend.db.migrate import prepare
 from backend.governance.alert_once import alert_gate
+from backend.governance.allowance_cache import TTL_S as ALLOWANCE_TTL_S
 from backend.governance.audit import AuditLog
 from backend.governance.audit_view import AuditView
 from backend.governance.cache import MemoryCache, RedisCache, ResponseCache
@@ -189,7 +190,8 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
                                                  audit=audit),
                         access=AccessGuard(audit=audit, configured=lambda tenant: registry.get(tenant) is not None),
                         usage=usage, knowledge=knowledge, metrics=metrics,
-                        member_usage=MemberUsage(db=db, registry=registry, audit=audit),
+                        member_usage=MemberUsage(db=db, registry=registry, audit=audit,
+                                                 on_raised=quotas.raised.raised),
                         conversations=ConversationService(db=db, registry=registry, audit=audit, chat=chat,
                                                           titles=settings.conversation_titles))
     for assistant, why in services.prompt_problems().items():
@@ -249,8 +251,11 @@ def _governance(settings: Settings, registry: TenantRegistry, db: Database,
         cache_backend: MemoryCache | RedisCache = RedisCache(settings.redis_url)
     else:
         limits, cache_backend = MemoryLimits(), MemoryCache()
+    # Members' raised allowances are cached only where every replica's raise bumps the version they are checked
+    # against (allowance_cache.py): the counters shared in Redis, or one node; else read from SQL every time.
     quotas = QuotaService(backend=limits, registry=registry, db=db, prefix=settings.redis_prefix,
-                          warn_ratio=settings.budget_warning_ratio, lease_s=settings.lease_s, metrics=metrics)
+                          warn_ratio=settings.budget_warning_ratio, lease_s=settings.lease_s, metrics=metrics,
+                          allowance_cache_s=ALLOWANCE_TTL_S if settings.redis_url or settings.single_node else 0.0)
     cache = ResponseCache(backend=cache_backend, prefix=settings.redis_prefix, ttl_s=settings.cache_ttl_s,
                           enabled=settings.response_cache)
     return quotas, cache

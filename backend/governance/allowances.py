@@ -2,10 +2,11 @@
 
 `quotas.member` is every member's allowance (tokens/day, USD/month); `quotas.member_overrides` give the members
 with a role or in a claim group another one (the first that matches; its unset fields from `quotas.member`); a
-tenant admin can raise one member's allowance for the month (SQL, read on every admission: every replica applies
-it at once). `quotas.assistants` caps an assistant's month. QuotaService reserves all the levels a call falls
-under — the tenant's, the member's, the assistant's — in one atomic admission (one lock / one Lua script), so a
-call is admitted only if each has room and nothing overshoots under parallel load.
+tenant admin can raise one member's allowance for the month (SQL, kept per process under a version every raise
+bumps, allowance_cache.py: every replica applies it at once). `quotas.assistants` caps an assistant's month.
+QuotaService reserves all the levels a call falls under — the tenant's, the member's, the assistant's — in one
+atomic admission (one lock / one Lua script), so a call is admitted only if each has room and nothing overshoots
+under parallel load.
 
 A refusal names the level (your allowance, this assistant's budget, the department's) and when it resets.
 """

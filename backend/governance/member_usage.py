@@ -1,12 +1,14 @@
 """Everyone sees their own room: a member's usage against their allowance in each of their tenants (`GET
 /api/me/usage`, only their own numbers), every member's for a tenant admin (the usage report by user), and a
-tenant admin raising one member's allowance for the month (SQL, so every replica applies it on the next call;
-audited). The allowance a member has depends on their role and claim groups: the admin's view takes it from the
-member's latest call (chat_turn.allowance), the only place it is known without the member's token.
+tenant admin raising one member's allowance for the month (SQL, and the tenant's allowance version bumped, so every
+replica applies it on the next call: allowance_cache.py; audited). The allowance a member has depends on their role
+and claim groups: the admin's view takes it from the member's latest call (chat_turn.allowance), the only place it
+is known without the member's token.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from sqlmodel import Session
@@ -41,10 +43,13 @@ MAX_TOKENS_PER_DAY, MAX_MONTHLY_USD = 10**12, 10**7  # a typo's upper bound, not
 
 
 class MemberUsage:
-    def __init__(self, *, db: Database, registry: TenantRegistry, audit: AuditLog) -> None:
+    def __init__(self, *, db: Database, registry: TenantRegistry, audit: AuditLog,
+                 on_raised: Callable[[str], None] | None = None) -> None:
+        """`on_raised(tenant)`: after a raise is committed (QuotaService.raised: the cached copies go stale)."""
         self.db = db
         self.registry = registry
         self.audit = audit
+        self.on_raised = on_raised
 
     def mine(self, principal: Principal, *, now: datetime | None = None) -> dict:
         """The caller's own usage and allowance in each tenant they belong to here."""
@@ -107,6 +112,8 @@ class MemberUsage:
             row = raise_allowance(session=s, tenant=tenant, subject=subject, month=month_id(now),
                                   tokens_per_day=tokens_per_day, monthly_budget_usd=monthly_budget_usd,
                                   granted_by=principal.subject)
+        if self.on_raised is not None:  # committed: every replica's next admission reads it
+            self.on_raised(tenant)
         detail = {"member": subject[:256], "month": row.month, "tokens_per_day": tokens_per_day,
                   "monthly_budget_usd": monthly_budget_usd}
         self.audit.record("allowance_raised", subject=principal.subject, tenant=tenant, route=route, ip=ip,

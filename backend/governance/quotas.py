@@ -26,13 +26,13 @@ ratelimit.py, the nested budgets (a member's allowance, an assistant's budget) a
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 from datetime import UTC, datetime
 
 from backend.db.engine import Database
 from backend.governance import quota_refusals
+from backend.governance.allowance_cache import RaisedAllowances
 from backend.governance.allowances import (
     BUDGET_TTL_S,
     IN_PROGRESS_RETRY_S,
@@ -52,7 +52,7 @@ from backend.governance.metrics import NoMetrics
 from backend.governance.quota_admission import Admission
 from backend.governance.quota_counters import Counters
 from backend.governance.quota_leases import HoldKeeper
-from backend.governance.quota_reads import member_of, raised_allowance, sum_usage_seed
+from backend.governance.quota_reads import member_of, sum_usage_seed
 from backend.governance.quota_refusals import TENANT_LIMITS
 from backend.governance.ratelimit import Charge, LimitBackend, Reservation, Window, hold_member
 from backend.tenants import TenantConfig, TenantRegistry
@@ -70,7 +70,9 @@ __all__ = ["IN_PROGRESS_RETRY_S", "MICRO", "Admission", "QuotaService", "sum_usa
 class QuotaService:
     def __init__(self, *, backend: LimitBackend, registry: TenantRegistry, db: Database,
                  prefix: str = "atrium", warn_ratio: float = 0.8, lease_s: float = 60.0,
-                 metrics: NoMetrics | None = None) -> None:
+                 metrics: NoMetrics | None = None, allowance_cache_s: float = 0.0) -> None:
+        """`allowance_cache_s`: how long a member's raised allowance may be kept (allowance_cache.py): only where
+        every replica's raises bump the version it is checked against (a shared backend, or a single node)."""
         self.backend = backend
         self.metrics = metrics or NoMetrics()  # refusals by limit; the share of each daily/monthly limit used
         self.registry = registry
@@ -80,6 +82,8 @@ class QuotaService:
         self.lease_s = lease_s
         self.counters = Counters(prefix=prefix, db=db)
         self.leases = HoldKeeper(backend=backend, lease_s=lease_s)
+        self.raised = RaisedAllowances(db=db, backend=backend, ttl_s=allowance_cache_s,
+                                       version_key=lambda tenant: self._key(tenant, "allowances"))
 
     @property
     def _live(self) -> dict[str, Admission]:
@@ -176,10 +180,9 @@ class QuotaService:
 
     async def allowance(self, cfg: TenantConfig, subject: str, *, roles: frozenset[str] = frozenset(),
                         groups: frozenset[str] = frozenset(), now: datetime | None = None) -> Allowance:
-        """The member's allowance this month: tenants.yaml, raised by a tenant admin (read from SQL on every call,
-        so a raise applies at once on every replica)."""
-        month = month_id(now or datetime.now(UTC))
-        raised = await asyncio.to_thread(raised_allowance, self.db, cfg.id, subject, month)
+        """The member's allowance this month: tenants.yaml, raised by a tenant admin (SQL, or its copy kept under the
+        tenant's allowance version, which every raise bumps: a raise applies at once on every replica)."""
+        raised = await self.raised.get(cfg.id, subject, month_id(now or datetime.now(UTC)))
         return with_raise(configured_allowance(cfg.quotas, roles, groups), raised)
 
     def member_keys(self, tenant: str, subject: str, *, now: datetime) -> tuple[str, str]:

@@ -93,6 +93,7 @@ class LimitBackend(Protocol):
     async def held(self, key: str) -> int: ...
     async def adjust(self, key: str, delta: int, ttl_s: int) -> None: ...
     def adjust_sync(self, key: str, delta: int, ttl_s: int) -> None: ...
+    def bump_sync(self, key: str, ttl_s: int) -> None: ...
     async def get(self, key: str) -> int | None: ...
     async def close(self) -> None: ...
 
@@ -215,6 +216,12 @@ class MemoryLimits:
             value = self._counter(key, now)
             if value is not None:  # a vanished counter is re-seeded from SQL, which has the real figure
                 self._counters[key] = (max(0, value + delta), now + ttl_s)
+
+    def bump_sync(self, key: str, ttl_s: int) -> None:
+        """Add one to `key`, made at 1 if it does not exist (a version: governance/allowance_cache.py)."""
+        with self._lock:
+            now = self._clock()
+            self._counters[key] = ((self._counter(key, now) or 0) + 1, now + ttl_s)
 
     async def get(self, key: str) -> int | None:
         with self._lock:
@@ -345,6 +352,12 @@ end
 return 1
 """
 
+_BUMP_LUA = """
+redis.call('INCR', KEYS[1])
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
+return 1
+"""
+
 # KEYS: hold sets; ARGV: lease_ms, then one member per key. Only holds still there are extended (XX).
 _RENEW_LUA = """
 local t = redis.call('TIME')
@@ -446,6 +459,10 @@ class RedisLimits:
         """From a thread without an event loop (the lease keeper charging a dead process's turns)."""
         self._sync_scripts()["adjust"](keys=[key], args=[int(delta), ttl_s])
 
+    def bump_sync(self, key: str, ttl_s: int) -> None:
+        """Add one to `key`, made at 1 if it does not exist (a version: governance/allowance_cache.py)."""
+        self._sync_scripts()["bump"](keys=[key], args=[int(ttl_s)])
+
     def _sync_scripts(self) -> dict[str, Any]:
         with self._sync_lock:
             if self._sync is None:
@@ -453,7 +470,8 @@ class RedisLimits:
 
                 client = redis.Redis.from_url(self.url, decode_responses=True)
                 self._sync = (client, {"adjust": client.register_script(_ADJUST_LUA),
-                                       "charge_once": client.register_script(_CHARGE_ONCE_LUA)})
+                                       "charge_once": client.register_script(_CHARGE_ONCE_LUA),
+                                       "bump": client.register_script(_BUMP_LUA)})
             return self._sync[1]
 
     async def get(self, key: str) -> int | None:
