@@ -108,6 +108,7 @@ LAYERS = {
     "backend.chat": 3,
     "backend": 0, "backend.container": 4, "backend.seed": 4, "backend.cli": 7, "backend.serving": 5,
     "backend.deploy": 5,  # renders manifests from the tenants registry; imported by the CLI only
+    "backend.worker_metrics": 5,  # `atrium worker`'s /metrics port; imported by the CLI only
     "backend.api": 5, "ui": 5, "app": 6,
 }
 
