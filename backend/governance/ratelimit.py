@@ -79,6 +79,7 @@ class LimitBackend(Protocol):
     async def held(self, key: str) -> int: ...
     async def adjust(self, key: str, delta: int, ttl_s: int) -> None: ...
     def adjust_sync(self, key: str, delta: int, ttl_s: int) -> None: ...
+    def get_many_sync(self, keys: list[str]) -> list[int | None]: ...
     async def get(self, key: str) -> int | None: ...
     async def close(self) -> None: ...
 
@@ -181,6 +182,11 @@ class MemoryLimits:
     async def get(self, key: str) -> int | None:
         with self._lock:
             return self._counter(key, self._clock())
+
+    def get_many_sync(self, keys: list[str]) -> list[int | None]:
+        with self._lock:
+            now = self._clock()
+            return [self._counter(key, now) for key in keys]
 
     async def close(self) -> None:
         return None
@@ -365,13 +371,22 @@ class RedisLimits:
 
     def adjust_sync(self, key: str, delta: int, ttl_s: int) -> None:
         """From a thread without an event loop (the lease keeper charging a dead process's turns)."""
+        self._client_sync()[1](keys=[key], args=[int(delta), ttl_s])
+
+    def get_many_sync(self, keys: list[str]) -> list[int | None]:
+        """Counters' values from a thread (the metrics' scrape): one MGET; None for a missing counter."""
+        if not keys:
+            return []
+        return [None if v is None else int(v) for v in self._client_sync()[0].mget(keys)]
+
+    def _client_sync(self) -> tuple[Any, Any]:
         with self._sync_lock:
             if self._sync is None:
                 import redis
 
                 client = redis.Redis.from_url(self.url, decode_responses=True)
                 self._sync = (client, client.register_script(_ADJUST_LUA))
-        self._sync[1](keys=[key], args=[int(delta), ttl_s])
+            return self._sync
 
     async def get(self, key: str) -> int | None:
         value = await self._redis.client().get(key)
