@@ -155,12 +155,16 @@ class UsageWriter:
         return self.spool is not None and self.spool.pending > 0
 
     def _apply(self, items: list[tuple[str, dict[str, Any]]]) -> dict[str, int]:
+        # A turn that starts and finishes within one batch is written once, as its final row: in one transaction
+        # the start's INSERT would be overwritten before anyone could read it (the common case under load).
+        finished = {row["turn_key"] for op, row in items if op == "finish"}
         progress: dict[str, dict[str, Any]] = {}
         for op, row in items:
-            if op == "progress":
+            if op == "progress" and row["turn_key"] not in finished:
                 progress[row["turn_key"]] = row  # the latest figures only
         with self.db.session() as session:
-            start_turns(session=session, rows=[parse_row(r) for op, r in items if op == "start"])
+            start_turns(session=session, rows=[parse_row(r) for op, r in items
+                                               if op == "start" and r["turn_key"] not in finished])
             progress_turns(session=session, rows=list(progress.values()))
             ids = finish_turns(session=session, rows=[parse_row(r) for op, r in items if op == "finish"])
             session.commit()
