@@ -32,10 +32,10 @@ def quota_used_now(quotas: QuotaService, *, now: datetime | None = None) -> dict
             return round(sum_usage_seed(quotas.db, tenant, month)[1] * MICRO)
 
         if q.tokens_per_day:
-            wanted.append((tenant, "tokens_per_day", quotas._key(tenant, "tokens", day.strftime("%Y%m%d")),
+            wanted.append((tenant, "tokens_per_day", quotas.counters.key(tenant, "tokens", day.strftime("%Y%m%d")),
                            float(q.tokens_per_day), tokens))
         if q.monthly_budget_usd:
-            wanted.append((tenant, "monthly_budget_usd", quotas._key(tenant, "usd", month_id(now)),
+            wanted.append((tenant, "monthly_budget_usd", quotas.counters.key(tenant, "usd", month_id(now)),
                            q.monthly_budget_usd * MICRO, micro_usd))
     values = quotas.backend.get_many_sync([key for _, _, key, _, _ in wanted])
     return {(tenant, limit): (seed() if value is None else value) / maximum
