@@ -101,11 +101,12 @@ def cmd_migrate(_args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_worker(_args: argparse.Namespace) -> int:
+def cmd_worker(args: argparse.Namespace) -> int:
     from backend.container import build_services
     from backend.knowledge.worker_process import run_worker
     from backend.logs import setup_logging
     from backend.startup_checks import require_sound
+    from backend.worker_metrics import MetricsPortError, worker_metrics
 
     # The jobs run in this process's main thread (run_worker), not in the app's background thread.
     settings = get_settings().model_copy(update={"ingest_worker": False})
@@ -113,7 +114,12 @@ def cmd_worker(_args: argparse.Namespace) -> int:
     require_sound(settings, serving=False)
     services = build_services(settings)
     try:
-        return run_worker(services.knowledge)
+        with worker_metrics(services, host=args.metrics_host or settings.worker_metrics_host,
+                            port=settings.worker_metrics_port if args.metrics_port is None else args.metrics_port):
+            return run_worker(services.knowledge)
+    except MetricsPortError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     finally:
         services.close()
 
@@ -327,11 +333,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=cmd_serve)
 
     sub.add_parser("migrate", help="apply database migrations").set_defaults(func=cmd_migrate)
-    sub.add_parser("worker", help="run the ingestion worker (queued uploads -> ready) until SIGTERM; any number of "
-                              "them may run beside the app's pods", description=(
+    worker = sub.add_parser("worker", help="run the ingestion worker (queued uploads -> ready) until SIGTERM; any "
+                            "number of them may run beside the app's pods", description=(
         "Ingest queued uploads (parse, chunk, embed) until SIGTERM, which finishes the batch in hand and hands the "
         "job back. Needs the web pods' DATABASE_URL (and vector store); with ATRIUM_DEPLOYMENT_GROUPS it takes only "
-        "the jobs of those groups' tenants.")).set_defaults(func=cmd_worker)
+        "the jobs of those groups' tenants. With ATRIUM_METRICS_TOKEN set, serves GET /metrics (ingestion and "
+        "process metrics) on its own port."))
+    worker.add_argument("--metrics-port", type=int, default=None, metavar="PORT",
+                        help="port of the worker's /metrics (default: ATRIUM_WORKER_METRICS_PORT, 9464; 0: none)")
+    worker.add_argument("--metrics-host", default=None, metavar="HOST",
+                        help="address of the worker's /metrics (default: ATRIUM_WORKER_METRICS_HOST, 127.0.0.1)")
+    worker.set_defaults(func=cmd_worker)
 
     keys = sub.add_parser("keys", help="tenant API keys").add_subparsers(dest="keys_command", required=True)
     create = keys.add_parser("create", help="create a key (printed once, alone on the last line)")

@@ -35,6 +35,7 @@ from backend.governance.member_usage import MemberUsage
 from backend.governance.metrics import NoMetrics, PrometheusMetrics
 from backend.governance.operators import OperatorConsole
 from backend.governance.outbox import Spool
+from backend.governance.quota_gauge import quota_used_now
 from backend.governance.quotas import QuotaService
 from backend.governance.ratelimit import MemoryLimits, RedisLimits
 from backend.governance.usage import UsageService, UsageWriter
@@ -165,6 +166,7 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
     llm = LLMService(settings=settings, config=models)
     llm.metrics = metrics
     quotas, cache = _governance(settings, registry, db, metrics)
+    metrics.watch_quota(lambda: quota_used_now(quotas))  # the share used now, read per scrape
     knowledge = build_knowledge(settings, db=db, registry=registry, audit=audit,
                                 embedding_list=llm.config.embedding_list)
     owner = new_owner()  # this process, on its turns in progress (governance/leases.py)

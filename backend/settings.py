@@ -105,6 +105,10 @@ class Settings(BaseSettings):
     # Observability (issue 18). GET /metrics answers the Prometheus scraper that sends this bearer token; unset:
     # no metrics are collected and /metrics is a 404. Tracing follows the standard OTEL_* variables (tracing.py).
     metrics_token: str | None = Field(None, alias="ATRIUM_METRICS_TOKEN", min_length=16, max_length=512)
+    # `atrium worker` serves its own /metrics (same token) here; 0: not served. 127.0.0.1 unless told (the
+    # Kubernetes manifests listen on 0.0.0.0 for the cluster's Prometheus).
+    worker_metrics_port: int = Field(9464, alias="ATRIUM_WORKER_METRICS_PORT", ge=0, le=65535)
+    worker_metrics_host: str = Field("127.0.0.1", alias="ATRIUM_WORKER_METRICS_HOST", min_length=1)
     # LiteLLM's own logging callbacks by name (comma-separated, e.g. `langfuse`; each reads its own variables,
     # e.g. LANGFUSE_PUBLIC_KEY, and needs its package installed). Empty: none (LiteLLM's logging work is skipped).
     litellm_callbacks: str = Field("", alias="ATRIUM_LITELLM_CALLBACKS")

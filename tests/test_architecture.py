@@ -102,12 +102,13 @@ def test_there_is_no_import_cycle():
 LAYERS = {
     "backend.settings": 0,
     "backend.db": 1, "backend.auth": 1, "backend.config_files": 1, "backend.errors": 0, "backend.logs": 0,
-    "backend.tracing": 0, "backend.runtime": 0, "backend.tenants": 1, "backend.groups": 1,
+    "backend.tracing": 0, "backend.runtime": 0, "backend.ids": 0, "backend.tenants": 1, "backend.groups": 1,
     "backend.startup_checks": 1,  # reads settings, raises a ConfigError; called by app and cli
     "backend.knowledge": 2, "backend.llm": 2, "backend.prompts": 2, "backend.governance": 2,
     "backend.chat": 3,
     "backend": 0, "backend.container": 4, "backend.seed": 4, "backend.cli": 7, "backend.serving": 5,
     "backend.deploy": 5,  # renders manifests from the tenants registry; imported by the CLI only
+    "backend.worker_metrics": 5,  # `atrium worker`'s /metrics port; imported by the CLI only
     "backend.api": 5, "ui": 5, "app": 6,
 }
 

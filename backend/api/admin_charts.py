@@ -3,6 +3,7 @@ server-rendered SVG, no script, no CDN."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 from backend.api.console_tabs import parse_day
@@ -15,6 +16,11 @@ RANGES = (7, 30, 90)  # the quick choices; any from/to works too
 METRIC_CHARTS = (("requests", "Requests per day", "requests", charts.plain, charts.bar_chart),
                  ("total_tokens", "Tokens per day", "tokens", charts.plain, charts.bar_chart),
                  ("cost_usd", "Cost per day (USD)", "USD", charts.usd, charts.line_chart))
+
+
+def slug(model: str) -> str:
+    """A model's name as part of an element id (`anthropic/claude-haiku-5-5` -> `anthropic_claude-haiku-5-5`)."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", model)
 
 
 def percent(value: float) -> str:
@@ -60,11 +66,11 @@ def draw(data: OpsSeries) -> dict:
                                         title=f"{title}: {name}", unit=unit, fmt=fmt))
                          for t, name in data.tenants])
         for metric, title, unit, fmt, draw_fn in METRIC_CHARTS]
-    per_model = [(title.replace("per day", "per model"),
-                  charts.bar_chart(data.per_model[metric], chart_id=f"chart-model-{metric}",
-                                   title=f"{title.replace('per day', 'per model')}, {data.start} to {data.end}",
-                                   unit=unit, fmt=fmt))
-                 for metric, title, unit, fmt, _ in METRIC_CHARTS]
+    per_model = [
+        (metric, title, [(model, draw_fn(data.per_model[model][metric], chart_id=f"chart-model-{metric}-{slug(model)}",
+                                         title=f"{title}: {model}", unit=unit, fmt=fmt))
+                         for model in data.models])
+        for metric, title, unit, fmt, draw_fn in METRIC_CHARTS]
     budgets = [(m["name"], round(100 * m["cost_usd"] / m["budget_usd"], 2)) for m in data.month if m["budget_usd"]]
     return {
         "per_tenant": per_tenant, "per_model": per_model,

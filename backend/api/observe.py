@@ -7,7 +7,6 @@ backend/api/deps.py once the principal is known; never the URL's word alone).
 from __future__ import annotations
 
 import re
-import secrets
 import time
 from collections.abc import Callable
 
@@ -16,6 +15,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backend.governance.metrics import NoMetrics
+from backend.ids import random_hex
 from backend.logs import RequestInfo, request_info
 from backend.tracing import TENANT, recording, tracer
 
@@ -31,7 +31,7 @@ def request_id_of(value: str | None) -> str:
     """The caller's request id when well-formed (1-128 of A-Z a-z 0-9 . _ -), else a new one."""
     if value and REQUEST_ID.fullmatch(value):
         return value
-    return secrets.token_hex(16)
+    return random_hex()
 
 
 def _trace_id_of(traceparent: str | None) -> str:
@@ -39,7 +39,7 @@ def _trace_id_of(traceparent: str | None) -> str:
     m = _TRACEPARENT.match(traceparent or "")
     if m and m.group(1) != "0" * 32:
         return m.group(1)
-    return secrets.token_hex(16)
+    return random_hex()
 
 
 class Observe:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any, Literal
 
@@ -25,6 +24,7 @@ from backend.api.params import Integer, IntegerOrNone, NumberOrNone
 from backend.api.unicode import lone_surrogate_at
 from backend.chat.types import MAX_MESSAGE_CHARS, ChatRequest, TurnResult
 from backend.errors import AtriumError, Invalid, NotFound, Unavailable
+from backend.ids import random_hex
 from backend.llm.schema_limits import SchemaTooComplex, check_schema
 
 router = APIRouter(prefix="/api/t/{tenant}/v1", tags=["openai-compatible"])
@@ -290,7 +290,7 @@ async def chat_completions(body: ChatCompletionIn, ctx: ChatAccess, services: Se
     # Said, not silently done: a caller's system messages do not reach an assistant model.
     notes = [SYSTEM_IGNORED] if req.messages is None and any(
         m.role in ("system", "developer") for m in body.messages) else []
-    cid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+    cid = f"chatcmpl-{random_hex()[:24]}"
     created = int(time.time())
     if not body.stream:
         try:

@@ -3,11 +3,15 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def has_lone_surrogate(text: str) -> bool:
-    return any("\ud800" <= ch <= "\udfff" for ch in text)
+    # ASCII (most keys and much text) has none; else one scan in C, not a Python loop over every character.
+    return not text.isascii() and _SURROGATE.search(text) is not None
 
 
 def lone_surrogate_at(value: Any, path: str = "") -> str | None:
@@ -22,9 +26,10 @@ def lone_surrogate_at(value: Any, path: str = "") -> str | None:
         return None
     for key, item in items:
         key = str(key)
-        where = f"{path}{key}" if key.startswith("[") else f"{path}.{key}".lstrip(".")
         if has_lone_surrogate(key):
             return f"a key of {path}" if path else "a key"
-        if found := lone_surrogate_at(item, where):
+        if isinstance(item, str) and not has_lone_surrogate(item):
+            continue  # the common case, without building the path it would be named by
+        if found := lone_surrogate_at(item, f"{path}{key}" if key.startswith("[") else f"{path}.{key}".lstrip(".")):
             return found
     return None

@@ -19,6 +19,7 @@ NAMESPACE = "atrium"
 IMAGE = "atrium"  # set at deploy time: `kustomize edit set image atrium=REGISTRY/atrium:TAG`
 UID = 10001  # the image's `atrium` user (Dockerfile: useradd --uid 10001)
 PORT = 8000
+METRICS_PORT = 9464  # `atrium worker`'s /metrics (backend/worker_metrics.py; served when ATRIUM_METRICS_TOKEN is set)
 GROUP_LABEL = "atrium/group"
 COMMON_LABELS = {"app.kubernetes.io/name": "atrium", "app.kubernetes.io/part-of": "atrium"}
 SECRET = "atrium-secrets"  # created by the operator (README): never rendered, never committed
@@ -266,10 +267,13 @@ def _deployment(group: GroupRoute, component: str) -> dict[str, Any]:
     env += _secret_env()
     container: dict[str, Any] = {
         "name": component, "image": IMAGE,
-        "command": ["atrium", "serve", "--host", "0.0.0.0", "--port", str(PORT)] if web else ["atrium", "worker"],
+        "command": ["atrium", "serve", "--host", "0.0.0.0", "--port", str(PORT)] if web
+        else ["atrium", "worker", "--metrics-host", "0.0.0.0", "--metrics-port", str(METRICS_PORT)],
         "env": env, "envFrom": _env_from(), "resources": _resources(w),
         "securityContext": _container_security(), "volumeMounts": mounts,
     }
+    if not web:  # the cluster's Prometheus scrapes it with the web pods' token (a NetworkPolicy of its own)
+        container["ports"] = [{"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"}]
     if web:
         container["ports"] = [{"name": "http", "containerPort": PORT, "protocol": "TCP"}]
         container["startupProbe"] = {  # loading the local model and the embedder takes a while on a cold node

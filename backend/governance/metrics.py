@@ -39,7 +39,7 @@ EXPORTED: dict[str, tuple[str, str]] = {
     "atrium_model_fallbacks_total": ("counter", "Model calls answered by another tier than the one asked"),
     "atrium_model_errors_total": ("counter", "Model calls that failed, by tenant, tier and error class"),
     "atrium_quota_refusals_total": ("counter", "Requests refused by a quota or rate limit, by limit"),
-    "atrium_quota_used_ratio": ("gauge", "Share of a tenant's daily tokens or monthly budget used (last admission)"),
+    "atrium_quota_used_ratio": ("gauge", "Share of a tenant's daily tokens or monthly budget used (read when scraped)"),
     "atrium_access_denials_total": ("counter", "Audited access denials by tenant and reason"),
     "atrium_cache_requests_total": ("counter", "Response cache look-ups by tenant and result (hit, miss)"),
     "atrium_retrieval_duration_seconds": ("histogram", "Knowledge base search latency (embedding and search)"),
@@ -76,6 +76,7 @@ class NoMetrics:
     def ingestion_job(self, *, tenant: str, outcome: str, seconds: float, chunks: int) -> None: ...
     def watch_backlog(self, backlog: Callable[[], dict[str, tuple[int, float]]]) -> None: ...
     def watch_inflight(self, held: Callable[[], dict[tuple[str, str], int]]) -> None: ...
+    def watch_quota(self, used: Callable[[], dict[tuple[str, str], float]]) -> None: ...
     def render(self) -> tuple[bytes, str]:
         return b"", "text/plain"
 
@@ -111,7 +112,6 @@ class PrometheusMetrics(NoMetrics):
         self._fallbacks = counter("atrium_model_fallbacks_total", ("tenant", "requested", "answered_tier"))
         self._errors = counter("atrium_model_errors_total", ("tenant", "tier", "error"))
         self._refusals = counter("atrium_quota_refusals_total", ("tenant", "limit"))
-        self._used = gauge("atrium_quota_used_ratio", ("tenant", "limit"))
         self._denials = counter("atrium_access_denials_total", ("tenant", "reason"))
         self._cache = counter("atrium_cache_requests_total", ("tenant", "result"))
         self._retrieval = histogram("atrium_retrieval_duration_seconds", ("tenant",), _FAST)
@@ -120,6 +120,7 @@ class PrometheusMetrics(NoMetrics):
         self._job_s = histogram("atrium_ingestion_job_duration_seconds", ("tenant",), _SLOW)
         self._backlog: Callable[[], dict[str, tuple[int, float]]] | None = None
         self._held: Callable[[], dict[tuple[str, str], int]] | None = None
+        self._quota: Callable[[], dict[tuple[str, str], float]] | None = None
         reg.register(_Sampled(self))
         if process:  # the process's own: CPU, memory, open files, GC, Python version
             from prometheus_client import GCCollector, PlatformCollector, ProcessCollector
@@ -163,7 +164,7 @@ class PrometheusMetrics(NoMetrics):
         self._refusals.labels(self.tenant(tenant), code_label(limit)).inc()
 
     def quota_used(self, *, tenant: str, limit: str, ratio: float) -> None:
-        self._used.labels(self.tenant(tenant), limit).set(ratio)
+        """Nothing: the gauge is read when scraped (watch_quota), so an idle tenant's share is current too."""
 
     def denial(self, *, tenant: str | None, reason: str | None) -> None:
         self._denials.labels(self.tenant(tenant), code_label(reason)).inc()
@@ -189,6 +190,10 @@ class PrometheusMetrics(NoMetrics):
         """`held()`: (tenant, kind) -> slots held now (governance/inflight.py); read per scrape."""
         self._held = held
 
+    def watch_quota(self, used: Callable[[], dict[tuple[str, str], float]]) -> None:
+        """`used()`: (tenant, limit) -> share of the limit used now (governance/quota_gauge.py); read per scrape."""
+        self._quota = used
+
     def render(self) -> tuple[bytes, str]:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -196,8 +201,9 @@ class PrometheusMetrics(NoMetrics):
 
 
 class _Sampled:
-    """Gauges read when scraped (nothing on the hot path): the ingestion backlog (one SQL query) and the in-flight
-    slots of this process."""
+    """Gauges read when scraped (nothing on the hot path): the ingestion backlog (one SQL query), the in-flight
+    slots of this process and the share of each tenant's quotas used (one Redis read; SQL for a counter not made
+    yet)."""
 
     def __init__(self, metrics: PrometheusMetrics) -> None:
         self.metrics = metrics
@@ -227,4 +233,13 @@ class _Sampled:
         if m._held is not None:
             for (tenant, kind), n in sorted(m._held().items()):
                 inflight.add_metric([m.tenant(tenant), kind], n)
-        return [depth, age, inflight]
+        used = GaugeMetricFamily("atrium_quota_used_ratio", EXPORTED["atrium_quota_used_ratio"][1],
+                                 labels=["tenant", "limit"])
+        try:  # as the backlog: Redis or the database away costs this gauge, not the scrape
+            quota = m._quota() if m._quota is not None else {}
+        except Exception:
+            log.warning("metrics: the quota counters could not be read; their gauge is left out", exc_info=True)
+            quota = {}
+        for (tenant, limit), ratio in sorted(quota.items()):
+            used.add_metric([m.tenant(tenant), limit], ratio)
+        return [depth, age, inflight, used]

@@ -27,7 +27,8 @@ class OpsSeries:
     end: date
     tenants: list[tuple[str, str]]  # (id, name), served tenants in the registry's order
     per_tenant: dict[str, dict[str, Series]]  # tenant -> metric -> every day of the range
-    per_model: dict[str, Series]  # metric -> (model, total over the range, every tenant)
+    models: list[str]  # every model with usage in the range, most tokens first
+    per_model: dict[str, dict[str, Series]]  # model -> metric -> every day of the range, summed over the tenants
     month: list[dict]  # per tenant: cost this month (UTC) and its monthly budget (None: none set)
     latency_p50: Series
     latency_p95: Series
@@ -71,14 +72,14 @@ def ops_series(*, db: Database, usage: UsageService, registry: TenantRegistry, e
     today = datetime.now(UTC).date()
     tenants = [(t.id, t.name) for t in registry.all()]
     per_tenant: dict[str, dict[str, Series]] = {}
-    per_model: dict[str, dict[str, float]] = {m: defaultdict(float) for m in METRICS}
+    per_model: dict[str, dict[str, dict[str, float]]] = defaultdict(lambda: {m: defaultdict(float) for m in METRICS})
     month = []
     for t in registry.all():  # report() checks the range (366 days at most) and says what to fix
         days = {r["key"]: r for r in usage.report(tenant=t.id, start=start, end=end, group_by="day")["groups"]}
         per_tenant[t.id] = {m: every_day(start, end, {k: r[m] for k, r in days.items()}) for m in METRICS}
-        for r in usage.report(tenant=t.id, start=start, end=end, group_by="model")["groups"]:
+        for r in usage.per_day_and_model(tenant=t.id, start=start, end=end):
             for m in METRICS:
-                per_model[m][r["key"]] += r[m]
+                per_model[r["model"]][m][r["day"]] += r[m]
         cost = usage.report(tenant=t.id, start=today.replace(day=1), end=today, group_by="day")["totals"]["cost_usd"]
         month.append({"tenant": t.id, "name": t.name, "cost_usd": cost, "budget_usd": t.quotas.monthly_budget_usd})
     since = datetime.combine(start, time.min, tzinfo=UTC)
@@ -100,7 +101,8 @@ def ops_series(*, db: Database, usage: UsageService, registry: TenantRegistry, e
                         "oldest_s": max(0.0, (now - oldest).total_seconds()) if oldest else 0.0})
     return OpsSeries(
         start=start, end=end, tenants=tenants, per_tenant=per_tenant,
-        per_model={m: sorted(v.items(), key=lambda kv: (-kv[1], kv[0])) for m, v in per_model.items()},
+        models=sorted(per_model, key=lambda model: (-sum(per_model[model]["total_tokens"].values()), model)),
+        per_model={model: {m: every_day(start, end, days) for m, days in v.items()} for model, v in per_model.items()},
         month=month,
         latency_p50=every_day(start, end, {d: percentile(h["latency_ms"], 0.5) for d, h in health.items()}),
         latency_p95=every_day(start, end, {d: percentile(h["latency_ms"], 0.95) for d, h in health.items()}),

@@ -3,11 +3,11 @@ id whose lease the admitting process renews until the call is settled or release
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass, field
 
 from backend.governance.allowances import Level
 from backend.governance.ratelimit import hold_member
+from backend.ids import random_hex
 
 
 @dataclass
@@ -19,7 +19,7 @@ class Admission:
     budget_key: str | None = None
     warnings: list[str] = field(default_factory=list)
     settled: bool = False
-    hold: str = field(default_factory=lambda: uuid.uuid4().hex)  # the reservation's id (its lease is renewed)
+    hold: str = field(default_factory=random_hex)  # the reservation's id (its lease is renewed; backend/ids.py)
     levels: list[Level] = field(default_factory=list)  # every counter reserved on: tenant, member, assistant
     allowance: str | None = None  # the member's allowance it was admitted under (Allowance.source)
     turn: str | None = None  # the turn's turn_key, once its row exists: what it used is counted once (settle)

@@ -94,6 +94,7 @@ class LimitBackend(Protocol):
     async def adjust(self, key: str, delta: int, ttl_s: int) -> None: ...
     def adjust_sync(self, key: str, delta: int, ttl_s: int) -> None: ...
     def bump_sync(self, key: str, ttl_s: int) -> None: ...
+    def get_many_sync(self, keys: list[str]) -> list[int | None]: ...
     async def get(self, key: str) -> int | None: ...
     async def close(self) -> None: ...
 
@@ -226,6 +227,11 @@ class MemoryLimits:
     async def get(self, key: str) -> int | None:
         with self._lock:
             return self._counter(key, self._clock())
+
+    def get_many_sync(self, keys: list[str]) -> list[int | None]:
+        with self._lock:
+            now = self._clock()
+            return [self._counter(key, now) for key in keys]
 
     async def close(self) -> None:
         return None
@@ -463,7 +469,16 @@ class RedisLimits:
         """Add one to `key`, made at 1 if it does not exist (a version: governance/allowance_cache.py)."""
         self._sync_scripts()["bump"](keys=[key], args=[int(ttl_s)])
 
+    def get_many_sync(self, keys: list[str]) -> list[int | None]:
+        """Counters' values from a thread (the metrics' scrape): one MGET; None for a missing counter."""
+        if not keys:
+            return []
+        return [None if v is None else int(v) for v in self._client_sync()[0].mget(keys)]
+
     def _sync_scripts(self) -> dict[str, Any]:
+        return self._client_sync()[1]
+
+    def _client_sync(self) -> tuple[Any, dict[str, Any]]:
         with self._sync_lock:
             if self._sync is None:
                 import redis
@@ -472,7 +487,7 @@ class RedisLimits:
                 self._sync = (client, {"adjust": client.register_script(_ADJUST_LUA),
                                        "charge_once": client.register_script(_CHARGE_ONCE_LUA),
                                        "bump": client.register_script(_BUMP_LUA)})
-            return self._sync[1]
+            return self._sync
 
     async def get(self, key: str) -> int | None:
         value = await self._redis.client().get(key)

@@ -13,7 +13,7 @@ from typing import Any
 
 from backend.db.engine import Database
 from backend.db.repositories.turns import finish_turns, parse_row, progress_turns, row_values, start_turns
-from backend.db.repositories.usage import GroupBy, usage_totals
+from backend.db.repositories.usage import GroupBy, usage_per_day_and_model, usage_totals
 from backend.errors import Invalid
 from backend.governance.outbox import Spool
 
@@ -28,18 +28,7 @@ class UsageService:
 
     def report(self, *, tenant: str, start: date | None, end: date | None, group_by: GroupBy) -> dict:
         """Totals for [start, end] (inclusive days, UTC); default: the current month to date."""
-        today = datetime.now(UTC).date()
-        end = end or today
-        start = start or end.replace(day=1)
-        if start > end:
-            raise Invalid(f"`from` ({start}) is after `to` ({end})", code="invalid_range")
-        if (end - start).days > MAX_RANGE_DAYS:
-            raise Invalid(f"the range is limited to {MAX_RANGE_DAYS} days", code="invalid_range")
-        if end >= date.max:  # the range ends at the next midnight, which date.max does not have
-            raise Invalid(f"`to` ({end}) is out of range: the last day a report can cover is "
-                          f"{date.max - timedelta(days=1)}", code="invalid_range")
-        since = datetime.combine(start, time.min, tzinfo=UTC)
-        until = datetime.combine(end + timedelta(days=1), time.min, tzinfo=UTC)
+        start, end, since, until = _window(start, end)
         with self.db.session() as session:
             rows = usage_totals(session=session, tenant=tenant, since=since, until=until, group_by=group_by)
         totals = {k: sum(r[k] for r in rows) for k in
@@ -47,6 +36,29 @@ class UsageService:
         totals["cost_usd"] = round(sum(r["cost_usd"] for r in rows), 8)
         return {"tenant": tenant, "from": start.isoformat(), "to": end.isoformat(), "group_by": group_by,
                 "groups": rows, "totals": totals}
+
+    def per_day_and_model(self, *, tenant: str, start: date, end: date) -> list[dict]:
+        """report()'s figures per (day, model) over [start, end]: rows with `day`, `model` and the same keys."""
+        _, _, since, until = _window(start, end)
+        with self.db.session() as session:
+            return usage_per_day_and_model(session=session, tenant=tenant, since=since, until=until)
+
+
+def _window(start: date | None, end: date | None) -> tuple[date, date, datetime, datetime]:
+    """(start, end, since, until) of a report: the inclusive UTC days checked, and the datetimes [since, until)."""
+    today = datetime.now(UTC).date()
+    end = end or today
+    start = start or end.replace(day=1)
+    if start > end:
+        raise Invalid(f"`from` ({start}) is after `to` ({end})", code="invalid_range")
+    if (end - start).days > MAX_RANGE_DAYS:
+        raise Invalid(f"the range is limited to {MAX_RANGE_DAYS} days", code="invalid_range")
+    if end >= date.max:  # the range ends at the next midnight, which date.max does not have
+        raise Invalid(f"`to` ({end}) is out of range: the last day a report can cover is "
+                      f"{date.max - timedelta(days=1)}", code="invalid_range")
+    since = datetime.combine(start, time.min, tzinfo=UTC)
+    until = datetime.combine(end + timedelta(days=1), time.min, tzinfo=UTC)
+    return start, end, since, until
 
 
 class UsageWriter:
@@ -143,12 +155,16 @@ class UsageWriter:
         return self.spool is not None and self.spool.pending > 0
 
     def _apply(self, items: list[tuple[str, dict[str, Any]]]) -> dict[str, int]:
+        # A turn that starts and finishes within one batch is written once, as its final row: in one transaction
+        # the start's INSERT would be overwritten before anyone could read it (the common case under load).
+        finished = {row["turn_key"] for op, row in items if op == "finish"}
         progress: dict[str, dict[str, Any]] = {}
         for op, row in items:
-            if op == "progress":
+            if op == "progress" and row["turn_key"] not in finished:
                 progress[row["turn_key"]] = row  # the latest figures only
         with self.db.session() as session:
-            start_turns(session=session, rows=[parse_row(r) for op, r in items if op == "start"])
+            start_turns(session=session, rows=[parse_row(r) for op, r in items
+                                               if op == "start" and r["turn_key"] not in finished])
             progress_turns(session=session, rows=list(progress.values()))
             ids = finish_turns(session=session, rows=[parse_row(r) for op, r in items if op == "finish"])
             session.commit()

@@ -1,7 +1,7 @@
 """Gateway overhead benchmark: Atrium's /v1/chat/completions vs. the floor, a bare LiteLLM Router endpoint
 and LiteLLM's own proxy — same mock model (LiteLLM mock_response), same load, same run.
 
-    .venv/bin/python bench/gateway/run.py [--requests 3000] [--concurrency 32] [--only atrium,router]
+    .venv/bin/python bench/gateway/run.py [--requests 3000] [--concurrency 32] [--only atrium,router] [--rounds 3]
 
 Atrium runs three times: observability off (no metrics token, no OTLP endpoint), with metrics on
 (ATRIUM_METRICS_TOKEN: every request counted), and with metrics and tracing on (spans exported over OTLP/HTTP
@@ -25,6 +25,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -192,6 +193,70 @@ def wrk(url: str, *, requests: int, concurrency: int, threads: int, auth: str, t
     return {k: int(v) for k, v in (kv.split("=") for kv in m.group(1).split())}
 
 
+def measure(t: dict, args: argparse.Namespace, tmp: Path, body: Path) -> dict:
+    """One target: start it, warm it up, time a bounded wrk run, stop it."""
+    auth, tenant = "", ""
+    if t.get("atrium"):
+        auth, tenant = issue_key(t["env"]), "sales"  # also runs the migrations before the server starts
+    port = free_port()
+    log = tmp / f"{t['key']}.log"
+    proc = start(t, port, log)
+    url = f"http://127.0.0.1:{port}{t['path']}"
+    headers = {"Authorization": f"Bearer {auth}", "X-Tenant-ID": tenant} if auth else {}
+    try:
+        wait_ready(url, headers, proc, log)
+        n = args.floor_requests if t["key"] == "floor" else args.requests
+        wrk(url, requests=max(200, n // 10), concurrency=args.concurrency, threads=args.threads, auth=auth,
+            tenant=tenant, body=body)  # warm-up
+        cpu0 = tree_cpu_seconds(proc.pid)
+        r = wrk(url, requests=n, concurrency=args.concurrency, threads=args.threads, auth=auth, tenant=tenant,
+                body=body)
+        cpu = tree_cpu_seconds(proc.pid) - cpu0
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+    rps = r["requests"] / (r["duration_us"] / 1e6)
+    return {"name": t["name"], "key": t["key"], "requests": r["requests"], "rps": round(rps, 1),
+            "p50_ms": r["p50_us"] / 1000, "p95_ms": r["p95_us"] / 1000, "p99_ms": r["p99_us"] / 1000,
+            "cpu_ms_per_request": round(cpu * 1000 / r["requests"], 2), "non200": r["non200"], "errors": r["errors"],
+            "load1": round(os.getloadavg()[0], 1)}
+
+
+def spread(values: list[float]) -> str:
+    """`median (min–max)`; just the value for one round."""
+    if not values:
+        return "—"
+    med = statistics.median(values)
+    return f"{med:.2f}" if len(values) == 1 else f"{med:.2f} ({min(values):.2f}–{max(values):.2f})"
+
+
+def derived(rounds: list[dict[str, dict]]) -> dict[str, list[float]]:
+    """Per round, from rows of the same round: Atrium's own work (its CPU per request minus the bare Router's
+    with Atrium's LiteLLM settings), its req/s over the proxy's, and what metrics and tracing add to its CPU."""
+    out: dict[str, list[float]] = {}
+
+    def add(name: str, value: float) -> None:
+        out.setdefault(name, []).append(value)
+
+    for rows in rounds:
+        cpu = {k: r["cpu_ms_per_request"] for k, r in rows.items()}
+        rps = {k: r["rps"] for k, r in rows.items()}
+        for atrium in ("atrium", "atrium_metrics", "atrium_traced"):
+            if atrium in cpu and "router_quiet" in cpu:
+                add(f"own work ms/request, {atrium}", cpu[atrium] - cpu["router_quiet"])
+            if atrium in rps and "proxy" in rps:
+                add(f"req/s over the proxy's, {atrium}", rps[atrium] / rps["proxy"])
+        if "atrium" in cpu and "atrium_metrics" in cpu:
+            add("metrics on: CPU per request, % over off", 100 * (cpu["atrium_metrics"] / cpu["atrium"] - 1))
+        if "atrium_metrics" in cpu and "atrium_traced" in cpu:
+            add("tracing on: CPU per request, % over metrics on",
+                100 * (cpu["atrium_traced"] / cpu["atrium_metrics"] - 1))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=3000)
@@ -199,57 +264,48 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--only", default="")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="run every target this many times, interleaved (odd rounds in reverse order, so a load "
+                         "that changes during the run weighs on each alike); report medians and min–max")
     args = ap.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is not installed: apt-get install -y wrk")
     tmp = Path(tempfile.mkdtemp(prefix="atrium-gateway-"))
     body = tmp / "body.json"
     body.write_text(json.dumps(BODY))
-    results = []
+    chosen = []
     for t in targets(tmp):
         if args.only and t["key"] not in args.only.split(","):
             continue
         if not t.get("available", True):
             print(f"skip {t['name']}: run bench/gateway/setup_proxy_venv.sh first")
             continue
-        auth, tenant = "", ""
-        if t.get("atrium"):
-            auth, tenant = issue_key(t["env"]), "sales"  # also runs the migrations before the server starts
-        port = free_port()
-        log = tmp / f"{t['key']}.log"
-        proc = start(t, port, log)
-        url = f"http://127.0.0.1:{port}{t['path']}"
-        headers = {"Authorization": f"Bearer {auth}", "X-Tenant-ID": tenant} if auth else {}
-        try:
-            wait_ready(url, headers, proc, log)
-            n = args.floor_requests if t["key"] == "floor" else args.requests
-            wrk(url, requests=max(200, n // 10), concurrency=args.concurrency, threads=args.threads, auth=auth,
-                tenant=tenant, body=body)  # warm-up
-            cpu0 = tree_cpu_seconds(proc.pid)
-            r = wrk(url, requests=n, concurrency=args.concurrency, threads=args.threads, auth=auth, tenant=tenant,
-                    body=body)
-            cpu = tree_cpu_seconds(proc.pid) - cpu0
-        finally:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-        rps = r["requests"] / (r["duration_us"] / 1e6)
-        row = {"name": t["name"], "key": t["key"], "requests": r["requests"], "rps": round(rps, 1),
-               "p50_ms": r["p50_us"] / 1000, "p95_ms": r["p95_us"] / 1000, "p99_ms": r["p99_us"] / 1000,
-               "cpu_ms_per_request": round(cpu * 1000 / r["requests"], 2), "non200": r["non200"],
-               "errors": r["errors"]}
-        results.append(row)
-        print(json.dumps(row), flush=True)
+        chosen.append(t)
+    rounds: list[dict[str, dict]] = []
+    for i in range(args.rounds):
+        rows: dict[str, dict] = {}
+        for t in (chosen if i % 2 == 0 else chosen[::-1]):
+            row = {**measure(t, args, tmp, body), "round": i + 1}
+            rows[t["key"]] = row
+            print(json.dumps(row), flush=True)
+        rounds.append(rows)
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
-    (out / f"gateway-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(json.dumps(results, indent=1))
-    print("\n| server | requests | req/s | p50 ms | p95 ms | p99 ms | CPU ms/request | non-200 |")
-    print("|---|---|---|---|---|---|---|---|")
-    for r in results:
-        print(f"| {r['name']} | {r['requests']} | {r['rps']:.0f} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | "
-              f"{r['p99_ms']:.1f} | {r['cpu_ms_per_request']:.2f} | {r['non200']} |")
+    (out / f"gateway-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(
+        json.dumps({"rounds": rounds, "derived": derived(rounds)}, indent=1))
+    print(f"\n{args.rounds} round(s); median (min–max) over the rounds\n")
+    print("| server | req/s | p50 ms | p95 ms | CPU ms/request | non-200 |")
+    print("|---|---|---|---|---|---|")
+    for t in chosen:
+        rs = [r[t["key"]] for r in rounds]
+        print(f"| {t['name']} | {spread([r['rps'] for r in rs])} | {spread([r['p50_ms'] for r in rs])} | "
+              f"{spread([r['p95_ms'] for r in rs])} | {spread([r['cpu_ms_per_request'] for r in rs])} | "
+              f"{sum(r['non200'] + r['errors'] for r in rs)} |")
+    print()
+    for name, values in derived(rounds).items():
+        print(f"- {name}: {spread(values)}")
+    print(f"- load average (1 min) at the end of each measurement: "
+          f"{spread([r['load1'] for rows in rounds for r in rows.values()])}")
 
 
 if __name__ == "__main__":

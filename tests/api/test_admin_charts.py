@@ -10,7 +10,9 @@ import re
 from datetime import UTC, datetime, time, timedelta
 
 import pytest
+import sqlalchemy as sa
 
+from backend.api.admin_charts import slug
 from backend.db.models import AuditEvent, ChatTurn, KbDocument
 
 TODAY = datetime.now(UTC).date()
@@ -54,7 +56,21 @@ def bars(page: str, chart_id: str) -> dict[str, float]:
     return {k: float(v) for k, v in re.findall(r'data-key="([^"]*)" data-value="([^"]*)"', svg)}
 
 
-def test_the_charts_draw_the_usage_apis_numbers(api_client, login_as, seeded):
+def sql_per_day_and_model(services, start, end) -> dict[str, dict[str, dict[str, float]]]:  # noqa: ANN001
+    """model -> day -> requests, total_tokens, cost_usd over every tenant's turns, by SQL of the test's own."""
+    query = sa.text(
+        "SELECT date(created_at), coalesce(nullif(model, ''), '(no model call)'), "
+        "sum(CASE WHEN channel = 'internal' THEN 0 ELSE 1 END), sum(prompt_tokens + completion_tokens), "
+        "sum(cost_usd) FROM chat_turn WHERE date(created_at) >= :start AND date(created_at) <= :end "
+        "AND outcome IN ('ok', 'cancelled', 'interrupted') GROUP BY 1, 2")
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    with services.db.engine.connect() as conn:
+        for day, model, requests, tokens, cost in conn.execute(query, {"start": str(start), "end": str(end)}):
+            out.setdefault(model, {})[str(day)] = {"requests": requests, "total_tokens": tokens, "cost_usd": cost}
+    return out
+
+
+def test_the_charts_draw_the_usage_apis_numbers(api_client, api_services, login_as, seeded):
     root = login_as("root")
     r = api_client.get("/admin?days=7", cookies=root)
     assert r.status_code == 200, r.text
@@ -70,14 +86,21 @@ def test_the_charts_draw_the_usage_apis_numbers(api_client, login_as, seeded):
             assert len(drawn) == 7  # every day of the range, 0 when none
             assert {k: v for k, v in drawn.items() if v} == \
                 {k: pytest.approx(g[metric]) for k, g in by_day.items() if g[metric]}, (tenant, metric)
-    # Per model, across tenants: the sum of the tenants' reports by model.
-    per_model: dict[str, float] = {}
-    for tenant, admin in (("sales", "carol"), ("finance", "fiona")):
-        for g in api_client.get(f"/api/t/{tenant}/usage?from={start}&to={TODAY}&group_by=model",
-                                cookies=login_as(admin)).json()["groups"]:
-            per_model[g["key"]] = per_model.get(g["key"], 0) + g["total_tokens"]
-    assert bars(page, "chart-model-total_tokens") == {k: pytest.approx(v) for k, v in per_model.items()}
-    assert per_model == {"anthropic/claude-haiku-5-5": 375, "anthropic/claude-sonnet-5-5": 1100}
+    # Per model, per day, summed over the tenants: the numbers of a query of our own over the turns (the usage
+    # API's definition: answered, cancelled or interrupted turns; requests leave internal calls out).
+    per_model = sql_per_day_and_model(api_services, start, TODAY)
+    assert set(per_model) == {"anthropic/claude-haiku-5-5", "anthropic/claude-sonnet-5-5"}
+    for model, days in per_model.items():
+        for metric in ("requests", "total_tokens", "cost_usd"):
+            drawn = bars(page, f"chart-model-{metric}-{slug(model)}")
+            assert len(drawn) == 7, (model, metric)
+            assert {k: v for k, v in drawn.items() if v} == \
+                {d: pytest.approx(row[metric]) for d, row in days.items() if row[metric]}, (model, metric)
+    # The days apart: haiku on D1 (sales, 2 calls) and D2 (finance), sonnet on D2 only (its error not counted).
+    assert bars(page, "chart-model-total_tokens-anthropic_claude-haiku-5-5")[D1.isoformat()] == 360
+    assert bars(page, "chart-model-total_tokens-anthropic_claude-haiku-5-5")[D2.isoformat()] == 15
+    assert bars(page, "chart-model-requests-anthropic_claude-sonnet-5-5")[D2.isoformat()] == 1
+    assert bars(page, "chart-model-requests-anthropic_claude-sonnet-5-5")[D1.isoformat()] == 0
 
     # Latency (answered turns with a recorded latency), error rate, refusals (429) and denials from the audit log.
     assert bars(page, "chart-latency-p50")[D1.isoformat()] == 100

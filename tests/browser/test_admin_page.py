@@ -92,6 +92,10 @@ def test_the_charts_fit_a_phone_and_have_no_serious_accessibility_violation(brow
     drawn = page.locator("#chart-requests-sales .chart-bar").evaluate_all("(bars) => bars.map((b) => +b.dataset.value)")
     assert sum(drawn[:-1]) == 5  # the 6 seeded days before today, less the failed turn's (today: other tests')
     assert page.locator("#quick-ranges a[aria-current]").inner_text() == "Last 7 days"
+    # Per model, per day: one seeded turn a day for each model, but for the failed one 3 days ago (not counted).
+    per_model = page.locator("#chart-model-requests-local_smollm2 .chart-bar")
+    assert per_model.count() == 7
+    assert per_model.evaluate_all("(bars) => bars.map((b) => +b.dataset.value)")[:-1] == [1, 1, 1, 0, 1, 1]
     assert errors == []  # an ordinary page load logs no error in the browser
     assert page.locator("h1").count() == 1
     assert page.evaluate(_OVERFLOW) == [], "/admin scrolls sideways"

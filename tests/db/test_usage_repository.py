@@ -60,3 +60,10 @@ def test_usage_totals(seeded, group_by):
     row = rows[0]
     assert (row["requests"], row["internal_calls"], row["cached"], row["total_tokens"]) == (1, 0, 0, 20)
     assert row["cost_usd"] == pytest.approx(0.01)
+
+
+def test_usage_per_day_and_model(seeded):
+    with seeded.session() as s:
+        rows = repo.usage_per_day_and_model(session=s, tenant=B, since=SINCE, until=UNTIL)
+    assert [(r["model"], r["requests"], r["total_tokens"]) for r in rows] == [("anthropic/claude-haiku-5-5", 1, 20)]
+    assert rows[0]["day"] == utcnow().date().isoformat() and rows[0]["cost_usd"] == pytest.approx(0.01)

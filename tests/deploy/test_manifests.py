@@ -184,6 +184,11 @@ def test_pods_run_as_the_images_user_on_a_read_only_root_with_secrets_by_referen
             assert c["command"][:2] == ["atrium", command]
             env = {e["name"]: e.get("value") for e in c["env"]}
             assert env["ATRIUM_DEPLOYMENT_GROUPS"] == group and env["ATRIUM_MIGRATE_ON_START"] == "false"
+        # The worker serves /metrics on its own port (backend/worker_metrics.py), reachable by the cluster's
+        # Prometheus only if it listens on every address, not the default 127.0.0.1.
+        [w] = worker["spec"]["template"]["spec"]["containers"]
+        assert w["ports"] == [{"name": "metrics", "containerPort": 9464, "protocol": "TCP"}]
+        assert w["command"][2:] == ["--metrics-host", "0.0.0.0", "--metrics-port", "9464"]
         [c] = web["spec"]["template"]["spec"]["containers"]
         assert (c["livenessProbe"]["httpGet"]["path"], c["readinessProbe"]["httpGet"]["path"]) == \
             ("/healthz", "/readyz")

@@ -11,7 +11,6 @@ ambiguous (the connection dropped after COMMIT was sent) never makes a second ro
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
 from typing import Any
 
@@ -21,6 +20,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
 
 from backend.db.models import ChatTurn, ProcessLease, utcnow
+from backend.ids import random_hex
 
 _COLUMNS = [c.name for c in ChatTurn.__table__.columns if c.name != "id"]
 # What a finish may change: everything but the identity of the row and when it started.
@@ -42,7 +42,7 @@ def db_epoch(session: Session) -> Any:
 def turn_key_of(turn: Any) -> str:
     """The turn's idempotency key, given to it here if it has none yet (and kept)."""
     if not getattr(turn, "turn_key", None):
-        turn.turn_key = uuid.uuid4().hex
+        turn.turn_key = random_hex()  # unique, not secret (backend/ids.py)
     return str(turn.turn_key)
 
 

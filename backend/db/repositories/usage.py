@@ -78,27 +78,35 @@ def usage_totals(*, session: Session, tenant: str, since: datetime, until: datet
     else:
         # A plain completion through a tier alias (OpenAI-compatible `model: fast`) serves no assistant.
         group = func.coalesce(func.nullif(ChatTurn.assistant, ""), literal("tier:").concat(ChatTurn.tier))
-    stmt = (
-        select(
-            group.label("key"),
-            func.sum(case((ChatTurn.channel == "internal", 0), else_=1)).label("requests"),
-            func.sum(case((ChatTurn.channel == "internal", 1), else_=0)),
-            func.sum(case((ChatTurn.cached, 1), else_=0)),
-            func.sum(ChatTurn.prompt_tokens),
-            func.sum(ChatTurn.completion_tokens),
-            func.sum(ChatTurn.cost_usd),
-        )
-        .where(ChatTurn.tenant == tenant, ChatTurn.created_at >= since, ChatTurn.created_at < until,
-               col(ChatTurn.outcome).in_(("ok", "cancelled", "interrupted")))  # a stopped turn's tokens were used too
-        .group_by(group)
-        .order_by(group)
-    )
-    rows = []
-    for key, requests, internal, cached, pt, ct, cost in session.exec(stmt):
-        rows.append({
-            "key": str(key) if key is not None else "",
-            "requests": int(requests or 0), "internal_calls": int(internal or 0), "cached": int(cached or 0),
+    stmt = _totals(tenant, since, until, group.label("key")).group_by(group).order_by(group)
+    return [{"key": str(key) if key is not None else "", **_figures(rest)} for key, *rest in session.exec(stmt)]
+
+
+def usage_per_day_and_model(*, session: Session, tenant: str, since: datetime, until: datetime) -> list[dict]:
+    """usage_totals' figures per (day, model) at once: `day` (ISO date), `model` (NO_MODEL for turns that called
+    none), then the same keys. The operators' per-model charts per day (governance/ops_charts.py)."""
+    day, model = func.date(ChatTurn.created_at), func.coalesce(func.nullif(ChatTurn.model, ""), NO_MODEL)
+    stmt = _totals(tenant, since, until, day, model).group_by(day, model).order_by(day, model)
+    return [{"day": str(d), "model": str(m), **_figures(rest)} for d, m, *rest in session.exec(stmt)]
+
+
+def _totals(tenant: str, since: datetime, until: datetime, *keys: Any) -> Any:
+    """SELECT keys..., requests (not internal), internal calls, cached, prompt and completion tokens, cost over the
+    tenant's counted turns in [since, until): the one definition of the usage API's numbers."""
+    return select(
+        *keys,
+        func.sum(case((ChatTurn.channel == "internal", 0), else_=1)),
+        func.sum(case((ChatTurn.channel == "internal", 1), else_=0)),
+        func.sum(case((ChatTurn.cached, 1), else_=0)),
+        func.sum(ChatTurn.prompt_tokens),
+        func.sum(ChatTurn.completion_tokens),
+        func.sum(ChatTurn.cost_usd),
+    ).where(ChatTurn.tenant == tenant, ChatTurn.created_at >= since, ChatTurn.created_at < until,
+            col(ChatTurn.outcome).in_(("ok", "cancelled", "interrupted")))  # a stopped turn's tokens were used too
+
+
+def _figures(row: list[Any]) -> dict[str, Any]:
+    requests, internal, cached, pt, ct, cost = row
+    return {"requests": int(requests or 0), "internal_calls": int(internal or 0), "cached": int(cached or 0),
             "prompt_tokens": int(pt or 0), "completion_tokens": int(ct or 0),
-            "total_tokens": int(pt or 0) + int(ct or 0), "cost_usd": round(float(cost or 0.0), 8),
-        })
-    return rows
+            "total_tokens": int(pt or 0) + int(ct or 0), "cost_usd": round(float(cost or 0.0), 8)}
