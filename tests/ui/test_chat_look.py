@@ -7,6 +7,7 @@ import gzip
 import json
 import logging
 import re
+import tomllib
 
 from tests.conftest import REPO
 from ui.offline_page import SIGNED_OUT_MARK, _signed_out, _strip
@@ -75,3 +76,17 @@ def test_every_shipped_language_says_conversation_not_thread():
     assert {lang: found for lang, found in said.items() if found} == {}
     german = json.loads((REPO / ".chainlit" / "translations" / "de-DE.json").read_text(encoding="utf-8"))
     assert german["threadHistory"]["thread"]["untitled"] == "Unbenannte Unterhaltung"
+
+
+def test_the_chats_accepted_file_types_are_all_ones_react_dropzone_takes():
+    """public/atrium.js drops react-dropzone's warning about "application/*" (Chainlit's fallback list, drawn before
+    the chat has its settings): that is only right while the configured list has no entry the warning is about."""
+    config = tomllib.loads((REPO / ".chainlit" / "config.toml").read_text(encoding="utf-8"))
+    accept = config["features"]["spontaneous_file_upload"]["accept"]
+    # react-dropzone's isMIMEType, as its bundle has it (unanchored: "application/*" is what it refuses)
+    valid = re.compile(r"^(audio|video|image|text)/\*$|\w+/[-+.\w]+")
+    assert accept and all(valid.search(t) for t in accept), accept
+    assert "application/*" not in accept
+    script = (REPO / "public" / "atrium.js").read_text(encoding="utf-8")
+    listed = re.search(r"const ACCEPTED_TYPES = \[(.*?)\];", script, re.S)
+    assert listed and re.findall(r'"([^"]+)"', listed.group(1)) == accept  # atrium.js part 2 names the same types
