@@ -27,8 +27,6 @@
  * 8. A session that ended says why on the sign-in page: the server clears a cookie that no longer works and leaves
  *    the reason in a short-lived cookie (atrium_session_notice: signed out elsewhere, ended by an administrator,
  *    too old), shown above the form once.
- * 9. The account menu links to the studio (prompt editors), the console (tenant admins) and the operations page
- *    (operators), and the header lists the same links for the keyboard.
  * 7. Signing out is one page load. Chainlit's sign-out POSTs /logout, then both reloads the page and routes to the
  *    login page; the two navigations race, and when the second cancels the first the reload's redirect to the
  *    identity provider's sign-out (backend/auth/oidc_logout.py) was lost: the provider's session stayed open. Once
@@ -41,9 +39,65 @@
  *    console.error). When the server marks the page as requested without any session cookie (ui/offline_page.py),
  *    the answer is certain: this page gives Chainlit that 401 itself, without a request, and drops Chainlit's
  *    report of it. Signed in (or with a cookie that may work), the request goes to the server as before.
+ * 11. The header carries the navigation every page of Atrium shares (ui/templates/base.html: Chat, and the studio,
+ *    console and operations page for those who may use them, as /api/me's `pages` lists them), and the account
+ *    menu the same links (on a phone, where the header has no room for them).
+ * 12. The theme follows the system's (prefers-color-scheme) until the user picks one, as the studio, the console and
+ *    the operations page do. Chainlit's ThemeProvider reads the user's choice from localStorage "vite-ui-theme"
+ *    (what its theme button writes) and else falls back to the config's default_theme, which may only be "light"
+ *    or "dark" (Chainlit's config type: "system" there is refused, and leaving it out means "dark"). "system" is a
+ *    value the provider itself understands: written before Chainlit's page starts (this file is a plain script
+ *    in the head, Chainlit's bundle a module, run after it) when no choice is stored, so the user's choice wins.
+ * 13. No warning in the console on an ordinary load. Chainlit's chat draws its file drop zone before it has its
+ *    settings (while it still asks the server who the user is) with a fallback list of accepted types,
+ *    {"application/*", "audio/*", "image/*", "text/*", "video/*"}; react-dropzone takes no "application/*" and
+ *    warns, once per render: `Skipped "application/*" because it is not a valid MIME type`. The list the chat uses
+ *    once its settings arrive is .chainlit/config.toml's, which has no such entry (tests/ui/test_chat_look.py
+ *    checks it against react-dropzone's rule), so exactly that message is Chainlit's fallback's and is dropped.
+ *    Chainlit's dialogs (the rating's comment, a conversation's rename or delete) have a title and no description,
+ *    yet point aria-describedby at one; Radix warns about it as the dialog opens, before any script of the page
+ *    can act ("Missing `Description` or `aria-describedby={undefined}` for {DialogContent}"). What it warns
+ *    about is fixed here (a dialog's aria-describedby that names no element is removed: a screen reader finds
+ *    nothing to describe it with either way, and axe counts a dangling reference), and that one warning dropped.
+ *    Any other warning still reaches the console (tests/browser/test_chat_quiet.py fails on it).
+ * 14. A conversation's menu (rename, share, delete) from the keyboard. Chainlit draws each conversation in the
+ *    sidebar as a link holding a button, and inside that button the menu's trigger: a <div> with a popup's ARIA
+ *    attributes, which no element may nest inside a button (axe: aria-allowed-attr; as a button of its own it
+ *    would be a control inside a control, nested-interactive) and which the keyboard cannot reach (Radix opens it
+ *    on a pointer press only). The page's markup is React's and stays as it is; what changes is who says what:
+ *    the conversation's button, the second Tab stop of each conversation (the link is the first, and opens it),
+ *    carries the popup's attributes and opens the menu with Enter, Space or the down arrow; the inner <div> is
+ *    left a mouse target without ARIA. When the menu closes, the keyboard is back on that button.
  */
 (() => {
   "use strict";
+
+  // -- 13. no warning about Chainlit's fallback list of file types (first: before Chainlit's page starts) -------
+
+  const ANSWERED_WARNINGS = [
+    'Skipped "application/*" because it is not a valid MIME type.', // Chainlit's fallback list of types
+    "Warning: Missing `Description` or `aria-describedby={undefined}` for {DialogContent}.", // see dialogs()
+  ];
+  const consoleWarn = console.warn.bind(console);
+  console.warn = (...args) => {
+    if (typeof args[0] === "string" && ANSWERED_WARNINGS.some((w) => args[0].startsWith(w))) return;
+    consoleWarn(...args);
+  };
+
+  // A dialog described by an element that does not exist is described by nothing (part 13).
+  function dialogs() {
+    const described = "[role=dialog][aria-describedby], [role=alertdialog][aria-describedby]";
+    for (const box of document.querySelectorAll(described)) {
+      if (!document.getElementById(box.getAttribute("aria-describedby"))) box.removeAttribute("aria-describedby");
+    }
+  }
+
+  // -- 12. the theme follows the system's until the user picks one (first: before Chainlit's page starts) -------
+
+  const THEME_KEY = "vite-ui-theme"; // Chainlit's ThemeProvider storageKey
+  try {
+    if (!window.localStorage.getItem(THEME_KEY)) window.localStorage.setItem(THEME_KEY, "system");
+  } catch (e) { /* no storage (a locked-down browser): Chainlit's default_theme applies */ }
 
   const html = document.documentElement;
   const rootPath = (document.querySelector('meta[property="og:root_path"]') || {}).content || "";
@@ -382,22 +436,20 @@
     consoleError(...args);
   };
 
-  // -- 11. the way to the studio, the console and the operations page -------------------------------------
-  // The account menu links to the studio for prompt editors, the console for tenant admins, the operations page
-  // for operators (what /api/me says this user is: the pages decide again, this only saves typing an address).
-  // The header lists the same links for the keyboard (Radix's menu moves only between its own items).
+  // -- 11. the shared header's navigation -------------------------------------------------------------------
+  // The links every page of Atrium shows in its header (ui/templates/base.html), from /api/me's `pages`: the chat,
+  // the studio for prompt editors, the console for tenant admins, the operations page for operators (the pages
+  // decide again; this only saves typing an address). The account menu lists them too (the phone's header has no
+  // room for them; Radix's menu moves only between its own items, so the header keeps them for the keyboard).
 
   let me = null;
   let meLoading = false;
+  const MENU_WORDS = {"/chat": "Open the chat", "/studio": "Open the studio", "/console": "Open the console",
+    "/admin": "Open the operations page"};
 
   function surfaces() {
-    const roles = Object.values((me && me.tenants) || {});
-    const has = (role) => roles.some((held) => held.includes(role));
-    const out = [];
-    if (has("prompt_editor") || has("tenant_admin")) out.push(["Studio", "/studio"]);
-    if (has("tenant_admin")) out.push(["Console", "/console"]);
-    if (((me && me.platform_roles) || []).includes("platform_admin")) out.push(["Admin", "/admin"]);
-    return out;
+    return ((me && me.pages) || []).filter((p) => p && typeof p.href === "string" && typeof p.label === "string")
+      .map((p) => [p.label, p.href]);
   }
 
   function surfaceLinks() {
@@ -407,8 +459,8 @@
       if (meLoading) return;
       meLoading = true;
       fetch("/api/me", { credentials: "same-origin" })
-        .then((r) => (r.ok ? r.json() : { tenants: {} }))
-        .catch(() => ({ tenants: {} }))
+        .then((r) => (r.ok ? r.json() : {}))
+        .catch(() => ({}))
         .then((data) => { me = data; meLoading = false; surfaceLinks(); });
       return;
     }
@@ -418,28 +470,73 @@
       const nav = document.createElement("nav");
       nav.id = "atrium-nav";
       nav.setAttribute("aria-label", "Atrium");
+      const list = document.createElement("ul");
       for (const [label, href] of links) {
+        const item = document.createElement("li");
         const a = document.createElement("a");
         a.href = href;
         a.textContent = label;
-        nav.appendChild(a);
+        if (href === "/chat") a.setAttribute("aria-current", "page");
+        item.appendChild(a);
+        list.appendChild(item);
       }
+      nav.appendChild(list);
       (bar.lastElementChild || bar).prepend(nav);
     }
+    const away = links.filter(([, href]) => href !== "/chat"); // the menu leads elsewhere, not here
     for (const menu of document.querySelectorAll("[role=menu]")) {
-      if (menu.querySelector(".atrium-menu-link")) continue;
+      if (!away.length || menu.querySelector(".atrium-menu-link")) continue;
       const items = menu.querySelectorAll("[role=menuitem]");
       const last = items[items.length - 1];
       // Only the account menu, which ends with its sign-out item: not the theme menu, not a conversation's menu.
       if (!last || !/^(sign out|log ?out)$/i.test((last.textContent || "").trim())) continue;
-      for (const [label, href] of links) {
+      for (const [label, href] of away) {
         const a = document.createElement("a");
         a.setAttribute("role", "menuitem");
         a.className = `${last.className} atrium-menu-link`;
         a.href = href;
-        a.textContent = `Open the ${label === "Admin" ? "operations page" : label.toLowerCase()}`;
+        a.textContent = MENU_WORDS[href] || `Open the ${label.toLowerCase()}`;
         last.before(a);
       }
+    }
+  }
+
+  // -- 14. a conversation's menu from the keyboard -----------------------------------------------------------
+
+  const MENU_TRIGGER = '[data-sidebar="menu-button"] > [id="thread-options"]';
+  let menuRow = null; // the conversation button whose menu the keyboard opened
+
+  function openFromKeyboard(event) {
+    const row = event.currentTarget;
+    if (event.target !== row) return; // (the keydown given to the trigger below passes through here too)
+    const trigger = row.querySelector(':scope > [id="thread-options"]');
+    if (!trigger || !["Enter", " ", "ArrowDown"].includes(event.key)) return;
+    event.preventDefault(); // not the link's navigation: the menu
+    event.stopPropagation();
+    menuRow = row;
+    // Radix's trigger opens on its own keydown (Enter, Space, ArrowDown) and moves the focus into the menu.
+    trigger.dispatchEvent(new KeyboardEvent("keydown", { key: event.key, code: event.code, bubbles: true,
+      cancelable: true }));
+  }
+
+  function conversationMenus() {
+    for (const trigger of document.querySelectorAll(MENU_TRIGGER)) {
+      const row = trigger.parentElement;
+      if (trigger.hasAttribute("aria-haspopup")) trigger.removeAttribute("aria-haspopup");
+      if (trigger.hasAttribute("aria-expanded")) trigger.removeAttribute("aria-expanded");
+      if (!row.dataset.atriumMenu) {
+        row.dataset.atriumMenu = "1";
+        row.setAttribute("aria-haspopup", "menu");
+        row.addEventListener("keydown", openFromKeyboard);
+        row.addEventListener("keyup", (event) => { if (event.key === " ") event.preventDefault(); });
+      }
+      const open = trigger.getAttribute("data-state") === "open" ? "true" : "false";
+      if (row.getAttribute("aria-expanded") !== open) row.setAttribute("aria-expanded", open);
+    }
+    if (menuRow && !document.querySelector("[role=menu]")) { // the menu closed: back where the keyboard was
+      const row = menuRow;
+      menuRow = null;
+      if (row.isConnected && (!document.activeElement || document.activeElement === document.body)) row.focus();
     }
   }
 
@@ -455,6 +552,8 @@
     names();
     landmarks();
     surfaceLinks();
+    conversationMenus();
+    dialogs();
   }
 
   new MutationObserver(update).observe(html, { childList: true, subtree: true, characterData: true });

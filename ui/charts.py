@@ -4,7 +4,9 @@ Used by the tenant console's Usage tab (and meant for /admin). The markup is pla
 no inline style (colours come from classes the page's stylesheet sets, light and dark), a `viewBox` and
 `width="100%"` so a chart fits a 390 px phone without sideways scrolling, and for screen readers a `role="img"`
 named by its <title> and described by a <desc> that says the total and the largest point; every bar or point has
-its own <title> (a tooltip too) and carries its key and value in `data-key` / `data-value` for tests.
+its own <title> (a tooltip too) and carries its key and value in `data-key` / `data-value` for tests. A chart
+with nothing to show (no points, or every one 0) says so in words across its frame ("No usage in this range", or
+the caller's `empty`), not as a flat line a reader must interpret.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from markupsafe import Markup, escape
 WIDTH, HEIGHT = 480, 210
 LEFT, RIGHT, TOP, BOTTOM = 58, 10, 16, 30  # room for the value axis (left) and the key labels (bottom)
 Format = Callable[[float], str]
+EMPTY = "No usage in this range"
 
 
 def plain(value: float) -> str:
@@ -101,10 +104,21 @@ def _limit_line(limit: Limit | None, top: float, fmt: Format) -> str:
             f'{escape(limit.label)}: {escape(fmt(limit.value))}</text>')
 
 
+def _is_empty(points: Sequence[tuple[str, float]]) -> bool:
+    return not any(v for _, v in points)
+
+
+def _empty_note(points: Sequence[tuple[str, float]], empty: str) -> str:
+    if not _is_empty(points):
+        return ""
+    x, y = (LEFT + WIDTH - RIGHT) / 2, TOP + (HEIGHT - TOP - BOTTOM) / 2
+    return f'<text class="chart-empty" x="{x:.1f}" y="{y:.1f}" text-anchor="middle">{escape(empty)}</text>'
+
+
 def _describe(title: str, points: Sequence[tuple[str, float]], fmt: Format, unit: str,
-              limit: Limit | None) -> str:
-    if not points:
-        return f"{title}: no data."
+              limit: Limit | None, empty: str = EMPTY) -> str:
+    if _is_empty(points):
+        return f"{title}: {empty}."
     total = sum(v for _, v in points)
     key, peak = max(points, key=lambda p: p[1])
     text = (f"{len(points)} points from {points[0][0]} to {points[-1][0]}; total {fmt(total)} {unit}; "
@@ -124,7 +138,8 @@ def _scale(points: Sequence[tuple[str, float]], limit: Limit | None) -> float:
 
 
 def bar_chart(points: Sequence[tuple[str, float]], *, chart_id: str, title: str, unit: str = "",
-              fmt: Format = plain, limit: Limit | None = None) -> Markup:
+              fmt: Format = plain, limit: Limit | None = None,
+              empty: str = EMPTY) -> Markup:
     """One bar per (key, value), in the order given."""
     top = _scale(points, limit)
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
@@ -137,12 +152,13 @@ def bar_chart(points: Sequence[tuple[str, float]], *, chart_id: str, title: str,
         bars.append(f'<rect class="chart-bar" x="{x:.1f}" y="{TOP + plot_h - h:.1f}" width="{bar_w:.1f}" '
                     f'height="{h:.1f}" data-key="{escape(key)}" data-value="{value:g}">'
                     f'<title>{escape(key)}: {escape(fmt(value))} {escape(unit)}</title></rect>')
-    body = _axes(top, fmt, points, slot) + "".join(bars) + _limit_line(limit, top, fmt)
-    return _frame(chart_id, title, _describe(title, points, fmt, unit, limit), body)
+    body = _axes(top, fmt, points, slot) + "".join(bars) + _limit_line(limit, top, fmt) + _empty_note(points, empty)
+    return _frame(chart_id, title, _describe(title, points, fmt, unit, limit, empty), body)
 
 
 def line_chart(points: Sequence[tuple[str, float]], *, chart_id: str, title: str, unit: str = "",
-               fmt: Format = plain, limit: Limit | None = None) -> Markup:
+               fmt: Format = plain, limit: Limit | None = None,
+               empty: str = EMPTY) -> Markup:
     """A line through (key, value) in the order given, with a marked point each."""
     top = _scale(points, limit)
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
@@ -154,5 +170,5 @@ def line_chart(points: Sequence[tuple[str, float]], *, chart_id: str, title: str
         f'<circle class="chart-point" cx="{x:.1f}" cy="{y:.1f}" r="3" data-key="{escape(k)}" data-value="{v:g}">'
         f'<title>{escape(k)}: {escape(fmt(v))} {escape(unit)}</title></circle>'
         for (x, y), (k, v) in zip(coords, points, strict=True))
-    body = _axes(top, fmt, points, slot) + line + marks + _limit_line(limit, top, fmt)
-    return _frame(chart_id, title, _describe(title, points, fmt, unit, limit), body)
+    body = _axes(top, fmt, points, slot) + line + marks + _limit_line(limit, top, fmt) + _empty_note(points, empty)
+    return _frame(chart_id, title, _describe(title, points, fmt, unit, limit, empty), body)

@@ -44,6 +44,27 @@ KINDS: dict[str, str] = {
 }
 
 
+# What to do about a file an upload refused, by the refusal's code (backend/knowledge/parse.py, service.py).
+REFUSAL_FIXES: dict[str, str] = {
+    "unsupported_type": "Atrium reads PDF, Word (.docx), text, Markdown and HTML: save the file as one of those and "
+                        "upload it again.",
+    "type_mismatch": "The file's content does not match its extension: save it again from its program with the "
+                     "right extension, and upload that.",
+    "file_too_large": "Split it into smaller files and upload those.",
+    "empty_file": "The file is empty: upload the file that has the text.",
+    "invalid_filename": "Rename the file (letters, digits, spaces, dots, - or _) and upload it again.",
+    "corrupt_pdf": "The file is damaged: open it in its program, save it again, and upload the new copy.",
+    "corrupt_docx": "The file is damaged: open it in Word, save it again, and upload the new copy.",
+    "encrypted_pdf": "The file is password-protected: save a copy without the password and upload that.",
+    "zip_bomb": "The file unpacks to far more than its size: save it again from its program, or split it.",
+    "no_text": "The file has no text to read (a scanned PDF or an image): export it with its text, or run it "
+               "through OCR, and upload it again.",
+    "invalid_kb": "Name the knowledge base with letters, digits, - or _ (up to 63), and upload again.",
+    "invalid_metadata": "Correct the metadata the reason names, and upload again.",
+}
+REFUSAL_FIX = "Correct what the reason says and upload the file again."
+
+
 def denial_words(reason: str | None, detail: dict) -> str:
     """A refusal in a sentence, then what it said to the caller (the refusal's own message)."""
     general = DENIALS.get(reason or "", "A request was refused.")
@@ -64,6 +85,6 @@ def failure_fix(error: str | None) -> str:
     if "too large" in text or "too many" in text or "zip" in text:
         return "The file is too large to read: split it into smaller files and upload those."
     if "embedding" in text or "unavailable" in text or "timeout" in text or "error:" in text:
-        return ("The server could not finish it (a temporary problem): use “Re-index failed documents” to try "
-                "again; if it fails again, tell your platform operator.")
-    return "Correct what the reason says and upload the file again, or use “Re-index failed documents” to retry."
+        return ("The server could not finish it (a temporary problem): use its “Re-index” button to try again; if "
+                "it fails again, tell your platform operator.")
+    return "Correct what the reason says and upload the file again, or use its “Re-index” button to retry."

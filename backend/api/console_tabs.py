@@ -11,7 +11,7 @@ from backend.auth.principal import Principal
 from backend.container import Services
 from backend.errors import AtriumError
 from ui import charts
-from ui.console_words import KINDS, denial_words, failure_fix
+from ui.console_words import KINDS, REFUSAL_FIX, REFUSAL_FIXES, denial_words, failure_fix
 from ui.console_words import SCOPES as SCOPE_WORDS
 
 AUDIT_PAGE = 200
@@ -61,7 +61,8 @@ def knowledge(services: Services, principal: Principal, tenant: str) -> dict:
     knowledge_ids = {b["kb"]: b.get("knowledge_id") for b in bases}
     return {"bases": [(kb, knowledge_ids.get(kb), by_kb.get(kb, [])) for kb in names],
             "failed": sum(1 for d in docs if d["status"] == "failed"), "capped": len(docs) >= DOCUMENTS_SHOWN,
-            "max_upload": size(services.knowledge.max_upload_bytes)}
+            "max_upload": size(services.knowledge.max_upload_bytes),
+            "refusal_fixes": {**REFUSAL_FIXES, "": REFUSAL_FIX}}
 
 
 # -- Keys ------------------------------------------------------------------------------------------------------------

@@ -122,6 +122,14 @@ async def reindex(request: Request, ctx: IngestAccess, services: ServicesDep, bo
     return {"queued": len(queued), "documents": [{"id": i, "filename": f} for i, f in queued.items()]}
 
 
+@router.post("/documents/{document_id}/reindex", status_code=202, responses={202: {"model": DocumentPublic}})
+async def reindex_document(request: Request, document_id: str, ctx: IngestAccess, services: ServicesDep):
+    """Queue one ready or failed document to be chunked and embedded again from its stored file (409 while it is
+    being read); poll GET /documents/{id} for its status. Audited (`documents_reindexed`)."""
+    return await asyncio.to_thread(services.knowledge.reindex_document, ctx.principal, ctx.tenant, document_id,
+                                   route=request.url.path)
+
+
 @router.get("/knowledge-bases", responses={200: {"model": KnowledgeBases}})
 async def knowledge_bases(ctx: RetrievalAccess, services: ServicesDep):
     """The tenant's knowledge bases and the knowledge_id to give Dify for each."""

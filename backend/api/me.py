@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from backend.api.deps import PrincipalDep, ServicesDep
+from backend.api.pages import nav_links
 from backend.auth.claims import missing_access_hint
 from backend.auth.guard import is_operator
 
@@ -28,6 +29,9 @@ def me(principal: PrincipalDep, services: ServicesDep) -> dict:
         memberships[t] = {"served_here": False, "deployment_group": placement.group,
                           "public_url": placement.public_url}
     data["memberships"] = memberships
+    # The pages of Atrium this caller may open, as every page's header lists them (the chat draws its header from
+    # this: public/atrium.js part 11); each page decides again when opened.
+    data["pages"] = [{"label": label, "href": href} for label, href, _ in nav_links(principal, services, "")]
     if principal.elsewhere and not principal.tenants:
         # Said to a person, as the chat says it: an address to open, not the operators' word "deployment group".
         places = sorted(principal.elsewhere.values(), key=lambda p: p.tenant_name)

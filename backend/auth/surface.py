@@ -143,6 +143,8 @@ HTTP_SURFACE: tuple[HttpEntry, ...] = (
     _api("POST", f"{T}/reindex", tenant("ingest"), "chunk and embed the stored documents again"),
     _api("POST", f"{T}/documents", tenant("ingest")),
     _api("DELETE", f"{T}/documents/{{document_id}}", tenant("ingest")),
+    _api("POST", f"{T}/documents/{{document_id}}/reindex", tenant("ingest"),
+         "chunk and embed one stored document again"),
     _api("GET", f"{T}/prompts", tenant("prompts:read")),
     _api("GET", f"{T}/prompts/{{assistant}}", tenant("prompts:read")),
     _api("GET", f"{T}/prompts/{{assistant}}/versions/{{version}}", tenant("prompts:read")),

@@ -26,7 +26,7 @@ from backend.auth.request_context import client_ip
 from backend.db.engine import Database
 from backend.db.models import KbDocument
 from backend.db.repositories import documents as repo
-from backend.errors import AtriumError, Invalid, NotFound
+from backend.errors import AtriumError, Conflict, Invalid, NotFound
 from backend.governance.audit import AuditLog
 from backend.governance.inflight import InflightLimits
 from backend.governance.metrics import NoMetrics
@@ -167,6 +167,25 @@ class KnowledgeService:
                           detail={"documents": len(queued), "include_failed": include_failed})
         self.worker.wake()
         return queued
+
+    def reindex_document(self, principal: Principal, tenant: str, document_id: str, *,
+                         route: str = "knowledge:reindex") -> dict:
+        """Queue one ready or failed document to be chunked and embedded again from its stored file (a failed one
+        retried after a fix elsewhere, e.g. the embedding model is back); one being read already is a 409."""
+        self.authorize(principal, tenant, "ingest", route=route)
+        with self.db.session() as session:
+            doc = repo.get_document(session=session, tenant=tenant, document_id=document_id)
+            if doc is None or doc.status == "deleting":
+                raise self._not_found(principal, tenant, document_id, "knowledge:reindex")
+            queued = repo.requeue_documents(session=session, tenant=tenant, document_ids=[document_id])
+            if not queued:
+                raise Conflict(f"{doc.filename!r} is being read already ({doc.status}): wait until it is ready "
+                               "or failed", code="document_busy")
+            public = document_public(queued[0])
+        self.audit.record("documents_reindexed", subject=principal.subject, tenant=tenant, route=route,
+                          detail={"documents": 1, "document_id": document_id})
+        self.worker.wake()
+        return public
 
     def upload(self, principal: Principal, tenant: str, files: list[UploadFile], *, kb: str | None = None,
                metadata: dict[str, Any] | None = None, title: str | None = None,

@@ -125,6 +125,13 @@ def test_the_header_lists_only_what_each_may_use(api_client, people, login_as):
     assert links("/studio", people["bob"]) == ["Chat", "Studio"]
     assert links("/admin", login_as("root")) == ["Admin"]
 
+    # The chat draws the same header from /api/me's `pages` (public/atrium.js part 11).
+    for cookies, labels in ((people["carol"], ["Chat", "Studio", "Console"]), (people["bob"], ["Chat", "Studio"]),
+                            (people["alice"], ["Chat"]), (login_as("root"), ["Admin"])):
+        pages = api_client.get("/api/me", cookies=cookies).json()["pages"]
+        assert [p["label"] for p in pages] == labels
+        assert [p["href"] for p in pages] == ["/" + label.lower() for label in labels]
+
 
 def test_an_admin_of_two_departments_picks_one(api_client, people):
     page = api_client.get("/console", cookies=people["two-hats"])

@@ -4,10 +4,11 @@ ingest; and the chat: cited answers with provenance, "I don't know" for another 
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
 
 from sqlmodel import select
 
-from backend.db.models import AuditEvent, ChatTurn
+from backend.db.models import AuditEvent, ChatTurn, KbDocument
 from tests.conftest import REPO
 
 CORPUS = REPO / "demo" / "corpus"
@@ -121,6 +122,45 @@ def test_who_may_ingest(api_client, login_as):
     assert r.status_code == 202, r.text
     r = api_client.post("/api/t/sales/search", json={"query": "discount"}, **auth)
     assert (r.status_code, r.json()["error"]) == (403, "missing_scope")
+
+
+def test_one_document_is_read_again(api_client, login_as):
+    """POST /documents/{id}/reindex (the console's per-row button): the tenant's ingest permission, its own
+    documents only (another tenant's id is the same audited 404 as elsewhere), not one being read already."""
+    carol = {"cookies": login_as("carol")}
+    r = api_client.post("/api/t/sales/documents", files=_files("sales/pricing-rules.md", "sales/sales-playbook.md"),
+                        **carol)
+    first, second = (d["id"] for d in r.json()["documents"])
+    wait_ready(api_client, "sales", [first, second], **carol)
+    r = api_client.post(f"/api/t/sales/documents/{first}/reindex", **carol)
+    assert r.status_code == 202 and r.json()["id"] == first and r.json()["status"] in ("queued", "processing",
+                                                                                       "ready")
+    [doc] = wait_ready(api_client, "sales", [first], **carol)
+    assert doc["status"] == "ready" and doc["chunks"] == doc["chunks_done"] > 0
+    with api_client.app.state.services.db.session() as s:
+        events = list(s.exec(select(AuditEvent).where(AuditEvent.kind == "documents_reindexed")))
+    assert [(e.subject, e.tenant, e.route, e.detail) for e in events] == [
+        ("carol", "sales", f"/api/t/sales/documents/{first}/reindex", {"documents": 1, "document_id": first})]
+
+    r = api_client.post(f"/api/t/sales/documents/{first}/reindex", cookies=login_as("alice"))
+    assert (r.status_code, r.json()["error"]) == (403, "missing_role")
+    r = api_client.post(f"/api/t/finance/documents/{first}/reindex", cookies=login_as("fiona"))
+    assert (r.status_code, r.json()["error"]) == (404, "document_not_found")
+    with api_client.app.state.services.db.session() as s:
+        denied = list(s.exec(select(AuditEvent).where(AuditEvent.reason == "other_tenants_document")))
+    assert [(d.subject, d.tenant, d.route) for d in denied] == [("fiona", "finance", "knowledge:reindex")]
+    assert api_client.post("/api/t/sales/documents/nonexistent/reindex", **carol).status_code == 404
+
+    # A document a worker holds is not queued under it: 409, and it stays as it was.
+    with api_client.app.state.services.db.session() as s:
+        held = s.get(KbDocument, second)
+        held.status, held.claimed_by = "processing", "another-worker"
+        held.lease_until = datetime.now(UTC) + timedelta(hours=1)
+        s.add(held)
+        s.commit()
+    r = api_client.post(f"/api/t/sales/documents/{second}/reindex", **carol)
+    assert (r.status_code, r.json()["error"]) == (409, "document_busy") and "sales-playbook.md" in r.json()["detail"]
+    assert api_client.get(f"/api/t/sales/documents/{second}", **carol).json()["status"] == "processing"
 
 
 def test_chat_cites_sources_and_says_it_does_not_know(api_client, login_as, api_services):

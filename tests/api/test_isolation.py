@@ -71,6 +71,7 @@ ROUTES: list[Route] = [
     Route("DELETE", "/api/t/{tenant}/documents/{document_id}", params={"document_id": "0123456789abcdef"}),
     Route("GET", "/api/t/{tenant}/knowledge-bases"),
     Route("POST", "/api/t/{tenant}/reindex", json={"include_failed": True}),  # the console's re-index (issue 22)
+    Route("POST", "/api/t/{tenant}/documents/{document_id}/reindex", params={"document_id": "0123456789abcdef"}),
     Route("POST", "/api/t/{tenant}/search", json={"query": "What is the discount cap?", "top_k": 5}),
     Route("POST", "/api/t/{tenant}/dify/retrieval",
           json={"knowledge_id": "sales/default", "query": "What is the discount cap?",

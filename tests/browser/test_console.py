@@ -18,6 +18,7 @@ from playwright.sync_api import expect
 
 from tests.browser.conftest import chat_login, serious_violations
 from tests.conftest import start_server, stop_server
+from ui.console_words import REFUSAL_FIXES
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -73,6 +74,15 @@ def test_carol_signs_in_on_the_console_and_a_document_goes_in_and_out_of_search(
     # said after the reload too (by the page's script, which may run after the row is there)
     expect(page.locator("#notice")).to_have_text("“Zorblax exceptions” is ready.", timeout=60_000)
 
+    # Re-index this one document from its row: queued, read again, said so; audited as the service records it.
+    row.locator("button.reindex-doc").click()
+    expect(page.locator("#notice")).not_to_have_text("“Zorblax exceptions” is ready.", timeout=30_000)  # queued
+    expect(page.locator("#notice")).to_have_text("“Zorblax exceptions” is ready.", timeout=180_000)
+    page.locator(f"#doc-{doc_id}[data-status=ready]").wait_for(timeout=60_000)
+    reindexed = httpx.get(f"{server.url}/api/t/sales/audit?kind=documents_reindexed", cookies=cookies).json()
+    assert reindexed[0]["detail"] == {"documents": 1, "document_id": doc_id} and reindexed[0]["subject"] == "carol"
+    assert any(h["document_id"] == doc_id for h in _search(server, cookies, PHRASE))
+
     page.once("dialog", lambda d: d.accept())
     row.locator("button.delete-doc").click()
     page.locator(f"#doc-{doc_id}").wait_for(state="detached", timeout=60_000)
@@ -86,6 +96,21 @@ def test_carol_signs_in_on_the_console_and_a_document_goes_in_and_out_of_search(
     said = page.locator("#notice").inner_text()
     assert said.startswith("Not added.") and said.count("broken.pdf") == 1, said  # the file named once
     assert page.locator("#upload-progress-row").is_hidden()  # no half-full bar left behind
+    # ... and listed with the reason and the fix until dismissed, across a reload.
+    refused = page.locator("#refused-list li", has_text="broken.pdf")
+    refused.wait_for(timeout=30_000)
+    fix = refused.locator(".refused-fix").inner_text()
+    assert fix.removeprefix("Fix: ") in REFUSAL_FIXES.values(), fix  # the fix for its reason, not a generic one
+    assert refused.locator(".refused-why").inner_text().startswith("Why: ")
+    page.reload()
+    refused.wait_for(timeout=30_000)
+    shot(page, "console-knowledge-refused-desktop")
+    refused.get_by_role("button", name="Dismiss").click()
+    expect(page.locator("#refused-list li")).to_have_count(0)
+    assert page.locator("#refused").is_hidden()
+    page.reload()
+    page.locator("#upload-files").wait_for()
+    expect(page.locator("#refused-list li")).to_have_count(0)
     assert all(h["document_id"] != doc_id for h in _search(server, cookies, PHRASE))
     audit = httpx.get(f"{server.url}/api/t/sales/audit?kind=document_deleted", cookies=cookies).json()
     assert audit[0]["detail"]["document_id"] == doc_id and audit[0]["subject"] == "carol"
@@ -110,9 +135,10 @@ def test_a_key_made_on_the_console_works_until_it_is_revoked_there(browser, serv
     assert httpx.post(f"{server.url}/api/t/sales/chat", headers=auth,  # the scopes it was given, no more
                       json={"assistant": "sales-assistant", "message": "hi"}).status_code == 403
 
-    page.click("#key-done")
     key_id = key.split("_")[1]
     row = page.locator(f"#key-{key_id}")
+    row.wait_for(timeout=30_000)  # in the list at once, while the key is still shown above it
+    assert token.is_visible() and token.input_value() == key
     assert row.get_attribute("data-state") == "active" and "carol" in row.inner_text()
     page.once("dialog", lambda d: d.accept())
     row.locator("button.revoke-key").click()
@@ -152,9 +178,20 @@ def test_the_usage_tab_shows_the_usage_apis_numbers(browser, server, shot):
                  for el in page.locator(f"{table} tbody tr[data-key]").all()}
         assert shown == {g["key"]: g["total_tokens"] for g in api[group]["groups"]}
     assert "sales-assistant" in page.locator("#usage-assistant").inner_text()
+    for field in ("#range-from", "#range-to"):  # one format whatever the browser's locale: YYYY-MM-DD
+        assert page.get_attribute(field, "type") == "text" and page.get_attribute(field, "placeholder") == "YYYY-MM-DD"
+    assert "No usage in this range" not in page.locator("#chart-requests").inner_html()
     csv = page.request.get(f"{server.url}" + page.get_attribute("#csv-day", "href"))
     assert csv.ok and csv.text().splitlines()[0].startswith("day,requests")
     shot(page, "console-usage-desktop")
+    page.fill("#range-from", "2020-01-01")  # a range without usage: each chart says so in words
+    page.fill("#range-to", "2020-01-31")
+    page.press("#range-to", "Enter")
+    page.wait_for_url(re.compile(r".*from=2020-01-01.*to=2020-01-31.*"))
+    for chart in ("#chart-requests", "#chart-tokens", "#chart-cost"):
+        assert page.locator(f"{chart} text.chart-empty").text_content() == "No usage in this range", chart
+    assert page.input_value("#range-from") == "2020-01-01"
+    shot(page, "console-usage-empty-desktop")
     ctx.close()
 
 
@@ -211,7 +248,7 @@ def test_a_member_is_refused_in_words(browser, server, shot):
 def test_the_chats_account_menu_leads_to_the_console_and_the_studio(browser, server, shot):
     ctx, page = chat_login(browser, server.url, "carol")  # a tenant admin: both
     page.locator("#atrium-nav a", has_text="Console").wait_for(timeout=60_000)
-    assert page.locator("#atrium-nav").inner_text().split() == ["Studio", "Console"]
+    assert page.locator("#atrium-nav").inner_text().split() == ["Chat", "Studio", "Console"]
     page.click("#user-nav-button")
     page.get_by_role("menuitem", name="Open the console").wait_for(timeout=30_000)
     assert page.get_by_role("menuitem", name="Open the studio").count() == 1
@@ -263,8 +300,8 @@ def test_every_tab_fits_a_phone_and_has_no_serious_accessibility_violation(brows
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 def test_the_studio_and_the_operations_page_share_the_header_light_and_dark(browser, server, shot, scheme):
-    """One header with the same navigation on every page (only what each may use), in both colour schemes; the
-    colours stay readable (axe-core's contrast rule) when the system is dark."""
+    """One header with the same navigation on every page (only what each may use), in both colour schemes, after a
+    "Skip to content" link; the colours stay readable (axe-core's contrast rule) when the system is dark."""
     for user, path, links, name in (("bob", "/studio", ["Chat", "Studio"], "studio"),
                                     ("root", "/admin", ["Admin"], "admin"),
                                     ("carol", "/console/sales/usage", ["Chat", "Studio", "Console"], "console")):
@@ -276,6 +313,13 @@ def test_the_studio_and_the_operations_page_share_the_header_light_and_dark(brow
         assert nav.locator("a[aria-current=page]").inner_text() == links[-1], path
         if name == "studio":
             page.locator("#assistant-list button").first.wait_for()
-        shot(page, f"header-{name}-{scheme}", full_page=False)
+        page.keyboard.press("Tab")  # the first stop: "Skip to content", shown when focused
+        skip = page.locator("a.skip-link")
+        assert page.evaluate("document.activeElement.className") == "skip-link" and skip.is_visible(), path
+        assert skip.inner_text() == "Skip to content"
+        page.keyboard.press("Enter")
+        assert page.evaluate("document.activeElement.id") == "content", path
+        page.keyboard.press("Tab")  # the next stop is inside the page, past the header's links
+        assert page.evaluate("!document.activeElement.closest('header')"), path
         assert serious_violations(page, rules=("color-contrast",)) == [], (path, scheme)
         ctx.close()

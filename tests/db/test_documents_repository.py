@@ -134,7 +134,19 @@ def test_requeue_documents(seeded):
     before = rows_of(seeded, A)
     with seeded.session() as s:
         assert _ids(repo.requeue_documents(session=s, tenant=B)) == {f"{B}-same", f"{B}-failed", f"{B}-own"}
+        # One document by id: another tenant's id (the same name) queues nothing of theirs.
+        assert repo.requeue_documents(session=s, tenant=B, document_ids=[f"{A}-same", f"{A}-own"]) == []
+        repo.save_document(session=s, doc=_mark_ready(s, f"{B}-same"))
+        assert _ids(repo.requeue_documents(session=s, tenant=B, statuses=("ready",),
+                                           document_ids=[f"{B}-same", f"{A}-same"])) == {f"{B}-same"}
     assert rows_of(seeded, A) == before
+
+
+def _mark_ready(s, document_id: str) -> KbDocument:  # noqa: ANN001
+    doc = repo.get_document(session=s, tenant=B, document_id=document_id)
+    assert doc is not None
+    doc.status = "ready"
+    return doc
 
 
 def test_remove_document(seeded):

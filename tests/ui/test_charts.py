@@ -42,7 +42,19 @@ def test_a_line_chart_and_an_empty_one():
     assert len(svg.findall(f"{SVG}polyline")) == 1 and len(svg.findall(f"{SVG}circle")) == 2
     assert svg.findall(f"{SVG}circle")[0].find(f"{SVG}title").text.startswith("a: $0.50")
     empty = _parse(charts.bar_chart([], chart_id="e", title="Nothing"))
-    assert empty.find(f"{SVG}desc").text == "Nothing: no data." and not empty.findall(f"{SVG}rect")
+    assert empty.find(f"{SVG}desc").text == "Nothing: No usage in this range." and not empty.findall(f"{SVG}rect")
+    assert [t.text for t in empty.findall(f"{SVG}text[@class='chart-empty']")] == ["No usage in this range"]
+
+
+def test_a_chart_of_zeros_says_so_in_words_and_one_with_data_does_not():
+    zeros = _parse(charts.line_chart(charts.days(date(2026, 1, 1), date(2026, 1, 3), {}), chart_id="z",
+                                     title="Cost", fmt=charts.usd))
+    assert [t.text for t in zeros.findall(f"{SVG}text[@class='chart-empty']")] == ["No usage in this range"]
+    assert zeros.find(f"{SVG}desc").text == "Cost: No usage in this range."
+    backlog = _parse(charts.bar_chart([("Sales", 0)], chart_id="b", title="Jobs", empty="No job queued"))
+    assert [t.text for t in backlog.findall(f"{SVG}text[@class='chart-empty']")] == ["No job queued"]
+    some = _parse(charts.bar_chart([("a", 0), ("b", 2)], chart_id="s", title="Requests"))
+    assert not some.findall(f"{SVG}text[@class='chart-empty']") and "total 2" in some.find(f"{SVG}desc").text
 
 
 def test_keys_are_escaped_and_days_are_filled():

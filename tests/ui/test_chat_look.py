@@ -4,8 +4,12 @@ page and a whole session are tests/browser/test_chat_quiet.py)."""
 from __future__ import annotations
 
 import gzip
+import json
 import logging
+import re
+import tomllib
 
+from tests.conftest import REPO
 from ui.offline_page import SIGNED_OUT_MARK, _signed_out, _strip
 from ui.surface import _NotTranslated
 
@@ -52,3 +56,37 @@ def test_chainlits_translation_fallbacks_are_not_warnings_in_the_log():
     assert not passes("Translated markdown file for fr-FR not found. Defaulting to chainlit.md.")
     assert passes("Error creating user: the database is gone")
     assert passes("Translation file for en-GB could not be parsed")
+
+
+# "Thread" as each shipped language's chat said it (Chainlit's own words, and loanwords of the English one).
+THREAD_WORDS = re.compile(r"thread|νήμα|νήματ|থ্রেড|થ્રેડ|थ्रेड|ത്രെഡ്|థ్రెడ్|ಥ್ರೆಡ್|த்ரெட்|tråd|\bhilos?\b|\bfils?\b|"
+                          r"スレッド|스레드|\bdraad|线程|執行緒", re.I)
+
+
+def test_every_shipped_language_says_conversation_not_thread():
+    """The English words say "conversations" (tests/browser/test_chat_quiet.py); so does every translation we ship,
+    in its own words (e.g. Unterhaltung, conversación, 会話, 대화, बातचीत)."""
+    def texts(tree: dict) -> list[str]:
+        return [t for v in tree.values() for t in (texts(v) if isinstance(v, dict) else [str(v)])]
+
+    files = sorted((REPO / ".chainlit" / "translations").glob("*.json"))
+    assert len(files) == 23
+    said = {f.stem: [t for t in texts(json.loads(f.read_text(encoding="utf-8"))) if THREAD_WORDS.search(t)]
+            for f in files}
+    assert {lang: found for lang, found in said.items() if found} == {}
+    german = json.loads((REPO / ".chainlit" / "translations" / "de-DE.json").read_text(encoding="utf-8"))
+    assert german["threadHistory"]["thread"]["untitled"] == "Unbenannte Unterhaltung"
+
+
+def test_the_chats_accepted_file_types_are_all_ones_react_dropzone_takes():
+    """public/atrium.js drops react-dropzone's warning about "application/*" (Chainlit's fallback list, drawn before
+    the chat has its settings): that is only right while the configured list has no entry the warning is about."""
+    config = tomllib.loads((REPO / ".chainlit" / "config.toml").read_text(encoding="utf-8"))
+    accept = config["features"]["spontaneous_file_upload"]["accept"]
+    # react-dropzone's isMIMEType, as its bundle has it (unanchored: "application/*" is what it refuses)
+    valid = re.compile(r"^(audio|video|image|text)/\*$|\w+/[-+.\w]+")
+    assert accept and all(valid.search(t) for t in accept), accept
+    assert "application/*" not in accept
+    script = (REPO / "public" / "atrium.js").read_text(encoding="utf-8")
+    listed = re.search(r"const ACCEPTED_TYPES = \[(.*?)\];", script, re.S)
+    assert listed and re.findall(r'"([^"]+)"', listed.group(1)) == accept  # atrium.js part 2 names the same types

@@ -103,12 +103,15 @@ def save_document(*, session: Session, doc: KbDocument) -> KbDocument:
     return doc
 
 
-def requeue_documents(*, session: Session, tenant: str, statuses: tuple[str, ...] = ("ready", "failed")
-                      ) -> list[KbDocument]:
-    """Queue a tenant's documents to be parsed, chunked and embedded again from their stored bytes. Their chunk
-    count stays, so the worker replaces the old chunks (and removes them first if the count changes)."""
-    docs = list(session.exec(select(KbDocument).where(KbDocument.tenant == tenant,
-                                                      col(KbDocument.status).in_(statuses))))
+def requeue_documents(*, session: Session, tenant: str, statuses: tuple[str, ...] = ("ready", "failed"),
+                      document_ids: Collection[str] | None = None) -> list[KbDocument]:
+    """Queue a tenant's documents (all in `statuses`, or only those of `document_ids` among them) to be parsed,
+    chunked and embedded again from their stored bytes. Their chunk count stays, so the worker replaces the old
+    chunks (and removes them first if the count changes)."""
+    query = select(KbDocument).where(KbDocument.tenant == tenant, col(KbDocument.status).in_(statuses))
+    if document_ids is not None:
+        query = query.where(col(KbDocument.id).in_(list(document_ids)))
+    docs = list(session.exec(query))
     for doc in docs:
         doc.status, doc.chunks_done, doc.progress, doc.attempts, doc.error = "queued", 0, 0.0, 0, None
         doc.claimed_by, doc.lease_until, doc.updated_at = None, None, utcnow()

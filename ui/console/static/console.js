@@ -73,6 +73,7 @@
         // The refusal usually names the file already: say it once.
         const refused = (data.errors || []).map((e) => (e.filename && !String(e.detail).includes(e.filename)
           ? e.filename + ": " : "") + e.detail);
+        rememberRefused(files, xhr.status, data);
         if (xhr.status >= 400 && !(data.documents || []).length) {
           row.hidden = true;
           say("Not added. " + (refused.join(" ") || data.detail || "The server answered " + xhr.status + "."), true);
@@ -154,6 +155,7 @@
         document.getElementById("new-key-token").value = k.token;
         document.getElementById("new-key-title").focus();
         say("Key “" + (k.name || k.id) + "” created.");
+        refreshKeys();
       } catch (e) { submit.disabled = false; say("Not created: " + e.message, true); }
     });
     document.getElementById("copy-key").addEventListener("click", async () => {
@@ -164,7 +166,8 @@
     });
   }
 
-  for (const button of document.querySelectorAll(".revoke-key")) {
+  function bindRevoke(root) {
+  for (const button of root.querySelectorAll(".revoke-key")) {
     button.addEventListener("click", async () => {
       if (!window.confirm("Revoke “" + button.dataset.name + "”? Whatever uses it stops working at once.")) return;
       button.disabled = true;
@@ -174,5 +177,129 @@
         reloadSaying("Revoked “" + button.dataset.name + "”" + (also ? " and " + also + " key(s) made with it." : "."));
       } catch (e) { button.disabled = false; say("Not revoked: " + e.message, true); }
     });
+  }
+  }
+  bindRevoke(document);
+
+  // -- Keys: the list shows a new key at once ---------------------------------------------------------------
+  // The page is read again and its list of keys replaced (the server draws it, as on any load), while the new
+  // key's one-time token stays on screen above it.
+  async function refreshKeys() {
+    const section = document.getElementById("keys-h") && document.getElementById("keys-h").closest("section");
+    if (!section) return;
+    try {
+      const r = await fetch(window.location.href, {credentials: "same-origin", headers: {Accept: "text/html"}});
+      if (!r.ok) return;
+      const fresh = new DOMParser().parseFromString(await r.text(), "text/html").getElementById("keys-h");
+      if (!fresh) return;
+      const replacement = document.importNode(fresh.closest("section"), true);
+      section.replaceWith(replacement);
+      bindRevoke(replacement);
+    } catch (e) { /* the list is as it was: "Done" reads the page again */ }
+  }
+
+  // -- Knowledge: a refused file stays listed with the reason and the fix until dismissed ---------------------
+  // Kept for this tab (sessionStorage, per department): a reload or the next upload does not wipe them.
+  const refusedBox = document.getElementById("refused");
+  const REFUSED = "atrium-console-refused:" + main.dataset.tenant;
+
+  function loadRefused() {
+    try { return JSON.parse(window.sessionStorage.getItem(REFUSED) || "[]"); } catch (e) { return []; }
+  }
+
+  function storeRefused(items) {
+    try { window.sessionStorage.setItem(REFUSED, JSON.stringify(items.slice(-50))); } catch (e) { /* kept on screen only */ }
+  }
+
+  function rememberRefused(files, status, data) {
+    const names = Array.from(files || []).map((f) => f.name);
+    let errors = (data && data.errors) || [];
+    if (!errors.length && status >= 400) { // refused as a whole (e.g. too many files): each file, one reason
+      const detail = (data && (data.detail || data.error)) || "the server answered " + status;
+      errors = names.map((filename) => ({filename, error: (data && data.error) || "", detail: String(detail)}));
+    }
+    if (!errors.length) return;
+    const at = new Date().toISOString();
+    storeRefused(loadRefused().concat(errors.map((e) => ({
+      id: at + ":" + Math.random().toString(36).slice(2, 8), filename: e.filename || "(no name)",
+      error: e.error || "", detail: String(e.detail || "")}))));
+    showRefused();
+  }
+
+  function showRefused() {
+    if (!refusedBox) return;
+    let fixes = {};
+    try { fixes = JSON.parse(refusedBox.dataset.fixes || "{}"); } catch (e) { /* the general fix only */ }
+    const list = document.getElementById("refused-list");
+    const items = loadRefused();
+    list.replaceChildren();
+    for (const item of items) {
+      const li = document.createElement("li");
+      li.className = "refused-row";
+      li.dataset.filename = item.filename;
+      const text = document.createElement("p");
+      const name = document.createElement("strong");
+      name.textContent = item.filename;
+      text.append(name, " was not added. ");
+      const why = document.createElement("span");
+      why.className = "refused-why";
+      why.textContent = "Why: " + item.detail;
+      const fix = document.createElement("span");
+      fix.className = "refused-fix";
+      fix.textContent = "Fix: " + (fixes[item.error] || fixes[""] || "");
+      text.append(why, document.createElement("br"), fix);
+      const dismiss = document.createElement("button");
+      dismiss.type = "button";
+      dismiss.className = "button dismiss-refused";
+      dismiss.textContent = "Dismiss";
+      const hidden = document.createElement("span");
+      hidden.className = "visually-hidden";
+      hidden.textContent = " the note on " + item.filename;
+      dismiss.appendChild(hidden);
+      dismiss.addEventListener("click", () => {
+        storeRefused(loadRefused().filter((other) => other.id !== item.id));
+        const next = li.nextElementSibling || li.previousElementSibling;
+        showRefused();
+        // The keyboard stays in the list: the next note's button, else the upload form.
+        const focus = next && document.querySelector('.refused-row[data-filename="' + CSS.escape(next.dataset.filename) + '"] button');
+        (focus || document.getElementById("upload-files")).focus();
+      });
+      li.append(text, dismiss);
+      list.appendChild(li);
+    }
+    refusedBox.hidden = items.length === 0;
+  }
+  showRefused();
+
+  // -- Knowledge: re-index one document -----------------------------------------------------------------------
+  for (const button of document.querySelectorAll(".reindex-doc")) {
+    button.addEventListener("click", async () => {
+      button.disabled = true;
+      try {
+        await call("POST", "/documents/" + encodeURIComponent(button.dataset.id) + "/reindex");
+        say("“" + button.dataset.name + "” queued to be read again.");
+        follow([button.dataset.id], false);
+      } catch (e) { button.disabled = false; say("Not re-indexed: " + e.message, true); }
+    });
+  }
+
+  // -- Dates: one unambiguous format ------------------------------------------------------------------------
+  // A browser's date field shows the date in its own locale's order (01/02/2026 is January or February); the
+  // range fields take and show YYYY-MM-DD, as the server reads them.
+  for (const input of main.querySelectorAll('input[type="date"]')) {
+    const value = input.value;
+    input.type = "text";
+    input.value = value;
+    input.inputMode = "numeric";
+    input.pattern = "\\d{4}-\\d{2}-\\d{2}";
+    input.placeholder = "YYYY-MM-DD";
+    input.autocomplete = "off";
+    const label = input.id && document.querySelector('label[for="' + CSS.escape(input.id) + '"]');
+    if (label && !label.querySelector(".date-format")) {
+      const hint = document.createElement("span");
+      hint.className = "muted small date-format";
+      hint.textContent = " (YYYY-MM-DD)";
+      label.appendChild(hint);
+    }
   }
 })();
