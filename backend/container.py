@@ -24,6 +24,8 @@ from backend.chat.pipeline import ChatService
 from backend.config_files import ConfigError
 from backend.db.engine import Database, make_engine
 from backend.db.migrate import prepare
+from backend.evals.factory import build_evals
+from backend.evals.service import EvalService
 from backend.governance.alert_once import alert_gate
 from backend.governance.audit import AuditLog
 from backend.governance.audit_view import AuditView
@@ -76,6 +78,7 @@ class Services:
     usage: UsageService | None = None
     member_usage: MemberUsage | None = None  # members' usage against their allowances (/api/me/usage, admins)
     conversations: ConversationService | None = None  # chat history (the Chainlit sidebar)
+    evals: EvalService | None = None  # assistants' test cases and evaluation runs (backend/evals)
     # Bearer JWT verification (None when OIDC_ISSUER / OIDC_API_AUDIENCE are not set).
     jwt_verifier: JwtVerifier | None = None
     # API keys verified in the last few seconds (ATRIUM_API_KEY_CACHE_SECONDS); off unless build_services sets it.
@@ -192,6 +195,7 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
                         member_usage=MemberUsage(db=db, registry=registry, audit=audit),
                         conversations=ConversationService(db=db, registry=registry, audit=audit, chat=chat,
                                                           titles=settings.conversation_titles))
+    services.evals = build_evals(settings, services, owner=owner)
     for assistant, why in services.prompt_problems().items():
         log.warning("assistant has no prompt", extra={"assistant": assistant, "problem": why})
     if settings.redis_url:

@@ -63,7 +63,7 @@ NO_ANSWER = ("I don't know — nothing in the {tenant} knowledge base covers thi
 
 
 # What a turn needs besides membership, by the channel it came from (everything else needs `chat`).
-_PERMISSION: dict[str, str | None] = {"studio": "prompts:write", "internal": None}
+_PERMISSION: dict[str, str | None] = {"studio": "prompts:write", "eval": "prompts:write", "internal": None}
 
 
 class ChatService:
