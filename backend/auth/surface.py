@@ -167,6 +167,8 @@ HTTP_SURFACE: tuple[HttpEntry, ...] = (
     _api("GET", f"{T}/evals/{{assistant}}/runs/{{run_id}}", tenant("prompts:write")),
     _api("POST", f"{T}/evals/{{assistant}}/runs/{{run_id}}/resume", tenant("prompts:write")),
     _api("GET", f"{T}/evals/{{assistant}}/compare", tenant("prompts:write")),
+    _api("GET", f"{T}/evals/{{assistant}}/gate", tenant("prompts:write"),
+         "the release gate's state; the same decision refuses PUT …/labels/production (the prompt service asks it)"),
     _api("POST", f"{T}/keys", tenant("admin")),
     _api("GET", f"{T}/keys", tenant("admin")),
     _api("DELETE", f"{T}/keys/{{key_id}}", tenant("admin")),

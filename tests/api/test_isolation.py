@@ -98,6 +98,7 @@ ROUTES: list[Route] = [
           params={"assistant": "sales-assistant", "run_id": "0123456789abcdef"}),
     Route("GET", "/api/t/{tenant}/evals/{assistant}/compare?a=0123456789abcdef&b=0123456789abcdef",
           params={"assistant": "sales-assistant"}),
+    Route("GET", "/api/t/{tenant}/evals/{assistant}/gate?version=1", params={"assistant": "sales-assistant"}),
     # browser sessions (issue 14)
     Route("POST", "/api/t/{tenant}/sessions/end", json={"subject": "alice"}),
 ]
