@@ -128,16 +128,28 @@ class EvalGate:
             return decide(enabled=False, min_score=None, version=version, production=production, kb_version="",
                           runs=[], cases={}), {}
         with self.db.session() as session:
-            rows = list_runs(session=session, tenant=tenant.id, assistant=assistant, limit=200)  # newest first
+            # Only the two versions' runs matter (newest first): the candidate's and production's.
+            rows = sorted((row for v in {version, production} if v is not None
+                           for row in list_runs(session=session, tenant=tenant.id, assistant=assistant, limit=100,
+                                                prompt_version=v)),
+                          key=lambda row: row.created_at, reverse=True)
             cases = {c.id: c.question for c in list_cases(session=session, tenant=tenant.id, assistant=assistant)}
-            wanted = {version, production}
-            runs = [RunFacts(row.id, row.prompt_version, row.status, row.kb_version, row.tier, row.score,
-                             {r.case_id: bool(r.passed) for r in list_results(session=session, tenant=tenant.id,
-                                                                               run_id=row.id)}
-                             if row.prompt_version in wanted and row.status == FINISHED else {})
-                    for row in rows]
+            kb = self.kb_version(tenant.id)
+            # Results only of the runs decide() can pick: the newest finished one on this knowledge base per
+            # version and tier.
+            picked: set[tuple[int | None, str | None]] = set()
+            runs = []
+            for row in rows:
+                key = (row.prompt_version, row.tier)
+                usable = row.status == FINISHED and row.kb_version == kb and key not in picked
+                if usable:
+                    picked.add(key)
+                passed = {r.case_id: bool(r.passed)
+                          for r in list_results(session=session, tenant=tenant.id, run_id=row.id)} if usable else {}
+                runs.append(RunFacts(row.id, row.prompt_version, row.status, row.kb_version, row.tier, row.score,
+                                     passed))
         decision = decide(enabled=True, min_score=policy.min_score, version=version, production=production,
-                          kb_version=self.kb_version(tenant.id), runs=runs, cases=cases)
+                          kb_version=kb, runs=runs, cases=cases)
         return decision, {row.id: row for row in rows}
 
     def verdict(self, tenant: TenantConfig, assistant: str, *, version: int, production: int | None) -> GateVerdict:

@@ -255,8 +255,10 @@ class PromptService:
         where = {"assistant": assistant, "label": label, "version": version, "state": verdict.state,
                  "run": verdict.run, "failing": [c.get("id") for c in verdict.failing][:50]}
         if not reason:
-            self.audit.record("denied", subject=principal.subject, tenant=cfg.id, route=route, status=409,
-                              reason="release_gate", detail=where)
+            # Its own kind, not a grouped `denied`: no access was refused (and nothing suspicious happened), a policy
+            # was, and each refusal keeps the cases that stopped it.
+            self.audit.record("release_gate_refused", subject=principal.subject, tenant=cfg.id, route=route,
+                              status=409, reason="release_gate", detail=where)
             raise Conflict(verdict.message + (" A tenant admin may promote it anyway with a reason." if
                                               allowed(principal, cfg.id, "admin") else ""),
                            code="release_gate", extra={"state": verdict.state, "failing": verdict.failing,
@@ -271,7 +273,7 @@ class PromptService:
 
     def was_in_production(self, tenant: str, assistant: str, version: int) -> bool:
         """Production pointed at `version` before: moving it back is a rollback, which the release gate lets through."""
-        return any(e.get("label") == PRODUCTION and e.get("to") == version
+        return any(e.get("label") == PRODUCTION and version in (e.get("from"), e.get("to"))
                    for e in self.store.label_history(tenant, assistant))
 
     # -- drafts --------------------------------------------------------------------------------------------------
