@@ -315,9 +315,7 @@ class ConversationService:
             row = summary.setdefault((name, version), {"assistant": name, "prompt_version": version,
                                                        "helpful": 0, "not_helpful": 0})
             row["helpful" if rating == 1 else "not_helpful"] += int(n)
-        # `turn_id`: the studio makes a test case of it (POST …/evals/{assistant}/cases/from-feedback)
         items = [{"at": _utc(step.created_at).isoformat(), "assistant": conv.assistant, "label": conv.label,
-                  "turn_id": turn.id if turn else None,
                   "prompt_version": turn.prompt_version if turn else None, "model": turn.model if turn else None,
                   "turn_id": turn.id if turn else None,  # POST .../evals/{assistant}/cases/from-feedback takes it
                   "value": step.feedback_value, "comment": step.feedback_comment,
