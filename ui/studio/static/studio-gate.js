@@ -29,7 +29,11 @@ window.StudioGate = (function () {
     if (shown.version !== version) { $("gate-reason").value = ""; shown.data = null; }
     shown.version = version;
     box.hidden = false;
-    if (!shown.data) { $("gate-state").textContent = "Checking the tests of version " + version + "…"; $("btn-promote").disabled = true; }
+    // Asked again each time (a run may have finished, the documents changed): until the answer, Promote waits.
+    shown.base = $("btn-promote").disabled;  // the card's own rules (approval, nothing to move), before the gate's
+    clear($("gate-failing")); clear($("gate-links"));
+    $("gate-state").textContent = "Checking the tests of version " + version + "…";
+    $("btn-promote").disabled = true;
     return app().request(url(version), "GET").then(function (r) {
       if (seq !== shown.seq) return;  // the choice changed meanwhile
       if (!r.ok) { render({enabled: true, state: "missing", message: r.data.detail || "Could not check the tests.", failing: []}); return; }
@@ -44,7 +48,7 @@ window.StudioGate = (function () {
     state.appendChild(h("strong", {text: (WORDS[data.state] || data.state) + ". "}));
     state.appendChild(h("span", {text: data.message || ""}));
     (data.failing || []).slice(0, 10).forEach(function (c) {
-      list.appendChild(h("li", null, h("span", {text: "“" + c.question + "”"}), h("span", {class: "muted small", text: " — " + (c.why || "fails")})));
+      list.appendChild(h("li", null, h("span", {text: "“" + c.question + "”"}), h("span", {class: "small", text: " — " + (c.why || "fails")})));
     });
     if (data.run && data.run.id) {
       links.appendChild(h("button", {type: "button", class: "link-run", text: "See the test run",
@@ -59,10 +63,11 @@ window.StudioGate = (function () {
   }
   // A closed gate keeps Promote off, unless a tenant admin has written why it should go anyway.
   function apply() {
-    if (!shown.data || !closed(shown.data)) return;
-    var reason = $("gate-reason").value.trim();
+    if (!shown.data) return;
     var btn = $("btn-promote");
-    btn.disabled = !(isAdmin() && reason);
+    if (!closed(shown.data)) { btn.disabled = shown.base; return; }
+    var reason = $("gate-reason").value.trim();
+    btn.disabled = shown.base || !(isAdmin() && reason);
     btn.textContent = isAdmin() && reason ? "Promote anyway" : "Promote";
   }
   function overrideReason() {

@@ -199,6 +199,7 @@ window.StudioTests = (function () {
   }
   function start(payload) {
     var btn = $("btn-run"); busy(btn, true);
+    $("run-progress-text").textContent = "Starting the run…";
     return api("POST", "/runs", payload).then(function (r) {
       busy(btn, false);
       if (!r.ok) {
@@ -233,6 +234,7 @@ window.StudioTests = (function () {
   function poll(id) {
     clearTimeout(st.polling);
     var box = $("run-progress"); box.hidden = false;
+    $("run-bar").value = 0; $("run-progress-text").textContent = "Starting the run…";
     function tick() {
       api("GET", "/runs/" + encodeURIComponent(id)).then(function (r) {
         if (!r.ok) { st.polling = null; box.hidden = true; return; }
@@ -328,10 +330,10 @@ window.StudioTests = (function () {
     var changed = data.changed || [];
     view.appendChild(h("p", {class: "muted", text: changed.length ? changed.length + " case(s) changed between the runs:" : "No case changed between the runs."}));
     changed.forEach(function (ch) {
-      var c = ch.case || {};
-      var better = ch.b && ch.b.passed;
-      view.appendChild(h("div", {class: "card changed-case " + (better ? "fixed" : "broken"), "data-case": c.id},
-        h("div", null, h("span", {class: "badge " + (better ? "pass" : "fail"), text: better ? "Now passes" : "Now fails"}), " ", h("strong", {text: c.question || ""})),
+      var better = ch.direction ? ch.direction === "fixed" : !!(ch.b && ch.b.passed);
+      var question = ch.question || ((ch.b || ch.a || {}).case || {}).question || "";
+      view.appendChild(h("div", {class: "card changed-case " + (better ? "fixed" : "broken"), "data-case": ch.case},
+        h("div", null, h("span", {class: "badge " + (better ? "pass" : "fail"), text: better ? "Now passes" : "Now fails"}), " ", h("strong", {text: question})),
         h("div", {class: "side-by-side"},
           side("Before", ch.a), side("After", ch.b))));
     });
