@@ -16,7 +16,7 @@ window.StudioTests = (function () {
   function money(x) { return "$" + (x || 0).toFixed(4); }
   function runName(r) {
     var what = r.prompt_version ? "Version " + r.prompt_version : "Draft";
-    return what + " · " + (r.tier ? app().tierName(r.tier).split(":")[0] : "default model") + " · " + ago(r.created_at);
+    return what + " · " + (r.tier ? app().tierName(r.tier).split(":")[0] : r.model || "the prompt's model") + " · " + ago(r.created_at);
   }
 
   // -- showing the tab -------------------------------------------------------------------------------------
