@@ -326,3 +326,42 @@ def test_a_rated_answer_becomes_a_test_case_in_one_click(server, browser, shot):
     assert made["facts"] == ["10%", "Sales Manager"] and made["source"]["kind"] == "feedback"
     assert page.errors == []  # type: ignore[attr-defined]
     ctx.close()
+
+
+def test_cases_are_imported_exported_edited_and_deleted_from_the_tab(server, browser, shot, tmp_path):
+    ctx, page = _page(browser, server, "bob")
+    _open(page, server, "tests", "deal-desk")
+    page.locator("#case-list li").first.wait_for()
+    upload = tmp_path / "deal-desk.yaml"
+    upload.write_text(yaml.safe_dump({"assistant": "deal-desk", "cases": [
+        {"id": "growth-price", "question": "What is the list price of the Growth plan?", "facts": ["Growth"]},
+        {"id": "eng-question", "question": "How do canary deploys work?", "must_refuse": True,
+         "note": "another department's"}]}))
+    page.set_input_files("#import-cases", str(upload))
+    page.locator("#toast", has_text="Imported: 2 added, 0 updated, 0 unchanged.").wait_for()
+    page.locator("#cases-title", has_text="Test cases (2)").wait_for()
+    assert "says it does not know" in page.locator(".case-item[data-case=eng-question]").inner_text()
+
+    exported = page.request.get(server.url + page.locator("#btn-export-cases").get_attribute("href"))
+    assert exported.status == 200 and "growth-price" in exported.text() and "canary" in exported.text()
+    assert page.locator("#btn-export-cases").get_attribute("download") == "deal-desk-tests.yaml"
+
+    page.get_by_role("button", name="Edit case: What is the list price of the Growth plan?").click()
+    assert page.locator("#case-editor-title").inner_text() == "Edit case"
+    page.fill("#c-facts", "Growth\n$12")
+    page.click("#btn-save-case")
+    page.locator("#toast", has_text="Case saved.").wait_for()
+    page.locator(".case-item[data-case=growth-price]", has_text="“$12”").wait_for()
+
+    page.get_by_role("button", name="Delete case: How do canary deploys work?").click()
+    page.click("#confirm-ok")
+    page.locator("#cases-title", has_text="Test cases (1)").wait_for()
+    shot(page, "studio-tests-10-cases-edited")
+
+    # A file with a mistake is refused whole, saying what to fix; nothing changes.
+    upload.write_text("assistant: deal-desk\ncases:\n  - question: Who approves?\n    fact: [x]\n")
+    page.set_input_files("#import-cases", str(upload))
+    page.locator("#toast.bad", has_text="Not imported").wait_for()
+    assert page.locator("#cases-title").inner_text() == "Test cases (1)"
+    assert page.errors == []  # type: ignore[attr-defined]
+    ctx.close()
