@@ -184,7 +184,8 @@ def test_a_quota_refusal_stops_the_run_and_resuming_answers_only_the_rest(make_a
     _prepare(client, cookies_for)
     bob, carol = cookies_for("bob"), cookies_for("carol")
     run = wait_for_run(client, T, A, client.post(f"{BASE}/runs", cookies=bob, json={"version": 1}).json()["id"], bob)
-    assert run["status"] == "failed" and run["error"].startswith("quota_exceeded: You have reached your limit of 2"), run
+    assert run["status"] == "failed", run
+    assert run["error"].startswith("quota_exceeded: You have reached your limit of 2 requests per minute"), run
     stopped_at = run["done"]
     assert 2 <= stopped_at < 5 and run["resumable"] is True
     # Resumed by carol (a tenant admin): her own per-user window; the calls from here on are hers.
