@@ -267,6 +267,18 @@ class EvalService:
         return {**run_public(run, resumable=self._resumable(run)), "kb_current": run.kb_version == self.kb_version(
             tenant), "results": [result_public(r) for r in results]}
 
+    def baseline(self, tenant: str, assistant: str, *, version: int, kb_version: str, tier: str | None,
+                 cases: int | None = None) -> dict[str, Any] | None:
+        """The latest finished run of `version` on this knowledge base and tier (over `cases` cases when given):
+        what a new run of another version is compared with. None when there is none."""
+        with self.db.session() as session:
+            rows = repo.list_runs(session=session, tenant=tenant, assistant=assistant, prompt_version=version,
+                                  status="finished", limit=20)
+        for row in rows:
+            if row.kb_version == kb_version and row.tier == tier and (cases is None or row.total == cases):
+                return run_public(row, resumable=False)
+        return None
+
     def compare(self, tenant: str, assistant: str, a: str, b: str) -> dict[str, Any]:
         self._assistant(tenant, assistant)
         runs = [self._run_row(tenant, assistant, x) for x in (a, b)]
