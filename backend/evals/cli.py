@@ -39,6 +39,7 @@ def add_eval_commands(sub: Any, services: ServicesFactory) -> None:
     which.add_argument("--version", type=int, help="a saved version (default: the one labelled production)")
     which.add_argument("--file", type=Path, help="a prompt file (front matter + body), e.g. an edited v0003.md")
     run.add_argument("--tier", help="the tier to answer on (default: the prompt's)")
+    run.add_argument("--judge", action="store_true", help="also grade with a provider model (fast tier)")
     run.add_argument("--min-score", type=float, default=None, help="also fail below this share of passing cases")
     run.set_defaults(func=lambda args: cmd_run(args, services))
     importing = evals.add_parser("import", help="add or update the assistant's cases from a YAML file")
@@ -135,7 +136,7 @@ async def _run(svc: Any, args: argparse.Namespace, body: str | None, config: dic
     failed = 0
     if production is not None and not (body is None and version == production):
         base = evals.baseline(args.tenant, args.assistant, version=production, kb_version=run["kb_version"],
-                              tier=args.tier, cases=run["total"])
+                              tier=args.tier, cases=run["total"], judged=args.judge)
         if base is None:
             base = await _execute(evals, who, args, f"production (version {production})", version=production,
                                   body=None, config={})
@@ -166,7 +167,7 @@ async def _execute(evals: Any, who: Principal, args: argparse.Namespace, what: s
     from tqdm import tqdm
 
     started = evals.start_run(who, args.tenant, args.assistant, version=version, body=body, config=config,
-                              tier=args.tier, route="cli:eval run", background=False)
+                              tier=args.tier, judge=args.judge, route="cli:eval run", background=False)
     bar = tqdm(total=started["total"], desc=what, unit="case", file=sys.stderr, dynamic_ncols=True)
     try:
         evals.runner.claim(args.tenant, started["id"])
