@@ -108,10 +108,16 @@ def update_case(assistant: str, case_id: str, data: CaseCreate, ctx: PromptsWrit
     return _evals(services).update_case(ctx.principal, ctx.tenant, assistant, case_id, data, route=request.url.path)
 
 
-@router.delete("/cases/{case_id}", status_code=204)
-def delete_case(assistant: str, case_id: str, ctx: PromptsWrite, services: ServicesDep, request: Request) -> Response:
+class DeletedOut(BaseModel):
+    deleted: str = Field(description="the id of the case deleted")
+
+
+@router.delete("/cases/{case_id}")
+def delete_case(assistant: str, case_id: str, ctx: PromptsWrite, services: ServicesDep,
+                request: Request) -> DeletedOut:
+    """200 with the id (not 204: every success of this API has a body, so clients parse one shape)."""
     _evals(services).delete_case(ctx.principal, ctx.tenant, assistant, case_id, route=request.url.path)
-    return Response(status_code=204)
+    return DeletedOut(deleted=case_id)
 
 
 class RunIn(BaseModel):

@@ -112,7 +112,7 @@ class EvalService:
                 raise NotFound(f"{assistant} has no case {case_id!r}", code="case_not_found")
             repo.delete_case(session=session, tenant=tenant, assistant=assistant, case_id=case_id)
             session.commit()
-        self.audit.record("eval_case_deleted", subject=principal.subject, tenant=tenant, route=route, status=204,
+        self.audit.record("eval_case_deleted", subject=principal.subject, tenant=tenant, route=route, status=200,
                           detail={"assistant": assistant, "case": case_id, "before": case_format.snapshot(row)})
 
     def export_yaml(self, tenant: str, assistant: str) -> str:
