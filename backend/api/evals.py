@@ -108,10 +108,16 @@ def update_case(assistant: str, case_id: str, data: CaseCreate, ctx: PromptsWrit
     return _evals(services).update_case(ctx.principal, ctx.tenant, assistant, case_id, data, route=request.url.path)
 
 
-@router.delete("/cases/{case_id}", status_code=204)
-def delete_case(assistant: str, case_id: str, ctx: PromptsWrite, services: ServicesDep, request: Request) -> Response:
+class DeletedOut(BaseModel):
+    deleted: str = Field(description="the id of the case deleted")
+
+
+@router.delete("/cases/{case_id}")
+def delete_case(assistant: str, case_id: str, ctx: PromptsWrite, services: ServicesDep,
+                request: Request) -> DeletedOut:
+    """200 with the id (not 204: every success of this API has a body, so clients parse one shape)."""
     _evals(services).delete_case(ctx.principal, ctx.tenant, assistant, case_id, route=request.url.path)
-    return Response(status_code=204)
+    return DeletedOut(deleted=case_id)
 
 
 class RunIn(BaseModel):
@@ -121,6 +127,8 @@ class RunIn(BaseModel):
     body: str | None = Field(None, max_length=40_000, description="an unsaved draft's text (with its `config`)")
     config: dict[str, Any] = Field(default_factory=dict)
     tier: str | None = Field(None, max_length=32, description="the tier to answer on (default: the prompt's)")
+    judge: bool = Field(False, description="also grade facts and groundedness with a provider model (the run "
+                                           "names it; its calls are internal usage)")
 
 
 @router.post("/runs", status_code=202)
@@ -131,7 +139,7 @@ async def start_run(assistant: str, data: RunIn, ctx: PromptsWrite, services: Se
         raise Invalid("send either `version` (a saved version) or `body` (an unsaved draft, with its `config`)",
                       code="invalid_request")
     return _evals(services).start_run(ctx.principal, ctx.tenant, assistant, version=data.version, body=data.body,
-                                      config=data.config, tier=data.tier, route=request.url.path)
+                                      config=data.config, tier=data.tier, judge=data.judge, route=request.url.path)
 
 
 @router.get("/runs")

@@ -171,7 +171,7 @@ def check_grounded(case: dict[str, Any], a: Answered, embed: Embed | None) -> di
     if score is None:
         result = check_answer(a.answer, a.citations, embed)
         score = result.score
-        unsupported = [s.sentence for s in result.unsupported][:5]
+        unsupported = [f"{s.text} ({s.reason})" for s in result.unsupported][:5]
     ok = score >= GROUNDED_MIN
     detail = f"{score:.0%} of its sentences supported by the cited passages"
     if not ok and unsupported:

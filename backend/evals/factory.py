@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from backend.evals.judge import ModelJudge
 from backend.evals.runner import EvalRunner
 from backend.evals.service import EvalService
 from backend.settings import Settings
@@ -19,7 +20,7 @@ def build_evals(settings: Settings, services: Any, *, owner: str, seed: bool = T
     embedder = getattr(getattr(knowledge, "retrieval", None), "embedder", None)
     runner = EvalRunner(db=services.db, chat=services.chat, prompts=services.prompt_service, knowledge=knowledge,
                         embed=embedder.embed if embedder is not None else None, owner=owner,
-                        lease_s=settings.lease_s)
+                        lease_s=settings.lease_s, judge=ModelJudge(chat=services.chat))
     evals = EvalService(db=services.db, prompts=services.prompt_service, runner=runner, audit=services.audit,
                         kb_version=knowledge.kb_fingerprint if knowledge is not None else None)
     if seed:

@@ -38,7 +38,7 @@ class Knowledge(Protocol):
 class Judge(Protocol):
     """An optional model that grades facts and groundedness (evals/judge.py)."""
 
-    name: str
+    def name(self, tenant_allowed: list[str]) -> str | None: ...
 
     async def grade(self, principal: Principal, tenant: str, assistant: str, case: dict[str, Any],
                     answered: Answered, checks: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]: ...
@@ -140,7 +140,7 @@ class EvalRunner:
                             grounding=answer.grounding, route_reason=answer.route_reason)
         frozen = snapshot(case)
         checks, passed = await asyncio.to_thread(run_checks, frozen, answered, self.embed)
-        if self.judge is not None:
+        if self.judge is not None and run.judge:
             checks = await self.judge.grade(principal, tenant, run.assistant, frozen, answered, checks)
             passed = verdict(checks)
         return EvalResult(run_id=run.id, case_id=case.id, tenant=tenant, case=frozen, answer=answer.answer,

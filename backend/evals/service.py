@@ -54,15 +54,13 @@ def result_public(r: Any) -> dict[str, Any]:
 
 class EvalService:
     def __init__(self, *, db: Database, prompts: PromptService, runner: EvalRunner, audit: AuditLog,
-                 kb_version: Any = None, judge_name: Any = None) -> None:
-        """`kb_version(tenant)`: the knowledge base's fingerprint; `judge_name(tenant)`: the judge model that would
-        grade a run now (None: none is live)."""
+                 kb_version: Any = None) -> None:
+        """`kb_version(tenant)`: the knowledge base's fingerprint."""
         self.db = db
         self.prompts = prompts
         self.runner = runner
         self.audit = audit
         self.kb_version = kb_version or (lambda tenant: "")
-        self.judge_name = judge_name or (lambda tenant: None)
         self.tasks: dict[str, asyncio.Task] = {}  # runs this process is working on
 
     # -- cases ---------------------------------------------------------------------------------------------------
@@ -114,7 +112,7 @@ class EvalService:
                 raise NotFound(f"{assistant} has no case {case_id!r}", code="case_not_found")
             repo.delete_case(session=session, tenant=tenant, assistant=assistant, case_id=case_id)
             session.commit()
-        self.audit.record("eval_case_deleted", subject=principal.subject, tenant=tenant, route=route, status=204,
+        self.audit.record("eval_case_deleted", subject=principal.subject, tenant=tenant, route=route, status=200,
                           detail={"assistant": assistant, "case": case_id, "before": case_format.snapshot(row)})
 
     def export_yaml(self, tenant: str, assistant: str) -> str:
@@ -181,7 +179,7 @@ class EvalService:
 
     def start_run(self, principal: Principal, tenant: str, assistant: str, *, version: int | None,
                   body: str | None, config: dict[str, Any], tier: str | None, route: str,
-                  background: bool = True) -> dict[str, Any]:
+                  judge: bool = False, background: bool = True) -> dict[str, Any]:
         """A new run of `version` (or the draft `body`) over the set's cases; started in the background unless
         `background` is False (then the caller executes it: the CLI)."""
         trial = self.prompts.trial(principal, tenant, assistant, version=version if body is None else None,
@@ -189,6 +187,14 @@ class EvalService:
         if tier is not None and tier not in trial.tenant.model_policy.allowed_tiers:
             raise Invalid(f"tier {tier!r} is not allowed for {trial.tenant.name}; allowed: "
                           f"{', '.join(trial.tenant.model_policy.allowed_tiers)}", code="tier_not_allowed")
+        judge_name = None
+        if judge:
+            allowed = trial.tenant.model_policy.allowed_tiers
+            judge_name = self.runner.judge.name(allowed) if self.runner.judge is not None else None
+            if judge_name is None:
+                raise Invalid("no judge is available: it needs a provider model on the fast tier (the local model "
+                              "cannot judge); run without `judge` — the offline checks still apply",
+                              code="no_judge")
         with self.db.session() as session:
             rows = repo.list_cases(session=session, tenant=tenant, assistant=assistant)
         ids = [c.id for c in rows if checks_something(c)]
@@ -201,13 +207,14 @@ class EvalService:
                       draft={"body": body, "config": config} if body is not None else None, tier=tier,
                       kb_version=self.kb_version(tenant), case_ids=ids,
                       skipped=[c.id for c in rows if not checks_something(c)], total=len(ids),
-                      judge=self.judge_name(tenant), started_by=principal.subject, status="queued")
+                      judge=judge_name, started_by=principal.subject, status="queued")
         with self.db.session() as session:
             repo.add_run(session=session, tenant=tenant, run=run)
             session.commit()
         self.audit.record("eval_run_started", subject=principal.subject, tenant=tenant, route=route, status=202,
                           detail={"assistant": assistant, "run": run.id, "version": run.prompt_version,
-                                  "draft": body is not None, "tier": tier, "cases": len(ids)})
+                                  "draft": body is not None, "tier": tier, "cases": len(ids),
+                                  "judge": judge_name})
         if background:
             self._spawn(principal, tenant, run.id)
         return run_public(run, resumable=False)
@@ -266,6 +273,20 @@ class EvalService:
             results = repo.list_results(session=session, tenant=tenant, run_id=run_id)
         return {**run_public(run, resumable=self._resumable(run)), "kb_current": run.kb_version == self.kb_version(
             tenant), "results": [result_public(r) for r in results]}
+
+    def baseline(self, tenant: str, assistant: str, *, version: int, kb_version: str, tier: str | None,
+                 cases: int | None = None, judged: bool = False) -> dict[str, Any] | None:
+        """The latest finished run of `version` on this knowledge base and tier, judged or not like the run it is
+        compared with (over `cases` cases when given):
+        what a new run of another version is compared with. None when there is none."""
+        with self.db.session() as session:
+            rows = repo.list_runs(session=session, tenant=tenant, assistant=assistant, prompt_version=version,
+                                  status="finished", limit=20)
+        for row in rows:
+            if (row.kb_version == kb_version and row.tier == tier and (row.judge is not None) == judged
+                    and (cases is None or row.total == cases)):
+                return run_public(row, resumable=False)
+        return None
 
     def compare(self, tenant: str, assistant: str, a: str, b: str) -> dict[str, Any]:
         self._assistant(tenant, assistant)

@@ -46,7 +46,8 @@ def test_an_editor_writes_reads_changes_and_deletes_a_case_and_each_write_is_aud
     updated = _events(client, "eval_case_updated")
     assert len(updated) == 1 and updated[0].detail["before"]["facts"] == ["10%"]
     assert updated[0].detail["after"]["facts"] == ["up to 10%"]
-    assert client.delete(f"{CASES}/{case['id']}", cookies=bob).status_code == 204
+    r = client.delete(f"{CASES}/{case['id']}", cookies=bob)
+    assert (r.status_code, r.json()) == (200, {"deleted": case["id"]})
     assert client.get(CASES, cookies=bob).json() == {"cases": []}
     assert client.delete(f"{CASES}/{case['id']}", cookies=bob).status_code == 404
     assert [len(_events(client, k)) for k in ("eval_case_created", "eval_case_deleted")] == [1, 1]
