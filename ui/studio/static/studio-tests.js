@@ -25,6 +25,7 @@ window.StudioTests = (function () {
     var name = app().name();
     if (st.loadedFor !== name) {
       st.loadedFor = name; st.openRun = null; closeEditor(); clear($("run-view"));
+      clearTimeout(st.polling); st.polling = null; $("run-progress").hidden = true;
       $("btn-export-cases").href = base() + "/cases/export";
       $("btn-export-cases").setAttribute("download", name + "-tests.yaml");
     }
@@ -235,8 +236,12 @@ window.StudioTests = (function () {
     clearTimeout(st.polling);
     var box = $("run-progress"); box.hidden = false;
     $("run-bar").value = 0; $("run-progress-text").textContent = "Starting the run…";
+    var assistant = app().name(), url = base() + "/runs/" + encodeURIComponent(id);
     function tick() {
-      api("GET", "/runs/" + encodeURIComponent(id)).then(function (r) {
+      // Another assistant was chosen meanwhile: its tab shows its own runs (this one goes on on the server).
+      if (app().name() !== assistant) { st.polling = null; box.hidden = true; return; }
+      app().request(url, "GET").then(function (r) {
+        if (app().name() !== assistant) { st.polling = null; return; }
         if (!r.ok) { st.polling = null; box.hidden = true; return; }
         var run = r.data;
         $("run-bar").max = Math.max(1, run.total); $("run-bar").value = run.done;
