@@ -1,4 +1,4 @@
-"""`atrium` console script: serve, worker, keys, ingest, reindex, seed-demo, migrate, deploy, hash-password."""
+"""`atrium` console script: serve, worker, keys, ingest, reindex, seed-demo, migrate, deploy, hash-password, eval."""
 
 from __future__ import annotations
 
@@ -408,6 +408,9 @@ def build_parser() -> argparse.ArgumentParser:
     nginx.set_defaults(func=cmd_deploy_nginx)
 
     sub.add_parser("hash-password", help="hash a demo user's password").set_defaults(func=cmd_hash_password)
+    from backend.evals.cli import add_eval_commands  # `atrium eval run|import|export` (issue 19)
+
+    add_eval_commands(sub, lambda: _services(worker=False))
     return parser
 
 

@@ -24,6 +24,9 @@ from backend.chat.pipeline import ChatService
 from backend.config_files import ConfigError
 from backend.db.engine import Database, make_engine
 from backend.db.migrate import prepare
+from backend.evals.factory import build_evals
+from backend.evals.gate import EvalGate
+from backend.evals.service import EvalService, run_public
 from backend.governance.alert_once import alert_gate
 from backend.governance.allowance_cache import TTL_S as ALLOWANCE_TTL_S
 from backend.governance.audit import AuditLog
@@ -78,6 +81,8 @@ class Services:
     usage: UsageService | None = None
     member_usage: MemberUsage | None = None  # members' usage against their allowances (/api/me/usage, admins)
     conversations: ConversationService | None = None  # chat history (the Chainlit sidebar)
+    evals: EvalService | None = None  # assistants' test cases and evaluation runs (backend/evals)
+    eval_gate: EvalGate | None = None  # the release gate over those runs (tenants.yaml release_gate)
     # Bearer JWT verification (None when OIDC_ISSUER / OIDC_API_AUDIENCE are not set).
     jwt_verifier: JwtVerifier | None = None
     # API keys verified in the last few seconds (ATRIUM_API_KEY_CACHE_SECONDS); off unless build_services sets it.
@@ -196,6 +201,11 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
                                                  on_raised=quotas.raised.raised),
                         conversations=ConversationService(db=db, registry=registry, audit=audit, chat=chat,
                                                           titles=settings.conversation_titles))
+    services.evals = build_evals(settings, services, owner=owner)
+    # The prompt service (layer 2) is asked through its ReleaseGate protocol: the gate reads runs, which go through
+    # the chat pipeline above it, so it is handed in here rather than imported there.
+    services.eval_gate = EvalGate(db=db, kb_version=services.evals.kb_version, run_public=run_public)
+    services.prompt_service.gate = services.eval_gate
     for assistant, why in services.prompt_problems().items():
         log.warning("assistant has no prompt", extra={"assistant": assistant, "problem": why})
     if settings.redis_url:

@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     prompts_dir: Path = Field(REPO_ROOT / "prompts", alias="ATRIUM_PROMPTS_DIR")
     # Where prompt versions live: files (prompts_dir) or database; unset = database with PostgreSQL, else files.
     prompt_store: Literal["files", "database"] | None = Field(None, alias="ATRIUM_PROMPT_STORE")
+    # The demo test cases (evals/<tenant>/<assistant>.yaml): each assistant's empty set is seeded from them once.
+    evals_dir: Path = Field(REPO_ROOT / "evals", alias="ATRIUM_EVALS_DIR")
 
     # Identity
     oidc_issuer: str | None = Field(None, alias="OIDC_ISSUER")

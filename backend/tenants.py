@@ -131,6 +131,15 @@ class DifyConfig(_Strict):
     app_key_env: str | None = None
 
 
+class ReleaseGate(_Strict):
+    """Promoting a version to `production` needs evidence (backend/evals/gate.py): a finished test run of that version
+    on the current knowledge base with no case that passes on production's latest run failing on it, and at least
+    `min_score` of the cases passing when set. Off by default; a tenant admin may override with a reason (audited)."""
+
+    enabled: bool = False
+    min_score: float | None = Field(default=None, ge=0, le=1)  # the share of cases that must pass, 0..1
+
+
 class TenantConfig(_Strict):
     id: Slug
     name: str
@@ -141,6 +150,7 @@ class TenantConfig(_Strict):
     model_policy: ModelPolicy = Field(default_factory=ModelPolicy)
     quotas: Quotas = Field(default_factory=Quotas)
     require_approval: bool = False
+    release_gate: ReleaseGate = Field(default_factory=ReleaseGate)
     deployment_group: Slug = DEFAULT_GROUP  # a key of deployment_groups (backend/groups.py)
     limits: TenantLimits = Field(default_factory=TenantLimits)
     dify: DifyConfig = Field(default_factory=DifyConfig)

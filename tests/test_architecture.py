@@ -106,6 +106,7 @@ LAYERS = {
     "backend.startup_checks": 1,  # reads settings, raises a ConfigError; called by app and cli
     "backend.knowledge": 2, "backend.llm": 2, "backend.prompts": 2, "backend.governance": 2,
     "backend.chat": 3,
+    "backend.evals": 4,  # runs the chat pipeline over test cases; used by the API and the CLI
     "backend": 0, "backend.container": 4, "backend.seed": 4, "backend.cli": 7, "backend.serving": 5,
     "backend.deploy": 5,  # renders manifests from the tenants registry; imported by the CLI only
     "backend.worker_metrics": 5,  # `atrium worker`'s /metrics port; imported by the CLI only

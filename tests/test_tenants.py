@@ -34,6 +34,10 @@ def _sales(data: dict) -> dict:
     return data["tenants"][0]
 
 
+def _engineering(data: dict) -> dict:
+    return data["tenants"][1]
+
+
 @pytest.mark.parametrize(("change", "where", "typo", "meant"), [
     (lambda d: _rename(_sales(d), "assistants", "asistants"), "tenant 'sales': ", "asistants", "assistants"),
     (lambda d: _rename(_sales(d)["quotas"], "tokens_per_day", "token_per_day"), "tenant 'sales': quotas: ",
@@ -51,6 +55,10 @@ def _sales(data: dict) -> dict:
     (lambda d: _rename(_sales(d)["match"], "claim", "claims"), "tenant 'sales': match: ", "claims", "claim"),
     (lambda d: _rename(_sales(d), "require_approval", "requires_approval"), "tenant 'sales': ",
      "requires_approval", "require_approval"),
+    (lambda d: _rename(_engineering(d)["release_gate"], "min_score", "min_scor"), "tenant 'engineering': "
+     "release_gate: ", "min_scor", "min_score"),
+    (lambda d: _rename(_engineering(d), "release_gate", "release_gates"), "tenant 'engineering': ",
+     "release_gates", "release_gate"),
     (lambda d: _rename(d["platform"], "platform_admin", "platform_admins"), "platform: ", "platform_admins",
      "platform_admin"),
     (lambda d: _rename(d["platform"]["platform_admin"], "any_of", "any_off"), "platform: platform_admin: ",
@@ -97,3 +105,11 @@ def test_the_shipped_config_and_the_test_fixtures_load(tmp_path):
     cfg = make_config_dir(tmp_path, model_list=[], policy={"allowed_tiers": ["fast", "smart"]})
     narrowed = TenantRegistry.load(cfg / "tenants.yaml")
     assert {t.model_policy.default_tier for t in narrowed.all()} == {"smart"}
+
+
+def test_the_release_gate_is_off_unless_a_tenant_turns_it_on_and_its_minimum_is_a_share(tmp_path):
+    shipped = TenantRegistry.load(REPO / "config" / "tenants.yaml")
+    gates = {t.id: (t.release_gate.enabled, t.release_gate.min_score) for t in shipped.all()}
+    assert gates == {"sales": (False, None), "engineering": (True, 0.6), "finance": (False, None)}
+    message = _load_with(tmp_path, lambda d: _engineering(d)["release_gate"].update(min_score=60))
+    assert "tenant 'engineering': release_gate.min_score: " in message and "less than or equal to 1" in message

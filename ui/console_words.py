@@ -32,6 +32,7 @@ DENIALS: dict[str, str] = {
     "route_blocked": "A feature that is switched off was asked for.",
     "event_blocked": "A chat feature that is switched off was asked for.",
     "approval_required": "A release to production waited for another admin's approval.",
+    "release_gate_override": "Someone who is not a tenant admin tried to release past the release gate.",
     "message_too_long": "A chat message far over the length limit was refused.",
     "cross_site_request": "Another web site tried to act with a member's browser session: refused.",
 }
@@ -41,6 +42,8 @@ KINDS: dict[str, str] = {
     "documents_reindexed": "re-index runs", "key_created": "API keys created", "key_revoked": "API keys revoked",
     "prompt_version_created": "prompt versions written", "prompt_label_moved": "prompt releases",
     "sessions_ended": "sessions ended", "admin_access": "operators' reads",
+    "release_gate_refused": "promotions stopped by the release gate",
+    "release_gate_overridden": "release gate overridden",
 }
 
 

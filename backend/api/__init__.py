@@ -13,6 +13,8 @@ def routers() -> list[APIRouter]:
         dify_chat,
         dify_retrieval,
         documents,
+        eval_gate,
+        evals,
         feedback,
         health,
         keys,
@@ -30,4 +32,4 @@ def routers() -> list[APIRouter]:
     return [openai_compat.router, health.router, me.router, chat.router, keys.router, admin.router,
             dify_chat.router, prompts.router, studio.router, usage.router, documents.router, search.router,
             dify_retrieval.router, admin_page.router, console.router, feedback.router, sessions.router,
-            metrics.router]
+            metrics.router, evals.router, eval_gate.router]

@@ -66,6 +66,8 @@ ROUTE_STATUSES: dict[tuple[str, str], tuple[str, ...]] = {
     ("POST", "/api/t/{tenant}/search"): ("404", "502"),
     ("POST", "/api/t/{tenant}/dify/retrieval"): ("400", "401", "403", "404", "502", "503"),
     ("GET", "/api/t/{tenant}/feedback"): ("404",),
+    ("POST", "/api/t/{tenant}/evals/{assistant}/cases/import"): ("400", "415"),  # reads its body itself
+    ("POST", "/api/t/{tenant}/evals/{assistant}/runs/{run_id}/resume"): ("409",),  # running elsewhere, finished
     ("GET", "/api/admin/audit"): ("404",),
     ("POST", "/api/t/{tenant}/sessions/end"): ("404",),  # a subject who never signed in here
     ("POST", "/api/t/{tenant}/usage/allowances"): ("409",),  # the tenant gives its members no allowance

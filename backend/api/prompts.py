@@ -64,6 +64,9 @@ class LabelIn(BaseModel):
 
     version: Integer = Field(ge=1, le=MAX_VERSION)
     create: StrictBool = False  # a label that does not exist yet (e.g. "canary"); without it a typo is refused
+    override_reason: str | None = Field(
+        None, max_length=1000, description="a tenant admin promoting to production past a closed release gate says "
+                                           "why (audited); without it a closed gate is a 409 `release_gate`")
 
 
 @router.put("/{assistant}/labels/{label}")
@@ -71,7 +74,8 @@ def move_label(assistant: str, label: Annotated[str, Path(json_schema_extra={"pa
                data: LabelIn, ctx: PromptsWrite, services: ServicesDep,
                request: Request) -> dict[str, Any]:
     return services.prompt_service.move_label(ctx.principal, ctx.tenant, assistant, label, version=data.version,
-                                              create=data.create, route=request.url.path)
+                                              create=data.create, route=request.url.path,
+                                              override_reason=data.override_reason)
 
 
 @router.get("/{assistant}/diff")

@@ -26,7 +26,7 @@ from backend.prompts.contract import PromptNotFound, PromptStorage, PromptVersio
 from backend.tenants import ModelPolicy, TenantRegistry
 
 # What a turn needs besides membership, by the channel it came from (everything else needs `chat`).
-_PERMISSION: dict[str, str | None] = {"studio": "prompts:write", "internal": None}
+_PERMISSION: dict[str, str | None] = {"studio": "prompts:write", "eval": "prompts:write", "internal": None}
 
 
 class AdmitStage:

@@ -317,6 +317,7 @@ class ConversationService:
             row["helpful" if rating == 1 else "not_helpful"] += int(n)
         items = [{"at": _utc(step.created_at).isoformat(), "assistant": conv.assistant, "label": conv.label,
                   "prompt_version": turn.prompt_version if turn else None, "model": turn.model if turn else None,
+                  "turn_id": turn.id if turn else None,  # POST .../evals/{assistant}/cases/from-feedback takes it
                   "value": step.feedback_value, "comment": step.feedback_comment,
                   "question": _clip_text(question, FEEDBACK_TEXT_CHARS),
                   "answer": step.output}

@@ -19,7 +19,7 @@ class ChatTurn(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, index=True)
     tenant: str = Field(index=True)
     subject: str = Field(index=True)
-    channel: str = "ui"  # ui | api | openai | studio
+    channel: str = "ui"  # ui | api | openai | studio | eval | internal
     assistant: str | None = None
     prompt_name: str | None = None
     prompt_version: int | None = None
@@ -330,4 +330,86 @@ class MemberAllowance(SQLModel, table=True):
     tokens_per_day: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
     monthly_budget_usd: float | None = None
     granted_by: str
+    created_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))
+
+
+# -- evaluations (issue 19) ---------------------------------------------------------------------------------
+
+
+class EvalCase(SQLModel, table=True):
+    """One test case of an assistant: a question (with earlier turns, optionally) and what a good answer does."""
+
+    __tablename__ = "eval_case"
+
+    # An id is unique within its set (made by the server, or kept from an imported file): two tenants' files may
+    # both name a case `discount-cap`.
+    tenant: str = Field(primary_key=True)
+    assistant: str = Field(primary_key=True)
+    id: str = Field(primary_key=True)
+    question: str = Field(sa_column=Column(Text, nullable=False))
+    history: list[dict] = Field(default_factory=list, sa_column=Column(JSON, nullable=False, default=list))
+    facts: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False, default=list))
+    cite: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False, default=list))
+    must_refuse: bool = False
+    must_not: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False, default=list))
+    note: str = ""
+    source: dict | None = Field(default=None, sa_column=Column(JSON, nullable=True))  # {kind: feedback, turn_id}
+    created_by: str | None = None
+    created_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))
+
+
+class EvalRun(SQLModel, table=True):
+    """One evaluation of a prompt version (or an unsaved draft) over an assistant's cases, on one tier, against the
+    knowledge base as it was (`kb_version`). Its per-case results are EvalResult rows: a run resumes where they end."""
+
+    __tablename__ = "eval_run"
+    __table_args__ = (Index("ix_eval_run_assistant", "tenant", "assistant", "created_at"),)
+
+    id: str = Field(primary_key=True)
+    tenant: str
+    assistant: str
+    prompt_version: int | None = None  # None: an unsaved draft (`draft`)
+    draft: dict | None = Field(default=None, sa_column=Column(JSON, nullable=True))  # {body, config}
+    tier: str | None = None  # asked for (None: the prompt's or the tenant's default decides)
+    model: str | None = None  # the model(s) that answered, as recorded
+    kb_version: str = ""  # the knowledge service's fingerprint of the tenant's ready documents
+    case_ids: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False, default=list))
+    skipped: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False, default=list))
+    status: str = Field(default="queued", sa_column=Column(String(16), nullable=False, default="queued"))
+    total: int = 0
+    done: int = 0
+    passed: int = 0
+    score: float | None = None  # passed / done, 0..1
+    tokens: int = 0
+    cost_usd: float = 0.0
+    latency_ms: int | None = None  # the median per case
+    judge: str | None = None  # the judge model's name when one graded facts and groundedness
+    owner: str | None = None  # the process running it (governance/leases.py): a dead owner's run may be resumed
+    started_by: str
+    created_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))
+    finished_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    error: str | None = None
+
+
+class EvalResult(SQLModel, table=True):
+    """One case's answer in one run, and each check's verdict."""
+
+    __tablename__ = "eval_result"
+    __table_args__ = (UniqueConstraint("run_id", "case_id", name="uq_eval_result"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(index=True)
+    case_id: str
+    tenant: str = Field(index=True)
+    case: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False, default=dict))  # as it was run
+    answer: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    citations: list[dict] = Field(default_factory=list, sa_column=Column(JSON, nullable=False, default=list))
+    checks: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False, default=dict))
+    passed: bool = False
+    model: str | None = None
+    tokens: int = 0
+    cost_usd: float = 0.0
+    latency_ms: int = 0
+    turn_id: int | None = None  # the usage row (channel eval)
     created_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))

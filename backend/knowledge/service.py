@@ -338,6 +338,20 @@ class KnowledgeService:
             latest = repo.latest_update(session=session, tenant=tenant)
         return f"{count}:{latest.isoformat() if latest else '-'}"
 
+    def kb_fingerprint(self, tenant: str) -> str:
+        """The tenant's ready documents, as ids and content: the same fingerprint means the same knowledge base
+        (an evaluation run records it; the release gate compares it with the current one)."""
+        with self.db.session() as session:
+            docs, offset = [], 0
+            while page := repo.list_documents(session=session, tenant=tenant, status="ready", limit=500,
+                                              offset=offset):
+                docs += page
+                offset += len(page)
+        digest = hashlib.sha256()
+        for doc in sorted(docs, key=lambda d: d.id):
+            digest.update(f"{doc.id}:{doc.content_hash}:{doc.embedding_model}\n".encode())
+        return f"{len(docs)}:{digest.hexdigest()[:16]}"
+
     def document_count(self, *, tenant: str) -> int:
         with self.db.session() as session:
             return repo.count_documents(session=session, tenant=tenant)

@@ -1,6 +1,10 @@
-"""Release rules: who may move which label (the four-eyes rule for `production` when a tenant asks)."""
+"""Release rules: who may move which label (the four-eyes rule for `production` when a tenant asks), and the shape
+of the release gate's verdict (the gate itself needs test runs: backend/evals/gate.py)."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from backend.auth.guard import allowed
 from backend.auth.principal import Principal
@@ -32,3 +36,36 @@ def approval_refusal(principal: Principal, tenant: TenantConfig, label: str,
 
 def can_approve(principal: Principal, tenant: TenantConfig) -> bool:
     return not tenant.require_approval or allowed(principal, tenant.id, "admin")
+
+
+@dataclass(frozen=True)
+class GateVerdict:
+    """What the release gate (backend/evals/gate.py, a tenant policy) says of promoting one version to production.
+    `state`: off | passed | missing | stale | regressed | below_min | running; `failing`: the cases that stop it
+    ({"id", "question", "why"}); `run`: the run it judged (or None)."""
+
+    state: str
+    message: str
+    failing: list[dict[str, Any]] = field(default_factory=list)
+    run: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.state in ("off", "passed")
+
+
+class ReleaseGate(Protocol):
+    """The gate as the prompt service sees it. The prompts package sits below the evaluation runs (which run the chat
+    pipeline), so the container injects the implementation instead of prompts importing it."""
+
+    def verdict(self, tenant: TenantConfig, assistant: str, *, version: int,
+                production: int | None) -> GateVerdict: ...
+
+
+def override_refusal(principal: Principal, tenant: TenantConfig) -> str | None:
+    """Why `principal` may not override a closed release gate, or None. Only a tenant admin may; the four-eyes rule
+    (approval_refusal) still applies on top, so with `require_approval` the override is a second person's too."""
+    if allowed(principal, tenant.id, "admin"):
+        return None
+    return (f"only a tenant admin of {tenant.name} can override the release gate: fix the failing cases, or ask an "
+            "admin to promote it with a reason")

@@ -24,7 +24,14 @@ from backend.prompts.contract import (
 )
 from backend.prompts.diff import diff_versions
 from backend.prompts.drafts import draft, invalid
-from backend.prompts.release import approval_refusal, can_approve
+from backend.prompts.release import (
+    PRODUCTION,
+    GateVerdict,
+    ReleaseGate,
+    approval_refusal,
+    can_approve,
+    override_refusal,
+)
 from backend.prompts.schema import KNOWN_VARIABLES, Problem, PromptValidationError
 from backend.tenants import TenantConfig, TenantRegistry
 
@@ -54,9 +61,11 @@ class Trial:
 
 class PromptService:
     def __init__(self, *, store: PromptStorage, registry: TenantRegistry, llm: LiveTiers, audit: AuditSink,
-                 people: Callable[[Iterable[str]], frozenset[str]]) -> None:
+                 people: Callable[[Iterable[str]], frozenset[str]], gate: ReleaseGate | None = None) -> None:
         """`people`: names -> the same names plus the owner of each "key:<id>" among them (auth.api_keys
-        people_behind), so a version saved with a key counts as its owner's for the four-eyes rule."""
+        people_behind), so a version saved with a key counts as its owner's for the four-eyes rule. `gate`: the
+        release gate (evals), injected by the container; None = no gate (as when a tenant has it off)."""
+        self.gate = gate
         self.store = store
         self.registry = registry
         self.llm = llm
@@ -136,7 +145,8 @@ class PromptService:
             "tiers": cfg.model_policy.allowed_tiers, "default_tier": cfg.model_policy.default_tier,
             "live_tiers": self.llm.tiers(), "tier_models": self.llm.tier_models(),
             "you": {"subject": principal.subject, "can_write": allowed(principal, tenant, "prompts:write"),
-                    "can_approve": can_approve(principal, cfg)},
+                    "can_approve": can_approve(principal, cfg), "is_admin": allowed(principal, tenant, "admin")},
+            "release_gate": cfg.release_gate.model_dump(),
         }
 
     def version(self, tenant: str, assistant: str, version: int) -> dict[str, Any]:
@@ -195,9 +205,10 @@ class PromptService:
         )
 
     def move_label(self, principal: Principal, tenant: str, assistant: str, label: str, *, version: int,
-                   create: bool, route: str) -> dict[str, Any]:
+                   create: bool, route: str, override_reason: str | None = None) -> dict[str, Any]:
         """Point `label` at `version`: a label that does not exist yet only with `create`; production under the
-        tenant's approval rule (a refusal is a `denied` audit event). Audited as `prompt_label_moved`."""
+        tenant's approval rule and release gate (a refusal is a `denied` audit event; a tenant admin may override a
+        closed gate with `override_reason`, audited as `release_gate_overridden`). Audited as `prompt_label_moved`."""
         cfg = self.assistant_tenant(tenant, assistant)
         target = self.get(tenant, assistant, version)
         existing = self.store.labels(tenant, assistant)
@@ -212,15 +223,58 @@ class PromptService:
                               reason="approval_required",
                               detail={"assistant": assistant, "label": label, "version": version})
             raise Forbidden(refusal, code="approval_required")
+        verdict = self._gate(principal, cfg, assistant, label, version, existing.get(label),
+                             (override_reason or "").strip(), route)
         try:
             move = self.store.move_label(tenant, assistant, label, version, who=principal.subject)
         except InvalidPromptName as exc:
             raise Invalid(str(exc), code="invalid_label") from None
+        gate = None if verdict is None else {"state": verdict.state, "run": verdict.run,
+                                             "overridden": not verdict.ok}
         self.audit.record("prompt_label_moved", subject=principal.subject, tenant=tenant, route=route, status=200,
                           detail={"assistant": assistant, "label": label, "before": move.before,
-                                  "after": move.after})
+                                  "after": move.after, **({"gate": gate} if gate else {})})
         return {"label": label, "from": move.before, "to": move.after, "entry": move.entry,
-                "labels": self.store.labels(tenant, assistant), "history": self._history(tenant, assistant)}
+                "labels": self.store.labels(tenant, assistant), "history": self._history(tenant, assistant),
+                "gate": gate}
+
+    def _gate(self, principal: Principal, cfg: TenantConfig, assistant: str, label: str, version: int,
+              current: int | None, reason: str, route: str) -> GateVerdict | None:
+        """The release gate's verdict on moving production to `version` (None: not asked — another label, no gate,
+        or a rollback), refusing a closed gate unless a tenant admin overrides it with a reason.
+
+        A rollback (to a version production already had) is not gated: it restores what users were served before,
+        and an incident must not wait for a test run."""
+        if label != PRODUCTION or self.gate is None or not cfg.release_gate.enabled or version == current:
+            return None
+        if self.was_in_production(cfg.id, assistant, version):
+            return None
+        verdict = self.gate.verdict(cfg, assistant, version=version, production=current)
+        if verdict.ok:
+            return verdict
+        where = {"assistant": assistant, "label": label, "version": version, "state": verdict.state,
+                 "run": verdict.run, "failing": [c.get("id") for c in verdict.failing][:50]}
+        if not reason:
+            # Its own kind, not a grouped `denied`: no access was refused (and nothing suspicious happened), a policy
+            # was, and each refusal keeps the cases that stopped it.
+            self.audit.record("release_gate_refused", subject=principal.subject, tenant=cfg.id, route=route,
+                              status=409, reason="release_gate", detail=where)
+            raise Conflict(verdict.message + (" A tenant admin may promote it anyway with a reason." if
+                                              allowed(principal, cfg.id, "admin") else ""),
+                           code="release_gate", extra={"state": verdict.state, "failing": verdict.failing,
+                                                       "run": verdict.run})
+        if refusal := override_refusal(principal, cfg):
+            self.audit.record("denied", subject=principal.subject, tenant=cfg.id, route=route, status=403,
+                              reason="release_gate_override", detail=where)
+            raise Forbidden(refusal, code="release_gate_override")
+        self.audit.record("release_gate_overridden", subject=principal.subject, tenant=cfg.id, route=route,
+                          status=200, detail={**where, "reason": reason[:1000], "message": verdict.message})
+        return verdict
+
+    def was_in_production(self, tenant: str, assistant: str, version: int) -> bool:
+        """Production pointed at `version` before: moving it back is a rollback, which the release gate lets through."""
+        return any(e.get("label") == PRODUCTION and version in (e.get("from"), e.get("to"))
+                   for e in self.store.label_history(tenant, assistant))
 
     # -- drafts --------------------------------------------------------------------------------------------------
 

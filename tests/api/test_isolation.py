@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from sqlmodel import select
 
-from backend.db.models import ChatTurn
+from backend.db.models import ChatTurn, EvalRun
 from backend.db.repositories.audit import list_events
 from tests.auth.jwks_server import AUDIENCE
 
@@ -76,6 +76,30 @@ ROUTES: list[Route] = [
     Route("POST", "/api/t/{tenant}/dify/retrieval",
           json={"knowledge_id": "sales/default", "query": "What is the discount cap?",
                 "retrieval_setting": {"top_k": 5, "score_threshold": 0.0}}),
+    # evaluations (issue 19)
+    Route("GET", "/api/t/{tenant}/evals/{assistant}/cases", params={"assistant": "sales-assistant"}),
+    Route("POST", "/api/t/{tenant}/evals/{assistant}/cases", params={"assistant": "sales-assistant"},
+          json={"question": "What is the discount cap?", "facts": ["0%"]}),
+    Route("GET", "/api/t/{tenant}/evals/{assistant}/cases/export", params={"assistant": "sales-assistant"}),
+    Route("POST", "/api/t/{tenant}/evals/{assistant}/cases/import", params={"assistant": "sales-assistant"},
+          json={"yaml": "cases: [{question: planted, facts: [x]}]"}),
+    Route("POST", "/api/t/{tenant}/evals/{assistant}/cases/from-feedback", params={"assistant": "sales-assistant"},
+          json={"turn_id": 1}),
+    Route("PUT", "/api/t/{tenant}/evals/{assistant}/cases/{case_id}",
+          params={"assistant": "sales-assistant", "case_id": "rep-discount-limit"},
+          json={"question": "hijacked", "facts": ["x"]}),
+    Route("DELETE", "/api/t/{tenant}/evals/{assistant}/cases/{case_id}",
+          params={"assistant": "sales-assistant", "case_id": "rep-discount-limit"}),
+    Route("POST", "/api/t/{tenant}/evals/{assistant}/runs", params={"assistant": "sales-assistant"},
+          json={"version": 1}),
+    Route("GET", "/api/t/{tenant}/evals/{assistant}/runs", params={"assistant": "sales-assistant"}),
+    Route("GET", "/api/t/{tenant}/evals/{assistant}/runs/{run_id}",
+          params={"assistant": "sales-assistant", "run_id": "0123456789abcdef"}),
+    Route("POST", "/api/t/{tenant}/evals/{assistant}/runs/{run_id}/resume",
+          params={"assistant": "sales-assistant", "run_id": "0123456789abcdef"}),
+    Route("GET", "/api/t/{tenant}/evals/{assistant}/compare?a=0123456789abcdef&b=0123456789abcdef",
+          params={"assistant": "sales-assistant"}),
+    Route("GET", "/api/t/{tenant}/evals/{assistant}/gate?version=1", params={"assistant": "sales-assistant"}),
     # browser sessions (issue 14)
     Route("POST", "/api/t/{tenant}/sessions/end", json={"subject": "alice"}),
 ]
@@ -184,6 +208,8 @@ def test_anonymous_is_401_and_platform_admin_is_403(client, login_as, route):
 
 
 def test_victim_data_unchanged_by_the_attempts(client, attackers, login_as):
+    cases = client.get(f"/api/t/{VICTIM}/evals/sales-assistant/cases/export", cookies=login_as("bob")).text
+    assert "rep-discount-limit" in cases  # the demo set: the attempts above target a case that exists
     for route in ROUTES:
         for creds in attackers.values():
             _request(client, route, VICTIM, creds, VICTIM)
@@ -191,6 +217,8 @@ def test_victim_data_unchanged_by_the_attempts(client, attackers, login_as):
     assert keys == []
     with client.app.state.services.db.session() as session:
         assert list(session.exec(select(ChatTurn))) == []
+        assert list(session.exec(select(EvalRun))) == []
+    assert client.get(f"/api/t/{VICTIM}/evals/sales-assistant/cases/export", cookies=login_as("bob")).text == cases
 
 
 def test_the_victims_audit_names_the_attempts_but_nothing_about_other_tenants(client, attackers, login_as):

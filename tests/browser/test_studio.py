@@ -194,7 +194,7 @@ def test_editor_edits_saves_diffs_tries_promotes_and_the_chat_changes(server, br
     assert "local tier" in metrics.lower() and "$" in metrics
     # the in-process model does not write answers the knowledge base covers: they are quoted (issue 21)
     assert re.search(r"ANSWER MODE\s+grounded", metrics, re.I), metrics
-    assert re.search(r"TOKENS IN / OUT\s+\d+ / \d+", metrics.upper()), metrics
+    assert re.search(r"TEXT READ / WRITTEN\s+\d+ / \d+ TOKENS", metrics.upper()), metrics
     sources = cards.nth(0).locator(".citations li")
     assert sources.count() > 0, "the playground answers from the sales knowledge base"
     titles = " ".join(sources.all_inner_texts()).lower()

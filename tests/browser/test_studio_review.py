@@ -274,7 +274,8 @@ def test_the_playground_says_which_tier_answered_and_marks_a_cut_answer(server, 
     ctx = _context(browser, server, "bob")
     page = ctx.new_page()
     _open(page, server, "deal-desk")
-    assert page.locator("#f-tier option[value=smart]").inner_text() == "smart (not available now)"
+    assert page.locator("#f-tier option[value=smart]").inner_text() == \
+        "Smart cloud model: best answers, costs more (smart) (not available now)"
     page.select_option("#f-tier", "smart")
     page.fill("#f-max_tokens", "4")
     page.fill("#f-signoff", "-- Deal Desk")

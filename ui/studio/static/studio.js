@@ -64,6 +64,7 @@
     document.querySelectorAll(".tab").forEach(function (s) { s.hidden = s.id !== "tab-" + name; });
     if (state.name) history.replaceState(null, "", "#" + state.name + "/" + name);
     if (name === "feedback") loadFeedback();
+    if (name === "tests") window.StudioTests.show();
   }
 
   // -- feedback: the chat's thumbs up/down for this assistant ----------------------------------------------
@@ -89,7 +90,10 @@
             h("div", {class: "muted small", text: head}),
             h("p", null, h("strong", {text: "Question: "}), h("span", {text: it.question})),
             h("p", null, h("strong", {text: "Answer: "}), h("span", {text: it.answer.length > 600 ? it.answer.slice(0, 600) + "…" : it.answer})),
-            it.comment ? h("p", {class: "note"}, h("strong", {text: "Comment: "}), h("span", {text: it.comment})) : null));
+            it.comment ? h("p", {class: "note"}, h("strong", {text: "Comment: "}), h("span", {text: it.comment})) : null,
+            it.turn_id && state.detail.you.can_write ? h("div", {class: "row"}, h("button", {type: "button", class: "make-case",
+              "aria-label": "Make a test case of: " + it.question.slice(0, 80),
+              onclick: function () { window.StudioTests.fromFeedback(it.turn_id, this); }}, "Make a test case")) : null));
         });
       });
   }
@@ -129,6 +133,7 @@
     var vars = cfg.variables || [];
     document.querySelectorAll("#f-variables input").forEach(function (i) { i.checked = vars.indexOf(i.value) >= 0; });
     $("temperature-out").textContent = $("f-temperature").value;
+    maxTokensWords();
     tierNotes();
   }
   // What the chosen tier's models do with these settings: current cloud models refuse a temperature (it is
@@ -244,9 +249,10 @@
     var tier = clear($("f-tier"));
     d.tiers.forEach(function (t) {
       var live = d.live_tiers.indexOf(t) >= 0;
-      tier.appendChild(h("option", {value: t, text: t + (live ? "" : " (not available now)")}));
+      tier.appendChild(h("option", {value: t, text: tierName(t) + (live ? "" : " (not available now)")}));
     });
-    $("tier-hint").textContent = "local = built-in small model · fast / smart = cloud models when configured";
+    $("tier-hint").textContent = "Built-in: runs inside Atrium, free and private, simple answers. Fast and Smart: cloud " +
+      "models (when configured), Smart answering best and costing most. The technical name (the model tier) is in brackets.";
     var box = clear($("f-variables")), chips = clear($("insert-chips"));
     chips.appendChild(h("span", {text: "Insert:"}));
     Object.keys(d.variables_available).forEach(function (name) {
@@ -256,6 +262,16 @@
         onclick: function () { insertVar(name); }}));
     });
     box.querySelectorAll("input").forEach(function (i) { i.addEventListener("change", onDraftChanged); });
+  }
+  // Plain words first, the technical name as the hint (README "model tiers"): an editor picks quality and cost.
+  var TIER_NAMES = {local: "Built-in model: free, basic answers", fast: "Fast cloud model: quick, low cost",
+    smart: "Smart cloud model: best answers, costs more"};
+  function tierName(t) { return TIER_NAMES[t] ? TIER_NAMES[t] + " (" + t + ")" : t; }
+  window.StudioWords = {tierName: tierName};
+  function maxTokensWords() {
+    var v = Number($("f-max_tokens").value);
+    $("max_tokens-words").textContent = Number.isInteger(v) && v > 0 ? ": " + v.toLocaleString("en-US") + " tokens ≈ " +
+      Math.round(v * 0.75).toLocaleString("en-US") + " words" : "";
   }
   function autoGrow() {
     var ta = $("body");
@@ -308,6 +324,7 @@
       var d = r.data;
       $("assistant-title").textContent = d.title;
       $("assistant-desc").textContent = d.description;
+      $("assistant-desc-quote").textContent = d.description ? " (“" + d.description + "”, under the title above)" : "";
       var badges = clear($("label-badges"));
       Object.keys(d.labels).sort().forEach(function (l) {
         badges.appendChild(h("span", {class: "badge " + l, text: l + " · v" + d.labels[l]}));
@@ -423,7 +440,7 @@
       });
   }
   function label(field) {
-    var names = {body: "", description: "Description: ", tier: "Model tier: ", temperature: "Temperature: ",
+    var names = {body: "", description: "Summary of this prompt: ", tier: "Model tier: ", temperature: "Temperature: ",
       max_tokens: "Maximum answer length: ", signoff: "Sign-off: ", answer_mode: "Answers: ",
       grounding_check: "Grounding check: ", variables: "Variables: ", message: "Change description: "};
     return field in names ? names[field] : field + ": ";
@@ -568,22 +585,24 @@
       ans.textContent = msg; return;
     }
     var d = r.data;
-    ans.classList.remove("muted"); ans.textContent = d.answer;
+    ans.classList.remove("muted"); ans.classList.add("markdown");
+    window.StudioMarkdown.render(ans, d.answer);
     if (d.finish_reason === "length") {
       // Marked like the chat marks it (ui/chat.py), before the sign-off, which stays the last line.
       var text = d.answer.replace(/\s+$/, ""), so = (d.signoff || "").trim();
       var hasSo = !!so && text.slice(-so.length) === so;
       var main = hasSo ? text.slice(0, -so.length).replace(/\s+$/, "") : text;
       if (main) {
-        clear(ans);
-        ans.appendChild(document.createTextNode(main + "\n\n"));
-        ans.appendChild(h("em", {class: "cut", text: "(answer cut at the length limit)"}));
-        if (hasSo) ans.appendChild(document.createTextNode("\n\n" + so));
+        window.StudioMarkdown.render(ans, main);
+        ans.appendChild(h("p", null, h("em", {class: "cut", text: "(answer cut at the length limit)"})));
+        if (hasSo) ans.appendChild(h("p", {text: so}));
       }
     }
     var usage = d.usage || {};
     card.appendChild(h("div", {class: "metrics"},
-      metric("Model", (d.model || "none") + (d.tier ? " · " + d.tier + " tier" : "")), metric("Tokens in / out", (usage.prompt_tokens || 0) + " / " + (usage.completion_tokens || 0)),
+      metric("Model", (d.model || "none") + (d.tier ? " · " + (TIER_NAMES[d.tier] ? TIER_NAMES[d.tier].split(":")[0] + " (" + d.tier + " tier)" : d.tier + " tier") : "")),
+      metric("Text read / written", (usage.prompt_tokens || 0) + " / " + (usage.completion_tokens || 0) + " tokens",
+        "Tokens are the pieces of text a model reads and writes, about ¾ of a word each; they are what a model call costs."),
       metric("Cost", "$" + (usage.cost_usd || 0).toFixed(5)), metric("Time", (d.latency_ms / 1000).toFixed(1) + " s"),
       d.grounding ? metric("Answer mode", answerMode(d.grounding)) : null));
     if (d.grounding) card.appendChild(groundingNote(d.grounding));
@@ -612,7 +631,7 @@
         return h("li", null, h("s", {text: u.sentence}), h("span", {class: "muted small", text: " — " + u.reason}));
       })) : null);
   }
-  function metric(name, value) { return h("div", {class: "metric"}, h("b", {text: name}), h("span", {text: value})); }
+  function metric(name, value, hint) { return h("div", {class: "metric", title: hint || null}, h("b", {text: name}), h("span", {text: value})); }
 
   // -- release -----------------------------------------------------------------------------------------
   function renderRelease() {
@@ -695,6 +714,8 @@
       : l + ": version " + (cur || "none") + " → version " + v + (l === "production" ? " (applies to everyone's next message)" : ""));
     $("rel-preview").classList.toggle("error", !!blocked);
     $("btn-promote").disabled = !d.you.can_write || cur === v || !!blocked;
+    // The release gate (studio-gate.js) may close it further: production needs a passing test run there.
+    if (window.StudioGate) window.StudioGate.refresh(l === "production" && cur !== v && !blocked ? v : null);
   }
   $("rel-version").addEventListener("change", updateReleasePreview);
   $("rel-label").addEventListener("change", updateReleasePreview);
@@ -706,8 +727,11 @@
     return confirmBox("Move " + label + " to version " + version + "?", text, "Move " + label).then(function (ok) {
       if (!ok) return;
       busy(btn, true);
-      return api("PUT", "/" + state.name + "/labels/" + encodeURIComponent(label), {version: version}).then(function (r) {
+      var payload = {version: version}, reason = label === "production" ? window.StudioGate.overrideReason() : "";
+      if (reason) payload.override_reason = reason;
+      return api("PUT", "/" + state.name + "/labels/" + encodeURIComponent(label), payload).then(function (r) {
         busy(btn, false);
+        if (r.status === 409 && r.data.error === "release_gate") { window.StudioGate.refused(r.data); return; }
         if (!r.ok) { toast(r.data.detail || "Could not move the label", true); return; }
         toast(label + " now points to version " + version + ".");
         return refreshDetail().then(updateBaseInfo);
@@ -723,6 +747,7 @@
   // -- wiring ------------------------------------------------------------------------------------------
   ["f-answer_mode", "f-grounding_check"].forEach(function (id) { $(id).addEventListener("change", onDraftChanged); });
   ["body", "f-description", "f-tier", "f-max_tokens", "f-signoff"].forEach(function (id) { $(id).addEventListener("input", onDraftChanged); });
+  $("f-max_tokens").addEventListener("input", maxTokensWords);
   $("body").addEventListener("input", autoGrow);
   $("f-tier").addEventListener("change", function () { tierNotes(); onDraftChanged(); });
   $("f-temperature").addEventListener("input", function () { $("temperature-out").textContent = this.value; onDraftChanged(); });
@@ -761,11 +786,18 @@
   var picker = $("tenant-picker");
   if (picker) picker.addEventListener("change", function () { window.location.href = "/studio?tenant=" + encodeURIComponent(picker.value); });
 
+  // What the Tests tab and the Release card's gate (studio-tests.js, studio-gate.js) read of this page.
+  window.StudioApp = {
+    boot: BOOT, request: request, showTab: showTab, draft: draft, labelsOf: labelsOf, versionName: versionName,
+    name: function () { return state.name; }, detail: function () { return state.detail; }, tierName: tierName,
+    refreshDetail: refreshDetail,
+    promote: function (btn) { var v = +$("rel-version").value; if (v) moveLabel($("rel-label").value, v, btn); },
+  };
   purgeForeignDrafts();
   loadAssistants().then(function () {
     if (!state.assistants.length) { $("assistant-title").textContent = "No assistants configured"; return; }
     var hash = decodeURIComponent(location.hash.slice(1)).split("/");
     var first = state.assistants.find(function (a) { return a.name === hash[0]; }) || state.assistants[0];
-    selectAssistant(first.name, ["edit", "history", "playground", "release", "feedback"].indexOf(hash[1]) >= 0 ? hash[1] : "edit");
+    selectAssistant(first.name, ["edit", "history", "playground", "tests", "release", "feedback"].indexOf(hash[1]) >= 0 ? hash[1] : "edit");
   });
 })();
