@@ -396,7 +396,7 @@ class ChatService:
             t.max_tokens = RESERVED_OUTPUT
         if refusal is None:
             return None
-        t.row.tier, t.row.downgraded_from = t.tier, first
+        t.row.tier, t.row.downgraded_from, t.row.downgrade_reason = t.tier, first, refusal.limit
         t.cache_key = None  # the cheaper tier's answer is not the answer to cache for everyone asking this
         t.row.route_reason = f"{t.row.route_reason}; downgraded from {first} to {t.tier}: {refusal.limit}"
         t.notes.append(downgrade_note(first, t.tier, refusal))

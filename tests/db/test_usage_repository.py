@@ -60,3 +60,14 @@ def test_usage_totals(seeded, group_by):
     row = rows[0]
     assert (row["requests"], row["internal_calls"], row["cached"], row["total_tokens"]) == (1, 0, 0, 20)
     assert row["cost_usd"] == pytest.approx(0.01)
+
+
+def test_downgrade_totals(db):
+    with db.session() as s:
+        repo.insert_turns(session=s, turns=[_turn(A, 10, 0.0, downgraded_from="smart", downgrade_reason="x"),
+                                            _turn(A, 10, 0.0, downgraded_from="smart", downgrade_reason="x"),
+                                            _turn(B, 10, 0.0, downgraded_from="smart",
+                                                  downgrade_reason="member_tokens_per_day"),
+                                            _turn(B, 10, 0.0)])
+        rows = repo.downgrade_totals(session=s, tenant=B, since=SINCE, until=UNTIL)
+    assert rows == [{"from_tier": "smart", "to_tier": "fast", "reason": "member_tokens_per_day", "answers": 1}]
