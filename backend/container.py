@@ -13,6 +13,7 @@ from backend.auth.claims import claims_to_principal
 from backend.auth.demo_users import DEMO_ISSUER, DemoUsers
 from backend.auth.guard import AccessGuard, SessionCaller, session_principal
 from backend.auth.jwt_verifier import JwtVerifier, build_jwt_verifier
+from backend.auth.key_owners import owner_basis
 from backend.auth.key_service import KeyService
 from backend.auth.oidc import OidcLogin
 from backend.auth.password_login import PasswordLogin
@@ -213,7 +214,8 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
     services.jwt_verifier = build_jwt_verifier(settings)
     if settings.instance_id:
         services.instance = settings.instance_id
-    services.api_keys = KeyCache(ttl_s=settings.api_key_cache_s)
+    services.api_keys = KeyCache(ttl_s=settings.api_key_cache_s, owner_basis=lambda key: owner_basis(
+        db=db, key=key, principal_of=services.principal_from_claims))
     services.keys = KeyService(db=db, audit=audit, cache=services.api_keys, principal_of=services.principal_from_claims,
                                default_days=settings.api_key_days)
     services.readiness_checks["database"] = db.ping

@@ -139,7 +139,7 @@ def usage_csv(request: Request, services: ServicesDep, tenant: str,
     report = services.usage.report(tenant=tenant, start=start, end=end, group_by=group_by)
     out = io.StringIO()
     columns = ["requests", "internal_calls", "cached", "prompt_tokens", "completion_tokens", "total_tokens",
-               "cost_usd"]
+               "cost_usd", "downgraded"]
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow([group_by, *columns])
     for row in report["groups"]:

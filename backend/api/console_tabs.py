@@ -119,7 +119,43 @@ def usage(services: Services, tenant: str, start: str | None, end: str | None) -
                                       unit="USD", fmt=charts.usd),
         },
         "usd": charts.usd,
+        "members": members(services, tenant) if quotas.has_member_limits else None,
+        "downgrades": [{**d, "why": LIMIT_WORDS.get(d["reason"] or "", "a spent budget")}
+                       for d in reports["day"]["downgrades"]],
+        "on_budget": quotas.on_budget,
     }
+
+
+# Which budget was spent when an answer was moved to a cheaper tier (QuotaExceeded.limit).
+LIMIT_WORDS = {
+    "tokens_per_day": "the department's tokens for the day",
+    "monthly_budget_usd": "the department's monthly budget",
+    "member_tokens_per_day": "a member's tokens for the day",
+    "member_monthly_budget_usd": "a member's monthly allowance",
+    "assistant_monthly_budget_usd": "the assistant's monthly budget",
+}
+
+
+def members(services: Services, tenant: str) -> list[dict]:
+    """Every member who used the tenant this month (or was given a raise), against their allowance: the same
+    figures as the usage API's report by user."""
+    assert services.member_usage is not None
+    rows = []
+    for subject, f in services.member_usage.members(tenant).items():
+        today, month = f["today"], f["month"]
+        rows.append({"subject": subject, "source": f["allowance"]["source"], "raised": f["allowance"]["raised"],
+                     "tokens": today["tokens"], "tokens_limit": today["limit"],
+                     "tokens_share": _share(today["tokens"], today["limit"]),
+                     "cost": month["cost_usd"], "cost_limit": month["limit_usd"],
+                     "cost_share": _share(month["cost_usd"], month["limit_usd"])})
+    return rows
+
+
+def _share(used: float, limit: float | None) -> float | None:
+    """How much of a limit is used (1 when a limit of 0 blocks), for the meter; None without a limit."""
+    if limit is None:
+        return None
+    return min(1.0, used / limit) if limit else 1.0
 
 
 # -- Audit -----------------------------------------------------------------------------------------------------------

@@ -114,6 +114,7 @@ def _principal_of_key(key: VerifiedKey, registry: TenantRegistry) -> Principal:
     return Principal(subject=f"key:{key.id}", name=key.name or f"API key {key.id}",
                      tenants={} if placement else {key.tenant: roles_for_scopes(key.scopes)}, auth="api_key",
                      scopes=key.scopes, key_id=key.id, acting_for=key.owner,  # the person at the key chain's root
+                     owner_basis=key.owner_basis,  # whose allowance its calls count against: the owner's
                      elsewhere={key.tenant: placement} if placement else {})
 
 

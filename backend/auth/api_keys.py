@@ -12,10 +12,13 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
-from backend.auth.principal import CLI_OWNER  # noqa: F401 - re-exported: one definition of "no person"
+from backend.auth.principal import (
+    CLI_OWNER,  # noqa: F401 - re-exported: one definition of "no person"
+    AllowanceBasis,
+)
 from backend.db.engine import Database
 from backend.db.models import ApiKey, utcnow
 from backend.db.repositories.api_keys import create_api_key, get_api_key, revoke_api_key
@@ -217,6 +220,7 @@ class VerifiedKey:
     created_by: str | None = None  # a subject, "cli", or "key:<id>"
     owner: str | None = None  # the person at the root of its chain: the key acts for them
     expires_at: datetime | None = None
+    owner_basis: AllowanceBasis | None = None  # the owner's roles and claim groups here (auth/key_owners.py)
 
     @classmethod
     def of(cls, row: ApiKey) -> VerifiedKey:
@@ -232,8 +236,11 @@ class KeyCache:
     An entry never outlives its key's expiry. `ttl_s=0` turns the cache off. Entries are keyed by the token's
     digest, not the secret itself."""
 
-    def __init__(self, *, ttl_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, *, ttl_s: float, clock: Callable[[], float] = time.monotonic,
+                 owner_basis: Callable[[VerifiedKey], AllowanceBasis | None] | None = None) -> None:
         self.ttl_s = ttl_s
+        # The owner's allowance basis, resolved with the key (SQL) and cached with it: as fresh as a revocation.
+        self.owner_basis = owner_basis
         self._clock = clock
         self._entries: dict[str, tuple[float, VerifiedKey]] = {}
         self._lock = threading.Lock()
@@ -276,5 +283,7 @@ class KeyCache:
         key = self.get(token)
         if key is None:
             key = VerifiedKey.of(verify_key(db=db, token=token))
+            if self.owner_basis is not None:
+                key = replace(key, owner_basis=self.owner_basis(key))
             self.put(token, key)
         return key

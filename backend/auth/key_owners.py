@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from backend.auth.api_keys import CLI_OWNER, KeyInfo, aware
+from backend.auth.api_keys import CLI_OWNER, KeyInfo, VerifiedKey, aware
 from backend.auth.guard import allowed
-from backend.auth.principal import Principal
+from backend.auth.principal import AllowanceBasis, Principal
 from backend.db.engine import Database
 from backend.db.models import utcnow
 from backend.db.repositories.api_keys import list_api_keys
@@ -68,3 +68,24 @@ def review_keys(*, db: Database, tenant: str,
         out.append(KeyReview(key=key, state=key_state(key, now), owner_status=status,
                              owner_seen_at=seen[1] if seen is not None else None))
     return out
+
+
+def owner_basis(*, db: Database, key: VerifiedKey,
+                principal_of: Callable[[dict], Principal]) -> AllowanceBasis | None:
+    """The roles and claim-group overrides in the key's tenant of the person the key acts for — what chooses the
+    allowance its calls count against — from their claims at their latest chat sign-in, mapped now (a demo account:
+    demo_users.yaml now). None: no person (CLI), never signed in here, gone, or no longer in the key's tenant."""
+    if not key.owner or key.owner == CLI_OWNER:
+        return None
+    with db.session() as session:
+        user = get_chat_user(session=session, identifier=key.owner)
+        claims = dict(user.claims) if user is not None else None
+    if claims is None:
+        return None
+    try:
+        owner = principal_of(claims)
+    except ValueError:  # the account is gone or its claims no longer map to a user
+        return None
+    if not owner.is_member(key.tenant):
+        return None
+    return owner.roles_in(key.tenant), owner.limit_groups.get(key.tenant, frozenset())

@@ -15,6 +15,8 @@ TENANT_ADMIN = "tenant_admin"
 PLATFORM_ADMIN = "platform_admin"
 
 AuthMethod = Literal["session", "jwt", "api_key", "cli"]
+AllowanceBasis = tuple[frozenset[str], frozenset[str]]  # (roles, names of matching claim-group overrides)
+NO_BASIS: AllowanceBasis = (frozenset(), frozenset())  # the default allowance (`quotas.member`)
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,9 @@ class Principal:
     # tenant id -> the names of its `quotas.member_overrides` whose claim group the caller is in (the allowance
     # is chosen per call: governance/allowances.py); role overrides are matched from `tenants`.
     limit_groups: dict[str, frozenset[str]] = field(default_factory=dict)
+    # An API key acting for a person: that person's roles and claim-group overrides in the key's tenant, resolved
+    # from their claims when the key was verified (auth/key_owners.py); None: no person, or none known here.
+    owner_basis: AllowanceBasis | None = None
 
     @property
     def people(self) -> frozenset[str]:
@@ -51,6 +56,16 @@ class Principal:
         if self.auth == "api_key" and self.acting_for and self.acting_for != CLI_OWNER:
             return self.acting_for
         return self.subject
+
+    def allowance_basis(self, tenant: str) -> AllowanceBasis:
+        """The roles and claim groups that choose the caller's member allowance in `tenant` (governance/
+        allowances.py). An API key's calls count against its owner, so the owner's allowance applies, as their
+        claims map now — never one the key's scopes would pick (an `admin`-scoped key of a plain member is not in
+        the admins' override, a `chat` key of an admin is). A key with no person (CLI), or whose owner never
+        signed in here or no longer belongs to the tenant: the default allowance."""
+        if self.auth == "api_key":
+            return self.owner_basis or NO_BASIS
+        return self.roles_in(tenant), self.limit_groups.get(tenant, frozenset())
 
     def is_member(self, tenant: str) -> bool:
         return tenant in self.tenants

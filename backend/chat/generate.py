@@ -22,7 +22,7 @@ from backend.llm.service import Delta, LLMService
 from backend.tenants import TenantRegistry
 from backend.tracing import TENANT, span
 
-RESERVED_OUTPUT = 512  # what a call without max_tokens reserves for its answer (and, under a member budget, may write)
+RESERVED_OUTPUT = 512  # what a call without max_tokens reserves for its answer (and, under any budget, may write)
 _NO_ROOM_TO_ANSWER = ("The model spent all {tokens} tokens of the answer's limit thinking and wrote no answer: raise "
                       "the prompt's max_tokens (studio: Maximum answer length), or lower `reasoning_effort` of the "
                       "{tier} tier's deployments in config/models.yaml.")
@@ -103,13 +103,14 @@ class GenerateStage:
                 call = composed()
         t.notes = list(t.admission.warnings)
         t.row.allowance = t.admission.allowance
-        if t.max_tokens is None and any(lv.level != "tenant" for lv in t.admission.levels):
-            # A member's or an assistant's budget holds only if the answer cannot outgrow what was reserved for
-            # it: without a cap of its own, the call is capped at the reservation (else one call overshoots).
+        if t.max_tokens is None and t.admission.levels:
+            # A budget (the department's tokens or dollars, a member's, an assistant's) holds only if the answer
+            # cannot outgrow what was reserved for it: without a cap of its own, the call is capped at the
+            # reservation — else each call at the edge may overshoot, and parallel ones admitted together all do.
             t.max_tokens = RESERVED_OUTPUT
         if refusal is None:
             return None
-        t.row.tier, t.row.downgraded_from = t.tier, first
+        t.row.tier, t.row.downgraded_from, t.row.downgrade_reason = t.tier, first, refusal.limit
         t.cache_key = None  # the cheaper tier's answer is not the answer to cache for everyone asking this
         t.row.route_reason = f"{t.row.route_reason}; downgraded from {first} to {t.tier}: {refusal.limit}"
         t.notes.append(downgrade_note(first, t.tier, refusal))

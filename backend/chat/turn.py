@@ -74,9 +74,8 @@ def member_of(t: Turn) -> dict:
     """Whose budgets a turn's model call falls under besides the tenant's: the member's (their roles and claim
     groups choose their allowance) and the assistant's. An internal task (a query rewrite, a title) counts against
     the member who caused it and the assistant it ran for."""
-    tenant = t.req.tenant
-    return {"roles": t.principal.roles_in(tenant), "groups": t.principal.limit_groups.get(tenant, frozenset()),
-            "assistant": t.req.assistant or None}
+    roles, groups = t.principal.allowance_basis(t.req.tenant)  # an API key: its owner's
+    return {"roles": roles, "groups": groups, "assistant": t.req.assistant or None}
 
 
 class UsageRecorder:

@@ -29,6 +29,7 @@ class ChatTurn(SQLModel, table=True):
     route_reason: str | None = None
     fallback_from: str | None = None
     downgraded_from: str | None = None  # the tier a spent budget took the turn down from (on_budget: downgrade)
+    downgrade_reason: str | None = None  # the limit that refused the tier routed (QuotaExceeded.limit)
     allowance: str | None = None  # the member allowance it was admitted under: default, an override's name, raised
     prompt_tokens: int = 0
     completion_tokens: int = 0

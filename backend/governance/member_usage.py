@@ -63,8 +63,7 @@ class MemberUsage:
                 raised = current_allowance(session=s, tenant=tenant, subject=member, month=month_id(now))
                 today = member_totals(session=s, tenant=tenant, since=day_start(now), subject=member)
                 month = member_totals(session=s, tenant=tenant, since=month_start(now), subject=member)
-            allowance = with_raise(configured_allowance(cfg.quotas, principal.roles_in(tenant),
-                                                        principal.limit_groups.get(tenant, frozenset())), raised)
+            allowance = with_raise(configured_allowance(cfg.quotas, *principal.allowance_basis(tenant)), raised)
             tenants[tenant] = figures(cfg, allowance, today.get(member, (0, 0.0))[0],
                                       month.get(member, (0, 0.0)), now)
         return {"subject": principal.subject, "member": member, "tenants": tenants}

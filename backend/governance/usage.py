@@ -13,8 +13,9 @@ from typing import Any
 
 from backend.db.engine import Database
 from backend.db.repositories.turns import finish_turns, parse_row, progress_turns, row_values, start_turns
-from backend.db.repositories.usage import GroupBy, usage_per_day_and_model, usage_totals
+from backend.db.repositories.usage import GroupBy, downgrade_totals, usage_per_day_and_model, usage_totals
 from backend.errors import Invalid
+from backend.governance.allowances import LEVEL_OF
 from backend.governance.outbox import Spool
 
 log = logging.getLogger("atrium.usage")
@@ -31,11 +32,15 @@ class UsageService:
         start, end, since, until = _window(start, end)
         with self.db.session() as session:
             rows = usage_totals(session=session, tenant=tenant, since=since, until=until, group_by=group_by)
+            downgrades = downgrade_totals(session=session, tenant=tenant, since=since, until=until)
         totals = {k: sum(r[k] for r in rows) for k in
-                  ("requests", "internal_calls", "cached", "prompt_tokens", "completion_tokens", "total_tokens")}
+                  ("requests", "internal_calls", "cached", "prompt_tokens", "completion_tokens", "total_tokens",
+                   "downgraded")}
         totals["cost_usd"] = round(sum(r["cost_usd"] for r in rows), 8)
+        for d in downgrades:  # the level whose budget was spent: the department's, a member's, an assistant's
+            d["level"] = LEVEL_OF.get(d["reason"] or "")
         return {"tenant": tenant, "from": start.isoformat(), "to": end.isoformat(), "group_by": group_by,
-                "groups": rows, "totals": totals}
+                "groups": rows, "totals": totals, "downgrades": downgrades}
 
     def per_day_and_model(self, *, tenant: str, start: date, end: date) -> list[dict]:
         """report()'s figures per (day, model) over [start, end]: rows with `day`, `model` and the same keys."""

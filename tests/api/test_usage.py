@@ -47,7 +47,8 @@ def test_totals_by_model_day_user_assistant(api_client, login_as, turns):
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["totals"] == {"requests": 3, "internal_calls": 1, "cached": 1, "prompt_tokens": 190,
-                              "completion_tokens": 38, "total_tokens": 228, "cost_usd": pytest.approx(0.00075)}
+                              "completion_tokens": 38, "total_tokens": 228, "cost_usd": pytest.approx(0.00075),
+                              "downgraded": 0}
     by_model = {g["key"]: g for g in body["groups"]}
     assert set(by_model) == {"anthropic/claude-sonnet-5-5", "anthropic/claude-haiku-5-5"}
     haiku = by_model["anthropic/claude-haiku-5-5"]
@@ -105,3 +106,35 @@ def test_bad_parameters_are_clear_4xx(api_client, login_as):
     r = get(api_client, carol, "from=2026-12-01&to=2026-11-01")
     assert r.status_code == 422 and "after" in r.json()["detail"]
     assert get(api_client, carol, "from=yesterday").status_code == 422
+
+
+def test_the_report_counts_answers_a_spent_budget_moved_to_a_cheaper_tier(api_client, api_services, login_as):
+    """Each group says how many of its answers were downgraded; the report says from which tier to which and which
+    budget was spent (the usage row's downgraded_from and downgrade_reason), counted per tenant."""
+    day = datetime(2026, 11, 4, 10, tzinfo=UTC)
+    with api_services.db.session() as s:
+        for tenant, who, tier, first, reason in [
+                ("sales", "alice", "fast", "smart", "member_monthly_budget_usd"),
+                ("sales", "alice", "fast", "smart", "member_monthly_budget_usd"),
+                ("sales", "alice", "local", "smart", "member_monthly_budget_usd"),
+                ("sales", "bob", "local", "fast", "monthly_budget_usd"),
+                ("sales", "bob", "smart", None, None),
+                ("engineering", "dave", "fast", "smart", "assistant_monthly_budget_usd")]:
+            s.add(ChatTurn(tenant=tenant, subject=who, assistant="sales-assistant", tier=tier, model="m",
+                           downgraded_from=first, downgrade_reason=reason, created_at=day, prompt_tokens=10,
+                           outcome="ok"))
+        s.commit()
+    body = get(api_client, login_as("carol"), "from=2026-11-04&to=2026-11-04&group_by=user").json()
+    assert body["totals"]["downgraded"] == 4 and body["totals"]["requests"] == 5
+    assert {g["key"]: g["downgraded"] for g in body["groups"]} == {"alice": 3, "bob": 1}
+    assert body["downgrades"] == [
+        {"from_tier": "smart", "to_tier": "fast", "reason": "member_monthly_budget_usd", "answers": 2,
+         "level": "member"},
+        {"from_tier": "fast", "to_tier": "local", "reason": "monthly_budget_usd", "answers": 1, "level": "tenant"},
+        {"from_tier": "smart", "to_tier": "local", "reason": "member_monthly_budget_usd", "answers": 1,
+         "level": "member"}]
+    page = api_client.get("/console/sales/usage?from=2026-11-04&to=2026-11-04", cookies=login_as("carol")).text
+    assert 'id="total-downgraded" data-value="4"' in page
+    assert ("2 answers on fast instead of smart: a member&#39;s monthly allowance was spent" in page
+            or "2 answers on fast instead of smart: a member's monthly allowance was spent" in page)
+    assert "assistant_monthly_budget_usd" not in page  # engineering's

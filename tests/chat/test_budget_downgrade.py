@@ -45,7 +45,7 @@ def test_a_spent_allowance_is_answered_on_the_next_cheaper_tier_that_fits(model_
                                                    "need up to $0.00")
     assert "of your monthly allowance of $1.00 in Sales remain" in notes[0] and "wait until it resets on" in notes[0]
     row = turn_row(svc, result.turn_id)
-    assert (row.tier, row.downgraded_from) == ("fast", "smart")
+    assert (row.tier, row.downgraded_from, row.downgrade_reason) == ("fast", "smart", "member_monthly_budget_usd")
     assert "downgraded from smart to fast: member_monthly_budget_usd" in row.route_reason
     # Spent to the cent: the local model (no dollars) answers; its tokens still count.
     spent(svc, "alice", 0.001)

@@ -67,3 +67,14 @@ def test_usage_per_day_and_model(seeded):
         rows = repo.usage_per_day_and_model(session=s, tenant=B, since=SINCE, until=UNTIL)
     assert [(r["model"], r["requests"], r["total_tokens"]) for r in rows] == [("anthropic/claude-haiku-5-5", 1, 20)]
     assert rows[0]["day"] == utcnow().date().isoformat() and rows[0]["cost_usd"] == pytest.approx(0.01)
+
+
+def test_downgrade_totals(db):
+    with db.session() as s:
+        repo.insert_turns(session=s, turns=[_turn(A, 10, 0.0, downgraded_from="smart", downgrade_reason="x"),
+                                            _turn(A, 10, 0.0, downgraded_from="smart", downgrade_reason="x"),
+                                            _turn(B, 10, 0.0, downgraded_from="smart",
+                                                  downgrade_reason="member_tokens_per_day"),
+                                            _turn(B, 10, 0.0)])
+        rows = repo.downgrade_totals(session=s, tenant=B, since=SINCE, until=UNTIL)
+    assert rows == [{"from_tier": "smart", "to_tier": "fast", "reason": "member_tokens_per_day", "answers": 1}]

@@ -100,3 +100,67 @@ def test_a_call_without_max_tokens_is_capped_at_what_it_reserved(app):
     assert app.provider.requests[-1]["max_tokens"] == 512  # RESERVED_OUTPUT: what the admission reserved
     client.chat.completions.create(model="fast", messages=messages(10), max_tokens=5)
     assert app.provider.requests[-1]["max_tokens"] == 5  # the caller's own (lower) cap stands
+
+
+@pytest.fixture
+def overrides(tmp_path, make_api_client):
+    """Sales: a default allowance too small for one call; admins and the editors' claim group have room."""
+    with FakeOpenAI(text="thirty days") as server:
+        cfg = make_config_dir(tmp_path, model_list=[
+            {"model_name": "fast", "litellm_params": {"model": "openai/gpt-4o-mini", "api_key": "sk-test",
+                                                      "api_base": server.url}}],
+            fallbacks=[], policy={"allowed_tiers": ["fast"]}, quotas=OPEN)
+        set_tenant(cfg, "sales", quotas={"member": {"tokens_per_day": EST - 1}, "member_overrides": [
+            {"name": "admins", "role": "tenant_admin", "tokens_per_day": 10_000},
+            {"name": "editors", "any_of": ["sales-editors"], "tokens_per_day": 10_000}]})
+        yield make_api_client(ATRIUM_CONFIG_DIR=str(cfg))
+
+
+def signed_in(db, subject: str, groups: list[str]) -> None:
+    """`subject` signed in to the chat with these groups (what the key review and the allowance read)."""
+    from backend.db.repositories.conversations import upsert_chat_user
+
+    with db.session() as s:
+        upsert_chat_user(session=s, identifier=subject, display_name=subject, provider="oidc",
+                         claims={"sub": subject, "preferred_username": subject, "groups": groups})
+
+
+def test_a_keys_allowance_is_its_owners_not_one_its_scopes_choose(overrides):
+    """The fix: a key's allowance was chosen by its scopes (an `admin` key is a tenant_admin, in no claim group):
+    a plain member's admin key got the admins' allowance, an admin's or an editor's chat key the default. Now
+    the owner's roles and claim groups, as their claims map now, choose it."""
+    app = overrides
+    db = app.app.state.services.db
+    signed_in(db, "alice", ["sales"])
+    signed_in(db, "carol", ["sales", "sales-admins"])
+    signed_in(db, "bob", ["sales", "sales-editors"])
+    alice = issue_key(db=db, tenant="sales", scopes=["chat", "admin"], created_by="alice")
+    carol = issue_key(db=db, tenant="sales", scopes=["chat"], created_by="carol")
+    bob = issue_key(db=db, tenant="sales", scopes=["chat"], created_by="bob")
+    cli = issue_key(db=db, tenant="sales", scopes=["chat", "admin"], created_by="cli")
+    stranger = issue_key(db=db, tenant="sales", scopes=["chat", "admin"], created_by="maria")  # never signed in
+
+    def source(token: str) -> str:
+        r = app.get("/api/me/usage", headers={"Authorization": f"Bearer {token}", "X-Tenant-ID": "sales"})
+        assert r.status_code == 200, r.text
+        return r.json()["tenants"]["sales"]["allowance"]["source"]
+
+    assert "thirty days" in ask(sdk(app, carol.token), 20)  # the admins' allowance, though the key is chat-only
+    assert "thirty days" in ask(sdk(app, bob.token), 21)  # the editors' claim group
+    assert (source(carol.token), source(bob.token)) == ("admins", "editors")
+    for token in (alice.token, cli.token, stranger.token):  # the admin scope chooses nothing: the default
+        with pytest.raises(openai.RateLimitError) as refused:
+            ask(sdk(app, token), 22)
+        assert refused.value.body["code"] == "member_tokens_per_day"
+        assert source(token) == "default"
+    # The owner's claims as they map now: alice becomes an admin at the IdP and signs in again. A verified key is
+    # remembered for ATRIUM_API_KEY_CACHE_SECONDS (5 s) with its owner's basis, as with a revocation elsewhere:
+    # here it is forgotten, as it is after that time.
+    signed_in(db, "alice", ["sales", "sales-admins"])
+    keys = app.app.state.services.api_keys
+    keys.forget(alice.key.id, carol.key.id)
+    assert "thirty days" in ask(sdk(app, alice.token), 23)
+    # And carol leaves the admins: her key is back to the default.
+    signed_in(db, "carol", ["sales"])
+    with pytest.raises(openai.RateLimitError):
+        ask(sdk(app, carol.token), 24)

@@ -90,9 +90,29 @@ def usage_per_day_and_model(*, session: Session, tenant: str, since: datetime, u
     return [{"day": str(d), "model": str(m), **_figures(rest)} for d, m, *rest in session.exec(stmt)]
 
 
+def downgrade_totals(*, session: Session, tenant: str, since: datetime, until: datetime) -> list[dict]:
+    """The answers a spent budget moved to a cheaper tier in [since, until): how many, per tier routed, tier
+    answered and the limit that refused the first (None on rows written before the reason was recorded)."""
+    stmt = (
+        select(ChatTurn.downgraded_from, ChatTurn.tier, ChatTurn.downgrade_reason, func.count())
+        .where(*_counted(tenant, since, until), col(ChatTurn.downgraded_from).is_not(None))
+        .group_by(ChatTurn.downgraded_from, ChatTurn.tier, ChatTurn.downgrade_reason)
+        .order_by(func.count().desc(), ChatTurn.downgraded_from, ChatTurn.tier)
+    )
+    return [{"from_tier": str(first), "to_tier": str(tier or ""), "reason": reason, "answers": int(n)}
+            for first, tier, reason, n in session.exec(stmt)]
+
+
+def _counted(tenant: str, since: datetime, until: datetime) -> tuple:
+    """The tenant's turns of the range that used tokens (a stopped turn's tokens were used too)."""
+    return (ChatTurn.tenant == tenant, ChatTurn.created_at >= since, ChatTurn.created_at < until,
+            col(ChatTurn.outcome).in_(("ok", "cancelled", "interrupted")))
+
+
 def _totals(tenant: str, since: datetime, until: datetime, *keys: Any) -> Any:
-    """SELECT keys..., requests (not internal), internal calls, cached, prompt and completion tokens, cost over the
-    tenant's counted turns in [since, until): the one definition of the usage API's numbers."""
+    """SELECT keys..., requests (not internal), internal calls, cached, prompt and completion tokens, cost and
+    downgraded answers over the tenant's counted turns in [since, until): the one definition of the usage API's
+    numbers."""
     return select(
         *keys,
         func.sum(case((ChatTurn.channel == "internal", 0), else_=1)),
@@ -101,12 +121,13 @@ def _totals(tenant: str, since: datetime, until: datetime, *keys: Any) -> Any:
         func.sum(ChatTurn.prompt_tokens),
         func.sum(ChatTurn.completion_tokens),
         func.sum(ChatTurn.cost_usd),
-    ).where(ChatTurn.tenant == tenant, ChatTurn.created_at >= since, ChatTurn.created_at < until,
-            col(ChatTurn.outcome).in_(("ok", "cancelled", "interrupted")))  # a stopped turn's tokens were used too
+        func.sum(case((col(ChatTurn.downgraded_from).is_not(None), 1), else_=0)),
+    ).where(*_counted(tenant, since, until))
 
 
 def _figures(row: list[Any]) -> dict[str, Any]:
-    requests, internal, cached, pt, ct, cost = row
+    requests, internal, cached, pt, ct, cost, downgraded = row
     return {"requests": int(requests or 0), "internal_calls": int(internal or 0), "cached": int(cached or 0),
             "prompt_tokens": int(pt or 0), "completion_tokens": int(ct or 0),
-            "total_tokens": int(pt or 0) + int(ct or 0), "cost_usd": round(float(cost or 0.0), 8)}
+            "total_tokens": int(pt or 0) + int(ct or 0), "cost_usd": round(float(cost or 0.0), 8),
+            "downgraded": int(downgraded or 0)}

@@ -302,4 +302,30 @@
       label.appendChild(hint);
     }
   }
+
+  // -- Usage: raise one member's allowance for the month ---------------------------------------------------------
+  function raiseAllowances() {
+    const form = document.getElementById("raise-form");
+    if (!form) return;
+    form.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const subject = document.getElementById("raise-member").value;
+      const body = {subject};
+      const tokens = document.getElementById("raise-tokens").value.trim();
+      const dollars = document.getElementById("raise-usd").value.trim();
+      if (tokens !== "") body.tokens_per_day = Number(tokens);
+      if (dollars !== "") body.monthly_budget_usd = Number(dollars);
+      if (tokens === "" && dollars === "") { say("Give tokens a day, dollars this month or both.", true); return; }
+      const submit = document.getElementById("raise-submit");
+      submit.disabled = true;
+      try {
+        const r = await call("POST", "/usage/allowances", body);
+        const parts = [];
+        if (r.tokens_per_day !== null) parts.push(r.tokens_per_day.toLocaleString("en-US") + " tokens a day");
+        if (r.monthly_budget_usd !== null) parts.push("$" + r.monthly_budget_usd.toFixed(2) + " this month");
+        reloadSaying("Raised " + r.subject + "'s allowance to " + parts.join(" and ") + " until " + r.until.slice(0, 10) + ".");
+      } catch (e) { submit.disabled = false; say("Not raised: " + e.message, true); }
+    });
+  }
+  raiseAllowances();
 })();
