@@ -74,7 +74,7 @@ class QuotaService:
         """`allowance_cache_s`: how long a member's raised allowance may be kept (allowance_cache.py): only where
         every replica's raises bump the version it is checked against (a shared backend, or a single node)."""
         self.backend = backend
-        self.metrics = metrics or NoMetrics()  # refusals by limit; the share of each daily/monthly limit used
+        self.metrics = metrics or NoMetrics()  # refusals by limit (the share used is read per scrape: quota_gauge.py)
         self.registry = registry
         self.db = db
         self.prefix = prefix
@@ -165,14 +165,11 @@ class QuotaService:
         # progress do not report usage that has not happened.
         if adm.token_key and quotas.tokens_per_day:
             used = decision.used.get(adm.token_key, 0)
-            self.metrics.quota_used(tenant=tenant, limit="tokens_per_day", ratio=used / quotas.tokens_per_day)
             if used >= self.warn_ratio * quotas.tokens_per_day:
                 adm.warnings.append(f"{name} has used {used / quotas.tokens_per_day:.0%} of today's "
                                     f"{quotas.tokens_per_day:,} tokens.")
         if adm.budget_key and quotas.monthly_budget_usd:
             used_usd = decision.used.get(adm.budget_key, 0) / MICRO
-            self.metrics.quota_used(tenant=tenant, limit="monthly_budget_usd",
-                                    ratio=used_usd / quotas.monthly_budget_usd)
             if used_usd >= self.warn_ratio * quotas.monthly_budget_usd:
                 adm.warnings.append(f"{name} has used {used_usd / quotas.monthly_budget_usd:.0%} of its monthly "
                                     f"budget of {usd(round(quotas.monthly_budget_usd * MICRO))}.")

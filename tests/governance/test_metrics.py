@@ -132,7 +132,10 @@ def test_chat_turns_tokens_and_cost_are_counted_under_their_tenant(served, traff
     assert total(m, "atrium_chat_time_to_first_token_seconds_count", tenant="sales") == 4
     assert total(m, "atrium_retrieval_duration_seconds_count", tenant="sales") >= 4
     assert total(m, "atrium_cache_requests_total", tenant="sales", result="miss") >= 3
-    assert total(m, "atrium_quota_used_ratio", tenant="sales", limit="monthly_budget_usd") >= 0
+    # Read when scraped, for every served tenant with a budget: sales has spent something of its 1000 USD.
+    budget = {s.labels["tenant"]: s.value for s in m["atrium_quota_used_ratio"]
+              if s.labels["limit"] == "monthly_budget_usd"}
+    assert {"sales", "engineering"} <= set(budget) and 0 < budget["sales"] <= 0.01
     assert total(m, "process_cpu_seconds_total") > 0  # the process's own metrics
 
 
