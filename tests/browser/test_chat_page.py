@@ -243,7 +243,7 @@ def test_renaming_refuses_a_blank_name_and_enter_confirms(server, browser, shot)
 
     def rename_dialog():
         entry.hover()
-        entry.locator("[aria-haspopup=menu]").click()
+        entry.locator('[id="thread-options"]').click()  # the "…" (its ARIA is on the row: atrium.js part 14)
         page.get_by_role("menuitem", name=re.compile("Rename")).click()
         field = page.locator('[role="dialog"] input#name')
         field.wait_for(timeout=10_000)

@@ -114,6 +114,13 @@ def test_carol_signs_in_on_the_console_and_a_document_goes_in_and_out_of_search(
     assert all(h["document_id"] != doc_id for h in _search(server, cookies, PHRASE))
     audit = httpx.get(f"{server.url}/api/t/sales/audit?kind=document_deleted", cookies=cookies).json()
     assert audit[0]["detail"]["document_id"] == doc_id and audit[0]["subject"] == "carol"
+    # The notes are this user's: signing out removes them for whoever uses the browser next.
+    page.set_input_files("#upload-files", str(bad))
+    page.click("#upload-submit")
+    page.locator("#refused-list li").first.wait_for(timeout=60_000)
+    page.click("#sign-out")
+    page.locator("#login-username").wait_for(timeout=60_000)
+    assert page.evaluate("Object.keys(sessionStorage).filter((k) => k.startsWith('atrium-console-refused:'))") == []
     page.close()
 
 
