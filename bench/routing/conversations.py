@@ -83,7 +83,9 @@ def _fingerprint() -> str:
     h = hashlib.sha256(measured_tokens.fingerprint([]).encode())
     h.update(DATA.read_bytes())
     # History rules (the pipeline and what it composes) and the rewrite prompt.
-    for module in ("backend/chat/pipeline.py", "backend/chat/compose.py", "backend/chat/rewrite.py"):
+    for module in ("backend/chat/pipeline.py", "backend/chat/admit.py", "backend/chat/retrieve.py",
+                   "backend/chat/generate.py", "backend/chat/record.py", "backend/chat/compose.py",
+                   "backend/chat/rewrite.py"):
         h.update((ROOT / module).read_bytes())
     from backend.chat.conversations import title_messages
     h.update(inspect.getsource(title_messages).encode() + FILLER.encode())
