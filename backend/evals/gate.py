@@ -76,23 +76,29 @@ def decide(*, enabled: bool, min_score: float | None, version: int, production: 
                                                "tab) before promoting it to production."), min_score=min_score)
     run = current[0]
     against = None
+    failing: list[dict[str, Any]] = []
     if production is not None and production != version:
         theirs = [r for r in runs if r.version == production and r.status == FINISHED and r.kb_version == kb_version]
-        # The same tier when there is one: a run on `smart` against one on `local` would blame the prompt for
-        # the model.
-        against = next((r for r in theirs if r.tier == run.tier), theirs[0] if theirs else None)
-        if against is None:
+        # Only runs on the same tier are compared (a run on `smart` against one on `local` would credit or blame the
+        # prompt for the model), and on every tier both were tested on: a newer run on another tier does not hide a
+        # regression on the tier production was measured on.
+        newest = {}
+        for r in current:
+            newest.setdefault(r.tier, r)
+        pairs = [(mine_, next(r for r in theirs if r.tier == tier)) for tier, mine_ in newest.items()
+                 if any(r.tier == tier for r in theirs)]
+        if not pairs:
+            tiers = ", ".join(sorted(str(t or "the prompt's own") for t in newest))
             return Decision(GateVerdict(
                 "missing", f"Production (version {production}) has no finished test run on the current knowledge base "
-                           f"to compare with: run production's tests too.", run=run.id),
+                           f"on the same tier ({tiers}) to compare with: run production's tests too.", run=run.id),
                 run=run, min_score=min_score)
-    failing = []
-    if against is not None:
-        for case_id, question in cases.items():
-            if against.passed.get(case_id) and not run.passed.get(case_id):
-                why = ("passes on production, fails on this version" if case_id in run.passed
-                       else "passes on production, not run on this version (added after the run)")
-                failing.append({"id": case_id, "question": question, "why": why})
+        run, against = pairs[0]
+        for mine_, theirs_ in pairs:
+            failing = _regressions(mine_, theirs_, cases)
+            if failing:
+                run, against = mine_, theirs_
+                break
     if failing:
         names = "; ".join(f"“{c['question'][:80]}”" for c in failing[:3]) + (" …" if len(failing) > 3 else "")
         return Decision(GateVerdict("regressed", f"Version {version} breaks {len(failing)} case(s) that production "
@@ -109,6 +115,16 @@ def decide(*, enabled: bool, min_score: float | None, version: int, production: 
                                 (f" with no regression against production (version {production})." if against
                                  else "."), run=run.id),
                     run=run, against=against, min_score=min_score)
+
+
+def _regressions(run: RunFacts, against: RunFacts, cases: dict[str, str]) -> list[dict[str, Any]]:
+    failing = []
+    for case_id, question in cases.items():
+        if against.passed.get(case_id) and not run.passed.get(case_id):
+            why = ("passes on production, fails on this version" if case_id in run.passed
+                   else "passes on production, not run on this version (added after the run)")
+            failing.append({"id": case_id, "question": question, "why": why})
+    return failing
 
 
 class EvalGate:
