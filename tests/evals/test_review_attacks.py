@@ -6,9 +6,15 @@ casing or a blank reason."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import uuid
 
 import pytest
+import sqlalchemy as sa
+import yaml
 from sqlmodel import select
 
 from backend.auth.principal import Principal
@@ -17,6 +23,7 @@ from backend.db.repositories.evals import add_result, add_run
 from backend.evals.gate import RunFacts, decide
 from tests.api.test_release_gate import add_cases, as_, new_version, promote, stored_run
 from tests.api.test_release_gate import make_client as make_client  # noqa: F401 - the fixture
+from tests.conftest import _SCRUB, REPO
 
 T, A = "sales", "sales-assistant"
 CASES = f"/api/t/{T}/evals/{A}/cases"
@@ -196,3 +203,47 @@ def test_runs_of_another_tenant_or_of_a_draft_are_no_evidence_and_the_labels_cas
     assert (r.status_code, r.json()["error"]) == (409, "release_gate")
     labels = client.get(f"/api/t/{T}/prompts/{A}", headers=as_("bob")).json()["labels"]
     assert labels.get("production") == 1 and set(labels) <= {"production", "staging"}
+
+
+def _prompts_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    full = {k: v for k, v in os.environ.items() if k not in _SCRUB}
+    full.update(env)
+    return subprocess.run([sys.executable, "-m", "backend.cli", "prompts", *args], cwd=REPO, env=full,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_prompts_import_does_not_move_a_gated_production_without_an_audited_override(tmp_path, prompts_root):
+    """`atrium prompts import` with a labels.yaml that moves production is another way to release: for a tenant with
+    a release gate (engineering, in the demo's tenants.yaml) it is refused, unless the operator gives a reason,
+    which is audited like a tenant admin's override. A first import into an empty store is not a release."""
+    env = {"ATRIUM_DATA_DIR": str(tmp_path / "data"), "ATRIUM_PROMPT_STORE": "database"}
+    assert _prompts_cli(["import", str(prompts_root)], env).returncode == 0  # seeding an empty store
+    folder = prompts_root / "engineering" / "eng-assistant"
+    (folder / "v0002.md").write_text((folder / "v0001.md").read_text() + "\nAlways answer in one word.\n")
+    (folder / "labels.yaml").write_text(yaml.safe_dump({"labels": {"production": 2, "staging": 1}, "history": [
+        {"who": "mallory", "label": "production", "from": 1, "to": 2, "at": "2026-12-07T14:00:00Z"}]}))
+
+    refused = _prompts_cli(["import", str(prompts_root)], env)
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "engineering/eng-assistant" in refused.stderr and "release gate" in refused.stderr
+    assert refused.stderr.splitlines()[-1] == "nothing was imported"
+    out = tmp_path / "out"
+    assert _prompts_cli(["export", str(out)], env).returncode == 0
+    assert yaml.safe_load((out / "engineering" / "eng-assistant" / "labels.yaml").read_text())["labels"][
+        "production"] == 1
+    assert not (out / "engineering" / "eng-assistant" / "v0002.md").exists()
+
+    done = _prompts_cli(["import", str(prompts_root), "--override-gate", "hotfix, tested by hand (INC-42)"], env)
+    assert done.returncode == 0, done.stderr
+    assert _prompts_cli(["export", str(tmp_path / "out2")], env).returncode == 0
+    assert yaml.safe_load((tmp_path / "out2" / "engineering" / "eng-assistant" / "labels.yaml").read_text())[
+        "labels"]["production"] == 2
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'data' / 'atrium.db'}")
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT subject, tenant, detail FROM audit_event WHERE kind = "
+                                    "'release_gate_overridden'")).all()
+    engine.dispose()
+    assert len(rows) == 1 and rows[0][1] == "engineering"
+    detail = json.loads(rows[0][2]) if isinstance(rows[0][2], str) else rows[0][2]
+    assert (detail["assistant"], detail["version"], detail["from"]) == ("eng-assistant", 2, 1)
+    assert detail["reason"] == "hotfix, tested by hand (INC-42)"
