@@ -43,6 +43,7 @@ class RunFacts:
     tier: str | None
     score: float | None
     passed: dict[str, bool] = field(default_factory=dict)  # case id -> passed (finished cases only)
+    judged: bool = False  # graded by a judge model too: compared only with runs graded the same way
 
 
 @dataclass(frozen=True)
@@ -82,13 +83,15 @@ def decide(*, enabled: bool, min_score: float | None, version: int, production: 
         # Only runs on the same tier are compared (a run on `smart` against one on `local` would credit or blame the
         # prompt for the model), and on every tier both were tested on: a newer run on another tier does not hide a
         # regression on the tier production was measured on.
-        newest = {}
+        # Likewise graded the same way: a judge reads answers a prompt can write to persuade it.
+        newest: dict[tuple[str | None, bool], RunFacts] = {}
         for r in current:
-            newest.setdefault(r.tier, r)
-        pairs = [(mine_, next(r for r in theirs if r.tier == tier)) for tier, mine_ in newest.items()
-                 if any(r.tier == tier for r in theirs)]
+            newest.setdefault((r.tier, r.judged), r)
+        pairs = [(mine_, next(r for r in theirs if (r.tier, r.judged) == key)) for key, mine_ in newest.items()
+                 if any((r.tier, r.judged) == key for r in theirs)]
         if not pairs:
-            tiers = ", ".join(sorted(str(t or "the prompt's own") for t in newest))
+            tiers = ", ".join(sorted({str(t or "the prompt's own") + (" with a judge" if j else "")
+                                      for t, j in newest}))
             return Decision(GateVerdict(
                 "missing", f"Production (version {production}) has no finished test run on the current knowledge base "
                            f"on the same tier ({tiers}) to compare with: run production's tests too.", run=run.id),
@@ -152,18 +155,18 @@ class EvalGate:
             cases = {c.id: c.question for c in list_cases(session=session, tenant=tenant.id, assistant=assistant)}
             kb = self.kb_version(tenant.id)
             # Results only of the runs decide() can pick: the newest finished one on this knowledge base per
-            # version and tier.
-            picked: set[tuple[int | None, str | None]] = set()
+            # version, tier and grading (with a judge or not).
+            picked: set[tuple[int | None, str | None, bool]] = set()
             runs = []
             for row in rows:
-                key = (row.prompt_version, row.tier)
+                key = (row.prompt_version, row.tier, row.judge is not None)
                 usable = row.status == FINISHED and row.kb_version == kb and key not in picked
                 if usable:
                     picked.add(key)
                 passed = {r.case_id: bool(r.passed)
                           for r in list_results(session=session, tenant=tenant.id, run_id=row.id)} if usable else {}
                 runs.append(RunFacts(row.id, row.prompt_version, row.status, row.kb_version, row.tier, row.score,
-                                     passed))
+                                     passed, judged=row.judge is not None))
         decision = decide(enabled=True, min_score=policy.min_score, version=version, production=production,
                           kb_version=kb, runs=runs, cases=cases)
         return decision, {row.id: row for row in rows}

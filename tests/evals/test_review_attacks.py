@@ -180,6 +180,22 @@ def test_a_newer_run_on_another_tier_does_not_hide_a_regression_on_the_tier_prod
     assert d.verdict.state == "missing" and "same tier" in d.verdict.message
 
 
+def test_a_run_graded_by_a_judge_is_compared_only_with_one_graded_the_same_way():
+    """A judge model reads the answers, which a prompt can write to persuade it: a judged run of the candidate is
+    no evidence against production's offline-graded run, and a regression in the offline grading is not hidden."""
+    cases = {"c1": "What can a rep approve?", "c2": "Who approves 25%?"}
+    both = {"c1": True, "c2": True}
+    judged = RunFacts("v-judged", 2, "finished", "kb", None, 1.0, both, judged=True)
+    offline = RunFacts("v-offline", 2, "finished", "kb", None, 0.5, {"c1": True, "c2": False})
+    production = RunFacts("p", 1, "finished", "kb", None, 1.0, both)
+    d = decide(enabled=True, min_score=None, version=2, production=1, kb_version="kb", runs=[judged, production],
+               cases=cases)
+    assert d.verdict.state == "missing" and "with a judge" in d.verdict.message
+    d = decide(enabled=True, min_score=None, version=2, production=1, kb_version="kb",
+               runs=[judged, offline, production], cases=cases)
+    assert (d.verdict.state, d.run.id, [c["id"] for c in d.verdict.failing]) == ("regressed", "v-offline", ["c2"])
+
+
 def test_runs_of_another_tenant_or_of_a_draft_are_no_evidence_and_the_labels_casing_is_no_way_around(make_client):
     client = make_client({"sales": {"enabled": True, "min_score": None}})
     c1, c2 = add_cases(client, T, A, "bob", ["What can a rep approve?", "Who approves 25%?"])
