@@ -296,11 +296,46 @@ def cmd_prompts_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _gated_tenants():  # noqa: ANN202 - Callable[[str], bool]
+    """tenant id -> whether tenants.yaml gives it a release gate (every tenant of the file, served here or not)."""
+    from backend.tenants import TenantRegistry
+
+    registry = TenantRegistry.load(get_settings().config_dir / "tenants.yaml")
+    return lambda tenant: any(t.id == tenant and t.release_gate.enabled for t in registry.every())
+
+
+def _audit_gate_overrides(moves: list[dict], reason: str) -> None:
+    """Each production move an operator forced past a release gate, audited as a tenant admin's override is."""
+    from backend.db.engine import Database, make_engine
+    from backend.governance.audit import AuditLog
+
+    audit = AuditLog(db=Database(make_engine(get_settings().sql_url)))
+    for m in moves:
+        audit.record("release_gate_overridden", subject="cli", tenant=m["tenant"], route="cli:prompts import",
+                     status=200, detail={"assistant": m["assistant"], "label": "production", "version": m["to"],
+                                         "from": m["from"], "reason": reason[:1000],
+                                         "message": "moved by `atrium prompts import` (no test run checked)"})
+
+
 def cmd_prompts_import(args: argparse.Namespace) -> int:
     from backend.prompts.contract import ImportConflict
-    from backend.prompts.exchange import FolderInvalid, import_folder
+    from backend.prompts.exchange import FolderInvalid, gated_production_moves, import_folder, read_folder
 
     store = _prompt_store()
+    try:
+        moves = gated_production_moves(store, read_folder(args.dir), _gated_tenants())
+    except FolderInvalid as exc:
+        print("\n".join(f"error: {p}" for p in exc.problems) + "\nnothing was imported", file=sys.stderr)
+        return 1
+    reason = (args.override_gate or "").strip()
+    if moves and not reason:
+        # An import runs no tests: moving a gated tenant's production through it would skip the release gate.
+        print("\n".join(f"error: {m['tenant']}/{m['assistant']}: the folder moves production from version "
+                        f"{m['from']} to {m['to']}, but {m['tenant']} has a release gate: promote it in the studio "
+                        f"or with PUT /api/t/{m['tenant']}/prompts/{m['assistant']}/labels/production (the gate "
+                        "checks its test run), leave production as it is in labels.yaml, or pass --override-gate "
+                        "REASON (audited)" for m in moves) + "\nnothing was imported", file=sys.stderr)
+        return 1
     try:
         added, same, labels = import_folder(store, args.dir, say=lambda line: print(line, flush=True))
     except FolderInvalid as exc:
@@ -309,6 +344,8 @@ def cmd_prompts_import(args: argparse.Namespace) -> int:
     except ImportConflict as exc:
         print("\n".join(f"error: {p}" for p in exc.problems) + "\nnothing was imported", file=sys.stderr)
         return 1
+    if moves:
+        _audit_gate_overrides(moves, reason)
     if not added and not labels:
         print(f"nothing to import: {args.dir.absolute()} matches {store.describe()} ({same} version(s) unchanged)")
     else:
@@ -390,6 +427,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                   "(idempotent; a different text under an existing number is "
                                                   "refused, never overwritten)")
     importing.add_argument("dir", type=Path, metavar="DIR")
+    importing.add_argument("--override-gate", metavar="REASON", default=None,
+                           help="move production of a tenant with a release gate anyway (no test run is checked); "
+                                "the reason is audited")
     importing.set_defaults(func=cmd_prompts_import)
 
     deploy = sub.add_parser("deploy", help="deployment manifests from tenants.yaml (README \"Operations at scale\")"

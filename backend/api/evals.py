@@ -14,6 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 
 from backend.api.deps import PromptsWrite, ServicesDep
 from backend.api.limits import MAX_VERSION
@@ -86,7 +87,10 @@ async def import_cases(assistant: str, ctx: PromptsWrite, services: ServicesDep,
     elif kind not in ("text/yaml", "application/yaml", "application/x-yaml", "text/plain"):
         raise UnsupportedMedia(f"send the file as text/yaml (or JSON {{\"yaml\": ...}}), not {kind or 'no type'}",
                                code="unsupported_media_type")
-    return _evals(services).import_yaml(ctx.principal, ctx.tenant, assistant, text, route=request.url.path)
+    # In a worker thread: parsing and checking a megabyte of YAML takes seconds, which would stall every other
+    # request (and every streaming answer) of this process on the event loop.
+    return await run_in_threadpool(_evals(services).import_yaml, ctx.principal, ctx.tenant, assistant, text,
+                                   route=request.url.path)
 
 
 class FromFeedbackIn(BaseModel):

@@ -28,8 +28,19 @@ from backend.db.models import EvalCase
 from backend.errors import Invalid
 
 MAX_CASES = 500  # per assistant: a set this size already takes a long time to run
+MAX_PROBLEMS = 100  # named in a refused file's 422: enough to fix it, without a megabyte of the same error
+# libyaml refuses nesting past its limit with a YAMLError (the pure-Python loader recurses into a RecursionError)
+# and parses a large set several times faster.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 FIELDS = ("question", "history", "facts", "cite", "must_refuse", "must_not", "note")
+
+
+def _no_nul(value: str) -> str:
+    # PostgreSQL cannot store U+0000 in text: refused here with the reason rather than a 500 from the database.
+    if "\x00" in value:
+        raise ValueError("the text contains a NUL character (U+0000): remove it")
+    return value
 
 
 class Turn(BaseModel):
@@ -37,6 +48,11 @@ class Turn(BaseModel):
 
     role: Literal["user", "assistant"]
     content: str = Field(min_length=1, max_length=8_000)
+
+    @field_validator("content")
+    @classmethod
+    def _content(cls, value: str) -> str:
+        return _no_nul(value)
 
 
 class CaseCreate(BaseModel):
@@ -63,14 +79,19 @@ class CaseCreate(BaseModel):
             raise ValueError("an empty phrase checks nothing: remove it")
         if any(len(v) > 500 for v in out):
             raise ValueError("a phrase is longer than 500 characters: state the fact in a few words")
-        return out
+        return [_no_nul(v) for v in out]
 
     @field_validator("question")
     @classmethod
     def _question(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("the question is empty")
-        return value.strip()
+        return _no_nul(value.strip())
+
+    @field_validator("note")
+    @classmethod
+    def _note(cls, value: str) -> str:
+        return _no_nul(value)
 
 
 
@@ -130,15 +151,21 @@ def to_yaml(assistant: str, rows: list[EvalCase]) -> str:
 def parse_yaml(text: str, *, assistant: str) -> list[CaseFile]:
     """The cases of a YAML set for `assistant`; every problem at once, each naming the case (Invalid, 422)."""
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_LOADER)  # noqa: S506 - a safe loader (CSafeLoader or SafeLoader)
     except yaml.YAMLError as exc:
-        raise Invalid(f"the file is not valid YAML: {exc}", code="invalid_yaml") from None
+        raise Invalid(f"the file is not valid YAML: {str(exc)[:1000]}", code="invalid_yaml") from None
+    except RecursionError:
+        raise Invalid("the file is nested too deeply to be a test set", code="invalid_yaml") from None
     if isinstance(data, list):
         data = {"cases": data}
     if not isinstance(data, dict) or not isinstance(data.get("cases"), list):
         raise Invalid("the file must be a mapping with `cases:` (a list of cases), e.g. "
                       "`cases: [{question: ..., facts: [...]}]`", code="invalid_yaml")
     named = data.get("assistant")
+    if named is not None and not isinstance(named, str):
+        # Never formatted: an alias "billion laughs" here would expand without end in the message.
+        raise Invalid("`assistant:` must be the assistant's name (text), e.g. "
+                      f"`assistant: {assistant}`", code="invalid_yaml")
     if named is not None and named != assistant:
         raise Invalid(f"the file is the set of {named!r}, not of {assistant!r}: import it for {named!r}, or change "
                       f"its `assistant:`", code="wrong_assistant")
@@ -164,5 +191,5 @@ def parse_yaml(text: str, *, assistant: str) -> list[CaseFile]:
     if problems:
         raise Invalid(f"{len(problems)} problem(s) in the file; nothing was imported: "
                       + "; ".join(f"{p['where']}: {p['problem']}" for p in problems[:5]),
-                      code="invalid_cases", extra={"problems": problems})
+                      code="invalid_cases", extra={"problems": problems[:MAX_PROBLEMS]})
     return out

@@ -43,6 +43,7 @@ class RunFacts:
     tier: str | None
     score: float | None
     passed: dict[str, bool] = field(default_factory=dict)  # case id -> passed (finished cases only)
+    judged: bool = False  # graded by a judge model too: compared only with runs graded the same way
 
 
 @dataclass(frozen=True)
@@ -76,23 +77,31 @@ def decide(*, enabled: bool, min_score: float | None, version: int, production: 
                                                "tab) before promoting it to production."), min_score=min_score)
     run = current[0]
     against = None
+    failing: list[dict[str, Any]] = []
     if production is not None and production != version:
         theirs = [r for r in runs if r.version == production and r.status == FINISHED and r.kb_version == kb_version]
-        # The same tier when there is one: a run on `smart` against one on `local` would blame the prompt for
-        # the model.
-        against = next((r for r in theirs if r.tier == run.tier), theirs[0] if theirs else None)
-        if against is None:
+        # Only runs on the same tier are compared (a run on `smart` against one on `local` would credit or blame the
+        # prompt for the model), and on every tier both were tested on: a newer run on another tier does not hide a
+        # regression on the tier production was measured on.
+        # Likewise graded the same way: a judge reads answers a prompt can write to persuade it.
+        newest: dict[tuple[str | None, bool], RunFacts] = {}
+        for r in current:
+            newest.setdefault((r.tier, r.judged), r)
+        pairs = [(mine_, next(r for r in theirs if (r.tier, r.judged) == key)) for key, mine_ in newest.items()
+                 if any((r.tier, r.judged) == key for r in theirs)]
+        if not pairs:
+            tiers = ", ".join(sorted({str(t or "the prompt's own") + (" with a judge" if j else "")
+                                      for t, j in newest}))
             return Decision(GateVerdict(
                 "missing", f"Production (version {production}) has no finished test run on the current knowledge base "
-                           f"to compare with: run production's tests too.", run=run.id),
+                           f"on the same tier ({tiers}) to compare with: run production's tests too.", run=run.id),
                 run=run, min_score=min_score)
-    failing = []
-    if against is not None:
-        for case_id, question in cases.items():
-            if against.passed.get(case_id) and not run.passed.get(case_id):
-                why = ("passes on production, fails on this version" if case_id in run.passed
-                       else "passes on production, not run on this version (added after the run)")
-                failing.append({"id": case_id, "question": question, "why": why})
+        run, against = pairs[0]
+        for mine_, theirs_ in pairs:
+            failing = _regressions(mine_, theirs_, cases)
+            if failing:
+                run, against = mine_, theirs_
+                break
     if failing:
         names = "; ".join(f"“{c['question'][:80]}”" for c in failing[:3]) + (" …" if len(failing) > 3 else "")
         return Decision(GateVerdict("regressed", f"Version {version} breaks {len(failing)} case(s) that production "
@@ -109,6 +118,16 @@ def decide(*, enabled: bool, min_score: float | None, version: int, production: 
                                 (f" with no regression against production (version {production})." if against
                                  else "."), run=run.id),
                     run=run, against=against, min_score=min_score)
+
+
+def _regressions(run: RunFacts, against: RunFacts, cases: dict[str, str]) -> list[dict[str, Any]]:
+    failing = []
+    for case_id, question in cases.items():
+        if against.passed.get(case_id) and not run.passed.get(case_id):
+            why = ("passes on production, fails on this version" if case_id in run.passed
+                   else "passes on production, not run on this version (added after the run)")
+            failing.append({"id": case_id, "question": question, "why": why})
+    return failing
 
 
 class EvalGate:
@@ -136,18 +155,18 @@ class EvalGate:
             cases = {c.id: c.question for c in list_cases(session=session, tenant=tenant.id, assistant=assistant)}
             kb = self.kb_version(tenant.id)
             # Results only of the runs decide() can pick: the newest finished one on this knowledge base per
-            # version and tier.
-            picked: set[tuple[int | None, str | None]] = set()
+            # version, tier and grading (with a judge or not).
+            picked: set[tuple[int | None, str | None, bool]] = set()
             runs = []
             for row in rows:
-                key = (row.prompt_version, row.tier)
+                key = (row.prompt_version, row.tier, row.judge is not None)
                 usable = row.status == FINISHED and row.kb_version == kb and key not in picked
                 if usable:
                     picked.add(key)
                 passed = {r.case_id: bool(r.passed)
                           for r in list_results(session=session, tenant=tenant.id, run_id=row.id)} if usable else {}
                 runs.append(RunFacts(row.id, row.prompt_version, row.status, row.kb_version, row.tier, row.score,
-                                     passed))
+                                     passed, judged=row.judge is not None))
         decision = decide(enabled=True, min_score=policy.min_score, version=version, production=production,
                           kb_version=kb, runs=runs, cases=cases)
         return decision, {row.id: row for row in rows}

@@ -129,6 +129,27 @@ def import_folder(store: PromptStorage, root: Path, *, say: Say = print) -> tupl
     return added, same, labels_changed
 
 
+def gated_production_moves(store: PromptStorage, folder: PromptFolder,
+                           gated: Callable[[str], bool]) -> list[dict[str, Any]]:
+    """The folder's moves of `production` that a tenant's release gate would have to allow: {tenant, assistant,
+    from, to} for each tenant `gated` names, whose store already has a production (seeding an empty store releases
+    nothing) that the folder points elsewhere, and not back to a version production had before (a rollback is not
+    gated, as in the studio). An import does not run tests, so these need the operator's override."""
+    moves = []
+    for item in folder.assistants:
+        to = item.labels.get("production")
+        if to is None or not gated(item.tenant) or item.assistant not in store.assistants(item.tenant):
+            continue
+        current = store.labels(item.tenant, item.assistant).get("production")
+        if current is None or current == to:
+            continue
+        if any(e.get("label") == "production" and to in (e.get("from"), e.get("to"))
+               for e in store.label_history(item.tenant, item.assistant)):  # the store's history, not the file's
+            continue
+        moves.append({"tenant": item.tenant, "assistant": item.assistant, "from": current, "to": to})
+    return moves
+
+
 def _check_against(store: PromptStorage, folder: PromptFolder) -> None:
     """Every conflict between the folder and the store, named, before the import writes anything."""
     problems: list[str] = []
