@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 
 import httpx
 import pytest
@@ -150,6 +151,8 @@ def test_write_a_case_run_compare_see_the_gate_block_then_pass(server, browser, 
     checks = result.locator(".checks-list").inner_text()
     assert "Missed an expected fact" in checks and "Said something it must not" in checks
     assert "missing: 10%" in checks and "contains '20%'" in checks
+    # The runs table names the model as the tier menus do (the technical name is the hint).
+    assert page.locator("#runs-table tbody tr[data-run]").first.locator("td").nth(2).inner_text() == "Fast cloud model"
 
     # Compare: production's run before, the draft's after; the changed case with both answers.
     runs = _runs(server)
@@ -180,6 +183,10 @@ def test_write_a_case_run_compare_see_the_gate_block_then_pass(server, browser, 
     gate = page.locator("#gate").inner_text()
     assert "Breaks cases production passes" in gate and QUESTION in gate
     assert page.locator("#btn-promote").is_disabled()
+    # It says what to do: running the same version again cannot help, fixing the prompt or an admin's override can.
+    assert "fix the prompt in the Edit tab, save it as a new version and run its tests" in gate
+    assert "ask a tenant admin of your department to promote it anyway" in gate
+    assert page.get_by_role("button", name="Run the tests of version 2").count() == 0
     shot(page, "studio-tests-03-gate-blocks")
     # The API refuses it too (the card only explains).
     r = httpx.put(f"{server.url}/api/t/sales/prompts/sales-assistant/labels/production", cookies=server.login("bob"),
@@ -187,7 +194,8 @@ def test_write_a_case_run_compare_see_the_gate_block_then_pass(server, browser, 
     assert r.status_code == 409 and r.json()["failing"][0]["question"] == QUESTION
 
     # Fixed: back to the built-in model, saved as v3, tested, and promoted.
-    page.click("#tab-btn-edit")
+    page.get_by_role("button", name="Fix the prompt").click()
+    page.locator("#tab-edit:not([hidden])").wait_for()
     page.select_option("#f-tier", "local")
     _save(page, "Back to the built-in model")
     page.click("#tab-btn-tests")
@@ -232,6 +240,7 @@ def test_the_tests_tab_at_phone_width_and_for_assistive_technology(server, brows
     page.select_option("#rel-label", "production")
     page.locator("#gate-override:not([hidden])").wait_for()
     assert page.locator("#btn-promote").is_disabled()
+    assert "Or promote it anyway with a reason below." in page.locator("#gate").inner_text()
     page.fill("#gate-reason", "Checked with the pricing team")
     assert page.locator("#btn-promote").inner_text() == "Promote anyway" and page.locator("#btn-promote").is_enabled()
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
@@ -254,7 +263,10 @@ def test_first_time_editor_fixes_markdown_answers_staging_default_and_plain_word
     page.fill("#f-max_tokens", "400")
     assert "400 tokens ≈ 300 words" in page.locator("#max_tokens-hint").inner_text()
     assert page.locator("#max_tokens-hint abbr").get_attribute("title").startswith("tokens: the pieces of text")
-    assert "Blanks Atrium fills in before every answer" in page.locator("#variables-hint").inner_text()
+    variables = page.locator("#variables-hint").inner_text()
+    assert "Blanks Atrium fills in before every answer" in variables
+    # The placeholders are shown as written, not eaten by the page's template.
+    assert "write them as {{name}} in the text" in variables and "{{context}} is how" in variables
     assert page.get_by_role("group", name="Variables").count() == 1
 
     # Promoting defaults to staging.
@@ -363,5 +375,36 @@ def test_cases_are_imported_exported_edited_and_deleted_from_the_tab(server, bro
     page.set_input_files("#import-cases", str(upload))
     page.locator("#toast.bad", has_text="Not imported").wait_for()
     assert page.locator("#cases-title").inner_text() == "Test cases (1)"
+    assert page.errors == []  # type: ignore[attr-defined]
+    ctx.close()
+
+
+def test_the_gate_offers_to_run_production_when_only_production_lacks_a_run(server, browser, shot):
+    """A version tested while production never was: the card asks for production's run, with a button for it."""
+    base, bob = f"{server.url}/api/t/sales", server.login("bob")
+    r = httpx.post(f"{base}/evals/deal-desk/cases", cookies=bob, json={"question": QUESTION, "facts": ["10%"]})
+    assert r.status_code == 201, r.text
+    latest = max(v["version"] for v in httpx.get(f"{base}/prompts/deal-desk", cookies=bob).json()["versions"])
+    body = httpx.get(f"{base}/prompts/deal-desk/versions/1", cookies=bob).json()
+    r = httpx.post(f"{base}/prompts/deal-desk/versions", cookies=bob,
+                   json={"body": body["body"], "config": body["config"], "message": "same words, tested",
+                         "base_version": latest})
+    assert r.status_code == 201, r.text
+    version = r.json()["version"]
+    run = httpx.post(f"{base}/evals/deal-desk/runs", cookies=bob, json={"version": version}).json()
+    for _ in range(240):
+        if httpx.get(f"{base}/evals/deal-desk/runs/{run['id']}", cookies=bob).json()["status"] == "finished":
+            break
+        time.sleep(0.5)
+    ctx, page = _page(browser, server, "bob")
+    _open(page, server, "release", "deal-desk")
+    _release(page, version)
+    assert "Production not tested yet" in page.locator("#gate-state").inner_text()
+    page.get_by_role("button", name="Run the tests of production (version 1)").click()
+    page.locator("#tab-tests:not([hidden])").wait_for()
+    page.wait_for_function("document.getElementById('run-progress-text').textContent.startsWith('Finished')",
+                           timeout=TIMEOUT)
+    assert any(r["prompt_version"] == 1 for r in
+               httpx.get(f"{base}/evals/deal-desk/runs", cookies=bob).json()["runs"])
     assert page.errors == []  # type: ignore[attr-defined]
     ctx.close()

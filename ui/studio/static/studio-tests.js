@@ -14,9 +14,14 @@ window.StudioTests = (function () {
   function lines(id) { return $(id).value.split("\n").map(function (s) { return s.trim(); }).filter(Boolean); }
   function pct(x) { return x == null ? "—" : Math.round(x * 100) + "%"; }
   function money(x) { return "$" + (x || 0).toFixed(4); }
+  // The model a run used, in the words the tier menus use; the technical name stays as a hint.
+  function modelName(r) {
+    if (r.model === "atrium/grounded") return "Quoted from the sources (no model)";
+    return r.tier ? app().tierName(r.tier).split(":")[0] : r.model || "As the prompt is set";
+  }
   function runName(r) {
     var what = r.prompt_version ? "Version " + r.prompt_version : "Draft";
-    return what + " · " + (r.tier ? app().tierName(r.tier).split(":")[0] : r.model || "the prompt's model") + " · " + ago(r.created_at);
+    return what + " · " + (r.tier ? app().tierName(r.tier).split(":")[0] : modelName(r)) + " · " + ago(r.created_at);
   }
 
   // -- showing the tab -------------------------------------------------------------------------------------
@@ -168,7 +173,8 @@ window.StudioTests = (function () {
   }
   function statusText(r) {
     if (r.status === "finished") return r.passed + " of " + r.total + " passed (" + pct(r.score) + ")";
-    if (r.status === "queued" || r.status === "running") return "running: " + r.done + " of " + r.total;
+    if (r.status === "queued") return "waiting to start (" + r.total + " cases)";
+    if (r.status === "running") return r.done + " of " + r.total + " cases answered";
     return r.status + (r.error ? ": " + r.error : "") + " (" + r.done + " of " + r.total + " done)";
   }
   function renderRuns() {
@@ -178,7 +184,7 @@ window.StudioTests = (function () {
       tb.appendChild(h("tr", {"data-run": r.id},
         h("td", {title: D.fullDate(r.created_at), text: ago(r.created_at)}),
         h("td", {text: r.prompt_version ? app().versionName(r.prompt_version) : "Draft"}),
-        h("td", {text: r.model || (r.tier ? app().tierName(r.tier) : "default")}),
+        h("td", {text: modelName(r), title: r.model || ""}),
         h("td", {class: "run-status " + r.status, text: statusText(r)}),
         h("td", {text: money(r.cost_usd)}),
         h("td", null,
@@ -302,7 +308,7 @@ window.StudioTests = (function () {
     view.appendChild(h("h3", {id: "run-title", text: "Results: " + runName(run)}));
     view.appendChild(h("p", {class: "run-summary"}, h("strong", {text: statusText(run)}),
       h("span", {class: "muted", text: " · cost " + money(run.cost_usd) + " · " + (run.tokens || 0) + " tokens · typical answer time " +
-        (run.latency_ms != null ? (run.latency_ms / 1000).toFixed(1) + " s" : "—") + (run.model ? " · " + run.model : "") +
+        (run.latency_ms != null ? (run.latency_ms / 1000).toFixed(1) + " s" : "—") + (run.model ? " · " + modelName(run) : "") +
         (run.judge ? " · graded by " + run.judge : "")})));
     results.slice().sort(function (a, b) { return (a.passed ? 1 : 0) - (b.passed ? 1 : 0); }).forEach(function (res) {
       var c = res.case && res.case.question ? res.case : byCase[res.case_id] || {question: res.case_id};
