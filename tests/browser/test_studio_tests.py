@@ -336,6 +336,15 @@ def test_a_rated_answer_becomes_a_test_case_in_one_click(server, browser, shot):
     assert len(cases["cases"]) == before + 1
     made = next(c for c in cases["cases"] if c.get("source"))
     assert made["facts"] == ["10%", "Sales Manager"] and made["source"]["kind"] == "feedback"
+    # Made again, then cancelled: Cancel does not leave an empty case behind.
+    page.click("#tab-btn-feedback")
+    button.first.click()
+    page.locator("#case-editor:not([hidden])").wait_for()
+    assert page.locator("#case-editor-title").inner_text() == "New case from a rating"
+    page.click("#btn-cancel-case")
+    page.locator("#toast", has_text="The case from the rating was not kept.").wait_for()
+    assert len(httpx.get(f"{server.url}/api/t/sales/evals/sales-assistant/cases",
+                         cookies=server.login("bob")).json()["cases"]) == before + 1
     assert page.errors == []  # type: ignore[attr-defined]
     ctx.close()
 

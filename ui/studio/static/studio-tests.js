@@ -4,7 +4,7 @@
 window.StudioTests = (function () {
   "use strict";
   var D = window.StudioDOM, $ = D.$, h = D.h, clear = D.clear, toast = D.toast, busy = D.busy, ago = D.ago;
-  var st = {cases: [], runs: [], editing: null, polling: null, loadedFor: null, openRun: null};
+  var st = {cases: [], runs: [], editing: null, polling: null, loadedFor: null, openRun: null, fresh: null};
 
   function app() { return window.StudioApp; }
   function base() {
@@ -17,11 +17,21 @@ window.StudioTests = (function () {
   // The model a run used, in the words the tier menus use; the technical name stays as a hint.
   function modelName(r) {
     if (r.model === "atrium/grounded") return "Quoted from the sources (no model)";
-    return r.tier ? app().tierName(r.tier).split(":")[0] : r.model || "As the prompt is set";
+    var d = app().detail(), tier = runTier(r), models = ((d.tier_models || {})[tier] || {}).models;
+    // A tier that was not available answered with another model: name the model that did.
+    if (!tier || (models && r.model && models.indexOf(r.model) < 0)) return r.model || "As the prompt is set";
+    return app().tierName(tier).split(":")[0];
+  }
+  // The tier asked for: the run's own, else the one its draft or version is set to.
+  function runTier(r) {
+    if (r.tier) return r.tier;
+    if (r.draft && r.draft.config && r.draft.config.tier) return r.draft.config.tier;
+    var v = (app().detail().versions || []).find(function (x) { return x.version === r.prompt_version; });
+    return v && v.tier || app().detail().default_tier || null;
   }
   function runName(r) {
     var what = r.prompt_version ? "Version " + r.prompt_version : "Draft";
-    return what + " · " + (r.tier ? app().tierName(r.tier).split(":")[0] : modelName(r)) + " · " + ago(r.created_at);
+    return what + " · " + modelName(r) + " · " + ago(r.created_at);
   }
 
   // -- showing the tab -------------------------------------------------------------------------------------
@@ -84,8 +94,10 @@ window.StudioTests = (function () {
   }
   function openEditor(c) {
     st.editing = c || null;
+    if (!c || c.id !== st.fresh) st.fresh = null;
     var f = $("case-editor");
-    $("case-editor-title").textContent = c && c.id ? "Edit case" : "New case";
+    $("case-editor-title").textContent = c && c.id && c.id === st.fresh ? "New case from a rating"
+      : c && c.id ? "Edit case" : "New case";
     $("c-question").value = c ? c.question : "";
     $("c-facts").value = c ? (c.facts || []).join("\n") : "";
     $("c-cite").value = c ? (c.cite || []).join("\n") : "";
@@ -102,7 +114,18 @@ window.StudioTests = (function () {
     f.hidden = false;
     (c && c.id ? $("c-facts") : $("c-question")).focus();
   }
-  function closeEditor() { $("case-editor").hidden = true; st.editing = null; }
+  function closeEditor() { $("case-editor").hidden = true; st.editing = null; st.fresh = null; }
+  // Cancel on a case the Feedback tab has just made (nothing written into it yet): it is not kept, as the editor
+  // expects of Cancel; otherwise an empty case would stay in the set, skipped by every run.
+  function cancelEditor() {
+    var c = st.editing, fresh = c && c.id && c.id === st.fresh;
+    closeEditor();
+    if (!fresh) return;
+    api("DELETE", "/cases/" + encodeURIComponent(c.id)).then(function (r) {
+      if (r.ok) toast("The case from the rating was not kept.");
+      loadCases();
+    });
+  }
   function saveCase(e) {
     e.preventDefault();
     var c = st.editing, body = {question: $("c-question").value.trim(), facts: lines("c-facts"), cite: lines("c-cite"),
@@ -155,6 +178,7 @@ window.StudioTests = (function () {
       if (!r.ok) { toast(r.data.detail || "Could not make a test case", true); return; }
       app().showTab("tests");
       return loadCases().then(function () {
+        st.fresh = r.data.id;
         openEditor(r.data);
         toast("Test case made from the rating: write what the right answer states, then save.");
       });
@@ -356,7 +380,7 @@ window.StudioTests = (function () {
   }
 
   $("case-editor").addEventListener("submit", saveCase);
-  $("btn-cancel-case").addEventListener("click", closeEditor);
+  $("btn-cancel-case").addEventListener("click", cancelEditor);
   $("btn-add-case").addEventListener("click", function () { openEditor(null); });
   $("import-cases").addEventListener("change", importFile);
   $("btn-run").addEventListener("click", run);
