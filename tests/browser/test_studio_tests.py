@@ -322,6 +322,10 @@ def test_a_rated_answer_becomes_a_test_case_in_one_click(server, browser, shot):
             break
         page.wait_for_timeout(500)
         page.click("#tab-btn-feedback")
+    # The rated answer reads as the chat showed it: Markdown rendered, not raw stars.
+    rated = page.locator(".feedback-item", has_text=QUESTION).first
+    assert rated.locator(".answer strong", has_text="Up to 10%").count() == 1 and "**" not in rated.inner_text()
+    shot(page, "studio-tests-09a-feedback-rendered")
     button.first.click()
     page.locator("#tab-tests:not([hidden])").wait_for()
     page.locator("#case-editor:not([hidden])").wait_for()
