@@ -22,7 +22,6 @@ window.StudioGate = (function () {
   function refresh(version) {
     var d = app() && app().detail(), box = $("gate");
     var seq = ++shown.seq;
-    $("btn-promote").textContent = "Promote";
     if (!d || !d.release_gate || !d.release_gate.enabled || !version) {
       box.hidden = true; shown.version = null; shown.data = null; return;
     }
@@ -61,7 +60,7 @@ window.StudioGate = (function () {
     }
     // What to do next, in words: re-running the same version cannot fix a regression, changing the prompt can.
     var fixable = data.state === "regressed" || data.state === "below_min";
-    if (fixable) {
+    if (fixable && (data.message || "").indexOf("To release it") < 0) {  // a 409's message already says it
       list.parentNode.insertBefore(h("p", {id: "gate-next", class: "small", text: "To release it: fix the prompt in the " +
         "Edit tab, save it as a new version and run its tests." + (isAdmin() ? " Or promote it anyway with a reason below."
         : " Or ask a tenant admin of your department to promote it anyway (with a reason).")}), links);
@@ -83,9 +82,9 @@ window.StudioGate = (function () {
     if (!shown.data) return;
     var btn = $("btn-promote");
     if (!closed(shown.data)) { btn.disabled = shown.base; return; }
-    var reason = $("gate-reason").value.trim();
-    btn.disabled = shown.base || !(isAdmin() && reason);
-    btn.textContent = isAdmin() && reason ? "Promote anyway" : "Promote";
+    // Closed: Promote stays off; a tenant admin's "Promote anyway" comes once the reason is written.
+    btn.disabled = true;
+    $("btn-override").disabled = shown.base || !(isAdmin() && $("gate-reason").value.trim());
   }
   function overrideReason() {
     return shown.data && closed(shown.data) && isAdmin() ? $("gate-reason").value.trim() : "";
@@ -97,6 +96,7 @@ window.StudioGate = (function () {
       run: body.run ? {id: body.run} : null});
   }
   $("gate-reason").addEventListener("input", apply);
+  $("btn-override").addEventListener("click", function () { app().promote(this); });
   return {refresh: refresh, overrideReason: overrideReason, refused: refused,
     state: function () { return shown.data; }};
 })();
