@@ -262,11 +262,23 @@ window.StudioTests = (function () {
       loadRuns(); poll(id);
     });
   }
+  // A run on the built-in model can take minutes: say roughly how long is left, from the pace seen so far.
+  function timeLeft(run) {
+    if (run.status !== "running") return "";
+    if (!seen || run.done < seen.done) { seen = {t: Date.now(), done: run.done}; return ""; }
+    if (run.done === seen.done) return "";
+    // The clock starts at the first answer seen: the first case also waits for the model to load.
+    if (!seen.paced) { seen = {t: Date.now(), done: run.done, paced: true}; return ""; }
+    var left = (Date.now() - seen.t) / (run.done - seen.done) * (run.total - run.done) / 1000;
+    return left < 60 ? " · less than a minute left" : " · about " + Math.round(left / 60) + " min left";
+  }
+  var seen = null;  // when the page first saw the followed run, and how far it was
   function poll(id) {
     clearTimeout(st.polling);
     var box = $("run-progress"); box.hidden = false;
     $("run-bar").value = 0; $("run-progress-text").textContent = "Starting the run…";
     var assistant = app().name(), url = base() + "/runs/" + encodeURIComponent(id);
+    seen = null;
     function tick() {
       // Another assistant was chosen meanwhile: its tab shows its own runs (this one goes on on the server).
       if (app().name() !== assistant) { st.polling = null; box.hidden = true; return; }
@@ -276,7 +288,7 @@ window.StudioTests = (function () {
         var run = r.data;
         $("run-bar").max = Math.max(1, run.total); $("run-bar").value = run.done;
         $("run-progress-text").textContent = (run.status === "finished" ? "Finished: " : run.status === "failed" ? "Stopped: " : "Running: ") +
-          statusText(run);
+          statusText(run) + timeLeft(run);
         if (run.status === "queued" || run.status === "running") { st.polling = setTimeout(tick, 1000); return; }
         st.polling = null;
         loadRuns();
