@@ -116,6 +116,9 @@ def test_write_a_case_run_compare_see_the_gate_block_then_pass(server, browser, 
     _open(page, server, "tests")
     page.locator("#case-list li").first.wait_for()
     assert "No test cases yet" in page.locator("#case-list").inner_text()
+    # Nothing edited yet: the run starts from production, and the draft says it is only the editor's saved text.
+    assert page.locator("#run-what").input_value() == "1"
+    assert page.locator("#run-what option[value=draft]").inner_text() == "The editor's text (no unsaved changes)"
 
     # Write a case.
     page.click("#btn-add-case")
@@ -145,6 +148,7 @@ def test_write_a_case_run_compare_see_the_gate_block_then_pass(server, browser, 
     page.click("#tab-btn-edit")
     page.select_option("#f-tier", "fast")
     page.click("#tab-btn-tests")
+    assert page.locator("#run-what option[value=draft]").inner_text() == "Your unsaved changes (from the editor)"
     _run(page, "draft")
     result = page.locator("#run-view .result-case").first
     assert "Failed" in result.locator("summary").inner_text()

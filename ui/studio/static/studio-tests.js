@@ -36,22 +36,26 @@ window.StudioTests = (function () {
 
   // -- showing the tab -------------------------------------------------------------------------------------
   function show() {
-    fillRunChoices();
     var name = app().name();
     if (st.loadedFor !== name) {
-      st.loadedFor = name; st.openRun = null; closeEditor(); clear($("run-view"));
+      st.loadedFor = name; st.openRun = null; st.picked = false; closeEditor(); clear($("run-view"));
       clearTimeout(st.polling); st.polling = null; $("run-progress").hidden = true;
       $("btn-export-cases").href = base() + "/cases/export";
       $("btn-export-cases").setAttribute("download", name + "-tests.yaml");
     }
+    fillRunChoices();
     return Promise.all([loadCases(), loadRuns()]);
   }
   function fillRunChoices() {
     var d = app().detail(), what = $("run-what"), keep = what.value;
     clear(what);
-    what.appendChild(h("option", {value: "draft", text: "Unsaved draft (from the editor)"}));
+    // Without unsaved changes the draft is only a copy of a saved version: say so, and start from production.
+    var changed = app().changed();
+    what.appendChild(h("option", {value: "draft", text: changed ? "Your unsaved changes (from the editor)"
+      : "The editor's text (no unsaved changes)"}));
     d.versions.forEach(function (v) { what.appendChild(h("option", {value: v.version, text: app().versionName(v.version)})); });
-    what.value = keep && what.querySelector('option[value="' + keep + '"]') ? keep : "draft";
+    var first = changed || !d.labels.production ? "draft" : String(d.labels.production);
+    what.value = st.picked && keep && what.querySelector('option[value="' + keep + '"]') ? keep : first;
     var tier = $("run-tier"), keepTier = tier.value;
     clear(tier);
     tier.appendChild(h("option", {value: "", text: "As the prompt is set"}));
@@ -396,6 +400,7 @@ window.StudioTests = (function () {
   $("btn-add-case").addEventListener("click", function () { openEditor(null); });
   $("import-cases").addEventListener("change", importFile);
   $("btn-run").addEventListener("click", run);
+  $("run-what").addEventListener("change", function () { st.picked = true; });  // the editor's own choice stays
   $("btn-compare-runs").addEventListener("click", compare);
   return {show: show, fromFeedback: fromFeedback, openRun: openRun, runVersion: runVersion};
 })();

@@ -794,7 +794,7 @@
   window.StudioApp = {
     boot: BOOT, request: request, showTab: showTab, draft: draft, labelsOf: labelsOf, versionName: versionName,
     name: function () { return state.name; }, detail: function () { return state.detail; }, tierName: tierName,
-    refreshDetail: refreshDetail,
+    refreshDetail: refreshDetail, changed: function () { return !sameAsBase(); },
     promote: function (btn) { var v = +$("rel-version").value; if (v) moveLabel($("rel-label").value, v, btn); },
   };
   purgeForeignDrafts();
