@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import secrets
 from typing import Any
 
@@ -46,6 +47,16 @@ def result_public(r: Any) -> dict[str, Any]:
     return {"case_id": r.case_id, "question": (r.case or {}).get("question"), "case": r.case, "answer": r.answer,
             "citations": r.citations, "checks": r.checks, "passed": r.passed, "model": r.model, "tokens": r.tokens,
             "cost_usd": r.cost_usd, "latency_ms": r.latency_ms, "turn_id": r.turn_id}
+
+
+
+# The chat's last line saying who answered ("_Answer: quoted from the sources …_", ui/chat_text.py) is not part of
+# what was answered; the note is one line in the case editor, so the answer's line breaks become spaces.
+_ANSWERED_LINE = re.compile(r"\s*_Answer: [^\n]*_\s*$")
+
+
+def _one_line(answer: str) -> str:
+    return " ".join(_ANSWERED_LINE.sub("", answer).split())
 
 
 class EvalService:
@@ -164,7 +175,7 @@ class EvalService:
         note = f"From feedback on version {exchange['prompt_version'] or '?'}: {rating}"
         if exchange["comment"]:
             note += f" — \u201c{exchange['comment'][:500]}\u201d"
-        note += f". The answer then was: {exchange['answer'][:1000]}"
+        note += f". The answer then was: {_one_line(exchange['answer'])[:1000]}"
         history = [t for t in exchange["history"] if t["content"].strip()][-20:]
         data = CaseCreate(question=exchange["question"][:4000] or "?", note=note[:2000],
                           history=[{"role": t["role"], "content": t["content"][:8000]} for t in history])

@@ -259,8 +259,13 @@ class PromptService:
             # was, and each refusal keeps the cases that stopped it.
             self.audit.record("release_gate_refused", subject=principal.subject, tenant=cfg.id, route=route,
                               status=409, reason="release_gate", detail=where)
-            raise Conflict(verdict.message + (" A tenant admin may promote it anyway with a reason." if
-                                              allowed(principal, cfg.id, "admin") else ""),
+            # The refusal names the way out: a regression is fixed in the prompt (running it again cannot help).
+            fix = (" To release it: fix the prompt, save it as a new version and run its tests." if
+                   verdict.state in ("regressed", "below_min") else "")
+            anyway = (" A tenant admin may promote it anyway with a reason (override_reason; audited)." if
+                      allowed(principal, cfg.id, "admin") else
+                      " Or ask a tenant admin of the department to promote it anyway with a reason.")
+            raise Conflict(verdict.message + fix + anyway,
                            code="release_gate", extra={"state": verdict.state, "failing": verdict.failing,
                                                        "run": verdict.run})
         if refusal := override_refusal(principal, cfg):

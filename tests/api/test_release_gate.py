@@ -123,6 +123,9 @@ def test_a_regressing_version_is_refused_naming_the_case_and_a_passing_one_is_pr
     assert body["failing"] == [{"id": c2, "question": "Who approves 25%?",
                                 "why": "passes on production, fails on this version"}]
     assert "Who approves 25%?" in body["detail"]
+    # The refusal says what to do next, for an editor.
+    assert "To release it: fix the prompt, save it as a new version and run its tests." in body["detail"]
+    assert "Or ask a tenant admin of the department to promote it anyway with a reason." in body["detail"]
     refused = audit(client, "release_gate_refused")
     assert [(e.subject, e.status, e.detail["state"], e.detail["failing"]) for e in refused] == [
         ("bob", 409, "missing", []), ("bob", 409, "regressed", [c2])]
@@ -149,7 +152,8 @@ def test_an_editor_cannot_override_a_tenant_admin_can_with_a_reason_and_it_is_au
 
     r = promote(client, "carol", v2)  # an admin without a reason is refused like anyone
     assert r.status_code == 409 and r.json()["state"] == "below_min"
-    assert "A tenant admin may promote it anyway with a reason" in r.json()["detail"]
+    assert "A tenant admin may promote it anyway with a reason (override_reason; audited)." in r.json()["detail"]
+    assert "fix the prompt" in r.json()["detail"]
     assert [c["id"] for c in r.json()["failing"]] == [c3]
 
     r = promote(client, "carol", v2, override_reason="  The price list changed today; c3 is fixed in v3.  ")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 
 import httpx
 import pytest
@@ -115,6 +116,9 @@ def test_write_a_case_run_compare_see_the_gate_block_then_pass(server, browser, 
     _open(page, server, "tests")
     page.locator("#case-list li").first.wait_for()
     assert "No test cases yet" in page.locator("#case-list").inner_text()
+    # Nothing edited yet: the run starts from production, and the draft says it is only the editor's saved text.
+    assert page.locator("#run-what").input_value() == "1"
+    assert page.locator("#run-what option[value=draft]").inner_text() == "The editor's text (no unsaved changes)"
 
     # Write a case.
     page.click("#btn-add-case")
@@ -144,12 +148,15 @@ def test_write_a_case_run_compare_see_the_gate_block_then_pass(server, browser, 
     page.click("#tab-btn-edit")
     page.select_option("#f-tier", "fast")
     page.click("#tab-btn-tests")
+    assert page.locator("#run-what option[value=draft]").inner_text() == "Your unsaved changes (from the editor)"
     _run(page, "draft")
     result = page.locator("#run-view .result-case").first
     assert "Failed" in result.locator("summary").inner_text()
     checks = result.locator(".checks-list").inner_text()
     assert "Missed an expected fact" in checks and "Said something it must not" in checks
     assert "missing: 10%" in checks and "contains '20%'" in checks
+    # The runs table names the model as the tier menus do (the technical name is the hint).
+    assert page.locator("#runs-table tbody tr[data-run]").first.locator("td").nth(2).inner_text() == "Fast cloud model"
 
     # Compare: production's run before, the draft's after; the changed case with both answers.
     runs = _runs(server)
@@ -180,6 +187,10 @@ def test_write_a_case_run_compare_see_the_gate_block_then_pass(server, browser, 
     gate = page.locator("#gate").inner_text()
     assert "Breaks cases production passes" in gate and QUESTION in gate
     assert page.locator("#btn-promote").is_disabled()
+    # It says what to do: running the same version again cannot help, fixing the prompt or an admin's override can.
+    assert "fix the prompt in the Edit tab, save it as a new version and run its tests" in gate
+    assert "ask a tenant admin of your department to promote it anyway" in gate
+    assert page.get_by_role("button", name="Run the tests of version 2").count() == 0
     shot(page, "studio-tests-03-gate-blocks")
     # The API refuses it too (the card only explains).
     r = httpx.put(f"{server.url}/api/t/sales/prompts/sales-assistant/labels/production", cookies=server.login("bob"),
@@ -187,7 +198,8 @@ def test_write_a_case_run_compare_see_the_gate_block_then_pass(server, browser, 
     assert r.status_code == 409 and r.json()["failing"][0]["question"] == QUESTION
 
     # Fixed: back to the built-in model, saved as v3, tested, and promoted.
-    page.click("#tab-btn-edit")
+    page.get_by_role("button", name="Fix the prompt").click()
+    page.locator("#tab-edit:not([hidden])").wait_for()
     page.select_option("#f-tier", "local")
     _save(page, "Back to the built-in model")
     page.click("#tab-btn-tests")
@@ -233,6 +245,7 @@ def test_the_tests_tab_at_phone_width_and_for_assistive_technology(server, brows
     page.locator("#gate-override:not([hidden])").wait_for()
     assert page.locator("#btn-promote").is_disabled()
     assert page.locator("#btn-override").is_disabled()  # a reason first
+    assert "Or promote it anyway with a reason below." in page.locator("#gate").inner_text()
     page.fill("#gate-reason", "Checked with the pricing team")
     assert page.locator("#btn-override").is_enabled() and page.locator("#btn-promote").is_disabled()
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
@@ -331,6 +344,10 @@ def test_a_rated_answer_becomes_a_test_case_in_one_click(server, browser, shot):
             break
         page.wait_for_timeout(500)
         page.click("#tab-btn-feedback")
+    # The rated answer reads as the chat showed it: Markdown rendered, not raw stars.
+    rated = page.locator(".feedback-item", has_text=QUESTION).first
+    assert rated.locator(".answer strong", has_text="Up to 10%").count() == 1 and "**" not in rated.inner_text()
+    shot(page, "studio-tests-09a-feedback-rendered")
     button.first.click()
     page.locator("#tab-tests:not([hidden])").wait_for()
     page.locator("#case-editor:not([hidden])").wait_for()
@@ -345,6 +362,15 @@ def test_a_rated_answer_becomes_a_test_case_in_one_click(server, browser, shot):
     assert len(cases["cases"]) == before + 1
     made = next(c for c in cases["cases"] if c.get("source"))
     assert made["facts"] == ["10%", "Sales Manager"] and made["source"]["kind"] == "feedback"
+    # Made again, then cancelled: Cancel does not leave an empty case behind.
+    page.click("#tab-btn-feedback")
+    button.first.click()
+    page.locator("#case-editor:not([hidden])").wait_for()
+    assert page.locator("#case-editor-title").inner_text() == "New case from a rating"
+    page.click("#btn-cancel-case")
+    page.locator("#toast", has_text="The case from the rating was not kept.").wait_for()
+    assert len(httpx.get(f"{server.url}/api/t/sales/evals/sales-assistant/cases",
+                         cookies=server.login("bob")).json()["cases"]) == before + 1
     assert page.errors == []  # type: ignore[attr-defined]
     ctx.close()
 
@@ -384,5 +410,36 @@ def test_cases_are_imported_exported_edited_and_deleted_from_the_tab(server, bro
     page.set_input_files("#import-cases", str(upload))
     page.locator("#toast.bad", has_text="Not imported").wait_for()
     assert page.locator("#cases-title").inner_text() == "Test cases (1)"
+    assert page.errors == []  # type: ignore[attr-defined]
+    ctx.close()
+
+
+def test_the_gate_offers_to_run_production_when_only_production_lacks_a_run(server, browser, shot):
+    """A version tested while production never was: the card asks for production's run, with a button for it."""
+    base, bob = f"{server.url}/api/t/sales", server.login("bob")
+    r = httpx.post(f"{base}/evals/deal-desk/cases", cookies=bob, json={"question": QUESTION, "facts": ["10%"]})
+    assert r.status_code == 201, r.text
+    latest = max(v["version"] for v in httpx.get(f"{base}/prompts/deal-desk", cookies=bob).json()["versions"])
+    body = httpx.get(f"{base}/prompts/deal-desk/versions/1", cookies=bob).json()
+    r = httpx.post(f"{base}/prompts/deal-desk/versions", cookies=bob,
+                   json={"body": body["body"], "config": body["config"], "message": "same words, tested",
+                         "base_version": latest})
+    assert r.status_code == 201, r.text
+    version = r.json()["version"]
+    run = httpx.post(f"{base}/evals/deal-desk/runs", cookies=bob, json={"version": version}).json()
+    for _ in range(240):
+        if httpx.get(f"{base}/evals/deal-desk/runs/{run['id']}", cookies=bob).json()["status"] == "finished":
+            break
+        time.sleep(0.5)
+    ctx, page = _page(browser, server, "bob")
+    _open(page, server, "release", "deal-desk")
+    _release(page, version)
+    assert "Production not tested yet" in page.locator("#gate-state").inner_text()
+    page.get_by_role("button", name="Run the tests of production (version 1)").click()
+    page.locator("#tab-tests:not([hidden])").wait_for()
+    page.wait_for_function("document.getElementById('run-progress-text').textContent.startsWith('Finished')",
+                           timeout=TIMEOUT)
+    assert any(r["prompt_version"] == 1 for r in
+               httpx.get(f"{base}/evals/deal-desk/runs", cookies=bob).json()["runs"])
     assert page.errors == []  # type: ignore[attr-defined]
     ctx.close()

@@ -135,7 +135,9 @@ def test_a_rated_exchange_becomes_a_case_of_its_own_tenant_and_assistant_only(cl
     conv.save_step(alice, "c1", step_id="q0", type="user_message", name="alice", output="Hi, I sell Growth.")
     conv.save_step(alice, "c1", step_id="a0", type="assistant_message", name="Atrium", output="Hello!")
     conv.save_step(alice, "c1", step_id="q1", type="user_message", name="alice", output="What can I approve?")
-    conv.save_step(alice, "c1", step_id="a1", type="assistant_message", name="Atrium", output="Up to 25%.",
+    conv.save_step(alice, "c1", step_id="a1", type="assistant_message", name="Atrium",
+                   output="Up to 25%.\n\nSources: [1] Pricing"
+                          "\n\n_Answer: quoted from the sources (grounded mode: no model wrote it)_",
                    turn_id=turn.id)
     assert conv.feedback(alice, "a1", 0, "it is 10%")
     turn_id = svc.conversations.feedback_report(svc.principal_from_claims(
@@ -149,7 +151,9 @@ def test_a_rated_exchange_becomes_a_case_of_its_own_tenant_and_assistant_only(cl
     assert case["question"] == "What can I approve?"
     assert case["history"] == [{"role": "user", "content": "Hi, I sell Growth."},
                                {"role": "assistant", "content": "Hello!"}]
-    assert "rated not helpful" in case["note"] and "it is 10%" in case["note"] and "Up to 25%." in case["note"]
+    assert "rated not helpful" in case["note"] and "it is 10%" in case["note"]
+    # The note is one line: the answer's breaks are spaces, the chat's "who answered" line is left out.
+    assert case["note"].endswith("The answer then was: Up to 25%. Sources: [1] Pricing")
     assert case["source"] == {"kind": "feedback", "turn_id": turn_id} and case["checks_nothing"] is True
     # Another assistant of the same tenant, and another tenant's editor with the same turn id: not found.
     assert client.post(f"/api/t/{T}/evals/deal-desk/cases/from-feedback", cookies=bob,

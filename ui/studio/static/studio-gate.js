@@ -31,6 +31,7 @@ window.StudioGate = (function () {
     // Asked again each time (a run may have finished, the documents changed): until the answer, Promote waits.
     shown.base = $("btn-promote").disabled;  // the card's own rules (approval, nothing to move), before the gate's
     clear($("gate-failing")); clear($("gate-links"));
+    if ($("gate-next")) $("gate-next").remove();
     $("gate-state").textContent = "Checking the tests of version " + version + "…";
     $("btn-promote").disabled = true;
     return app().request(url(version), "GET").then(function (r) {
@@ -42,9 +43,13 @@ window.StudioGate = (function () {
   function render(data) {
     shown.data = data;
     var box = $("gate"), state = $("gate-state"), list = clear($("gate-failing")), links = clear($("gate-links"));
+    var next = $("gate-next"); if (next) next.remove();
     box.className = "gate " + (closed(data) ? "closed" : "open");
     clear(state);
-    state.appendChild(h("strong", {text: (WORDS[data.state] || data.state) + ". "}));
+    // "missing" with a run of this version: it is production that has no run to compare with.
+    var prodMissing = data.state === "missing" && data.run && data.run.id && data.production != null &&
+      data.production !== shown.version;
+    state.appendChild(h("strong", {text: (prodMissing ? "Production not tested yet" : WORDS[data.state] || data.state) + ". "}));
     state.appendChild(h("span", {text: data.message || ""}));
     (data.failing || []).slice(0, 10).forEach(function (c) {
       list.appendChild(h("li", null, h("span", {text: "“" + c.question + "”"}), h("span", {class: "small", text: " — " + (c.why || "fails")})));
@@ -53,7 +58,19 @@ window.StudioGate = (function () {
       links.appendChild(h("button", {type: "button", class: "link-run", text: "See the test run",
         onclick: function () { app().showTab("tests"); window.StudioTests.openRun(data.run.id); }}));
     }
-    if (closed(data) && data.state !== "running") {
+    // What to do next, in words: re-running the same version cannot fix a regression, changing the prompt can.
+    var fixable = data.state === "regressed" || data.state === "below_min";
+    if (fixable && (data.message || "").indexOf("To release it") < 0) {  // a 409's message already says it
+      list.parentNode.insertBefore(h("p", {id: "gate-next", class: "small", text: "To release it: fix the prompt in the " +
+        "Edit tab, save it as a new version and run its tests." + (isAdmin() ? " Or promote it anyway with a reason below."
+        : " Or ask a tenant admin of your department to promote it anyway (with a reason).")}), links);
+    }
+    if (fixable) {
+      links.appendChild(h("button", {type: "button", text: "Fix the prompt", onclick: function () { app().showTab("edit"); }}));
+    } else if (prodMissing) {
+      links.appendChild(h("button", {type: "button", text: "Run the tests of production (version " + data.production + ")",
+        onclick: function () { app().showTab("tests"); window.StudioTests.runVersion(data.production); }}));
+    } else if (closed(data) && data.state !== "running") {
       links.appendChild(h("button", {type: "button", text: "Run the tests of version " + shown.version,
         onclick: function () { app().showTab("tests"); window.StudioTests.runVersion(shown.version); }}));
     }

@@ -4,7 +4,7 @@
 window.StudioTests = (function () {
   "use strict";
   var D = window.StudioDOM, $ = D.$, h = D.h, clear = D.clear, toast = D.toast, busy = D.busy, ago = D.ago;
-  var st = {cases: [], runs: [], editing: null, polling: null, loadedFor: null, openRun: null};
+  var st = {cases: [], runs: [], editing: null, polling: null, loadedFor: null, openRun: null, fresh: null};
 
   function app() { return window.StudioApp; }
   function base() {
@@ -14,29 +14,48 @@ window.StudioTests = (function () {
   function lines(id) { return $(id).value.split("\n").map(function (s) { return s.trim(); }).filter(Boolean); }
   function pct(x) { return x == null ? "—" : Math.round(x * 100) + "%"; }
   function money(x) { return "$" + (x || 0).toFixed(4); }
+  // The model a run used, in the words the tier menus use; the technical name stays as a hint.
+  function modelName(r) {
+    if (r.model === "atrium/grounded") return "Quoted from the sources (no model)";
+    var d = app().detail(), tier = runTier(r), models = ((d.tier_models || {})[tier] || {}).models;
+    // A tier that was not available answered with another model: name the model that did.
+    if (!tier || (models && r.model && models.indexOf(r.model) < 0)) return r.model || "As the prompt is set";
+    return app().tierName(tier).split(":")[0];
+  }
+  // The tier asked for: the run's own, else the one its draft or version is set to.
+  function runTier(r) {
+    if (r.tier) return r.tier;
+    if (r.draft && r.draft.config && r.draft.config.tier) return r.draft.config.tier;
+    var v = (app().detail().versions || []).find(function (x) { return x.version === r.prompt_version; });
+    return v && v.tier || app().detail().default_tier || null;
+  }
   function runName(r) {
     var what = r.prompt_version ? "Version " + r.prompt_version : "Draft";
-    return what + " · " + (r.tier ? app().tierName(r.tier).split(":")[0] : r.model || "the prompt's model") + " · " + ago(r.created_at);
+    return what + " · " + modelName(r) + " · " + ago(r.created_at);
   }
 
   // -- showing the tab -------------------------------------------------------------------------------------
   function show() {
-    fillRunChoices();
     var name = app().name();
     if (st.loadedFor !== name) {
-      st.loadedFor = name; st.openRun = null; closeEditor(); clear($("run-view"));
+      st.loadedFor = name; st.openRun = null; st.picked = false; closeEditor(); clear($("run-view"));
       clearTimeout(st.polling); st.polling = null; $("run-progress").hidden = true;
       $("btn-export-cases").href = base() + "/cases/export";
       $("btn-export-cases").setAttribute("download", name + "-tests.yaml");
     }
+    fillRunChoices();
     return Promise.all([loadCases(), loadRuns()]);
   }
   function fillRunChoices() {
     var d = app().detail(), what = $("run-what"), keep = what.value;
     clear(what);
-    what.appendChild(h("option", {value: "draft", text: "Unsaved draft (from the editor)"}));
+    // Without unsaved changes the draft is only a copy of a saved version: say so, and start from production.
+    var changed = app().changed();
+    what.appendChild(h("option", {value: "draft", text: changed ? "Your unsaved changes (from the editor)"
+      : "The editor's text (no unsaved changes)"}));
     d.versions.forEach(function (v) { what.appendChild(h("option", {value: v.version, text: app().versionName(v.version)})); });
-    what.value = keep && what.querySelector('option[value="' + keep + '"]') ? keep : "draft";
+    var first = changed || !d.labels.production ? "draft" : String(d.labels.production);
+    what.value = st.picked && keep && what.querySelector('option[value="' + keep + '"]') ? keep : first;
     var tier = $("run-tier"), keepTier = tier.value;
     clear(tier);
     tier.appendChild(h("option", {value: "", text: "As the prompt is set"}));
@@ -79,8 +98,10 @@ window.StudioTests = (function () {
   }
   function openEditor(c) {
     st.editing = c || null;
+    if (!c || c.id !== st.fresh) st.fresh = null;
     var f = $("case-editor");
-    $("case-editor-title").textContent = c && c.id ? "Edit case" : "New case";
+    $("case-editor-title").textContent = c && c.id && c.id === st.fresh ? "New case from a rating"
+      : c && c.id ? "Edit case" : "New case";
     $("c-question").value = c ? c.question : "";
     $("c-facts").value = c ? (c.facts || []).join("\n") : "";
     $("c-cite").value = c ? (c.cite || []).join("\n") : "";
@@ -97,7 +118,18 @@ window.StudioTests = (function () {
     f.hidden = false;
     (c && c.id ? $("c-facts") : $("c-question")).focus();
   }
-  function closeEditor() { $("case-editor").hidden = true; st.editing = null; }
+  function closeEditor() { $("case-editor").hidden = true; st.editing = null; st.fresh = null; }
+  // Cancel on a case the Feedback tab has just made (nothing written into it yet): it is not kept, as the editor
+  // expects of Cancel; otherwise an empty case would stay in the set, skipped by every run.
+  function cancelEditor() {
+    var c = st.editing, fresh = c && c.id && c.id === st.fresh;
+    closeEditor();
+    if (!fresh) return;
+    api("DELETE", "/cases/" + encodeURIComponent(c.id)).then(function (r) {
+      if (r.ok) toast("The case from the rating was not kept.");
+      loadCases();
+    });
+  }
   function saveCase(e) {
     e.preventDefault();
     var c = st.editing, body = {question: $("c-question").value.trim(), facts: lines("c-facts"), cite: lines("c-cite"),
@@ -150,6 +182,7 @@ window.StudioTests = (function () {
       if (!r.ok) { toast(r.data.detail || "Could not make a test case", true); return; }
       app().showTab("tests");
       return loadCases().then(function () {
+        st.fresh = r.data.id;
         openEditor(r.data);
         toast("Test case made from the rating: write what the right answer states, then save.");
       });
@@ -168,7 +201,8 @@ window.StudioTests = (function () {
   }
   function statusText(r) {
     if (r.status === "finished") return r.passed + " of " + r.total + " passed (" + pct(r.score) + ")";
-    if (r.status === "queued" || r.status === "running") return "running: " + r.done + " of " + r.total;
+    if (r.status === "queued") return "waiting to start (" + r.total + " cases)";
+    if (r.status === "running") return r.done + " of " + r.total + " cases answered";
     return r.status + (r.error ? ": " + r.error : "") + " (" + r.done + " of " + r.total + " done)";
   }
   function renderRuns() {
@@ -178,7 +212,7 @@ window.StudioTests = (function () {
       tb.appendChild(h("tr", {"data-run": r.id},
         h("td", {title: D.fullDate(r.created_at), text: ago(r.created_at)}),
         h("td", {text: r.prompt_version ? app().versionName(r.prompt_version) : "Draft"}),
-        h("td", {text: r.model || (r.tier ? app().tierName(r.tier) : "default")}),
+        h("td", {text: modelName(r), title: r.model || ""}),
         h("td", {class: "run-status " + r.status, text: statusText(r)}),
         h("td", {text: money(r.cost_usd)}),
         h("td", null,
@@ -232,11 +266,23 @@ window.StudioTests = (function () {
       loadRuns(); poll(id);
     });
   }
+  // A run on the built-in model can take minutes: say roughly how long is left, from the pace seen so far.
+  function timeLeft(run) {
+    if (run.status !== "running") return "";
+    if (!seen || run.done < seen.done) { seen = {t: Date.now(), done: run.done}; return ""; }
+    if (run.done === seen.done) return "";
+    // The clock starts at the first answer seen: the first case also waits for the model to load.
+    if (!seen.paced) { seen = {t: Date.now(), done: run.done, paced: true}; return ""; }
+    var left = (Date.now() - seen.t) / (run.done - seen.done) * (run.total - run.done) / 1000;
+    return left < 60 ? " · less than a minute left" : " · about " + Math.round(left / 60) + " min left";
+  }
+  var seen = null;  // when the page first saw the followed run, and how far it was
   function poll(id) {
     clearTimeout(st.polling);
     var box = $("run-progress"); box.hidden = false;
     $("run-bar").value = 0; $("run-progress-text").textContent = "Starting the run…";
     var assistant = app().name(), url = base() + "/runs/" + encodeURIComponent(id);
+    seen = null;
     function tick() {
       // Another assistant was chosen meanwhile: its tab shows its own runs (this one goes on on the server).
       if (app().name() !== assistant) { st.polling = null; box.hidden = true; return; }
@@ -246,7 +292,7 @@ window.StudioTests = (function () {
         var run = r.data;
         $("run-bar").max = Math.max(1, run.total); $("run-bar").value = run.done;
         $("run-progress-text").textContent = (run.status === "finished" ? "Finished: " : run.status === "failed" ? "Stopped: " : "Running: ") +
-          statusText(run);
+          statusText(run) + timeLeft(run);
         if (run.status === "queued" || run.status === "running") { st.polling = setTimeout(tick, 1000); return; }
         st.polling = null;
         loadRuns();
@@ -302,7 +348,7 @@ window.StudioTests = (function () {
     view.appendChild(h("h3", {id: "run-title", text: "Results: " + runName(run)}));
     view.appendChild(h("p", {class: "run-summary"}, h("strong", {text: statusText(run)}),
       h("span", {class: "muted", text: " · cost " + money(run.cost_usd) + " · " + (run.tokens || 0) + " tokens · typical answer time " +
-        (run.latency_ms != null ? (run.latency_ms / 1000).toFixed(1) + " s" : "—") + (run.model ? " · " + run.model : "") +
+        (run.latency_ms != null ? (run.latency_ms / 1000).toFixed(1) + " s" : "—") + (run.model ? " · " + modelName(run) : "") +
         (run.judge ? " · graded by " + run.judge : "")})));
     results.slice().sort(function (a, b) { return (a.passed ? 1 : 0) - (b.passed ? 1 : 0); }).forEach(function (res) {
       var c = res.case && res.case.question ? res.case : byCase[res.case_id] || {question: res.case_id};
@@ -350,10 +396,11 @@ window.StudioTests = (function () {
   }
 
   $("case-editor").addEventListener("submit", saveCase);
-  $("btn-cancel-case").addEventListener("click", closeEditor);
+  $("btn-cancel-case").addEventListener("click", cancelEditor);
   $("btn-add-case").addEventListener("click", function () { openEditor(null); });
   $("import-cases").addEventListener("change", importFile);
   $("btn-run").addEventListener("click", run);
+  $("run-what").addEventListener("change", function () { st.picked = true; });  // the editor's own choice stays
   $("btn-compare-runs").addEventListener("click", compare);
   return {show: show, fromFeedback: fromFeedback, openRun: openRun, runVersion: runVersion};
 })();

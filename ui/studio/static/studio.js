@@ -85,11 +85,15 @@
         }
         r.data.items.forEach(function (it) {
           var head = (it.value ? "Helpful" : "Not helpful") + " · " + (it.prompt_version ? "v" + it.prompt_version : "version unknown")
-            + (it.label === "staging" ? " (staging)" : "") + (it.model ? " · " + it.model : "") + " · " + fullDate(it.at);
+            + (it.label === "staging" ? " (staging)" : "") + (it.model === "atrium/grounded" ? " · quoted from the sources"
+            : it.model ? " · " + it.model : "") + " · " + fullDate(it.at);
+          // Rendered as the chat showed it (Markdown, safely), not as raw **stars** and _underscores_.
+          var shown = h("div", {class: "answer markdown"});
+          window.StudioMarkdown.render(shown, it.answer.length > 600 ? it.answer.slice(0, 600) + "…" : it.answer);
           items.appendChild(h("div", {class: "card feedback-item" + (it.value ? " up" : " down")},
             h("div", {class: "muted small", text: head}),
             h("p", null, h("strong", {text: "Question: "}), h("span", {text: it.question})),
-            h("p", null, h("strong", {text: "Answer: "}), h("span", {text: it.answer.length > 600 ? it.answer.slice(0, 600) + "…" : it.answer})),
+            h("div", {class: "feedback-answer"}, h("strong", {text: "Answer: "}), shown),
             it.comment ? h("p", {class: "note"}, h("strong", {text: "Comment: "}), h("span", {text: it.comment})) : null,
             it.turn_id && state.detail.you.can_write ? h("div", {class: "row"}, h("button", {type: "button", class: "make-case",
               "aria-label": "Make a test case of: " + it.question.slice(0, 80),
@@ -790,7 +794,7 @@
   window.StudioApp = {
     boot: BOOT, request: request, showTab: showTab, draft: draft, labelsOf: labelsOf, versionName: versionName,
     name: function () { return state.name; }, detail: function () { return state.detail; }, tierName: tierName,
-    refreshDetail: refreshDetail,
+    refreshDetail: refreshDetail, changed: function () { return !sameAsBase(); },
     promote: function (btn) { var v = +$("rel-version").value; if (v) moveLabel($("rel-label").value, v, btn); },
   };
   purgeForeignDrafts();
