@@ -149,7 +149,8 @@ HTTP_SURFACE: tuple[HttpEntry, ...] = (
     _api("GET", f"{T}/prompts/{{assistant}}/diff", tenant("prompts:read")),
     _api("POST", f"{T}/prompts/{{assistant}}/versions", tenant("prompts:write")),
     _api("PUT", f"{T}/prompts/{{assistant}}/labels/{{label}}", tenant("prompts:write"),
-         "moving production under require_approval also needs another tenant admin (the service checks)"),
+         "moving production under require_approval also needs another tenant admin, and with a release gate a "
+         "passing test run or a tenant admin's override_reason (the service checks)"),
     _api("POST", f"{T}/prompts/{{assistant}}/preview", tenant("prompts:write")),
     _api("POST", f"{T}/prompts/{{assistant}}/try", tenant("prompts:write")),
     _api("GET", f"{T}/feedback", tenant("prompts:write")),
