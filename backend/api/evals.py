@@ -114,7 +114,7 @@ async def import_cases(assistant: str, ctx: PromptsWrite, services: ServicesDep,
 class FromFeedbackIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    turn_id: int = Field(ge=1, le=2**62, description="the rated answer's turn (the Feedback tab's `turn_id`)")
+    turn_id: int = Field(ge=1, le=2**31 - 1, description="the rated answer's turn (the Feedback tab's `turn_id`)")
 
 
 @router.post("/cases/from-feedback", status_code=201)

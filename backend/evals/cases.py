@@ -137,8 +137,10 @@ def parse_yaml(text: str, *, assistant: str) -> list[CaseFile]:
     if not isinstance(data, dict) or not isinstance(data.get("cases"), list):
         raise Invalid("the file must be a mapping with `cases:` (a list of cases), e.g. "
                       "`cases: [{question: ..., facts: [...]}]`", code="invalid_yaml")
-    named = data.get("assistant")
-    if named is not None and named != assistant:
+    named = data.get("assistant", assistant)
+    if not isinstance(named, str):
+        raise Invalid(f"`assistant:` must be the assistant's name ({assistant!r}), or left out", code="invalid_yaml")
+    if named != assistant:
         raise Invalid(f"the file is the set of {named!r}, not of {assistant!r}: import it for {named!r}, or change "
                       f"its `assistant:`", code="wrong_assistant")
     if len(data["cases"]) > MAX_CASES:
