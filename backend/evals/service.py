@@ -10,16 +10,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from pathlib import Path
 from typing import Any
-
-from sqlalchemy.exc import IntegrityError
 
 from backend.auth.principal import Principal
 from backend.db.engine import Database
 from backend.db.models import EvalCase, EvalRun
 from backend.db.repositories import evals as repo
-from backend.db.repositories.prompts import claim_seed
 from backend.errors import Conflict, Invalid, NotFound
 from backend.evals import cases as case_format
 from backend.evals.cases import CaseCreate, checks_something, parse_yaml, public, values_of
@@ -274,6 +270,15 @@ class EvalService:
         return {**run_public(run, resumable=self._resumable(run)), "kb_current": run.kb_version == self.kb_version(
             tenant), "results": [result_public(r) for r in results]}
 
+    def version_runs(self, tenant: str, assistant: str, version: int, *, limit: int = 20) -> list[dict[str, Any]]:
+        """The runs of a saved version, newest first, each saying whether it saw the current knowledge base
+        (`kb_current`): what the release gate reads."""
+        current = self.kb_version(tenant)
+        with self.db.session() as session:
+            rows = repo.list_runs(session=session, tenant=tenant, assistant=assistant, prompt_version=version,
+                                  limit=limit)
+        return [{**run_public(r, resumable=self._resumable(r)), "kb_current": r.kb_version == current} for r in rows]
+
     def baseline(self, tenant: str, assistant: str, *, version: int, kb_version: str, tier: str | None,
                  cases: int | None = None, judged: bool = False) -> dict[str, Any] | None:
         """The latest finished run of `version` on this knowledge base and tier, judged or not like the run it is
@@ -295,27 +300,3 @@ class EvalService:
             results = [repo.list_results(session=session, tenant=tenant, run_id=r.id) for r in runs]
         return compare_runs(run_public(runs[0]), run_public(runs[1]), [result_public(r) for r in results[0]],
                             [result_public(r) for r in results[1]])
-
-    # -- the demo sets -------------------------------------------------------------------------------------------
-
-    def seed(self, folder: Path, tenants: list[tuple[str, list[str]]]) -> int:
-        """Each assistant's demo set (`folder/<tenant>/<assistant>.yaml`) imported once (a marker row per set, so
-        a set someone emptied stays empty); returns how many sets were seeded."""
-        seeded = 0
-        for tenant, assistants in tenants:
-            for assistant in assistants:
-                path = folder / tenant / f"{assistant}.yaml"
-                if not path.is_file():
-                    continue
-                try:
-                    with self.db.session() as session:
-                        claim_seed(session=session, name=f"evals:{tenant}/{assistant}", source=str(path))
-                        session.commit()
-                except IntegrityError:
-                    continue  # seeded before (or by another replica starting at the same time)
-                try:
-                    self.import_yaml(None, tenant, assistant, path.read_text(encoding="utf-8"), route="seed")
-                    seeded += 1
-                except Exception:  # a broken demo file must not stop the app: the log names it
-                    log.exception("could not seed the demo test cases", extra={"path": str(path)})
-        return seeded

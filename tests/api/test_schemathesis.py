@@ -58,6 +58,14 @@ include-name = ["POST /api/t/{{tenant}}/prompts/{{assistant}}/versions",
                 "PUT /api/t/{{tenant}}/prompts/{{assistant}}/labels/{{label}}"]
 checks.positive_data_acceptance.expected-statuses = {json.dumps([*ACCEPTED, "422"])}
 
+# Evaluations: a run takes a saved version or a draft (exactly one), a draft is validated as a whole like a save, its
+# tier must be one the tenant allows and its judge live, and the set must have a case to run; an imported file is
+# YAML whose every case must be valid. Rules across fields or inside a string: a valid body breaking them is a 422.
+[[operations]]
+include-name = ["POST /api/t/{{tenant}}/evals/{{assistant}}/runs",
+                "POST /api/t/{{tenant}}/evals/{{assistant}}/cases/import"]
+checks.positive_data_acceptance.expected-statuses = {json.dumps([*ACCEPTED, "422"])}
+
 # An upload's bytes are checked for what they are (empty, binary, too large, not what the name says): JSON
 # Schema's `string` of octets cannot say that. And multipart cannot carry JSON null: the "null" schemathesis sends
 # for a field it made null is a 4-byte text file (or title), which the server rightly takes, so negative cases

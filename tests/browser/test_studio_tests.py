@@ -232,11 +232,16 @@ def test_the_tests_tab_at_phone_width_and_for_assistive_technology(server, brows
     page.select_option("#rel-label", "production")
     page.locator("#gate-override:not([hidden])").wait_for()
     assert page.locator("#btn-promote").is_disabled()
+    assert page.locator("#btn-override").is_disabled()  # a reason first
     page.fill("#gate-reason", "Checked with the pricing team")
-    assert page.locator("#btn-promote").inner_text() == "Promote anyway" and page.locator("#btn-promote").is_enabled()
+    assert page.locator("#btn-override").is_enabled() and page.locator("#btn-promote").is_disabled()
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     shot(page, "studio-tests-06-phone-gate-override")
     assert serious_violations(page) == []
+    page.click("#btn-override")
+    page.click("#confirm-ok")
+    page.locator("#label-badges", has_text="production · v2").wait_for()
+    assert page.locator("#gate").is_hidden()
     ctx.close()
 
 
@@ -246,7 +251,8 @@ def test_first_time_editor_fixes_markdown_answers_staging_default_and_plain_word
     # The version's description is named for what it is; the assistant's own description is another field.
     settings = page.locator(".settings-col").inner_text()
     assert "Summary of this prompt (for editors)" in settings
-    assert "never to users" in settings and "Drafts quotes and checks discounts" in settings
+    assert "never to users" in settings
+    assert "(“Drafts quotes and checks discounts against policy.”, under the title above)" in settings
     # Tiers in plain words with the technical name as the hint; tokens explained; variables explained.
     assert page.locator("#f-tier option[value=local]").inner_text() == "Built-in model: free, basic answers (local)"
     assert "Smart cloud model" in page.locator("#f-tier option[value=smart]").inner_text()
@@ -254,7 +260,9 @@ def test_first_time_editor_fixes_markdown_answers_staging_default_and_plain_word
     page.fill("#f-max_tokens", "400")
     assert "400 tokens ≈ 300 words" in page.locator("#max_tokens-hint").inner_text()
     assert page.locator("#max_tokens-hint abbr").get_attribute("title").startswith("tokens: the pieces of text")
-    assert "Blanks Atrium fills in before every answer" in page.locator("#variables-hint").inner_text()
+    hint = page.locator("#variables-hint").inner_text()
+    assert "Blanks Atrium fills in before every answer" in hint and "write them as {{name}}" in hint
+    assert "{{context}} is how the assistant reads the knowledge base" in hint
     assert page.get_by_role("group", name="Variables").count() == 1
 
     # Promoting defaults to staging.
@@ -279,6 +287,19 @@ def test_first_time_editor_fixes_markdown_answers_staging_default_and_plain_word
     assert answer.locator("a").get_attribute("rel") == "noopener noreferrer"
     assert "[click](javascript:alert(1))" in answer.inner_text()
     assert page.title() != "pwned"
+    # The rest of what the chat renders: headings (below the page's own), code, quotes, tables, numbered lists.
+    shape = page.evaluate("""() => {
+      const box = document.createElement('div');
+      window.StudioMarkdown.render(box, '# Rules\\n\\n```\\n<b>x</b> **y**\\n```\\n\\n> quoted `code`\\n\\n' +
+        '| Tier | Limit |\\n|---|---|\\n| AE | **10%** |\\n\\n3. third\\n4. fourth\\n   - nested');
+      return {h: box.querySelector('.md-h').tagName, pre: box.querySelector('pre code').textContent,
+              bold: box.querySelectorAll('pre b, pre strong').length,
+              quote: box.querySelector('blockquote code').textContent,
+              cells: [...box.querySelectorAll('td')].map(c => c.innerHTML), th: box.querySelector('th').scope,
+              start: box.querySelector('ol').start, nested: box.querySelector('ol li ul li').textContent};
+    }""")
+    assert shape == {"h": "H4", "pre": "<b>x</b> **y**", "bold": 0, "quote": "code",
+                     "cells": ["AE", "<strong>10%</strong>"], "th": "col", "start": 3, "nested": "nested"}
     metrics = page.locator("#pg-results .metrics").inner_text()
     assert "Smart cloud model (smart tier)" in metrics and "tokens" in metrics.lower()
     shot(page, "studio-tests-07-playground-markdown")
@@ -292,7 +313,7 @@ def test_first_time_editor_fixes_markdown_answers_staging_default_and_plain_word
 
 def test_a_rated_answer_becomes_a_test_case_in_one_click(server, browser, shot):
     chat_ctx, chat = chat_login(browser, server.url, "alice")
-    assert _chat_until(chat, QUESTION, "Account Executive may approve")
+    assert _chat_until(chat, QUESTION, "may approve")  # production answers (v2 since the override: fast)
     chat.wait_for_function("!document.querySelector('#chat-input[disabled]')", timeout=TIMEOUT)
     chat.locator(".negative-feedback-off").first.click()
     chat.get_by_placeholder("Your feedback...").fill("It should say who approves more than 10%")

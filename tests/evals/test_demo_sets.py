@@ -19,6 +19,7 @@ def test_every_demo_assistant_ships_a_set_that_loads_and_mostly_passes(api_clien
     with contextlib.redirect_stdout(io.StringIO()):
         assert seed_demo(svc) == 0
     rates: dict[str, float] = {}
+    latency: dict[str, int] = {}  # the median per case, for bench/README.md
     failures: list[str] = []
     for tenant in svc.registry.all():
         cookies = login_as(EDITORS[tenant.id])
@@ -33,8 +34,9 @@ def test_every_demo_assistant_ships_a_set_that_loads_and_mostly_passes(api_clien
             run = wait_for_run(api_client, tenant.id, assistant.name, r.json()["id"], cookies)
             assert run["status"] == "finished" and run["done"] == run["total"] == len(cases), run
             rates[f"{tenant.id}/{assistant.name}"] = run["score"]
+            latency[f"{tenant.id}/{assistant.name}"] = run["latency_ms"]
             failures += [f"{assistant.name}/{x['case_id']}: " + "; ".join(
                 f"{k}: {v['detail']}" for k, v in x["checks"].items() if v["ok"] is False)
                 for x in run["results"] if not x["passed"]]
-    print("demo set pass rates:", rates, "\n" + "\n".join(failures))
+    print("demo set pass rates:", rates, "median ms per case:", latency, "\n" + "\n".join(failures))
     assert all(rate >= MIN_PASS_RATE for rate in rates.values()), (rates, failures)

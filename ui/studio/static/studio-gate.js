@@ -22,7 +22,6 @@ window.StudioGate = (function () {
   function refresh(version) {
     var d = app() && app().detail(), box = $("gate");
     var seq = ++shown.seq;
-    $("btn-promote").textContent = "Promote";
     if (!d || !d.release_gate || !d.release_gate.enabled || !version) {
       box.hidden = true; shown.version = null; shown.data = null; return;
     }
@@ -66,9 +65,9 @@ window.StudioGate = (function () {
     if (!shown.data) return;
     var btn = $("btn-promote");
     if (!closed(shown.data)) { btn.disabled = shown.base; return; }
-    var reason = $("gate-reason").value.trim();
-    btn.disabled = shown.base || !(isAdmin() && reason);
-    btn.textContent = isAdmin() && reason ? "Promote anyway" : "Promote";
+    // Closed: Promote stays off; a tenant admin's "Promote anyway" comes once the reason is written.
+    btn.disabled = true;
+    $("btn-override").disabled = shown.base || !(isAdmin() && $("gate-reason").value.trim());
   }
   function overrideReason() {
     return shown.data && closed(shown.data) && isAdmin() ? $("gate-reason").value.trim() : "";
@@ -80,6 +79,7 @@ window.StudioGate = (function () {
       run: body.run ? {id: body.run} : null});
   }
   $("gate-reason").addEventListener("input", apply);
+  $("btn-override").addEventListener("click", function () { app().promote(this); });
   return {refresh: refresh, overrideReason: overrideReason, refused: refused,
     state: function () { return shown.data; }};
 })();

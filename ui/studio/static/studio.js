@@ -791,6 +791,7 @@
     boot: BOOT, request: request, showTab: showTab, draft: draft, labelsOf: labelsOf, versionName: versionName,
     name: function () { return state.name; }, detail: function () { return state.detail; }, tierName: tierName,
     refreshDetail: refreshDetail,
+    promote: function (btn) { var v = +$("rel-version").value; if (v) moveLabel($("rel-label").value, v, btn); },
   };
   purgeForeignDrafts();
   loadAssistants().then(function () {
