@@ -37,8 +37,13 @@ ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 FIELDS = ("question", "history", "facts", "cite", "must_refuse", "must_not", "note")
 
 
+# What the schema says of the text fields (the validators below refuse NUL with the reason): no U+0000, and for the
+# question and phrases a character that is not a space.
+NO_NUL = {"pattern": r"^[^\x00]*$"}
+NOT_BLANK = {"pattern": r"^[^\x00]*[^\s\x00][^\x00]*$"}
 # A fact, a document or a forbidden phrase: a few words (an empty one would check nothing).
-Phrase = Annotated[str, StringConstraints(min_length=1, max_length=500, pattern=r"\S")]
+Phrase = Annotated[str, StringConstraints(min_length=1, max_length=500, pattern=r"\S"),
+                   Field(json_schema_extra=NOT_BLANK)]
 
 
 def _no_nul(value: str) -> str:
@@ -52,7 +57,7 @@ class Turn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     role: Literal["user", "assistant"]
-    content: str = Field(min_length=1, max_length=8_000)
+    content: str = Field(min_length=1, max_length=8_000, json_schema_extra=NO_NUL)
 
     @field_validator("content")
     @classmethod
@@ -66,7 +71,7 @@ class CaseCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")  # a misspelt field ("fact") is a 422, not a silently empty check
 
     # `\S`: not only spaces (the schema says so too, so a client's validation agrees with the server's).
-    question: str = Field(min_length=1, max_length=4_000, pattern=r"\S")
+    question: str = Field(min_length=1, max_length=4_000, pattern=r"\S", json_schema_extra=NOT_BLANK)
     history: list[Turn] = Field(default_factory=list, max_length=20)
     facts: list[Phrase] = Field(default_factory=list, max_length=20,
                                 description="what a good answer states (a phrase; matched by words or meaning)")
@@ -75,7 +80,7 @@ class CaseCreate(BaseModel):
     must_refuse: StrictBool = Field(False, description="a good answer says it does not know")
     must_not: list[Phrase] = Field(default_factory=list, max_length=20,
                                    description="phrases a good answer does not contain (case-insensitive)")
-    note: str = Field("", max_length=2_000)
+    note: str = Field("", max_length=2_000, json_schema_extra=NO_NUL)
 
     @field_validator("facts", "cite", "must_not")
     @classmethod
