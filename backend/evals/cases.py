@@ -19,21 +19,31 @@ from __future__ import annotations
 
 import re
 import secrets
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints, ValidationError, field_validator
 
 from backend.db.models import EvalCase
 from backend.errors import Invalid
 
 MAX_CASES = 500  # per assistant: a set this size already takes a long time to run
+RESERVED_IDS = ("export", "import", "from-feedback")  # the words of the /cases/... routes
 MAX_PROBLEMS = 100  # named in a refused file's 422: enough to fix it, without a megabyte of the same error
 # libyaml refuses nesting past its limit with a YAMLError (the pure-Python loader recurses into a RecursionError)
 # and parses a large set several times faster.
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 FIELDS = ("question", "history", "facts", "cite", "must_refuse", "must_not", "note")
+
+
+# What the schema says of the text fields (the validators below refuse NUL with the reason): no U+0000, and for the
+# question and phrases a character that is not a space.
+NO_NUL = {"pattern": r"^[^\x00]*$"}
+NOT_BLANK = {"pattern": r"^[^\x00]*[^\s\x00][^\x00]*$"}
+# A fact, a document or a forbidden phrase: a few words (an empty one would check nothing).
+Phrase = Annotated[str, StringConstraints(min_length=1, max_length=500, pattern=r"\S"),
+                   Field(json_schema_extra=NOT_BLANK)]
 
 
 def _no_nul(value: str) -> str:
@@ -47,7 +57,7 @@ class Turn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     role: Literal["user", "assistant"]
-    content: str = Field(min_length=1, max_length=8_000)
+    content: str = Field(min_length=1, max_length=8_000, json_schema_extra=NO_NUL)
 
     @field_validator("content")
     @classmethod
@@ -60,32 +70,26 @@ class CaseCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")  # a misspelt field ("fact") is a 422, not a silently empty check
 
-    question: str = Field(min_length=1, max_length=4_000)
+    # `\S`: not only spaces (the schema says so too, so a client's validation agrees with the server's).
+    question: str = Field(min_length=1, max_length=4_000, pattern=r"\S", json_schema_extra=NOT_BLANK)
     history: list[Turn] = Field(default_factory=list, max_length=20)
-    facts: list[str] = Field(default_factory=list, max_length=20,
-                             description="what a good answer states (a phrase; matched by words or meaning)")
-    cite: list[str] = Field(default_factory=list, max_length=10,
-                            description="documents a good answer cites (title or file name)")
-    must_refuse: bool = Field(False, description="a good answer says it does not know")
-    must_not: list[str] = Field(default_factory=list, max_length=20,
-                                description="phrases a good answer does not contain (case-insensitive)")
-    note: str = Field("", max_length=2_000)
+    facts: list[Phrase] = Field(default_factory=list, max_length=20,
+                                description="what a good answer states (a phrase; matched by words or meaning)")
+    cite: list[Phrase] = Field(default_factory=list, max_length=10,
+                               description="documents a good answer cites (title or file name)")
+    must_refuse: StrictBool = Field(False, description="a good answer says it does not know")
+    must_not: list[Phrase] = Field(default_factory=list, max_length=20,
+                                   description="phrases a good answer does not contain (case-insensitive)")
+    note: str = Field("", max_length=2_000, json_schema_extra=NO_NUL)
 
     @field_validator("facts", "cite", "must_not")
     @classmethod
     def _phrases(cls, value: list[str]) -> list[str]:
-        out = [v.strip() for v in value]
-        if any(not v for v in out):
-            raise ValueError("an empty phrase checks nothing: remove it")
-        if any(len(v) > 500 for v in out):
-            raise ValueError("a phrase is longer than 500 characters: state the fact in a few words")
-        return [_no_nul(v) for v in out]
+        return [_no_nul(v.strip()) for v in value]
 
     @field_validator("question")
     @classmethod
     def _question(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("the question is empty")
         return _no_nul(value.strip())
 
     @field_validator("note")
@@ -103,6 +107,8 @@ class CaseFile(CaseCreate):
     def _id(cls, value: str | None) -> str | None:
         if value is not None and not ID_RE.match(value):
             raise ValueError("an id is 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
+        if value in RESERVED_IDS:
+            raise ValueError(f"{value!r} names a route of the API: choose another id")
         return value
 
 
@@ -156,17 +162,13 @@ def parse_yaml(text: str, *, assistant: str) -> list[CaseFile]:
         raise Invalid(f"the file is not valid YAML: {str(exc)[:1000]}", code="invalid_yaml") from None
     except RecursionError:
         raise Invalid("the file is nested too deeply to be a test set", code="invalid_yaml") from None
-    if isinstance(data, list):
-        data = {"cases": data}
     if not isinstance(data, dict) or not isinstance(data.get("cases"), list):
         raise Invalid("the file must be a mapping with `cases:` (a list of cases), e.g. "
                       "`cases: [{question: ..., facts: [...]}]`", code="invalid_yaml")
-    named = data.get("assistant")
-    if named is not None and not isinstance(named, str):
-        # Never formatted: an alias "billion laughs" here would expand without end in the message.
-        raise Invalid("`assistant:` must be the assistant's name (text), e.g. "
-                      f"`assistant: {assistant}`", code="invalid_yaml")
-    if named is not None and named != assistant:
+    named = data.get("assistant", assistant)
+    if not isinstance(named, str):
+        raise Invalid(f"`assistant:` must be the assistant's name ({assistant!r}), or left out", code="invalid_yaml")
+    if named != assistant:
         raise Invalid(f"the file is the set of {named!r}, not of {assistant!r}: import it for {named!r}, or change "
                       f"its `assistant:`", code="wrong_assistant")
     if len(data["cases"]) > MAX_CASES:

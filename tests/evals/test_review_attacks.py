@@ -263,3 +263,31 @@ def test_prompts_import_does_not_move_a_gated_production_without_an_audited_over
     detail = json.loads(rows[0][2]) if isinstance(rows[0][2], str) else rows[0][2]
     assert (detail["assistant"], detail["version"], detail["from"]) == ("eng-assistant", 2, 1)
     assert detail["reason"] == "hotfix, tested by hand (INC-42)"
+
+
+def test_two_resumes_at_once_continue_the_run_once_and_charge_each_case_once(make_api_client, tmp_path,
+                                                                           no_demo_sets, cookies_for):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.evals.conftest import wait_for_run
+    from tests.evals.test_runs import BASE, _prepare, _usage, make_app, scripted
+    from tests.llm.fakes import FakeOpenAI
+
+    with FakeOpenAI(reply=scripted) as model:
+        client = make_app(make_api_client, tmp_path, model, no_demo_sets, quotas={"user_requests_per_minute": 2})
+        _prepare(client, cookies_for)
+        bob, carol, frank = cookies_for("bob"), cookies_for("carol"), cookies_for("frank")
+        run = wait_for_run(client, T, A, client.post(f"{BASE}/runs", cookies=bob, json={"version": 1}).json()["id"],
+                           bob)
+        assert run["status"] == "failed" and run["resumable"] is True, run
+        # Another tenant's editor cannot resume it, whatever the URL says.
+        assert client.post(f"/api/t/finance/evals/finance-assistant/runs/{run['id']}/resume",
+                           cookies=frank).status_code == 404
+        with ThreadPoolExecutor(2) as pool:
+            codes = sorted(pool.map(lambda _: client.post(f"{BASE}/runs/{run['id']}/resume",
+                                                          cookies=carol).status_code, range(2)))
+        assert codes == [202, 409], codes
+        done = wait_for_run(client, T, A, run["id"], carol)
+        assert (done["status"], done["done"]) == ("finished", 5), done
+        answered = [r for r in _usage(client) if r.outcome == "ok"]
+        assert len(answered) == 5 and len(model.requests) == 4  # no case answered (or paid for) twice

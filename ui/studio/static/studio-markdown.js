@@ -16,7 +16,8 @@ window.StudioMarkdown = (function () {
   function safeHref(url) {
     var u = url.trim();
     if (/^(https?:|mailto:)/i.test(u)) return u;
-    if (/^\/(?!\/)/.test(u) || /^#/.test(u)) return u;  // same site, never protocol-relative "//evil"
+    // Same site; never protocol-relative: "//evil", nor "/\evil", which browsers read as "//evil" too.
+    if (/^\/(?![\/\\])/.test(u) || /^#/.test(u)) return u;
     return null;
   }
 
