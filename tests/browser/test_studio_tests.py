@@ -262,6 +262,7 @@ def test_first_time_editor_fixes_markdown_answers_staging_default_and_plain_word
     ctx, page = _page(browser, server, "bob", axe=True)
     _open(page, server, "edit", "deal-desk")
     # The version's description is named for what it is; the assistant's own description is another field.
+    page.locator("#assistant-desc-quote", has_text="Drafts quotes").wait_for()  # filled once the detail is in
     settings = page.locator(".settings-col").inner_text()
     assert "Summary of this prompt (for editors)" in settings
     assert "never to users" in settings
