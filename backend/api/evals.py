@@ -14,17 +14,39 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.convertors import Convertor, register_url_convertor
 
 from backend.api.deps import PromptsWrite, ServicesDep
 from backend.api.limits import MAX_VERSION
 from backend.api.params import IntegerOrNone
 from backend.errors import BadRequest, Invalid, PayloadTooLarge, UnsupportedMedia
-from backend.evals.cases import CaseCreate
+from backend.evals.cases import RESERVED_IDS, CaseCreate
 from backend.evals.service import EvalService
 
+
+class _CaseId(Convertor):
+    """A case id in a path: never `export`, `import` or `from-feedback`, so that PUT or DELETE on those routes is a
+    405 naming their one method, not a case that is not found (the routes' regexes say which methods a path has)."""
+
+    regex = r"(?!(?:" + "|".join(RESERVED_IDS) + r")(?:/|$))[^/]+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("case_id", _CaseId())
 router = APIRouter(prefix="/api/t/{tenant}/evals/{assistant}", tags=["evals"])
 MAX_IMPORT_BYTES = 1_000_000
 RunId = Annotated[str, Query(min_length=1, max_length=64, pattern=r"^[0-9a-f]+$")]
+
+
+# The YAML set, as export writes it and import reads it (each case as CaseCreate, with an optional `id`).
+SET_SCHEMA = {"type": "object", "required": ["cases"], "description": "an assistant's test set (README \"Evaluating "
+              "prompt changes\")", "properties": {"assistant": {"type": "string"},
+                                                  "cases": {"type": "array", "items": {"type": "object"}}}}
 
 
 def _evals(services: Any) -> EvalService:
@@ -44,7 +66,7 @@ def create_case(assistant: str, data: CaseCreate, ctx: PromptsWrite, services: S
 
 
 @router.get("/cases/export", response_class=PlainTextResponse,
-            responses={200: {"content": {"text/yaml": {"schema": {"type": "string"}}}}})
+            responses={200: {"content": {"text/yaml": {"schema": SET_SCHEMA}}}})
 def export_cases(assistant: str, ctx: PromptsWrite, services: ServicesDep) -> Response:
     text = _evals(services).export_yaml(ctx.tenant, assistant)
     return Response(text, media_type="text/yaml; charset=utf-8",
@@ -58,7 +80,7 @@ class ImportOut(BaseModel):
 
 
 IMPORT_BODY = {"requestBody": {"required": True, "content": {
-    "text/yaml": {"schema": {"type": "string", "description": "the set, as `GET .../cases/export` writes it"}},
+    "text/yaml": {"schema": SET_SCHEMA},
     "application/json": {"schema": {"type": "object", "required": ["yaml"], "additionalProperties": False,
                                     "properties": {"yaml": {"type": "string"}}}}}}}
 
@@ -92,7 +114,7 @@ async def import_cases(assistant: str, ctx: PromptsWrite, services: ServicesDep,
 class FromFeedbackIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    turn_id: int = Field(ge=1, le=2**62, description="the rated answer's turn (the Feedback tab's `turn_id`)")
+    turn_id: int = Field(ge=1, le=2**31 - 1, description="the rated answer's turn (the Feedback tab's `turn_id`)")
 
 
 @router.post("/cases/from-feedback", status_code=201)
@@ -102,7 +124,7 @@ def case_from_feedback(assistant: str, data: FromFeedbackIn, ctx: PromptsWrite, 
                                                route=request.url.path)
 
 
-@router.put("/cases/{case_id}")
+@router.put("/cases/{case_id:case_id}")
 def update_case(assistant: str, case_id: str, data: CaseCreate, ctx: PromptsWrite, services: ServicesDep,
                 request: Request) -> dict[str, Any]:
     return _evals(services).update_case(ctx.principal, ctx.tenant, assistant, case_id, data, route=request.url.path)
@@ -112,7 +134,7 @@ class DeletedOut(BaseModel):
     deleted: str = Field(description="the id of the case deleted")
 
 
-@router.delete("/cases/{case_id}")
+@router.delete("/cases/{case_id:case_id}")
 def delete_case(assistant: str, case_id: str, ctx: PromptsWrite, services: ServicesDep,
                 request: Request) -> DeletedOut:
     """200 with the id (not 204: every success of this API has a body, so clients parse one shape)."""
