@@ -183,7 +183,7 @@ def parse_yaml(text: str, *, assistant: str) -> list[CaseFile]:
         except ValidationError as exc:
             for err in exc.errors():
                 loc = ".".join(str(p) for p in err["loc"])
-                problems.append({"where": f"{where}.{loc}" if loc else where, "problem": err["msg"]})
+                problems.append({"where": f"{where}.{loc}" if loc else where, "problem": _plain(err)})
             continue
         if case.id is not None:
             if case.id in seen:
@@ -195,3 +195,18 @@ def parse_yaml(text: str, *, assistant: str) -> list[CaseFile]:
                       + "; ".join(f"{p['where']}: {p['problem']}" for p in problems[:5]),
                       code="invalid_cases", extra={"problems": problems[:MAX_PROBLEMS]})
     return out
+
+
+# pydantic's words for the mistakes a hand-written YAML file makes, with the fix in the file's own syntax.
+_FIXES = {
+    "list_type": "write a list: one `- item` per line, or [\"item\"] (even for a single one)",
+    "bool_type": "write true or false", "bool_parsing": "write true or false",
+    "extra_forbidden": "not a field of a case (question, history, facts, cite, must_refuse, must_not, note, id)",
+    "missing": "missing: every case needs it",
+}
+
+
+def _plain(err: dict[str, Any]) -> str:
+    fix = _FIXES.get(err["type"])
+    return f"{err['msg']}: {fix}" if fix else err["msg"]
+

@@ -277,3 +277,17 @@ def test_approval_rule_is_explained_before_anyone_clicks(server, browser, shot):
     assert page.locator("#btn-promote").is_disabled()
     shot(page, "studio-13-approval-required")
     ctx.close()
+
+
+def test_a_test_run_cannot_be_started_on_a_tier_that_is_not_available(server, browser, shot):
+    """The fast tier has no model here: a run on it would be answered by another tier and measure the wrong model,
+    so the Tests tab offers it greyed out, named as not available."""
+    ctx = browser.new_context(viewport={"width": 1280, "height": 900})
+    ctx.add_cookies([{"name": k, "value": v, "url": server.url} for k, v in server.login("bob").items()])
+    page = ctx.new_page()
+    page.goto(f"{server.url}/studio#sales-assistant/tests")
+    page.locator("#tab-tests:not([hidden])").wait_for()
+    fast, smart = page.locator("#run-tier option[value=fast]"), page.locator("#run-tier option[value=smart]")
+    assert fast.is_disabled() and "(not available now)" in fast.inner_text()
+    assert smart.is_enabled() and "not available" not in smart.inner_text()
+    ctx.close()

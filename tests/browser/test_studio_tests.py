@@ -226,6 +226,8 @@ def test_the_tests_tab_at_phone_width_and_for_assistive_technology(server, brows
     page.locator("#runs-table tbody tr[data-run] button", has_text="Results").first.click()
     page.locator("#run-view .result-case").first.wait_for()
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    box = page.locator("#tab-btn-feedback").bounding_box()  # every tab on screen: they wrap, none scrolls away
+    assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390
     shot(page, "studio-tests-05-phone")
     assert serious_violations(page) == []
     # Keyboard: the tabs move with the arrow keys, the case editor opens from the keyboard and takes the focus.
@@ -262,6 +264,7 @@ def test_first_time_editor_fixes_markdown_answers_staging_default_and_plain_word
     ctx, page = _page(browser, server, "bob", axe=True)
     _open(page, server, "edit", "deal-desk")
     # The version's description is named for what it is; the assistant's own description is another field.
+    page.locator("#assistant-desc-quote", has_text="Drafts quotes").wait_for()  # filled once the detail is in
     settings = page.locator(".settings-col").inner_text()
     assert "Summary of this prompt (for editors)" in settings
     assert "never to users" in settings

@@ -93,6 +93,15 @@ def test_export_then_import_round_trips_and_import_is_all_or_nothing(client, log
     assert r.status_code == 422, r.text
     wheres = [p["where"] for p in r.json()["problems"]]
     assert any(w.startswith("cases[2].question") for w in wheres) and any(w.startswith("cases[3]") for w in wheres)
+    # A hand-written file's usual slips are explained with the fix in YAML's own words.
+    r = client.post(f"{CASES}/import", cookies=bob,
+                    content=b"cases:\n- question: What is our SLA?\n  facts: 99.9%\n"
+                            b"  must_refuse: maybe\n  must_nto: [x]\n",
+                    headers={"content-type": "text/yaml"})
+    problems = {p["where"]: p["problem"] for p in r.json()["problems"]}
+    assert "one `- item` per line" in problems["cases[1].facts"], problems
+    assert "write true or false" in problems["cases[1].must_refuse"]
+    assert "not a field of a case (question, history, facts" in problems["cases[1].must_nto"]
     assert client.get(f"{CASES}/export", cookies=bob).text == before
     r = client.post(f"{CASES}/import", cookies=bob, json={"yaml": "assistant: deal-desk\ncases: []"})
     assert r.status_code == 422 and r.json()["error"] == "wrong_assistant"

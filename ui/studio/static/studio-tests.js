@@ -60,9 +60,12 @@ window.StudioTests = (function () {
     clear(tier);
     tier.appendChild(h("option", {value: "", text: "As the prompt is set"}));
     d.tiers.forEach(function (t) {
-      tier.appendChild(h("option", {value: t, text: app().tierName(t) + (d.live_tiers.indexOf(t) >= 0 ? "" : " (not available now)")}));
+      // A tier that is not available would be answered by another one: a run on it would measure the wrong model.
+      var live = d.live_tiers.indexOf(t) >= 0;
+      tier.appendChild(h("option", {value: t, disabled: live ? null : true, text: app().tierName(t) + (live ? "" : " (not available now)")}));
     });
-    tier.value = keepTier || "";
+    var kept = keepTier && tier.querySelector('option[value="' + keepTier + '"]');
+    tier.value = kept && !kept.disabled ? keepTier : "";
   }
 
   // -- cases -----------------------------------------------------------------------------------------------
