@@ -194,6 +194,13 @@ class EvalService:
         if tier is not None and tier not in trial.tenant.model_policy.allowed_tiers:
             raise Invalid(f"tier {tier!r} is not allowed for {trial.tenant.name}; allowed: "
                           f"{', '.join(trial.tenant.model_policy.allowed_tiers)}", code="tier_not_allowed")
+        live = self.prompts.llm.tiers()
+        if tier is not None and tier not in live:
+            # Answered by another tier, the run would be stored under this one's name and mislead the gate.
+            raise Invalid(f"tier {tier!r} is not available now (no deployment of it is configured with its key); "
+                          f"available: {', '.join(t for t in live if t in trial.tenant.model_policy.allowed_tiers)}"
+                          f" — run on one of those, or set the provider's key in the environment (config/models.yaml)",
+                          code="tier_not_available")
         judge_name = None
         if judge:
             allowed = trial.tenant.model_policy.allowed_tiers

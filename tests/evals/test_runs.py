@@ -227,3 +227,22 @@ def test_a_run_whose_process_died_is_resumed_by_another(make_api_client, tmp_pat
     assert (done["status"], done["done"], done["passed"]) == ("finished", 5, 2)
     assert [x["case_id"] for x in done["results"]] == ["c0", "c1", "c2", "c3", "c4"]
     assert len(model.requests) - calls in (2, 3)  # the three missing cases; the refusal calls no model
+
+
+def test_a_run_on_a_tier_that_is_not_live_is_refused_naming_the_live_ones(make_api_client, tmp_path, model,
+                                                                          no_demo_sets, cookies_for):
+    # Answered by another tier, the run would be stored as `smart` and the gate would compare the wrong answers.
+    cfg = make_config_dir(tmp_path / "cfg", model_list=[
+        {"model_name": "fast", "litellm_params": {"model": "openai/gpt-4o-mini", "api_key": "sk-test",
+                                                  "api_base": model.url}}],
+        fallbacks=[], policy={"allowed_tiers": ["fast", "smart"], "default_tier": "fast"}, quotas=OPEN,
+        answers={"fast": {"mode": "generative", "grounding_check": False}})
+    client = make_api_client(ATRIUM_CONFIG_DIR=str(cfg), ATRIUM_EVALS_DIR=no_demo_sets, ATRIUM_RESPONSE_CACHE="false")
+    _prepare(client, cookies_for)
+    bob = cookies_for("bob")
+    r = client.post(f"{BASE}/runs", cookies=bob, json={"version": 1, "tier": "smart"})
+    assert r.status_code == 422, r.text
+    assert r.json()["error"] == "tier_not_available" and "available: fast" in r.json()["detail"]
+    with client.app.state.services.db.session() as s:
+        assert list(s.exec(select(EvalRun))) == []
+    assert client.post(f"{BASE}/runs", cookies=bob, json={"version": 1, "tier": "fast"}).status_code == 202
