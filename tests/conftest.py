@@ -27,6 +27,7 @@ DEMO_USERS = {
     "carol": ["sales", "sales-admins"],
     "dave": ["engineering", "engineering-editors"],
     "erin": ["engineering"],
+    "ellen": ["engineering", "engineering-admins"],
     "fiona": ["finance", "finance-admins"],
     "frank": ["finance", "finance-editors"],
     "maria": ["sales", "finance"],
