@@ -71,6 +71,7 @@ ROUTE_STATUSES: dict[tuple[str, str], tuple[str, ...]] = {
     ("GET", "/api/admin/audit"): ("404",),
     ("POST", "/api/t/{tenant}/sessions/end"): ("404",),  # a subject who never signed in here
     ("POST", "/api/t/{tenant}/usage/allowances"): ("409",),  # the tenant gives its members no allowance
+    ("POST", "/api/t/{tenant}/documents/{document_id}/reindex"): ("409",),  # the document is being read already
     ("POST", "/api/admin/sessions/end"): ("404",),
     ("GET", "/readyz"): ("503",),
 }
