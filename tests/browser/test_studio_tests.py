@@ -29,7 +29,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 TIMEOUT = 120_000
 QUESTION = "What discount can an Account Executive approve on their own?"
 GOOD = "**Up to 10%**: the Account Executive may approve on their own [1]."
-BAD = "Account Executives may approve up to 20% on their own [1]."
+BAD = "Account Executives may approve **up to 20%** on their own [1]."
 MARKDOWN = ("**Bold claim** and *emphasis*.\n\n- first point\n- second point\n\n"
             "<img src=x onerror=\"document.title='pwned'\"> [click](javascript:alert(1)) [docs](https://example.com/x)")
 
@@ -349,7 +349,8 @@ def test_a_rated_answer_becomes_a_test_case_in_one_click(server, browser, shot):
         page.click("#tab-btn-feedback")
     # The rated answer reads as the chat showed it: Markdown rendered, not raw stars.
     rated = page.locator(".feedback-item", has_text=QUESTION).first
-    assert rated.locator(".answer strong", has_text="Up to 10%").count() == 1 and "**" not in rated.inner_text()
+    # (Production answers on whichever tier the earlier tests of this module left it: both answers are in bold.)
+    assert rated.locator(".answer strong", has_text="%").count() == 1 and "**" not in rated.inner_text()
     shot(page, "studio-tests-09a-feedback-rendered")
     button.first.click()
     page.locator("#tab-tests:not([hidden])").wait_for()
