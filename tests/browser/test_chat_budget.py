@@ -112,6 +112,8 @@ def test_a_spent_share_is_answered_on_a_cheaper_tier_saying_so_once(browser, ser
     ctx, page = _ask(browser, server, "bob", "Hello!")
     answer = _answer(page)
     answer.get_by_text(LOCAL).wait_for(timeout=TIMEOUT)
+    # The note may be drawn a moment after the answer's words: wait for it before counting.
+    answer.get_by_text("Answered by the local tier instead of smart").first.wait_for(timeout=TIMEOUT)
     text = answer.inner_text()
     assert SMART not in text
     assert text.count("Answered by the local tier instead of smart") == 1, text
