@@ -316,7 +316,10 @@ def test_the_chats_header_is_the_shared_header(server, browser):
         page = ctx.new_page()
         page.goto(f"{server.url}/chat/")
         page.locator("#chat-input").wait_for(timeout=60_000)
-        page.locator("#atrium-nav a").first.wait_for(timeout=30_000)
+        # Chainlit may redraw its header after the links first appear (atrium.js draws them again): wait until
+        # they are there in full, then read them.
+        page.wait_for_function(f"document.querySelectorAll('#atrium-nav a').length === {len(labels)}",
+                               timeout=30_000)
         links = page.evaluate("[...document.querySelectorAll('#atrium-nav a')].map(a => [a.textContent, "
                               "a.getAttribute('href'), a.getAttribute('aria-current')])")
         assert [label for label, _, _ in links] == labels, user
