@@ -10,9 +10,6 @@ plain words for tiers, tokens, the version's summary and the variables. Screensh
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 
 import httpx
@@ -20,8 +17,8 @@ import pytest
 import yaml
 
 from tests.browser.conftest import chat_login, serious_violations
+from tests.browser.served import studio_server
 from tests.browser.test_studio import _chat_until
-from tests.conftest import _SCRUB, REPO, start_server, stop_server
 from tests.llm.fakes import make_config_dir, mock
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -46,19 +43,8 @@ def server(tmp_path_factory):
     for t in tenants["tenants"]:
         t["release_gate"] = {"enabled": t["id"] == "sales", "min_score": None}
     (cfg / "tenants.yaml").write_text(yaml.safe_dump(tenants, sort_keys=False))
-    prompts, empty = tmp / "prompts", tmp / "no-demo-sets"
-    subprocess.run(["cp", "-r", str(REPO / "prompts"), str(prompts)], check=True)
-    empty.mkdir()
-    extra = {"ATRIUM_PROMPTS_DIR": str(prompts), "ATRIUM_CONFIG_DIR": str(cfg), "ATRIUM_EVALS_DIR": str(empty)}
-    env = {k: v for k, v in os.environ.items() if k not in _SCRUB}
-    env.update(ATRIUM_DATA_DIR=str(tmp / "data"), **extra)
-    done = subprocess.run([sys.executable, "-m", "backend.cli", "ingest", "--tenant", "sales",
-                           str(REPO / "demo" / "corpus" / "sales" / "pricing-rules.md")], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    srv = start_server(tmp, extra_env=extra)
-    yield srv
-    stop_server(srv)
+    with studio_server(tmp, cfg) as srv:
+        yield srv
 
 
 def _page(browser, server, user: str, *, width: int = 1366, height: int = 900, axe: bool = False):

@@ -6,14 +6,10 @@ dialog), no element comes from the text, and links lead only to http(s) or this 
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import httpx
 import pytest
 
-from tests.conftest import _SCRUB, REPO, start_server, stop_server
+from tests.browser.served import studio_server
 from tests.llm.fakes import make_config_dir, mock
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -32,19 +28,8 @@ def server(tmp_path_factory):
     cfg = make_config_dir(tmp, model_list=[mock("local", "openai/gpt-4o-mini", ANSWER),
                                            mock("fast", "openai/gpt-4o-mini", WRONG)],
                           answers={t: {"mode": "generative", "grounding_check": False} for t in ("local", "fast")})
-    prompts, empty = tmp / "prompts", tmp / "no-demo-sets"
-    subprocess.run(["cp", "-r", str(REPO / "prompts"), str(prompts)], check=True)
-    empty.mkdir()
-    extra = {"ATRIUM_PROMPTS_DIR": str(prompts), "ATRIUM_CONFIG_DIR": str(cfg), "ATRIUM_EVALS_DIR": str(empty)}
-    env = {k: v for k, v in os.environ.items() if k not in _SCRUB}
-    env.update(ATRIUM_DATA_DIR=str(tmp / "data"), **extra)
-    done = subprocess.run([sys.executable, "-m", "backend.cli", "ingest", "--tenant", "sales",
-                           str(REPO / "demo" / "corpus" / "sales" / "pricing-rules.md")], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    srv = start_server(tmp, extra_env=extra)
-    yield srv
-    stop_server(srv)
+    with studio_server(tmp, cfg) as srv:
+        yield srv
 
 
 def _no_harm(page) -> None:
