@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from tests.conftest import REPO
-from tests.evals.test_runs import BROKEN, OPEN, case_file, scripted
-from tests.llm.fakes import FakeOpenAI, make_config_dir
+from tests.evals.test_runs import BROKEN, case_file, fast_config, scripted
+from tests.llm.fakes import FakeOpenAI
 
 RUN = ["eval", "run", "--tenant", "sales", "--assistant", "sales-assistant"]
 
@@ -21,11 +21,7 @@ RUN = ["eval", "run", "--tenant", "sales", "--assistant", "sales-assistant"]
 @pytest.fixture
 def atrium(tmp_path, data_dir, prompts_root, no_demo_sets):
     with FakeOpenAI(reply=scripted) as model:
-        cfg = make_config_dir(tmp_path, model_list=[
-            {"model_name": "fast", "litellm_params": {"model": "openai/gpt-4o-mini", "api_key": "sk-test",
-                                                      "api_base": model.url}}],
-            fallbacks=[], policy={"allowed_tiers": ["fast"], "default_tier": "fast"}, quotas=OPEN,
-            answers={"fast": {"mode": "generative", "grounding_check": False}})
+        cfg = fast_config(tmp_path, model)
         env = {**os.environ, "ATRIUM_DATA_DIR": str(data_dir), "ATRIUM_CONFIG_DIR": str(cfg),
                "ATRIUM_PROMPTS_DIR": str(prompts_root), "ATRIUM_EVALS_DIR": no_demo_sets,
                "ATRIUM_RESPONSE_CACHE": "false"}

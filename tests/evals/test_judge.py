@@ -13,8 +13,8 @@ from sqlmodel import select
 from backend.db.models import ChatTurn
 from backend.evals.judge import SYSTEM
 from tests.evals.conftest import wait_for_run
-from tests.evals.test_runs import BASE, OPEN, T, _prepare
-from tests.llm.fakes import FakeOpenAI, make_config_dir
+from tests.evals.test_runs import BASE, T, _prepare, make_app
+from tests.llm.fakes import FakeOpenAI
 
 QUESTION = "Who must approve a discount of 15 percent?"
 PARAPHRASE = "The head of your sales team must sign off on it [1]."  # "Sales Manager" in other words
@@ -34,13 +34,7 @@ def judged(body: dict) -> tuple[str, str]:
 @pytest.fixture
 def app(make_api_client, tmp_path, no_demo_sets, cookies_for):
     with FakeOpenAI(reply=judged) as model:
-        cfg = make_config_dir(tmp_path, model_list=[
-            {"model_name": "fast", "litellm_params": {"model": "openai/gpt-4o-mini", "api_key": "sk-test",
-                                                      "api_base": model.url}}],
-            fallbacks=[], policy={"allowed_tiers": ["fast"], "default_tier": "fast"}, quotas=OPEN,
-            answers={"fast": {"mode": "generative", "grounding_check": False}})
-        client = make_api_client(ATRIUM_CONFIG_DIR=str(cfg), ATRIUM_EVALS_DIR=no_demo_sets,
-                                 ATRIUM_RESPONSE_CACHE="false")
+        client = make_app(make_api_client, tmp_path, model, no_demo_sets)
         _prepare(client, cookies_for)  # the five cases of test_runs, and the pricing rules
         cases = {"cases": [{"id": "para", "question": QUESTION + " (in other words)", "facts": ["Sales Manager"]},
                            {"id": "unreadable", "question": QUESTION + " (unreadable verdict)",

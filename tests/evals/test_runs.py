@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+from pathlib import Path
 
 import pytest
 import yaml
@@ -75,12 +76,18 @@ def model():
         yield server
 
 
-def make_app(make_api_client, tmp_path, model, no_demo_sets, *, quotas: dict | None = None, name: str = "cfg"):
-    cfg = make_config_dir(tmp_path / name, model_list=[
+def fast_config(root: Path, model: FakeOpenAI, *, allowed: tuple[str, ...] = ("fast",)) -> Path:
+    """A config dir whose only model is `fast` on `model` (a FakeOpenAI), answering generatively without the
+    grounding check (the checks grade what it says), with no quota in the way; `allowed`: the tenants' tiers."""
+    return make_config_dir(root, model_list=[
         {"model_name": "fast", "litellm_params": {"model": "openai/gpt-4o-mini", "api_key": "sk-test",
                                                   "api_base": model.url}}],
-        fallbacks=[], policy={"allowed_tiers": ["fast"], "default_tier": "fast"}, quotas=OPEN,
+        fallbacks=[], policy={"allowed_tiers": list(allowed), "default_tier": "fast"}, quotas=OPEN,
         answers={"fast": {"mode": "generative", "grounding_check": False}})
+
+
+def make_app(make_api_client, tmp_path, model, no_demo_sets, *, quotas: dict | None = None, name: str = "cfg"):
+    cfg = fast_config(tmp_path / name, model)
     if quotas:
         set_tenant(cfg, T, quotas=quotas)
     return make_api_client(ATRIUM_CONFIG_DIR=str(cfg), ATRIUM_EVALS_DIR=no_demo_sets, ATRIUM_RESPONSE_CACHE="false")
@@ -232,11 +239,7 @@ def test_a_run_whose_process_died_is_resumed_by_another(make_api_client, tmp_pat
 def test_a_run_on_a_tier_that_is_not_live_is_refused_naming_the_live_ones(make_api_client, tmp_path, model,
                                                                           no_demo_sets, cookies_for):
     # Answered by another tier, the run would be stored as `smart` and the gate would compare the wrong answers.
-    cfg = make_config_dir(tmp_path / "cfg", model_list=[
-        {"model_name": "fast", "litellm_params": {"model": "openai/gpt-4o-mini", "api_key": "sk-test",
-                                                  "api_base": model.url}}],
-        fallbacks=[], policy={"allowed_tiers": ["fast", "smart"], "default_tier": "fast"}, quotas=OPEN,
-        answers={"fast": {"mode": "generative", "grounding_check": False}})
+    cfg = fast_config(tmp_path / "cfg", model, allowed=("fast", "smart"))
     client = make_api_client(ATRIUM_CONFIG_DIR=str(cfg), ATRIUM_EVALS_DIR=no_demo_sets, ATRIUM_RESPONSE_CACHE="false")
     _prepare(client, cookies_for)
     bob = cookies_for("bob")
