@@ -10,25 +10,14 @@ from datetime import UTC, datetime
 
 import pytest
 
-from backend.db.engine import Database, make_engine
-from backend.db.migrate import upgrade
+from backend.db.engine import Database
 from backend.db.repositories.allowances import raise_allowance
 from backend.errors import QuotaExceeded
 from backend.governance import allowance_cache
 from backend.governance.quotas import QuotaService
-from backend.tenants import TenantRegistry
-from tests.llm.fakes import make_config_dir, set_tenant
+from tests.governance.conftest import quota_services
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
-OPEN = {"requests_per_minute": None, "user_requests_per_minute": None, "tokens_per_day": None,
-        "monthly_budget_usd": None}
-
-
-@pytest.fixture
-def db(tmp_path):
-    url = f"sqlite:///{tmp_path / 'q.db'}"
-    upgrade(url)
-    return Database(make_engine(url))
 
 
 @pytest.fixture
@@ -46,12 +35,8 @@ def sql_reads(monkeypatch) -> list[tuple[str, str]]:
 
 
 def replicas(tmp_path, db, make_limits, cache_s: float = 60.0) -> list[QuotaService]:
-    factory, prefix = make_limits
-    cfg = make_config_dir(tmp_path, model_list=[], quotas=OPEN)
-    set_tenant(cfg, "sales", quotas={"member": {"tokens_per_day": 1000}})
-    registry = TenantRegistry.load(cfg / "tenants.yaml")
-    return [QuotaService(backend=factory(), registry=registry, db=db, prefix=prefix, allowance_cache_s=cache_s)
-            for _ in range(2)]
+    return quota_services(tmp_path, db, make_limits, n=2, sales={"member": {"tokens_per_day": 1000}},
+                          allowance_cache_s=cache_s)
 
 
 def admit(svc: QuotaService, tokens: int, subject: str = "alice"):

@@ -10,33 +10,14 @@ from datetime import UTC, datetime
 
 import pytest
 
-from backend.db.engine import Database, make_engine
-from backend.db.migrate import upgrade
 from backend.db.repositories.allowances import raise_allowance
 from backend.errors import QuotaExceeded
 from backend.governance.quotas import QuotaService
 from backend.tenants import TenantRegistry
+from tests.governance.conftest import quota_services
 from tests.llm.fakes import make_config_dir, set_tenant
 
 NOW = datetime(2026, 11, 24, 23, 30, tzinfo=UTC)
-OPEN = {"requests_per_minute": None, "user_requests_per_minute": None, "tokens_per_day": None,
-        "monthly_budget_usd": None}
-
-
-@pytest.fixture
-def db(tmp_path):
-    url = f"sqlite:///{tmp_path / 'q.db'}"
-    upgrade(url)
-    return Database(make_engine(url))
-
-
-def services(tmp_path, db, make_limits, n: int = 1, sales: dict | None = None, **quotas) -> list[QuotaService]:
-    """`n` services on the same counters and database (as `n` replicas); `sales`: quotas of Sales alone."""
-    factory, prefix = make_limits
-    cfg = make_config_dir(tmp_path, model_list=[], quotas={**OPEN, **quotas})
-    set_tenant(cfg, "sales", quotas=sales)
-    registry = TenantRegistry.load(cfg / "tenants.yaml")
-    return [QuotaService(backend=factory(), registry=registry, db=db, prefix=prefix) for _ in range(n)]
 
 
 async def admit_many(svcs: list[QuotaService], n: int, *, subject="alice", **kw) -> list:
@@ -53,7 +34,7 @@ def admitted(results) -> list:
 
 
 def test_parallel_requests_at_the_edge_of_a_members_allowance_admit_exactly_what_fits(tmp_path, db, make_limits):
-    svcs = services(tmp_path, db, make_limits, n=2, tokens_per_day=100_000, monthly_budget_usd=100,
+    svcs = quota_services(tmp_path, db, make_limits, n=2, tokens_per_day=100_000, monthly_budget_usd=100,
                     member={"tokens_per_day": 1000, "monthly_budget_usd": 1.0})
 
     async def scenario():
@@ -81,7 +62,7 @@ def test_parallel_requests_at_the_edge_of_a_members_allowance_admit_exactly_what
 
 
 def test_a_member_at_their_limit_is_refused_with_their_level_and_reset(tmp_path, db, make_limits):
-    (svc,) = services(tmp_path, db, make_limits, tokens_per_day=100_000, member={"tokens_per_day": 500})
+    (svc,) = quota_services(tmp_path, db, make_limits, tokens_per_day=100_000, member={"tokens_per_day": 500})
     adm = asyncio.run(svc.admit(tenant="sales", subject="alice", est_tokens=500, now=NOW))
     asyncio.run(svc.settle(adm, tokens=500, cost_usd=0.0))
     with pytest.raises(QuotaExceeded) as info:
@@ -94,7 +75,7 @@ def test_a_member_at_their_limit_is_refused_with_their_level_and_reset(tmp_path,
 
 
 def test_overrides_per_role_and_claim_group(tmp_path, db, make_limits):
-    (svc,) = services(tmp_path, db, make_limits, member={"tokens_per_day": 100, "monthly_budget_usd": 1.0},
+    (svc,) = quota_services(tmp_path, db, make_limits, member={"tokens_per_day": 100, "monthly_budget_usd": 1.0},
                       member_overrides=[{"name": "admins", "role": "tenant_admin", "tokens_per_day": 1000},
                                         {"name": "interns", "any_of": ["sales-interns"], "monthly_budget_usd": 0.1}])
     cfg = svc.registry.get("sales")
@@ -110,7 +91,7 @@ def test_overrides_per_role_and_claim_group(tmp_path, db, make_limits):
 
 
 def test_an_assistants_budget_stops_only_that_assistant(tmp_path, db, make_limits):
-    (svc,) = services(tmp_path, db, make_limits, monthly_budget_usd=100,
+    (svc,) = quota_services(tmp_path, db, make_limits, monthly_budget_usd=100,
                       sales={"assistants": {"deal-desk": {"monthly_budget_usd": 0.5}}})
     results = asyncio.run(admit_many([svc], 5, assistant="deal-desk", est_cost_usd=0.2))
     assert len(admitted(results)) == 2
@@ -130,7 +111,7 @@ def test_an_assistants_budget_stops_only_that_assistant(tmp_path, db, make_limit
 
 
 def test_a_raised_allowance_applies_at_once_on_another_replica(tmp_path, db, make_limits):
-    first, second = services(tmp_path, db, make_limits, n=2, member={"monthly_budget_usd": 0.5})
+    first, second = quota_services(tmp_path, db, make_limits, n=2, member={"monthly_budget_usd": 0.5})
     adm = asyncio.run(first.admit(tenant="sales", subject="alice", est_cost_usd=0.5, now=NOW))
     asyncio.run(first.settle(adm, tokens=10, cost_usd=0.5))
     with pytest.raises(QuotaExceeded):
@@ -146,7 +127,7 @@ def test_a_raised_allowance_applies_at_once_on_another_replica(tmp_path, db, mak
 
 
 def test_a_free_call_counts_tokens_never_dollars(tmp_path, db, make_limits):
-    (svc,) = services(tmp_path, db, make_limits, member={"tokens_per_day": 1000, "monthly_budget_usd": 0.1})
+    (svc,) = quota_services(tmp_path, db, make_limits, member={"tokens_per_day": 1000, "monthly_budget_usd": 0.1})
     adm = asyncio.run(svc.admit(tenant="sales", subject="alice", est_cost_usd=0.1, now=NOW))
     asyncio.run(svc.settle(adm, tokens=0, cost_usd=0.1))  # the dollars are spent
     adm = asyncio.run(svc.admit(tenant="sales", subject="alice", est_tokens=100, dollars=False, now=NOW))
@@ -182,7 +163,7 @@ def test_a_members_claim_groups_choose_their_override(tmp_path):
 
 
 def test_a_dead_processs_turns_are_charged_to_the_member_and_the_assistant(tmp_path, db, make_limits):
-    (svc,) = services(tmp_path, db, make_limits, member={"tokens_per_day": 1000},
+    (svc,) = quota_services(tmp_path, db, make_limits, member={"tokens_per_day": 1000},
                       sales={"assistants": {"deal-desk": {"monthly_budget_usd": 1.0}}})
     adm = asyncio.run(svc.admit(tenant="sales", subject="alice", assistant="deal-desk", est_tokens=10,
                                 est_cost_usd=0.01, now=NOW))
