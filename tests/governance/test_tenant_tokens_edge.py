@@ -10,11 +10,9 @@ on how fast an answer comes back)."""
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import httpx
@@ -25,7 +23,7 @@ from backend.chat.compose import estimate_tokens
 from backend.chat.pipeline import RESERVED_OUTPUT
 from backend.db.engine import Database, make_engine
 from tests.conftest import start_server, stop_server
-from tests.llm.fakes import _Served, make_config_dir, set_tenant
+from tests.llm.fakes import FakeOpenAI, make_config_dir, set_tenant
 
 MESSAGES = [{"role": "user", "content": "Write everything you know about notice periods."}]
 EST = estimate_tokens(MESSAGES) + RESERVED_OUTPUT  # what each call without max_tokens reserves
@@ -33,46 +31,30 @@ LONG = 2000  # what the model writes when nobody caps it
 PROMPT = 11
 
 
-class LongWinded(_Served):
-    """OpenAI's chat completions writing LONG tokens, or max_tokens when given (usage says so), each answered once
-    `gate` is set; `arrived` counts them, `caps` keeps each request's max_tokens."""
+def _written(body: dict[str, Any]) -> int:
+    """LONG tokens, or max_tokens when the request gives it."""
+    cap = body.get("max_tokens") or body.get("max_completion_tokens")
+    return min(LONG, int(cap)) if cap else LONG
 
-    def __init__(self) -> None:
-        self.gate, self.arrived, self.caps, self._lock = threading.Event(), 0, [], threading.Lock()
-        outer = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                return None
+def long_winded(body: dict[str, Any]) -> tuple[str, str]:
+    written = _written(body)
+    return "word " * written, "length" if written < LONG else "stop"
 
-            def do_POST(self) -> None:  # noqa: N802 - http.server API
-                body = json.loads(self.rfile.read(int(self.headers.get("content-length") or 0)) or b"{}")
-                cap = body.get("max_tokens") or body.get("max_completion_tokens")
-                with outer._lock:
-                    outer.arrived += 1
-                    outer.caps.append(cap)
-                outer.gate.wait(120)
-                written = min(LONG, int(cap)) if cap else LONG
-                raw = json.dumps({
-                    "id": "c", "created": 0, "model": body.get("model", "?"), "object": "chat.completion",
-                    "usage": {"prompt_tokens": PROMPT, "completion_tokens": written,
-                              "total_tokens": PROMPT + written},
-                    "choices": [{"index": 0, "finish_reason": "length" if written < LONG else "stop",
-                                 "message": {"role": "assistant", "content": "word " * written}}]}).encode()
-                self.send_response(200)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(raw)))
-                self.end_headers()
-                self.wfile.write(raw)
 
-        self._serve(Handler, "/v1")
+def long_usage(body: dict[str, Any]) -> dict[str, int]:
+    """What the provider says it wrote (what the quota is charged)."""
+    written = _written(body)
+    return {"prompt_tokens": PROMPT, "completion_tokens": written, "total_tokens": PROMPT + written}
 
 
 @pytest.mark.parametrize("backend", ["memory", "redis"])
 def test_parallel_calls_without_max_tokens_admit_exactly_what_fits_the_days_tokens(tmp_path, backend, request):
     fits, sent = 3, 8
     quota = fits * EST + EST // 2  # room for 3 reservations, not 4 (half of one to spare: the edge, not a rounding)
-    with LongWinded() as provider:
+    # OpenAI's chat completions writing LONG tokens, or max_tokens when given (usage says so), each answered once
+    # `gate` is set.
+    with FakeOpenAI(reply=long_winded, usage=long_usage, gate=threading.Event()) as provider:
         model = {"model_name": "fast", "litellm_params": {"model": "openai/gpt-4o-mini", "api_key": "sk-test",
                                                           "api_base": provider.url}}
         cfg = make_config_dir(tmp_path, model_list=[model], fallbacks=[], policy={"allowed_tiers": ["fast"]},
@@ -97,13 +79,14 @@ def test_parallel_calls_without_max_tokens_admit_exactly_what_fits_the_days_toke
             with ThreadPoolExecutor(sent) as pool:
                 futures = [pool.submit(call, i) for i in range(sent)]
                 deadline = time.monotonic() + 120  # every request refused or at the provider (not a timing claim)
-                while provider.arrived + sum(f.done() for f in futures) < sent and time.monotonic() < deadline:
+                while len(provider.requests) + sum(f.done() for f in futures) < sent and time.monotonic() < deadline:
                     time.sleep(0.05)
                 provider.gate.set()
                 responses = [f.result() for f in futures]
             statuses = sorted(r.status_code for r in responses)
             assert statuses == [200] * fits + [429] * (sent - fits), [r.text for r in responses if r.status_code != 200]
-            assert provider.caps == [RESERVED_OUTPUT] * fits  # each admitted call capped at what it reserved
+            caps = [body.get("max_tokens") or body.get("max_completion_tokens") for body in provider.requests]
+            assert caps == [RESERVED_OUTPUT] * fits  # each admitted call capped at what it reserved
             answered = [r.json() for r in responses if r.status_code == 200]
             assert all(a["choices"][0]["finish_reason"] == "length" for a in answered)  # the caller is told
             refusal = next(r for r in responses if r.status_code == 429).json()["error"]

@@ -43,15 +43,19 @@ class FakeOpenAI(_Served):
     names the model asked for, cut at `max_tokens` words with finish_reason "length" as OpenAI does. `reply`:
     the (text, finish_reason) to answer a request body with instead, sent as it is (a model scripted to stop at
     its length limit). Every request body is kept in `.requests`. `gate`: every answer waits until it is set (the
-    requests admitted are then all in progress at once); `.requests` has each request as soon as it arrives."""
+    requests admitted are then all in progress at once); `.requests` has each request as soon as it arrives.
+    `usage`: the usage to report for a request body (a model that writes more than it is told to), instead of 11
+    prompt and 7 completion tokens."""
 
     def __init__(self, *, fail: bool = False, text: str = "fake answer", status: int = 500,
                  error: str = "upstream exploded",
                  reply: Callable[[dict[str, Any]], tuple[str, str]] | None = None,
-                 gate: threading.Event | None = None) -> None:
+                 gate: threading.Event | None = None,
+                 usage: Callable[[dict[str, Any]], dict[str, int]] | None = None) -> None:
         self.fail = fail
         self.gate = gate
         self.reply = reply
+        self.usage = usage
         self.status = status  # of a failure: 500 (the provider is down) or 400 (it rejects the request)
         self.error = error
         self.text = text
@@ -83,7 +87,8 @@ class FakeOpenAI(_Served):
                     text, finish = outer.reply(body)
                 elif limit and len(text.split(" ")) > int(limit):
                     text, finish = " ".join(text.split(" ")[:int(limit)]), "length"
-                usage = {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
+                usage = ({"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18} if outer.usage is None
+                         else outer.usage(body))
                 if not body.get("stream"):
                     data = {"id": "cmpl-1", "object": "chat.completion", "created": int(time.time()), "model": model,
                             "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
