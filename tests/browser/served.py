@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,3 +34,20 @@ def studio_server(tmp: Path, cfg: Path) -> Iterator[LiveServer]:
         yield srv
     finally:
         stop_server(srv)
+
+
+def seed_turns(server: LiveServer, turns: list[dict[str, Any]], **common: Any) -> None:
+    """Chat turns written straight into a served app's SQLite, each `turns` item's fields with `common`'s, all
+    created now (what members used earlier today: the quota counters start from SQL at their first call)."""
+    import sqlalchemy as sa
+    from sqlmodel import Session
+
+    from backend.db.models import ChatTurn
+
+    engine = sa.create_engine(f"sqlite:///{server.data_dir / 'atrium.db'}")
+    now = datetime.now(UTC)
+    with Session(engine) as s:
+        for turn in turns:
+            s.add(ChatTurn(**common, **turn, created_at=now))
+        s.commit()
+    engine.dispose()

@@ -19,6 +19,7 @@ import httpx
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
+from tests.browser.served import seed_turns
 from tests.browser.test_chat_quiet import ANSWER_STEP, _idle, _sign_in
 from tests.conftest import REPO, start_server, stop_server
 from tests.llm.conftest import NO_QUOTAS
@@ -50,20 +51,10 @@ def server(tmp_path_factory):
 
 def _seed(server) -> None:  # noqa: ANN001
     """What each member used earlier today (before their first call: the quota counters start from SQL)."""
-    import sqlalchemy as sa
-    from sqlmodel import Session
-
-    from backend.db.models import ChatTurn
-
-    engine = sa.create_engine(f"sqlite:///{server.data_dir / 'atrium.db'}")
-    now = datetime.now(UTC)
-    with Session(engine) as s:
-        for who, tokens, cost in (("alice", 100, 0.85), ("bob", 100, 0.99995), ("carol", 50_000, 0.0)):
-            s.add(ChatTurn(tenant="sales", subject=who, assistant="sales-assistant", prompt_tokens=tokens,
-                           cost_usd=cost, allowance="default", created_at=now, model="anthropic/claude-sonnet-5-5",
-                           tier="smart"))
-        s.commit()
-    engine.dispose()
+    seed_turns(server, [{"subject": who, "prompt_tokens": tokens, "cost_usd": cost}
+                        for who, tokens, cost in (("alice", 100, 0.85), ("bob", 100, 0.99995), ("carol", 50_000, 0.0))],
+               tenant="sales", assistant="sales-assistant", allowance="default", model="anthropic/claude-sonnet-5-5",
+               tier="smart")
 
 
 def _ask(browser, server, user: str, message: str):  # noqa: ANN001, ANN202

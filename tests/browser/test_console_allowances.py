@@ -9,13 +9,12 @@ does not scroll sideways at 390 px, with the members' table on it.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import httpx
 import pytest
 from playwright.sync_api import expect
 
 from tests.browser.conftest import serious_violations
+from tests.browser.served import seed_turns
 from tests.conftest import start_server, stop_server
 from tests.llm.conftest import NO_QUOTAS
 from tests.llm.fakes import make_config_dir, mock, set_tenant
@@ -43,20 +42,11 @@ def server(tmp_path_factory):
 
 def _seed(server) -> None:  # noqa: ANN001
     """This month's calls of three members (today's, so both their tokens today and their dollars count)."""
-    import sqlalchemy as sa
-    from sqlmodel import Session
-
-    from backend.db.models import ChatTurn
-
-    engine = sa.create_engine(f"sqlite:///{server.data_dir / 'atrium.db'}")
-    now = datetime.now(UTC)
-    with Session(engine) as s:
-        for who, tokens, cost, allowance in (("alice", 900, 1.9, "default"), ("bob", 120, 0.25, "default"),
-                                             ("carol", 10, 3.0, "admins")):
-            s.add(ChatTurn(tenant="sales", subject=who, prompt_tokens=tokens, cost_usd=cost, allowance=allowance,
-                           created_at=now, model="anthropic/claude-haiku-5-5", tier="fast"))
-        s.commit()
-    engine.dispose()
+    seed_turns(server, [{"subject": who, "prompt_tokens": tokens, "cost_usd": cost, "allowance": allowance}
+                        for who, tokens, cost, allowance in (("alice", 900, 1.9, "default"),
+                                                             ("bob", 120, 0.25, "default"),
+                                                             ("carol", 10, 3.0, "admins"))],
+               tenant="sales", model="anthropic/claude-haiku-5-5", tier="fast")
 
 
 def _context(browser, server, user: str, viewport: dict = DESKTOP, **options):  # noqa: ANN001, ANN202
