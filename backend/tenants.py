@@ -12,6 +12,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from backend.config_files import ConfigError, check_keys, describe_errors, read_yaml
 from backend.groups import DEFAULT_GROUP, GroupConfig, Placement, parse_served
+from backend.monitoring import MonitoringConfig
 
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
@@ -171,7 +172,7 @@ class PlatformConfig(_Strict):
     platform_admin: ClaimRule = Field(default_factory=lambda: ClaimRule(any_of=["atrium-admins"]))
 
 
-FILE_KEYS = ("platform", "defaults", "deployment_groups", "tenants")
+FILE_KEYS = ("platform", "defaults", "deployment_groups", "monitoring", "tenants")
 # Added to a wrong value of these fields: what a valid one is.
 _HINTS = {
     "quotas": "a quota is null for unlimited, 0 to block, or a positive number",
@@ -192,7 +193,8 @@ class TenantRegistry:
 
     def __init__(self, tenants: list[TenantConfig], platform: PlatformConfig | None = None,
                  *, source: Path | None = None, groups: dict[str, GroupConfig] | None = None,
-                 defaults: TenantDefaults | None = None, served: str | None = None) -> None:
+                 defaults: TenantDefaults | None = None, served: str | None = None,
+                 monitoring: MonitoringConfig | None = None) -> None:
         self.source = source  # the tenants.yaml it was loaded from, named in errors
         where = source or "tenants config"
         ids = [t.id for t in tenants]
@@ -203,6 +205,7 @@ class TenantRegistry:
         self._every = {t.id: t for t in tenants}
         self.platform = platform or PlatformConfig()
         self.defaults = defaults or TenantDefaults()
+        self.monitoring = monitoring or MonitoringConfig()  # for the manifests only (backend/monitoring.py)
         self._limits = {t.id: self._merged_limits(t.limits) for t in tenants}
         named = list(dict.fromkeys(t.deployment_group for t in tenants))
         if groups is None:  # no `deployment_groups:` section: every group a tenant names, with default sizes
@@ -245,6 +248,15 @@ class TenantRegistry:
             defaults = TenantDefaults.model_validate(raw.get("defaults") or {})
         except ValidationError as exc:
             raise ConfigError(f"{path}: defaults: {describe_errors(exc, TenantDefaults)}") from None
+        body = raw.get("monitoring")
+        if body is not None and not isinstance(body, dict):  # `monitoring: false` would read as "the defaults"
+            raise ConfigError(f"{path}: monitoring: expected a mapping with scraper, pod_monitoring and "
+                              f"otlp_collector (got {body!r}); to open nothing set `scraper: null` and "
+                              "`pod_monitoring: false`")
+        try:
+            monitoring = MonitoringConfig.model_validate(body or {})
+        except ValidationError as exc:
+            raise ConfigError(f"{path}: monitoring: {describe_errors(exc, MonitoringConfig)}") from None
         groups = None
         if raw.get("deployment_groups") is not None:
             if not isinstance(raw["deployment_groups"], dict) or not raw["deployment_groups"]:
@@ -260,7 +272,8 @@ class TenantRegistry:
                 except ValidationError as exc:
                     raise ConfigError(f"{path}: deployment_groups: {name}: "
                                       f"{describe_errors(exc, GroupConfig)}") from None
-        return cls(tenants, platform, source=path, groups=groups, defaults=defaults, served=served)
+        return cls(tenants, platform, source=path, groups=groups, defaults=defaults, served=served,
+                   monitoring=monitoring)
 
     def check_tiers(self, configured: Collection[str], *, models_path: Path) -> None:
         """Every tenant's model_policy names configured tiers, and its default tier is one it allows: a typo

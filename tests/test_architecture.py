@@ -103,6 +103,7 @@ LAYERS = {
     "backend.settings": 0,
     "backend.db": 1, "backend.auth": 1, "backend.config_files": 1, "backend.errors": 0, "backend.logs": 0,
     "backend.tracing": 0, "backend.runtime": 0, "backend.ids": 0, "backend.tenants": 1, "backend.groups": 1,
+    "backend.monitoring": 1,  # tenants.yaml `monitoring:` (read by the manifests' renderer)
     "backend.startup_checks": 1,  # reads settings, raises a ConfigError; called by app and cli
     "backend.knowledge": 2, "backend.llm": 2, "backend.prompts": 2, "backend.governance": 2,
     "backend.chat": 3,

@@ -24,6 +24,9 @@ GROUP_LABEL = "atrium/group"
 COMMON_LABELS = {"app.kubernetes.io/name": "atrium", "app.kubernetes.io/part-of": "atrium"}
 SECRET = "atrium-secrets"  # created by the operator (README): never rendered, never committed
 SETTINGS = "atrium-settings"  # the operator's ConfigMap of site settings (optional), never rendered
+# The scrape token (ATRIUM_METRICS_TOKEN), optional, in a Secret of its own: GKE's collectors are let read it by
+# name (deploy/base/monitoring.yaml), which they must never be for atrium-secrets.
+METRICS_SECRET, METRICS_SECRET_KEY = "atrium-metrics-token", "token"
 PROVIDER_SECRET = "atrium-provider-keys"  # optional: ANTHROPIC_API_KEY, OPENAI_API_KEY, GEMINI_API_KEY, DIFY_*...
 TLS_SECRET = "atrium-tls"  # a certificate for every group's host (e.g. *.atrium.example.com)
 GATEWAY = "atrium"
@@ -77,13 +80,12 @@ def base_objects(table: RoutingTable) -> dict[str, list[dict]]:
     }
 
 
-def base_kustomization(config_files: list[str]) -> dict[str, Any]:
+def base_kustomization(config_files: list[str], resources: list[str]) -> dict[str, Any]:
     return {
         "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
         "namespace": NAMESPACE,
         "labels": [{"pairs": dict(COMMON_LABELS)}],
-        "resources": ["namespace.yaml", "serviceaccount.yaml", "migrate-job.yaml", "networkpolicy.yaml",
-                      "gateway.yaml"],
+        "resources": resources,
         "configMapGenerator": [
             # config/ as files (tenants.yaml, models.yaml, ...): mounted at /etc/atrium. A change renames the
             # ConfigMap (its content hash), so the Deployments roll to it.
@@ -265,6 +267,9 @@ def _deployment(group: GroupRoute, component: str) -> dict[str, Any]:
         if group.config.public_url:
             env.append({"name": "ATRIUM_PUBLIC_URL", "value": group.config.public_url})
     env += _secret_env()
+    # Unset (no Secret): /metrics is a 404 and the worker opens no port; README "Scraping metrics".
+    env.append({"name": "ATRIUM_METRICS_TOKEN", "valueFrom": {"secretKeyRef": {
+        "name": METRICS_SECRET, "key": METRICS_SECRET_KEY, "optional": True}}})
     container: dict[str, Any] = {
         "name": component, "image": IMAGE,
         "command": ["atrium", "serve", "--host", "0.0.0.0", "--port", str(PORT)] if web
@@ -272,7 +277,7 @@ def _deployment(group: GroupRoute, component: str) -> dict[str, Any]:
         "env": env, "envFrom": _env_from(), "resources": _resources(w),
         "securityContext": _container_security(), "volumeMounts": mounts,
     }
-    if not web:  # the cluster's Prometheus scrapes it with the web pods' token (a NetworkPolicy of its own)
+    if not web:  # the cluster's Prometheus scrapes it with the web pods' token (deploy/base/monitoring.yaml)
         container["ports"] = [{"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"}]
     if web:
         container["ports"] = [{"name": "http", "containerPort": PORT, "protocol": "TCP"}]

@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 
 from backend.deploy.kubernetes import base_kustomization, base_objects, overlay_kustomization, overlay_objects
+from backend.deploy.monitoring import monitoring_objects
 from backend.deploy.table import RoutingTable
 
 HEADER = ("# Rendered by `atrium deploy render` from {source} (backend/deploy/). Do not edit: change tenants.yaml and\n"
@@ -36,9 +37,12 @@ def render_tree(table: RoutingTable, config_dir: Path) -> dict[str, str]:
     config_files = sorted(p.name for p in config_dir.iterdir() if p.is_file() and p.suffix in (".yaml", ".yml"))
     for name in config_files:  # Kustomize reads files under the kustomization's own folder only: copies
         files[f"base/config/{name}"] = (config_dir / name).read_text(encoding="utf-8")
-    for name, docs in base_objects(table).items():
+    base = base_objects(table)
+    if monitoring := monitoring_objects(table.monitoring):
+        base["monitoring.yaml"] = monitoring
+    for name, docs in base.items():
         files[f"base/{name}"] = _dump(docs, source)
-    files["base/kustomization.yaml"] = _dump([base_kustomization(config_files)], source)
+    files["base/kustomization.yaml"] = _dump([base_kustomization(config_files, list(base))], source)
     for group in table.groups:
         objects = overlay_objects(table, group)
         for name, docs in objects.items():

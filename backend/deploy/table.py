@@ -12,11 +12,12 @@ refuses it (421 naming the group), whatever the load balancer did.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from backend.config_files import ConfigError
 from backend.groups import GroupConfig
+from backend.monitoring import MonitoringConfig
 from backend.tenants import TenantRegistry
 
 # Kubernetes names (`atrium-worker-<group>`) are DNS labels of at most 63 characters.
@@ -43,6 +44,8 @@ class GroupRoute:
 @dataclass(frozen=True)
 class RoutingTable:
     groups: tuple[GroupRoute, ...]
+    # Not routing, but read from the same file by the same renderer: who scrapes the pods, where traces go.
+    monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
 
     @classmethod
     def from_registry(cls, registry: TenantRegistry) -> RoutingTable:
@@ -69,7 +72,7 @@ class RoutingTable:
                 users = [g.name for g in groups if g.host == host]
                 raise ConfigError(f"{where}: deployment groups {', '.join(users)} share the host {host}: a browser "
                                   "page is routed by its host, so each group needs a public_url host of its own")
-        return cls(groups=groups)
+        return cls(groups=groups, monitoring=registry.monitoring)
 
     @property
     def hosts(self) -> list[str]:

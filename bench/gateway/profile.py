@@ -1,5 +1,5 @@
-"""Profile Atrium under the gateway load with py-spy (bench/.venv-proxy/bin/py-spy): writes a flame graph SVG
-and a top-functions text summary to bench/results/.
+"""Profile Atrium under the gateway load with py-spy (bench/.venv-proxy/bin/py-spy, installed by
+setup_proxy_venv.sh; else one on PATH): writes a flame graph SVG and a top-functions text summary to bench/results/.
 
     .venv/bin/python bench/gateway/profile.py [--seconds 20]
 """
@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,12 +22,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import run  # noqa: E402
 
 
+def find_pyspy() -> Path:
+    """The bench venv's py-spy, else one on PATH; none: stop before starting anything, saying how to get it."""
+    for candidate in (run.ROOT / "bench" / ".venv-proxy" / "bin" / "py-spy", shutil.which("py-spy")):
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    sys.exit("error: py-spy not found (bench/.venv-proxy/bin/py-spy or on PATH): run "
+             "bench/gateway/setup_proxy_venv.sh, which installs it there")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=int, default=20)
     ap.add_argument("--requests", type=int, default=4000)
     args = ap.parse_args()
-    pyspy = run.ROOT / "bench" / ".venv-proxy" / "bin" / "py-spy"
+    pyspy = find_pyspy()
     tmp = Path(tempfile.mkdtemp(prefix="atrium-profile-"))
     body = tmp / "body.json"
     body.write_text(json.dumps(run.BODY))

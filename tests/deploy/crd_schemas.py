@@ -1,6 +1,8 @@
 """JSON schemas for the custom resources the manifests use, which kubernetes-validate's bundled schemas (the core API)
-do not have: the Gateway API's Gateway and HTTPRoute (gateway.networking.k8s.io/v1, standard channel) and GKE's
-GCPBackendPolicy and HealthCheckPolicy (networking.gke.io/v1).
+do not have: the Gateway API's Gateway and HTTPRoute (gateway.networking.k8s.io/v1, standard channel), GKE's
+GCPBackendPolicy and HealthCheckPolicy (networking.gke.io/v1) and GKE Managed Prometheus' PodMonitoring
+(monitoring.googleapis.com/v1; from its Go types in GoogleCloudPlatform/prometheus-engine, pkg/operator/apis/
+monitoring/v1: pod_types.go, http_types.go).
 
 Written by hand for the fields the renderer uses, with the limits the CRDs state (patterns, enums, ranges, list
 sizes, the rules their CEL validations add that matter here: HTTPS listeners carry TLS, a Service backend names its
@@ -108,9 +110,43 @@ HEALTH_CHECK_POLICY = _resource("networking.gke.io/v1", "HealthCheckPolicy", _st
     "targetRef": _TARGET,
 }, ["targetRef"]))
 
+# A Prometheus duration (e.g. 30s, 1m30s), as the CRD's `format: duration` and Prometheus' parser take it.
+_DURATION = {"type": "string", "pattern": r"^((\d+y)?(\d+w)?(\d+d)?(\d+h)?(\d+m)?(\d+s)?(\d+ms)?|0)$", "minLength": 1}
+_SECRET_SELECTOR = _strict({"secret": _strict({"name": DNS_LABEL, "key": {"type": "string", "minLength": 1,
+                                                                          "pattern": r"^[-._a-zA-Z0-9]+$"},
+                                               "namespace": DNS_LABEL}, ["name", "key"])})
+_SCRAPE_ENDPOINT = _strict({
+    # Name (a container port's name) or non-zero number of the port.
+    "port": {"oneOf": [{"type": "string", "minLength": 1, "maxLength": 253}, PORT]},
+    "scheme": {"enum": ["http", "https"]},
+    "path": {"type": "string", "pattern": "^/"},
+    "interval": _DURATION, "timeout": _DURATION,
+    # `type` defaults to Bearer; Basic is refused (basicAuth is the field for it).
+    "authorization": _strict({"type": {"type": "string", "not": {"const": "Basic"}},
+                              "credentials": _SECRET_SELECTOR}),
+}, ["port", "interval"])
+_SELECTOR_REQUIREMENT = _strict({"key": {"type": "string"}, "operator": {"enum": ["In", "NotIn", "Exists",
+                                                                                 "DoesNotExist"]},
+                                 "values": {"type": "array", "items": {"type": "string"}}}, ["key", "operator"])
+# GMP's target schema: a pod label may not be copied onto the labels that identify a series.
+_PROTECTED = ["project_id", "location", "cluster", "namespace", "job", "instance"]  # isPrometheusTargetLabel
+
+POD_MONITORING = _resource("monitoring.googleapis.com/v1", "PodMonitoring", _strict({
+    "selector": _strict({"matchLabels": LABELS,
+                         "matchExpressions": {"type": "array", "items": _SELECTOR_REQUIREMENT}}),
+    "endpoints": {"type": "array", "minItems": 1, "items": _SCRAPE_ENDPOINT},
+    "targetLabels": _strict({
+        "metadata": {"type": "array", "items": {"enum": ["pod", "container", "node"]}},
+        "fromPod": {"type": "array", "items": _strict({"from": {"type": "string", "minLength": 1},
+                                                       "to": {"type": "string", "pattern": r"^[a-zA-Z_][a-zA-Z0-9_]*$",
+                                                              "not": {"enum": _PROTECTED}}}, ["from"])}}),
+    "filterRunning": {"type": "boolean"},
+}, ["selector", "endpoints"]))
+
 SCHEMAS = {
     ("gateway.networking.k8s.io/v1", "Gateway"): GATEWAY,
     ("gateway.networking.k8s.io/v1", "HTTPRoute"): HTTP_ROUTE,
     ("networking.gke.io/v1", "GCPBackendPolicy"): GCP_BACKEND_POLICY,
     ("networking.gke.io/v1", "HealthCheckPolicy"): HEALTH_CHECK_POLICY,
+    ("monitoring.googleapis.com/v1", "PodMonitoring"): POD_MONITORING,
 }

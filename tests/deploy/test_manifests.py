@@ -32,7 +32,7 @@ from tests.deploy.crd_schemas import SCHEMAS
 
 KUBERNETES_VERSION = "1.32"  # the oldest minor version the manifests must be valid for (GKE's regular channel)
 SECRET_NAMES = {"DATABASE_URL", "REDIS_URL", "CHAINLIT_AUTH_SECRET", "OIDC_CLIENT_SECRET", "ANTHROPIC_API_KEY",
-                "OPENAI_API_KEY", "GEMINI_API_KEY", "PINECONE_API_KEY"}
+                "OPENAI_API_KEY", "GEMINI_API_KEY", "PINECONE_API_KEY", "ATRIUM_METRICS_TOKEN"}
 TENANTS = yaml.safe_load((REPO / "config" / "tenants.yaml").read_text())
 
 
@@ -81,8 +81,8 @@ def test_every_overlay_builds_and_every_object_is_valid(built):
         for obj in objects:
             by[_validate(obj)].add(obj["kind"])
     assert by["core"] == {"Namespace", "ServiceAccount", "ConfigMap", "Job", "NetworkPolicy", "Deployment", "Service",
-                          "PodDisruptionBudget", "HorizontalPodAutoscaler"}
-    assert by["crd"] == {"Gateway", "HTTPRoute", "GCPBackendPolicy", "HealthCheckPolicy"}
+                          "PodDisruptionBudget", "HorizontalPodAutoscaler", "Role", "RoleBinding"}
+    assert by["crd"] == {"Gateway", "HTTPRoute", "GCPBackendPolicy", "HealthCheckPolicy", "PodMonitoring"}
 
 
 def test_the_validation_refuses_what_a_cluster_would(built):
@@ -100,7 +100,11 @@ def test_the_validation_refuses_what_a_cluster_would(built):
     typo["spec"]["default"]["sessionAffinity"]["type"] = "GENERATED_COOKIES"
     service = copy.deepcopy(next(o for o in objects if o["kind"] == "Service"))
     service["spec"]["sessionAffinity_"] = "ClientIP"
-    for bad in (deployment, too_many, no_port, typo, service):
+    monitor = next(o for o in objects if o["kind"] == "PodMonitoring")
+    no_interval, basic = copy.deepcopy(monitor), copy.deepcopy(monitor)
+    del no_interval["spec"]["endpoints"][0]["interval"]
+    basic["spec"]["endpoints"][0]["authorization"]["type"] = "Basic"
+    for bad in (deployment, too_many, no_port, typo, service, no_interval, basic):
         with pytest.raises(jsonschema.ValidationError):
             _validate(bad)
 
@@ -207,7 +211,9 @@ def test_pods_run_as_the_images_user_on_a_read_only_root_with_secrets_by_referen
 
 
 def test_only_the_web_pods_take_ingress_and_only_from_the_load_balancer(built):
-    policies = [o for o in built["default"] if o["kind"] == "NetworkPolicy"]
+    """Apart from the metrics scraper's (tests/deploy/test_monitoring.py)."""
+    policies = [o for o in built["default"] if o["kind"] == "NetworkPolicy"
+                and o["metadata"]["name"] != "atrium-metrics-scrape"]
     everything = next(p for p in policies if p["spec"]["podSelector"]["matchLabels"] == {
         "app.kubernetes.io/name": "atrium"})
     assert everything["spec"]["ingress"] == [] and set(everything["spec"]["policyTypes"]) == {"Ingress", "Egress"}
