@@ -27,8 +27,14 @@ def percent(value: float) -> str:
     return f"{value:,.2f}".rstrip("0").rstrip(".") + "%"  # 0.05% stays 0.05%, 50.00% is 50%
 
 
+def _trim(value: float) -> str:
+    return f"{value:,.1f}".removesuffix(".0")
+
+
 def ms(value: float) -> str:
-    return f"{value:,.0f} ms"
+    """A latency on the value axis: seconds from 1,000 ms on (a "5,000 ms" label does not fit left of the axis and
+    was cut to ",000 ms"), one decimal so the middle tick of 5 ms is 2.5 ms, not "2 ms"."""
+    return f"{_trim(value / 1000)} s" if value >= 1000 else f"{_trim(value)} ms"
 
 
 def chart_range(days: str | None, start: str | None, end: str | None) -> tuple:

@@ -1,7 +1,8 @@
 """The numbers behind the operators' charts on /admin, per day over a range: requests, tokens and cost per tenant
 (from UsageService.report, i.e. the usage API's own numbers) and per model, each tenant's month against its budget,
-latency (p50/p95 of the recorded latencies) and error rate, refusals and denials (the audit log), and the ingestion
-backlog now. Plain data; the page draws it (backend/api/admin_charts.py with ui/charts.py)."""
+latency (p50/p95 of the recorded latencies) and error rate, refusals (the chat turns a quota or rate limit
+refused, and the audit log's 429s) and denials (the audit log), and the ingestion backlog now. Plain data; the
+page draws it (backend/api/admin_charts.py with ui/charts.py)."""
 
 from __future__ import annotations
 
@@ -108,6 +109,8 @@ def ops_series(*, db: Database, usage: UsageService, registry: TenantRegistry, e
         latency_p95=every_day(start, end, {d: percentile(h["latency_ms"], 0.95) for d, h in health.items()}),
         error_rate=every_day(start, end, {d: round(100 * h["errors"] / h["calls"], 2)
                                           for d, h in health.items() if h["calls"]}),
-        refusals=every_day(start, end, {d: r["refusals"] for d, r in refused.items()}),
+        # 429s: the audit log's (sign-in throttling) and the chat turns a quota or rate limit refused
+        refusals=every_day(start, end, {d: refused.get(d, {}).get("refusals", 0) + health.get(d, {}).get("quota", 0)
+                                        for d in set(refused) | set(health)}),
         denials=every_day(start, end, {d: r["denials"] for d, r in refused.items()}),
         backlog=backlog)

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, time, timedelta
 import pytest
 import sqlalchemy as sa
 
-from backend.api.admin_charts import slug
+from backend.api.admin_charts import ms, slug
 from backend.db.models import AuditEvent, ChatTurn, KbDocument
 
 TODAY = datetime.now(UTC).date()
@@ -102,13 +102,16 @@ def test_the_charts_draw_the_usage_apis_numbers(api_client, api_services, login_
     assert bars(page, "chart-model-requests-anthropic_claude-sonnet-5-5")[D2.isoformat()] == 1
     assert bars(page, "chart-model-requests-anthropic_claude-sonnet-5-5")[D1.isoformat()] == 0
 
-    # Latency (answered turns with a recorded latency), error rate, refusals (429) and denials from the audit log.
+    # Latency (answered turns with a recorded latency), error rate, refusals (429: quota-refused turns and the audit
+    # log's) and denials from the audit log.
     assert bars(page, "chart-latency-p50")[D1.isoformat()] == 100
     assert bars(page, "chart-latency-p95")[D1.isoformat()] == 300
     assert bars(page, "chart-latency-p50")[D2.isoformat()] == 200  # 900 (sales) and 200 (finance)
-    assert bars(page, "chart-error-rate")[D2.isoformat()] == pytest.approx(100 / 4)  # 1 error of 4 finished calls
+    # 1 error of 3 model calls: finance's quota-refused turn called no model, so it is no call that could fail
+    assert bars(page, "chart-error-rate")[D2.isoformat()] == round(100 / 3, 2)
     refusals, denials = bars(page, "chart-refusals"), bars(page, "chart-denials")
-    assert (refusals[D1.isoformat()], refusals[D2.isoformat()]) == (3, 1)
+    # D2: the audited 429 and finance's turn a quota refused (a usage row with outcome `quota`, never audited)
+    assert (refusals[D1.isoformat()], refusals[D2.isoformat()]) == (3, 2)
     assert denials[D2.isoformat()] == 2 and sum(denials.values()) == 2
     # The backlog now, and each tenant's month against its budget.
     assert bars(page, "chart-backlog")["Sales"] == 2 and bars(page, "chart-failed") == pytest.approx(
@@ -137,3 +140,9 @@ def test_the_range_control(api_client, login_as, seeded):
 def test_a_tenant_admin_is_still_refused(api_client, login_as):
     r = api_client.get("/admin?days=7", cookies=login_as("carol"))
     assert r.status_code == 403 and "chart-" not in r.text
+
+
+def test_latency_labels_fit_left_of_the_axis():
+    # The axis has room for about 7 characters; "5,000 ms" showed as ",000 ms", and 2.5 ms was rounded to "2 ms".
+    assert [ms(v) for v in (0, 2.5, 5, 250, 999, 1000, 2500, 5000, 12500)] == \
+        ["0 ms", "2.5 ms", "5 ms", "250 ms", "999 ms", "1 s", "2.5 s", "5 s", "12.5 s"]

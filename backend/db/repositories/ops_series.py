@@ -13,17 +13,24 @@ from sqlmodel import Session, col, select
 
 from backend.db.models import AuditEvent, ChatTurn, KbDocument
 
+NO_MODEL_CALL = ("quota", "refused")  # chat_turn outcomes of turns refused before a model was called
+
 
 def turn_health(*, session: Session, since: datetime, until: datetime,
                 tenants: Collection[str]) -> dict[str, dict]:
-    """Per day (ISO date): `calls` (finished model calls), `errors` (outcome `error`) and `latency_ms` (the
-    recorded latencies of answered turns, 0 meaning not recorded is left out) over `tenants`' turns."""
+    """Per day (ISO date): `calls` (finished model calls), `errors` (outcome `error`), `quota` (turns a quota or
+    rate limit refused: a 429 with a usage row, never an audit event) and `latency_ms` (the recorded latencies of
+    answered turns, 0 meaning not recorded is left out) over `tenants`' turns."""
     day = func.date(ChatTurn.created_at)
     where = (ChatTurn.created_at >= since, ChatTurn.created_at < until, col(ChatTurn.tenant).in_(list(tenants)),
              ChatTurn.status != "streaming")
-    out: dict[str, dict] = defaultdict(lambda: {"calls": 0, "errors": 0, "latency_ms": []})
+    out: dict[str, dict] = defaultdict(lambda: {"calls": 0, "errors": 0, "quota": 0, "latency_ms": []})
     for key, outcome, count in session.execute(
             select(day, ChatTurn.outcome, func.count()).where(*where).group_by(day, ChatTurn.outcome)):
+        if outcome == "quota":
+            out[str(key)]["quota"] += int(count)
+        if outcome in NO_MODEL_CALL:  # refused before any model was called: not a call that could fail
+            continue
         out[str(key)]["calls"] += int(count)
         if outcome == "error":
             out[str(key)]["errors"] += int(count)
