@@ -53,7 +53,10 @@ class AdmitStage:
         assert cfg is not None  # the guard refuses a tenant that is not configured
         if assistant is not None and cfg.assistant(assistant) is None:
             self.audit_foreign_assistant(principal, tenant, assistant, route="chat:assistant")
-            raise NotFound(f"tenant {tenant!r} has no assistant {assistant!r}", code="assistant_not_found")
+            # the caller is a member (checked above): naming the tenant's own assistants is the fix, not a leak
+            names = ", ".join(a.name for a in cfg.assistants)
+            raise NotFound(f"tenant {tenant!r} has no assistant {assistant!r}; it has: {names}",
+                           code="assistant_not_found")
 
     def audit_foreign_assistant(self, principal: Principal, tenant: str, name: str, *, route: str) -> None:
         """Asking one tenant for another tenant's assistant is a probe (a typo names nothing): a 404 either way,

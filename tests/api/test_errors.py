@@ -62,9 +62,14 @@ def test_unknown_fields_and_values_are_refused_not_ignored(api_client, login_as)
 
 
 def test_unknown_assistant_is_a_404_naming_it(api_client, login_as):
+    # and naming the tenant's assistants, the fix (a newcomer guessed `engineering-assistant` for `eng-assistant`)
     r = api_client.post("/api/t/sales/chat", json={"assistant": "nope", "message": "hi"}, cookies=login_as("alice"))
     assert r.status_code == 404
-    assert r.json() == {"error": "assistant_not_found", "detail": "tenant 'sales' has no assistant 'nope'"}
+    assert r.json() == {"error": "assistant_not_found",
+                        "detail": "tenant 'sales' has no assistant 'nope'; it has: sales-assistant, deal-desk"}
+    r = api_client.post("/api/t/engineering/chat", json={"assistant": "engineering-assistant", "message": "hi"},
+                        cookies=login_as("erin"))
+    assert r.json()["detail"].endswith("; it has: eng-assistant")
 
 
 def test_rest_chat_history_is_validated(api_client, login_as):
