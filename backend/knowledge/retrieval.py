@@ -13,7 +13,7 @@ from typing import Literal
 from backend.knowledge.embed.base import Embedder
 from backend.knowledge.stores.base import Hit, TenantStore
 from backend.knowledge.text import term_coverage
-from backend.tracing import span
+from backend.tracing import TENANT, span
 
 Mode = Literal["hybrid", "dense"]
 # A passage whose cosine similarity is below the threshold still counts when it contains most of the
@@ -68,9 +68,10 @@ class Retrieval:
     def search(self, store: TenantStore, query: str, *, top_k: int = 5, document_ids: set[str] | None = None,
                mode: Mode | None = None) -> list[Hit]:
         """Blocking: call it from a worker thread (asyncio.to_thread)."""
-        with span("atrium.embed", {"gen_ai.operation.name": "embeddings"}):
+        # the tenant on each span: a trace backend filtering spans by `atrium.tenant` finds these too
+        with span("atrium.embed", {"gen_ai.operation.name": "embeddings", TENANT: store.tenant}):
             vector = self.embed_query(query)
-        with span("atrium.search", {"atrium.retrieval_mode": mode or self.mode}):
+        with span("atrium.search", {"atrium.retrieval_mode": mode or self.mode, TENANT: store.tenant}):
             return self.search_vector(store, query, vector, top_k=top_k, document_ids=document_ids, mode=mode)
 
     def search_vector(self, store: TenantStore, query: str, vector: list[float], *, top_k: int,

@@ -70,7 +70,8 @@ def test_one_chat_turn_is_one_trace_with_its_parts_and_tenant(spans, make_api_cl
             "chat smart", "atrium.usage.write"} <= names, names
     assert len({s.context.trace_id for s in finished}) == 1  # nothing of the turn went into another trace
     by_name = {s.name: s for s in turn}
-    for name in ("atrium.retrieve", "atrium.quota.admit", "chat smart", "atrium.usage.write"):
+    for name in ("atrium.retrieve", "atrium.embed", "atrium.search", "atrium.quota.admit", "chat smart",
+                 "atrium.usage.write"):
         assert by_name[name].attributes[tracing.TENANT] == "sales", name
     assert root.attributes[tracing.TENANT] == "sales"
     assert root.attributes["http.response.status_code"] == 200
