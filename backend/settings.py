@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -232,10 +233,19 @@ def load_env_file(path: Path = Path(".env")) -> bool:
     return load_dotenv(path, override=False)
 
 
+SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|_KEY$", re.IGNORECASE)  # variables whose values are not echoed
+
+
 def describe_invalid(exc: ValidationError) -> str:
     """One line per bad variable, naming it, what was set and what it takes (instead of a traceback)."""
     lines = ["invalid configuration (environment or .env):"]
     for err in exc.errors():
         name = ".".join(str(p) for p in err.get("loc", ())) or "?"
-        lines.append(f"  {name}={err.get('input')!r}: {err.get('msg')}")
+        value = err.get("input")
+        if SECRET_NAME.search(name) and isinstance(value, str):
+            # stderr ends up in the pod's logs: a token one character short is still most of a secret
+            shown = f"<{len(value)} characters, not shown>"
+        else:
+            shown = repr(value)
+        lines.append(f"  {name}={shown}: {err.get('msg')}")
     return "\n".join(lines)

@@ -93,3 +93,14 @@ def test_a_shared_deployment_passes(make_settings):
 def test_a_worker_is_not_asked_for_redis_or_a_session_secret(make_settings):
     assert problems(make_settings(DATABASE_URL=PG, **SHARED_STORE), serving=False) == []
     assert len(problems(make_settings(DATABASE_URL=PG, **SHARED_STORE))) == 2
+
+
+def test_an_invalid_secret_is_named_but_not_echoed(tmp_path):
+    # stderr is the pod's log: a metrics token one character short is still most of the secret; other values stay
+    # shown, they are what the operator has to correct
+    token = "tok-" + "x" * 11  # 15 characters: one short
+    done = _run(tmp_path, "serve", ATRIUM_METRICS_TOKEN=token, ATRIUM_MAX_UPLOAD_MB="lots")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert token not in done.stderr
+    assert "ATRIUM_METRICS_TOKEN=<15 characters, not shown>: String should have at least 16 characters" in done.stderr
+    assert "ATRIUM_MAX_UPLOAD_MB='lots'" in done.stderr
