@@ -13,9 +13,12 @@ from backend.governance.ops_charts import OpsSeries, day_range
 from ui import charts
 
 RANGES = (7, 30, 90)  # the quick choices; any from/to works too
-METRIC_CHARTS = (("requests", "Requests per day", "requests", charts.plain, charts.bar_chart),
-                 ("total_tokens", "Tokens per day", "tokens", charts.plain, charts.bar_chart),
-                 ("cost_usd", "Cost per day (USD)", "USD", charts.usd, charts.line_chart))
+# The cost charts' empty text: a tenant answered only by free models (the in-process one) has usage but no cost,
+# and "No usage in this range" under a tokens chart with bars read as a contradiction.
+METRIC_CHARTS = (("requests", "Requests per day", "requests", charts.plain, charts.bar_chart, charts.EMPTY),
+                 ("total_tokens", "Tokens per day", "tokens", charts.plain, charts.bar_chart, charts.EMPTY),
+                 ("cost_usd", "Cost per day (USD)", "USD", charts.usd, charts.line_chart,
+                  "No cost in this range"))
 
 
 def slug(model: str) -> str:
@@ -69,14 +72,14 @@ def admin_charts(services: Services, *, days: str | None, start: str | None, end
 def draw(data: OpsSeries) -> dict:
     per_tenant = [
         (metric, title, [(name, draw_fn(data.per_tenant[t][metric], chart_id=f"chart-{metric}-{t}",
-                                        title=f"{title}: {name}", unit=unit, fmt=fmt))
+                                        title=f"{title}: {name}", unit=unit, fmt=fmt, empty=empty))
                          for t, name in data.tenants])
-        for metric, title, unit, fmt, draw_fn in METRIC_CHARTS]
+        for metric, title, unit, fmt, draw_fn, empty in METRIC_CHARTS]
     per_model = [
         (metric, title, [(model, draw_fn(data.per_model[model][metric], chart_id=f"chart-model-{metric}-{slug(model)}",
-                                         title=f"{title}: {model}", unit=unit, fmt=fmt))
+                                         title=f"{title}: {model}", unit=unit, fmt=fmt, empty=empty))
                          for model in data.models])
-        for metric, title, unit, fmt, draw_fn in METRIC_CHARTS]
+        for metric, title, unit, fmt, draw_fn, empty in METRIC_CHARTS]
     budgets = [(m["name"], round(100 * m["cost_usd"] / m["budget_usd"], 2)) for m in data.month if m["budget_usd"]]
     return {
         "per_tenant": per_tenant, "per_model": per_model,

@@ -146,3 +146,23 @@ def test_latency_labels_fit_left_of_the_axis():
     # The axis has room for about 7 characters; "5,000 ms" showed as ",000 ms", and 2.5 ms was rounded to "2 ms".
     assert [ms(v) for v in (0, 2.5, 5, 250, 999, 1000, 2500, 5000, 12500)] == \
         ["0 ms", "2.5 ms", "5 ms", "250 ms", "999 ms", "1 s", "2.5 s", "5 s", "12.5 s"]
+
+
+def test_usage_without_cost_says_no_cost_not_no_usage(api_client, api_services, login_as):
+    # the demo's in-process model is free: its tenant has requests and tokens but no cost, and "No usage in this
+    # range" under bars of tokens read as a contradiction
+    with api_services.db.session() as s:
+        s.add(ChatTurn(tenant="finance", subject="x", model="local/smollm2", created_at=at(D1), prompt_tokens=10,
+                       completion_tokens=5, cost_usd=0.0, outcome="ok", latency_ms=100))
+        s.commit()
+    page = html.unescape(api_client.get("/admin?days=7", cookies=login_as("root")).text)
+    assert bars(page, "chart-total_tokens-finance")[D1.isoformat()] == 15
+
+    def empty_text(chart_id: str) -> list[str]:
+        svg = page.split(f'id="{chart_id}"')[1].split("</svg>")[0]
+        return re.findall(r'class="chart-empty"[^>]*>([^<]*)<', svg)
+
+    assert empty_text("chart-total_tokens-finance") == []
+    assert empty_text("chart-cost_usd-finance") == ["No cost in this range"]
+    assert empty_text("chart-model-cost_usd-local_smollm2") == ["No cost in this range"]
+    assert empty_text("chart-requests-sales") == ["No usage in this range"]
