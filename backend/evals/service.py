@@ -288,15 +288,6 @@ class EvalService:
         return {**run_public(run, resumable=self._resumable(run)), "kb_current": run.kb_version == self.kb_version(
             tenant), "results": [result_public(r) for r in results]}
 
-    def version_runs(self, tenant: str, assistant: str, version: int, *, limit: int = 20) -> list[dict[str, Any]]:
-        """The runs of a saved version, newest first, each saying whether it saw the current knowledge base
-        (`kb_current`): what the release gate reads."""
-        current = self.kb_version(tenant)
-        with self.db.session() as session:
-            rows = repo.list_runs(session=session, tenant=tenant, assistant=assistant, prompt_version=version,
-                                  limit=limit)
-        return [{**run_public(r, resumable=self._resumable(r)), "kb_current": r.kb_version == current} for r in rows]
-
     def baseline(self, tenant: str, assistant: str, *, version: int, kb_version: str, tier: str | None,
                  cases: int | None = None, judged: bool = False) -> dict[str, Any] | None:
         """The latest finished run of `version` on this knowledge base and tier, judged or not like the run it is
