@@ -142,16 +142,7 @@ async def _run(svc: Any, args: argparse.Namespace, body: str | None, config: dic
                                   body=None, config={})
             if base["status"] != "finished":
                 return _error(f"the baseline run of production stopped: {base['error']}")
-        diff = evals.compare(args.tenant, args.assistant, base["id"], run["id"])
-        print(f"production (version {production}): score {diff['score']['a']:.0%} on the same cases "
-              f"[run {base['id']}]")
-        for change in diff["changed"]:
-            if change["direction"] == "regressed":
-                why = "; ".join(f"{k}: {v['detail']}" for k, v in change["b"]["checks"].items() if v["ok"] is False)
-                print(f"REGRESSED {change['case']}: {change['question']}\n    {why}")
-                failed += 1
-            else:
-                print(f"fixed     {change['case']}: {change['question']}")
+        failed = report_regressions(svc, args.tenant, args.assistant, run=run, base=base, production=production)
     if failed:
         print(f"{failed} case(s) pass in production and fail in {what}", file=sys.stderr)
         return 1
@@ -160,6 +151,27 @@ async def _run(svc: Any, args: argparse.Namespace, body: str | None, config: dic
         return 1
     print("no regression")
     return 0
+
+
+def report_regressions(svc: Any, tenant: str, assistant: str, *, run: dict[str, Any], base: dict[str, Any],
+                       production: int) -> int:
+    """Print how `run` compares with production's `base` run; the number of regressions. What a regression is
+    is the release gate's decision (gate.regressions, over the current case set), so that the CLI's exit 1 and a
+    refused promotion never disagree; the comparison only supplies each case's failing checks and the fixes."""
+    diff = svc.evals.compare(tenant, assistant, base["id"], run["id"])
+    failing = svc.eval_gate.regressions(tenant, assistant, run_id=run["id"], against_id=base["id"])
+    regressed = {c["id"]: c for c in failing}
+    print(f"production (version {production}): score {diff['score']['a']:.0%} on the same cases "
+          f"[run {base['id']}]")
+    for change in diff["changed"]:
+        if change["direction"] == "regressed" and regressed.pop(change["case"], None) is not None:
+            why = "; ".join(f"{k}: {v['detail']}" for k, v in change["b"]["checks"].items() if v["ok"] is False)
+            print(f"REGRESSED {change['case']}: {change['question']}\n    {why}")
+        elif change["direction"] == "fixed":
+            print(f"fixed     {change['case']}: {change['question']}")
+    for case in regressed.values():  # passes on production, not run here (added to the set during the run)
+        print(f"REGRESSED {case['id']}: {case['question']}\n    {case['why']}")
+    return len(failing)
 
 
 async def _execute(evals: Any, who: Principal, args: argparse.Namespace, what: str, *, version: int | None,
