@@ -175,8 +175,8 @@ def list_runs(assistant: str, ctx: PromptsWrite, services: ServicesDep,
 
 
 @router.get("/runs/{run_id}")
-def get_run(assistant: str, run_id: str, ctx: PromptsWrite, services: ServicesDep) -> dict[str, Any]:
-    return _evals(services).run(ctx.tenant, assistant, run_id)
+def get_run(assistant: str, run_id: str, ctx: PromptsWrite, services: ServicesDep, request: Request) -> dict[str, Any]:
+    return _evals(services).run(ctx.tenant, assistant, run_id, principal=ctx.principal, route=request.url.path)
 
 
 @router.post("/runs/{run_id}/resume", status_code=202)
@@ -185,6 +185,19 @@ async def resume_run(assistant: str, run_id: str, ctx: PromptsWrite, services: S
     return _evals(services).resume_run(ctx.principal, ctx.tenant, assistant, run_id, route=request.url.path)
 
 
+@router.post("/runs/{run_id}/cancel", status_code=202)
+async def cancel_run(assistant: str, run_id: str, ctx: PromptsWrite, services: ServicesDep, request: Request,
+                     response: Response) -> dict[str, Any]:
+    """Stops a queued or running run, in whichever process runs it: 202 with the run, now `cancelled`. The case
+    being answered is finished and kept, no other is started (poll `GET .../runs/{run_id}`: `done` may grow by
+    one); the cases checked so far stay, and `.../resume` answers the rest later, like a failed run."""
+    run, cancelled = _evals(services).cancel_run(ctx.principal, ctx.tenant, assistant, run_id, route=request.url.path)
+    if not cancelled:
+        response.status_code = 200
+    return run
+
+
 @router.get("/compare")
-def compare(assistant: str, a: RunId, b: RunId, ctx: PromptsWrite, services: ServicesDep) -> dict[str, Any]:
-    return _evals(services).compare(ctx.tenant, assistant, a, b)
+def compare(assistant: str, a: RunId, b: RunId, ctx: PromptsWrite, services: ServicesDep,
+            request: Request) -> dict[str, Any]:
+    return _evals(services).compare(ctx.tenant, assistant, a, b, principal=ctx.principal, route=request.url.path)

@@ -169,6 +169,8 @@ HTTP_SURFACE: tuple[HttpEntry, ...] = (
     _api("GET", f"{T}/evals/{{assistant}}/runs", tenant("prompts:write")),
     _api("GET", f"{T}/evals/{{assistant}}/runs/{{run_id}}", tenant("prompts:write")),
     _api("POST", f"{T}/evals/{{assistant}}/runs/{{run_id}}/resume", tenant("prompts:write")),
+    _api("POST", f"{T}/evals/{{assistant}}/runs/{{run_id}}/cancel", tenant("prompts:write"),
+         "stops the run in whichever process runs it (a status it reads before each case)"),
     _api("GET", f"{T}/evals/{{assistant}}/compare", tenant("prompts:write")),
     _api("GET", f"{T}/evals/{{assistant}}/gate", tenant("prompts:write"),
          "the release gate's state; the same decision refuses PUT …/labels/production (the prompt service asks it)"),

@@ -6,6 +6,8 @@ it with the version in production on the same knowledge base (running production
     exit 1  a regression (the failing cases are listed), or a score below --min-score
     exit 2  a usage error (unknown tenant or assistant, a bad file, no cases), or a run that could not finish
             (a quota, a model failure: `atrium eval run` again resumes nothing — start it later)
+    exit 130  Ctrl-C: the run in progress is marked `cancelled` (not left "running"), its checked cases kept;
+              the studio's Tests tab or POST …/runs/{id}/resume answers the rest
 
 The CLI acts as the operator `cli` (its usage rows, channel eval, are that subject's), with an editor's rights in
 the tenant it names.
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -111,6 +114,15 @@ def cmd_run(args: argparse.Namespace, services: ServicesFactory) -> int:
     svc = services()
     try:
         return asyncio.run(_run(svc, args, body, config))
+    except Interrupted as stop:
+        run = stop.run
+        print(f"cancelled: run {run['id']} stopped after {run['done']} of {run['total']} cases (status "
+              f"{run['status']}); the studio's Tests tab (or POST …/evals/{args.assistant}/runs/{run['id']}/resume) "
+              f"answers the rest", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:  # Ctrl-C outside a run (starting, comparing): nothing is left running
+        print("interrupted", file=sys.stderr)
+        return 130
     except AtriumError as exc:
         for problem in exc.extra.get("problems", []):
             where = problem.get("field") or problem.get("where")
@@ -182,7 +194,7 @@ async def _execute(evals: Any, who: Principal, args: argparse.Namespace, what: s
                               tier=args.tier, judge=args.judge, route="cli:eval run", background=False)
     bar = tqdm(total=started["total"], desc=what, unit="case", file=sys.stderr, dynamic_ncols=True)
     try:
-        evals.runner.claim(args.tenant, started["id"])
+        evals.runner.claim(args.tenant, started["id"], new=True)
         last = [0]
 
         def progress(row: Any) -> None:
@@ -190,7 +202,27 @@ async def _execute(evals: Any, who: Principal, args: argparse.Namespace, what: s
             last[0] = row.done
             bar.set_postfix(passed=row.passed, refresh=False)
 
-        await evals.runner.execute(who, args.tenant, started["id"], progress=progress)
+        work = asyncio.ensure_future(evals.runner.execute(who, args.tenant, started["id"], progress=progress))
+        try:
+            await asyncio.shield(work)
+        except asyncio.CancelledError:
+            # Ctrl-C (asyncio.run cancels this coroutine): the run is marked cancelled first — audited, resumable
+            # — and only then is the case in progress abandoned, so the runner's "interrupted" never replaces it.
+            with contextlib.suppress(AtriumError):  # it finished (or failed) just then: left as it is
+                evals.cancel_run(who, args.tenant, args.assistant, started["id"], route="cli:eval run",
+                                 reason="cancelled with Ctrl-C in atrium eval run")
+            work.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await work
+            raise Interrupted(evals.run(args.tenant, args.assistant, started["id"])) from None
     finally:
         bar.close()
     return evals.run(args.tenant, args.assistant, started["id"])
+
+
+class Interrupted(Exception):
+    """Ctrl-C during a run: the run, as it was left (cancelled)."""
+
+    def __init__(self, run: dict[str, Any]) -> None:
+        super().__init__(run["id"])
+        self.run = run

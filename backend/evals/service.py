@@ -235,12 +235,14 @@ class EvalService:
 
     def resume_run(self, principal: Principal, tenant: str, assistant: str, run_id: str, *,
                    route: str, background: bool = True) -> dict[str, Any]:
-        """Continue a run that stopped (a quota, a failure, a process that died): only the cases without a result.
-        Its calls from here on are charged to whoever resumes it (they caused them)."""
+        """Continue a run that stopped (a quota, a failure, a cancel, a process that died): only the cases without
+        a result. Its calls from here on are charged to whoever resumes it (they caused them)."""
         self._assistant(tenant, assistant)
-        self._run_row(tenant, assistant, run_id)
+        row = self._run_row(tenant, assistant, run_id, principal=principal, route=route)
         if run_id in self.tasks and not self.tasks[run_id].done():
-            raise Conflict(f"run {run_id} is running", code="run_in_progress")
+            stopping = " and stops after the case it is answering: resume it in a moment" if (
+                row.status == "cancelled") else ""
+            raise Conflict(f"run {run_id} is running{stopping}", code="run_in_progress")
         self.runner.claim(tenant, run_id)
         self.audit.record("eval_run_resumed", subject=principal.subject, tenant=tenant, route=route, status=202,
                           detail={"assistant": assistant, "run": run_id})
@@ -248,21 +250,53 @@ class EvalService:
             self._spawn(principal, tenant, run_id, claimed=True)
         return run_public(self._run_row(tenant, assistant, run_id), resumable=False)
 
+    def cancel_run(self, principal: Principal, tenant: str, assistant: str, run_id: str, *, route: str,
+                   reason: str | None = None) -> tuple[dict[str, Any], bool]:
+        """Stop a queued or running run, in whichever process runs it: it stops before its next case (the case in
+        progress is kept) and stays `cancelled`, resumable like a failed run. (the run, whether this call cancelled
+        it): a run already cancelled is returned as it is; a finished or failed one is a Conflict."""
+        self._assistant(tenant, assistant)
+        row = self._run_row(tenant, assistant, run_id, principal=principal, route=route)
+        with self.db.session() as session:
+            cancelled = repo.cancel_run(session=session, tenant=tenant, run_id=run_id,
+                                        error=(reason or f"cancelled by {principal.subject}")[:500])
+        row = self._run_row(tenant, assistant, run_id)
+        if not cancelled:
+            if row.status == "cancelled":
+                return run_public(row, resumable=self._resumable(row)), False
+            if row.status == "finished":
+                raise Conflict(f"run {run_id} has finished: there is nothing to cancel", code="run_finished")
+            raise Conflict(f"run {run_id} has already stopped ({row.error or row.status}): there is nothing to "
+                           f"cancel; resume it to answer the rest", code="run_not_running")
+        self.audit.record("eval_run_cancelled", subject=principal.subject, tenant=tenant, route=route, status=202,
+                          detail={"assistant": assistant, "run": run_id, "done": row.done, "total": row.total})
+        return run_public(row, resumable=self._resumable(row)), True
+
     def _spawn(self, principal: Principal, tenant: str, run_id: str, *, claimed: bool = False) -> None:
         async def work() -> None:
             try:
                 if not claimed:
-                    self.runner.claim(tenant, run_id)
+                    try:
+                        self.runner.claim(tenant, run_id, new=True)
+                    except Conflict:  # cancelled before it started: nothing to do
+                        return
                 await self.runner.execute(principal, tenant, run_id)
             finally:
                 self.tasks.pop(run_id, None)
 
         self.tasks[run_id] = asyncio.get_running_loop().create_task(work(), name=f"eval-run-{run_id}")
 
-    def _run_row(self, tenant: str, assistant: str, run_id: str) -> EvalRun:
+    def _run_row(self, tenant: str, assistant: str, run_id: str, *, principal: Principal | None = None,
+                 route: str = "") -> EvalRun:
+        """The run, else NotFound; a request (`principal`) naming another tenant's run id is audited: a leak or a
+        guess, as for another tenant's document id."""
         with self.db.session() as session:
             run = repo.get_run(session=session, tenant=tenant, run_id=run_id, assistant=assistant)
+            foreign = repo.run_tenant(session=session, run_id=run_id) if run is None and principal else None
         if run is None:
+            if foreign is not None and foreign != tenant:
+                self.audit.record("denied", subject=principal.subject if principal else None, tenant=tenant,
+                                  route=route, status=404, reason="other_tenants_run", detail={"run": run_id[:64]})
             raise NotFound(f"{assistant} has no run {run_id!r}", code="run_not_found")
         return run
 
@@ -280,9 +314,10 @@ class EvalService:
             rows = repo.list_runs(session=session, tenant=tenant, assistant=assistant, limit=limit)
         return [run_public(r, resumable=self._resumable(r)) for r in rows]
 
-    def run(self, tenant: str, assistant: str, run_id: str) -> dict[str, Any]:
+    def run(self, tenant: str, assistant: str, run_id: str, *, principal: Principal | None = None,
+            route: str = "") -> dict[str, Any]:
         self._assistant(tenant, assistant)
-        run = self._run_row(tenant, assistant, run_id)
+        run = self._run_row(tenant, assistant, run_id, principal=principal, route=route)
         with self.db.session() as session:
             results = repo.list_results(session=session, tenant=tenant, run_id=run_id)
         return {**run_public(run, resumable=self._resumable(run)), "kb_current": run.kb_version == self.kb_version(
@@ -302,9 +337,10 @@ class EvalService:
                 return run_public(row, resumable=False)
         return None
 
-    def compare(self, tenant: str, assistant: str, a: str, b: str) -> dict[str, Any]:
+    def compare(self, tenant: str, assistant: str, a: str, b: str, *, principal: Principal | None = None,
+                route: str = "") -> dict[str, Any]:
         self._assistant(tenant, assistant)
-        runs = [self._run_row(tenant, assistant, x) for x in (a, b)]
+        runs = [self._run_row(tenant, assistant, x, principal=principal, route=route) for x in (a, b)]
         with self.db.session() as session:
             results = [repo.list_results(session=session, tenant=tenant, run_id=r.id) for r in runs]
         return compare_runs(run_public(runs[0]), run_public(runs[1]), [result_public(r) for r in results[0]],

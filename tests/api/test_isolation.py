@@ -97,6 +97,8 @@ ROUTES: list[Route] = [
           params={"assistant": "sales-assistant", "run_id": "0123456789abcdef"}),
     Route("POST", "/api/t/{tenant}/evals/{assistant}/runs/{run_id}/resume",
           params={"assistant": "sales-assistant", "run_id": "0123456789abcdef"}),
+    Route("POST", "/api/t/{tenant}/evals/{assistant}/runs/{run_id}/cancel",
+          params={"assistant": "sales-assistant", "run_id": "0123456789abcdef"}),
     Route("GET", "/api/t/{tenant}/evals/{assistant}/compare?a=0123456789abcdef&b=0123456789abcdef",
           params={"assistant": "sales-assistant"}),
     Route("GET", "/api/t/{tenant}/evals/{assistant}/gate?version=1", params={"assistant": "sales-assistant"}),

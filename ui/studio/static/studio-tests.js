@@ -39,7 +39,7 @@ window.StudioTests = (function () {
     var name = app().name();
     if (st.loadedFor !== name) {
       st.loadedFor = name; st.openRun = null; st.picked = false; closeEditor(); clear($("run-view"));
-      clearTimeout(st.polling); st.polling = null; $("run-progress").hidden = true;
+      clearTimeout(st.polling); st.polling = null; st.following = null; $("run-progress").hidden = true;
       $("btn-export-cases").href = base() + "/cases/export";
       $("btn-export-cases").setAttribute("download", name + "-tests.yaml");
     }
@@ -206,6 +206,9 @@ window.StudioTests = (function () {
     if (r.status === "finished") return r.passed + " of " + r.total + " passed (" + pct(r.score) + ")";
     if (r.status === "queued") return "waiting to start (" + r.total + " cases)";
     if (r.status === "running") return r.done + " of " + r.total + " cases answered";
+    // The run's error says who cancelled it ("cancelled by bob", "cancelled with Ctrl-C in atrium eval run").
+    if (r.status === "cancelled") return (r.error ? r.error.charAt(0).toUpperCase() + r.error.slice(1) : "Cancelled") +
+      " (" + r.done + " of " + r.total + " done)";
     return r.status + (r.error ? ": " + r.error : "") + " (" + r.done + " of " + r.total + " done)";
   }
   function renderRuns() {
@@ -280,23 +283,38 @@ window.StudioTests = (function () {
     return left < 60 ? " · less than a minute left" : " · about " + Math.round(left / 60) + " min left";
   }
   var seen = null;  // when the page first saw the followed run, and how far it was
+  // Cancel the followed run: it stops before its next case (the one being answered is kept), in whichever server
+  // process runs it; Resume in the runs list answers the rest later.
+  function cancelRun() {
+    var id = st.following, btn = $("btn-cancel-run"); if (!id) return;
+    busy(btn, true);
+    api("POST", "/runs/" + encodeURIComponent(id) + "/cancel").then(function (r) {
+      busy(btn, false);
+      if (!r.ok) { toast(r.data.detail || "Could not cancel the run", true); return; }
+      btn.hidden = true;
+      toast("Run cancelled: the case being answered finishes, no other starts. Resume it later from the list of runs.");
+    });
+  }
   function poll(id) {
     clearTimeout(st.polling);
+    st.following = id;
     var box = $("run-progress"); box.hidden = false;
     $("run-bar").value = 0; $("run-progress-text").textContent = "Starting the run…";
     var assistant = app().name(), url = base() + "/runs/" + encodeURIComponent(id);
     seen = null;
     function tick() {
       // Another assistant was chosen meanwhile: its tab shows its own runs (this one goes on on the server).
-      if (app().name() !== assistant) { st.polling = null; box.hidden = true; return; }
+      if (app().name() !== assistant) { st.polling = null; st.following = null; box.hidden = true; return; }
       app().request(url, "GET").then(function (r) {
-        if (app().name() !== assistant) { st.polling = null; return; }
-        if (!r.ok) { st.polling = null; box.hidden = true; return; }
+        if (app().name() !== assistant) { st.polling = null; st.following = null; return; }
+        if (!r.ok) { st.polling = null; st.following = null; box.hidden = true; return; }
         var run = r.data;
         $("run-bar").max = Math.max(1, run.total); $("run-bar").value = run.done;
-        $("run-progress-text").textContent = (run.status === "finished" ? "Finished: " : run.status === "failed" ? "Stopped: " : "Running: ") +
-          statusText(run) + timeLeft(run);
-        if (run.status === "queued" || run.status === "running") { st.polling = setTimeout(tick, 1000); return; }
+        $("run-progress-text").textContent = (run.status === "finished" ? "Finished: " : run.status === "failed" ? "Stopped: " :
+          run.status === "cancelled" ? "" : "Running: ") + statusText(run) + timeLeft(run);
+        var live = run.status === "queued" || run.status === "running";
+        $("btn-cancel-run").hidden = !live;
+        if (live) { st.polling = setTimeout(tick, 1000); return; }
         st.polling = null;
         loadRuns();
         if (run.status === "finished") { renderRun(run); if (window.StudioGate) app().refreshDetail(); }
@@ -403,6 +421,7 @@ window.StudioTests = (function () {
   $("btn-add-case").addEventListener("click", function () { openEditor(null); });
   $("import-cases").addEventListener("change", importFile);
   $("btn-run").addEventListener("click", run);
+  $("btn-cancel-run").addEventListener("click", cancelRun);
   $("run-what").addEventListener("change", function () { st.picked = true; });  // the editor's own choice stays
   $("btn-compare-runs").addEventListener("click", compare);
   return {show: show, fromFeedback: fromFeedback, openRun: openRun, runVersion: runVersion};
