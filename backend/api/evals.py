@@ -115,16 +115,32 @@ async def import_cases(assistant: str, ctx: PromptsWrite, services: ServicesDep,
                                    route=request.url.path)
 
 
+TurnId = Annotated[int, Field(ge=1, le=2**31 - 1, description="the rated answer's turn (the Feedback tab's "
+                                                                  "`turn_id`)")]
+
+
 class FromFeedbackIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    turn_id: int = Field(ge=1, le=2**31 - 1, description="the rated answer's turn (the Feedback tab's `turn_id`)")
+    turn_id: TurnId
+    case: CaseCreate | None = Field(None, description="the case as the editor wrote it from `GET "
+                                                      ".../cases/from-feedback` (without it: the prefilled case, "
+                                                      "which expects nothing yet)")
+
+
+@router.get("/cases/from-feedback")
+def draft_from_feedback(assistant: str, turn_id: Annotated[int, Query(ge=1, le=2**31 - 1)], ctx: PromptsWrite,
+                        services: ServicesDep) -> dict[str, Any]:
+    """The case a rated answer suggests (its question, earlier turns, and a note on the rating), not stored
+    (`"id": null, "stored": false`): fill in what a good answer states, then POST it here with the `turn_id`."""
+    return _evals(services).draft_from_feedback(ctx.tenant, assistant, turn_id)
 
 
 @router.post("/cases/from-feedback", status_code=201)
 def case_from_feedback(assistant: str, data: FromFeedbackIn, ctx: PromptsWrite, services: ServicesDep,
                        request: Request) -> dict[str, Any]:
-    return _evals(services).case_from_feedback(ctx.principal, ctx.tenant, assistant, data.turn_id,
+    """Stores a case made from a rated answer (its `source` names the turn): `case` as the editor wrote it."""
+    return _evals(services).case_from_feedback(ctx.principal, ctx.tenant, assistant, data.turn_id, data=data.case,
                                                route=request.url.path)
 
 

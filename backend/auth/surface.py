@@ -161,6 +161,8 @@ HTTP_SURFACE: tuple[HttpEntry, ...] = (
     _api("POST", f"{T}/evals/{{assistant}}/cases", tenant("prompts:write")),
     _api("GET", f"{T}/evals/{{assistant}}/cases/export", tenant("prompts:write")),
     _api("POST", f"{T}/evals/{{assistant}}/cases/import", tenant("prompts:write")),
+    _api("GET", f"{T}/evals/{{assistant}}/cases/from-feedback", tenant("prompts:write"),
+         "the prefilled case, not stored; the rated exchange must be this tenant's and this assistant's"),
     _api("POST", f"{T}/evals/{{assistant}}/cases/from-feedback", tenant("prompts:write"),
          "the rated exchange must be this tenant's and this assistant's (the service checks)"),
     _api("PUT", f"{T}/evals/{{assistant}}/cases/{{case_id:case_id}}", tenant("prompts:write")),

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import secrets
 from typing import Any
 
@@ -19,6 +18,7 @@ from backend.db.models import EvalCase, EvalRun
 from backend.db.repositories import evals as repo
 from backend.errors import Conflict, Invalid, NotFound
 from backend.evals import cases as case_format
+from backend.evals import from_feedback
 from backend.evals.cases import CaseCreate, checks_something, parse_yaml, public, values_of
 from backend.evals.compare import compare_runs
 from backend.evals.runner import EvalRunner
@@ -47,16 +47,6 @@ def result_public(r: Any) -> dict[str, Any]:
     return {"case_id": r.case_id, "question": (r.case or {}).get("question"), "case": r.case, "answer": r.answer,
             "citations": r.citations, "checks": r.checks, "passed": r.passed, "model": r.model, "tokens": r.tokens,
             "cost_usd": r.cost_usd, "latency_ms": r.latency_ms, "turn_id": r.turn_id}
-
-
-
-# The chat's last line saying who answered ("_Answer: quoted from the sources …_", ui/chat_text.py) is not part of
-# what was answered; the note is one line in the case editor, so the answer's line breaks become spaces.
-_ANSWERED_LINE = re.compile(r"\s*_Answer: [^\n]*_\s*$")
-
-
-def _one_line(answer: str) -> str:
-    return " ".join(_ANSWERED_LINE.sub("", answer).split())
 
 
 class EvalService:
@@ -161,26 +151,30 @@ class EvalService:
                               detail={"assistant": assistant, **counts})
         return counts
 
-    def case_from_feedback(self, principal: Principal, tenant: str, assistant: str, turn_id: int, *,
-                           route: str) -> dict[str, Any]:
-        """A case prefilled from a rated exchange of this assistant (the question, the earlier turns; the note says
-        how it was rated): the editor then says what a good answer states."""
+    def _rated(self, tenant: str, assistant: str, turn_id: int) -> dict[str, Any]:
         self._assistant(tenant, assistant)
         with self.db.session() as session:
             exchange = repo.rated_exchange(session=session, tenant=tenant, turn_id=turn_id)
         if exchange is None or exchange["assistant"] != assistant:
             raise NotFound(f"{assistant} has no chat answer {turn_id} to make a case of (the Feedback tab lists the "
                            f"rated ones)", code="turn_not_found")
-        rating = {1: "rated helpful", 0: "rated not helpful"}.get(exchange["rating"], "not rated")
-        note = f"From feedback on version {exchange['prompt_version'] or '?'}: {rating}"
-        if exchange["comment"]:
-            note += f" — \u201c{exchange['comment'][:500]}\u201d"
-        note += f". The answer then was: {_one_line(exchange['answer'])[:1000]}"
-        history = [t for t in exchange["history"] if t["content"].strip()][-20:]
-        data = CaseCreate(question=exchange["question"][:4000] or "?", note=note[:2000],
-                          history=[{"role": t["role"], "content": t["content"][:8000]} for t in history])
-        return self.create_case(principal, tenant, assistant, data, route=route,
-                                source={"kind": "feedback", "turn_id": turn_id})
+        return exchange
+
+    def draft_from_feedback(self, tenant: str, assistant: str, turn_id: int) -> dict[str, Any]:
+        """The case a rated exchange of this assistant suggests (its question and earlier turns; the note says how
+        it was rated), not stored: the editor says what a good answer states, and saving it is
+        `case_from_feedback` — so a case is never left behind empty by an editor who looked and went away."""
+        data = from_feedback.prefill(self._rated(tenant, assistant, turn_id))
+        return {"id": None, "assistant": assistant, **data.model_dump(mode="json"), "checks_nothing": True,
+                "source": from_feedback.source(turn_id), "stored": False}
+
+    def case_from_feedback(self, principal: Principal, tenant: str, assistant: str, turn_id: int, *,
+                           route: str, data: CaseCreate | None = None) -> dict[str, Any]:
+        """Store a case made from a rated exchange of this assistant, recording where it came from: `data` as the
+        editor wrote it (from `draft_from_feedback`), or without it the prefilled case itself."""
+        exchange = self._rated(tenant, assistant, turn_id)
+        return self.create_case(principal, tenant, assistant, data or from_feedback.prefill(exchange), route=route,
+                                source=from_feedback.source(turn_id))
 
     # -- runs ----------------------------------------------------------------------------------------------------
 

@@ -83,6 +83,8 @@ ROUTES: list[Route] = [
     Route("GET", "/api/t/{tenant}/evals/{assistant}/cases/export", params={"assistant": "sales-assistant"}),
     Route("POST", "/api/t/{tenant}/evals/{assistant}/cases/import", params={"assistant": "sales-assistant"},
           json={"yaml": "cases: [{question: planted, facts: [x]}]"}),
+    Route("GET", "/api/t/{tenant}/evals/{assistant}/cases/from-feedback?turn_id=1",
+          params={"assistant": "sales-assistant"}),
     Route("POST", "/api/t/{tenant}/evals/{assistant}/cases/from-feedback", params={"assistant": "sales-assistant"},
           json={"turn_id": 1}),
     Route("PUT", "/api/t/{tenant}/evals/{assistant}/cases/{case_id}",

@@ -153,7 +153,7 @@ def test_api_keys_need_prompts_write_for_every_evals_route_and_each_refusal_is_a
     run = _run_row(client, "sales", A)
     routes = [("GET", CASES, None), ("POST", CASES, {"question": "q", "facts": ["f"]}),
               ("GET", f"{CASES}/export", None), ("POST", f"{CASES}/import", {"yaml": "cases: []"}),
-              ("POST", f"{CASES}/from-feedback", {"turn_id": 1}),
+              ("POST", f"{CASES}/from-feedback", {"turn_id": 1}), ("GET", f"{CASES}/from-feedback?turn_id=1", None),
               ("POST", f"/api/t/{T}/evals/{A}/runs", {"version": 1}), ("GET", f"/api/t/{T}/evals/{A}/runs", None),
               ("GET", f"/api/t/{T}/evals/{A}/runs/{run}", None),
               ("POST", f"/api/t/{T}/evals/{A}/runs/{run}/resume", None),

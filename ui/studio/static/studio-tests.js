@@ -4,7 +4,7 @@
 window.StudioTests = (function () {
   "use strict";
   var D = window.StudioDOM, $ = D.$, h = D.h, clear = D.clear, toast = D.toast, busy = D.busy, ago = D.ago;
-  var st = {cases: [], runs: [], editing: null, polling: null, loadedFor: null, openRun: null, fresh: null};
+  var st = {cases: [], runs: [], editing: null, polling: null, loadedFor: null, openRun: null};
 
   function app() { return window.StudioApp; }
   function base() {
@@ -99,12 +99,12 @@ window.StudioTests = (function () {
             onclick: function () { removeCase(c, this); }}))));
     });
   }
+  // A case from a rating (`c.source`, no id yet) is stored only when the editor saves it.
+  function fromRating(c) { return !!(c && !c.id && c.source && c.source.kind === "feedback"); }
   function openEditor(c) {
     st.editing = c || null;
-    if (!c || c.id !== st.fresh) st.fresh = null;
     var f = $("case-editor");
-    $("case-editor-title").textContent = c && c.id && c.id === st.fresh ? "New case from a rating"
-      : c && c.id ? "Edit case" : "New case";
+    $("case-editor-title").textContent = fromRating(c) ? "New case from a rating" : c && c.id ? "Edit case" : "New case";
     $("c-question").value = c ? c.question : "";
     $("c-facts").value = c ? (c.facts || []).join("\n") : "";
     $("c-cite").value = c ? (c.cite || []).join("\n") : "";
@@ -119,19 +119,13 @@ window.StudioTests = (function () {
     }
     clear($("case-problems"));
     f.hidden = false;
-    (c && c.id ? $("c-facts") : $("c-question")).focus();
+    (c && (c.id || fromRating(c)) ? $("c-facts") : $("c-question")).focus();
   }
-  function closeEditor() { $("case-editor").hidden = true; st.editing = null; st.fresh = null; }
-  // Cancel on a case the Feedback tab has just made (nothing written into it yet): it is not kept, as the editor
-  // expects of Cancel; otherwise an empty case would stay in the set, skipped by every run.
+  function closeEditor() { $("case-editor").hidden = true; st.editing = null; }
   function cancelEditor() {
-    var c = st.editing, fresh = c && c.id && c.id === st.fresh;
+    var draft = fromRating(st.editing);
     closeEditor();
-    if (!fresh) return;
-    api("DELETE", "/cases/" + encodeURIComponent(c.id)).then(function (r) {
-      if (r.ok) toast("The case from the rating was not kept.");
-      loadCases();
-    });
+    if (draft) toast("The case from the rating was not kept.");
   }
   function saveCase(e) {
     e.preventDefault();
@@ -141,7 +135,9 @@ window.StudioTests = (function () {
     var problems = clear($("case-problems"));
     if (!body.question) { problems.appendChild(h("li", {class: "problem", text: "Question: write the question an employee would ask."})); $("c-question").focus(); return; }
     var btn = $("btn-save-case"); busy(btn, true);
-    var req = c && c.id ? api("PUT", "/cases/" + encodeURIComponent(c.id), body) : api("POST", "/cases", body);
+    var req = c && c.id ? api("PUT", "/cases/" + encodeURIComponent(c.id), body)
+      : fromRating(c) ? api("POST", "/cases/from-feedback", {turn_id: c.source.turn_id, "case": body})
+      : api("POST", "/cases", body);
     req.then(function (r) {
       busy(btn, false);
       if (!r.ok) {
@@ -177,17 +173,17 @@ window.StudioTests = (function () {
       loadCases();
     });
   }
-  // From the Feedback tab: the rated exchange becomes a case; the editor then writes what the right answer says.
+  // From the Feedback tab: the editor opens prefilled from the rated exchange (nothing is stored yet); the case is
+  // added when they save it, with what the right answer says — leaving, or Cancel, leaves no empty case behind.
   function fromFeedback(turnId, btn) {
     busy(btn, true);
-    return api("POST", "/cases/from-feedback", {turn_id: turnId}).then(function (r) {
+    return api("GET", "/cases/from-feedback?turn_id=" + encodeURIComponent(turnId)).then(function (r) {
       busy(btn, false);
       if (!r.ok) { toast(r.data.detail || "Could not make a test case", true); return; }
       app().showTab("tests");
       return loadCases().then(function () {
-        st.fresh = r.data.id;
         openEditor(r.data);
-        toast("Test case made from the rating: write what the right answer states, then save.");
+        toast("Write what the right answer states, then save to add the case.");
       });
     });
   }
