@@ -287,7 +287,7 @@ window.StudioTests = (function () {
     api("POST", "/runs/" + encodeURIComponent(id) + "/cancel").then(function (r) {
       busy(btn, false);
       if (!r.ok) { toast(r.data.detail || "Could not cancel the run", true); return; }
-      btn.hidden = true;
+      btn.hidden = true; $("btn-run").focus();  // the focused button is gone: keep the keyboard user in the card
       toast("Run cancelled: the case being answered finishes, no other starts. Resume it later from the list of runs.");
     });
   }
