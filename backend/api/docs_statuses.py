@@ -51,6 +51,8 @@ ROUTE_TEXT: dict[tuple[str, str, str], str] = {
         "`corrupt_pdf`, `corrupt_docx`, `encrypted_pdf`, `zip_bomb`; and `no_files`, `too_many_files` "
         "(ATRIUM_MAX_UPLOAD_FILES), `invalid_metadata`. When some files are accepted the answer is a 202 listing "
         "the others under `errors`"),
+    ("POST", "/api/t/{tenant}/evals/{assistant}/runs/{run_id}/cancel", "409"): (
+        "`run_finished` (it finished) or `run_not_running` (it failed or stopped before: resume it instead)"),
 }
 MODEL_CALL = ("400", "404", "429", "502", "503")  # a chat turn: admission, quotas, the model and its provider
 # What a route's own code can answer beyond what its dependencies and parameters imply (derived below).
@@ -68,6 +70,7 @@ ROUTE_STATUSES: dict[tuple[str, str], tuple[str, ...]] = {
     ("GET", "/api/t/{tenant}/feedback"): ("404",),
     ("POST", "/api/t/{tenant}/evals/{assistant}/cases/import"): ("400", "415"),  # reads its body itself
     ("POST", "/api/t/{tenant}/evals/{assistant}/runs/{run_id}/resume"): ("409",),  # running elsewhere, finished
+    ("POST", "/api/t/{tenant}/evals/{assistant}/runs/{run_id}/cancel"): ("409",),  # finished, or stopped before
     ("GET", "/api/admin/audit"): ("404",),
     ("POST", "/api/t/{tenant}/sessions/end"): ("404",),  # a subject who never signed in here
     ("POST", "/api/t/{tenant}/usage/allowances"): ("409",),  # the tenant gives its members no allowance
@@ -85,7 +88,9 @@ _SSE_EVENT = {"type": "object", "description": "each server-sent event, when the
                              "retry": {"type": "integer"}}}
 # Successes FastAPI cannot see (the route picks its status at run time).
 OTHER_SUCCESS = {("DELETE", "/api/t/{tenant}/documents/{document_id}"): (
-    "202", "accepted: a busy worker finishes the deletion (GET then answers 404)")}
+    "202", "accepted: a busy worker finishes the deletion (GET then answers 404)"),
+    ("POST", "/api/t/{tenant}/evals/{assistant}/runs/{run_id}/cancel"): (
+        "200", "the run was cancelled already: returned as it is, nothing changed")}
 
 
 def _walk(dependant: Any) -> Iterator[Any]:

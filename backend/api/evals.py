@@ -115,16 +115,32 @@ async def import_cases(assistant: str, ctx: PromptsWrite, services: ServicesDep,
                                    route=request.url.path)
 
 
+TurnId = Annotated[int, Field(ge=1, le=2**31 - 1, description="the rated answer's turn (the Feedback tab's "
+                                                                  "`turn_id`)")]
+
+
 class FromFeedbackIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    turn_id: int = Field(ge=1, le=2**31 - 1, description="the rated answer's turn (the Feedback tab's `turn_id`)")
+    turn_id: TurnId
+    case: CaseCreate | None = Field(None, description="the case as the editor wrote it from `GET "
+                                                      ".../cases/from-feedback` (without it: the prefilled case, "
+                                                      "which expects nothing yet)")
+
+
+@router.get("/cases/from-feedback")
+def draft_from_feedback(assistant: str, turn_id: Annotated[int, Query(ge=1, le=2**31 - 1)], ctx: PromptsWrite,
+                        services: ServicesDep) -> dict[str, Any]:
+    """The case a rated answer suggests (its question, earlier turns, and a note on the rating), not stored
+    (`"id": null, "stored": false`): fill in what a good answer states, then POST it here with the `turn_id`."""
+    return _evals(services).draft_from_feedback(ctx.tenant, assistant, turn_id)
 
 
 @router.post("/cases/from-feedback", status_code=201)
 def case_from_feedback(assistant: str, data: FromFeedbackIn, ctx: PromptsWrite, services: ServicesDep,
                        request: Request) -> dict[str, Any]:
-    return _evals(services).case_from_feedback(ctx.principal, ctx.tenant, assistant, data.turn_id,
+    """Stores a case made from a rated answer (its `source` names the turn): `case` as the editor wrote it."""
+    return _evals(services).case_from_feedback(ctx.principal, ctx.tenant, assistant, data.turn_id, data=data.case,
                                                route=request.url.path)
 
 
@@ -175,8 +191,8 @@ def list_runs(assistant: str, ctx: PromptsWrite, services: ServicesDep,
 
 
 @router.get("/runs/{run_id}")
-def get_run(assistant: str, run_id: str, ctx: PromptsWrite, services: ServicesDep) -> dict[str, Any]:
-    return _evals(services).run(ctx.tenant, assistant, run_id)
+def get_run(assistant: str, run_id: str, ctx: PromptsWrite, services: ServicesDep, request: Request) -> dict[str, Any]:
+    return _evals(services).run(ctx.tenant, assistant, run_id, principal=ctx.principal, route=request.url.path)
 
 
 @router.post("/runs/{run_id}/resume", status_code=202)
@@ -185,6 +201,19 @@ async def resume_run(assistant: str, run_id: str, ctx: PromptsWrite, services: S
     return _evals(services).resume_run(ctx.principal, ctx.tenant, assistant, run_id, route=request.url.path)
 
 
+@router.post("/runs/{run_id}/cancel", status_code=202)
+async def cancel_run(assistant: str, run_id: str, ctx: PromptsWrite, services: ServicesDep, request: Request,
+                     response: Response) -> dict[str, Any]:
+    """Stops a queued or running run, in whichever process runs it: 202 with the run, now `cancelled`. The case
+    being answered is finished and kept, no other is started (poll `GET .../runs/{run_id}`: `done` may grow by
+    one); the cases checked so far stay, and `.../resume` answers the rest later, like a failed run."""
+    run, cancelled = _evals(services).cancel_run(ctx.principal, ctx.tenant, assistant, run_id, route=request.url.path)
+    if not cancelled:
+        response.status_code = 200
+    return run
+
+
 @router.get("/compare")
-def compare(assistant: str, a: RunId, b: RunId, ctx: PromptsWrite, services: ServicesDep) -> dict[str, Any]:
-    return _evals(services).compare(ctx.tenant, assistant, a, b)
+def compare(assistant: str, a: RunId, b: RunId, ctx: PromptsWrite, services: ServicesDep,
+            request: Request) -> dict[str, Any]:
+    return _evals(services).compare(ctx.tenant, assistant, a, b, principal=ctx.principal, route=request.url.path)

@@ -6,6 +6,8 @@ it with the version in production on the same knowledge base (running production
     exit 1  a regression (the failing cases are listed), or a score below --min-score
     exit 2  a usage error (unknown tenant or assistant, a bad file, no cases), or a run that could not finish
             (a quota, a model failure: `atrium eval run` again resumes nothing — start it later)
+    exit 130  Ctrl-C: the run in progress is marked `cancelled` (not left "running"), its checked cases kept;
+              the studio's Tests tab or POST …/runs/{id}/resume answers the rest
 
 The CLI acts as the operator `cli` (its usage rows, channel eval, are that subject's), with an editor's rights in
 the tenant it names.
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -111,6 +114,15 @@ def cmd_run(args: argparse.Namespace, services: ServicesFactory) -> int:
     svc = services()
     try:
         return asyncio.run(_run(svc, args, body, config))
+    except Interrupted as stop:
+        run = stop.run
+        print(f"cancelled: run {run['id']} stopped after {run['done']} of {run['total']} cases (status "
+              f"{run['status']}); the studio's Tests tab (or POST …/evals/{args.assistant}/runs/{run['id']}/resume) "
+              f"answers the rest", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:  # Ctrl-C outside a run (starting, comparing): nothing is left running
+        print("interrupted", file=sys.stderr)
+        return 130
     except AtriumError as exc:
         for problem in exc.extra.get("problems", []):
             where = problem.get("field") or problem.get("where")
@@ -142,16 +154,7 @@ async def _run(svc: Any, args: argparse.Namespace, body: str | None, config: dic
                                   body=None, config={})
             if base["status"] != "finished":
                 return _error(f"the baseline run of production stopped: {base['error']}")
-        diff = evals.compare(args.tenant, args.assistant, base["id"], run["id"])
-        print(f"production (version {production}): score {diff['score']['a']:.0%} on the same cases "
-              f"[run {base['id']}]")
-        for change in diff["changed"]:
-            if change["direction"] == "regressed":
-                why = "; ".join(f"{k}: {v['detail']}" for k, v in change["b"]["checks"].items() if v["ok"] is False)
-                print(f"REGRESSED {change['case']}: {change['question']}\n    {why}")
-                failed += 1
-            else:
-                print(f"fixed     {change['case']}: {change['question']}")
+        failed = report_regressions(svc, args.tenant, args.assistant, run=run, base=base, production=production)
     if failed:
         print(f"{failed} case(s) pass in production and fail in {what}", file=sys.stderr)
         return 1
@@ -162,6 +165,27 @@ async def _run(svc: Any, args: argparse.Namespace, body: str | None, config: dic
     return 0
 
 
+def report_regressions(svc: Any, tenant: str, assistant: str, *, run: dict[str, Any], base: dict[str, Any],
+                       production: int) -> int:
+    """Print how `run` compares with production's `base` run; the number of regressions. What a regression is
+    is the release gate's decision (gate.regressions, over the current case set), so that the CLI's exit 1 and a
+    refused promotion never disagree; the comparison only supplies each case's failing checks and the fixes."""
+    diff = svc.evals.compare(tenant, assistant, base["id"], run["id"])
+    failing = svc.eval_gate.regressions(tenant, assistant, run_id=run["id"], against_id=base["id"])
+    regressed = {c["id"]: c for c in failing}
+    print(f"production (version {production}): score {diff['score']['a']:.0%} on the same cases "
+          f"[run {base['id']}]")
+    for change in diff["changed"]:
+        if change["direction"] == "regressed" and regressed.pop(change["case"], None) is not None:
+            why = "; ".join(f"{k}: {v['detail']}" for k, v in change["b"]["checks"].items() if v["ok"] is False)
+            print(f"REGRESSED {change['case']}: {change['question']}\n    {why}")
+        elif change["direction"] == "fixed":
+            print(f"fixed     {change['case']}: {change['question']}")
+    for case in regressed.values():  # passes on production, not run here (added to the set during the run)
+        print(f"REGRESSED {case['id']}: {case['question']}\n    {case['why']}")
+    return len(failing)
+
+
 async def _execute(evals: Any, who: Principal, args: argparse.Namespace, what: str, *, version: int | None,
                    body: str | None, config: dict[str, Any]) -> dict[str, Any]:
     from tqdm import tqdm
@@ -170,7 +194,7 @@ async def _execute(evals: Any, who: Principal, args: argparse.Namespace, what: s
                               tier=args.tier, judge=args.judge, route="cli:eval run", background=False)
     bar = tqdm(total=started["total"], desc=what, unit="case", file=sys.stderr, dynamic_ncols=True)
     try:
-        evals.runner.claim(args.tenant, started["id"])
+        evals.runner.claim(args.tenant, started["id"], new=True)
         last = [0]
 
         def progress(row: Any) -> None:
@@ -178,7 +202,27 @@ async def _execute(evals: Any, who: Principal, args: argparse.Namespace, what: s
             last[0] = row.done
             bar.set_postfix(passed=row.passed, refresh=False)
 
-        await evals.runner.execute(who, args.tenant, started["id"], progress=progress)
+        work = asyncio.ensure_future(evals.runner.execute(who, args.tenant, started["id"], progress=progress))
+        try:
+            await asyncio.shield(work)
+        except asyncio.CancelledError:
+            # Ctrl-C (asyncio.run cancels this coroutine): the run is marked cancelled first — audited, resumable
+            # — and only then is the case in progress abandoned, so the runner's "interrupted" never replaces it.
+            with contextlib.suppress(AtriumError):  # it finished (or failed) just then: left as it is
+                evals.cancel_run(who, args.tenant, args.assistant, started["id"], route="cli:eval run",
+                                 reason="cancelled with Ctrl-C in atrium eval run")
+            work.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await work
+            raise Interrupted(evals.run(args.tenant, args.assistant, started["id"])) from None
     finally:
         bar.close()
     return evals.run(args.tenant, args.assistant, started["id"])
+
+
+class Interrupted(Exception):
+    """Ctrl-C during a run: the run, as it was left (cancelled)."""
+
+    def __init__(self, run: dict[str, Any]) -> None:
+        super().__init__(run["id"])
+        self.run = run

@@ -1,5 +1,8 @@
 """Two runs side by side (a draft against production, the same version on `fast` and on `smart`): score, cost and
-latency of each, and every case that passed in one and failed in the other, with both answers."""
+latency of each, and every case that passed in one and failed in the other, with both answers.
+
+A view, not a verdict: whether a change regresses (the release gate's refusal, `atrium eval run`'s exit 1) is
+gate.regressions' decision alone, over the current case set."""
 
 from __future__ import annotations
 

@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from backend.db.engine import Database
-from backend.db.repositories.evals import list_cases, list_results, list_runs
+from backend.db.repositories.evals import get_run, list_cases, list_results, list_runs
+from backend.errors import NotFound
 from backend.prompts.release import GateVerdict
 from backend.tenants import TenantConfig
 
@@ -98,7 +99,7 @@ def decide(*, enabled: bool, min_score: float | None, version: int, production: 
                 run=run, min_score=min_score)
         run, against = pairs[0]
         for mine_, theirs_ in pairs:
-            failing = _regressions(mine_, theirs_, cases)
+            failing = regressions(mine_, theirs_, cases)
             if failing:
                 run, against = mine_, theirs_
                 break
@@ -120,7 +121,10 @@ def decide(*, enabled: bool, min_score: float | None, version: int, production: 
                     run=run, against=against, min_score=min_score)
 
 
-def _regressions(run: RunFacts, against: RunFacts, cases: dict[str, str]) -> list[dict[str, Any]]:
+def regressions(run: RunFacts, against: RunFacts, cases: dict[str, str]) -> list[dict[str, Any]]:
+    """What a regression is, for the release gate and for `atrium eval run` alike: a case of the current set
+    (`cases`, id -> question) that passes on `against` (production's run) and does not pass on `run` — failed, or
+    not run at all (added after the run). A case deleted since is no longer one, whatever the runs said of it."""
     failing = []
     for case_id, question in cases.items():
         if against.passed.get(case_id) and not run.passed.get(case_id):
@@ -128,6 +132,15 @@ def _regressions(run: RunFacts, against: RunFacts, cases: dict[str, str]) -> lis
                    else "passes on production, not run on this version (added after the run)")
             failing.append({"id": case_id, "question": question, "why": why})
     return failing
+
+
+def _cases(session: Any, tenant: str, assistant: str) -> dict[str, str]:
+    """The assistant's current set, id -> question: what `regressions` counts over."""
+    return {c.id: c.question for c in list_cases(session=session, tenant=tenant, assistant=assistant)}
+
+
+def _passed(session: Any, tenant: str, run_id: str) -> dict[str, bool]:
+    return {r.case_id: bool(r.passed) for r in list_results(session=session, tenant=tenant, run_id=run_id)}
 
 
 class EvalGate:
@@ -152,7 +165,7 @@ class EvalGate:
                            for row in list_runs(session=session, tenant=tenant.id, assistant=assistant, limit=100,
                                                 prompt_version=v)),
                           key=lambda row: row.created_at, reverse=True)
-            cases = {c.id: c.question for c in list_cases(session=session, tenant=tenant.id, assistant=assistant)}
+            cases = _cases(session, tenant.id, assistant)
             kb = self.kb_version(tenant.id)
             # Results only of the runs decide() can pick: the newest finished one on this knowledge base per
             # version, tier and grading (with a judge or not).
@@ -163,13 +176,26 @@ class EvalGate:
                 usable = row.status == FINISHED and row.kb_version == kb and key not in picked
                 if usable:
                     picked.add(key)
-                passed = {r.case_id: bool(r.passed)
-                          for r in list_results(session=session, tenant=tenant.id, run_id=row.id)} if usable else {}
+                passed = _passed(session, tenant.id, row.id) if usable else {}
                 runs.append(RunFacts(row.id, row.prompt_version, row.status, row.kb_version, row.tier, row.score,
                                      passed, judged=row.judge is not None))
         decision = decide(enabled=True, min_score=policy.min_score, version=version, production=production,
                           kb_version=kb, runs=runs, cases=cases)
         return decision, {row.id: row for row in rows}
+
+    def regressions(self, tenant: str, assistant: str, *, run_id: str, against_id: str) -> list[dict[str, Any]]:
+        """The cases run `against_id` (production's) passes and run `run_id` does not, over the assistant's
+        current set: the CLI's exit 1, decided by the same `regressions` as a promotion (whatever the two runs'
+        versions: the CLI also compares an unsaved draft)."""
+        with self.db.session() as session:
+            facts = [RunFacts(row.id, row.prompt_version, row.status, row.kb_version, row.tier, row.score,
+                              _passed(session, tenant, row.id), judged=row.judge is not None)
+                     for row in (get_run(session=session, tenant=tenant, run_id=x, assistant=assistant)
+                                 for x in (run_id, against_id)) if row is not None]
+            cases = _cases(session, tenant, assistant)
+        if len(facts) != 2:
+            raise NotFound(f"{assistant} has no run {run_id!r} or {against_id!r}", code="run_not_found")
+        return regressions(facts[0], facts[1], cases)
 
     def verdict(self, tenant: TenantConfig, assistant: str, *, version: int, production: int | None) -> GateVerdict:
         return self._decide(tenant, assistant, version=version, production=production)[0].verdict

@@ -5,6 +5,11 @@ Each case's result is committed as soon as it is checked, with the run's totals:
 quota refusal, a model failure, the process killed) keeps what it did, and resuming it answers only the cases
 without a result. The run is claimed by this process (its owner id, governance/leases.py) while it works on it:
 another process may take it over only once this one's heartbeat has stopped.
+
+Cancelling is a status in the database (`cancelled`, set by whichever process the request reached): the runner
+reads the run before each case and stops when it is no longer running for this process — the case in progress is
+answered, checked and kept (it was paid for), no other one is started. The run's end state is written only while
+it is still this process's, so a cancel (or another process's take-over) is never overwritten.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ import statistics
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
+
+from sqlalchemy.exc import IntegrityError
 
 from backend.auth.principal import Principal
 from backend.chat.pipeline import ChatService
@@ -73,16 +80,19 @@ class EvalRunner:
         self.lease_s = lease_s
         self.judge = judge
 
-    def claim(self, tenant: str, run_id: str) -> None:
-        """Take the run for this process (Conflict when another live process works on it, or it is finished)."""
+    def claim(self, tenant: str, run_id: str, *, new: bool = False) -> None:
+        """Take the run for this process (Conflict when another live process works on it, or it is finished; for
+        a `new` run's first claim, also when it was cancelled before it started)."""
         with self.db.session() as session:
             run = repo.get_run(session=session, tenant=tenant, run_id=run_id)
             if run is None:
                 raise NotFound(f"no run {run_id!r}", code="run_not_found")
             if run.status == "finished":
                 raise Conflict(f"run {run_id} is finished: start a new run", code="run_finished")
+            if new and run.status == "cancelled":
+                raise Conflict(f"run {run_id} was cancelled before it started", code="run_cancelled")
             if not repo.claim_run(session=session, tenant=tenant, run_id=run_id, owner=self.owner,
-                                  lease_s=self.lease_s):
+                                  lease_s=self.lease_s, statuses=("queued",) if new else repo.RESUMABLE):
                 raise Conflict(f"run {run_id} is running in another process; it can be resumed once that one has "
                                f"stopped", code="run_in_progress")
 
@@ -104,6 +114,11 @@ class EvalRunner:
                 case = cases.get(case_id)
                 if case is None:  # deleted since the run started: nothing to evaluate
                     continue
+                now = self._load(tenant, run_id)
+                if now.status != "running" or now.owner != self.owner:  # cancelled, or taken over elsewhere
+                    log.info("evaluation run stopped before its next case",
+                             extra={"tenant": tenant, "run": run_id, "status": now.status})
+                    return self._finish(tenant, run_id, status=now.status, error=now.error)
                 result = await self._case(principal, tenant, run, trial.prompt, case)
                 run = self._save(tenant, run_id, result)
                 if progress is not None:
@@ -151,7 +166,11 @@ class EvalRunner:
 
     def _save(self, tenant: str, run_id: str, result: EvalResult) -> EvalRun:
         with self.db.session() as session:
-            repo.add_result(session=session, tenant=tenant, result=result)
+            try:
+                repo.add_result(session=session, tenant=tenant, result=result)
+            except IntegrityError:
+                # The process that resumed this run (after a cancel) answered the case too: the first result stays.
+                session.rollback()
             results = repo.list_results(session=session, tenant=tenant, run_id=run_id)
             repo.update_run(session=session, tenant=tenant, run_id=run_id, values=totals(results))
             session.commit()
@@ -160,12 +179,14 @@ class EvalRunner:
         return run
 
     def _finish(self, tenant: str, run_id: str, *, status: str, error: str | None) -> EvalRun:
+        """The totals from the results, always; the end state only while the run is still this process's."""
         with self.db.session() as session:
             results = repo.list_results(session=session, tenant=tenant, run_id=run_id)
-            values: dict[str, Any] = {**totals(results), "status": status, "error": error}
+            repo.update_run(session=session, tenant=tenant, run_id=run_id, values=totals(results))
+            values: dict[str, Any] = {"status": status, "error": error}
             if status == "finished":
                 values["finished_at"] = utcnow()
-            repo.update_run(session=session, tenant=tenant, run_id=run_id, values=values)
+            repo.finish_run(session=session, tenant=tenant, run_id=run_id, owner=self.owner, values=values)
             session.commit()
             run = repo.get_run(session=session, tenant=tenant, run_id=run_id)
         assert run is not None

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import secrets
 from typing import Any
 
@@ -19,6 +18,7 @@ from backend.db.models import EvalCase, EvalRun
 from backend.db.repositories import evals as repo
 from backend.errors import Conflict, Invalid, NotFound
 from backend.evals import cases as case_format
+from backend.evals import from_feedback
 from backend.evals.cases import CaseCreate, checks_something, parse_yaml, public, values_of
 from backend.evals.compare import compare_runs
 from backend.evals.runner import EvalRunner
@@ -47,16 +47,6 @@ def result_public(r: Any) -> dict[str, Any]:
     return {"case_id": r.case_id, "question": (r.case or {}).get("question"), "case": r.case, "answer": r.answer,
             "citations": r.citations, "checks": r.checks, "passed": r.passed, "model": r.model, "tokens": r.tokens,
             "cost_usd": r.cost_usd, "latency_ms": r.latency_ms, "turn_id": r.turn_id}
-
-
-
-# The chat's last line saying who answered ("_Answer: quoted from the sources …_", ui/chat_text.py) is not part of
-# what was answered; the note is one line in the case editor, so the answer's line breaks become spaces.
-_ANSWERED_LINE = re.compile(r"\s*_Answer: [^\n]*_\s*$")
-
-
-def _one_line(answer: str) -> str:
-    return " ".join(_ANSWERED_LINE.sub("", answer).split())
 
 
 class EvalService:
@@ -161,26 +151,30 @@ class EvalService:
                               detail={"assistant": assistant, **counts})
         return counts
 
-    def case_from_feedback(self, principal: Principal, tenant: str, assistant: str, turn_id: int, *,
-                           route: str) -> dict[str, Any]:
-        """A case prefilled from a rated exchange of this assistant (the question, the earlier turns; the note says
-        how it was rated): the editor then says what a good answer states."""
+    def _rated(self, tenant: str, assistant: str, turn_id: int) -> dict[str, Any]:
         self._assistant(tenant, assistant)
         with self.db.session() as session:
             exchange = repo.rated_exchange(session=session, tenant=tenant, turn_id=turn_id)
         if exchange is None or exchange["assistant"] != assistant:
             raise NotFound(f"{assistant} has no chat answer {turn_id} to make a case of (the Feedback tab lists the "
                            f"rated ones)", code="turn_not_found")
-        rating = {1: "rated helpful", 0: "rated not helpful"}.get(exchange["rating"], "not rated")
-        note = f"From feedback on version {exchange['prompt_version'] or '?'}: {rating}"
-        if exchange["comment"]:
-            note += f" — \u201c{exchange['comment'][:500]}\u201d"
-        note += f". The answer then was: {_one_line(exchange['answer'])[:1000]}"
-        history = [t for t in exchange["history"] if t["content"].strip()][-20:]
-        data = CaseCreate(question=exchange["question"][:4000] or "?", note=note[:2000],
-                          history=[{"role": t["role"], "content": t["content"][:8000]} for t in history])
-        return self.create_case(principal, tenant, assistant, data, route=route,
-                                source={"kind": "feedback", "turn_id": turn_id})
+        return exchange
+
+    def draft_from_feedback(self, tenant: str, assistant: str, turn_id: int) -> dict[str, Any]:
+        """The case a rated exchange of this assistant suggests (its question and earlier turns; the note says how
+        it was rated), not stored: the editor says what a good answer states, and saving it is
+        `case_from_feedback` — so a case is never left behind empty by an editor who looked and went away."""
+        data = from_feedback.prefill(self._rated(tenant, assistant, turn_id))
+        return {"id": None, "assistant": assistant, **data.model_dump(mode="json"), "checks_nothing": True,
+                "source": from_feedback.source(turn_id), "stored": False}
+
+    def case_from_feedback(self, principal: Principal, tenant: str, assistant: str, turn_id: int, *,
+                           route: str, data: CaseCreate | None = None) -> dict[str, Any]:
+        """Store a case made from a rated exchange of this assistant, recording where it came from: `data` as the
+        editor wrote it (from `draft_from_feedback`), or without it the prefilled case itself."""
+        exchange = self._rated(tenant, assistant, turn_id)
+        return self.create_case(principal, tenant, assistant, data or from_feedback.prefill(exchange), route=route,
+                                source=from_feedback.source(turn_id))
 
     # -- runs ----------------------------------------------------------------------------------------------------
 
@@ -235,12 +229,14 @@ class EvalService:
 
     def resume_run(self, principal: Principal, tenant: str, assistant: str, run_id: str, *,
                    route: str, background: bool = True) -> dict[str, Any]:
-        """Continue a run that stopped (a quota, a failure, a process that died): only the cases without a result.
-        Its calls from here on are charged to whoever resumes it (they caused them)."""
+        """Continue a run that stopped (a quota, a failure, a cancel, a process that died): only the cases without
+        a result. Its calls from here on are charged to whoever resumes it (they caused them)."""
         self._assistant(tenant, assistant)
-        self._run_row(tenant, assistant, run_id)
+        row = self._run_row(tenant, assistant, run_id, principal=principal, route=route)
         if run_id in self.tasks and not self.tasks[run_id].done():
-            raise Conflict(f"run {run_id} is running", code="run_in_progress")
+            stopping = " and stops after the case it is answering: resume it in a moment" if (
+                row.status == "cancelled") else ""
+            raise Conflict(f"run {run_id} is running{stopping}", code="run_in_progress")
         self.runner.claim(tenant, run_id)
         self.audit.record("eval_run_resumed", subject=principal.subject, tenant=tenant, route=route, status=202,
                           detail={"assistant": assistant, "run": run_id})
@@ -248,21 +244,53 @@ class EvalService:
             self._spawn(principal, tenant, run_id, claimed=True)
         return run_public(self._run_row(tenant, assistant, run_id), resumable=False)
 
+    def cancel_run(self, principal: Principal, tenant: str, assistant: str, run_id: str, *, route: str,
+                   reason: str | None = None) -> tuple[dict[str, Any], bool]:
+        """Stop a queued or running run, in whichever process runs it: it stops before its next case (the case in
+        progress is kept) and stays `cancelled`, resumable like a failed run. (the run, whether this call cancelled
+        it): a run already cancelled is returned as it is; a finished or failed one is a Conflict."""
+        self._assistant(tenant, assistant)
+        row = self._run_row(tenant, assistant, run_id, principal=principal, route=route)
+        with self.db.session() as session:
+            cancelled = repo.cancel_run(session=session, tenant=tenant, run_id=run_id,
+                                        error=(reason or f"cancelled by {principal.subject}")[:500])
+        row = self._run_row(tenant, assistant, run_id)
+        if not cancelled:
+            if row.status == "cancelled":
+                return run_public(row, resumable=self._resumable(row)), False
+            if row.status == "finished":
+                raise Conflict(f"run {run_id} has finished: there is nothing to cancel", code="run_finished")
+            raise Conflict(f"run {run_id} has already stopped ({row.error or row.status}): there is nothing to "
+                           f"cancel; resume it to answer the rest", code="run_not_running")
+        self.audit.record("eval_run_cancelled", subject=principal.subject, tenant=tenant, route=route, status=202,
+                          detail={"assistant": assistant, "run": run_id, "done": row.done, "total": row.total})
+        return run_public(row, resumable=self._resumable(row)), True
+
     def _spawn(self, principal: Principal, tenant: str, run_id: str, *, claimed: bool = False) -> None:
         async def work() -> None:
             try:
                 if not claimed:
-                    self.runner.claim(tenant, run_id)
+                    try:
+                        self.runner.claim(tenant, run_id, new=True)
+                    except Conflict:  # cancelled before it started: nothing to do
+                        return
                 await self.runner.execute(principal, tenant, run_id)
             finally:
                 self.tasks.pop(run_id, None)
 
         self.tasks[run_id] = asyncio.get_running_loop().create_task(work(), name=f"eval-run-{run_id}")
 
-    def _run_row(self, tenant: str, assistant: str, run_id: str) -> EvalRun:
+    def _run_row(self, tenant: str, assistant: str, run_id: str, *, principal: Principal | None = None,
+                 route: str = "") -> EvalRun:
+        """The run, else NotFound; a request (`principal`) naming another tenant's run id is audited: a leak or a
+        guess, as for another tenant's document id."""
         with self.db.session() as session:
             run = repo.get_run(session=session, tenant=tenant, run_id=run_id, assistant=assistant)
+            foreign = repo.run_tenant(session=session, run_id=run_id) if run is None and principal else None
         if run is None:
+            if foreign is not None and foreign != tenant:
+                self.audit.record("denied", subject=principal.subject if principal else None, tenant=tenant,
+                                  route=route, status=404, reason="other_tenants_run", detail={"run": run_id[:64]})
             raise NotFound(f"{assistant} has no run {run_id!r}", code="run_not_found")
         return run
 
@@ -280,22 +308,14 @@ class EvalService:
             rows = repo.list_runs(session=session, tenant=tenant, assistant=assistant, limit=limit)
         return [run_public(r, resumable=self._resumable(r)) for r in rows]
 
-    def run(self, tenant: str, assistant: str, run_id: str) -> dict[str, Any]:
+    def run(self, tenant: str, assistant: str, run_id: str, *, principal: Principal | None = None,
+            route: str = "") -> dict[str, Any]:
         self._assistant(tenant, assistant)
-        run = self._run_row(tenant, assistant, run_id)
+        run = self._run_row(tenant, assistant, run_id, principal=principal, route=route)
         with self.db.session() as session:
             results = repo.list_results(session=session, tenant=tenant, run_id=run_id)
         return {**run_public(run, resumable=self._resumable(run)), "kb_current": run.kb_version == self.kb_version(
             tenant), "results": [result_public(r) for r in results]}
-
-    def version_runs(self, tenant: str, assistant: str, version: int, *, limit: int = 20) -> list[dict[str, Any]]:
-        """The runs of a saved version, newest first, each saying whether it saw the current knowledge base
-        (`kb_current`): what the release gate reads."""
-        current = self.kb_version(tenant)
-        with self.db.session() as session:
-            rows = repo.list_runs(session=session, tenant=tenant, assistant=assistant, prompt_version=version,
-                                  limit=limit)
-        return [{**run_public(r, resumable=self._resumable(r)), "kb_current": r.kb_version == current} for r in rows]
 
     def baseline(self, tenant: str, assistant: str, *, version: int, kb_version: str, tier: str | None,
                  cases: int | None = None, judged: bool = False) -> dict[str, Any] | None:
@@ -311,9 +331,10 @@ class EvalService:
                 return run_public(row, resumable=False)
         return None
 
-    def compare(self, tenant: str, assistant: str, a: str, b: str) -> dict[str, Any]:
+    def compare(self, tenant: str, assistant: str, a: str, b: str, *, principal: Principal | None = None,
+                route: str = "") -> dict[str, Any]:
         self._assistant(tenant, assistant)
-        runs = [self._run_row(tenant, assistant, x) for x in (a, b)]
+        runs = [self._run_row(tenant, assistant, x, principal=principal, route=route) for x in (a, b)]
         with self.db.session() as session:
             results = [repo.list_results(session=session, tenant=tenant, run_id=r.id) for r in runs]
         return compare_runs(run_public(runs[0]), run_public(runs[1]), [result_public(r) for r in results[0]],

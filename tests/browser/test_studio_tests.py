@@ -341,6 +341,9 @@ def test_a_rated_answer_becomes_a_test_case_in_one_click(server, browser, shot):
     button.first.click()
     page.locator("#tab-tests:not([hidden])").wait_for()
     page.locator("#case-editor:not([hidden])").wait_for()
+    # Nothing is stored until Save: an editor who looks and goes elsewhere leaves no empty case behind.
+    assert len(httpx.get(f"{server.url}/api/t/sales/evals/sales-assistant/cases",
+                         cookies=server.login("bob")).json()["cases"]) == before
     assert page.locator("#c-question").input_value() == QUESTION
     assert "It should say who approves more than 10%" in page.locator("#c-note").input_value()
     assert page.evaluate("document.activeElement.id") == "c-facts"  # what the right answer says comes next
@@ -357,6 +360,10 @@ def test_a_rated_answer_becomes_a_test_case_in_one_click(server, browser, shot):
     button.first.click()
     page.locator("#case-editor:not([hidden])").wait_for()
     assert page.locator("#case-editor-title").inner_text() == "New case from a rating"
+    page.click("#tab-btn-edit")  # away, and back: still nothing stored
+    page.click("#tab-btn-tests")
+    assert len(httpx.get(f"{server.url}/api/t/sales/evals/sales-assistant/cases",
+                         cookies=server.login("bob")).json()["cases"]) == before + 1
     page.click("#btn-cancel-case")
     page.locator("#toast", has_text="The case from the rating was not kept.").wait_for()
     assert len(httpx.get(f"{server.url}/api/t/sales/evals/sales-assistant/cases",

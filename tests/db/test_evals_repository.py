@@ -12,7 +12,8 @@ from backend.db.repositories.turns import beat
 from tests.db.tenancy import A, B, assert_all_covered, rows_of
 
 AS = "assistant"  # the same assistant name in both tenants
-UNSCOPED = {"owner_alive": "whether a process's heartbeat is current: the platform's own bookkeeping, no tenant data"}
+UNSCOPED = {"owner_alive": "whether a process's heartbeat is current: the platform's own bookkeeping, no tenant data",
+            "run_tenant": "which tenant a run id is (only its id): a 404 for another tenant's run is audited"}
 
 
 @pytest.fixture
@@ -130,6 +131,51 @@ def test_claim_run(seeded):
         beat(session=s, owner="me", host="h", pid=1)
         # Running for a live process: another one cannot take it.
         assert repo.claim_run(session=s, tenant=A, run_id="r1", owner="other", lease_s=60) is False
+
+
+def test_claim_run_of_a_new_run_takes_only_a_queued_one(seeded):
+    with seeded.session() as s:  # r1 failed: a resume may take it, a new run's first claim may not
+        assert repo.claim_run(session=s, tenant=A, run_id="r1", owner="me", lease_s=60, statuses=("queued",)) is False
+        assert repo.claim_run(session=s, tenant=A, run_id="r1", owner="me", lease_s=60) is True
+
+
+def test_cancel_run(seeded):
+    with seeded.session() as s:
+        repo.update_run(session=s, tenant=A, run_id="r1", values={"status": "running"})
+        s.commit()
+    before = rows_of(seeded, A)
+    with seeded.session() as s:
+        assert repo.cancel_run(session=s, tenant=B, run_id="r1", error="x") is False
+    assert rows_of(seeded, A) == before
+    with seeded.session() as s:
+        assert repo.cancel_run(session=s, tenant=A, run_id="r1", error="cancelled by a") is True
+        assert repo.cancel_run(session=s, tenant=A, run_id="r1", error="again") is False  # not running any more
+        assert (repo.get_run(session=s, tenant=A, run_id="r1").status, repo.get_run(
+            session=s, tenant=A, run_id="r1").error) == ("cancelled", "cancelled by a")
+
+
+def test_finish_run(seeded):
+    with seeded.session() as s:
+        repo.update_run(session=s, tenant=A, run_id="r1", values={"status": "running", "owner": "me"})
+        s.commit()
+    before = rows_of(seeded, A)
+    with seeded.session() as s:
+        assert repo.finish_run(session=s, tenant=B, run_id="r1", owner="me", values={"status": "finished"}) is False
+        assert repo.finish_run(session=s, tenant=A, run_id="r1", owner="other", values={"status": "x"}) is False
+        s.commit()
+    assert rows_of(seeded, A) == before
+    with seeded.session() as s:
+        repo.cancel_run(session=s, tenant=A, run_id="r1", error="cancelled")
+        # Cancelled meanwhile: the runner's end state does not overwrite it.
+        assert repo.finish_run(session=s, tenant=A, run_id="r1", owner="me", values={"status": "finished"}) is False
+        s.commit()
+        assert repo.get_run(session=s, tenant=A, run_id="r1").status == "cancelled"
+
+
+def test_run_tenant(seeded):
+    with seeded.session() as s:
+        assert repo.run_tenant(session=s, run_id="r1") == A
+        assert repo.run_tenant(session=s, run_id="nope") is None
 
 
 def test_owner_alive(seeded):

@@ -154,21 +154,44 @@ def test_a_rated_exchange_becomes_a_case_of_its_own_tenant_and_assistant_only(cl
     assert turn_id == turn.id
 
     bob = login_as("bob")
-    r = client.post(f"{CASES}/from-feedback", cookies=bob, json={"turn_id": turn_id})
+    # The editor's form, prefilled: nothing is stored (an editor who looks and leaves leaves no empty case).
+    r = client.get(f"{CASES}/from-feedback", cookies=bob, params={"turn_id": turn_id})
+    assert r.status_code == 200, r.text
+    draft = r.json()
+    assert (draft["id"], draft["stored"], draft["facts"], draft["checks_nothing"]) == (None, False, [], True)
+    assert draft["question"] == "What can I approve?"
+    assert draft["history"] == [{"role": "user", "content": "Hi, I sell Growth."},
+                                {"role": "assistant", "content": "Hello!"}]
+    assert "rated not helpful" in draft["note"] and "it is 10%" in draft["note"]
+    # The note is one line: the answer's breaks are spaces, the chat's "who answered" line is left out.
+    assert draft["note"].endswith("The answer then was: Up to 25%. Sources: [1] Pricing")
+    assert draft["source"] == {"kind": "feedback", "turn_id": turn_id}
+    assert client.get(CASES, cookies=bob).json() == {"cases": []}
+    with svc.db.session() as s:
+        assert list(s.exec(select(AuditEvent).where(AuditEvent.kind == "eval_case_created"))) == []
+
+    # Saved with what a good answer states: stored then, with where it came from.
+    written = {k: draft[k] for k in ("question", "history", "note")} | {"facts": ["10%"], "cite": ["Pricing"]}
+    r = client.post(f"{CASES}/from-feedback", cookies=bob, json={"turn_id": turn_id, "case": written})
     assert r.status_code == 201, r.text
     case = r.json()
-    assert case["question"] == "What can I approve?"
-    assert case["history"] == [{"role": "user", "content": "Hi, I sell Growth."},
-                               {"role": "assistant", "content": "Hello!"}]
-    assert "rated not helpful" in case["note"] and "it is 10%" in case["note"]
-    # The note is one line: the answer's breaks are spaces, the chat's "who answered" line is left out.
-    assert case["note"].endswith("The answer then was: Up to 25%. Sources: [1] Pricing")
-    assert case["source"] == {"kind": "feedback", "turn_id": turn_id} and case["checks_nothing"] is True
-    # Another assistant of the same tenant, and another tenant's editor with the same turn id: not found.
+    assert (case["facts"], case["cite"], case["checks_nothing"]) == (["10%"], ["Pricing"], False)
+    assert case["source"] == {"kind": "feedback", "turn_id": turn_id} and case["history"] == draft["history"]
+    assert [c["id"] for c in client.get(CASES, cookies=bob).json()["cases"]] == [case["id"]]
+    # Without `case` (as before): the prefilled case itself, expecting nothing yet.
+    r = client.post(f"{CASES}/from-feedback", cookies=bob, json={"turn_id": turn_id})
+    assert r.status_code == 201 and r.json()["checks_nothing"] is True and r.json()["note"] == draft["note"]
+    # Another assistant of the same tenant, and another tenant's editor with the same turn id: not found, whether
+    # reading the draft or saving a case from it.
     assert client.post(f"/api/t/{T}/evals/deal-desk/cases/from-feedback", cookies=bob,
-                       json={"turn_id": turn_id}).status_code == 404
+                       json={"turn_id": turn_id, "case": written}).status_code == 404
+    assert client.get(f"/api/t/{T}/evals/deal-desk/cases/from-feedback", cookies=bob,
+                      params={"turn_id": turn_id}).status_code == 404
     eng_editor = {"access_token": session_token("dave", {"sub": "dave",
                                                          "groups": ["engineering", "engineering-editors"]})}
     r = client.post("/api/t/engineering/evals/eng-assistant/cases/from-feedback", cookies=eng_editor,
                     json={"turn_id": turn_id})
+    assert r.status_code == 404 and "Growth" not in r.text
+    r = client.get("/api/t/engineering/evals/eng-assistant/cases/from-feedback", cookies=eng_editor,
+                   params={"turn_id": turn_id})
     assert r.status_code == 404 and "Growth" not in r.text

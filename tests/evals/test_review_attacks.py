@@ -117,6 +117,7 @@ def test_another_tenants_or_assistants_run_is_found_by_no_route(client, cookies_
     D = f"/api/t/{T}/evals/deal-desk"
     attempts = [
         (dave, "GET", f"{E}/runs/{sales_done}"), (dave, "POST", f"{E}/runs/{sales_failed}/resume"),
+        (dave, "POST", f"{E}/runs/{sales_failed}/cancel"), (bob, "POST", f"{D}/runs/{sales_done}/cancel"),
         (dave, "GET", f"{E}/compare?a={eng}&b={sales_done}"), (dave, "GET", f"{E}/compare?a={sales_done}&b={eng}"),
         (dave, "GET", f"/api/t/engineering/evals/{A}/runs/{sales_done}"),
         (bob, "GET", f"{D}/runs/{sales_done}"), (bob, "POST", f"{D}/runs/{sales_failed}/resume"),
@@ -131,7 +132,16 @@ def test_another_tenants_or_assistants_run_is_found_by_no_route(client, cookies_
     assert [r["id"] for r in client.get(f"{E}/runs", cookies=dave).json()["runs"]] == [eng]
     with client.app.state.services.db.session() as s:
         statuses = {r.id: (r.status, r.owner) for r in s.exec(select(EvalRun))}
+        probes = [(e.subject, e.tenant, e.route) for e in s.exec(select(AuditEvent).where(
+            AuditEvent.kind == "denied", AuditEvent.reason == "other_tenants_run").order_by(AuditEvent.id))]
     assert statuses[sales_failed] == ("failed", None)
+    # Another tenant's run id came from a leak or a guess: each such 404 is audited (one row per route, counted);
+    # another assistant's run of the same tenant, or an assistant the tenant does not have, is a plain 404.
+    assert set(probes) == {("dave", "engineering", f"{E}/runs/{sales_done}"),
+                           ("dave", "engineering", f"{E}/runs/{sales_failed}/resume"),
+                           ("dave", "engineering", f"{E}/runs/{sales_failed}/cancel"),
+                           ("dave", "engineering", f"{E}/compare"), ("bob", T, f"/api/t/{T}/evals/{A}/compare"),
+                           ("bob", T, f"/api/t/{T}/evals/{A}/runs/{eng}/resume")}, probes
 
 
 def test_api_keys_need_prompts_write_for_every_evals_route_and_each_refusal_is_audited(client, cookies_for):
@@ -143,10 +153,11 @@ def test_api_keys_need_prompts_write_for_every_evals_route_and_each_refusal_is_a
     run = _run_row(client, "sales", A)
     routes = [("GET", CASES, None), ("POST", CASES, {"question": "q", "facts": ["f"]}),
               ("GET", f"{CASES}/export", None), ("POST", f"{CASES}/import", {"yaml": "cases: []"}),
-              ("POST", f"{CASES}/from-feedback", {"turn_id": 1}),
+              ("POST", f"{CASES}/from-feedback", {"turn_id": 1}), ("GET", f"{CASES}/from-feedback?turn_id=1", None),
               ("POST", f"/api/t/{T}/evals/{A}/runs", {"version": 1}), ("GET", f"/api/t/{T}/evals/{A}/runs", None),
               ("GET", f"/api/t/{T}/evals/{A}/runs/{run}", None),
               ("POST", f"/api/t/{T}/evals/{A}/runs/{run}/resume", None),
+              ("POST", f"/api/t/{T}/evals/{A}/runs/{run}/cancel", None),
               ("GET", f"/api/t/{T}/evals/{A}/compare?a={run}&b={run}", None),
               ("GET", f"/api/t/{T}/evals/{A}/gate", None)]
     for scopes in (("prompts:read",), ("chat", "retrieval", "ingest")):

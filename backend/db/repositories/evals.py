@@ -99,18 +99,50 @@ def update_run(*, session: Session, tenant: str, run_id: str, values: dict[str, 
     session.execute(update(EvalRun).where(col(EvalRun.tenant) == tenant, col(EvalRun.id) == run_id).values(**values))
 
 
-def claim_run(*, session: Session, tenant: str, run_id: str, owner: str, lease_s: float) -> bool:
-    """Take the run for `owner` to work on: a run that is not finished and not being worked on by a live process
-    (one UPDATE: two processes resuming it at once never both get it). Committed."""
+RESUMABLE = ("queued", "failed", "cancelled")
+
+
+def claim_run(*, session: Session, tenant: str, run_id: str, owner: str, lease_s: float,
+              statuses: tuple[str, ...] = RESUMABLE) -> bool:
+    """Take the run for `owner` to work on: a run in one of `statuses` (a new run's first claim: only `queued`, so
+    that one cancelled before it started stays so), or running for a process that is no longer live (one UPDATE:
+    two processes resuming it at once never both get it). Committed."""
     live = select(ProcessLease.owner).where(ProcessLease.beat >= db_epoch(session) - lease_s)
     table = EvalRun.__table__
-    free = or_(col(EvalRun.status).in_(("queued", "failed", "cancelled")),
+    free = or_(col(EvalRun.status).in_(statuses),
                (col(EvalRun.status) == "running") & or_(col(EvalRun.owner).is_(None), col(EvalRun.owner).not_in(live),
                                                         col(EvalRun.owner) == owner))
     result = session.execute(update(table).where(table.c.tenant == tenant, table.c.id == run_id, free)
                              .values(status="running", owner=owner, error=None, finished_at=None))
     session.commit()
     return bool(result.rowcount)
+
+
+def cancel_run(*, session: Session, tenant: str, run_id: str, error: str) -> bool:
+    """Mark a queued or running run `cancelled` (one UPDATE: whoever runs it, in this process or another, reads it
+    before its next case and stops). False when it is in no such state. Committed."""
+    table = EvalRun.__table__
+    result = session.execute(update(table).where(table.c.tenant == tenant, table.c.id == run_id,
+                                                 table.c.status.in_(("queued", "running")))
+                             .values(status="cancelled", error=error))
+    session.commit()
+    return bool(result.rowcount)
+
+
+def finish_run(*, session: Session, tenant: str, run_id: str, owner: str, values: dict[str, Any]) -> bool:
+    """Set a run's end state (`values`: its status, error...) only while `owner` still runs it: a run cancelled
+    meanwhile, or taken over by another process, keeps what they made of it. Flushed, not committed."""
+    table = EvalRun.__table__
+    result = session.execute(update(table).where(table.c.tenant == tenant, table.c.id == run_id,
+                                                 table.c.status == "running", table.c.owner == owner)
+                             .values(**values))
+    return bool(result.rowcount)
+
+
+def run_tenant(*, session: Session, run_id: str) -> str | None:
+    """Which tenant has a run of this id, if any: a 404 for an id that is another tenant's is audited (a leak or
+    a guess). Looks at the whole store on purpose; returns only the tenant's id."""
+    return session.execute(select(EvalRun.tenant).where(col(EvalRun.id) == run_id)).scalars().first()
 
 
 def owner_alive(*, session: Session, owner: str | None, lease_s: float) -> bool:

@@ -4,7 +4,7 @@
 window.StudioTests = (function () {
   "use strict";
   var D = window.StudioDOM, $ = D.$, h = D.h, clear = D.clear, toast = D.toast, busy = D.busy, ago = D.ago;
-  var st = {cases: [], runs: [], editing: null, polling: null, loadedFor: null, openRun: null, fresh: null};
+  var st = {cases: [], runs: [], editing: null, polling: null, loadedFor: null, openRun: null};
 
   function app() { return window.StudioApp; }
   function base() {
@@ -39,7 +39,7 @@ window.StudioTests = (function () {
     var name = app().name();
     if (st.loadedFor !== name) {
       st.loadedFor = name; st.openRun = null; st.picked = false; closeEditor(); clear($("run-view"));
-      clearTimeout(st.polling); st.polling = null; $("run-progress").hidden = true;
+      clearTimeout(st.polling); st.polling = null; st.following = null; $("run-progress").hidden = true;
       $("btn-export-cases").href = base() + "/cases/export";
       $("btn-export-cases").setAttribute("download", name + "-tests.yaml");
     }
@@ -99,12 +99,12 @@ window.StudioTests = (function () {
             onclick: function () { removeCase(c, this); }}))));
     });
   }
+  // A case from a rating (`c.source`, no id yet) is stored only when the editor saves it.
+  function fromRating(c) { return !!(c && !c.id && c.source && c.source.kind === "feedback"); }
   function openEditor(c) {
     st.editing = c || null;
-    if (!c || c.id !== st.fresh) st.fresh = null;
     var f = $("case-editor");
-    $("case-editor-title").textContent = c && c.id && c.id === st.fresh ? "New case from a rating"
-      : c && c.id ? "Edit case" : "New case";
+    $("case-editor-title").textContent = fromRating(c) ? "New case from a rating" : c && c.id ? "Edit case" : "New case";
     $("c-question").value = c ? c.question : "";
     $("c-facts").value = c ? (c.facts || []).join("\n") : "";
     $("c-cite").value = c ? (c.cite || []).join("\n") : "";
@@ -119,19 +119,13 @@ window.StudioTests = (function () {
     }
     clear($("case-problems"));
     f.hidden = false;
-    (c && c.id ? $("c-facts") : $("c-question")).focus();
+    (c && (c.id || fromRating(c)) ? $("c-facts") : $("c-question")).focus();
   }
-  function closeEditor() { $("case-editor").hidden = true; st.editing = null; st.fresh = null; }
-  // Cancel on a case the Feedback tab has just made (nothing written into it yet): it is not kept, as the editor
-  // expects of Cancel; otherwise an empty case would stay in the set, skipped by every run.
+  function closeEditor() { $("case-editor").hidden = true; st.editing = null; }
   function cancelEditor() {
-    var c = st.editing, fresh = c && c.id && c.id === st.fresh;
+    var draft = fromRating(st.editing);
     closeEditor();
-    if (!fresh) return;
-    api("DELETE", "/cases/" + encodeURIComponent(c.id)).then(function (r) {
-      if (r.ok) toast("The case from the rating was not kept.");
-      loadCases();
-    });
+    if (draft) toast("The case from the rating was not kept.");
   }
   function saveCase(e) {
     e.preventDefault();
@@ -141,7 +135,9 @@ window.StudioTests = (function () {
     var problems = clear($("case-problems"));
     if (!body.question) { problems.appendChild(h("li", {class: "problem", text: "Question: write the question an employee would ask."})); $("c-question").focus(); return; }
     var btn = $("btn-save-case"); busy(btn, true);
-    var req = c && c.id ? api("PUT", "/cases/" + encodeURIComponent(c.id), body) : api("POST", "/cases", body);
+    var req = c && c.id ? api("PUT", "/cases/" + encodeURIComponent(c.id), body)
+      : fromRating(c) ? api("POST", "/cases/from-feedback", {turn_id: c.source.turn_id, "case": body})
+      : api("POST", "/cases", body);
     req.then(function (r) {
       busy(btn, false);
       if (!r.ok) {
@@ -177,17 +173,17 @@ window.StudioTests = (function () {
       loadCases();
     });
   }
-  // From the Feedback tab: the rated exchange becomes a case; the editor then writes what the right answer says.
+  // From the Feedback tab: the editor opens prefilled from the rated exchange (nothing is stored yet); the case is
+  // added when they save it, with what the right answer says — leaving, or Cancel, leaves no empty case behind.
   function fromFeedback(turnId, btn) {
     busy(btn, true);
-    return api("POST", "/cases/from-feedback", {turn_id: turnId}).then(function (r) {
+    return api("GET", "/cases/from-feedback?turn_id=" + encodeURIComponent(turnId)).then(function (r) {
       busy(btn, false);
       if (!r.ok) { toast(r.data.detail || "Could not make a test case", true); return; }
       app().showTab("tests");
       return loadCases().then(function () {
-        st.fresh = r.data.id;
         openEditor(r.data);
-        toast("Test case made from the rating: write what the right answer states, then save.");
+        toast("Write what the right answer states, then save to add the case.");
       });
     });
   }
@@ -206,6 +202,9 @@ window.StudioTests = (function () {
     if (r.status === "finished") return r.passed + " of " + r.total + " passed (" + pct(r.score) + ")";
     if (r.status === "queued") return "waiting to start (" + r.total + " cases)";
     if (r.status === "running") return r.done + " of " + r.total + " cases answered";
+    // The run's error says who cancelled it ("cancelled by bob", "cancelled with Ctrl-C in atrium eval run").
+    if (r.status === "cancelled") return (r.error ? r.error.charAt(0).toUpperCase() + r.error.slice(1) : "Cancelled") +
+      " (" + r.done + " of " + r.total + " done)";
     return r.status + (r.error ? ": " + r.error : "") + " (" + r.done + " of " + r.total + " done)";
   }
   function renderRuns() {
@@ -280,23 +279,38 @@ window.StudioTests = (function () {
     return left < 60 ? " · less than a minute left" : " · about " + Math.round(left / 60) + " min left";
   }
   var seen = null;  // when the page first saw the followed run, and how far it was
+  // Cancel the followed run: it stops before its next case (the one being answered is kept), in whichever server
+  // process runs it; Resume in the runs list answers the rest later.
+  function cancelRun() {
+    var id = st.following, btn = $("btn-cancel-run"); if (!id) return;
+    busy(btn, true);
+    api("POST", "/runs/" + encodeURIComponent(id) + "/cancel").then(function (r) {
+      busy(btn, false);
+      if (!r.ok) { toast(r.data.detail || "Could not cancel the run", true); return; }
+      btn.hidden = true; $("btn-run").focus();  // the focused button is gone: keep the keyboard user in the card
+      toast("Run cancelled: the case being answered finishes, no other starts. Resume it later from the list of runs.");
+    });
+  }
   function poll(id) {
     clearTimeout(st.polling);
+    st.following = id;
     var box = $("run-progress"); box.hidden = false;
     $("run-bar").value = 0; $("run-progress-text").textContent = "Starting the run…";
     var assistant = app().name(), url = base() + "/runs/" + encodeURIComponent(id);
     seen = null;
     function tick() {
       // Another assistant was chosen meanwhile: its tab shows its own runs (this one goes on on the server).
-      if (app().name() !== assistant) { st.polling = null; box.hidden = true; return; }
+      if (app().name() !== assistant) { st.polling = null; st.following = null; box.hidden = true; return; }
       app().request(url, "GET").then(function (r) {
-        if (app().name() !== assistant) { st.polling = null; return; }
-        if (!r.ok) { st.polling = null; box.hidden = true; return; }
+        if (app().name() !== assistant) { st.polling = null; st.following = null; return; }
+        if (!r.ok) { st.polling = null; st.following = null; box.hidden = true; return; }
         var run = r.data;
         $("run-bar").max = Math.max(1, run.total); $("run-bar").value = run.done;
-        $("run-progress-text").textContent = (run.status === "finished" ? "Finished: " : run.status === "failed" ? "Stopped: " : "Running: ") +
-          statusText(run) + timeLeft(run);
-        if (run.status === "queued" || run.status === "running") { st.polling = setTimeout(tick, 1000); return; }
+        $("run-progress-text").textContent = (run.status === "finished" ? "Finished: " : run.status === "failed" ? "Stopped: " :
+          run.status === "cancelled" ? "" : "Running: ") + statusText(run) + timeLeft(run);
+        var live = run.status === "queued" || run.status === "running";
+        $("btn-cancel-run").hidden = !live;
+        if (live) { st.polling = setTimeout(tick, 1000); return; }
         st.polling = null;
         loadRuns();
         if (run.status === "finished") { renderRun(run); if (window.StudioGate) app().refreshDetail(); }
@@ -403,6 +417,7 @@ window.StudioTests = (function () {
   $("btn-add-case").addEventListener("click", function () { openEditor(null); });
   $("import-cases").addEventListener("change", importFile);
   $("btn-run").addEventListener("click", run);
+  $("btn-cancel-run").addEventListener("click", cancelRun);
   $("run-what").addEventListener("change", function () { st.picked = true; });  // the editor's own choice stays
   $("btn-compare-runs").addEventListener("click", compare);
   return {show: show, fromFeedback: fromFeedback, openRun: openRun, runVersion: runVersion};
