@@ -2,7 +2,8 @@
 
 `Turn` is what the pipeline's stages (backend/chat/pipeline.py) hand to one another: the request, the prompt and
 tier chosen, the passages, the model's messages and answer, the quota reservation — and the usage row. The row
-is written when the model call starts (`streaming`, owned by this process), its tokens so far now and then while
+is written when the model call starts (`streaming`, owned by this process; a non-streaming call's a second
+later, unless it has finished by then), its tokens so far now and then while
 the answer streams (at most one write per `progress_s`), and at the end, whatever happened (`completed`, or
 `interrupted` when the caller went away or the call failed); a process that dies leaves it `streaming`, and the
 survivors mark it interrupted (governance/leases.py). `UsageRecorder` makes those writes (through the durable
@@ -90,12 +91,13 @@ class UsageRecorder:
         self.progress_s = progress_s
 
     def start(self, t: Turn) -> None:
-        """The model call starts: the row as `streaming`, owned by this process (not awaited)."""
+        """The model call starts: the row as `streaming`, owned by this process (not awaited). A non-streaming
+        call's is written only if it has not finished a second later (UsageWriter: most short calls never need it)."""
         row = t.row
         row.status, row.owner, row.updated_at = "streaming", self.owner, utcnow()
         t.started, t.last_progress = True, time.perf_counter()
         if t.req.record and self.writer is not None:
-            self.writer.start(row)
+            self.writer.start(row, defer=not t.req.stream)
 
     def progress_due(self, t: Turn) -> bool:
         return (t.started and t.req.record and self.writer is not None

@@ -13,6 +13,7 @@ A refusal names the level (your allowance, this assistant's budget, the departme
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 from collections.abc import Callable
@@ -51,6 +52,7 @@ def month_id(now: datetime) -> str:
     return now.strftime("%Y%m")
 
 
+@functools.lru_cache(maxsize=4096)  # every admission of a member's call hashes the same subject
 def member_id(subject: str) -> str:
     """A member's part of a counter key (hashed: subjects are arbitrary text)."""
     return hashlib.sha256(subject.encode()).hexdigest()[:16]

@@ -67,6 +67,11 @@ class NoMetrics:
     def chat_turn(self, *, tenant: str, assistant: str | None, channel: str, tier: str | None, model: str | None,
                   outcome: str, seconds: float, first_token_s: float | None, input_tokens: int, output_tokens: int,
                   cost_usd: float, fallback_from: str | None) -> None: ...
+    @staticmethod
+    def _child(series: list[Any], index: int, metric: Any, *labels: str) -> Any:
+        series[index] = metric.labels(*labels)
+        return series[index]
+
     def model_error(self, *, tenant: str, tier: str, error: str) -> None: ...
     def quota_refusal(self, *, tenant: str, limit: str) -> None: ...
     def denial(self, *, tenant: str | None, reason: str | None) -> None: ...
@@ -117,6 +122,9 @@ class PrometheusMetrics(NoMetrics):
         self._jobs = counter("atrium_ingestion_jobs_total", ("tenant", "outcome"))
         self._chunks = counter("atrium_ingestion_chunks_total", ("tenant",))
         self._job_s = histogram("atrium_ingestion_job_duration_seconds", ("tenant",), _SLOW)
+        # (tenant, assistant, channel, tier, model, outcome) -> the children chat_turn counts on (labels bounded)
+        self._turn_series: dict[tuple[str, ...], list[Any]] = {}
+        self._http_series: dict[tuple[str, str, int, str], tuple[Any, Any]] = {}  # http_request's, the same way
         self._backlog: Callable[[], dict[str, tuple[int, float]]] | None = None
         self._held: Callable[[], dict[tuple[str, str], int]] | None = None
         self._quota: Callable[[], dict[tuple[str, str], float]] | None = None
@@ -136,25 +144,41 @@ class PrometheusMetrics(NoMetrics):
 
     def http_request(self, *, route: str, method: str, status: int, tenant: str | None, seconds: float) -> None:
         method = method if method in _METHODS else "other"
-        self._http.labels(route, method, str(status), self.tenant(tenant)).inc()
-        self._http_s.labels(route, method, f"{status // 100}xx").observe(seconds)
+        key = (route, method, status, self.tenant(tenant))
+        series = self._http_series.get(key)
+        if series is None:  # as chat_turn's: labels() once per label set (routes are the surface table's templates)
+            series = self._http_series[key] = (self._http.labels(route, method, str(status), key[3]),
+                                               self._http_s.labels(route, method, f"{status // 100}xx"))
+        series[0].inc()
+        series[1].observe(seconds)
 
     def chat_turn(self, *, tenant: str, assistant: str | None, channel: str, tier: str | None, model: str | None,
                   outcome: str, seconds: float, first_token_s: float | None, input_tokens: int, output_tokens: int,
                   cost_usd: float, fallback_from: str | None) -> None:
         tenant, tier, model = self.tenant(tenant), tier or "", model or ""
-        self._turns.labels(tenant, assistant or "", channel, tier, model, outcome).inc()
-        self._turn_s.labels(tenant, tier).observe(seconds)
+        key = (tenant, assistant or "", channel, tier, model, outcome)
+        series = self._turn_series.get(key)
+        if series is None:  # labels() validates and locks on every call: once per label set (they are bounded)
+            series = self._turn_series[key] = [self._turns.labels(*key), self._turn_s.labels(tenant, tier),
+                                               None, None, None, None]
+        series[0].inc()
+        series[1].observe(seconds)
+        # The others only once they have something to count: a series appears in the scrape when first labelled.
         if first_token_s is not None:
-            self._ttft.labels(tenant, tier).observe(first_token_s)
+            (series[2] or self._child(series, 2, self._ttft, tenant, tier)).observe(first_token_s)
         if input_tokens:
-            self._tokens.labels(tenant, model, "input").inc(input_tokens)
+            (series[3] or self._child(series, 3, self._tokens, tenant, model, "input")).inc(input_tokens)
         if output_tokens:
-            self._tokens.labels(tenant, model, "output").inc(output_tokens)
+            (series[4] or self._child(series, 4, self._tokens, tenant, model, "output")).inc(output_tokens)
         if cost_usd:
-            self._cost.labels(tenant, model).inc(cost_usd)
+            (series[5] or self._child(series, 5, self._cost, tenant, model)).inc(cost_usd)
         if fallback_from:
             self._fallbacks.labels(tenant, fallback_from, tier).inc()
+
+    @staticmethod
+    def _child(series: list[Any], index: int, metric: Any, *labels: str) -> Any:
+        series[index] = metric.labels(*labels)
+        return series[index]
 
     def model_error(self, *, tenant: str, tier: str, error: str) -> None:
         self._errors.labels(self.tenant(tenant), tier, code_label(error)).inc()

@@ -31,6 +31,17 @@ class Counters:
     def __init__(self, *, prefix: str, db: Database) -> None:
         self.prefix = prefix
         self.db = db
+        self._periods: tuple[tuple, tuple[datetime, datetime, str, str]] | None = None
+
+    def periods(self, now: datetime) -> tuple[datetime, datetime, str, str]:
+        """(day start, month start, day key, month key) of `now`: the same all day, so made once a day (every
+        admission needs them)."""
+        stamp = (now.date(), now.tzinfo)
+        cached = self._periods
+        if cached is None or cached[0] != stamp:
+            day = day_start(now)
+            cached = self._periods = (stamp, (day, month_start(now), day.strftime("%Y%m%d"), month_id(now)))
+        return cached[1]
 
     def key(self, tenant: str, *parts: str) -> str:
         return ":".join([self.prefix, "quota", tenant, *parts])  # every bucket is prefixed with its tenant
@@ -40,8 +51,7 @@ class Counters:
         """The counters the call reserves on, the most specific first (its refusal names the member's allowance
         before the department's); `micro=None`: a free call, on no budget in dollars."""
         tenant, quotas, db = cfg.id, cfg.quotas, self.db
-        day, month = day_start(now), month_start(now)
-        dkey, mkey = day.strftime("%Y%m%d"), month_id(now)
+        day, month, dkey, mkey = self.periods(now)
         out: list[Level] = []
         if allowance is not None:
             who = member_id(subject)

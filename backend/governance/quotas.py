@@ -26,7 +26,6 @@ ratelimit.py, the nested budgets (a member's allowance, an assistant's budget) a
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from datetime import UTC, datetime
 
@@ -41,6 +40,7 @@ from backend.governance.allowances import (
     Allowance,
     configured_allowance,
     day_start,
+    member_id,
     month_id,
     month_start,
     nested_refusal,
@@ -116,16 +116,16 @@ class QuotaService:
         if quotas.requests_per_minute is not None and count_request:
             windows.append(Window(self._key(tenant, "rpm"), quotas.requests_per_minute, 60, "requests_per_minute"))
         if quotas.user_requests_per_minute is not None and count_request:
-            user = hashlib.sha256(subject.encode()).hexdigest()[:16]
+            user = member_id(subject)
             windows.append(Window(self._key(tenant, "user", user, "rpm"), quotas.user_requests_per_minute, 60,
                                   "user_requests_per_minute"))
-        day = day_start(now)
+        _, _, dkey, mkey = self.counters.periods(now)
         tokens, micro = max(0, int(est_tokens)), max(0, round(est_cost_usd * MICRO))
         if quotas.tokens_per_day is not None:
-            adm.token_key = self._key(tenant, "tokens", day.strftime("%Y%m%d"))
+            adm.token_key = self._key(tenant, "tokens", dkey)
             adm.reserved_tokens = tokens
         if quotas.monthly_budget_usd is not None and dollars:
-            adm.budget_key = self._key(tenant, "usd", month_id(now))
+            adm.budget_key = self._key(tenant, "usd", mkey)
             adm.reserved_micro_usd = micro
         allowance = await self.allowance(cfg, subject, roles=roles, groups=groups, now=now) \
             if quotas.has_member_limits else None

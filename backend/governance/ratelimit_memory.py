@@ -33,9 +33,16 @@ class MemoryLimits:
         holds = self._holds.get(key)
         if not holds:
             return 0
-        for member in [m for m, (_, until) in holds.items() if until <= now]:
+        total, lapsed = 0, None
+        for member, (amount, until) in holds.items():  # one pass, no generator: this runs per counter per admission
+            if until > now:
+                total += amount
+            else:
+                lapsed = lapsed or []
+                lapsed.append(member)
+        for member in lapsed or ():
             del holds[member]  # a lease that nobody renewed: its process is gone
-        return sum(amount for amount, _ in holds.values())
+        return total
 
     def _admit(self, windows: list[Window], reservations: list[Reservation], hold: str,
                lease_s: float) -> Decision:

@@ -81,14 +81,23 @@ class UsageWriter:
       anyway (`write` returns None for the id): the answer already delivered never fails for its usage row. The
       spool is drained by this thread with backoff (0.5 s doubling to 30 s) until the database takes it; a spool
       left by a process that died is drained by the next one started on the same data dir.
+    - A non-streaming call's start (`start(..., defer=True)`) is held for `start_delay_s` (1 s): if the call
+      finishes meanwhile, as most short ones do, its final row is its only write (no INSERT, no commit of its
+      own); else it is written then, as `streaming`. Nothing reads its tokens so far (it has none until it
+      finishes), so what a crash within that second loses is the row of a call that used nothing yet — as a
+      crash loses what is still in this queue. A streaming call's start is written at once.
     """
 
     def __init__(self, *, db: Database, spool: Spool | None = None, max_batch: int = 256,
-                 retry_s: tuple[float, float] = (0.5, 30.0)) -> None:
+                 retry_s: tuple[float, float] = (0.5, 30.0), start_delay_s: float = 1.0) -> None:
         self.db = db
         self.spool = spool
         self.max_batch = max_batch
         self.retry_s = retry_s
+        self.start_delay_s = start_delay_s
+        # turn_key -> (when it is due, its start) of deferred starts, in the order they are due (one delay for all);
+        # the writer thread's alone
+        self._later: dict[str, tuple[float, tuple]] = {}
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -96,9 +105,10 @@ class UsageWriter:
         self._next_drain = 0.0
         self.spooled = 0  # rows that went through the spool (a figure for tests and logs)
 
-    def start(self, turn: Any) -> None:
-        """The turn's model call starts: its row as `streaming` (not awaited)."""
-        self._put(("start", row_values(turn), None, None))
+    def start(self, turn: Any, *, defer: bool = False) -> None:
+        """The turn's model call starts: its row as `streaming` (not awaited). `defer`: a non-streaming call, whose
+        start is written only if it has not finished `start_delay_s` later (see the class's docstring)."""
+        self._put(("defer" if defer else "start", row_values(turn), None, None))
 
     def progress(self, turn: Any) -> None:
         """The tokens streamed so far (not awaited; only a streaming row takes them)."""
@@ -129,18 +139,13 @@ class UsageWriter:
     def _run(self) -> None:
         self._drain(adopt_only=True)  # a stopped process's spool on the same data dir
         while True:
-            wait = max(0.0, self._next_drain - clock.monotonic()) if self._spool_pending() else None
             try:
-                first = self._queue.get(timeout=wait)
-            except queue.Empty:
-                self._drain()
-                continue
-            if first is None:
-                self._drain()
-                return
-            batch = [first]
-            stop = False
-            while len(batch) < self.max_batch:
+                first = self._queue.get(timeout=self._wait())
+            except queue.Empty:  # a deferred start is due, or the spool's next drain
+                first = _IDLE
+            batch = [] if first is _IDLE or first is None else [first]
+            stop = first is None
+            while not stop and len(batch) < self.max_batch:
                 try:
                     item = self._queue.get_nowait()
                 except queue.Empty:
@@ -149,12 +154,43 @@ class UsageWriter:
                     stop = True
                     break
                 batch.append(item)
-            self._write(batch)
+            batch = self._with_due_starts(batch, flush=stop)
+            if batch:
+                self._write(batch)
             if self._spool_pending() and clock.monotonic() >= self._next_drain:
                 self._drain()
             if stop:
                 self._drain()
                 return
+
+    def _wait(self) -> float | None:
+        """How long the queue may be waited on: until the first deferred start is due, or the spool's next drain."""
+        due = [self._next_drain] if self._spool_pending() else []
+        if self._later:
+            due.append(next(iter(self._later.values()))[0])
+        return max(0.0, min(due) - clock.monotonic()) if due else None
+
+    def _with_due_starts(self, batch: list[tuple], *, flush: bool) -> list[tuple]:
+        """The batch to write: deferred starts put aside (dropped when their finish comes), those now due (all of
+        them when the writer stops) written as starts; a progress brings its turn's deferred start with it."""
+        out: list[tuple] = []
+        for item in batch:
+            op, row = item[0], item[1]
+            if op == "defer":
+                self._later[row["turn_key"]] = (clock.monotonic() + self.start_delay_s, item)
+                continue
+            later = self._later.pop(row["turn_key"], None) if self._later else None
+            if later is not None and op == "progress":  # the row must exist before its tokens so far
+                out.append(("start", *later[1][1:]))
+            out.append(item)  # a finish: the final row is the turn's only write
+        now = clock.monotonic()
+        while self._later:
+            key, (due, item) = next(iter(self._later.items()))
+            if due > now and not flush:
+                break
+            del self._later[key]
+            out.append(("start", *item[1:]))
+        return out
 
     def _spool_pending(self) -> bool:
         return self.spool is not None and self.spool.pending > 0
@@ -235,6 +271,9 @@ class UsageWriter:
             self._thread.join(timeout)
         if self.spool is not None:
             self.spool.close()
+
+
+_IDLE = object()  # the queue had nothing before a deferred start or the spool's drain was due
 
 
 def _resolve(future: asyncio.Future, value: int | None, exc: BaseException | None) -> None:

@@ -69,3 +69,65 @@ def test_a_turn_started_and_finished_in_one_batch_is_its_final_row(tmp_path):
     assert (final.status, final.outcome, final.prompt_tokens, final.completion_tokens, final.cost_usd) == \
         ("completed", "ok", 5, 11, 0.25)
     assert (rows[streaming["turn_key"]].status, rows[streaming["turn_key"]].prompt_tokens) == ("streaming", 7)
+
+
+def _recording(db: Database, **kwargs) -> tuple[UsageWriter, list[list[tuple[str, str]]]]:
+    """A writer whose batches are recorded as [(op, turn_key)] (what each transaction was given)."""
+    writer = UsageWriter(db=db, **kwargs)
+    batches: list[list[tuple[str, str]]] = []
+    apply = writer._apply
+
+    def recorded(items):  # noqa: ANN001, ANN202
+        batches.append([(op, row["turn_key"]) for op, row in items])
+        return apply(items)
+
+    writer._apply = recorded  # type: ignore[method-assign]
+    return writer, batches
+
+
+def _until(check, deadline_s: float = 30):  # noqa: ANN001, ANN202
+    import time
+
+    end = time.monotonic() + deadline_s
+    while not (value := check()) and time.monotonic() < end:
+        time.sleep(0.02)
+    return value
+
+
+def test_a_non_streaming_start_is_written_only_if_its_call_outlasts_the_delay(tmp_path):
+    """A deferred start (a non-streaming call) whose finish comes first is never written: the final row is the turn's
+    only write. One still running when the delay is over is written as `streaming`; a progress brings its start
+    along; closing the writer writes the starts it still holds."""
+    url = f"sqlite:///{tmp_path / 'u.db'}"
+    upgrade(url)
+    db = Database(make_engine(url))
+
+    def rows() -> dict[str, ChatTurn]:
+        with db.session() as s:
+            return {r.turn_key: r for r in s.exec(select(ChatTurn))}
+
+    writer, batches = _recording(db, start_delay_s=3600)
+    quick = ChatTurn(tenant="sales", subject="a", status="streaming", prompt_tokens=5)
+    writer.start(quick, defer=True)
+    quick.status, quick.outcome, quick.completion_tokens = "completed", "ok", 9
+    turn_id = asyncio.run(writer.write(quick))
+    slow = ChatTurn(tenant="sales", subject="b", status="streaming", prompt_tokens=7)
+    writer.start(slow, defer=True)
+    slow.completion_tokens = 3
+    writer.progress(slow)  # its row must exist for the tokens so far to land
+    assert _until(lambda: (r := rows().get(slow.turn_key)) is not None and r.completion_tokens == 3)
+    held = ChatTurn(tenant="sales", subject="c", status="streaming")
+    writer.start(held, defer=True)
+    writer.close()  # what it still holds is written
+    stored = rows()
+    assert (stored[quick.turn_key].id, stored[quick.turn_key].status, stored[quick.turn_key].completion_tokens) == \
+        (turn_id, "completed", 9)
+    assert ("start", quick.turn_key) not in [item for batch in batches for item in batch]
+    assert (stored[slow.turn_key].status, stored[held.turn_key].status) == ("streaming", "streaming")
+
+    writer, _ = _recording(db, start_delay_s=0.05)
+    late = ChatTurn(tenant="sales", subject="d", status="streaming", prompt_tokens=4)
+    writer.start(late, defer=True)  # nothing else comes: written when its delay is over
+    assert _until(lambda: late.turn_key in rows())
+    assert rows()[late.turn_key].status == "streaming"
+    writer.close()
