@@ -244,7 +244,8 @@ def require(permission: Permission) -> Callable[..., TenantContext]:
     return check
 
 
-ChatAccess = Annotated[TenantContext, Depends(require("chat"))]
+chat_access = require("chat")  # by name: the chat completion's fast path calls it itself (openai_compat.py)
+ChatAccess = Annotated[TenantContext, Depends(chat_access)]
 RetrievalAccess = Annotated[TenantContext, Depends(require("retrieval"))]
 IngestAccess = Annotated[TenantContext, Depends(require("ingest"))]
 PromptsRead = Annotated[TenantContext, Depends(require("prompts:read"))]
