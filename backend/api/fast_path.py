@@ -11,11 +11,11 @@ backend/auth/surface.py and FastAPI's own handler use) and puts a `fast` functio
   (`fast.replaces`, in order). When the route's effective dependencies (the app's and router's included) are not
   exactly those, with nothing nested in them, the route has no fast path: a dependency added later is never
   skipped; the route is simply served by FastAPI again (tests/api/test_openai_fast_path.py says so first);
-- `fast(request)` answers, or returns None *before doing anything observable* (no audit, no span, nothing sent)
-  when the request is not the plain case it handles; FastAPI's handler then serves it as it always did, in its own
-  order and words (a bad body, a query string, another content type, dependency overrides in tests);
-- the body, when `fast` has read it, stays on the request for FastAPI's handler to read again; a body that could
-  not be read is handed on as the same failure, so FastAPI answers it as before.
+- `fast(request)` answers, or declines *before doing anything observable* (no audit, no span, nothing sent) when
+  the request is not the plain case it handles: it returns None before reading the body, or raises Declined(body)
+  after (read_body); FastAPI's handler then serves it as it always did, in its own order and words (a bad body, a
+  query string, another content type, dependency overrides in tests), reading the same body from a replay; a body
+  that could not be read is handed on as the same failure, so FastAPI answers it as before.
 """
 
 from __future__ import annotations
@@ -24,11 +24,19 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from fastapi.routing import APIRoute
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
-from starlette.types import Message
+from starlette.types import Message, Receive
 
 Fast = Callable[[Request], Awaitable[Response | None]]
+
+
+class Declined(Exception):  # noqa: N818 - not an error: the fast path hands the request on
+    """Raised by a fast path that read the body and then leaves the request to FastAPI's handler."""
+
+    def __init__(self, body: bytes) -> None:
+        super().__init__("declined")
+        self.body = body
 
 
 class BodyUnread(Exception):
@@ -40,9 +48,18 @@ class BodyUnread(Exception):
 
 
 async def read_body(request: Request) -> bytes:
-    """The request's body for a fast path; a failure to read it is FastAPI's to answer (BodyUnread)."""
+    """The request's whole body for a fast path, read from its ASGI messages (Starlette's `Request.body()` costs an
+    async generator and its closing per request). Should the fast path then decline, FastAPI's handler is given a
+    request that replays this body (FastPathRoute). A failure to read it is FastAPI's to answer (BodyUnread)."""
+    chunks: list[bytes] = []
     try:
-        return await request.body()
+        while True:
+            message = await request.receive()
+            if message["type"] != "http.request":  # http.disconnect: what Starlette's body() raises for it
+                raise ClientDisconnect()
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                return b"".join(chunks)
     except Exception as exc:  # a client gone, a body limit: FastAPI's handler says it in its words
         raise BodyUnread(exc) from exc
 
@@ -79,11 +96,27 @@ class FastPathRoute(APIRoute):
         async def handler(request: Request) -> Response:
             try:
                 response = await fast(request)
+            except Declined as declined:  # its body was read: FastAPI's handler reads it again from a replay
+                return await slow(Request(request.scope, _replaying(declined.body, request.receive)))
             except BodyUnread as unread:
                 return await slow(Request(request.scope, _failing(unread.cause)))
             return response if response is not None else await slow(request)
 
         return handler
+
+
+def _replaying(body: bytes, then: Receive) -> Receive:
+    """The body read, then the connection's own messages (a streamed answer listens there for a disconnect)."""
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await then()
+
+    return receive
 
 
 def _failing(exc: Exception) -> Callable[[], Awaitable[Message]]:

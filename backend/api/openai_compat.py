@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from starlette.responses import Response
 
 from backend.api.deps import ChatAccess, ServicesDep, TenantContext, chat_access, get_services_dep, reject_unknown_query
-from backend.api.fast_path import FastPathRoute, read_body
+from backend.api.fast_path import Declined, FastPathRoute, read_body
 from backend.api.openai_errors import openai_error_body
 from backend.api.openai_models import ChatCompletion
 from backend.api.params import Integer, IntegerOrNone, NumberOrNone
@@ -307,18 +307,18 @@ _JSON_CONTENT_TYPES = frozenset({"application/json", "application/json; charset=
 async def _fast_chat_completions(request: Request) -> Response | None:
     """The plain chat completion without FastAPI's dependency solving (backend/api/fast_path.py): what the route's
     dependencies do, in their order, for a request whose body is a valid JSON completion request and that has no
-    query string. None (nothing done yet) for anything else: FastAPI then answers it as it always did."""
+    query string. For anything else it declines, nothing done yet: FastAPI then answers it as it always did."""
     if request.scope.get("query_string") or request.app.dependency_overrides:
         return None  # reject_unknown_query has something to read; a test replaced a dependency
     if request.headers.get("content-type") not in _JSON_CONTENT_TYPES:
         return None
     raw = await read_body(request)
     if not raw or json.detect_encoding(raw) != "utf-8":
-        return None
+        raise Declined(raw)
     try:  # as FastAPI: Starlette's json.loads, then the body model's validation of the decoded value
         body = ChatCompletionIn.model_validate(json.loads(raw))
     except Exception:  # invalid JSON or body: FastAPI's handler refuses it, after the access check, in its words
-        return None
+        raise Declined(raw) from None
     ctx = await chat_access(request, request.path_params["tenant"])  # reject_unknown_query: no query string
     return await _complete(body, ctx, await get_services_dep(request), raw)
 
