@@ -250,23 +250,6 @@ def _unsupported_by_model(exc: AtriumError) -> AtriumError:
                 "unsupported_parameter")
 
 
-@router.get("/models")
-def list_models(ctx: ChatAccess, services: ServicesDep) -> dict:
-    return {"object": "list", "data": _models(ctx.tenant, services)}
-
-
-@router.get("/models/{model_id}")
-def retrieve_model(model_id: str, ctx: ChatAccess, services: ServicesDep) -> dict:
-    for model in _models(ctx.tenant, services):
-        if model["id"] == model_id:
-            return model
-    cfg = services.registry.get(ctx.tenant)
-    if cfg is not None and model_id in cfg.model_policy.allowed_tiers:  # allowed, but down: say why, as POST does
-        raise _not_live(model_id, services)
-    services.chat.audit_foreign_assistant(ctx.principal, ctx.tenant, model_id, route="openai:model")
-    raise _unknown_model(model_id, ctx.tenant, services.registry.get(ctx.tenant), set(services.llm.tiers()))
-
-
 def _models(tenant: str, services: Any) -> list[dict[str, Any]]:
     cfg = services.registry.get(tenant)
     assert cfg is not None  # the tenant guard only lets known tenants through
@@ -385,3 +368,21 @@ async def _complete(body: ChatCompletionIn, ctx: TenantContext, services: Any, r
 
     return StreamingResponse(events(), media_type="text/event-stream",
                              headers={"cache-control": "no-cache", "x-accel-buffering": "no"})
+
+
+# After the chat completion: routes match in order, and it is the hot path.
+@router.get("/models")
+def list_models(ctx: ChatAccess, services: ServicesDep) -> dict:
+    return {"object": "list", "data": _models(ctx.tenant, services)}
+
+
+@router.get("/models/{model_id}")
+def retrieve_model(model_id: str, ctx: ChatAccess, services: ServicesDep) -> dict:
+    for model in _models(ctx.tenant, services):
+        if model["id"] == model_id:
+            return model
+    cfg = services.registry.get(ctx.tenant)
+    if cfg is not None and model_id in cfg.model_policy.allowed_tiers:  # allowed, but down: say why, as POST does
+        raise _not_live(model_id, services)
+    services.chat.audit_foreign_assistant(ctx.principal, ctx.tenant, model_id, route="openai:model")
+    raise _unknown_model(model_id, ctx.tenant, services.registry.get(ctx.tenant), set(services.llm.tiers()))
