@@ -120,16 +120,10 @@ def _install_guards(app: FastAPI, services: Any, settings: Settings, *, chat: bo
     from backend.auth.surface import SurfaceTable
 
     app.add_middleware(ClientIpContext)  # audit IPs for Chainlit's login hooks too
-    if chat:
-        from ui.login_errors import FriendlyLoginErrors
-        from ui.offline_page import OfflineChatPage
-        from ui.socket_guard import ClosedSocketGuard
-        from ui.upload_guard import EmptyUploadGuard
+    if chat:  # the socket, upload, offline page and sign-in guards, skipped by /api/ requests (ui/chat_guards.py)
+        from ui.chat_guards import ChatGuards
 
-        app.add_middleware(FriendlyLoginErrors, password_login=lambda: services.password_login)
-        app.add_middleware(OfflineChatPage)
-        app.add_middleware(EmptyUploadGuard)  # an empty attached file: a 400 in words, not Chainlit's 500
-        app.add_middleware(ClosedSocketGuard)  # a socket closed before it opened: no engineio traceback
+        app.add_middleware(ChatGuards, password_login=lambda: services.password_login)
     if services.oidc_login is not None:
         from backend.auth.oidc_logout import IdpLogout
 

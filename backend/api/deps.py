@@ -27,7 +27,7 @@ from backend.container import Services
 from backend.errors import Invalid, Unavailable
 from backend.logs import request_info
 from backend.tenants import TenantRegistry
-from backend.tracing import TENANT, span
+from backend.tracing import TENANT, recording, span
 
 
 # Dependencies that do no blocking I/O are `async def`: FastAPI runs sync ones in a worker thread, and
@@ -148,6 +148,8 @@ async def get_principal(request: Request, services: ServicesDep) -> Principal:
 
     Async so that the common case (a recently verified API key) needs no worker thread; what may block (SQL for
     an unseen key or a session's revocation check, a JWKS fetch, an audit write) runs in one. In its own span."""
+    if not recording():  # what span() would do, without its context manager's cost per request
+        return await _principal(request, services)
     with span("atrium.authenticate") as current:
         principal = await _principal(request, services)
         current.set_attribute("atrium.auth_method", principal.auth)
@@ -217,7 +219,8 @@ async def get_tenant_context(
         await _arefuse(request, services, denial, subject=who, tenant=tenant)
     if (info := request_info.get()) is not None:  # the request's logs, metrics and span name the verified tenant
         info.tenant = tenant
-    trace.get_current_span().set_attribute(TENANT, tenant)
+    if recording():  # else the current span is the invalid one, which keeps nothing
+        trace.get_current_span().set_attribute(TENANT, tenant)
     return TenantContext(principal=principal, tenant=tenant)
 
 
@@ -244,7 +247,8 @@ def require(permission: Permission) -> Callable[..., TenantContext]:
     return check
 
 
-ChatAccess = Annotated[TenantContext, Depends(require("chat"))]
+chat_access = require("chat")  # by name: the chat completion's fast path calls it itself (openai_compat.py)
+ChatAccess = Annotated[TenantContext, Depends(chat_access)]
 RetrievalAccess = Annotated[TenantContext, Depends(require("retrieval"))]
 IngestAccess = Annotated[TenantContext, Depends(require("ingest"))]
 PromptsRead = Annotated[TenantContext, Depends(require("prompts:read"))]

@@ -13,11 +13,13 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from starlette.responses import Response
 
-from backend.api.deps import ChatAccess, ServicesDep
+from backend.api.deps import ChatAccess, ServicesDep, TenantContext, chat_access, get_services_dep, reject_unknown_query
+from backend.api.fast_path import Declined, FastPathRoute, read_body
 from backend.api.openai_errors import openai_error_body
 from backend.api.openai_models import ChatCompletion
 from backend.api.params import Integer, IntegerOrNone, NumberOrNone
@@ -27,7 +29,8 @@ from backend.errors import AtriumError, Invalid, NotFound, Unavailable
 from backend.ids import random_hex
 from backend.llm.schema_limits import SchemaTooComplex, check_schema
 
-router = APIRouter(prefix="/api/t/{tenant}/v1", tags=["openai-compatible"])
+# The chat completion's plain request skips FastAPI's dependency solving (backend/api/fast_path.py).
+router = APIRouter(prefix="/api/t/{tenant}/v1", tags=["openai-compatible"], route_class=FastPathRoute)
 
 # OpenAI parameters this endpoint cannot honour: refused with a 400 naming them, never silently dropped
 # (a caller sending `tools` would otherwise get prose where it expects a tool call).
@@ -136,8 +139,12 @@ def _text(content: str | list[dict[str, Any]] | None, i: int) -> str:
     return "".join(parts)
 
 
-def _check(body: ChatCompletionIn) -> None:
-    """Refuse what cannot be honoured, naming the parameter (OpenAI's `param`) and what to send instead."""
+def _check(body: ChatCompletionIn, raw: bytes | None = None) -> None:
+    """Refuse what cannot be honoured, naming the parameter (OpenAI's `param`) and what to send instead.
+
+    `raw`: the UTF-8 JSON text the body was decoded from, when known. A lone surrogate in the decoded value comes
+    only from a `\\ud800`-style escape or from the bytes ED A0..BF (json.loads decodes with 'surrogatepass'): a
+    text with neither needs no search of every string."""
     if body.n != 1:
         raise _bad("only n=1 is supported", "n", "unsupported_parameter")
     extra = body.model_extra or {}
@@ -164,7 +171,8 @@ def _check(body: ChatCompletionIn) -> None:
             check_schema(body.response_format, where="response_format")
         except SchemaTooComplex as exc:
             raise _bad(f"{exc.where}: {exc}", exc.where, "schema_too_complex") from None
-    if where := lone_surrogate_at(body.model_dump(exclude_none=True)):
+    maybe_surrogate = raw is None or b"\\ud" in raw or b"\\uD" in raw or b"\xed" in raw
+    if maybe_surrogate and (where := lone_surrogate_at(body.model_dump(exclude_none=True))):
         raise _bad(f"{where} contains a lone UTF-16 surrogate (an unpaired \\ud800-\\udfff escape), which is not "
                    "valid Unicode text; send the character as a surrogate pair or remove it", where,
                    "invalid_encoding")
@@ -186,9 +194,10 @@ def _sampling(body: ChatCompletionIn) -> dict[str, Any] | None:
     return params or None
 
 
-def _request(body: ChatCompletionIn, tenant: str, services: Any, principal: Any) -> ChatRequest:
+def _request(body: ChatCompletionIn, tenant: str, services: Any, principal: Any,
+             raw: bytes | None = None) -> ChatRequest:
     cfg = services.registry.get(tenant)
-    _check(body)
+    _check(body, raw)
     messages = [{"role": "system" if m.role == "developer" else m.role, "content": _text(m.content, i)}
                 for i, m in enumerate(body.messages)]
     max_tokens = body.max_completion_tokens or body.max_tokens
@@ -241,23 +250,6 @@ def _unsupported_by_model(exc: AtriumError) -> AtriumError:
                 "unsupported_parameter")
 
 
-@router.get("/models")
-def list_models(ctx: ChatAccess, services: ServicesDep) -> dict:
-    return {"object": "list", "data": _models(ctx.tenant, services)}
-
-
-@router.get("/models/{model_id}")
-def retrieve_model(model_id: str, ctx: ChatAccess, services: ServicesDep) -> dict:
-    for model in _models(ctx.tenant, services):
-        if model["id"] == model_id:
-            return model
-    cfg = services.registry.get(ctx.tenant)
-    if cfg is not None and model_id in cfg.model_policy.allowed_tiers:  # allowed, but down: say why, as POST does
-        raise _not_live(model_id, services)
-    services.chat.audit_foreign_assistant(ctx.principal, ctx.tenant, model_id, route="openai:model")
-    raise _unknown_model(model_id, ctx.tenant, services.registry.get(ctx.tenant), set(services.llm.tiers()))
-
-
 def _models(tenant: str, services: Any) -> list[dict[str, Any]]:
     cfg = services.registry.get(tenant)
     assert cfg is not None  # the tenant guard only lets known tenants through
@@ -286,7 +278,40 @@ def _usage(result: TurnResult) -> dict[str, int]:
 
 @router.post("/chat/completions", responses={200: {"model": ChatCompletion}})  # documents the dict built below
 async def chat_completions(body: ChatCompletionIn, ctx: ChatAccess, services: ServicesDep):
-    req = _request(body, ctx.tenant, services, ctx.principal)
+    return await _complete(body, ctx, services)
+
+
+# What the fast path must decode exactly as FastAPI does: FastAPI reads a body as JSON only when its content type
+# says so (email.message's parse, per request); these plain spellings need no parse. Anything else: FastAPI's path.
+_JSON_CONTENT_TYPES = frozenset({"application/json", "application/json; charset=utf-8",
+                                 "application/json;charset=utf-8", "application/json; charset=UTF-8"})
+
+
+async def _fast_chat_completions(request: Request) -> Response | None:
+    """The plain chat completion without FastAPI's dependency solving (backend/api/fast_path.py): what the route's
+    dependencies do, in their order, for a request whose body is a valid JSON completion request and that has no
+    query string. For anything else it declines, nothing done yet: FastAPI then answers it as it always did."""
+    if request.scope.get("query_string") or request.app.dependency_overrides:
+        return None  # reject_unknown_query has something to read; a test replaced a dependency
+    if request.headers.get("content-type") not in _JSON_CONTENT_TYPES:
+        return None
+    raw = await read_body(request)
+    if not raw or json.detect_encoding(raw) != "utf-8":
+        raise Declined(raw)
+    try:  # as FastAPI: Starlette's json.loads, then the body model's validation of the decoded value
+        body = ChatCompletionIn.model_validate(json.loads(raw))
+    except Exception:  # invalid JSON or body: FastAPI's handler refuses it, after the access check, in its words
+        raise Declined(raw) from None
+    ctx = await chat_access(request, request.path_params["tenant"])  # reject_unknown_query: no query string
+    return await _complete(body, ctx, await get_services_dep(request), raw)
+
+
+_fast_chat_completions.replaces = (reject_unknown_query, chat_access, get_services_dep)  # type: ignore[attr-defined]
+chat_completions.fast_path = _fast_chat_completions  # type: ignore[attr-defined]
+
+
+async def _complete(body: ChatCompletionIn, ctx: TenantContext, services: Any, raw: bytes | None = None) -> Response:
+    req = _request(body, ctx.tenant, services, ctx.principal, raw)
     # Said, not silently done: a caller's system messages do not reach an assistant model.
     notes = [SYSTEM_IGNORED] if req.messages is None and any(
         m.role in ("system", "developer") for m in body.messages) else []
@@ -343,3 +368,21 @@ async def chat_completions(body: ChatCompletionIn, ctx: ChatAccess, services: Se
 
     return StreamingResponse(events(), media_type="text/event-stream",
                              headers={"cache-control": "no-cache", "x-accel-buffering": "no"})
+
+
+# After the chat completion: routes match in order, and it is the hot path.
+@router.get("/models")
+def list_models(ctx: ChatAccess, services: ServicesDep) -> dict:
+    return {"object": "list", "data": _models(ctx.tenant, services)}
+
+
+@router.get("/models/{model_id}")
+def retrieve_model(model_id: str, ctx: ChatAccess, services: ServicesDep) -> dict:
+    for model in _models(ctx.tenant, services):
+        if model["id"] == model_id:
+            return model
+    cfg = services.registry.get(ctx.tenant)
+    if cfg is not None and model_id in cfg.model_policy.allowed_tiers:  # allowed, but down: say why, as POST does
+        raise _not_live(model_id, services)
+    services.chat.audit_foreign_assistant(ctx.principal, ctx.tenant, model_id, route="openai:model")
+    raise _unknown_model(model_id, ctx.tenant, services.registry.get(ctx.tenant), set(services.llm.tiers()))
