@@ -1,0 +1,244 @@
+"""Issue 18's observability attacked from outside, from inside one tenant and as a tenant admin (the attacks on what
+leaks into logs and spans are in tests/governance/test_observability_attacks.py): /metrics through path tricks and
+other methods, label values an outsider picks, request ids that would break a log line, a caller's traceparent,
+/admin's chart range at the calendar's edges, model names in the charts' SVG, the worker's metrics port held open,
+and a secret in a start-up error."""
+
+from __future__ import annotations
+
+import json
+import socket
+from datetime import UTC, datetime
+
+import pytest
+from opentelemetry import trace
+from prometheus_client.parser import text_string_to_metric_families
+from pydantic import ValidationError
+
+from backend.api.observe import request_id_of
+from backend.auth.api_keys import issue_key
+from backend.db.models import AuditEvent, ChatTurn
+from backend.settings import Settings, describe_invalid
+from backend.worker_metrics import worker_metrics
+from tests.conftest import session_cookie_for
+from tests.governance.test_tracing import spans  # noqa: F401 - the in-memory span exporter fixture
+
+TOKEN = "scrape-" + "att4ck" * 4
+BEARER = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture
+def metered(make_api_client, monkeypatch):
+    monkeypatch.setenv("CHAINLIT_AUTH_SECRET", "test-secret-" + "x" * 40)
+    return make_api_client(ATRIUM_METRICS_TOKEN=TOKEN, ATRIUM_INGEST_WORKER="false")
+
+
+def scrape(api) -> list:  # noqa: ANN001
+    r = api.get("/metrics", headers=BEARER)
+    assert r.status_code == 200, r.text[:300]
+    return [s for family in text_string_to_metric_families(r.text) for s in family.samples]
+
+
+# -- /metrics: only the scraper's token, whatever the path or method -----------------------------------------------
+
+
+def test_metrics_stay_closed_through_path_tricks_methods_and_tenant_credentials(metered):
+    services = metered.app.state.services
+    key = issue_key(db=services.db, tenant="sales", scopes=["chat", "retrieval", "ingest", "admin"]).token
+    attempts = [("GET", path, {}) for path in ("/metrics", "/metrics/", "/metrics%2f", "/metrics%2F", "//metrics",
+                                               "/METRICS", "/metrics;x", "/metrics?token=" + TOKEN,
+                                               "/./metrics", "/chat/../metrics", "/api/../metrics")]
+    attempts += [(m, "/metrics", {}) for m in ("HEAD", "OPTIONS", "POST", "PUT", "DELETE", "TRACE")]
+    attempts += [("GET", "/metrics", h) for h in (
+        {"Authorization": f"Bearer {key}"}, {"Authorization": f"Bearer {key}", "X-Tenant-ID": "sales"},
+        {"Authorization": TOKEN}, {"Authorization": f"Basic {TOKEN}"}, {"Authorization": f"Bearer {TOKEN[:-1]}"},
+        {"Authorization": f"Bearer {TOKEN}x"}, {"Authorization": f"Bearer {TOKEN.upper()}"},
+        {"X-Metrics-Token": TOKEN}, {"Cookie": f"access_token={TOKEN}"})]
+    for method, path, headers in attempts:
+        r = metered.request(method, path, headers=headers, follow_redirects=True)
+        assert r.status_code != 200 and "atrium_http_requests" not in r.text, (method, path, headers, r.status_code)
+    for user in ("carol", "root"):  # a tenant admin's and an operator's browser session do not open it either
+        r = metered.get("/metrics", cookies=session_cookie_for(user))
+        assert r.status_code == 401 and r.json()["error"] == "bad_metrics_token", user
+    assert metered.get("/metrics", headers=BEARER).status_code == 200
+    with services.db.session() as s:  # each refusal of /metrics itself is audited
+        rows = s.query(AuditEvent).filter(AuditEvent.route == "/metrics", AuditEvent.kind == "denied").all()
+    assert rows and all(r.reason == "bad_metrics_token" and r.status == 401 for r in rows)
+
+
+# -- labels: bounded whatever a caller sends -----------------------------------------------------------------------
+
+
+def test_label_values_stay_bounded_whatever_the_caller_sends(metered):
+    services = metered.app.state.services
+    key = issue_key(db=services.db, tenant="sales", scopes=["chat"]).token
+    sales = {"Authorization": f"Bearer {key}", "X-Tenant-ID": "sales"}
+    marks = [f"zq{i}mark" for i in range(12)]
+    for i, mark in enumerate(marks):
+        metered.get(f"/api/t/{mark}/v1/models", headers=sales)  # a made-up tenant
+        metered.get(f"/api/t/finance/documents/{mark}", headers=sales)  # another tenant's, with an id
+        metered.get(f"/{mark}/x?{mark}=1")  # a made-up path
+        metered.request(mark.upper(), "/healthz")  # a made-up method
+        metered.post("/api/t/sales/v1/chat/completions", headers=sales,  # a made-up model (assistant)
+                     json={"model": mark, "messages": [{"role": "user", "content": mark}]})
+        metered.get("/healthz", headers={"X-Request-ID": mark, "X-Tenant-ID": mark,
+                                         "traceparent": f"00-{i + 1:032x}-{i + 1:016x}-01"})
+    r = metered.get("/metrics", headers=BEARER)
+    assert r.status_code == 200
+    assert not [m for m in marks if m in r.text.lower()]  # no caller's word anywhere in the scrape
+    samples = [s for family in text_string_to_metric_families(r.text) for s in family.samples]
+    tenants = {s.labels["tenant"] for s in samples if "tenant" in s.labels}
+    assert tenants <= {"", "other", "sales", "engineering", "finance"}, tenants
+    routes = {s.labels["route"] for s in samples if s.name == "atrium_http_requests_total"}
+    assert all(r == "(no route)" or r.startswith("/") and "zq" not in r for r in routes), routes
+    assert {"/api/t/{tenant}/documents/{document_id}", "(no route)"} <= routes
+    methods = {s.labels["method"] for s in samples if s.name == "atrium_http_requests_total"}
+    assert methods <= {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "other"}, methods
+    # The sales key's probes of finance never show as finance's (or sales') traffic: no tenant was verified.
+    probes = [s for s in samples if s.name == "atrium_http_requests_total"
+              and s.labels["route"] == "/api/t/{tenant}/documents/{document_id}"]
+    assert probes and all(s.labels["tenant"] == "" for s in probes), probes
+    # Label sets stay few: 12 rounds of made-up values add no series after the first round's.
+    series = {(s.name, tuple(sorted(s.labels.items()))) for s in samples}
+    assert len([k for k in series if k[0] == "atrium_http_requests_total"]) < 20
+
+
+# -- request ids and log lines --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sent", [
+    "a\nb", "a\r\nSet-Cookie: x=1", 'x","severity":"CRITICAL', "x" * 129, "", " ", "caf\u00e9", "\u202eevil",
+    "a b", "a/b", "a\tb", "a\x00b", "{}", "%0a", "../etc", "a;b"])
+def test_a_request_id_that_could_break_a_line_is_replaced(sent):
+    got = request_id_of(sent)
+    assert got != sent and len(got) == 32 and all(c in "0123456789abcdef" for c in got)
+
+
+@pytest.mark.parametrize("sent", ["turn-1", "A.b_c-9", "x" * 128, "0"])
+def test_a_well_formed_request_id_is_kept(sent):
+    assert request_id_of(sent) == sent
+
+
+def test_the_log_line_of_a_request_with_a_hostile_request_id_stays_one_json_object(capsys, make_api_client):
+    metered = make_api_client(ATRIUM_INGEST_WORKER="false")  # built under capsys: its log lines are captured
+    capsys.readouterr()
+    hostile = 'x","severity":"CRITICAL","message":"forged'  # latin-1 only in a header: what ASGI hands over
+    r = metered.get("/api/t/sales/v1/models", headers={"X-Request-ID": hostile})
+    assert r.status_code == 401
+    rid = r.headers["x-request-id"]
+    assert rid != hostile and len(rid) == 32
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if rid in ln]
+    assert lines, "the request's denial is logged with its request id"
+    for line in lines:
+        entry = json.loads(line)  # one object per line
+        assert entry["request_id"] == rid and entry["severity"] != "CRITICAL" and "forged" not in line
+
+
+# -- a caller's traceparent -----------------------------------------------------------------------------------------
+
+
+def test_an_outsiders_traceparent_is_a_link_not_the_parent(spans, make_api_client):  # noqa: F811
+    """An outsider's traceparent must not put Atrium's spans in a trace of the caller's choosing (many requests
+    piled into one trace, or grafted onto another's), nor decide whether they are recorded (flag 00: unsampled,
+    invisible to operators; 01: sampled past the operator's ratio). The request starts its own trace, sampled by
+    Atrium's sampler, and links to the caller's span, so the caller's trace still leads to it."""
+    api = make_api_client(ATRIUM_INGEST_WORKER="false")
+    chosen = "4bf92f3577b34da6a3ce929d0e0e4736"
+    for flags in ("00", "01"):
+        spans.clear()
+        r = api.get("/healthz", headers={"traceparent": f"00-{chosen}-00f067aa0ba902b7-{flags}",
+                                         "tracestate": "vendor=" + "x" * 200})
+        assert r.status_code == 200
+        server = [s for s in spans.get_finished_spans() if s.kind == trace.SpanKind.SERVER]
+        assert len(server) == 1, f"flags {flags}: the request's span was not recorded"
+        (span,) = server
+        assert format(span.context.trace_id, "032x") != chosen and span.parent is None, flags
+        assert [format(link.context.trace_id, "032x") for link in span.links] == [chosen], flags
+    spans.clear()
+    api.get("/healthz", headers={"traceparent": "00-zz-00f067aa0ba902b7-01"})
+    (span,) = [s for s in spans.get_finished_spans() if s.kind == trace.SpanKind.SERVER]
+    assert span.parent is None and not span.links
+
+
+# -- /admin charts -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("query", ["to=0001-01-05", "to=0001-01-01", "from=9999-12-01&to=9999-12-31",
+                                   "to=9999-12-31", "from=0001-01-01&to=9999-12-30", "days=366&to=0001-01-01",
+                                   "from=2026-13-01", "days=-5", "days=" + "9" * 5000, "from=" + "2" * 40])
+def test_a_chart_range_at_the_calendars_edge_is_drawn_or_a_400_that_says_why(metered, query):
+    r = metered.get(f"/admin?{query}", cookies=session_cookie_for("root"))
+    assert r.status_code in (200, 400), (query, r.status_code)
+    if r.status_code == 400:
+        assert 'class="error' in r.text or "must" in r.text
+
+
+@pytest.mark.parametrize("page", ["usage?to=0001-01-05", "usage?to=0001-01-01", "audit?to=9999-12-31",
+                                  "audit?from=9999-12-31&to=9999-12-31", "usage?from=9999-12-31&to=9999-12-31"])
+def test_a_console_range_at_the_calendars_edge_is_not_a_500(metered, page):
+    """The tenant admins' console shares the chart code and its date fields."""
+    r = metered.get(f"/console/sales/{page}", cookies=session_cookie_for("carol"))
+    assert r.status_code in (200, 400), (page, r.status_code)
+
+
+def test_model_names_are_text_in_the_charts_svg(metered):
+    services = metered.app.state.services
+    evil = '"><script>alert(1)</script><svg onload=alert(2)>'
+    with services.db.session() as s:
+        s.add(ChatTurn(tenant="sales", subject="x", model=evil, created_at=datetime.now(UTC), prompt_tokens=10,
+                       completion_tokens=5, cost_usd=0.01, outcome="ok", latency_ms=10))
+        s.commit()
+    r = metered.get("/admin?days=7", cookies=session_cookie_for("root"))
+    assert r.status_code == 200
+    assert "<script>alert" not in r.text and "<svg onload" not in r.text and 'id="chart-model-' in r.text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in r.text  # shown, as text
+
+
+def test_the_charts_are_refused_to_a_tenant_admin_and_the_refusal_is_audited(metered):
+    r = metered.get("/admin?days=7", cookies=session_cookie_for("carol"))
+    assert r.status_code == 403 and "chart-" not in r.text
+    with metered.app.state.services.db.session() as s:
+        rows = s.query(AuditEvent).filter(AuditEvent.kind == "denied", AuditEvent.subject == "carol").all()
+    assert [(r.route, r.status) for r in rows] == [("/admin", 403)]
+
+
+# -- the worker's metrics port ---------------------------------------------------------------------------------------
+
+
+def test_the_worker_metrics_port_lets_go_of_a_client_that_sends_nothing(make_settings, monkeypatch):
+    """The port is a thread per connection: a client that opens connections and sends nothing (or half a request)
+    must not hold a thread each for ever."""
+    from backend.container import build_services
+    from backend.worker_metrics import _Handler
+
+    assert Settings().worker_metrics_host == "127.0.0.1"  # not reachable from outside the pod unless told
+    assert _Handler.timeout is not None and 0 < _Handler.timeout <= 60, _Handler.timeout
+    monkeypatch.setattr(_Handler, "timeout", 0.5)
+    services = build_services(make_settings(ATRIUM_METRICS_TOKEN=TOKEN, ATRIUM_INGEST_WORKER="false"))
+    try:
+        with worker_metrics(services, host="127.0.0.1", port=0 or _free_port()) as port:
+            with socket.create_connection(("127.0.0.1", port)) as idle:
+                idle.sendall(b"GET /metr")
+                idle.settimeout(20)
+                assert idle.recv(100) == b""  # closed by the server
+    finally:
+        services.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# -- start-up errors -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["ATRIUM_METRICS_TOKEN", "OIDC_CLIENT_SECRET", "CHAINLIT_AUTH_SECRET"])
+def test_a_bad_secret_is_named_in_the_start_up_error_but_not_printed(name, monkeypatch):
+    secret = {"ATRIUM_METRICS_TOKEN": "short-Secret9", "OIDC_CLIENT_SECRET": ["not", "a-Secret9"],
+              "CHAINLIT_AUTH_SECRET": ["not", "a-Secret9"]}[name]
+    with pytest.raises(ValidationError) as caught:
+        Settings(**{name: secret})
+    text = describe_invalid(caught.value)
+    assert name in text and "Secret9" not in text, text
