@@ -38,6 +38,12 @@ class OpsSeries:
     backlog: list[dict]  # per tenant: active (queued or in ingestion), failed, oldest active job's age (s)
 
 
+def days_before(day: date, n: int) -> date:
+    """`day` minus n days, or the calendar's first day: a `to` in year 1 (a typo, or a probe) has no 30 days before
+    it, and date arithmetic would raise OverflowError (a 500) instead of drawing what there is."""
+    return day - timedelta(days=n) if (day - date.min).days >= n else date.min
+
+
 def day_range(start: date | None, end: date | None, days: int | None, today: date) -> tuple[date, date]:
     """[start, end] from the page's controls: `days` (the last n days to today) or from/to (default: 30 days)."""
     if start is None and end is None and days is not None:
@@ -45,7 +51,7 @@ def day_range(start: date | None, end: date | None, days: int | None, today: dat
             raise Invalid(f"`days` must be 1 to 366, not {days}", code="invalid_range")
         return today - timedelta(days=days - 1), today
     end = end or today
-    start = start or end - timedelta(days=29)
+    start = start or days_before(end, 29)
     if start > end:
         raise Invalid(f"`from` ({start}) is after `to` ({end}): swap them", code="invalid_range")
     return start, end
