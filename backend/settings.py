@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -232,10 +233,17 @@ def load_env_file(path: Path = Path(".env")) -> bool:
     return load_dotenv(path, override=False)
 
 
+SECRETS = frozenset({"OIDC_CLIENT_SECRET", "CHAINLIT_AUTH_SECRET", "PINECONE_API_KEY", "ATRIUM_METRICS_TOKEN"})
+_URL_PASSWORD = re.compile(r"(//[^/@\s:]*:)[^/@\s]*@")  # postgresql://user:PASSWORD@host
+
+
 def describe_invalid(exc: ValidationError) -> str:
     """One line per bad variable, naming it, what was set and what it takes (instead of a traceback)."""
     lines = ["invalid configuration (environment or .env):"]
     for err in exc.errors():
         name = ".".join(str(p) for p in err.get("loc", ())) or "?"
-        lines.append(f"  {name}={err.get('input')!r}: {err.get('msg')}")
+        # This line goes to the logs, and a token refused for being short is most of the one set next.
+        # A secret's value is not repeated, nor the whole input of an error of no one variable (it holds them all).
+        shown = "<hidden>" if name in SECRETS or name == "?" else _URL_PASSWORD.sub(r"\1***@", repr(err.get("input")))
+        lines.append(f"  {name}={shown}: {err.get('msg')}")
     return "\n".join(lines)
