@@ -41,6 +41,9 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
     server_version = "atrium-worker"
     sys_version = ""
+    # A thread per connection: one that sends nothing, or half a request, is dropped after this many seconds instead
+    # of holding its thread for ever (a scrape's request arrives at once).
+    timeout = 10
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
         pass  # no access log: a scrape every few seconds would drown the worker's own lines

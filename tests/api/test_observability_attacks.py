@@ -216,7 +216,7 @@ def test_the_worker_metrics_port_lets_go_of_a_client_that_sends_nothing(make_set
     monkeypatch.setattr(_Handler, "timeout", 0.5)
     services = build_services(make_settings(ATRIUM_METRICS_TOKEN=TOKEN, ATRIUM_INGEST_WORKER="false"))
     try:
-        with worker_metrics(services, host="127.0.0.1", port=0 or _free_port()) as port:
+        with worker_metrics(services, host="127.0.0.1", port=_free_port()) as port:
             with socket.create_connection(("127.0.0.1", port)) as idle:
                 idle.sendall(b"GET /metr")
                 idle.settimeout(20)
