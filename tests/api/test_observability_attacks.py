@@ -20,7 +20,7 @@ from backend.auth.api_keys import issue_key
 from backend.db.models import AuditEvent, ChatTurn
 from backend.settings import Settings, describe_invalid
 from backend.worker_metrics import worker_metrics
-from tests.conftest import session_cookie_for
+from tests.conftest import session_cookie_for, start_server, stop_server
 from tests.governance.test_tracing import spans  # noqa: F401 - the in-memory span exporter fixture
 
 TOKEN = "scrape-" + "att4ck" * 4
@@ -64,6 +64,39 @@ def test_metrics_stay_closed_through_path_tricks_methods_and_tenant_credentials(
     with services.db.session() as s:  # each refusal of /metrics itself is audited
         rows = s.query(AuditEvent).filter(AuditEvent.route == "/metrics", AuditEvent.kind == "denied").all()
     assert rows and all(r.reason == "bad_metrics_token" and r.status == 401 for r in rows)
+
+
+def raw_get(url: str, target: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
+    """A request line sent as written (an HTTP client would normalise `..` and `//` away)."""
+    host, port = url.removeprefix("http://").split(":")
+    lines = [f"GET {target} HTTP/1.1", f"Host: {host}:{port}", "Connection: close",
+             *(f"{k}: {v}" for k, v in (headers or {}).items())]
+    with socket.create_connection((host, int(port)), timeout=30) as conn:
+        conn.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        data = b""
+        while chunk := conn.recv(65536):
+            data += chunk
+    head, _, body = data.decode("latin-1").partition("\r\n\r\n")
+    return int(head.split(" ", 2)[1]), body
+
+
+def test_metrics_and_the_charts_are_not_reached_through_the_chat_mount(tmp_path):
+    """The served app, Chainlit mounted at /chat: its routes and catch-all never hand out /metrics or /admin."""
+    server = start_server(tmp_path, {"ATRIUM_METRICS_TOKEN": TOKEN})
+    try:
+        carol = "; ".join(f"{k}={v}" for k, v in server.login("carol").items())
+        for target in ("/chat/../metrics", "/chat/%2e%2e/metrics", "/chat/..%2fmetrics", "/chat//metrics",
+                       "/chat/metrics", "/chat/admin", "/chat/../admin", "/chat/%2e%2e/admin", "//metrics",
+                       "/metrics/..", "/metrics/../metrics", "/%6detrics", "/admin/../metrics",
+                       "/chat/project/../../metrics", "/chat/public/../../admin?days=7"):
+            for headers in ({}, {"Cookie": carol}):
+                status, body = raw_get(server.url, target, headers)
+                assert status in (400, 401, 404), (target, headers, status, body[:200])
+                assert "atrium_http_requests" not in body and "chart-" not in body
+        status, body = raw_get(server.url, "/metrics", BEARER)
+        assert status == 200 and "atrium_http_requests_total" in body  # the test can see metrics when they are there
+    finally:
+        stop_server(server)
 
 
 # -- labels: bounded whatever a caller sends -----------------------------------------------------------------------
