@@ -198,12 +198,26 @@ def test_an_outsiders_traceparent_is_a_link_not_the_parent(spans, make_api_clien
 
 @pytest.mark.parametrize("query", ["to=0001-01-05", "to=0001-01-01", "from=9999-12-01&to=9999-12-31",
                                    "to=9999-12-31", "from=0001-01-01&to=9999-12-30", "days=366&to=0001-01-01",
-                                   "from=2026-13-01", "days=-5", "days=" + "9" * 5000, "from=" + "2" * 40])
+                                   "from=2026-13-01", "days=-5", "days=" + "9" * 5000, "from=" + "2" * 40,
+                                   "days=%22%3E%3Cscript%3Ealert(1)%3C/script%3E",
+                                   "from=%22%3E%3Cscript%3Ealert(1)%3C/script%3E&to=x"])
 def test_a_chart_range_at_the_calendars_edge_is_drawn_or_a_400_that_says_why(metered, query):
     r = metered.get(f"/admin?{query}", cookies=session_cookie_for("root"))
     assert r.status_code in (200, 400), (query, r.status_code)
     if r.status_code == 400:
         assert 'class="error' in r.text or "must" in r.text
+    assert "<script>alert" not in r.text  # what the operator typed comes back as text
+
+
+def test_a_path_an_outsider_chose_is_text_in_the_operators_denials(metered):
+    """An anonymous request's path is stored in the audit log (its route) and listed on /admin."""
+    for evil in ("/api/t/sales/<img src=x onerror=alert(1)>", "/api/t/<img src=x onerror=alert(1)>/usage",
+                 "/api/t/<img src=x onerror=alert(1)>/v1/models"):
+        assert metered.get(evil).status_code in (401, 404)
+    assert metered.get("/api/t/sales/usage", headers={"X-Tenant-ID": "<script>alert(2)</script>"}).status_code == 401
+    page = metered.get("/admin?days=7", cookies=session_cookie_for("root")).text
+    assert "<img src=x" not in page and "<script>alert(2)" not in page
+    assert "&lt;img src=x onerror=alert(1)&gt;" in page  # listed, as text
 
 
 @pytest.mark.parametrize("page", ["usage?to=0001-01-05", "usage?to=0001-01-01", "audit?to=9999-12-31",
