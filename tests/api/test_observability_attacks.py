@@ -99,6 +99,20 @@ def test_metrics_and_the_charts_are_not_reached_through_the_chat_mount(tmp_path)
         stop_server(server)
 
 
+@pytest.mark.parametrize(("header", "ok"), [
+    (f"Bearer {TOKEN}", True), (f"bearer   {TOKEN}  ", True), (f"BEARER {TOKEN}", True),
+    (None, False), ("", False), ("Bearer", False), ("Bearer ", False), (TOKEN, False), (f"Basic {TOKEN}", False),
+    (f"Bearer {TOKEN[:-1]}", False), (f"Bearer {TOKEN}0", False), (f"Bearer {TOKEN} {TOKEN}", False),
+    (f"Bearer {TOKEN.upper()}", False), (f"Bearer {TOKEN}\u00e9", False), ("Bearer " + "x" * 100_000, False)])
+def test_the_scraper_token_check(header, ok):
+    """One check for the web pods' /metrics and the worker's port; it compares digests, never the raw strings (no
+    timing or length to learn from)."""
+    from backend.governance.metrics import scraper_token_ok
+
+    assert scraper_token_ok(header, TOKEN) is ok
+    assert scraper_token_ok(header, None) is False and scraper_token_ok(header, "") is False
+
+
 # -- labels: bounded whatever a caller sends -----------------------------------------------------------------------
 
 
