@@ -181,6 +181,51 @@ def test_the_log_line_of_a_request_with_a_hostile_request_id_stays_one_json_obje
         assert entry["request_id"] == rid and entry["severity"] != "CRITICAL" and "forged" not in line
 
 
+def test_a_background_loop_does_not_keep_the_request_ids_of_the_request_that_started_it(capsys):
+    """The quota holds' renewal loop is started by whichever request first holds a reservation and then renews
+    every tenant's: its lines must not carry that first request's request id and trace id (nor hang its spans
+    off that request's trace)."""
+    import asyncio
+    import logging
+
+    from backend.governance.allowances import Level
+    from backend.governance.quota_admission import Admission
+    from backend.governance.quota_leases import HoldKeeper
+    from backend.logs import JsonFormatter, RequestInfo, request_info
+
+    class Failing:
+        async def renew(self, holds, lease_s):  # noqa: ANN001, ANN202
+            raise ConnectionError("redis away")
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("atrium.quotas")
+    logger.addHandler(handler)
+
+    async def first_request() -> HoldKeeper:
+        keeper = HoldKeeper(backend=Failing(), lease_s=0.06)  # type: ignore[arg-type]
+        request_info.set(RequestInfo(request_id="first-request", trace_id="f" * 32, tenant="sales"))
+        adm = Admission(tenant="sales", levels=[Level(key="k", limit=10, amount=1, ttl_s=60, name="n", unit="tokens",
+                                                      seed=lambda: 0)])
+        keeper.keep(adm, lease_s=0.06)
+        return keeper
+
+    async def main() -> None:
+        keeper = await asyncio.create_task(first_request())  # the request's own context, as a handler has
+        await asyncio.sleep(0.2)  # a few renewals, each failing with a WARNING
+        keeper.live.clear()
+        await asyncio.sleep(0.1)
+
+    try:
+        capsys.readouterr()
+        asyncio.run(main())
+    finally:
+        logger.removeHandler(handler)
+    lines = [json.loads(ln) for ln in capsys.readouterr().err.splitlines() if "quota reservations" in ln]
+    assert lines, "the renewal failed and said so"
+    assert not [e for e in lines if e.get("request_id") == "first-request" or e.get("trace_id") == "f" * 32], lines
+
+
 # -- a caller's traceparent -----------------------------------------------------------------------------------------
 
 
