@@ -5,7 +5,6 @@ backlog now. Plain data; the page draws it (backend/api/admin_charts.py with ui/
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -57,14 +56,6 @@ def day_range(start: date | None, end: date | None, days: int | None, today: dat
     return start, end
 
 
-def percentile(values: list[int], q: float) -> float:
-    """Nearest rank: the smallest value with at least q of them at or below it."""
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    return float(ordered[max(0, min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1))])
-
-
 def every_day(start: date, end: date, values: dict[str, float]) -> Series:
     out, day = [], start
     while day <= end:
@@ -110,8 +101,8 @@ def ops_series(*, db: Database, usage: UsageService, registry: TenantRegistry, e
         models=sorted(per_model, key=lambda model: (-sum(per_model[model]["total_tokens"].values()), model)),
         per_model={model: {m: every_day(start, end, days) for m, days in v.items()} for model, v in per_model.items()},
         month=month,
-        latency_p50=every_day(start, end, {d: percentile(h["latency_ms"], 0.5) for d, h in health.items()}),
-        latency_p95=every_day(start, end, {d: percentile(h["latency_ms"], 0.95) for d, h in health.items()}),
+        latency_p50=every_day(start, end, {d: h.get("p50", 0.0) for d, h in health.items()}),
+        latency_p95=every_day(start, end, {d: h.get("p95", 0.0) for d, h in health.items()}),
         error_rate=every_day(start, end, {d: round(100 * h["errors"] / h["calls"], 2)
                                           for d, h in health.items() if h["calls"]}),
         refusals=every_day(start, end, {d: r["refusals"] for d, r in refused.items()}),
