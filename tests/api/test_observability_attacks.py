@@ -6,6 +6,7 @@ and a secret in a start-up error."""
 
 from __future__ import annotations
 
+import io
 import json
 import socket
 from datetime import UTC, datetime
@@ -181,7 +182,7 @@ def test_the_log_line_of_a_request_with_a_hostile_request_id_stays_one_json_obje
         assert entry["request_id"] == rid and entry["severity"] != "CRITICAL" and "forged" not in line
 
 
-def test_a_background_loop_does_not_keep_the_request_ids_of_the_request_that_started_it(capsys):
+def test_a_background_loop_does_not_keep_the_request_ids_of_the_request_that_started_it():
     """The quota holds' renewal loop is started by whichever request first holds a reservation and then renews
     every tenant's: its lines must not carry that first request's request id and trace id (nor hang its spans
     off that request's trace)."""
@@ -197,7 +198,8 @@ def test_a_background_loop_does_not_keep_the_request_ids_of_the_request_that_sta
         async def renew(self, holds, lease_s):  # noqa: ANN001, ANN202
             raise ConnectionError("redis away")
 
-    handler = logging.StreamHandler()
+    out = io.StringIO()  # its own stream: other tests' handlers on the root logger write elsewhere
+    handler = logging.StreamHandler(out)
     handler.setFormatter(JsonFormatter())
     logger = logging.getLogger("atrium.quotas")
     logger.addHandler(handler)
@@ -217,11 +219,10 @@ def test_a_background_loop_does_not_keep_the_request_ids_of_the_request_that_sta
         await asyncio.sleep(0.1)
 
     try:
-        capsys.readouterr()
         asyncio.run(main())
     finally:
         logger.removeHandler(handler)
-    lines = [json.loads(ln) for ln in capsys.readouterr().err.splitlines() if "quota reservations" in ln]
+    lines = [json.loads(ln) for ln in out.getvalue().splitlines() if "quota reservations" in ln]
     assert lines, "the renewal failed and said so"
     assert not [e for e in lines if e.get("request_id") == "first-request" or e.get("trace_id") == "f" * 32], lines
 
