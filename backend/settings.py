@@ -234,6 +234,8 @@ def load_env_file(path: Path = Path(".env")) -> bool:
 
 
 SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|_KEY$", re.IGNORECASE)  # variables whose values are not echoed
+SECRETS = frozenset({"OIDC_CLIENT_SECRET", "CHAINLIT_AUTH_SECRET", "PINECONE_API_KEY", "ATRIUM_METRICS_TOKEN"})
+_URL_PASSWORD = re.compile(r"(//[^/@\s:]*:)[^/@\s]*@")  # postgresql://user:PASSWORD@host
 
 
 def describe_invalid(exc: ValidationError) -> str:
@@ -242,10 +244,16 @@ def describe_invalid(exc: ValidationError) -> str:
     for err in exc.errors():
         name = ".".join(str(p) for p in err.get("loc", ())) or "?"
         value = err.get("input")
-        if SECRET_NAME.search(name) and isinstance(value, str):
-            # stderr ends up in the pod's logs: a token one character short is still most of a secret
+        # This line goes to the logs (stderr is the pod's log), and a token refused for being short is most of the
+        # one set next: a secret's value is not repeated, nor the whole input of an error of no one variable (it
+        # holds them all); a URL's password is masked.
+        if name == "?":
+            shown = "<hidden>"
+        elif (SECRET_NAME.search(name) or name in SECRETS) and isinstance(value, str):
             shown = f"<{len(value)} characters, not shown>"
+        elif name in SECRETS:
+            shown = "<hidden>"
         else:
-            shown = repr(value)
+            shown = _URL_PASSWORD.sub(r"\1***@", repr(value))
         lines.append(f"  {name}={shown}: {err.get('msg')}")
     return "\n".join(lines)

@@ -13,13 +13,14 @@ scrape every 15-60 s needs nothing more. Bound to 127.0.0.1 unless told otherwis
 
 from __future__ import annotations
 
-import hmac
 import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from backend.governance.metrics import scraper_token_ok
 
 log = logging.getLogger("atrium.metrics")
 
@@ -41,6 +42,9 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
     server_version = "atrium-worker"
     sys_version = ""
+    # A thread per connection: one that sends nothing, or half a request, is dropped after this many seconds instead
+    # of holding its thread for ever (a scrape's request arrives at once).
+    timeout = 10
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
         pass  # no access log: a scrape every few seconds would drown the worker's own lines
@@ -64,10 +68,7 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path.partition("?")[0] != "/metrics":
             self._send(404, b"not found: this port serves GET /metrics only\n")
             return
-        expected = services.settings.metrics_token or ""
-        scheme, _, token = (self.headers.get("Authorization") or "").strip().partition(" ")
-        if not expected or scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(),
-                                                                                 expected.encode()):
+        if not scraper_token_ok(self.headers.get("Authorization"), services.settings.metrics_token):
             services.audit.record("denied", route="/metrics", ip=self.client_address[0], status=401,
                                   reason="bad_metrics_token")
             self._send(401, b"send `Authorization: Bearer <ATRIUM_METRICS_TOKEN>` (the scraper's token)\n",

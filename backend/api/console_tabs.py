@@ -10,6 +10,7 @@ from backend.auth.api_keys import SCOPES
 from backend.auth.principal import Principal
 from backend.container import Services
 from backend.errors import AtriumError
+from backend.governance.ops_charts import days_before
 from ui import charts
 from ui.console_words import KINDS, REFUSAL_FIX, REFUSAL_FIXES, denial_words, failure_fix
 from ui.console_words import SCOPES as SCOPE_WORDS
@@ -90,7 +91,7 @@ def usage(services: Services, tenant: str, start: str | None, end: str | None) -
     try:
         first, last = parse_day(start), parse_day(end)
         last = last or today
-        first = first or last - timedelta(days=29)
+        first = first or days_before(last, 29)
         reports = {g: services.usage.report(tenant=tenant, start=first, end=last, group_by=g)
                    for g in ("day", "assistant", "user", "model")}
     except (ValueError, AtriumError) as exc:
@@ -166,6 +167,9 @@ def audit(services: Services, tenant: str, *, kind: str | None, person: str | No
     filters = {"kind": kind or "", "person": person or "", "start": start or "", "end": end or ""}
     try:
         first, last = parse_day(start), parse_day(end)
+        if last is not None and last >= date.max:  # the filter ends at the next midnight, which date.max has not
+            raise ValueError(f"`to` ({last}) is out of range: the last day to filter on is "
+                             f"{date.max - timedelta(days=1)}")
     except ValueError as exc:
         return {"error": str(exc), "filters": filters, "kinds": sorted(KINDS.items()), "events": []}
     since = datetime.combine(first, time.min, tzinfo=UTC) if first else None

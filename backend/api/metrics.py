@@ -8,12 +8,12 @@ tenant, so the only key is the operators' scraper token.
 from __future__ import annotations
 
 import asyncio
-import hmac
 
 from fastapi import APIRouter, Request, Response
 
 from backend.api.deps import ServicesDep, client_ip
 from backend.errors import NotAuthenticated, NotFound
+from backend.governance.metrics import scraper_token_ok
 
 router = APIRouter(include_in_schema=False)
 
@@ -23,8 +23,7 @@ async def metrics(request: Request, services: ServicesDep) -> Response:
     expected = services.settings.metrics_token
     if not expected or not services.metrics.enabled:
         raise NotFound("no route GET /metrics (set ATRIUM_METRICS_TOKEN to serve metrics)", code="not_found")
-    scheme, _, token = (request.headers.get("authorization") or "").strip().partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected.encode()):
+    if not scraper_token_ok(request.headers.get("authorization"), expected):
         await asyncio.to_thread(services.audit.record, "denied", route="/metrics", ip=client_ip(request),
                                 status=401, reason="bad_metrics_token")
         raise NotAuthenticated("send `Authorization: Bearer <ATRIUM_METRICS_TOKEN>` (the scraper's token; tenant "

@@ -1,5 +1,6 @@
 """The outermost middleware: a request id for every request (kept from `X-Request-ID` when well-formed, sent back in
-the response's), its trace id in every log line (backend/logs.py), the HTTP server span (backend/tracing.py) and
+the response's), its trace id in every log line (backend/logs.py), the HTTP server span (backend/tracing.py; a new
+trace, linked to the caller's `traceparent`) and
 the HTTP metrics (backend/governance/metrics.py): route template, method, status, and the verified tenant (set by
 backend/api/deps.py once the principal is known; never the URL's word alone).
 """
@@ -12,7 +13,8 @@ from collections.abc import Callable
 from functools import lru_cache
 
 from opentelemetry import propagate, trace
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.context import Context
+from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backend.governance.metrics import NoMetrics
@@ -91,8 +93,12 @@ class Observe:
         span, route = None, ""
         if recording():
             known, route = (method if method in _METHODS else "_OTHER"), self.route_of(method, path)
-            span = tracer.start_span(f"{known} {route}", context=propagate.extract(headers),
-                                     kind=SpanKind.SERVER,
+            # The caller's traceparent is a link, not the parent (OpenTelemetry's rule for a public endpoint): a caller
+            # must not pile requests into one trace of its choosing, nor decide by its sampled flag whether Atrium's
+            # spans are recorded; its own trace still leads here through the link.
+            caller = trace.get_current_span(propagate.extract(headers)).get_span_context()
+            span = tracer.start_span(f"{known} {route}", context=Context(), kind=SpanKind.SERVER,
+                                     links=[Link(caller)] if caller.is_valid else None,
                                      attributes={"http.request.method": known, "url.path": path[:_MAX_PATH],
                                                  "atrium.request_id": rid})
             trace_id = format(span.get_span_context().trace_id, "032x")

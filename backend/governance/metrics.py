@@ -14,6 +14,8 @@ test_metrics_contract.py checks that both use only these).
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import re
 from collections.abc import Callable, Iterable
@@ -50,6 +52,17 @@ EXPORTED: dict[str, tuple[str, str]] = {
     "atrium_ingestion_oldest_job_age_seconds": ("gauge", "Age of the oldest document waiting for ingestion"),
     "atrium_inflight": ("gauge", "Model calls and streaming answers in progress in this process, by tenant"),
 }
+
+
+def scraper_token_ok(authorization: str | None, expected: str | None) -> bool:
+    """Whether an Authorization header carries the scraper's bearer token (web /metrics and the worker's port).
+    Both sides are hashed first: compare_digest then always compares two 32-byte digests, so its time says nothing
+    of the token's length or of how much of a guess was right, on any Python."""
+    if not expected:
+        return False
+    scheme, _, token = (authorization or "").strip().partition(" ")
+    given = hashlib.sha256(token.strip().encode()).digest()
+    return hmac.compare_digest(given, hashlib.sha256(expected.encode()).digest()) and scheme.lower() == "bearer"
 
 
 def code_label(value: object) -> str:

@@ -6,7 +6,6 @@ page draws it (backend/api/admin_charts.py with ui/charts.py)."""
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -39,6 +38,12 @@ class OpsSeries:
     backlog: list[dict]  # per tenant: active (queued or in ingestion), failed, oldest active job's age (s)
 
 
+def days_before(day: date, n: int) -> date:
+    """`day` minus n days, or the calendar's first day: a `to` in year 1 (a typo, or a probe) has no 30 days before
+    it, and date arithmetic would raise OverflowError (a 500) instead of drawing what there is."""
+    return day - timedelta(days=n) if (day - date.min).days >= n else date.min
+
+
 def day_range(start: date | None, end: date | None, days: int | None, today: date) -> tuple[date, date]:
     """[start, end] from the page's controls: `days` (the last n days to today) or from/to (default: 30 days)."""
     if start is None and end is None and days is not None:
@@ -46,18 +51,10 @@ def day_range(start: date | None, end: date | None, days: int | None, today: dat
             raise Invalid(f"`days` must be 1 to 366, not {days}", code="invalid_range")
         return today - timedelta(days=days - 1), today
     end = end or today
-    start = start or end - timedelta(days=29)
+    start = start or days_before(end, 29)
     if start > end:
         raise Invalid(f"`from` ({start}) is after `to` ({end}): swap them", code="invalid_range")
     return start, end
-
-
-def percentile(values: list[int], q: float) -> float:
-    """Nearest rank: the smallest value with at least q of them at or below it."""
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    return float(ordered[max(0, min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1))])
 
 
 def every_day(start: date, end: date, values: dict[str, float]) -> Series:
@@ -105,8 +102,8 @@ def ops_series(*, db: Database, usage: UsageService, registry: TenantRegistry, e
         models=sorted(per_model, key=lambda model: (-sum(per_model[model]["total_tokens"].values()), model)),
         per_model={model: {m: every_day(start, end, days) for m, days in v.items()} for model, v in per_model.items()},
         month=month,
-        latency_p50=every_day(start, end, {d: percentile(h["latency_ms"], 0.5) for d, h in health.items()}),
-        latency_p95=every_day(start, end, {d: percentile(h["latency_ms"], 0.95) for d, h in health.items()}),
+        latency_p50=every_day(start, end, {d: h.get("p50", 0.0) for d, h in health.items()}),
+        latency_p95=every_day(start, end, {d: h.get("p95", 0.0) for d, h in health.items()}),
         error_rate=every_day(start, end, {d: round(100 * h["errors"] / h["calls"], 2)
                                           for d, h in health.items() if h["calls"]}),
         # 429s: the audit log's (sign-in throttling) and the chat turns a quota or rate limit refused

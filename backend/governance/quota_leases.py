@@ -5,6 +5,7 @@ that died stops renewing: its holds lapse a lease later and the next admission p
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 
 from backend.governance.quota_admission import Admission
@@ -26,7 +27,10 @@ class HoldKeeper:
         self.lease_s = lease_s
         self.live[adm.hold] = adm
         if self._task is None or self._task.done() or self._task.get_loop() is not asyncio.get_running_loop():
-            self._task = asyncio.get_running_loop().create_task(self._renew_while_live(), name="quota-leases")
+            # In a context of its own: started by whichever request first holds a reservation, it renews every
+            # request's, so its lines must not carry that request's id and trace (backend/logs.py), nor its spans.
+            self._task = asyncio.get_running_loop().create_task(self._renew_while_live(), name="quota-leases",
+                                                                context=contextvars.Context())
 
     def drop(self, adm: Admission) -> None:
         self.live.pop(adm.hold, None)
