@@ -68,6 +68,15 @@
  *    the conversation's button, the second Tab stop of each conversation (the link is the first, and opens it),
  *    carries the popup's attributes and opens the menu with Enter, Space or the down arrow; the inner <div> is
  *    left a mouse target without ARIA. When the menu closes, the keyboard is back on that button.
+ * 15. A question sent before the chat is ready is sent when it is, not lost. Chainlit draws the message box before
+ *    its socket has connected, and its start handler (on_chat_start) runs as a task that makes the composer busy
+ *    again right after it connected; in both moments the box takes typing and looks ready, but Enter does nothing
+ *    (MessageComposer's submit returns early while the session is not connected or busy) — the question stayed in
+ *    the box unsent, or went with the box when Chainlit redrew the page. The send button is what knows: disabled
+ *    although the box holds text means "not now". Enter pressed then holds the question: the composer says so
+ *    (role=status), and the moment the send button is enabled, the question is sent, as if Enter were pressed
+ *    again. Typing on edits the held question, emptying the box drops it; a box Chainlit redraws gets it back.
+ *    While an answer is running (the stop button is shown) Enter does what Chainlit does: nothing.
  */
 (() => {
   "use strict";
@@ -540,6 +549,79 @@
     }
   }
 
+  // -- 15. a question sent before the chat is ready is sent when it is ------------------------------------------
+
+  const HELD_WORDS = "Connecting to the assistant… your message is sent as soon as the chat is ready.";
+  // {box, text, path}: the question Enter was pressed for while Chainlit's composer could not send it
+  let held = null;
+
+  function sendButton() {
+    return document.getElementById("chat-submit");
+  }
+
+  document.addEventListener("keydown", (event) => {
+    const box = event.target;
+    if (!(box instanceof HTMLTextAreaElement) || box.id !== "chat-input") return;
+    // Chainlit's own rule for "Enter sends" (MessageComposer/Input.tsx): Enter without Shift, outside an IME.
+    if (event.key !== "Enter" || event.shiftKey || event.isComposing) return;
+    const send = sendButton();
+    // Ready (Chainlit sends it), empty (nothing to send), or an answer running (no send button): Chainlit's way.
+    if (!send || !send.disabled || !box.value.trim()) return;
+    held = { box, text: box.value, path: window.location.pathname };
+    heldNote();
+  }, true);
+
+  document.addEventListener("input", (event) => {
+    const box = event.target;
+    if (!held || !(box instanceof HTMLTextAreaElement) || box.id !== "chat-input" || !event.isTrusted) return;
+    if (box.value.trim()) held = { ...held, box, text: box.value }; // the user edits the held question
+    else held = null; // ... or takes it back
+    heldNote();
+  }, true);
+
+  // Chainlit's box is a React-controlled textarea: a value set through the element's own setter and announced
+  // with an input event is what React reads as typing.
+  function refill(box, text) {
+    const setter = Object.getOwnPropertyDescriptor(HTMLTextAreaElement.prototype, "value").set;
+    setter.call(box, text);
+    box.dispatchEvent(new Event("input", { bubbles: true }));
+  }
+
+  // The note is a live region that is there, empty, whenever the composer is (one created already holding its
+  // words is not announced by every screen reader); it speaks while a question waits.
+  function heldNote() {
+    const composer = document.getElementById("message-composer");
+    if (!composer) return;
+    // (Not aria-busy on the composer: that would keep a screen reader from reading this note, which is inside it.)
+    let note = document.getElementById("atrium-held");
+    if (!note) {
+      note = document.createElement("p");
+      note.id = "atrium-held";
+      note.className = "atrium-held";
+      note.setAttribute("role", "status");
+      composer.appendChild(note);
+    }
+    const words = held ? HELD_WORDS : "";
+    if (note.textContent !== words) note.textContent = words;
+  }
+
+  function heldQuestion() {
+    if (held) {
+      const box = document.getElementById("chat-input");
+      const send = sendButton();
+      if (!document.getElementById("header") || window.location.pathname !== held.path) {
+        held = null; // signed out, or gone to another conversation: the question was for the chat it was typed in
+      } else if (box && box !== held.box) { // Chainlit redrew the box while the question waited: it gets it back
+        held = { ...held, box };
+        if (!box.value.trim()) refill(box, held.text); // sent on the send button's next change
+      } else if (box && send && !send.disabled && box.value.trim()) {
+        held = null;
+        send.click(); // as Enter would: Chainlit's own submit, now that it sends
+      }
+    }
+    heldNote();
+  }
+
   // --------------------------------------------------------------------------------------------------------
 
   function update() {
@@ -554,8 +636,11 @@
     surfaceLinks();
     conversationMenus();
     dialogs();
+    heldQuestion();
   }
 
-  new MutationObserver(update).observe(html, { childList: true, subtree: true, characterData: true });
+  // (`disabled`: the send button becoming usable is what sends a held question, part 15.)
+  new MutationObserver(update).observe(html, { childList: true, subtree: true, characterData: true,
+    attributes: true, attributeFilter: ["disabled"] });
   update();
 })();

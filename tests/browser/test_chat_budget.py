@@ -17,7 +17,6 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests.browser.served import seed_turns
 from tests.browser.test_chat_quiet import ANSWER_STEP, _idle, _sign_in
@@ -61,21 +60,11 @@ def _ask(browser, server, user: str, message: str):  # noqa: ANN001, ANN202
     ctx = browser.new_context(viewport={"width": 1280, "height": 860})
     page = ctx.new_page()
     _sign_in(page, server.url, user)
-    page.locator("#starters button").first.wait_for(timeout=60_000)  # the chat's session is connected
-    # Chainlit may start a fresh session while the page settles (chat profile selection), which drops a message
-    # sent too early (tests/browser/test_studio.py _chat_until): send again until the message is on screen.
-    for _ in range(10):
-        page.locator("#chat-input:not([disabled])").wait_for(timeout=60_000)
-        page.locator("#chat-input").fill("")
-        page.locator("#chat-input").click()
-        page.keyboard.type(message)
-        page.locator("#chat-submit:not([disabled])").wait_for(timeout=60_000)
-        page.keyboard.press("Enter")
-        try:
-            page.locator('[data-step-type="user_message"]').first.wait_for(timeout=5_000)
-            break
-        except PlaywrightTimeout:
-            continue
+    # Sent once, at once: a question sent before the chat is ready is sent when it is (public/atrium.js part 15).
+    page.locator("#chat-input").click()
+    page.keyboard.type(message)
+    page.keyboard.press("Enter")
+    page.locator('[data-step-type="user_message"]').first.wait_for(timeout=60_000)
     return ctx, page
 
 

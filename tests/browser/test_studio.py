@@ -64,19 +64,16 @@ def _ask_chat(url: str, cookies: dict[str, str], text: str) -> str:
 
 
 def _chat_until(chat, text: str, expected: str, timeout_s: float = 240) -> bool:
-    """Send `text` in the Chainlit page and wait for `expected` in the conversation. Chainlit may start a
-    fresh session while the page settles (chat profile selection), which drops a message sent too early:
-    send again whenever no user message is on screen."""
+    """Send `text` in the Chainlit page, once, as soon as its message box is there, and wait for `expected` in the
+    conversation. (A question sent before the chat is ready is sent when it is: public/atrium.js part 15.)"""
+    chat.locator("#chat-input").wait_for(timeout=60_000)
+    chat.locator("#chat-input").click()
+    chat.keyboard.type(text)  # typed like a person: React sees every key
+    chat.keyboard.press("Enter")
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if expected in chat.locator("body").inner_text():
             return True
-        if chat.locator('[data-step-type="user_message"]').count() == 0:
-            chat.locator("#chat-input:not([disabled])").wait_for(timeout=60_000)
-            chat.locator("#chat-input").fill("")  # a half-sent earlier attempt may linger
-            chat.locator("#chat-input").click()
-            chat.keyboard.type(text)  # typed like a person: React sees every key
-            chat.keyboard.press("Enter")
         chat.wait_for_timeout(500)
     return False
 
