@@ -186,3 +186,45 @@ def test_rated_steps(seeded):
             assert (step.tenant, conversation.tenant) == (B, B)
             assert turn is None or turn.tenant == B
             assert A not in step.output + (step.feedback_comment or "") + question
+
+
+class _RaceSession:
+    """A session whose first look-up of a step finds nothing although another writer inserts it right then: the
+    window between save_step's `get` and its commit, where Chainlit's create and update of one step meet."""
+
+    def __init__(self, session, db, row: ConversationStep) -> None:  # noqa: ANN001
+        self._session, self._db, self._row, self._raced = session, db, row, False
+
+    def get(self, model, ident):  # noqa: ANN001, ANN201
+        if model is ConversationStep and not self._raced:
+            self._raced = True
+            with self._db.session() as other:
+                other.add(self._row)
+                other.commit()
+            return None
+        return self._session.get(model, ident)
+
+    def __getattr__(self, name):  # noqa: ANN001, ANN204
+        return getattr(self._session, name)
+
+
+def test_save_step_racing_another_insert_of_the_same_step_is_applied_as_its_update(seeded):
+    conv = seeded.a["conv"]
+    first = ConversationStep(id="a-raced", conversation_id=conv, tenant=A, type="assistant_message", output="")
+    with seeded.session() as s:
+        saved = repo.save_step(session=_RaceSession(s, seeded, first), subject=USER, step=ConversationStep(
+            id="a-raced", conversation_id=conv, tenant=A, type="assistant_message", output="the whole answer"))
+    assert saved.output == "the whole answer"
+    with seeded.session() as s:
+        assert s.get(ConversationStep, "a-raced").output == "the whole answer"  # not lost to the empty insert
+
+
+def test_save_step_racing_another_conversations_insert_is_still_refused(seeded):
+    # The row that won the race belongs to B's conversation: the retry is checked as an update and refused.
+    theirs = ConversationStep(id="b-raced", conversation_id=seeded.b["conv"], tenant=B, type="assistant_message",
+                              output="B's answer")
+    with seeded.session() as s, pytest.raises(ValueError):
+        repo.save_step(session=_RaceSession(s, seeded, theirs), subject=USER, step=ConversationStep(
+            id="b-raced", conversation_id=seeded.a["conv"], tenant=A, type="assistant_message", output="A's words"))
+    with seeded.session() as s:
+        assert s.get(ConversationStep, "b-raced").output == "B's answer"

@@ -133,12 +133,22 @@ def save_step(*, session: Session, step: ConversationStep, subject: str) -> Conv
         existing.output, existing.name, existing.type = step.output, step.name, step.type
         existing.turn_id = step.turn_id if step.turn_id is not None else existing.turn_id
         step = existing
-    session.add(step)
-    conversation = session.get(Conversation, step.conversation_id)
-    if conversation is not None:
-        conversation.updated_at = utcnow()
-        session.add(conversation)
-    session.commit()
+    fields = step.model_dump() if existing is None else None
+    try:
+        session.add(step)
+        conversation = session.get(Conversation, step.conversation_id)  # flushes the insert
+        if conversation is not None:
+            conversation.updated_at = utcnow()
+            session.add(conversation)
+        session.commit()
+    except IntegrityError:
+        # Chainlit's create and update of one step can arrive together (each in a worker thread): both found no
+        # row and the other's insert won. This one is then the update it is, checked as any update (never a lost
+        # answer, nor an insert over another conversation's id).
+        session.rollback()
+        if fields is None:
+            raise
+        return save_step(session=session, step=ConversationStep(**fields), subject=subject)
     session.refresh(step)
     return step
 
