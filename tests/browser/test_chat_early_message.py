@@ -9,8 +9,6 @@ back, as on a slow network, until the question is sent); one sends on fresh page
 
 from __future__ import annotations
 
-import re
-
 import pytest
 
 from tests.browser.conftest import chat_login
@@ -53,8 +51,10 @@ def _answered_once(server, page, user: str, text: str) -> None:  # noqa: ANN001
     assert len(turns) == 1, turns  # sent once: neither lost nor sent twice
 
 
-def test_a_question_sent_while_the_chat_connects_is_sent_when_it_is_ready(server, browser, shot):
-    held = []  # the socket's opening request, held back until the question has been sent
+def _hold_socket(page) -> list:  # noqa: ANN001
+    """Holds back the page's socket.io opening request (the first without a session id) until the test continues
+    it: the chat draws its message box but cannot send yet. Returns the held routes (one, once it was asked)."""
+    held: list = []
 
     def slow_network(route):  # noqa: ANN001, ANN202
         if "sid=" not in route.request.url and not held:
@@ -62,8 +62,13 @@ def test_a_question_sent_while_the_chat_connects_is_sent_when_it_is_ready(server
         else:
             route.continue_()
 
-    ctx, page = chat_login(browser, server.url, "alice")
     page.route(HANDSHAKE, slow_network)
+    return held
+
+
+def test_a_question_sent_while_the_chat_connects_is_sent_when_it_is_ready(server, browser, shot):
+    ctx, page = chat_login(browser, server.url, "alice")
+    held = _hold_socket(page)  # the socket's opening request, held back until the question has been sent
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.goto(f"{server.url}/chat/")  # a fresh page whose socket waits
@@ -91,16 +96,8 @@ def test_a_question_sent_while_the_chat_connects_is_sent_when_it_is_ready(server
 
 
 def test_a_question_taken_back_before_the_chat_is_ready_is_not_sent(server, browser):
-    held = []
-
-    def slow_network(route):  # noqa: ANN001, ANN202
-        if "sid=" not in route.request.url and not held:
-            held.append(route)
-        else:
-            route.continue_()
-
     ctx, page = chat_login(browser, server.url, "bob")
-    page.route(HANDSHAKE, slow_network)
+    held = _hold_socket(page)
     page.goto(f"{server.url}/chat/")
     page.locator("#chat-input").wait_for(timeout=60_000)
     for _ in range(100):
@@ -127,13 +124,7 @@ def test_a_question_sent_the_moment_the_page_shows_is_answered_without_sending_a
     """Right after signing in, as fast as a script types, on fresh pages (about one in four was lost before)."""
     user = "carol"
     for attempt in range(5):
-        ctx = browser.new_context(viewport={"width": 1280, "height": 860})
-        page = ctx.new_page()
-        page.goto(f"{server.url}/chat/login")
-        page.fill("#email", user)
-        page.fill("#password", "atrium")
-        page.locator("button[type=submit]").click()
-        page.wait_for_url(re.compile(r".*/chat/?$"), timeout=60_000)
+        ctx, page = chat_login(browser, server.url, user)
         question = f"Early question {attempt}?"
         _send_at_once(page, question)
         page.locator(USER_STEP, has_text=question).wait_for(timeout=TIMEOUT)
