@@ -22,6 +22,7 @@ WIDTH, HEIGHT = 480, 210
 LEFT, RIGHT, TOP, BOTTOM = 58, 10, 16, 30  # room for the value axis (left) and the key labels (bottom)
 Format = Callable[[float], str]
 EMPTY = "No usage in this range"
+NO_COST = "No cost in this range"  # usage there, but only of free models (the in-process one)
 
 
 def plain(value: float) -> str:

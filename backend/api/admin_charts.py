@@ -18,7 +18,7 @@ RANGES = (7, 30, 90)  # the quick choices; any from/to works too
 METRIC_CHARTS = (("requests", "Requests per day", "requests", charts.plain, charts.bar_chart, charts.EMPTY),
                  ("total_tokens", "Tokens per day", "tokens", charts.plain, charts.bar_chart, charts.EMPTY),
                  ("cost_usd", "Cost per day (USD)", "USD", charts.usd, charts.line_chart,
-                  "No cost in this range"))
+                  charts.NO_COST))
 
 
 def slug(model: str) -> str:

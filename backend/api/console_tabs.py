@@ -116,8 +116,10 @@ def usage(services: Services, tenant: str, start: str | None, end: str | None) -
             "tokens": charts.bar_chart(series["total_tokens"], chart_id="chart-tokens", title="Tokens per day",
                                        unit="tokens", limit=charts.Limit(quotas.tokens_per_day, "Daily token quota")
                                        if quotas.tokens_per_day else None),
+            # Usage answered only by free models (the in-process one) has no cost: "No usage" under bars read wrong.
             "cost": charts.line_chart(series["cost_usd"], chart_id="chart-cost", title="Cost per day (USD)",
-                                      unit="USD", fmt=charts.usd),
+                                      unit="USD", fmt=charts.usd,
+                                      empty=charts.NO_COST if any(v for _, v in series["requests"]) else charts.EMPTY),
         },
         "usd": charts.usd,
         "members": members(services, tenant) if quotas.has_member_limits else None,

@@ -172,6 +172,22 @@ def test_usage_tab_and_csv_say_what_the_usage_api_says(api_client, people, turns
     assert bad.status_code == 200 and "is after" in bad.text  # said on the page, not a bare JSON error
 
 
+def test_the_cost_chart_says_no_cost_under_free_usage_and_no_usage_under_none(api_client, people, api_services):
+    with api_services.db.session() as s:  # answered by the in-process model only: tokens, no dollars
+        s.add(ChatTurn(tenant="sales", subject="alice", assistant="sales-assistant", model="local",
+                       created_at=datetime(2026, 10, 5, 10, tzinfo=UTC), prompt_tokens=40, completion_tokens=9,
+                       cost_usd=0.0, outcome="ok"))
+        s.commit()
+
+    def cost_note(query: str) -> str:
+        page = api_client.get(f"/console/sales/usage?{query}", cookies=people["carol"]).text
+        chart = page[page.index('id="chart-cost"'):]
+        return chart[chart.index('class="chart-empty"'):].split(">", 1)[1].split("<", 1)[0]
+
+    assert cost_note("from=2026-10-01&to=2026-10-31") == "No cost in this range"
+    assert cost_note("from=2020-01-01&to=2020-01-31") == "No usage in this range"
+
+
 def test_audit_tab_filters_and_explains_denials(api_client, people):
     c, carol = api_client, people["carol"]
     c.get("/console/sales/keys", cookies=people["alice"])  # a refusal to explain
