@@ -31,7 +31,7 @@ from backend.llm.knowledge_need import KnowledgeNeed
 from backend.llm.service import Completion
 from backend.prompts.store import PromptVersion
 from backend.tenants import ModelPolicy
-from backend.tracing import TENANT, span
+from backend.tracing import TENANT, recording, span
 
 log = logging.getLogger("atrium.chat")
 
@@ -118,25 +118,32 @@ class UsageRecorder:
         if turn.status == "streaming":  # the caller says how it ended; a turn that never started completes
             turn.status = "completed"
         if t.req.record:  # off the event loop: a commit waits on the disk, and every other request with it
-            with span("atrium.usage.write", {TENANT: turn.tenant, "atrium.outcome": turn.outcome}):
-                if self.writer is not None:
-                    await self.writer.write(turn)
-                else:
-                    await asyncio.to_thread(self._insert, turn)
+            if recording():
+                with span("atrium.usage.write", {TENANT: turn.tenant, "atrium.outcome": turn.outcome}):
+                    await self._write(turn)
+            else:  # no span context manager when tracing is off (its enter and exit are most of this path)
+                await self._write(turn)
         self.metrics.chat_turn(
             tenant=turn.tenant, assistant=turn.assistant, channel=turn.channel, tier=turn.tier, model=turn.model,
             outcome=turn.outcome, seconds=turn.latency_ms / 1000,
             first_token_s=None if t.first_token is None else t.first_token - t.began,
             input_tokens=turn.prompt_tokens or 0, output_tokens=turn.completion_tokens or 0,
             cost_usd=turn.cost_usd or 0.0, fallback_from=turn.fallback_from)
-        log.info("chat turn", extra={
-            "tenant": turn.tenant, "subject": turn.subject, "assistant": turn.assistant,
-            "prompt_version": turn.prompt_version, "model": turn.model, "tier": turn.tier,
-            "prompt_tokens": turn.prompt_tokens, "completion_tokens": turn.completion_tokens,
-            "cost_usd": turn.cost_usd, "latency_ms": turn.latency_ms, "outcome": turn.outcome,
-            "channel": turn.channel,
-        })
+        if log.isEnabledFor(logging.INFO):  # the line's dict is built for nothing otherwise (every model call)
+            log.info("chat turn", extra={
+                "tenant": turn.tenant, "subject": turn.subject, "assistant": turn.assistant,
+                "prompt_version": turn.prompt_version, "model": turn.model, "tier": turn.tier,
+                "prompt_tokens": turn.prompt_tokens, "completion_tokens": turn.completion_tokens,
+                "cost_usd": turn.cost_usd, "latency_ms": turn.latency_ms, "outcome": turn.outcome,
+                "channel": turn.channel,
+            })
         return turn.latency_ms
+
+    async def _write(self, turn: ChatTurn) -> None:
+        if self.writer is not None:
+            await self.writer.write(turn)
+        else:
+            await asyncio.to_thread(self._insert, turn)
 
     def _insert(self, turn: ChatTurn) -> None:
         with self.db.session() as session:
