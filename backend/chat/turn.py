@@ -2,7 +2,7 @@
 
 `Turn` is what the pipeline's stages (backend/chat/pipeline.py) hand to one another: the request, the prompt and
 tier chosen, the passages, the model's messages and answer, the quota reservation — and the usage row. The row
-is written when the model call starts (`streaming`, owned by this process; a non-streaming call's a second
+is written when the model call starts (`streaming`, owned by this process; a non-streaming call's 1-1.5 s
 later, unless it has finished by then), its tokens so far now and then while
 the answer streams (at most one write per `progress_s`), and at the end, whatever happened (`completed`, or
 `interrupted` when the caller went away or the call failed); a process that dies leaves it `streaming`, and the
@@ -92,7 +92,7 @@ class UsageRecorder:
 
     def start(self, t: Turn) -> None:
         """The model call starts: the row as `streaming`, owned by this process (not awaited). A non-streaming
-        call's is written only if it has not finished a second later (UsageWriter: most short calls never need it)."""
+        call's is written only if it has not finished 1-1.5 s later (UsageWriter: most short calls never need it)."""
         row = t.row
         row.status, row.owner, row.updated_at = "streaming", self.owner, utcnow()
         t.started, t.last_progress = True, time.perf_counter()

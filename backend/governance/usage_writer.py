@@ -7,6 +7,7 @@ import logging
 import queue
 import threading
 import time as clock
+from collections import deque
 from typing import Any
 
 from backend.db.engine import Database
@@ -39,9 +40,11 @@ class UsageWriter:
       that died is drained by the next one started on the same data dir.
     - A non-streaming call's start (`start(..., defer=True)`) is held for `start_delay_s` (1 s): if the call
       finishes meanwhile, as most short ones do, its final row is its only write (no INSERT, no commit of its
-      own); else it is written then, as `streaming`. Nothing reads its tokens so far (it has none until it
-      finishes), so what a crash within that second loses is the row of a call that used nothing yet — as a
-      crash loses what is still in this queue. A streaming call's start is written at once.
+      own); else it is written then, as `streaming` — within half a delay more (1.5 s): it is handed over
+      without waking the thread, which looks every half delay when nothing else wakes it. Nothing reads its
+      tokens so far (it has none until it finishes), so what a crash within that time loses is the row of a call
+      that used nothing yet — as a crash loses what is still in this queue. A streaming call's start is written
+      at once.
     """
 
     def __init__(self, *, db: Database, spool: Spool | None = None, max_batch: int = 256,
@@ -58,6 +61,9 @@ class UsageWriter:
         # turn_key -> (when it is due, its start) of deferred starts, in the order they are due (one delay for all);
         # the writer thread's alone
         self._later: dict[str, tuple[float, tuple]] = {}
+        # (when it is due, its start) of deferred starts the writer thread has not taken yet: appended by the
+        # loop without waking the thread (most are dropped unseen when their finish comes, in the same batch)
+        self._deferred: deque[tuple[float, tuple]] = deque()
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._running = False  # the thread runs: a put need not check (is_alive costs more than the put)
@@ -69,7 +75,12 @@ class UsageWriter:
     def start(self, turn: Any, *, defer: bool = False) -> None:
         """The turn's model call starts: its row as `streaming` (not awaited). `defer`: a non-streaming call, whose
         start is written only if it has not finished `start_delay_s` later (see the class's docstring)."""
-        self._put(("defer" if defer else "start", _snapshot(turn), None, None))
+        if defer:
+            if not self._running:
+                self._ensure_thread()
+            self._deferred.append((clock.monotonic() + self.start_delay_s, ("defer", _snapshot(turn), None, None)))
+        else:
+            self._put(("start", _snapshot(turn), None, None))
 
     def progress(self, turn: Any) -> None:
         """The tokens streamed so far (not awaited; only a streaming row takes them)."""
@@ -112,7 +123,7 @@ class UsageWriter:
                 first = _IDLE
             batch = [] if first is _IDLE or first is None else [first]
             stop = first is None
-            if batch and self.linger_s > 0 and first[0] != "defer":  # a row to write: let more join its batch
+            if batch and self.linger_s > 0:  # a row to write: let more join its batch
                 self._linger()
             while not stop and len(batch) < self.max_batch:
                 try:
@@ -135,22 +146,25 @@ class UsageWriter:
     def _linger(self) -> None:
         clock.sleep(self.linger_s)
 
-    def _wait(self) -> float | None:
-        """How long the queue may be waited on: until the first deferred start is due, or the spool's next drain."""
+    def _wait(self) -> float:
+        """How long the queue may be waited on: until the first deferred start is due, or the spool's next drain,
+        and at most half a delay (deferred starts come without waking the thread)."""
         due = [self._next_drain] if self._spool_pending() else []
         if self._later:
             due.append(next(iter(self._later.values()))[0])
-        return max(0.0, min(due) - clock.monotonic()) if due else None
+        wait = max(0.05, self.start_delay_s / 2)
+        return max(0.0, min(wait, min(due) - clock.monotonic())) if due else wait
 
     def _with_due_starts(self, batch: list[tuple], *, flush: bool) -> list[tuple]:
         """The batch to write: deferred starts put aside (dropped when their finish comes), those now due (all of
         them when the writer stops) written as starts; a progress brings its turn's deferred start with it."""
         out: list[tuple] = []
+        deferred = self._deferred
+        while deferred:  # in the order they are due (one delay for all)
+            due, item = deferred.popleft()
+            self._later[item[1]["turn_key"]] = (due, item)
         for item in batch:
             op, row = item[0], item[1]
-            if op == "defer":
-                self._later[row["turn_key"]] = (clock.monotonic() + self.start_delay_s, item)
-                continue
             later = self._later.pop(row["turn_key"], None) if self._later else None
             if later is not None and op == "progress":  # the row must exist before its tokens so far
                 out.append(("start", *later[1][1:]))

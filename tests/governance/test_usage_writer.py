@@ -172,13 +172,19 @@ def test_rows_arriving_while_the_writer_lingers_share_its_batch_and_each_caller_
 
 
 def test_no_linger_for_a_deferred_start_alone(tmp_path, monkeypatch):
-    """A deferred start has nothing to write yet: the writer does not wait for company on its account."""
+    """A deferred start has nothing to write yet: it is handed over without waking the writer (not through its
+    queue), and the writer does not wait for company on its account; closing writes it."""
     slept: list[bool] = []
-    writer = UsageWriter(db=_db(tmp_path), linger_s=0.004, start_delay_s=3600)
+    db = _db(tmp_path)
+    writer = UsageWriter(db=db, linger_s=0.004, start_delay_s=3600)
     monkeypatch.setattr(writer, "_linger", lambda: slept.append(True))
-    writer.start(ChatTurn(tenant="sales", subject="a", status="streaming"), defer=True)
+    held = ChatTurn(tenant="sales", subject="a", status="streaming")
+    writer.start(held, defer=True)
+    assert writer._queue.qsize() == 0
     writer.close()
     assert slept == []
+    with db.session() as s:
+        assert [(r.turn_key, r.status) for r in s.exec(select(ChatTurn))] == [(held.turn_key, "streaming")]
 
 
 def test_a_batch_with_a_row_the_database_refuses_keeps_every_row_in_the_outbox(tmp_path, monkeypatch):
