@@ -176,7 +176,8 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
     knowledge = build_knowledge(settings, db=db, registry=registry, audit=audit,
                                 embedding_list=llm.config.embedding_list)
     owner = new_owner()  # this process, on its turns in progress (governance/leases.py)
-    usage_writer = UsageWriter(db=db, spool=Spool(settings.data_dir / "usage-outbox", owner))
+    usage_writer = UsageWriter(db=db, spool=Spool(settings.data_dir / "usage-outbox", owner),
+                               linger_s=settings.usage_linger_ms / 1000)
     usage = UsageService(db=db)
     audit_view = AuditView(db=db, audit=audit, registry=registry)
     inflight = InflightLimits(limits=registry.limits, name_of=lambda t: (cfg.name if (cfg := registry.get(t)) else t),

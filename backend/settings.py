@@ -101,6 +101,9 @@ class Settings(BaseSettings):
     lease_s: float = Field(60.0, alias="ATRIUM_LEASE_S", ge=1, le=3600)
     # While an answer streams, its tokens so far are written at most this often (what a killed process leaves).
     turn_progress_s: float = Field(2.0, alias="ATRIUM_TURN_PROGRESS_S", gt=0, le=600)
+    # The usage writer waits this long after a row arrives for more to join its batch (one commit for them all);
+    # each caller's answer waits for its row's commit, so at most this much longer. 0: no wait.
+    usage_linger_ms: float = Field(2.0, alias="ATRIUM_USAGE_LINGER_MS", ge=0, le=50)
 
     # Integrations
     dify_base_url: str | None = Field(None, alias="DIFY_BASE_URL")

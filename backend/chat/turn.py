@@ -2,7 +2,7 @@
 
 `Turn` is what the pipeline's stages (backend/chat/pipeline.py) hand to one another: the request, the prompt and
 tier chosen, the passages, the model's messages and answer, the quota reservation — and the usage row. The row
-is written when the model call starts (`streaming`, owned by this process; a non-streaming call's a second
+is written when the model call starts (`streaming`, owned by this process; a non-streaming call's 1-1.5 s
 later, unless it has finished by then), its tokens so far now and then while
 the answer streams (at most one write per `progress_s`), and at the end, whatever happened (`completed`, or
 `interrupted` when the caller went away or the call failed); a process that dies leaves it `streaming`, and the
@@ -31,7 +31,7 @@ from backend.llm.knowledge_need import KnowledgeNeed
 from backend.llm.service import Completion
 from backend.prompts.store import PromptVersion
 from backend.tenants import ModelPolicy
-from backend.tracing import TENANT, span
+from backend.tracing import TENANT, recording, span
 
 log = logging.getLogger("atrium.chat")
 
@@ -92,7 +92,7 @@ class UsageRecorder:
 
     def start(self, t: Turn) -> None:
         """The model call starts: the row as `streaming`, owned by this process (not awaited). A non-streaming
-        call's is written only if it has not finished a second later (UsageWriter: most short calls never need it)."""
+        call's is written only if it has not finished 1-1.5 s later (UsageWriter: most short calls never need it)."""
         row = t.row
         row.status, row.owner, row.updated_at = "streaming", self.owner, utcnow()
         t.started, t.last_progress = True, time.perf_counter()
@@ -118,25 +118,32 @@ class UsageRecorder:
         if turn.status == "streaming":  # the caller says how it ended; a turn that never started completes
             turn.status = "completed"
         if t.req.record:  # off the event loop: a commit waits on the disk, and every other request with it
-            with span("atrium.usage.write", {TENANT: turn.tenant, "atrium.outcome": turn.outcome}):
-                if self.writer is not None:
-                    await self.writer.write(turn)
-                else:
-                    await asyncio.to_thread(self._insert, turn)
+            if recording():
+                with span("atrium.usage.write", {TENANT: turn.tenant, "atrium.outcome": turn.outcome}):
+                    await self._write(turn)
+            else:  # no span context manager when tracing is off (its enter and exit are most of this path)
+                await self._write(turn)
         self.metrics.chat_turn(
             tenant=turn.tenant, assistant=turn.assistant, channel=turn.channel, tier=turn.tier, model=turn.model,
             outcome=turn.outcome, seconds=turn.latency_ms / 1000,
             first_token_s=None if t.first_token is None else t.first_token - t.began,
             input_tokens=turn.prompt_tokens or 0, output_tokens=turn.completion_tokens or 0,
             cost_usd=turn.cost_usd or 0.0, fallback_from=turn.fallback_from)
-        log.info("chat turn", extra={
-            "tenant": turn.tenant, "subject": turn.subject, "assistant": turn.assistant,
-            "prompt_version": turn.prompt_version, "model": turn.model, "tier": turn.tier,
-            "prompt_tokens": turn.prompt_tokens, "completion_tokens": turn.completion_tokens,
-            "cost_usd": turn.cost_usd, "latency_ms": turn.latency_ms, "outcome": turn.outcome,
-            "channel": turn.channel,
-        })
+        if log.isEnabledFor(logging.INFO):  # the line's dict is built for nothing otherwise (every model call)
+            log.info("chat turn", extra={
+                "tenant": turn.tenant, "subject": turn.subject, "assistant": turn.assistant,
+                "prompt_version": turn.prompt_version, "model": turn.model, "tier": turn.tier,
+                "prompt_tokens": turn.prompt_tokens, "completion_tokens": turn.completion_tokens,
+                "cost_usd": turn.cost_usd, "latency_ms": turn.latency_ms, "outcome": turn.outcome,
+                "channel": turn.channel,
+            })
         return turn.latency_ms
+
+    async def _write(self, turn: ChatTurn) -> None:
+        if self.writer is not None:
+            await self.writer.write(turn)
+        else:
+            await asyncio.to_thread(self._insert, turn)
 
     def _insert(self, turn: ChatTurn) -> None:
         with self.db.session() as session:

@@ -67,3 +67,63 @@ def test_far_future_range_is_a_clear_422_and_the_last_supported_day_works(sql_ur
     report = service.report(tenant="sales", start=date(9999, 12, 1), end=date(9999, 12, 30), group_by="day")
     assert (report["groups"], report["totals"]["requests"]) == ([], 0)
     db.engine.dispose()
+
+
+def test_the_writers_statements_store_what_the_repositorys_store(sql_url):
+    """The usage writer's SQL on the DBAPI connection (governance/turn_sql.py) against the repository's SQLAlchemy
+    statements (db/repositories/turns.py): the same values stored, to the text of a date and the JSON of a list;
+    a start, a progress and a finish each; a tenant never overwrites another's row; a batch longer than one
+    statement takes; of two finishes of one turn in a batch the last is the row."""
+    from sqlalchemy import text
+
+    from backend.db.repositories.turns import finish_turns, progress_turns, row_values, start_turns
+    from backend.settings import _normalise_db_url
+
+    url = _normalise_db_url(sql_url)
+    upgrade(url)
+    db = Database(make_engine(url))
+    writer = UsageWriter(db=db)
+    created = datetime(2026, 11, 2, 23, 59, 1, 123456, tzinfo=UTC)
+    fields = dict(tenant="sales", subject="alice", assistant="a1", model="m1", tier="smart", created_at=created,
+                  updated_at=created, prompt_tokens=10, cost_usd=0.5, cached=True, grounding=0.75,
+                  chunk_ids=["c1", "c2"], status="streaming", owner="host:1:x", answer_mode="grounded")
+    ours, theirs = new_turn(**fields), new_turn(**fields)
+    with db.session() as s:
+        start_turns(session=s, rows=[row_values(theirs)])
+        s.commit()
+    writer._apply([("start", row_values(ours))])
+    for t in (ours, theirs):
+        t.completion_tokens, t.model = 7, "m2"
+    with db.session() as s:
+        progress_turns(session=s, rows=[row_values(theirs)])
+        s.commit()
+    writer._apply([("progress", row_values(ours))])
+
+    def stored() -> dict[str, dict]:
+        with db.engine.connect() as conn:
+            rows = conn.execute(text("SELECT * FROM chat_turn")).mappings()
+            return {r["turn_key"]: {k: v for k, v in r.items() if k not in ("id", "turn_key")} for r in rows}
+
+    rows = stored()
+    assert rows[ours.turn_key] == rows[theirs.turn_key] and rows[ours.turn_key]["completion_tokens"] == 7
+    for t in (ours, theirs):
+        t.status, t.outcome, t.completion_tokens, t.latency_ms, t.error = "completed", "ok", 9, 12, "é ✓"
+    with db.session() as s:
+        their_id = finish_turns(session=s, rows=[row_values(theirs)])[theirs.turn_key]
+        s.commit()
+    ids = writer._apply([("finish", row_values(ours))])
+    rows = stored()
+    assert rows[ours.turn_key] == rows[theirs.turn_key] and rows[ours.turn_key]["status"] == "completed"
+    assert ids[ours.turn_key] not in (None, their_id)
+
+    assert writer._apply([("finish", {**row_values(ours), "tenant": "finance", "subject": "x"})]) == {}
+    assert stored()[ours.turn_key] == rows[ours.turn_key]  # another tenant's key: not written over
+
+    many = [new_turn(tenant="sales", subject=f"u{i}", prompt_tokens=i) for i in range(250)]
+    twice = [("finish", {**row_values(many[0]), "prompt_tokens": 1000})]
+    ids = writer._apply([("finish", row_values(t)) for t in many] + twice)
+    assert len(set(ids.values())) == 250 and set(ids) == {t.turn_key for t in many}
+    rows = stored()
+    assert [rows[t.turn_key]["prompt_tokens"] for t in many] == [1000, *range(1, 250)]
+    writer.close()
+    db.engine.dispose()

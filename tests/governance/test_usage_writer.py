@@ -9,6 +9,7 @@ from sqlmodel import select
 from backend.db.engine import Database, make_engine
 from backend.db.migrate import upgrade
 from backend.db.models import ChatTurn
+from backend.db.repositories.turns import row_values
 from backend.governance.usage import UsageWriter
 
 
@@ -131,3 +132,92 @@ def test_a_non_streaming_start_is_written_only_if_its_call_outlasts_the_delay(tm
     assert _until(lambda: late.turn_key in rows())
     assert rows()[late.turn_key].status == "streaming"
     writer.close()
+
+
+def _db(tmp_path) -> Database:  # noqa: ANN001
+    url = f"sqlite:///{tmp_path / 'u.db'}"
+    upgrade(url)
+    return Database(make_engine(url))
+
+
+def test_rows_arriving_while_the_writer_lingers_share_its_batch_and_each_caller_gets_its_id(tmp_path, monkeypatch):
+    """With a linger, the writer waits (here a stand-in that lets three more callers queue their rows meanwhile)
+    before taking the batch: the four rows go in one transaction, and each caller gets its own id."""
+    db = _db(tmp_path)
+    writer, batches = _recording(db, linger_s=0.004)
+    turns = [ChatTurn(tenant="sales", subject=f"user{i}", prompt_tokens=i) for i in range(4)]
+    slept: list[float] = []
+
+    async def main():  # noqa: ANN202
+        loop = asyncio.get_running_loop()
+        more = [asyncio.ensure_future(writer.write(t)) for t in turns[1:]]  # not started until the loop runs
+
+        def linger() -> None:  # the writer thread lingers: the other callers' rows arrive meanwhile
+            slept.append(writer.linger_s)
+            if len(slept) == 1:
+                asyncio.run_coroutine_threadsafe(asyncio.sleep(0), loop).result()  # the loop ran the three puts
+
+        monkeypatch.setattr(writer, "_linger", linger)
+        first = await writer.write(turns[0])
+        return [first, *await asyncio.gather(*more)]
+
+    ids = asyncio.run(main())
+    writer.close()
+    assert slept[0] == 0.004
+    assert batches[0] == [("finish", t.turn_key) for t in turns]
+    assert len(set(ids)) == 4 and [t.id for t in turns] == ids
+    with db.session() as s:
+        stored = {r.id: r.prompt_tokens for r in s.exec(select(ChatTurn))}
+    assert stored == {t.id: t.prompt_tokens for t in turns}
+
+
+def test_no_linger_for_a_deferred_start_alone(tmp_path, monkeypatch):
+    """A deferred start has nothing to write yet: it is handed over without waking the writer (not through its
+    queue), and the writer does not wait for company on its account; closing writes it."""
+    slept: list[bool] = []
+    db = _db(tmp_path)
+    writer = UsageWriter(db=db, linger_s=0.004, start_delay_s=3600)
+    monkeypatch.setattr(writer, "_linger", lambda: slept.append(True))
+    held = ChatTurn(tenant="sales", subject="a", status="streaming")
+    writer.start(held, defer=True)
+    assert writer._queue.qsize() == 0
+    writer.close()
+    assert slept == []
+    with db.session() as s:
+        assert [(r.turn_key, r.status) for r in s.exec(select(ChatTurn))] == [(held.turn_key, "streaming")]
+
+
+def test_a_batch_with_a_row_the_database_refuses_keeps_every_row_in_the_outbox(tmp_path, monkeypatch):
+    """One transaction per batch: a row the database refuses (here a tenant of None, NOT NULL) fails the batch
+    (retried once), and then all its rows, the good ones too, go to the spool and their callers are answered
+    (no id yet): none is lost, none is written half."""
+    from backend.governance.outbox import Spool
+
+    db = _db(tmp_path)
+    spool = Spool(tmp_path / "outbox", "host:1:abc")
+    writer = UsageWriter(db=db, spool=spool, retry_s=(3600, 3600), linger_s=1)
+    # The batch: the writer lingers until all three rows are queued (the first is already taken).
+    monkeypatch.setattr(writer, "_linger", lambda: _until(lambda: writer._queue.qsize() >= 2))
+    good = [ChatTurn(tenant="sales", subject=f"user{i}") for i in range(2)]
+    bad = ChatTurn(tenant="sales", subject="bad")
+    bad.tenant = None
+
+    items = [("finish", row_values(t)) for t in [good[0], bad, good[1]]]
+    ids = writer._apply(items[::2])  # the good ones alone are written: the refusal is the bad row's
+    assert set(ids) == {good[0].turn_key, good[1].turn_key}
+    with db.session() as s:
+        for r in s.exec(select(ChatTurn)):
+            s.delete(r)
+        s.commit()
+
+    async def main():  # noqa: ANN202
+        return await asyncio.gather(*(writer.write(t) for t in [good[0], bad, good[1]]))
+
+    assert asyncio.run(main()) == [None, None, None]
+    writer.close()
+    with db.session() as s:
+        assert list(s.exec(select(ChatTurn))) == []
+    import json
+
+    spooled = [json.loads(line)["row"]["turn_key"] for line in spool.path.read_text().splitlines()]
+    assert sorted(spooled) == sorted(t.turn_key for t in [good[0], bad, good[1]])
