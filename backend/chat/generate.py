@@ -20,7 +20,7 @@ from backend.errors import QuotaExceeded
 from backend.governance.quotas import Admission, QuotaService
 from backend.llm.service import Delta, LLMService
 from backend.tenants import TenantRegistry
-from backend.tracing import TENANT, span
+from backend.tracing import TENANT, recording, span
 
 RESERVED_OUTPUT = 512  # what a call without max_tokens reserves for its answer (and, under any budget, may write)
 _NO_ROOM_TO_ANSWER = ("The model spent all {tokens} tokens of the answer's limit thinking and wrote no answer: raise "
@@ -145,12 +145,15 @@ class GenerateStage:
         req, max_tokens = t.req, t.max_tokens or RESERVED_OUTPUT
         est_tokens = estimate_tokens(t.messages) + max_tokens
         est_cost = self.llm.estimate_cost(t.tier, est_tokens - max_tokens, max_tokens)
+        admission = self.quotas.admit(
+            tenant=req.tenant, subject=t.principal.member, est_tokens=est_tokens, est_cost_usd=est_cost,
+            count_request=req.task is None,  # an internal task rides on its user request's slot
+            sets_max_tokens=req.channel == "openai",  # only API callers choose max_tokens
+            **member_of(t), dollars=t.tier != "local")  # the local model: tokens, never dollars
+        if not recording():  # tracing off: not even the no-op span's context manager (bench/gateway)
+            return await admission
         with span("atrium.quota.admit", {TENANT: req.tenant, "atrium.estimated_tokens": est_tokens}):
-            return await self.quotas.admit(
-                tenant=req.tenant, subject=t.principal.member, est_tokens=est_tokens, est_cost_usd=est_cost,
-                count_request=req.task is None,  # an internal task rides on its user request's slot
-                sets_max_tokens=req.channel == "openai",  # only API callers choose max_tokens
-                **member_of(t), dollars=t.tier != "local")  # the local model: tokens, never dollars
+            return await admission
 
     def _cheaper(self, t: Turn, exc: QuotaExceeded) -> str | None:
         """The tier to try after a budget refusal, or None to refuse (the policy refuses, nothing cheaper fits)."""
