@@ -12,9 +12,9 @@ need, never through `stream`: a query rewrite made inside a turn does not re-ent
 
 from __future__ import annotations
 
+import copy
 from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
-from dataclasses import replace
 from typing import Any
 
 from backend.auth.guard import AccessGuard
@@ -125,8 +125,9 @@ class ChatService(AdmitStage, RetrieveStage, GenerateStage, RecordStage):
     async def run(self, principal: Principal, req: ChatRequest) -> TurnResult:
         """The turn's result, not streamed. A plain completion (the OpenAI-compatible route's, an internal task's
         kind), whose answer is the model's as it is (`Answers.answer`), takes `_once`; any other turn `stream`."""
-        if req.stream:
-            req = replace(req, stream=False)
+        if req.stream:  # a shallow copy: what dataclasses.replace does, without re-running __init__ field by field
+            req = copy.copy(req)
+            req.stream = False
         if req.messages is not None:
             return await self._once(principal, req)
         result: TurnResult | None = None
