@@ -132,7 +132,9 @@ class AdmitStage:
         if req.tier and req.tier not in policy.allowed_tiers:
             raise Forbidden(f"tier {req.tier!r} is not allowed for tenant {req.tenant!r}; allowed: "
                             f"{', '.join(policy.allowed_tiers)}", code="tier_not_allowed")
-        if req.messages:
+        if req.tier or policy.routing != "auto":  # only auto routing reads the message (decide's classifier)
+            text, previous = "", None
+        elif req.messages:
             text, previous = last_user_text(req.messages) or "", last_user_text(req.messages, skip=1)
         else:
             text, previous = asked or req.message, last_user_text(req.history)

@@ -72,7 +72,7 @@ class Answers:
 
     def answer(self, t: Turn, model: Callable[[Turn], AsyncIterator[str]]) -> AsyncIterator[str]:
         """The turn's answer text as it is made; `t.final` holds the whole answer after the last piece."""
-        if t.plain or t.req.task:
+        if t.plain or t.req.task:  # ChatService._once relies on it: a plain completion's answer is the model's
             return model(t)
         policy = self.policy(t)
         if t.continuation is not None:

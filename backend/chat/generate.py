@@ -20,7 +20,7 @@ from backend.errors import QuotaExceeded
 from backend.governance.quotas import Admission, QuotaService
 from backend.llm.service import Delta, LLMService
 from backend.tenants import TenantRegistry
-from backend.tracing import TENANT, span
+from backend.tracing import TENANT, recording, span
 
 RESERVED_OUTPUT = 512  # what a call without max_tokens reserves for its answer (and, under any budget, may write)
 _NO_ROOM_TO_ANSWER = ("The model spent all {tokens} tokens of the answer's limit thinking and wrote no answer: raise "
@@ -39,6 +39,29 @@ class GenerateStage:
     async def _generate(self, t: Turn) -> AsyncIterator[str]:
         """Yields the answer's text as the model writes it (then the prompt's sign-off); leaves the model's
         Completion in `t.final`."""
+        async for item in self.llm.stream(**await self._call(t)):
+            if isinstance(item, Delta):
+                self._delta(t, item.text, item.model)
+                yield item.text
+            else:
+                t.final = item
+        if self._answered(t):
+            yield t.signoff
+            t.final.text = t.final.text.rstrip() + t.signoff  # type: ignore[union-attr]
+
+    async def _generate_once(self, t: Turn) -> None:
+        """`_generate` for a caller that reads no text as it comes (a non-streaming call, an internal task): the
+        same steps and the same turn afterwards, as one coroutine (no async generators to step through)."""
+        final = await self.llm.once(**await self._call(t, stream=False))
+        if final.text:  # as `stream(stream=False)` yields its one Delta: only when there is text
+            self._delta(t, final.text, None)
+        t.final = final
+        if self._answered(t):
+            final.text = final.text.rstrip() + t.signoff
+
+    async def _call(self, t: Turn, *, stream: bool | None = None) -> dict:
+        """The model call's messages and arguments, its quota reserved and its row started (`stream=None`: as the
+        request asks)."""
         req, policy = t.req, t.policy
         if t.continuation is not None:  # the history ends with the cut answer; the model is asked to go on
             req = replace(req, message=CONTINUE,
@@ -55,33 +78,34 @@ class GenerateStage:
         self.usage.start(t)  # recorded as it starts: a process that dies mid-answer leaves an `interrupted` row
         if t.admission is not None:  # what it uses is counted once, by this process or by whoever reaps its row
             t.admission.turn = turn_key_of(t.row)
-        async for item in self.llm.stream(
-            tier=t.tier, messages=t.messages, temperature=call.temperature, max_tokens=t.max_tokens,
-            provider_preference=policy.provider_preference, stream=req.stream, params=req.params,
-            allowed_tiers=policy.allowed_tiers, fallbacks=req.task is None,  # internal tasks: own fallback
-            advisory=call.advisory, tenant=req.tenant,
-        ):
-            if isinstance(item, Delta):
-                if t.first_token is None:
-                    t.first_token = time.perf_counter()
-                t.streamed.append(item.text)
-                if item.model:
-                    t.row.model = item.model
-                if self.usage.progress_due(t):
-                    self._so_far(t)
-                    self.usage.progress(t)
-                yield item.text
-            else:
-                t.final = item
+        kwargs = {"tier": t.tier, "messages": t.messages, "temperature": call.temperature,
+                  "max_tokens": t.max_tokens, "provider_preference": policy.provider_preference, "params": req.params,
+                  "allowed_tiers": policy.allowed_tiers, "fallbacks": req.task is None,  # internal tasks: own fallback
+                  "advisory": call.advisory, "tenant": req.tenant}
+        if stream is None:
+            kwargs["stream"] = req.stream
+        return kwargs
+
+    def _delta(self, t: Turn, text: str, model: str | None) -> None:
+        """A piece of the answer: the time to the first one, the answer so far, its tokens written now and then."""
+        if t.first_token is None:
+            t.first_token = time.perf_counter()
+        t.streamed.append(text)
+        if model:
+            t.row.model = model
+        if self.usage.progress_due(t):
+            self._so_far(t)
+            self.usage.progress(t)
+
+    def _answered(self, t: Turn) -> bool:
+        """The model has answered (`t.final`): a note when it wrote nothing; True when the prompt's sign-off is to
+        follow (`t.signoff`, appended verbatim by the pipeline, not left to the model)."""
         assert t.final is not None
         if t.final.finish_reason == "length" and not t.final.text.strip():
             # A thinking model's thinking counts against max_tokens: it can spend all of it before a word.
             t.notes.append(_NO_ROOM_TO_ANSWER.format(tokens=t.max_tokens or "its", tier=t.final.tier))
-        # The prompt's `signoff` is appended verbatim by the pipeline, not left to the model.
         t.signoff = signoff(t.prompt)
-        if t.signoff:
-            yield t.signoff
-            t.final.text = t.final.text.rstrip() + t.signoff
+        return bool(t.signoff)
 
     async def _reserve(self, t: Turn, composed: Callable[[], Composed]) -> Composed | None:
         """The quota admission of the model call, sized from its messages (a 429 before any model call). A tenant
@@ -121,12 +145,15 @@ class GenerateStage:
         req, max_tokens = t.req, t.max_tokens or RESERVED_OUTPUT
         est_tokens = estimate_tokens(t.messages) + max_tokens
         est_cost = self.llm.estimate_cost(t.tier, est_tokens - max_tokens, max_tokens)
+        admission = self.quotas.admit(
+            tenant=req.tenant, subject=t.principal.member, est_tokens=est_tokens, est_cost_usd=est_cost,
+            count_request=req.task is None,  # an internal task rides on its user request's slot
+            sets_max_tokens=req.channel == "openai",  # only API callers choose max_tokens
+            **member_of(t), dollars=t.tier != "local")  # the local model: tokens, never dollars
+        if not recording():  # tracing off: not even the no-op span's context manager (bench/gateway)
+            return await admission
         with span("atrium.quota.admit", {TENANT: req.tenant, "atrium.estimated_tokens": est_tokens}):
-            return await self.quotas.admit(
-                tenant=req.tenant, subject=t.principal.member, est_tokens=est_tokens, est_cost_usd=est_cost,
-                count_request=req.task is None,  # an internal task rides on its user request's slot
-                sets_max_tokens=req.channel == "openai",  # only API callers choose max_tokens
-                **member_of(t), dollars=t.tier != "local")  # the local model: tokens, never dollars
+            return await admission
 
     def _cheaper(self, t: Turn, exc: QuotaExceeded) -> str | None:
         """The tier to try after a budget refusal, or None to refuse (the policy refuses, nothing cheaper fits)."""

@@ -12,9 +12,9 @@ need, never through `stream`: a query rewrite made inside a turn does not re-ent
 
 from __future__ import annotations
 
+import copy
 from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
-from dataclasses import replace
 from typing import Any
 
 from backend.auth.guard import AccessGuard
@@ -115,8 +115,7 @@ class ChatService(AdmitStage, RetrieveStage, GenerateStage, RecordStage):
         t = self._admit(principal, req)
         try:
             self._route(t)
-            async for _ in self._generate(t):
-                pass  # nobody reads an internal answer as it comes
+            await self._generate_once(t)  # nobody reads an internal answer as it comes
             return await self._record(t, self._result(t))
         except BaseException as exc:
             if (mapped := await self._failed(t, exc)) is not None:
@@ -124,12 +123,40 @@ class ChatService(AdmitStage, RetrieveStage, GenerateStage, RecordStage):
             raise
 
     async def run(self, principal: Principal, req: ChatRequest) -> TurnResult:
+        """The turn's result, not streamed. A plain completion (the OpenAI-compatible route's, an internal task's
+        kind), whose answer is the model's as it is (`Answers.answer`), takes `_once`; any other turn `stream`."""
+        if req.stream:  # a shallow copy: what dataclasses.replace does, without re-running __init__ field by field
+            req = copy.copy(req)
+            req.stream = False
+        if req.messages is not None:
+            return await self._once(principal, req)
         result: TurnResult | None = None
-        async for item in self.stream(principal, replace(req, stream=False)):
+        async for item in self.stream(principal, req):
             if isinstance(item, TurnResult):
                 result = item
         assert result is not None
         return result
+
+    async def _once(self, principal: Principal, req: ChatRequest) -> TurnResult:
+        """`stream` for a non-streaming plain completion, as one coroutine: the same stages in the same order,
+        the same refusals, rows, settlement and slot, without the async generators a non-streaming call would
+        step through (bench/gateway). Keep the two in step: tests/chat/test_pipeline_once.py runs both."""
+        t = self._admit(principal, req)
+        slot: Slot | None = None
+        try:
+            slot = self.inflight.acquire(req.tenant, stream=req.stream) if self.inflight else None
+            self._route(t)
+            if (answer := await self._cached(t) or await self._retrieve(t)) is not None:
+                return await self._record(t, answer)
+            await self._generate_once(t)
+            return await self._record(t, self._result(t), cache=True)
+        except BaseException as exc:
+            if (mapped := await self._failed(t, exc)) is not None:
+                raise mapped from exc
+            raise
+        finally:
+            if slot is not None:
+                slot.release()
 
 
 class _NoAudit:

@@ -22,7 +22,7 @@ class HoldKeeper:
         self._task: asyncio.Task | None = None
 
     def keep(self, adm: Admission, *, lease_s: float) -> None:
-        if not adm.holds():
+        if not any(lv.amount > 0 for lv in adm.levels):  # holds nothing (Admission.holds() without its list)
             return
         self.lease_s = lease_s
         self.live[adm.hold] = adm

@@ -55,13 +55,14 @@ from backend.governance.quota_leases import HoldKeeper
 from backend.governance.quota_reads import member_of, sum_usage_seed
 from backend.governance.quota_refusals import TENANT_LIMITS
 from backend.governance.ratelimit import Charge, LimitBackend, Reservation, Window, hold_member
-from backend.tenants import TenantConfig, TenantRegistry
+from backend.tenants import Quotas, TenantConfig, TenantRegistry
 
 log = logging.getLogger("atrium.quotas")
 
 # A turn's "charged so far" mark (settle, charge_sync) outlives its answer and the reaping of it (a lease after its
 # process stopped beating), and a database outage of a day: the life of a day's counter.
 TURN_MARK_TTL_S = TOKENS_TTL_S
+_PLANS = 4096  # members whose rate windows are kept made
 
 # Imported from here by callers that predate the split (chat/turn.py, tests).
 __all__ = ["IN_PROGRESS_RETRY_S", "MICRO", "Admission", "QuotaService", "sum_usage_seed"]
@@ -82,6 +83,7 @@ class QuotaService:
         self.lease_s = lease_s
         self.counters = Counters(prefix=prefix, db=db)
         self.leases = HoldKeeper(backend=backend, lease_s=lease_s)
+        self._window_plans: dict[tuple, list[Window]] = {}  # (tenant, subject, limits) -> rate windows (_windows)
         self.raised = RaisedAllowances(db=db, backend=backend, ttl_s=allowance_cache_s,
                                        version_key=lambda tenant: self._key(tenant, "allowances"))
 
@@ -110,15 +112,8 @@ class QuotaService:
         adm = Admission(tenant=tenant)
         if quotas is None or cfg is None:
             return adm
-        windows: list[Window] = []
+        windows = self._windows(tenant, quotas, subject) if count_request else []
         reservations: list[Reservation] = []
-        # `is not None`, not truthiness: 0 is a limit (blocked), only null/absent is unlimited.
-        if quotas.requests_per_minute is not None and count_request:
-            windows.append(Window(self._key(tenant, "rpm"), quotas.requests_per_minute, 60, "requests_per_minute"))
-        if quotas.user_requests_per_minute is not None and count_request:
-            user = member_id(subject)
-            windows.append(Window(self._key(tenant, "user", user, "rpm"), quotas.user_requests_per_minute, 60,
-                                  "user_requests_per_minute"))
         _, _, dkey, mkey = self.counters.periods(now)
         tokens, micro = max(0, int(est_tokens)), max(0, round(est_cost_usd * MICRO))
         if quotas.tokens_per_day is not None:
@@ -174,6 +169,24 @@ class QuotaService:
                 adm.warnings.append(f"{name} has used {used_usd / quotas.monthly_budget_usd:.0%} of its monthly "
                                     f"budget of {usd(round(quotas.monthly_budget_usd * MICRO))}.")
         return adm
+
+    def _windows(self, tenant: str, quotas: Quotas, subject: str) -> list[Window]:
+        """The tenant's and the member's rate windows (shared, never changed: made once per member and limits)."""
+        plan = (tenant, subject, quotas.requests_per_minute, quotas.user_requests_per_minute)
+        windows = self._window_plans.get(plan)
+        if windows is None:
+            windows = []
+            # `is not None`, not truthiness: 0 is a limit (blocked), only null/absent is unlimited.
+            if quotas.requests_per_minute is not None:
+                windows.append(Window(self._key(tenant, "rpm"), quotas.requests_per_minute, 60,
+                                      "requests_per_minute"))
+            if quotas.user_requests_per_minute is not None:
+                windows.append(Window(self._key(tenant, "user", member_id(subject), "rpm"),
+                                      quotas.user_requests_per_minute, 60, "user_requests_per_minute"))
+            if len(self._window_plans) >= _PLANS:  # bounded: members come and go
+                self._window_plans.clear()
+            self._window_plans[plan] = windows
+        return windows
 
     async def allowance(self, cfg: TenantConfig, subject: str, *, roles: frozenset[str] = frozenset(),
                         groups: frozenset[str] = frozenset(), now: datetime | None = None) -> Allowance:

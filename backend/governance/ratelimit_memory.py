@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 import uuid
@@ -9,6 +10,56 @@ from collections import deque
 from collections.abc import Callable
 
 from backend.governance.ratelimit_types import Charge, Decision, Reservation, Window, hold_member
+
+
+class _Holds:
+    """One counter's holds (member -> (amount, lease end)) and their total, kept as holds come and go: an admission
+    reads it for every counter it reserves on, and summing every answer in progress each time is what it would cost
+    otherwise. They are summed again (lapsed ones purged) only once a lease may have lapsed: `lapse` is never later
+    than the earliest lease end (a renewal or a release may leave it earlier: then one sum more, no harm)."""
+
+    __slots__ = ("leases", "lapse", "total")
+
+    def __init__(self) -> None:
+        self.leases: dict[str, tuple[int, float]] = {}
+        self.total = 0
+        self.lapse = math.inf
+
+    def add(self, member: str, amount: int, until: float) -> None:
+        self.drop(member)
+        self.leases[member] = (amount, until)
+        self.total += amount
+        self.lapse = min(self.lapse, until)
+
+    def drop(self, member: str | None) -> None:
+        item = self.leases.pop(member, None) if member is not None else None
+        if item is not None:
+            self.total -= item[0]
+
+    def renew(self, member: str, until: float) -> None:
+        item = self.leases.get(member)
+        if item is not None:  # a hold already purged stays released
+            self.leases[member] = (item[0], until)
+            self.lapse = min(self.lapse, until)
+
+    def held(self, now: float) -> int:
+        if now < self.lapse:
+            return self.total
+        total, lapse, lapsed = 0, math.inf, None
+        for member, (amount, until) in self.leases.items():
+            if until > now:
+                total += amount
+                lapse = min(lapse, until)
+            else:
+                lapsed = lapsed or []
+                lapsed.append(member)
+        for member in lapsed or ():
+            del self.leases[member]  # a lease that nobody renewed: its process is gone
+        self.total, self.lapse = total, lapse
+        return total
+
+
+_NONE = _Holds()  # the holds of a counter nobody reserved on (never changed)
 
 
 class MemoryLimits:
@@ -19,7 +70,7 @@ class MemoryLimits:
         self._lock = threading.Lock()
         self._hits: dict[str, deque[float]] = {}
         self._counters: dict[str, tuple[int, float]] = {}  # key -> (value, expires_at)
-        self._holds: dict[str, dict[str, tuple[int, float]]] = {}  # key -> member -> (amount, lease_until)
+        self._holds: dict[str, _Holds] = {}  # key -> its holds (member -> (amount, lease_until))
         self._marks: dict[str, tuple[dict[str, int], float]] = {}  # turn mark -> (unit -> charged, expires_at)
 
     def _counter(self, key: str, now: float) -> int | None:
@@ -31,18 +82,7 @@ class MemoryLimits:
 
     def _held(self, key: str, now: float) -> int:
         holds = self._holds.get(key)
-        if not holds:
-            return 0
-        total, lapsed = 0, None
-        for member, (amount, until) in holds.items():  # one pass, no generator: this runs per counter per admission
-            if until > now:
-                total += amount
-            else:
-                lapsed = lapsed or []
-                lapsed.append(member)
-        for member in lapsed or ():
-            del holds[member]  # a lease that nobody renewed: its process is gone
-        return total
+        return holds.held(now) if holds is not None else 0
 
     def _admit(self, windows: list[Window], reservations: list[Reservation], hold: str,
                lease_s: float) -> Decision:
@@ -70,7 +110,8 @@ class MemoryLimits:
             for r in reservations:
                 self._counters[r.key] = (values[r.key], now + r.ttl_s)
                 if r.amount > 0:
-                    self._holds.setdefault(r.key, {})[hold_member(hold, r.amount)] = (r.amount, now + lease_s)
+                    holds = self._holds.get(r.key) or self._holds.setdefault(r.key, _Holds())
+                    holds.add(hold_member(hold, r.amount), r.amount, now + lease_s)
             return Decision(True, used=values, held=held)
 
     async def admit(self, windows: list[Window], reservations: list[Reservation], *, hold: str = "",
@@ -79,7 +120,7 @@ class MemoryLimits:
 
     async def settle(self, key: str, member: str, actual: int, ttl_s: int) -> None:
         with self._lock:
-            self._holds.get(key, {}).pop(member, None)
+            self._holds.get(key, _NONE).drop(member)
         self.adjust_sync(key, actual, ttl_s)
 
     async def settle_many(self, items: list[tuple[str, str, int, int]]) -> None:
@@ -87,7 +128,7 @@ class MemoryLimits:
         with self._lock:
             now = self._clock()
             for key, member, actual, ttl_s in items:
-                self._holds.get(key, {}).pop(member, None)
+                self._holds.get(key, _NONE).drop(member)
                 value = self._counter(key, now)
                 if value is not None:
                     self._counters[key] = (max(0, value + actual), now + ttl_s)
@@ -109,8 +150,7 @@ class MemoryLimits:
                     charged[c.unit] = max(charged.get(c.unit, 0), c.amount)
             self._marks[mark] = (charged, now + mark_ttl_s)
             for c in items:
-                if c.member is not None:
-                    self._holds.get(c.key, {}).pop(c.member, None)
+                self._holds.get(c.key, _NONE).drop(c.member)
                 value = self._counter(c.key, now)
                 if value is not None:  # a vanished counter is re-seeded from SQL, which has the real figure
                     self._counters[c.key] = (value + delta[c.unit], now + c.ttl_s)
@@ -119,9 +159,7 @@ class MemoryLimits:
         with self._lock:
             until = self._clock() + lease_s
             for key, member in holds:
-                item = self._holds.get(key, {}).get(member)
-                if item is not None:  # a hold already purged stays released
-                    self._holds[key][member] = (item[0], until)
+                self._holds.get(key, _NONE).renew(member, until)
 
     async def held(self, key: str) -> int:
         with self._lock:

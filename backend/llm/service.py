@@ -236,40 +236,57 @@ class LLMService:
                 fallbacks=fallbacks, advisory=advisory, tenant=tenant,
             ):
                 if isinstance(item, Completion) and span is not None:
-                    span.set_attributes({"gen_ai.response.model": item.model,
-                                         "gen_ai.provider.name": item.model.partition("/")[0],
-                                         "gen_ai.usage.input_tokens": item.prompt_tokens,
-                                         "gen_ai.usage.output_tokens": item.completion_tokens,
-                                         "gen_ai.response.finish_reasons": [item.finish_reason],
-                                         "atrium.tier": item.tier, "atrium.cost_usd": item.cost_usd})
-                    if item.fallback_from:
-                        span.set_attribute("atrium.fallback_from", item.fallback_from)
+                    _answered(span, item)
                 yield item
         except Exception as exc:
-            if not isinstance(exc, UnsupportedParameter):  # the caller's mistake, not the provider's
-                self.metrics.model_error(tenant=tenant, tier=tier, error=type(exc).__name__)
-            if span is not None:  # the class only: a provider's message can quote the request, or a key in a URL
-                span.set_attribute("error.type", type(exc).__name__)
-                span.set_status(StatusCode.ERROR, type(exc).__name__)
+            self._call_failed(span, exc, tenant=tenant, tier=tier)
             raise
         finally:
             if span is not None:
                 span.end()
 
-    async def _stream(
+    async def once(
         self, *, tier: str, messages: list[dict], temperature: float | None = None,
-        max_tokens: int | None = None, provider_preference: list[str] | None = None, stream: bool = True,
+        max_tokens: int | None = None, provider_preference: list[str] | None = None,
         params: dict[str, Any] | None = None, allowed_tiers: list[str] | None = None, fallbacks: bool = True,
         advisory: dict[str, Any] | None = None, tenant: str = "",
-    ) -> AsyncIterator[Delta | Completion]:
-        """Deltas as the model produces them, then one Completion. `stream=False`: one non-streaming call
-        (one Delta with the whole text) — much cheaper in LiteLLM when nobody reads tokens as they come.
-        `allowed_tiers`: the Router's fallbacks only go to these (a tenant allowed `smart` alone is never
-        answered by `local`); `fallbacks=False`: none at all (internal tasks have their own fallback).
-        `temperature` and `params` are the caller's: a model that refuses one is the caller's 400 naming it.
-        `advisory` holds preferences of a prompt or an internal task (its temperature): a model that does not
-        take one answers without it (current Claude, GPT and Gemini models refuse any temperature).
-        `tenant`: whose call this is, for the in-process model's fair turns between tenants (fair.py)."""
+    ) -> Completion:
+        """`stream(stream=False)` as one coroutine: the same call, span, failure counting and Completion, without
+        the async generators a caller that reads no tokens as they come would step through (bench/gateway)."""
+        span = start_span(f"chat {tier}", {"gen_ai.operation.name": "chat", "gen_ai.request.model": tier,
+                                           TENANT: tenant})
+        try:
+            router, group, call = self._call(
+                tier=tier, temperature=temperature, max_tokens=max_tokens, provider_preference=provider_preference,
+                stream=False, params=params, allowed_tiers=allowed_tiers, fallbacks=fallbacks, advisory=advisory,
+                tenant=tenant)
+            response = await router.acompletion(model=group, messages=messages, **{**(params or {}), **call})
+            model, usage, finish, text = _whole(response, tier)
+            item = self._completion(response, tier=tier, group=group, text=text, model=model, usage=usage,
+                                    finish=finish)
+            if span is not None:
+                _answered(span, item)
+            return item
+        except Exception as exc:
+            self._call_failed(span, exc, tenant=tenant, tier=tier)
+            raise
+        finally:
+            if span is not None:
+                span.end()
+
+    def _call_failed(self, span: Any, exc: Exception, *, tenant: str, tier: str) -> None:
+        if not isinstance(exc, UnsupportedParameter):  # the caller's mistake, not the provider's
+            self.metrics.model_error(tenant=tenant, tier=tier, error=type(exc).__name__)
+        if span is not None:  # the class only: a provider's message can quote the request, or a key in a URL
+            span.set_attribute("error.type", type(exc).__name__)
+            span.set_status(StatusCode.ERROR, type(exc).__name__)
+
+    def _call(
+        self, *, tier: str, temperature: float | None, max_tokens: int | None,
+        provider_preference: list[str] | None, stream: bool, params: dict[str, Any] | None,
+        allowed_tiers: list[str] | None, fallbacks: bool, advisory: dict[str, Any] | None, tenant: str,
+    ) -> tuple[Any, str, dict[str, Any]]:
+        """(the Router, the group to call, the call's own arguments) — see `_stream` for what each one means."""
         router = self._require_router()
         group = self.group_for(tier, provider_preference)
         if (params or {}).get("reasoning_effort") is not None and not self._taken_by_all((group,), "reasoning_effort"):
@@ -301,16 +318,33 @@ class LLMService:
                 call.update({k: v for k, v in advisory.items() if self._taken_by_all(reach, k)})
         # Not reset afterwards: a stream's provider code runs later, as the caller iterates (in this same task).
         model_tenant.set(tenant)
+        return router, group, call
+
+    async def _stream(
+        self, *, tier: str, messages: list[dict], temperature: float | None = None,
+        max_tokens: int | None = None, provider_preference: list[str] | None = None, stream: bool = True,
+        params: dict[str, Any] | None = None, allowed_tiers: list[str] | None = None, fallbacks: bool = True,
+        advisory: dict[str, Any] | None = None, tenant: str = "",
+    ) -> AsyncIterator[Delta | Completion]:
+        """Deltas as the model produces them, then one Completion. `stream=False`: one non-streaming call
+        (one Delta with the whole text) — much cheaper in LiteLLM when nobody reads tokens as they come.
+        `allowed_tiers`: the Router's fallbacks only go to these (a tenant allowed `smart` alone is never
+        answered by `local`); `fallbacks=False`: none at all (internal tasks have their own fallback).
+        `temperature` and `params` are the caller's: a model that refuses one is the caller's 400 naming it.
+        `advisory` holds preferences of a prompt or an internal task (its temperature): a model that does not
+        take one answers without it (current Claude, GPT and Gemini models refuse any temperature).
+        `tenant`: whose call this is, for the in-process model's fair turns between tenants (fair.py)."""
+        router, group, call = self._call(
+            tier=tier, temperature=temperature, max_tokens=max_tokens, provider_preference=provider_preference,
+            stream=stream, params=params, allowed_tiers=allowed_tiers, fallbacks=fallbacks, advisory=advisory,
+            tenant=tenant)
         response = await router.acompletion(model=group, messages=messages, **{**(params or {}), **call})
         parts: list[str] = []
         usage: Any = None
         model = tier
         finish = "stop"
         if not stream:
-            model = getattr(response, "model", None) or model
-            usage = getattr(response, "usage", None)
-            finish = (getattr(response.choices[0], "finish_reason", None) if response.choices else None) or finish
-            text = (response.choices[0].message.content or "") if response.choices else ""
+            model, usage, finish, text = _whole(response, tier)
             if text:
                 parts.append(text)
                 yield Delta(text)
@@ -328,6 +362,12 @@ class LLMService:
                     if text:
                         parts.append(text)
                         yield Delta(text, streaming_model)
+        yield self._completion(response, tier=tier, group=group, text="".join(parts), model=model, usage=usage,
+                               finish=finish)
+
+    def _completion(self, response: Any, *, tier: str, group: str, text: str, model: str, usage: Any,
+                    finish: str) -> Completion:
+        """The call's Completion: the deployment that answered (a fallback's tier), its tokens and cost."""
         hidden = getattr(response, "_hidden_params", None) or {}
         dep = self.live.by_id.get(str(hidden.get("model_id") or ""))
         attempted = int((hidden.get("additional_headers") or {}).get("x-litellm-attempted-fallbacks") or 0)
@@ -338,11 +378,11 @@ class LLMService:
         fell_back = answered_tier != tier or attempted > 0
         if fell_back:
             log.warning("model fallback", extra={"requested": group, "answered_by": model, "tier": answered_tier})
-        yield Completion(text="".join(parts), model=model, tier=answered_tier, prompt_tokens=pt,
-                         completion_tokens=ct, cost_usd=self.cost(model=model, prompt_tokens=pt,
-                                                                  completion_tokens=ct, deployment=dep),
-                         requested=group, fallback_from=group if fell_back else None,
-                         deployment_id=dep.id if dep else None, finish_reason=str(finish))
+        return Completion(text=text, model=model, tier=answered_tier, prompt_tokens=pt,
+                          completion_tokens=ct, cost_usd=self.cost(model=model, prompt_tokens=pt,
+                                                                   completion_tokens=ct, deployment=dep),
+                          requested=group, fallback_from=group if fell_back else None,
+                          deployment_id=dep.id if dep else None, finish_reason=str(finish))
 
     def tier_models(self) -> dict[str, dict[str, Any]]:
         """Per live tier: its models, whether all of them use a prompt's temperature, whether any thinks
@@ -474,3 +514,22 @@ class LLMService:
                 log.warning("no price for model: add it under `prices:` in config/models.yaml",
                             extra={"model": model})
             return 0.0
+
+
+def _whole(response: Any, tier: str) -> tuple[str, Any, str, str]:
+    """(model, usage, finish reason, text) of a non-streaming response."""
+    model = getattr(response, "model", None) or tier
+    usage = getattr(response, "usage", None)
+    finish = (getattr(response.choices[0], "finish_reason", None) if response.choices else None) or "stop"
+    text = (response.choices[0].message.content or "") if response.choices else ""
+    return model, usage, finish, text
+
+
+def _answered(span: Any, item: Completion) -> None:
+    span.set_attributes({"gen_ai.response.model": item.model, "gen_ai.provider.name": item.model.partition("/")[0],
+                         "gen_ai.usage.input_tokens": item.prompt_tokens,
+                         "gen_ai.usage.output_tokens": item.completion_tokens,
+                         "gen_ai.response.finish_reasons": [item.finish_reason],
+                         "atrium.tier": item.tier, "atrium.cost_usd": item.cost_usd})
+    if item.fallback_from:
+        span.set_attribute("atrium.fallback_from", item.fallback_from)

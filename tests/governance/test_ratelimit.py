@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import threading
 import time
 
@@ -162,3 +163,42 @@ def test_sliding_window_frees_slots_as_time_passes():
     assert not refused.ok and refused.retry_after_s == 30  # the first hit leaves the window in 30 s
     now[0] += 30.5
     assert asyncio.run(admit()).ok
+
+
+def test_the_in_process_holds_total_matches_a_sum_of_the_live_leases():
+    """MemoryLimits keeps each counter's held total as holds come and go (it sums them again only once a lease may
+    have lapsed): after any mix of admissions, settlements, renewals and lapsed leases, what it says is held is the
+    sum of the leases still running, and a settled or lapsed hold is gone."""
+    now = [1000.0]
+    backend = MemoryLimits(clock=lambda: now[0])
+    rng = random.Random(18)
+    leases: dict[str, tuple[int, float]] = {}  # the model: member -> (amount, lease end)
+
+    async def run() -> int:
+        checked = 0
+        for step in range(3000):
+            op = rng.random()
+            if op < 0.4:
+                hold, amount, lease = f"h{step}", rng.randint(1, 50), rng.choice([1.0, 5.0, 30.0])
+                r = Reservation("t:tok", limit=10**9, amount=amount, ttl_s=600, name="tokens_per_day")
+                assert (await backend.admit([], [r], hold=hold, lease_s=lease)).ok
+                leases[hold_member(hold, amount)] = (amount, now[0] + lease)
+            elif op < 0.6 and leases:
+                member = rng.choice(sorted(leases))
+                await backend.settle_many([("t:tok", member, 0, 600)])
+                del leases[member]
+            elif op < 0.75 and leases:
+                members, lease = rng.sample(sorted(leases), k=min(3, len(leases))), rng.choice([0.3, 5.0, 60.0])
+                await backend.renew([("t:tok", m) for m in members], lease)  # a shorter lease, too
+                for m in members:
+                    leases[m] = (leases[m][0], now[0] + lease)
+            else:
+                now[0] += rng.choice([0.1, 0.5, 2.0])
+            live = sum(amount for amount, until in leases.values() if until > now[0])
+            assert await backend.held("t:tok") == live
+            checked += 1
+            for m in [m for m, (_, until) in leases.items() if until <= now[0]]:
+                del leases[m]  # lapsed: purged by the read above
+        return checked
+
+    assert asyncio.run(run()) == 3000
