@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -12,7 +11,9 @@ from opentelemetry.trace import StatusCode
 
 from backend.governance.metrics import NoMetrics
 from backend.llm.fair import model_tenant
+from backend.llm.litellm_quiet import quiet_litellm, use_callbacks
 from backend.llm.local_provider import LocalLlama, register
+from backend.llm.pricing import Prices
 from backend.llm.router import (
     PREFERENCE_SEP,
     Deployment,
@@ -29,7 +30,6 @@ from backend.tracing import TENANT, start_span
 
 log = logging.getLogger("atrium.llm")
 
-_TIERED = re.compile(r"^(input|output)_cost_per_token_above_\d+k_tokens$")  # price tiers by context size
 INTERNAL_TIER = "fast"  # titles, query rewriting: always the cheap tier (or the best live one below it)
 
 
@@ -65,80 +65,6 @@ class Delta:
     model: str | None = None  # the deployment streaming it, when known (a cancelled turn is billed to it)
 
 
-def _quiet_litellm() -> None:
-    """We price and record every call ourselves; LiteLLM's per-call logging/cost callbacks are pure
-    overhead on the hot path (see bench/gateway)."""
-    import litellm
-
-    litellm.suppress_debug_info = True
-    litellm.turn_off_message_logging = True
-    litellm.disable_streaming_logging = True  # type: ignore[attr-defined]
-    _skip_unobserved_success_logging()
-    _skip_unobserved_response_cost()
-
-
-def _litellm_observed() -> bool:
-    """True when a LiteLLM callback is configured (then its logging and pricing must run)."""
-    import litellm
-
-    return bool(litellm.callbacks or litellm.success_callback or litellm._async_success_callback
-                or litellm.service_callback)
-
-
-def _skip_unobserved_response_cost() -> None:
-    """LiteLLM prices every response while stamping its hidden params (`response_cost`), about a sixth of
-    `Router.acompletion`'s CPU with a mock model (bench/gateway). We price calls ourselves (`LLMService.cost`:
-    models.yaml, then LiteLLM's table once per model) and nothing reads that stamp unless a LiteLLM callback
-    is configured, so it is skipped until one is. No-op if LiteLLM renames the method."""
-    from litellm.litellm_core_utils.litellm_logging import Logging
-
-    original = getattr(Logging, "response_cost_calculator", None)
-    if original is None or getattr(original, "_atrium_filtered", False):
-        return
-
-    def response_cost_calculator(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if not _litellm_observed():
-            return None
-        return original(self, *args, **kwargs)
-
-    response_cost_calculator._atrium_filtered = True  # type: ignore[attr-defined]
-    Logging.response_cost_calculator = response_cost_calculator  # type: ignore[method-assign]
-
-
-def _skip_unobserved_success_logging() -> None:
-    """LiteLLM builds a standard logging payload and prices every successful call in its logging worker,
-    even when no callback will read it. With no success callback configured that is wasted CPU on the
-    hot path (see bench/gateway), so the coroutine is dropped; configure a LiteLLM callback (e.g.
-    litellm.success_callback = ["langfuse"]) and it runs again. Failure logging is never touched."""
-    from litellm.litellm_core_utils import logging_worker
-
-    worker = logging_worker.GLOBAL_LOGGING_WORKER
-    if getattr(worker, "_atrium_filtered", False):
-        return
-    original = worker.ensure_initialized_and_enqueue
-
-    def enqueue(async_coroutine: Any, *args: Any, **kwargs: Any) -> Any:
-        code = getattr(async_coroutine, "cr_code", None)
-        if code is not None and code.co_name == "async_success_handler" and not _litellm_observed():
-            async_coroutine.close()
-            return None
-        return original(async_coroutine, *args, **kwargs)
-
-    worker.ensure_initialized_and_enqueue = enqueue
-    worker._atrium_filtered = True
-
-
-def _use_callbacks(names: list[str]) -> None:
-    """LiteLLM's own logging callbacks (ATRIUM_LITELLM_CALLBACKS), e.g. langfuse: on success and on failure."""
-    if not names:
-        return
-    import litellm
-
-    for hooks in (litellm.success_callback, litellm.failure_callback):
-        hooks.extend(n for n in names if n not in hooks)
-    log.info("LiteLLM callbacks on", extra={"callbacks": names})
-
-
 class LLMService:
     def __init__(self, *, settings: Settings, config: ModelsConfig, local: LocalLlama | None = None) -> None:
         self.settings = settings
@@ -146,8 +72,8 @@ class LLMService:
         self.local = local or LocalLlama(n_threads=settings.llm_threads, n_ctx=settings.llm_context,
                                          model_path=settings.local_model_path)
         register(self.local)
-        _quiet_litellm()
-        _use_callbacks(settings.litellm_callback_list)
+        quiet_litellm()
+        use_callbacks(settings.litellm_callback_list)
         self.metrics: NoMetrics = NoMetrics()  # the container's (governance/metrics.py): errors by tier
         unavailable = self.local.unavailable_reason()
         self.live: LiveModels = live_deployments(config, settings, local_available=unavailable is None,
@@ -163,10 +89,7 @@ class LLMService:
         # list -> group -> the groups the Router falls back to; narrowed per request to the tenant's allowed tiers
         self._chains = {kind: {src: dsts for rule in fallback_chains(self.live, config.router_settings, kind)
                                for src, dsts in rule.items()} for kind in FALLBACK_KEYS}
-        self._prices = self._price_table()
-        self._unpriced: set[str] = set()
-        self._tier_rates: dict[str, tuple[float, float]] = {}
-        self._rates: dict[str, tuple[float, float] | None] = {}
+        self.prices = Prices(config=config, live=self.live)
         self._max_output: dict[str, tuple[int, str] | None] = {}
         self._taken: dict[tuple[tuple[str, ...], str], bool] = {}
 
@@ -449,71 +372,11 @@ class LLMService:
         return self._max_output[tier]
 
     def estimate_cost(self, tier: str, prompt_tokens: int, completion_tokens: int) -> float:
-        """Upper estimate for quota reservations (settled with the real cost afterwards): the tier's most
-        expensive live model, per-token prices looked up once per tier."""
-        rates = self._tier_rates.get(tier)
-        if rates is None:
-            per_m = [(self.cost(model=m, prompt_tokens=1_000_000, completion_tokens=0),
-                      self.cost(model=m, prompt_tokens=0, completion_tokens=1_000_000))
-                     for m in self.live.live.get(tier, [])]
-            rates = self._tier_rates[tier] = (max((p for p, _ in per_m), default=0.0) / 1e6,
-                                              max((c for _, c in per_m), default=0.0) / 1e6)
-        return prompt_tokens * rates[0] + completion_tokens * rates[1]
-
-    # -- cost -------------------------------------------------------------------------------------------
-
-    def _price_table(self) -> dict[str, tuple[float, float]]:
-        """Configured prices: `prices:` in models.yaml plus per-deployment model_info costs."""
-        table = dict(self.config.prices)
-        for dep in self.config.model_list:
-            info = dep.get("model_info") or {}
-            if "input_cost_per_token" in info or "output_cost_per_token" in info:
-                table[dep["litellm_params"]["model"]] = (float(info.get("input_cost_per_token", 0.0)),
-                                                         float(info.get("output_cost_per_token", 0.0)))
-        return table
-
-    def _linear_rates(self, model: str) -> tuple[float, float] | None:
-        """Per-token prices from LiteLLM's table, looked up once per model, when the model's price is
-        flat (no tiers such as `input_cost_per_token_above_200k_tokens`, no `tiered_pricing` ranges: such a
-        model's flat price is 0); else None (ask LiteLLM each time). tests/llm/test_litellm_internals.py"""
-        if model in self._rates:
-            return self._rates[model]
-        import litellm
-
-        try:
-            info = litellm.get_model_info(model)
-        except Exception:
-            info = None
-        rates = None
-        if info and not info.get("tiered_pricing") and not any(_TIERED.search(k) and v for k, v in info.items()):
-            rates = (float(info.get("input_cost_per_token") or 0.0), float(info.get("output_cost_per_token") or 0.0))
-        self._rates[model] = rates
-        return rates
+        return self.prices.estimate(tier, prompt_tokens, completion_tokens)
 
     def cost(self, *, model: str, prompt_tokens: int, completion_tokens: int,
              deployment: Deployment | None = None) -> float:
-        """USD for one call: models.yaml's price when configured (local = 0), else LiteLLM's price table."""
-        if model in self._prices:
-            inp, out = self._prices[model]
-            return prompt_tokens * inp + completion_tokens * out
-        if model.startswith("local/"):
-            return 0.0
-        rates = self._linear_rates(model)
-        if rates is not None:
-            return prompt_tokens * rates[0] + completion_tokens * rates[1]
-        import litellm
-
-        try:
-            prompt_cost, completion_cost = litellm.cost_per_token(
-                model=model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens
-            )
-            return float(prompt_cost + completion_cost)
-        except Exception:
-            if model not in self._unpriced:
-                self._unpriced.add(model)
-                log.warning("no price for model: add it under `prices:` in config/models.yaml",
-                            extra={"model": model})
-            return 0.0
+        return self.prices.cost(model=model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
 
 
 def _whole(response: Any, tier: str) -> tuple[str, Any, str, str]:

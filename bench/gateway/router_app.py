@@ -1,6 +1,6 @@
 """LiteLLM's own cost: a FastAPI endpoint that only calls Router.acompletion (mock_response deployment).
 
-BENCH_QUIET_LITELLM=1 applies Atrium's process settings first (backend.llm.service._quiet_litellm: no per-call
+BENCH_QUIET_LITELLM=1 applies Atrium's process settings first (backend.llm.litellm_quiet.quiet_litellm: no per-call
 pricing or success logging while no LiteLLM callback reads them; backend.runtime.tune_gc: start-up objects
 frozen, fewer young collections), so the run shows Atrium's own overhead over the same Router work, next to
 the default Router the issue compares with."""
@@ -16,10 +16,10 @@ from litellm import Router  # noqa: E402
 
 if os.environ.get("BENCH_QUIET_LITELLM") == "1":
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-    from backend.llm.service import _quiet_litellm
+    from backend.llm.litellm_quiet import quiet_litellm
     from backend.runtime import tune_gc
 
-    _quiet_litellm()
+    quiet_litellm()
 
 app = FastAPI()
 router = Router(model_list=[{"model_name": "smart", "litellm_params": {

@@ -117,15 +117,15 @@ def test_info_goes_to_stdout_and_warnings_to_stderr_with_the_request_id(capsys):
 def test_litellm_callbacks_are_switched_on_by_configuration(monkeypatch):
     import litellm
 
-    from backend.llm.service import _use_callbacks
+    from backend.llm.litellm_quiet import use_callbacks
     from backend.settings import Settings
 
     monkeypatch.setattr(litellm, "success_callback", [])
     monkeypatch.setattr(litellm, "failure_callback", [])
     names = Settings(ATRIUM_LITELLM_CALLBACKS=" langfuse, ,otel").litellm_callback_list
     assert names == ["langfuse", "otel"]
-    _use_callbacks(names)
-    _use_callbacks(names)  # a second app in the same process adds nothing twice
+    use_callbacks(names)
+    use_callbacks(names)  # a second app in the same process adds nothing twice
     assert litellm.success_callback == ["langfuse", "otel"] and litellm.failure_callback == ["langfuse", "otel"]
 
 

@@ -2,8 +2,8 @@
 which moves one fails here, by name, rather than silently costing CPU on every call, billing wrong or losing
 track of the deployment that answered.
 
-backend/llm/service.py
-- `litellm.suppress_debug_info`, `turn_off_message_logging`, `disable_streaming_logging` (`_quiet_litellm`): flags
+backend/llm/litellm_quiet.py, backend/llm/pricing.py, backend/llm/service.py
+- `litellm.suppress_debug_info`, `turn_off_message_logging`, `disable_streaming_logging` (`quiet_litellm`): flags
   LiteLLM defines and still reads (setting a name LiteLLM no longer reads does nothing and fails nothing).
 - `litellm.callbacks`, `success_callback`, `_async_success_callback`, `service_callback` (`_litellm_observed`):
   where a configured callback lives; while one is, LiteLLM's own pricing and logging must run.
@@ -35,7 +35,7 @@ from litellm.integrations.custom_logger import CustomLogger
 from litellm.litellm_core_utils import logging_worker
 from litellm.litellm_core_utils.litellm_logging import Logging
 
-from backend.llm.service import _TIERED
+from backend.llm.pricing import _TIERED
 from tests.llm.fakes import FakeOpenAI, mock
 
 MESSAGES = [{"role": "user", "content": "a secret question"}]
