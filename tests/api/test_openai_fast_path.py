@@ -248,3 +248,18 @@ def test_a_route_with_a_dependency_the_fast_path_does_not_do_has_none():
     guarded.include_router(router)
     assert TestClient(guarded).get("/x").json() == {"slow": True} and calls == ["extra"]
 
+
+@pytest.mark.parametrize("content", [{"a": "é ✓ \u2028 \x00", "b": [1.5, 1e-05, 10**20, None, True]}, {}])
+def test_the_answer_is_jsonresponses_bytes_and_headers(content):
+    from fastapi.responses import JSONResponse
+
+    from backend.api.openai_models import CompletionAnswer
+
+    ours = CompletionAnswer(content, [(b"x-atrium-model", b"m"), (b"x-atrium-cached", b"false")])
+    theirs = JSONResponse(content, headers={"x-atrium-model": "m", "x-atrium-cached": "false"})
+    assert (ours.status_code, ours.body, ours.raw_headers, ours.background) == (
+        theirs.status_code, theirs.body, theirs.raw_headers, theirs.background)
+    with pytest.raises(ValueError):  # NaN is no JSON: refused alike
+        CompletionAnswer({"x": float("nan")}, [])
+    with pytest.raises(ValueError):
+        JSONResponse({"x": float("nan")})
