@@ -115,6 +115,7 @@ def _install_routes(app: FastAPI, services: Any, settings: Settings) -> None:
 def _install_guards(app: FastAPI, services: Any, settings: Settings, *, chat: bool) -> None:
     """The middlewares, innermost first (Starlette runs the last added first)."""
     from backend.api.browser_security import BrowserSecurity
+    from backend.api.fast_dispatch import FastDispatch
     from backend.api.limits import BodyLimit
     from backend.auth.request_context import ClientIpContext
     from backend.auth.surface import SurfaceTable
@@ -132,6 +133,8 @@ def _install_guards(app: FastAPI, services: Any, settings: Settings, *, chat: bo
     _guard_surface(app, services, table)
     # A body over its limit is refused before anything reads it or authenticates its sender ...
     app.add_middleware(BodyLimit, settings=settings)
+    # The plain chat completion past the router and the layers above that pass it untouched (fast_dispatch.py).
+    app.add_middleware(FastDispatch)
     # ... and outermost of all, the browser's rules: their headers reach every response (413s too), and a
     # cross-site POST is refused before anything runs.
     app.add_middleware(BrowserSecurity, audit=services.audit, sessions=services.sessions,

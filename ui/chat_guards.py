@@ -24,8 +24,10 @@ API_PREFIX = "/api/"
 
 
 class ChatGuards:
+    passes_plain_api_posts = True  # /api/ requests go straight to `app` (FastDispatch skips it for them)
+
     def __init__(self, app: ASGIApp, *, password_login: Callable[[], Any] | None = None) -> None:
-        self.api = app
+        self.api = self.app = app
         # Outermost first, as app.py installed them one by one before.
         self.chat: ASGIApp = ClosedSocketGuard(  # a socket closed before it opened: no engineio traceback
             EmptyUploadGuard(  # an empty attached file: a 400 in words, not Chainlit's 500

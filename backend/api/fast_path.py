@@ -21,14 +21,33 @@ backend/auth/surface.py and FastAPI's own handler use) and puts a `fast` functio
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi.routing import APIRoute
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
-from starlette.types import Message, Receive
+from starlette.types import Message, Receive, Scope
 
 Fast = Callable[[Request], Awaitable[Response | None]]
+ROUTED = "atrium.fast_route"  # scope key: a fast path's handler reports its route in the dict found there
+ROUTING_KEYS = ("endpoint", "path_params", "route", "router")  # what the router put in the scope for the path
+
+
+@dataclass(frozen=True)
+class Routed:
+    """Where the router sends a path: this fast path, with these routing keys in the scope (fast_dispatch.py)."""
+
+    fast: Fast
+    routing: dict[str, Any]
+
+
+def report_route(scope: Scope, fast: Fast) -> None:
+    """The router sent this request to a fast path's handler: say so to FastDispatch, which asked (`ROUTED`)."""
+    report = scope.get(ROUTED)
+    # Not from inside a mounted app (a root path of its own): the dispatcher serves the app it is installed in.
+    if report is not None and not report and not scope.get("root_path"):
+        report["routed"] = Routed(fast, {k: scope[k] for k in ROUTING_KEYS if k in scope})
 
 
 class Declined(Exception):  # noqa: N818 - not an error: the fast path hands the request on
@@ -94,18 +113,20 @@ class FastPathRoute(APIRoute):
         self.fast_path_active = True  # for the test that the chat completion is really served this way
 
         async def handler(request: Request) -> Response:
+            if ROUTED in request.scope:  # FastDispatch learns that the router sends this path here
+                report_route(request.scope, fast)
             try:
                 response = await fast(request)
             except Declined as declined:  # its body was read: FastAPI's handler reads it again from a replay
-                return await slow(Request(request.scope, _replaying(declined.body, request.receive)))
+                return await slow(Request(request.scope, replaying(declined.body, request.receive)))
             except BodyUnread as unread:
-                return await slow(Request(request.scope, _failing(unread.cause)))
+                return await slow(Request(request.scope, failing(unread.cause)))
             return response if response is not None else await slow(request)
 
         return handler
 
 
-def _replaying(body: bytes, then: Receive) -> Receive:
+def replaying(body: bytes, then: Receive) -> Receive:
     """The body read, then the connection's own messages (a streamed answer listens there for a disconnect)."""
     sent = False
 
@@ -119,7 +140,7 @@ def _replaying(body: bytes, then: Receive) -> Receive:
     return receive
 
 
-def _failing(exc: Exception) -> Callable[[], Awaitable[Message]]:
+def failing(exc: Exception) -> Callable[[], Awaitable[Message]]:
     async def receive() -> Message:
         raise exc
 

@@ -85,6 +85,11 @@ class BodyLimit:
         self.app = app
         self.limits = limits_of(settings)
 
+    def passes(self, scope: Scope) -> bool:
+        """Whether an HTTP request passes here untouched: a declared length within its limit (fast_dispatch.py)."""
+        declared = _content_length(scope)
+        return declared is not None and declared <= self.limits[_family(scope)].max_bytes
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)

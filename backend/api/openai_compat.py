@@ -14,14 +14,14 @@ from collections.abc import AsyncIterator
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from starlette.responses import Response
 
 from backend.api.deps import ChatAccess, ServicesDep, TenantContext, chat_access, get_services_dep, reject_unknown_query
 from backend.api.fast_path import Declined, FastPathRoute, read_body
 from backend.api.openai_errors import openai_error_body
-from backend.api.openai_models import ChatCompletion
+from backend.api.openai_models import ChatCompletion, CompletionAnswer
 from backend.api.params import Integer, IntegerOrNone, NumberOrNone
 from backend.api.unicode import lone_surrogate_at
 from backend.chat.types import MAX_MESSAGE_CHARS, ChatRequest, TurnResult
@@ -322,12 +322,13 @@ async def _complete(body: ChatCompletionIn, ctx: TenantContext, services: Any, r
             result = await services.chat.run(ctx.principal, req)
         except AtriumError as exc:
             raise _unsupported_by_model(exc) from exc.__cause__
-        return JSONResponse({
+        return CompletionAnswer({
             "id": cid, "object": "chat.completion", "created": created, "model": body.model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": result.answer},
                          "finish_reason": result.finish_reason}],
             "usage": _usage(result), "atrium": _atrium(result, notes),
-        }, headers={"x-atrium-model": result.model, "x-atrium-cached": str(result.cached).lower()})
+        }, [(b"x-atrium-model", result.model.encode("latin-1")),
+            (b"x-atrium-cached", str(result.cached).lower().encode("latin-1"))])
 
     stream = services.chat.stream(ctx.principal, req)
     # Pull the first item before answering: a refusal (quota, tier, prompt) is still a proper HTTP error.

@@ -32,6 +32,8 @@ AFTER_LOGOUT_PATH = "/chat/login"
 
 
 class IdpLogout:
+    passes_plain_api_posts = True  # a POST other than the sign-out passes untouched (FastDispatch skips it)
+
     def __init__(self, app: ASGIApp, login: OidcLogin, sessions: SessionRegistry) -> None:
         self.app = app
         self.login = login

@@ -32,6 +32,8 @@ Audit = Callable[..., object]
 
 
 class SurfaceGuard:
+    passes_plain_api_posts = True  # only the chat's paths are its (FastDispatch skips it for /api/ POSTs)
+
     def __init__(self, app: ASGIApp, *, table: SurfaceTable, session_caller: SessionCallerOf,
                  audit: Audit, origins: frozenset[str] = frozenset(),
                  tenant_resolvers: dict[str, TenantResolver] | None = None,
