@@ -23,7 +23,11 @@ echo "test: postgres=${ATRIUM_TEST_POSTGRES_URL:-none} redis=${ATRIUM_TEST_REDIS
 # Three workers (pytest-xdist), a test file each at a time: most of the suite waits on served apps, the browser
 # and the model, so three files side by side keep two cores busier than two did (1,714 tests: 19.9 min, where
 # two workers took 21 min for 1,598). ATRIUM_TEST_WORKERS=0 runs it in one process.
+# The files go out slowest first (tests/file_order.py, by tests/file_seconds.tsv), not in xdist's own order (most
+# tests first), which left the browser files, a few minute-long tests each, for the end: --no-loadscope-reorder
+# keeps that order. Refresh the table now and then:
+#   bash scripts/test.sh --durations=0 | .venv/bin/python scripts/file_seconds.py
 workers="${ATRIUM_TEST_WORKERS:-3}"
 dist=()
-[[ "$workers" != "0" ]] && dist=(-n "$workers" --dist loadfile)
+[[ "$workers" != "0" ]] && dist=(-n "$workers" --dist loadfile --no-loadscope-reorder)
 exec "$VENV/bin/python" -m pytest -ra "${dist[@]}" "$@"

@@ -16,6 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.file_order import pytest_collection_modifyitems  # noqa: F401 - a hook: the order xdist hands files out in
+
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 REPO = Path(__file__).resolve().parent.parent
@@ -166,11 +168,13 @@ def session_token(identifier: str, claims: dict, *, provider: str | None = None,
     return create_jwt(User(identifier=identifier, display_name=claims.get("name"), metadata=metadata))
 
 
+AUTH_SECRET = "test-secret-" + "x" * 40  # what login_as signs session cookies with (CHAINLIT_AUTH_SECRET)
+
+
 @pytest.fixture
 def login_as(api_client, monkeypatch):
     """login_as("alice") -> cookies for the in-process api_client."""
-    secret = "test-secret-" + "x" * 40
-    monkeypatch.setenv("CHAINLIT_AUTH_SECRET", secret)
+    monkeypatch.setenv("CHAINLIT_AUTH_SECRET", AUTH_SECRET)
 
     def make(user: str) -> dict[str, str]:
         return session_cookie_for(user)

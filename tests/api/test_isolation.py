@@ -9,15 +9,18 @@ for its other path parameters, and a realistic request body, so the refusal cann
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlmodel import select
 
 from backend.db.models import ChatTurn, EvalRun
 from backend.db.repositories.audit import list_events
 from tests.auth.jwks_server import AUDIENCE
+from tests.conftest import _SCRUB, AUTH_SECRET, TEST_TODAY, session_cookie_for
 
 VICTIM = "sales"
 ATTACKER_TENANT = "engineering"
@@ -109,13 +112,44 @@ ROUTES: list[Route] = [
 ]
 
 
+@pytest.fixture(scope="module")
+def client(idp, tmp_path_factory) -> Iterator[TestClient]:
+    """One app for the inventory and the per-route tests (an app per test was most of this file's time): each of
+    those compares the audit before and after its own requests, and every request is refused, so what one leaves
+    changes nothing another checks. The tests that look at the whole audit or at the victim's data have an app of
+    their own (own_client). The environment is the one conftest's fixtures give each test (_clean_env, login_as)."""
+    from app import create_app
+    from backend.container import set_services
+    from backend.settings import Settings
+
+    with pytest.MonkeyPatch.context() as mp:
+        for name in _SCRUB:
+            mp.delenv(name, raising=False)
+        mp.setattr("backend.llm.router.utc_today", lambda: TEST_TODAY)
+        mp.setenv("CHAINLIT_AUTH_SECRET", AUTH_SECRET)
+        settings = Settings(ATRIUM_DATA_DIR=str(tmp_path_factory.mktemp("isolation")), OIDC_ISSUER=idp.issuer,
+                            OIDC_API_AUDIENCE=AUDIENCE, OIDC_JWKS_MIN_REFRESH_S=0)
+        with TestClient(create_app(settings, mount_chat=False)) as shared:
+            yield shared
+    set_services(None)
+
+
 @pytest.fixture
-def client(make_api_client, idp, login_as):
+def own_client(make_api_client, idp, login_as):
     return make_api_client(OIDC_ISSUER=idp.issuer, OIDC_API_AUDIENCE=AUDIENCE, OIDC_JWKS_MIN_REFRESH_S=0)
 
 
 @pytest.fixture
-def attackers(client, idp, login_as) -> dict[str, dict[str, str]]:
+def attackers(client, idp) -> dict[str, dict[str, str]]:
+    return _attackers(client, idp)
+
+
+@pytest.fixture
+def own_attackers(own_client, idp) -> dict[str, dict[str, str]]:
+    return _attackers(own_client, idp)
+
+
+def _attackers(client, idp) -> dict[str, dict[str, str]]:
     """Tenant B's principals, each as strong as possible in its own tenant."""
     key = client.post(f"/api/t/{ATTACKER_TENANT}/keys", cookies=_admin_cookie(),
                       json={"name": "b", "scopes": ["chat", "retrieval", "ingest", "prompts:read", "prompts:write",
@@ -203,15 +237,16 @@ def test_other_tenant_is_refused_and_audited(client, attackers, route):
 
 
 @pytest.mark.parametrize("route", ROUTES, ids=lambda r: f"{r.method} {r.path}")
-def test_anonymous_is_401_and_platform_admin_is_403(client, login_as, route):
+def test_anonymous_is_401_and_platform_admin_is_403(client, route):
     r = _request(client, route, VICTIM, {}, None)
     assert (r.status_code, _code(r)) == (401, "not_authenticated")
     # platform admins act on tenants only through the explicit /api/admin routes
-    r = _request(client, route, VICTIM, {"cookies": login_as("root")}, None)
+    r = _request(client, route, VICTIM, {"cookies": session_cookie_for("root")}, None)
     assert (r.status_code, _code(r)) == (403, "tenant_mismatch")
 
 
-def test_victim_data_unchanged_by_the_attempts(client, attackers, login_as):
+def test_victim_data_unchanged_by_the_attempts(own_client, own_attackers, login_as):
+    client, attackers = own_client, own_attackers
     cases = client.get(f"/api/t/{VICTIM}/evals/sales-assistant/cases/export", cookies=login_as("bob")).text
     assert "rep-discount-limit" in cases  # the demo set: the attempts above target a case that exists
     for route in ROUTES:
@@ -225,9 +260,11 @@ def test_victim_data_unchanged_by_the_attempts(client, attackers, login_as):
     assert client.get(f"/api/t/{VICTIM}/evals/sales-assistant/cases/export", cookies=login_as("bob")).text == cases
 
 
-def test_the_victims_audit_names_the_attempts_but_nothing_about_other_tenants(client, attackers, login_as):
+def test_the_victims_audit_names_the_attempts_but_nothing_about_other_tenants(own_client, own_attackers,
+                                                                                 login_as):
     """carol (sales admin) sees every attempt on sales, but not the attackers' other memberships, another
     tenant's API key ids, or the platform-wide `suspicious_access` counters (operators see those)."""
+    client, attackers = own_client, own_attackers
     for route in ROUTES[:8]:
         for creds in attackers.values():
             _request(client, route, VICTIM, creds, None)
