@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from sqlalchemy import String, TypeDecorator
 from sqlalchemy.engine import Dialect
 
 from backend.db.models import ChatTurn
@@ -32,6 +33,7 @@ class TurnSQL:
         mark = "?" if dialect.paramstyle == "qmark" else "%s"
         table = ChatTurn.__table__
         procs = {c.name: c.type.dialect_impl(dialect).bind_processor(dialect) for c in table.columns}
+        procs = {name: _spell_nul(p) if _is_text(table.c[name].type) else p for name, p in procs.items()}
         self._procs: list[tuple[str, Callable[[Any], Any] | None]] = [(c, procs[c]) for c in _COLUMNS]
         self._tuple = "(" + ", ".join([mark] * len(_COLUMNS)) + ")"
         cols = ", ".join(f'"{c}"' for c in _COLUMNS)
@@ -95,3 +97,19 @@ class TurnSQL:
             return ids
         finally:
             cur.close()
+
+
+def _is_text(kind: Any) -> bool:
+    return isinstance(kind.impl if isinstance(kind, TypeDecorator) else kind, String)  # SQLModel's AutoString too
+
+
+def _spell_nul(process: Callable[[Any], Any] | None) -> Callable[[Any], Any]:
+    """A text column's values with NUL spelled out (`\\x00`), on both databases alike: PostgreSQL's text cannot hold
+    NUL and refuses the statement — the whole batch, every caller's row with it, and then the outbox's retries
+    forever. NUL comes with caller text (a provider's error message, a claim) and means nothing in a usage row."""
+    def spelled(value: Any) -> Any:
+        if isinstance(value, str) and "\x00" in value:
+            value = value.replace("\x00", "\\x00")
+        return value if process is None else process(value)
+
+    return spelled

@@ -127,3 +127,32 @@ def test_the_writers_statements_store_what_the_repositorys_store(sql_url):
     assert [rows[t.turn_key]["prompt_tokens"] for t in many] == [1000, *range(1, 250)]
     writer.close()
     db.engine.dispose()
+
+
+def test_a_nul_in_caller_text_is_spelled_out_and_the_batch_is_written(sql_url):
+    """PostgreSQL's text cannot hold NUL: one row carrying it (a provider's error message, a claim) failed the whole
+    batch, its neighbours' rows with it, and then every retry of the outbox. Spelled out as `\\x00`, on both."""
+    from sqlmodel import select
+
+    from backend.db.models import ChatTurn
+    from backend.settings import _normalise_db_url
+
+    url = _normalise_db_url(sql_url)
+    upgrade(url)
+    db = Database(make_engine(url))
+    writer = UsageWriter(db=db, linger_s=0.05)  # the rows share one batch
+    turns = [new_turn(tenant="sales", subject="alice", model="m1", prompt_tokens=1),
+             new_turn(tenant="sales", subject="bob\x00", model="m1", prompt_tokens=2, outcome="error",
+                      error="provider said \x00 and stopped"),
+             new_turn(tenant="sales", subject="carol", model="m1", prompt_tokens=3)]
+
+    async def write_all():
+        return await asyncio.gather(*(writer.write(t) for t in turns))
+
+    ids = asyncio.run(write_all())
+    writer.close()
+    assert None not in ids and len(set(ids)) == 3
+    with db.session() as s:
+        stored = {r.prompt_tokens: (r.subject, r.error) for r in s.exec(select(ChatTurn))}
+    assert stored == {1: ("alice", None), 2: ("bob\\x00", "provider said \\x00 and stopped"), 3: ("carol", None)}
+    db.engine.dispose()
