@@ -5,7 +5,7 @@ for one reason on one route (and action) within `group_window_s` are one row who
 on SQLite and PostgreSQL alike). The route is the matched method and pattern (`GET /api/t/{tenant}/documents/
 {document_id}`), and every tenant that is not configured counts as one, so neither made-up ids nor made-up
 tenant names open new rows. Every string that came with a request is cut to a bounded length before it is
-stored.
+stored, its NUL characters spelled out (PostgreSQL's text cannot hold them: the denial would go unrecorded).
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ def clip(value: Any, limit: int) -> str | None:
     if value is None:
         return None
     text = value if isinstance(value, str) else str(value)
+    if "\x00" in text:  # a URL's %00 reaches the path (and a tenant from it): PostgreSQL refused the whole row
+        text = text.replace("\x00", "\\x00")
     return text if len(text) <= limit else f"{text[:limit]}… ({len(text) - limit:,} more characters)"
 
 
