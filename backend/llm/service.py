@@ -150,8 +150,7 @@ class LLMService:
         advisory: dict[str, Any] | None = None, tenant: str = "",
     ) -> AsyncIterator[Delta | Completion]:
         """`_stream` (below) in the model call's span (GenAI semantic conventions), its failures counted."""
-        span = start_span(f"chat {tier}", {"gen_ai.operation.name": "chat", "gen_ai.request.model": tier,
-                                           TENANT: tenant})
+        span = _model_span(tier, tenant)
         try:
             async for item in self._stream(
                 tier=tier, messages=messages, temperature=temperature, max_tokens=max_tokens,
@@ -176,8 +175,7 @@ class LLMService:
     ) -> Completion:
         """`stream(stream=False)` as one coroutine: the same call, span, failure counting and Completion, without
         the async generators a caller that reads no tokens as they come would step through (bench/gateway)."""
-        span = start_span(f"chat {tier}", {"gen_ai.operation.name": "chat", "gen_ai.request.model": tier,
-                                           TENANT: tenant})
+        span = _model_span(tier, tenant)
         try:
             router, group, call = self._call(
                 tier=tier, temperature=temperature, max_tokens=max_tokens, provider_preference=provider_preference,
@@ -386,6 +384,11 @@ def _whole(response: Any, tier: str) -> tuple[str, Any, str, str]:
     finish = (getattr(response.choices[0], "finish_reason", None) if response.choices else None) or "stop"
     text = (response.choices[0].message.content or "") if response.choices else ""
     return model, usage, finish, text
+
+
+def _model_span(tier: str, tenant: str) -> Any:
+    """The model call's span (GenAI semantic conventions), or None while tracing is off."""
+    return start_span(f"chat {tier}", {"gen_ai.operation.name": "chat", "gen_ai.request.model": tier, TENANT: tenant})
 
 
 def _answered(span: Any, item: Completion) -> None:
