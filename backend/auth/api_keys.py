@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy.exc import DBAPIError
+
 from backend.auth.principal import (
     CLI_OWNER,  # noqa: F401 - re-exported: one definition of "no person"
     AllowanceBasis,
@@ -155,6 +157,18 @@ def verify_key(*, db: Database, token: str) -> ApiKey:
     if not token.startswith(PREFIX) or token.count("_") < 2:
         raise InvalidApiKey("malformed_api_key")
     key_id, _, secret = token[len(PREFIX):].partition("_")
+    try:
+        return _verify(db=db, key_id=key_id, secret=secret)
+    except DBAPIError as exc:
+        # The server dropped the connection under the query, after the pool's ping had found it alive (a restart,
+        # a failover, an idle-connection reaper): the caller got a 500 for a good key. Reading the key and stamping
+        # its last use are safe to do again, on a new connection — once.
+        if not exc.connection_invalidated:
+            raise
+        return _verify(db=db, key_id=key_id, secret=secret)
+
+
+def _verify(*, db: Database, key_id: str, secret: str) -> ApiKey:
     with db.session() as session:
         row = get_api_key(session=session, key_id=key_id)
         if row is None or not hmac.compare_digest(row.key_hash, _hash(secret)):
