@@ -39,5 +39,7 @@ if [[ -z "${TMPDIR:-}" && -d /dev/shm && -w /dev/shm ]] && tmp_made=$(mktemp -d 
 fi
 "$VENV/bin/python" -m pytest -ra "${dist[@]}" "$@"
 rc=$?
-[[ -n "$tmp_made" ]] && rm -rf "$tmp_made"
+if [[ -n "$tmp_made" ]]; then  # kept when something failed: its served apps' logs say why
+  if (( rc == 0 )); then rm -rf "$tmp_made"; else echo "test: temp files kept for the failures in $tmp_made"; fi
+fi
 exit $rc
